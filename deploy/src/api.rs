@@ -1,0 +1,363 @@
+//! Wire types of the HTTP API under `/api/v1`: request and response bodies,
+//! shared by AppTracker, the client, the CLI, the dashboard and the agents.
+//!
+//! Enums received from the other side carry an `Unknown` variant so an older
+//! client keeps working when a newer server adds a state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    AppName, BuildId, BuildType, Cluster, DeployId, GitRef, HostName, HostSelector, Sha256,
+    Timestamp, Version,
+};
+
+/// The JSON body of every API error: a stable machine code and a message for
+/// people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable, snake_case: `not_found`, `invalid_input`, `conflict`, ...
+    pub code: String,
+    pub message: String,
+}
+
+// ---------------------------------------------------------------- apps
+
+/// `POST /api/v1/apps`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RegisterApp {
+    pub name: AppName,
+    /// Where packer fetches the source: a local path or a `file://` URL for
+    /// now, http(s)/ssh later.
+    pub git_url: String,
+}
+
+/// An app as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct App {
+    pub name: AppName,
+    pub git_url: String,
+    pub created_at: Timestamp,
+}
+
+// ---------------------------------------------------------------- builds
+
+/// `POST /api/v1/apps/{app}/builds`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RequestBuild {
+    /// Branch, tag or sha; the app's default branch (`main`) when absent.
+    pub git_ref: Option<GitRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    #[serde(other)]
+    Unknown,
+}
+
+impl BuildStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, BuildStatus::Succeeded | BuildStatus::Failed)
+    }
+}
+
+/// Where a built release can be downloaded, and how to check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRef {
+    /// Absolute URL the grabber downloads from.
+    pub url: String,
+    pub sha256: Sha256,
+    pub size: u64,
+}
+
+/// A build as the API shows it. `log` is filled only when one build is asked
+/// for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Build {
+    pub id: BuildId,
+    pub app: AppName,
+    /// Per-app build number, the first part of the version.
+    pub number: i64,
+    pub git_ref: String,
+    pub commit: String,
+    pub version: Version,
+    pub status: BuildStatus,
+    pub build_type: Option<BuildType>,
+    pub artifact: Option<ArtifactRef>,
+    /// Why it failed, in one line.
+    pub error: Option<String>,
+    #[serde(default)]
+    pub log: String,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+}
+
+// ---------------------------------------------------------------- deploys
+
+/// `POST /api/v1/deploys`. Exactly one of `version` and `git_ref` is given.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateDeploy {
+    pub app: AppName,
+    pub version: Option<Version>,
+    pub git_ref: Option<GitRef>,
+    pub cluster: Cluster,
+    /// Hosts of the cluster to touch; every host when absent.
+    pub hosts: Option<HostSelector>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployStatus {
+    /// Waiting for its build.
+    Building,
+    Running,
+    Succeeded,
+    Failed,
+    /// Some hosts succeeded, some did not.
+    Partial,
+    Cancelled,
+    #[serde(other)]
+    Unknown,
+}
+
+impl DeployStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            DeployStatus::Succeeded
+                | DeployStatus::Failed
+                | DeployStatus::Partial
+                | DeployStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployStatus::Building => "building",
+            DeployStatus::Running => "running",
+            DeployStatus::Succeeded => "succeeded",
+            DeployStatus::Failed => "failed",
+            DeployStatus::Partial => "partial",
+            DeployStatus::Cancelled => "cancelled",
+            DeployStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for DeployStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one host is in installing one release (DESIGN.md "Host phases").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostPhase {
+    Pending,
+    Downloading,
+    Verifying,
+    Extracting,
+    Switching,
+    Starting,
+    Checking,
+    Done,
+    /// Already ran that version: nothing was touched.
+    Skipped,
+    Failed,
+    /// Silent past the deadline.
+    TimedOut,
+    #[serde(other)]
+    Unknown,
+}
+
+impl HostPhase {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            HostPhase::Done | HostPhase::Skipped | HostPhase::Failed | HostPhase::TimedOut
+        )
+    }
+
+    pub fn is_success(self) -> bool {
+        matches!(self, HostPhase::Done | HostPhase::Skipped)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostPhase::Pending => "pending",
+            HostPhase::Downloading => "downloading",
+            HostPhase::Verifying => "verifying",
+            HostPhase::Extracting => "extracting",
+            HostPhase::Switching => "switching",
+            HostPhase::Starting => "starting",
+            HostPhase::Checking => "checking",
+            HostPhase::Done => "done",
+            HostPhase::Skipped => "skipped",
+            HostPhase::Failed => "failed",
+            HostPhase::TimedOut => "timed_out",
+            HostPhase::Unknown => "unknown",
+        }
+    }
+
+    /// Parses the snake_case name (as stored in the database).
+    pub fn from_name(s: &str) -> HostPhase {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .unwrap_or(HostPhase::Unknown)
+    }
+}
+
+impl std::fmt::Display for HostPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One host's progress in one deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployHost {
+    pub host: HostName,
+    pub phase: HostPhase,
+    /// With `failed`: the phase it failed in.
+    pub failed_phase: Option<HostPhase>,
+    /// With `failed`: whether the previous release runs again.
+    pub rolled_back: bool,
+    /// One line for people: what happened.
+    pub message: Option<String>,
+    /// With `failed`: the last lines of the app's or the step's log.
+    pub log_tail: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+/// A deploy as the API shows it, with one row per targeted host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deploy {
+    pub id: DeployId,
+    pub app: AppName,
+    /// Known once the build is (version given, or build reused/finished).
+    pub version: Option<Version>,
+    pub git_ref: Option<String>,
+    pub build_id: Option<BuildId>,
+    pub cluster: Cluster,
+    pub hosts_selector: HostSelector,
+    pub status: DeployStatus,
+    /// Why the deploy as a whole failed (a failed build, no matching host).
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub hosts: Vec<DeployHost>,
+}
+
+/// `POST /api/v1/deploys/{id}/hosts/{host}/events`: a grabber reports progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostEvent {
+    pub cluster: Cluster,
+    pub phase: HostPhase,
+    pub failed_phase: Option<HostPhase>,
+    #[serde(default)]
+    pub rolled_back: bool,
+    pub message: Option<String>,
+    pub log_tail: Option<String>,
+}
+
+/// What the dashboard and `deploy status --follow` receive on
+/// `GET /api/v1/deploys/{id}/stream`, and what the event stream of all
+/// deploys (`GET /api/v1/events`) carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DeployEvent {
+    /// A host moved to a new phase.
+    Host {
+        deploy_id: DeployId,
+        #[serde(flatten)]
+        host: DeployHost,
+    },
+    /// The deploy itself changed status.
+    Status {
+        deploy_id: DeployId,
+        status: DeployStatus,
+        version: Option<Version>,
+        error: Option<String>,
+    },
+    #[serde(other)]
+    Unknown,
+}
+
+// ---------------------------------------------------------------- hosts
+
+/// What a host runs of one app, as its grabber reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstalledApp {
+    pub app: AppName,
+    /// The release `current` names.
+    pub version: Option<Version>,
+    /// The supervised process, when running.
+    pub pid: Option<u32>,
+    /// The port the app was given (`PORT`).
+    pub port: Option<u16>,
+}
+
+/// `POST /api/v1/hosts/heartbeat`: a grabber registers and says it is alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub cluster: Cluster,
+    pub host: HostName,
+    /// The grabber's root directory on that host.
+    pub root: String,
+    #[serde(default)]
+    pub apps: Vec<InstalledApp>,
+}
+
+/// A host as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Host {
+    pub cluster: Cluster,
+    pub name: HostName,
+    pub root: String,
+    pub registered_at: Timestamp,
+    pub last_seen: Timestamp,
+    pub apps: Vec<InstalledApp>,
+}
+
+/// One app a host should run, with the deploy that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredApp {
+    pub app: AppName,
+    pub version: Version,
+    pub deploy_id: DeployId,
+    pub artifact: ArtifactRef,
+}
+
+/// `GET /api/v1/hosts/{cluster}/{host}/desired`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesiredState {
+    pub cluster: Cluster,
+    pub host: HostName,
+    pub apps: Vec<DesiredApp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_states_do_not_break_old_clients() {
+        let p: HostPhase = serde_json::from_str("\"teleporting\"").unwrap();
+        assert_eq!(p, HostPhase::Unknown);
+        let s: DeployStatus = serde_json::from_str("\"paused\"").unwrap();
+        assert_eq!(s, DeployStatus::Unknown);
+        let e: DeployEvent = serde_json::from_str(r#"{"kind":"new_thing"}"#).unwrap();
+        assert_eq!(e, DeployEvent::Unknown);
+    }
+
+    #[test]
+    fn phases_round_trip_by_name() {
+        for p in [HostPhase::TimedOut, HostPhase::Checking, HostPhase::Done] {
+            assert_eq!(HostPhase::from_name(p.as_str()), p);
+        }
+    }
+}

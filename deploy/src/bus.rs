@@ -1,0 +1,98 @@
+//! Bus messages: JSON on channel `slipway.deploy.<cluster>` (DESIGN.md "Bus
+//! messages"). Pub/sub is a doorbell; the desired state in the database is the
+//! record.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AppName, ArtifactRef, Cluster, DeployId, HostName, HostSelector, Timestamp, Version};
+
+/// The channel a cluster's grabbers listen on.
+pub fn channel(cluster: &Cluster) -> String {
+    format!("slipway.deploy.{cluster}")
+}
+
+/// Which hosts a message is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub cluster: Cluster,
+    pub hosts: HostSelector,
+}
+
+impl Target {
+    /// The filter every grabber applies, whatever the strategy.
+    pub fn selects(&self, cluster: &Cluster, host: &HostName) -> bool {
+        &self.cluster == cluster && self.hosts.matches(host)
+    }
+}
+
+/// "Install this release."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployMessage {
+    pub deploy_id: DeployId,
+    pub app: AppName,
+    pub version: Version,
+    pub artifact: ArtifactRef,
+    pub target: Target,
+    pub issued_at: Timestamp,
+}
+
+/// A message on a cluster's channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum BusMessage {
+    Deploy(DeployMessage),
+    /// Ask every grabber to reconcile with its desired state now.
+    Sync,
+    /// A kind this build does not know: logged and skipped.
+    #[serde(other)]
+    Unknown,
+}
+
+impl BusMessage {
+    /// Parses a message; a malformed one is an error for the caller to log
+    /// and skip, never to crash on.
+    pub fn from_json(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_message_has_the_documented_shape() {
+        let m = BusMessage::Deploy(DeployMessage {
+            deploy_id: DeployId(7),
+            app: AppName::parse("hello").unwrap(),
+            version: Version::parse("1-abcdef0").unwrap(),
+            artifact: ArtifactRef {
+                url: "http://127.0.0.1:8080/artifacts/hello/hello-1-abcdef0.tar.gz".into(),
+                sha256: crate::Sha256::parse("0".repeat(64)).unwrap(),
+                size: 10,
+            },
+            target: Target {
+                cluster: Cluster::parse("local").unwrap(),
+                hosts: HostSelector::parse("local-[12]").unwrap(),
+            },
+            issued_at: Timestamp(1),
+        });
+        let v: serde_json::Value = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["kind"], "deploy");
+        assert_eq!(v["target"]["hosts"], "local-[12]");
+        assert_eq!(v["artifact"]["size"], 10);
+        let back = BusMessage::from_json(&v.to_string()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn unknown_and_malformed_messages() {
+        assert_eq!(
+            BusMessage::from_json(r#"{"kind":"reboot"}"#).unwrap(),
+            BusMessage::Unknown
+        );
+        assert_eq!(BusMessage::from_json(r#"{"kind":"sync"}"#).unwrap(), BusMessage::Sync);
+        assert!(BusMessage::from_json("not json").is_err());
+        assert!(BusMessage::from_json(r#"{"kind":"deploy","app":"Bad App"}"#).is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! The typed async client of the AppTracker API, used by the CLI, the
+//! dashboard, the grabber and the tests alike.
+
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::*;
+use crate::bus::BusMessage;
+use crate::{AppName, BuildId, Cluster, DeployId, HostName};
+
+/// The address `apptracker dev` listens on, the default everywhere.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
+
+/// What can go wrong talking to AppTracker.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error body.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The server could not be reached or the connection broke.
+    #[error("cannot reach AppTracker at {url}: {source}")]
+    Transport {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The server answered something this client cannot read.
+    #[error("unexpected answer from {url}: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+impl ClientError {
+    /// Whether trying again later may work (the server was away or failed).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Api { status, .. } => *status >= 500,
+            ClientError::Transport { .. } => true,
+            ClientError::Decode { .. } => false,
+        }
+    }
+
+    /// The stable error code, for an API error.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+/// A client of one AppTracker.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the server at `base` (`http://host:port`, no trailing path).
+    pub fn new(base: impl Into<String>) -> Self {
+        let base = base.into().trim_end_matches('/').to_string();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { base, http }
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The underlying HTTP client, for downloads.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let req = req.timeout(Duration::from_secs(60));
+        let (client, req) = req.build_split();
+        let req = req.map_err(|e| ClientError::Decode {
+            url: self.base.clone(),
+            reason: e.to_string(),
+        })?;
+        let url = req.url().to_string();
+        let resp = client.execute(req).await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|source| ClientError::Transport {
+            url: url.clone(),
+            source,
+        })?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(body) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: body.code,
+                    message: body.message,
+                },
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: "http_error".into(),
+                    message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+                },
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    // ------------------------------------------------------------ apps
+
+    pub async fn register_app(&self, req: &RegisterApp) -> Result<App, ClientError> {
+        self.post("/api/v1/apps", req).await
+    }
+
+    pub async fn apps(&self) -> Result<Vec<App>, ClientError> {
+        self.get("/api/v1/apps").await
+    }
+
+    pub async fn app(&self, app: &AppName) -> Result<App, ClientError> {
+        self.get(&format!("/api/v1/apps/{app}")).await
+    }
+
+    // ------------------------------------------------------------ builds
+
+    pub async fn request_build(&self, app: &AppName, req: &RequestBuild) -> Result<Build, ClientError> {
+        self.post(&format!("/api/v1/apps/{app}/builds"), req).await
+    }
+
+    /// The app's builds, newest first, without logs.
+    pub async fn builds(&self, app: &AppName) -> Result<Vec<Build>, ClientError> {
+        self.get(&format!("/api/v1/apps/{app}/builds")).await
+    }
+
+    /// One build, with its log.
+    pub async fn build(&self, id: BuildId) -> Result<Build, ClientError> {
+        self.get(&format!("/api/v1/builds/{id}")).await
+    }
+
+    // ------------------------------------------------------------ deploys
+
+    pub async fn create_deploy(&self, req: &CreateDeploy) -> Result<Deploy, ClientError> {
+        self.post("/api/v1/deploys", req).await
+    }
+
+    /// Recent deploys, newest first.
+    pub async fn deploys(&self, limit: u32) -> Result<Vec<Deploy>, ClientError> {
+        self.get(&format!("/api/v1/deploys?limit={limit}")).await
+    }
+
+    pub async fn deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
+        self.get(&format!("/api/v1/deploys/{id}")).await
+    }
+
+    /// Live events of one deploy: first a snapshot (one `Host` event per host
+    /// and a `Status`), then every change. The stream ends after the deploy's
+    /// terminal `Status`.
+    pub async fn deploy_stream(
+        &self,
+        id: DeployId,
+    ) -> Result<impl Stream<Item = Result<DeployEvent, ClientError>> + use<>, ClientError> {
+        self.sse(&format!("/api/v1/deploys/{id}/stream")).await
+    }
+
+    /// A grabber reports a host's progress in a deploy.
+    pub async fn host_event(
+        &self,
+        deploy: DeployId,
+        host: &HostName,
+        event: &HostEvent,
+    ) -> Result<DeployHost, ClientError> {
+        self.post(&format!("/api/v1/deploys/{deploy}/hosts/{host}/events"), event)
+            .await
+    }
+
+    // ------------------------------------------------------------ hosts
+
+    pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<Host, ClientError> {
+        self.post("/api/v1/hosts/heartbeat", hb).await
+    }
+
+    pub async fn hosts(&self) -> Result<Vec<Host>, ClientError> {
+        self.get("/api/v1/hosts").await
+    }
+
+    pub async fn desired_state(&self, cluster: &Cluster, host: &HostName) -> Result<DesiredState, ClientError> {
+        self.get(&format!("/api/v1/hosts/{cluster}/{host}/desired")).await
+    }
+
+    /// The cluster's bus, relayed as server-sent events. The first item is
+    /// `Sync` so a (re)connecting grabber reconciles before anything else.
+    /// Malformed messages come through as `Err(Decode)` for the caller to
+    /// log and skip.
+    pub async fn bus_stream(
+        &self,
+        cluster: &Cluster,
+    ) -> Result<impl Stream<Item = Result<BusMessage, ClientError>> + use<>, ClientError> {
+        self.sse(&format!("/api/v1/bus/{cluster}")).await
+    }
+
+    async fn sse<T: DeserializeOwned + 'static>(
+        &self,
+        path: &str,
+    ) -> Result<impl Stream<Item = Result<T, ClientError>> + use<T>, ClientError> {
+        let url = self.url(path);
+        let resp = self
+            .http
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.bytes().await.unwrap_or_default();
+            let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                code: body.as_ref().map(|b| b.code.clone()).unwrap_or_else(|| "http_error".into()),
+                message: body.map(|b| b.message).unwrap_or_else(|| format!("GET {url} failed")),
+            });
+        }
+        Ok(resp.bytes_stream().eventsource().filter_map(move |ev| {
+            let url = url.clone();
+            async move {
+                match ev {
+                    Ok(ev) if ev.data.is_empty() => None,
+                    Ok(ev) => Some(serde_json::from_str::<T>(&ev.data).map_err(|e| ClientError::Decode {
+                        url,
+                        reason: format!("bad event {:?}: {e}", ev.data.chars().take(200).collect::<String>()),
+                    })),
+                    Err(e) => Some(Err(ClientError::Decode {
+                        url,
+                        reason: format!("event stream broke: {e}"),
+                    })),
+                }
+            }
+        }))
+    }
+}

@@ -1,0 +1,467 @@
+//! Domain newtypes: names and ids parsed once at the edge, so the rest of the
+//! code passes values that cannot be invalid.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a name, id or selector was refused. The message says what was wrong
+/// with which value, so it can be shown to a person as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {kind} {value:?}: {reason}")]
+pub struct ParseError {
+    /// What was being parsed ("app name", "cluster", ...).
+    pub kind: &'static str,
+    /// The refused input, cut to a readable length.
+    pub value: String,
+    /// What rule it broke.
+    pub reason: String,
+}
+
+impl ParseError {
+    fn new(kind: &'static str, value: &str, reason: impl Into<String>) -> Self {
+        let mut value = value.to_string();
+        if value.len() > 80 {
+            let mut cut = 77;
+            while !value.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            value.truncate(cut);
+            value.push_str("...");
+        }
+        Self {
+            kind,
+            value,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Checks a name against the shared rule: 1..=max chars from `extra` plus
+/// ASCII letters and digits, starting with a letter or digit.
+fn check_name(
+    kind: &'static str,
+    s: &str,
+    max: usize,
+    lowercase_only: bool,
+    extra: &[char],
+) -> Result<(), ParseError> {
+    if s.is_empty() {
+        return Err(ParseError::new(kind, s, "must not be empty"));
+    }
+    if s.len() > max {
+        return Err(ParseError::new(
+            kind,
+            s,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    let first = s.chars().next().unwrap_or('-');
+    if !first.is_ascii_alphanumeric() {
+        return Err(ParseError::new(
+            kind,
+            s,
+            "must start with a letter or a digit",
+        ));
+    }
+    if let Some(bad) = s.chars().find(|c| {
+        let allowed = if lowercase_only {
+            c.is_ascii_lowercase() || c.is_ascii_digit()
+        } else {
+            c.is_ascii_alphanumeric()
+        };
+        !(allowed || extra.contains(c))
+    }) {
+        let allowed = if lowercase_only {
+            "lowercase letters, digits"
+        } else {
+            "letters, digits"
+        };
+        let extra: String = extra.iter().map(|c| format!(" '{c}'")).collect();
+        return Err(ParseError::new(
+            kind,
+            s,
+            format!("character {bad:?} is not allowed (use {allowed} and{extra})"),
+        ));
+    }
+    Ok(())
+}
+
+/// Defines a string newtype with a validating `parse`, `FromStr`, `Display`,
+/// `AsRef<str>` and serde through `TryFrom<String>`.
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, |$s:ident| $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
+
+        impl $name {
+            /// Parses and validates.
+            pub fn parse(s: impl Into<String>) -> Result<Self, ParseError> {
+                let $s: String = s.into();
+                let check: Result<(), ParseError> = $check;
+                check?;
+                Ok(Self($s))
+            }
+
+            /// The validated string.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::parse(s)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ParseError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                Self::parse(s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+string_newtype!(
+    /// An app's name: lowercase letters, digits and '-', at most 63 characters
+    /// (it becomes a directory name on every host).
+    AppName,
+    "app name",
+    |s| check_name("app name", &s, 63, true, &['-'])
+);
+
+string_newtype!(
+    /// A cluster's name: lowercase letters, digits and '-', at most 63
+    /// characters (it becomes a bus channel name).
+    Cluster,
+    "cluster",
+    |s| check_name("cluster", &s, 63, true, &['-'])
+);
+
+string_newtype!(
+    /// A host's name, as in DNS: letters, digits, '-' and '.', at most 253
+    /// characters.
+    HostName,
+    "host name",
+    |s| check_name("host name", &s, 253, false, &['-', '.'])
+);
+
+string_newtype!(
+    /// A release version, `<build number>-<short sha>` for built releases. Any
+    /// name of letters, digits, '.', '_', '+' and '-' up to 128 characters is
+    /// accepted, but never `.` or `..` (it becomes a directory name).
+    Version,
+    "version",
+    |s| check_name("version", &s, 128, false, &['.', '_', '+', '-'])
+);
+
+string_newtype!(
+    /// A SHA-256 digest as 64 lowercase hex digits.
+    Sha256,
+    "sha256",
+    |s| {
+        if s.len() != 64 {
+            Err(ParseError::new("sha256", &s, "must be 64 hex digits"))
+        } else if !s.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)) {
+            Err(ParseError::new("sha256", &s, "must be lowercase hex digits"))
+        } else {
+            Ok(())
+        }
+    }
+);
+
+string_newtype!(
+    /// A git ref as a user gives it: a branch, a tag or a (short) sha.
+    GitRef,
+    "git ref",
+    |s| {
+        if s.is_empty() || s.len() > 255 {
+            Err(ParseError::new("git ref", &s, "must be 1 to 255 characters"))
+        } else if s.starts_with('-') {
+            Err(ParseError::new("git ref", &s, "must not start with '-'"))
+        } else if s.contains("..") || s.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c)) {
+            Err(ParseError::new("git ref", &s, "is not a valid git ref name"))
+        } else {
+            Ok(())
+        }
+    }
+);
+
+impl Version {
+    /// The version of a build: `<build number>-<first 7 hex digits of sha>`.
+    pub fn for_build(number: i64, commit: &str) -> Result<Self, ParseError> {
+        let short: String = commit.chars().take(7).collect();
+        Self::parse(format!("{number}-{short}"))
+    }
+
+    /// Whether this looks like a built version (`<number>-<hex>`), which is
+    /// how the CLI tells a version from a git ref.
+    pub fn looks_built(s: &str) -> bool {
+        match s.split_once('-') {
+            Some((n, sha)) => {
+                !n.is_empty()
+                    && n.chars().all(|c| c.is_ascii_digit())
+                    && sha.len() >= 7
+                    && sha.chars().all(|c| c.is_ascii_hexdigit())
+            }
+            None => false,
+        }
+    }
+}
+
+/// Defines an integer id newtype.
+macro_rules! id_newtype {
+    ($(#[$doc:meta])* $name:ident, $kind:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl FromStr for $name {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                s.trim_start_matches('#')
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(Self)
+                    .ok_or_else(|| ParseError::new($kind, s, "must be a positive number"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+id_newtype!(
+    /// A deploy's id, as the database numbers them.
+    DeployId,
+    "deploy id"
+);
+id_newtype!(
+    /// A build's id, as the database numbers them.
+    BuildId,
+    "build id"
+);
+
+/// Which hosts of a cluster a deploy targets: a regular expression that must
+/// match the whole host name. Size-limited so a request cannot make the
+/// server compile a huge automaton.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostSelector {
+    source: String,
+    regex: regex::Regex,
+}
+
+impl HostSelector {
+    /// The longest pattern accepted.
+    pub const MAX_LEN: usize = 1024;
+
+    /// Parses a pattern; it must match the whole host name.
+    pub fn parse(s: impl Into<String>) -> Result<Self, ParseError> {
+        let source: String = s.into();
+        if source.is_empty() {
+            return Err(ParseError::new("host regex", &source, "must not be empty"));
+        }
+        if source.len() > Self::MAX_LEN {
+            return Err(ParseError::new(
+                "host regex",
+                &source,
+                format!("must be at most {} characters", Self::MAX_LEN),
+            ));
+        }
+        let regex = regex::RegexBuilder::new(&format!("^(?:{source})$"))
+            .size_limit(1 << 20)
+            .dfa_size_limit(1 << 20)
+            .build()
+            .map_err(|e| {
+                // The regex crate's message spans several lines with a caret
+                // under the culprit; keep its last line, which says what.
+                let msg = e.to_string();
+                let reason = msg
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("not a valid regular expression")
+                    .trim()
+                    .trim_start_matches("error: ")
+                    .to_string();
+                ParseError::new("host regex", &source, reason)
+            })?;
+        Ok(Self { source, regex })
+    }
+
+    /// The selector that matches every host.
+    pub fn all() -> Self {
+        Self {
+            source: ".*".to_string(),
+            regex: regex::Regex::new("^(?:.*)$").unwrap_or_else(|_| unreachable!()),
+        }
+    }
+
+    /// Whether the host is selected.
+    pub fn matches(&self, host: &HostName) -> bool {
+        self.regex.is_match(host.as_str())
+    }
+
+    /// The pattern as given.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+}
+
+impl Default for HostSelector {
+    fn default() -> Self {
+        Self::all()
+    }
+}
+
+impl fmt::Debug for HostSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HostSelector({:?})", self.source)
+    }
+}
+
+impl fmt::Display for HostSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl PartialEq for HostSelector {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+impl Eq for HostSelector {}
+
+impl FromStr for HostSelector {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl TryFrom<String> for HostSelector {
+    type Error = ParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(s)
+    }
+}
+
+impl From<HostSelector> for String {
+    fn from(v: HostSelector) -> String {
+        v.source
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names() {
+        assert!(AppName::parse("hello-python").is_ok());
+        assert!(AppName::parse("a").is_ok());
+        let e = AppName::parse("Hello").unwrap_err();
+        assert!(e.to_string().contains("'H'"), "{e}");
+        assert!(AppName::parse("").is_err());
+        assert!(AppName::parse("-x").is_err());
+        assert!(AppName::parse("a/b").is_err());
+        assert!(AppName::parse("x".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn versions_cannot_escape_a_directory() {
+        assert!(Version::parse("17-3f9c2ab").is_ok());
+        assert!(Version::parse("1.2.3+meta").is_ok());
+        assert!(Version::parse("..").is_err());
+        assert!(Version::parse(".").is_err());
+        assert!(Version::parse("a/../b").is_err());
+        assert_eq!(
+            Version::for_build(17, "3f9c2ab0123").unwrap().as_str(),
+            "17-3f9c2ab"
+        );
+        assert!(Version::looks_built("17-3f9c2ab"));
+        assert!(!Version::looks_built("main"));
+        assert!(!Version::looks_built("release-2024"));
+    }
+
+    #[test]
+    fn host_names() {
+        assert!(HostName::parse("web-1.prod.example").is_ok());
+        assert!(HostName::parse("local-1").is_ok());
+        assert!(HostName::parse("a b").is_err());
+    }
+
+    #[test]
+    fn sha256() {
+        assert!(Sha256::parse("a".repeat(64)).is_ok());
+        assert!(Sha256::parse("A".repeat(64)).is_err());
+        assert!(Sha256::parse("a".repeat(63)).is_err());
+    }
+
+    #[test]
+    fn selectors_match_whole_names() {
+        let s = HostSelector::parse("local-[12]").unwrap();
+        assert!(s.matches(&HostName::parse("local-1").unwrap()));
+        assert!(s.matches(&HostName::parse("local-2").unwrap()));
+        assert!(!s.matches(&HostName::parse("local-3").unwrap()));
+        assert!(!s.matches(&HostName::parse("local-12").unwrap()));
+        assert!(HostSelector::all().matches(&HostName::parse("x").unwrap()));
+    }
+
+    #[test]
+    fn bad_selectors_say_why() {
+        let e = HostSelector::parse("local-[12").unwrap_err();
+        assert_eq!(e.kind, "host regex");
+        assert!(e.to_string().contains("local-[12"), "{e}");
+        assert!(HostSelector::parse("a".repeat(2000)).is_err());
+        assert!(HostSelector::parse("").is_err());
+    }
+
+    #[test]
+    fn serde_validates() {
+        let ok: AppName = serde_json::from_str("\"hello\"").unwrap();
+        assert_eq!(ok.as_str(), "hello");
+        let bad = serde_json::from_str::<AppName>("\"../x\"").unwrap_err();
+        assert!(bad.to_string().contains("invalid app name"), "{bad}");
+    }
+
+    #[test]
+    fn git_refs() {
+        assert!(GitRef::parse("main").is_ok());
+        assert!(GitRef::parse("refs/tags/v1").is_ok());
+        assert!(GitRef::parse("-rf").is_err());
+        assert!(GitRef::parse("a..b").is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! Slipway's shared language: the domain newtypes, the wire types of the
+//! HTTP API and the bus, the release manifest, and the typed API client.
+//!
+//! Host agents depend on this crate without its `cli` feature.
+
+pub mod api;
+pub mod bus;
+pub mod client;
+mod domain;
+pub mod manifest;
+mod time;
+
+pub use api::*;
+pub use bus::{BusMessage, DeployMessage, Target};
+pub use client::{Client, ClientError, DEFAULT_SERVER};
+pub use domain::{
+    AppName, BuildId, Cluster, DeployId, GitRef, HostName, HostSelector, ParseError, Sha256,
+    Version,
+};
+pub use manifest::{BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec};
+pub use time::Timestamp;
