@@ -6,6 +6,7 @@
 pub mod api;
 pub mod bus;
 pub mod client;
+pub mod layout;
 mod domain;
 pub mod manifest;
 mod time;

@@ -1,0 +1,421 @@
+//! The host layout (DESIGN.md "The host layout"): where a grabber keeps
+//! releases, the `current` symlink, shared data, per-app state and its cache.
+//! The grabber writes it; the versionchecker reads it.
+//!
+//! ```text
+//! <root>/apps/<app>/releases/<version>/   extracted releases
+//! <root>/apps/<app>/current -> releases/<version>   (relative symlink)
+//! <root>/apps/<app>/shared/               kept across releases
+//! <root>/apps/<app>/shared/log/<app>.log  the app's stdout and stderr
+//! <root>/apps/<app>/state.json            AppState
+//! <root>/cache/                           downloaded artifacts
+//! <root>/tmp/                             partial work, cleared at start
+//! ```
+//!
+//! Invariant: `current` is only ever replaced by renaming a new symlink over
+//! it, so at every instant it names a complete release (or does not exist).
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AppName, DeployId, Timestamp, Version};
+
+/// How many installs `AppState::history` keeps.
+pub const HISTORY_LEN: usize = 20;
+
+/// What can go wrong reading or writing the layout.
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot read state file {path}: {reason}")]
+    BadState { path: PathBuf, reason: String },
+    #[error("`current` of {app} points at {target:?}, which is not a release")]
+    BadCurrent { app: AppName, target: PathBuf },
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LayoutError + 'a {
+    move |source| LayoutError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One finished install attempt, newest last in `AppState::history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallRecord {
+    pub version: Version,
+    /// The deploy that asked for it; `None` for a restart at boot.
+    pub deploy_id: Option<DeployId>,
+    pub at: Timestamp,
+    /// `done`, `failed` or `rolled_back`: kept as text so the file stays
+    /// readable by older versioncheckers.
+    pub outcome: String,
+}
+
+/// `<root>/apps/<app>/state.json`: what the grabber knows about one app
+/// beyond what the `current` symlink says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppState {
+    pub app: AppName,
+    /// The release `current` names (the symlink is the truth; this is a copy
+    /// for readers that only look at the file).
+    #[serde(default)]
+    pub current: Option<Version>,
+    /// The release that ran before `current`: where a rollback goes.
+    #[serde(default)]
+    pub previous: Option<Version>,
+    /// The supervised process (its process group has the same id).
+    #[serde(default)]
+    pub pid: Option<u32>,
+    /// The port the app was given as `PORT`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// The last deploy that touched this app.
+    #[serde(default)]
+    pub last_deploy: Option<DeployId>,
+    /// Recent installs, oldest first, at most `HISTORY_LEN`.
+    #[serde(default)]
+    pub history: Vec<InstallRecord>,
+}
+
+impl AppState {
+    /// An empty state for an app seen for the first time.
+    pub fn new(app: AppName) -> Self {
+        Self {
+            app,
+            current: None,
+            previous: None,
+            pid: None,
+            port: None,
+            last_deploy: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// Appends to the history, dropping the oldest entries past `HISTORY_LEN`.
+    pub fn record(&mut self, record: InstallRecord) {
+        self.history.push(record);
+        if self.history.len() > HISTORY_LEN {
+            let extra = self.history.len() - HISTORY_LEN;
+            self.history.drain(..extra);
+        }
+    }
+}
+
+/// The layout under one root directory. Cheap to clone; holds no handles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostLayout {
+    root: PathBuf,
+}
+
+impl HostLayout {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn apps_dir(&self) -> PathBuf {
+        self.root.join("apps")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn app_dir(&self, app: &AppName) -> PathBuf {
+        self.apps_dir().join(app.as_str())
+    }
+
+    pub fn releases_dir(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("releases")
+    }
+
+    pub fn release_dir(&self, app: &AppName, version: &Version) -> PathBuf {
+        self.releases_dir(app).join(version.as_str())
+    }
+
+    /// The target `current` holds for a version, relative to the app dir.
+    pub fn current_target(version: &Version) -> PathBuf {
+        Path::new("releases").join(version.as_str())
+    }
+
+    pub fn current_link(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("current")
+    }
+
+    pub fn shared_dir(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("shared")
+    }
+
+    pub fn log_file(&self, app: &AppName) -> PathBuf {
+        self.shared_dir(app).join("log").join(format!("{app}.log"))
+    }
+
+    pub fn state_file(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("state.json")
+    }
+
+    /// Where a downloaded artifact is kept once verified.
+    pub fn cached_artifact(&self, app: &AppName, version: &Version) -> PathBuf {
+        self.cache_dir().join(format!("{app}-{version}.tar.gz"))
+    }
+
+    /// Creates `apps/`, `cache/` and `tmp/` if missing.
+    pub fn ensure_dirs(&self) -> Result<(), LayoutError> {
+        for dir in [self.apps_dir(), self.cache_dir(), self.tmp_dir()] {
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        Ok(())
+    }
+
+    /// Creates the app's `releases/` and `shared/log/` if missing.
+    pub fn ensure_app_dirs(&self, app: &AppName) -> Result<(), LayoutError> {
+        for dir in [self.releases_dir(app), self.log_file(app).with_file_name("")] {
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        Ok(())
+    }
+
+    /// The apps that have a directory under `apps/`, sorted. Directories
+    /// whose name is not a valid app name are ignored.
+    pub fn list_apps(&self) -> Result<Vec<AppName>, LayoutError> {
+        let dir = self.apps_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("list", &dir)(e)),
+        };
+        let mut apps = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err("list", &dir))?;
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
+                if let Ok(app) = AppName::parse(name) {
+                    apps.push(app);
+                }
+            }
+        }
+        apps.sort();
+        Ok(apps)
+    }
+
+    /// The versions under `releases/`, sorted by name.
+    pub fn list_releases(&self, app: &AppName) -> Result<Vec<Version>, LayoutError> {
+        let dir = self.releases_dir(app);
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err("list", &dir)(e)),
+        };
+        let mut versions = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err("list", &dir))?;
+            if let Some(v) = entry.file_name().to_str().and_then(|s| Version::parse(s).ok()) {
+                versions.push(v);
+            }
+        }
+        versions.sort();
+        Ok(versions)
+    }
+
+    /// The version `current` names, or `None` when there is no `current`.
+    pub fn read_current(&self, app: &AppName) -> Result<Option<Version>, LayoutError> {
+        let link = self.current_link(app);
+        let target = match fs::read_link(&link) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("read symlink", &link)(e)),
+        };
+        let bad = || LayoutError::BadCurrent {
+            app: app.clone(),
+            target: target.clone(),
+        };
+        let mut parts = target.components();
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(std::path::Component::Normal(r)), Some(std::path::Component::Normal(v)), None)
+                if r == "releases" =>
+            {
+                let v = v.to_str().ok_or_else(bad)?;
+                Version::parse(v).map(Some).map_err(|_| bad())
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// The app's state, or `None` when it has no state file yet.
+    pub fn read_state(&self, app: &AppName) -> Result<Option<AppState>, LayoutError> {
+        let path = self.state_file(app);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| LayoutError::BadState {
+                path,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Writes the app's state durably: a temporary file, fsync, rename over
+    /// `state.json`, fsync of the directory. Readers see the old or the new
+    /// file, never half of one.
+    pub fn write_state(&self, state: &AppState) -> Result<(), LayoutError> {
+        let path = self.state_file(&state.app);
+        let dir = self.app_dir(&state.app);
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let tmp = dir.join("state.json.tmp");
+        let bytes = serde_json::to_vec_pretty(state).map_err(|e| LayoutError::BadState {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        {
+            let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(&bytes).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("sync", &tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))?;
+        sync_dir(&dir)
+    }
+}
+
+/// Makes a rename in `dir` durable.
+pub fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempRoot(PathBuf);
+
+    impl TempRoot {
+        fn new() -> Self {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let p = std::env::temp_dir().join(format!(
+                "slipway-layout-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::SeqCst)
+            ));
+            let _ = fs::remove_dir_all(&p);
+            fs::create_dir_all(&p).unwrap();
+            Self(p)
+        }
+    }
+
+    impl Drop for TempRoot {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn app(s: &str) -> AppName {
+        AppName::parse(s).unwrap()
+    }
+
+    fn ver(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn paths_follow_the_documented_layout() {
+        let l = HostLayout::new("/r");
+        let a = app("hello");
+        let v = ver("3-abcdef0");
+        assert_eq!(l.release_dir(&a, &v), Path::new("/r/apps/hello/releases/3-abcdef0"));
+        assert_eq!(l.current_link(&a), Path::new("/r/apps/hello/current"));
+        assert_eq!(l.log_file(&a), Path::new("/r/apps/hello/shared/log/hello.log"));
+        assert_eq!(l.state_file(&a), Path::new("/r/apps/hello/state.json"));
+        assert_eq!(l.cached_artifact(&a, &v), Path::new("/r/cache/hello-3-abcdef0.tar.gz"));
+        assert_eq!(l.tmp_dir(), Path::new("/r/tmp"));
+    }
+
+    #[test]
+    fn state_round_trips_and_missing_state_is_none() {
+        let root = TempRoot::new();
+        let l = HostLayout::new(&root.0);
+        let a = app("hello");
+        assert_eq!(l.read_state(&a).unwrap(), None);
+        let mut s = AppState::new(a.clone());
+        s.current = Some(ver("2-bbbbbbb"));
+        s.previous = Some(ver("1-aaaaaaa"));
+        s.pid = Some(1234);
+        s.port = Some(8001);
+        s.last_deploy = Some(DeployId(9));
+        for i in 0..(HISTORY_LEN + 5) {
+            s.record(InstallRecord {
+                version: ver("2-bbbbbbb"),
+                deploy_id: Some(DeployId(i as i64 + 1)),
+                at: Timestamp(i as i64),
+                outcome: "done".into(),
+            });
+        }
+        assert_eq!(s.history.len(), HISTORY_LEN);
+        assert_eq!(s.history[0].deploy_id, Some(DeployId(6)));
+        l.write_state(&s).unwrap();
+        assert_eq!(l.read_state(&a).unwrap(), Some(s.clone()));
+        // Overwriting leaves no temporary file behind.
+        s.pid = None;
+        l.write_state(&s).unwrap();
+        assert_eq!(l.read_state(&a).unwrap().unwrap().pid, None);
+        assert!(!l.app_dir(&a).join("state.json.tmp").exists());
+    }
+
+    #[test]
+    fn corrupt_state_is_an_error_naming_the_file() {
+        let root = TempRoot::new();
+        let l = HostLayout::new(&root.0);
+        let a = app("hello");
+        fs::create_dir_all(l.app_dir(&a)).unwrap();
+        fs::write(l.state_file(&a), "{not json").unwrap();
+        let err = l.read_state(&a).unwrap_err().to_string();
+        assert!(err.contains("state.json"), "{err}");
+    }
+
+    #[test]
+    fn current_and_apps_are_read_from_disk() {
+        let root = TempRoot::new();
+        let l = HostLayout::new(&root.0);
+        assert!(l.list_apps().unwrap().is_empty());
+        let a = app("hello");
+        let b = app("api");
+        l.ensure_dirs().unwrap();
+        l.ensure_app_dirs(&a).unwrap();
+        l.ensure_app_dirs(&b).unwrap();
+        fs::create_dir_all(l.apps_dir().join("Not An App")).unwrap();
+        assert_eq!(l.list_apps().unwrap(), vec![b.clone(), a.clone()]);
+        assert_eq!(l.read_current(&a).unwrap(), None);
+
+        let v = ver("1-abcdef0");
+        fs::create_dir_all(l.release_dir(&a, &v)).unwrap();
+        std::os::unix::fs::symlink(HostLayout::current_target(&v), l.current_link(&a)).unwrap();
+        assert_eq!(l.read_current(&a).unwrap(), Some(v.clone()));
+        assert_eq!(l.list_releases(&a).unwrap(), vec![v]);
+
+        std::os::unix::fs::symlink("/etc", l.current_link(&b)).unwrap();
+        assert!(matches!(l.read_current(&b), Err(LayoutError::BadCurrent { .. })));
+    }
+}
