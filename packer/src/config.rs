@@ -1,0 +1,643 @@
+//! `slipway.toml`: the app's own description of how to build, run and
+//! health-check it, parsed strictly so a typo is an error naming the key and
+//! the line rather than a setting silently ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::num::NonZeroU16;
+use std::path::Path;
+use std::time::Duration;
+
+use deploy::{AppName, BuildType, HealthCheck, HealthSpec, RunSpec};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// The file's name, at the repository root.
+pub const FILE_NAME: &str = "slipway.toml";
+
+const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_HEALTH_GRACE: Duration = Duration::from_secs(2);
+
+/// Why `slipway.toml` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The repository has no `slipway.toml` at its root.
+    #[error("slipway.toml: not found at the repository root (every app needs one with at least `[run] command`)")]
+    Missing,
+    /// The file exists but could not be read.
+    #[error("slipway.toml: reading the file: {error}")]
+    Read { error: std::io::Error },
+    /// The file was read but is not valid.
+    #[error("slipway.toml: {message}")]
+    Invalid {
+        /// The dotted key at fault (`run.port`), when one is.
+        key: Option<String>,
+        /// The 1-based line of the fault, when known.
+        line: Option<usize>,
+        /// What is wrong, naming the key and the line.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn invalid(key: Option<&str>, line: Option<usize>, problem: impl fmt::Display) -> Self {
+        let mut message = String::new();
+        if let Some(key) = key {
+            message.push_str(&format!("key `{key}`"));
+        }
+        if let Some(line) = line {
+            if !message.is_empty() {
+                message.push(' ');
+            }
+            message.push_str(&format!("at line {line}"));
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&problem.to_string());
+        ConfigError::Invalid {
+            key: key.map(str::to_string),
+            line,
+            message,
+        }
+    }
+
+    /// The dotted key at fault, if the error is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => key.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The 1-based line at fault, if known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Invalid { line, .. } => *line,
+            _ => None,
+        }
+    }
+}
+
+/// A parsed and validated `slipway.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlipwayToml {
+    /// The name the file gives the app; the registered name wins, so this is
+    /// informational.
+    pub name: Option<AppName>,
+    /// The build type as written; `None` means detect it from the tree.
+    pub build_type: Option<BuildType>,
+    /// `[build] command`: the whole build for `generic`, an extra step after
+    /// dependencies for the others.
+    pub build_command: Option<String>,
+    /// `[run]`, as the manifest carries it.
+    pub run: RunSpec,
+    /// `[health]`, as the manifest carries it.
+    pub health: HealthSpec,
+}
+
+impl SlipwayToml {
+    /// Reads `slipway.toml` from the root of a checkout.
+    pub fn load(dir: &Path) -> Result<Self, ConfigError> {
+        let path = dir.join(FILE_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::Missing);
+            }
+            Err(error) => return Err(ConfigError::Read { error }),
+        };
+        Self::parse(&text)
+    }
+
+    /// Parses and validates the text of a `slipway.toml`.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let raw: RawFile = toml::from_str(text).map_err(|e| from_toml_error(text, &e))?;
+        raw.validate(text)
+    }
+
+    /// The build type: as written, or detected from the files at the root of
+    /// the checkout (`requirements.txt`, `pyproject.toml` or `*.py` → python,
+    /// `package.json` → node, else generic). A generic build needs
+    /// `[build] command`.
+    pub fn resolve_build_type(&self, dir: &Path) -> Result<BuildType, ConfigError> {
+        if let Some(t) = self.build_type {
+            return Ok(t);
+        }
+        let detected = detect_build_type(dir).map_err(|error| ConfigError::Read { error })?;
+        if detected == BuildType::Generic && self.build_command.is_none() {
+            return Err(ConfigError::invalid(
+                Some("type"),
+                None,
+                "no build type given and none detected (no requirements.txt, pyproject.toml, \
+                 *.py or package.json at the root): set `type` or add `[build] command`",
+            ));
+        }
+        Ok(detected)
+    }
+}
+
+/// Looks at the root of a checkout to guess the build type.
+pub(crate) fn detect_build_type(dir: &Path) -> std::io::Result<BuildType> {
+    if dir.join("requirements.txt").is_file() || dir.join("pyproject.toml").is_file() {
+        return Ok(BuildType::Python);
+    }
+    let mut has_py = false;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".py") && entry.file_type()?.is_file() {
+            has_py = true;
+            break;
+        }
+    }
+    if has_py {
+        return Ok(BuildType::Python);
+    }
+    if dir.join("package.json").is_file() {
+        return Ok(BuildType::Node);
+    }
+    Ok(BuildType::Generic)
+}
+
+// ---- The file as written -------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    name: Option<AppName>,
+    #[serde(rename = "type")]
+    build_type: Option<Spanned<BuildType>>,
+    #[serde(default)]
+    build: RawBuild,
+    run: RawRun,
+    #[serde(default)]
+    health: RawHealth,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBuild {
+    command: Option<NonEmpty>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRun {
+    command: NonEmpty,
+    port: Option<NonZeroU16>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    stop_timeout: Option<HumanDuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    http: Option<Spanned<String>>,
+    tcp: Option<Spanned<bool>>,
+    command: Option<Spanned<NonEmpty>>,
+    timeout: Option<HumanDuration>,
+    grace: Option<HumanDuration>,
+}
+
+/// A string that must not be blank.
+struct NonEmpty(String);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim().is_empty() {
+            return Err(serde::de::Error::custom("must not be empty"));
+        }
+        Ok(NonEmpty(s))
+    }
+}
+
+/// A duration written for people: `"10s"`, `"1m 30s"`, `"500ms"`.
+struct HumanDuration(Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {s:?}: {e} (write e.g. \"10s\", \"500ms\" or \"1m 30s\")"
+                ))
+            })
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RawFile {
+    fn validate(self, text: &str) -> Result<SlipwayToml, ConfigError> {
+        let build_type = self.build_type.map(|t| (*t.get_ref(), t.span()));
+        let build_command = self.build.command.map(|c| c.0);
+        if let Some((BuildType::Generic, span)) = &build_type
+            && build_command.is_none()
+        {
+            return Err(ConfigError::invalid(
+                Some("type"),
+                Some(line_of(text, span.start)),
+                "a generic build needs `[build] command`",
+            ));
+        }
+
+        let run = RunSpec {
+            command: self.run.command.0,
+            port: self.run.port.map(NonZeroU16::get),
+            env: self.run.env,
+            stop_timeout_ms: millis(self.run.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT, |d| d.0)),
+        };
+
+        let h = self.health;
+        let mut kinds: Vec<(&str, std::ops::Range<usize>, HealthCheck)> = Vec::new();
+        if let Some(path) = h.http {
+            let span = path.span();
+            let path = path.into_inner();
+            if !path.starts_with('/') {
+                return Err(ConfigError::invalid(
+                    Some("health.http"),
+                    Some(line_of(text, span.start)),
+                    format!("the path must start with '/', got {path:?}"),
+                ));
+            }
+            kinds.push(("health.http", span, HealthCheck::Http { path }));
+        }
+        // `tcp = false` is the same as leaving it out.
+        if let Some(tcp) = h.tcp
+            && *tcp.get_ref()
+        {
+            kinds.push(("health.tcp", tcp.span(), HealthCheck::Tcp));
+        }
+        if let Some(command) = h.command {
+            let span = command.span();
+            kinds.push((
+                "health.command",
+                span,
+                HealthCheck::Command {
+                    command: command.into_inner().0,
+                },
+            ));
+        }
+        if kinds.len() > 1 {
+            let (key, span, _) = &kinds[1];
+            let names: Vec<&str> = kinds.iter().map(|(k, _, _)| *k).collect();
+            return Err(ConfigError::invalid(
+                Some(key),
+                Some(line_of(text, span.start)),
+                format!(
+                    "choose one health check, not {} (`{}`)",
+                    kinds.len(),
+                    names.join("`, `")
+                ),
+            ));
+        }
+        let check = match kinds.pop() {
+            Some((key, span, check)) => {
+                if matches!(check, HealthCheck::Http { .. } | HealthCheck::Tcp)
+                    && run.port.is_none()
+                {
+                    return Err(ConfigError::invalid(
+                        Some(key),
+                        Some(line_of(text, span.start)),
+                        "this check needs `[run] port` to know where to connect",
+                    ));
+                }
+                check
+            }
+            None => HealthCheck::Running,
+        };
+        let health = HealthSpec {
+            check,
+            timeout_ms: millis(h.timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |d| d.0)),
+            grace_ms: millis(h.grace.map_or(DEFAULT_HEALTH_GRACE, |d| d.0)),
+        };
+
+        Ok(SlipwayToml {
+            name: self.name,
+            build_type: build_type.map(|(t, _)| t),
+            build_command,
+            run,
+            health,
+        })
+    }
+}
+
+// ---- Turning toml's errors into ones that name the key and the line -----
+
+/// 1-based line number of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map(|s| line_of(text, s.start));
+    let message = e.message().trim().to_string();
+    let path = key_path(e);
+
+    // serde says "unknown field `x`, expected one of ..."; for a config file
+    // "key" is the word people use.
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((field, expected)) = rest.split_once('`')
+    {
+        let key = match &path {
+            Some(p) if !p.is_empty() && !p.ends_with(field) => format!("{p}.{field}"),
+            Some(p) if !p.is_empty() => p.clone(),
+            _ => field.to_string(),
+        };
+        let expected = expected.trim_start_matches(", ").trim();
+        let mut msg = format!("unknown key `{key}`");
+        if let Some(line) = line {
+            msg.push_str(&format!(" at line {line}"));
+        }
+        if !expected.is_empty() {
+            msg.push_str(&format!(" ({expected})"));
+        }
+        return ConfigError::Invalid {
+            key: Some(key),
+            line,
+            message: msg,
+        };
+    }
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some((field, _)) = rest.split_once('`')
+    {
+        let key = match &path {
+            Some(p) if !p.is_empty() => format!("{p}.{field}"),
+            _ => field.to_string(),
+        };
+        let problem = if field == "run" {
+            "the `[run]` table is required".to_string()
+        } else {
+            "this key is required".to_string()
+        };
+        return ConfigError::invalid(Some(&key), line, problem);
+    }
+    let key = path.or_else(|| line.and_then(|l| key_on_line(text, l)));
+    ConfigError::invalid(key.as_deref().filter(|k| !k.is_empty()), line, message)
+}
+
+/// The dotted path toml recorded for a failing value. toml only shows it in
+/// `Display` when the error carries no input, so render a copy without it.
+fn key_path(e: &toml::de::Error) -> Option<String> {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let shown = bare.to_string();
+    let last = shown.lines().rev().find(|l| !l.trim().is_empty())?;
+    let path = last.strip_prefix("in `")?.strip_suffix('`')?;
+    Some(path.to_string())
+}
+
+/// A best guess at the key on a line, `[table]` included, for errors where
+/// toml gave a position but no path.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let this = lines.get(line.checked_sub(1)?)?;
+    let (key, _) = this.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = lines[..line - 1].iter().rev().find_map(|l| {
+        let l = l.trim();
+        l.strip_prefix('[')
+            .and_then(|l| l.split_once(']'))
+            .map(|(t, _)| t.trim().trim_matches('[').trim().to_string())
+    });
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        SlipwayToml::parse(text).expect_err("the file should be refused")
+    }
+
+    #[test]
+    fn full_file() {
+        let c = SlipwayToml::parse(
+            r#"
+name = "hello"
+type = "python"
+
+[build]
+command = "make dist"
+
+[run]
+command = "python3 app.py"
+port = 8000
+env = { GREETING = "hi" }
+stop_timeout = "5s"
+
+[health]
+http = "/health"
+timeout = "1m"
+grace = "500ms"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.name.unwrap().as_str(), "hello");
+        assert_eq!(c.build_type, Some(BuildType::Python));
+        assert_eq!(c.build_command.as_deref(), Some("make dist"));
+        assert_eq!(c.run.command, "python3 app.py");
+        assert_eq!(c.run.port, Some(8000));
+        assert_eq!(c.run.env.get("GREETING").map(String::as_str), Some("hi"));
+        assert_eq!(c.run.stop_timeout_ms, 5_000);
+        assert_eq!(
+            c.health,
+            HealthSpec {
+                check: HealthCheck::Http {
+                    path: "/health".into()
+                },
+                timeout_ms: 60_000,
+                grace_ms: 500,
+            }
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let c = SlipwayToml::parse("[run]\ncommand = \"./server\"\n").unwrap();
+        assert_eq!(c.name, None);
+        assert_eq!(c.build_type, None);
+        assert_eq!(c.build_command, None);
+        assert_eq!(c.run.port, None);
+        assert!(c.run.env.is_empty());
+        assert_eq!(c.run.stop_timeout_ms, 10_000);
+        assert_eq!(c.health.check, HealthCheck::Running);
+        assert_eq!(c.health.timeout_ms, 30_000);
+        assert_eq!(c.health.grace_ms, 2_000);
+    }
+
+    #[test]
+    fn tcp_and_command_checks() {
+        let c = SlipwayToml::parse("[run]\ncommand = \"x\"\nport = 1\n[health]\ntcp = true\n")
+            .unwrap();
+        assert_eq!(c.health.check, HealthCheck::Tcp);
+        let c =
+            SlipwayToml::parse("[run]\ncommand = \"x\"\n[health]\ncommand = \"curl -f x\"\n")
+                .unwrap();
+        assert_eq!(
+            c.health.check,
+            HealthCheck::Command {
+                command: "curl -f x".into()
+            }
+        );
+        let c = SlipwayToml::parse("[run]\ncommand = \"x\"\n[health]\ntcp = false\n").unwrap();
+        assert_eq!(c.health.check, HealthCheck::Running);
+    }
+
+    #[test]
+    fn unknown_top_level_key_names_key_and_line() {
+        let e = err("name = \"a\"\n\n[run]\ncommand = \"x\"\n[health]\ncolour = \"red\"\n");
+        let s = e.to_string();
+        assert_eq!(e.key(), Some("health.colour"), "{s}");
+        assert_eq!(e.line(), Some(6), "{s}");
+        assert!(s.starts_with("slipway.toml: unknown key `health.colour` at line 6"), "{s}");
+
+        let e = err("colour = \"red\"\n[run]\ncommand = \"x\"\n");
+        let s = e.to_string();
+        assert_eq!(e.key(), Some("colour"), "{s}");
+        assert_eq!(e.line(), Some(1), "{s}");
+        assert!(s.contains("unknown key `colour` at line 1"), "{s}");
+    }
+
+    #[test]
+    fn unknown_key_in_run_names_table() {
+        let e = err("[run]\ncommand = \"x\"\n\nportt = 80\n");
+        assert_eq!(e.key(), Some("run.portt"), "{e}");
+        assert_eq!(e.line(), Some(4), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let e = err("[run]\ncommand = \"x\"\nport = \"x\"\n");
+        let s = e.to_string();
+        assert_eq!(e.key(), Some("run.port"), "{s}");
+        assert_eq!(e.line(), Some(3), "{s}");
+        assert!(s.contains("key `run.port` at line 3"), "{s}");
+        assert!(s.contains("invalid type"), "{s}");
+
+        let e = err("[run]\ncommand = \"x\"\nenv = { A = 1 }\n");
+        assert_eq!(e.line(), Some(3), "{e}");
+        assert!(e.to_string().contains("run.env"), "{e}");
+    }
+
+    #[test]
+    fn port_zero_and_out_of_range() {
+        let e = err("[run]\ncommand = \"x\"\nport = 0\n");
+        assert_eq!((e.key(), e.line()), (Some("run.port"), Some(3)), "{e}");
+        let e = err("[run]\ncommand = \"x\"\nport = 70000\n");
+        assert_eq!((e.key(), e.line()), (Some("run.port"), Some(3)), "{e}");
+    }
+
+    #[test]
+    fn bad_durations() {
+        let e = err("[run]\ncommand = \"x\"\nstop_timeout = \"soon\"\n");
+        assert_eq!((e.key(), e.line()), (Some("run.stop_timeout"), Some(3)), "{e}");
+        assert!(e.to_string().contains("invalid duration \"soon\""), "{e}");
+        let e = err("[run]\ncommand = \"x\"\n[health]\ngrace = 2\n");
+        assert_eq!((e.key(), e.line()), (Some("health.grace"), Some(4)), "{e}");
+    }
+
+    #[test]
+    fn empty_or_missing_run_command() {
+        let e = err("[run]\ncommand = \"  \"\n");
+        assert_eq!((e.key(), e.line()), (Some("run.command"), Some(2)), "{e}");
+        assert!(e.to_string().contains("must not be empty"), "{e}");
+        let e = err("[run]\nport = 80\n");
+        assert_eq!(e.key(), Some("run.command"), "{e}");
+        let e = err("name = \"a\"\n");
+        assert_eq!(e.key(), Some("run"), "{e}");
+        assert!(e.to_string().contains("`[run]` table is required"), "{e}");
+    }
+
+    #[test]
+    fn generic_needs_build_command() {
+        let e = err("type = \"generic\"\n[run]\ncommand = \"x\"\n");
+        assert_eq!((e.key(), e.line()), (Some("type"), Some(1)), "{e}");
+        assert!(e.to_string().contains("[build] command"), "{e}");
+        assert!(
+            SlipwayToml::parse("type = \"generic\"\n[build]\ncommand = \"make\"\n[run]\ncommand = \"x\"\n")
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn unknown_type() {
+        let e = err("type = \"rust\"\n[run]\ncommand = \"x\"\n");
+        assert_eq!((e.key(), e.line()), (Some("type"), Some(1)), "{e}");
+        assert!(e.to_string().contains("python"), "{e}");
+    }
+
+    #[test]
+    fn two_health_checks() {
+        let e = err("[run]\ncommand = \"x\"\nport = 1\n[health]\nhttp = \"/\"\ntcp = true\n");
+        assert_eq!((e.key(), e.line()), (Some("health.tcp"), Some(6)), "{e}");
+        assert!(e.to_string().contains("choose one health check"), "{e}");
+    }
+
+    #[test]
+    fn http_check_needs_port_and_slash() {
+        let e = err("[run]\ncommand = \"x\"\n[health]\nhttp = \"/h\"\n");
+        assert_eq!((e.key(), e.line()), (Some("health.http"), Some(4)), "{e}");
+        let e = err("[run]\ncommand = \"x\"\nport = 1\n[health]\nhttp = \"h\"\n");
+        assert_eq!((e.key(), e.line()), (Some("health.http"), Some(5)), "{e}");
+    }
+
+    #[test]
+    fn bad_name() {
+        let e = err("name = \"Hello\"\n[run]\ncommand = \"x\"\n");
+        assert_eq!((e.key(), e.line()), (Some("name"), Some(1)), "{e}");
+        assert!(e.to_string().contains("invalid app name"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_line() {
+        let e = err("[run]\ncommand = \"x\n");
+        assert_eq!(e.line(), Some(2), "{e}");
+    }
+
+    #[test]
+    fn missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = SlipwayToml::load(dir.path()).unwrap_err();
+        assert!(matches!(e, ConfigError::Missing));
+        assert!(e.to_string().contains("not found"), "{e}");
+    }
+
+    #[test]
+    fn detection() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = SlipwayToml::parse("[run]\ncommand = \"x\"\n").unwrap();
+        let e = c.resolve_build_type(dir.path()).unwrap_err();
+        assert_eq!(e.key(), Some("type"), "{e}");
+        std::fs::write(dir.path().join("package.json"), "{}").unwrap();
+        assert_eq!(c.resolve_build_type(dir.path()).unwrap(), BuildType::Node);
+        std::fs::write(dir.path().join("main.py"), "").unwrap();
+        assert_eq!(c.resolve_build_type(dir.path()).unwrap(), BuildType::Python);
+
+        let dir = tempfile::tempdir().unwrap();
+        let c = SlipwayToml::parse("[build]\ncommand = \"make\"\n[run]\ncommand = \"x\"\n").unwrap();
+        assert_eq!(c.resolve_build_type(dir.path()).unwrap(), BuildType::Generic);
+        let c = SlipwayToml::parse("type = \"python\"\n[run]\ncommand = \"x\"\n").unwrap();
+        assert_eq!(c.resolve_build_type(dir.path()).unwrap(), BuildType::Python);
+    }
+}

@@ -1,0 +1,170 @@
+//! The build's error: what failed, and the build log up to that point.
+
+use deploy::BuildType;
+
+use crate::config::ConfigError;
+
+/// Why a build or a ref resolution failed. The `Display` of each variant says
+/// what was being attempted and what went wrong; [`BuildError::log`] is the
+/// build log up to the failure (empty when it failed before logging).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The commit given to build is not a full hex sha.
+    #[error("`{commit}` is not a full 40-digit hex commit sha")]
+    BadCommit { commit: String, log: String },
+
+    /// A git operation (fetch, open, checkout) failed.
+    #[error("{action}: {}", error.message())]
+    Git {
+        action: String,
+        error: git2::Error,
+        log: String,
+    },
+
+    /// No branch, tag or commit of that name on the remote.
+    #[error("no branch, tag or commit `{git_ref}` in {url}")]
+    UnknownRef {
+        url: String,
+        git_ref: String,
+        log: String,
+    },
+
+    /// A short sha matches more than one object.
+    #[error("short sha `{git_ref}` is ambiguous in {url}: give more digits")]
+    AmbiguousRef {
+        url: String,
+        git_ref: String,
+        log: String,
+    },
+
+    /// The commit is not reachable from any branch or tag of the remote.
+    #[error("commit {commit} not found in {url} (it must be reachable from a branch or a tag)")]
+    CommitNotFound {
+        url: String,
+        commit: String,
+        log: String,
+    },
+
+    /// `slipway.toml` is missing or invalid.
+    #[error("{error}")]
+    Config { error: ConfigError, log: String },
+
+    /// The build type exists but this packer cannot build it yet.
+    #[error("{build_type} builds are not supported yet")]
+    Unsupported { build_type: BuildType, log: String },
+
+    /// `[build] command` exited non-zero or was killed.
+    #[error("build command `{command}` failed: {status} (see the build log)")]
+    CommandFailed {
+        command: String,
+        status: String,
+        log: String,
+    },
+
+    /// `[build] command` ran past its deadline and was killed.
+    #[error("build command `{command}` timed out after {timeout} and was killed")]
+    CommandTimedOut {
+        command: String,
+        timeout: String,
+        log: String,
+    },
+
+    /// A symlink in the release points outside it.
+    #[error("symlink `{path}` points outside the release (to `{target}`)")]
+    SymlinkEscapes {
+        path: String,
+        target: String,
+        log: String,
+    },
+
+    /// A file a release cannot carry (device, fifo, socket) or a path the
+    /// packer owns.
+    #[error("cannot pack `{path}`: {reason}")]
+    BadEntry {
+        path: String,
+        reason: String,
+        log: String,
+    },
+
+    /// A local file operation failed.
+    #[error("{action}: {error}")]
+    Io {
+        action: String,
+        error: std::io::Error,
+        log: String,
+    },
+}
+
+impl BuildError {
+    /// The build log up to the failure; may be empty.
+    pub fn log(&self) -> &str {
+        self.log_ref()
+    }
+
+    /// Whether trying again unchanged may succeed: network and disk trouble
+    /// may pass, a bad `slipway.toml` or a failing build command will not.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BuildError::Git { .. } | BuildError::Io { .. })
+    }
+
+    fn log_ref(&self) -> &String {
+        match self {
+            BuildError::BadCommit { log, .. }
+            | BuildError::Git { log, .. }
+            | BuildError::UnknownRef { log, .. }
+            | BuildError::AmbiguousRef { log, .. }
+            | BuildError::CommitNotFound { log, .. }
+            | BuildError::Config { log, .. }
+            | BuildError::Unsupported { log, .. }
+            | BuildError::CommandFailed { log, .. }
+            | BuildError::CommandTimedOut { log, .. }
+            | BuildError::SymlinkEscapes { log, .. }
+            | BuildError::BadEntry { log, .. }
+            | BuildError::Io { log, .. } => log,
+        }
+    }
+
+    fn log_mut(&mut self) -> &mut String {
+        match self {
+            BuildError::BadCommit { log, .. }
+            | BuildError::Git { log, .. }
+            | BuildError::UnknownRef { log, .. }
+            | BuildError::AmbiguousRef { log, .. }
+            | BuildError::CommitNotFound { log, .. }
+            | BuildError::Config { log, .. }
+            | BuildError::Unsupported { log, .. }
+            | BuildError::CommandFailed { log, .. }
+            | BuildError::CommandTimedOut { log, .. }
+            | BuildError::SymlinkEscapes { log, .. }
+            | BuildError::BadEntry { log, .. }
+            | BuildError::Io { log, .. } => log,
+        }
+    }
+
+    /// Attaches the build log, ending with a line saying what failed, so the
+    /// log alone tells the story.
+    pub(crate) fn with_log(mut self, mut log: String) -> Self {
+        let own = std::mem::take(self.log_mut());
+        log.push_str(&own);
+        log.push_str(&format!("error: {self}\n"));
+        *self.log_mut() = log;
+        self
+    }
+
+    pub(crate) fn io(action: impl Into<String>, error: std::io::Error) -> Self {
+        BuildError::Io {
+            action: action.into(),
+            error,
+            log: String::new(),
+        }
+    }
+}
+
+impl From<ConfigError> for BuildError {
+    fn from(error: ConfigError) -> Self {
+        BuildError::Config {
+            error,
+            log: String::new(),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! Packer: builds an app at a git commit into a standalone release tarball.
+//!
+//! [`build`] fetches the commit, reads `slipway.toml`, builds by type
+//! (python, generic; node comes later), and packs the release with its
+//! manifest into `<out_dir>/<app>-<version>.tar.gz`. [`resolve_ref`] turns a
+//! branch, tag or sha into the full commit sha a build takes. Both block:
+//! async callers use `spawn_blocking`.
+
+mod build;
+mod command;
+pub mod config;
+mod error;
+pub mod git;
+pub mod pack;
+
+pub use build::{BUILD_TIMEOUT, BuildOutput, BuildRequest, build};
+pub use config::{ConfigError, SlipwayToml};
+pub use error::BuildError;
+pub use git::resolve_ref;
+pub use pack::pack_dir;
