@@ -85,10 +85,13 @@ impl AppState {
     }
 
     fn render(&self, template: &str, ctx: &Context) -> Result<Html<String>, PageError> {
-        self.tera.render(template, ctx).map(Html).map_err(|source| PageError::Render {
-            template: template.to_string(),
-            source,
-        })
+        self.tera
+            .render(template, ctx)
+            .map(Html)
+            .map_err(|source| PageError::Render {
+                template: template.to_string(),
+                source,
+            })
     }
 }
 
@@ -104,14 +107,21 @@ async fn index_page(state: &AppState) -> Result<Html<String>, PageError> {
     let (deploys, hosts) = tokio::join!(state.api.deploys(RECENT_DEPLOYS), state.api.hosts());
     let deploys = deploys.map_err(|e| PageError::upstream("listing deploys", e))?;
     let hosts = hosts.map_err(|e| PageError::upstream("listing hosts", e))?;
-    tracing::debug!(deploys = deploys.len(), hosts = hosts.len(), "rendering index");
+    tracing::debug!(
+        deploys = deploys.len(),
+        hosts = hosts.len(),
+        "rendering index"
+    );
 
     let mut ctx = Context::new();
     ctx.insert(
         "deploys",
         &deploys.iter().map(DeployRow::from).collect::<Vec<_>>(),
     );
-    ctx.insert("hosts", &hosts.iter().map(HostRow::from).collect::<Vec<_>>());
+    ctx.insert(
+        "hosts",
+        &hosts.iter().map(HostRow::from).collect::<Vec<_>>(),
+    );
     state.render("index.html", &ctx)
 }
 
@@ -136,7 +146,10 @@ async fn deploy_page(state: &AppState, raw_id: &str) -> Result<Html<String>, Pag
 
     let mut ctx = Context::new();
     ctx.insert("deploy", &DeployView::from(&deploy));
-    ctx.insert("hosts", &deploy.hosts.iter().map(HostView::from).collect::<Vec<_>>());
+    ctx.insert(
+        "hosts",
+        &deploy.hosts.iter().map(HostView::from).collect::<Vec<_>>(),
+    );
     state.render("deploy.html", &ctx)
 }
 
@@ -189,7 +202,11 @@ impl AppState {
             }
             PageError::Upstream { .. } => {
                 tracing::warn!(error = %error, "AppTracker API failed");
-                (StatusCode::BAD_GATEWAY, "AppTracker API unavailable", error.to_string())
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "AppTracker API unavailable",
+                    error.to_string(),
+                )
             }
             PageError::Render { .. } => {
                 tracing::error!(error = ?error, "dashboard template failed to render");
@@ -388,5 +405,297 @@ impl From<&DeployHost> for HostView {
             log_tail: h.log_tail.clone().filter(|t| !t.trim().is_empty()),
             updated_at: h.updated_at.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Rendering tests against a stub of AppTracker's API serving canned
+    //! JSON; the end-to-end test against the real server lives in `tests/`.
+
+    use super::*;
+
+    use axum::Json;
+    use axum::body::Body;
+    use axum::http::Request;
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    const MALICIOUS_LOG: &str = "step 3 failed\n</pre><script>alert(\"pwned\")</script>";
+    const MALICIOUS_SELECTOR: &str = "<img src=x onerror=alert(1)>";
+
+    fn host(name: &str, phase: &str) -> Value {
+        json!({
+            "host": name, "phase": phase, "failed_phase": null, "rolled_back": false,
+            "message": null, "log_tail": null, "updated_at": 1_700_000_100_000_i64,
+        })
+    }
+
+    /// Deploy 7: running, one host done, one failed with a hostile log
+    /// tail, one still checking.
+    fn running_deploy() -> Value {
+        let mut failed = host("local-2", "failed");
+        failed["failed_phase"] = json!("checking");
+        failed["rolled_back"] = json!(true);
+        failed["message"] = json!("health check failed: <b>connection refused</b>");
+        failed["log_tail"] = json!(MALICIOUS_LOG);
+        json!({
+            "id": 7, "app": "hello-python", "version": "3-abcdef1", "git_ref": "main",
+            "build_id": 3, "cluster": "local", "hosts_selector": MALICIOUS_SELECTOR,
+            "status": "running", "error": null,
+            "created_at": 1_700_000_000_000_i64, "finished_at": null,
+            "hosts": [host("local-1", "done"), failed, host("local-3", "checking")],
+        })
+    }
+
+    /// Deploy 8: still waiting for its build, so it has a git ref but no
+    /// version yet, and no hosts.
+    fn building_deploy() -> Value {
+        json!({
+            "id": 8, "app": "hello-node", "version": null, "git_ref": "feature/x",
+            "build_id": null, "cluster": "local", "hosts_selector": ".*",
+            "status": "building", "error": null,
+            "created_at": 1_700_000_200_000_i64, "finished_at": null, "hosts": [],
+        })
+    }
+
+    fn hosts() -> Value {
+        json!([{
+            "cluster": "local", "name": "local-1", "root": "/srv/slipway",
+            "registered_at": 1_699_000_000_000_i64, "last_seen": 1_700_000_300_000_i64,
+            "apps": [{"app": "hello-python", "version": "3-abcdef1", "pid": 4242, "port": 8000}],
+        }])
+    }
+
+    fn not_found(what: &str) -> (StatusCode, Json<Value>) {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({"code": "not_found", "message": format!("no {what}")})),
+        )
+    }
+
+    /// Serves canned answers on a port-0 listener and returns its base URL.
+    async fn spawn_stub(deploys: Value, hosts: Value) -> String {
+        let list = deploys.clone();
+        let stub = Router::new()
+            .route("/api/v1/deploys", get(move || async move { Json(list) }))
+            .route(
+                "/api/v1/deploys/{id}",
+                get(move |Path(id): Path<i64>| async move {
+                    if id == 500 {
+                        let body = json!({"code": "internal", "message": "database is locked"});
+                        return (StatusCode::INTERNAL_SERVER_ERROR, Json(body));
+                    }
+                    let found = deploys
+                        .as_array()
+                        .and_then(|ds| ds.iter().find(|d| d["id"] == json!(id)).cloned());
+                    match found {
+                        Some(d) => (StatusCode::OK, Json(d)),
+                        None => not_found("such deploy"),
+                    }
+                }),
+            )
+            .route("/api/v1/hosts", get(move || async move { Json(hosts) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind stub listener");
+        let addr = listener.local_addr().expect("stub address");
+        tokio::spawn(async move { axum::serve(listener, stub).await });
+        format!("http://{addr}")
+    }
+
+    async fn dashboard() -> Router {
+        let url = spawn_stub(json!([building_deploy(), running_deploy()]), hosts()).await;
+        router(Client::new(url))
+    }
+
+    /// A URL nothing listens on: bind a port, then free it.
+    async fn dead_api() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        drop(listener);
+        format!("http://{addr}")
+    }
+
+    async fn fetch(app: Router, path: &str) -> (StatusCode, String) {
+        let req = Request::get(path).body(Body::empty()).expect("request");
+        let resp = app.oneshot(req).await.expect("router is infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("read body");
+        (
+            status,
+            String::from_utf8(bytes.to_vec()).expect("utf-8 page"),
+        )
+    }
+
+    #[test]
+    fn templates_compile() {
+        templates().expect("the embedded templates must compile");
+    }
+
+    #[test]
+    fn progress_counts_successes_and_failures() {
+        let h = |phase| DeployHost {
+            host: deploy::HostName::parse("h").expect("valid"),
+            phase,
+            failed_phase: None,
+            rolled_back: false,
+            message: None,
+            log_tail: None,
+            updated_at: deploy::Timestamp(0),
+        };
+        assert_eq!(progress(&[]), "no hosts");
+        let all = [
+            h(HostPhase::Done),
+            h(HostPhase::Skipped),
+            h(HostPhase::Done),
+        ];
+        assert_eq!(progress(&all), "3/3 done");
+        let mixed = [
+            h(HostPhase::Done),
+            h(HostPhase::TimedOut),
+            h(HostPhase::Checking),
+        ];
+        assert_eq!(progress(&mixed), "1/3 done, 1 failed");
+    }
+
+    #[tokio::test]
+    async fn index_lists_deploys_with_links_and_hosts() {
+        let (status, body) = fetch(dashboard().await, "/").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains(r#"<a href="/deploys/7">#7</a>"#), "{body}");
+        assert!(body.contains(r#"<a href="/deploys/8">#8</a>"#), "{body}");
+        assert!(body.contains("hello-python") && body.contains("3-abcdef1"));
+        // While building, the git ref stands in for the version.
+        assert!(body.contains(">feature/x</span>"), "{body}");
+        assert!(body.contains(r#"class="badge status-running""#), "{body}");
+        assert!(body.contains("1/3 done, 1 failed"), "{body}");
+        assert!(
+            body.contains("2023-11-14T22:13:20Z"),
+            "created time: {body}"
+        );
+        // The selector is user input: escaped, never markup.
+        assert!(!body.contains(MALICIOUS_SELECTOR), "{body}");
+        assert!(
+            body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{body}"
+        );
+        // The hosts table: cluster, name, app with version and port.
+        assert!(body.contains(r#"<table id="hosts">"#), "{body}");
+        assert!(body.contains("local-1") && body.contains(":8000"), "{body}");
+        assert!(!body.contains("No deploys yet"));
+    }
+
+    #[tokio::test]
+    async fn index_empty_states_say_what_to_do() {
+        let url = spawn_stub(json!([]), json!([])).await;
+        let (status, body) = fetch(router(Client::new(url)), "/").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            body.contains("deploy release hello-python main --cluster local --wait"),
+            "{body}"
+        );
+        assert!(body.contains("No hosts have checked in"), "{body}");
+        assert!(!body.contains(r#"<table id="deploys">"#), "{body}");
+    }
+
+    #[tokio::test]
+    async fn deploy_page_has_a_row_per_host_with_its_phase() {
+        let (status, body) = fetch(dashboard().await, "/deploys/7").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body.matches(r#"<tr id="host-"#).count(), 3, "{body}");
+        for (host, phase) in [
+            ("local-1", "done"),
+            ("local-2", "failed"),
+            ("local-3", "checking"),
+        ] {
+            let row_start = body
+                .find(&format!(r#"<tr id="host-{host}""#))
+                .unwrap_or_else(|| panic!("no row for {host}: {body}"));
+            let row = &body[row_start..];
+            let row = &row[..row.find("</tr>").expect("row ends")];
+            assert!(
+                row.contains(&format!(
+                    r#"<span class="phase phase-{phase}" data-phase="{phase}">{phase}</span>"#
+                )),
+                "{host} should be {phase}: {row}"
+            );
+        }
+        assert!(body.contains(r#"class="badge status-running" data-status="running""#));
+        assert!(
+            body.contains(r#"<td class="failed-phase">checking</td>"#),
+            "{body}"
+        );
+        assert!(
+            body.contains(r#"<td class="rolled-back">yes</td>"#),
+            "{body}"
+        );
+        assert!(
+            body.contains("new EventSource('/api/v1/deploys/7/stream')"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn deploy_page_shows_the_failed_hosts_log_tail_escaped() {
+        let (status, body) = fetch(dashboard().await, "/deploys/7").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body.matches(r#"<pre class="log">"#).count(), 1, "{body}");
+        assert!(
+            body.contains(r#"<pre class="log">step 3 failed"#),
+            "log tail shown: {body}"
+        );
+        assert!(
+            !body.contains("<script>alert"),
+            "raw script in page: {body}"
+        );
+        assert!(!body.contains("</pre><script>"), "{body}");
+        assert!(body.contains("&lt;/pre&gt;&lt;script&gt;alert("), "{body}");
+        assert!(!body.contains("<b>connection refused</b>"), "{body}");
+        assert!(
+            body.contains("&lt;b&gt;connection refused&lt;/b&gt;"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn deploy_page_while_building_shows_the_git_ref() {
+        let (status, body) = fetch(dashboard().await, "/deploys/8").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains(">feature/x</span>"), "{body}");
+        assert!(body.contains("No host has reported yet."), "{body}");
+        assert!(body.contains(r#"data-status="building""#), "{body}");
+    }
+
+    #[tokio::test]
+    async fn unknown_deploy_is_a_404_page() {
+        let (status, body) = fetch(dashboard().await, "/deploys/999").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert!(body.contains("there is no deploy #999"), "{body}");
+
+        let (status, body) = fetch(dashboard().await, "/deploys/%3Cb%3E").await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert!(!body.contains("<b>"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn api_down_is_a_502_page_with_the_error() {
+        let app = router(Client::new(dead_api().await));
+        for path in ["/", "/deploys/7"] {
+            let (status, body) = fetch(app.clone(), path).await;
+            assert_eq!(status, StatusCode::BAD_GATEWAY, "{path}: {body}");
+            assert!(body.contains("cannot reach AppTracker"), "{path}: {body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn api_failing_is_a_502_page_with_its_message() {
+        let (status, body) = fetch(dashboard().await, "/deploys/500").await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+        assert!(body.contains("database is locked"), "{body}");
     }
 }
