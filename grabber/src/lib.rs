@@ -1,1 +1,2 @@
-//! grabber
+//! Slipway's per-host agent.
+pub mod extract;
