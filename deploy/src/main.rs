@@ -1,1 +1,315 @@
-fn main() {}
+//! The `deploy` CLI for ops engineers, built on the typed API client.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use deploy::{
+    AppName, Build, BuildStatus, Client, Cluster, CreateDeploy, Deploy, DeployEvent, DeployHost,
+    DeployId, DeployStatus, GitRef, HostPhase, HostSelector, RegisterApp, RequestBuild, Version,
+};
+use futures::StreamExt;
+
+#[derive(Parser)]
+#[command(name = "deploy", version, about = "Ask Slipway for an app at a version on a cluster")]
+struct Cli {
+    /// AppTracker's URL.
+    #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER, global = true)]
+    server: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List registered apps.
+    Apps,
+    /// Register an app by its git repository.
+    Register {
+        app: AppName,
+        /// A local path or file:// URL of the repository.
+        git_url: String,
+    },
+    /// List an app's builds, newest first.
+    Builds { app: AppName },
+    /// Build an app at a git ref (reuses an existing build of the same commit).
+    Build {
+        app: AppName,
+        /// Branch, tag or sha; `main` when absent.
+        #[arg(long = "ref")]
+        git_ref: Option<GitRef>,
+        /// Wait for the build to finish; print its log if it fails.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Deploy an app at a version (`17-3f9c2ab`) or a git ref to a cluster.
+    Release {
+        app: AppName,
+        /// A built version (`<number>-<sha>`), or a git ref to build first.
+        version_or_ref: String,
+        #[arg(long)]
+        cluster: Cluster,
+        /// Regular expression the whole host name must match; every host when absent.
+        #[arg(long)]
+        hosts: Option<HostSelector>,
+        /// Follow the deploy to its end; exit non-zero unless every host succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a deploy with one row per host.
+    Status {
+        deploy: DeployId,
+        /// Follow it live until it ends.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// List registered hosts and what they run.
+    Hosts,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let client = Client::new(cli.server.clone());
+    match run(&client, cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Apps => {
+            let apps = client.apps().await?;
+            if apps.is_empty() {
+                println!("no apps registered: `deploy register APP GIT_URL`");
+            }
+            for a in apps {
+                println!("{:<24} {}", a.name, a.git_url);
+            }
+        }
+        Command::Register { app, git_url } => {
+            let a = client.register_app(&RegisterApp { name: app, git_url }).await?;
+            println!("registered {} ({})", a.name, a.git_url);
+        }
+        Command::Builds { app } => {
+            let builds = client.builds(&app).await?;
+            if builds.is_empty() {
+                println!("no builds of {app} yet: `deploy build {app}`");
+            }
+            for b in builds {
+                print_build_line(&b);
+            }
+        }
+        Command::Build { app, git_ref, wait } => {
+            let mut b = client.request_build(&app, &RequestBuild { git_ref }).await?;
+            print_build_line(&b);
+            if wait {
+                b = wait_for_build(client, b).await?;
+                print_build_line(&b);
+                if b.status != BuildStatus::Succeeded {
+                    print_build_failure(&b);
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+        }
+        Command::Release {
+            app,
+            version_or_ref,
+            cluster,
+            hosts,
+            wait,
+        } => {
+            let (version, git_ref) = if Version::looks_built(&version_or_ref) {
+                (Some(Version::parse(version_or_ref)?), None)
+            } else {
+                (None, Some(GitRef::parse(version_or_ref)?))
+            };
+            let d = client
+                .create_deploy(&CreateDeploy {
+                    app,
+                    version,
+                    git_ref,
+                    cluster,
+                    hosts,
+                })
+                .await?;
+            println!(
+                "deploy {} of {} to {} ({} hosts): {}",
+                d.id,
+                d.app,
+                d.cluster,
+                d.hosts.len(),
+                d.status
+            );
+            if wait {
+                return follow(client, d.id).await;
+            }
+        }
+        Command::Status { deploy, follow: f } => {
+            if f {
+                return follow(client, deploy).await;
+            }
+            let d = client.deploy(deploy).await?;
+            print_deploy(&d);
+            return Ok(exit_for(d.status));
+        }
+        Command::Hosts => {
+            let hosts = client.hosts().await?;
+            if hosts.is_empty() {
+                println!("no hosts registered: start a grabber");
+            }
+            for h in hosts {
+                let apps: Vec<String> = h
+                    .apps
+                    .iter()
+                    .map(|a| {
+                        let v = a.version.as_ref().map(|v| v.to_string()).unwrap_or("-".into());
+                        match a.port {
+                            Some(p) => format!("{}@{v}:{p}", a.app),
+                            None => format!("{}@{v}", a.app),
+                        }
+                    })
+                    .collect();
+                println!(
+                    "{:<12} {:<20} last seen {}  {}",
+                    h.cluster,
+                    h.name,
+                    h.last_seen,
+                    apps.join(" ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn exit_for(status: DeployStatus) -> ExitCode {
+    match status {
+        DeployStatus::Succeeded => ExitCode::SUCCESS,
+        s if s.is_terminal() => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+fn print_build_line(b: &Build) {
+    println!(
+        "build {:<5} {:<14} {:<10} {} ({})",
+        b.id.to_string(),
+        b.version.as_str(),
+        format!("{:?}", b.status).to_lowercase(),
+        &b.commit.chars().take(12).collect::<String>(),
+        b.git_ref
+    );
+}
+
+fn print_build_failure(b: &Build) {
+    if let Some(e) = &b.error {
+        eprintln!("build failed: {e}");
+    }
+    if !b.log.is_empty() {
+        eprintln!("--- build log ---\n{}", tail(&b.log, 40));
+    }
+}
+
+/// Polls a build until it ends (builds have no event stream yet).
+async fn wait_for_build(client: &Client, mut b: Build) -> anyhow::Result<Build> {
+    while !b.status.is_terminal() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b = client.build(b.id).await?;
+    }
+    client.build(b.id).await.context("cannot read the finished build")
+}
+
+fn print_host(h: &DeployHost) {
+    let mut line = format!("  {:<20} {:<12}", h.host.as_str(), h.phase.as_str());
+    if let Some(p) = h.failed_phase {
+        line.push_str(&format!(" in {p}"));
+    }
+    if h.phase == HostPhase::Failed {
+        line.push_str(if h.rolled_back {
+            ", rolled back"
+        } else {
+            ", not rolled back"
+        });
+    }
+    if let Some(m) = &h.message {
+        line.push_str(&format!("  {m}"));
+    }
+    println!("{line}");
+    if h.phase == HostPhase::Failed
+        && let Some(t) = &h.log_tail
+    {
+        for l in tail(t, 20).lines() {
+            println!("    | {l}");
+        }
+    }
+}
+
+fn print_deploy(d: &Deploy) {
+    println!(
+        "deploy {}: {} {} on {} (hosts ~ {}): {}",
+        d.id,
+        d.app,
+        d.version
+            .as_ref()
+            .map(|v| v.to_string())
+            .or_else(|| d.git_ref.clone())
+            .unwrap_or_default(),
+        d.cluster,
+        d.hosts_selector,
+        d.status
+    );
+    if let Some(e) = &d.error {
+        println!("  error: {e}");
+    }
+    for h in &d.hosts {
+        print_host(h);
+    }
+}
+
+/// Follows a deploy live, printing each host's phase changes; the exit code
+/// says whether every host succeeded.
+async fn follow(client: &Client, id: DeployId) -> anyhow::Result<ExitCode> {
+    let mut events = Box::pin(client.deploy_stream(id).await?);
+    let mut status = DeployStatus::Unknown;
+    while let Some(ev) = events.next().await {
+        match ev? {
+            DeployEvent::Host { host, .. } => print_host(&host),
+            DeployEvent::Status {
+                status: s,
+                version,
+                error,
+                ..
+            } => {
+                status = s;
+                let v = version.map(|v| format!(" {v}")).unwrap_or_default();
+                println!("deploy {id}{v}: {s}");
+                if let Some(e) = error {
+                    println!("  error: {e}");
+                }
+                if s.is_terminal() {
+                    break;
+                }
+            }
+            DeployEvent::Unknown => {}
+        }
+    }
+    if !status.is_terminal() {
+        // The stream broke before the end: report what the record says.
+        let d = client.deploy(id).await?;
+        print_deploy(&d);
+        status = d.status;
+    }
+    Ok(exit_for(status))
+}
+
+/// The last `n` lines of `s`.
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
