@@ -145,7 +145,10 @@ impl Output {
     fn text(&self) -> String {
         let mut s = String::new();
         if self.dropped > 0 {
-            s.push_str(&format!("[... {} bytes of output dropped ...]\n", self.dropped));
+            s.push_str(&format!(
+                "[... {} bytes of output dropped ...]\n",
+                self.dropped
+            ));
         }
         s.push_str(&String::from_utf8_lossy(&self.bytes));
         s
@@ -180,17 +183,27 @@ mod tests {
     #[test]
     fn reports_failure() {
         let (o, out) = run_in("echo boom; exit 3", Duration::from_secs(10));
-        assert!(matches!(o, Outcome::Exited(s) if s.code() == Some(3)), "{o:?}");
+        assert!(
+            matches!(o, Outcome::Exited(s) if s.code() == Some(3)),
+            "{o:?}"
+        );
         assert_eq!(out, "boom\n");
     }
 
     #[test]
     fn times_out_and_kills_children() {
         let start = Instant::now();
-        let (o, out) = run_in("echo started; sleep 30 & sleep 30", Duration::from_millis(300));
+        let (o, out) = run_in(
+            "echo started; sleep 30 & sleep 30",
+            Duration::from_millis(300),
+        );
         assert!(matches!(o, Outcome::TimedOut), "{o:?}");
         assert_eq!(out, "started\n");
-        assert!(start.elapsed() < Duration::from_secs(5), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]
@@ -198,7 +211,11 @@ mod tests {
         let start = Instant::now();
         let (o, _) = run_in("sleep 30 & echo done", Duration::from_secs(10));
         assert!(matches!(o, Outcome::Exited(s) if s.success()), "{o:?}");
-        assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_secs(8),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

@@ -23,7 +23,9 @@ const DEFAULT_HEALTH_GRACE: Duration = Duration::from_secs(2);
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The repository has no `slipway.toml` at its root.
-    #[error("slipway.toml: not found at the repository root (every app needs one with at least `[run] command`)")]
+    #[error(
+        "slipway.toml: not found at the repository root (every app needs one with at least `[run] command`)"
+    )]
     Missing,
     /// The file exists but could not be read.
     #[error("slipway.toml: reading the file: {error}")]
@@ -186,7 +188,7 @@ struct RawBuild {
 #[serde(deny_unknown_fields)]
 struct RawRun {
     command: NonEmpty,
-    port: Option<NonZeroU16>,
+    port: Option<Port>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     stop_timeout: Option<HumanDuration>,
@@ -212,6 +214,20 @@ impl<'de> Deserialize<'de> for NonEmpty {
             return Err(serde::de::Error::custom("must not be empty"));
         }
         Ok(NonEmpty(s))
+    }
+}
+
+/// A TCP port, 1 to 65535.
+struct Port(NonZeroU16);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u16::try_from(n)
+            .ok()
+            .and_then(NonZeroU16::new)
+            .map(Port)
+            .ok_or_else(|| serde::de::Error::custom(format!("port must be 1 to 65535, got {n}")))
     }
 }
 
@@ -251,7 +267,7 @@ impl RawFile {
 
         let run = RunSpec {
             command: self.run.command.0,
-            port: self.run.port.map(NonZeroU16::get),
+            port: self.run.port.map(|p| p.0.get()),
             env: self.run.env,
             stop_timeout_ms: millis(self.run.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT, |d| d.0)),
         };
@@ -378,12 +394,19 @@ fn from_toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
             Some(p) if !p.is_empty() => format!("{p}.{field}"),
             _ => field.to_string(),
         };
-        let problem = if field == "run" {
-            "the `[run]` table is required".to_string()
+        let mut msg = if field == "run" {
+            "missing the `[run]` table, which is required".to_string()
         } else {
-            "this key is required".to_string()
+            format!("missing key `{key}`, which is required")
         };
-        return ConfigError::invalid(Some(&key), line, problem);
+        if let Some(line) = line {
+            msg.push_str(&format!(" (in the table at line {line})"));
+        }
+        return ConfigError::Invalid {
+            key: Some(key),
+            line,
+            message: msg,
+        };
     }
     let key = path.or_else(|| line.and_then(|l| key_on_line(text, l)));
     ConfigError::invalid(key.as_deref().filter(|k| !k.is_empty()), line, message)
@@ -488,12 +511,11 @@ grace = "500ms"
 
     #[test]
     fn tcp_and_command_checks() {
-        let c = SlipwayToml::parse("[run]\ncommand = \"x\"\nport = 1\n[health]\ntcp = true\n")
-            .unwrap();
-        assert_eq!(c.health.check, HealthCheck::Tcp);
         let c =
-            SlipwayToml::parse("[run]\ncommand = \"x\"\n[health]\ncommand = \"curl -f x\"\n")
-                .unwrap();
+            SlipwayToml::parse("[run]\ncommand = \"x\"\nport = 1\n[health]\ntcp = true\n").unwrap();
+        assert_eq!(c.health.check, HealthCheck::Tcp);
+        let c = SlipwayToml::parse("[run]\ncommand = \"x\"\n[health]\ncommand = \"curl -f x\"\n")
+            .unwrap();
         assert_eq!(
             c.health.check,
             HealthCheck::Command {
@@ -510,7 +532,10 @@ grace = "500ms"
         let s = e.to_string();
         assert_eq!(e.key(), Some("health.colour"), "{s}");
         assert_eq!(e.line(), Some(6), "{s}");
-        assert!(s.starts_with("slipway.toml: unknown key `health.colour` at line 6"), "{s}");
+        assert!(
+            s.starts_with("slipway.toml: unknown key `health.colour` at line 6"),
+            "{s}"
+        );
 
         let e = err("colour = \"red\"\n[run]\ncommand = \"x\"\n");
         let s = e.to_string();
@@ -544,6 +569,10 @@ grace = "500ms"
     fn port_zero_and_out_of_range() {
         let e = err("[run]\ncommand = \"x\"\nport = 0\n");
         assert_eq!((e.key(), e.line()), (Some("run.port"), Some(3)), "{e}");
+        assert!(
+            e.to_string().contains("port must be 1 to 65535, got 0"),
+            "{e}"
+        );
         let e = err("[run]\ncommand = \"x\"\nport = 70000\n");
         assert_eq!((e.key(), e.line()), (Some("run.port"), Some(3)), "{e}");
     }
@@ -551,7 +580,11 @@ grace = "500ms"
     #[test]
     fn bad_durations() {
         let e = err("[run]\ncommand = \"x\"\nstop_timeout = \"soon\"\n");
-        assert_eq!((e.key(), e.line()), (Some("run.stop_timeout"), Some(3)), "{e}");
+        assert_eq!(
+            (e.key(), e.line()),
+            (Some("run.stop_timeout"), Some(3)),
+            "{e}"
+        );
         assert!(e.to_string().contains("invalid duration \"soon\""), "{e}");
         let e = err("[run]\ncommand = \"x\"\n[health]\ngrace = 2\n");
         assert_eq!((e.key(), e.line()), (Some("health.grace"), Some(4)), "{e}");
@@ -564,9 +597,10 @@ grace = "500ms"
         assert!(e.to_string().contains("must not be empty"), "{e}");
         let e = err("[run]\nport = 80\n");
         assert_eq!(e.key(), Some("run.command"), "{e}");
+        assert!(e.to_string().contains("missing key `run.command`"), "{e}");
         let e = err("name = \"a\"\n");
         assert_eq!(e.key(), Some("run"), "{e}");
-        assert!(e.to_string().contains("`[run]` table is required"), "{e}");
+        assert!(e.to_string().contains("missing the `[run]` table"), "{e}");
     }
 
     #[test]
@@ -575,8 +609,10 @@ grace = "500ms"
         assert_eq!((e.key(), e.line()), (Some("type"), Some(1)), "{e}");
         assert!(e.to_string().contains("[build] command"), "{e}");
         assert!(
-            SlipwayToml::parse("type = \"generic\"\n[build]\ncommand = \"make\"\n[run]\ncommand = \"x\"\n")
-                .is_ok()
+            SlipwayToml::parse(
+                "type = \"generic\"\n[build]\ncommand = \"make\"\n[run]\ncommand = \"x\"\n"
+            )
+            .is_ok()
         );
     }
 
@@ -635,8 +671,12 @@ grace = "500ms"
         assert_eq!(c.resolve_build_type(dir.path()).unwrap(), BuildType::Python);
 
         let dir = tempfile::tempdir().unwrap();
-        let c = SlipwayToml::parse("[build]\ncommand = \"make\"\n[run]\ncommand = \"x\"\n").unwrap();
-        assert_eq!(c.resolve_build_type(dir.path()).unwrap(), BuildType::Generic);
+        let c =
+            SlipwayToml::parse("[build]\ncommand = \"make\"\n[run]\ncommand = \"x\"\n").unwrap();
+        assert_eq!(
+            c.resolve_build_type(dir.path()).unwrap(),
+            BuildType::Generic
+        );
         let c = SlipwayToml::parse("type = \"python\"\n[run]\ncommand = \"x\"\n").unwrap();
         assert_eq!(c.resolve_build_type(dir.path()).unwrap(), BuildType::Python);
     }

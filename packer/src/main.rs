@@ -9,7 +9,11 @@ use deploy::{AppName, Version};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "packer", version, about = "Builds an app at a git commit into a release tarball")]
+#[command(
+    name = "packer",
+    version,
+    about = "Builds an app at a git commit into a release tarball"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

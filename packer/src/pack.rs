@@ -143,7 +143,12 @@ fn scan(src: &Path) -> Result<Vec<Entry>, BuildError> {
         rel: PathBuf::from(MANIFEST_PATH),
         kind: Kind::Manifest,
     });
-    entries.sort_by(|a, b| a.rel.as_os_str().as_bytes().cmp(b.rel.as_os_str().as_bytes()));
+    entries.sort_by(|a, b| {
+        a.rel
+            .as_os_str()
+            .as_bytes()
+            .cmp(b.rel.as_os_str().as_bytes())
+    });
     Ok(entries)
 }
 
@@ -187,13 +192,18 @@ pub(crate) fn pack(src: &Path, manifest: &Manifest, out: &Path) -> Result<Packed
     manifest_json.push(b'\n');
     let mtime = u64::try_from(manifest.built_at.as_millis() / 1000).unwrap_or(0);
 
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)
         .map_err(|e| BuildError::io(format!("creating {}", dir.display()), e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".packing-")
         .tempfile_in(dir)
-        .map_err(|e| BuildError::io(format!("creating a temporary file in {}", dir.display()), e))?;
+        .map_err(|e| {
+            BuildError::io(format!("creating a temporary file in {}", dir.display()), e)
+        })?;
     let file = tmp
         .as_file()
         .try_clone()
@@ -342,8 +352,7 @@ mod tests {
         std::fs::write(p.join("bin/run"), "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(p.join("bin/run"), std::fs::Permissions::from_mode(0o700))
             .unwrap();
-        std::fs::set_permissions(p.join("app.py"), std::fs::Permissions::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(p.join("app.py"), std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::create_dir_all(p.join("empty")).unwrap();
         std::fs::create_dir_all(p.join(".git")).unwrap();
         std::fs::write(p.join(".git/HEAD"), "x").unwrap();
@@ -352,7 +361,17 @@ mod tests {
     }
 
     /// (path, type, mode, uid, gid, mtime, size, link target, content)
-    type Row = (String, tar::EntryType, u32, u64, u64, u64, u64, Option<String>, Vec<u8>);
+    type Row = (
+        String,
+        tar::EntryType,
+        u32,
+        u64,
+        u64,
+        u64,
+        u64,
+        Option<String>,
+        Vec<u8>,
+    );
 
     fn read(path: &Path) -> Vec<Row> {
         let f = File::open(path).unwrap();
@@ -398,7 +417,15 @@ mod tests {
         let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
         assert_eq!(
             names,
-            [".slipway", ".slipway/manifest.json", "app.py", "bin", "bin/run", "empty", "start"]
+            [
+                ".slipway",
+                ".slipway/manifest.json",
+                "app.py",
+                "bin",
+                "bin/run",
+                "empty",
+                "start"
+            ]
         );
         for r in &rows {
             assert_eq!((r.3, r.4, r.5), (0, 0, 1_700_000_000), "{}", r.0);

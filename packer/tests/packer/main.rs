@@ -1,0 +1,416 @@
+//! Packer against real git repositories: resolving refs, building python and
+//! generic apps, and refusing what must be refused.
+
+// Helpers panic on setup failures, like the tests that call them.
+#[allow(clippy::unwrap_used)]
+mod helpers;
+
+use deploy::{BuildType, HealthCheck, Sha256};
+use helpers::{Build, FIRST_COMMIT_TIME, TestRepo, by_path, manifest_of, unpack};
+use packer::BuildError;
+
+const PYTHON_TOML: &str = r#"
+[run]
+command = "python3 app.py"
+port = 8000
+env = { GREETING = "hi" }
+
+[health]
+http = "/health"
+"#;
+
+fn python_repo() -> (TestRepo, String) {
+    let mut repo = TestRepo::new();
+    repo.write("app.py", "print('hello')\n")
+        .write("lib/util.py", "X = 1\n")
+        .write("requirements.txt", "# pinned\nrequests==2.0\n")
+        .write("slipway.toml", PYTHON_TOML)
+        .write("bin/start", "#!/bin/sh\nexec python3 app.py\n")
+        .chmod("bin/start", 0o755)
+        .symlink("run", "bin/start");
+    let sha = repo.commit("first");
+    (repo, sha)
+}
+
+// ---- resolve_ref ---------------------------------------------------------
+
+#[test]
+fn resolves_branches_tags_and_shas() {
+    let mut repo = TestRepo::new();
+    repo.write("a.txt", "1");
+    let first = repo.commit("first");
+    repo.write("a.txt", "2");
+    let second = repo.commit("second");
+    repo.branch("old", &first);
+    repo.tag_lightweight("v1", &first);
+    repo.tag_annotated("v2", &second);
+    let url = repo.url();
+
+    assert_eq!(packer::resolve_ref(&url, "main").unwrap(), second);
+    assert_eq!(packer::resolve_ref(&url, "old").unwrap(), first);
+    assert_eq!(packer::resolve_ref(&url, "refs/heads/old").unwrap(), first);
+    assert_eq!(packer::resolve_ref(&url, "v1").unwrap(), first);
+    // An annotated tag resolves to its commit, not to the tag object.
+    assert_eq!(packer::resolve_ref(&url, "v2").unwrap(), second);
+    assert_eq!(packer::resolve_ref(&url, &first[..7]).unwrap(), first);
+    assert_eq!(packer::resolve_ref(&url, &second).unwrap(), second);
+    let file_url = format!("file://{url}");
+    assert_eq!(packer::resolve_ref(&file_url, "main").unwrap(), second);
+    assert_eq!(packer::resolve_ref(&file_url, &first[..8]).unwrap(), first);
+}
+
+#[test]
+fn resolves_on_a_bare_repository() {
+    let (repo, sha) = python_repo();
+    let bare = repo.bare_clone();
+    let url = bare.path().join("repo.git").display().to_string();
+    assert_eq!(packer::resolve_ref(&url, "main").unwrap(), sha);
+    assert_eq!(packer::resolve_ref(&url, &sha[..10]).unwrap(), sha);
+}
+
+#[test]
+fn unknown_refs_are_clear_errors() {
+    let (repo, _) = python_repo();
+    let url = repo.url();
+    for bad in [
+        "nope",
+        "deadbeef",
+        "0000000000000000000000000000000000000000",
+    ] {
+        let e = packer::resolve_ref(&url, bad).unwrap_err();
+        assert!(matches!(e, BuildError::UnknownRef { .. }), "{bad}: {e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("no branch, tag or commit `{bad}` in {url}")
+        );
+    }
+    let e = packer::resolve_ref("/does/not/exist", "main").unwrap_err();
+    assert!(matches!(e, BuildError::Git { .. }), "{e:?}");
+    assert!(
+        e.to_string().starts_with("fetching from /does/not/exist: "),
+        "{e}"
+    );
+}
+
+// ---- python builds -------------------------------------------------------
+
+#[test]
+fn python_build_packs_the_tree_and_a_right_manifest() {
+    let (repo, sha) = python_repo();
+    let b = Build::new(&sha);
+    let out = b.run(&repo.url(), &sha).unwrap();
+
+    assert_eq!(
+        out.artifact_path,
+        b.out.path().join(format!("hello-7-{}.tar.gz", &sha[..7]))
+    );
+    assert_eq!(out.build_type, BuildType::Python);
+    let bytes = std::fs::read(&out.artifact_path).unwrap();
+    assert_eq!(out.size, bytes.len() as u64);
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(&bytes));
+    assert_eq!(out.sha256, Sha256::parse(digest).unwrap());
+
+    let entries = unpack(&out.artifact_path);
+    let names: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            ".slipway",
+            ".slipway/manifest.json",
+            "app.py",
+            "bin",
+            "bin/start",
+            "lib",
+            "lib/util.py",
+            "requirements.txt",
+            "run",
+            "slipway.toml",
+        ]
+    );
+    let m = by_path(&entries);
+    assert_eq!(m["app.py"].data, b"print('hello')\n");
+    assert_eq!(m["app.py"].mode, 0o644);
+    assert_eq!(m["bin/start"].mode, 0o755);
+    assert_eq!(m["run"].kind, tar::EntryType::Symlink);
+    assert_eq!(
+        m["run"].link.as_deref(),
+        Some(std::path::Path::new("bin/start"))
+    );
+    for (path, e) in &entries {
+        assert_eq!(e.mtime, FIRST_COMMIT_TIME as u64, "{path}");
+    }
+
+    let manifest = manifest_of(&entries);
+    assert_eq!(manifest, out.manifest);
+    assert_eq!(manifest.app.as_str(), "hello");
+    assert_eq!(manifest.version.as_str(), format!("7-{}", &sha[..7]));
+    assert_eq!(manifest.commit, sha);
+    assert_eq!(manifest.build_type, BuildType::Python);
+    assert_eq!(manifest.built_at.as_millis(), FIRST_COMMIT_TIME * 1000);
+    assert_eq!(manifest.run.command, "python3 app.py");
+    assert_eq!(manifest.run.port, Some(8000));
+    assert_eq!(manifest.run.env["GREETING"], "hi");
+    assert_eq!(manifest.run.stop_timeout_ms, 10_000);
+    assert_eq!(
+        manifest.health.check,
+        HealthCheck::Http {
+            path: "/health".into()
+        }
+    );
+    assert_eq!(
+        (manifest.health.timeout_ms, manifest.health.grace_ms),
+        (30_000, 2_000)
+    );
+    // Regular files: app.py, bin/start, lib/util.py, requirements.txt,
+    // slipway.toml; not the symlink, not the manifest.
+    assert_eq!(manifest.files, 5);
+    let sizes = [
+        "app.py",
+        "bin/start",
+        "lib/util.py",
+        "requirements.txt",
+        "slipway.toml",
+    ]
+    .iter()
+    .map(|p| m[*p].data.len() as u64)
+    .sum::<u64>();
+    assert_eq!(manifest.content_bytes, sizes);
+
+    assert!(
+        out.log.contains("build type: python (detected)"),
+        "{}",
+        out.log
+    );
+    assert!(
+        out.log
+            .contains("requirements.txt lists 1 dependencies (requests==2.0)"),
+        "{}",
+        out.log
+    );
+}
+
+#[test]
+fn same_commit_gives_the_same_bytes() {
+    let (repo, sha) = python_repo();
+    // Separate scratch and output directories, as two build machines would.
+    let (ba, bb) = (Build::new(&sha), Build::new(&sha));
+    let a = ba.run(&repo.url(), &sha).unwrap();
+    let b = bb.run(&repo.url(), &sha).unwrap();
+    assert_eq!(a.sha256, b.sha256);
+    assert_eq!(a.size, b.size);
+    assert_eq!(
+        std::fs::read(&a.artifact_path).unwrap(),
+        std::fs::read(&b.artifact_path).unwrap()
+    );
+}
+
+#[test]
+fn builds_an_older_commit_from_a_bare_file_url() {
+    let (mut repo, first) = python_repo();
+    repo.write("app.py", "print('second')\n");
+    let second = repo.commit("second");
+    let bare = repo.bare_clone();
+    let url = format!("file://{}", bare.path().join("repo.git").display());
+
+    let (bo, bn) = (Build::new(&first), Build::new(&second));
+    let old = bo.run(&url, &first).unwrap();
+    let m = by_path(&unpack(&old.artifact_path));
+    assert_eq!(m["app.py"].data, b"print('hello')\n");
+    let new = bn.run(&url, &second).unwrap();
+    let m = by_path(&unpack(&new.artifact_path));
+    assert_eq!(m["app.py"].data, b"print('second')\n");
+    assert_ne!(old.sha256, new.sha256);
+}
+
+// ---- generic builds ------------------------------------------------------
+
+#[test]
+fn generic_build_runs_its_command_and_logs_its_output() {
+    let mut repo = TestRepo::new();
+    repo.write(
+        "slipway.toml",
+        r#"
+type = "generic"
+[build]
+command = "echo building $SLIPWAY_APP $SLIPWAY_VERSION $SLIPWAY_COMMIT; mkdir dist && echo made > dist/out.txt; echo to-stderr >&2"
+[run]
+command = "cat dist/out.txt"
+"#,
+    );
+    let sha = repo.commit("generic");
+    let b = Build::new(&sha);
+    let out = b.run(&repo.url(), &sha).unwrap();
+
+    assert_eq!(out.build_type, BuildType::Generic);
+    assert!(
+        out.log
+            .contains(&format!("building hello 7-{} {sha}\n", &sha[..7])),
+        "{}",
+        out.log
+    );
+    assert!(out.log.contains("to-stderr\n"), "{}", out.log);
+    let entries = unpack(&out.artifact_path);
+    let m = by_path(&entries);
+    assert_eq!(m["dist/out.txt"].data, b"made\n");
+    assert_eq!(manifest_of(&entries).build_type, BuildType::Generic);
+    assert_eq!(manifest_of(&entries).health.check, HealthCheck::Running);
+}
+
+#[test]
+fn failing_build_command_is_an_error_with_its_output() {
+    let mut repo = TestRepo::new();
+    repo.write(
+        "slipway.toml",
+        "type = \"generic\"\n[build]\ncommand = \"echo compiling; echo 'cc: bad things' >&2; exit 4\"\n[run]\ncommand = \"x\"\n",
+    );
+    let sha = repo.commit("failing");
+    let b = Build::new(&sha);
+    let e = b.run(&repo.url(), &sha).unwrap_err();
+    assert!(matches!(e, BuildError::CommandFailed { .. }), "{e:?}");
+    assert!(e.to_string().contains("exited with status 4"), "{e}");
+    assert!(
+        e.log().contains("compiling\ncc: bad things\n"),
+        "{}",
+        e.log()
+    );
+    assert!(e.log().contains("error: build command"), "{}", e.log());
+    assert!(!e.is_retryable());
+    assert_eq!(std::fs::read_dir(b.out.path()).unwrap().count(), 0);
+}
+
+// ---- refusals ------------------------------------------------------------
+
+#[test]
+fn malformed_slipway_toml_names_key_and_line() {
+    let mut repo = TestRepo::new();
+    repo.write("app.py", "").write(
+        "slipway.toml",
+        "[run]\ncommand = \"x\"\n\ncolour = \"red\"\n",
+    );
+    let sha = repo.commit("unknown key");
+    let e = Build::new(&sha).run(&repo.url(), &sha).unwrap_err();
+    assert!(matches!(e, BuildError::Config { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with("slipway.toml: unknown key `run.colour` at line 4"),
+        "{e}"
+    );
+    assert!(
+        e.log().contains("unknown key `run.colour` at line 4"),
+        "{}",
+        e.log()
+    );
+
+    repo.write("slipway.toml", "[run]\ncommand = \"x\"\nport = \"x\"\n");
+    let sha = repo.commit("wrong type");
+    let e = Build::new(&sha).run(&repo.url(), &sha).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("slipway.toml: key `run.port` at line 3: invalid type"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_slipway_toml_is_a_clear_error() {
+    let mut repo = TestRepo::new();
+    repo.write("app.py", "");
+    let sha = repo.commit("no config");
+    let e = Build::new(&sha).run(&repo.url(), &sha).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            BuildError::Config {
+                error: packer::ConfigError::Missing,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("slipway.toml: not found"), "{e}");
+}
+
+#[test]
+fn symlink_escaping_the_tree_is_refused() {
+    let (mut repo, _) = python_repo();
+    repo.symlink("secrets", "../../etc");
+    let sha = repo.commit("escape");
+    let b = Build::new(&sha);
+    let e = b.run(&repo.url(), &sha).unwrap_err();
+    assert!(matches!(e, BuildError::SymlinkEscapes { .. }), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "symlink `secrets` points outside the release (to `../../etc`)"
+    );
+    assert_eq!(std::fs::read_dir(b.out.path()).unwrap().count(), 0);
+
+    repo.remove("secrets").symlink("abs", "/etc/passwd");
+    let sha = repo.commit("absolute");
+    let e = Build::new(&sha).run(&repo.url(), &sha).unwrap_err();
+    assert!(matches!(e, BuildError::SymlinkEscapes { .. }), "{e:?}");
+}
+
+#[test]
+fn node_is_not_supported_yet() {
+    let mut repo = TestRepo::new();
+    repo.write("package.json", "{}")
+        .write("slipway.toml", "[run]\ncommand = \"node x.js\"\n");
+    let sha = repo.commit("node");
+    let e = Build::new(&sha).run(&repo.url(), &sha).unwrap_err();
+    assert!(matches!(e, BuildError::Unsupported { .. }), "{e:?}");
+    assert_eq!(e.to_string(), "node builds are not supported yet");
+    assert!(
+        e.log().contains("build type: node (detected)"),
+        "{}",
+        e.log()
+    );
+}
+
+#[test]
+fn unknown_or_malformed_commit_is_refused() {
+    let (repo, sha) = python_repo();
+    let missing = "1234567890123456789012345678901234567890";
+    let e = Build::new(&sha).run(&repo.url(), missing).unwrap_err();
+    assert!(matches!(e, BuildError::CommitNotFound { .. }), "{e:?}");
+    assert!(e.to_string().contains(missing), "{e}");
+    let e = Build::new(&sha).run(&repo.url(), &sha[..7]).unwrap_err();
+    assert!(matches!(e, BuildError::BadCommit { .. }), "{e:?}");
+}
+
+// ---- the binary ----------------------------------------------------------
+
+#[test]
+fn binary_builds_and_prints_the_artifact() {
+    let (repo, sha) = python_repo();
+    let out = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_packer"))
+        .args([
+            "build",
+            "--git",
+            &repo.url(),
+            "--ref",
+            "main",
+            "--app",
+            "hello",
+            "--out",
+        ])
+        .arg(out.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let path = out.path().join(format!("hello-0-{}.tar.gz", &sha[..7]));
+    assert!(
+        stdout.contains(&format!("artifact: {}", path.display())),
+        "{stdout}"
+    );
+    assert!(path.is_file());
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(stdout.contains(&format!("size:     {size}\n")), "{stdout}");
+}
