@@ -37,6 +37,26 @@ fn fetch_error(url: &str) -> impl Fn(git2::Error) -> BuildError + '_ {
     }
 }
 
+/// For a local remote (a path or `file://`), checks it exists first: libgit2
+/// reports a missing path as "unsupported URL protocol".
+fn check_local(git_url: &str) -> Result<(), BuildError> {
+    let path = match git_url.strip_prefix("file://") {
+        Some(p) => p,
+        None if git_url.contains("://") => return Ok(()),
+        // scp-like ssh (`host:path`) is not local either.
+        None if git_url.contains(':') && !git_url.starts_with('/') => return Ok(()),
+        None => git_url,
+    };
+    if Path::new(path).exists() {
+        return Ok(());
+    }
+    Err(BuildError::Git {
+        action: format!("fetching from {git_url}"),
+        error: git2::Error::from_str("no such directory"),
+        log: String::new(),
+    })
+}
+
 /// Whether `s` is hex digits only.
 fn is_hex(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
@@ -58,6 +78,7 @@ pub fn resolve_ref(git_url: &str, git_ref: &str) -> Result<String, BuildError> {
         return Err(unknown());
     }
 
+    check_local(git_url)?;
     let mut remote = Remote::create_detached(git_url).map_err(fetch_error(git_url))?;
     let conn = remote
         .connect_auth(Direction::Fetch, None, None)
@@ -104,6 +125,7 @@ pub fn resolve_ref(git_url: &str, git_ref: &str) -> Result<String, BuildError> {
 
 /// Fetches every branch and tag of the remote into a new bare repository.
 fn fetch_mirror(git_url: &str, dir: &Path) -> Result<Repository, BuildError> {
+    check_local(git_url)?;
     let repo = Repository::init_bare(dir).map_err(|error| BuildError::Git {
         action: format!("creating a scratch repository in {}", dir.display()),
         error,
