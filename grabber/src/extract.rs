@@ -34,7 +34,9 @@ pub enum ExtractError {
     AbsolutePath { entry: String },
     #[error("archive entry `{entry}` escapes the release directory")]
     Escapes { entry: String },
-    #[error("archive entry `{entry}` is a {kind} link to `{target}`, which escapes the release directory")]
+    #[error(
+        "archive entry `{entry}` is a {kind} link to `{target}`, which escapes the release directory"
+    )]
     LinkEscapes {
         entry: String,
         kind: &'static str,
@@ -67,7 +69,11 @@ pub enum ExtractError {
 /// leave the release, devices, fifos and other special entries, and archives
 /// whose regular files total more than `max_bytes` or more than the
 /// manifest's `content_bytes`. Blocking: run it in `spawn_blocking`.
-pub fn unpack_checked(archive: &Path, dest: &Path, max_bytes: u64) -> Result<Manifest, ExtractError> {
+pub fn unpack_checked(
+    archive: &Path,
+    dest: &Path,
+    max_bytes: u64,
+) -> Result<Manifest, ExtractError> {
     let manifest = validate(archive, max_bytes)?;
     extract(archive, dest)?;
     check_links_resolved(dest, dest)?;
@@ -189,9 +195,10 @@ fn validate(archive: &Path, max_bytes: u64) -> Result<Manifest, ExtractError> {
                         .take(MAX_MANIFEST_BYTES)
                         .read_to_end(&mut buf)
                         .map_err(read_err)?;
-                    let m: Manifest = serde_json::from_slice(&buf).map_err(|e| ExtractError::BadManifest {
-                        reason: e.to_string(),
-                    })?;
+                    let m: Manifest =
+                        serde_json::from_slice(&buf).map_err(|e| ExtractError::BadManifest {
+                            reason: e.to_string(),
+                        })?;
                     manifest = Some(m);
                 } else {
                     content = content.saturating_add(size);
@@ -201,7 +208,11 @@ fn validate(archive: &Path, max_bytes: u64) -> Result<Manifest, ExtractError> {
             EntryType::Symlink | EntryType::Link => {
                 let is_sym = kind == EntryType::Symlink;
                 let kind_str = if is_sym { "symbolic" } else { "hard" };
-                let target = entry.link_name().map_err(read_err)?.map(|t| t.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name()
+                    .map_err(read_err)?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 let escape = || ExtractError::LinkEscapes {
                     entry: shown.clone(),
                     kind: kind_str,
@@ -358,7 +369,11 @@ pub(crate) mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_size(size);
-        h.set_mode(if kind == EntryType::Directory { 0o755 } else { 0o644 });
+        h.set_mode(if kind == EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
         h.set_mtime(0);
         // Write the name bytes directly: `set_path` refuses `..` and `/`.
         let name = &mut h.as_old_mut().name;
@@ -374,9 +389,13 @@ pub(crate) mod tests {
         let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
         if let Some(m) = m {
             let json = serde_json::to_vec(m).unwrap();
-            b.append(&header(".slipway/", EntryType::Directory, 0), io::empty()).unwrap();
-            b.append(&header(MANIFEST_PATH, EntryType::Regular, json.len() as u64), &json[..])
+            b.append(&header(".slipway/", EntryType::Directory, 0), io::empty())
                 .unwrap();
+            b.append(
+                &header(MANIFEST_PATH, EntryType::Regular, json.len() as u64),
+                &json[..],
+            )
+            .unwrap();
         }
         for e in entries {
             match e {
@@ -386,7 +405,9 @@ pub(crate) mod tests {
                     h.set_cksum();
                     b.append(&h, *data).unwrap();
                 }
-                E::Dir(p) => b.append(&header(p, EntryType::Directory, 0), io::empty()).unwrap(),
+                E::Dir(p) => b
+                    .append(&header(p, EntryType::Directory, 0), io::empty())
+                    .unwrap(),
                 E::Symlink(p, t) | E::Hardlink(p, t) => {
                     let kind = if matches!(e, E::Symlink(..)) {
                         EntryType::Symlink
@@ -442,7 +463,10 @@ pub(crate) mod tests {
         let m = r.unwrap();
         assert_eq!(m.content_bytes, 11);
         let out = dir.path().join("out");
-        assert_eq!(std::fs::read(out.join("bin/run.sh")).unwrap(), b"echo hello");
+        assert_eq!(
+            std::fs::read(out.join("bin/run.sh")).unwrap(),
+            b"echo hello"
+        );
         assert_eq!(std::fs::read(out.join("bin/link")).unwrap(), b"x");
         assert_eq!(std::fs::read(out.join("bin/hard")).unwrap(), b"x");
         assert!(out.join(MANIFEST_PATH).exists());
@@ -450,42 +474,76 @@ pub(crate) mod tests {
 
     #[test]
     fn refuses_parent_dir_entries() {
-        refused(&[E::File("../evil", b"x")], "archive entry `../evil` escapes the release directory");
-        refused(&[E::File("a/../../evil", b"x")], "escapes the release directory");
+        refused(
+            &[E::File("../evil", b"x")],
+            "archive entry `../evil` escapes the release directory",
+        );
+        refused(
+            &[E::File("a/../../evil", b"x")],
+            "escapes the release directory",
+        );
     }
 
     #[test]
     fn refuses_absolute_paths() {
-        refused(&[E::File("/tmp/evil", b"x")], "`/tmp/evil` has an absolute path");
+        refused(
+            &[E::File("/tmp/evil", b"x")],
+            "`/tmp/evil` has an absolute path",
+        );
     }
 
     #[test]
     fn refuses_escaping_symlinks() {
-        refused(&[E::Symlink("x", "../../etc")], "`x` is a symbolic link to `../../etc`");
+        refused(
+            &[E::Symlink("x", "../../etc")],
+            "`x` is a symbolic link to `../../etc`",
+        );
         refused(&[E::Dir("a/"), E::Symlink("a/x", "../..")], "escapes");
         refused(&[E::Symlink("x", "/etc")], "escapes");
     }
 
     #[test]
     fn refuses_writing_through_a_symlink() {
-        refused(&[E::Symlink("d", "."), E::File("d/evil", b"x")], "lies under the symlink `d`");
+        refused(
+            &[E::Symlink("d", "."), E::File("d/evil", b"x")],
+            "lies under the symlink `d`",
+        );
         // `a/b -> .` stays inside lexically, but `a/b/c -> ../..` really
         // resolves to the parent of the release.
-        refused(&[E::Dir("a/"), E::Symlink("a/b", "."), E::Symlink("a/b/c", "../..")], "under the symlink");
+        refused(
+            &[
+                E::Dir("a/"),
+                E::Symlink("a/b", "."),
+                E::Symlink("a/b/c", "../.."),
+            ],
+            "under the symlink",
+        );
     }
 
     #[test]
     fn refuses_escaping_hardlinks() {
-        refused(&[E::Hardlink("x", "../../etc/passwd")], "`x` is a hard link to `../../etc/passwd`");
+        refused(
+            &[E::Hardlink("x", "../../etc/passwd")],
+            "`x` is a hard link to `../../etc/passwd`",
+        );
         refused(&[E::Hardlink("x", "/etc/passwd")], "hard link");
-        refused(&[E::Symlink("l", "."), E::Hardlink("x", "l/README")], "hard link");
+        refused(
+            &[E::Symlink("l", "."), E::Hardlink("x", "l/README")],
+            "hard link",
+        );
     }
 
     #[test]
     fn refuses_devices_and_fifos() {
         refused(&[E::Special("x", EntryType::Fifo)], "`x` is a fifo");
-        refused(&[E::Special("x", EntryType::Char)], "`x` is a character device");
-        refused(&[E::Special("x", EntryType::Block)], "`x` is a block device");
+        refused(
+            &[E::Special("x", EntryType::Char)],
+            "`x` is a character device",
+        );
+        refused(
+            &[E::Special("x", EntryType::Block)],
+            "`x` is a block device",
+        );
     }
 
     #[test]
@@ -493,12 +551,18 @@ pub(crate) mod tests {
         let bytes = build(Some(&manifest(3)), &[E::File("big", b"0123456789")]);
         let (_d, r) = try_unpack(&bytes, 1 << 20);
         let err = r.unwrap_err().to_string();
-        assert!(err.contains("holds 10 bytes of files but its manifest says 3"), "{err}");
+        assert!(
+            err.contains("holds 10 bytes of files but its manifest says 3"),
+            "{err}"
+        );
 
         let bytes = build(Some(&manifest(1000)), &[E::File("big", &[0u8; 600])]);
         let (_d, r) = try_unpack(&bytes, 500);
         let err = r.unwrap_err().to_string();
-        assert!(err.contains("more than 500 bytes (at entry `big`)"), "{err}");
+        assert!(
+            err.contains("more than 500 bytes (at entry `big`)"),
+            "{err}"
+        );
     }
 
     #[test]

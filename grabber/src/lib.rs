@@ -1,2 +1,69 @@
-//! Slipway's per-host agent.
+//! Slipway's per-host agent: knows its cluster and host name, follows the
+//! cluster's bus, installs releases (download, verify, extract, switch the
+//! `current` symlink, stop the old process, start the new one, health-check,
+//! roll back) and supervises the app processes.
+//!
+//! Several grabbers may run in one process (dev mode, tests): all state
+//! hangs off the `run` call, nothing is global.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use deploy::{Cluster, HostName};
+
+mod agent;
 pub mod extract;
+mod health;
+mod install;
+mod process;
+mod symlink;
+
+pub use agent::run;
+
+/// How one grabber runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// AppTracker's base URL.
+    pub server: String,
+    pub cluster: Cluster,
+    pub host: HostName,
+    /// The host layout's root (`apps/`, `cache/`, `tmp/`).
+    pub root: PathBuf,
+    /// Added to every release's `run.port` to make `PORT`, so several hosts
+    /// can share one machine.
+    pub port_offset: i32,
+    pub heartbeat_interval: Duration,
+    /// Stop the supervised apps when the grabber stops (dev mode and
+    /// tests); in production they keep running and are adopted on restart.
+    pub stop_apps_on_exit: bool,
+    /// The largest artifact (and extracted size) accepted.
+    pub max_artifact_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: deploy::DEFAULT_SERVER.to_string(),
+            cluster: Cluster::parse("local")
+                .unwrap_or_else(|_| unreachable!("valid cluster literal")),
+            host: default_host(),
+            root: PathBuf::from("./.slipway/host"),
+            port_offset: 0,
+            heartbeat_interval: Duration::from_secs(10),
+            stop_apps_on_exit: false,
+            max_artifact_bytes: 2 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// The machine's host name, or `localhost` when it is not a valid one.
+pub fn default_host() -> HostName {
+    let name = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    HostName::parse(name.trim())
+        .or_else(|_| HostName::parse("localhost"))
+        .unwrap_or_else(|_| unreachable!("valid host name literal"))
+}

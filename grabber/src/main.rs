@@ -1,1 +1,78 @@
-fn main() {}
+//! The `grabber` binary: parses flags and environment, starts tracing, turns
+//! SIGTERM/SIGINT into a cancellation and runs the agent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use deploy::{Cluster, HostName};
+use tokio_util::sync::CancellationToken;
+
+/// Slipway's per-host agent.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// AppTracker's base URL.
+    #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER)]
+    server: String,
+    /// The cluster this host belongs to.
+    #[arg(long, env = "SLIPWAY_CLUSTER", default_value = "local")]
+    cluster: Cluster,
+    /// This host's name (default: the machine's host name).
+    #[arg(long, env = "SLIPWAY_HOST")]
+    host: Option<HostName>,
+    /// Root of the host layout.
+    #[arg(long, env = "SLIPWAY_ROOT", default_value = "./.slipway/host")]
+    root: PathBuf,
+    /// Added to every app's port.
+    #[arg(
+        long,
+        env = "SLIPWAY_PORT_OFFSET",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    port_offset: i32,
+    /// Time between heartbeats (e.g. `10s`).
+    #[arg(long, env = "SLIPWAY_HEARTBEAT", default_value = "10s", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
+    /// Stop the apps when the grabber exits (dev mode).
+    #[arg(long, env = "SLIPWAY_STOP_APPS_ON_EXIT")]
+    stop_apps_on_exit: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let config = grabber::Config {
+        server: args.server,
+        cluster: args.cluster,
+        host: args.host.unwrap_or_else(grabber::default_host),
+        root: args.root,
+        port_offset: args.port_offset,
+        heartbeat_interval: args.heartbeat,
+        stop_apps_on_exit: args.stop_apps_on_exit,
+        ..grabber::Config::default()
+    };
+
+    let shutdown = CancellationToken::new();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+    grabber::run(config, shutdown).await
+}

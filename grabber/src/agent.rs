@@ -1,0 +1,252 @@
+//! The agent's main loop: recover at start, heartbeat, follow the cluster's
+//! bus (reconnecting with backoff), turn `Sync` and `Deploy` messages into
+//! installs, and shut down cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deploy::layout::HostLayout;
+use deploy::{BusMessage, Client, DeployMessage, DesiredApp, Heartbeat};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Config;
+use crate::install::{ClientReporter, Engine, EngineConfig, InstallRequest, Reporter};
+
+const BACKOFF_START: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What one running grabber shares between its tasks.
+struct Agent {
+    config: Config,
+    client: Client,
+    engine: Engine,
+    reporter: Arc<dyn Reporter>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Runs the grabber until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use anyhow::Context;
+
+    let layout = HostLayout::new(&config.root);
+    layout
+        .ensure_dirs()
+        .context("cannot prepare the host layout")?;
+    let tmp = layout.tmp_dir();
+    std::fs::remove_dir_all(&tmp)
+        .and_then(|()| std::fs::create_dir_all(&tmp))
+        .with_context(|| format!("cannot clear {}", tmp.display()))?;
+
+    let client = Client::new(config.server.clone());
+    let engine = Engine::new(
+        EngineConfig {
+            cluster: config.cluster.clone(),
+            host: config.host.clone(),
+            layout,
+            port_offset: config.port_offset,
+            max_artifact_bytes: config.max_artifact_bytes,
+        },
+        client.http().clone(),
+    );
+    let reporter = Arc::new(ClientReporter {
+        client: client.clone(),
+        host: config.host.clone(),
+    });
+    let agent = Arc::new(Agent {
+        config,
+        client,
+        engine,
+        reporter,
+        tracker: TaskTracker::new(),
+        shutdown,
+    });
+    tracing::info!(
+        cluster = %agent.config.cluster,
+        host = %agent.config.host,
+        root = %agent.config.root.display(),
+        server = %agent.config.server,
+        "grabber starting"
+    );
+    agent.engine.recover().await;
+
+    agent.tracker.spawn(heartbeat_loop(agent.clone()));
+    follow_bus(&agent).await;
+
+    // Stop accepting work; let running installs finish their step.
+    agent.tracker.close();
+    agent.tracker.wait().await;
+    if agent.config.stop_apps_on_exit {
+        agent.engine.stop_all().await;
+    }
+    tracing::info!(host = %agent.config.host, "grabber stopped");
+    Ok(())
+}
+
+async fn heartbeat_loop(agent: Arc<Agent>) {
+    let mut outage = false;
+    loop {
+        let hb = Heartbeat {
+            cluster: agent.config.cluster.clone(),
+            host: agent.config.host.clone(),
+            root: agent.config.root.display().to_string(),
+            apps: agent.engine.installed(),
+        };
+        tokio::select! {
+            r = agent.client.heartbeat(&hb) => match r {
+                Ok(_) if outage => {
+                    tracing::info!("heartbeat reaches AppTracker again");
+                    outage = false;
+                }
+                Ok(_) => {}
+                Err(e) if !outage => {
+                    tracing::warn!(error = %e, "heartbeat failed; retrying quietly");
+                    outage = true;
+                }
+                Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+            },
+            _ = agent.shutdown.cancelled() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(agent.config.heartbeat_interval) => {}
+            _ = agent.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Follows the bus until shutdown, reconnecting with backoff.
+async fn follow_bus(agent: &Arc<Agent>) {
+    let mut backoff = BACKOFF_START;
+    let mut outage = false;
+    while !agent.shutdown.is_cancelled() {
+        let connected = tokio::select! {
+            r = agent.client.bus_stream(&agent.config.cluster) => r,
+            _ = agent.shutdown.cancelled() => return,
+        };
+        match connected {
+            Err(e) => {
+                if !outage {
+                    tracing::warn!(error = %e, "cannot subscribe to the bus; retrying");
+                    outage = true;
+                } else {
+                    tracing::debug!(error = %e, "cannot subscribe to the bus");
+                }
+            }
+            Ok(stream) => {
+                tracing::info!(cluster = %agent.config.cluster, "subscribed to the bus");
+                outage = false;
+                let mut stream = std::pin::pin!(stream);
+                loop {
+                    let item = tokio::select! {
+                        i = stream.next() => i,
+                        _ = agent.shutdown.cancelled() => return,
+                    };
+                    match item {
+                        None => {
+                            tracing::info!("bus stream ended; reconnecting");
+                            break;
+                        }
+                        Some(Ok(msg)) => {
+                            backoff = BACKOFF_START;
+                            handle(agent, msg);
+                        }
+                        Some(Err(e)) => tracing::warn!(error = %e, "skipping a bus message"),
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = agent.shutdown.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn handle(agent: &Arc<Agent>, msg: BusMessage) {
+    match msg {
+        BusMessage::Sync => {
+            let agent2 = agent.clone();
+            agent.tracker.spawn(async move { converge(agent2).await });
+        }
+        BusMessage::Deploy(m) => {
+            if !m.target.selects(&agent.config.cluster, &agent.config.host) {
+                tracing::debug!(deploy_id = %m.deploy_id, "deploy is for other hosts");
+                return;
+            }
+            let DeployMessage {
+                deploy_id,
+                app,
+                version,
+                artifact,
+                ..
+            } = m;
+            spawn_install(
+                agent,
+                InstallRequest {
+                    deploy_id,
+                    app,
+                    version,
+                    artifact,
+                },
+            );
+        }
+        BusMessage::Unknown => tracing::warn!("skipping a bus message of an unknown kind"),
+    }
+}
+
+fn spawn_install(agent: &Arc<Agent>, req: InstallRequest) {
+    let agent = agent.clone();
+    agent.clone().tracker.spawn(async move {
+        agent
+            .engine
+            .install(&req, agent.reporter.as_ref(), &agent.shutdown)
+            .await;
+    });
+}
+
+/// Fetches the desired state and installs whatever differs.
+async fn converge(agent: Arc<Agent>) {
+    let mut backoff = BACKOFF_START;
+    let desired = loop {
+        let r = tokio::select! {
+            r = agent.client.desired_state(&agent.config.cluster, &agent.config.host) => r,
+            _ = agent.shutdown.cancelled() => return,
+        };
+        match r {
+            Ok(d) => break d,
+            Err(e) if e.is_retryable() && backoff < BACKOFF_MAX => {
+                tracing::debug!(error = %e, "cannot fetch desired state; retrying");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot fetch desired state; waiting for the next sync");
+                return;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = agent.shutdown.cancelled() => return,
+        }
+        backoff *= 2;
+    };
+    tracing::info!(apps = desired.apps.len(), "converging on desired state");
+    for DesiredApp {
+        app,
+        version,
+        deploy_id,
+        artifact,
+    } in desired.apps
+    {
+        spawn_install(
+            &agent,
+            InstallRequest {
+                deploy_id,
+                app,
+                version,
+                artifact,
+            },
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! Health checks of a freshly started release, from the manifest's
+//! `health` section. Probes (HTTP, TCP, command) run every 200ms from the
+//! start and pass on the first success; they fail when the process exits or
+//! after `grace + timeout`. `Running` passes if the process is still up after
+//! `grace`.
+
+use std::time::Duration;
+
+use deploy::{HealthCheck, HealthSpec};
+use tokio::time::{Instant, sleep_until};
+
+use crate::process::{AppProcess, Launch};
+
+const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Checks the release `proc` runs. The error is one line for people.
+pub(crate) async fn check(
+    spec: &HealthSpec,
+    proc: &AppProcess,
+    launch: &Launch<'_>,
+    http: &reqwest::Client,
+) -> Result<(), String> {
+    let grace = Duration::from_millis(spec.grace_ms);
+    let started = Instant::now();
+    if let HealthCheck::Running = spec.check {
+        tokio::select! {
+            _ = proc.exited() => return Err(exited_msg(started)),
+            _ = tokio::time::sleep(grace) => {}
+        }
+        return if proc.is_alive() {
+            Ok(())
+        } else {
+            Err(exited_msg(started))
+        };
+    }
+
+    let deadline = started + grace + Duration::from_millis(spec.timeout_ms);
+    let mut last_error = String::from("no probe finished");
+    loop {
+        let next = Instant::now() + PROBE_INTERVAL;
+        let probe = async {
+            match &spec.check {
+                HealthCheck::Http { path } => probe_http(http, launch.port, path).await,
+                HealthCheck::Tcp => probe_tcp(launch.port).await,
+                HealthCheck::Command { command } => probe_command(command, launch).await,
+                HealthCheck::Running => Ok(()),
+            }
+        };
+        tokio::select! {
+            _ = proc.exited() => return Err(exited_msg(started)),
+            _ = sleep_until(deadline) => {
+                return Err(format!("health check timed out after {:?}: {last_error}", started.elapsed()));
+            }
+            r = probe => match r {
+                Ok(()) => return Ok(()),
+                Err(e) => last_error = e,
+            },
+        }
+        tokio::select! {
+            _ = proc.exited() => return Err(exited_msg(started)),
+            _ = sleep_until(deadline) => {
+                return Err(format!("health check timed out after {:?}: {last_error}", started.elapsed()));
+            }
+            _ = sleep_until(next) => {}
+        }
+    }
+}
+
+fn exited_msg(started: Instant) -> String {
+    format!(
+        "the app exited {:.1?} after it was started",
+        started.elapsed()
+    )
+}
+
+fn need_port(port: Option<u16>) -> Result<u16, String> {
+    port.ok_or_else(|| "the health check needs a port but the release sets none".to_string())
+}
+
+async fn probe_http(http: &reqwest::Client, port: Option<u16>, path: &str) -> Result<(), String> {
+    let port = need_port(port)?;
+    let sep = if path.starts_with('/') { "" } else { "/" };
+    let url = format!("http://127.0.0.1:{port}{sep}{path}");
+    match http.get(&url).timeout(PROBE_TIMEOUT).send().await {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(format!("GET {url} answered {}", r.status())),
+        Err(e) => Err(format!("GET {url} failed: {e}")),
+    }
+}
+
+async fn probe_tcp(port: Option<u16>) -> Result<(), String> {
+    let port = need_port(port)?;
+    match tokio::time::timeout(
+        PROBE_TIMEOUT,
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("cannot connect to 127.0.0.1:{port}: {e}")),
+        Err(_) => Err(format!("connecting to 127.0.0.1:{port} timed out")),
+    }
+}
+
+async fn probe_command(command: &str, launch: &Launch<'_>) -> Result<(), String> {
+    let out = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(launch.release_dir)
+        .env_clear()
+        .envs(launch.env())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run health command: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        Err(format!(
+            "health command `{command}` {}: {}",
+            out.status,
+            err.trim().chars().take(300).collect::<String>()
+        ))
+    }
+}

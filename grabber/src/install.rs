@@ -1,0 +1,821 @@
+//! The install engine: downloads, verifies, extracts, switches `current`,
+//! restarts and health-checks one release of one app, and rolls back when
+//! the new release does not come up. It owns the supervised processes of
+//! one host, and knows nothing of the bus: a `Reporter` receives the phases.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use deploy::layout::{AppState, HostLayout, InstallRecord};
+use deploy::{
+    AppName, ArtifactRef, Cluster, DeployId, HostEvent, HostName, HostPhase, InstalledApp,
+    MANIFEST_PATH, Manifest, Timestamp, Version,
+};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::process::{AppProcess, Launch, is_our_process, log_tail};
+use crate::{extract, health, symlink};
+
+/// Lines and bytes of the app's log sent with a failure.
+const LOG_TAIL_LINES: usize = 40;
+const LOG_TAIL_BYTES: u64 = 8 * 1024;
+/// A download that delivers nothing for this long is abandoned.
+const DOWNLOAD_IDLE: Duration = Duration::from_secs(60);
+
+/// Where phases of an install go: AppTracker in production, a list in
+/// tests. Reporting never fails an install.
+pub(crate) trait Reporter: Send + Sync {
+    fn report(&self, deploy: DeployId, event: HostEvent) -> BoxFuture<'_, ()>;
+}
+
+/// Posts host events to AppTracker; failures are logged and dropped.
+pub(crate) struct ClientReporter {
+    pub client: deploy::Client,
+    pub host: HostName,
+}
+
+impl Reporter for ClientReporter {
+    fn report(&self, deploy: DeployId, event: HostEvent) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.client.host_event(deploy, &self.host, &event).await {
+                tracing::warn!(deploy_id = %deploy, phase = %event.phase, error = %e, "cannot report host event");
+            }
+        })
+    }
+}
+
+/// One release to install, from a deploy message or the desired state.
+#[derive(Debug, Clone)]
+pub(crate) struct InstallRequest {
+    pub deploy_id: DeployId,
+    pub app: AppName,
+    pub version: Version,
+    pub artifact: ArtifactRef,
+}
+
+/// How an install ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Done,
+    Skipped,
+    Failed {
+        phase: HostPhase,
+        rolled_back: bool,
+    },
+    /// This deploy already failed here; not tried again.
+    AlreadyFailed,
+    /// Shutdown came while waiting; nothing was changed.
+    Interrupted,
+}
+
+/// A step that did not work: the phase it failed in and why.
+struct StepError {
+    phase: HostPhase,
+    message: String,
+}
+
+impl StepError {
+    fn new(phase: HostPhase, message: impl Into<String>) -> Self {
+        Self {
+            phase,
+            message: message.into(),
+        }
+    }
+}
+
+enum Prepared {
+    Ready,
+    Interrupted,
+}
+
+/// Per-app state: installs of one app are serialised by `install`.
+#[derive(Default)]
+struct AppSlot {
+    install: tokio::sync::Mutex<()>,
+    process: Mutex<Option<AppProcess>>,
+}
+
+impl AppSlot {
+    fn process(&self) -> Option<AppProcess> {
+        self.process.lock().map(|p| p.clone()).unwrap_or(None)
+    }
+
+    fn set_process(&self, p: Option<AppProcess>) -> Option<AppProcess> {
+        match self.process.lock() {
+            Ok(mut guard) => std::mem::replace(&mut *guard, p),
+            Err(poisoned) => std::mem::replace(&mut *poisoned.into_inner(), p),
+        }
+    }
+}
+
+/// Settings of one engine.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineConfig {
+    pub cluster: Cluster,
+    pub host: HostName,
+    pub layout: HostLayout,
+    pub port_offset: i32,
+    pub max_artifact_bytes: u64,
+}
+
+/// Installs and supervises the apps of one host.
+pub(crate) struct Engine {
+    cfg: EngineConfig,
+    http: reqwest::Client,
+    slots: Mutex<HashMap<AppName, Arc<AppSlot>>>,
+    /// Deploys that failed on this host: a later `Sync` does not retry
+    /// them (a new deploy gets a new id).
+    failed: Mutex<HashSet<DeployId>>,
+}
+
+impl Engine {
+    pub(crate) fn new(cfg: EngineConfig, http: reqwest::Client) -> Self {
+        Self {
+            cfg,
+            http,
+            slots: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashSet::new()),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn layout(&self) -> &HostLayout {
+        &self.cfg.layout
+    }
+
+    fn slot(&self, app: &AppName) -> Arc<AppSlot> {
+        let mut slots = match self.slots.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        slots.entry(app.clone()).or_default().clone()
+    }
+
+    fn has_failed(&self, id: DeployId) -> bool {
+        self.failed.lock().map(|f| f.contains(&id)).unwrap_or(false)
+    }
+
+    fn mark_failed(&self, id: DeployId) {
+        if let Ok(mut f) = self.failed.lock() {
+            f.insert(id);
+        }
+    }
+
+    /// The port a release gets on this host.
+    fn port_for(&self, manifest: &Manifest) -> Result<Option<u16>, String> {
+        match manifest.run.port {
+            None => Ok(None),
+            Some(p) => {
+                let shifted = i32::from(p) + self.cfg.port_offset;
+                u16::try_from(shifted)
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        format!(
+                            "port {p} shifted by {} is out of range",
+                            self.cfg.port_offset
+                        )
+                    })
+            }
+        }
+    }
+
+    fn start(
+        &self,
+        app: &AppName,
+        version: &Version,
+        manifest: &Manifest,
+    ) -> Result<AppProcess, String> {
+        let layout = &self.cfg.layout;
+        let port = self.port_for(manifest)?;
+        let release_dir = layout.release_dir(app, version);
+        let log_file = layout.log_file(app);
+        let launch = Launch {
+            app,
+            version,
+            host: &self.cfg.host,
+            release_dir: &release_dir,
+            log_file: &log_file,
+            run: &manifest.run,
+            port,
+        };
+        AppProcess::start(&launch)
+            .map_err(|e| format!("cannot start `{}`: {e}", manifest.run.command))
+    }
+
+    fn update_state(&self, app: &AppName, f: impl FnOnce(&mut AppState)) {
+        let layout = &self.cfg.layout;
+        let mut state = match layout.read_state(app) {
+            Ok(Some(s)) => s,
+            Ok(None) => AppState::new(app.clone()),
+            Err(e) => {
+                tracing::warn!(%app, error = %e, "state file unreadable, starting a new one");
+                AppState::new(app.clone())
+            }
+        };
+        f(&mut state);
+        if let Err(e) = layout.write_state(&state) {
+            tracing::warn!(%app, error = %e, "cannot write state file");
+        }
+    }
+
+    /// At start: adopt the processes a previous grabber left running, and
+    /// start `current` of every app that runs nothing.
+    pub(crate) async fn recover(&self) {
+        let layout = &self.cfg.layout;
+        let apps = match layout.list_apps() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list installed apps");
+                return;
+            }
+        };
+        for app in apps {
+            let version = match layout.read_current(&app) {
+                Ok(Some(v)) => v,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(%app, error = %e, "cannot read current release");
+                    continue;
+                }
+            };
+            let manifest = match read_release_manifest(&layout.release_dir(&app, &version)) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(%app, %version, error = %e, "cannot read the current release's manifest");
+                    continue;
+                }
+            };
+            let state = layout.read_state(&app).ok().flatten();
+            let release_dir = layout.release_dir(&app, &version);
+            let slot = self.slot(&app);
+            if let Some(pid) = state.as_ref().and_then(|s| s.pid)
+                && is_our_process(pid, &release_dir)
+            {
+                tracing::info!(%app, %version, pid, "adopting running app");
+                let port = state.as_ref().and_then(|s| s.port);
+                let stop = Duration::from_millis(manifest.run.stop_timeout_ms);
+                slot.set_process(Some(AppProcess::adopt(pid, version, port, stop)));
+                continue;
+            }
+            match self.start(&app, &version, &manifest) {
+                Ok(p) => {
+                    let (pid, port) = (p.pid, p.port);
+                    slot.set_process(Some(p));
+                    self.update_state(&app, |s| {
+                        s.current = Some(version.clone());
+                        s.pid = Some(pid);
+                        s.port = port;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(%app, %version, error = %e, "cannot restart current release")
+                }
+            }
+        }
+    }
+
+    /// What the heartbeat says this host runs.
+    pub(crate) fn installed(&self) -> Vec<InstalledApp> {
+        let layout = &self.cfg.layout;
+        let apps = layout.list_apps().unwrap_or_default();
+        apps.into_iter()
+            .map(|app| {
+                let version = layout.read_current(&app).ok().flatten();
+                let proc = self.slot(&app).process().filter(|p| p.is_alive());
+                InstalledApp {
+                    version,
+                    pid: proc.as_ref().map(|p| p.pid),
+                    port: proc.as_ref().and_then(|p| p.port),
+                    app,
+                }
+            })
+            .collect()
+    }
+
+    /// Stops every supervised app.
+    pub(crate) async fn stop_all(&self) {
+        let slots: Vec<Arc<AppSlot>> = match self.slots.lock() {
+            Ok(s) => s.values().cloned().collect(),
+            Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
+        };
+        let stops = slots
+            .into_iter()
+            .filter_map(|s| s.set_process(None))
+            .map(|p| async move { p.stop().await });
+        futures::future::join_all(stops).await;
+    }
+
+    /// Installs one release, reporting every phase. Never returns an error:
+    /// failures are reported and end in `Outcome::Failed`.
+    #[tracing::instrument(skip_all, fields(deploy_id = %req.deploy_id, host = %self.cfg.host, app = %req.app, version = %req.version))]
+    pub(crate) async fn install(
+        &self,
+        req: &InstallRequest,
+        reporter: &dyn Reporter,
+        shutdown: &CancellationToken,
+    ) -> Outcome {
+        let slot = self.slot(&req.app);
+        let _serial = tokio::select! {
+            g = slot.install.lock() => g,
+            _ = shutdown.cancelled() => return Outcome::Interrupted,
+        };
+        let rep = Reports {
+            reporter,
+            deploy_id: req.deploy_id,
+            cluster: &self.cfg.cluster,
+        };
+        if let Some(p) = slot.process()
+            && p.version == req.version
+            && p.is_alive()
+        {
+            tracing::info!(pid = p.pid, "already running this version");
+            rep.phase(
+                HostPhase::Skipped,
+                format!("already running {} (pid {})", req.version, p.pid),
+            )
+            .await;
+            return Outcome::Skipped;
+        }
+        if self.has_failed(req.deploy_id) {
+            tracing::debug!("this deploy already failed here, not retrying");
+            return Outcome::AlreadyFailed;
+        }
+        tracing::info!("installing");
+
+        match self.prepare(req, &rep, shutdown).await {
+            Ok(Prepared::Ready) => {}
+            Ok(Prepared::Interrupted) => return Outcome::Interrupted,
+            Err(e) => {
+                tracing::warn!(phase = %e.phase, error = %e.message, "install failed");
+                self.mark_failed(req.deploy_id);
+                rep.failed(e.phase, false, &e.message, Some(e.message.clone()))
+                    .await;
+                self.update_state(&req.app, |s| {
+                    s.last_deploy = Some(req.deploy_id);
+                    s.record(record(req, "failed"));
+                });
+                return Outcome::Failed {
+                    phase: e.phase,
+                    rolled_back: false,
+                };
+            }
+        }
+        // From here on the release is on disk; the rest runs to the end
+        // even if shutdown comes, so `current` and the process agree.
+        self.activate(req, &slot, &rep).await
+    }
+
+    /// Downloading, verifying, extracting: nothing the host runs is touched.
+    async fn prepare(
+        &self,
+        req: &InstallRequest,
+        rep: &Reports<'_>,
+        shutdown: &CancellationToken,
+    ) -> Result<Prepared, StepError> {
+        let layout = &self.cfg.layout;
+        let release_dir = layout.release_dir(&req.app, &req.version);
+        if read_release_manifest(&release_dir).is_ok() {
+            rep.phase(
+                HostPhase::Extracting,
+                format!("reusing release {} already on disk", req.version),
+            )
+            .await;
+            return Ok(Prepared::Ready);
+        }
+        layout
+            .ensure_app_dirs(&req.app)
+            .and_then(|()| layout.ensure_dirs())
+            .map_err(|e| StepError::new(HostPhase::Downloading, e.to_string()))?;
+
+        rep.phase(
+            HostPhase::Downloading,
+            format!("downloading {}", req.artifact.url),
+        )
+        .await;
+        let archive = layout.cached_artifact(&req.app, &req.version);
+        let part = archive.with_extension("gz.part");
+        let downloaded = tokio::select! {
+            r = self.download(&req.artifact, &part) => r,
+            _ = shutdown.cancelled() => {
+                let _ = tokio::fs::remove_file(&part).await;
+                return Ok(Prepared::Interrupted);
+            }
+        };
+        let (sha, size) = match downloaded {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                return Err(StepError::new(HostPhase::Downloading, e));
+            }
+        };
+
+        rep.phase(HostPhase::Verifying, format!("{size} bytes, sha256 {sha}"))
+            .await;
+        if size != req.artifact.size || sha != req.artifact.sha256.as_str() {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(StepError::new(
+                HostPhase::Verifying,
+                format!(
+                    "artifact does not match: got {size} bytes with sha256 {sha}, expected {} bytes with sha256 {}",
+                    req.artifact.size, req.artifact.sha256
+                ),
+            ));
+        }
+        tokio::fs::rename(&part, &archive).await.map_err(|e| {
+            StepError::new(
+                HostPhase::Verifying,
+                format!("cannot keep the artifact: {e}"),
+            )
+        })?;
+
+        rep.phase(
+            HostPhase::Extracting,
+            format!("extracting into {}", release_dir.display()),
+        )
+        .await;
+        let result = self.extract(req, &archive, &release_dir).await;
+        // The release is on disk (or refused): the archive is not needed.
+        let _ = tokio::fs::remove_file(&archive).await;
+        result.map_err(|e| StepError::new(HostPhase::Extracting, e))?;
+        Ok(Prepared::Ready)
+    }
+
+    /// Streams the artifact into `part`, hashing on the way; returns the
+    /// hex sha256 and the size.
+    async fn download(&self, artifact: &ArtifactRef, part: &Path) -> Result<(String, u64), String> {
+        let limit = self.cfg.max_artifact_bytes.min(artifact.size);
+        let too_big = |n: u64| {
+            if n > self.cfg.max_artifact_bytes {
+                format!(
+                    "artifact is larger than the {} bytes this host accepts",
+                    self.cfg.max_artifact_bytes
+                )
+            } else {
+                format!(
+                    "artifact is larger than the {} bytes announced",
+                    artifact.size
+                )
+            }
+        };
+        let resp = self
+            .http
+            .get(&artifact.url)
+            .send()
+            .await
+            .map_err(|e| format!("cannot download {}: {e}", artifact.url))?;
+        if !resp.status().is_success() {
+            return Err(format!(
+                "cannot download {}: HTTP {}",
+                artifact.url,
+                resp.status()
+            ));
+        }
+        if let Some(len) = resp.content_length()
+            && len > limit
+        {
+            return Err(too_big(len));
+        }
+        let mut file = tokio::fs::File::create(part)
+            .await
+            .map_err(|e| format!("cannot create {}: {e}", part.display()))?;
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut body = resp.bytes_stream();
+        loop {
+            let chunk = match tokio::time::timeout(DOWNLOAD_IDLE, body.next()).await {
+                Err(_) => return Err(format!("download of {} stalled", artifact.url)),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(format!("download of {} broke: {e}", artifact.url)),
+                Ok(Some(Ok(c))) => c,
+            };
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(too_big(size));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+        Ok((hex::encode(hasher.finalize()), size))
+    }
+
+    /// Unpacks into a scratch directory under `tmp/`, then renames it to
+    /// `releases/<version>`.
+    async fn extract(
+        &self,
+        req: &InstallRequest,
+        archive: &Path,
+        release_dir: &Path,
+    ) -> Result<(), String> {
+        let layout = &self.cfg.layout;
+        let scratch = tempfile::Builder::new()
+            .prefix(&format!("{}-{}-", req.app, req.version))
+            .tempdir_in(layout.tmp_dir())
+            .map_err(|e| format!("cannot create a scratch directory: {e}"))?;
+        let (archive, dest, max) = (
+            archive.to_path_buf(),
+            scratch.path().to_path_buf(),
+            self.cfg.max_artifact_bytes,
+        );
+        let span = tracing::Span::current();
+        let manifest = tokio::task::spawn_blocking(move || {
+            span.in_scope(|| extract::unpack_checked(&archive, &dest, max))
+        })
+        .await
+        .map_err(|e| format!("extraction task failed: {e}"))?
+        .map_err(|e| e.to_string())?;
+        if manifest.app != req.app || manifest.version != req.version {
+            return Err(format!(
+                "the archive holds {} {}, not {} {}",
+                manifest.app, manifest.version, req.app, req.version
+            ));
+        }
+        // A leftover of an interrupted earlier attempt is incomplete by
+        // construction (complete ones were reused above): replace it.
+        if release_dir.exists() {
+            let _ = std::fs::remove_dir_all(release_dir);
+        }
+        std::fs::rename(scratch.path(), release_dir).map_err(|e| {
+            format!(
+                "cannot move the release into {}: {e}",
+                release_dir.display()
+            )
+        })?;
+        let _ = deploy::layout::sync_dir(&layout.releases_dir(&req.app));
+        Ok(())
+    }
+
+    /// Switching, starting, checking, and the rollback when one fails.
+    async fn activate(&self, req: &InstallRequest, slot: &AppSlot, rep: &Reports<'_>) -> Outcome {
+        let layout = &self.cfg.layout;
+        let app = &req.app;
+        let release_dir = layout.release_dir(app, &req.version);
+        let manifest = match read_release_manifest(&release_dir) {
+            Ok(m) => m,
+            Err(e) => return self.fail_early(req, rep, HostPhase::Extracting, e).await,
+        };
+        let state = layout.read_state(app).ok().flatten();
+        let was_current = layout.read_current(app).ok().flatten();
+        // Where a rollback goes: the release that ran before, unless it is
+        // this very version (a crashed app being reinstalled).
+        let rollback_to = match &was_current {
+            Some(v) if *v == req.version => state.as_ref().and_then(|s| s.previous.clone()),
+            other => other.clone(),
+        }
+        .filter(|v| read_release_manifest(&layout.release_dir(app, v)).is_ok());
+
+        rep.phase(
+            HostPhase::Switching,
+            format!("current -> releases/{}", req.version),
+        )
+        .await;
+        if let Err(e) = symlink::switch_current(layout, app, &req.version) {
+            return self
+                .fail_early(req, rep, HostPhase::Switching, e.to_string())
+                .await;
+        }
+        self.update_state(app, |s| {
+            s.current = Some(req.version.clone());
+            if rollback_to.is_some() {
+                s.previous = rollback_to.clone();
+            }
+        });
+
+        rep.phase(
+            HostPhase::Starting,
+            format!("starting `{}`", manifest.run.command),
+        )
+        .await;
+        if let Some(old) = slot.set_process(None) {
+            old.stop().await;
+        }
+        let proc = match self.start(app, &req.version, &manifest) {
+            Ok(p) => p,
+            Err(e) => {
+                return self
+                    .roll_back(req, slot, rep, HostPhase::Starting, e, None, rollback_to)
+                    .await;
+            }
+        };
+        slot.set_process(Some(proc.clone()));
+        self.update_state(app, |s| {
+            s.pid = Some(proc.pid);
+            s.port = proc.port;
+        });
+
+        rep.phase(HostPhase::Checking, format!("{:?}", manifest.health.check))
+            .await;
+        let launch = Launch {
+            app,
+            version: &req.version,
+            host: &self.cfg.host,
+            release_dir: &release_dir,
+            log_file: &layout.log_file(app),
+            run: &manifest.run,
+            port: proc.port,
+        };
+        if let Err(e) = health::check(&manifest.health, &proc, &launch, &self.http).await {
+            return self
+                .roll_back(
+                    req,
+                    slot,
+                    rep,
+                    HostPhase::Checking,
+                    e,
+                    Some(proc),
+                    rollback_to,
+                )
+                .await;
+        }
+
+        self.update_state(app, |s| {
+            s.last_deploy = Some(req.deploy_id);
+            s.record(record(req, "done"));
+        });
+        tracing::info!(pid = proc.pid, "release is up");
+        rep.phase(
+            HostPhase::Done,
+            format!("running {} (pid {})", req.version, proc.pid),
+        )
+        .await;
+        Outcome::Done
+    }
+
+    /// A failure before anything running changed.
+    async fn fail_early(
+        &self,
+        req: &InstallRequest,
+        rep: &Reports<'_>,
+        phase: HostPhase,
+        message: String,
+    ) -> Outcome {
+        tracing::warn!(%phase, error = %message, "install failed");
+        self.mark_failed(req.deploy_id);
+        rep.failed(phase, false, &message, Some(message.clone()))
+            .await;
+        Outcome::Failed {
+            phase,
+            rolled_back: false,
+        }
+    }
+
+    /// The new release did not come up: stop it, put the previous one back
+    /// (or nothing, if there was none) and report why.
+    #[allow(clippy::too_many_arguments)]
+    async fn roll_back(
+        &self,
+        req: &InstallRequest,
+        slot: &AppSlot,
+        rep: &Reports<'_>,
+        phase: HostPhase,
+        message: String,
+        new: Option<AppProcess>,
+        rollback_to: Option<Version>,
+    ) -> Outcome {
+        tracing::warn!(%phase, error = %message, ?rollback_to, "release failed, rolling back");
+        self.mark_failed(req.deploy_id);
+        let layout = &self.cfg.layout;
+        let app = &req.app;
+        if let Some(p) = new {
+            p.stop().await;
+        }
+        slot.set_process(None);
+        let tail = log_tail(&layout.log_file(app), LOG_TAIL_LINES, LOG_TAIL_BYTES);
+
+        let mut rolled_back = false;
+        let note = match rollback_to {
+            Some(prev) => match self.restore(app, &prev) {
+                Ok(p) => {
+                    rolled_back = true;
+                    let (pid, port) = (p.pid, p.port);
+                    slot.set_process(Some(p));
+                    self.update_state(app, |s| {
+                        s.current = Some(prev.clone());
+                        s.pid = Some(pid);
+                        s.port = port;
+                    });
+                    format!("; rolled back to {prev}")
+                }
+                Err(e) => {
+                    tracing::error!(%prev, error = %e, "rollback failed: nothing runs");
+                    self.update_state(app, |s| {
+                        s.current = layout.read_current(app).ok().flatten();
+                        s.pid = None;
+                        s.port = None;
+                    });
+                    format!("; rollback to {prev} failed: {e}")
+                }
+            },
+            None => {
+                if let Err(e) = symlink::remove_current(layout, app) {
+                    tracing::warn!(error = %e, "cannot remove current");
+                }
+                self.update_state(app, |s| {
+                    s.current = None;
+                    s.pid = None;
+                    s.port = None;
+                });
+                "; no previous release to roll back to".to_string()
+            }
+        };
+        self.update_state(app, |s| {
+            s.last_deploy = Some(req.deploy_id);
+            s.record(record(
+                req,
+                if rolled_back { "rolled_back" } else { "failed" },
+            ));
+        });
+        let message = format!("{message}{note}");
+        rep.failed(phase, rolled_back, &message, tail.or(Some(message.clone())))
+            .await;
+        Outcome::Failed { phase, rolled_back }
+    }
+
+    /// Points `current` back at `version` and starts it.
+    fn restore(&self, app: &AppName, version: &Version) -> Result<AppProcess, String> {
+        let layout = &self.cfg.layout;
+        let manifest = read_release_manifest(&layout.release_dir(app, version))?;
+        symlink::switch_current(layout, app, version).map_err(|e| e.to_string())?;
+        self.start(app, version, &manifest)
+    }
+}
+
+fn record(req: &InstallRequest, outcome: &str) -> InstallRecord {
+    InstallRecord {
+        version: req.version.clone(),
+        deploy_id: Some(req.deploy_id),
+        at: Timestamp::now(),
+        outcome: outcome.into(),
+    }
+}
+
+/// The manifest of an extracted release; its presence marks the release as
+/// complete (releases are renamed into place whole).
+pub(crate) fn read_release_manifest(release_dir: &Path) -> Result<Manifest, String> {
+    let path: PathBuf = release_dir.join(MANIFEST_PATH);
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("invalid manifest {}: {e}", path.display()))
+}
+
+/// Builds and sends the events of one install.
+struct Reports<'a> {
+    reporter: &'a dyn Reporter,
+    deploy_id: DeployId,
+    cluster: &'a Cluster,
+}
+
+impl Reports<'_> {
+    async fn phase(&self, phase: HostPhase, message: String) {
+        tracing::debug!(%phase, %message, "phase");
+        self.reporter
+            .report(
+                self.deploy_id,
+                HostEvent {
+                    cluster: self.cluster.clone(),
+                    phase,
+                    failed_phase: None,
+                    rolled_back: false,
+                    message: Some(message),
+                    log_tail: None,
+                },
+            )
+            .await;
+    }
+
+    async fn failed(
+        &self,
+        phase: HostPhase,
+        rolled_back: bool,
+        message: &str,
+        log_tail: Option<String>,
+    ) {
+        self.reporter
+            .report(
+                self.deploy_id,
+                HostEvent {
+                    cluster: self.cluster.clone(),
+                    phase: HostPhase::Failed,
+                    failed_phase: Some(phase),
+                    rolled_back,
+                    message: Some(message.to_string()),
+                    log_tail,
+                },
+            )
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

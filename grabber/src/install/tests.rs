@@ -1,0 +1,468 @@
+//! Tests of the install engine against a real HTTP server serving real
+//! tarballs, with real app processes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::StatusCode;
+use deploy::{HealthCheck, HealthSpec, Sha256 as Digest256};
+use sha2::Digest as _;
+
+use super::*;
+use crate::extract::tests::{E, build, manifest};
+use crate::process::pid_alive;
+
+/// Records every event instead of posting it.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<(DeployId, HostEvent)>>,
+}
+
+impl Reporter for Recorder {
+    fn report(&self, deploy: DeployId, event: HostEvent) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Ok(mut e) = self.events.lock() {
+                e.push((deploy, event));
+            }
+        })
+    }
+}
+
+impl Recorder {
+    fn phases(&self, id: DeployId) -> Vec<HostPhase> {
+        self.of(id).into_iter().map(|e| e.phase).collect()
+    }
+
+    fn of(&self, id: DeployId) -> Vec<HostEvent> {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(d, _)| *d == id)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    fn last(&self, id: DeployId) -> HostEvent {
+        self.of(id).pop().expect("an event")
+    }
+}
+
+type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+
+/// A real HTTP server handing out artifacts.
+struct ArtifactServer {
+    base: String,
+    files: Files,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ArtifactServer {
+    async fn start() -> Self {
+        async fn serve(
+            State(files): State<Files>,
+            UrlPath(name): UrlPath<String>,
+        ) -> (StatusCode, Vec<u8>) {
+            match files.lock().unwrap().get(&name) {
+                Some(b) => (StatusCode::OK, b.clone()),
+                None => (StatusCode::NOT_FOUND, Vec::new()),
+            }
+        }
+        let files: Files = Default::default();
+        let app = axum::Router::new()
+            .route("/{name}", axum::routing::get(serve))
+            .with_state(files.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self { base, files, task }
+    }
+
+    /// Publishes a release and returns the reference a deploy would carry.
+    fn publish(&self, m: &Manifest, entries: &[E<'_>]) -> ArtifactRef {
+        let bytes = build(Some(m), entries);
+        let name = format!("{}-{}.tar.gz", m.app, m.version);
+        let r = ArtifactRef {
+            url: format!("{}/{name}", self.base),
+            sha256: Digest256::parse(hex::encode(sha2::Sha256::digest(&bytes))).unwrap(),
+            size: bytes.len() as u64,
+        };
+        self.files.lock().unwrap().insert(name, bytes);
+        r
+    }
+}
+
+impl Drop for ArtifactServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An engine on a fresh root; kills whatever app processes the state files
+/// still name when dropped, so a failing test leaves nothing running.
+struct Host {
+    engine: Engine,
+    _dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = HostLayout::new(dir.path().join("host"));
+        layout.ensure_dirs().unwrap();
+        let engine = Engine::new(
+            EngineConfig {
+                cluster: Cluster::parse("local").unwrap(),
+                host: HostName::parse("h1").unwrap(),
+                layout,
+                port_offset: 0,
+                max_artifact_bytes: 1 << 20,
+            },
+            reqwest::Client::new(),
+        );
+        Self { engine, _dir: dir }
+    }
+
+    fn layout(&self) -> &HostLayout {
+        self.engine.layout()
+    }
+
+    fn state(&self, app: &AppName) -> AppState {
+        self.layout()
+            .read_state(app)
+            .unwrap()
+            .expect("a state file")
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let layout = self.engine.layout();
+        for app in layout.list_apps().unwrap_or_default() {
+            if let Some(pid) = layout.read_state(&app).ok().flatten().and_then(|s| s.pid)
+                && pid > 1
+            {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+fn hello() -> AppName {
+    AppName::parse("hello").unwrap()
+}
+
+fn release(version: &str, command: &str, check: HealthCheck, port: Option<u16>) -> Manifest {
+    let mut m = manifest(5);
+    m.version = Version::parse(version).unwrap();
+    m.run.command = command.into();
+    m.run.port = port;
+    m.run.stop_timeout_ms = 2_000;
+    m.health = HealthSpec {
+        check,
+        timeout_ms: 10_000,
+        grace_ms: 300,
+    };
+    m
+}
+
+fn request(id: i64, m: &Manifest, artifact: ArtifactRef) -> InstallRequest {
+    InstallRequest {
+        deploy_id: DeployId(id),
+        app: m.app.clone(),
+        version: m.version.clone(),
+        artifact,
+    }
+}
+
+const FILES: &[E<'static>] = &[E::File("hello.txt", b"hello")];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installs_skips_rolls_back_and_refuses_a_bad_checksum() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+
+    // Release A comes up.
+    let a = release(
+        "1-aaaaaaa",
+        "echo A up; exec sleep 1000",
+        HealthCheck::Running,
+        None,
+    );
+    let a_ref = server.publish(&a, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &a, a_ref.clone()), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(1)));
+    use HostPhase::*;
+    assert_eq!(
+        rec.phases(DeployId(1)),
+        vec![
+            Downloading,
+            Verifying,
+            Extracting,
+            Switching,
+            Starting,
+            Checking,
+            Done
+        ]
+    );
+    assert_eq!(
+        host.layout().read_current(&app).unwrap(),
+        Some(a.version.clone())
+    );
+    let release_a = host.layout().release_dir(&app, &a.version);
+    assert_eq!(
+        std::fs::read(release_a.join("hello.txt")).unwrap(),
+        b"hello"
+    );
+    let state = host.state(&app);
+    let pid_a = state.pid.expect("a pid");
+    assert!(pid_alive(pid_a));
+    assert!(is_our_process(pid_a, &release_a));
+    assert_eq!(state.current, Some(a.version.clone()));
+    assert_eq!(state.last_deploy, Some(DeployId(1)));
+    // The artifact is not kept once extracted, and no scratch is left.
+    assert_eq!(
+        std::fs::read_dir(host.layout().cache_dir())
+            .unwrap()
+            .count(),
+        0
+    );
+    assert_eq!(
+        std::fs::read_dir(host.layout().tmp_dir()).unwrap().count(),
+        0
+    );
+    let installed = host.engine.installed();
+    assert_eq!(installed.len(), 1);
+    assert_eq!(installed[0].pid, Some(pid_a));
+
+    // The same version again is skipped, the process untouched.
+    let out = host
+        .engine
+        .install(&request(2, &a, a_ref.clone()), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::Skipped);
+    assert_eq!(rec.phases(DeployId(2)), vec![Skipped]);
+    assert_eq!(host.state(&app).pid, Some(pid_a));
+    assert!(pid_alive(pid_a));
+
+    // Release B dies at once: failed in checking, rolled back to A.
+    let b = release(
+        "2-bbbbbbb",
+        "echo B is broken >&2; exit 3",
+        HealthCheck::Running,
+        None,
+    );
+    let b_ref = server.publish(&b, FILES);
+    let out = host
+        .engine
+        .install(&request(3, &b, b_ref.clone()), &rec, &token)
+        .await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: Checking,
+            rolled_back: true
+        }
+    );
+    let last = rec.last(DeployId(3));
+    assert_eq!(last.phase, Failed);
+    assert_eq!(last.failed_phase, Some(Checking));
+    assert!(last.rolled_back);
+    let tail = last.log_tail.unwrap_or_default();
+    assert!(tail.contains("B is broken"), "log tail: {tail}");
+    assert_eq!(
+        host.layout().read_current(&app).unwrap(),
+        Some(a.version.clone())
+    );
+    let state = host.state(&app);
+    assert_eq!(state.current, Some(a.version.clone()));
+    let pid_a2 = state.pid.expect("A runs again");
+    assert!(pid_alive(pid_a2));
+    assert!(is_our_process(pid_a2, &release_a));
+    assert!(!pid_alive(pid_a), "the first A process was stopped for B");
+    // The same failed deploy is not retried by a later sync.
+    let out = host
+        .engine
+        .install(&request(3, &b, b_ref), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::AlreadyFailed);
+
+    // A wrong checksum fails in verifying and touches nothing.
+    let c = release("3-ccccccc", "exec sleep 1000", HealthCheck::Running, None);
+    let mut c_ref = server.publish(&c, FILES);
+    c_ref.sha256 = Digest256::parse("0".repeat(64)).unwrap();
+    let out = host
+        .engine
+        .install(&request(4, &c, c_ref), &rec, &token)
+        .await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: Verifying,
+            rolled_back: false
+        }
+    );
+    let last = rec.last(DeployId(4));
+    assert_eq!(last.failed_phase, Some(Verifying));
+    assert!(!last.rolled_back);
+    assert!(last.log_tail.unwrap_or_default().contains("does not match"));
+    assert_eq!(
+        host.layout().read_current(&app).unwrap(),
+        Some(a.version.clone())
+    );
+    assert_eq!(host.state(&app).pid, Some(pid_a2));
+    assert!(pid_alive(pid_a2));
+    assert!(!host.layout().release_dir(&app, &c.version).exists());
+    assert_eq!(
+        std::fs::read_dir(host.layout().cache_dir())
+            .unwrap()
+            .count(),
+        0
+    );
+
+    host.engine.stop_all().await;
+    assert!(!pid_alive(pid_a2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_first_release_leaves_nothing_running() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let app = hello();
+    let m = release(
+        "1-aaaaaaa",
+        "exec sleep 1000",
+        HealthCheck::Command {
+            command: "echo not ready >&2; exit 1".into(),
+        },
+        None,
+    );
+    let mut m = m;
+    m.health.timeout_ms = 500;
+    let r = server.publish(&m, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &m, r), &rec, &CancellationToken::new())
+        .await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Checking,
+            rolled_back: false
+        }
+    );
+    let last = rec.last(DeployId(1));
+    assert!(last.message.unwrap_or_default().contains("not ready"));
+    assert_eq!(host.layout().read_current(&app).unwrap(), None);
+    let state = host.state(&app);
+    assert_eq!(state.pid, None);
+    assert!(host.engine.installed().iter().all(|a| a.pid.is_none()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_oversized_and_malicious_artifacts_without_touching_anything() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+
+    // More bytes than announced: refused while downloading.
+    let m = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let mut r = server.publish(&m, FILES);
+    r.size -= 10;
+    let out = host.engine.install(&request(1, &m, r), &rec, &token).await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Downloading,
+            rolled_back: false
+        }
+    );
+    assert!(
+        rec.last(DeployId(1))
+            .message
+            .unwrap_or_default()
+            .contains("larger than")
+    );
+
+    // A tarball escaping the release: refused while extracting.
+    let m = release("2-bbbbbbb", "exec sleep 1000", HealthCheck::Running, None);
+    let r = server.publish(&m, &[E::File("../evil", b"x")]);
+    let out = host.engine.install(&request(2, &m, r), &rec, &token).await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Extracting,
+            rolled_back: false
+        }
+    );
+    let msg = rec.last(DeployId(2)).message.unwrap_or_default();
+    assert!(msg.contains("`../evil` escapes"), "{msg}");
+    assert!(!host.layout().release_dir(&app, &m.version).exists());
+    assert_eq!(host.layout().read_current(&app).unwrap(), None);
+    assert_eq!(
+        std::fs::read_dir(host.layout().tmp_dir()).unwrap().count(),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_health_check_sees_the_port_and_recover_adopts() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let app = hello();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let m = release(
+        "1-aaaaaaa",
+        "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1",
+        HealthCheck::Http {
+            path: "/hello.txt".into(),
+        },
+        Some(port),
+    );
+    let r = server.publish(&m, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &m, r), &rec, &CancellationToken::new())
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(1)));
+    let state = host.state(&app);
+    assert_eq!(state.port, Some(port));
+    let pid = state.pid.unwrap();
+
+    // A second engine on the same root (a restarted grabber) adopts the
+    // running process instead of starting another.
+    let again = Engine::new(host.engine.cfg.clone(), reqwest::Client::new());
+    again.recover().await;
+    let installed = again.installed();
+    assert_eq!(installed[0].pid, Some(pid));
+    assert_eq!(installed[0].port, Some(port));
+    again.stop_all().await;
+    assert!(!pid_alive(pid));
+    // With nothing running, recovery starts `current` again.
+    let third = Engine::new(host.engine.cfg.clone(), reqwest::Client::new());
+    third.recover().await;
+    let pid3 = third.installed()[0].pid.expect("restarted");
+    assert_ne!(pid3, pid);
+    assert!(pid_alive(pid3));
+    third.stop_all().await;
+    assert!(!pid_alive(pid3));
+}
