@@ -187,7 +187,10 @@ impl HostLayout {
 
     /// Creates the app's `releases/` and `shared/log/` if missing.
     pub fn ensure_app_dirs(&self, app: &AppName) -> Result<(), LayoutError> {
-        for dir in [self.releases_dir(app), self.log_file(app).with_file_name("")] {
+        for dir in [
+            self.releases_dir(app),
+            self.log_file(app).with_file_name(""),
+        ] {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
         Ok(())
@@ -206,10 +209,9 @@ impl HostLayout {
         for entry in entries {
             let entry = entry.map_err(io_err("list", &dir))?;
             let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if let (true, Some(name)) = (is_dir, entry.file_name().to_str()) {
-                if let Ok(app) = AppName::parse(name) {
-                    apps.push(app);
-                }
+            if let (true, Some(Ok(app))) = (is_dir, entry.file_name().to_str().map(AppName::parse))
+            {
+                apps.push(app);
             }
         }
         apps.sort();
@@ -227,7 +229,11 @@ impl HostLayout {
         let mut versions = Vec::new();
         for entry in entries {
             let entry = entry.map_err(io_err("list", &dir))?;
-            if let Some(v) = entry.file_name().to_str().and_then(|s| Version::parse(s).ok()) {
+            if let Some(v) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| Version::parse(s).ok())
+            {
                 versions.push(v);
             }
         }
@@ -249,9 +255,11 @@ impl HostLayout {
         };
         let mut parts = target.components();
         match (parts.next(), parts.next(), parts.next()) {
-            (Some(std::path::Component::Normal(r)), Some(std::path::Component::Normal(v)), None)
-                if r == "releases" =>
-            {
+            (
+                Some(std::path::Component::Normal(r)),
+                Some(std::path::Component::Normal(v)),
+                None,
+            ) if r == "releases" => {
                 let v = v.to_str().ok_or_else(bad)?;
                 Version::parse(v).map(Some).map_err(|_| bad())
             }
@@ -345,11 +353,20 @@ mod tests {
         let l = HostLayout::new("/r");
         let a = app("hello");
         let v = ver("3-abcdef0");
-        assert_eq!(l.release_dir(&a, &v), Path::new("/r/apps/hello/releases/3-abcdef0"));
+        assert_eq!(
+            l.release_dir(&a, &v),
+            Path::new("/r/apps/hello/releases/3-abcdef0")
+        );
         assert_eq!(l.current_link(&a), Path::new("/r/apps/hello/current"));
-        assert_eq!(l.log_file(&a), Path::new("/r/apps/hello/shared/log/hello.log"));
+        assert_eq!(
+            l.log_file(&a),
+            Path::new("/r/apps/hello/shared/log/hello.log")
+        );
         assert_eq!(l.state_file(&a), Path::new("/r/apps/hello/state.json"));
-        assert_eq!(l.cached_artifact(&a, &v), Path::new("/r/cache/hello-3-abcdef0.tar.gz"));
+        assert_eq!(
+            l.cached_artifact(&a, &v),
+            Path::new("/r/cache/hello-3-abcdef0.tar.gz")
+        );
         assert_eq!(l.tmp_dir(), Path::new("/r/tmp"));
     }
 
@@ -416,6 +433,9 @@ mod tests {
         assert_eq!(l.list_releases(&a).unwrap(), vec![v]);
 
         std::os::unix::fs::symlink("/etc", l.current_link(&b)).unwrap();
-        assert!(matches!(l.read_current(&b), Err(LayoutError::BadCurrent { .. })));
+        assert!(matches!(
+            l.read_current(&b),
+            Err(LayoutError::BadCurrent { .. })
+        ));
     }
 }

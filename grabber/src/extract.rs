@@ -308,19 +308,18 @@ fn check_links_resolved(root: &Path, dir: &Path) -> Result<(), ExtractError> {
             })?;
             let p = e.path();
             let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
-            if ft.is_symlink() {
-                if let Ok(resolved) = p.canonicalize() {
-                    if !resolved.starts_with(&canon_root) {
-                        let target = std::fs::read_link(&p)
-                            .map(|t| t.display().to_string())
-                            .unwrap_or_default();
-                        return Err(ExtractError::LinkEscapes {
-                            entry: rel,
-                            kind: "symbolic",
-                            target,
-                        });
-                    }
-                }
+            let escapes = ft.is_symlink()
+                && p.canonicalize()
+                    .is_ok_and(|resolved| !resolved.starts_with(&canon_root));
+            if escapes {
+                let target = std::fs::read_link(&p)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                return Err(ExtractError::LinkEscapes {
+                    entry: rel,
+                    kind: "symbolic",
+                    target,
+                });
             } else if ft.is_dir() {
                 stack.push(p);
             }
