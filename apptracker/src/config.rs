@@ -1,0 +1,80 @@
+//! AppTracker's configuration. `Config::default()` is the embedded setup:
+//! SQLite and artifacts under `./.slipway/`, an in-process bus and packer.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// The URL hosts use to reach this server (artifact URLs are built from
+    /// it). Defaults to `http://<bound address>`.
+    pub public_url: Option<String>,
+    /// Where the embedded database and artifacts live.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` (default: `<data_dir>/apptracker.db`) or `postgres://...`.
+    pub database_url: Option<String>,
+    /// A host with no progress report for this long is `timed_out`.
+    #[serde(with = "humantime_serde_compat")]
+    pub host_deadline: Duration,
+    /// How often the deadline sweeper looks.
+    #[serde(with = "humantime_serde_compat")]
+    pub sweep_interval: Duration,
+    /// Run queued builds in this process.
+    pub builder: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from(".slipway"),
+            database_url: None,
+            host_deadline: Duration::from_secs(300),
+            sweep_interval: Duration::from_secs(2),
+            builder: true,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults; unknown keys are errors that name
+    /// the key and the line.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("apptracker.db").display()
+            )
+        })
+    }
+
+    pub fn artifacts_dir(&self) -> PathBuf {
+        self.data_dir.join("artifacts")
+    }
+}
+
+/// Durations as humantime strings ("30s", "5m") in config files.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}

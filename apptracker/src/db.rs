@@ -1,0 +1,719 @@
+//! State in SQL through sqlx's `Any` driver: the same queries on SQLite (the
+//! embedded default) and PostgreSQL. Times are unix milliseconds and
+//! booleans 0/1 integers, which `Any` decodes on both backends.
+
+use std::str::FromStr;
+
+use anyhow::Context;
+use deploy::{
+    App, ArtifactRef, Build, BuildId, BuildStatus, BuildType, Cluster, Deploy, DeployHost,
+    DeployId, DeployStatus, DesiredApp, Host, HostName, HostPhase, HostSelector, InstalledApp,
+    Sha256, Timestamp, Version, AppName,
+};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// The columns every build query selects (a macro so `concat!` can build
+/// static query strings from it).
+macro_rules! build_columns {
+    () => {
+        "id, app, number, git_ref, commit_sha, version, status, build_type, \
+         artifact_url, sha256, size, error, created_at, finished_at"
+    };
+}
+
+macro_rules! deploy_columns {
+    () => {
+        "id, app, version, git_ref, build_id, cluster, hosts_selector, status, error, created_at, finished_at"
+    };
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database handle; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+}
+
+impl Db {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 16 })
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if sqlite {
+                        // WAL lets readers go on while a writer commits; the
+                        // busy timeout turns write contention into waiting.
+                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await
+            .with_context(|| format!("cannot open database {}", redact(url)))?;
+        let migrator = if sqlite {
+            &SQLITE_MIGRATIONS
+        } else {
+            &POSTGRES_MIGRATIONS
+        };
+        migrator
+            .run(&pool)
+            .await
+            .context("cannot apply database migrations")?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    // ------------------------------------------------------------ apps
+
+    /// Inserts an app; `Ok(None)` when the name is taken.
+    pub async fn insert_app(&self, name: &AppName, git_url: &str) -> sqlx::Result<Option<App>> {
+        let now = Timestamp::now();
+        let res = sqlx::query(
+            "INSERT INTO apps (name, git_url, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.as_str())
+        .bind(git_url)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        if res.rows_affected() == 0 {
+            return Ok(None);
+        }
+        Ok(Some(App {
+            name: name.clone(),
+            git_url: git_url.to_string(),
+            created_at: now,
+        }))
+    }
+
+    pub async fn apps(&self) -> sqlx::Result<Vec<App>> {
+        let rows = sqlx::query("SELECT name, git_url, created_at FROM apps ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(app_from_row).collect()
+    }
+
+    pub async fn app(&self, name: &AppName) -> sqlx::Result<Option<App>> {
+        let row = sqlx::query("SELECT name, git_url, created_at FROM apps WHERE name = $1")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(app_from_row).transpose()
+    }
+
+    // ------------------------------------------------------------ builds
+
+    /// Queues a build of `commit`, numbering it and naming its version.
+    pub async fn insert_build(
+        &self,
+        app: &AppName,
+        git_ref: &str,
+        commit: &str,
+    ) -> anyhow::Result<Build> {
+        let mut tx = self.pool.begin().await?;
+        let number: i64 = sqlx::query(
+            "UPDATE apps SET next_build_number = next_build_number + 1 WHERE name = $1 RETURNING next_build_number - 1",
+        )
+        .bind(app.as_str())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        let version = Version::for_build(number, commit)?;
+        let now = Timestamp::now();
+        let id: i64 = sqlx::query(
+            "INSERT INTO builds (app, number, git_ref, commit_sha, version, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6) RETURNING id",
+        )
+        .bind(app.as_str())
+        .bind(number)
+        .bind(git_ref)
+        .bind(commit)
+        .bind(version.as_str())
+        .bind(now.0)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        tx.commit().await?;
+        self.build(BuildId(id))
+            .await?
+            .context("build vanished right after insert")
+    }
+
+    pub async fn build(&self, id: BuildId) -> sqlx::Result<Option<Build>> {
+        let row = sqlx::query(concat!("SELECT ", build_columns!(), ", log FROM builds WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(|r| build_from_row(r, true)).transpose()
+    }
+
+    pub async fn builds(&self, app: &AppName) -> sqlx::Result<Vec<Build>> {
+        let rows = sqlx::query(concat!("SELECT ", build_columns!(), " FROM builds WHERE app = $1 ORDER BY id DESC LIMIT 100"))
+        .bind(app.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| build_from_row(r, false)).collect()
+    }
+
+    /// The newest build of `commit` that succeeded or may still succeed.
+    pub async fn reusable_build(&self, app: &AppName, commit: &str) -> sqlx::Result<Option<Build>> {
+        let row = sqlx::query(concat!("SELECT ", build_columns!(), " FROM builds WHERE app = $1 AND commit_sha = $2 \
+             AND status IN ('queued', 'running', 'succeeded') ORDER BY id DESC LIMIT 1"))
+        .bind(app.as_str())
+        .bind(commit)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| build_from_row(r, false)).transpose()
+    }
+
+    pub async fn build_by_version(&self, app: &AppName, version: &Version) -> sqlx::Result<Option<Build>> {
+        let row = sqlx::query(concat!("SELECT ", build_columns!(), " FROM builds WHERE app = $1 AND version = $2"))
+        .bind(app.as_str())
+        .bind(version.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| build_from_row(r, false)).transpose()
+    }
+
+    /// Claims the oldest queued build. Safe when several workers race: the
+    /// `status = 'queued'` guard lets exactly one of them win.
+    pub async fn claim_build(&self) -> sqlx::Result<Option<(Build, String)>> {
+        let row = sqlx::query(concat!("UPDATE builds SET status = 'running', started_at = $1 \
+             WHERE id = (SELECT id FROM builds WHERE status = 'queued' ORDER BY id LIMIT 1) \
+             AND status = 'queued' \
+             RETURNING ", build_columns!(), ", (SELECT git_url FROM apps WHERE apps.name = builds.app) AS git_url"))
+        .bind(Timestamp::now().0)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some((build_from_row(&r, false)?, r.try_get("git_url")?))),
+        }
+    }
+
+    pub async fn finish_build_ok(
+        &self,
+        id: BuildId,
+        build_type: BuildType,
+        artifact: &ArtifactRef,
+        log: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE builds SET status = 'succeeded', build_type = $2, artifact_url = $3, sha256 = $4, \
+             size = $5, log = $6, finished_at = $7 WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(build_type.as_str())
+        .bind(&artifact.url)
+        .bind(artifact.sha256.as_str())
+        .bind(artifact.size as i64)
+        .bind(log)
+        .bind(Timestamp::now().0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn finish_build_failed(&self, id: BuildId, error: &str, log: &str) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE builds SET status = 'failed', error = $2, log = $3, finished_at = $4 WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(error)
+        .bind(log)
+        .bind(Timestamp::now().0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Builds left `running` by a process that died: back to the queue.
+    pub async fn requeue_running_builds(&self) -> sqlx::Result<u64> {
+        let res = sqlx::query("UPDATE builds SET status = 'queued' WHERE status = 'running'")
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected())
+    }
+
+    // ------------------------------------------------------------ deploys
+
+    /// Inserts a deploy and one `pending` row per target host.
+    pub async fn insert_deploy(&self, new: &NewDeploy<'_>) -> anyhow::Result<DeployId> {
+        let mut tx = self.pool.begin().await?;
+        let now = Timestamp::now();
+        let id: i64 = sqlx::query(
+            "INSERT INTO deploys (app, version, git_ref, build_id, cluster, hosts_selector, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(new.app.as_str())
+        .bind(new.version.map(|v| v.as_str().to_string()))
+        .bind(new.git_ref.map(str::to_string))
+        .bind(new.build_id.map(|b| b.0))
+        .bind(new.cluster.as_str())
+        .bind(new.selector.as_str())
+        .bind(new.status.as_str())
+        .bind(now.0)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        for host in new.hosts {
+            sqlx::query(
+                "INSERT INTO deploy_hosts (deploy_id, host, phase, updated_at) VALUES ($1, $2, 'pending', $3)",
+            )
+            .bind(id)
+            .bind(host.as_str())
+            .bind(now.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(DeployId(id))
+    }
+
+    pub async fn deploy(&self, id: DeployId) -> anyhow::Result<Option<Deploy>> {
+        let row = sqlx::query(concat!("SELECT ", deploy_columns!(), " FROM deploys WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut deploy = deploy_from_row(&row)?;
+        deploy.hosts = self.deploy_hosts(id).await?;
+        Ok(Some(deploy))
+    }
+
+    pub async fn deploy_hosts(&self, id: DeployId) -> anyhow::Result<Vec<DeployHost>> {
+        let rows = sqlx::query(
+            "SELECT host, phase, failed_phase, rolled_back, message, log_tail, updated_at \
+             FROM deploy_hosts WHERE deploy_id = $1 ORDER BY host",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deploy_host_from_row).collect()
+    }
+
+    /// Recent deploys, newest first, with their host rows.
+    pub async fn deploys(&self, limit: i64) -> anyhow::Result<Vec<Deploy>> {
+        let rows = sqlx::query(concat!("SELECT ", deploy_columns!(), " FROM deploys ORDER BY id DESC LIMIT $1"))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let mut d = deploy_from_row(row)?;
+            d.hosts = self.deploy_hosts(d.id).await?;
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// Deploys waiting on a build.
+    pub async fn deploys_waiting_on(&self, build: BuildId) -> sqlx::Result<Vec<DeployId>> {
+        let rows = sqlx::query("SELECT id FROM deploys WHERE build_id = $1 AND status = 'building'")
+            .bind(build.0)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| r.try_get::<i64, _>(0).map(DeployId)).collect()
+    }
+
+    /// Moves a deploy from `from` to `to`; false when another writer got
+    /// there first.
+    pub async fn transition_deploy(
+        &self,
+        id: DeployId,
+        from: &[DeployStatus],
+        to: DeployStatus,
+        version: Option<&Version>,
+        error: Option<&str>,
+    ) -> sqlx::Result<bool> {
+        let finished = to.is_terminal().then(|| Timestamp::now().0);
+        let from_list = from
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let res = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE deploys SET status = $2, version = COALESCE($3, version), error = COALESCE($4, error), \
+             finished_at = $5 WHERE id = $1 AND status IN ({from_list})"
+        )))
+        .bind(id.0)
+        .bind(to.as_str())
+        .bind(version.map(|v| v.as_str().to_string()))
+        .bind(error.map(str::to_string))
+        .bind(finished)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Records a host event: appends it to the history and, unless the host
+    /// already reached a terminal phase in this deploy, updates its row.
+    /// Returns the row as it now stands and whether it changed.
+    pub async fn record_host_event(
+        &self,
+        id: DeployId,
+        host: &HostName,
+        ev: &deploy::HostEvent,
+    ) -> anyhow::Result<Option<(DeployHost, bool)>> {
+        let now = Timestamp::now();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO host_events (deploy_id, host, phase, failed_phase, rolled_back, message, log_tail, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(id.0)
+        .bind(host.as_str())
+        .bind(ev.phase.as_str())
+        .bind(ev.failed_phase.map(|p| p.as_str().to_string()))
+        .bind(ev.rolled_back as i64)
+        .bind(ev.message.clone())
+        .bind(ev.log_tail.clone())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        let res = sqlx::query(
+            "UPDATE deploy_hosts SET phase = $3, failed_phase = $4, rolled_back = $5, message = $6, \
+             log_tail = $7, updated_at = $8 \
+             WHERE deploy_id = $1 AND host = $2 AND phase NOT IN ('done', 'skipped', 'failed', 'timed_out')",
+        )
+        .bind(id.0)
+        .bind(host.as_str())
+        .bind(ev.phase.as_str())
+        .bind(ev.failed_phase.map(|p| p.as_str().to_string()))
+        .bind(ev.rolled_back as i64)
+        .bind(ev.message.clone())
+        .bind(ev.log_tail.clone())
+        .bind(now.0)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query(
+            "SELECT host, phase, failed_phase, rolled_back, message, log_tail, updated_at \
+             FROM deploy_hosts WHERE deploy_id = $1 AND host = $2",
+        )
+        .bind(id.0)
+        .bind(host.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some((deploy_host_from_row(&r)?, res.rows_affected() == 1))),
+        }
+    }
+
+    /// Hosts of running deploys with no progress since `before`.
+    pub async fn silent_hosts(&self, before: Timestamp) -> sqlx::Result<Vec<(DeployId, String)>> {
+        let rows = sqlx::query(
+            "SELECT dh.deploy_id, dh.host FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
+             WHERE d.status = 'running' AND dh.updated_at < $1 \
+             AND dh.phase NOT IN ('done', 'skipped', 'failed', 'timed_out')",
+        )
+        .bind(before.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((DeployId(r.try_get(0)?), r.try_get(1)?)))
+            .collect()
+    }
+
+    // ------------------------------------------------------------ hosts
+
+    pub async fn upsert_host(&self, hb: &deploy::Heartbeat) -> anyhow::Result<Host> {
+        let now = Timestamp::now();
+        let apps = serde_json::to_string(&hb.apps)?;
+        sqlx::query(
+            "INSERT INTO hosts (cluster, name, root, apps_json, registered_at, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (cluster, name) DO UPDATE SET root = $3, apps_json = $4, last_seen = $5",
+        )
+        .bind(hb.cluster.as_str())
+        .bind(hb.host.as_str())
+        .bind(&hb.root)
+        .bind(apps)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        let hosts = self.hosts(Some(&hb.cluster)).await?;
+        hosts
+            .into_iter()
+            .find(|h| h.name == hb.host)
+            .context("host vanished right after upsert")
+    }
+
+    pub async fn hosts(&self, cluster: Option<&Cluster>) -> anyhow::Result<Vec<Host>> {
+        let rows = match cluster {
+            Some(c) => {
+                sqlx::query(
+                    "SELECT cluster, name, root, apps_json, registered_at, last_seen FROM hosts \
+                     WHERE cluster = $1 ORDER BY cluster, name",
+                )
+                .bind(c.as_str())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT cluster, name, root, apps_json, registered_at, last_seen FROM hosts \
+                     ORDER BY cluster, name",
+                )
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                let apps: Vec<InstalledApp> =
+                    serde_json::from_str(&r.try_get::<String, _>("apps_json")?).unwrap_or_default();
+                Ok(Host {
+                    cluster: Cluster::parse(r.try_get::<String, _>("cluster")?)?,
+                    name: HostName::parse(r.try_get::<String, _>("name")?)?,
+                    root: r.try_get("root")?,
+                    registered_at: Timestamp(r.try_get("registered_at")?),
+                    last_seen: Timestamp(r.try_get("last_seen")?),
+                    apps,
+                })
+            })
+            .collect()
+    }
+
+    /// Records what the hosts of a rollout should run, remembering what they
+    /// ran before so a failed host can be pointed back at it.
+    pub async fn set_desired(
+        &self,
+        cluster: &Cluster,
+        hosts: &[HostName],
+        app: &AppName,
+        version: &Version,
+        deploy: DeployId,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for host in hosts {
+            sqlx::query(
+                "INSERT INTO desired (cluster, host, app, version, deploy_id) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (cluster, host, app) DO UPDATE SET \
+                 previous_version = CASE WHEN desired.version = $4 THEN desired.previous_version ELSE desired.version END, \
+                 previous_deploy_id = CASE WHEN desired.version = $4 THEN desired.previous_deploy_id ELSE desired.deploy_id END, \
+                 version = $4, deploy_id = $5",
+            )
+            .bind(cluster.as_str())
+            .bind(host.as_str())
+            .bind(app.as_str())
+            .bind(version.as_str())
+            .bind(deploy.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// A host failed `deploy` and rolled back: it should run what it ran
+    /// before, not retry the failed release at every restart.
+    pub async fn revert_desired(
+        &self,
+        cluster: &Cluster,
+        host: &HostName,
+        app: &AppName,
+        deploy: DeployId,
+    ) -> sqlx::Result<()> {
+        // With no previous version there is nothing to go back to: drop the row.
+        sqlx::query(
+            "DELETE FROM desired WHERE cluster = $1 AND host = $2 AND app = $3 AND deploy_id = $4 \
+             AND previous_version IS NULL",
+        )
+        .bind(cluster.as_str())
+        .bind(host.as_str())
+        .bind(app.as_str())
+        .bind(deploy.0)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "UPDATE desired SET version = previous_version, deploy_id = previous_deploy_id, \
+             previous_version = NULL, previous_deploy_id = NULL \
+             WHERE cluster = $1 AND host = $2 AND app = $3 AND deploy_id = $4",
+        )
+        .bind(cluster.as_str())
+        .bind(host.as_str())
+        .bind(app.as_str())
+        .bind(deploy.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn desired(&self, cluster: &Cluster, host: &HostName) -> anyhow::Result<Vec<DesiredApp>> {
+        let rows = sqlx::query(
+            "SELECT d.app, d.version, d.deploy_id, b.artifact_url, b.sha256, b.size \
+             FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
+             WHERE d.cluster = $1 AND d.host = $2 AND b.status = 'succeeded' ORDER BY d.app",
+        )
+        .bind(cluster.as_str())
+        .bind(host.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DesiredApp {
+                    app: AppName::parse(r.try_get::<String, _>(0)?)?,
+                    version: Version::parse(r.try_get::<String, _>(1)?)?,
+                    deploy_id: DeployId(r.try_get(2)?),
+                    artifact: ArtifactRef {
+                        url: r.try_get(3)?,
+                        sha256: Sha256::parse(r.try_get::<String, _>(4)?)?,
+                        size: r.try_get::<i64, _>(5)? as u64,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+/// What a new deploy row holds.
+pub struct NewDeploy<'a> {
+    pub app: &'a AppName,
+    pub version: Option<&'a Version>,
+    pub git_ref: Option<&'a str>,
+    pub build_id: Option<BuildId>,
+    pub cluster: &'a Cluster,
+    pub selector: &'a HostSelector,
+    pub status: DeployStatus,
+    pub hosts: &'a [HostName],
+}
+
+
+
+/// Turns a stored value that fails to parse into a decode error naming it.
+fn decode<T, E: std::error::Error + Send + Sync + 'static>(r: Result<T, E>) -> sqlx::Result<T> {
+    r.map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn app_from_row(r: &AnyRow) -> sqlx::Result<App> {
+    Ok(App {
+        name: decode(AppName::parse(r.try_get::<String, _>("name")?))?,
+        git_url: r.try_get("git_url")?,
+        created_at: Timestamp(r.try_get("created_at")?),
+    })
+}
+
+fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
+    let status: String = r.try_get("status")?;
+    let status = match status.as_str() {
+        "queued" => BuildStatus::Queued,
+        "running" => BuildStatus::Running,
+        "succeeded" => BuildStatus::Succeeded,
+        "failed" => BuildStatus::Failed,
+        _ => BuildStatus::Unknown,
+    };
+    let build_type = r
+        .try_get::<Option<String>, _>("build_type")?
+        .and_then(|t| match t.as_str() {
+            "python" => Some(BuildType::Python),
+            "node" => Some(BuildType::Node),
+            "generic" => Some(BuildType::Generic),
+            _ => None,
+        });
+    let artifact = match (
+        r.try_get::<Option<String>, _>("artifact_url")?,
+        r.try_get::<Option<String>, _>("sha256")?,
+        r.try_get::<Option<i64>, _>("size")?,
+    ) {
+        (Some(url), Some(sha), Some(size)) => Some(ArtifactRef {
+            url,
+            sha256: decode(Sha256::parse(sha))?,
+            size: size as u64,
+        }),
+        _ => None,
+    };
+    Ok(Build {
+        id: BuildId(r.try_get("id")?),
+        app: decode(AppName::parse(r.try_get::<String, _>("app")?))?,
+        number: r.try_get("number")?,
+        git_ref: r.try_get("git_ref")?,
+        commit: r.try_get("commit_sha")?,
+        version: decode(Version::parse(r.try_get::<String, _>("version")?))?,
+        status,
+        build_type,
+        artifact,
+        error: r.try_get("error")?,
+        log: if with_log { r.try_get("log")? } else { String::new() },
+        created_at: Timestamp(r.try_get("created_at")?),
+        finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
+    })
+}
+
+fn deploy_status(s: &str) -> DeployStatus {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).unwrap_or(DeployStatus::Unknown)
+}
+
+fn deploy_from_row(r: &AnyRow) -> anyhow::Result<Deploy> {
+    Ok(Deploy {
+        id: DeployId(r.try_get("id")?),
+        app: AppName::parse(r.try_get::<String, _>("app")?)?,
+        version: r
+            .try_get::<Option<String>, _>("version")?
+            .map(Version::parse)
+            .transpose()?,
+        git_ref: r.try_get("git_ref")?,
+        build_id: r.try_get::<Option<i64>, _>("build_id")?.map(BuildId),
+        cluster: Cluster::parse(r.try_get::<String, _>("cluster")?)?,
+        hosts_selector: HostSelector::from_str(&r.try_get::<String, _>("hosts_selector")?)?,
+        status: deploy_status(&r.try_get::<String, _>("status")?),
+        error: r.try_get("error")?,
+        created_at: Timestamp(r.try_get("created_at")?),
+        finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
+        hosts: Vec::new(),
+    })
+}
+
+fn deploy_host_from_row(r: &AnyRow) -> anyhow::Result<DeployHost> {
+    Ok(DeployHost {
+        host: HostName::parse(r.try_get::<String, _>("host")?)?,
+        phase: HostPhase::from_name(&r.try_get::<String, _>("phase")?),
+        failed_phase: r
+            .try_get::<Option<String>, _>("failed_phase")?
+            .map(|p| HostPhase::from_name(&p)),
+        rolled_back: r.try_get::<i64, _>("rolled_back")? != 0,
+        message: r.try_get("message")?,
+        log_tail: r.try_get("log_tail")?,
+        updated_at: Timestamp(r.try_get("updated_at")?),
+    })
+}
+
+/// A database URL with any password replaced, for error messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact("postgres://u:secret@127.0.0.1/db"),
+            "postgres://u:***@127.0.0.1/db"
+        );
+        assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,18 @@
+//! AppTracker, Slipway's control plane: the HTTP API, state in SQL, deploy
+//! orchestration, the in-process bus and builder, and artifact serving.
+//! `dev` runs the whole platform on one machine.
+
+mod builder;
+mod bus;
+pub mod config;
+mod db;
+pub mod dev;
+mod error;
+mod routes;
+mod startup;
+mod store;
+mod tracker;
+
+pub use config::Config;
+pub use startup::Application;
+pub use tracker::Tracker;

@@ -1,0 +1,353 @@
+//! The HTTP API under `/api/v1`, the SSE relays, and artifact serving.
+//! Handlers parse input into domain types and call the tracker.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use deploy::{
+    App, AppName, Build, BuildId, BusMessage, Cluster, CreateDeploy, Deploy, DeployEvent,
+    DeployHost, DeployId, DesiredState, Heartbeat, Host, HostEvent, HostName, RegisterApp,
+    RequestBuild, Version,
+};
+use futures::{Stream, StreamExt, stream};
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::error::{ApiError, ApiJson};
+use crate::store::LocalStore;
+use crate::tracker::Tracker;
+
+pub fn api(tracker: Tracker) -> Router {
+    Router::new()
+        .route("/api/v1/apps", post(register_app).get(list_apps))
+        .route("/api/v1/apps/{app}", get(show_app))
+        .route("/api/v1/apps/{app}/builds", post(request_build).get(list_builds))
+        .route("/api/v1/builds/{id}", get(show_build))
+        .route("/api/v1/deploys", post(create_deploy).get(list_deploys))
+        .route("/api/v1/deploys/{id}", get(show_deploy))
+        .route("/api/v1/deploys/{id}/stream", get(deploy_stream))
+        .route("/api/v1/deploys/{id}/hosts/{host}/events", post(host_event))
+        .route("/api/v1/hosts", get(list_hosts))
+        .route("/api/v1/hosts/heartbeat", post(heartbeat))
+        .route("/api/v1/hosts/{cluster}/{host}/desired", get(desired))
+        .route("/api/v1/bus/{cluster}", get(bus_stream))
+        .route("/artifacts/{app}/{file}", get(artifact))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .with_state(tracker)
+}
+
+fn parse<T: std::str::FromStr<Err = deploy::ParseError>>(s: &str) -> Result<T, ApiError> {
+    s.parse::<T>().map_err(ApiError::from)
+}
+
+// ---------------------------------------------------------------- apps
+
+async fn register_app(
+    State(t): State<Tracker>,
+    ApiJson(req): ApiJson<RegisterApp>,
+) -> Result<(StatusCode, ApiJson<App>), ApiError> {
+    if req.git_url.trim().is_empty() {
+        return Err(ApiError::Invalid("`git_url` must not be empty".into()));
+    }
+    match t.db().insert_app(&req.name, &req.git_url).await? {
+        Some(app) => {
+            tracing::info!(app = %app.name, "app registered");
+            Ok((StatusCode::CREATED, ApiJson(app)))
+        }
+        None => Err(ApiError::Conflict(format!(
+            "app `{}` is already registered",
+            req.name
+        ))),
+    }
+}
+
+async fn list_apps(State(t): State<Tracker>) -> Result<ApiJson<Vec<App>>, ApiError> {
+    Ok(ApiJson(t.db().apps().await?))
+}
+
+async fn show_app(
+    State(t): State<Tracker>,
+    Path(app): Path<String>,
+) -> Result<ApiJson<App>, ApiError> {
+    let app: AppName = parse(&app)?;
+    let found = t.db().app(&app).await?;
+    found
+        .map(ApiJson)
+        .ok_or_else(|| ApiError::NotFound(format!("unknown app `{app}`")))
+}
+
+// ---------------------------------------------------------------- builds
+
+async fn request_build(
+    State(t): State<Tracker>,
+    Path(app): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, ApiJson<Build>), ApiError> {
+    let app: AppName = parse(&app)?;
+    // The body is optional: no body builds the default branch.
+    let req: RequestBuild = if body.iter().all(u8::is_ascii_whitespace) {
+        RequestBuild::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
+    };
+    let (build, new) = t.request_build(&app, req.git_ref.as_ref()).await?;
+    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, ApiJson(build)))
+}
+
+async fn list_builds(
+    State(t): State<Tracker>,
+    Path(app): Path<String>,
+) -> Result<ApiJson<Vec<Build>>, ApiError> {
+    let app: AppName = parse(&app)?;
+    if t.db().app(&app).await?.is_none() {
+        return Err(ApiError::NotFound(format!("unknown app `{app}`")));
+    }
+    Ok(ApiJson(t.db().builds(&app).await?))
+}
+
+async fn show_build(
+    State(t): State<Tracker>,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Build>, ApiError> {
+    let id: BuildId = parse(&id)?;
+    let build = t.db().build(id).await?;
+    build
+        .map(ApiJson)
+        .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))
+}
+
+// ---------------------------------------------------------------- deploys
+
+async fn create_deploy(
+    State(t): State<Tracker>,
+    ApiJson(req): ApiJson<CreateDeploy>,
+) -> Result<(StatusCode, ApiJson<Deploy>), ApiError> {
+    let deploy = t.create_deploy(&req).await?;
+    Ok((StatusCode::CREATED, ApiJson(deploy)))
+}
+
+#[derive(Deserialize)]
+struct ListDeploys {
+    limit: Option<i64>,
+}
+
+async fn list_deploys(
+    State(t): State<Tracker>,
+    Query(q): Query<ListDeploys>,
+) -> Result<ApiJson<Vec<Deploy>>, ApiError> {
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    Ok(ApiJson(t.db().deploys(limit).await?))
+}
+
+async fn show_deploy(
+    State(t): State<Tracker>,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Deploy>, ApiError> {
+    let id: DeployId = parse(&id)?;
+    Ok(ApiJson(t.deploy(id).await?))
+}
+
+async fn host_event(
+    State(t): State<Tracker>,
+    Path((id, host)): Path<(String, String)>,
+    ApiJson(ev): ApiJson<HostEvent>,
+) -> Result<ApiJson<DeployHost>, ApiError> {
+    let id: DeployId = parse(&id)?;
+    let host: HostName = parse(&host)?;
+    Ok(ApiJson(t.host_event(id, &host, &ev).await?))
+}
+
+fn sse_event<T: serde::Serialize>(value: &T) -> Result<Event, Infallible> {
+    Ok(Event::default().data(serde_json::to_string(value).unwrap_or_default()))
+}
+
+/// Resolves when the server stops, to end long-lived streams.
+fn t_stop(t: &Tracker) -> tokio_util::sync::WaitForCancellationFutureOwned {
+    t.stopping().clone().cancelled_owned()
+}
+
+/// The snapshot of a deploy as events: one per host, then its status.
+fn snapshot(d: &Deploy) -> Vec<DeployEvent> {
+    let mut out: Vec<DeployEvent> = d
+        .hosts
+        .iter()
+        .map(|h| DeployEvent::Host {
+            deploy_id: d.id,
+            host: h.clone(),
+        })
+        .collect();
+    out.push(DeployEvent::Status {
+        deploy_id: d.id,
+        status: d.status,
+        version: d.version.clone(),
+        error: d.error.clone(),
+    });
+    out
+}
+
+/// Live events of one deploy: a snapshot, then changes, ending after the
+/// terminal status. Subscribes before reading the snapshot, so nothing
+/// between the two is lost.
+async fn deploy_stream(
+    State(t): State<Tracker>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let id: DeployId = parse(&id)?;
+    let rx = t.bus().events();
+    let first_tracker = t.clone();
+    let first = t.deploy(id).await?;
+    let done = first.status.is_terminal();
+    let initial = stream::iter(snapshot(&first));
+    struct S {
+        rx: tokio::sync::broadcast::Receiver<DeployEvent>,
+        t: Tracker,
+        done: bool,
+        pending: std::collections::VecDeque<DeployEvent>,
+    }
+    let live = stream::unfold(
+        S {
+            rx,
+            t,
+            done,
+            pending: Default::default(),
+        },
+        move |mut s| async move {
+            loop {
+                if let Some(ev) = s.pending.pop_front() {
+                    return Some((ev, s));
+                }
+                if s.done {
+                    return None;
+                }
+                match s.rx.recv().await {
+                    Ok(ev) => match &ev {
+                        DeployEvent::Host { deploy_id, .. } if *deploy_id == id => {
+                            return Some((ev, s));
+                        }
+                        DeployEvent::Status {
+                            deploy_id, status, ..
+                        } if *deploy_id == id => {
+                            s.done = status.is_terminal();
+                            return Some((ev, s));
+                        }
+                        _ => {}
+                    },
+                    Err(RecvError::Lagged(_)) => {
+                        // Fell behind: send a fresh snapshot instead.
+                        let d = s.t.deploy(id).await.ok()?;
+                        s.done = d.status.is_terminal();
+                        s.pending.extend(snapshot(&d));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    let events = initial
+        .chain(live)
+        .map(|ev| sse_event(&ev))
+        .take_until(t_stop(&first_tracker));
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+// ---------------------------------------------------------------- hosts
+
+async fn heartbeat(
+    State(t): State<Tracker>,
+    ApiJson(hb): ApiJson<Heartbeat>,
+) -> Result<ApiJson<Host>, ApiError> {
+    Ok(ApiJson(t.db().upsert_host(&hb).await?))
+}
+
+async fn list_hosts(State(t): State<Tracker>) -> Result<ApiJson<Vec<Host>>, ApiError> {
+    Ok(ApiJson(t.db().hosts(None).await?))
+}
+
+async fn desired(
+    State(t): State<Tracker>,
+    Path((cluster, host)): Path<(String, String)>,
+) -> Result<ApiJson<DesiredState>, ApiError> {
+    let cluster: Cluster = parse(&cluster)?;
+    let host: HostName = parse(&host)?;
+    let apps = t.db().desired(&cluster, &host).await?;
+    Ok(ApiJson(DesiredState {
+        cluster,
+        host,
+        apps,
+    }))
+}
+
+/// The cluster's bus as server-sent events: `Sync` first (so a
+/// reconnecting grabber re-reads its desired state), then every message; a
+/// subscriber that falls behind gets a `Sync` instead of what it missed.
+async fn bus_stream(
+    State(t): State<Tracker>,
+    Path(cluster): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let cluster: Cluster = parse(&cluster)?;
+    let rx = t.bus().subscribe();
+    let live = stream::unfold((rx, cluster), |(mut rx, cluster)| async move {
+        loop {
+            match rx.recv().await {
+                Ok((c, msg)) if c == cluster => return Some((msg, (rx, cluster))),
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => return Some((BusMessage::Sync, (rx, cluster))),
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let stop = t_stop(&t);
+    let events = stream::once(async { BusMessage::Sync })
+        .chain(live)
+        .map(|m| sse_event(&m))
+        .take_until(stop);
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+// ---------------------------------------------------------------- artifacts
+
+async fn artifact(
+    State(t): State<Tracker>,
+    Path((app, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let app: AppName = parse(&app)?;
+    // Only `<app>-<version>.tar.gz` names are served: no path tricks.
+    let version = file
+        .strip_suffix(".tar.gz")
+        .and_then(|rest| rest.strip_prefix(app.as_str()))
+        .and_then(|rest| rest.strip_prefix('-'))
+        .ok_or_else(|| ApiError::NotFound(format!("no artifact `{file}`")))?;
+    let version: Version = parse(version)?;
+    let path = t.store().path(&app, &LocalStore::file_name(&app, &version));
+    let f = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::NotFound(format!("no artifact `{file}`")));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot open artifact").into()),
+    };
+    let len = f
+        .metadata()
+        .await
+        .map_err(|e| anyhow::Error::new(e).context("cannot stat artifact"))?
+        .len();
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(f));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/gzip".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}

@@ -1,0 +1,118 @@
+//! Builds the application from a config (database, store, bus, router) and
+//! runs it until shutdown: the HTTP server, the in-process builder and the
+//! deadline sweeper, each a tracked task.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_http::trace::TraceLayer;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::db::Db;
+use crate::store::LocalStore;
+use crate::tracker::Tracker;
+
+/// A bound, ready-to-run AppTracker.
+pub struct Application {
+    listener: TcpListener,
+    addr: SocketAddr,
+    tracker: Tracker,
+    base_url: String,
+}
+
+impl Application {
+    /// Opens the database (migrating it), binds the listener and wires the
+    /// parts. Nothing runs until [`Application::run`].
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        tokio::fs::create_dir_all(&config.data_dir)
+            .await
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let base_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_string();
+        let db = Db::connect(&config.database_url()).await?;
+        let store = LocalStore::new(config.artifacts_dir(), base_url.clone());
+        let tracker = Tracker::new(db, Bus::default(), store, config);
+        Ok(Self {
+            listener,
+            addr,
+            tracker,
+            base_url,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL clients and hosts use.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Serves until `shutdown`, then waits for the background tasks.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let tracker = self.tracker;
+        let tasks = TaskTracker::new();
+        if tracker.config().builder {
+            tasks.spawn(crate::builder::run(tracker.clone(), shutdown.clone()));
+        }
+        tasks.spawn(sweeper(tracker.clone(), shutdown.clone()));
+        tasks.close();
+
+        let app = crate::routes::api(tracker.clone())
+            .merge(web::router(deploy::Client::new(self.base_url.clone())))
+            .layer(TraceLayer::new_for_http());
+        tracing::info!(url = %self.base_url, "apptracker listening");
+        let token = shutdown.clone();
+        let stopping = tracker.stopping().clone();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                stopping.cancel();
+            }
+        });
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
+            .context("http server failed")?;
+        shutdown.cancel();
+        if tokio::time::timeout(std::time::Duration::from_secs(30), tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop within 30s");
+        }
+        Ok(())
+    }
+}
+
+async fn sweeper(tracker: Tracker, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(tracker.config().sweep_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = tracker.sweep().await {
+                    tracing::error!(error = ?e, "deadline sweep failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! Deploy orchestration: the state machine of builds, deploys and hosts.
+//! Routes parse input and call in here; everything that writes desired state
+//! goes through this module.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use deploy::{
+    AppName, Build, BuildId, BuildStatus, BusMessage, CreateDeploy, Deploy, DeployEvent,
+    DeployHost, DeployId, DeployMessage, DeployStatus, GitRef, HostEvent, HostName, HostPhase,
+    HostSelector, Target, Timestamp, Version,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::bus::Bus;
+use crate::config::Config;
+use crate::db::{Db, NewDeploy};
+use crate::error::ApiError;
+use crate::store::LocalStore;
+
+/// The branch built when a request names no ref.
+pub const DEFAULT_BRANCH: &str = "main";
+
+/// Shared state of one AppTracker; cheap to clone.
+#[derive(Clone)]
+pub struct Tracker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    bus: Bus,
+    store: LocalStore,
+    config: Config,
+    /// Wakes the in-process builder when a build is queued.
+    build_queued: Notify,
+    /// Cancelled when the server stops, so long-lived streams end and the
+    /// graceful shutdown does not wait on them.
+    stopping: CancellationToken,
+}
+
+impl Tracker {
+    pub fn new(db: Db, bus: Bus, store: LocalStore, config: Config) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                bus,
+                store,
+                config,
+                build_queued: Notify::new(),
+                stopping: CancellationToken::new(),
+            }),
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    pub fn store(&self) -> &LocalStore {
+        &self.inner.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.inner.stopping
+    }
+
+    pub fn build_queued(&self) -> &Notify {
+        &self.inner.build_queued
+    }
+
+    async fn app_or_404(&self, app: &AppName) -> Result<deploy::App, ApiError> {
+        self.db().app(app).await?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "unknown app `{app}`: register it first (POST /api/v1/apps)"
+            ))
+        })
+    }
+
+    // ------------------------------------------------------------ builds
+
+    /// Resolves `git_ref` in the app's repository to a full commit sha.
+    async fn resolve(&self, git_url: &str, git_ref: &GitRef) -> Result<String, ApiError> {
+        let url = git_url.to_string();
+        let r = git_ref.to_string();
+        tokio::task::spawn_blocking(move || packer::resolve_ref(&url, &r))
+            .await
+            .context("ref resolution task panicked")?
+            .map_err(|e| {
+                ApiError::unprocessable("bad_ref", format!("cannot resolve `{git_ref}`: {e}"))
+            })
+    }
+
+    /// A build of `git_ref`: a finished or in-flight build of the same
+    /// commit is reused, never repeated. Returns the build and whether it is
+    /// new.
+    pub async fn request_build(
+        &self,
+        app: &AppName,
+        git_ref: Option<&GitRef>,
+    ) -> Result<(Build, bool), ApiError> {
+        let registered = self.app_or_404(app).await?;
+        let default_ref = GitRef::parse(DEFAULT_BRANCH)?;
+        let git_ref = git_ref.unwrap_or(&default_ref);
+        let commit = self.resolve(&registered.git_url, git_ref).await?;
+        if let Some(build) = self.db().reusable_build(app, &commit).await? {
+            return Ok((build, false));
+        }
+        let build = self.db().insert_build(app, git_ref.as_str(), &commit).await?;
+        tracing::info!(app = %app, build_id = %build.id, version = %build.version, "build queued");
+        self.build_queued().notify_one();
+        Ok((build, true))
+    }
+
+    /// Starts the deploys that waited on `build`, or fails them.
+    pub async fn on_build_finished(&self, build: BuildId) -> anyhow::Result<()> {
+        let Some(b) = self.db().build(build).await? else {
+            return Ok(());
+        };
+        for id in self.db().deploys_waiting_on(build).await? {
+            match b.status {
+                BuildStatus::Succeeded => self.start_rollout(id, &b).await?,
+                _ => {
+                    let error = format!(
+                        "build #{} ({}) failed: {}",
+                        b.number,
+                        b.version,
+                        b.error.as_deref().unwrap_or("see the build log")
+                    );
+                    self.transition(id, &[DeployStatus::Building], DeployStatus::Failed, None, Some(&error))
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ deploys
+
+    /// Creates a deploy: checks everything first, so a bad request changes
+    /// nothing, then publishes it or waits for its build.
+    pub async fn create_deploy(&self, req: &CreateDeploy) -> Result<Deploy, ApiError> {
+        let app = self.app_or_404(&req.app).await?;
+        let selector = req.hosts.clone().unwrap_or_else(HostSelector::all);
+        let registered = self.db().hosts(Some(&req.cluster)).await?;
+        let targets: Vec<HostName> = registered
+            .iter()
+            .filter(|h| selector.matches(&h.name))
+            .map(|h| h.name.clone())
+            .collect();
+        if targets.is_empty() {
+            let names: Vec<&str> = registered.iter().map(|h| h.name.as_str()).collect();
+            return Err(ApiError::unprocessable(
+                "no_matching_hosts",
+                if names.is_empty() {
+                    format!("cluster `{}` has no registered hosts", req.cluster)
+                } else {
+                    format!(
+                        "no host of cluster `{}` matches `{selector}` (hosts: {})",
+                        req.cluster,
+                        names.join(", ")
+                    )
+                },
+            ));
+        }
+        let (build, git_ref) = match (&req.version, &req.git_ref) {
+            (Some(v), None) => {
+                let build = self.db().build_by_version(&req.app, v).await?;
+                match build {
+                    Some(b) if b.status == BuildStatus::Succeeded => (b, None),
+                    Some(b) => {
+                        return Err(ApiError::unprocessable(
+                            "build_not_ready",
+                            format!("build {} of `{}` is {:?}, not succeeded", v, req.app, b.status),
+                        ));
+                    }
+                    None => {
+                        return Err(ApiError::NotFound(format!(
+                            "app `{}` has no build with version `{v}`",
+                            req.app
+                        )));
+                    }
+                }
+            }
+            (None, Some(r)) => {
+                let (b, _) = self.request_build(&req.app, Some(r)).await?;
+                (b, Some(r.as_str()))
+            }
+            _ => {
+                return Err(ApiError::Invalid(
+                    "give exactly one of `version` and `git_ref`".into(),
+                ));
+            }
+        };
+        let ready = build.status == BuildStatus::Succeeded;
+        let id = self
+            .db()
+            .insert_deploy(&NewDeploy {
+                app: &app.name,
+                version: ready.then_some(&build.version),
+                git_ref,
+                build_id: Some(build.id),
+                cluster: &req.cluster,
+                selector: &selector,
+                status: DeployStatus::Building,
+                hosts: &targets,
+            })
+            .await?;
+        tracing::info!(deploy_id = %id, app = %app.name, cluster = %req.cluster, hosts = targets.len(), "deploy created");
+        if ready {
+            self.start_rollout(id, &build).await?;
+        } else if let Some(b) = self.db().build(build.id).await? {
+            // The build may have finished between the lookup and the insert.
+            if b.status.is_terminal() {
+                self.on_build_finished(b.id).await?;
+            }
+        }
+        self.deploy(id).await
+    }
+
+    pub async fn deploy(&self, id: DeployId) -> Result<Deploy, ApiError> {
+        self.db()
+            .deploy(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no deploy {id}")))
+    }
+
+    /// Records the desired version for the deploy's hosts and rings the bus.
+    async fn start_rollout(&self, id: DeployId, build: &Build) -> anyhow::Result<()> {
+        let deploy = self.deploy(id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let artifact = build
+            .artifact
+            .clone()
+            .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
+        let hosts: Vec<HostName> = deploy.hosts.iter().map(|h| h.host.clone()).collect();
+        if !self
+            .transition(id, &[DeployStatus::Building], DeployStatus::Running, Some(&build.version), None)
+            .await?
+        {
+            return Ok(()); // cancelled or already started by another path
+        }
+        self.db()
+            .set_desired(&deploy.cluster, &hosts, &deploy.app, &build.version, id)
+            .await?;
+        tracing::info!(deploy_id = %id, app = %deploy.app, version = %build.version, "rollout published");
+        self.bus().publish(
+            &deploy.cluster,
+            BusMessage::Deploy(DeployMessage {
+                deploy_id: id,
+                app: deploy.app.clone(),
+                version: build.version.clone(),
+                artifact,
+                target: Target {
+                    cluster: deploy.cluster.clone(),
+                    hosts: deploy.hosts_selector.clone(),
+                },
+                issued_at: Timestamp::now(),
+            }),
+        );
+        Ok(())
+    }
+
+    /// Moves a deploy between statuses and tells the watchers.
+    async fn transition(
+        &self,
+        id: DeployId,
+        from: &[DeployStatus],
+        to: DeployStatus,
+        version: Option<&Version>,
+        error: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let moved = self.db().transition_deploy(id, from, to, version, error).await?;
+        if moved {
+            if to.is_terminal() {
+                tracing::info!(deploy_id = %id, status = %to, "deploy finished");
+            }
+            let d = self.db().deploy(id).await?;
+            self.bus().emit(DeployEvent::Status {
+                deploy_id: id,
+                status: to,
+                version: d.as_ref().and_then(|d| d.version.clone()),
+                error: d.and_then(|d| d.error),
+            });
+        }
+        Ok(moved)
+    }
+
+    /// A grabber reports progress. Events for a host that already reached a
+    /// terminal phase are kept in the history but change nothing.
+    pub async fn host_event(
+        &self,
+        id: DeployId,
+        host: &HostName,
+        ev: &HostEvent,
+    ) -> Result<DeployHost, ApiError> {
+        let deploy = self.deploy(id).await?;
+        if deploy.cluster != ev.cluster {
+            return Err(ApiError::Invalid(format!(
+                "deploy {id} targets cluster `{}`, not `{}`",
+                deploy.cluster, ev.cluster
+            )));
+        }
+        let (row, changed) = self
+            .db()
+            .record_host_event(id, host, ev)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("host `{host}` is not part of deploy {id}")))?;
+        if !changed {
+            return Ok(row);
+        }
+        if row.phase == HostPhase::Failed {
+            tracing::warn!(deploy_id = %id, host = %host, app = %deploy.app,
+                failed_phase = ?row.failed_phase, rolled_back = row.rolled_back, "host failed");
+            self.db()
+                .revert_desired(&deploy.cluster, host, &deploy.app, id)
+                .await?;
+        }
+        self.bus().emit(DeployEvent::Host {
+            deploy_id: id,
+            host: row.clone(),
+        });
+        if row.phase.is_terminal() {
+            self.finish_if_done(id).await?;
+        }
+        Ok(row)
+    }
+
+    /// Ends a running deploy once every host is terminal.
+    async fn finish_if_done(&self, id: DeployId) -> anyhow::Result<()> {
+        let hosts = self.db().deploy_hosts(id).await?;
+        if hosts.iter().any(|h| !h.phase.is_terminal()) {
+            return Ok(());
+        }
+        let ok = hosts.iter().filter(|h| h.phase.is_success()).count();
+        let status = if ok == hosts.len() {
+            DeployStatus::Succeeded
+        } else if ok == 0 {
+            DeployStatus::Failed
+        } else {
+            DeployStatus::Partial
+        };
+        self.transition(id, &[DeployStatus::Running], status, None, None)
+            .await?;
+        Ok(())
+    }
+
+    /// Marks hosts silent past the deadline as `timed_out`.
+    pub async fn sweep(&self) -> anyhow::Result<()> {
+        let deadline = self.config().host_deadline;
+        let before = Timestamp(Timestamp::now().0 - deadline.as_millis() as i64);
+        for (id, host) in self.db().silent_hosts(before).await? {
+            let Ok(host) = HostName::parse(host) else { continue };
+            let Some(deploy) = self.db().deploy(id).await? else { continue };
+            tracing::warn!(deploy_id = %id, host = %host, app = %deploy.app, "host timed out");
+            let ev = HostEvent {
+                cluster: deploy.cluster.clone(),
+                phase: HostPhase::TimedOut,
+                failed_phase: None,
+                rolled_back: false,
+                message: Some(format!(
+                    "no progress report for {}",
+                    humantime::format_duration(deadline)
+                )),
+                log_tail: None,
+            };
+            self.host_event(id, &host, &ev)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot time out host {host}: {e}"))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,345 @@
+//! End-to-end test helpers: a whole Slipway platform per test, wired as in
+//! production with the embedded defaults (AppTracker's HTTP API, SQLite, the
+//! local artifact store, the in-process packer, real grabbers talking HTTP and
+//! SSE, real app processes), on loopback ports picked by the OS.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use deploy::{
+    AppName, Client, Cluster, CreateDeploy, Deploy, DeployId, GitRef, HostName, HostSelector,
+    RegisterApp, Version,
+};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The port the test app declares in its `slipway.toml`; each host shifts it.
+pub const APP_PORT: u16 = 8000;
+
+/// One running platform: AppTracker plus grabbers, all in this process.
+pub struct Platform {
+    pub client: Client,
+    pub base_url: String,
+    pub dir: tempfile::TempDir,
+    server_stop: CancellationToken,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    pub hosts: Vec<TestHost>,
+}
+
+/// A grabber of cluster `local` and the port its apps get.
+pub struct TestHost {
+    pub name: HostName,
+    pub root: PathBuf,
+    /// What `PORT` the test app gets on this host.
+    pub port: u16,
+    stop: CancellationToken,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Installs a test subscriber once, so failures come with the platform's logs.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+impl Platform {
+    /// Starts AppTracker and one grabber per name.
+    pub async fn start(host_names: &[&str]) -> anyhow::Result<Self> {
+        init_tracing();
+        let dir = tempfile::Builder::new().prefix("slipway-e2e-").tempdir()?;
+        let config = apptracker::Config {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir: dir.path().join("apptracker"),
+            sweep_interval: Duration::from_millis(200),
+            ..apptracker::Config::default()
+        };
+        let app = apptracker::Application::build(config).await?;
+        let base_url = app.base_url().to_string();
+        let server_stop = CancellationToken::new();
+        let server = tokio::spawn(app.run(server_stop.clone()));
+        let mut platform = Self {
+            client: Client::new(base_url.clone()),
+            base_url,
+            dir,
+            server_stop,
+            server: Some(server),
+            hosts: Vec::new(),
+        };
+        for name in host_names {
+            let port = free_port()?;
+            let host = TestHost {
+                name: HostName::parse(*name)?,
+                root: platform.dir.path().join("hosts").join(name),
+                port,
+                stop: CancellationToken::new(),
+                task: None,
+            };
+            platform.hosts.push(host);
+        }
+        for i in 0..platform.hosts.len() {
+            platform.start_grabber(i);
+        }
+        platform.wait_for_hosts(host_names.len()).await?;
+        Ok(platform)
+    }
+
+    pub fn cluster() -> Cluster {
+        Cluster::parse("local").unwrap_or_else(|_| unreachable!())
+    }
+
+    /// Starts (or restarts) host `i`'s grabber.
+    pub fn start_grabber(&mut self, i: usize) {
+        let base_url = self.base_url.clone();
+        let host = &mut self.hosts[i];
+        host.stop = CancellationToken::new();
+        let cfg = grabber::Config {
+            server: base_url,
+            cluster: Self::cluster(),
+            host: host.name.clone(),
+            root: host.root.clone(),
+            port_offset: i32::from(host.port) - i32::from(APP_PORT),
+            heartbeat_interval: Duration::from_millis(500),
+            stop_apps_on_exit: true,
+            ..grabber::Config::default()
+        };
+        host.task = Some(tokio::spawn(grabber::run(cfg, host.stop.clone())));
+    }
+
+    /// Stops host `i`'s grabber (and, as configured for tests, its apps).
+    pub async fn stop_grabber(&mut self, i: usize) -> anyhow::Result<()> {
+        let host = &mut self.hosts[i];
+        host.stop.cancel();
+        if let Some(task) = host.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .context("grabber did not stop within 30s")???;
+        }
+        Ok(())
+    }
+
+    /// Waits until `n` hosts have registered.
+    pub async fn wait_for_hosts(&self, n: usize) -> anyhow::Result<()> {
+        poll(Duration::from_secs(20), || async {
+            Ok(self.client.hosts().await?.len() >= n)
+        })
+        .await
+        .with_context(|| format!("{n} hosts did not register"))
+    }
+
+    /// Registers an app from a local repository.
+    pub async fn register(&self, app: &str, repo: &Path) -> anyhow::Result<AppName> {
+        let name = AppName::parse(app)?;
+        self.client
+            .register_app(&RegisterApp {
+                name: name.clone(),
+                git_url: repo.display().to_string(),
+            })
+            .await?;
+        Ok(name)
+    }
+
+    /// Creates a deploy of a git ref (built if needed) or a built version.
+    pub async fn release(
+        &self,
+        app: &AppName,
+        version_or_ref: &str,
+        hosts: Option<&str>,
+    ) -> anyhow::Result<Deploy> {
+        let (version, git_ref) = if Version::looks_built(version_or_ref) {
+            (Some(Version::parse(version_or_ref)?), None)
+        } else {
+            (None, Some(GitRef::parse(version_or_ref)?))
+        };
+        Ok(self
+            .client
+            .create_deploy(&CreateDeploy {
+                app: app.clone(),
+                version,
+                git_ref,
+                cluster: Self::cluster(),
+                hosts: hosts.map(HostSelector::parse).transpose()?,
+            })
+            .await?)
+    }
+
+    /// Waits for a deploy to end and returns it.
+    pub async fn wait_deploy(&self, id: DeployId) -> anyhow::Result<Deploy> {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let d = self.client.deploy(id).await?;
+            if d.status.is_terminal() {
+                return Ok(d);
+            }
+            if Instant::now() > deadline {
+                bail!("deploy {id} did not finish within 90s: {d:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Releases and waits for the end.
+    pub async fn release_and_wait(
+        &self,
+        app: &AppName,
+        version_or_ref: &str,
+        hosts: Option<&str>,
+    ) -> anyhow::Result<Deploy> {
+        let d = self.release(app, version_or_ref, hosts).await?;
+        self.wait_deploy(d.id).await
+    }
+
+    pub fn host(&self, name: &str) -> &TestHost {
+        self.hosts
+            .iter()
+            .find(|h| h.name.as_str() == name)
+            .unwrap_or_else(|| panic!("no test host {name}"))
+    }
+
+    /// Stops everything; app processes are stopped by their grabbers.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        for i in 0..self.hosts.len() {
+            self.stop_grabber(i).await?;
+        }
+        self.server_stop.cancel();
+        if let Some(s) = self.server.take() {
+            tokio::time::timeout(Duration::from_secs(30), s)
+                .await
+                .context("apptracker did not stop within 30s")???;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        // A failed test still stops its grabbers, which stop their apps.
+        for h in &self.hosts {
+            h.stop.cancel();
+        }
+        self.server_stop.cancel();
+    }
+}
+
+impl TestHost {
+    /// The release `current` names.
+    pub fn current(&self, app: &str) -> Option<String> {
+        let link = self.root.join("apps").join(app).join("current");
+        let target = std::fs::read_link(link).ok()?;
+        target.file_name().map(|n| n.to_string_lossy().into_owned())
+    }
+
+    /// GET `/` from the app on this host.
+    pub async fn get(&self) -> anyhow::Result<String> {
+        let url = format!("http://127.0.0.1:{}/", self.port);
+        let resp = reqwest::get(&url).await.with_context(|| format!("GET {url}"))?;
+        Ok(resp.text().await?)
+    }
+}
+
+/// Calls `check` until it says yes or `timeout` passes.
+pub async fn poll<F, Fut>(timeout: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_err = None;
+    loop {
+        match check().await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_err = Some(e),
+        }
+        if Instant::now() > deadline {
+            return Err(match last_err {
+                Some(e) => e.context(format!("condition not met within {timeout:?}")),
+                None => anyhow::anyhow!("condition not met within {timeout:?}"),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A git repository of a test app with a `main` branch.
+pub struct AppRepo {
+    pub path: PathBuf,
+    repo: git2::Repository,
+}
+
+impl AppRepo {
+    pub fn new(path: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&path)?;
+        let mut opts = git2::RepositoryInitOptions::new();
+        opts.initial_head("main");
+        let repo = git2::Repository::init_opts(&path, &opts)?;
+        Ok(Self { path, repo })
+    }
+
+    /// Writes files and commits them on `main`; returns the commit sha.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> anyhow::Result<String> {
+        for (name, content) in files {
+            let p = self.path.join(name);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&p, content)?;
+        }
+        let oid = apptracker::dev::commit_all(&self.repo, message)?;
+        Ok(oid.to_string())
+    }
+}
+
+/// The test app: hello-python whose greeting is `message`. With `healthy`
+/// false, `/health` answers 500 and the app says why on stderr.
+pub fn hello_app(message: &str, healthy: bool) -> Vec<(&'static str, String)> {
+    let toml = format!(
+        "name = \"hello\"\ntype = \"python\"\n\n[run]\ncommand = \"python3 app.py\"\nport = {APP_PORT}\nstop_timeout = \"3s\"\n\n[health]\nhttp = \"/health\"\ntimeout = \"{}\"\ngrace = \"200ms\"\n",
+        if healthy { "20s" } else { "2s" }
+    );
+    let app = format!(
+        r#"import os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+HEALTHY = {healthy}
+
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/health" and not HEALTHY:
+            print("health check broken on purpose in {message}", file=sys.stderr, flush=True)
+            self.send_response(500)
+            self.end_headers()
+            return
+        body = "{message} " + os.environ.get("SLIPWAY_VERSION", "?") + "\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+    def log_message(self, *a):
+        pass
+
+print("starting {message} on", os.environ["PORT"], flush=True)
+ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+"#,
+        healthy = if healthy { "True" } else { "False" },
+    );
+    vec![("slipway.toml", toml), ("app.py", app)]
+}
+
+/// Commits a version of the test app.
+pub fn commit_hello(repo: &AppRepo, message: &str, healthy: bool) -> anyhow::Result<String> {
+    let files = hello_app(message, healthy);
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, c)| (*n, c.as_str())).collect();
+    repo.commit(&refs, message)
+}

@@ -1,0 +1,259 @@
+//! The whole pipeline on one machine: a git commit reaches three hosts, a bad
+//! one rolls back, targeting and convergence hold, bad input changes nothing.
+
+use std::collections::BTreeMap;
+
+use deploy::{DeployStatus, HostPhase};
+use slipway_tests::{AppRepo, Platform, commit_hello, poll};
+use std::time::Duration;
+
+const HOSTS: [&str; 3] = ["local-1", "local-2", "local-3"];
+
+/// The pid state.json records for an app on a host.
+fn pid_of(p: &Platform, host: &str, app: &str) -> Option<u64> {
+    let path = p.host(host).root.join("apps").join(app).join("state.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v.get("pid")?.as_u64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_reach_every_host_and_a_bad_one_rolls_back() -> anyhow::Result<()> {
+    let p = Platform::start(&HOSTS).await?;
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let sha_a = commit_hello(&repo, "A", true)?;
+    let app = p.register("hello", &repo.path).await?;
+
+    // Commit A, by sha: built, then installed everywhere.
+    let a = p.release_and_wait(&app, &sha_a, None).await?;
+    assert_eq!(a.status, DeployStatus::Succeeded, "{a:#?}");
+    assert_eq!(a.hosts.len(), 3);
+    let version_a = a.version.clone().expect("a finished deploy has a version");
+    for h in &p.hosts {
+        assert!(h.get().await?.starts_with("A "), "{} serves A", h.name);
+        assert_eq!(h.current("hello").as_deref(), Some(version_a.as_str()));
+    }
+
+    // Commit B, by branch.
+    let sha_b = commit_hello(&repo, "B", true)?;
+    let b = p.release_and_wait(&app, "main", None).await?;
+    assert_eq!(b.status, DeployStatus::Succeeded, "{b:#?}");
+    let version_b = b.version.clone().expect("version");
+    assert!(version_b.as_str().ends_with(&sha_b[..7]), "{version_b} is built from {sha_b}");
+    for h in &p.hosts {
+        assert_eq!(h.get().await?, format!("B {version_b}\n"));
+        assert_eq!(h.current("hello").as_deref(), Some(version_b.as_str()));
+    }
+
+    // The same version again: skipped everywhere, nothing restarted.
+    let pids: BTreeMap<&str, Option<u64>> = HOSTS.iter().map(|h| (*h, pid_of(&p, h, "hello"))).collect();
+    assert!(pids.values().all(Option::is_some), "state.json records pids: {pids:?}");
+    let again = p.release_and_wait(&app, version_b.as_str(), None).await?;
+    assert_eq!(again.status, DeployStatus::Succeeded);
+    for h in &again.hosts {
+        assert_eq!(h.phase, HostPhase::Skipped, "{h:#?}");
+    }
+    for host in HOSTS {
+        assert_eq!(pid_of(&p, host, "hello"), pids[host], "{host} was not restarted");
+    }
+
+    // Commit C fails its health check: every host fails with the log, rolls
+    // back and still serves B.
+    commit_hello(&repo, "C", false)?;
+    let c = p.release_and_wait(&app, "main", None).await?;
+    assert_eq!(c.status, DeployStatus::Failed, "{c:#?}");
+    for h in &c.hosts {
+        assert_eq!(h.phase, HostPhase::Failed);
+        assert_eq!(h.failed_phase, Some(HostPhase::Checking), "{h:#?}");
+        assert!(h.rolled_back, "{} rolled back", h.host);
+        let tail = h.log_tail.as_deref().unwrap_or_default();
+        assert!(tail.contains("health check broken on purpose in C"), "log tail of {}: {tail}", h.host);
+    }
+    for h in &p.hosts {
+        assert_eq!(h.get().await?, format!("B {version_b}\n"));
+        assert_eq!(h.current("hello").as_deref(), Some(version_b.as_str()));
+    }
+
+    // The deploy page of the finished deploy lists every host's final phase.
+    let page = reqwest::get(format!("{}/deploys/{}", p.base_url, c.id)).await?;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await?;
+    for host in HOSTS {
+        let row = html
+            .find(&format!("id=\"host-{host}\""))
+            .unwrap_or_else(|| panic!("row for {host} in the deploy page"));
+        let rest = &html[row..];
+        let end = rest.find("</tr>").unwrap_or(rest.len());
+        assert!(rest[..end].contains("data-phase=\"failed\""), "{host}'s row shows failed");
+    }
+    assert!(html.contains("health check broken on purpose in C"), "the page shows the log tail");
+
+    // The failed hosts' desired state points back at B, so a restarted
+    // grabber does not retry C.
+    let desired = p.client.desired_state(&Platform::cluster(), &p.hosts[0].name).await?;
+    assert_eq!(desired.apps[0].version, version_b);
+
+    p.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_regex_touches_only_the_hosts_it_matches() -> anyhow::Result<()> {
+    let p = Platform::start(&HOSTS).await?;
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    commit_hello(&repo, "A", true)?;
+    let app = p.register("hello", &repo.path).await?;
+    let a = p.release_and_wait(&app, "main", None).await?;
+    assert_eq!(a.status, DeployStatus::Succeeded, "{a:#?}");
+    let version_a = a.version.clone().expect("version");
+
+    commit_hello(&repo, "B", true)?;
+    let b = p.release_and_wait(&app, "main", Some("local-[12]")).await?;
+    assert_eq!(b.status, DeployStatus::Succeeded, "{b:#?}");
+    let names: Vec<&str> = b.hosts.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(names, ["local-1", "local-2"]);
+    assert!(p.host("local-1").get().await?.starts_with("B "));
+    assert!(p.host("local-2").get().await?.starts_with("B "));
+    assert_eq!(p.host("local-3").get().await?, format!("A {version_a}\n"));
+    assert_eq!(p.host("local-3").current("hello").as_deref(), Some(version_a.as_str()));
+    p.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grabber_started_after_a_release_converges_to_it() -> anyhow::Result<()> {
+    let mut p = Platform::start(&HOSTS).await?;
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    commit_hello(&repo, "A", true)?;
+    let app = p.register("hello", &repo.path).await?;
+
+    p.stop_grabber(2).await?;
+    let d = p.release(&app, "main", None).await?;
+    // Two hosts finish; the third stays pending while its grabber is away.
+    poll(Duration::from_secs(60), || async {
+        let d = p.client.deploy(d.id).await?;
+        Ok(d.hosts.iter().filter(|h| h.phase == HostPhase::Done).count() == 2)
+    })
+    .await?;
+    let mid = p.client.deploy(d.id).await?;
+    assert_eq!(mid.status, DeployStatus::Running);
+    assert_eq!(mid.hosts[2].phase, HostPhase::Pending);
+    assert!(p.host("local-3").current("hello").is_none());
+
+    p.start_grabber(2);
+    let done = p.wait_deploy(d.id).await?;
+    assert_eq!(done.status, DeployStatus::Succeeded, "{done:#?}");
+    let version = done.version.expect("version");
+    assert_eq!(p.host("local-3").get().await?, format!("A {version}\n"));
+    p.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()> {
+    let p = Platform::start(&HOSTS[..2]).await?;
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    commit_hello(&repo, "A", true)?;
+    let app = p.register("hello", &repo.path).await?;
+    let a = p.release_and_wait(&app, "main", None).await?;
+    assert_eq!(a.status, DeployStatus::Succeeded, "{a:#?}");
+    let version_a = a.version.clone().expect("version");
+    let http = reqwest::Client::new();
+    let deploys_url = format!("{}/api/v1/deploys", p.base_url);
+
+    // Unknown app: 404 with a message naming it; no deploy recorded.
+    let r = http
+        .post(&deploys_url)
+        .json(&serde_json::json!({"app": "nope", "git_ref": "main", "cluster": "local"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 404);
+    let body: deploy::ErrorBody = r.json().await?;
+    assert_eq!(body.code, "not_found");
+    assert!(body.message.contains("`nope`"), "{}", body.message);
+
+    // A bad regex: 400 naming the regex.
+    let r = http
+        .post(&deploys_url)
+        .json(&serde_json::json!({"app": "hello", "git_ref": "main", "cluster": "local", "hosts": "local-[12"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    let body: deploy::ErrorBody = r.json().await?;
+    assert_eq!(body.code, "invalid_input");
+    assert!(body.message.contains("host regex") && body.message.contains("local-[12"), "{}", body.message);
+
+    // A regex that matches no host is an error too, not a silent no-op.
+    let r = http
+        .post(&deploys_url)
+        .json(&serde_json::json!({"app": "hello", "git_ref": "main", "cluster": "local", "hosts": "db-.*"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 422);
+    let body: deploy::ErrorBody = r.json().await?;
+    assert_eq!(body.code, "no_matching_hosts");
+
+    // A malformed body names the field.
+    let r = http
+        .post(&deploys_url)
+        .json(&serde_json::json!({"app": "Hello World", "git_ref": "main", "cluster": "local"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    let body: deploy::ErrorBody = r.json().await?;
+    assert!(body.message.contains("app name"), "{}", body.message);
+
+    assert_eq!(p.client.deploys(100).await?.len(), 1, "no deploy was recorded by bad requests");
+
+    // A malformed slipway.toml: the build fails naming the key, the deploy
+    // fails with it, and no host is touched.
+    let bad_toml = "name = \"hello\"\ntype = \"python\"\n\n[run]\ncommand = \"python3 app.py\"\ncolour = \"blue\"\n";
+    repo.commit(&[("slipway.toml", bad_toml)], "typo")?;
+    let d = p.release_and_wait(&app, "main", None).await?;
+    assert_eq!(d.status, DeployStatus::Failed, "{d:#?}");
+    let error = d.error.clone().unwrap_or_default();
+    assert!(error.contains("colour"), "the error names the key: {error}");
+    assert!(d.hosts.iter().all(|h| h.phase == HostPhase::Pending), "{d:#?}");
+    let build = p.client.build(d.build_id.expect("build id")).await?;
+    assert!(build.error.unwrap_or_default().contains("line 6"), "the error names the line");
+    for h in &p.hosts {
+        assert_eq!(h.get().await?, format!("A {version_a}\n"));
+    }
+
+    // A wrong sha256: tamper with the stored artifact of a good build; every
+    // host fails in `verifying` and keeps running A.
+    let sha_d = commit_hello(&repo, "D", true)?;
+    let (build_d, _) = {
+        let b = p
+            .client
+            .request_build(&app, &deploy::RequestBuild { git_ref: Some(deploy::GitRef::parse(&sha_d)?) })
+            .await?;
+        let mut b = b;
+        poll(Duration::from_secs(60), || {
+            let id = b.id;
+            let c = p.client.clone();
+            async move { Ok(c.build(id).await?.status.is_terminal()) }
+        })
+        .await?;
+        b = p.client.build(b.id).await?;
+        (b, ())
+    };
+    assert_eq!(build_d.status, deploy::BuildStatus::Succeeded, "{}", build_d.log);
+    let stored = p
+        .dir
+        .path()
+        .join("apptracker/artifacts/hello")
+        .join(format!("hello-{}.tar.gz", build_d.version));
+    let mut bytes = std::fs::read(&stored)?;
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&stored, &bytes)?;
+    let d = p.release_and_wait(&app, build_d.version.as_str(), None).await?;
+    assert_eq!(d.status, DeployStatus::Failed, "{d:#?}");
+    for h in &d.hosts {
+        assert_eq!(h.failed_phase, Some(HostPhase::Verifying), "{h:#?}");
+        assert!(!h.rolled_back, "nothing had moved, so nothing rolled back");
+    }
+    for h in &p.hosts {
+        assert_eq!(h.get().await?, format!("A {version_a}\n"));
+        assert_eq!(h.current("hello").as_deref(), Some(version_a.as_str()));
+    }
+    p.shutdown().await
+}
