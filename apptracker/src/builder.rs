@@ -12,7 +12,10 @@ use crate::tracker::Tracker;
 pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
     match tracker.db().requeue_running_builds().await {
         Ok(0) => {}
-        Ok(n) => tracing::warn!(builds = n, "requeued builds left running by a previous process"),
+        Ok(n) => tracing::warn!(
+            builds = n,
+            "requeued builds left running by a previous process"
+        ),
         Err(e) => tracing::error!(error = %e, "cannot requeue interrupted builds"),
     }
     loop {
@@ -41,7 +44,8 @@ async fn run_one(tracker: &Tracker, build: Build, git_url: String) {
     let saved = match &outcome {
         Ok((artifact, build_type, log)) => {
             tracing::info!(sha256 = %artifact.sha256, size = artifact.size, "build succeeded");
-            db.finish_build_ok(build.id, *build_type, artifact, log).await
+            db.finish_build_ok(build.id, *build_type, artifact, log)
+                .await
         }
         Err((error, log)) => {
             tracing::warn!(error = %error, "build failed");
@@ -63,7 +67,12 @@ async fn build_and_store(tracker: &Tracker, build: &Build, git_url: &str) -> Out
     let scratch = tempfile::Builder::new()
         .prefix("slipway-build-")
         .tempdir()
-        .map_err(|e| (format!("cannot create a scratch directory: {e}"), String::new()))?;
+        .map_err(|e| {
+            (
+                format!("cannot create a scratch directory: {e}"),
+                String::new(),
+            )
+        })?;
     let (app, version, commit, url) = (
         build.app.clone(),
         build.version.clone(),
@@ -76,8 +85,12 @@ async fn build_and_store(tracker: &Tracker, build: &Build, git_url: &str) -> Out
         let _enter = span.enter();
         let work = root.join("src");
         let out = root.join("out");
-        std::fs::create_dir_all(&out)
-            .map_err(|e| (format!("cannot create {}: {e}", out.display()), String::new()))?;
+        std::fs::create_dir_all(&out).map_err(|e| {
+            (
+                format!("cannot create {}: {e}", out.display()),
+                String::new(),
+            )
+        })?;
         packer::build(&packer::BuildRequest {
             app: &app,
             git_url: &url,
@@ -92,7 +105,13 @@ async fn build_and_store(tracker: &Tracker, build: &Build, git_url: &str) -> Out
     .map_err(|e| (format!("build task failed: {e}"), String::new()))??;
     let artifact = tracker
         .store()
-        .put(&build.app, &build.version, &result.artifact_path, result.sha256.clone(), result.size)
+        .put(
+            &build.app,
+            &build.version,
+            &result.artifact_path,
+            result.sha256.clone(),
+            result.size,
+        )
         .await
         .map_err(|e| (format!("{e:#}"), result.log.clone()))?;
     Ok((artifact, result.build_type, result.log))

@@ -6,9 +6,9 @@ use std::str::FromStr;
 
 use anyhow::Context;
 use deploy::{
-    App, ArtifactRef, Build, BuildId, BuildStatus, BuildType, Cluster, Deploy, DeployHost,
+    App, AppName, ArtifactRef, Build, BuildId, BuildStatus, BuildType, Cluster, Deploy, DeployHost,
     DeployId, DeployStatus, DesiredApp, Host, HostName, HostPhase, HostSelector, InstalledApp,
-    Sha256, Timestamp, Version, AppName,
+    Sha256, Timestamp, Version,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -49,9 +49,15 @@ impl Db {
                     if sqlite {
                         // WAL lets readers go on while a writer commits; the
                         // busy timeout turns write contention into waiting.
-                        sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                        sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                        sqlx::query("PRAGMA journal_mode = WAL")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA busy_timeout = 10000")
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::query("PRAGMA foreign_keys = ON")
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -152,15 +158,23 @@ impl Db {
     }
 
     pub async fn build(&self, id: BuildId) -> sqlx::Result<Option<Build>> {
-        let row = sqlx::query(concat!("SELECT ", build_columns!(), ", log FROM builds WHERE id = $1"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            build_columns!(),
+            ", log FROM builds WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(|r| build_from_row(r, true)).transpose()
     }
 
     pub async fn builds(&self, app: &AppName) -> sqlx::Result<Vec<Build>> {
-        let rows = sqlx::query(concat!("SELECT ", build_columns!(), " FROM builds WHERE app = $1 ORDER BY id DESC LIMIT 100"))
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            build_columns!(),
+            " FROM builds WHERE app = $1 ORDER BY id DESC LIMIT 100"
+        ))
         .bind(app.as_str())
         .fetch_all(&self.pool)
         .await?;
@@ -169,8 +183,12 @@ impl Db {
 
     /// The newest build of `commit` that succeeded or may still succeed.
     pub async fn reusable_build(&self, app: &AppName, commit: &str) -> sqlx::Result<Option<Build>> {
-        let row = sqlx::query(concat!("SELECT ", build_columns!(), " FROM builds WHERE app = $1 AND commit_sha = $2 \
-             AND status IN ('queued', 'running', 'succeeded') ORDER BY id DESC LIMIT 1"))
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            build_columns!(),
+            " FROM builds WHERE app = $1 AND commit_sha = $2 \
+             AND status IN ('queued', 'running', 'succeeded') ORDER BY id DESC LIMIT 1"
+        ))
         .bind(app.as_str())
         .bind(commit)
         .fetch_optional(&self.pool)
@@ -178,8 +196,16 @@ impl Db {
         row.as_ref().map(|r| build_from_row(r, false)).transpose()
     }
 
-    pub async fn build_by_version(&self, app: &AppName, version: &Version) -> sqlx::Result<Option<Build>> {
-        let row = sqlx::query(concat!("SELECT ", build_columns!(), " FROM builds WHERE app = $1 AND version = $2"))
+    pub async fn build_by_version(
+        &self,
+        app: &AppName,
+        version: &Version,
+    ) -> sqlx::Result<Option<Build>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            build_columns!(),
+            " FROM builds WHERE app = $1 AND version = $2"
+        ))
         .bind(app.as_str())
         .bind(version.as_str())
         .fetch_optional(&self.pool)
@@ -190,10 +216,14 @@ impl Db {
     /// Claims the oldest queued build. Safe when several workers race: the
     /// `status = 'queued'` guard lets exactly one of them win.
     pub async fn claim_build(&self) -> sqlx::Result<Option<(Build, String)>> {
-        let row = sqlx::query(concat!("UPDATE builds SET status = 'running', started_at = $1 \
+        let row = sqlx::query(concat!(
+            "UPDATE builds SET status = 'running', started_at = $1 \
              WHERE id = (SELECT id FROM builds WHERE status = 'queued' ORDER BY id LIMIT 1) \
              AND status = 'queued' \
-             RETURNING ", build_columns!(), ", (SELECT git_url FROM apps WHERE apps.name = builds.app) AS git_url"))
+             RETURNING ",
+            build_columns!(),
+            ", (SELECT git_url FROM apps WHERE apps.name = builds.app) AS git_url"
+        ))
         .bind(Timestamp::now().0)
         .fetch_optional(&self.pool)
         .await?;
@@ -226,7 +256,12 @@ impl Db {
         Ok(())
     }
 
-    pub async fn finish_build_failed(&self, id: BuildId, error: &str, log: &str) -> sqlx::Result<()> {
+    pub async fn finish_build_failed(
+        &self,
+        id: BuildId,
+        error: &str,
+        log: &str,
+    ) -> sqlx::Result<()> {
         sqlx::query(
             "UPDATE builds SET status = 'failed', error = $2, log = $3, finished_at = $4 WHERE id = $1",
         )
@@ -283,10 +318,14 @@ impl Db {
     }
 
     pub async fn deploy(&self, id: DeployId) -> anyhow::Result<Option<Deploy>> {
-        let row = sqlx::query(concat!("SELECT ", deploy_columns!(), " FROM deploys WHERE id = $1"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            deploy_columns!(),
+            " FROM deploys WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let mut deploy = deploy_from_row(&row)?;
         deploy.hosts = self.deploy_hosts(id).await?;
@@ -306,7 +345,11 @@ impl Db {
 
     /// Recent deploys, newest first, with their host rows.
     pub async fn deploys(&self, limit: i64) -> anyhow::Result<Vec<Deploy>> {
-        let rows = sqlx::query(concat!("SELECT ", deploy_columns!(), " FROM deploys ORDER BY id DESC LIMIT $1"))
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            deploy_columns!(),
+            " FROM deploys ORDER BY id DESC LIMIT $1"
+        ))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -321,11 +364,14 @@ impl Db {
 
     /// Deploys waiting on a build.
     pub async fn deploys_waiting_on(&self, build: BuildId) -> sqlx::Result<Vec<DeployId>> {
-        let rows = sqlx::query("SELECT id FROM deploys WHERE build_id = $1 AND status = 'building'")
-            .bind(build.0)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(|r| r.try_get::<i64, _>(0).map(DeployId)).collect()
+        let rows =
+            sqlx::query("SELECT id FROM deploys WHERE build_id = $1 AND status = 'building'")
+                .bind(build.0)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|r| r.try_get::<i64, _>(0).map(DeployId))
+            .collect()
     }
 
     /// Moves a deploy from `from` to `to`; false when another writer got
@@ -453,25 +499,22 @@ impl Db {
     }
 
     pub async fn hosts(&self, cluster: Option<&Cluster>) -> anyhow::Result<Vec<Host>> {
-        let rows = match cluster {
-            Some(c) => {
-                sqlx::query(
+        let rows =
+            match cluster {
+                Some(c) => sqlx::query(
                     "SELECT cluster, name, root, apps_json, registered_at, last_seen FROM hosts \
                      WHERE cluster = $1 ORDER BY cluster, name",
                 )
                 .bind(c.as_str())
                 .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(
+                .await?,
+                None => sqlx::query(
                     "SELECT cluster, name, root, apps_json, registered_at, last_seen FROM hosts \
                      ORDER BY cluster, name",
                 )
                 .fetch_all(&self.pool)
-                .await?
-            }
-        };
+                .await?,
+            };
         rows.iter()
             .map(|r| {
                 let apps: Vec<InstalledApp> =
@@ -552,7 +595,11 @@ impl Db {
         Ok(())
     }
 
-    pub async fn desired(&self, cluster: &Cluster, host: &HostName) -> anyhow::Result<Vec<DesiredApp>> {
+    pub async fn desired(
+        &self,
+        cluster: &Cluster,
+        host: &HostName,
+    ) -> anyhow::Result<Vec<DesiredApp>> {
         let rows = sqlx::query(
             "SELECT d.app, d.version, d.deploy_id, b.artifact_url, b.sha256, b.size \
              FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
@@ -590,8 +637,6 @@ pub struct NewDeploy<'a> {
     pub status: DeployStatus,
     pub hosts: &'a [HostName],
 }
-
-
 
 /// Turns a stored value that fails to parse into a decode error naming it.
 fn decode<T, E: std::error::Error + Send + Sync + 'static>(r: Result<T, E>) -> sqlx::Result<T> {
@@ -646,14 +691,19 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
         build_type,
         artifact,
         error: r.try_get("error")?,
-        log: if with_log { r.try_get("log")? } else { String::new() },
+        log: if with_log {
+            r.try_get("log")?
+        } else {
+            String::new()
+        },
         created_at: Timestamp(r.try_get("created_at")?),
         finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
     })
 }
 
 fn deploy_status(s: &str) -> DeployStatus {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).unwrap_or(DeployStatus::Unknown)
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .unwrap_or(DeployStatus::Unknown)
 }
 
 fn deploy_from_row(r: &AnyRow) -> anyhow::Result<Deploy> {

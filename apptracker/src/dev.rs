@@ -123,8 +123,8 @@ pub fn example_repos(examples: &Path, repos: &Path) -> anyhow::Result<Vec<(AppNa
         let Some(name) = dir.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let app = AppName::parse(name)
-            .with_context(|| format!("example directory {}", dir.display()))?;
+        let app =
+            AppName::parse(name).with_context(|| format!("example directory {}", dir.display()))?;
         let repo = repos.join(name);
         if !repo.join(".git").exists() {
             init_repo_from(&dir, &repo)?;
@@ -167,8 +167,7 @@ fn copy_tree(src: &Path, dest: &Path) -> anyhow::Result<()> {
             std::fs::create_dir_all(&to)?;
             copy_tree(&from, &to)?;
         } else if ty.is_file() {
-            std::fs::copy(&from, &to)
-                .with_context(|| format!("cannot copy {}", from.display()))?;
+            std::fs::copy(&from, &to).with_context(|| format!("cannot copy {}", from.display()))?;
         }
     }
     Ok(())

@@ -28,7 +28,10 @@ pub fn api(tracker: Tracker) -> Router {
     Router::new()
         .route("/api/v1/apps", post(register_app).get(list_apps))
         .route("/api/v1/apps/{app}", get(show_app))
-        .route("/api/v1/apps/{app}/builds", post(request_build).get(list_builds))
+        .route(
+            "/api/v1/apps/{app}/builds",
+            post(request_build).get(list_builds),
+        )
         .route("/api/v1/builds/{id}", get(show_build))
         .route("/api/v1/deploys", post(create_deploy).get(list_deploys))
         .route("/api/v1/deploys/{id}", get(show_deploy))
@@ -100,7 +103,11 @@ async fn request_build(
             .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
     };
     let (build, new) = t.request_build(&app, req.git_ref.as_ref()).await?;
-    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, ApiJson(build)))
 }
 

@@ -115,7 +115,10 @@ impl Tracker {
         if let Some(build) = self.db().reusable_build(app, &commit).await? {
             return Ok((build, false));
         }
-        let build = self.db().insert_build(app, git_ref.as_str(), &commit).await?;
+        let build = self
+            .db()
+            .insert_build(app, git_ref.as_str(), &commit)
+            .await?;
         tracing::info!(app = %app, build_id = %build.id, version = %build.version, "build queued");
         self.build_queued().notify_one();
         Ok((build, true))
@@ -136,8 +139,14 @@ impl Tracker {
                         b.version,
                         b.error.as_deref().unwrap_or("see the build log")
                     );
-                    self.transition(id, &[DeployStatus::Building], DeployStatus::Failed, None, Some(&error))
-                        .await?;
+                    self.transition(
+                        id,
+                        &[DeployStatus::Building],
+                        DeployStatus::Failed,
+                        None,
+                        Some(&error),
+                    )
+                    .await?;
                 }
             }
         }
@@ -180,7 +189,10 @@ impl Tracker {
                     Some(b) => {
                         return Err(ApiError::unprocessable(
                             "build_not_ready",
-                            format!("build {} of `{}` is {:?}, not succeeded", v, req.app, b.status),
+                            format!(
+                                "build {} of `{}` is {:?}, not succeeded",
+                                v, req.app, b.status
+                            ),
                         ));
                     }
                     None => {
@@ -243,7 +255,13 @@ impl Tracker {
             .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
         let hosts: Vec<HostName> = deploy.hosts.iter().map(|h| h.host.clone()).collect();
         if !self
-            .transition(id, &[DeployStatus::Building], DeployStatus::Running, Some(&build.version), None)
+            .transition(
+                id,
+                &[DeployStatus::Building],
+                DeployStatus::Running,
+                Some(&build.version),
+                None,
+            )
             .await?
         {
             return Ok(()); // cancelled or already started by another path
@@ -278,7 +296,10 @@ impl Tracker {
         version: Option<&Version>,
         error: Option<&str>,
     ) -> anyhow::Result<bool> {
-        let moved = self.db().transition_deploy(id, from, to, version, error).await?;
+        let moved = self
+            .db()
+            .transition_deploy(id, from, to, version, error)
+            .await?;
         if moved {
             if to.is_terminal() {
                 tracing::info!(deploy_id = %id, status = %to, "deploy finished");
@@ -313,7 +334,9 @@ impl Tracker {
             .db()
             .record_host_event(id, host, ev)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("host `{host}` is not part of deploy {id}")))?;
+            .ok_or_else(|| {
+                ApiError::NotFound(format!("host `{host}` is not part of deploy {id}"))
+            })?;
         if !changed {
             return Ok(row);
         }
@@ -358,8 +381,12 @@ impl Tracker {
         let deadline = self.config().host_deadline;
         let before = Timestamp(Timestamp::now().0 - deadline.as_millis() as i64);
         for (id, host) in self.db().silent_hosts(before).await? {
-            let Ok(host) = HostName::parse(host) else { continue };
-            let Some(deploy) = self.db().deploy(id).await? else { continue };
+            let Ok(host) = HostName::parse(host) else {
+                continue;
+            };
+            let Some(deploy) = self.db().deploy(id).await? else {
+                continue;
+            };
             tracing::warn!(deploy_id = %id, host = %host, app = %deploy.app, "host timed out");
             let ev = HostEvent {
                 cluster: deploy.cluster.clone(),

@@ -91,7 +91,10 @@ mod tests {
             BusMessage::from_json(r#"{"kind":"reboot"}"#).unwrap(),
             BusMessage::Unknown
         );
-        assert_eq!(BusMessage::from_json(r#"{"kind":"sync"}"#).unwrap(), BusMessage::Sync);
+        assert_eq!(
+            BusMessage::from_json(r#"{"kind":"sync"}"#).unwrap(),
+            BusMessage::Sync
+        );
         assert!(BusMessage::from_json("not json").is_err());
         assert!(BusMessage::from_json(r#"{"kind":"deploy","app":"Bad App"}"#).is_err());
     }

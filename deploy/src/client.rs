@@ -88,7 +88,10 @@ impl Client {
         format!("{}{}", self.base, path)
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let req = req.timeout(Duration::from_secs(60));
         let (client, req) = req.build_split();
         let req = req.map_err(|e| ClientError::Decode {
@@ -96,15 +99,21 @@ impl Client {
             reason: e.to_string(),
         })?;
         let url = req.url().to_string();
-        let resp = client.execute(req).await.map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
+        let resp = client
+            .execute(req)
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|source| ClientError::Transport {
-            url: url.clone(),
-            source,
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|source| ClientError::Transport {
+                url: url.clone(),
+                source,
+            })?;
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(body) => ClientError::Api {
@@ -129,7 +138,11 @@ impl Client {
         self.send(self.http.get(self.url(path))).await
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
         self.send(self.http.post(self.url(path)).json(body)).await
     }
 
@@ -149,7 +162,11 @@ impl Client {
 
     // ------------------------------------------------------------ builds
 
-    pub async fn request_build(&self, app: &AppName, req: &RequestBuild) -> Result<Build, ClientError> {
+    pub async fn request_build(
+        &self,
+        app: &AppName,
+        req: &RequestBuild,
+    ) -> Result<Build, ClientError> {
         self.post(&format!("/api/v1/apps/{app}/builds"), req).await
     }
 
@@ -195,8 +212,11 @@ impl Client {
         host: &HostName,
         event: &HostEvent,
     ) -> Result<DeployHost, ClientError> {
-        self.post(&format!("/api/v1/deploys/{deploy}/hosts/{host}/events"), event)
-            .await
+        self.post(
+            &format!("/api/v1/deploys/{deploy}/hosts/{host}/events"),
+            event,
+        )
+        .await
     }
 
     // ------------------------------------------------------------ hosts
@@ -209,8 +229,13 @@ impl Client {
         self.get("/api/v1/hosts").await
     }
 
-    pub async fn desired_state(&self, cluster: &Cluster, host: &HostName) -> Result<DesiredState, ClientError> {
-        self.get(&format!("/api/v1/hosts/{cluster}/{host}/desired")).await
+    pub async fn desired_state(
+        &self,
+        cluster: &Cluster,
+        host: &HostName,
+    ) -> Result<DesiredState, ClientError> {
+        self.get(&format!("/api/v1/hosts/{cluster}/{host}/desired"))
+            .await
     }
 
     /// The cluster's bus, relayed as server-sent events. The first item is
@@ -245,8 +270,13 @@ impl Client {
             let body: Option<ErrorBody> = serde_json::from_slice(&bytes).ok();
             return Err(ClientError::Api {
                 status: status.as_u16(),
-                code: body.as_ref().map(|b| b.code.clone()).unwrap_or_else(|| "http_error".into()),
-                message: body.map(|b| b.message).unwrap_or_else(|| format!("GET {url} failed")),
+                code: body
+                    .as_ref()
+                    .map(|b| b.code.clone())
+                    .unwrap_or_else(|| "http_error".into()),
+                message: body
+                    .map(|b| b.message)
+                    .unwrap_or_else(|| format!("GET {url} failed")),
             });
         }
         Ok(resp.bytes_stream().eventsource().filter_map(move |ev| {
@@ -254,10 +284,17 @@ impl Client {
             async move {
                 match ev {
                     Ok(ev) if ev.data.is_empty() => None,
-                    Ok(ev) => Some(serde_json::from_str::<T>(&ev.data).map_err(|e| ClientError::Decode {
-                        url,
-                        reason: format!("bad event {:?}: {e}", ev.data.chars().take(200).collect::<String>()),
-                    })),
+                    Ok(ev) => {
+                        Some(
+                            serde_json::from_str::<T>(&ev.data).map_err(|e| ClientError::Decode {
+                                url,
+                                reason: format!(
+                                    "bad event {:?}: {e}",
+                                    ev.data.chars().take(200).collect::<String>()
+                                ),
+                            }),
+                        )
+                    }
                     Err(e) => Some(Err(ClientError::Decode {
                         url,
                         reason: format!("event stream broke: {e}"),

@@ -6,8 +6,8 @@
 pub mod api;
 pub mod bus;
 pub mod client;
-pub mod layout;
 mod domain;
+pub mod layout;
 pub mod manifest;
 mod time;
 

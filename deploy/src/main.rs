@@ -12,7 +12,11 @@ use deploy::{
 use futures::StreamExt;
 
 #[derive(Parser)]
-#[command(name = "deploy", version, about = "Ask Slipway for an app at a version on a cluster")]
+#[command(
+    name = "deploy",
+    version,
+    about = "Ask Slipway for an app at a version on a cluster"
+)]
 struct Cli {
     /// AppTracker's URL.
     #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER, global = true)]
@@ -93,7 +97,9 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Register { app, git_url } => {
-            let a = client.register_app(&RegisterApp { name: app, git_url }).await?;
+            let a = client
+                .register_app(&RegisterApp { name: app, git_url })
+                .await?;
             println!("registered {} ({})", a.name, a.git_url);
         }
         Command::Builds { app } => {
@@ -106,7 +112,9 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Build { app, git_ref, wait } => {
-            let mut b = client.request_build(&app, &RequestBuild { git_ref }).await?;
+            let mut b = client
+                .request_build(&app, &RequestBuild { git_ref })
+                .await?;
             print_build_line(&b);
             if wait {
                 b = wait_for_build(client, b).await?;
@@ -168,7 +176,11 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
                     .apps
                     .iter()
                     .map(|a| {
-                        let v = a.version.as_ref().map(|v| v.to_string()).unwrap_or("-".into());
+                        let v = a
+                            .version
+                            .as_ref()
+                            .map(|v| v.to_string())
+                            .unwrap_or("-".into());
                         match a.port {
                             Some(p) => format!("{}@{v}:{p}", a.app),
                             None => format!("{}@{v}", a.app),
@@ -222,7 +234,10 @@ async fn wait_for_build(client: &Client, mut b: Build) -> anyhow::Result<Build> 
         tokio::time::sleep(Duration::from_millis(500)).await;
         b = client.build(b.id).await?;
     }
-    client.build(b.id).await.context("cannot read the finished build")
+    client
+        .build(b.id)
+        .await
+        .context("cannot read the finished build")
 }
 
 fn print_host(h: &DeployHost) {

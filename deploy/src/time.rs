@@ -37,6 +37,10 @@ impl Timestamp {
 impl fmt::Display for Timestamp {
     /// RFC 3339 in UTC, to the second.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_seconds(self.system_time()))
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_seconds(self.system_time())
+        )
     }
 }

@@ -243,7 +243,9 @@ impl TestHost {
     /// GET `/` from the app on this host.
     pub async fn get(&self) -> anyhow::Result<String> {
         let url = format!("http://127.0.0.1:{}/", self.port);
-        let resp = reqwest::get(&url).await.with_context(|| format!("GET {url}"))?;
+        let resp = reqwest::get(&url)
+            .await
+            .with_context(|| format!("GET {url}"))?;
         Ok(resp.text().await?)
     }
 }

@@ -39,22 +39,33 @@ async fn commits_reach_every_host_and_a_bad_one_rolls_back() -> anyhow::Result<(
     let b = p.release_and_wait(&app, "main", None).await?;
     assert_eq!(b.status, DeployStatus::Succeeded, "{b:#?}");
     let version_b = b.version.clone().expect("version");
-    assert!(version_b.as_str().ends_with(&sha_b[..7]), "{version_b} is built from {sha_b}");
+    assert!(
+        version_b.as_str().ends_with(&sha_b[..7]),
+        "{version_b} is built from {sha_b}"
+    );
     for h in &p.hosts {
         assert_eq!(h.get().await?, format!("B {version_b}\n"));
         assert_eq!(h.current("hello").as_deref(), Some(version_b.as_str()));
     }
 
     // The same version again: skipped everywhere, nothing restarted.
-    let pids: BTreeMap<&str, Option<u64>> = HOSTS.iter().map(|h| (*h, pid_of(&p, h, "hello"))).collect();
-    assert!(pids.values().all(Option::is_some), "state.json records pids: {pids:?}");
+    let pids: BTreeMap<&str, Option<u64>> =
+        HOSTS.iter().map(|h| (*h, pid_of(&p, h, "hello"))).collect();
+    assert!(
+        pids.values().all(Option::is_some),
+        "state.json records pids: {pids:?}"
+    );
     let again = p.release_and_wait(&app, version_b.as_str(), None).await?;
     assert_eq!(again.status, DeployStatus::Succeeded);
     for h in &again.hosts {
         assert_eq!(h.phase, HostPhase::Skipped, "{h:#?}");
     }
     for host in HOSTS {
-        assert_eq!(pid_of(&p, host, "hello"), pids[host], "{host} was not restarted");
+        assert_eq!(
+            pid_of(&p, host, "hello"),
+            pids[host],
+            "{host} was not restarted"
+        );
     }
 
     // Commit C fails its health check: every host fails with the log, rolls
@@ -67,7 +78,11 @@ async fn commits_reach_every_host_and_a_bad_one_rolls_back() -> anyhow::Result<(
         assert_eq!(h.failed_phase, Some(HostPhase::Checking), "{h:#?}");
         assert!(h.rolled_back, "{} rolled back", h.host);
         let tail = h.log_tail.as_deref().unwrap_or_default();
-        assert!(tail.contains("health check broken on purpose in C"), "log tail of {}: {tail}", h.host);
+        assert!(
+            tail.contains("health check broken on purpose in C"),
+            "log tail of {}: {tail}",
+            h.host
+        );
     }
     for h in &p.hosts {
         assert_eq!(h.get().await?, format!("B {version_b}\n"));
@@ -84,13 +99,22 @@ async fn commits_reach_every_host_and_a_bad_one_rolls_back() -> anyhow::Result<(
             .unwrap_or_else(|| panic!("row for {host} in the deploy page"));
         let rest = &html[row..];
         let end = rest.find("</tr>").unwrap_or(rest.len());
-        assert!(rest[..end].contains("data-phase=\"failed\""), "{host}'s row shows failed");
+        assert!(
+            rest[..end].contains("data-phase=\"failed\""),
+            "{host}'s row shows failed"
+        );
     }
-    assert!(html.contains("health check broken on purpose in C"), "the page shows the log tail");
+    assert!(
+        html.contains("health check broken on purpose in C"),
+        "the page shows the log tail"
+    );
 
     // The failed hosts' desired state points back at B, so a restarted
     // grabber does not retry C.
-    let desired = p.client.desired_state(&Platform::cluster(), &p.hosts[0].name).await?;
+    let desired = p
+        .client
+        .desired_state(&Platform::cluster(), &p.hosts[0].name)
+        .await?;
     assert_eq!(desired.apps[0].version, version_b);
 
     p.shutdown().await
@@ -114,7 +138,10 @@ async fn a_host_regex_touches_only_the_hosts_it_matches() -> anyhow::Result<()> 
     assert!(p.host("local-1").get().await?.starts_with("B "));
     assert!(p.host("local-2").get().await?.starts_with("B "));
     assert_eq!(p.host("local-3").get().await?, format!("A {version_a}\n"));
-    assert_eq!(p.host("local-3").current("hello").as_deref(), Some(version_a.as_str()));
+    assert_eq!(
+        p.host("local-3").current("hello").as_deref(),
+        Some(version_a.as_str())
+    );
     p.shutdown().await
 }
 
@@ -130,7 +157,11 @@ async fn a_grabber_started_after_a_release_converges_to_it() -> anyhow::Result<(
     // Two hosts finish; the third stays pending while its grabber is away.
     poll(Duration::from_secs(60), || async {
         let d = p.client.deploy(d.id).await?;
-        Ok(d.hosts.iter().filter(|h| h.phase == HostPhase::Done).count() == 2)
+        Ok(d.hosts
+            .iter()
+            .filter(|h| h.phase == HostPhase::Done)
+            .count()
+            == 2)
     })
     .await?;
     let mid = p.client.deploy(d.id).await?;
@@ -178,7 +209,11 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     assert_eq!(r.status(), 400);
     let body: deploy::ErrorBody = r.json().await?;
     assert_eq!(body.code, "invalid_input");
-    assert!(body.message.contains("host regex") && body.message.contains("local-[12"), "{}", body.message);
+    assert!(
+        body.message.contains("host regex") && body.message.contains("local-[12"),
+        "{}",
+        body.message
+    );
 
     // A regex that matches no host is an error too, not a silent no-op.
     let r = http
@@ -200,7 +235,11 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     let body: deploy::ErrorBody = r.json().await?;
     assert!(body.message.contains("app name"), "{}", body.message);
 
-    assert_eq!(p.client.deploys(100).await?.len(), 1, "no deploy was recorded by bad requests");
+    assert_eq!(
+        p.client.deploys(100).await?.len(),
+        1,
+        "no deploy was recorded by bad requests"
+    );
 
     // A malformed slipway.toml: the build fails naming the key, the deploy
     // fails with it, and no host is touched.
@@ -210,9 +249,15 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     assert_eq!(d.status, DeployStatus::Failed, "{d:#?}");
     let error = d.error.clone().unwrap_or_default();
     assert!(error.contains("colour"), "the error names the key: {error}");
-    assert!(d.hosts.iter().all(|h| h.phase == HostPhase::Pending), "{d:#?}");
+    assert!(
+        d.hosts.iter().all(|h| h.phase == HostPhase::Pending),
+        "{d:#?}"
+    );
     let build = p.client.build(d.build_id.expect("build id")).await?;
-    assert!(build.error.unwrap_or_default().contains("line 6"), "the error names the line");
+    assert!(
+        build.error.unwrap_or_default().contains("line 6"),
+        "the error names the line"
+    );
     for h in &p.hosts {
         assert_eq!(h.get().await?, format!("A {version_a}\n"));
     }
@@ -223,7 +268,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     let (build_d, _) = {
         let b = p
             .client
-            .request_build(&app, &deploy::RequestBuild { git_ref: Some(deploy::GitRef::parse(&sha_d)?) })
+            .request_build(
+                &app,
+                &deploy::RequestBuild {
+                    git_ref: Some(deploy::GitRef::parse(&sha_d)?),
+                },
+            )
             .await?;
         let mut b = b;
         poll(Duration::from_secs(60), || {
@@ -235,7 +285,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
         b = p.client.build(b.id).await?;
         (b, ())
     };
-    assert_eq!(build_d.status, deploy::BuildStatus::Succeeded, "{}", build_d.log);
+    assert_eq!(
+        build_d.status,
+        deploy::BuildStatus::Succeeded,
+        "{}",
+        build_d.log
+    );
     let stored = p
         .dir
         .path()
@@ -245,7 +300,9 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&stored, &bytes)?;
-    let d = p.release_and_wait(&app, build_d.version.as_str(), None).await?;
+    let d = p
+        .release_and_wait(&app, build_d.version.as_str(), None)
+        .await?;
     assert_eq!(d.status, DeployStatus::Failed, "{d:#?}");
     for h in &d.hosts {
         assert_eq!(h.failed_phase, Some(HostPhase::Verifying), "{h:#?}");

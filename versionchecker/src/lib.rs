@@ -67,7 +67,11 @@ mod tests {
         assert_eq!(report.len(), 1);
         assert_eq!(report[0].current, Some(v2.clone()));
         assert_eq!(report[0].releases, vec![v1, v2]);
-        assert_eq!(report[0].pid, Some(std::process::id()), "this test process is alive");
+        assert_eq!(
+            report[0].pid,
+            Some(std::process::id()),
+            "this test process is alive"
+        );
         assert_eq!(report[0].port, Some(9000));
 
         // A pid that is not running is not reported as running.

@@ -6,7 +6,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "versionchecker", version, about = "What runs where on a Slipway host")]
+#[command(
+    name = "versionchecker",
+    version,
+    about = "What runs where on a Slipway host"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
