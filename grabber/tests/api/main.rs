@@ -1,0 +1,172 @@
+//! Drives a real grabber (`grabber::run`) against a fake AppTracker: the
+//! bus, the desired state, heartbeats and host events.
+
+// Test code: a failed unwrap is a failed test, helpers included.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+
+use std::time::Duration;
+
+use deploy::{AppName, Cluster, HostName, Version};
+use helpers::FakeTracker;
+use tokio_util::sync::CancellationToken;
+
+fn pid_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn converges_follows_the_bus_and_stops_apps_on_exit() {
+    let tracker = FakeTracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = AppName::parse("hello").unwrap();
+
+    // The desired state names release A before the grabber starts.
+    let a = tracker.publish("hello", "1-aaaaaaa", "exec sleep 1000");
+    tracker
+        .rec
+        .lock()
+        .unwrap()
+        .desired
+        .push(deploy::DesiredApp {
+            app: app.clone(),
+            version: Version::parse("1-aaaaaaa").unwrap(),
+            deploy_id: deploy::DeployId(1),
+            artifact: a.clone(),
+        });
+
+    let config = grabber::Config {
+        server: tracker.base.clone(),
+        cluster: Cluster::parse("local").unwrap(),
+        host: HostName::parse("h1").unwrap(),
+        root: dir.path().join("h1"),
+        heartbeat_interval: Duration::from_millis(100),
+        stop_apps_on_exit: true,
+        ..grabber::Config::default()
+    };
+    let _kill = helpers::KillApps(config.root.clone());
+    let token = CancellationToken::new();
+    let grabber = tokio::spawn(grabber::run(config, token.clone()));
+
+    // The first item of the connection is `Sync`: A gets installed.
+    tracker
+        .wait_for("deploy 1 done", |t| {
+            t.phases(1).last().map(String::as_str) == Some("done")
+        })
+        .await;
+    assert_eq!(
+        tracker.phases(1),
+        [
+            "downloading",
+            "verifying",
+            "extracting",
+            "switching",
+            "starting",
+            "checking",
+            "done"
+        ]
+    );
+    tracker
+        .wait_for("a heartbeat with A's pid", |t| {
+            t.last_heartbeat()
+                .is_some_and(|hb| hb.apps.len() == 1 && hb.apps[0].pid.is_some())
+        })
+        .await;
+    let hb = tracker.last_heartbeat().unwrap();
+    assert_eq!(
+        hb.apps[0].version,
+        Some(Version::parse("1-aaaaaaa").unwrap())
+    );
+    let pid_a = hb.apps[0].pid.unwrap();
+    assert!(pid_alive(pid_a));
+
+    // Junk on the bus is skipped; a deploy for other hosts is ignored.
+    let b = tracker.publish("hello", "2-bbbbbbb", "exec sleep 1000");
+    let deploy_msg = |id: i64, version: &str, hosts: &str, artifact: &deploy::ArtifactRef| {
+        serde_json::json!({
+            "kind": "deploy", "deploy_id": id, "app": "hello", "version": version,
+            "artifact": artifact, "target": {"cluster": "local", "hosts": hosts}, "issued_at": 0
+        })
+        .to_string()
+    };
+    tracker.send("not json at all");
+    tracker.send(r#"{"kind":"reboot"}"#);
+    tracker.send(&deploy_msg(2, "2-bbbbbbb", "other-.*", &b));
+    // Same version as running: skipped, same pid.
+    tracker.send(&deploy_msg(3, "1-aaaaaaa", "h.*", &a));
+    tracker
+        .wait_for("deploy 3 skipped", |t| t.phases(3) == ["skipped"])
+        .await;
+    assert!(tracker.phases(2).is_empty(), "deploy 2 targets other hosts");
+    assert!(pid_alive(pid_a));
+
+    // A deploy for this host installs B and stops A.
+    tracker.send(&deploy_msg(4, "2-bbbbbbb", "h1", &b));
+    tracker
+        .wait_for("deploy 4 done", |t| {
+            t.phases(4).last().map(String::as_str) == Some("done")
+        })
+        .await;
+    assert!(tracker.phases(2).is_empty());
+    assert!(!pid_alive(pid_a), "A was stopped");
+    let root = dir.path().join("h1");
+    let current = std::fs::read_link(root.join("apps/hello/current")).unwrap();
+    assert_eq!(current, std::path::Path::new("releases/2-bbbbbbb"));
+    tracker
+        .wait_for("a heartbeat with B", |t| {
+            t.last_heartbeat().is_some_and(|hb| {
+                hb.apps[0].version == Some(Version::parse("2-bbbbbbb").unwrap())
+                    && hb.apps[0].pid.is_some()
+            })
+        })
+        .await;
+    let pid_b = tracker.last_heartbeat().unwrap().apps[0].pid.unwrap();
+    assert!(pid_alive(pid_b));
+
+    // Shutdown: `run` returns Ok and, in this mode, stops the apps.
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(10), grabber)
+        .await
+        .expect("grabber stops in time")
+        .unwrap()
+        .unwrap();
+    assert!(!pid_alive(pid_b));
+    assert!(tracker.phases(2).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_and_keeps_running_while_apptracker_is_away() {
+    // Nothing listens on this port: every call fails, `run` keeps trying
+    // quietly and still stops promptly.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = grabber::Config {
+        server: format!("http://127.0.0.1:{port}"),
+        cluster: Cluster::parse("local").unwrap(),
+        host: HostName::parse("h2").unwrap(),
+        root: dir.path().join("h2"),
+        heartbeat_interval: Duration::from_millis(50),
+        stop_apps_on_exit: true,
+        ..grabber::Config::default()
+    };
+    let token = CancellationToken::new();
+    let grabber = tokio::spawn(grabber::run(config, token.clone()));
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!grabber.is_finished(), "an absent AppTracker is not fatal");
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), grabber)
+        .await
+        .expect("grabber stops in time")
+        .unwrap()
+        .unwrap();
+    assert!(dir.path().join("h2/tmp").is_dir());
+}
