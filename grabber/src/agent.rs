@@ -40,6 +40,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .and_then(|()| std::fs::create_dir_all(&tmp))
         .with_context(|| format!("cannot clear {}", tmp.display()))?;
 
+    // Partial downloads of an earlier run are useless: their installs
+    // will be asked for again by the first `Sync`.
+    if let Ok(entries) = std::fs::read_dir(layout.cache_dir()) {
+        for e in entries.flatten() {
+            if e.path().extension().is_some_and(|x| x == "part") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     let client = Client::new(config.server.clone());
     let engine = Engine::new(
         EngineConfig {

@@ -25,6 +25,8 @@ use crate::{extract, health, symlink};
 /// Lines and bytes of the app's log sent with a failure.
 const LOG_TAIL_LINES: usize = 40;
 const LOG_TAIL_BYTES: u64 = 8 * 1024;
+/// Releases kept on disk per app, the current and previous included.
+const KEEP_RELEASES: usize = 3;
 /// A download that delivers nothing for this long is abandoned.
 const DOWNLOAD_IDLE: Duration = Duration::from_secs(60);
 
@@ -645,12 +647,45 @@ impl Engine {
             s.record(record(req, "done"));
         });
         tracing::info!(pid = proc.pid, "release is up");
+        self.prune_releases(app, &req.version, rollback_to.as_ref());
         rep.phase(
             HostPhase::Done,
             format!("running {} (pid {})", req.version, proc.pid),
         )
         .await;
         Outcome::Done
+    }
+
+    /// Keeps `releases/` bounded: the current and previous releases stay,
+    /// plus the most recently installed others up to `KEEP_RELEASES`.
+    fn prune_releases(&self, app: &AppName, current: &Version, previous: Option<&Version>) {
+        let layout = &self.cfg.layout;
+        let mut others: Vec<(std::time::SystemTime, Version)> = layout
+            .list_releases(app)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v != current && Some(v) != previous)
+            .map(|v| {
+                let mtime = std::fs::metadata(layout.release_dir(app, &v))
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (mtime, v)
+            })
+            .collect();
+        let kept = 1 + usize::from(previous.is_some());
+        let room = KEEP_RELEASES.saturating_sub(kept);
+        if others.len() <= room {
+            return;
+        }
+        others.sort();
+        let drop_count = others.len() - room;
+        for (_, v) in others.into_iter().take(drop_count) {
+            let dir = layout.release_dir(app, &v);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(version = %v, "removed old release"),
+                Err(e) => tracing::warn!(version = %v, error = %e, "cannot remove old release"),
+            }
+        }
     }
 
     /// A failure before anything running changed.

@@ -269,11 +269,23 @@ mod tests {
         assert!(p.is_alive());
         assert!(pid_alive(p.pid));
         assert!(is_our_process(p.pid, dir.path()));
+        // Wait until the shell has run its first lines (and set its trap).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("port=1234 app=hello")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the app never wrote its log"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         // `sh` ignores SIGTERM here, so this takes the SIGKILL path.
+        let started = std::time::Instant::now();
         p.stop().await;
+        assert!(started.elapsed() >= Duration::from_millis(300));
         assert!(!p.is_alive());
         assert!(!pid_alive(p.pid));
-        let out = std::fs::read_to_string(&log).unwrap();
-        assert!(out.contains("port=1234 app=hello"), "{out}");
     }
 }

@@ -466,3 +466,42 @@ async fn http_health_check_sees_the_port_and_recover_adopts() {
     third.stop_all().await;
     assert!(!pid_alive(pid3));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_releases_are_pruned() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    let versions = [
+        "1-aaaaaaa",
+        "2-bbbbbbb",
+        "3-ccccccc",
+        "4-ddddddd",
+        "5-eeeeeee",
+    ];
+    for (i, v) in versions.iter().enumerate() {
+        let mut m = release(v, "exec sleep 1000", HealthCheck::Running, None);
+        m.health.grace_ms = 50;
+        let r = server.publish(&m, FILES);
+        let out = host
+            .engine
+            .install(&request(i as i64 + 1, &m, r), &rec, &token)
+            .await;
+        assert_eq!(out, Outcome::Done);
+    }
+    let left: Vec<String> = host
+        .layout()
+        .list_releases(&app)
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(left, ["3-ccccccc", "4-ddddddd", "5-eeeeeee"]);
+    assert_eq!(
+        host.state(&app).previous,
+        Some(Version::parse("4-ddddddd").unwrap())
+    );
+    host.engine.stop_all().await;
+}
