@@ -25,6 +25,9 @@ struct Agent {
     reporter: Arc<dyn Reporter>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Rung after an install, so AppTracker's host table shows the change
+    /// now rather than at the next interval.
+    heartbeat_now: tokio::sync::Notify,
 }
 
 /// Runs the grabber until `shutdown` is cancelled.
@@ -72,6 +75,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         reporter,
         tracker: TaskTracker::new(),
         shutdown,
+        heartbeat_now: tokio::sync::Notify::new(),
     });
     tracing::info!(
         cluster = %agent.config.cluster,
@@ -121,6 +125,7 @@ async fn heartbeat_loop(agent: Arc<Agent>) {
         }
         tokio::select! {
             _ = tokio::time::sleep(agent.config.heartbeat_interval) => {}
+            _ = agent.heartbeat_now.notified() => {}
             _ = agent.shutdown.cancelled() => return,
         }
     }
@@ -214,6 +219,7 @@ fn spawn_install(agent: &Arc<Agent>, req: InstallRequest) {
             .engine
             .install(&req, agent.reporter.as_ref(), &agent.shutdown)
             .await;
+        agent.heartbeat_now.notify_one();
     });
 }
 

@@ -128,3 +128,13 @@ async fn probe_command(command: &str, launch: &Launch<'_>) -> Result<(), String>
         ))
     }
 }
+
+/// What a check does, in words for the `checking` event.
+pub(crate) fn describe(check: &HealthCheck) -> String {
+    match check {
+        HealthCheck::Http { path } => format!("waiting for GET {path} to answer 2xx"),
+        HealthCheck::Tcp => "waiting for the port to accept connections".to_string(),
+        HealthCheck::Command { command } => format!("waiting for `{command}` to exit 0"),
+        HealthCheck::Running => "checking the process stays up".to_string(),
+    }
+}

@@ -617,8 +617,11 @@ impl Engine {
             s.port = proc.port;
         });
 
-        rep.phase(HostPhase::Checking, format!("{:?}", manifest.health.check))
-            .await;
+        rep.phase(
+            HostPhase::Checking,
+            health::describe(&manifest.health.check),
+        )
+        .await;
         let launch = Launch {
             app,
             version: &req.version,
@@ -731,8 +734,8 @@ impl Engine {
 
         let mut rolled_back = false;
         let note = match rollback_to {
-            Some(prev) => match self.restore(app, &prev) {
-                Ok(p) => {
+            Some(prev) => match self.restore(app, &prev).await {
+                Ok((p, health)) => {
                     rolled_back = true;
                     let (pid, port) = (p.pid, p.port);
                     slot.set_process(Some(p));
@@ -741,7 +744,13 @@ impl Engine {
                         s.pid = Some(pid);
                         s.port = port;
                     });
-                    format!("; rolled back to {prev}")
+                    match health {
+                        Ok(()) => format!("; rolled back to {prev}, which is healthy"),
+                        Err(e) => {
+                            tracing::error!(%prev, error = %e, "rolled back, but the previous release is unhealthy");
+                            format!("; rolled back to {prev}, but it is unhealthy too: {e}")
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::error!(%prev, error = %e, "rollback failed: nothing runs");
@@ -778,12 +787,31 @@ impl Engine {
         Outcome::Failed { phase, rolled_back }
     }
 
-    /// Points `current` back at `version` and starts it.
-    fn restore(&self, app: &AppName, version: &Version) -> Result<AppProcess, String> {
+    /// Points `current` back at `version`, starts it and runs its health
+    /// check, so a host reports `rolled_back` only once the previous release
+    /// serves again (or says that it does not).
+    async fn restore(
+        &self,
+        app: &AppName,
+        version: &Version,
+    ) -> Result<(AppProcess, Result<(), String>), String> {
         let layout = &self.cfg.layout;
-        let manifest = read_release_manifest(&layout.release_dir(app, version))?;
+        let release_dir = layout.release_dir(app, version);
+        let manifest = read_release_manifest(&release_dir)?;
         symlink::switch_current(layout, app, version).map_err(|e| e.to_string())?;
-        self.start(app, version, &manifest)
+        let proc = self.start(app, version, &manifest)?;
+        let log_file = layout.log_file(app);
+        let launch = Launch {
+            app,
+            version,
+            host: &self.cfg.host,
+            release_dir: &release_dir,
+            log_file: &log_file,
+            run: &manifest.run,
+            port: proc.port,
+        };
+        let health = health::check(&manifest.health, &proc, &launch, &self.http).await;
+        Ok((proc, health))
     }
 }
 

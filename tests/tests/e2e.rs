@@ -142,6 +142,25 @@ async fn a_host_regex_touches_only_the_hosts_it_matches() -> anyhow::Result<()> 
         p.host("local-3").current("hello").as_deref(),
         Some(version_a.as_str())
     );
+
+    // The host table says which host runs what, with the port it was given.
+    let expect =
+        |name: &str, v: &deploy::Version| Some((Some(v.clone()), Some(p.host(name).port), true));
+    let version_b = b.version.clone().expect("version");
+    poll(Duration::from_secs(20), || async {
+        let hosts = p.client.hosts().await?;
+        let runs = |name: &str| {
+            hosts
+                .iter()
+                .find(|h| h.name.as_str() == name)
+                .and_then(|h| h.apps.iter().find(|a| a.app.as_str() == "hello"))
+                .map(|a| (a.version.clone(), a.port, a.pid.is_some()))
+        };
+        Ok(runs("local-1") == expect("local-1", &version_b)
+            && runs("local-2") == expect("local-2", &version_b)
+            && runs("local-3") == expect("local-3", &version_a))
+    })
+    .await?;
     p.shutdown().await
 }
 
