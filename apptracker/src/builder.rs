@@ -103,16 +103,16 @@ async fn build_and_store(tracker: &Tracker, build: &Build, git_url: &str) -> Out
     })
     .await
     .map_err(|e| (format!("build task failed: {e}"), String::new()))??;
-    let artifact = tracker
+    let key = crate::store::artifact_key(&build.app, &build.version);
+    tracker
         .store()
-        .put(
-            &build.app,
-            &build.version,
-            &result.artifact_path,
-            result.sha256.clone(),
-            result.size,
-        )
+        .put(&key, &result.artifact_path)
         .await
         .map_err(|e| (format!("{e:#}"), result.log.clone()))?;
+    let artifact = deploy::ArtifactRef {
+        url: key,
+        sha256: result.sha256.clone(),
+        size: result.size,
+    };
     Ok((artifact, result.build_type, result.log))
 }

@@ -28,6 +28,12 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Run queued builds in this process.
     pub builder: bool,
+    /// How long a download URL handed to a host stays valid.
+    #[serde(with = "humantime_serde_compat")]
+    pub artifact_url_ttl: Duration,
+    /// File holding the key that signs local-store download URLs; replicas
+    /// serving one directory must share it. Random per process when unset.
+    pub url_signing_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -40,6 +46,8 @@ impl Default for Config {
             host_deadline: Duration::from_secs(300),
             sweep_interval: Duration::from_secs(2),
             builder: true,
+            artifact_url_ttl: Duration::from_secs(15 * 60),
+            url_signing_key_file: None,
         }
     }
 }

@@ -1,6 +1,10 @@
 //! State in SQL through sqlx's `Any` driver: the same queries on SQLite (the
 //! embedded default) and PostgreSQL. Times are unix milliseconds and
 //! booleans 0/1 integers, which `Any` decodes on both backends.
+//!
+//! Artifacts are stored by key: an `ArtifactRef` read from or written to this
+//! module carries the store key in `url`; the tracker swaps in a signed
+//! download URL before anything leaves the process.
 
 use std::str::FromStr;
 
@@ -11,6 +15,8 @@ use deploy::{
     Sha256, Timestamp, Version,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
+
+use crate::auth::{Principal, Role};
 use sqlx::{AnyPool, Row};
 
 /// The columns every build query selects (a macro so `concat!` can build
@@ -18,7 +24,7 @@ use sqlx::{AnyPool, Row};
 macro_rules! build_columns {
     () => {
         "id, app, number, git_ref, commit_sha, version, status, build_type, \
-         artifact_url, sha256, size, error, created_at, finished_at"
+         artifact_key, sha256, size, error, created_at, finished_at"
     };
 }
 
@@ -237,11 +243,12 @@ impl Db {
         &self,
         id: BuildId,
         build_type: BuildType,
+        // `url` holds the store key here, as everywhere in this module.
         artifact: &ArtifactRef,
         log: &str,
     ) -> sqlx::Result<()> {
         sqlx::query(
-            "UPDATE builds SET status = 'succeeded', build_type = $2, artifact_url = $3, sha256 = $4, \
+            "UPDATE builds SET status = 'succeeded', build_type = $2, artifact_key = $3, sha256 = $4, \
              size = $5, log = $6, finished_at = $7 WHERE id = $1",
         )
         .bind(id.0)
@@ -474,6 +481,84 @@ impl Db {
             .collect()
     }
 
+    // ------------------------------------------------------------ tokens
+
+    /// Stores a token's hash; `Ok(false)` when the name is taken.
+    pub async fn insert_token(
+        &self,
+        name: &str,
+        role: Role,
+        cluster: Option<&Cluster>,
+        hash: &str,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "INSERT INTO tokens (name, role, cluster, hash, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(role.as_str())
+        .bind(cluster.map(|c| c.as_str().to_string()))
+        .bind(hash)
+        .bind(Timestamp::now().0)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Removes a token; false when there was none of that name.
+    pub async fn delete_token(&self, name: &str) -> sqlx::Result<bool> {
+        let res = sqlx::query("DELETE FROM tokens WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Tokens as the API lists them (never the hash).
+    pub async fn tokens(&self) -> anyhow::Result<Vec<deploy::TokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT name, role, cluster, created_at, last_used_at FROM tokens ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(deploy::TokenInfo {
+                    name: r.try_get("name")?,
+                    role: r.try_get("role")?,
+                    cluster: r
+                        .try_get::<Option<String>, _>("cluster")?
+                        .map(Cluster::parse)
+                        .transpose()?,
+                    created_at: Timestamp(r.try_get("created_at")?),
+                    last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(Timestamp),
+                })
+            })
+            .collect()
+    }
+
+    /// Who holds the token with this hash.
+    pub async fn principal_by_hash(&self, hash: &str) -> sqlx::Result<Option<Principal>> {
+        let row = sqlx::query("SELECT name, role, cluster FROM tokens WHERE hash = $1")
+            .bind(hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let role: String = r.try_get("role")?;
+        let Some(role) = Role::parse(&role) else {
+            return Ok(None);
+        };
+        Ok(Some(Principal {
+            name: r.try_get("name")?,
+            role,
+            cluster: r
+                .try_get::<Option<String>, _>("cluster")?
+                .map(Cluster::parse)
+                .transpose()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+        }))
+    }
+
     // ------------------------------------------------------------ hosts
 
     pub async fn upsert_host(&self, hb: &deploy::Heartbeat) -> anyhow::Result<Host> {
@@ -601,7 +686,7 @@ impl Db {
         host: &HostName,
     ) -> anyhow::Result<Vec<DesiredApp>> {
         let rows = sqlx::query(
-            "SELECT d.app, d.version, d.deploy_id, b.artifact_url, b.sha256, b.size \
+            "SELECT d.app, d.version, d.deploy_id, b.artifact_key, b.sha256, b.size \
              FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
              WHERE d.cluster = $1 AND d.host = $2 AND b.status = 'succeeded' ORDER BY d.app",
         )
@@ -669,7 +754,7 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
             _ => None,
         });
     let artifact = match (
-        r.try_get::<Option<String>, _>("artifact_url")?,
+        r.try_get::<Option<String>, _>("artifact_key")?,
         r.try_get::<Option<String>, _>("sha256")?,
         r.try_get::<Option<i64>, _>("size")?,
     ) {

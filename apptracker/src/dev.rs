@@ -49,12 +49,20 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
 
     let mut config = opts.config.clone();
     config.data_dir = data_dir.clone();
+    // Fresh tokens at every start: only their hashes are stored, so the old
+    // plaintexts cannot be shown again.
+    let admin = crate::bootstrap_token(&config, "dev-admin", "admin", None, true).await?;
+    let cluster = Cluster::parse("local")?;
+    let agent =
+        crate::bootstrap_token(&config, "dev-agent-local", "agent", Some(&cluster), true).await?;
+    let token_file = data_dir.join("admin.token");
+    write_secret(&token_file, &admin)?;
     let app = Application::build(config).await?;
     let base_url = app.base_url().to_string();
     let tasks = TaskTracker::new();
     let server = tasks.spawn(app.run(shutdown.clone()));
 
-    let client = Client::new(base_url.clone());
+    let client = Client::new(base_url.clone()).with_token(admin);
     for (name, path) in &repos {
         let req = RegisterApp {
             name: name.clone(),
@@ -67,7 +75,6 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         }
     }
 
-    let cluster = Cluster::parse("local")?;
     for n in 1..=opts.hosts {
         let host = HostName::parse(format!("local-{n}"))?;
         let cfg = grabber::Config {
@@ -77,6 +84,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
             root: data_dir.join("hosts").join(host.as_str()),
             port_offset: i32::from(n) * i32::from(opts.port_step),
             stop_apps_on_exit: true,
+            token: Some(grabber::AgentToken::from(agent.clone())),
             ..grabber::Config::default()
         };
         let token = shutdown.clone();
@@ -88,17 +96,39 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     }
     tasks.close();
 
-    print_tour(&base_url, &repos, opts.hosts, opts.port_step);
+    print_tour(&base_url, &token_file, &repos, opts.hosts, opts.port_step);
     shutdown.cancelled().await;
     tasks.wait().await;
     server.await.context("server task failed")?
 }
 
-fn print_tour(base_url: &str, repos: &[(AppName, PathBuf)], hosts: u16, step: u16) {
+/// Writes a secret readable by its owner only.
+fn write_secret(path: &Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    writeln!(f, "{secret}").with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn print_tour(
+    base_url: &str,
+    token_file: &Path,
+    repos: &[(AppName, PathBuf)],
+    hosts: u16,
+    step: u16,
+) {
     let apps: Vec<&str> = repos.iter().map(|(n, _)| n.as_str()).collect();
     println!(
-        "\nSlipway is running.\n\n  dashboard   {base_url}/\n  api         {base_url}/api/v1\n  apps        {}\n  hosts       local-1..{hosts} (cluster `local`); app ports are shifted by {step} per host\n\nTry:\n  cargo run -p deploy -- release hello-python main --cluster local --wait\n  cargo run -p deploy -- status 1\n  cargo run -p deploy -- hosts\n  curl http://127.0.0.1:{}/      # hello-python on local-1\n",
+        "\nSlipway is running.\n\n  dashboard   {base_url}/  (sign in with the admin token)\n  token       {}  (admin; new at every start)\n  api         {base_url}/api/v1\n  apps        {}\n  hosts       local-1..{hosts} (cluster `local`); app ports are shifted by {step} per host\n\nTry:\n  export SLIPWAY_TOKEN=$(cat {})\n  cargo run -p deploy -- release hello-python main --cluster local --wait\n  cargo run -p deploy -- status 1\n  cargo run -p deploy -- hosts\n  curl http://127.0.0.1:{}/      # hello-python on local-1\n",
+        token_file.display(),
         apps.join(", "),
+        token_file.display(),
         8000 + u32::from(step)
     );
 }

@@ -2,6 +2,7 @@
 //! orchestration, the in-process bus and builder, and artifact serving.
 //! `dev` runs the whole platform on one machine.
 
+pub mod auth;
 mod builder;
 mod bus;
 pub mod config;
@@ -14,5 +15,5 @@ mod store;
 mod tracker;
 
 pub use config::Config;
-pub use startup::Application;
+pub use startup::{Application, bootstrap_token};
 pub use tracker::Tracker;

@@ -48,6 +48,29 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         hosts: u16,
     },
+    /// Manage API tokens directly in the database (for the first admin token).
+    Token {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (the only time it is shown).
+    Create {
+        /// A unique name, shown in logs and the token list.
+        #[arg(long)]
+        name: String,
+        /// viewer, deployer, admin or agent.
+        #[arg(long)]
+        role: String,
+        /// The cluster an agent token acts for.
+        #[arg(long)]
+        cluster: Option<deploy::Cluster>,
+    },
 }
 
 impl Common {
@@ -138,6 +161,26 @@ async fn main() -> anyhow::Result<()> {
             apptracker::dev::run(opts, shutdown)
                 .await
                 .context("dev platform failed")
+        }
+        Command::Token {
+            common,
+            command:
+                TokenCommand::Create {
+                    name,
+                    role,
+                    cluster,
+                },
+        } => {
+            let token = apptracker::bootstrap_token(
+                &common.config()?,
+                &name,
+                &role,
+                cluster.as_ref(),
+                false,
+            )
+            .await?;
+            println!("{token}");
+            Ok(())
         }
     }
 }

@@ -12,16 +12,17 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use deploy::{
-    App, AppName, Build, BuildId, BusMessage, Cluster, CreateDeploy, Deploy, DeployEvent,
-    DeployHost, DeployId, DesiredState, Heartbeat, Host, HostEvent, HostName, RegisterApp,
-    RequestBuild, Version,
+    App, AppName, Build, BuildId, BusMessage, Cluster, CreateDeploy, CreateToken, CreatedToken,
+    Deploy, DeployEvent, DeployHost, DeployId, DesiredState, Heartbeat, Host, HostEvent, HostName,
+    RegisterApp, RequestBuild, TokenInfo, Version,
 };
 use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use crate::auth::{Principal, Role};
 use crate::error::{ApiError, ApiJson};
-use crate::store::LocalStore;
+use crate::store::artifact_key;
 use crate::tracker::Tracker;
 
 pub fn api(tracker: Tracker) -> Router {
@@ -37,6 +38,8 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/deploys/{id}", get(show_deploy))
         .route("/api/v1/deploys/{id}/stream", get(deploy_stream))
         .route("/api/v1/deploys/{id}/hosts/{host}/events", post(host_event))
+        .route("/api/v1/tokens", post(create_token).get(list_tokens))
+        .route("/api/v1/tokens/{name}", axum::routing::delete(delete_token))
         .route("/api/v1/hosts", get(list_hosts))
         .route("/api/v1/hosts/heartbeat", post(heartbeat))
         .route("/api/v1/hosts/{cluster}/{host}/desired", get(desired))
@@ -55,8 +58,10 @@ fn parse<T: std::str::FromStr<Err = deploy::ParseError>>(s: &str) -> Result<T, A
 
 async fn register_app(
     State(t): State<Tracker>,
+    who: Principal,
     ApiJson(req): ApiJson<RegisterApp>,
 ) -> Result<(StatusCode, ApiJson<App>), ApiError> {
+    who.require(Role::Admin)?;
     if req.git_url.trim().is_empty() {
         return Err(ApiError::Invalid("`git_url` must not be empty".into()));
     }
@@ -72,14 +77,20 @@ async fn register_app(
     }
 }
 
-async fn list_apps(State(t): State<Tracker>) -> Result<ApiJson<Vec<App>>, ApiError> {
+async fn list_apps(
+    State(t): State<Tracker>,
+    who: Principal,
+) -> Result<ApiJson<Vec<App>>, ApiError> {
+    who.require(Role::Viewer)?;
     Ok(ApiJson(t.db().apps().await?))
 }
 
 async fn show_app(
     State(t): State<Tracker>,
+    who: Principal,
     Path(app): Path<String>,
 ) -> Result<ApiJson<App>, ApiError> {
+    who.require(Role::Viewer)?;
     let app: AppName = parse(&app)?;
     let found = t.db().app(&app).await?;
     found
@@ -91,9 +102,11 @@ async fn show_app(
 
 async fn request_build(
     State(t): State<Tracker>,
+    who: Principal,
     Path(app): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, ApiJson<Build>), ApiError> {
+    who.require(Role::Deployer)?;
     let app: AppName = parse(&app)?;
     // The body is optional: no body builds the default branch.
     let req: RequestBuild = if body.iter().all(u8::is_ascii_whitespace) {
@@ -113,32 +126,42 @@ async fn request_build(
 
 async fn list_builds(
     State(t): State<Tracker>,
+    who: Principal,
     Path(app): Path<String>,
 ) -> Result<ApiJson<Vec<Build>>, ApiError> {
+    who.require(Role::Viewer)?;
     let app: AppName = parse(&app)?;
     if t.db().app(&app).await?.is_none() {
         return Err(ApiError::NotFound(format!("unknown app `{app}`")));
     }
-    Ok(ApiJson(t.db().builds(&app).await?))
+    let builds = t.db().builds(&app).await?;
+    let builds = builds
+        .into_iter()
+        .map(|b| t.present_build(b))
+        .collect::<Result<_, _>>()?;
+    Ok(ApiJson(builds))
 }
 
 async fn show_build(
     State(t): State<Tracker>,
+    who: Principal,
     Path(id): Path<String>,
 ) -> Result<ApiJson<Build>, ApiError> {
+    who.require(Role::Viewer)?;
     let id: BuildId = parse(&id)?;
     let build = t.db().build(id).await?;
-    build
-        .map(ApiJson)
-        .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))
+    let build = build.ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+    Ok(ApiJson(t.present_build(build)?))
 }
 
 // ---------------------------------------------------------------- deploys
 
 async fn create_deploy(
     State(t): State<Tracker>,
+    who: Principal,
     ApiJson(req): ApiJson<CreateDeploy>,
 ) -> Result<(StatusCode, ApiJson<Deploy>), ApiError> {
+    who.require(Role::Deployer)?;
     let deploy = t.create_deploy(&req).await?;
     Ok((StatusCode::CREATED, ApiJson(deploy)))
 }
@@ -150,25 +173,31 @@ struct ListDeploys {
 
 async fn list_deploys(
     State(t): State<Tracker>,
+    who: Principal,
     Query(q): Query<ListDeploys>,
 ) -> Result<ApiJson<Vec<Deploy>>, ApiError> {
+    who.require(Role::Viewer)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     Ok(ApiJson(t.db().deploys(limit).await?))
 }
 
 async fn show_deploy(
     State(t): State<Tracker>,
+    who: Principal,
     Path(id): Path<String>,
 ) -> Result<ApiJson<Deploy>, ApiError> {
+    who.require(Role::Viewer)?;
     let id: DeployId = parse(&id)?;
     Ok(ApiJson(t.deploy(id).await?))
 }
 
 async fn host_event(
     State(t): State<Tracker>,
+    who: Principal,
     Path((id, host)): Path<(String, String)>,
     ApiJson(ev): ApiJson<HostEvent>,
 ) -> Result<ApiJson<DeployHost>, ApiError> {
+    who.require_agent(&ev.cluster)?;
     let id: DeployId = parse(&id)?;
     let host: HostName = parse(&host)?;
     Ok(ApiJson(t.host_event(id, &host, &ev).await?))
@@ -207,8 +236,10 @@ fn snapshot(d: &Deploy) -> Vec<DeployEvent> {
 /// between the two is lost.
 async fn deploy_stream(
     State(t): State<Tracker>,
+    who: Principal,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    who.require(Role::Viewer)?;
     let id: DeployId = parse(&id)?;
     let rx = t.bus().events();
     let first_tracker = t.clone();
@@ -267,26 +298,77 @@ async fn deploy_stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+// ---------------------------------------------------------------- tokens
+
+async fn create_token(
+    State(t): State<Tracker>,
+    who: Principal,
+    ApiJson(req): ApiJson<CreateToken>,
+) -> Result<(StatusCode, ApiJson<CreatedToken>), ApiError> {
+    who.require(Role::Admin)?;
+    let token = t
+        .create_token(&req.name, &req.role, req.cluster.as_ref())
+        .await?;
+    tracing::info!(token = %req.name, role = %req.role, by = %who.name, "token created");
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedToken {
+            name: req.name,
+            token,
+        }),
+    ))
+}
+
+async fn list_tokens(
+    State(t): State<Tracker>,
+    who: Principal,
+) -> Result<ApiJson<Vec<TokenInfo>>, ApiError> {
+    who.require(Role::Admin)?;
+    Ok(ApiJson(t.db().tokens().await?))
+}
+
+async fn delete_token(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    who.require(Role::Admin)?;
+    if t.db().delete_token(&name).await? {
+        tracing::info!(token = %name, by = %who.name, "token revoked");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound(format!("no token named `{name}`")))
+    }
+}
+
 // ---------------------------------------------------------------- hosts
 
 async fn heartbeat(
     State(t): State<Tracker>,
+    who: Principal,
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> Result<ApiJson<Host>, ApiError> {
+    who.require_agent(&hb.cluster)?;
     Ok(ApiJson(t.db().upsert_host(&hb).await?))
 }
 
-async fn list_hosts(State(t): State<Tracker>) -> Result<ApiJson<Vec<Host>>, ApiError> {
+async fn list_hosts(
+    State(t): State<Tracker>,
+    who: Principal,
+) -> Result<ApiJson<Vec<Host>>, ApiError> {
+    who.require(Role::Viewer)?;
     Ok(ApiJson(t.db().hosts(None).await?))
 }
 
 async fn desired(
     State(t): State<Tracker>,
+    who: Principal,
     Path((cluster, host)): Path<(String, String)>,
 ) -> Result<ApiJson<DesiredState>, ApiError> {
     let cluster: Cluster = parse(&cluster)?;
+    who.require_agent(&cluster)?;
     let host: HostName = parse(&host)?;
-    let apps = t.db().desired(&cluster, &host).await?;
+    let apps = t.desired(&cluster, &host).await?;
     Ok(ApiJson(DesiredState {
         cluster,
         host,
@@ -299,9 +381,11 @@ async fn desired(
 /// subscriber that falls behind gets a `Sync` instead of what it missed.
 async fn bus_stream(
     State(t): State<Tracker>,
+    who: Principal,
     Path(cluster): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let cluster: Cluster = parse(&cluster)?;
+    who.require_agent(&cluster)?;
     let rx = t.bus().subscribe();
     let live = stream::unfold((rx, cluster), |(mut rx, cluster)| async move {
         loop {
@@ -323,10 +407,25 @@ async fn bus_stream(
 
 // ---------------------------------------------------------------- artifacts
 
+#[derive(Deserialize)]
+struct Signed {
+    expires: Option<i64>,
+    sig: Option<String>,
+}
+
+/// Serves the local store. Only signed, unexpired URLs minted by this
+/// AppTracker are honoured, so the URL alone is the credential, exactly like
+/// a presigned S3 URL.
 async fn artifact(
     State(t): State<Tracker>,
     Path((app, file)): Path<(String, String)>,
+    Query(q): Query<Signed>,
 ) -> Result<Response, ApiError> {
+    let Some(store) = t.local_store() else {
+        return Err(ApiError::NotFound(
+            "artifacts are not served from here".into(),
+        ));
+    };
     let app: AppName = parse(&app)?;
     // Only `<app>-<version>.tar.gz` names are served: no path tricks.
     let version = file
@@ -335,7 +434,16 @@ async fn artifact(
         .and_then(|rest| rest.strip_prefix('-'))
         .ok_or_else(|| ApiError::NotFound(format!("no artifact `{file}`")))?;
     let version: Version = parse(version)?;
-    let path = t.store().path(&app, &LocalStore::file_name(&app, &version));
+    let key = artifact_key(&app, &version);
+    let (Some(expires), Some(sig)) = (q.expires, q.sig) else {
+        return Err(ApiError::Forbidden(
+            "artifact URLs must be signed: ask AppTracker for the host's desired state".into(),
+        ));
+    };
+    store
+        .verify(&key, expires, &sig)
+        .map_err(|e| ApiError::Forbidden(e.to_string()))?;
+    let path = store.path(&key);
     let f = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -13,8 +13,9 @@ use tower_http::trace::TraceLayer;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::db::Db;
-use crate::store::LocalStore;
+use crate::store::{ArtifactStore, LocalStore};
 use crate::tracker::Tracker;
+use std::sync::Arc;
 
 /// A bound, ready-to-run AppTracker.
 pub struct Application {
@@ -42,8 +43,24 @@ impl Application {
             .trim_end_matches('/')
             .to_string();
         let db = Db::connect(&config.database_url()).await?;
-        let store = LocalStore::new(config.artifacts_dir(), base_url.clone());
-        let tracker = Tracker::new(db, Bus::default(), store, config);
+        let signing_key = match &config.url_signing_key_file {
+            Some(path) => std::fs::read(path)
+                .with_context(|| format!("cannot read url_signing_key_file {}", path.display()))?,
+            None => {
+                let mut key = vec![0u8; 32];
+                getrandom::fill(&mut key)
+                    .map_err(|e| anyhow::anyhow!("no randomness for the URL signing key: {e}"))?;
+                key
+            }
+        };
+        let local = Arc::new(LocalStore::new(
+            config.artifacts_dir(),
+            base_url.clone(),
+            signing_key,
+            config.artifact_url_ttl,
+        ));
+        tracing::info!(store = %local.describe(), "artifact store");
+        let tracker = Tracker::new(db, Bus::default(), local.clone(), Some(local), config);
         Ok(Self {
             listener,
             addr,
@@ -101,6 +118,28 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// Makes a token straight in the database, for the first admin token of a
+/// new installation (`apptracker token create`). `replace` drops an existing
+/// token of that name first.
+pub async fn bootstrap_token(
+    config: &Config,
+    name: &str,
+    role: &str,
+    cluster: Option<&deploy::Cluster>,
+    replace: bool,
+) -> anyhow::Result<String> {
+    tokio::fs::create_dir_all(&config.data_dir)
+        .await
+        .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+    let db = Db::connect(&config.database_url()).await?;
+    if replace {
+        db.delete_token(name).await?;
+    }
+    crate::auth::mint(&db, name, role, cluster)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create token `{name}`: {e}"))
 }
 
 async fn sweeper(tracker: Tracker, shutdown: CancellationToken) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use deploy::{
-    AppName, Build, BuildId, BuildStatus, BusMessage, CreateDeploy, Deploy, DeployEvent,
+    AppName, Build, BuildId, BuildStatus, BusMessage, Cluster, CreateDeploy, Deploy, DeployEvent,
     DeployHost, DeployId, DeployMessage, DeployStatus, GitRef, HostEvent, HostName, HostPhase,
     HostSelector, Target, Timestamp, Version,
 };
@@ -17,7 +17,7 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::db::{Db, NewDeploy};
 use crate::error::ApiError;
-use crate::store::LocalStore;
+use crate::store::{ArtifactStore, LocalStore};
 
 /// The branch built when a request names no ref.
 pub const DEFAULT_BRANCH: &str = "main";
@@ -31,7 +31,9 @@ pub struct Tracker {
 struct Inner {
     db: Db,
     bus: Bus,
-    store: LocalStore,
+    store: Arc<dyn ArtifactStore>,
+    /// The local directory store, when it is the store: AppTracker serves it.
+    local: Option<Arc<LocalStore>>,
     config: Config,
     /// Wakes the in-process builder when a build is queued.
     build_queued: Notify,
@@ -41,12 +43,19 @@ struct Inner {
 }
 
 impl Tracker {
-    pub fn new(db: Db, bus: Bus, store: LocalStore, config: Config) -> Self {
+    pub fn new(
+        db: Db,
+        bus: Bus,
+        store: Arc<dyn ArtifactStore>,
+        local: Option<Arc<LocalStore>>,
+        config: Config,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
                 bus,
                 store,
+                local,
                 config,
                 build_queued: Notify::new(),
                 stopping: CancellationToken::new(),
@@ -62,8 +71,40 @@ impl Tracker {
         &self.inner.bus
     }
 
-    pub fn store(&self) -> &LocalStore {
-        &self.inner.store
+    pub fn store(&self) -> &dyn ArtifactStore {
+        self.inner.store.as_ref()
+    }
+
+    pub fn local_store(&self) -> Option<&LocalStore> {
+        self.inner.local.as_deref()
+    }
+
+    /// Swaps a stored artifact's key for a fresh download URL.
+    pub fn present_artifact(
+        &self,
+        mut a: deploy::ArtifactRef,
+    ) -> anyhow::Result<deploy::ArtifactRef> {
+        a.url = self.store().download_url(&a.url)?;
+        Ok(a)
+    }
+
+    /// A build as the API shows it: with a download URL, not the key.
+    pub fn present_build(&self, mut b: Build) -> Result<Build, ApiError> {
+        b.artifact = b.artifact.map(|a| self.present_artifact(a)).transpose()?;
+        Ok(b)
+    }
+
+    /// What a host should run, with fresh download URLs.
+    pub async fn desired(
+        &self,
+        cluster: &Cluster,
+        host: &HostName,
+    ) -> Result<Vec<deploy::DesiredApp>, ApiError> {
+        let mut apps = self.db().desired(cluster, host).await?;
+        for a in &mut apps {
+            a.artifact = self.present_artifact(a.artifact.clone())?;
+        }
+        Ok(apps)
     }
 
     pub fn config(&self) -> &Config {
@@ -84,6 +125,18 @@ impl Tracker {
                 "unknown app `{app}`: register it first (POST /api/v1/apps)"
             ))
         })
+    }
+
+    // ------------------------------------------------------------ tokens
+
+    /// Makes a token and returns its only plaintext copy.
+    pub async fn create_token(
+        &self,
+        name: &str,
+        role: &str,
+        cluster: Option<&Cluster>,
+    ) -> Result<String, ApiError> {
+        crate::auth::mint(self.db(), name, role, cluster).await
     }
 
     // ------------------------------------------------------------ builds
@@ -253,6 +306,7 @@ impl Tracker {
             .artifact
             .clone()
             .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
+        let artifact = self.present_artifact(artifact)?;
         let hosts: Vec<HostName> = deploy.hosts.iter().map(|h| h.host.clone()).collect();
         if !self
             .transition(

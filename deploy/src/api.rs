@@ -340,6 +340,36 @@ pub struct DesiredState {
     pub apps: Vec<DesiredApp>,
 }
 
+// ---------------------------------------------------------------- tokens
+
+/// `POST /api/v1/tokens` (admin): a new API token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateToken {
+    /// Unique, for people to recognise it in the audit trail.
+    pub name: String,
+    /// `viewer`, `deployer`, `admin` or `agent`.
+    pub role: String,
+    /// Required for `agent` tokens, refused for the others.
+    pub cluster: Option<Cluster>,
+}
+
+/// The answer to `POST /api/v1/tokens`: the only time the token is shown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreatedToken {
+    pub name: String,
+    pub token: String,
+}
+
+/// A token as `GET /api/v1/tokens` lists it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: String,
+    pub cluster: Option<Cluster>,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,10 +57,22 @@ impl ClientError {
 }
 
 /// A client of one AppTracker.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Sent as `Authorization: Bearer`; never logged.
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: say whether there is one, never what it is.
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 impl Client {
@@ -71,7 +83,26 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self { base, http }
+        Self {
+            base,
+            http,
+            token: None,
+        }
+    }
+
+    /// The same client, authenticating with `token`.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        let token = token.into();
+        self.token = (!token.is_empty()).then_some(token);
+        self
+    }
+
+    /// Adds the token to a request.
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
     }
 
     /// The server's base URL.
@@ -92,7 +123,7 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let req = req.timeout(Duration::from_secs(60));
+        let req = self.auth(req).timeout(Duration::from_secs(60));
         let (client, req) = req.build_split();
         let req = req.map_err(|e| ClientError::Decode {
             url: self.base.clone(),
@@ -219,6 +250,17 @@ impl Client {
         .await
     }
 
+    // ------------------------------------------------------------ tokens
+
+    /// Makes a token (admin only); the answer holds the only copy of it.
+    pub async fn create_token(&self, req: &CreateToken) -> Result<CreatedToken, ClientError> {
+        self.post("/api/v1/tokens", req).await
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.get("/api/v1/tokens").await
+    }
+
     // ------------------------------------------------------------ hosts
 
     pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<Host, ClientError> {
@@ -255,8 +297,7 @@ impl Client {
     ) -> Result<impl Stream<Item = Result<T, ClientError>> + use<T>, ClientError> {
         let url = self.url(path);
         let resp = self
-            .http
-            .get(&url)
+            .auth(self.http.get(&url))
             .header("accept", "text/event-stream")
             .send()
             .await

@@ -21,6 +21,10 @@ struct Cli {
     /// AppTracker's URL.
     #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER, global = true)]
     server: String,
+    /// API token (`apptracker dev` prints one); prefer the environment
+    /// variable, which does not show in `ps`.
+    #[arg(long, env = "SLIPWAY_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,7 +79,10 @@ enum Command {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let client = Client::new(cli.server.clone());
+    let mut client = Client::new(cli.server.clone());
+    if let Some(token) = cli.token {
+        client = client.with_token(token);
+    }
     match run(&client, cli.command).await {
         Ok(code) => code,
         Err(e) => {

@@ -53,7 +53,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
 
-    let client = Client::new(config.server.clone());
+    let mut client = Client::new(config.server.clone());
+    if let Some(token) = &config.token {
+        use secrecy::ExposeSecret;
+        client = client.with_token(token.expose_secret());
+    }
     let engine = Engine::new(
         EngineConfig {
             cluster: config.cluster.clone(),

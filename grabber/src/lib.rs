@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use deploy::{Cluster, HostName};
+use secrecy::SecretString;
 
 mod agent;
 pub mod extract;
@@ -19,6 +20,7 @@ mod process;
 mod symlink;
 
 pub use agent::run;
+pub use secrecy::SecretString as AgentToken;
 
 /// How one grabber runs.
 #[derive(Debug, Clone)]
@@ -38,6 +40,8 @@ pub struct Config {
     pub stop_apps_on_exit: bool,
     /// The largest artifact (and extracted size) accepted.
     pub max_artifact_bytes: u64,
+    /// The cluster's agent token, sent to AppTracker; never logged.
+    pub token: Option<SecretString>,
 }
 
 impl Default for Config {
@@ -52,6 +56,7 @@ impl Default for Config {
             heartbeat_interval: Duration::from_secs(10),
             stop_apps_on_exit: false,
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,
+            token: None,
         }
     }
 }

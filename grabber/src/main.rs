@@ -39,6 +39,27 @@ struct Args {
     /// Stop the apps when the grabber exits (dev mode).
     #[arg(long, env = "SLIPWAY_STOP_APPS_ON_EXIT")]
     stop_apps_on_exit: bool,
+    /// File holding the cluster's agent token (or set SLIPWAY_TOKEN).
+    #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
+}
+
+/// The agent token: from a file when one is named, else `SLIPWAY_TOKEN`
+/// (read here rather than as a flag so it never shows in `ps`).
+fn read_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<grabber::AgentToken>> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?,
+        None => match std::env::var("SLIPWAY_TOKEN") {
+            Ok(t) => t,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        anyhow::bail!("the agent token is empty");
+    }
+    Ok(Some(grabber::AgentToken::from(token.to_string())))
 }
 
 #[tokio::main]
@@ -59,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         port_offset: args.port_offset,
         heartbeat_interval: args.heartbeat,
         stop_apps_on_exit: args.stop_apps_on_exit,
+        token: read_token(args.token_file.as_deref())?,
         ..grabber::Config::default()
     };
 

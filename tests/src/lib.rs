@@ -20,7 +20,12 @@ pub const APP_PORT: u16 = 8000;
 
 /// One running platform: AppTracker plus grabbers, all in this process.
 pub struct Platform {
+    /// A client with an admin token.
     pub client: Client,
+    /// The admin token `client` uses.
+    pub admin_token: String,
+    /// The agent token of cluster `local`.
+    pub agent_token: String,
     pub base_url: String,
     pub dir: tempfile::TempDir,
     server_stop: CancellationToken,
@@ -67,10 +72,22 @@ impl Platform {
         };
         let app = apptracker::Application::build(config).await?;
         let base_url = app.base_url().to_string();
+        let admin = app
+            .tracker()
+            .create_token("test-admin", "admin", None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let agent_token = app
+            .tracker()
+            .create_token("test-agent-local", "agent", Some(&Self::cluster()))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(app.run(server_stop.clone()));
         let mut platform = Self {
-            client: Client::new(base_url.clone()),
+            client: Client::new(base_url.clone()).with_token(admin.clone()),
+            admin_token: admin,
+            agent_token,
             base_url,
             dir,
             server_stop,
@@ -102,6 +119,7 @@ impl Platform {
     /// Starts (or restarts) host `i`'s grabber.
     pub fn start_grabber(&mut self, i: usize) {
         let base_url = self.base_url.clone();
+        let token = grabber::AgentToken::from(self.agent_token.clone());
         let host = &mut self.hosts[i];
         host.stop = CancellationToken::new();
         let cfg = grabber::Config {
@@ -112,6 +130,7 @@ impl Platform {
             port_offset: i32::from(host.port) - i32::from(APP_PORT),
             heartbeat_interval: Duration::from_millis(500),
             stop_apps_on_exit: true,
+            token: Some(token),
             ..grabber::Config::default()
         };
         host.task = Some(tokio::spawn(grabber::run(cfg, host.stop.clone())));

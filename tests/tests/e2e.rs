@@ -90,7 +90,11 @@ async fn commits_reach_every_host_and_a_bad_one_rolls_back() -> anyhow::Result<(
     }
 
     // The deploy page of the finished deploy lists every host's final phase.
-    let page = reqwest::get(format!("{}/deploys/{}", p.base_url, c.id)).await?;
+    let page = reqwest::Client::new()
+        .get(format!("{}/deploys/{}", p.base_url, c.id))
+        .bearer_auth(&p.admin_token)
+        .send()
+        .await?;
     assert_eq!(page.status(), 200);
     let html = page.text().await?;
     for host in HOSTS {
@@ -211,6 +215,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     // Unknown app: 404 with a message naming it; no deploy recorded.
     let r = http
         .post(&deploys_url)
+        .bearer_auth(&p.admin_token)
         .json(&serde_json::json!({"app": "nope", "git_ref": "main", "cluster": "local"}))
         .send()
         .await?;
@@ -222,6 +227,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     // A bad regex: 400 naming the regex.
     let r = http
         .post(&deploys_url)
+        .bearer_auth(&p.admin_token)
         .json(&serde_json::json!({"app": "hello", "git_ref": "main", "cluster": "local", "hosts": "local-[12"}))
         .send()
         .await?;
@@ -237,6 +243,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     // A regex that matches no host is an error too, not a silent no-op.
     let r = http
         .post(&deploys_url)
+        .bearer_auth(&p.admin_token)
         .json(&serde_json::json!({"app": "hello", "git_ref": "main", "cluster": "local", "hosts": "db-.*"}))
         .send()
         .await?;
@@ -247,6 +254,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     // A malformed body names the field.
     let r = http
         .post(&deploys_url)
+        .bearer_auth(&p.admin_token)
         .json(&serde_json::json!({"app": "Hello World", "git_ref": "main", "cluster": "local"}))
         .send()
         .await?;

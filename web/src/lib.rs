@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use deploy::{Client, ClientError, Deploy, DeployHost, DeployId, Host, HostPhase};
 use serde::Serialize;
@@ -25,7 +25,8 @@ const RECENT_DEPLOYS: u32 = 50;
 /// The templates, embedded so the dashboard ships inside the AppTracker
 /// binary with no files to deploy. Names end in `.html` so Tera autoescapes
 /// everything they print.
-const TEMPLATES: [(&str, &str); 4] = [
+const TEMPLATES: [(&str, &str); 5] = [
+    ("login.html", include_str!("../templates/login.html")),
     ("base.html", include_str!("../templates/base.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("deploy.html", include_str!("../templates/deploy.html")),
@@ -45,6 +46,8 @@ pub fn router(api: Client) -> Router {
         Ok(tera) => Router::new()
             .route("/", get(index))
             .route("/deploys/{id}", get(deploy))
+            .route("/login", get(login_form).post(login))
+            .route("/logout", axum::routing::post(logout))
             .with_state(Arc::new(AppState { api, tera })),
         Err(e) => {
             let message = format!("the dashboard's templates do not compile: {e}");
@@ -99,12 +102,13 @@ impl AppState {
 
 /// `GET /`: recent deploys and the host registry.
 #[tracing::instrument(skip_all)]
-async fn index(State(state): State<Arc<AppState>>) -> Response {
-    state.respond(index_page(&state).await)
+async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let api = state.api_for(&headers);
+    state.respond(index_page(&state, &api).await)
 }
 
-async fn index_page(state: &AppState) -> Result<Html<String>, PageError> {
-    let (deploys, hosts) = tokio::join!(state.api.deploys(RECENT_DEPLOYS), state.api.hosts());
+async fn index_page(state: &AppState, api: &Client) -> Result<Html<String>, PageError> {
+    let (deploys, hosts) = tokio::join!(api.deploys(RECENT_DEPLOYS), api.hosts());
     let deploys = deploys.map_err(|e| PageError::upstream("listing deploys", e))?;
     let hosts = hosts.map_err(|e| PageError::upstream("listing hosts", e))?;
     tracing::debug!(
@@ -127,16 +131,25 @@ async fn index_page(state: &AppState) -> Result<Html<String>, PageError> {
 
 /// `GET /deploys/{id}`: one deploy, host by host, kept live by the browser.
 #[tracing::instrument(skip_all, fields(deploy_id = %raw_id))]
-async fn deploy(State(state): State<Arc<AppState>>, Path(raw_id): Path<String>) -> Response {
-    state.respond(deploy_page(&state, &raw_id).await)
+async fn deploy(
+    State(state): State<Arc<AppState>>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let api = state.api_for(&headers);
+    state.respond(deploy_page(&state, &api, &raw_id).await)
 }
 
-async fn deploy_page(state: &AppState, raw_id: &str) -> Result<Html<String>, PageError> {
+async fn deploy_page(
+    state: &AppState,
+    api: &Client,
+    raw_id: &str,
+) -> Result<Html<String>, PageError> {
     // A malformed id names no deploy: the same 404 as an unknown one.
     let id: DeployId = raw_id
         .parse()
         .map_err(|_| PageError::NotFound(format!("there is no deploy {raw_id:?}")))?;
-    let deploy = state.api.deploy(id).await.map_err(|e| match e {
+    let deploy = api.deploy(id).await.map_err(|e| match e {
         ClientError::Api { status: 404, .. } => {
             PageError::NotFound(format!("there is no deploy #{id}"))
         }
@@ -151,6 +164,83 @@ async fn deploy_page(state: &AppState, raw_id: &str) -> Result<Html<String>, Pag
         &deploy.hosts.iter().map(HostView::from).collect::<Vec<_>>(),
     );
     state.render("deploy.html", &ctx)
+}
+
+// ---------------------------------------------------------------- sign-in
+
+/// The cookie holding the API token; AppTracker accepts it for reads, so
+/// the page's live stream authenticates the same way.
+const TOKEN_COOKIE: &str = "slipway_token";
+
+/// The token a request carries: `Authorization: Bearer`, else the cookie.
+fn request_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(t) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return Some(t.trim().to_string());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == TOKEN_COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+impl AppState {
+    /// The API client acting with the visitor's token.
+    fn api_for(&self, headers: &HeaderMap) -> Client {
+        match request_token(headers) {
+            Some(t) => self.api.clone().with_token(t),
+            None => self.api.clone(),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// `GET /login`
+async fn login_form(State(state): State<Arc<AppState>>) -> Response {
+    state.respond(state.render("login.html", &Context::new()))
+}
+
+/// `POST /login`: checks the token against the API, then keeps it in an
+/// HttpOnly cookie.
+async fn login(
+    State(state): State<Arc<AppState>>,
+    axum::Form(form): axum::Form<LoginForm>,
+) -> Response {
+    let token = form.token.trim().to_string();
+    let valid = !token.is_empty()
+        && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && state
+            .api
+            .clone()
+            .with_token(token.clone())
+            .deploys(1)
+            .await
+            .is_ok();
+    if !valid {
+        let mut ctx = Context::new();
+        ctx.insert("error", "that token is unknown, revoked or may not read");
+        let page = state.render("login.html", &ctx);
+        return (StatusCode::UNAUTHORIZED, state.respond(page)).into_response();
+    }
+    let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+/// `POST /logout`
+async fn logout() -> Response {
+    let cookie = format!("{TOKEN_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
 }
 
 // ---------------------------------------------------------------- errors
@@ -200,6 +290,19 @@ impl AppState {
                 tracing::info!(%message, "not found");
                 (StatusCode::NOT_FOUND, "Not found", message.clone())
             }
+            PageError::Upstream {
+                source: ClientError::Api { status: 401, .. },
+                ..
+            } => return Redirect::to("/login").into_response(),
+            PageError::Upstream {
+                source:
+                    ClientError::Api {
+                        status: 403,
+                        message,
+                        ..
+                    },
+                ..
+            } => (StatusCode::FORBIDDEN, "Not allowed", message.clone()),
             PageError::Upstream { .. } => {
                 tracing::warn!(error = %error, "AppTracker API failed");
                 (

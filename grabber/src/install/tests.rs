@@ -505,3 +505,49 @@ async fn old_releases_are_pruned() {
     );
     host.engine.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_download_url_fails_cleanly_and_keeps_the_running_release() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let a_ref = server.publish(&a, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &a, a_ref), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::Done);
+    let pid_a = host.state(&app).pid.expect("a pid");
+
+    // A URL the store refuses (wrong signature, expired, unknown): the
+    // server answers an error status instead of the artifact.
+    let b = release("2-bbbbbbb", "exec sleep 1000", HealthCheck::Running, None);
+    let mut b_ref = server.publish(&b, FILES);
+    b_ref.url = format!("{}/expired-or-tampered", server.base);
+    let out = host
+        .engine
+        .install(&request(2, &b, b_ref), &rec, &token)
+        .await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Downloading,
+            rolled_back: false
+        }
+    );
+    let msg = rec.last(DeployId(2)).message.unwrap_or_default();
+    assert!(
+        msg.contains("404"),
+        "the failure says what the server answered: {msg}"
+    );
+    assert_eq!(
+        host.layout().read_current(&app).unwrap(),
+        Some(a.version.clone())
+    );
+    assert_eq!(host.state(&app).pid, Some(pid_a));
+    assert!(pid_alive(pid_a), "the running release was not touched");
+    assert!(!host.layout().release_dir(&app, &b.version).exists());
+}
