@@ -13,6 +13,8 @@ use deploy::{
     RegisterApp, Version,
 };
 use tokio::task::JoinHandle;
+
+pub mod services;
 use tokio_util::sync::CancellationToken;
 
 /// The port the test app declares in its `slipway.toml`; each host shifts it.
@@ -59,14 +61,27 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// What a test platform runs on; the default is the embedded setup.
+#[derive(Default)]
+pub struct Options {
+    /// A PostgreSQL database instead of SQLite.
+    pub database_url: Option<String>,
+}
+
 impl Platform {
-    /// Starts AppTracker and one grabber per name.
+    /// Starts AppTracker (embedded defaults) and one grabber per name.
     pub async fn start(host_names: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(host_names, Options::default()).await
+    }
+
+    /// Starts AppTracker with `opts` and one grabber per name.
+    pub async fn start_with(host_names: &[&str], opts: Options) -> anyhow::Result<Self> {
         init_tracing();
         let dir = tempfile::Builder::new().prefix("slipway-e2e-").tempdir()?;
         let config = apptracker::Config {
             listen: "127.0.0.1:0".parse()?,
             data_dir: dir.path().join("apptracker"),
+            database_url: opts.database_url,
             sweep_interval: Duration::from_millis(200),
             ..apptracker::Config::default()
         };

@@ -20,6 +20,24 @@ fn pid_of(p: &Platform, host: &str, app: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commits_reach_every_host_and_a_bad_one_rolls_back() -> anyhow::Result<()> {
     let p = Platform::start(&HOSTS).await?;
+    release_rollout_and_rollback(p).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_on_postgresql() -> anyhow::Result<()> {
+    let Some(db) = slipway_tests::services::postgres().await else {
+        return Ok(());
+    };
+    let opts = slipway_tests::Options {
+        database_url: Some(db.url.clone()),
+    };
+    let p = Platform::start_with(&HOSTS, opts).await?;
+    release_rollout_and_rollback(p).await
+}
+
+/// Commit A everywhere, B everywhere, B again (skipped), C fails and rolls
+/// back; the deploy page shows it all.
+async fn release_rollout_and_rollback(p: Platform) -> anyhow::Result<()> {
     let repo = AppRepo::new(p.dir.path().join("repo"))?;
     let sha_a = commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;

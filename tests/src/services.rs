@@ -1,0 +1,152 @@
+//! The real servers the production-part tests need: PostgreSQL, Redis and an
+//! S3-compatible store, found through environment variables that
+//! `scripts/test` sets after making sure the servers run.
+//!
+//! A missing server fails the test under `CI=true`; elsewhere the test says
+//! so loudly and skips.
+
+use std::time::Duration;
+
+use sqlx::Connection;
+
+/// Where PostgreSQL's maintenance database is (to create test databases).
+pub const POSTGRES_ENV: &str = "SLIPWAY_TEST_POSTGRES";
+pub const REDIS_ENV: &str = "SLIPWAY_TEST_REDIS";
+/// `http://127.0.0.1:PORT` of an S3-compatible server, with
+/// `SLIPWAY_TEST_S3_ACCESS_KEY` and `SLIPWAY_TEST_S3_SECRET_KEY`.
+pub const S3_ENV: &str = "SLIPWAY_TEST_S3";
+
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// Says a server is missing: a panic in CI, a loud skip elsewhere.
+fn missing<T>(what: &str, why: &str) -> Option<T> {
+    let msg = format!(
+        "{what} is not reachable ({why}); run ./scripts/test, which starts it, or set the URL"
+    );
+    if in_ci() {
+        panic!("CI=true and {msg}");
+    }
+    eprintln!("\n!!! SKIPPING: {msg}\n");
+    None
+}
+
+/// A fresh PostgreSQL database for one test, dropped when this guard is.
+pub struct PgDatabase {
+    pub url: String,
+    admin_url: String,
+    name: String,
+}
+
+/// Creates a fresh database, or `None` (outside CI) when PostgreSQL is away.
+pub async fn postgres() -> Option<PgDatabase> {
+    sqlx::any::install_default_drivers();
+    let admin_url = std::env::var(POSTGRES_ENV).unwrap_or_else(|_| DEFAULT_POSTGRES.into());
+    let conn = tokio::time::timeout(
+        Duration::from_secs(5),
+        sqlx::PgConnection::connect(&admin_url),
+    )
+    .await;
+    let mut conn = match conn {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return missing("PostgreSQL", &e.to_string());
+        }
+        Err(_) => {
+            return missing("PostgreSQL", "connect timed out");
+        }
+    };
+    let mut suffix = [0u8; 6];
+    getrandom::fill(&mut suffix).expect("randomness");
+    let name = format!("slipway_test_{}", hex::encode(suffix));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create a test database");
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("{POSTGRES_ENV} must end with a database name"),
+    };
+    Some(PgDatabase {
+        url,
+        admin_url,
+        name,
+    })
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Dropping needs a connection of its own, outside the test's runtime.
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let mut conn = sqlx::PgConnection::connect(&admin_url).await.ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// Redis's URL, or `None` (outside CI) when it does not answer.
+pub async fn redis() -> Option<String> {
+    let url = std::env::var(REDIS_ENV).unwrap_or_else(|_| DEFAULT_REDIS.into());
+    let addr = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("127.0.0.1:6379")
+        .to_string();
+    match tokio::time::timeout(
+        Duration::from_secs(3),
+        tokio::net::TcpStream::connect(&addr),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Some(url),
+        Ok(Err(e)) => {
+            return missing("Redis", &e.to_string());
+        }
+        Err(_) => {
+            return missing("Redis", "connect timed out");
+        }
+    }
+}
+
+/// An S3-compatible endpoint and its credentials.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+/// The S3 server, or `None` (outside CI) when it is not configured or away.
+pub async fn s3() -> Option<S3> {
+    let Ok(endpoint) = std::env::var(S3_ENV) else {
+        return missing("an S3-compatible server", &format!("{S3_ENV} is not set"));
+    };
+    let addr = endpoint.trim_start_matches("http://").to_string();
+    if let Err(e) = tokio::net::TcpStream::connect(&addr).await {
+        return missing("the S3-compatible server", &e.to_string());
+    }
+    Some(S3 {
+        endpoint,
+        access_key: std::env::var("SLIPWAY_TEST_S3_ACCESS_KEY").unwrap_or_default(),
+        secret_key: std::env::var("SLIPWAY_TEST_S3_SECRET_KEY").unwrap_or_default(),
+    })
+}
