@@ -1,50 +1,212 @@
-//! The in-process bus (the embedded default): bus messages per cluster for
-//! grabbers, and deploy events for dashboards and `deploy status --follow`.
-//! Remote grabbers reach it through the SSE relay in `routes`.
+//! The bus: deploy messages per cluster for grabbers, and deploy events for
+//! dashboards and `deploy status --follow`.
+//!
+//! Embedded, it is an in-process broadcast. With Redis, every message goes
+//! through Redis (`slipway.deploy.<cluster>`, `slipway.events`) and each
+//! AppTracker replica relays what Redis delivers to its own SSE watchers, so
+//! an event reaches a watcher connected to any replica.
 //!
 //! Pub/sub is a doorbell: a subscriber that lags or reconnects is told to
-//! re-read the record (a `Sync`, or a fresh deploy snapshot).
+//! re-read the record (`Sync` for grabbers, a fresh snapshot for watchers).
 
+use std::time::Duration;
+
+use anyhow::Context;
 use deploy::{BusMessage, Cluster, DeployEvent};
+use futures::StreamExt;
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
-/// How many messages a slow subscriber may fall behind before it is told to
-/// resynchronise.
+/// How many messages a slow local subscriber may fall behind before it is
+/// told to resynchronise.
 const CAPACITY: usize = 1024;
 
-#[derive(Clone, Debug)]
-pub struct Bus {
-    deploys: broadcast::Sender<(Cluster, BusMessage)>,
-    events: broadcast::Sender<DeployEvent>,
+/// The Redis channel of deploy events.
+const EVENTS_CHANNEL: &str = "slipway.events";
+
+/// What local deploy-event watchers receive.
+#[derive(Debug, Clone)]
+pub enum Live {
+    Event(DeployEvent),
+    /// Events may have been missed: re-read the record.
+    Resync,
 }
 
-impl Default for Bus {
-    fn default() -> Self {
-        Self {
-            deploys: broadcast::channel(CAPACITY).0,
-            events: broadcast::channel(CAPACITY).0,
-        }
-    }
+#[derive(Clone)]
+pub struct Bus {
+    /// `None` as the cluster means every cluster (a `Sync` after Redis
+    /// reconnected).
+    deploys: broadcast::Sender<(Option<Cluster>, BusMessage)>,
+    events: broadcast::Sender<Live>,
+    redis: Option<redis::aio::ConnectionManager>,
+    redis_client: Option<redis::Client>,
 }
 
 impl Bus {
-    /// Publishes on `slipway.deploy.<cluster>`.
-    pub fn publish(&self, cluster: &Cluster, msg: BusMessage) {
-        tracing::debug!(channel = %deploy::bus::channel(cluster), "publish");
-        // No subscriber is not an error: the desired state is the record.
-        let _ = self.deploys.send((cluster.clone(), msg));
+    /// The in-process bus.
+    pub fn in_process() -> Self {
+        Self {
+            deploys: broadcast::channel(CAPACITY).0,
+            events: broadcast::channel(CAPACITY).0,
+            redis: None,
+            redis_client: None,
+        }
     }
 
-    /// Every cluster's messages; the subscriber filters by cluster.
-    pub fn subscribe(&self) -> broadcast::Receiver<(Cluster, BusMessage)> {
+    /// The bus over Redis. Fails when Redis cannot be reached now; later
+    /// outages are survived (publishes fail and are logged, the relay
+    /// reconnects).
+    pub async fn redis(url: &str) -> anyhow::Result<Self> {
+        let client = redis::Client::open(url).context("invalid redis_url")?;
+        let conn = redis::aio::ConnectionManager::new(client.clone())
+            .await
+            .context("cannot connect to Redis (redis_url)")?;
+        Ok(Self {
+            redis: Some(conn),
+            redis_client: Some(client),
+            ..Self::in_process()
+        })
+    }
+
+    pub fn describe(&self) -> &'static str {
+        if self.redis.is_some() {
+            "redis"
+        } else {
+            "in-process"
+        }
+    }
+
+    async fn redis_publish(&self, channel: &str, payload: String) {
+        let Some(conn) = &self.redis else { return };
+        let mut conn = conn.clone();
+        let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = r {
+            // The database holds the record: grabbers converge when they
+            // reconnect, watchers re-read when the relay does.
+            tracing::warn!(channel, error = %e, "cannot publish on Redis");
+        }
+    }
+
+    /// Publishes on `slipway.deploy.<cluster>`.
+    pub async fn publish(&self, cluster: &Cluster, msg: BusMessage) {
+        let channel = deploy::bus::channel(cluster);
+        tracing::debug!(%channel, "publish");
+        if self.redis.is_some() {
+            match serde_json::to_string(&msg) {
+                Ok(payload) => self.redis_publish(&channel, payload).await,
+                Err(e) => tracing::error!(error = %e, "cannot encode a bus message"),
+            }
+        } else {
+            // No subscriber is not an error: the desired state is the record.
+            let _ = self.deploys.send((Some(cluster.clone()), msg));
+        }
+    }
+
+    /// Local subscribers of every cluster's messages; they filter by cluster.
+    pub fn subscribe(&self) -> broadcast::Receiver<(Option<Cluster>, BusMessage)> {
         self.deploys.subscribe()
     }
 
-    pub fn emit(&self, ev: DeployEvent) {
-        let _ = self.events.send(ev);
+    pub async fn emit(&self, ev: DeployEvent) {
+        if self.redis.is_some() {
+            match serde_json::to_string(&ev) {
+                Ok(payload) => self.redis_publish(EVENTS_CHANNEL, payload).await,
+                Err(e) => tracing::error!(error = %e, "cannot encode a deploy event"),
+            }
+        } else {
+            let _ = self.events.send(Live::Event(ev));
+        }
     }
 
-    pub fn events(&self) -> broadcast::Receiver<DeployEvent> {
+    pub fn events(&self) -> broadcast::Receiver<Live> {
         self.events.subscribe()
+    }
+
+    /// With Redis: relays what Redis delivers to local subscribers until
+    /// `shutdown`, reconnecting with backoff. Without: returns at once.
+    pub async fn relay(self, shutdown: CancellationToken) {
+        let Some(client) = self.redis_client.clone() else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(100);
+        let mut outage = false;
+        while !shutdown.is_cancelled() {
+            match self.relay_once(&client, &shutdown).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                    tracing::warn!("Redis subscription ended; reconnecting");
+                    outage = true;
+                }
+                Err(e) if !outage => {
+                    tracing::warn!(error = %e, "Redis relay is down; retrying");
+                    outage = true;
+                }
+                Err(e) => tracing::debug!(error = %e, "Redis relay still down"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn relay_once(
+        &self,
+        client: &redis::Client,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.psubscribe("slipway.deploy.*").await?;
+        pubsub.subscribe(EVENTS_CHANNEL).await?;
+        tracing::info!("relaying the Redis bus");
+        // Whatever was published while we were not subscribed is lost:
+        // tell everyone to re-read the record.
+        let _ = self.deploys.send((None, BusMessage::Sync));
+        let _ = self.events.send(Live::Resync);
+        let mut messages = pubsub.into_on_message();
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                m = messages.next() => m,
+            };
+            let Some(msg) = msg else { return Ok(()) };
+            let channel = msg.get_channel_name().to_string();
+            let payload: String = match msg.get_payload() {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(%channel, error = %e, "skipping an unreadable message");
+                    continue;
+                }
+            };
+            if channel == EVENTS_CHANNEL {
+                match serde_json::from_str::<DeployEvent>(&payload) {
+                    Ok(ev) => {
+                        let _ = self.events.send(Live::Event(ev));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "skipping a malformed deploy event"),
+                }
+            } else if let Some(cluster) = channel.strip_prefix("slipway.deploy.") {
+                let Ok(cluster) = Cluster::parse(cluster) else {
+                    tracing::warn!(%channel, "skipping a message on a malformed channel");
+                    continue;
+                };
+                match BusMessage::from_json(&payload) {
+                    Ok(m) => {
+                        let _ = self.deploys.send((Some(cluster), m));
+                    }
+                    Err(e) => {
+                        tracing::warn!(%channel, error = %e, "skipping a malformed bus message")
+                    }
+                }
+            }
+        }
     }
 }

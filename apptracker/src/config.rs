@@ -28,6 +28,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Run queued builds in this process.
     pub builder: bool,
+    /// `redis://...`: the bus goes through Redis, so several replicas and
+    /// remote grabbers share it. In-process when unset.
+    pub redis_url: Option<String>,
     /// How long a download URL handed to a host stays valid.
     #[serde(with = "humantime_serde_compat")]
     pub artifact_url_ttl: Duration,
@@ -46,6 +49,7 @@ impl Default for Config {
             host_deadline: Duration::from_secs(300),
             sweep_interval: Duration::from_secs(2),
             builder: true,
+            redis_url: None,
             artifact_url_ttl: Duration::from_secs(15 * 60),
             url_signing_key_file: None,
         }

@@ -21,6 +21,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Principal, Role};
+use crate::bus::Live;
 use crate::error::{ApiError, ApiJson};
 use crate::store::artifact_key;
 use crate::tracker::Tracker;
@@ -247,7 +248,7 @@ async fn deploy_stream(
     let done = first.status.is_terminal();
     let initial = stream::iter(snapshot(&first));
     struct S {
-        rx: tokio::sync::broadcast::Receiver<DeployEvent>,
+        rx: tokio::sync::broadcast::Receiver<Live>,
         t: Tracker,
         done: bool,
         pending: std::collections::VecDeque<DeployEvent>,
@@ -268,7 +269,7 @@ async fn deploy_stream(
                     return None;
                 }
                 match s.rx.recv().await {
-                    Ok(ev) => match &ev {
+                    Ok(Live::Event(ev)) => match &ev {
                         DeployEvent::Host { deploy_id, .. } if *deploy_id == id => {
                             return Some((ev, s));
                         }
@@ -280,7 +281,7 @@ async fn deploy_stream(
                         }
                         _ => {}
                     },
-                    Err(RecvError::Lagged(_)) => {
+                    Ok(Live::Resync) | Err(RecvError::Lagged(_)) => {
                         // Fell behind: send a fresh snapshot instead.
                         let d = s.t.deploy(id).await.ok()?;
                         s.done = d.status.is_terminal();
@@ -390,7 +391,8 @@ async fn bus_stream(
     let live = stream::unfold((rx, cluster), |(mut rx, cluster)| async move {
         loop {
             match rx.recv().await {
-                Ok((c, msg)) if c == cluster => return Some((msg, (rx, cluster))),
+                Ok((Some(c), msg)) if c == cluster => return Some((msg, (rx, cluster))),
+                Ok((None, msg)) => return Some((msg, (rx, cluster))),
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => return Some((BusMessage::Sync, (rx, cluster))),
                 Err(RecvError::Closed) => return None,

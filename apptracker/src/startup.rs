@@ -60,7 +60,12 @@ impl Application {
             config.artifact_url_ttl,
         ));
         tracing::info!(store = %local.describe(), "artifact store");
-        let tracker = Tracker::new(db, Bus::default(), local.clone(), Some(local), config);
+        let bus = match &config.redis_url {
+            Some(url) => Bus::redis(url).await?,
+            None => Bus::in_process(),
+        };
+        tracing::info!(bus = bus.describe(), "bus");
+        let tracker = Tracker::new(db, bus, local.clone(), Some(local), config);
         Ok(Self {
             listener,
             addr,
@@ -90,6 +95,7 @@ impl Application {
             tasks.spawn(crate::builder::run(tracker.clone(), shutdown.clone()));
         }
         tasks.spawn(sweeper(tracker.clone(), shutdown.clone()));
+        tasks.spawn(tracker.bus().clone().relay(shutdown.clone()));
         tasks.close();
 
         let app = crate::routes::api(tracker.clone())

@@ -324,20 +324,22 @@ impl Tracker {
             .set_desired(&deploy.cluster, &hosts, &deploy.app, &build.version, id)
             .await?;
         tracing::info!(deploy_id = %id, app = %deploy.app, version = %build.version, "rollout published");
-        self.bus().publish(
-            &deploy.cluster,
-            BusMessage::Deploy(DeployMessage {
-                deploy_id: id,
-                app: deploy.app.clone(),
-                version: build.version.clone(),
-                artifact,
-                target: Target {
-                    cluster: deploy.cluster.clone(),
-                    hosts: deploy.hosts_selector.clone(),
-                },
-                issued_at: Timestamp::now(),
-            }),
-        );
+        self.bus()
+            .publish(
+                &deploy.cluster,
+                BusMessage::Deploy(DeployMessage {
+                    deploy_id: id,
+                    app: deploy.app.clone(),
+                    version: build.version.clone(),
+                    artifact,
+                    target: Target {
+                        cluster: deploy.cluster.clone(),
+                        hosts: deploy.hosts_selector.clone(),
+                    },
+                    issued_at: Timestamp::now(),
+                }),
+            )
+            .await;
         Ok(())
     }
 
@@ -359,12 +361,14 @@ impl Tracker {
                 tracing::info!(deploy_id = %id, status = %to, "deploy finished");
             }
             let d = self.db().deploy(id).await?;
-            self.bus().emit(DeployEvent::Status {
-                deploy_id: id,
-                status: to,
-                version: d.as_ref().and_then(|d| d.version.clone()),
-                error: d.and_then(|d| d.error),
-            });
+            self.bus()
+                .emit(DeployEvent::Status {
+                    deploy_id: id,
+                    status: to,
+                    version: d.as_ref().and_then(|d| d.version.clone()),
+                    error: d.and_then(|d| d.error),
+                })
+                .await;
         }
         Ok(moved)
     }
@@ -401,10 +405,12 @@ impl Tracker {
                 .revert_desired(&deploy.cluster, host, &deploy.app, id)
                 .await?;
         }
-        self.bus().emit(DeployEvent::Host {
-            deploy_id: id,
-            host: row.clone(),
-        });
+        self.bus()
+            .emit(DeployEvent::Host {
+                deploy_id: id,
+                host: row.clone(),
+            })
+            .await;
         if row.phase.is_terminal() {
             self.finish_if_done(id).await?;
         }

@@ -141,7 +141,7 @@ async fn follow_bus(agent: &Arc<Agent>) {
     let mut outage = false;
     while !agent.shutdown.is_cancelled() {
         let connected = tokio::select! {
-            r = agent.client.bus_stream(&agent.config.cluster) => r,
+            r = subscribe(agent) => r,
             _ = agent.shutdown.cancelled() => return,
         };
         match connected {
@@ -154,7 +154,7 @@ async fn follow_bus(agent: &Arc<Agent>) {
                 }
             }
             Ok(stream) => {
-                tracing::info!(cluster = %agent.config.cluster, "subscribed to the bus");
+                tracing::info!(cluster = %agent.config.cluster, via = %bus_name(agent), "subscribed to the bus");
                 outage = false;
                 let mut stream = std::pin::pin!(stream);
                 loop {
@@ -181,6 +181,57 @@ async fn follow_bus(agent: &Arc<Agent>) {
             _ = agent.shutdown.cancelled() => return,
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+type BusStream = futures::stream::BoxStream<'static, Result<BusMessage, String>>;
+
+fn bus_name(agent: &Agent) -> &'static str {
+    if agent.config.redis_url.is_some() {
+        "redis"
+    } else {
+        "apptracker"
+    }
+}
+
+/// Subscribes to the cluster's channel: on Redis directly, or through
+/// AppTracker's relay. Either way the stream opens with `Sync`, so every
+/// (re)connection re-reads the desired state and nothing published while
+/// the subscriber was away is lost. A Redis restart ends the stream (the
+/// caller reconnects with backoff).
+async fn subscribe(agent: &Agent) -> Result<BusStream, String> {
+    match &agent.config.redis_url {
+        None => {
+            let s = agent
+                .client
+                .bus_stream(&agent.config.cluster)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(s.map(|r| r.map_err(|e| e.to_string())).boxed())
+        }
+        Some(url) => {
+            let client =
+                redis::Client::open(url.as_str()).map_err(|e| format!("bad redis URL: {e}"))?;
+            let mut pubsub = client
+                .get_async_pubsub()
+                .await
+                .map_err(|e| format!("cannot connect to redis: {e}"))?;
+            let channel = deploy::bus::channel(&agent.config.cluster);
+            pubsub
+                .subscribe(&channel)
+                .await
+                .map_err(|e| format!("cannot subscribe to {channel}: {e}"))?;
+            let messages = pubsub.into_on_message().map(|msg| {
+                let payload: String = msg
+                    .get_payload()
+                    .map_err(|e| format!("unreadable bus message: {e}"))?;
+                BusMessage::from_json(&payload)
+                    .map_err(|e| format!("malformed bus message {payload:?}: {e}"))
+            });
+            Ok(futures::stream::once(async { Ok(BusMessage::Sync) })
+                .chain(messages)
+                .boxed())
+        }
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Config {
     pub max_artifact_bytes: u64,
     /// The cluster's agent token, sent to AppTracker; never logged.
     pub token: Option<SecretString>,
+    /// Subscribe to this Redis (`redis://...`) for the cluster's channel
+    /// instead of AppTracker's relayed event stream.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Config {
@@ -57,6 +60,7 @@ impl Default for Config {
             stop_apps_on_exit: false,
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,
             token: None,
+            redis_url: None,
         }
     }
 }

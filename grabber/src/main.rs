@@ -39,6 +39,10 @@ struct Args {
     /// Stop the apps when the grabber exits (dev mode).
     #[arg(long, env = "SLIPWAY_STOP_APPS_ON_EXIT")]
     stop_apps_on_exit: bool,
+    /// Subscribe to the cluster's channel on this Redis instead of
+    /// AppTracker's relayed stream.
+    #[arg(long = "redis", env = "SLIPWAY_REDIS_URL")]
+    redis_url: Option<String>,
     /// File holding the cluster's agent token (or set SLIPWAY_TOKEN).
     #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
@@ -81,6 +85,7 @@ async fn main() -> anyhow::Result<()> {
         heartbeat_interval: args.heartbeat,
         stop_apps_on_exit: args.stop_apps_on_exit,
         token: read_token(args.token_file.as_deref())?,
+        redis_url: args.redis_url,
         ..grabber::Config::default()
     };
 

@@ -24,6 +24,8 @@ pub const APP_PORT: u16 = 8000;
 pub struct Platform {
     /// A client with an admin token.
     pub client: Client,
+    /// The bus the grabbers subscribe to, when Redis.
+    pub redis_url: Option<String>,
     /// The admin token `client` uses.
     pub admin_token: String,
     /// The agent token of cluster `local`.
@@ -66,6 +68,8 @@ pub fn init_tracing() {
 pub struct Options {
     /// A PostgreSQL database instead of SQLite.
     pub database_url: Option<String>,
+    /// Redis as the bus, for AppTracker and the grabbers.
+    pub redis_url: Option<String>,
 }
 
 impl Platform {
@@ -82,6 +86,7 @@ impl Platform {
             listen: "127.0.0.1:0".parse()?,
             data_dir: dir.path().join("apptracker"),
             database_url: opts.database_url,
+            redis_url: opts.redis_url.clone(),
             sweep_interval: Duration::from_millis(200),
             ..apptracker::Config::default()
         };
@@ -100,6 +105,7 @@ impl Platform {
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(app.run(server_stop.clone()));
         let mut platform = Self {
+            redis_url: opts.redis_url,
             client: Client::new(base_url.clone()).with_token(admin.clone()),
             admin_token: admin,
             agent_token,
@@ -146,6 +152,7 @@ impl Platform {
             heartbeat_interval: Duration::from_millis(500),
             stop_apps_on_exit: true,
             token: Some(token),
+            redis_url: self.redis_url.clone(),
             ..grabber::Config::default()
         };
         host.task = Some(tokio::spawn(grabber::run(cfg, host.stop.clone())));

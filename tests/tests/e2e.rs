@@ -24,12 +24,16 @@ async fn commits_reach_every_host_and_a_bad_one_rolls_back() -> anyhow::Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_same_on_postgresql() -> anyhow::Result<()> {
-    let Some(db) = slipway_tests::services::postgres().await else {
+async fn the_same_on_postgresql_and_redis() -> anyhow::Result<()> {
+    let (Some(db), Some(redis)) = (
+        slipway_tests::services::postgres().await,
+        slipway_tests::services::redis().await,
+    ) else {
         return Ok(());
     };
     let opts = slipway_tests::Options {
         database_url: Some(db.url.clone()),
+        redis_url: Some(redis),
     };
     let p = Platform::start_with(&HOSTS, opts).await?;
     release_rollout_and_rollback(p).await
