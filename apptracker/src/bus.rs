@@ -58,7 +58,13 @@ impl Bus {
     /// reconnects).
     pub async fn redis(url: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("invalid redis_url")?;
-        let conn = redis::aio::ConnectionManager::new(client.clone())
+        // A publish must not hold a request up while Redis is away: fail
+        // fast and let the record (the database) carry the state.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(1)
+            .set_connection_timeout(Some(Duration::from_millis(500)))
+            .set_response_timeout(Some(Duration::from_secs(1)));
+        let conn = redis::aio::ConnectionManager::new_with_config(client.clone(), config)
             .await
             .context("cannot connect to Redis (redis_url)")?;
         Ok(Self {
@@ -79,11 +85,13 @@ impl Bus {
     async fn redis_publish(&self, channel: &str, payload: String) {
         let Some(conn) = &self.redis else { return };
         let mut conn = conn.clone();
-        let r: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-            .arg(channel)
-            .arg(payload)
-            .query_async(&mut conn)
-            .await;
+        let mut cmd = redis::cmd("PUBLISH");
+        cmd.arg(channel).arg(payload);
+        let publish = cmd.query_async::<i64>(&mut conn);
+        let r = match tokio::time::timeout(Duration::from_secs(2), publish).await {
+            Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
+            Err(_) => Err("timed out".to_string()),
+        };
         if let Err(e) = r {
             // The database holds the record: grabbers converge when they
             // reconnect, watchers re-read when the relay does.

@@ -150,3 +150,54 @@ pub async fn s3() -> Option<S3> {
         secret_key: std::env::var("SLIPWAY_TEST_S3_SECRET_KEY").unwrap_or_default(),
     })
 }
+
+/// A Redis server of a test's own, on a free port, that the test may stop
+/// and start again (the shared one must not be restarted under others).
+pub struct OwnRedis {
+    pub port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnRedis {
+    /// Starts `redis-server`, or `None` (outside CI) when it is not installed.
+    pub async fn start() -> Option<Self> {
+        let port = crate::free_port().ok()?;
+        let mut r = Self { port, child: None };
+        match r.spawn().await {
+            Ok(()) => Some(r),
+            Err(e) => missing("redis-server", &e.to_string()),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let child = tokio::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        crate::poll(Duration::from_secs(10), || async {
+            Ok(tokio::net::TcpStream::connect(&addr).await.is_ok())
+        })
+        .await
+    }
+
+    /// Kills the server (as a crash would) and waits until it is gone.
+    pub async fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts it again on the same port.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.spawn().await
+    }
+}
