@@ -28,6 +28,8 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Run queued builds in this process.
     pub builder: bool,
+    /// An S3-compatible bucket for artifacts; the local directory when unset.
+    pub s3: Option<crate::store::S3Config>,
     /// `redis://...`: the bus goes through Redis, so several replicas and
     /// remote grabbers share it. In-process when unset.
     pub redis_url: Option<String>,
@@ -50,6 +52,7 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(2),
             builder: true,
             redis_url: None,
+            s3: None,
             artifact_url_ttl: Duration::from_secs(15 * 60),
             url_signing_key_file: None,
         }

@@ -11,7 +11,7 @@ pub mod dev;
 mod error;
 mod routes;
 mod startup;
-mod store;
+pub mod store;
 mod tracker;
 
 pub use config::Config;

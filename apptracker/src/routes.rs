@@ -136,11 +136,11 @@ async fn list_builds(
         return Err(ApiError::NotFound(format!("unknown app `{app}`")));
     }
     let builds = t.db().builds(&app).await?;
-    let builds = builds
-        .into_iter()
-        .map(|b| t.present_build(b))
-        .collect::<Result<_, _>>()?;
-    Ok(ApiJson(builds))
+    let mut out = Vec::with_capacity(builds.len());
+    for b in builds {
+        out.push(t.present_build(b).await?);
+    }
+    Ok(ApiJson(out))
 }
 
 async fn show_build(
@@ -152,7 +152,7 @@ async fn show_build(
     let id: BuildId = parse(&id)?;
     let build = t.db().build(id).await?;
     let build = build.ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
-    Ok(ApiJson(t.present_build(build)?))
+    Ok(ApiJson(t.present_build(build).await?))
 }
 
 // ---------------------------------------------------------------- deploys

@@ -13,7 +13,7 @@ use tower_http::trace::TraceLayer;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::db::Db;
-use crate::store::{ArtifactStore, LocalStore};
+use crate::store::{ArtifactStore, LocalStore, S3Store};
 use crate::tracker::Tracker;
 use std::sync::Arc;
 
@@ -59,13 +59,23 @@ impl Application {
             signing_key,
             config.artifact_url_ttl,
         ));
-        tracing::info!(store = %local.describe(), "artifact store");
+        let store: Arc<dyn ArtifactStore> = match &config.s3 {
+            Some(s3) => Arc::new(
+                S3Store::connect(s3, config.artifact_url_ttl)
+                    .await
+                    .context("cannot open the S3 artifact store ([s3] in the config)")?,
+            ),
+            None => local.clone(),
+        };
+        tracing::info!(store = %store.describe(), "artifact store");
+        // The local directory is served only when it is the store.
+        let local = config.s3.is_none().then_some(local);
         let bus = match &config.redis_url {
             Some(url) => Bus::redis(url).await?,
             None => Bus::in_process(),
         };
         tracing::info!(bus = bus.describe(), "bus");
-        let tracker = Tracker::new(db, bus, local.clone(), Some(local), config);
+        let tracker = Tracker::new(db, bus, store, local, config);
         Ok(Self {
             listener,
             addr,

@@ -19,7 +19,7 @@ pub trait ArtifactStore: Send + Sync + 'static {
 
     /// A URL a host can download `key` from without credentials, valid for
     /// a short while.
-    fn download_url(&self, key: &str) -> anyhow::Result<String>;
+    fn download_url<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<String>>;
 
     /// For logs: what and where.
     fn describe(&self) -> String;
@@ -119,17 +119,257 @@ impl ArtifactStore for LocalStore {
         })
     }
 
-    fn download_url(&self, key: &str) -> anyhow::Result<String> {
+    fn download_url<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<String>> {
         let expires = Timestamp::now().0 / 1000 + self.ttl.as_secs() as i64;
-        Ok(format!(
+        let url = format!(
             "{}/artifacts/{key}?{}",
             self.public_url,
             self.sign(key, expires)
-        ))
+        );
+        Box::pin(async move { Ok(url) })
     }
 
     fn describe(&self) -> String {
         format!("local directory {}", self.dir.display())
+    }
+}
+
+/// Where an S3-compatible bucket is (`[s3]` in the config).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// For S3-compatible servers (MinIO, Garage, Ceph...); AWS when unset.
+    pub endpoint_url: Option<String>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Path-style URLs (`endpoint/bucket/key`), which most S3-compatible
+    /// servers want.
+    #[serde(default)]
+    pub force_path_style: bool,
+    /// Prepended to every key, to share a bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// Create the bucket at start when it does not exist.
+    #[serde(default)]
+    pub create_bucket: bool,
+}
+
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+
+/// Artifacts in an S3-compatible bucket. Credentials come from the usual
+/// AWS chain (environment, profile files, container and instance roles);
+/// hosts only ever see presigned GET URLs.
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+    ttl: Duration,
+}
+
+/// Artifacts up to this size go in one PUT; larger ones in parts of it.
+const PART_SIZE: u64 = 8 * 1024 * 1024;
+
+impl S3Store {
+    pub async fn connect(cfg: &S3Config, ttl: Duration) -> anyhow::Result<Self> {
+        use aws_smithy_http_client::tls;
+        // One rustls+ring HTTP client: no second HTTP stack, no C crypto build.
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
+            .build_https();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(http)
+            .region(aws_config::Region::new(cfg.region.clone()))
+            .load()
+            .await;
+        let mut conf =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.force_path_style);
+        if let Some(url) = &cfg.endpoint_url {
+            conf = conf.endpoint_url(url);
+        }
+        let client = aws_sdk_s3::Client::from_conf(conf.build());
+        let store = Self {
+            client,
+            bucket: cfg.bucket.clone(),
+            prefix: cfg.prefix.clone(),
+            ttl,
+        };
+        store.check_bucket(cfg.create_bucket).await?;
+        Ok(store)
+    }
+
+    async fn check_bucket(&self, create: bool) -> anyhow::Result<()> {
+        match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if create => {
+                tracing::info!(bucket = %self.bucket, reason = %e, "creating the artifact bucket");
+                match self
+                    .client
+                    .create_bucket()
+                    .bucket(&self.bucket)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    // Another replica made it first.
+                    Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 409) => {
+                        Ok(())
+                    }
+                    Err(e) => Err(anyhow::Error::new(e.into_service_error())
+                        .context(format!("cannot create bucket {}", self.bucket))),
+                }
+            }
+            Err(e) => Err(anyhow::anyhow!(
+                "cannot reach bucket {}: {} (check s3.bucket, s3.endpoint_url and the AWS credentials)",
+                self.bucket,
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )),
+        }
+    }
+
+    fn object_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    async fn put_multipart(&self, key: &str, file: &Path, size: u64) -> anyhow::Result<()> {
+        use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+        use tokio::io::AsyncReadExt;
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+        let upload_id = upload
+            .upload_id()
+            .context("the store answered a multipart upload without an id")?
+            .to_string();
+        let result: anyhow::Result<Vec<CompletedPart>> = async {
+            let mut f = tokio::fs::File::open(file).await?;
+            let mut parts = Vec::new();
+            let mut left = size;
+            let mut number = 1;
+            while left > 0 {
+                let len = left.min(PART_SIZE) as usize;
+                let mut buf = vec![0u8; len];
+                f.read_exact(&mut buf).await?;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(buf.into())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
+                    })?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_string))
+                        .build(),
+                );
+                left -= len as u64;
+                number += 1;
+            }
+            Ok(parts)
+        }
+        .await;
+        match result {
+            Ok(parts) => {
+                self.client
+                    .complete_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
+                    })?;
+                Ok(())
+            }
+            Err(e) => {
+                // Leave no orphan parts behind.
+                let _ = self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                Err(e)
+            }
+        }
+    }
+}
+
+impl ArtifactStore for S3Store {
+    fn put<'a>(&'a self, key: &'a str, file: &'a Path) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let key = self.object_key(key);
+            let size = tokio::fs::metadata(file)
+                .await
+                .with_context(|| format!("cannot read {}", file.display()))?
+                .len();
+            if size > PART_SIZE {
+                return self
+                    .put_multipart(&key, file, size)
+                    .await
+                    .with_context(|| format!("cannot upload s3://{}/{key}", self.bucket));
+            }
+            // Streams from the file, no copy in memory.
+            let body = aws_sdk_s3::primitives::ByteStream::from_path(file)
+                .await
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .content_type("application/gzip")
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))
+                .with_context(|| format!("cannot upload s3://{}/{key}", self.bucket))?;
+            Ok(())
+        })
+    }
+
+    fn download_url<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            let presign = aws_sdk_s3::presigning::PresigningConfig::expires_in(self.ttl)
+                .context("invalid artifact_url_ttl")?;
+            let req = self
+                .client
+                .get_object()
+                .bucket(&self.bucket)
+                .key(self.object_key(key))
+                .presigned(presign)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))
+                .context("cannot presign a download URL")?;
+            Ok(req.uri().to_string())
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("s3 bucket {}", self.bucket)
     }
 }
 
@@ -176,9 +416,9 @@ mod tests {
         assert_eq!(s.verify("k", past, sig), Err(UrlError::Expired));
     }
 
-    #[test]
-    fn download_urls_carry_a_signature() {
-        let url = store().download_url("a/a-1.tar.gz").unwrap();
+    #[tokio::test]
+    async fn download_urls_carry_a_signature() {
+        let url = store().download_url("a/a-1.tar.gz").await.unwrap();
         assert!(
             url.starts_with("http://x/artifacts/a/a-1.tar.gz?expires="),
             "{url}"

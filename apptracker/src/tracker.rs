@@ -80,17 +80,19 @@ impl Tracker {
     }
 
     /// Swaps a stored artifact's key for a fresh download URL.
-    pub fn present_artifact(
+    pub async fn present_artifact(
         &self,
         mut a: deploy::ArtifactRef,
     ) -> anyhow::Result<deploy::ArtifactRef> {
-        a.url = self.store().download_url(&a.url)?;
+        a.url = self.store().download_url(&a.url).await?;
         Ok(a)
     }
 
     /// A build as the API shows it: with a download URL, not the key.
-    pub fn present_build(&self, mut b: Build) -> Result<Build, ApiError> {
-        b.artifact = b.artifact.map(|a| self.present_artifact(a)).transpose()?;
+    pub async fn present_build(&self, mut b: Build) -> Result<Build, ApiError> {
+        if let Some(a) = b.artifact.take() {
+            b.artifact = Some(self.present_artifact(a).await?);
+        }
         Ok(b)
     }
 
@@ -102,7 +104,7 @@ impl Tracker {
     ) -> Result<Vec<deploy::DesiredApp>, ApiError> {
         let mut apps = self.db().desired(cluster, host).await?;
         for a in &mut apps {
-            a.artifact = self.present_artifact(a.artifact.clone())?;
+            a.artifact = self.present_artifact(a.artifact.clone()).await?;
         }
         Ok(apps)
     }
@@ -306,7 +308,7 @@ impl Tracker {
             .artifact
             .clone()
             .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
-        let artifact = self.present_artifact(artifact)?;
+        let artifact = self.present_artifact(artifact).await?;
         let hosts: Vec<HostName> = deploy.hosts.iter().map(|h| h.host.clone()).collect();
         if !self
             .transition(

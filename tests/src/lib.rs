@@ -70,6 +70,8 @@ pub struct Options {
     pub database_url: Option<String>,
     /// Redis as the bus, for AppTracker and the grabbers.
     pub redis_url: Option<String>,
+    /// An S3-compatible artifact store (a fresh bucket).
+    pub s3: Option<services::S3>,
 }
 
 impl Platform {
@@ -87,6 +89,7 @@ impl Platform {
             data_dir: dir.path().join("apptracker"),
             database_url: opts.database_url,
             redis_url: opts.redis_url.clone(),
+            s3: opts.s3.as_ref().map(services::S3::config),
             sweep_interval: Duration::from_millis(200),
             ..apptracker::Config::default()
         };

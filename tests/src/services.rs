@@ -118,12 +118,8 @@ pub async fn redis() -> Option<String> {
     .await
     {
         Ok(Ok(_)) => Some(url),
-        Ok(Err(e)) => {
-            return missing("Redis", &e.to_string());
-        }
-        Err(_) => {
-            return missing("Redis", "connect timed out");
-        }
+        Ok(Err(e)) => missing("Redis", &e.to_string()),
+        Err(_) => missing("Redis", "connect timed out"),
     }
 }
 
@@ -133,6 +129,24 @@ pub struct S3 {
     pub endpoint: String,
     pub access_key: String,
     pub secret_key: String,
+}
+
+impl S3 {
+    /// An AppTracker `[s3]` section for a fresh bucket on this server. The
+    /// credentials reach the AWS SDK through the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`), as in production.
+    pub fn config(&self) -> apptracker::store::S3Config {
+        let mut suffix = [0u8; 6];
+        getrandom::fill(&mut suffix).expect("randomness");
+        apptracker::store::S3Config {
+            bucket: format!("slipway-test-{}", hex::encode(suffix)),
+            endpoint_url: Some(self.endpoint.clone()),
+            region: "us-east-1".into(),
+            force_path_style: true,
+            prefix: "artifacts/".into(),
+            create_bucket: true,
+        }
+    }
 }
 
 /// The S3 server, or `None` (outside CI) when it is not configured or away.

@@ -20,28 +20,55 @@ fn pid_of(p: &Platform, host: &str, app: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commits_reach_every_host_and_a_bad_one_rolls_back() -> anyhow::Result<()> {
     let p = Platform::start(&HOSTS).await?;
-    release_rollout_and_rollback(p).await
+    release_rollout_and_rollback(&p).await?;
+    p.shutdown().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_same_on_postgresql_and_redis() -> anyhow::Result<()> {
-    let (Some(db), Some(redis)) = (
+async fn the_same_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
+    let (Some(db), Some(redis), Some(s3)) = (
         slipway_tests::services::postgres().await,
         slipway_tests::services::redis().await,
+        slipway_tests::services::s3().await,
     ) else {
         return Ok(());
     };
     let opts = slipway_tests::Options {
         database_url: Some(db.url.clone()),
         redis_url: Some(redis),
+        s3: Some(s3),
     };
     let p = Platform::start_with(&HOSTS, opts).await?;
-    release_rollout_and_rollback(p).await
+    release_rollout_and_rollback(&p).await?;
+
+    // Hosts downloaded through presigned S3 URLs; a tampered one is refused
+    // by the store itself.
+    let as_agent = deploy::Client::new(p.base_url.clone()).with_token(p.agent_token.clone());
+    let desired = as_agent
+        .desired_state(&Platform::cluster(), &p.hosts[0].name)
+        .await?;
+    let url = &desired.apps[0].artifact.url;
+    assert!(
+        url.contains("X-Amz-Signature="),
+        "a presigned S3 URL: {url}"
+    );
+    assert!(
+        !url.contains(&p.base_url),
+        "hosts fetch from the store, not AppTracker"
+    );
+    let ok = reqwest::get(url).await?;
+    assert_eq!(ok.status(), 200);
+    let at = url.find("X-Amz-Signature=").expect("a signature") + "X-Amz-Signature=".len();
+    let mut tampered = url.clone();
+    let flipped = if &url[at..at + 1] == "0" { "1" } else { "0" };
+    tampered.replace_range(at..at + 1, flipped);
+    assert_eq!(reqwest::get(&tampered).await?.status(), 403, "{tampered}");
+    p.shutdown().await
 }
 
 /// Commit A everywhere, B everywhere, B again (skipped), C fails and rolls
 /// back; the deploy page shows it all.
-async fn release_rollout_and_rollback(p: Platform) -> anyhow::Result<()> {
+async fn release_rollout_and_rollback(p: &Platform) -> anyhow::Result<()> {
     let repo = AppRepo::new(p.dir.path().join("repo"))?;
     let sha_a = commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
@@ -72,7 +99,7 @@ async fn release_rollout_and_rollback(p: Platform) -> anyhow::Result<()> {
 
     // The same version again: skipped everywhere, nothing restarted.
     let pids: BTreeMap<&str, Option<u64>> =
-        HOSTS.iter().map(|h| (*h, pid_of(&p, h, "hello"))).collect();
+        HOSTS.iter().map(|h| (*h, pid_of(p, h, "hello"))).collect();
     assert!(
         pids.values().all(Option::is_some),
         "state.json records pids: {pids:?}"
@@ -84,7 +111,7 @@ async fn release_rollout_and_rollback(p: Platform) -> anyhow::Result<()> {
     }
     for host in HOSTS {
         assert_eq!(
-            pid_of(&p, host, "hello"),
+            pid_of(p, host, "hello"),
             pids[host],
             "{host} was not restarted"
         );
@@ -143,7 +170,7 @@ async fn release_rollout_and_rollback(p: Platform) -> anyhow::Result<()> {
         .await?;
     assert_eq!(desired.apps[0].version, version_b);
 
-    p.shutdown().await
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

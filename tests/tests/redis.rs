@@ -16,6 +16,7 @@ async fn a_redis_restart_mid_deploy_loses_nothing() -> anyhow::Result<()> {
     let opts = Options {
         database_url: Some(db.url.clone()),
         redis_url: Some(redis.url()),
+        ..Options::default()
     };
     let p = Platform::start_with(&HOSTS, opts).await?;
     let repo = AppRepo::new(p.dir.path().join("repo"))?;
