@@ -35,6 +35,9 @@ pub struct Platform {
     server_stop: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     pub hosts: Vec<TestHost>,
+    /// The first AppTracker's config, for replicas.
+    config: apptracker::Config,
+    replicas: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
 }
 
 /// A grabber of cluster `local` and the port its apps get.
@@ -93,7 +96,7 @@ impl Platform {
             sweep_interval: Duration::from_millis(200),
             ..apptracker::Config::default()
         };
-        let app = apptracker::Application::build(config).await?;
+        let app = apptracker::Application::build(config.clone()).await?;
         let base_url = app.base_url().to_string();
         let admin = app
             .tracker()
@@ -108,6 +111,8 @@ impl Platform {
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(app.run(server_stop.clone()));
         let mut platform = Self {
+            config,
+            replicas: Vec::new(),
             redis_url: opts.redis_url,
             client: Client::new(base_url.clone()).with_token(admin.clone()),
             admin_token: admin,
@@ -171,6 +176,24 @@ impl Platform {
                 .context("grabber did not stop within 30s")???;
         }
         Ok(())
+    }
+
+    /// Starts another AppTracker sharing this one's database, bus and store
+    /// (and not building: one builder is enough); returns its URL.
+    pub async fn start_replica(&mut self) -> anyhow::Result<String> {
+        let n = self.replicas.len() + 1;
+        let config = apptracker::Config {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir: self.dir.path().join(format!("replica-{n}")),
+            builder: false,
+            ..self.config.clone()
+        };
+        let app = apptracker::Application::build(config).await?;
+        let url = app.base_url().to_string();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(app.run(stop.clone()));
+        self.replicas.push((stop, task));
+        Ok(url)
     }
 
     /// Waits until `n` hosts have registered.
@@ -256,6 +279,12 @@ impl Platform {
         for i in 0..self.hosts.len() {
             self.stop_grabber(i).await?;
         }
+        for (stop, task) in self.replicas.drain(..) {
+            stop.cancel();
+            tokio::time::timeout(Duration::from_secs(30), task)
+                .await
+                .context("a replica did not stop within 30s")???;
+        }
         self.server_stop.cancel();
         if let Some(s) = self.server.take() {
             tokio::time::timeout(Duration::from_secs(30), s)
@@ -271,6 +300,9 @@ impl Drop for Platform {
         // A failed test still stops its grabbers, which stop their apps.
         for h in &self.hosts {
             h.stop.cancel();
+        }
+        for (stop, _) in &self.replicas {
+            stop.cancel();
         }
         self.server_stop.cancel();
     }
