@@ -1,27 +1,25 @@
 //! The in-process build worker (the embedded default): claims queued builds
-//! from the database, runs packer, stores the artifact and reports the build.
+//! like any `packer worker` does, builds them with the packer library,
+//! stores the artifact and reports the build.
 
 use std::time::Duration;
 
-use deploy::Build;
+use deploy::{Build, BuildOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::tracker::Tracker;
 
 /// Runs queued builds until `shutdown`; a build in flight is finished first.
 pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
-    match tracker.db().requeue_running_builds().await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            builds = n,
-            "requeued builds left running by a previous process"
-        ),
-        Err(e) => tracing::error!(error = %e, "cannot requeue interrupted builds"),
-    }
+    let worker = format!(
+        "apptracker-{}-{}",
+        grabber::default_host(),
+        std::process::id()
+    );
     loop {
-        match tracker.db().claim_build().await {
-            Ok(Some((build, git_url))) => {
-                run_one(&tracker, build, git_url).await;
+        match tracker.claim_build(&worker).await {
+            Ok(Some(job)) => {
+                run_one(&tracker, &worker, job.build, job.git_url).await;
                 continue;
             }
             Ok(None) => {}
@@ -37,42 +35,46 @@ pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
 }
 
 #[tracing::instrument(skip_all, fields(build_id = %build.id, app = %build.app, version = %build.version))]
-async fn run_one(tracker: &Tracker, build: Build, git_url: String) {
+async fn run_one(tracker: &Tracker, worker: &str, build: Build, git_url: String) {
     tracing::info!(commit = %build.commit, "build started");
-    let outcome = build_and_store(tracker, &build, &git_url).await;
-    let db = tracker.db();
-    let saved = match &outcome {
-        Ok((artifact, build_type, log)) => {
-            tracing::info!(sha256 = %artifact.sha256, size = artifact.size, "build succeeded");
-            db.finish_build_ok(build.id, *build_type, artifact, log)
-                .await
-        }
-        Err((error, log)) => {
-            tracing::warn!(error = %error, "build failed");
-            db.finish_build_failed(build.id, error, log).await
-        }
+    // Renew the lease while the build runs, so the sweeper leaves it alone.
+    let renew = {
+        let tracker = tracker.clone();
+        let worker = worker.to_string();
+        let id = build.id;
+        let every = tracker.config().build_lease / 3;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = tracker.renew_build_lease(id, &worker).await {
+                    tracing::warn!(error = %e, "lost the build's lease");
+                    return;
+                }
+            }
+        })
     };
-    if let Err(e) = saved {
+    let (outcome, log) = build_and_store(tracker, &build, &git_url).await;
+    renew.abort();
+    if let Err(e) = tracker.finish_build(build.id, worker, &outcome, &log).await {
         tracing::error!(error = %e, "cannot record the build's outcome");
-        return;
-    }
-    if let Err(e) = tracker.on_build_finished(build.id).await {
-        tracing::error!(error = ?e, "cannot start the deploys waiting on the build");
     }
 }
 
-type Outcome = Result<(deploy::ArtifactRef, deploy::BuildType, String), (String, String)>;
-
-async fn build_and_store(tracker: &Tracker, build: &Build, git_url: &str) -> Outcome {
-    let scratch = tempfile::Builder::new()
-        .prefix("slipway-build-")
-        .tempdir()
-        .map_err(|e| {
-            (
+async fn build_and_store(
+    tracker: &Tracker,
+    build: &Build,
+    git_url: &str,
+) -> (BuildOutcome, String) {
+    let failed = |error: String, log: String| (BuildOutcome::Failed { error }, log);
+    let scratch = match tempfile::Builder::new().prefix("slipway-build-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            return failed(
                 format!("cannot create a scratch directory: {e}"),
                 String::new(),
-            )
-        })?;
+            );
+        }
+    };
     let (app, version, commit, url) = (
         build.app.clone(),
         build.version.clone(),
@@ -101,18 +103,24 @@ async fn build_and_store(tracker: &Tracker, build: &Build, git_url: &str) -> Out
         })
         .map_err(|e| (e.to_string(), e.log().to_string()))
     })
-    .await
-    .map_err(|e| (format!("build task failed: {e}"), String::new()))??;
-    let key = crate::store::artifact_key(&build.app, &build.version);
-    tracker
-        .store()
-        .put(&key, &result.artifact_path)
-        .await
-        .map_err(|e| (format!("{e:#}"), result.log.clone()))?;
-    let artifact = deploy::ArtifactRef {
-        url: key,
-        sha256: result.sha256.clone(),
-        size: result.size,
+    .await;
+    let built = match result {
+        Ok(Ok(b)) => b,
+        Ok(Err((error, log))) => return failed(error, log),
+        Err(e) => return failed(format!("build task failed: {e}"), String::new()),
     };
-    Ok((artifact, result.build_type, result.log))
+    if let Err(e) = tracker
+        .store_local_artifact(build, &built.artifact_path)
+        .await
+    {
+        return failed(format!("{e:#}"), built.log);
+    }
+    (
+        BuildOutcome::Succeeded {
+            build_type: built.build_type,
+            sha256: built.sha256,
+            size: built.size,
+        },
+        built.log,
+    )
 }

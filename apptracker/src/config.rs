@@ -28,6 +28,9 @@ pub struct Config {
     pub sweep_interval: Duration,
     /// Run queued builds in this process.
     pub builder: bool,
+    /// How long a worker's claim on a build lasts unless renewed.
+    #[serde(with = "humantime_serde_compat")]
+    pub build_lease: Duration,
     /// An S3-compatible bucket for artifacts; the local directory when unset.
     pub s3: Option<crate::store::S3Config>,
     /// `redis://...`: the bus goes through Redis, so several replicas and
@@ -51,6 +54,7 @@ impl Default for Config {
             host_deadline: Duration::from_secs(300),
             sweep_interval: Duration::from_secs(2),
             builder: true,
+            build_lease: Duration::from_secs(60),
             redis_url: None,
             s3: None,
             artifact_url_ttl: Duration::from_secs(15 * 60),

@@ -219,11 +219,16 @@ impl Db {
         row.as_ref().map(|r| build_from_row(r, false)).transpose()
     }
 
-    /// Claims the oldest queued build. Safe when several workers race: the
-    /// `status = 'queued'` guard lets exactly one of them win.
-    pub async fn claim_build(&self) -> sqlx::Result<Option<(Build, String)>> {
+    /// Claims the oldest queued build for `worker` until `lease_until`.
+    /// Safe when several workers race: the `status = 'queued'` guard lets
+    /// exactly one of them win.
+    pub async fn claim_build(
+        &self,
+        worker: &str,
+        lease_until: Timestamp,
+    ) -> sqlx::Result<Option<(Build, String)>> {
         let row = sqlx::query(concat!(
-            "UPDATE builds SET status = 'running', started_at = $1 \
+            "UPDATE builds SET status = 'running', started_at = $1, worker = $2, lease_until = $3 \
              WHERE id = (SELECT id FROM builds WHERE status = 'queued' ORDER BY id LIMIT 1) \
              AND status = 'queued' \
              RETURNING ",
@@ -231,6 +236,8 @@ impl Db {
             ", (SELECT git_url FROM apps WHERE apps.name = builds.app) AS git_url"
         ))
         .bind(Timestamp::now().0)
+        .bind(worker)
+        .bind(lease_until.0)
         .fetch_optional(&self.pool)
         .await?;
         match row {
@@ -239,19 +246,43 @@ impl Db {
         }
     }
 
+    /// Extends `worker`'s lease on a running build; false when the build is
+    /// no longer its own (the lease ran out and someone else took it).
+    pub async fn renew_lease(
+        &self,
+        id: BuildId,
+        worker: &str,
+        lease_until: Timestamp,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET lease_until = $3 WHERE id = $1 AND worker = $2 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .bind(lease_until.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Records a successful build held by `worker`; false when it no longer
+    /// holds it.
     pub async fn finish_build_ok(
         &self,
         id: BuildId,
+        worker: &str,
         build_type: BuildType,
         // `url` holds the store key here, as everywhere in this module.
         artifact: &ArtifactRef,
         log: &str,
-    ) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE builds SET status = 'succeeded', build_type = $2, artifact_key = $3, sha256 = $4, \
-             size = $5, log = $6, finished_at = $7 WHERE id = $1",
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET status = 'succeeded', build_type = $3, artifact_key = $4, sha256 = $5, \
+             size = $6, log = $7, finished_at = $8, lease_until = NULL \
+             WHERE id = $1 AND worker = $2 AND status = 'running'",
         )
         .bind(id.0)
+        .bind(worker)
         .bind(build_type.as_str())
         .bind(&artifact.url)
         .bind(artifact.sha256.as_str())
@@ -260,32 +291,55 @@ impl Db {
         .bind(Timestamp::now().0)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(res.rows_affected() == 1)
     }
 
+    /// Records a failed build held by `worker`; false when it no longer
+    /// holds it.
     pub async fn finish_build_failed(
         &self,
         id: BuildId,
+        worker: &str,
         error: &str,
         log: &str,
-    ) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE builds SET status = 'failed', error = $2, log = $3, finished_at = $4 WHERE id = $1",
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET status = 'failed', error = $3, log = $4, finished_at = $5, lease_until = NULL \
+             WHERE id = $1 AND worker = $2 AND status = 'running'",
         )
         .bind(id.0)
+        .bind(worker)
         .bind(error)
         .bind(log)
         .bind(Timestamp::now().0)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(res.rows_affected() == 1)
     }
 
-    /// Builds left `running` by a process that died: back to the queue.
-    pub async fn requeue_running_builds(&self) -> sqlx::Result<u64> {
-        let res = sqlx::query("UPDATE builds SET status = 'queued' WHERE status = 'running'")
-            .execute(&self.pool)
-            .await?;
+    /// Puts a build back in the queue: its worker handed it back, or (with
+    /// `worker` None) its lease ran out.
+    pub async fn requeue_build(&self, id: BuildId, worker: &str) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET status = 'queued', worker = NULL, lease_until = NULL \
+             WHERE id = $1 AND worker = $2 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Builds whose worker stopped renewing its lease: back to the queue.
+    pub async fn requeue_expired_leases(&self, now: Timestamp) -> sqlx::Result<u64> {
+        let res = sqlx::query(
+            "UPDATE builds SET status = 'queued', worker = NULL, lease_until = NULL \
+             WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1)",
+        )
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
         Ok(res.rows_affected())
     }
 

@@ -5,10 +5,12 @@
 pub mod auth;
 mod builder;
 mod bus;
+pub mod cli;
 pub mod config;
 mod db;
 pub mod dev;
 mod error;
+mod queue;
 mod routes;
 mod startup;
 pub mod store;

@@ -20,6 +20,8 @@ use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
+use deploy::{BuildJob, BuildResult, BuildWorker, ClaimBuild, Sha256};
+
 use crate::auth::{Principal, Role};
 use crate::bus::Live;
 use crate::error::{ApiError, ApiJson};
@@ -35,6 +37,14 @@ pub fn api(tracker: Tracker) -> Router {
             post(request_build).get(list_builds),
         )
         .route("/api/v1/builds/{id}", get(show_build))
+        .route("/api/v1/builds/claim", post(claim_build))
+        .route("/api/v1/builds/{id}/lease", post(renew_lease))
+        .route("/api/v1/builds/{id}/release", post(release_build))
+        .route(
+            "/api/v1/builds/{id}/artifact",
+            axum::routing::put(upload_artifact),
+        )
+        .route("/api/v1/builds/{id}/result", post(build_result))
         .route("/api/v1/deploys", post(create_deploy).get(list_deploys))
         .route("/api/v1/deploys/{id}", get(show_deploy))
         .route("/api/v1/deploys/{id}/stream", get(deploy_stream))
@@ -153,6 +163,87 @@ async fn show_build(
     let build = t.db().build(id).await?;
     let build = build.ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
     Ok(ApiJson(t.present_build(build).await?))
+}
+
+// ---------------------------------------------------------------- build workers
+
+async fn claim_build(
+    State(t): State<Tracker>,
+    who: Principal,
+    ApiJson(req): ApiJson<ClaimBuild>,
+) -> Result<ApiJson<Option<BuildJob>>, ApiError> {
+    who.require_any_agent()?;
+    let job = t.claim_build(&req.worker).await?;
+    match job {
+        Some(mut job) => {
+            job.build = t.present_build(job.build).await?;
+            Ok(ApiJson(Some(job)))
+        }
+        None => Ok(ApiJson(None)),
+    }
+}
+
+async fn renew_lease(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<BuildWorker>,
+) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    who.require_any_agent()?;
+    let id: BuildId = parse(&id)?;
+    t.renew_build_lease(id, &req.worker).await?;
+    Ok(ApiJson(serde_json::json!({})))
+}
+
+async fn release_build(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<BuildWorker>,
+) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    who.require_any_agent()?;
+    let id: BuildId = parse(&id)?;
+    t.release_build(id, &req.worker).await?;
+    Ok(ApiJson(serde_json::json!({})))
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    worker: String,
+}
+
+async fn upload_artifact(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<UploadQuery>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    who.require_any_agent()?;
+    let id: BuildId = parse(&id)?;
+    let sha = headers
+        .get("x-slipway-sha256")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::Invalid("the `x-slipway-sha256` header is required".into()))?;
+    let sha: Sha256 = parse(sha)?;
+    t.receive_artifact(id, &q.worker, &sha, body.into_data_stream())
+        .await?;
+    Ok(ApiJson(serde_json::json!({})))
+}
+
+async fn build_result(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<BuildResult>,
+) -> Result<ApiJson<Build>, ApiError> {
+    who.require_any_agent()?;
+    let id: BuildId = parse(&id)?;
+    Ok(ApiJson(
+        t.finish_build(id, &req.worker, &req.outcome, &req.log)
+            .await?,
+    ))
 }
 
 // ---------------------------------------------------------------- deploys

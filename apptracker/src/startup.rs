@@ -167,6 +167,9 @@ async fn sweeper(tracker: Tracker, shutdown: CancellationToken) {
                 if let Err(e) = tracker.sweep().await {
                     tracing::error!(error = ?e, "deadline sweep failed");
                 }
+                if let Err(e) = tracker.requeue_expired_builds().await {
+                    tracing::error!(error = ?e, "lease sweep failed");
+                }
             }
         }
     }

@@ -96,6 +96,52 @@ pub struct Build {
     pub finished_at: Option<Timestamp>,
 }
 
+/// `POST /api/v1/builds/claim`: a packer worker asks for work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClaimBuild {
+    /// Unique per worker process; the claim is held in its name.
+    pub worker: String,
+}
+
+/// A claimed build: what to build, and how long the claim lasts unless the
+/// worker renews it (`POST /api/v1/builds/{id}/lease`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildJob {
+    pub build: Build,
+    pub git_url: String,
+    pub lease_ms: u64,
+}
+
+/// How a build ended, as its worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum BuildOutcome {
+    /// The artifact was uploaded (`PUT /api/v1/builds/{id}/artifact`) first.
+    Succeeded {
+        build_type: BuildType,
+        sha256: Sha256,
+        size: u64,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// `POST /api/v1/builds/{id}/result`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildResult {
+    pub worker: String,
+    pub outcome: BuildOutcome,
+    #[serde(default)]
+    pub log: String,
+}
+
+/// `POST /api/v1/builds/{id}/lease` and `/release`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildWorker {
+    pub worker: String,
+}
+
 // ---------------------------------------------------------------- deploys
 
 /// `POST /api/v1/deploys`. Exactly one of `version` and `git_ref` is given.

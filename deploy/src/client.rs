@@ -123,7 +123,15 @@ impl Client {
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ClientError> {
-        let req = self.auth(req).timeout(Duration::from_secs(60));
+        self.send_within(req, Duration::from_secs(60)).await
+    }
+
+    async fn send_within<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let req = self.auth(req).timeout(timeout);
         let (client, req) = req.build_split();
         let req = req.map_err(|e| ClientError::Decode {
             url: self.base.clone(),
@@ -209,6 +217,83 @@ impl Client {
     /// One build, with its log.
     pub async fn build(&self, id: BuildId) -> Result<Build, ClientError> {
         self.get(&format!("/api/v1/builds/{id}")).await
+    }
+
+    /// A packer worker claims the oldest queued build, if any.
+    pub async fn claim_build(&self, worker: &str) -> Result<Option<BuildJob>, ClientError> {
+        self.post(
+            "/api/v1/builds/claim",
+            &ClaimBuild {
+                worker: worker.to_string(),
+            },
+        )
+        .await
+    }
+
+    /// Extends a worker's claim on a build; an error `conflict` means the
+    /// claim was lost and the build must be abandoned.
+    pub async fn renew_build_lease(&self, id: BuildId, worker: &str) -> Result<(), ClientError> {
+        let _: serde_json::Value = self
+            .post(
+                &format!("/api/v1/builds/{id}/lease"),
+                &BuildWorker {
+                    worker: worker.to_string(),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Hands a claimed build back to the queue (a worker shutting down).
+    pub async fn release_build(&self, id: BuildId, worker: &str) -> Result<(), ClientError> {
+        let _: serde_json::Value = self
+            .post(
+                &format!("/api/v1/builds/{id}/release"),
+                &BuildWorker {
+                    worker: worker.to_string(),
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Streams a built artifact to AppTracker, which checks its sha256 and
+    /// stores it.
+    pub async fn upload_artifact(
+        &self,
+        id: BuildId,
+        worker: &str,
+        path: &std::path::Path,
+        sha256: &crate::Sha256,
+    ) -> Result<(), ClientError> {
+        let url = self.url(&format!("/api/v1/builds/{id}/artifact"));
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Decode {
+                url: url.clone(),
+                reason: format!("cannot open {}: {e}", path.display()),
+            })?;
+        let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let req = self
+            .http
+            .put(&url)
+            .query(&[("worker", worker)])
+            .header("x-slipway-sha256", sha256.as_str())
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(body);
+        let _: serde_json::Value = self.send_within(req, Duration::from_secs(3600)).await?;
+        Ok(())
+    }
+
+    /// Reports how a claimed build ended.
+    pub async fn report_build(
+        &self,
+        id: BuildId,
+        result: &BuildResult,
+    ) -> Result<Build, ClientError> {
+        self.post(&format!("/api/v1/builds/{id}/result"), result)
+            .await
     }
 
     // ------------------------------------------------------------ deploys

@@ -13,6 +13,7 @@ use deploy::{Cluster, HostName};
 use secrecy::SecretString;
 
 mod agent;
+pub mod cli;
 pub mod extract;
 mod health;
 mod install;

@@ -7,11 +7,13 @@
 //! async callers use `spawn_blocking`.
 
 mod build;
+pub mod cli;
 mod command;
 pub mod config;
 mod error;
 pub mod git;
 pub mod pack;
+pub mod worker;
 
 pub use build::{BUILD_TIMEOUT, BuildOutput, BuildRequest, build};
 pub use config::{ConfigError, SlipwayToml};

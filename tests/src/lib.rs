@@ -14,6 +14,7 @@ use deploy::{
 };
 use tokio::task::JoinHandle;
 
+pub mod procs;
 pub mod services;
 use tokio_util::sync::CancellationToken;
 

@@ -1,0 +1,199 @@
+//! The `apptracker` binary: `serve` runs the control plane, `dev` runs the
+//! whole platform on one machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::dev::{DevOptions, EXAMPLES_DIR};
+use crate::{Application, Config};
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "apptracker", version, about = "Slipway's control plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// TOML config file (every key optional; see README "Configuration").
+    #[arg(long, env = "APPTRACKER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "APPTRACKER_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Where the embedded database and artifacts live.
+    #[arg(long, env = "APPTRACKER_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// `sqlite://...` or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the control plane.
+    Serve(Common),
+    /// Run the platform locally: AppTracker, packer, three grabbers, example apps.
+    Dev {
+        #[command(flatten)]
+        common: Common,
+        /// Directory of example apps.
+        #[arg(long, default_value = EXAMPLES_DIR)]
+        examples: PathBuf,
+        /// Number of local hosts.
+        #[arg(long, default_value_t = 3)]
+        hosts: u16,
+    },
+    /// Manage API tokens directly in the database (for the first admin token).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (the only time it is shown).
+    Create {
+        #[command(flatten)]
+        common: Common,
+        /// A unique name, shown in logs and the token list.
+        #[arg(long)]
+        name: String,
+        /// viewer, deployer, admin or agent.
+        #[arg(long)]
+        role: String,
+        /// The cluster an agent token acts for.
+        #[arg(long)]
+        cluster: Option<deploy::Cluster>,
+    },
+}
+
+impl Common {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(l) = self.listen {
+            c.listen = l;
+        }
+        if let Some(d) = &self.data_dir {
+            c.data_dir = d.clone();
+        }
+        if let Some(u) = &self.database_url {
+            c.database_url = Some(u.clone());
+        }
+        Ok(c)
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
+    if std::env::var("SLIPWAY_LOG_JSON").is_ok() {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+}
+
+/// SIGTERM or SIGINT cancels the returned token.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for SIGTERM");
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+/// The binary's entry point (also used by the end-to-end tests' copies of
+/// the binary).
+pub fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    init_tracing();
+    let cli = Cli::parse();
+    let shutdown = shutdown_on_signal();
+    match cli.command {
+        Command::Serve(common) => {
+            let app = Application::build(common.config()?).await?;
+            app.run(shutdown).await
+        }
+        Command::Dev {
+            common,
+            examples,
+            hosts,
+        } => {
+            let opts = DevOptions {
+                config: common.config()?,
+                examples,
+                hosts,
+                ..DevOptions::default()
+            };
+            crate::dev::run(opts, shutdown)
+                .await
+                .context("dev platform failed")
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    common,
+                    name,
+                    role,
+                    cluster,
+                },
+        } => {
+            let token =
+                crate::bootstrap_token(&common.config()?, &name, &role, cluster.as_ref(), false)
+                    .await?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}

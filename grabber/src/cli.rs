@@ -1,0 +1,123 @@
+//! The `grabber` binary: parses flags and environment, starts tracing, turns
+//! SIGTERM/SIGINT into a cancellation and runs the agent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use deploy::{Cluster, HostName};
+use tokio_util::sync::CancellationToken;
+
+/// Slipway's per-host agent.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// AppTracker's base URL.
+    #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER)]
+    server: String,
+    /// The cluster this host belongs to.
+    #[arg(long, env = "SLIPWAY_CLUSTER", default_value = "local")]
+    cluster: Cluster,
+    /// This host's name (default: the machine's host name).
+    #[arg(long, env = "SLIPWAY_HOST")]
+    host: Option<HostName>,
+    /// Root of the host layout.
+    #[arg(long, env = "SLIPWAY_ROOT", default_value = "./.slipway/host")]
+    root: PathBuf,
+    /// Added to every app's port.
+    #[arg(
+        long,
+        env = "SLIPWAY_PORT_OFFSET",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    port_offset: i32,
+    /// Time between heartbeats (e.g. `10s`).
+    #[arg(long, env = "SLIPWAY_HEARTBEAT", default_value = "10s", value_parser = humantime::parse_duration)]
+    heartbeat: Duration,
+    /// Stop the apps when the grabber exits (dev mode).
+    #[arg(long, env = "SLIPWAY_STOP_APPS_ON_EXIT")]
+    stop_apps_on_exit: bool,
+    /// Subscribe to the cluster's channel on this Redis instead of
+    /// AppTracker's relayed stream.
+    #[arg(long = "redis", env = "SLIPWAY_REDIS_URL")]
+    redis_url: Option<String>,
+    /// File holding the cluster's agent token (or set SLIPWAY_TOKEN).
+    #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
+}
+
+/// The agent token: from a file when one is named, else `SLIPWAY_TOKEN`
+/// (read here rather than as a flag so it never shows in `ps`).
+fn read_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<crate::AgentToken>> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?,
+        None => match std::env::var("SLIPWAY_TOKEN") {
+            Ok(t) => t,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim();
+    if token.is_empty() {
+        anyhow::bail!("the agent token is empty");
+    }
+    Ok(Some(crate::AgentToken::from(token.to_string())))
+}
+
+/// The binary's entry point (also used by the end-to-end tests' copies of
+/// the binary).
+pub fn main() -> std::process::ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+
+    let config = crate::Config {
+        server: args.server,
+        cluster: args.cluster,
+        host: args.host.unwrap_or_else(crate::default_host),
+        root: args.root,
+        port_offset: args.port_offset,
+        heartbeat_interval: args.heartbeat,
+        stop_apps_on_exit: args.stop_apps_on_exit,
+        token: read_token(args.token_file.as_deref())?,
+        redis_url: args.redis_url,
+        ..crate::Config::default()
+    };
+
+    let shutdown = CancellationToken::new();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+    crate::run(config, shutdown).await
+}

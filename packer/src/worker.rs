@@ -1,0 +1,145 @@
+//! Worker mode: claim queued builds from AppTracker, build them, upload the
+//! artifact and report the result, renewing the claim's lease while
+//! building. On shutdown the build in flight is finished first; a worker
+//! that dies simply stops renewing and its build goes back in the queue.
+
+use std::time::Duration;
+
+use deploy::{BuildJob, BuildOutcome, BuildResult, Client};
+use tokio_util::sync::CancellationToken;
+
+/// How a worker runs.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Unique per process: claims are held in its name.
+    pub name: String,
+    /// How long to wait before asking again when the queue is empty.
+    pub poll: Duration,
+}
+
+/// Claims and runs builds until `shutdown`.
+pub async fn run(client: Client, config: WorkerConfig, shutdown: CancellationToken) {
+    tracing::info!(worker = %config.name, server = %client.base_url(), "packer worker started");
+    let mut outage = false;
+    while !shutdown.is_cancelled() {
+        match client.claim_build(&config.name).await {
+            Ok(Some(job)) => {
+                outage = false;
+                run_job(&client, &config.name, job).await;
+                continue;
+            }
+            Ok(None) => outage = false,
+            Err(e) if !outage => {
+                tracing::warn!(error = %e, "cannot claim builds; retrying");
+                outage = true;
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot claim builds"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(config.poll) => {}
+        }
+    }
+    tracing::info!(worker = %config.name, "packer worker stopped");
+}
+
+#[tracing::instrument(skip_all, fields(build_id = %job.build.id, app = %job.build.app, version = %job.build.version))]
+async fn run_job(client: &Client, worker: &str, job: BuildJob) {
+    tracing::info!(commit = %job.build.commit, "build started");
+    let renew = {
+        let client = client.clone();
+        let worker = worker.to_string();
+        let id = job.build.id;
+        let every = Duration::from_millis((job.lease_ms / 3).max(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = client.renew_build_lease(id, &worker).await {
+                    tracing::warn!(error = %e, "cannot renew the build's lease");
+                }
+            }
+        })
+    };
+    let (outcome, log) = build_and_upload(client, worker, &job).await;
+    renew.abort();
+    let report = BuildResult {
+        worker: worker.to_string(),
+        outcome,
+        log,
+    };
+    // The result is what makes the build count: try hard to deliver it.
+    let mut wait = Duration::from_millis(200);
+    for attempt in 1..=8 {
+        match client.report_build(job.build.id, &report).await {
+            Ok(b) => {
+                tracing::info!(status = ?b.status, "build reported");
+                return;
+            }
+            Err(e) if e.is_retryable() && attempt < 8 => {
+                tracing::warn!(error = %e, "cannot report the build; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot report the build; its lease will run out and it will be retried");
+                return;
+            }
+        }
+    }
+}
+
+async fn build_and_upload(client: &Client, worker: &str, job: &BuildJob) -> (BuildOutcome, String) {
+    let failed = |error: String, log: String| (BuildOutcome::Failed { error }, log);
+    let scratch = match tempfile::Builder::new().prefix("slipway-build-").tempdir() {
+        Ok(d) => d,
+        Err(e) => {
+            return failed(
+                format!("cannot create a scratch directory: {e}"),
+                String::new(),
+            );
+        }
+    };
+    let root = scratch.path().to_path_buf();
+    let b = job.build.clone();
+    let git_url = job.git_url.clone();
+    let span = tracing::Span::current();
+    let built = tokio::task::spawn_blocking(move || {
+        let _enter = span.enter();
+        let out = root.join("out");
+        std::fs::create_dir_all(&out).map_err(|e| {
+            (
+                format!("cannot create {}: {e}", out.display()),
+                String::new(),
+            )
+        })?;
+        crate::build(&crate::BuildRequest {
+            app: &b.app,
+            git_url: &git_url,
+            commit: &b.commit,
+            version: &b.version,
+            work_dir: &root.join("src"),
+            out_dir: &out,
+        })
+        .map_err(|e| (e.to_string(), e.log().to_string()))
+    })
+    .await;
+    let built = match built {
+        Ok(Ok(b)) => b,
+        Ok(Err((error, log))) => return failed(error, log),
+        Err(e) => return failed(format!("build task failed: {e}"), String::new()),
+    };
+    if let Err(e) = client
+        .upload_artifact(job.build.id, worker, &built.artifact_path, &built.sha256)
+        .await
+    {
+        return failed(format!("cannot upload the artifact: {e}"), built.log);
+    }
+    (
+        BuildOutcome::Succeeded {
+            build_type: built.build_type,
+            sha256: built.sha256,
+            size: built.size,
+        },
+        built.log,
+    )
+}

@@ -1,0 +1,121 @@
+//! The Slipway binaries as separate processes (the copies this package
+//! builds: `slipway-apptracker`, `slipway-grabber`, `slipway-packer`), with
+//! their output kept in files for the failure report.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+
+/// A running process that is stopped (SIGTERM, then SIGKILL) when dropped.
+pub struct Proc {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `exe args...` with `env`, output appended to `<logs>/<name>.log`.
+    pub fn spawn(
+        name: &str,
+        exe: &str,
+        args: &[String],
+        env: &[(&str, String)],
+        logs: &Path,
+    ) -> anyhow::Result<Self> {
+        let log = logs.join(format!("{name}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("cannot open {}", log.display()))?;
+        let err = out.try_clone()?;
+        let mut cmd = Command::new(exe);
+        cmd.args(args)
+            .env("RUST_LOG", "info,sqlx=warn,tower_http=warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().with_context(|| format!("cannot start {exe}"))?;
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// Asks the process to stop (SIGTERM) and waits for it; returns whether
+    /// it exited cleanly.
+    pub async fn stop(&mut self) -> anyhow::Result<bool> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(true);
+        };
+        if let Some(pid) = child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+            Ok(status) => Ok(status?.success()),
+            Err(_) => {
+                child.kill().await?;
+                anyhow::bail!("{} did not stop within 30s of SIGTERM", self.name)
+            }
+        }
+    }
+
+    /// The end of the process's log, for failure messages.
+    pub fn tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Proc {
+    /// A failed test still stops its processes gracefully, so grabbers stop
+    /// their apps instead of leaving them behind.
+    fn drop(&mut self) {
+        let Some(child) = &mut self.child else { return };
+        if let Some(pid) = child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        for _ in 0..200 {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Runs a command to its end and returns its stdout.
+pub async fn output(exe: &str, args: &[String], env: &[(&str, String)]) -> anyhow::Result<String> {
+    let mut cmd = Command::new(exe);
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .output()
+        .await
+        .with_context(|| format!("cannot run {exe}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "{exe} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}

@@ -1,0 +1,302 @@
+//! The production shape: separate `apptracker`, `packer worker` and five
+//! `grabber` processes in two clusters, on PostgreSQL, Redis and S3, each
+//! configured as an operator would (a TOML file, flags, environment).
+
+use std::path::Path;
+use std::time::Duration;
+
+use deploy::{Client, Cluster, CreateDeploy, CreateToken, DeployStatus, GitRef, HostPhase};
+use slipway_tests::procs::{Proc, output};
+use slipway_tests::services::{postgres, redis, s3};
+use slipway_tests::{APP_PORT, AppRepo, commit_hello, free_port, poll};
+
+const APPTRACKER: &str = env!("CARGO_BIN_EXE_slipway-apptracker");
+const GRABBER: &str = env!("CARGO_BIN_EXE_slipway-grabber");
+const PACKER: &str = env!("CARGO_BIN_EXE_slipway-packer");
+
+struct Host {
+    cluster: &'static str,
+    name: &'static str,
+    port: u16,
+    proc: Option<Proc>,
+}
+
+fn grabber(
+    h: &Host,
+    server: &str,
+    token: &str,
+    redis: &str,
+    root: &Path,
+    logs: &Path,
+) -> anyhow::Result<Proc> {
+    let args: Vec<String> = [
+        "--server",
+        server,
+        "--cluster",
+        h.cluster,
+        "--host",
+        h.name,
+        "--root",
+        &root.join(h.name).display().to_string(),
+        "--port-offset",
+        &(i32::from(h.port) - i32::from(APP_PORT)).to_string(),
+        "--heartbeat",
+        "500ms",
+        "--redis",
+        redis,
+        "--stop-apps-on-exit",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    Proc::spawn(
+        h.name,
+        GRABBER,
+        &args,
+        &[("SLIPWAY_TOKEN", token.to_string())],
+        logs,
+    )
+}
+
+async fn get(port: u16) -> anyhow::Result<String> {
+    Ok(reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await?
+        .text()
+        .await?)
+}
+
+async fn wait_deploy(c: &Client, id: deploy::DeployId) -> anyhow::Result<deploy::Deploy> {
+    poll(Duration::from_secs(120), || async {
+        Ok(c.deploy(id).await?.status.is_terminal())
+    })
+    .await?;
+    Ok(c.deploy(id).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
+    let (Some(db), Some(redis), Some(s3)) = (postgres().await, redis().await, s3().await) else {
+        return Ok(());
+    };
+    slipway_tests::init_tracing();
+    let dir = tempfile::Builder::new()
+        .prefix("slipway-procs-")
+        .tempdir()?;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+
+    // AppTracker, configured by a file; no builder inside: packer workers build.
+    let port = free_port()?;
+    let server = format!("http://127.0.0.1:{port}");
+    let s3c = s3.config();
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ndatabase_url = \"{}\"\nredis_url = \"{redis}\"\nbuilder = false\nsweep_interval = \"200ms\"\n\n[s3]\nbucket = \"{}\"\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\ncreate_bucket = true\n",
+        dir.path().join("apptracker").display(),
+        db.url,
+        s3c.bucket,
+        s3.endpoint,
+    );
+    let config_file = dir.path().join("apptracker.toml");
+    std::fs::write(&config_file, config)?;
+    let cfg_arg = config_file.display().to_string();
+
+    // The first admin token, made in the database before the server starts.
+    let admin = output(
+        APPTRACKER,
+        &[
+            "token", "create", "--config", &cfg_arg, "--name", "ops", "--role", "admin",
+        ]
+        .map(String::from),
+        &[],
+    )
+    .await?;
+    assert!(admin.starts_with("slp_"), "{admin}");
+    let mut tracker = Proc::spawn(
+        "apptracker",
+        APPTRACKER,
+        &["serve".into(), "--config".into(), cfg_arg.clone()],
+        &[],
+        &logs,
+    )?;
+    let client = Client::new(server.clone()).with_token(admin);
+    poll(Duration::from_secs(30), || async {
+        Ok(client.apps().await.is_ok())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: {}", tracker.tail()))?;
+
+    let token = |name: &str, cluster: &str| {
+        let client = client.clone();
+        let (name, cluster) = (name.to_string(), cluster.to_string());
+        async move {
+            anyhow::Ok(
+                client
+                    .create_token(&CreateToken {
+                        name,
+                        role: "agent".into(),
+                        cluster: Some(Cluster::parse(cluster)?),
+                    })
+                    .await?
+                    .token,
+            )
+        }
+    };
+    let builders = token("builders", "builders").await?;
+    let alpha = token("agents-alpha", "alpha").await?;
+    let beta = token("agents-beta", "beta").await?;
+
+    let mut packer = Proc::spawn(
+        "packer",
+        PACKER,
+        &["worker", "--server", &server, "--poll", "200ms"].map(String::from),
+        &[("SLIPWAY_TOKEN", builders.clone())],
+        &logs,
+    )?;
+    let root = dir.path().join("hosts");
+    let mut hosts = Vec::new();
+    for (cluster, name) in [
+        ("alpha", "a-1"),
+        ("alpha", "a-2"),
+        ("alpha", "a-3"),
+        ("beta", "b-1"),
+        ("beta", "b-2"),
+    ] {
+        hosts.push(Host {
+            cluster,
+            name,
+            port: free_port()?,
+            proc: None,
+        });
+    }
+    for h in &mut hosts {
+        let t = if h.cluster == "alpha" { &alpha } else { &beta };
+        h.proc = Some(grabber(h, &server, t, &redis, &root, &logs)?);
+    }
+    poll(Duration::from_secs(30), || async {
+        Ok(client.hosts().await?.len() == 5)
+    })
+    .await?;
+
+    let repo = AppRepo::new(dir.path().join("repo"))?;
+    commit_hello(&repo, "A", true)?;
+    client
+        .register_app(&deploy::RegisterApp {
+            name: deploy::AppName::parse("hello")?,
+            git_url: repo.path.display().to_string(),
+        })
+        .await?;
+    let release = |cluster: &str, r: &str| {
+        let client = client.clone();
+        let (cluster, r) = (cluster.to_string(), r.to_string());
+        async move {
+            let d = client
+                .create_deploy(&CreateDeploy {
+                    app: deploy::AppName::parse("hello")?,
+                    version: None,
+                    git_ref: Some(GitRef::parse(r)?),
+                    cluster: Cluster::parse(cluster)?,
+                    hosts: None,
+                })
+                .await?;
+            anyhow::Ok(d)
+        }
+    };
+
+    // A reaches both clusters, built once by the worker.
+    for cluster in ["alpha", "beta"] {
+        let d = release(cluster, "main").await?;
+        let d = wait_deploy(&client, d.id).await?;
+        assert_eq!(
+            d.status,
+            DeployStatus::Succeeded,
+            "{d:#?}\n{}",
+            packer.tail()
+        );
+    }
+    let builds = client.builds(&deploy::AppName::parse("hello")?).await?;
+    assert_eq!(builds.len(), 1, "one commit, one build");
+    let version_a = builds[0].version.clone();
+    for h in &hosts {
+        assert_eq!(get(h.port).await?, format!("A {version_a}\n"), "{}", h.name);
+    }
+
+    // b-2 is stopped while B is published to beta, and converges when it
+    // starts again.
+    let b2 = hosts.iter_mut().find(|h| h.name == "b-2").expect("b-2");
+    assert!(
+        b2.proc.as_mut().expect("running").stop().await?,
+        "b-2 exits cleanly on SIGTERM"
+    );
+    commit_hello(&repo, "B", true)?;
+    let d = release("beta", "main").await?;
+    poll(Duration::from_secs(60), || async {
+        let d = client.deploy(d.id).await?;
+        Ok(d.hosts
+            .iter()
+            .any(|h| h.host.as_str() == "b-1" && h.phase == HostPhase::Done))
+    })
+    .await?;
+    let mid = client.deploy(d.id).await?;
+    assert!(
+        mid.hosts
+            .iter()
+            .any(|h| h.host.as_str() == "b-2" && h.phase == HostPhase::Pending),
+        "{mid:#?}"
+    );
+    assert_eq!(mid.status, DeployStatus::Running);
+    let b2 = hosts.iter_mut().find(|h| h.name == "b-2").expect("b-2");
+    b2.proc = Some(grabber(b2, &server, &beta, &redis, &root, &logs)?);
+    let d = wait_deploy(&client, d.id).await?;
+    assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
+    let version_b = d.version.clone().expect("version");
+    for h in &hosts {
+        let expect = if h.cluster == "beta" {
+            &version_b
+        } else {
+            &version_a
+        };
+        let want = if h.cluster == "beta" { "B" } else { "A" };
+        assert_eq!(
+            get(h.port).await?,
+            format!("{want} {expect}\n"),
+            "{}",
+            h.name
+        );
+    }
+
+    // C fails its health check on alpha: every alpha host rolls back to A.
+    commit_hello(&repo, "C", false)?;
+    let d = release("alpha", "main").await?;
+    let d = wait_deploy(&client, d.id).await?;
+    assert_eq!(d.status, DeployStatus::Failed, "{d:#?}");
+    for h in &d.hosts {
+        assert_eq!(h.failed_phase, Some(HostPhase::Checking), "{h:#?}");
+        assert!(h.rolled_back);
+        assert!(
+            h.log_tail
+                .as_deref()
+                .unwrap_or_default()
+                .contains("broken on purpose in C")
+        );
+    }
+    for h in hosts.iter().filter(|h| h.cluster == "alpha") {
+        assert_eq!(get(h.port).await?, format!("A {version_a}\n"), "{}", h.name);
+    }
+
+    // Every process shuts down cleanly on SIGTERM.
+    for h in &mut hosts {
+        let p = h.proc.as_mut().expect("running");
+        assert!(p.stop().await?, "{} exits cleanly: {}", h.name, p.tail());
+    }
+    assert!(
+        packer.stop().await?,
+        "packer exits cleanly: {}",
+        packer.tail()
+    );
+    assert!(
+        tracker.stop().await?,
+        "apptracker exits cleanly: {}",
+        tracker.tail()
+    );
+    Ok(())
+}
