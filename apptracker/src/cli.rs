@@ -23,10 +23,10 @@ struct Common {
     #[arg(long, env = "APPTRACKER_CONFIG")]
     config: Option<PathBuf>,
     /// Address to listen on.
-    #[arg(long, env = "APPTRACKER_LISTEN")]
+    #[arg(long)]
     listen: Option<SocketAddr>,
     /// Where the embedded database and artifacts live.
-    #[arg(long, env = "APPTRACKER_DATA_DIR")]
+    #[arg(long)]
     data_dir: Option<PathBuf>,
     /// `sqlite://...` or `postgres://...`.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -75,10 +75,7 @@ enum TokenCommand {
 
 impl Common {
     fn config(&self) -> anyhow::Result<Config> {
-        let mut c = match &self.config {
-            Some(path) => Config::from_file(path)?,
-            None => Config::default(),
-        };
+        let mut c = Config::load(self.config.as_deref())?;
         if let Some(l) = self.listen {
             c.listen = l;
         }

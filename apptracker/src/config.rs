@@ -72,6 +72,31 @@ impl Config {
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
     }
 
+    /// The layered configuration: defaults, then the TOML file (if any),
+    /// then `APPTRACKER_<KEY>` environment variables (`__` for nesting:
+    /// `APPTRACKER_S3__BUCKET`). An error names the bad key and where it
+    /// came from.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        use figment::Figment;
+        use figment::providers::{Env, Format, Toml};
+        let mut fig = Figment::new();
+        if let Some(path) = file {
+            if !path.is_file() {
+                anyhow::bail!("config file {} does not exist", path.display());
+            }
+            // Parse once with the toml crate for its line-accurate errors.
+            Self::from_file(path)?;
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(
+            Env::prefixed("APPTRACKER_")
+                .split("__")
+                .ignore(&["config", "log_json"]),
+        );
+        fig.extract::<Config>()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
             format!(
@@ -95,5 +120,56 @@ mod humantime_serde_compat {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "apptracker.toml",
+                "listen = \"127.0.0.1:9999\"\nhost_deadline = \"1m\"\n[s3]\nbucket = \"from-file\"\n",
+            )?;
+            jail.set_env("APPTRACKER_HOST_DEADLINE", "90s");
+            jail.set_env("APPTRACKER_S3__BUCKET", "from-env");
+            jail.set_env("APPTRACKER_BUILDER", "false");
+            let c = Config::load(Some(Path::new("apptracker.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9999);
+            assert_eq!(c.host_deadline, Duration::from_secs(90));
+            assert_eq!(c.s3.map(|s| s.bucket).as_deref(), Some("from-env"));
+            assert!(!c.builder);
+            assert_eq!(c.sweep_interval, Config::default().sweep_interval);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "listen = \"127.0.0.1:1\"\ncolour = \"blue\"\n")?;
+            let e = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
+            let e = format!("{e:#}");
+            assert!(e.contains("colour") && e.contains("line 2"), "{e}");
+
+            jail.set_env("APPTRACKER_LISTEN", "not-an-address");
+            let e = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(e.contains("LISTEN") && e.contains("APPTRACKER_"), "{e}");
+
+            jail.clear_env();
+            jail.set_env("APPTRACKER_DATABASE_ULR", "postgres://x");
+            let e = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(e.to_lowercase().contains("database_ulr"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error() {
+        let e = Config::load(Some(Path::new("/nonexistent/apptracker.toml"))).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
     }
 }
