@@ -65,62 +65,27 @@ async fn build_and_store(
     build: &Build,
     git_url: &str,
 ) -> (BuildOutcome, String) {
-    let failed = |error: String, log: String| (BuildOutcome::Failed { error }, log);
-    let scratch = match tempfile::Builder::new().prefix("slipway-build-").tempdir() {
-        Ok(d) => d,
-        Err(e) => {
-            return failed(
-                format!("cannot create a scratch directory: {e}"),
-                String::new(),
-            );
-        }
-    };
-    let (app, version, commit, url) = (
-        build.app.clone(),
-        build.version.clone(),
-        build.commit.clone(),
-        git_url.to_string(),
-    );
-    let root = scratch.path().to_path_buf();
-    let span = tracing::Span::current();
-    let result = tokio::task::spawn_blocking(move || {
-        let _enter = span.enter();
-        let work = root.join("src");
-        let out = root.join("out");
-        std::fs::create_dir_all(&out).map_err(|e| {
-            (
-                format!("cannot create {}: {e}", out.display()),
-                String::new(),
-            )
-        })?;
-        packer::build(&packer::BuildRequest {
-            app: &app,
-            git_url: &url,
-            commit: &commit,
-            version: &version,
-            work_dir: &work,
-            out_dir: &out,
-        })
-        .map_err(|e| (e.to_string(), e.log().to_string()))
-    })
-    .await;
-    let built = match result {
-        Ok(Ok(b)) => b,
-        Ok(Err((error, log))) => return failed(error, log),
-        Err(e) => return failed(format!("build task failed: {e}"), String::new()),
+    let (out, _scratch) = match packer::worker::build_in_scratch(build, git_url).await {
+        Ok(b) => (b.output, b.scratch),
+        Err((error, log)) => return (BuildOutcome::Failed { error }, log),
     };
     if let Err(e) = tracker
-        .store_local_artifact(build, &built.artifact_path)
+        .store_local_artifact(build, &out.artifact_path)
         .await
     {
-        return failed(format!("{e:#}"), built.log);
+        return (
+            BuildOutcome::Failed {
+                error: format!("{e:#}"),
+            },
+            out.log,
+        );
     }
     (
         BuildOutcome::Succeeded {
-            build_type: built.build_type,
-            sha256: built.sha256,
-            size: built.size,
+            build_type: out.build_type,
+            sha256: out.sha256,
+            size: out.size,
         },
-        built.log,
+        out.log,
     )
 }

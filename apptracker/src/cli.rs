@@ -8,7 +8,6 @@ use crate::dev::{DevOptions, EXAMPLES_DIR};
 use crate::{Application, Config};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "apptracker", version, about = "Slipway's control plane")]
@@ -103,60 +102,16 @@ fn init_tracing() {
     }
 }
 
-/// SIGTERM or SIGINT cancels the returned token.
-fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot listen for SIGTERM");
-                        let _ = ctrl_c.await;
-                        t.cancel();
-                        return;
-                    }
-                };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("shutting down");
-        t.cancel();
-    });
-    token
-}
-
 /// The binary's entry point (also used by the end-to-end tests' copies of
 /// the binary).
 pub fn main() -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    deploy::binary::run(run())
 }
 
 async fn run() -> anyhow::Result<()> {
     init_tracing();
     let cli = Cli::parse();
-    let shutdown = shutdown_on_signal();
+    let shutdown = deploy::binary::shutdown_on_signal();
     match cli.command {
         Command::Serve(common) => {
             let app = Application::build(common.config()?).await?;

@@ -4,6 +4,7 @@
 //! Host agents depend on this crate without its `cli` feature.
 
 pub mod api;
+pub mod binary;
 pub mod bus;
 pub mod client;
 mod domain;

@@ -7,7 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use deploy::{Cluster, HostName};
-use tokio_util::sync::CancellationToken;
 
 /// Slipway's per-host agent.
 #[derive(Debug, Parser)]
@@ -69,20 +68,7 @@ fn read_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<crate::Ag
 /// The binary's entry point (also used by the end-to-end tests' copies of
 /// the binary).
 pub fn main() -> std::process::ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    deploy::binary::run(run())
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -107,17 +93,5 @@ async fn run() -> anyhow::Result<()> {
         ..crate::Config::default()
     };
 
-    let shutdown = CancellationToken::new();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("cannot listen for SIGTERM")?;
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("shutting down");
-        token.cancel();
-    });
-    crate::run(config, shutdown).await
+    crate::run(config, deploy::binary::shutdown_on_signal()).await
 }

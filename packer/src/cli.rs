@@ -99,24 +99,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
             runtime.block_on(async move {
-                let shutdown = tokio_util::sync::CancellationToken::new();
-                let token_for_signal = shutdown.clone();
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .context("cannot listen for SIGTERM")?;
-                tokio::spawn(async move {
-                    tokio::select! {
-                        _ = tokio::signal::ctrl_c() => {}
-                        _ = term.recv() => {}
-                    }
-                    tracing::info!("shutting down after the build in flight");
-                    token_for_signal.cancel();
-                });
+                let shutdown = deploy::binary::shutdown_on_signal();
                 let client = deploy::Client::new(server).with_token(token);
                 crate::worker::run(client, crate::worker::WorkerConfig { name, poll }, shutdown)
                     .await;
-                Ok(())
-            })
+            });
+            Ok(())
         }
         Cmd::Build {
             git_url,

@@ -88,22 +88,33 @@ async fn run_job(client: &Client, worker: &str, job: BuildJob) {
     }
 }
 
-async fn build_and_upload(client: &Client, worker: &str, job: &BuildJob) -> (BuildOutcome, String) {
-    let failed = |error: String, log: String| (BuildOutcome::Failed { error }, log);
-    let scratch = match tempfile::Builder::new().prefix("slipway-build-").tempdir() {
-        Ok(d) => d,
-        Err(e) => {
-            return failed(
+/// A build done in a scratch directory; the artifact lives there, so keep
+/// `scratch` while uploading or storing it.
+pub struct ScratchBuild {
+    pub output: crate::BuildOutput,
+    pub scratch: tempfile::TempDir,
+}
+
+/// Builds a claimed build in a fresh scratch directory, off the async
+/// threads. The error is `(message, build log so far)`.
+pub async fn build_in_scratch(
+    build: &deploy::Build,
+    git_url: &str,
+) -> Result<ScratchBuild, (String, String)> {
+    let scratch = tempfile::Builder::new()
+        .prefix("slipway-build-")
+        .tempdir()
+        .map_err(|e| {
+            (
                 format!("cannot create a scratch directory: {e}"),
                 String::new(),
-            );
-        }
-    };
+            )
+        })?;
     let root = scratch.path().to_path_buf();
-    let b = job.build.clone();
-    let git_url = job.git_url.clone();
+    let b = build.clone();
+    let git_url = git_url.to_string();
     let span = tracing::Span::current();
-    let built = tokio::task::spawn_blocking(move || {
+    let output = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
         let out = root.join("out");
         std::fs::create_dir_all(&out).map_err(|e| {
@@ -122,24 +133,33 @@ async fn build_and_upload(client: &Client, worker: &str, job: &BuildJob) -> (Bui
         })
         .map_err(|e| (e.to_string(), e.log().to_string()))
     })
-    .await;
-    let built = match built {
-        Ok(Ok(b)) => b,
-        Ok(Err((error, log))) => return failed(error, log),
-        Err(e) => return failed(format!("build task failed: {e}"), String::new()),
+    .await
+    .map_err(|e| (format!("build task failed: {e}"), String::new()))??;
+    Ok(ScratchBuild { output, scratch })
+}
+
+async fn build_and_upload(client: &Client, worker: &str, job: &BuildJob) -> (BuildOutcome, String) {
+    let (out, _scratch) = match build_in_scratch(&job.build, &job.git_url).await {
+        Ok(b) => (b.output, b.scratch),
+        Err((error, log)) => return (BuildOutcome::Failed { error }, log),
     };
     if let Err(e) = client
-        .upload_artifact(job.build.id, worker, &built.artifact_path, &built.sha256)
+        .upload_artifact(job.build.id, worker, &out.artifact_path, &out.sha256)
         .await
     {
-        return failed(format!("cannot upload the artifact: {e}"), built.log);
+        return (
+            BuildOutcome::Failed {
+                error: format!("cannot upload the artifact: {e}"),
+            },
+            out.log,
+        );
     }
     (
         BuildOutcome::Succeeded {
-            build_type: built.build_type,
-            sha256: built.sha256,
-            size: built.size,
+            build_type: out.build_type,
+            sha256: out.sha256,
+            size: out.size,
         },
-        built.log,
+        out.log,
     )
 }
