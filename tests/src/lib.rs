@@ -76,6 +76,8 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// An S3-compatible artifact store (a fresh bucket).
     pub s3: Option<services::S3>,
+    /// How long download URLs stay valid (default: AppTracker's).
+    pub artifact_url_ttl: Option<Duration>,
 }
 
 impl Platform {
@@ -95,6 +97,9 @@ impl Platform {
             redis_url: opts.redis_url.clone(),
             s3: opts.s3.as_ref().map(services::S3::config),
             sweep_interval: Duration::from_millis(200),
+            artifact_url_ttl: opts
+                .artifact_url_ttl
+                .unwrap_or(apptracker::Config::default().artifact_url_ttl),
             ..apptracker::Config::default()
         };
         let app = apptracker::Application::build(config.clone()).await?;
@@ -409,6 +414,10 @@ class H(BaseHTTPRequestHandler):
         pass
 
 print("starting {message} on", os.environ["PORT"], flush=True)
+# A test can make a release slow to come up by committing `delay.txt`.
+if os.path.exists("delay.txt"):
+    import time
+    time.sleep(float(open("delay.txt").read()))
 ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
 "#,
         healthy = if healthy { "True" } else { "False" },

@@ -66,3 +66,60 @@ async fn a_wrong_endpoint_or_bucket_is_a_clear_error() -> anyhow::Result<()> {
     assert!(e.contains(&cfg.bucket) && e.contains("s3.bucket"), "{e}");
     Ok(())
 }
+
+/// A deploy message that waits behind a slow install outlives its presigned
+/// URL: the real grabber gets a 403 from the real store, fails cleanly in
+/// `downloading`, and the release it runs is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_presigned_url_fails_cleanly_on_the_host() -> anyhow::Result<()> {
+    use deploy::{DeployStatus, HostPhase};
+    use slipway_tests::{AppRepo, Options, Platform, commit_hello, poll};
+    let (Some(s3), Some(redis)) = (services::s3().await, services::redis().await) else {
+        return Ok(());
+    };
+    let opts = Options {
+        s3: Some(s3),
+        redis_url: Some(redis),
+        artifact_url_ttl: Some(Duration::from_secs(1)),
+        ..Options::default()
+    };
+    let p = Platform::start_with(&["local-1"], opts).await?;
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    // X takes 4 s to come up; Y is built before anything is deployed.
+    commit_hello(&repo, "Y", true)?;
+    let app = p.register("hello", &repo.path).await?;
+    let y = p
+        .client
+        .request_build(&app, &deploy::RequestBuild::default())
+        .await?;
+    commit_hello(&repo, "X", true)?;
+    repo.commit(&[("delay.txt", "4")], "slow start")?;
+    let x = p.release(&app, "main", None).await?;
+    poll(Duration::from_secs(60), || async {
+        let d = p.client.deploy(x.id).await?;
+        Ok(d.hosts[0].phase == HostPhase::Checking)
+    })
+    .await?;
+    // Y's message arrives now and waits for X's install to finish, longer
+    // than its URL lives.
+    let y_deploy = p.release(&app, y.version.as_str(), None).await?;
+    let x = p.wait_deploy(x.id).await?;
+    assert_eq!(x.status, DeployStatus::Succeeded, "{x:#?}");
+    let y_deploy = p.wait_deploy(y_deploy.id).await?;
+    assert_eq!(y_deploy.status, DeployStatus::Failed, "{y_deploy:#?}");
+    let h = &y_deploy.hosts[0];
+    assert_eq!(h.failed_phase, Some(HostPhase::Downloading), "{h:#?}");
+    assert!(!h.rolled_back);
+    let msg = h.message.as_deref().unwrap_or_default();
+    assert!(
+        msg.contains("403"),
+        "the failure says the store refused the URL: {msg}"
+    );
+    let version_x = x.version.expect("version");
+    assert_eq!(p.hosts[0].get().await?, format!("X {version_x}\n"));
+    assert_eq!(
+        p.hosts[0].current("hello").as_deref(),
+        Some(version_x.as_str())
+    );
+    p.shutdown().await
+}
