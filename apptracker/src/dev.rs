@@ -32,7 +32,7 @@ impl Default for DevOptions {
             config: Config::default(),
             examples: PathBuf::from(EXAMPLES_DIR),
             hosts: 3,
-            port_step: 1000,
+            port_step: 100,
         }
     }
 }
