@@ -591,17 +591,28 @@ impl Db {
             .collect()
     }
 
-    /// Who holds the token with this hash.
+    /// Who holds the token with this hash. Records when it was last used,
+    /// at most once a minute so reads stay reads.
     pub async fn principal_by_hash(&self, hash: &str) -> sqlx::Result<Option<Principal>> {
-        let row = sqlx::query("SELECT name, role, cluster FROM tokens WHERE hash = $1")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT name, role, cluster, last_used_at FROM tokens WHERE hash = $1")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
         let Some(r) = row else { return Ok(None) };
         let role: String = r.try_get("role")?;
         let Some(role) = Role::parse(&role) else {
             return Ok(None);
         };
+        let now = Timestamp::now();
+        let last: Option<i64> = r.try_get("last_used_at")?;
+        if last.is_none_or(|t| now.0 - t > 60_000) {
+            sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE hash = $2")
+                .bind(now.0)
+                .bind(hash)
+                .execute(&self.pool)
+                .await?;
+        }
         Ok(Some(Principal {
             name: r.try_get("name")?,
             role,
