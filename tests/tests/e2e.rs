@@ -37,6 +37,7 @@ async fn the_same_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
         database_url: Some(db.url.clone()),
         redis_url: Some(redis),
         s3: Some(s3),
+        ..Default::default()
     };
     let p = Platform::start_with(&HOSTS, opts).await?;
     release_rollout_and_rollback(&p).await?;

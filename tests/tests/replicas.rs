@@ -15,6 +15,7 @@ async fn a_deploy_made_on_one_replica_is_followed_live_on_the_other() -> anyhow:
         database_url: Some(db.url.clone()),
         redis_url: Some(redis),
         s3: Some(s3),
+        ..Options::default()
     };
     let hosts = ["local-1", "local-2"];
     let mut p = Platform::start_with(&hosts, opts).await?;
