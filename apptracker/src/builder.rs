@@ -65,27 +65,11 @@ async fn build_and_store(
     build: &Build,
     git_url: &str,
 ) -> (BuildOutcome, String) {
-    let (out, _scratch) = match packer::worker::build_in_scratch(build, git_url).await {
-        Ok(b) => (b.output, b.scratch),
-        Err((error, log)) => return (BuildOutcome::Failed { error }, log),
-    };
-    if let Err(e) = tracker
-        .store_local_artifact(build, &out.artifact_path)
-        .await
-    {
-        return (
-            BuildOutcome::Failed {
-                error: format!("{e:#}"),
-            },
-            out.log,
-        );
-    }
-    (
-        BuildOutcome::Succeeded {
-            build_type: out.build_type,
-            sha256: out.sha256,
-            size: out.size,
-        },
-        out.log,
-    )
+    packer::worker::build_and_deliver(build, git_url, async |out: &packer::BuildOutput| {
+        tracker
+            .store_local_artifact(build, &out.artifact_path)
+            .await
+            .map_err(|e| format!("{e:#}"))
+    })
+    .await
 }

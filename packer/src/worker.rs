@@ -90,14 +90,14 @@ async fn run_job(client: &Client, worker: &str, job: BuildJob) {
 
 /// A build done in a scratch directory; the artifact lives there, so keep
 /// `scratch` while uploading or storing it.
-pub struct ScratchBuild {
-    pub output: crate::BuildOutput,
-    pub scratch: tempfile::TempDir,
+struct ScratchBuild {
+    output: crate::BuildOutput,
+    _scratch: tempfile::TempDir,
 }
 
 /// Builds a claimed build in a fresh scratch directory, off the async
 /// threads. The error is `(message, build log so far)`.
-pub async fn build_in_scratch(
+async fn build_in_scratch(
     build: &deploy::Build,
     git_url: &str,
 ) -> Result<ScratchBuild, (String, String)> {
@@ -135,31 +135,47 @@ pub async fn build_in_scratch(
     })
     .await
     .map_err(|e| (format!("build task failed: {e}"), String::new()))??;
-    Ok(ScratchBuild { output, scratch })
+    Ok(ScratchBuild {
+        output,
+        _scratch: scratch,
+    })
 }
 
 async fn build_and_upload(client: &Client, worker: &str, job: &BuildJob) -> (BuildOutcome, String) {
-    let (out, _scratch) = match build_in_scratch(&job.build, &job.git_url).await {
-        Ok(b) => (b.output, b.scratch),
+    build_and_deliver(
+        &job.build,
+        &job.git_url,
+        async |out: &crate::BuildOutput| {
+            client
+                .upload_artifact(job.build.id, worker, &out.artifact_path, &out.sha256)
+                .await
+                .map_err(|e| format!("cannot upload the artifact: {e}"))
+        },
+    )
+    .await
+}
+
+/// Builds a claimed build, hands the artifact to `deliver` (upload it, or
+/// store it) and says how it went, with the build log.
+pub async fn build_and_deliver(
+    build: &deploy::Build,
+    git_url: &str,
+    deliver: impl AsyncFnOnce(&crate::BuildOutput) -> Result<(), String>,
+) -> (BuildOutcome, String) {
+    let built = match build_in_scratch(build, git_url).await {
+        Ok(b) => b,
         Err((error, log)) => return (BuildOutcome::Failed { error }, log),
     };
-    if let Err(e) = client
-        .upload_artifact(job.build.id, worker, &out.artifact_path, &out.sha256)
-        .await
-    {
-        return (
-            BuildOutcome::Failed {
-                error: format!("cannot upload the artifact: {e}"),
-            },
-            out.log,
-        );
+    let out = &built.output;
+    if let Err(error) = deliver(out).await {
+        return (BuildOutcome::Failed { error }, out.log.clone());
     }
     (
         BuildOutcome::Succeeded {
             build_type: out.build_type,
-            sha256: out.sha256,
+            sha256: out.sha256.clone(),
             size: out.size,
         },
-        out.log,
+        out.log.clone(),
     )
 }
