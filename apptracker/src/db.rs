@@ -24,7 +24,7 @@ use sqlx::{AnyPool, Row};
 macro_rules! build_columns {
     () => {
         "id, app, number, git_ref, commit_sha, version, status, build_type, \
-         artifact_key, sha256, size, error, created_at, finished_at"
+         artifact_key, sha256, size, error, worker, created_at, finished_at"
     };
 }
 
@@ -841,6 +841,7 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
         build_type,
         artifact,
         error: r.try_get("error")?,
+        worker: r.try_get("worker")?,
         log: if with_log {
             r.try_get("log")?
         } else {

@@ -90,6 +90,9 @@ pub struct Build {
     pub artifact: Option<ArtifactRef>,
     /// Why it failed, in one line.
     pub error: Option<String>,
+    /// The worker holding a running build.
+    #[serde(default)]
+    pub worker: Option<String>,
     #[serde(default)]
     pub log: String,
     pub created_at: Timestamp,

@@ -1,0 +1,128 @@
+//! The build queue under failure: a `packer worker` killed in the middle of a
+//! build loses its claim when its lease runs out, and another worker builds
+//! the job to success.
+
+use std::time::Duration;
+
+use deploy::{AppName, BuildStatus, Client, Cluster, CreateToken, RegisterApp, RequestBuild};
+use slipway_tests::procs::{Proc, output};
+use slipway_tests::{AppRepo, free_port, poll};
+
+const APPTRACKER: &str = env!("CARGO_BIN_EXE_slipway-apptracker");
+const PACKER: &str = env!("CARGO_BIN_EXE_slipway-packer");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_worker_killed_mid_build_loses_its_claim_and_another_finishes_the_job()
+-> anyhow::Result<()> {
+    slipway_tests::init_tracing();
+    let dir = tempfile::Builder::new()
+        .prefix("slipway-workers-")
+        .tempdir()?;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let port = free_port()?;
+    let server = format!("http://127.0.0.1:{port}");
+    // Embedded state, no builder inside, short leases so the test is quick.
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nbuilder = false\nbuild_lease = \"2s\"\nsweep_interval = \"200ms\"\n",
+        dir.path().join("apptracker").display()
+    );
+    let config_file = dir.path().join("apptracker.toml");
+    std::fs::write(&config_file, config)?;
+    let cfg = config_file.display().to_string();
+    let admin = output(
+        APPTRACKER,
+        &[
+            "token", "create", "--config", &cfg, "--name", "ops", "--role", "admin",
+        ]
+        .map(String::from),
+        &[],
+    )
+    .await?;
+    let mut tracker = Proc::spawn(
+        "apptracker",
+        APPTRACKER,
+        &["serve".into(), "--config".into(), cfg],
+        &[],
+        &logs,
+    )?;
+    let client = Client::new(server.clone()).with_token(admin);
+    poll(Duration::from_secs(30), || async {
+        Ok(client.apps().await.is_ok())
+    })
+    .await?;
+    let token = client
+        .create_token(&CreateToken {
+            name: "builders".into(),
+            role: "agent".into(),
+            cluster: Some(Cluster::parse("builders")?),
+        })
+        .await?
+        .token;
+
+    // A generic app whose build takes a few seconds.
+    let repo = AppRepo::new(dir.path().join("repo"))?;
+    repo.commit(
+        &[
+            (
+                "slipway.toml",
+                "type = \"generic\"\n[build]\ncommand = \"sleep 3 && echo built > out.txt\"\n[run]\ncommand = \"sleep 1000\"\n",
+            ),
+            ("README", "slow to build\n"),
+        ],
+        "slow build",
+    )?;
+    let app = AppName::parse("slow")?;
+    client
+        .register_app(&RegisterApp {
+            name: app.clone(),
+            git_url: repo.path.display().to_string(),
+        })
+        .await?;
+
+    let worker = |name: &str| {
+        Proc::spawn(
+            name,
+            PACKER,
+            &[
+                "worker", "--server", &server, "--poll", "200ms", "--name", name,
+            ]
+            .map(String::from),
+            &[("SLIPWAY_TOKEN", token.clone())],
+            &logs,
+        )
+    };
+    let mut doomed = worker("w-doomed")?;
+    let build = client.request_build(&app, &RequestBuild::default()).await?;
+    poll(Duration::from_secs(30), || async {
+        Ok(client.build(build.id).await?.worker.as_deref() == Some("w-doomed"))
+    })
+    .await?;
+    // The worker dies as a crash would: no chance to hand the build back.
+    doomed.kill().await?;
+    assert_eq!(client.build(build.id).await?.status, BuildStatus::Running);
+
+    let mut survivor = worker("w-survivor")?;
+    poll(Duration::from_secs(60), || async {
+        Ok(client.build(build.id).await?.status.is_terminal())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", survivor.tail()))?;
+    let done = client.build(build.id).await?;
+    assert_eq!(done.status, BuildStatus::Succeeded, "{}", done.log);
+    assert_eq!(done.worker.as_deref(), Some("w-survivor"));
+    assert!(
+        done.log.contains("sleep 3"),
+        "the build log shows the command: {}",
+        done.log
+    );
+    assert!(
+        std::fs::read_to_string(&tracker.log)?
+            .contains("requeued builds whose worker stopped renewing"),
+        "AppTracker says why the build moved"
+    );
+
+    assert!(survivor.stop().await?, "{}", survivor.tail());
+    assert!(tracker.stop().await?, "{}", tracker.tail());
+    Ok(())
+}
