@@ -39,6 +39,10 @@ pub struct Config {
     /// How long a download URL handed to a host stays valid.
     #[serde(with = "humantime_serde_compat")]
     pub artifact_url_ttl: Duration,
+    /// File holding the shared secret VCS webhooks are signed with (GitHub,
+    /// Gitea/Forgejo: HMAC-SHA256 of the body; GitLab: the token itself).
+    /// Webhooks are refused when unset.
+    pub webhook_secret_file: Option<PathBuf>,
     /// File holding the key that signs local-store download URLs; replicas
     /// serving one directory must share it. Random per process when unset.
     pub url_signing_key_file: Option<PathBuf>,
@@ -59,6 +63,7 @@ impl Default for Config {
             s3: None,
             artifact_url_ttl: Duration::from_secs(15 * 60),
             url_signing_key_file: None,
+            webhook_secret_file: None,
         }
     }
 }

@@ -28,6 +28,12 @@ macro_rules! build_columns {
     };
 }
 
+macro_rules! app_columns {
+    () => {
+        "name, git_url, branch, auto_deploy_cluster, auto_deploy_hosts, created_at"
+    };
+}
+
 macro_rules! deploy_columns {
     () => {
         "id, app, version, git_ref, build_id, cluster, hosts_selector, status, error, created_at, finished_at"
@@ -90,38 +96,73 @@ impl Db {
     // ------------------------------------------------------------ apps
 
     /// Inserts an app; `Ok(None)` when the name is taken.
-    pub async fn insert_app(&self, name: &AppName, git_url: &str) -> sqlx::Result<Option<App>> {
-        let now = Timestamp::now();
+    pub async fn insert_app(&self, app: &App) -> sqlx::Result<Option<App>> {
         let res = sqlx::query(
-            "INSERT INTO apps (name, git_url, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO apps (name, git_url, branch, auto_deploy_cluster, auto_deploy_hosts, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
         )
-        .bind(name.as_str())
-        .bind(git_url)
-        .bind(now.0)
+        .bind(app.name.as_str())
+        .bind(&app.git_url)
+        .bind(&app.branch)
+        .bind(app.auto_deploy.as_ref().map(|a| a.cluster.to_string()))
+        .bind(
+            app.auto_deploy
+                .as_ref()
+                .and_then(|a| a.hosts.as_ref())
+                .map(|h| h.to_string()),
+        )
+        .bind(app.created_at.0)
         .execute(&self.pool)
         .await?;
         if res.rows_affected() == 0 {
             return Ok(None);
         }
-        Ok(Some(App {
-            name: name.clone(),
-            git_url: git_url.to_string(),
-            created_at: now,
-        }))
+        Ok(Some(app.clone()))
     }
 
     pub async fn apps(&self) -> sqlx::Result<Vec<App>> {
-        let rows = sqlx::query("SELECT name, git_url, created_at FROM apps ORDER BY name")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            app_columns!(),
+            " FROM apps ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(app_from_row).collect()
     }
 
     pub async fn app(&self, name: &AppName) -> sqlx::Result<Option<App>> {
-        let row = sqlx::query("SELECT name, git_url, created_at FROM apps WHERE name = $1")
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            app_columns!(),
+            " FROM apps WHERE name = $1"
+        ))
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(app_from_row).transpose()
+    }
+
+    /// Stores the hash of an app's build-trigger secret (replacing any).
+    pub async fn set_trigger_hash(&self, app: &AppName, hash: &str) -> sqlx::Result<bool> {
+        let res = sqlx::query("UPDATE apps SET trigger_hash = $2 WHERE name = $1")
+            .bind(app.as_str())
+            .bind(hash)
+            .execute(&self.pool)
             .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// The app whose build-trigger secret hashes to `hash`.
+    pub async fn app_by_trigger_hash(&self, hash: &str) -> sqlx::Result<Option<App>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            app_columns!(),
+            " FROM apps WHERE trigger_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(app_from_row).transpose()
     }
 
@@ -794,9 +835,21 @@ fn decode<T, E: std::error::Error + Send + Sync + 'static>(r: Result<T, E>) -> s
 }
 
 fn app_from_row(r: &AnyRow) -> sqlx::Result<App> {
+    let auto_deploy = match r.try_get::<Option<String>, _>("auto_deploy_cluster")? {
+        Some(cluster) => Some(deploy::AutoDeploy {
+            cluster: decode(Cluster::parse(cluster))?,
+            hosts: r
+                .try_get::<Option<String>, _>("auto_deploy_hosts")?
+                .map(|h| decode(HostSelector::parse(h)))
+                .transpose()?,
+        }),
+        None => None,
+    };
     Ok(App {
         name: decode(AppName::parse(r.try_get::<String, _>("name")?))?,
         git_url: r.try_get("git_url")?,
+        branch: r.try_get("branch")?,
+        auto_deploy,
         created_at: Timestamp(r.try_get("created_at")?),
     })
 }

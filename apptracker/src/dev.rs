@@ -64,10 +64,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
 
     let client = Client::new(base_url.clone()).with_token(admin);
     for (name, path) in &repos {
-        let req = RegisterApp {
-            name: name.clone(),
-            git_url: path.display().to_string(),
-        };
+        let req = RegisterApp::new(name.clone(), path.display().to_string());
         match client.register_app(&req).await {
             Ok(_) => tracing::info!(app = %name, "registered example app"),
             Err(e) if e.code() == Some("conflict") => {}

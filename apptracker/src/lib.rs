@@ -15,6 +15,7 @@ mod routes;
 mod startup;
 pub mod store;
 mod tracker;
+mod webhooks;
 
 pub use config::Config;
 pub use startup::{Application, bootstrap_token};

@@ -20,7 +20,9 @@ use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use deploy::{BuildJob, BuildResult, BuildWorker, ClaimBuild, Sha256};
+use deploy::{
+    BuildJob, BuildResult, BuildWorker, ClaimBuild, GitRef, Sha256, TriggerUrl, WebhookOutcome,
+};
 
 use crate::auth::{Principal, Role};
 use crate::bus::Live;
@@ -49,6 +51,9 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/deploys/{id}", get(show_deploy))
         .route("/api/v1/deploys/{id}/stream", get(deploy_stream))
         .route("/api/v1/deploys/{id}/hosts/{host}/events", post(host_event))
+        .route("/api/v1/webhooks/{provider}", post(webhook))
+        .route("/api/v1/apps/{app}/trigger", post(new_trigger))
+        .route("/api/v1/trigger/{secret}", post(trigger))
         .route("/api/v1/tokens", post(create_token).get(list_tokens))
         .route("/api/v1/tokens/{name}", axum::routing::delete(delete_token))
         .route("/api/v1/hosts", get(list_hosts))
@@ -76,7 +81,18 @@ async fn register_app(
     if req.git_url.trim().is_empty() {
         return Err(ApiError::Invalid("`git_url` must not be empty".into()));
     }
-    match t.db().insert_app(&req.name, &req.git_url).await? {
+    let branch = req
+        .branch
+        .unwrap_or_else(|| crate::tracker::DEFAULT_BRANCH.to_string());
+    GitRef::parse(branch.as_str()).map_err(|e| ApiError::Invalid(format!("`branch`: {e}")))?;
+    let app = App {
+        name: req.name.clone(),
+        git_url: req.git_url.clone(),
+        branch,
+        auto_deploy: req.auto_deploy,
+        created_at: deploy::Timestamp::now(),
+    };
+    match t.db().insert_app(&app).await? {
         Some(app) => {
             tracing::info!(app = %app.name, "app registered");
             Ok((StatusCode::CREATED, ApiJson(app)))
@@ -388,6 +404,52 @@ async fn deploy_stream(
         .map(|ev| sse_event(&ev))
         .take_until(t_stop(&first_tracker));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+// ---------------------------------------------------------------- webhooks
+
+/// VCS webhooks authenticate by their signature, not a token.
+async fn webhook(
+    State(t): State<Tracker>,
+    Path(provider): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, ApiJson<WebhookOutcome>), ApiError> {
+    let provider = crate::webhooks::Provider::parse(&provider).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "unknown webhook provider `{provider}`: use github, gitlab, gitea or forgejo"
+        ))
+    })?;
+    let (status, out) = crate::webhooks::handle(&t, provider, &headers, &body).await?;
+    Ok((status, ApiJson(out)))
+}
+
+async fn new_trigger(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(app): Path<String>,
+) -> Result<(StatusCode, ApiJson<TriggerUrl>), ApiError> {
+    who.require(Role::Admin)?;
+    let app: AppName = parse(&app)?;
+    let url = crate::webhooks::new_trigger_url(&t, &app).await?;
+    tracing::info!(app = %app, by = %who.name, "build-trigger URL made");
+    Ok((StatusCode::CREATED, ApiJson(TriggerUrl { url })))
+}
+
+/// The secret in the URL is the credential.
+async fn trigger(
+    State(t): State<Tracker>,
+    Path(secret): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, ApiJson<WebhookOutcome>), ApiError> {
+    let req: RequestBuild = if body.iter().all(u8::is_ascii_whitespace) {
+        RequestBuild::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
+    };
+    let out = crate::webhooks::trigger(&t, &secret, req.git_ref).await?;
+    Ok((StatusCode::ACCEPTED, ApiJson(out)))
 }
 
 // ---------------------------------------------------------------- tokens

@@ -14,7 +14,7 @@ use crate::bus::Bus;
 use crate::config::Config;
 use crate::db::Db;
 use crate::store::{ArtifactStore, LocalStore, S3Store};
-use crate::tracker::Tracker;
+use crate::tracker::{Parts, Tracker};
 use std::sync::Arc;
 
 /// A bound, ready-to-run AppTracker.
@@ -75,7 +75,28 @@ impl Application {
             None => Bus::in_process(),
         };
         tracing::info!(bus = bus.describe(), "bus");
-        let tracker = Tracker::new(db, bus, store, local, config);
+        let webhook_secret = match &config.webhook_secret_file {
+            Some(path) => {
+                let secret = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read webhook_secret_file {}", path.display())
+                })?;
+                let secret = secret.trim().to_string();
+                if secret.is_empty() {
+                    anyhow::bail!("webhook_secret_file {} is empty", path.display());
+                }
+                Some(secrecy::SecretString::from(secret))
+            }
+            None => None,
+        };
+        let tracker = Tracker::new(Parts {
+            db,
+            bus,
+            store,
+            local,
+            config,
+            base_url: base_url.clone(),
+            webhook_secret,
+        });
         Ok(Self {
             listener,
             addr,

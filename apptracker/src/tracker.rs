@@ -10,6 +10,7 @@ use deploy::{
     DeployHost, DeployId, DeployMessage, DeployStatus, GitRef, HostEvent, HostName, HostPhase,
     HostSelector, Target, Timestamp, Version,
 };
+use secrecy::SecretString;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -40,16 +41,34 @@ struct Inner {
     /// Cancelled when the server stops, so long-lived streams end and the
     /// graceful shutdown does not wait on them.
     stopping: CancellationToken,
+    /// The URL this server is reached at.
+    base_url: String,
+    /// Verifies VCS webhooks; webhooks are refused when unset.
+    webhook_secret: Option<SecretString>,
+}
+
+/// What a tracker is made of (see `startup.rs`).
+pub struct Parts {
+    pub db: Db,
+    pub bus: Bus,
+    pub store: Arc<dyn ArtifactStore>,
+    pub local: Option<Arc<LocalStore>>,
+    pub config: Config,
+    pub base_url: String,
+    pub webhook_secret: Option<SecretString>,
 }
 
 impl Tracker {
-    pub fn new(
-        db: Db,
-        bus: Bus,
-        store: Arc<dyn ArtifactStore>,
-        local: Option<Arc<LocalStore>>,
-        config: Config,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            db,
+            bus,
+            store,
+            local,
+            config,
+            base_url,
+            webhook_secret,
+        } = parts;
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -57,6 +76,8 @@ impl Tracker {
                 store,
                 local,
                 config,
+                base_url,
+                webhook_secret,
                 build_queued: Notify::new(),
                 stopping: CancellationToken::new(),
             }),
@@ -111,6 +132,14 @@ impl Tracker {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+
+    pub fn webhook_secret(&self) -> Option<&SecretString> {
+        self.inner.webhook_secret.as_ref()
     }
 
     pub fn stopping(&self) -> &CancellationToken {

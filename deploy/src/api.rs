@@ -29,6 +29,33 @@ pub struct RegisterApp {
     /// Where packer fetches the source: a local path or a `file://` URL for
     /// now, http(s)/ssh later.
     pub git_url: String,
+    /// The branch whose pushes (webhooks) start builds; `main` when absent.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Deploy every successful webhook build of `branch` here.
+    #[serde(default)]
+    pub auto_deploy: Option<AutoDeploy>,
+}
+
+impl RegisterApp {
+    /// An app built from `main`, with no auto-deploy rule.
+    pub fn new(name: AppName, git_url: impl Into<String>) -> Self {
+        Self {
+            name,
+            git_url: git_url.into(),
+            branch: None,
+            auto_deploy: None,
+        }
+    }
+}
+
+/// "Auto-deploy the branch to this cluster when its build succeeds."
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoDeploy {
+    pub cluster: Cluster,
+    /// Every host of the cluster when absent.
+    #[serde(default)]
+    pub hosts: Option<HostSelector>,
 }
 
 /// An app as the API shows it.
@@ -36,7 +63,36 @@ pub struct RegisterApp {
 pub struct App {
     pub name: AppName,
     pub git_url: String,
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    #[serde(default)]
+    pub auto_deploy: Option<AutoDeploy>,
     pub created_at: Timestamp,
+}
+
+fn default_branch() -> String {
+    "main".to_string()
+}
+
+/// What a webhook (or the build-trigger URL) started: one entry per app it
+/// matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookOutcome {
+    /// `built`, `ignored` or `pong`.
+    pub result: String,
+    /// Why, for people.
+    pub message: String,
+    #[serde(default)]
+    pub builds: Vec<BuildId>,
+    #[serde(default)]
+    pub deploys: Vec<DeployId>,
+}
+
+/// `POST /api/v1/apps/{app}/trigger` (admin): a new secret build-trigger URL;
+/// any earlier one stops working.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerUrl {
+    pub url: String,
 }
 
 // ---------------------------------------------------------------- builds

@@ -104,9 +104,7 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Register { app, git_url } => {
-            let a = client
-                .register_app(&RegisterApp { name: app, git_url })
-                .await?;
+            let a = client.register_app(&RegisterApp::new(app, git_url)).await?;
             println!("registered {} ({})", a.name, a.git_url);
         }
         Command::Builds { app } => {

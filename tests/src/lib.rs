@@ -78,6 +78,8 @@ pub struct Options {
     pub s3: Option<services::S3>,
     /// How long download URLs stay valid (default: AppTracker's).
     pub artifact_url_ttl: Option<Duration>,
+    /// The shared secret of VCS webhooks (webhooks are off without one).
+    pub webhook_secret: Option<String>,
 }
 
 impl Platform {
@@ -90,7 +92,16 @@ impl Platform {
     pub async fn start_with(host_names: &[&str], opts: Options) -> anyhow::Result<Self> {
         init_tracing();
         let dir = tempfile::Builder::new().prefix("slipway-e2e-").tempdir()?;
+        let webhook_secret_file = match &opts.webhook_secret {
+            Some(secret) => {
+                let path = dir.path().join("webhook.secret");
+                std::fs::write(&path, secret)?;
+                Some(path)
+            }
+            None => None,
+        };
         let config = apptracker::Config {
+            webhook_secret_file,
             listen: "127.0.0.1:0".parse()?,
             data_dir: dir.path().join("apptracker"),
             database_url: opts.database_url,
@@ -215,10 +226,7 @@ impl Platform {
     pub async fn register(&self, app: &str, repo: &Path) -> anyhow::Result<AppName> {
         let name = AppName::parse(app)?;
         self.client
-            .register_app(&RegisterApp {
-                name: name.clone(),
-                git_url: repo.display().to_string(),
-            })
+            .register_app(&RegisterApp::new(name.clone(), repo.display().to_string()))
             .await?;
         Ok(name)
     }

@@ -180,10 +180,10 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
     let repo = AppRepo::new(dir.path().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     client
-        .register_app(&deploy::RegisterApp {
-            name: deploy::AppName::parse("hello")?,
-            git_url: repo.path.display().to_string(),
-        })
+        .register_app(&deploy::RegisterApp::new(
+            deploy::AppName::parse("hello")?,
+            repo.path.display().to_string(),
+        ))
         .await?;
     let release = |cluster: &str, r: &str| {
         let client = client.clone();

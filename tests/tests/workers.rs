@@ -74,10 +74,10 @@ async fn a_worker_killed_mid_build_loses_its_claim_and_another_finishes_the_job(
     )?;
     let app = AppName::parse("slow")?;
     client
-        .register_app(&RegisterApp {
-            name: app.clone(),
-            git_url: repo.path.display().to_string(),
-        })
+        .register_app(&RegisterApp::new(
+            app.clone(),
+            repo.path.display().to_string(),
+        ))
         .await?;
 
     let worker = |name: &str| {
