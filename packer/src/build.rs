@@ -121,7 +121,7 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
     }
 
     if let Some(command) = &config.build_command {
-        run_command(req, command, &src, BUILD_TIMEOUT, log)?;
+        run_command(req, command, &src, config.build_timeout, log)?;
     }
 
     let manifest = Manifest {

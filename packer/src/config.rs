@@ -93,6 +93,9 @@ pub struct SlipwayToml {
     /// `[build] command`: the whole build for `generic`, an extra step after
     /// dependencies for the others.
     pub build_command: Option<String>,
+    /// `[build] timeout`: how long the build's commands may run in all
+    /// (default [`crate::BUILD_TIMEOUT`]).
+    pub build_timeout: Duration,
     /// `[run]`, as the manifest carries it.
     pub run: RunSpec,
     /// `[health]`, as the manifest carries it.
@@ -182,6 +185,7 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawBuild {
     command: Option<NonEmpty>,
+    timeout: Option<HumanDuration>,
 }
 
 #[derive(Deserialize)]
@@ -255,6 +259,7 @@ impl RawFile {
     fn validate(self, text: &str) -> Result<SlipwayToml, ConfigError> {
         let build_type = self.build_type.map(|t| (*t.get_ref(), t.span()));
         let build_command = self.build.command.map(|c| c.0);
+        let build_timeout = self.build.timeout.map_or(crate::BUILD_TIMEOUT, |d| d.0);
         if let Some((BuildType::Generic, span)) = &build_type
             && build_command.is_none()
         {
@@ -340,6 +345,7 @@ impl RawFile {
             name: self.name,
             build_type: build_type.map(|(t, _)| t),
             build_command,
+            build_timeout,
             run,
             health,
         })

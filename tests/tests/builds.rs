@@ -1,0 +1,103 @@
+//! Build failures are clear, and visible through the API: in the build's
+//! error line and in its log.
+
+use std::time::Duration;
+
+use deploy::{AppName, Build, BuildStatus, RequestBuild};
+use slipway_tests::{AppRepo, Platform, poll};
+
+/// Commits `files` as the whole app and builds it to its end.
+async fn build(p: &Platform, name: &str, files: &[(&str, &str)]) -> anyhow::Result<Build> {
+    let repo = AppRepo::new(p.dir.path().join(name))?;
+    repo.commit(files, "try")?;
+    let app = p.register(name, &repo.path).await?;
+    let b = p
+        .client
+        .request_build(&app, &RequestBuild::default())
+        .await?;
+    poll(Duration::from_secs(60), || async {
+        Ok(p.client.build(b.id).await?.status.is_terminal())
+    })
+    .await?;
+    Ok(p.client.build(b.id).await?)
+}
+
+fn failed(b: &Build) -> String {
+    assert_eq!(b.status, BuildStatus::Failed, "{b:#?}");
+    b.error.clone().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn build_failures_say_what_went_wrong() -> anyhow::Result<()> {
+    let p = Platform::start(&["local-1"]).await?;
+
+    let b = build(
+        &p,
+        "no-run",
+        &[(
+            "slipway.toml",
+            "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\nport = 8000\n",
+        )],
+    )
+    .await?;
+    let e = failed(&b);
+    assert!(
+        e.contains("command") && e.contains("run"),
+        "missing run command: {e}"
+    );
+
+    let b = build(
+        &p,
+        "bad-type",
+        &[("slipway.toml", "type = \"cobol\"\n[run]\ncommand = \"x\"\n")],
+    )
+    .await?;
+    let e = failed(&b);
+    assert!(
+        e.contains("type") && e.contains("line 1") && e.contains("cobol"),
+        "unknown type: {e}"
+    );
+
+    let b = build(
+        &p,
+        "exits",
+        &[("slipway.toml", "type = \"generic\"\n[build]\ncommand = \"echo compiling; echo boom >&2; exit 3\"\n[run]\ncommand = \"x\"\n")],
+    )
+    .await?;
+    let e = failed(&b);
+    assert!(e.contains('3'), "the exit status is named: {e}");
+    assert!(
+        b.log.contains("compiling") && b.log.contains("boom"),
+        "the log has the output: {}",
+        b.log
+    );
+
+    let b = build(
+        &p,
+        "slow",
+        &[("slipway.toml", "type = \"generic\"\n[build]\ncommand = \"echo started; sleep 30\"\ntimeout = \"1s\"\n[run]\ncommand = \"x\"\n")],
+    )
+    .await?;
+    let e = failed(&b);
+    assert!(
+        e.contains("timed out") || e.contains("timeout"),
+        "over its timeout: {e}"
+    );
+    assert!(
+        b.log.contains("started"),
+        "the log keeps what ran: {}",
+        b.log
+    );
+
+    let b = build(&p, "no-toml", &[("README", "no slipway.toml here\n")]).await?;
+    let e = failed(&b);
+    assert!(e.contains("slipway.toml"), "{e}");
+
+    // None of them left an artifact or a deploy behind.
+    for name in ["no-run", "bad-type", "exits", "slow", "no-toml"] {
+        let builds = p.client.builds(&AppName::parse(name)?).await?;
+        assert!(builds.iter().all(|b| b.artifact.is_none()), "{name}");
+    }
+    assert!(p.client.deploys(10).await?.is_empty());
+    p.shutdown().await
+}
