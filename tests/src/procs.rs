@@ -127,3 +127,54 @@ pub async fn output(exe: &str, args: &[String], env: &[(&str, String)]) -> anyho
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
+
+/// An `apptracker serve` process configured by a TOML file (listen address,
+/// data dir, short sweeps, then `extra_toml`), with a first admin token made
+/// in its database before it starts, ready to answer.
+pub struct TrackerProc {
+    pub proc: Proc,
+    pub url: String,
+    /// A client with the admin token.
+    pub client: deploy::Client,
+}
+
+pub async fn start_apptracker(
+    exe: &str,
+    dir: &Path,
+    logs: &Path,
+    extra_toml: &str,
+) -> anyhow::Result<TrackerProc> {
+    let port = crate::free_port()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nsweep_interval = \"200ms\"\n{extra_toml}",
+        dir.join("apptracker").display()
+    );
+    let file = dir.join("apptracker.toml");
+    std::fs::write(&file, config)?;
+    let cfg = file.display().to_string();
+    let admin = output(
+        exe,
+        &[
+            "token", "create", "--config", &cfg, "--name", "ops", "--role", "admin",
+        ]
+        .map(String::from),
+        &[],
+    )
+    .await?;
+    anyhow::ensure!(admin.starts_with("slp_"), "unexpected token {admin:?}");
+    let proc = Proc::spawn(
+        "apptracker",
+        exe,
+        &["serve".into(), "--config".into(), cfg],
+        &[],
+        logs,
+    )?;
+    let client = deploy::Client::new(url.clone()).with_token(admin);
+    crate::poll(Duration::from_secs(30), || async {
+        Ok(client.apps().await.is_ok())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}: {}", proc.tail()))?;
+    Ok(TrackerProc { proc, url, client })
+}

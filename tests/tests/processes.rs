@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use deploy::{Client, Cluster, CreateDeploy, CreateToken, DeployStatus, GitRef, HostPhase};
-use slipway_tests::procs::{Proc, output};
+use slipway_tests::procs::{Proc, TrackerProc, start_apptracker};
 use slipway_tests::services::{postgres, redis, s3};
 use slipway_tests::{APP_PORT, AppRepo, commit_hello, free_port, poll};
 
@@ -86,44 +86,16 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
     std::fs::create_dir_all(&logs)?;
 
     // AppTracker, configured by a file; no builder inside: packer workers build.
-    let port = free_port()?;
-    let server = format!("http://127.0.0.1:{port}");
     let s3c = s3.config();
-    let config = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\ndatabase_url = \"{}\"\nredis_url = \"{redis}\"\nbuilder = false\nsweep_interval = \"200ms\"\n\n[s3]\nbucket = \"{}\"\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\ncreate_bucket = true\n",
-        dir.path().join("apptracker").display(),
-        db.url,
-        s3c.bucket,
-        s3.endpoint,
+    let extra = format!(
+        "database_url = \"{}\"\nredis_url = \"{redis}\"\nbuilder = false\n\n[s3]\nbucket = \"{}\"\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\ncreate_bucket = true\n",
+        db.url, s3c.bucket, s3.endpoint,
     );
-    let config_file = dir.path().join("apptracker.toml");
-    std::fs::write(&config_file, config)?;
-    let cfg_arg = config_file.display().to_string();
-
-    // The first admin token, made in the database before the server starts.
-    let admin = output(
-        APPTRACKER,
-        &[
-            "token", "create", "--config", &cfg_arg, "--name", "ops", "--role", "admin",
-        ]
-        .map(String::from),
-        &[],
-    )
-    .await?;
-    assert!(admin.starts_with("slp_"), "{admin}");
-    let mut tracker = Proc::spawn(
-        "apptracker",
-        APPTRACKER,
-        &["serve".into(), "--config".into(), cfg_arg.clone()],
-        &[],
-        &logs,
-    )?;
-    let client = Client::new(server.clone()).with_token(admin);
-    poll(Duration::from_secs(30), || async {
-        Ok(client.apps().await.is_ok())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("{e}: {}", tracker.tail()))?;
+    let TrackerProc {
+        proc: mut tracker,
+        url: server,
+        client,
+    } = start_apptracker(APPTRACKER, dir.path(), &logs, &extra).await?;
 
     let token = |name: &str, cluster: &str| {
         let client = client.clone();

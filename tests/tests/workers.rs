@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use deploy::{AppName, BuildStatus, Client, Cluster, CreateToken, RegisterApp, RequestBuild};
-use slipway_tests::procs::{Proc, output};
-use slipway_tests::{AppRepo, free_port, poll};
+use deploy::{AppName, BuildStatus, Cluster, CreateToken, RegisterApp, RequestBuild};
+use slipway_tests::procs::{Proc, TrackerProc, start_apptracker};
+use slipway_tests::{AppRepo, poll};
 
 const APPTRACKER: &str = env!("CARGO_BIN_EXE_slipway-apptracker");
 const PACKER: &str = env!("CARGO_BIN_EXE_slipway-packer");
@@ -20,36 +20,17 @@ async fn a_worker_killed_mid_build_loses_its_claim_and_another_finishes_the_job(
         .tempdir()?;
     let logs = dir.path().join("logs");
     std::fs::create_dir_all(&logs)?;
-    let port = free_port()?;
-    let server = format!("http://127.0.0.1:{port}");
     // Embedded state, no builder inside, short leases so the test is quick.
-    let config = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nbuilder = false\nbuild_lease = \"2s\"\nsweep_interval = \"200ms\"\n",
-        dir.path().join("apptracker").display()
-    );
-    let config_file = dir.path().join("apptracker.toml");
-    std::fs::write(&config_file, config)?;
-    let cfg = config_file.display().to_string();
-    let admin = output(
+    let TrackerProc {
+        proc: mut tracker,
+        url: server,
+        client,
+    } = start_apptracker(
         APPTRACKER,
-        &[
-            "token", "create", "--config", &cfg, "--name", "ops", "--role", "admin",
-        ]
-        .map(String::from),
-        &[],
-    )
-    .await?;
-    let mut tracker = Proc::spawn(
-        "apptracker",
-        APPTRACKER,
-        &["serve".into(), "--config".into(), cfg],
-        &[],
+        dir.path(),
         &logs,
-    )?;
-    let client = Client::new(server.clone()).with_token(admin);
-    poll(Duration::from_secs(30), || async {
-        Ok(client.apps().await.is_ok())
-    })
+        "builder = false\nbuild_lease = \"2s\"\n",
+    )
     .await?;
     let token = client
         .create_token(&CreateToken {
