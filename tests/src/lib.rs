@@ -52,7 +52,20 @@ pub struct TestHost {
 }
 
 /// A port that was free a moment ago.
+///
+/// Test processes run in parallel and a port is only reserved once an app
+/// binds it, so ports come from a random draw below the kernel's ephemeral
+/// range (32768+), where `bind(0)` in other tests tends not to land, rather
+/// than from `bind(0)` itself, whose picks repeat across processes.
 pub fn free_port() -> anyhow::Result<u16> {
+    for _ in 0..200 {
+        let mut b = [0u8; 2];
+        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        let port = 20_000 + u16::from_le_bytes(b) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
