@@ -2,7 +2,8 @@
 //! dashboards and `deploy status --follow`.
 //!
 //! Embedded, it is an in-process broadcast. With Redis, every message goes
-//! through Redis (`slipway.deploy.<cluster>`, `slipway.events`) and each
+//! through Redis (`<prefix>.deploy.<cluster>`, `<prefix>.events`; the prefix
+//! is `slipway` unless configured) and each
 //! AppTracker replica relays what Redis delivers to its own SSE watchers, so
 //! an event reaches a watcher connected to any replica.
 //!
@@ -21,9 +22,6 @@ use tokio_util::sync::CancellationToken;
 /// told to resynchronise.
 const CAPACITY: usize = 1024;
 
-/// The Redis channel of deploy events.
-const EVENTS_CHANNEL: &str = "slipway.events";
-
 /// What local deploy-event watchers receive.
 #[derive(Debug, Clone)]
 pub enum Live {
@@ -40,6 +38,8 @@ pub struct Bus {
     events: broadcast::Sender<Live>,
     redis: Option<redis::aio::ConnectionManager>,
     redis_client: Option<redis::Client>,
+    /// Namespace of the Redis channels.
+    prefix: String,
 }
 
 impl Bus {
@@ -50,13 +50,14 @@ impl Bus {
             events: broadcast::channel(CAPACITY).0,
             redis: None,
             redis_client: None,
+            prefix: deploy::bus::DEFAULT_PREFIX.to_string(),
         }
     }
 
     /// The bus over Redis. Fails when Redis cannot be reached now; later
     /// outages are survived (publishes fail and are logged, the relay
     /// reconnects).
-    pub async fn redis(url: &str) -> anyhow::Result<Self> {
+    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
         let client = redis::Client::open(url).context("invalid redis_url")?;
         // A publish must not hold a request up while Redis is away: fail
         // fast and let the record (the database) carry the state.
@@ -70,6 +71,7 @@ impl Bus {
         Ok(Self {
             redis: Some(conn),
             redis_client: Some(client),
+            prefix: prefix.to_string(),
             ..Self::in_process()
         })
     }
@@ -101,7 +103,7 @@ impl Bus {
 
     /// Publishes on `slipway.deploy.<cluster>`.
     pub async fn publish(&self, cluster: &Cluster, msg: BusMessage) {
-        let channel = deploy::bus::channel(cluster);
+        let channel = deploy::bus::channel(&self.prefix, cluster);
         tracing::debug!(%channel, "publish");
         if self.redis.is_some() {
             match serde_json::to_string(&msg) {
@@ -122,7 +124,10 @@ impl Bus {
     pub async fn emit(&self, ev: DeployEvent) {
         if self.redis.is_some() {
             match serde_json::to_string(&ev) {
-                Ok(payload) => self.redis_publish(EVENTS_CHANNEL, payload).await,
+                Ok(payload) => {
+                    self.redis_publish(&deploy::bus::events_channel(&self.prefix), payload)
+                        .await
+                }
                 Err(e) => tracing::error!(error = %e, "cannot encode a deploy event"),
             }
         } else {
@@ -172,8 +177,10 @@ impl Bus {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<()> {
         let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.psubscribe("slipway.deploy.*").await?;
-        pubsub.subscribe(EVENTS_CHANNEL).await?;
+        let events = deploy::bus::events_channel(&self.prefix);
+        let deploys = format!("{}.deploy.", self.prefix);
+        pubsub.psubscribe(format!("{deploys}*")).await?;
+        pubsub.subscribe(&events).await?;
         tracing::info!("relaying the Redis bus");
         // Whatever was published while we were not subscribed is lost:
         // tell everyone to re-read the record.
@@ -194,14 +201,14 @@ impl Bus {
                     continue;
                 }
             };
-            if channel == EVENTS_CHANNEL {
+            if channel == events {
                 match serde_json::from_str::<DeployEvent>(&payload) {
                     Ok(ev) => {
                         let _ = self.events.send(Live::Event(ev));
                     }
                     Err(e) => tracing::warn!(error = %e, "skipping a malformed deploy event"),
                 }
-            } else if let Some(cluster) = channel.strip_prefix("slipway.deploy.") {
+            } else if let Some(cluster) = channel.strip_prefix(&deploys) {
                 let Ok(cluster) = Cluster::parse(cluster) else {
                     tracing::warn!(%channel, "skipping a message on a malformed channel");
                     continue;

@@ -36,6 +36,9 @@ pub struct Config {
     /// `redis://...`: the bus goes through Redis, so several replicas and
     /// remote grabbers share it. In-process when unset.
     pub redis_url: Option<String>,
+    /// Namespace of the Redis channels (`<prefix>.deploy.<cluster>`), so
+    /// several installations can share one Redis; grabbers must use the same.
+    pub redis_prefix: String,
     /// How long a download URL handed to a host stays valid.
     #[serde(with = "humantime_serde_compat")]
     pub artifact_url_ttl: Duration,
@@ -60,6 +63,7 @@ impl Default for Config {
             builder: true,
             build_lease: Duration::from_secs(60),
             redis_url: None,
+            redis_prefix: deploy::bus::DEFAULT_PREFIX.to_string(),
             s3: None,
             artifact_url_ttl: Duration::from_secs(15 * 60),
             url_signing_key_file: None,

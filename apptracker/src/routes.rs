@@ -383,8 +383,15 @@ async fn deploy_stream(
                         DeployEvent::Status {
                             deploy_id, status, ..
                         } if *deploy_id == id => {
-                            s.done = status.is_terminal();
-                            return Some((ev, s));
+                            if !status.is_terminal() {
+                                return Some((ev, s));
+                            }
+                            // Hosts report concurrently: the last host's event
+                            // may be published after the status it completed.
+                            // End with the record's final rows, then the status.
+                            s.done = true;
+                            let d = s.t.deploy(id).await.ok()?;
+                            s.pending.extend(snapshot(&d));
                         }
                         _ => {}
                     },

@@ -71,7 +71,7 @@ impl Application {
         // The local directory is served only when it is the store.
         let local = config.s3.is_none().then_some(local);
         let bus = match &config.redis_url {
-            Some(url) => Bus::redis(url).await?,
+            Some(url) => Bus::redis(url, &config.redis_prefix).await?,
             None => Bus::in_process(),
         };
         tracing::info!(bus = bus.describe(), "bus");

@@ -6,9 +6,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::{AppName, ArtifactRef, Cluster, DeployId, HostName, HostSelector, Timestamp, Version};
 
-/// The channel a cluster's grabbers listen on.
-pub fn channel(cluster: &Cluster) -> String {
-    format!("slipway.deploy.{cluster}")
+/// The default namespace of Slipway's Redis channels.
+pub const DEFAULT_PREFIX: &str = "slipway";
+
+/// The channel a cluster's grabbers listen on: `<prefix>.deploy.<cluster>`.
+/// The prefix (default `slipway`) lets several installations share a Redis.
+pub fn channel(prefix: &str, cluster: &Cluster) -> String {
+    format!("{prefix}.deploy.{cluster}")
+}
+
+/// The channel of deploy events between AppTracker replicas.
+pub fn events_channel(prefix: &str) -> String {
+    format!("{prefix}.events")
 }
 
 /// Which hosts a message is for.

@@ -216,7 +216,7 @@ async fn subscribe(agent: &Agent) -> Result<BusStream, String> {
                 .get_async_pubsub()
                 .await
                 .map_err(|e| format!("cannot connect to redis: {e}"))?;
-            let channel = deploy::bus::channel(&agent.config.cluster);
+            let channel = deploy::bus::channel(&agent.config.redis_prefix, &agent.config.cluster);
             pubsub
                 .subscribe(&channel)
                 .await

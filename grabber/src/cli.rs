@@ -42,6 +42,9 @@ struct Args {
     /// AppTracker's relayed stream.
     #[arg(long = "redis", env = "SLIPWAY_REDIS_URL")]
     redis_url: Option<String>,
+    /// Namespace of the Redis channels (AppTracker's `redis_prefix`).
+    #[arg(long, env = "SLIPWAY_REDIS_PREFIX", default_value = deploy::bus::DEFAULT_PREFIX)]
+    redis_prefix: String,
     /// File holding the cluster's agent token (or set SLIPWAY_TOKEN).
     #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
@@ -90,6 +93,7 @@ async fn run() -> anyhow::Result<()> {
         stop_apps_on_exit: args.stop_apps_on_exit,
         token: read_token(args.token_file.as_deref())?,
         redis_url: args.redis_url,
+        redis_prefix: args.redis_prefix,
         ..crate::Config::default()
     };
 

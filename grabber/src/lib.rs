@@ -46,6 +46,8 @@ pub struct Config {
     /// Subscribe to this Redis (`redis://...`) for the cluster's channel
     /// instead of AppTracker's relayed event stream.
     pub redis_url: Option<String>,
+    /// Namespace of the Redis channels; AppTracker's `redis_prefix`.
+    pub redis_prefix: String,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,
             token: None,
             redis_url: None,
+            redis_prefix: deploy::bus::DEFAULT_PREFIX.to_string(),
         }
     }
 }

@@ -113,7 +113,11 @@ impl Platform {
             }
             None => None,
         };
+        // Tests share one Redis: each platform talks on channels of its own.
+        let mut tag = [0u8; 6];
+        getrandom::fill(&mut tag).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let config = apptracker::Config {
+            redis_prefix: format!("test-{}", hex::encode(tag)),
             webhook_secret_file,
             listen: "127.0.0.1:0".parse()?,
             data_dir: dir.path().join("apptracker"),
@@ -191,6 +195,7 @@ impl Platform {
             stop_apps_on_exit: true,
             token: Some(token),
             redis_url: self.redis_url.clone(),
+            redis_prefix: self.config.redis_prefix.clone(),
             ..grabber::Config::default()
         };
         host.task = Some(tokio::spawn(grabber::run(cfg, host.stop.clone())));

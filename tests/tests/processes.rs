@@ -13,6 +13,11 @@ use slipway_tests::{APP_PORT, AppRepo, commit_hello, free_port, poll};
 const APPTRACKER: &str = env!("CARGO_BIN_EXE_slipway-apptracker");
 const GRABBER: &str = env!("CARGO_BIN_EXE_slipway-grabber");
 const PACKER: &str = env!("CARGO_BIN_EXE_slipway-packer");
+/// This test's own Redis channels: other tests (and other runs) share the
+/// server.
+fn prefix() -> String {
+    format!("procs-{}", std::process::id())
+}
 
 struct Host {
     cluster: &'static str,
@@ -44,6 +49,8 @@ fn grabber(
         "500ms",
         "--redis",
         redis,
+        "--redis-prefix",
+        &prefix(),
         "--stop-apps-on-exit",
     ]
     .iter()
@@ -88,8 +95,11 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
     // AppTracker, configured by a file; no builder inside: packer workers build.
     let s3c = s3.config();
     let extra = format!(
-        "database_url = \"{}\"\nredis_url = \"{redis}\"\nbuilder = false\n\n[s3]\nbucket = \"{}\"\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\ncreate_bucket = true\n",
-        db.url, s3c.bucket, s3.endpoint,
+        "database_url = \"{}\"\nredis_url = \"{redis}\"\nredis_prefix = \"{}\"\nbuilder = false\n\n[s3]\nbucket = \"{}\"\nendpoint_url = \"{}\"\nregion = \"us-east-1\"\nforce_path_style = true\ncreate_bucket = true\n",
+        db.url,
+        prefix(),
+        s3c.bucket,
+        s3.endpoint,
     );
     let TrackerProc {
         proc: mut tracker,
