@@ -329,14 +329,36 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
-        // A failed test still stops its grabbers, which stop their apps.
+        // A failed test returns before its grabbers can stop their apps (the
+        // runtime ends with the test): stop the apps they recorded, checking
+        // each pid still runs from this host's releases.
         for h in &self.hosts {
             h.stop.cancel();
+            kill_apps_under(&h.root);
         }
         for (stop, _) in &self.replicas {
             stop.cancel();
         }
         self.server_stop.cancel();
+    }
+}
+
+/// SIGKILLs the process group of every app recorded under a host root whose
+/// process still runs from that root (so a reused pid is never touched).
+fn kill_apps_under(root: &Path) {
+    let layout = deploy::layout::HostLayout::new(root);
+    for app in layout.list_apps().unwrap_or_default() {
+        let Some(pid) = layout.read_state(&app).ok().flatten().and_then(|s| s.pid) else {
+            continue;
+        };
+        let ours =
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(root));
+        if ours && pid > 1 {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 }
 
