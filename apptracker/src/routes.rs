@@ -353,23 +353,32 @@ async fn deploy_stream(
     let first_tracker = t.clone();
     let first = t.deploy(id).await?;
     let done = first.status.is_terminal();
-    let initial = stream::iter(snapshot(&first));
     struct S {
         rx: tokio::sync::broadcast::Receiver<Live>,
         t: Tracker,
         done: bool,
         pending: std::collections::VecDeque<DeployEvent>,
+        /// The last row sent per host: re-read snapshots repeat rows the
+        /// watcher already has, and those are not sent again.
+        sent: std::collections::HashMap<deploy::HostName, DeployHost>,
     }
     let live = stream::unfold(
         S {
             rx,
             t,
             done,
-            pending: Default::default(),
+            pending: snapshot(&first).into(),
+            sent: Default::default(),
         },
         move |mut s| async move {
             loop {
                 if let Some(ev) = s.pending.pop_front() {
+                    if let DeployEvent::Host { host, .. } = &ev {
+                        if s.sent.get(&host.host) == Some(host) {
+                            continue;
+                        }
+                        s.sent.insert(host.host.clone(), host.clone());
+                    }
                     return Some((ev, s));
                 }
                 if s.done {
@@ -378,7 +387,7 @@ async fn deploy_stream(
                 match s.rx.recv().await {
                     Ok(Live::Event(ev)) => match &ev {
                         DeployEvent::Host { deploy_id, .. } if *deploy_id == id => {
-                            return Some((ev, s));
+                            s.pending.push_back(ev);
                         }
                         DeployEvent::Status {
                             deploy_id, status, ..
@@ -406,8 +415,7 @@ async fn deploy_stream(
             }
         },
     );
-    let events = initial
-        .chain(live)
+    let events = live
         .map(|ev| sse_event(&ev))
         .take_until(t_stop(&first_tracker));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

@@ -72,6 +72,8 @@ async fn a_deploy_made_on_one_replica_is_followed_live_on_the_other() -> anyhow:
             "{host}: {phases:?}"
         );
         assert_eq!(phases.last(), Some(&HostPhase::Done), "{host}: {phases:?}");
+        let done = phases.iter().filter(|ph| **ph == HostPhase::Done).count();
+        assert_eq!(done, 1, "each row is sent once: {host}: {phases:?}");
     }
     // The replica reads the same record.
     assert_eq!(replica.deploy(d.id).await?.status, DeployStatus::Succeeded);
