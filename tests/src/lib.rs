@@ -372,12 +372,17 @@ impl TestHost {
 
     /// GET `/` from the app on this host.
     pub async fn get(&self) -> anyhow::Result<String> {
-        let url = format!("http://127.0.0.1:{}/", self.port);
-        let resp = reqwest::get(&url)
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        Ok(resp.text().await?)
+        get_app(self.port).await
     }
+}
+
+/// GET `/` from the app listening on `port`.
+pub async fn get_app(port: u16) -> anyhow::Result<String> {
+    let url = format!("http://127.0.0.1:{port}/");
+    let resp = reqwest::get(&url)
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    Ok(resp.text().await?)
 }
 
 /// Calls `check` until it says yes or `timeout` passes.

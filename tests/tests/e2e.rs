@@ -342,26 +342,20 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     // A wrong sha256: tamper with the stored artifact of a good build; every
     // host fails in `verifying` and keeps running A.
     let sha_d = commit_hello(&repo, "D", true)?;
-    let (build_d, _) = {
-        let b = p
-            .client
-            .request_build(
-                &app,
-                &deploy::RequestBuild {
-                    git_ref: Some(deploy::GitRef::parse(&sha_d)?),
-                },
-            )
-            .await?;
-        let mut b = b;
-        poll(Duration::from_secs(60), || {
-            let id = b.id;
-            let c = p.client.clone();
-            async move { Ok(c.build(id).await?.status.is_terminal()) }
-        })
+    let queued = p
+        .client
+        .request_build(
+            &app,
+            &deploy::RequestBuild {
+                git_ref: Some(deploy::GitRef::parse(&sha_d)?),
+            },
+        )
         .await?;
-        b = p.client.build(b.id).await?;
-        (b, ())
-    };
+    poll(Duration::from_secs(60), || async {
+        Ok(p.client.build(queued.id).await?.status.is_terminal())
+    })
+    .await?;
+    let build_d = p.client.build(queued.id).await?;
     assert_eq!(
         build_d.status,
         deploy::BuildStatus::Succeeded,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use deploy::{Client, Cluster, CreateDeploy, CreateToken, DeployStatus, GitRef, HostPhase};
 use slipway_tests::procs::{Proc, TrackerProc, start_apptracker};
 use slipway_tests::services::{postgres, redis, s3};
-use slipway_tests::{APP_PORT, AppRepo, commit_hello, free_port, poll};
+use slipway_tests::{APP_PORT, AppRepo, commit_hello, free_port, get_app, poll};
 
 const APPTRACKER: &str = env!("CARGO_BIN_EXE_slipway-apptracker");
 const GRABBER: &str = env!("CARGO_BIN_EXE_slipway-grabber");
@@ -63,13 +63,6 @@ fn grabber(
         &[("SLIPWAY_TOKEN", token.to_string())],
         logs,
     )
-}
-
-async fn get(port: u16) -> anyhow::Result<String> {
-    Ok(reqwest::get(format!("http://127.0.0.1:{port}/"))
-        .await?
-        .text()
-        .await?)
 }
 
 async fn wait_deploy(c: &Client, id: deploy::DeployId) -> anyhow::Result<deploy::Deploy> {
@@ -199,7 +192,12 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
     assert_eq!(builds.len(), 1, "one commit, one build");
     let version_a = builds[0].version.clone();
     for h in &hosts {
-        assert_eq!(get(h.port).await?, format!("A {version_a}\n"), "{}", h.name);
+        assert_eq!(
+            get_app(h.port).await?,
+            format!("A {version_a}\n"),
+            "{}",
+            h.name
+        );
     }
 
     // b-2 is stopped while B is published to beta, and converges when it
@@ -239,7 +237,7 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
         };
         let want = if h.cluster == "beta" { "B" } else { "A" };
         assert_eq!(
-            get(h.port).await?,
+            get_app(h.port).await?,
             format!("{want} {expect}\n"),
             "{}",
             h.name
@@ -262,7 +260,12 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
         );
     }
     for h in hosts.iter().filter(|h| h.cluster == "alpha") {
-        assert_eq!(get(h.port).await?, format!("A {version_a}\n"), "{}", h.name);
+        assert_eq!(
+            get_app(h.port).await?,
+            format!("A {version_a}\n"),
+            "{}",
+            h.name
+        );
     }
 
     // Every process shuts down cleanly on SIGTERM.
