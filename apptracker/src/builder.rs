@@ -65,11 +65,17 @@ async fn build_and_store(
     build: &Build,
     git_url: &str,
 ) -> (BuildOutcome, String) {
-    packer::worker::build_and_deliver(build, git_url, async |out: &packer::BuildOutput| {
-        tracker
-            .store_local_artifact(build, &out.artifact_path)
-            .await
-            .map_err(|e| format!("{e:#}"))
-    })
+    let settings = tracker.packer_settings();
+    packer::worker::build_and_deliver(
+        build,
+        git_url,
+        settings,
+        async |out: &packer::BuildOutput| {
+            tracker
+                .store_local_artifact(build, &out.artifact_path)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        },
+    )
     .await
 }

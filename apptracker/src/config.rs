@@ -49,6 +49,25 @@ pub struct Config {
     /// File holding the key that signs local-store download URLs; replicas
     /// serving one directory must share it. Random per process when unset.
     pub url_signing_key_file: Option<PathBuf>,
+    /// Where the in-process builder keeps remote mirrors and installed
+    /// dependencies between builds; `<data_dir>/cache` when unset.
+    pub build_cache_dir: Option<PathBuf>,
+    /// How to authenticate to git remotes that ask (ref resolution and the
+    /// in-process builder; `packer worker` has flags of its own).
+    pub git: GitConfig,
+}
+
+/// Credentials for git remotes; the secrets come from files, never from the
+/// config itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitConfig {
+    /// HTTP(S) user name (`git` when only a password is set).
+    pub username: Option<String>,
+    /// File holding the HTTP(S) password or access token.
+    pub password_file: Option<PathBuf>,
+    /// SSH private key for `ssh://` remotes; the ssh-agent when unset.
+    pub ssh_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -68,6 +87,8 @@ impl Default for Config {
             artifact_url_ttl: Duration::from_secs(15 * 60),
             url_signing_key_file: None,
             webhook_secret_file: None,
+            build_cache_dir: None,
+            git: GitConfig::default(),
         }
     }
 }
@@ -112,6 +133,35 @@ impl Config {
                 "sqlite://{}?mode=rwc",
                 self.data_dir.join("apptracker.db").display()
             )
+        })
+    }
+
+    /// What packer needs here: the build cache and git credentials (the
+    /// password read from its file now, so a bad path fails at start-up).
+    pub fn packer_settings(&self) -> anyhow::Result<packer::Settings> {
+        let password = match &self.git.password_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read git.password_file {}", path.display()))?;
+                let text = text.trim_end_matches(['\n', '\r']).to_string();
+                if text.is_empty() {
+                    anyhow::bail!("git.password_file {} is empty", path.display());
+                }
+                Some(secrecy::SecretString::from(text))
+            }
+            None => None,
+        };
+        Ok(packer::Settings {
+            cache_dir: Some(
+                self.build_cache_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("cache")),
+            ),
+            git: packer::GitCredentials {
+                username: self.git.username.clone(),
+                password,
+                ssh_key: self.git.ssh_key_file.clone(),
+            },
         })
     }
 

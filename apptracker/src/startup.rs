@@ -88,7 +88,9 @@ impl Application {
             }
             None => None,
         };
+        let packer = config.packer_settings()?;
         let tracker = Tracker::new(Parts {
+            packer,
             db,
             bus,
             store,

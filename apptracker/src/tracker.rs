@@ -45,6 +45,9 @@ struct Inner {
     base_url: String,
     /// Verifies VCS webhooks; webhooks are refused when unset.
     webhook_secret: Option<SecretString>,
+    /// Git credentials and the build cache, for ref resolution and the
+    /// in-process builder.
+    packer: packer::Settings,
 }
 
 /// What a tracker is made of (see `startup.rs`).
@@ -56,6 +59,7 @@ pub struct Parts {
     pub config: Config,
     pub base_url: String,
     pub webhook_secret: Option<SecretString>,
+    pub packer: packer::Settings,
 }
 
 impl Tracker {
@@ -68,6 +72,7 @@ impl Tracker {
             config,
             base_url,
             webhook_secret,
+            packer,
         } = parts;
         Self {
             inner: Arc::new(Inner {
@@ -78,6 +83,7 @@ impl Tracker {
                 config,
                 base_url,
                 webhook_secret,
+                packer,
                 build_queued: Notify::new(),
                 stopping: CancellationToken::new(),
             }),
@@ -134,6 +140,10 @@ impl Tracker {
         &self.inner.config
     }
 
+    pub fn packer_settings(&self) -> &packer::Settings {
+        &self.inner.packer
+    }
+
     pub fn base_url(&self) -> &str {
         &self.inner.base_url
     }
@@ -176,7 +186,8 @@ impl Tracker {
     async fn resolve(&self, git_url: &str, git_ref: &GitRef) -> Result<String, ApiError> {
         let url = git_url.to_string();
         let r = git_ref.to_string();
-        tokio::task::spawn_blocking(move || packer::resolve_ref(&url, &r))
+        let settings = self.inner.packer.clone();
+        tokio::task::spawn_blocking(move || packer::resolve_ref(&settings, &url, &r))
             .await
             .context("ref resolution task panicked")?
             .map_err(|e| {

@@ -19,5 +19,7 @@ pub use domain::{
     AppName, BuildId, Cluster, DeployId, GitRef, HostName, HostSelector, ParseError, Sha256,
     Version,
 };
-pub use manifest::{BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec};
+pub use manifest::{
+    BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, Runtime, RuntimeKind,
+};
 pub use time::Timestamp;

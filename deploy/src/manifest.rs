@@ -47,6 +47,11 @@ pub struct Manifest {
     pub built_at: Timestamp,
     pub run: RunSpec,
     pub health: HealthSpec,
+    /// The interpreter the release was built for (python and node builds,
+    /// whose installed dependencies may hold compiled code); the grabber
+    /// refuses to switch to a release its host cannot run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<Runtime>,
     /// Number of regular files in the release, the manifest excluded.
     pub files: u64,
     /// Sum of the sizes of those files: the grabber refuses an archive that
@@ -65,6 +70,54 @@ pub struct RunSpec {
     pub env: BTreeMap<String, String>,
     /// SIGTERM, then SIGKILL after this long.
     pub stop_timeout_ms: u64,
+    /// Release-relative directories prepended to environment variables
+    /// when the app starts (`PATH` += `.slipway/python/bin`, `PYTHONPATH`
+    /// += `.slipway/python`): set by the build type, so the release finds
+    /// its own dependencies wherever the host unpacked it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub paths: BTreeMap<String, Vec<String>>,
+}
+
+/// The interpreters a release can be built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    Python,
+    Node,
+}
+
+/// An interpreter and the version a release needs: `python 3.11` (minor
+/// versions differ in ABI), `node 20` (major).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runtime {
+    pub kind: RuntimeKind,
+    pub version: String,
+}
+
+impl Runtime {
+    /// The command that prints this kind's version on a machine, in the
+    /// form [`Runtime::version`] holds. Packer records what it prints on
+    /// the build machine; the grabber compares with what it prints on the
+    /// host, so both sides answer the same question the same way.
+    pub fn probe(kind: RuntimeKind) -> (&'static str, &'static [&'static str]) {
+        match kind {
+            RuntimeKind::Python => (
+                "python3",
+                &["-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            ),
+            RuntimeKind::Node => ("node", &["-p", "process.versions.node.split('.')[0]"]),
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self.kind {
+            RuntimeKind::Python => "python",
+            RuntimeKind::Node => "node",
+        };
+        write!(f, "{name} {}", self.version)
+    }
 }
 
 /// How to tell the release is healthy, from `[health]` in `slipway.toml`.

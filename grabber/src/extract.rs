@@ -347,8 +347,10 @@ pub(crate) mod tests {
                 port: None,
                 env: Default::default(),
                 stop_timeout_ms: 1000,
+                paths: Default::default(),
             },
             health: HealthSpec::default(),
+            runtime: None,
             files: 1,
             content_bytes,
         }

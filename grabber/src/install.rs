@@ -583,6 +583,24 @@ impl Engine {
             format!("current -> releases/{}", req.version),
         )
         .await;
+        if let Some(runtime) = &manifest.runtime {
+            let port = self.port_for(&manifest).unwrap_or(None);
+            let launch = Launch {
+                app,
+                version: &req.version,
+                host: &self.cfg.host,
+                release_dir: &release_dir,
+                log_file: &layout.log_file(app),
+                run: &manifest.run,
+                port,
+            };
+            if let Err(e) = crate::runtime::check(runtime, launch.env()).await {
+                let message = format!("not switching: {e}");
+                return self
+                    .fail_early(req, rep, HostPhase::Switching, message)
+                    .await;
+            }
+        }
         if let Err(e) = symlink::switch_current(layout, app, &req.version) {
             return self
                 .fail_early(req, rep, HostPhase::Switching, e.to_string())

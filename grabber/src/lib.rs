@@ -18,6 +18,7 @@ pub mod extract;
 mod health;
 mod install;
 mod process;
+mod runtime;
 mod symlink;
 
 pub use agent::run;

@@ -35,13 +35,28 @@ pub(crate) struct Launch<'a> {
 
 impl Launch<'_> {
     /// The environment an app (and its health command) sees: a few
-    /// inherited variables, `run.env`, `PORT` and `SLIPWAY_*`.
+    /// inherited variables, `run.env`, `run.paths` under the release
+    /// directory, `PORT` and `SLIPWAY_*`.
     pub(crate) fn env(&self) -> Vec<(OsString, OsString)> {
         let mut env: Vec<(OsString, OsString)> = ["PATH", "HOME", "LANG"]
             .iter()
             .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
             .collect();
         env.extend(self.run.env.iter().map(|(k, v)| (k.into(), v.into())));
+        // The release's own directories (its installed dependencies) come
+        // first, joined to where this host unpacked it.
+        for (var, dirs) in &self.run.paths {
+            let mut joined: Vec<std::path::PathBuf> =
+                dirs.iter().map(|d| self.release_dir.join(d)).collect();
+            let key = OsString::from(var);
+            if let Some(pos) = env.iter().position(|(k, _)| *k == key) {
+                let (_, old) = env.remove(pos);
+                joined.extend(std::env::split_paths(&old));
+            }
+            if let Ok(value) = std::env::join_paths(joined) {
+                env.push((key, value));
+            }
+        }
         if let Some(port) = self.port {
             env.push(("PORT".into(), port.to_string().into()));
         }
@@ -243,6 +258,47 @@ mod tests {
         assert_eq!(log_tail(&dir.path().join("missing"), 40, 8192), None);
     }
 
+    #[test]
+    fn release_paths_come_first_under_the_release_dir() {
+        let app = AppName::parse("hello").unwrap();
+        let version = Version::parse("1-abcdef0").unwrap();
+        let host = HostName::parse("h1").unwrap();
+        let run = RunSpec {
+            command: "true".into(),
+            port: None,
+            env: [("PYTHONPATH".to_string(), "/opt/extra".to_string())].into(),
+            stop_timeout_ms: 300,
+            paths: [
+                (
+                    "PYTHONPATH".to_string(),
+                    vec![".slipway/python".to_string()],
+                ),
+                ("PATH".to_string(), vec![".slipway/python/bin".to_string()]),
+            ]
+            .into(),
+        };
+        let launch = Launch {
+            app: &app,
+            version: &version,
+            host: &host,
+            release_dir: Path::new("/srv/apps/hello/releases/1-abcdef0"),
+            log_file: Path::new("/dev/null"),
+            run: &run,
+            port: None,
+        };
+        let env: std::collections::HashMap<_, _> = launch.env().into_iter().collect();
+        assert_eq!(
+            env[&OsString::from("PYTHONPATH")],
+            "/srv/apps/hello/releases/1-abcdef0/.slipway/python:/opt/extra"
+        );
+        let path = env[&OsString::from("PATH")].to_string_lossy().into_owned();
+        assert!(
+            path.starts_with("/srv/apps/hello/releases/1-abcdef0/.slipway/python/bin:"),
+            "{path}"
+        );
+        assert!(path.len() > "/srv/apps/hello/releases/1-abcdef0/.slipway/python/bin:".len());
+    }
+
     #[tokio::test]
     async fn starts_in_own_group_and_stops() {
         let dir = tempfile::tempdir().unwrap();
@@ -255,6 +311,7 @@ mod tests {
             port: Some(1234),
             env: Default::default(),
             stop_timeout_ms: 300,
+            paths: Default::default(),
         };
         let p = AppProcess::start(&Launch {
             app: &app,

@@ -1,23 +1,42 @@
 //! One build: checkout, `slipway.toml`, the build type's steps, pack.
+//!
+//! - `python`: dependencies from `requirements.txt` (or `[project]
+//!   dependencies` in `pyproject.toml`) installed by pip into
+//!   `.slipway/python`, which the release puts on `PYTHONPATH` and whose
+//!   `bin/` goes on `PATH`; script shebangs are rewritten to
+//!   `/usr/bin/env python3`, so nothing in the release names the build
+//!   machine's paths.
+//! - `node`: `npm ci` (or `npm install` without a lockfile) into
+//!   `node_modules`, dev dependencies left out; with a `build` script, all
+//!   dependencies, `npm run build`, then `npm prune --omit=dev`.
+//! - `generic`: only `[build] command`.
+//!
+//! `[build] command`, when set, runs after the dependencies. Every command
+//! shares the build's one deadline (`[build] timeout`).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use deploy::{AppName, BuildType, Manifest, Sha256, Timestamp, Version};
+use deploy::{AppName, BuildType, Manifest, Runtime, RuntimeKind, Sha256, Timestamp, Version};
 
 use crate::command::{self, Outcome};
 use crate::config::SlipwayToml;
-use crate::{BuildError, git, pack};
+use crate::{BuildError, Settings, deps, git, pack};
 
-/// How long `[build] command` may run before it is killed.
+/// How long a build's commands may run, in all, unless `slipway.toml` says.
 pub const BUILD_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// Where python dependencies go, relative to the release.
+const PYTHON_DEPS: &str = ".slipway/python";
 
 /// What to build, and where.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildRequest<'a> {
     pub app: &'a AppName,
-    /// A local path or `file://` URL for now.
+    /// Any URL libgit2 fetches from: a path, `file://`, `git://`,
+    /// `http(s)://`, `ssh://`.
     pub git_url: &'a str,
     /// The full hex sha of the commit to build (see [`crate::resolve_ref`]).
     pub commit: &'a str,
@@ -26,6 +45,8 @@ pub struct BuildRequest<'a> {
     pub work_dir: &'a Path,
     /// Where the tarball goes.
     pub out_dir: &'a Path,
+    /// Credentials and the cache directory.
+    pub settings: &'a Settings,
 }
 
 /// A finished build.
@@ -45,14 +66,27 @@ pub struct BuildOutput {
 
 /// The build log: lines for people, mirrored to tracing.
 #[derive(Default)]
-struct Log(String);
+pub(crate) struct Log(String);
 
 impl Log {
-    fn line(&mut self, line: impl AsRef<str>) {
+    pub(crate) fn line(&mut self, line: impl AsRef<str>) {
         let line = line.as_ref();
         tracing::info!("{line}");
         self.0.push_str(line);
         self.0.push('\n');
+    }
+
+    /// A command's output, as is (not through tracing line by line).
+    fn output(&mut self, output: &str) {
+        self.0.push_str(output);
+        if !output.is_empty() && !output.ends_with('\n') {
+            self.0.push('\n');
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn text(&self) -> &str {
+        &self.0
     }
 }
 
@@ -72,6 +106,17 @@ pub fn build(req: &BuildRequest) -> Result<BuildOutput, BuildError> {
     }
 }
 
+/// One build's running state: what every step needs.
+struct Ctx<'a> {
+    req: &'a BuildRequest<'a>,
+    /// The checkout, which becomes the release.
+    src: PathBuf,
+    /// When the build's commands must have finished.
+    deadline: Instant,
+    /// `[build] timeout`, for messages.
+    timeout: Duration,
+}
+
 fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
     let git_dir = req.work_dir.join("git");
     let src = req.work_dir.join("release");
@@ -84,13 +129,25 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
 
     log.line(format!(
         "fetching {} and checking out {}",
-        req.git_url, req.commit
+        git::redact_url(req.git_url),
+        req.commit
     ));
-    let checked_out = git::checkout(req.git_url, req.commit, &git_dir, &src)?;
+    let fetch_started = Instant::now();
+    let (checked_out, mirrored) =
+        git::checkout(req.settings, req.git_url, req.commit, &git_dir, &src)?;
+    log.line(format!(
+        "fetched{} in {}",
+        if mirrored {
+            " into the cached mirror"
+        } else {
+            ""
+        },
+        took(fetch_started)
+    ));
     // The objects are no longer needed; the release must not carry them.
     let _ = std::fs::remove_dir_all(&git_dir);
 
-    let config = SlipwayToml::load(&src)?;
+    let mut config = SlipwayToml::load(&src)?;
     if let Some(name) = &config.name
         && name != req.app
     {
@@ -109,19 +166,20 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         }
     ));
 
-    match build_type {
-        BuildType::Node => {
-            return Err(BuildError::Unsupported {
-                build_type,
-                log: String::new(),
-            });
-        }
-        BuildType::Python => python_dependencies(&src, log)?,
-        BuildType::Generic => {}
-    }
+    let ctx = Ctx {
+        req,
+        src,
+        deadline: Instant::now() + config.build_timeout,
+        timeout: config.build_timeout,
+    };
+    let runtime = match build_type {
+        BuildType::Python => Some(python(&ctx, &mut config, log)?),
+        BuildType::Node => Some(node(&ctx, &mut config, log)?),
+        BuildType::Generic => None,
+    };
 
     if let Some(command) = &config.build_command {
-        run_command(req, command, &src, config.build_timeout, log)?;
+        run_step(&ctx, command, &[], log).map_err(|f| f.into_error(command, &ctx))?;
     }
 
     let manifest = Manifest {
@@ -132,20 +190,23 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         built_at: Timestamp(checked_out.commit_time.saturating_mul(1000)),
         run: config.run,
         health: config.health,
+        runtime,
         files: 0,
         content_bytes: 0,
     };
     let artifact_path = req
         .out_dir
         .join(format!("{}-{}.tar.gz", req.app, req.version));
-    let packed = pack::pack(&src, &manifest, &artifact_path)?;
+    let pack_started = Instant::now();
+    let packed = pack::pack(&ctx.src, &manifest, &artifact_path)?;
     log.line(format!(
-        "packed {} files ({} bytes) into {} ({} bytes, sha256 {})",
+        "packed {} files ({} bytes) into {} ({} bytes, sha256 {}) in {}",
         packed.manifest.files,
         packed.manifest.content_bytes,
         artifact_path.display(),
         packed.size,
-        packed.sha256
+        packed.sha256,
+        took(pack_started)
     ));
     Ok(BuildOutput {
         artifact_path,
@@ -157,66 +218,419 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
     })
 }
 
-/// Python apps run on the host's python3 with the standard library only for
-/// now: a non-empty `requirements.txt` is noted in the log, not installed,
-/// so a stdlib-only app that keeps a requirements file still deploys.
-fn python_dependencies(src: &Path, log: &mut Log) -> Result<(), BuildError> {
+fn took(since: Instant) -> humantime::FormattedDuration {
+    humantime::format_duration(Duration::from_millis(
+        u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
+    ))
+}
+
+/// Asks the build machine's interpreter for its version, the way the
+/// grabber asks the host's.
+fn runtime_of(build_type: BuildType, kind: RuntimeKind) -> Result<Runtime, BuildError> {
+    let (program, args) = Runtime::probe(kind);
+    let toolchain = |error: String| BuildError::Toolchain {
+        build_type,
+        tool: program.to_string(),
+        error,
+        log: String::new(),
+    };
+    let out = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| toolchain(e.to_string()))?;
+    if !out.status.success() {
+        return Err(toolchain(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if version.is_empty() {
+        return Err(toolchain("it printed no version".into()));
+    }
+    Ok(Runtime { kind, version })
+}
+
+// ---- python ----------------------------------------------------------------
+
+fn python(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime, BuildError> {
+    let runtime = runtime_of(BuildType::Python, RuntimeKind::Python)?;
+    log.line(format!("runtime: {runtime}"));
+    let Some((source, requirements)) = python_requirements(&ctx.src)? else {
+        log.line("no Python dependencies declared (no requirements.txt, no [project] dependencies in pyproject.toml)");
+        return Ok(runtime);
+    };
+    let dest = ctx.src.join(PYTHON_DEPS);
+    if dest.exists() {
+        return Err(BuildError::BadEntry {
+            path: PYTHON_DEPS.into(),
+            reason: "the packer installs Python dependencies here; remove it from the repository"
+                .into(),
+            log: String::new(),
+        });
+    }
+    let platform = python_platform()?;
+    let key = deps::key(&[
+        b"python",
+        runtime.version.as_bytes(),
+        platform.as_bytes(),
+        requirements.as_bytes(),
+    ]);
+    let what = format!("Python dependencies ({source})");
+    let cache = ctx.req.settings.cache_dir.as_deref();
+    deps::restore_or_install(cache, &what, &key, &dest, log, |log| {
+        let req_file = ctx.req.work_dir.join("requirements.slipway.txt");
+        std::fs::write(&req_file, &requirements)
+            .map_err(|e| BuildError::io(format!("writing {}", req_file.display()), e))?;
+        let command = format!(
+            "python3 -m pip install --no-compile --no-input --disable-pip-version-check \
+             --no-warn-script-location --root-user-action=ignore --target {} -r {}",
+            quote(&dest),
+            quote(&req_file)
+        );
+        let pip_cache = cache.map(|c| c.join("pip").display().to_string());
+        let env: Vec<(&str, &str)> = match &pip_cache {
+            Some(dir) => vec![("PIP_CACHE_DIR", dir.as_str())],
+            None => vec![("PIP_NO_CACHE_DIR", "1")],
+        };
+        run_step(ctx, &command, &env, log)
+            .map_err(|f| f.into_dependencies("pip", &command, ctx))?;
+        relocate_scripts(&dest.join("bin"))
+            .map_err(|e| BuildError::io("rewriting the shebangs of installed scripts", e))
+    })?;
+    config
+        .run
+        .paths
+        .insert("PYTHONPATH".into(), vec![PYTHON_DEPS.into()]);
+    config
+        .run
+        .paths
+        .insert("PATH".into(), vec![format!("{PYTHON_DEPS}/bin")]);
+    Ok(runtime)
+}
+
+/// The declared dependencies, as requirements-file text, and where they
+/// came from; `None` when there are none.
+fn python_requirements(src: &Path) -> Result<Option<(&'static str, String)>, BuildError> {
     let path = src.join("requirements.txt");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let any = text
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .any(|l| !l.is_empty());
+            return Ok(any.then_some(("requirements.txt", text)));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(BuildError::io("reading requirements.txt", e)),
+    }
+    let path = src.join("pyproject.toml");
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(BuildError::io("reading requirements.txt", e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(BuildError::io("reading pyproject.toml", e)),
     };
-    let deps: Vec<&str> = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .collect();
-    if !deps.is_empty() {
-        log.line(format!(
-            "warning: requirements.txt lists {} dependencies ({}); this packer does not \
-             install dependencies yet, so the release runs with the standard library only",
-            deps.len(),
-            deps.join(", ")
-        ));
+    #[derive(serde::Deserialize)]
+    struct PyProject {
+        project: Option<Project>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Project {
+        #[serde(default)]
+        dependencies: Vec<String>,
+    }
+    let parsed: PyProject = toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        BuildError::BadEntry {
+            path: "pyproject.toml".into(),
+            reason: match line {
+                Some(l) => format!("invalid TOML at line {l}: {}", e.message()),
+                None => format!("invalid TOML: {}", e.message()),
+            },
+            log: String::new(),
+        }
+    })?;
+    let deps = parsed.project.map(|p| p.dependencies).unwrap_or_default();
+    if deps.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((
+        "pyproject.toml [project] dependencies",
+        deps.join("\n") + "\n",
+    )))
+}
+
+/// The platform tag wheels are chosen by (`linux-x86_64`).
+fn python_platform() -> Result<String, BuildError> {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sysconfig; print(sysconfig.get_platform())"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| BuildError::Toolchain {
+            build_type: BuildType::Python,
+            tool: "python3".into(),
+            error: e.to_string(),
+            log: String::new(),
+        })?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// pip writes console scripts with the build machine's interpreter in the
+/// shebang (`#!/root/.pyenv/versions/3.11.7/bin/python3.11`); the release
+/// must run on the host's `python3` wherever it is.
+fn relocate_scripts(bin: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(bin) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let path = entry.path();
+        let bytes = std::fs::read(&path)?;
+        let Some(rest) = bytes.strip_prefix(b"#!") else {
+            continue;
+        };
+        let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        let interpreter = String::from_utf8_lossy(&rest[..end]);
+        let program = interpreter.split_whitespace().next().unwrap_or("");
+        let name = program.rsplit('/').next().unwrap_or("");
+        if program.starts_with('/') && name.starts_with("python") {
+            let mut fixed = b"#!/usr/bin/env python3".to_vec();
+            fixed.extend_from_slice(&rest[end..]);
+            std::fs::write(&path, fixed)?;
+        }
     }
     Ok(())
 }
 
-/// Runs `[build] command` in the checkout, its output into the log.
-fn run_command(
-    req: &BuildRequest,
-    command: &str,
-    dir: &Path,
-    timeout: Duration,
-    log: &mut Log,
-) -> Result<(), BuildError> {
-    log.line(format!("$ {command}"));
-    let env = [
-        ("SLIPWAY_APP", req.app.as_str()),
-        ("SLIPWAY_VERSION", req.version.as_str()),
-        ("SLIPWAY_COMMIT", req.commit),
+// ---- node ------------------------------------------------------------------
+
+fn node(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime, BuildError> {
+    let package = ctx.src.join("package.json");
+    let text = match std::fs::read_to_string(&package) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(crate::ConfigError::invalid(
+                Some("type"),
+                None,
+                "a node build needs package.json at the repository root",
+            )
+            .into());
+        }
+        Err(e) => return Err(BuildError::io("reading package.json", e)),
+    };
+    #[derive(serde::Deserialize)]
+    struct Package {
+        #[serde(default)]
+        dependencies: BTreeMap<String, serde_json::Value>,
+        #[serde(default, rename = "devDependencies")]
+        dev_dependencies: BTreeMap<String, serde_json::Value>,
+        #[serde(default)]
+        scripts: BTreeMap<String, serde_json::Value>,
+    }
+    let parsed: Package = serde_json::from_str(&text).map_err(|e| BuildError::BadEntry {
+        path: "package.json".into(),
+        reason: format!("invalid JSON at line {}: {e}", e.line()),
+        log: String::new(),
+    })?;
+    let runtime = runtime_of(BuildType::Node, RuntimeKind::Node)?;
+    log.line(format!("runtime: {runtime}"));
+    // Express and most frameworks switch to their production behaviour on
+    // this; an app that sets it itself wins.
+    config
+        .run
+        .env
+        .entry("NODE_ENV".into())
+        .or_insert_with(|| "production".into());
+    config
+        .run
+        .paths
+        .insert("PATH".into(), vec!["node_modules/.bin".into()]);
+
+    let has_build = parsed.scripts.contains_key("build");
+    if parsed.dependencies.is_empty() && (parsed.dev_dependencies.is_empty() || !has_build) {
+        log.line("no npm dependencies to install");
+    } else {
+        let dest = ctx.src.join("node_modules");
+        if dest.exists() {
+            return Err(BuildError::BadEntry {
+                path: "node_modules".into(),
+                reason: "the packer installs npm dependencies here; remove it from the repository"
+                    .into(),
+                log: String::new(),
+            });
+        }
+        let lock = ["package-lock.json", "npm-shrinkwrap.json"]
+            .iter()
+            .find_map(|name| std::fs::read(ctx.src.join(name)).ok().map(|b| (*name, b)));
+        let (tool, lock_bytes) = match &lock {
+            Some((name, bytes)) => {
+                log.line(format!("{name} found: npm ci"));
+                ("npm ci", bytes.as_slice())
+            }
+            None => {
+                log.line("warning: no package-lock.json: npm install resolves versions anew, so builds of one commit may differ; commit a lockfile");
+                ("npm install", text.as_bytes())
+            }
+        };
+        let (scope, omit) = if has_build {
+            ("all", "")
+        } else {
+            ("production", " --omit=dev")
+        };
+        let key = deps::key(&[
+            b"node",
+            runtime.version.as_bytes(),
+            std::env::consts::ARCH.as_bytes(),
+            tool.as_bytes(),
+            scope.as_bytes(),
+            text.as_bytes(),
+            lock_bytes,
+        ]);
+        let npm_cache = ctx
+            .req
+            .settings
+            .cache_dir
+            .as_ref()
+            .map(|c| c.join("npm").display().to_string());
+        let mut env = vec![
+            ("npm_config_update_notifier", "false"),
+            ("npm_config_fund", "false"),
+            ("npm_config_audit", "false"),
+        ];
+        if let Some(dir) = &npm_cache {
+            env.push(("npm_config_cache", dir.as_str()));
+        }
+        let what = format!("npm dependencies ({scope})");
+        let cache = ctx.req.settings.cache_dir.as_deref();
+        deps::restore_or_install(cache, &what, &key, &dest, log, |log| {
+            let command = format!("{tool}{omit}");
+            run_step(ctx, &command, &env, log)
+                .map_err(|f| f.into_dependencies("npm", &command, ctx))
+        })?;
+        if has_build {
+            let command = "npm run build";
+            run_step(ctx, command, &env, log).map_err(|f| f.into_error(command, ctx))?;
+            let command = "npm prune --omit=dev";
+            run_step(ctx, command, &env, log).map_err(|f| f.into_error(command, ctx))?;
+        }
+    }
+    Ok(runtime)
+}
+
+// ---- running commands ------------------------------------------------------
+
+/// How a step failed.
+enum StepFailure {
+    Start(std::io::Error),
+    Exited { status: String, output: String },
+    TimedOut,
+}
+
+impl StepFailure {
+    /// The error for a build step (`[build] command`, `npm run build`).
+    fn into_error(self, command: &str, ctx: &Ctx) -> BuildError {
+        match self {
+            StepFailure::Start(e) => BuildError::io(format!("starting `{command}`"), e),
+            StepFailure::Exited { status, .. } => BuildError::CommandFailed {
+                command: command.to_string(),
+                status,
+                log: String::new(),
+            },
+            StepFailure::TimedOut => timed_out(command, ctx),
+        }
+    }
+
+    /// The error for a dependency install, naming the package the package
+    /// manager could not find when it said so.
+    fn into_dependencies(self, tool: &str, command: &str, ctx: &Ctx) -> BuildError {
+        match self {
+            StepFailure::Exited { status, output } => {
+                let mut detail = status;
+                if let Some(culprit) = culprit_line(&output) {
+                    let _ = write!(detail, ": {culprit}");
+                }
+                detail.push_str(" (see the build log)");
+                BuildError::Dependencies {
+                    tool: tool.to_string(),
+                    detail,
+                    log: String::new(),
+                }
+            }
+            other => other.into_error(command, ctx),
+        }
+    }
+}
+
+fn timed_out(command: &str, ctx: &Ctx) -> BuildError {
+    BuildError::CommandTimedOut {
+        command: command.to_string(),
+        timeout: humantime::format_duration(ctx.timeout).to_string(),
+        log: String::new(),
+    }
+}
+
+/// The line of pip's or npm's output that names what could not be
+/// installed, when there is one.
+fn culprit_line(output: &str) -> Option<String> {
+    const MARKS: &[&str] = &[
+        "No matching distribution found for",
+        "Could not find a version that satisfies",
+        "is not in this registry",
+        "404 Not Found",
+        "notarget",
+        "ERESOLVE",
+        "ERROR:",
+        "npm error",
+        "npm ERR!",
     ];
+    MARKS.iter().find_map(|mark| {
+        output
+            .lines()
+            .find(|l| l.contains(mark))
+            .map(|l| l.trim().chars().take(300).collect())
+    })
+}
+
+/// Runs one command of the build in the checkout, its output into the log,
+/// within what is left of the build's deadline.
+fn run_step(
+    ctx: &Ctx,
+    command: &str,
+    extra_env: &[(&str, &str)],
+    log: &mut Log,
+) -> Result<(), StepFailure> {
+    let left = ctx.deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(StepFailure::TimedOut);
+    }
+    log.line(format!("$ {command}"));
+    let mut env = vec![
+        ("SLIPWAY_APP", ctx.req.app.as_str()),
+        ("SLIPWAY_VERSION", ctx.req.version.as_str()),
+        ("SLIPWAY_COMMIT", ctx.req.commit),
+    ];
+    env.extend_from_slice(extra_env);
     let spec = command::Spec {
         command,
-        dir,
+        dir: &ctx.src,
         env: &env,
-        timeout,
+        timeout: left,
     };
-    let started = std::time::Instant::now();
-    let (outcome, output) = command::run(&spec)
-        .map_err(|e| BuildError::io(format!("starting build command `{command}`"), e))?;
-    // Output goes to the log as is, not through tracing line by line.
-    log.0.push_str(&output);
-    if !output.is_empty() && !output.ends_with('\n') {
-        log.0.push('\n');
-    }
-    let took = humantime::format_duration(Duration::from_millis(
-        u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    ));
+    let started = Instant::now();
+    let (outcome, output) = command::run(&spec).map_err(StepFailure::Start)?;
+    log.output(&output);
     match outcome {
         Outcome::Exited(status) if status.success() => {
-            log.line(format!("build command succeeded in {took}"));
+            log.line(format!("`{command}` succeeded in {}", took(started)));
             Ok(())
         }
         Outcome::Exited(status) => {
@@ -231,16 +645,60 @@ fn run_command(
                     s
                 }
             };
-            Err(BuildError::CommandFailed {
-                command: command.to_string(),
-                status,
-                log: String::new(),
-            })
+            Err(StepFailure::Exited { status, output })
         }
-        Outcome::TimedOut => Err(BuildError::CommandTimedOut {
-            command: command.to_string(),
-            timeout: humantime::format_duration(timeout).to_string(),
-            log: String::new(),
-        }),
+        Outcome::TimedOut => Err(StepFailure::TimedOut),
+    }
+}
+
+/// A path as one shell word.
+fn quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn culprits_are_found_in_package_manager_output() {
+        let pip = "Collecting flask\nERROR: Could not find a version that satisfies the requirement nope-xyz (from versions: none)\nERROR: No matching distribution found for nope-xyz\n";
+        assert_eq!(
+            culprit_line(pip).as_deref(),
+            Some("ERROR: No matching distribution found for nope-xyz")
+        );
+        let npm = "npm error code E404\nnpm error 404 Not Found - GET https://registry.npmjs.org/nope-xyz - Not found\nnpm error 404  'nope-xyz@^1.0.0' is not in this registry.\n";
+        assert_eq!(
+            culprit_line(npm).as_deref(),
+            Some("npm error 404  'nope-xyz@^1.0.0' is not in this registry.")
+        );
+        assert_eq!(culprit_line("all fine\n"), None);
+    }
+
+    #[test]
+    fn shebangs_naming_the_build_python_are_made_portable() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path();
+        std::fs::write(
+            bin.join("gunicorn"),
+            "#!/root/.pyenv/versions/3.11.7/bin/python3.11\n# -*- coding: utf-8 -*-\nimport sys\n",
+        )
+        .unwrap();
+        std::fs::write(bin.join("tool.sh"), "#!/bin/sh\necho hi\n").unwrap();
+        relocate_scripts(bin).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(bin.join("gunicorn")).unwrap(),
+            "#!/usr/bin/env python3\n# -*- coding: utf-8 -*-\nimport sys\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(bin.join("tool.sh")).unwrap(),
+            "#!/bin/sh\necho hi\n"
+        );
+    }
+
+    #[test]
+    fn paths_are_quoted_for_the_shell() {
+        assert_eq!(quote(Path::new("/tmp/a b")), "'/tmp/a b'");
+        assert_eq!(quote(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
     }
 }

@@ -23,7 +23,7 @@ struct Cli {
 enum Cmd {
     /// Build a commit here and print the artifact's path, sha256 and size.
     Build {
-        /// The repository: a local path or a file:// URL.
+        /// The repository: a path or a file://, git://, http(s):// or ssh:// URL.
         #[arg(long = "git")]
         git_url: String,
         /// Branch, tag, or full or short commit sha.
@@ -38,6 +38,8 @@ enum Cmd {
         /// Where to write the tarball.
         #[arg(long, default_value = ".")]
         out: PathBuf,
+        #[command(flatten)]
+        settings: SettingsArgs,
     },
     /// Claim queued builds from AppTracker, build and upload them.
     Worker {
@@ -53,7 +55,69 @@ enum Cmd {
         /// How often to ask for work when the queue is empty.
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         poll: std::time::Duration,
+        #[command(flatten)]
+        settings: SettingsArgs,
     },
+}
+
+/// The cache and git credentials, for both commands.
+#[derive(clap::Args)]
+struct SettingsArgs {
+    /// Where remote mirrors and installed dependencies are kept between
+    /// builds [default: $XDG_CACHE_HOME/slipway/packer or ~/.cache/slipway/packer].
+    #[arg(long, env = "SLIPWAY_PACKER_CACHE")]
+    cache_dir: Option<PathBuf>,
+    /// Keep nothing between builds: fetch everything and install every
+    /// dependency each time.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+    /// User name for http(s) git remotes (`git` when only a password is set).
+    #[arg(long, env = "SLIPWAY_GIT_USERNAME")]
+    git_username: Option<String>,
+    /// File holding the password or access token for http(s) git remotes.
+    #[arg(long, env = "SLIPWAY_GIT_PASSWORD_FILE")]
+    git_password_file: Option<PathBuf>,
+    /// SSH private key for ssh:// remotes (default: ask the ssh-agent).
+    #[arg(long, env = "SLIPWAY_GIT_SSH_KEY")]
+    git_ssh_key: Option<PathBuf>,
+}
+
+impl SettingsArgs {
+    fn settings(self) -> anyhow::Result<crate::Settings> {
+        let password = match &self.git_password_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the git password file {}", path.display())
+                })?;
+                let text = text.trim_end_matches(['\n', '\r']).to_string();
+                if text.is_empty() {
+                    anyhow::bail!("the git password file {} is empty", path.display());
+                }
+                Some(secrecy::SecretString::from(text))
+            }
+            None => None,
+        };
+        let cache_dir = if self.no_cache {
+            None
+        } else {
+            self.cache_dir.or_else(default_cache_dir)
+        };
+        Ok(crate::Settings {
+            cache_dir,
+            git: crate::GitCredentials {
+                username: self.git_username,
+                password,
+                ssh_key: self.git_ssh_key,
+            },
+        })
+    }
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("slipway").join("packer"))
 }
 
 /// The binary's entry point (also used by the end-to-end tests' copies of
@@ -81,7 +145,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             token_file,
             name,
             poll,
+            settings,
         } => {
+            let settings = settings.settings()?;
             let token = match token_file {
                 Some(path) => std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read the token file {}", path.display()))?,
@@ -101,8 +167,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(async move {
                 let shutdown = deploy::binary::shutdown_on_signal();
                 let client = deploy::Client::new(server).with_token(token);
-                crate::worker::run(client, crate::worker::WorkerConfig { name, poll }, shutdown)
-                    .await;
+                let config = crate::worker::WorkerConfig {
+                    name,
+                    poll,
+                    settings,
+                };
+                crate::worker::run(client, config, shutdown).await;
             });
             Ok(())
         }
@@ -112,8 +182,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             app,
             version,
             out,
+            settings,
         } => {
-            let commit = crate::resolve_ref(&git_url, &git_ref)
+            let settings = settings.settings()?;
+            let commit = crate::resolve_ref(&settings, &git_url, &git_ref)
                 .with_context(|| format!("resolving `{git_ref}`"))?;
             let version = match version {
                 Some(v) => v,
@@ -127,6 +199,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 version: &version,
                 work_dir: work.path(),
                 out_dir: &out,
+                settings: &settings,
             };
             match crate::build(&req) {
                 Ok(built) => {

@@ -9,8 +9,29 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Variables passed through from packer's own environment; everything else
-/// is dropped so builds do not depend on the build machine's setup.
-const KEPT_VARS: &[&str] = &["PATH", "HOME", "LANG"];
+/// is dropped so builds do not depend on the build machine's setup. Beyond
+/// the basics, what reaching package indexes through a company's proxy,
+/// CA or mirror needs.
+const KEPT_VARS: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_CERT",
+    "NODE_EXTRA_CA_CERTS",
+    "npm_config_registry",
+    "NPM_CONFIG_REGISTRY",
+];
 
 /// `PATH` when packer itself has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";

@@ -43,7 +43,11 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: Option<&str>, line: Option<usize>, problem: impl fmt::Display) -> Self {
+    pub(crate) fn invalid(
+        key: Option<&str>,
+        line: Option<usize>,
+        problem: impl fmt::Display,
+    ) -> Self {
         let mut message = String::new();
         if let Some(key) = key {
             message.push_str(&format!("key `{key}`"));
@@ -275,6 +279,7 @@ impl RawFile {
             port: self.run.port.map(|p| p.0.get()),
             env: self.run.env,
             stop_timeout_ms: millis(self.run.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT, |d| d.0)),
+            paths: Default::default(),
         };
 
         let h = self.health;

@@ -49,9 +49,25 @@ pub enum BuildError {
     #[error("{error}")]
     Config { error: ConfigError, log: String },
 
-    /// The build type exists but this packer cannot build it yet.
-    #[error("{build_type} builds are not supported yet")]
-    Unsupported { build_type: BuildType, log: String },
+    /// The build type's interpreter or package manager cannot run on this
+    /// build machine.
+    #[error("{build_type} builds need `{tool}`, which cannot run on this build machine: {error}")]
+    Toolchain {
+        build_type: BuildType,
+        tool: String,
+        error: String,
+        log: String,
+    },
+
+    /// Installing the declared dependencies (pip, npm) failed.
+    #[error("installing dependencies with `{tool}` failed: {detail}")]
+    Dependencies {
+        tool: String,
+        /// How it ended, and the package manager's own line naming the
+        /// culprit when it printed one.
+        detail: String,
+        log: String,
+    },
 
     /// `[build] command` exited non-zero or was killed.
     #[error("build command `{command}` failed: {status} (see the build log)")]
@@ -61,8 +77,10 @@ pub enum BuildError {
         log: String,
     },
 
-    /// `[build] command` ran past its deadline and was killed.
-    #[error("build command `{command}` timed out after {timeout} and was killed")]
+    /// A build step ran past the build's deadline and was killed.
+    #[error(
+        "`{command}` was still running when the build's timeout of {timeout} ran out, and was killed"
+    )]
     CommandTimedOut {
         command: String,
         timeout: String,
@@ -115,7 +133,8 @@ impl BuildError {
             | BuildError::AmbiguousRef { log, .. }
             | BuildError::CommitNotFound { log, .. }
             | BuildError::Config { log, .. }
-            | BuildError::Unsupported { log, .. }
+            | BuildError::Toolchain { log, .. }
+            | BuildError::Dependencies { log, .. }
             | BuildError::CommandFailed { log, .. }
             | BuildError::CommandTimedOut { log, .. }
             | BuildError::SymlinkEscapes { log, .. }
@@ -132,7 +151,8 @@ impl BuildError {
             | BuildError::AmbiguousRef { log, .. }
             | BuildError::CommitNotFound { log, .. }
             | BuildError::Config { log, .. }
-            | BuildError::Unsupported { log, .. }
+            | BuildError::Toolchain { log, .. }
+            | BuildError::Dependencies { log, .. }
             | BuildError::CommandFailed { log, .. }
             | BuildError::CommandTimedOut { log, .. }
             | BuildError::SymlinkEscapes { log, .. }

@@ -1,13 +1,22 @@
 //! Git: resolving a ref on a remote to a commit, and checking a commit out
 //! into a plain directory (no `.git`), with git2.
 //!
-//! Every remote is reached the same way, through a libgit2 `Remote`, so the
-//! local path and `file://` transports used today and the http/ssh ones to
-//! come differ only in [`fetch_options`] (credentials, certificates).
+//! Every remote (a local path, `file://`, `git://`, `http(s)://`, `ssh://`)
+//! is reached the same way, through a libgit2 `Remote` whose callbacks
+//! answer credential requests from [`GitCredentials`]. With a cache
+//! directory, each remote has a bare mirror there that later builds fetch
+//! into incrementally, so a push costs the new objects only.
 
-use std::path::Path;
+use std::fmt;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 
-use git2::{AutotagOption, Direction, FetchOptions, Oid, Remote, Repository};
+use git2::{
+    AutotagOption, Cred, CredentialType, Direction, FetchOptions, FetchPrune, Oid, Remote,
+    RemoteCallbacks, Repository,
+};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::Digest;
 
 use crate::BuildError;
 
@@ -21,17 +30,112 @@ pub(crate) struct CheckedOut {
     pub(crate) commit_time: i64,
 }
 
-/// Options for fetching and listing. Credentials callbacks for http/ssh
-/// remotes go here.
-fn fetch_options<'cb>() -> FetchOptions<'cb> {
+/// How packer authenticates to remotes that ask. Never logged: `Debug`
+/// shows whether a secret is set, not the secret.
+#[derive(Clone, Default)]
+pub struct GitCredentials {
+    /// HTTP(S) user name (a URL's own user name wins for ssh). With only a
+    /// password or token set, `git` is sent, which GitHub, GitLab and
+    /// Gitea accept for tokens.
+    pub username: Option<String>,
+    /// HTTP(S) password or access token.
+    pub password: Option<SecretString>,
+    /// SSH private key file; the ssh-agent is asked when unset.
+    pub ssh_key: Option<PathBuf>,
+}
+
+impl fmt::Debug for GitCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitCredentials")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ssh_key", &self.ssh_key)
+            .finish()
+    }
+}
+
+/// A URL fit for logs and errors: a password in it is replaced by `***`
+/// (`https://ci:***@git.example.com/app.git`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{path}")
+            } else {
+                url.to_string()
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Callbacks that answer credential requests once per kind: libgit2 asks
+/// again after a refusal, and answering the same thing forever would loop.
+fn callbacks(creds: &GitCredentials) -> RemoteCallbacks<'_> {
+    let mut cb = RemoteCallbacks::new();
+    let mut offered = CredentialType::empty();
+    cb.credentials(move |_url, url_user, allowed| {
+        let refused = |what: &str| {
+            Err(git2::Error::from_str(&format!(
+                "authentication failed: the remote refused the configured {what}"
+            )))
+        };
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
+            if offered.contains(CredentialType::USER_PASS_PLAINTEXT) {
+                return refused("git username and password");
+            }
+            offered |= CredentialType::USER_PASS_PLAINTEXT;
+            let Some(password) = &creds.password else {
+                return Err(git2::Error::from_str(
+                    "authentication required: the remote asks for a username and password and \
+                     none is configured (packer's git credentials)",
+                ));
+            };
+            let user = creds.username.as_deref().or(url_user).unwrap_or("git");
+            return Cred::userpass_plaintext(user, password.expose_secret());
+        }
+        let ssh_user = url_user.or(creds.username.as_deref()).unwrap_or("git");
+        if allowed.contains(CredentialType::SSH_KEY) {
+            if offered.contains(CredentialType::SSH_KEY) {
+                return refused("ssh key");
+            }
+            offered |= CredentialType::SSH_KEY;
+            return match &creds.ssh_key {
+                Some(key) => Cred::ssh_key(ssh_user, None, key, None),
+                None => Cred::ssh_key_from_agent(ssh_user),
+            };
+        }
+        if allowed.contains(CredentialType::USERNAME) {
+            if offered.contains(CredentialType::USERNAME) {
+                return refused("user name");
+            }
+            offered |= CredentialType::USERNAME;
+            return Cred::username(ssh_user);
+        }
+        refused("credentials (none of the kinds it accepts is configured)")
+    });
+    cb
+}
+
+/// Options for fetching: credentials, tags, and pruning of branches the
+/// remote deleted (a mirror must not keep building them).
+fn fetch_options(creds: &GitCredentials) -> FetchOptions<'_> {
     let mut opts = FetchOptions::new();
-    opts.download_tags(AutotagOption::All);
+    opts.remote_callbacks(callbacks(creds))
+        .download_tags(AutotagOption::All)
+        .prune(FetchPrune::On);
     opts
 }
 
 fn fetch_error(url: &str) -> impl Fn(git2::Error) -> BuildError + '_ {
     move |error| BuildError::Git {
-        action: format!("fetching from {url}"),
+        action: format!("fetching from {}", redact_url(url)),
         error,
         log: String::new(),
     }
@@ -67,10 +171,14 @@ fn is_hex(s: &str) -> bool {
 ///
 /// Branches and tags are answered from the remote's advertisement alone; a
 /// sha needs the objects, so the remote is fetched into a scratch repository.
-#[tracing::instrument(skip_all, fields(git_url = %git_url, git_ref = %git_ref))]
-pub fn resolve_ref(git_url: &str, git_ref: &str) -> Result<String, BuildError> {
+#[tracing::instrument(skip_all, fields(git_url = %redact_url(git_url), git_ref = %git_ref))]
+pub fn resolve_ref(
+    settings: &crate::Settings,
+    git_url: &str,
+    git_ref: &str,
+) -> Result<String, BuildError> {
     let unknown = || BuildError::UnknownRef {
-        url: git_url.to_string(),
+        url: redact_url(git_url),
         git_ref: git_ref.to_string(),
         log: String::new(),
     };
@@ -81,7 +189,7 @@ pub fn resolve_ref(git_url: &str, git_ref: &str) -> Result<String, BuildError> {
     check_local(git_url)?;
     let mut remote = Remote::create_detached(git_url).map_err(fetch_error(git_url))?;
     let conn = remote
-        .connect_auth(Direction::Fetch, None, None)
+        .connect_auth(Direction::Fetch, Some(callbacks(&settings.git)), None)
         .map_err(fetch_error(git_url))?;
     let heads = conn.list().map_err(fetch_error(git_url))?;
     let candidates = [
@@ -105,17 +213,13 @@ pub fn resolve_ref(git_url: &str, git_ref: &str) -> Result<String, BuildError> {
     if !is_hex(git_ref) || git_ref.len() < 4 || git_ref.len() > 40 {
         return Err(unknown());
     }
-    let scratch = tempfile::tempdir().map_err(|error| BuildError::Io {
-        action: "creating a scratch directory to fetch into".to_string(),
-        error,
-        log: String::new(),
-    })?;
-    let repo = fetch_mirror(git_url, scratch.path())?;
-    let found = repo.find_commit_by_prefix(git_ref).map(|c| c.id());
+    let scratch = scratch_dir()?;
+    let fetched = fetch(settings, git_url, &scratch.path().join("git"))?;
+    let found = fetched.repo.find_commit_by_prefix(git_ref).map(|c| c.id());
     match found {
         Ok(oid) => Ok(oid.to_string()),
         Err(e) if e.code() == git2::ErrorCode::Ambiguous => Err(BuildError::AmbiguousRef {
-            url: git_url.to_string(),
+            url: redact_url(git_url),
             git_ref: git_ref.to_string(),
             log: String::new(),
         }),
@@ -123,11 +227,84 @@ pub fn resolve_ref(git_url: &str, git_ref: &str) -> Result<String, BuildError> {
     }
 }
 
-/// Fetches every branch and tag of the remote into a new bare repository.
-fn fetch_mirror(git_url: &str, dir: &Path) -> Result<Repository, BuildError> {
+fn scratch_dir() -> Result<tempfile::TempDir, BuildError> {
+    tempfile::tempdir().map_err(|error| BuildError::Io {
+        action: "creating a scratch directory to fetch into".to_string(),
+        error,
+        log: String::new(),
+    })
+}
+
+/// A repository holding every branch and tag of a remote, fetched just now.
+pub(crate) struct Fetched {
+    pub(crate) repo: Repository,
+    /// Whether `repo` is the cached mirror (else a scratch repository).
+    pub(crate) mirrored: bool,
+    /// Held while the mirror is in use: builds sharing a cache directory
+    /// take turns with each remote's mirror.
+    _lock: Option<File>,
+}
+
+/// Fetches every branch and tag of the remote: into its mirror under the
+/// cache directory when there is one (incrementally, under a lock), else
+/// into a new bare repository at `scratch`.
+pub(crate) fn fetch(
+    settings: &crate::Settings,
+    git_url: &str,
+    scratch: &Path,
+) -> Result<Fetched, BuildError> {
     check_local(git_url)?;
-    let repo = Repository::init_bare(dir).map_err(|error| BuildError::Git {
-        action: format!("creating a scratch repository in {}", dir.display()),
+    let Some(cache) = &settings.cache_dir else {
+        let repo = fetch_into(&settings.git, git_url, scratch, false)?;
+        return Ok(Fetched {
+            repo,
+            mirrored: false,
+            _lock: None,
+        });
+    };
+    let dir = cache.join("git");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| BuildError::io(format!("creating {}", dir.display()), e))?;
+    let key = hex::encode(&sha2::Sha256::digest(git_url.as_bytes())[..12]);
+    let mirror = dir.join(format!("{key}.git"));
+    let lock_path = dir.join(format!("{key}.lock"));
+    let lock = File::create(&lock_path)
+        .and_then(|f| f.lock().map(|()| f))
+        .map_err(|e| BuildError::io(format!("locking {}", lock_path.display()), e))?;
+    let repo = match fetch_into(&settings.git, git_url, &mirror, true) {
+        Ok(repo) => repo,
+        // A mirror left broken (a disk filled up, a killed fetch) is only
+        // a cache: start it again once. A remote that refuses us will
+        // refuse again, and that error is the one to report.
+        Err(first) if mirror.exists() => {
+            tracing::warn!(error = %first, mirror = %mirror.display(), "fetching into the mirror failed; recreating it");
+            std::fs::remove_dir_all(&mirror)
+                .map_err(|e| BuildError::io(format!("removing {}", mirror.display()), e))?;
+            fetch_into(&settings.git, git_url, &mirror, true)?
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Fetched {
+        repo,
+        mirrored: true,
+        _lock: Some(lock),
+    })
+}
+
+/// Opens (or creates) the bare repository at `dir` and fetches into it.
+fn fetch_into(
+    creds: &GitCredentials,
+    git_url: &str,
+    dir: &Path,
+    reuse: bool,
+) -> Result<Repository, BuildError> {
+    let opened = if reuse && dir.exists() {
+        Repository::open_bare(dir)
+    } else {
+        Repository::init_bare(dir)
+    };
+    let repo = opened.map_err(|error| BuildError::Git {
+        action: format!("opening the repository {}", dir.display()),
         error,
         log: String::new(),
     })?;
@@ -136,21 +313,23 @@ fn fetch_mirror(git_url: &str, dir: &Path) -> Result<Repository, BuildError> {
             .remote_anonymous(git_url)
             .map_err(fetch_error(git_url))?;
         remote
-            .fetch(REFSPECS, Some(&mut fetch_options()), None)
+            .fetch(REFSPECS, Some(&mut fetch_options(creds)), None)
             .map_err(fetch_error(git_url))?;
     }
     Ok(repo)
 }
 
 /// Checks out `commit` (a full hex sha) from the remote into `dest`, which
-/// must not exist yet; `git_dir` holds the fetched objects and may be removed
-/// afterwards. The checkout holds the tree only, no `.git`.
+/// must not exist yet; `git_dir` holds the fetched objects when there is no
+/// cache, and may be removed afterwards. The checkout holds the tree only,
+/// no `.git`.
 pub(crate) fn checkout(
+    settings: &crate::Settings,
     git_url: &str,
     commit: &str,
     git_dir: &Path,
     dest: &Path,
-) -> Result<CheckedOut, BuildError> {
+) -> Result<(CheckedOut, bool), BuildError> {
     let oid = match Oid::from_str(commit) {
         Ok(oid) if commit.len() == 40 && is_hex(commit) => oid,
         _ => {
@@ -160,11 +339,12 @@ pub(crate) fn checkout(
             });
         }
     };
-    let repo = fetch_mirror(git_url, git_dir)?;
+    let fetched = fetch(settings, git_url, git_dir)?;
+    let repo = &fetched.repo;
     let found = repo
         .find_commit(oid)
         .map_err(|_| BuildError::CommitNotFound {
-            url: git_url.to_string(),
+            url: redact_url(git_url),
             commit: commit.to_string(),
             log: String::new(),
         })?;
@@ -186,7 +366,47 @@ pub(crate) fn checkout(
         .update_index(false);
     repo.checkout_tree(tree.as_object(), Some(&mut opts))
         .map_err(checkout_error)?;
-    Ok(CheckedOut {
-        commit_time: found.time().seconds(),
-    })
+    Ok((
+        CheckedOut {
+            commit_time: found.time().seconds(),
+        },
+        fetched.mirrored,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://ci:s3cret@git.example.com/team/app.git"),
+            "https://ci:***@git.example.com/team/app.git"
+        );
+        assert_eq!(
+            redact_url("https://ci@git.example.com/app.git"),
+            "https://ci@git.example.com/app.git"
+        );
+        assert_eq!(redact_url("/srv/git/app"), "/srv/git/app");
+        assert_eq!(
+            redact_url("git@github.com:team/app.git"),
+            "git@github.com:team/app.git"
+        );
+        assert_eq!(redact_url("http://u:p@h:80"), "http://u:***@h:80");
+    }
+
+    #[test]
+    fn credentials_debug_hides_the_password() {
+        let c = GitCredentials {
+            username: Some("ci".into()),
+            password: Some(SecretString::from("hunter2")),
+            ssh_key: None,
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
 }

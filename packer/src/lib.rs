@@ -1,8 +1,8 @@
 //! Packer: builds an app at a git commit into a standalone release tarball.
 //!
 //! [`build`] fetches the commit, reads `slipway.toml`, builds by type
-//! (python, generic; node comes later), and packs the release with its
-//! manifest into `<out_dir>/<app>-<version>.tar.gz`. [`resolve_ref`] turns a
+//! (python, node, generic) with cached dependencies, and packs the release
+//! with its manifest into `<out_dir>/<app>-<version>.tar.gz`. [`resolve_ref`] turns a
 //! branch, tag or sha into the full commit sha a build takes. Both block:
 //! async callers use `spawn_blocking`.
 
@@ -10,13 +10,16 @@ mod build;
 pub mod cli;
 mod command;
 pub mod config;
+mod deps;
 mod error;
 pub mod git;
 pub mod pack;
+mod settings;
 pub mod worker;
 
 pub use build::{BUILD_TIMEOUT, BuildOutput, BuildRequest, build};
 pub use config::{ConfigError, SlipwayToml};
 pub use error::BuildError;
-pub use git::resolve_ref;
+pub use git::{GitCredentials, redact_url, resolve_ref};
 pub use pack::pack_dir;
+pub use settings::Settings;

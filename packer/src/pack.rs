@@ -337,8 +337,10 @@ mod tests {
                 port: Some(8000),
                 env: Default::default(),
                 stop_timeout_ms: 10_000,
+                paths: Default::default(),
             },
             health: HealthSpec::default(),
+            runtime: None,
             files: 999,
             content_bytes: 999,
         }

@@ -15,6 +15,8 @@ pub struct WorkerConfig {
     pub name: String,
     /// How long to wait before asking again when the queue is empty.
     pub poll: Duration,
+    /// Credentials and the cache directory.
+    pub settings: crate::Settings,
 }
 
 /// Claims and runs builds until `shutdown`.
@@ -25,7 +27,7 @@ pub async fn run(client: Client, config: WorkerConfig, shutdown: CancellationTok
         match client.claim_build(&config.name).await {
             Ok(Some(job)) => {
                 outage = false;
-                run_job(&client, &config.name, job).await;
+                run_job(&client, &config, job).await;
                 continue;
             }
             Ok(None) => outage = false,
@@ -44,7 +46,8 @@ pub async fn run(client: Client, config: WorkerConfig, shutdown: CancellationTok
 }
 
 #[tracing::instrument(skip_all, fields(build_id = %job.build.id, app = %job.build.app, version = %job.build.version))]
-async fn run_job(client: &Client, worker: &str, job: BuildJob) {
+async fn run_job(client: &Client, config: &WorkerConfig, job: BuildJob) {
+    let worker = config.name.as_str();
     tracing::info!(commit = %job.build.commit, "build started");
     let renew = {
         let client = client.clone();
@@ -60,7 +63,7 @@ async fn run_job(client: &Client, worker: &str, job: BuildJob) {
             }
         })
     };
-    let (outcome, log) = build_and_upload(client, worker, &job).await;
+    let (outcome, log) = build_and_upload(client, config, &job).await;
     renew.abort();
     let report = BuildResult {
         worker: worker.to_string(),
@@ -100,6 +103,7 @@ struct ScratchBuild {
 async fn build_in_scratch(
     build: &deploy::Build,
     git_url: &str,
+    settings: &crate::Settings,
 ) -> Result<ScratchBuild, (String, String)> {
     let scratch = tempfile::Builder::new()
         .prefix("slipway-build-")
@@ -113,6 +117,7 @@ async fn build_in_scratch(
     let root = scratch.path().to_path_buf();
     let b = build.clone();
     let git_url = git_url.to_string();
+    let settings = settings.clone();
     let span = tracing::Span::current();
     let output = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
@@ -130,6 +135,7 @@ async fn build_in_scratch(
             version: &b.version,
             work_dir: &root.join("src"),
             out_dir: &out,
+            settings: &settings,
         })
         .map_err(|e| (e.to_string(), e.log().to_string()))
     })
@@ -141,13 +147,18 @@ async fn build_in_scratch(
     })
 }
 
-async fn build_and_upload(client: &Client, worker: &str, job: &BuildJob) -> (BuildOutcome, String) {
+async fn build_and_upload(
+    client: &Client,
+    config: &WorkerConfig,
+    job: &BuildJob,
+) -> (BuildOutcome, String) {
     build_and_deliver(
         &job.build,
         &job.git_url,
+        &config.settings,
         async |out: &crate::BuildOutput| {
             client
-                .upload_artifact(job.build.id, worker, &out.artifact_path, &out.sha256)
+                .upload_artifact(job.build.id, &config.name, &out.artifact_path, &out.sha256)
                 .await
                 .map_err(|e| format!("cannot upload the artifact: {e}"))
         },
@@ -160,9 +171,10 @@ async fn build_and_upload(client: &Client, worker: &str, job: &BuildJob) -> (Bui
 pub async fn build_and_deliver(
     build: &deploy::Build,
     git_url: &str,
+    settings: &crate::Settings,
     deliver: impl AsyncFnOnce(&crate::BuildOutput) -> Result<(), String>,
 ) -> (BuildOutcome, String) {
-    let built = match build_in_scratch(build, git_url).await {
+    let built = match build_in_scratch(build, git_url, settings).await {
         Ok(b) => b,
         Err((error, log)) => return (BuildOutcome::Failed { error }, log),
     };

@@ -180,11 +180,13 @@ pub fn release_tarball(app: &str, version: &str, command: &str) -> Vec<u8> {
             port: None,
             env: Default::default(),
             stop_timeout_ms: 2_000,
+            paths: Default::default(),
         },
         health: HealthSpec {
             grace_ms: 200,
             ..HealthSpec::default()
         },
+        runtime: None,
         files: 1,
         content_bytes: content.len() as u64,
     };

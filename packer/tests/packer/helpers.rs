@@ -125,6 +125,8 @@ pub struct Build {
     pub version: Version,
     pub work: tempfile::TempDir,
     pub out: tempfile::TempDir,
+    /// No cache unless a test gives one.
+    pub settings: packer::Settings,
 }
 
 impl Build {
@@ -134,7 +136,15 @@ impl Build {
             version: Version::for_build(7, commit).unwrap(),
             work: tempfile::tempdir().unwrap(),
             out: tempfile::tempdir().unwrap(),
+            settings: packer::Settings::default(),
         }
+    }
+
+    /// The same, keeping mirrors and dependencies under `cache`.
+    pub fn cached(commit: &str, cache: &Path) -> Self {
+        let mut b = Self::new(commit);
+        b.settings.cache_dir = Some(cache.to_path_buf());
+        b
     }
 
     pub fn run(&self, git_url: &str, commit: &str) -> Result<BuildOutput, BuildError> {
@@ -145,6 +155,7 @@ impl Build {
             version: &self.version,
             work_dir: self.work.path(),
             out_dir: self.out.path(),
+            settings: &self.settings,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Packer against real git repositories: resolving refs, building python and
 //! generic apps, and refusing what must be refused.
 
+mod deps;
 // Helpers panic on setup failures, like the tests that call them.
 #[allow(clippy::unwrap_used)]
 mod helpers;
@@ -23,7 +24,7 @@ fn python_repo() -> (TestRepo, String) {
     let mut repo = TestRepo::new();
     repo.write("app.py", "print('hello')\n")
         .write("lib/util.py", "X = 1\n")
-        .write("requirements.txt", "# pinned\nrequests==2.0\n")
+        .write("requirements.txt", "# the standard library only\n")
         .write("slipway.toml", PYTHON_TOML)
         .write("bin/start", "#!/bin/sh\nexec python3 app.py\n")
         .chmod("bin/start", 0o755)
@@ -46,17 +47,44 @@ fn resolves_branches_tags_and_shas() {
     repo.tag_annotated("v2", &second);
     let url = repo.url();
 
-    assert_eq!(packer::resolve_ref(&url, "main").unwrap(), second);
-    assert_eq!(packer::resolve_ref(&url, "old").unwrap(), first);
-    assert_eq!(packer::resolve_ref(&url, "refs/heads/old").unwrap(), first);
-    assert_eq!(packer::resolve_ref(&url, "v1").unwrap(), first);
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &url, "main").unwrap(),
+        second
+    );
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &url, "old").unwrap(),
+        first
+    );
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &url, "refs/heads/old").unwrap(),
+        first
+    );
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &url, "v1").unwrap(),
+        first
+    );
     // An annotated tag resolves to its commit, not to the tag object.
-    assert_eq!(packer::resolve_ref(&url, "v2").unwrap(), second);
-    assert_eq!(packer::resolve_ref(&url, &first[..7]).unwrap(), first);
-    assert_eq!(packer::resolve_ref(&url, &second).unwrap(), second);
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &url, "v2").unwrap(),
+        second
+    );
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &url, &first[..7]).unwrap(),
+        first
+    );
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &url, &second).unwrap(),
+        second
+    );
     let file_url = format!("file://{url}");
-    assert_eq!(packer::resolve_ref(&file_url, "main").unwrap(), second);
-    assert_eq!(packer::resolve_ref(&file_url, &first[..8]).unwrap(), first);
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &file_url, "main").unwrap(),
+        second
+    );
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &file_url, &first[..8]).unwrap(),
+        first
+    );
 }
 
 #[test]
@@ -64,8 +92,14 @@ fn resolves_on_a_bare_repository() {
     let (repo, sha) = python_repo();
     let bare = repo.bare_clone();
     let url = bare.path().join("repo.git").display().to_string();
-    assert_eq!(packer::resolve_ref(&url, "main").unwrap(), sha);
-    assert_eq!(packer::resolve_ref(&url, &sha[..10]).unwrap(), sha);
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &url, "main").unwrap(),
+        sha
+    );
+    assert_eq!(
+        packer::resolve_ref(&packer::Settings::default(), &url, &sha[..10]).unwrap(),
+        sha
+    );
 }
 
 #[test]
@@ -77,14 +111,15 @@ fn unknown_refs_are_clear_errors() {
         "deadbeef",
         "0000000000000000000000000000000000000000",
     ] {
-        let e = packer::resolve_ref(&url, bad).unwrap_err();
+        let e = packer::resolve_ref(&packer::Settings::default(), &url, bad).unwrap_err();
         assert!(matches!(e, BuildError::UnknownRef { .. }), "{bad}: {e:?}");
         assert_eq!(
             e.to_string(),
             format!("no branch, tag or commit `{bad}` in {url}")
         );
     }
-    let e = packer::resolve_ref("/does/not/exist", "main").unwrap_err();
+    let e =
+        packer::resolve_ref(&packer::Settings::default(), "/does/not/exist", "main").unwrap_err();
     assert!(matches!(e, BuildError::Git { .. }), "{e:?}");
     assert!(
         e.to_string().starts_with("fetching from /does/not/exist: "),
@@ -183,11 +218,18 @@ fn python_build_packs_the_tree_and_a_right_manifest() {
         out.log
     );
     assert!(
-        out.log
-            .contains("requirements.txt lists 1 dependencies (requests==2.0)"),
+        out.log.contains("no Python dependencies declared"),
         "{}",
         out.log
     );
+    // The interpreter is recorded even with no dependencies: the grabber
+    // checks the host has the same one.
+    let runtime = manifest
+        .runtime
+        .expect("python builds record their runtime");
+    assert_eq!(runtime.kind, deploy::RuntimeKind::Python);
+    assert!(runtime.version.starts_with("3."), "{runtime}");
+    assert!(manifest.run.paths.is_empty(), "no dependencies, no paths");
 }
 
 #[test]
@@ -352,19 +394,16 @@ fn symlink_escaping_the_tree_is_refused() {
 }
 
 #[test]
-fn node_is_not_supported_yet() {
+fn node_without_package_json_is_refused_by_name() {
     let mut repo = TestRepo::new();
-    repo.write("package.json", "{}")
-        .write("slipway.toml", "[run]\ncommand = \"node x.js\"\n");
+    repo.write(
+        "slipway.toml",
+        "type = \"node\"\n[run]\ncommand = \"node x.js\"\n",
+    );
     let sha = repo.commit("node");
     let e = Build::new(&sha).run(&repo.url(), &sha).unwrap_err();
-    assert!(matches!(e, BuildError::Unsupported { .. }), "{e:?}");
-    assert_eq!(e.to_string(), "node builds are not supported yet");
-    assert!(
-        e.log().contains("build type: node (detected)"),
-        "{}",
-        e.log()
-    );
+    assert!(matches!(e, BuildError::Config { .. }), "{e:?}");
+    assert!(e.to_string().contains("needs package.json"), "{e}");
 }
 
 #[test]
@@ -396,6 +435,8 @@ fn binary_builds_and_prints_the_artifact() {
             "--out",
         ])
         .arg(out.path())
+        .arg("--cache-dir")
+        .arg(out.path().join("cache"))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();

@@ -1,0 +1,17 @@
+//! What a packer needs beyond one build: how to reach git remotes, and
+//! where to keep what outlives a build (remote mirrors, installed
+//! dependencies, pip's and npm's download caches).
+
+use std::path::PathBuf;
+
+use crate::git::GitCredentials;
+
+/// A packer's settings, shared by every build it runs.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Mirrors of remotes and installed dependencies. `None`: every build
+    /// fetches everything and installs every dependency again.
+    pub cache_dir: Option<PathBuf>,
+    /// Answers to remotes that ask who we are.
+    pub git: GitCredentials,
+}
