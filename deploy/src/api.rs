@@ -26,8 +26,9 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterApp {
     pub name: AppName,
-    /// Where packer fetches the source: a local path or a `file://` URL for
-    /// now, http(s)/ssh later.
+    /// Where packer fetches the source: a path, or a `file://`, `git://`,
+    /// `http(s)://` or `ssh://` URL (credentials come from packer's
+    /// configuration, not the URL).
     pub git_url: String,
     /// The branch whose pushes (webhooks) start builds; `main` when absent.
     #[serde(default)]

@@ -14,6 +14,7 @@ use deploy::{
 };
 use tokio::task::JoinHandle;
 
+pub mod githttp;
 pub mod procs;
 pub mod services;
 use tokio_util::sync::CancellationToken;
@@ -93,6 +94,8 @@ pub struct Options {
     pub artifact_url_ttl: Option<Duration>,
     /// The shared secret of VCS webhooks (webhooks are off without one).
     pub webhook_secret: Option<String>,
+    /// Credentials for git remotes that ask: (user name, password).
+    pub git_credentials: Option<(String, String)>,
 }
 
 impl Platform {
@@ -113,12 +116,25 @@ impl Platform {
             }
             None => None,
         };
+        let git = match &opts.git_credentials {
+            Some((user, password)) => {
+                let path = dir.path().join("git.password");
+                std::fs::write(&path, password)?;
+                apptracker::config::GitConfig {
+                    username: Some(user.clone()),
+                    password_file: Some(path),
+                    ssh_key_file: None,
+                }
+            }
+            None => apptracker::config::GitConfig::default(),
+        };
         // Tests share one Redis: each platform talks on channels of its own.
         let mut tag = [0u8; 6];
         getrandom::fill(&mut tag).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let config = apptracker::Config {
             redis_prefix: format!("test-{}", hex::encode(tag)),
             webhook_secret_file,
+            git,
             listen: "127.0.0.1:0".parse()?,
             data_dir: dir.path().join("apptracker"),
             database_url: opts.database_url,
@@ -407,6 +423,34 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Serves every repository under `served` with `git daemon` (the `git://`
+/// protocol) on a free loopback port; returns the process and the base URL
+/// (`git://127.0.0.1:PORT`, repositories below it by directory name).
+pub async fn start_git_daemon(served: &Path, logs: &Path) -> anyhow::Result<(procs::Proc, String)> {
+    let port = free_port()?;
+    let args: Vec<String> = [
+        "daemon",
+        "--export-all",
+        "--reuseaddr",
+        "--listen=127.0.0.1",
+        &format!("--port={port}"),
+        &format!("--base-path={}", served.display()),
+        &served.display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    std::fs::create_dir_all(logs)?;
+    let daemon = procs::Proc::spawn("git-daemon", "git", &args, &[], logs)?;
+    let addr = format!("127.0.0.1:{port}");
+    poll(Duration::from_secs(10), || async {
+        Ok(tokio::net::TcpStream::connect(&addr).await.is_ok())
+    })
+    .await
+    .context("git daemon did not start listening")?;
+    Ok((daemon, format!("git://{addr}")))
 }
 
 /// A git repository of a test app with a `main` branch.

@@ -19,7 +19,8 @@ pub const S3_ENV: &str = "SLIPWAY_TEST_S3";
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379";
 
-fn in_ci() -> bool {
+/// Whether this run is CI's, where a missing server is a failure.
+pub(crate) fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 

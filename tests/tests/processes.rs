@@ -124,7 +124,13 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
         "packer",
         PACKER,
         &["worker", "--server", &server, "--poll", "200ms"].map(String::from),
-        &[("SLIPWAY_TOKEN", builders.clone())],
+        &[
+            ("SLIPWAY_TOKEN", builders.clone()),
+            (
+                "SLIPWAY_PACKER_CACHE",
+                dir.path().join("packer-cache").display().to_string(),
+            ),
+        ],
         &logs,
     )?;
     let root = dir.path().join("hosts");

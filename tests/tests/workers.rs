@@ -61,6 +61,7 @@ async fn a_worker_killed_mid_build_loses_its_claim_and_another_finishes_the_job(
         ))
         .await?;
 
+    let cache = logs.join("packer-cache");
     let worker = |name: &str| {
         Proc::spawn(
             name,
@@ -69,7 +70,11 @@ async fn a_worker_killed_mid_build_loses_its_claim_and_another_finishes_the_job(
                 "worker", "--server", &server, "--poll", "200ms", "--name", name,
             ]
             .map(String::from),
-            &[("SLIPWAY_TOKEN", token.clone())],
+            &[
+                ("SLIPWAY_TOKEN", token.clone()),
+                // Both workers share one machine's cache, as they would.
+                ("SLIPWAY_PACKER_CACHE", cache.display().to_string()),
+            ],
             &logs,
         )
     };

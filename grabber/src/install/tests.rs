@@ -551,3 +551,50 @@ async fn a_refused_download_url_fails_cleanly_and_keeps_the_running_release() {
     assert!(pid_alive(pid_a), "the running release was not touched");
     assert!(!host.layout().release_dir(&app, &b.version).exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_for_another_interpreter_is_refused_before_switching() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let a_ref = server.publish(&a, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &a, a_ref), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::Done);
+    let pid_a = host.state(&app).pid.expect("a pid");
+
+    // Built where python3 is 2.7: this host's python3 is not.
+    let mut b = release("2-bbbbbbb", "exec sleep 1000", HealthCheck::Running, None);
+    b.runtime = Some(deploy::Runtime {
+        kind: deploy::RuntimeKind::Python,
+        version: "2.7".into(),
+    });
+    let b_ref = server.publish(&b, FILES);
+    let out = host
+        .engine
+        .install(&request(2, &b, b_ref), &rec, &token)
+        .await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Switching,
+            rolled_back: false
+        }
+    );
+    let msg = rec.last(DeployId(2)).message.unwrap_or_default();
+    assert!(
+        msg.contains("not switching") && msg.contains("needs python 2.7"),
+        "{msg}"
+    );
+    assert_eq!(
+        host.layout().read_current(&app).unwrap(),
+        Some(a.version.clone())
+    );
+    assert_eq!(host.state(&app).pid, Some(pid_a));
+    assert!(pid_alive(pid_a), "the running release was not touched");
+}
