@@ -53,7 +53,7 @@ async fn run_one(tracker: &Tracker, worker: &str, build: Build, git_url: String)
             }
         })
     };
-    let (outcome, log) = build_and_store(tracker, &build, &git_url).await;
+    let (outcome, log) = build_and_store(tracker, worker, &build, &git_url).await;
     renew.abort();
     if let Err(e) = tracker.finish_build(build.id, worker, &outcome, &log).await {
         tracing::error!(error = %e, "cannot record the build's outcome");
@@ -62,14 +62,32 @@ async fn run_one(tracker: &Tracker, worker: &str, build: Build, git_url: String)
 
 async fn build_and_store(
     tracker: &Tracker,
+    worker: &str,
     build: &Build,
     git_url: &str,
 ) -> (BuildOutcome, String) {
     let settings = tracker.packer_settings();
+    // The log goes to the database as it is written, like a worker's
+    // through the API, so `GET /api/v1/builds/{id}` shows a running build.
+    let stream: packer::worker::LogStream = {
+        let tracker = tracker.clone();
+        let id = build.id;
+        let worker = worker.to_string();
+        Box::new(move |text| {
+            let tracker = tracker.clone();
+            let worker = worker.clone();
+            Box::pin(async move {
+                if let Err(e) = tracker.append_build_log(id, &worker, &text).await {
+                    tracing::debug!(error = %e, "cannot stream the build log");
+                }
+            })
+        })
+    };
     packer::worker::build_and_deliver(
         build,
         git_url,
         settings,
+        stream,
         async |out: &packer::BuildOutput| {
             tracker
                 .store_local_artifact(build, &out.artifact_path)

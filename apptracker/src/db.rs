@@ -269,7 +269,7 @@ impl Db {
         lease_until: Timestamp,
     ) -> sqlx::Result<Option<(Build, String)>> {
         let row = sqlx::query(concat!(
-            "UPDATE builds SET status = 'running', started_at = $1, worker = $2, lease_until = $3 \
+            "UPDATE builds SET status = 'running', started_at = $1, worker = $2, lease_until = $3, log = '' \
              WHERE id = (SELECT id FROM builds WHERE status = 'queued' ORDER BY id LIMIT 1) \
              AND status = 'queued' \
              RETURNING ",
@@ -285,6 +285,29 @@ impl Db {
             None => Ok(None),
             Some(r) => Ok(Some((build_from_row(&r, false)?, r.try_get("git_url")?))),
         }
+    }
+
+    /// Appends to the log of a running build held by `worker`, while the
+    /// log is under `cap` bytes (the final result carries the whole log);
+    /// false when the build is no longer its own.
+    pub async fn append_build_log(
+        &self,
+        id: BuildId,
+        worker: &str,
+        text: &str,
+        cap: i64,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET log = CASE WHEN length(log) < $4 THEN log || $3 ELSE log END \
+             WHERE id = $1 AND worker = $2 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .bind(text)
+        .bind(cap)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
     }
 
     /// Extends `worker`'s lease on a running build; false when the build is

@@ -14,6 +14,10 @@ use crate::error::ApiError;
 use crate::store::artifact_key;
 use crate::tracker::Tracker;
 
+/// How much of a running build's log is kept as it streams in; the result
+/// replaces it with the whole log (itself bounded by the packer).
+const STREAMED_LOG_CAP: i64 = 4 << 20;
+
 impl Tracker {
     fn lease_until(&self) -> Timestamp {
         Timestamp(Timestamp::now().0 + self.config().build_lease.as_millis() as i64)
@@ -38,6 +42,25 @@ impl Tracker {
         if self
             .db()
             .renew_lease(id, worker, self.lease_until())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(lost(id, worker))
+        }
+    }
+
+    /// Appends what a running build printed to its log, so the API shows
+    /// the build as it goes; a conflict when the build is not `worker`'s.
+    pub async fn append_build_log(
+        &self,
+        id: BuildId,
+        worker: &str,
+        text: &str,
+    ) -> Result<(), ApiError> {
+        if self
+            .db()
+            .append_build_log(id, worker, text, STREAMED_LOG_CAP)
             .await?
         {
             Ok(())

@@ -41,6 +41,7 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/builds/{id}", get(show_build))
         .route("/api/v1/builds/claim", post(claim_build))
         .route("/api/v1/builds/{id}/lease", post(renew_lease))
+        .route("/api/v1/builds/{id}/log", post(append_build_log))
         .route("/api/v1/builds/{id}/release", post(release_build))
         .route(
             "/api/v1/builds/{id}/artifact",
@@ -208,6 +209,18 @@ async fn renew_lease(
     who.require_any_agent()?;
     let id: BuildId = parse(&id)?;
     t.renew_build_lease(id, &req.worker).await?;
+    Ok(ApiJson(serde_json::json!({})))
+}
+
+async fn append_build_log(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<deploy::BuildLogChunk>,
+) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    who.require_any_agent()?;
+    let id: BuildId = parse(&id)?;
+    t.append_build_log(id, &req.worker, &req.text).await?;
     Ok(ApiJson(serde_json::json!({})))
 }
 

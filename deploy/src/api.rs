@@ -202,6 +202,14 @@ pub struct BuildWorker {
     pub worker: String,
 }
 
+/// `POST /api/v1/builds/{id}/log`: what a running build printed since the
+/// last append, from the worker holding it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildLogChunk {
+    pub worker: String,
+    pub text: String,
+}
+
 // ---------------------------------------------------------------- deploys
 
 /// `POST /api/v1/deploys`. Exactly one of `version` and `git_ref` is given.

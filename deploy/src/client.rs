@@ -244,6 +244,18 @@ impl Client {
         Ok(())
     }
 
+    /// Appends to a running build's log (the worker holding it).
+    pub async fn append_build_log(
+        &self,
+        id: BuildId,
+        chunk: &crate::api::BuildLogChunk,
+    ) -> Result<(), ClientError> {
+        let _: serde_json::Value = self
+            .post(&format!("/api/v1/builds/{id}/log"), chunk)
+            .await?;
+        Ok(())
+    }
+
     /// Hands a claimed build back to the queue (a worker shutting down).
     pub async fn release_build(&self, id: BuildId, worker: &str) -> Result<(), ClientError> {
         let _: serde_json::Value = self

@@ -47,7 +47,13 @@ pub struct BuildRequest<'a> {
     pub out_dir: &'a Path,
     /// Credentials and the cache directory.
     pub settings: &'a Settings,
+    /// Receives the build log as it is written (lines, and command output
+    /// line by line as it is printed), to show a running build.
+    pub log_sink: Option<&'a LogSink>,
 }
+
+/// Where a running build's log goes as it is written.
+pub type LogSink = tokio::sync::mpsc::UnboundedSender<String>;
 
 /// A finished build.
 #[derive(Debug, Clone)]
@@ -64,29 +70,36 @@ pub struct BuildOutput {
     pub log: String,
 }
 
-/// The build log: lines for people, mirrored to tracing.
+/// The build log: lines for people, mirrored to tracing and to the sink.
 #[derive(Default)]
-pub(crate) struct Log(String);
+pub(crate) struct Log {
+    text: String,
+    sink: Option<LogSink>,
+}
 
 impl Log {
     pub(crate) fn line(&mut self, line: impl AsRef<str>) {
         let line = line.as_ref();
         tracing::info!("{line}");
-        self.0.push_str(line);
-        self.0.push('\n');
+        self.text.push_str(line);
+        self.text.push('\n');
+        if let Some(sink) = &self.sink {
+            let _ = sink.send(format!("{line}\n"));
+        }
     }
 
-    /// A command's output, as is (not through tracing line by line).
+    /// A command's output, as is (not through tracing line by line); the
+    /// sink had it as it was printed.
     fn output(&mut self, output: &str) {
-        self.0.push_str(output);
+        self.text.push_str(output);
         if !output.is_empty() && !output.ends_with('\n') {
-            self.0.push('\n');
+            self.text.push('\n');
         }
     }
 
     #[cfg(test)]
     pub(crate) fn text(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
@@ -96,12 +109,19 @@ impl Log {
 /// the same commit and version always give the same bytes.
 #[tracing::instrument(skip_all, fields(app = %req.app, version = %req.version))]
 pub fn build(req: &BuildRequest) -> Result<BuildOutput, BuildError> {
-    let mut log = Log::default();
+    let mut log = Log {
+        text: String::new(),
+        sink: req.log_sink.cloned(),
+    };
     match run(req, &mut log) {
         Ok(out) => Ok(out),
         Err(e) => {
             tracing::warn!(error = %e, "build failed");
-            Err(e.with_log(log.0))
+            let e = e.with_log(log.text);
+            if let Some(sink) = &log.sink {
+                let _ = sink.send(format!("error: {e}\n"));
+            }
+            Err(e)
         }
     }
 }
@@ -181,6 +201,22 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
     if let Some(command) = &config.build_command {
         run_step(&ctx, command, &[], log).map_err(|f| f.into_error(command, &ctx))?;
     }
+    let release = match &config.build_include {
+        Some(paths) => {
+            let kept = req.work_dir.join("included");
+            include_only(&ctx.src, paths, &kept)?;
+            log.line(format!(
+                "release: only {} ([build] include)",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            kept
+        }
+        None => ctx.src.clone(),
+    };
 
     let manifest = Manifest {
         app: req.app.clone(),
@@ -198,7 +234,7 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         .out_dir
         .join(format!("{}-{}.tar.gz", req.app, req.version));
     let pack_started = Instant::now();
-    let packed = pack::pack(&ctx.src, &manifest, &artifact_path)?;
+    let packed = pack::pack(&release, &manifest, &artifact_path)?;
     log.line(format!(
         "packed {} files ({} bytes) into {} ({} bytes, sha256 {}) in {}",
         packed.manifest.files,
@@ -214,7 +250,7 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         size: packed.size,
         manifest: packed.manifest,
         build_type,
-        log: std::mem::take(&mut log.0),
+        log: std::mem::take(&mut log.text),
     })
 }
 
@@ -222,6 +258,57 @@ fn took(since: Instant) -> humantime::FormattedDuration {
     humantime::format_duration(Duration::from_millis(
         u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX),
     ))
+}
+
+/// Moves the `[build] include` paths of the built tree into `kept`, which
+/// becomes the release. A listed path the build did not leave is an error
+/// naming it; a path inside another listed one is already there.
+fn include_only(src: &Path, paths: &[PathBuf], kept: &Path) -> Result<(), BuildError> {
+    if kept.exists() {
+        std::fs::remove_dir_all(kept)
+            .map_err(|e| BuildError::io(format!("clearing {}", kept.display()), e))?;
+    }
+    std::fs::create_dir_all(kept)
+        .map_err(|e| BuildError::io(format!("creating {}", kept.display()), e))?;
+    let mut sorted: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| {
+            p.components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect::<PathBuf>()
+        })
+        .collect();
+    sorted.sort();
+    let mut moved: Vec<PathBuf> = Vec::new();
+    for path in sorted {
+        if path.as_os_str().is_empty() {
+            // `.`: the whole tree.
+            return std::fs::remove_dir(kept)
+                .and_then(|()| std::fs::rename(src, kept))
+                .map_err(|e| BuildError::io("keeping the whole tree", e));
+        }
+        if moved.iter().any(|m| path.starts_with(m)) {
+            continue;
+        }
+        let from = src.join(&path);
+        if std::fs::symlink_metadata(&from).is_err() {
+            return Err(BuildError::BadEntry {
+                path: path.display().to_string(),
+                reason: "listed in [build] include, but the build did not leave it in the tree"
+                    .into(),
+                log: String::new(),
+            });
+        }
+        let to = kept.join(&path);
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| BuildError::io(format!("creating {}", parent.display()), e))?;
+        }
+        std::fs::rename(&from, &to)
+            .map_err(|e| BuildError::io(format!("keeping {}", path.display()), e))?;
+        moved.push(path);
+    }
+    Ok(())
 }
 
 /// Asks the build machine's interpreter for its version, the way the
@@ -624,6 +711,7 @@ fn run_step(
         dir: &ctx.src,
         env: &env,
         timeout: left,
+        sink: log.sink.as_ref(),
     };
     let started = Instant::now();
     let (outcome, output) = command::run(&spec).map_err(StepFailure::Start)?;

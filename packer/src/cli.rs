@@ -200,6 +200,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 work_dir: work.path(),
                 out_dir: &out,
                 settings: &settings,
+                log_sink: None,
             };
             match crate::build(&req) {
                 Ok(built) => {

@@ -51,6 +51,8 @@ pub(crate) struct Spec<'a> {
     /// Added to the kept variables.
     pub(crate) env: &'a [(&'a str, &'a str)],
     pub(crate) timeout: Duration,
+    /// Gets the output line by line as it is printed.
+    pub(crate) sink: Option<&'a crate::build::LogSink>,
 }
 
 /// How the command ended.
@@ -93,8 +95,12 @@ pub(crate) fn run(spec: &Spec<'_>) -> std::io::Result<(Outcome, String)> {
     let (done_tx, done_rx) = mpsc::channel();
     {
         let output = Arc::clone(&output);
+        let sink = spec.sink.cloned();
         std::thread::spawn(move || {
             let mut chunk = [0u8; 8192];
+            // Output not yet sent: lines go out whole, so a character is
+            // never split between two sends.
+            let mut pending: Vec<u8> = Vec::new();
             loop {
                 match reader.read(&mut chunk) {
                     Ok(0) | Err(_) => break,
@@ -102,8 +108,21 @@ pub(crate) fn run(spec: &Spec<'_>) -> std::io::Result<(Outcome, String)> {
                         if let Ok(mut out) = output.lock() {
                             out.push(&chunk[..n]);
                         }
+                        if let Some(sink) = &sink {
+                            pending.extend_from_slice(&chunk[..n]);
+                            if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
+                                let lines: Vec<u8> = pending.drain(..=end).collect();
+                                let _ = sink.send(String::from_utf8_lossy(&lines).into_owned());
+                            }
+                        }
                     }
                 }
+            }
+            if let Some(sink) = &sink
+                && !pending.is_empty()
+            {
+                pending.push(b'\n');
+                let _ = sink.send(String::from_utf8_lossy(&pending).into_owned());
             }
             let _ = done_tx.send(());
         });
@@ -187,6 +206,7 @@ mod tests {
             dir: dir.path(),
             env: &[("SLIPWAY_APP", "hello")],
             timeout,
+            sink: None,
         })
         .unwrap()
     }
@@ -237,6 +257,42 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
+    }
+
+    #[test]
+    fn output_streams_line_by_line_while_the_command_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let go = dir.path().join("go");
+        let command = format!(
+            "echo first; while [ ! -f '{}' ]; do sleep 0.05; done; printf 'second\\nno newline'",
+            go.display()
+        );
+        let handle = {
+            let dir = dir.path().to_path_buf();
+            std::thread::spawn(move || {
+                run(&Spec {
+                    command: &command,
+                    dir: &dir,
+                    env: &[],
+                    timeout: Duration::from_secs(30),
+                    sink: Some(&tx),
+                })
+                .unwrap()
+            })
+        };
+        // The first line arrives while the command still waits for `go`.
+        assert_eq!(rx.blocking_recv().as_deref(), Some("first\n"));
+        assert!(!handle.is_finished());
+        std::fs::write(&go, "").unwrap();
+        let (outcome, all) = handle.join().unwrap();
+        assert!(matches!(outcome, Outcome::Exited(s) if s.success()));
+        let mut rest = String::new();
+        while let Ok(more) = rx.try_recv() {
+            rest.push_str(&more);
+        }
+        assert_eq!(rest, "second\nno newline\n");
+        assert_eq!(all, "first\nsecond\nno newline");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::num::NonZeroU16;
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use deploy::{AppName, BuildType, HealthCheck, HealthSpec, RunSpec};
@@ -100,6 +100,9 @@ pub struct SlipwayToml {
     /// `[build] timeout`: how long the build's commands may run in all
     /// (default [`crate::BUILD_TIMEOUT`]).
     pub build_timeout: Duration,
+    /// `[build] include`: the paths (files or directories, relative to the
+    /// repository root) that make the release; the whole tree when unset.
+    pub build_include: Option<Vec<PathBuf>>,
     /// `[run]`, as the manifest carries it.
     pub run: RunSpec,
     /// `[health]`, as the manifest carries it.
@@ -190,6 +193,7 @@ struct RawFile {
 struct RawBuild {
     command: Option<NonEmpty>,
     timeout: Option<HumanDuration>,
+    include: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -264,6 +268,39 @@ impl RawFile {
         let build_type = self.build_type.map(|t| (*t.get_ref(), t.span()));
         let build_command = self.build.command.map(|c| c.0);
         let build_timeout = self.build.timeout.map_or(crate::BUILD_TIMEOUT, |d| d.0);
+        let build_include = match self.build.include {
+            None => None,
+            Some(list) => {
+                let mut paths = Vec::with_capacity(list.len());
+                for item in list {
+                    let line = line_of(text, item.span().start);
+                    let path = PathBuf::from(item.get_ref());
+                    let inside = !item.get_ref().trim().is_empty()
+                        && path
+                            .components()
+                            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+                    if !inside {
+                        return Err(ConfigError::invalid(
+                            Some("build.include"),
+                            Some(line),
+                            format!(
+                                "{:?} must be a path inside the repository (relative, no `..`)",
+                                item.get_ref()
+                            ),
+                        ));
+                    }
+                    paths.push(path);
+                }
+                if paths.is_empty() {
+                    return Err(ConfigError::invalid(
+                        Some("build.include"),
+                        None,
+                        "an empty list would make an empty release: list what to ship, or leave it out",
+                    ));
+                }
+                Some(paths)
+            }
+        };
         if let Some((BuildType::Generic, span)) = &build_type
             && build_command.is_none()
         {
@@ -351,6 +388,7 @@ impl RawFile {
             build_type: build_type.map(|(t, _)| t),
             build_command,
             build_timeout,
+            build_include,
             run,
             health,
         })
@@ -462,6 +500,25 @@ mod tests {
 
     fn err(text: &str) -> ConfigError {
         SlipwayToml::parse(text).expect_err("the file should be refused")
+    }
+
+    #[test]
+    fn include_lists_paths_inside_the_repository() {
+        let c = SlipwayToml::parse(
+            "type = \"generic\"\n[build]\ncommand = \"make\"\ninclude = [\"dist\", \"bin/start\"]\n[run]\ncommand = \"bin/start\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.build_include,
+            Some(vec![PathBuf::from("dist"), PathBuf::from("bin/start")])
+        );
+        for bad in ["../etc", "/etc", "dist/../../x", ""] {
+            let e = err(&format!(
+                "type = \"generic\"\n[build]\ncommand = \"make\"\ninclude = [\"dist\", {bad:?}]\n[run]\ncommand = \"x\"\n"
+            ));
+            assert_eq!(e.key(), Some("build.include"), "{bad}: {e}");
+            assert_eq!(e.line(), Some(4), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -98,12 +98,33 @@ struct ScratchBuild {
     _scratch: tempfile::TempDir,
 }
 
+/// Where a running build's log goes as it is written: AppTracker's API for
+/// a worker, the database for the in-process builder.
+pub type LogStream =
+    Box<dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// Batches what the build writes (a quarter second, or 64 KiB) and hands
+/// each batch to `stream`, until the build drops its end of the channel.
+async fn forward_log(mut rx: tokio::sync::mpsc::UnboundedReceiver<String>, stream: LogStream) {
+    while let Some(mut batch) = rx.recv().await {
+        let until = tokio::time::Instant::now() + Duration::from_millis(250);
+        while batch.len() < 64 * 1024 {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(more)) => batch.push_str(&more),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        stream(batch).await;
+    }
+}
+
 /// Builds a claimed build in a fresh scratch directory, off the async
-/// threads. The error is `(message, build log so far)`.
+/// threads, streaming its log. The error is `(message, build log so far)`.
 async fn build_in_scratch(
     build: &deploy::Build,
     git_url: &str,
     settings: &crate::Settings,
+    stream: LogStream,
 ) -> Result<ScratchBuild, (String, String)> {
     let scratch = tempfile::Builder::new()
         .prefix("slipway-build-")
@@ -119,7 +140,9 @@ async fn build_in_scratch(
     let git_url = git_url.to_string();
     let settings = settings.clone();
     let span = tracing::Span::current();
-    let output = tokio::task::spawn_blocking(move || {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let forwarder = tokio::spawn(forward_log(rx, stream));
+    let built = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
         let out = root.join("out");
         std::fs::create_dir_all(&out).map_err(|e| {
@@ -136,11 +159,15 @@ async fn build_in_scratch(
             work_dir: &root.join("src"),
             out_dir: &out,
             settings: &settings,
+            log_sink: Some(&tx),
         })
         .map_err(|e| (e.to_string(), e.log().to_string()))
     })
-    .await
-    .map_err(|e| (format!("build task failed: {e}"), String::new()))??;
+    .await;
+    // The sender is gone with the build: the last batch goes out before
+    // the result, which replaces the streamed log with the whole one.
+    let _ = forwarder.await;
+    let output = built.map_err(|e| (format!("build task failed: {e}"), String::new()))??;
     Ok(ScratchBuild {
         output,
         _scratch: scratch,
@@ -152,10 +179,28 @@ async fn build_and_upload(
     config: &WorkerConfig,
     job: &BuildJob,
 ) -> (BuildOutcome, String) {
+    let stream: LogStream = {
+        let client = client.clone();
+        let id = job.build.id;
+        let worker = config.name.clone();
+        Box::new(move |text| {
+            let client = client.clone();
+            let chunk = deploy::BuildLogChunk {
+                worker: worker.clone(),
+                text,
+            };
+            Box::pin(async move {
+                if let Err(e) = client.append_build_log(id, &chunk).await {
+                    tracing::debug!(error = %e, "cannot stream the build log");
+                }
+            })
+        })
+    };
     build_and_deliver(
         &job.build,
         &job.git_url,
         &config.settings,
+        stream,
         async |out: &crate::BuildOutput| {
             client
                 .upload_artifact(job.build.id, &config.name, &out.artifact_path, &out.sha256)
@@ -172,9 +217,10 @@ pub async fn build_and_deliver(
     build: &deploy::Build,
     git_url: &str,
     settings: &crate::Settings,
+    stream: LogStream,
     deliver: impl AsyncFnOnce(&crate::BuildOutput) -> Result<(), String>,
 ) -> (BuildOutcome, String) {
-    let built = match build_in_scratch(build, git_url, settings).await {
+    let built = match build_in_scratch(build, git_url, settings, stream).await {
         Ok(b) => b,
         Err((error, log)) => return (BuildOutcome::Failed { error }, log),
     };

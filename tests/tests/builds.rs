@@ -1,5 +1,7 @@
 //! Build failures are clear, and visible through the API: in the build's
-//! error line and in its log.
+//! error line and in its log (a missing run command, an unknown type, a
+//! failing command, a timeout, no `slipway.toml`, a dependency that does not
+//! exist).
 
 use std::time::Duration;
 
@@ -93,11 +95,95 @@ async fn build_failures_say_what_went_wrong() -> anyhow::Result<()> {
     let e = failed(&b);
     assert!(e.contains("slipway.toml"), "{e}");
 
+    // A requirement PyPI does not have: pip's own words name it.
+    let b = build(
+        &p,
+        "no-such-dep",
+        &[
+            ("requirements.txt", "slipway-no-such-package-77ab==1.0\n"),
+            ("app.py", "\n"),
+            ("slipway.toml", "[run]\ncommand = \"python3 app.py\"\n"),
+        ],
+    )
+    .await?;
+    let e = failed(&b);
+    assert!(
+        e.contains("pip") && e.contains("slipway-no-such-package-77ab"),
+        "a missing dependency: {e}"
+    );
+    assert!(
+        b.log
+            .contains("No matching distribution found for slipway-no-such-package-77ab"),
+        "the log has pip's output: {}",
+        b.log
+    );
+
     // None of them left an artifact or a deploy behind.
-    for name in ["no-run", "bad-type", "exits", "slow", "no-toml"] {
+    for name in [
+        "no-run",
+        "bad-type",
+        "exits",
+        "slow",
+        "no-toml",
+        "no-such-dep",
+    ] {
         let builds = p.client.builds(&AppName::parse(name)?).await?;
         assert!(builds.iter().all(|b| b.artifact.is_none()), "{name}");
     }
     assert!(p.client.deploys(10).await?.is_empty());
+    p.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_running_build_shows_its_log_as_it_goes() -> anyhow::Result<()> {
+    let p = Platform::start(&["local-1"]).await?;
+    let go = p.dir.path().join("go");
+    let command = format!(
+        "printf 'waiting-%s\\n' for-go; while [ ! -f '{}' ]; do sleep 0.05; done; printf 'we%s\\n' nt",
+        go.display()
+    );
+    let toml =
+        // The timeout ends the build should the test fail before `go`.
+        format!("type = \"generic\"\n[build]\ncommand = \"{command}\"\ntimeout = \"60s\"\n[run]\ncommand = \"x\"\n");
+    let repo = AppRepo::new(p.dir.path().join("slow-build"))?;
+    repo.commit(&[("slipway.toml", &toml)], "slow")?;
+    let app = p.register("slow-build", &repo.path).await?;
+    let b = p
+        .client
+        .request_build(&app, &RequestBuild::default())
+        .await?;
+    // The command's first line reaches the API while it still waits.
+    poll(Duration::from_secs(30), || async {
+        let now = p.client.build(b.id).await?;
+        Ok(now.log.contains("waiting-for-go\n"))
+    })
+    .await?;
+    let running = p.client.build(b.id).await?;
+    assert_eq!(running.status, BuildStatus::Running, "{running:#?}");
+    assert!(
+        running.log.contains("build type: generic"),
+        "{}",
+        running.log
+    );
+    assert!(!running.log.contains("went\n"), "{}", running.log);
+
+    std::fs::write(&go, "")?;
+    poll(Duration::from_secs(30), || async {
+        Ok(p.client.build(b.id).await?.status.is_terminal())
+    })
+    .await?;
+    let done = p.client.build(b.id).await?;
+    assert_eq!(done.status, BuildStatus::Succeeded, "{done:#?}");
+    assert!(
+        done.log.contains("waiting-for-go\nwent\n") && done.log.contains("packed"),
+        "{}",
+        done.log
+    );
+    assert_eq!(
+        done.log.matches("waiting-for-go").count(),
+        1,
+        "{}",
+        done.log
+    );
     p.shutdown().await
 }

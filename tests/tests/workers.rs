@@ -1,6 +1,7 @@
 //! The build queue under failure: a `packer worker` killed in the middle of a
 //! build loses its claim when its lease runs out, and another worker builds
-//! the job to success.
+//! the job to success. While a worker builds, its log reaches the API as it
+//! is written.
 
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ async fn a_worker_killed_mid_build_loses_its_claim_and_another_finishes_the_job(
         &[
             (
                 "slipway.toml",
-                "type = \"generic\"\n[build]\ncommand = \"sleep 3 && echo built > out.txt\"\n[run]\ncommand = \"sleep 1000\"\n",
+                "type = \"generic\"\n[build]\ncommand = \"echo step-$((1)) && sleep 3 && echo built > out.txt\"\n[run]\ncommand = \"sleep 1000\"\n",
             ),
             ("README", "slow to build\n"),
         ],
@@ -80,10 +81,13 @@ async fn a_worker_killed_mid_build_loses_its_claim_and_another_finishes_the_job(
     };
     let mut doomed = worker("w-doomed")?;
     let build = client.request_build(&app, &RequestBuild::default()).await?;
+    // The worker streams its log through the API while the command runs.
     poll(Duration::from_secs(30), || async {
-        Ok(client.build(build.id).await?.worker.as_deref() == Some("w-doomed"))
+        let now = client.build(build.id).await?;
+        Ok(now.worker.as_deref() == Some("w-doomed") && now.log.contains("step-1\n"))
     })
-    .await?;
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", doomed.tail()))?;
     // The worker dies as a crash would: no chance to hand the build back.
     doomed.kill().await?;
     assert_eq!(client.build(build.id).await?.status, BuildStatus::Running);
@@ -100,6 +104,12 @@ async fn a_worker_killed_mid_build_loses_its_claim_and_another_finishes_the_job(
     assert!(
         done.log.contains("sleep 3"),
         "the build log shows the command: {}",
+        done.log
+    );
+    assert_eq!(
+        done.log.matches("step-1\n").count(),
+        1,
+        "the second claim starts the log afresh: {}",
         done.log
     );
     assert!(

@@ -156,6 +156,7 @@ impl Build {
             work_dir: self.work.path(),
             out_dir: self.out.path(),
             settings: &self.settings,
+            log_sink: None,
         })
     }
 }

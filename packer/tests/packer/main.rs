@@ -300,6 +300,57 @@ command = "cat dist/out.txt"
 }
 
 #[test]
+fn an_include_list_ships_only_what_it_names() {
+    let mut repo = TestRepo::new();
+    repo.write(
+        "slipway.toml",
+        r#"
+type = "generic"
+[build]
+command = "mkdir -p dist/css && echo app > dist/app.js && echo css > dist/css/a.css && echo tmp > scratch.o"
+include = ["dist", "dist/css", "./bin/start"]
+[run]
+command = "bin/start"
+"#,
+    )
+    .write("src/main.c", "int main() {}\n")
+    .write("bin/start", "#!/bin/sh\n")
+    .chmod("bin/start", 0o755);
+    let sha = repo.commit("include");
+    let b = Build::new(&sha);
+    let out = b.run(&repo.url(), &sha).unwrap();
+    let entries = unpack(&out.artifact_path);
+    let names: Vec<&str> = entries.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            ".slipway",
+            ".slipway/manifest.json",
+            "bin",
+            "bin/start",
+            "dist",
+            "dist/app.js",
+            "dist/css",
+            "dist/css/a.css",
+        ]
+    );
+    assert_eq!(by_path(&entries)["bin/start"].mode, 0o755);
+
+    // A listed path the build did not make is named.
+    repo.write(
+        "slipway.toml",
+        "type = \"generic\"\n[build]\ncommand = \"true\"\ninclude = [\"dist\"]\n[run]\ncommand = \"x\"\n",
+    );
+    let sha = repo.commit("no dist");
+    let e = Build::new(&sha).run(&repo.url(), &sha).unwrap_err();
+    assert!(matches!(e, BuildError::BadEntry { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("`dist`") && e.to_string().contains("include"),
+        "{e}"
+    );
+}
+
+#[test]
 fn failing_build_command_is_an_error_with_its_output() {
     let mut repo = TestRepo::new();
     repo.write(
