@@ -103,8 +103,12 @@ fn init_tracing() {
 }
 
 /// The binary's entry point (also used by the end-to-end tests' copies of
-/// the binary).
+/// the binary). `apptracker dev` runs grabbers, whose apps' shim is this
+/// binary re-executed.
 pub fn main() -> std::process::ExitCode {
+    if let Some(code) = grabber::shim::dispatch() {
+        return code;
+    }
     deploy::binary::run(run())
 }
 

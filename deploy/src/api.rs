@@ -413,6 +413,45 @@ pub struct InstalledApp {
     pub pid: Option<u32>,
     /// The port the app was given (`PORT`).
     pub port: Option<u16>,
+    /// What the grabber's supervisor makes of the process.
+    #[serde(default)]
+    pub status: AppRunStatus,
+    /// Restarts after crashes since the release was installed.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+/// The supervisor's view of one app's process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppRunStatus {
+    /// Up (or not supervised yet: the default of older grabbers).
+    #[default]
+    Running,
+    /// It exited on its own and waits for its next start.
+    Restarting,
+    /// It keeps crashing: restarted too often in a short time. Still
+    /// retried, at the longest backoff.
+    Failing,
+    /// Nothing runs (no release, or the release could not start).
+    Stopped,
+}
+
+impl AppRunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Restarting => "restarting",
+            Self::Failing => "failing",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for AppRunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// `POST /api/v1/hosts/heartbeat`: a grabber registers and says it is alive.

@@ -80,6 +80,12 @@ pub struct AppState {
     /// The port the app was given as `PORT`.
     #[serde(default)]
     pub port: Option<u16>,
+    /// The release whose health check last passed while it was `current`;
+    /// cleared when `current` moves. A release that is current but not
+    /// healthy was interrupted (a crash between switch and check) and is
+    /// checked again rather than taken as installed.
+    #[serde(default)]
+    pub healthy: Option<Version>,
     /// The last deploy that touched this app.
     #[serde(default)]
     pub last_deploy: Option<DeployId>,
@@ -97,6 +103,7 @@ impl AppState {
             previous: None,
             pid: None,
             port: None,
+            healthy: None,
             last_deploy: None,
             history: Vec::new(),
         }

@@ -130,14 +130,26 @@ pub struct HealthSpec {
     pub timeout_ms: u64,
     /// How long the process must stay up before checks start counting.
     pub grace_ms: u64,
+    /// Time between two probes of a failing check.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_interval_ms() -> u64 {
+    200
 }
 
 /// The kinds of health check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum HealthCheck {
-    /// `GET http://127.0.0.1:$PORT<path>` answers 2xx.
-    Http { path: String },
+    /// `GET http://127.0.0.1:$PORT<path>` answers 2xx (with `expect` in
+    /// its body, when given).
+    Http {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expect: Option<String>,
+    },
     /// A TCP connect to `127.0.0.1:$PORT` succeeds.
     Tcp,
     /// A shell command exits 0.
@@ -152,6 +164,7 @@ impl Default for HealthSpec {
             check: HealthCheck::Running,
             timeout_ms: 30_000,
             grace_ms: 2_000,
+            interval_ms: default_interval_ms(),
         }
     }
 }

@@ -21,7 +21,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 struct Agent {
     config: Config,
     client: Client,
-    engine: Engine,
+    engine: Arc<Engine>,
     reporter: Arc<dyn Reporter>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
@@ -65,6 +65,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             layout,
             port_offset: config.port_offset,
             max_artifact_bytes: config.max_artifact_bytes,
+            shim: config.shim.clone(),
+            log_limits: config.log_limits,
+            restart: config.restart,
+            keep_releases: config.keep_releases,
         },
         client.http().clone(),
     );
@@ -91,6 +95,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     agent.engine.recover().await;
 
     agent.tracker.spawn(heartbeat_loop(agent.clone()));
+    agent.tracker.spawn(reconcile_loop(agent.clone()));
     follow_bus(&agent).await;
 
     // Stop accepting work; let running installs finish their step.
@@ -130,8 +135,23 @@ async fn heartbeat_loop(agent: Arc<Agent>) {
         tokio::select! {
             _ = tokio::time::sleep(agent.config.heartbeat_interval) => {}
             _ = agent.heartbeat_now.notified() => {}
+            _ = agent.engine.changed.notified() => {}
             _ = agent.shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Converges on a slow timer as well, whatever the bus says: a lost
+/// message (or a bus that is quietly broken) delays a deploy, never
+/// prevents it.
+async fn reconcile_loop(agent: Arc<Agent>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(agent.config.reconcile_interval) => {}
+            _ = agent.shutdown.cancelled() => return,
+        }
+        tracing::debug!("reconciling on the timer");
+        converge(agent.clone()).await;
     }
 }
 

@@ -48,6 +48,54 @@ struct Args {
     /// File holding the cluster's agent token (or set SLIPWAY_TOKEN).
     #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// Size at which an app's log is rotated (e.g. `10MiB`).
+    #[arg(long, env = "SLIPWAY_LOG_MAX", default_value = "10MiB", value_parser = parse_size)]
+    log_max: u64,
+    /// Rotated log files kept per app (`app.log.1` …).
+    #[arg(long, env = "SLIPWAY_LOG_KEEP", default_value_t = 2)]
+    log_keep: u32,
+    /// The first wait before restarting a crashed app; doubled per crash.
+    #[arg(long, env = "SLIPWAY_RESTART_BACKOFF", default_value = "1s", value_parser = humantime::parse_duration)]
+    restart_backoff: Duration,
+    /// The longest wait between restarts of a crashing app.
+    #[arg(long, env = "SLIPWAY_RESTART_BACKOFF_MAX", default_value = "60s", value_parser = humantime::parse_duration)]
+    restart_backoff_max: Duration,
+    /// Crashes (without a minute of stable running between them) after
+    /// which an app is reported `failing`.
+    #[arg(long, env = "SLIPWAY_FAILING_AFTER", default_value_t = 5)]
+    failing_after: u32,
+    /// Releases kept on disk per app (at least 2), for rollbacks without
+    /// a download.
+    #[arg(long, env = "SLIPWAY_KEEP_RELEASES", default_value_t = 3)]
+    keep_releases: usize,
+    /// How often to fetch the desired state even when the bus is quiet.
+    #[arg(long, env = "SLIPWAY_RECONCILE", default_value = "5m", value_parser = humantime::parse_duration)]
+    reconcile: Duration,
+}
+
+/// `1048576`, `512KiB`, `10MiB`, `1GiB` (binary units; `KB`/`MB`/`GB` are
+/// read the same way, as people mean them for log sizes).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 10MiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{s}` (use KiB, MiB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("`{s}` is not a usable size"))
 }
 
 /// The agent token: from a file when one is named, else `SLIPWAY_TOKEN`
@@ -69,8 +117,11 @@ fn read_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<crate::Ag
 }
 
 /// The binary's entry point (also used by the end-to-end tests' copies of
-/// the binary).
+/// the binary). Started as an app's shim, it is only that.
 pub fn main() -> std::process::ExitCode {
+    if let Some(code) = crate::shim::dispatch() {
+        return code;
+    }
     deploy::binary::run(run())
 }
 
@@ -94,6 +145,18 @@ async fn run() -> anyhow::Result<()> {
         token: read_token(args.token_file.as_deref())?,
         redis_url: args.redis_url,
         redis_prefix: args.redis_prefix,
+        log_limits: crate::shim::LogLimits {
+            max_bytes: args.log_max,
+            keep: args.log_keep,
+        },
+        restart: crate::RestartPolicy {
+            initial_backoff: args.restart_backoff,
+            max_backoff: args.restart_backoff_max,
+            failing_after: args.failing_after.max(1),
+            ..crate::RestartPolicy::default()
+        },
+        reconcile_interval: args.reconcile,
+        keep_releases: args.keep_releases.max(2),
         ..crate::Config::default()
     };
 

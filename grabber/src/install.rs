@@ -5,13 +5,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use deploy::layout::{AppState, HostLayout, InstallRecord};
 use deploy::{
-    AppName, ArtifactRef, Cluster, DeployId, HostEvent, HostName, HostPhase, InstalledApp,
-    MANIFEST_PATH, Manifest, Timestamp, Version,
+    AppName, AppRunStatus, ArtifactRef, Cluster, DeployId, HostEvent, HostName, HostPhase,
+    InstalledApp, MANIFEST_PATH, Manifest, Timestamp, Version,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -19,14 +19,11 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::process::{AppProcess, Launch, is_our_process, log_tail};
-use crate::{extract, health, symlink};
+use crate::process::{AppProcess, Launch, log_since_start, processes_under};
+use crate::{RestartPolicy, extract, fault, health, shim, symlink};
 
-/// Lines and bytes of the app's log sent with a failure.
-const LOG_TAIL_LINES: usize = 40;
-const LOG_TAIL_BYTES: u64 = 8 * 1024;
-/// Releases kept on disk per app, the current and previous included.
-const KEEP_RELEASES: usize = 3;
+/// How much of the app's log (since its start) a failure report carries.
+const FAILURE_LOG_BYTES: u64 = 1024 * 1024;
 /// A download that delivers nothing for this long is abandoned.
 const DOWNLOAD_IDLE: Duration = Duration::from_secs(60);
 
@@ -72,6 +69,8 @@ pub(crate) enum Outcome {
     },
     /// This deploy already failed here; not tried again.
     AlreadyFailed,
+    /// A newer request for the app came while this one waited its turn.
+    Superseded,
     /// Shutdown came while waiting; nothing was changed.
     Interrupted,
 }
@@ -96,14 +95,83 @@ enum Prepared {
     Interrupted,
 }
 
-/// Per-app state: installs of one app are serialised by `install`.
+/// Per-app state: installs (and restarts) of one app are serialised by
+/// `install`.
 #[derive(Default)]
 struct AppSlot {
     install: tokio::sync::Mutex<()>,
     process: Mutex<Option<AppProcess>>,
+    health: Mutex<Supervision>,
+    /// The newest install request for the app: `(ticket, deploy, version)`.
+    /// A request that waited for `install` while a newer one came is
+    /// dropped, so a queue of deploys ends at the newest, not the oldest.
+    newest: Mutex<(u64, Option<(DeployId, Version)>)>,
+}
+
+/// What the supervisor knows of one app's crashes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Supervision {
+    status: AppRunStatus,
+    /// Restarts since the release was started by an install.
+    restarts: u32,
+    /// Crashes since the app last ran `stable_after`.
+    crashes: u32,
+}
+
+impl Supervision {
+    /// Counts a crash of a process that ran for `uptime`; returns how long
+    /// to wait before starting it again.
+    fn crashed(&mut self, uptime: Duration, policy: &RestartPolicy) -> Duration {
+        if uptime >= policy.stable_after {
+            self.crashes = 0;
+        }
+        self.crashes += 1;
+        self.status = if self.crashes >= policy.failing_after {
+            AppRunStatus::Failing
+        } else {
+            AppRunStatus::Restarting
+        };
+        let doublings = self.crashes.saturating_sub(1).min(20);
+        policy
+            .initial_backoff
+            .saturating_mul(1 << doublings)
+            .min(policy.max_backoff)
+    }
 }
 
 impl AppSlot {
+    fn supervision(&self) -> Supervision {
+        self.health.lock().map(|h| *h).unwrap_or_default()
+    }
+
+    fn supervise(&self, f: impl FnOnce(&mut Supervision)) {
+        match self.health.lock() {
+            Ok(mut h) => f(&mut h),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Registers a request; returns its ticket.
+    fn enqueue(&self, req: &InstallRequest) -> u64 {
+        let mut n = match self.newest.lock() {
+            Ok(n) => n,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        n.0 += 1;
+        n.1 = Some((req.deploy_id, req.version.clone()));
+        n.0
+    }
+
+    /// The newer request that came after `ticket`, if any.
+    fn newer_than(&self, ticket: u64) -> Option<(DeployId, Version)> {
+        let n = self.newest.lock().ok()?;
+        (n.0 != ticket).then(|| n.1.clone()).flatten()
+    }
+
+    fn is_current(&self, p: &AppProcess) -> bool {
+        self.process().is_some_and(|q| q.pid == p.pid)
+    }
+
     fn process(&self) -> Option<AppProcess> {
         self.process.lock().map(|p| p.clone()).unwrap_or(None)
     }
@@ -124,6 +192,11 @@ pub(crate) struct EngineConfig {
     pub layout: HostLayout,
     pub port_offset: i32,
     pub max_artifact_bytes: u64,
+    pub shim: PathBuf,
+    pub log_limits: shim::LogLimits,
+    pub restart: RestartPolicy,
+    /// Releases kept on disk per app, the current and previous included.
+    pub keep_releases: usize,
 }
 
 /// Installs and supervises the apps of one host.
@@ -134,16 +207,150 @@ pub(crate) struct Engine {
     /// Deploys that failed on this host: a later `Sync` does not retry
     /// them (a new deploy gets a new id).
     failed: Mutex<HashSet<DeployId>>,
+    /// Rung when what `installed()` says changes outside an install (a
+    /// crash, a restart), so the heartbeat tells AppTracker now.
+    pub(crate) changed: tokio::sync::Notify,
+    /// Itself, for the watcher task of each process.
+    me: Weak<Engine>,
 }
 
 impl Engine {
-    pub(crate) fn new(cfg: EngineConfig, http: reqwest::Client) -> Self {
-        Self {
+    pub(crate) fn new(cfg: EngineConfig, http: reqwest::Client) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
             cfg,
             http,
             slots: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashSet::new()),
+            changed: tokio::sync::Notify::new(),
+            me: me.clone(),
+        })
+    }
+
+    /// Everything needed to start (or health-check) `version` of `app`.
+    fn launch<'a>(
+        &'a self,
+        app: &'a AppName,
+        version: &'a Version,
+        manifest: &'a Manifest,
+        release_dir: &'a Path,
+        log_file: &'a Path,
+        port: Option<u16>,
+    ) -> Launch<'a> {
+        Launch {
+            app,
+            version,
+            host: &self.cfg.host,
+            release_dir,
+            log_file,
+            run: &manifest.run,
+            port,
+            shim: &self.cfg.shim,
+            log_limits: self.cfg.log_limits,
         }
+    }
+
+    /// Makes `p` the app's process and watches it: when it exits on its
+    /// own (not stopped by us, not during an install), it is restarted.
+    fn adopt_process(&self, app: &AppName, slot: &AppSlot, p: AppProcess) {
+        slot.set_process(Some(p.clone()));
+        let (me, app) = (self.me.clone(), app.clone());
+        tokio::spawn(async move {
+            let stable = me
+                .upgrade()
+                .map(|e| e.cfg.restart.stable_after)
+                .unwrap_or(Duration::MAX);
+            tokio::select! {
+                _ = p.exited() => {}
+                _ = tokio::time::sleep(stable) => {
+                    // Up long enough: whatever crashes came before are
+                    // forgiven. Then wait for the exit as before.
+                    if let Some(e) = me.upgrade() {
+                        e.stable(&app, &p);
+                    }
+                    p.exited().await;
+                }
+            }
+            if let Some(engine) = me.upgrade() {
+                engine.exited(&app, p).await;
+            }
+        });
+    }
+
+    fn stable(&self, app: &AppName, p: &AppProcess) {
+        let slot = self.slot(app);
+        if slot.is_current(p) && p.is_alive() {
+            let was = slot.supervision().status;
+            slot.supervise(|h| {
+                h.crashes = 0;
+                h.status = AppRunStatus::Running;
+            });
+            if was != AppRunStatus::Running {
+                tracing::info!(%app, pid = p.pid, "app is stable again");
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    /// `p` exited. Unless it was stopped on purpose (it is no longer the
+    /// slot's process) or an install is under way (the install decides),
+    /// start the same release again after a backoff.
+    async fn exited(&self, app: &AppName, p: AppProcess) {
+        let slot = self.slot(app);
+        if !slot.is_current(&p) {
+            return;
+        }
+        let wait = {
+            let Ok(_busy) = slot.install.try_lock() else {
+                return;
+            };
+            if !slot.is_current(&p) {
+                return;
+            }
+            let mut wait = Duration::ZERO;
+            slot.supervise(|h| wait = h.crashed(p.since.elapsed(), &self.cfg.restart));
+            wait
+        };
+        let h = slot.supervision();
+        tracing::warn!(
+            %app, version = %p.version, pid = p.pid, crashes = h.crashes, status = %h.status,
+            "app exited on its own; starting it again in {wait:?}"
+        );
+        self.changed.notify_one();
+        tokio::time::sleep(wait).await;
+        // An install may have come meanwhile: it owns the app then.
+        let Ok(_busy) = slot.install.try_lock() else {
+            return;
+        };
+        if !slot.is_current(&p) {
+            return;
+        }
+        let layout = &self.cfg.layout;
+        let started = read_release_manifest(&layout.release_dir(app, &p.version))
+            .and_then(|m| self.start(app, &p.version, &m));
+        match started {
+            Ok(new) => {
+                tracing::info!(%app, version = %p.version, pid = new.pid, "app restarted");
+                let (pid, port) = (new.pid, new.port);
+                slot.supervise(|h| {
+                    h.restarts += 1;
+                    if h.status == AppRunStatus::Restarting {
+                        h.status = AppRunStatus::Running;
+                    }
+                });
+                self.adopt_process(app, &slot, new);
+                self.update_state(app, |s| {
+                    s.pid = Some(pid);
+                    s.port = port;
+                });
+            }
+            Err(e) => {
+                tracing::error!(%app, version = %p.version, error = %e, "cannot restart the app");
+                slot.set_process(None);
+                slot.supervise(|h| h.status = AppRunStatus::Stopped);
+                self.update_state(app, |s| s.pid = None);
+            }
+        }
+        self.changed.notify_one();
     }
 
     #[cfg(test)]
@@ -199,15 +406,7 @@ impl Engine {
         let port = self.port_for(manifest)?;
         let release_dir = layout.release_dir(app, version);
         let log_file = layout.log_file(app);
-        let launch = Launch {
-            app,
-            version,
-            host: &self.cfg.host,
-            release_dir: &release_dir,
-            log_file: &log_file,
-            run: &manifest.run,
-            port,
-        };
+        let launch = self.launch(app, version, manifest, &release_dir, &log_file, port);
         AppProcess::start(&launch)
             .map_err(|e| format!("cannot start `{}`: {e}", manifest.run.command))
     }
@@ -228,8 +427,11 @@ impl Engine {
         }
     }
 
-    /// At start: adopt the processes a previous grabber left running, and
-    /// start `current` of every app that runs nothing.
+    /// At start: adopt the process a previous grabber recorded, stop any
+    /// other process of the app (one it started but died before recording,
+    /// or the old release it had not stopped yet), and start `current` of
+    /// every app that runs nothing. Afterwards at most one copy of each app
+    /// runs, and `current` names the release it runs.
     pub(crate) async fn recover(&self) {
         let layout = &self.cfg.layout;
         let apps = match layout.list_apps() {
@@ -240,46 +442,80 @@ impl Engine {
             }
         };
         for app in apps {
-            let version = match layout.read_current(&app) {
-                Ok(Some(v)) => v,
-                Ok(None) => continue,
-                Err(e) => {
-                    tracing::warn!(%app, error = %e, "cannot read current release");
-                    continue;
-                }
-            };
-            let manifest = match read_release_manifest(&layout.release_dir(&app, &version)) {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(%app, %version, error = %e, "cannot read the current release's manifest");
-                    continue;
-                }
-            };
-            let state = layout.read_state(&app).ok().flatten();
-            let release_dir = layout.release_dir(&app, &version);
-            let slot = self.slot(&app);
-            if let Some(pid) = state.as_ref().and_then(|s| s.pid)
-                && is_our_process(pid, &release_dir)
-            {
-                tracing::info!(%app, %version, pid, "adopting running app");
-                let port = state.as_ref().and_then(|s| s.port);
-                let stop = Duration::from_millis(manifest.run.stop_timeout_ms);
-                slot.set_process(Some(AppProcess::adopt(pid, version, port, stop)));
+            self.recover_app(&app).await;
+        }
+    }
+
+    async fn recover_app(&self, app: &AppName) {
+        let layout = &self.cfg.layout;
+        let state = layout.read_state(app).ok().flatten();
+        let running = processes_under(&layout.releases_dir(app));
+        // The recorded process, if it still leads its group and runs from a
+        // complete release of this app.
+        let kept = state
+            .as_ref()
+            .and_then(|s| s.pid)
+            .and_then(|pid| running.iter().find(|(p, g, _)| *p == pid && *g == pid))
+            .and_then(|(pid, _, dir)| {
+                let version = Version::parse(dir.file_name()?.to_str()?).ok()?;
+                let manifest = read_release_manifest(dir).ok()?;
+                Some((*pid, version, manifest))
+            });
+        let mut groups: Vec<u32> = running.iter().map(|(_, g, _)| *g).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for group in groups {
+            if kept.as_ref().is_some_and(|(pid, ..)| *pid == group) {
                 continue;
             }
-            match self.start(&app, &version, &manifest) {
-                Ok(p) => {
-                    let (pid, port) = (p.pid, p.port);
-                    slot.set_process(Some(p));
-                    self.update_state(&app, |s| {
-                        s.current = Some(version.clone());
-                        s.pid = Some(pid);
-                        s.port = port;
-                    });
+            tracing::warn!(%app, group, "stopping a process of this app no grabber owns");
+            crate::process::stop_group(group, Duration::from_secs(5)).await;
+        }
+
+        let current = match layout.read_current(app) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(%app, error = %e, "cannot read current release");
+                None
+            }
+        };
+        let slot = self.slot(app);
+        if let Some((pid, version, manifest)) = kept {
+            if current.as_ref() != Some(&version) {
+                // Killed between switching and stopping the old release:
+                // `current` goes back to what runs; the install comes again.
+                tracing::warn!(%app, %version, ?current, "current names another release than the one running; pointing it back");
+                if let Err(e) = symlink::switch_current(layout, app, &version) {
+                    tracing::warn!(%app, error = %e, "cannot switch current back");
                 }
-                Err(e) => {
-                    tracing::warn!(%app, %version, error = %e, "cannot restart current release")
-                }
+                self.update_state(app, |s| s.current = Some(version.clone()));
+            }
+            tracing::info!(%app, %version, pid, "adopting running app");
+            let port = state.as_ref().and_then(|s| s.port);
+            let stop = Duration::from_millis(manifest.run.stop_timeout_ms);
+            self.adopt_process(app, &slot, AppProcess::adopt(pid, version, port, stop));
+            return;
+        }
+        let Some(version) = current else { return };
+        let manifest = match read_release_manifest(&layout.release_dir(app, &version)) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%app, %version, error = %e, "cannot read the current release's manifest");
+                return;
+            }
+        };
+        match self.start(app, &version, &manifest) {
+            Ok(p) => {
+                let (pid, port) = (p.pid, p.port);
+                self.adopt_process(app, &slot, p);
+                self.update_state(app, |s| {
+                    s.current = Some(version.clone());
+                    s.pid = Some(pid);
+                    s.port = port;
+                });
+            }
+            Err(e) => {
+                tracing::warn!(%app, %version, error = %e, "cannot restart current release")
             }
         }
     }
@@ -291,11 +527,21 @@ impl Engine {
         apps.into_iter()
             .map(|app| {
                 let version = layout.read_current(&app).ok().flatten();
-                let proc = self.slot(&app).process().filter(|p| p.is_alive());
+                let slot = self.slot(&app);
+                let proc = slot.process().filter(|p| p.is_alive());
+                let h = slot.supervision();
+                let status = match (h.status, &proc) {
+                    (AppRunStatus::Failing, _) => AppRunStatus::Failing,
+                    (_, Some(_)) => AppRunStatus::Running,
+                    (AppRunStatus::Restarting, None) => AppRunStatus::Restarting,
+                    (_, None) => AppRunStatus::Stopped,
+                };
                 InstalledApp {
                     version,
                     pid: proc.as_ref().map(|p| p.pid),
                     port: proc.as_ref().and_then(|p| p.port),
+                    status,
+                    restarts: h.restarts,
                     app,
                 }
             })
@@ -325,6 +571,7 @@ impl Engine {
         shutdown: &CancellationToken,
     ) -> Outcome {
         let slot = self.slot(&req.app);
+        let ticket = slot.enqueue(req);
         let _serial = tokio::select! {
             g = slot.install.lock() => g,
             _ = shutdown.cancelled() => return Outcome::Interrupted,
@@ -333,10 +580,36 @@ impl Engine {
             reporter,
             deploy_id: req.deploy_id,
             cluster: &self.cfg.cluster,
+            log: Mutex::new(String::new()),
         };
+        if let Some((deploy, version)) = slot.newer_than(ticket) {
+            tracing::info!(newer = %deploy, %version, "superseded while waiting");
+            // The same deploy asked twice (message and sync): the later
+            // copy does the work and the reporting.
+            if deploy != req.deploy_id {
+                rep.phase(
+                    HostPhase::Skipped,
+                    format!(
+                        "superseded by deploy {deploy} ({version}), asked for while this one waited"
+                    ),
+                )
+                .await;
+            }
+            return Outcome::Superseded;
+        }
+        // Running this version is not enough: a grabber killed between
+        // the switch and the health check left it running unchecked.
+        let healthy = self
+            .cfg
+            .layout
+            .read_state(&req.app)
+            .ok()
+            .flatten()
+            .and_then(|s| s.healthy);
         if let Some(p) = slot.process()
             && p.version == req.version
             && p.is_alive()
+            && healthy.as_ref() == Some(&req.version)
         {
             tracing::info!(pid = p.pid, "already running this version");
             rep.phase(
@@ -358,8 +631,7 @@ impl Engine {
             Err(e) => {
                 tracing::warn!(phase = %e.phase, error = %e.message, "install failed");
                 self.mark_failed(req.deploy_id);
-                rep.failed(e.phase, false, &e.message, Some(e.message.clone()))
-                    .await;
+                rep.failed(e.phase, false, &e.message, None).await;
                 self.update_state(&req.app, |s| {
                     s.last_deploy = Some(req.deploy_id);
                     s.record(record(req, "failed"));
@@ -437,6 +709,7 @@ impl Engine {
                 format!("cannot keep the artifact: {e}"),
             )
         })?;
+        fault::point("verified").await;
 
         rep.phase(
             HostPhase::Extracting,
@@ -490,6 +763,7 @@ impl Engine {
             .map_err(|e| format!("cannot create {}: {e}", part.display()))?;
         let mut hasher = Sha256::new();
         let mut size: u64 = 0;
+        let mut halfway = false;
         let mut body = resp.bytes_stream();
         loop {
             let chunk = match tokio::time::timeout(DOWNLOAD_IDLE, body.next()).await {
@@ -506,6 +780,11 @@ impl Engine {
             file.write_all(&chunk)
                 .await
                 .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
+            if !halfway && size * 2 >= artifact.size {
+                halfway = true;
+                let _ = file.flush().await;
+                fault::point("downloading").await;
+            }
         }
         file.sync_all()
             .await
@@ -544,6 +823,7 @@ impl Engine {
                 manifest.app, manifest.version, req.app, req.version
             ));
         }
+        fault::point("extracted").await;
         // A leftover of an interrupted earlier attempt is incomplete by
         // construction (complete ones were reused above): replace it.
         if release_dir.exists() {
@@ -585,15 +865,8 @@ impl Engine {
         .await;
         if let Some(runtime) = &manifest.runtime {
             let port = self.port_for(&manifest).unwrap_or(None);
-            let launch = Launch {
-                app,
-                version: &req.version,
-                host: &self.cfg.host,
-                release_dir: &release_dir,
-                log_file: &layout.log_file(app),
-                run: &manifest.run,
-                port,
-            };
+            let log_file = layout.log_file(app);
+            let launch = self.launch(app, &req.version, &manifest, &release_dir, &log_file, port);
             if let Err(e) = crate::runtime::check(runtime, launch.env()).await {
                 let message = format!("not switching: {e}");
                 return self
@@ -608,10 +881,12 @@ impl Engine {
         }
         self.update_state(app, |s| {
             s.current = Some(req.version.clone());
+            s.healthy = None;
             if rollback_to.is_some() {
                 s.previous = rollback_to.clone();
             }
         });
+        fault::point("switched").await;
 
         rep.phase(
             HostPhase::Starting,
@@ -629,26 +904,29 @@ impl Engine {
                     .await;
             }
         };
-        slot.set_process(Some(proc.clone()));
+        fault::point("started").await;
+        slot.supervise(|h| *h = Supervision::default());
+        self.adopt_process(app, slot, proc.clone());
         self.update_state(app, |s| {
             s.pid = Some(proc.pid);
             s.port = proc.port;
         });
+        fault::point("checking").await;
 
         rep.phase(
             HostPhase::Checking,
             health::describe(&manifest.health.check),
         )
         .await;
-        let launch = Launch {
+        let log_file = layout.log_file(app);
+        let launch = self.launch(
             app,
-            version: &req.version,
-            host: &self.cfg.host,
-            release_dir: &release_dir,
-            log_file: &layout.log_file(app),
-            run: &manifest.run,
-            port: proc.port,
-        };
+            &req.version,
+            &manifest,
+            &release_dir,
+            &log_file,
+            proc.port,
+        );
         if let Err(e) = health::check(&manifest.health, &proc, &launch, &self.http).await {
             return self
                 .roll_back(
@@ -664,6 +942,7 @@ impl Engine {
         }
 
         self.update_state(app, |s| {
+            s.healthy = Some(req.version.clone());
             s.last_deploy = Some(req.deploy_id);
             s.record(record(req, "done"));
         });
@@ -678,7 +957,7 @@ impl Engine {
     }
 
     /// Keeps `releases/` bounded: the current and previous releases stay,
-    /// plus the most recently installed others up to `KEEP_RELEASES`.
+    /// plus the most recently installed others up to `keep_releases`.
     fn prune_releases(&self, app: &AppName, current: &Version, previous: Option<&Version>) {
         let layout = &self.cfg.layout;
         let mut others: Vec<(std::time::SystemTime, Version)> = layout
@@ -694,7 +973,7 @@ impl Engine {
             })
             .collect();
         let kept = 1 + usize::from(previous.is_some());
-        let room = KEEP_RELEASES.saturating_sub(kept);
+        let room = self.cfg.keep_releases.max(2).saturating_sub(kept);
         if others.len() <= room {
             return;
         }
@@ -719,8 +998,7 @@ impl Engine {
     ) -> Outcome {
         tracing::warn!(%phase, error = %message, "install failed");
         self.mark_failed(req.deploy_id);
-        rep.failed(phase, false, &message, Some(message.clone()))
-            .await;
+        rep.failed(phase, false, &message, None).await;
         Outcome::Failed {
             phase,
             rolled_back: false,
@@ -744,11 +1022,11 @@ impl Engine {
         self.mark_failed(req.deploy_id);
         let layout = &self.cfg.layout;
         let app = &req.app;
+        slot.set_process(None);
         if let Some(p) = new {
             p.stop().await;
         }
-        slot.set_process(None);
-        let tail = log_tail(&layout.log_file(app), LOG_TAIL_LINES, LOG_TAIL_BYTES);
+        let app_log = log_since_start(&layout.log_file(app), FAILURE_LOG_BYTES);
 
         let mut rolled_back = false;
         let note = match rollback_to {
@@ -756,9 +1034,12 @@ impl Engine {
                 Ok((p, health)) => {
                     rolled_back = true;
                     let (pid, port) = (p.pid, p.port);
-                    slot.set_process(Some(p));
+                    slot.supervise(|h| *h = Supervision::default());
+                    self.adopt_process(app, slot, p);
+                    let healthy = health.is_ok().then(|| prev.clone());
                     self.update_state(app, |s| {
                         s.current = Some(prev.clone());
+                        s.healthy = healthy;
                         s.pid = Some(pid);
                         s.port = port;
                     });
@@ -800,8 +1081,7 @@ impl Engine {
             ));
         });
         let message = format!("{message}{note}");
-        rep.failed(phase, rolled_back, &message, tail.or(Some(message.clone())))
-            .await;
+        rep.failed(phase, rolled_back, &message, app_log).await;
         Outcome::Failed { phase, rolled_back }
     }
 
@@ -819,15 +1099,7 @@ impl Engine {
         symlink::switch_current(layout, app, version).map_err(|e| e.to_string())?;
         let proc = self.start(app, version, &manifest)?;
         let log_file = layout.log_file(app);
-        let launch = Launch {
-            app,
-            version,
-            host: &self.cfg.host,
-            release_dir: &release_dir,
-            log_file: &log_file,
-            run: &manifest.run,
-            port: proc.port,
-        };
+        let launch = self.launch(app, version, &manifest, &release_dir, &log_file, proc.port);
         let health = health::check(&manifest.health, &proc, &launch, &self.http).await;
         Ok((proc, health))
     }
@@ -850,16 +1122,26 @@ pub(crate) fn read_release_manifest(release_dir: &Path) -> Result<Manifest, Stri
     serde_json::from_slice(&bytes).map_err(|e| format!("invalid manifest {}: {e}", path.display()))
 }
 
-/// Builds and sends the events of one install.
+/// Builds and sends the events of one install, and keeps its log: a
+/// failure sends the whole install log and the app's output since it
+/// started (up to `FAILURE_LOG_BYTES`), not just a tail.
 struct Reports<'a> {
     reporter: &'a dyn Reporter,
     deploy_id: DeployId,
     cluster: &'a Cluster,
+    log: Mutex<String>,
 }
 
 impl Reports<'_> {
+    fn note(&self, phase: impl std::fmt::Display, message: &str) {
+        if let Ok(mut log) = self.log.lock() {
+            log.push_str(&format!("{} {phase}: {message}\n", Timestamp::now()));
+        }
+    }
+
     async fn phase(&self, phase: HostPhase, message: String) {
         tracing::debug!(%phase, %message, "phase");
+        self.note(phase, &message);
         self.reporter
             .report(
                 self.deploy_id,
@@ -880,8 +1162,15 @@ impl Reports<'_> {
         phase: HostPhase,
         rolled_back: bool,
         message: &str,
-        log_tail: Option<String>,
+        app_log: Option<String>,
     ) {
+        self.note(format!("failed in {phase}"), message);
+        let mut log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+        if let Some(app_log) = app_log {
+            log.push_str("--- the app's output since it started ---\n");
+            log.push_str(&app_log);
+        }
+        let log_tail = Some(log);
         self.reporter
             .report(
                 self.deploy_id,

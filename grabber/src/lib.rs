@@ -15,10 +15,12 @@ use secrecy::SecretString;
 mod agent;
 pub mod cli;
 pub mod extract;
+mod fault;
 mod health;
 mod install;
 mod process;
 mod runtime;
+pub mod shim;
 mod symlink;
 
 pub use agent::run;
@@ -49,6 +51,45 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Namespace of the Redis channels; AppTracker's `redis_prefix`.
     pub redis_prefix: String,
+    /// The binary re-executed as each app's shim (see `shim`): this
+    /// process's own executable unless told otherwise. Every binary that
+    /// runs grabbers calls `shim::dispatch()` first in `main`.
+    pub shim: PathBuf,
+    /// Size cap and rotation of each app's log.
+    pub log_limits: shim::LogLimits,
+    /// When and how often a crashed app is started again.
+    pub restart: RestartPolicy,
+    /// Releases kept on disk per app (at least 2: current and previous),
+    /// for rollbacks without a download.
+    pub keep_releases: usize,
+    /// How often the desired state is fetched even when the bus is quiet
+    /// (bus messages are only a faster trigger).
+    pub reconcile_interval: Duration,
+}
+
+/// Restarts of an app that exits on its own, with exponential backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// The wait before the first restart; doubled for each further crash.
+    pub initial_backoff: Duration,
+    /// The longest wait between restarts.
+    pub max_backoff: Duration,
+    /// An app up this long is stable again: the crash count starts over.
+    pub stable_after: Duration,
+    /// This many crashes without a stable run make the app `failing`
+    /// (still restarted, at `max_backoff`).
+    pub failing_after: u32,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            stable_after: Duration::from_secs(60),
+            failing_after: 5,
+        }
+    }
 }
 
 impl Default for Config {
@@ -66,6 +107,11 @@ impl Default for Config {
             token: None,
             redis_url: None,
             redis_prefix: deploy::bus::DEFAULT_PREFIX.to_string(),
+            shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("grabber")),
+            log_limits: shim::LogLimits::default(),
+            restart: RestartPolicy::default(),
+            keep_releases: 3,
+            reconcile_interval: Duration::from_secs(300),
         }
     }
 }
@@ -80,4 +126,22 @@ pub fn default_host() -> HostName {
     HostName::parse(name.trim())
         .or_else(|_| HostName::parse("localhost"))
         .unwrap_or_else(|_| unreachable!("valid host name literal"))
+}
+
+/// The `grabber` binary next to the test executable (cargo builds it for
+/// the package's integration tests), to run as the shim in unit tests.
+#[cfg(test)]
+pub(crate) fn test_shim() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("grabber"))
+        .unwrap_or_default();
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the grabber binary first (`cargo build -p grabber`)",
+        bin.display()
+    );
+    bin
 }

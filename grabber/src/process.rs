@@ -1,7 +1,7 @@
-//! Supervised app processes: started with `sh -c` from the release
-//! directory in their own process group, output appended to the app's log,
-//! watched until they exit, and stopped with SIGTERM to the group, then
-//! SIGKILL.
+//! Supervised app processes: started through the shim (`crate::shim`,
+//! which runs `sh -c` and keeps the log under its cap) from the release
+//! directory in their own process group, watched until they exit, and
+//! stopped with SIGTERM to the group, then SIGKILL.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -31,6 +31,9 @@ pub(crate) struct Launch<'a> {
     pub log_file: &'a Path,
     pub run: &'a RunSpec,
     pub port: Option<u16>,
+    /// The binary re-executed as the shim (`crate::shim::SHIM_ARG`).
+    pub shim: &'a Path,
+    pub log_limits: crate::shim::LogLimits,
 }
 
 impl Launch<'_> {
@@ -76,6 +79,8 @@ pub(crate) struct AppProcess {
     pub port: Option<u16>,
     /// From the release's manifest: how long SIGTERM gets before SIGKILL.
     pub stop_timeout: Duration,
+    /// When it was started (or adopted).
+    pub since: std::time::Instant,
     /// Becomes true once the process has exited.
     exited: watch::Receiver<bool>,
 }
@@ -87,20 +92,37 @@ impl AppProcess {
         if let Some(dir) = launch.log_file.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let log = OpenOptions::new()
+        let mut log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(launch.log_file)?;
-        let mut cmd = tokio::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(&launch.run.command)
-            .current_dir(launch.release_dir)
-            .env_clear()
-            .envs(launch.env())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0);
+        // The marker where this run's output starts: a failure report
+        // sends the log from here on.
+        {
+            use std::io::Write;
+            writeln!(
+                log,
+                "{START_MARK}{} {} at {} ---",
+                launch.app,
+                launch.version,
+                deploy::Timestamp::now()
+            )?;
+        }
+        let mut cmd = tokio::process::Command::new(launch.shim);
+        // The shim's own complaints (it cannot open the log…) go to the
+        // log file as well; the app's output goes through the shim.
+        cmd.args(crate::shim::args(
+            launch.log_file,
+            launch.log_limits,
+            &launch.run.command,
+        ))
+        .current_dir(launch.release_dir)
+        .env_clear()
+        .envs(launch.env())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0);
         let mut child = cmd.spawn()?;
         let pid = child
             .id()
@@ -120,6 +142,7 @@ impl AppProcess {
             version: launch.version.clone(),
             port: launch.port,
             stop_timeout: Duration::from_millis(launch.run.stop_timeout_ms),
+            since: std::time::Instant::now(),
             exited,
         })
     }
@@ -150,6 +173,7 @@ impl AppProcess {
             version,
             port,
             stop_timeout,
+            since: std::time::Instant::now(),
             exited,
         }
     }
@@ -194,6 +218,27 @@ impl AppProcess {
     }
 }
 
+/// Stops a process group that is not our child: SIGTERM, SIGKILL after
+/// `timeout`, then waits (briefly) for its leader to go.
+pub(crate) async fn stop_group(group: u32, timeout: Duration) {
+    let Some(pg) = i32::try_from(group)
+        .ok()
+        .filter(|g| *g > 1)
+        .map(Pid::from_raw)
+    else {
+        return;
+    };
+    let _ = killpg(pg, Signal::SIGTERM);
+    let gone = |until: std::time::Instant| async move {
+        while pid_alive(group) && std::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    gone(std::time::Instant::now() + timeout).await;
+    let _ = killpg(pg, Signal::SIGKILL);
+    gone(std::time::Instant::now() + KILL_WAIT).await;
+}
+
 /// Whether a process with this pid exists and is not a zombie.
 pub(crate) fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -206,24 +251,12 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     }
 }
 
-/// Whether process `pid` is alive and runs from `release_dir` (so it is the
-/// app a previous grabber started, not an unrelated process that reused
-/// the pid).
-pub(crate) fn is_our_process(pid: u32, release_dir: &Path) -> bool {
-    if !pid_alive(pid) {
-        return false;
-    }
-    let (Ok(cwd), Ok(release)) = (
-        std::fs::read_link(format!("/proc/{pid}/cwd")),
-        release_dir.canonicalize(),
-    ) else {
-        return false;
-    };
-    cwd == release
-}
+/// The line the grabber writes to an app's log before each start.
+pub(crate) const START_MARK: &str = "--- slipway: starting ";
 
-/// The last `max_lines` lines of a log file, at most `max_bytes` bytes.
-pub(crate) fn log_tail(path: &Path, max_lines: usize, max_bytes: u64) -> Option<String> {
+/// What the app wrote since its last start (the last [`START_MARK`] line),
+/// at most the last `max_bytes` of it.
+pub(crate) fn log_since_start(path: &Path, max_bytes: u64) -> Option<String> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = std::fs::File::open(path).ok()?;
     let len = f.metadata().ok()?.len();
@@ -232,12 +265,59 @@ pub(crate) fn log_tail(path: &Path, max_lines: usize, max_bytes: u64) -> Option<
     let mut buf = Vec::new();
     f.read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf);
-    let lines: Vec<&str> = text.lines().collect();
-    // A cut at `start` may leave half a line first: drop it.
-    let skip_first = usize::from(start > 0 && lines.len() > 1);
-    let from = lines.len().saturating_sub(max_lines).max(skip_first);
-    let tail = lines[from..].join("\n");
-    (!tail.is_empty()).then_some(tail)
+    let text = match text.rfind(START_MARK) {
+        Some(at) => text[at..].split_once('\n').map_or("", |(_, rest)| rest),
+        // The cut at `start` may leave half a line first: drop it.
+        None if start > 0 => text.split_once('\n').map_or("", |(_, rest)| rest),
+        None => &text,
+    };
+    let text = text.trim_end();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+/// The processes running from under `releases_dir` (an app's
+/// `releases/`), by their working directory: `(pid, process group,
+/// release directory)`. A previous grabber's shims and apps, whether it
+/// recorded them or died before it could.
+pub(crate) fn processes_under(releases_dir: &Path) -> Vec<(u32, u32, std::path::PathBuf)> {
+    let Ok(releases) = releases_dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me || !pid_alive(pid) {
+            continue;
+        }
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+            continue;
+        };
+        let Ok(rel) = cwd.strip_prefix(&releases) else {
+            continue;
+        };
+        let Some(first) = rel.components().next() else {
+            continue;
+        };
+        let Some(pgid) = process_group(pid) else {
+            continue;
+        };
+        found.push((pid, pgid, releases.join(first)));
+    }
+    found
+}
+
+/// The process group of `pid`, from `/proc/<pid>/stat`.
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the parenthesised command: state, ppid, pgrp.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -245,17 +325,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn log_tail_keeps_the_last_lines() {
+    fn the_log_since_start_begins_after_the_last_mark() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.log");
-        let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
+        let mut text = format!("{START_MARK}hello 1-aaaaaaa at x ---\nold run\n");
+        text.push_str(&format!("{START_MARK}hello 2-bbbbbbb at y ---\n"));
+        text.extend((0..100).map(|i| format!("line {i}\n")));
         std::fs::write(&p, text).unwrap();
-        let t = log_tail(&p, 40, 8192).unwrap();
-        assert_eq!(t.lines().count(), 40);
-        assert!(t.starts_with("line 60\n") && t.ends_with("line 99"), "{t}");
-        let t = log_tail(&p, 40, 20).unwrap();
+        let t = log_since_start(&p, 1 << 20).unwrap();
+        assert!(t.starts_with("line 0\n") && t.ends_with("line 99"), "{t}");
+        assert!(!t.contains("old run"));
+        // Bounded: the newest bytes, starting at a whole line.
+        let t = log_since_start(&p, 20).unwrap();
         assert_eq!(t, "line 98\nline 99");
-        assert_eq!(log_tail(&dir.path().join("missing"), 40, 8192), None);
+        assert_eq!(log_since_start(&dir.path().join("missing"), 100), None);
     }
 
     #[test]
@@ -285,6 +368,8 @@ mod tests {
             log_file: Path::new("/dev/null"),
             run: &run,
             port: None,
+            shim: Path::new("/unused"),
+            log_limits: Default::default(),
         };
         let env: std::collections::HashMap<_, _> = launch.env().into_iter().collect();
         assert_eq!(
@@ -321,11 +406,12 @@ mod tests {
             log_file: &log,
             run: &run,
             port: Some(1234),
+            shim: &crate::test_shim(),
+            log_limits: Default::default(),
         })
         .unwrap();
         assert!(p.is_alive());
         assert!(pid_alive(p.pid));
-        assert!(is_our_process(p.pid, dir.path()));
         // Wait until the shell has run its first lines (and set its trap).
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while !std::fs::read_to_string(&log)
@@ -338,6 +424,14 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        assert!(
+            processes_under(dir.path().parent().unwrap())
+                .iter()
+                .filter(|(_, g, _)| *g == p.pid)
+                .count()
+                >= 2,
+            "the shim and the app, in one group"
+        );
         // `sh` ignores SIGTERM here, so this takes the SIGKILL path.
         let started = std::time::Instant::now();
         p.stop().await;

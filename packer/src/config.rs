@@ -18,6 +18,7 @@ pub const FILE_NAME: &str = "slipway.toml";
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_HEALTH_GRACE: Duration = Duration::from_secs(2);
+const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Why `slipway.toml` was refused.
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +215,8 @@ struct RawHealth {
     command: Option<Spanned<NonEmpty>>,
     timeout: Option<HumanDuration>,
     grace: Option<HumanDuration>,
+    interval: Option<Spanned<HumanDuration>>,
+    expect: Option<Spanned<String>>,
 }
 
 /// A string that must not be blank.
@@ -331,7 +334,23 @@ impl RawFile {
                     format!("the path must start with '/', got {path:?}"),
                 ));
             }
-            kinds.push(("health.http", span, HealthCheck::Http { path }));
+            let expect = h.expect.map(|e| e.into_inner());
+            kinds.push(("health.http", span, HealthCheck::Http { path, expect }));
+        } else if let Some(expect) = &h.expect {
+            return Err(ConfigError::invalid(
+                Some("health.expect"),
+                Some(line_of(text, expect.span().start)),
+                "`expect` is the body an `http` check looks for; there is no `http` check",
+            ));
+        }
+        if let Some(interval) = &h.interval
+            && interval.get_ref().0.is_zero()
+        {
+            return Err(ConfigError::invalid(
+                Some("health.interval"),
+                Some(line_of(text, interval.span().start)),
+                "the interval between probes must be more than zero",
+            ));
         }
         // `tcp = false` is the same as leaving it out.
         if let Some(tcp) = h.tcp
@@ -381,6 +400,10 @@ impl RawFile {
             check,
             timeout_ms: millis(h.timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |d| d.0)),
             grace_ms: millis(h.grace.map_or(DEFAULT_HEALTH_GRACE, |d| d.0)),
+            interval_ms: millis(
+                h.interval
+                    .map_or(DEFAULT_HEALTH_INTERVAL, |d| d.into_inner().0),
+            ),
         };
 
         Ok(SlipwayToml {
@@ -539,8 +562,10 @@ stop_timeout = "5s"
 
 [health]
 http = "/health"
+expect = "ok"
 timeout = "1m"
 grace = "500ms"
+interval = "1s"
 "#,
         )
         .unwrap();
@@ -555,11 +580,26 @@ grace = "500ms"
             c.health,
             HealthSpec {
                 check: HealthCheck::Http {
-                    path: "/health".into()
+                    path: "/health".into(),
+                    expect: Some("ok".into()),
                 },
                 timeout_ms: 60_000,
                 grace_ms: 500,
+                interval_ms: 1_000,
             }
+        );
+    }
+
+    #[test]
+    fn expect_needs_an_http_check_and_the_interval_a_length() {
+        let e = err("[run]\ncommand = \"x\"\n[health]\nexpect = \"ok\"\n");
+        assert_eq!((e.key(), e.line()), (Some("health.expect"), Some(4)), "{e}");
+        assert!(e.to_string().contains("no `http` check"), "{e}");
+        let e = err("[run]\ncommand = \"x\"\n[health]\ninterval = \"0s\"\n");
+        assert_eq!(
+            (e.key(), e.line()),
+            (Some("health.interval"), Some(4)),
+            "{e}"
         );
     }
 

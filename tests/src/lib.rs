@@ -212,6 +212,7 @@ impl Platform {
             token: Some(token),
             redis_url: self.redis_url.clone(),
             redis_prefix: self.config.redis_prefix.clone(),
+            shim: grabber_shim(),
             ..grabber::Config::default()
         };
         host.task = Some(tokio::spawn(grabber::run(cfg, host.stop.clone())));
@@ -527,4 +528,15 @@ pub fn commit_hello(repo: &AppRepo, message: &str, healthy: bool) -> anyhow::Res
     let files = hello_app(message, healthy);
     let refs: Vec<(&str, &str)> = files.iter().map(|(n, c)| (*n, c.as_str())).collect();
     repo.commit(&refs, message)
+}
+
+/// The `slipway-grabber` binary next to the test executable, run as the
+/// shim of the apps the in-process grabbers start (the test executable
+/// itself cannot be one). Cargo builds it for this package's tests.
+pub fn grabber_shim() -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .map(|dir| dir.join("slipway-grabber"))
+        .unwrap_or_else(|| PathBuf::from("slipway-grabber"))
 }

@@ -104,12 +104,24 @@ impl Drop for ArtifactServer {
 /// An engine on a fresh root; kills whatever app processes the state files
 /// still name when dropped, so a failing test leaves nothing running.
 struct Host {
-    engine: Engine,
+    engine: Arc<Engine>,
     _dir: tempfile::TempDir,
 }
 
+/// Restarts quick enough for tests.
+const TEST_RESTART: RestartPolicy = RestartPolicy {
+    initial_backoff: Duration::from_millis(50),
+    max_backoff: Duration::from_millis(200),
+    stable_after: Duration::from_secs(30),
+    failing_after: 3,
+};
+
 impl Host {
     fn new() -> Self {
+        Self::with(shim::LogLimits::default())
+    }
+
+    fn with(log_limits: shim::LogLimits) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let layout = HostLayout::new(dir.path().join("host"));
         layout.ensure_dirs().unwrap();
@@ -120,6 +132,10 @@ impl Host {
                 layout,
                 port_offset: 0,
                 max_artifact_bytes: 1 << 20,
+                shim: crate::test_shim(),
+                log_limits,
+                restart: TEST_RESTART,
+                keep_releases: 3,
             },
             reqwest::Client::new(),
         );
@@ -154,6 +170,11 @@ impl Drop for Host {
     }
 }
 
+/// Whether `pid` runs from `dir` (its working directory).
+fn runs_from(pid: u32, dir: &Path) -> bool {
+    pid_alive(pid) && std::fs::read_link(format!("/proc/{pid}/cwd")).ok() == dir.canonicalize().ok()
+}
+
 fn hello() -> AppName {
     AppName::parse("hello").unwrap()
 }
@@ -168,6 +189,7 @@ fn release(version: &str, command: &str, check: HealthCheck, port: Option<u16>) 
         check,
         timeout_ms: 10_000,
         grace_ms: 300,
+        interval_ms: 50,
     };
     m
 }
@@ -229,7 +251,7 @@ async fn installs_skips_rolls_back_and_refuses_a_bad_checksum() {
     let state = host.state(&app);
     let pid_a = state.pid.expect("a pid");
     assert!(pid_alive(pid_a));
-    assert!(is_our_process(pid_a, &release_a));
+    assert!(runs_from(pid_a, &release_a));
     assert_eq!(state.current, Some(a.version.clone()));
     assert_eq!(state.last_deploy, Some(DeployId(1)));
     // The artifact is not kept once extracted, and no scratch is left.
@@ -290,7 +312,7 @@ async fn installs_skips_rolls_back_and_refuses_a_bad_checksum() {
     assert_eq!(state.current, Some(a.version.clone()));
     let pid_a2 = state.pid.expect("A runs again");
     assert!(pid_alive(pid_a2));
-    assert!(is_our_process(pid_a2, &release_a));
+    assert!(runs_from(pid_a2, &release_a));
     assert!(!pid_alive(pid_a), "the first A process was stopped for B");
     // The same failed deploy is not retried by a later sync.
     let out = host
@@ -435,6 +457,7 @@ async fn http_health_check_sees_the_port_and_recover_adopts() {
         "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1",
         HealthCheck::Http {
             path: "/hello.txt".into(),
+            expect: Some("hello".into()),
         },
         Some(port),
     );
@@ -597,4 +620,340 @@ async fn a_release_for_another_interpreter_is_refused_before_switching() {
     );
     assert_eq!(host.state(&app).pid, Some(pid_a));
     assert!(pid_alive(pid_a), "the running release was not touched");
+}
+
+/// Polls `f` every 20 ms until it holds, panicking with `what` after `secs`.
+async fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn installed(host: &Host, app: &AppName) -> InstalledApp {
+    host.engine
+        .installed()
+        .into_iter()
+        .find(|a| a.app == *app)
+        .expect("the app is installed")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_app_is_restarted_and_a_crash_loop_is_reported_failing() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    let marks = tempfile::tempdir().unwrap();
+
+    // Healthy at first, then it crashes once; the second run stays up.
+    let crashed = marks.path().join("crashed");
+    let once = format!(
+        "if [ -f '{0}' ]; then exec sleep 1000; else touch '{0}'; sleep 0.5; exit 3; fi",
+        crashed.display()
+    );
+    let m = release("1-aaaaaaa", &once, HealthCheck::Running, None);
+    let r = server.publish(&m, FILES);
+    let out = host.engine.install(&request(1, &m, r), &rec, &token).await;
+    assert_eq!(out, Outcome::Done);
+    let first = host.state(&app).pid.unwrap();
+    until(10, "the crashed app runs again", || {
+        let a = installed(&host, &app);
+        a.restarts == 1 && a.pid.is_some_and(|p| p != first && pid_alive(p))
+    })
+    .await;
+    let a = installed(&host, &app);
+    assert_eq!(a.status, AppRunStatus::Running);
+    assert_eq!(host.state(&app).pid, a.pid, "the state file follows");
+    assert!(!pid_alive(first));
+    let log = std::fs::read_to_string(host.layout().log_file(&app)).unwrap();
+    assert_eq!(log.matches(crate::process::START_MARK).count(), 2, "{log}");
+
+    // Healthy at each start, dead half a second later: a crash loop.
+    let m = release(
+        "2-bbbbbbb",
+        "echo up; sleep 0.5; exit 3",
+        HealthCheck::Running,
+        None,
+    );
+    let r = server.publish(&m, FILES);
+    let out = host.engine.install(&request(2, &m, r), &rec, &token).await;
+    assert_eq!(out, Outcome::Done);
+    until(20, "the crash loop is reported", || {
+        installed(&host, &app).status == AppRunStatus::Failing
+    })
+    .await;
+    let a = installed(&host, &app);
+    assert!(a.restarts >= 2, "{a:?}");
+    assert_eq!(a.version, Some(m.version.clone()));
+    // Still tried, at the longest backoff: it starts again.
+    let restarts = a.restarts;
+    until(10, "a failing app is still restarted", || {
+        installed(&host, &app).restarts > restarts
+    })
+    .await;
+    // A new install starts the count afresh.
+    let m = release("3-ccccccc", "exec sleep 1000", HealthCheck::Running, None);
+    let r = server.publish(&m, FILES);
+    let out = host.engine.install(&request(3, &m, r), &rec, &token).await;
+    assert_eq!(out, Outcome::Done);
+    let a = installed(&host, &app);
+    assert_eq!((a.status, a.restarts), (AppRunStatus::Running, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noisy_app_stays_under_its_log_cap() {
+    let server = ArtifactServer::start().await;
+    let limits = shim::LogLimits {
+        max_bytes: 64 * 1024,
+        keep: 1,
+    };
+    let host = Host::with(limits);
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    // 20 MB of output as fast as it can, then a last line, then quiet.
+    let m = release(
+        "1-aaaaaaa",
+        "yes 'a noisy line of log output' | head -c 20000000; echo last-line; exec sleep 1000",
+        HealthCheck::Running,
+        None,
+    );
+    let r = server.publish(&m, FILES);
+    let out = host.engine.install(&request(1, &m, r), &rec, &token).await;
+    assert_eq!(out, Outcome::Done);
+    let log = host.layout().log_file(&app);
+    until(60, "the app wrote its last line", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("last-line\n"))
+    })
+    .await;
+    let dir = log.parent().unwrap();
+    let mut names = Vec::new();
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let len = e.metadata().unwrap().len();
+        assert!(
+            len <= limits.max_bytes,
+            "{:?} is {len} bytes",
+            e.file_name()
+        );
+        total += len;
+        names.push(e.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    assert_eq!(names, ["hello.log", "hello.log.1"]);
+    assert!(total <= 2 * limits.max_bytes, "{total} bytes of logs");
+    // The rotated file holds whole lines of the noise.
+    let older = std::fs::read_to_string(dir.join("hello.log.1")).unwrap();
+    assert!(older.ends_with("a noisy line of log output\n"));
+    assert!(installed(&host, &app).pid.is_some_and(pid_alive));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn going_back_to_a_release_on_disk_does_not_download() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let b = release("2-bbbbbbb", "exec sleep 1000", HealthCheck::Running, None);
+    let ra = server.publish(&a, FILES);
+    let rb = server.publish(&b, FILES);
+    for (id, m, r) in [(1, &a, ra.clone()), (2, &b, rb)] {
+        assert_eq!(
+            host.engine.install(&request(id, m, r), &rec, &token).await,
+            Outcome::Done
+        );
+    }
+    // The artifact is gone from the store: only the copy on disk can do.
+    server.files.lock().unwrap().clear();
+    let out = host.engine.install(&request(3, &a, ra), &rec, &token).await;
+    assert_eq!(out, Outcome::Done);
+    let phases = rec.phases(DeployId(3));
+    assert!(!phases.contains(&HostPhase::Downloading), "{phases:?}");
+    assert!(
+        rec.of(DeployId(3))
+            .iter()
+            .any(|e| e.message.as_deref() == Some("reusing release 1-aaaaaaa already on disk")),
+    );
+    assert_eq!(host.layout().read_current(&app).unwrap(), Some(a.version));
+    assert!(installed(&host, &app).pid.is_some_and(pid_alive));
+}
+
+/// Every path under `dir`, sorted.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malicious_archives_are_refused_and_the_running_release_is_untouched() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    let good = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let r = server.publish(&good, FILES);
+    assert_eq!(
+        host.engine
+            .install(&request(1, &good, r), &rec, &token)
+            .await,
+        Outcome::Done
+    );
+    let pid = host.state(&app).pid.unwrap();
+    let root = host.layout().root().parent().unwrap().to_path_buf();
+    let before = tree(&root);
+
+    let bomb = vec![0u8; 2 << 20]; // compresses to a few KiB; twice the limit unpacked
+    let cases: Vec<(&str, Vec<E<'_>>, &str)> = vec![
+        ("traversal", vec![E::File("../../evil", b"x")], "escapes"),
+        (
+            "absolute path",
+            vec![E::File("/tmp/slipway-evil", b"x")],
+            "absolute",
+        ),
+        (
+            "escaping symlink",
+            vec![E::Symlink("link", "../../../../etc")],
+            "escapes",
+        ),
+        (
+            "symlink then write through it",
+            vec![E::Symlink("d", "/tmp"), E::File("d/slipway-evil", b"x")],
+            "`d`",
+        ),
+        (
+            "hard link",
+            vec![E::Hardlink("passwd", "/etc/passwd")],
+            "link",
+        ),
+        (
+            "device file",
+            vec![E::Special("dev", tar::EntryType::Char)],
+            "device",
+        ),
+        (
+            "fifo",
+            vec![E::Special("fifo", tar::EntryType::Fifo)],
+            "fifo",
+        ),
+        (
+            "tar bomb",
+            vec![E::File("zeros", &bomb)],
+            "expands to more than 1048576 bytes",
+        ),
+    ];
+    for (n, (what, entries, says)) in cases.iter().enumerate() {
+        let mut m = release(
+            &format!("{}-bbbbbbb", n + 2),
+            "exec sleep 1000",
+            HealthCheck::Running,
+            None,
+        );
+        // The bomb says what it holds; the host's limit refuses it anyway.
+        m.content_bytes = if *what == "tar bomb" { 2 << 20 } else { 10 };
+        let r = server.publish(&m, entries);
+        let id = DeployId(n as i64 + 2);
+        let out = host
+            .engine
+            .install(&request(id.0, &m, r), &rec, &token)
+            .await;
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                phase: HostPhase::Extracting,
+                rolled_back: false
+            },
+            "{what}"
+        );
+        let msg = rec.last(id).message.unwrap_or_default();
+        assert!(msg.contains(says), "{what}: {msg}");
+        assert!(
+            !host.layout().release_dir(&app, &m.version).exists(),
+            "{what}"
+        );
+        assert_eq!(
+            std::fs::read_dir(host.layout().tmp_dir()).unwrap().count(),
+            0,
+            "{what}: tmp/ is cleared"
+        );
+        assert_eq!(
+            host.layout().read_current(&app).unwrap(),
+            Some(good.version.clone()),
+            "{what}"
+        );
+        assert!(
+            pid_alive(pid) && host.state(&app).pid == Some(pid),
+            "{what}"
+        );
+    }
+    assert!(!Path::new("/tmp/slipway-evil").exists());
+    // Nothing appeared or vanished anywhere under the host's directory
+    // (the state file and the log change in place).
+    assert_eq!(tree(&root), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_install_is_superseded_by_a_newer_one() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Arc::new(Recorder::default());
+    let token = CancellationToken::new();
+    let app = hello();
+    // The first install holds the app for a while (its check takes 1.5s).
+    let mut slow = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    slow.health.grace_ms = 1_500;
+    let r = server.publish(&slow, FILES);
+    let first = {
+        let (engine, rec, token) = (host.engine.clone(), rec.clone(), token.clone());
+        let req = request(1, &slow, r);
+        tokio::spawn(async move { engine.install(&req, rec.as_ref(), &token).await })
+    };
+    until(10, "the first install is checking", || {
+        rec.phases(DeployId(1)).contains(&HostPhase::Checking)
+    })
+    .await;
+    // Two more come while it checks; `join!` polls them in order, so the
+    // second is queued before the third.
+    let b = release("2-bbbbbbb", "exec sleep 1000", HealthCheck::Running, None);
+    let c = release("3-ccccccc", "exec sleep 1000", HealthCheck::Running, None);
+    let (rb, rc) = (server.publish(&b, FILES), server.publish(&c, FILES));
+    let (req_b, req_c) = (request(2, &b, rb), request(3, &c, rc));
+    let (out_b, out_c) = tokio::join!(
+        host.engine.install(&req_b, rec.as_ref(), &token),
+        host.engine.install(&req_c, rec.as_ref(), &token),
+    );
+    assert_eq!(first.await.unwrap(), Outcome::Done);
+    assert_eq!((out_b, out_c), (Outcome::Superseded, Outcome::Done));
+    let skipped = rec.last(DeployId(2));
+    assert_eq!(skipped.phase, HostPhase::Skipped);
+    assert!(
+        skipped
+            .message
+            .unwrap_or_default()
+            .contains("superseded by deploy 3 (3-ccccccc)"),
+    );
+    assert_eq!(
+        rec.phases(DeployId(2)),
+        [HostPhase::Skipped],
+        "never started"
+    );
+    assert_eq!(host.layout().read_current(&app).unwrap(), Some(c.version));
+    assert!(!host.layout().release_dir(&app, &b.version).exists());
 }

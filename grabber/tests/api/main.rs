@@ -48,6 +48,7 @@ async fn converges_follows_the_bus_and_stops_apps_on_exit() {
         root: dir.path().join("h1"),
         heartbeat_interval: Duration::from_millis(100),
         stop_apps_on_exit: true,
+        shim: env!("CARGO_BIN_EXE_grabber").into(),
         ..grabber::Config::default()
     };
     let _kill = helpers::KillApps(config.root.clone());
@@ -156,6 +157,7 @@ async fn reconnects_and_keeps_running_while_apptracker_is_away() {
         root: dir.path().join("h2"),
         heartbeat_interval: Duration::from_millis(50),
         stop_apps_on_exit: true,
+        shim: env!("CARGO_BIN_EXE_grabber").into(),
         ..grabber::Config::default()
     };
     let token = CancellationToken::new();

@@ -190,7 +190,8 @@ fn python_build_packs_the_tree_and_a_right_manifest() {
     assert_eq!(
         manifest.health.check,
         HealthCheck::Http {
-            path: "/health".into()
+            path: "/health".into(),
+            expect: None,
         }
     );
     assert_eq!(

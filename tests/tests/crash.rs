@@ -1,0 +1,340 @@
+//! The grabber killed with SIGKILL at each step of an install in turn
+//! (half-way through the download, after verifying, after extracting,
+//! after switching, after starting, while checking): after each, `current`
+//! names a complete release, at most one copy of the app runs, and the
+//! restarted grabber converges to the version the deploy asked for. Then a
+//! grabber stopped and started while its app runs adopts it: same pid, no
+//! second copy.
+//!
+//! The grabber runs as a separate process with
+//! `SLIPWAY_GRABBER_PAUSE_AT=<point>`, which makes it stop for good at that
+//! point (saying so in its log) so the kill lands exactly there.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use deploy::layout::HostLayout;
+use deploy::{
+    AppName, BuildStatus, Client, Cluster, CreateDeploy, CreateToken, DeployStatus, RegisterApp,
+    RequestBuild, Version,
+};
+use slipway_tests::procs::{Proc, TrackerProc, start_apptracker};
+use slipway_tests::{AppRepo, poll};
+
+const APPTRACKER: &str = env!("CARGO_BIN_EXE_slipway-apptracker");
+const GRABBER: &str = env!("CARGO_BIN_EXE_slipway-grabber");
+
+/// The app's process groups, by the release each runs from.
+fn app_groups(root: &Path, app: &AppName) -> Vec<(u32, String)> {
+    let releases = HostLayout::new(root).releases_dir(app);
+    let Ok(releases) = releases.canonicalize() else {
+        return Vec::new();
+    };
+    let mut groups = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
+            continue;
+        }
+        let Some(pgid) = fields.get(2).and_then(|g| g.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Ok(rel) = cwd.strip_prefix(&releases) {
+            groups.push((pgid, rel.display().to_string()));
+        }
+    }
+    groups.sort();
+    groups.dedup();
+    groups
+}
+
+/// Kills whatever the test's hosts still run, pass or fail.
+struct KillApps(PathBuf, AppName);
+
+impl Drop for KillApps {
+    fn drop(&mut self) {
+        for (group, _) in app_groups(&self.0, &self.1) {
+            if let Ok(g) = i32::try_from(group)
+                && g > 1
+            {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(g),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+fn grabber(
+    name: &str,
+    server: &str,
+    token: &str,
+    root: &Path,
+    logs: &Path,
+    pause_at: Option<&str>,
+) -> anyhow::Result<Proc> {
+    let args: Vec<String> = [
+        "--server",
+        server,
+        "--cluster",
+        "crash",
+        "--host",
+        "h1",
+        "--root",
+        &root.display().to_string(),
+        "--heartbeat",
+        "300ms",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut env = vec![("SLIPWAY_TOKEN", token.to_string())];
+    if let Some(p) = pause_at {
+        env.push(("SLIPWAY_GRABBER_PAUSE_AT", p.to_string()));
+    }
+    Proc::spawn(name, GRABBER, &args, &env, logs)
+}
+
+async fn build(c: &Client, app: &AppName, sha: &str) -> anyhow::Result<Version> {
+    let b = c
+        .request_build(
+            app,
+            &RequestBuild {
+                git_ref: Some(deploy::GitRef::parse(sha)?),
+            },
+        )
+        .await?;
+    poll(Duration::from_secs(60), || async {
+        Ok(c.build(b.id).await?.status.is_terminal())
+    })
+    .await?;
+    let b = c.build(b.id).await?;
+    anyhow::ensure!(
+        b.status == BuildStatus::Succeeded,
+        "build failed: {}",
+        b.log
+    );
+    Ok(b.version)
+}
+
+/// The version of the app's newest deploy.
+async fn deploy_version(c: &Client, app: &AppName) -> anyhow::Result<Version> {
+    c.deploys(1)
+        .await?
+        .into_iter()
+        .find(|d| d.app == *app)
+        .and_then(|d| d.version)
+        .ok_or_else(|| anyhow::anyhow!("no deploy of {app}"))
+}
+
+/// What the host runs must be one complete release, at most one copy.
+fn check_host(root: &Path, app: &AppName, when: &str) -> anyhow::Result<Option<Version>> {
+    let layout = HostLayout::new(root);
+    let current = layout.read_current(app)?;
+    if let Some(v) = &current {
+        let manifest = layout.release_dir(app, v).join(deploy::MANIFEST_PATH);
+        anyhow::ensure!(
+            manifest.is_file(),
+            "{when}: current names {v}, which is not a complete release"
+        );
+    }
+    let groups = app_groups(root, app);
+    let mut leaders: Vec<u32> = groups.iter().map(|(g, _)| *g).collect();
+    leaders.dedup();
+    anyhow::ensure!(
+        leaders.len() <= 1,
+        "{when}: more than one copy of the app runs: {groups:?}"
+    );
+    Ok(current)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> anyhow::Result<()> {
+    slipway_tests::init_tracing();
+    let dir = tempfile::Builder::new()
+        .prefix("slipway-crash-")
+        .tempdir()?;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let TrackerProc {
+        proc: mut tracker,
+        url: server,
+        client,
+    } = start_apptracker(APPTRACKER, dir.path(), &logs, "").await?;
+    let token = client
+        .create_token(&CreateToken {
+            name: "crash-agent".into(),
+            role: "agent".into(),
+            cluster: Some(Cluster::parse("crash")?),
+        })
+        .await?
+        .token;
+
+    // Two versions of an app that runs until stopped, with a bit of weight
+    // so the download has a middle.
+    let app = AppName::parse("steady")?;
+    let repo = AppRepo::new(dir.path().join("repo"))?;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let filler: String = (0..256 * 1024)
+        .map(|_| {
+            // xorshift: text that does not compress away.
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{:x}", x & 0xf)
+        })
+        .collect();
+    let toml = "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"exec sleep 100000\"\n[health]\ngrace = \"300ms\"\n";
+    let first = repo.commit(
+        &[("slipway.toml", toml), ("data.txt", &filler), ("v", "1")],
+        "one",
+    )?;
+    client
+        .register_app(&RegisterApp::new(
+            app.clone(),
+            repo.path.display().to_string(),
+        ))
+        .await?;
+    let initial = build(&client, &app, &first).await?;
+
+    let root = dir.path().join("h1");
+    let _kill = KillApps(root.clone(), app.clone());
+    let deploy_to = async |v: &Version| -> anyhow::Result<deploy::DeployId> {
+        Ok(client
+            .create_deploy(&CreateDeploy {
+                app: app.clone(),
+                version: Some(v.clone()),
+                git_ref: None,
+                cluster: Cluster::parse("crash")?,
+                hosts: None,
+            })
+            .await?
+            .id)
+    };
+    let converged = async |id: deploy::DeployId, v: &Version, g: &Proc| -> anyhow::Result<()> {
+        poll(Duration::from_secs(60), || async {
+            Ok(client.deploy(id).await?.status.is_terminal())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", g.tail()))?;
+        let d = client.deploy(id).await?;
+        anyhow::ensure!(d.status == DeployStatus::Succeeded, "{d:#?}\n{}", g.tail());
+        let now = check_host(&root, &app, "after converging")?;
+        anyhow::ensure!(now.as_ref() == Some(v), "current is {now:?}, not {v}");
+        let groups = app_groups(&root, &app);
+        anyhow::ensure!(
+            !groups.is_empty() && groups.iter().all(|(_, rel)| rel == v.as_str()),
+            "{v} should run, alone: {groups:?}"
+        );
+        Ok(())
+    };
+
+    // The host runs the first version.
+    let mut g = grabber("grabber-first", &server, &token, &root, &logs, None)?;
+    poll(Duration::from_secs(30), || async {
+        Ok(!client.hosts().await?.is_empty())
+    })
+    .await?;
+    let id = deploy_to(&initial).await?;
+    converged(id, &initial, &g).await?;
+    g.kill().await?;
+
+    let points = [
+        "downloading",
+        "verified",
+        "extracted",
+        "switched",
+        "started",
+        "checking",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        // A version this host never had, so every step has work to do.
+        let sha = repo.commit(&[("v", &format!("{}", i + 2))], point)?;
+        let want = &build(&client, &app, &sha).await?;
+        let mut paused = grabber(
+            &format!("grabber-paused-at-{point}"),
+            &server,
+            &token,
+            &root,
+            &logs,
+            Some(point),
+        )?;
+        let id = deploy_to(want).await?;
+        let said = format!("paused at {point}");
+        poll(Duration::from_secs(60), || async {
+            Ok(std::fs::read_to_string(&paused.log)?.contains(&said))
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: never {said}\n{}", paused.tail()))?;
+        paused.kill().await?;
+        check_host(&root, &app, &format!("killed at {point}"))?;
+
+        let g = grabber(
+            &format!("grabber-after-{point}"),
+            &server,
+            &token,
+            &root,
+            &logs,
+            None,
+        )?;
+        converged(id, want, &g)
+            .await
+            .map_err(|e| anyhow::anyhow!("after a kill at {point}: {e}"))?;
+        let mut g = g;
+        g.kill().await?;
+    }
+
+    // A grabber stopped (gracefully, apps left running as in production)
+    // and started again adopts the app: same pid, no second copy.
+    let mut g = grabber("grabber-adopting", &server, &token, &root, &logs, None)?;
+    let layout = HostLayout::new(&root);
+    poll(Duration::from_secs(30), || async {
+        Ok(std::fs::read_to_string(&g.log)?.contains("adopting running app"))
+    })
+    .await?;
+    let before = app_groups(&root, &app);
+    let pid = layout.read_state(&app)?.and_then(|s| s.pid);
+    assert!(g.stop().await?, "{}", g.tail());
+    assert_eq!(
+        app_groups(&root, &app),
+        before,
+        "the app outlives its grabber"
+    );
+    let mut g = grabber("grabber-again", &server, &token, &root, &logs, None)?;
+    poll(Duration::from_secs(30), || async {
+        Ok(std::fs::read_to_string(&g.log)?.contains("converging on desired state"))
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", g.tail()))?;
+    let log = std::fs::read_to_string(&g.log)?;
+    assert!(
+        log.contains(&format!(
+            "adopting running app app=steady version={} pid={}",
+            deploy_version(&client, &app).await?,
+            pid.unwrap_or(0)
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        app_groups(&root, &app),
+        before,
+        "same process, no duplicate"
+    );
+    assert_eq!(layout.read_state(&app)?.and_then(|s| s.pid), pid);
+
+    assert!(g.stop().await?, "{}", g.tail());
+    assert!(tracker.stop().await?, "{}", tracker.tail());
+    Ok(())
+}
