@@ -51,7 +51,12 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/deploys", post(create_deploy).get(list_deploys))
         .route("/api/v1/deploys/{id}", get(show_deploy))
         .route("/api/v1/deploys/{id}/stream", get(deploy_stream))
-        .route("/api/v1/deploys/{id}/hosts/{host}/events", post(host_event))
+        // A failed host's report carries up to 1 MiB of log, which JSON
+        // escaping can grow: more room than the default 2 MB.
+        .route(
+            "/api/v1/deploys/{id}/hosts/{host}/events",
+            post(host_event).layer(axum::extract::DefaultBodyLimit::max(8 << 20)),
+        )
         .route("/api/v1/webhooks/{provider}", post(webhook))
         .route("/api/v1/apps/{app}/trigger", post(new_trigger))
         .route("/api/v1/trigger/{secret}", post(trigger))

@@ -6,8 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use deploy::{
-    AppName, Build, BuildStatus, Client, Cluster, CreateDeploy, Deploy, DeployEvent, DeployHost,
-    DeployId, DeployStatus, GitRef, HostPhase, HostSelector, RegisterApp, RequestBuild, Version,
+    AppName, AppRunStatus, Build, BuildStatus, Client, Cluster, CreateDeploy, Deploy, DeployEvent,
+    DeployHost, DeployId, DeployStatus, GitRef, HostPhase, HostSelector, RegisterApp, RequestBuild,
+    Version,
 };
 use futures::StreamExt;
 
@@ -186,10 +187,18 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
                             .as_ref()
                             .map(|v| v.to_string())
                             .unwrap_or("-".into());
-                        match a.port {
+                        let mut s = match a.port {
                             Some(p) => format!("{}@{v}:{p}", a.app),
                             None => format!("{}@{v}", a.app),
+                        };
+                        match a.status {
+                            AppRunStatus::Restarting | AppRunStatus::Failing => {
+                                s.push_str(&format!("({}, {} restarts)", a.status, a.restarts))
+                            }
+                            AppRunStatus::Stopped => s.push_str("(stopped)"),
+                            AppRunStatus::Running => {}
                         }
+                        s
                     })
                     .collect();
                 println!(

@@ -213,6 +213,13 @@ impl Platform {
             redis_url: self.redis_url.clone(),
             redis_prefix: self.config.redis_prefix.clone(),
             shim: grabber_shim(),
+            // Quick restarts, so a crash loop shows within seconds.
+            restart: grabber::RestartPolicy {
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_millis(500),
+                stable_after: Duration::from_secs(30),
+                failing_after: 3,
+            },
             ..grabber::Config::default()
         };
         host.task = Some(tokio::spawn(grabber::run(cfg, host.stop.clone())));

@@ -1,5 +1,6 @@
 //! The whole pipeline on one machine: a git commit reaches three hosts, a bad
-//! one rolls back, targeting and convergence hold, bad input changes nothing.
+//! one rolls back, targeting and convergence hold, an app that crashes in a
+//! loop shows as failing in the host table, bad input changes nothing.
 
 use std::collections::BTreeMap;
 
@@ -215,6 +216,40 @@ async fn a_host_regex_touches_only_the_hosts_it_matches() -> anyhow::Result<()> 
             && runs("local-3") == expect("local-3", &version_a))
     })
     .await?;
+    p.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_looping_app_is_restarted_and_reported_failing() -> anyhow::Result<()> {
+    let p = Platform::start(&["local-1"]).await?;
+    let repo = AppRepo::new(p.dir.path().join("crashy"))?;
+    // Up for its check, gone a second later, every time.
+    repo.commit(
+        &[(
+            "slipway.toml",
+            "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"echo up; sleep 1; exit 3\"\n[health]\ngrace = \"300ms\"\n",
+        )],
+        "crashy",
+    )?;
+    let app = p.register("crashy", &repo.path).await?;
+    let d = p.release_and_wait(&app, "main", None).await?;
+    assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
+    poll(Duration::from_secs(60), || async {
+        let hosts = p.client.hosts().await?;
+        Ok(hosts
+            .iter()
+            .flat_map(|h| &h.apps)
+            .any(|a| a.app == app && a.status == deploy::AppRunStatus::Failing && a.restarts >= 2))
+    })
+    .await?;
+    // Its output of each run is in its log, under the shim's care.
+    let log = std::fs::read_to_string(
+        p.host("local-1")
+            .root
+            .join("apps/crashy/shared/log/crashy.log"),
+    )
+    .unwrap_or_default();
+    assert!(log.matches("up\n").count() >= 3, "{log}");
     p.shutdown().await
 }
 

@@ -15,7 +15,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use deploy::{Client, ClientError, Deploy, DeployHost, DeployId, Host, HostPhase};
+use deploy::{AppRunStatus, Client, ClientError, Deploy, DeployHost, DeployId, Host, HostPhase};
 use serde::Serialize;
 use tera::{Context, Tera};
 
@@ -422,6 +422,8 @@ struct InstalledView {
     version: Option<String>,
     port: Option<u16>,
     running: bool,
+    /// `restarting` or `failing` (with its restarts), else nothing.
+    trouble: Option<String>,
 }
 
 impl From<&Host> for HostRow {
@@ -437,6 +439,12 @@ impl From<&Host> for HostRow {
                     version: a.version.as_ref().map(ToString::to_string),
                     port: a.port,
                     running: a.pid.is_some(),
+                    trouble: match a.status {
+                        AppRunStatus::Restarting | AppRunStatus::Failing => {
+                            Some(format!("{} ({} restarts)", a.status, a.restarts))
+                        }
+                        AppRunStatus::Running | AppRunStatus::Stopped => None,
+                    },
                 })
                 .collect(),
             last_seen: h.last_seen.to_string(),
@@ -566,7 +574,11 @@ mod tests {
         json!([{
             "cluster": "local", "name": "local-1", "root": "/srv/slipway",
             "registered_at": 1_699_000_000_000_i64, "last_seen": 1_700_000_300_000_i64,
-            "apps": [{"app": "hello-python", "version": "3-abcdef1", "pid": 4242, "port": 8000}],
+            "apps": [
+                {"app": "hello-python", "version": "3-abcdef1", "pid": 4242, "port": 8000},
+                {"app": "crashy", "version": "1-0000000", "pid": null, "port": null,
+                 "status": "failing", "restarts": 6},
+            ],
         }])
     }
 
@@ -673,6 +685,10 @@ mod tests {
         assert!(body.contains(r#"<a href="/deploys/7">#7</a>"#), "{body}");
         assert!(body.contains(r#"<a href="/deploys/8">#8</a>"#), "{body}");
         assert!(body.contains("hello-python") && body.contains("3-abcdef1"));
+        assert!(
+            body.contains(r#"<span class="badge status-failed">failing (6 restarts)</span>"#),
+            "{body}"
+        );
         // While building, the git ref stands in for the version.
         assert!(body.contains(">feature/x</span>"), "{body}");
         assert!(body.contains(r#"class="badge status-running""#), "{body}");
