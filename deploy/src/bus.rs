@@ -79,6 +79,7 @@ mod tests {
                 url: "http://127.0.0.1:8080/artifacts/hello/hello-1-abcdef0.tar.gz".into(),
                 sha256: crate::Sha256::parse("0".repeat(64)).unwrap(),
                 size: 10,
+                signature: "c2lnbmF0dXJl".into(),
             },
             target: Target {
                 cluster: Cluster::parse("local").unwrap(),
@@ -90,6 +91,7 @@ mod tests {
         assert_eq!(v["kind"], "deploy");
         assert_eq!(v["target"]["hosts"], "local-[12]");
         assert_eq!(v["artifact"]["size"], 10);
+        assert_eq!(v["artifact"]["signature"], "c2lnbmF0dXJl");
         let back = BusMessage::from_json(&v.to_string()).unwrap();
         assert_eq!(back, m);
     }
