@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use deploy::signing::PublicKey;
 use deploy::{Cluster, HostName};
 use secrecy::SecretString;
 
@@ -49,6 +50,10 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Namespace of the Redis channels; AppTracker's `redis_prefix`.
     pub redis_prefix: String,
+    /// The packers' public keys: an artifact is installed only when one of
+    /// them signed it. Never learnt from AppTracker; `run` refuses to start
+    /// without one.
+    pub trusted_keys: Vec<PublicKey>,
 }
 
 impl Default for Config {
@@ -66,6 +71,7 @@ impl Default for Config {
             token: None,
             redis_url: None,
             redis_prefix: deploy::bus::DEFAULT_PREFIX.to_string(),
+            trusted_keys: Vec::new(),
         }
     }
 }
