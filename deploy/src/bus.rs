@@ -48,6 +48,10 @@ pub struct DeployMessage {
 /// A message on a cluster's channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one short-lived message at a time; boxing would only add noise at every match"
+)]
 pub enum BusMessage {
     Deploy(DeployMessage),
     /// Ask every grabber to reconcile with its desired state now.
