@@ -167,7 +167,14 @@ async fn run() -> anyhow::Result<()> {
             command: KeyCommand::Show { common },
         } => {
             let config = common.config()?;
-            let key = config.signing_key()?;
+            let (key, generated) = config.signing_key()?;
+            if generated {
+                // stderr: stdout holds the public key only, for scripts.
+                eprintln!(
+                    "generated the signing key {}",
+                    config.signing_key_path().display()
+                );
+            }
             println!("{}", key.public_key());
             Ok(())
         }

@@ -179,19 +179,13 @@ impl Config {
             .unwrap_or_else(|| self.data_dir.join("signing.key"))
     }
 
-    /// The artifact signing key, generated (and logged by its public half
-    /// only) when the file does not exist yet.
-    pub fn signing_key(&self) -> anyhow::Result<deploy::signing::SigningKey> {
-        let path = self.signing_key_path();
-        let (key, generated) = deploy::signing::SigningKey::load_or_generate(&path)?;
-        if generated {
-            tracing::info!(
-                path = %path.display(),
-                public_key = %key.public_key(),
-                "generated the artifact signing key; give grabbers its public key (--trusted-key)"
-            );
-        }
-        Ok(key)
+    /// The artifact signing key, generated when the file does not exist
+    /// yet; says whether it was (for the caller to tell, by the public key
+    /// only).
+    pub fn signing_key(&self) -> anyhow::Result<(deploy::signing::SigningKey, bool)> {
+        Ok(deploy::signing::SigningKey::load_or_generate(
+            &self.signing_key_path(),
+        )?)
     }
 
     pub fn artifacts_dir(&self) -> PathBuf {

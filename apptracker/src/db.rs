@@ -9,12 +9,12 @@
 use std::str::FromStr;
 
 use anyhow::Context;
+use deploy::signing::Signature;
 use deploy::{
     App, AppName, ArtifactRef, Build, BuildId, BuildStatus, BuildType, Cluster, Deploy, DeployHost,
     DeployId, DeployStatus, DesiredApp, Host, HostName, HostPhase, HostSelector, InstalledApp,
     Sha256, Timestamp, Version,
 };
-use deploy::signing::Signature;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
 use crate::auth::{Principal, Role};

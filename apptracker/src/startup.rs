@@ -89,8 +89,16 @@ impl Application {
             None => None,
         };
         let packer = config.packer_settings()?;
-        let signing_key = config.signing_key()?;
-        tracing::info!(public_key = %signing_key.public_key(), "artifacts built here are signed");
+        let (signing_key, generated) = config.signing_key()?;
+        if generated {
+            tracing::info!(
+                path = %config.signing_key_path().display(),
+                public_key = %signing_key.public_key(),
+                "generated the artifact signing key; give grabbers its public key (--trusted-key)"
+            );
+        } else {
+            tracing::info!(public_key = %signing_key.public_key(), "artifacts built here are signed");
+        }
         let tracker = Tracker::new(Parts {
             packer,
             signing_key,

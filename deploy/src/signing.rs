@@ -95,12 +95,13 @@ impl SigningKey {
 
     /// Reads a key file (the base64 of the seed).
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-            KeyError::Read {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| KeyError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            );
         warn_if_readable_by_others(path);
         let malformed = |reason: String| KeyError::Malformed {
             path: path.to_path_buf(),
@@ -473,10 +474,7 @@ mod tests {
         let v = |s: &str| verify(&keys, &app(), &version(), &sha('a'), s);
         assert_eq!(v(""), Err(SignatureError::Unsigned));
         assert_eq!(v("  \n"), Err(SignatureError::Unsigned));
-        assert_eq!(
-            v("").unwrap_err().to_string(),
-            "the artifact is not signed"
-        );
+        assert_eq!(v("").unwrap_err().to_string(), "the artifact is not signed");
         for bad in [
             "x",
             "not base64 at all but exactly eighty-eight characters long, which is quite long.....",
@@ -541,13 +539,21 @@ mod tests {
             &format!("ed25519:{}", "!".repeat(44)),
         ] {
             let e = PublicKey::parse(bad).unwrap_err();
-            assert!(e.to_string().starts_with("invalid public key"), "{bad:?}: {e}");
+            assert!(
+                e.to_string().starts_with("invalid public key"),
+                "{bad:?}: {e}"
+            );
         }
         // The identity point is a valid encoding but a weak key.
         let mut identity = [0u8; 32];
         identity[0] = 1;
         let weak = format!("ed25519:{}", B64.encode(identity));
-        assert!(PublicKey::parse(&weak).unwrap_err().to_string().contains("weak"));
+        assert!(
+            PublicKey::parse(&weak)
+                .unwrap_err()
+                .to_string()
+                .contains("weak")
+        );
     }
 
     #[test]
@@ -590,7 +596,12 @@ mod tests {
         assert!(e.contains("bad.key") && e.contains("malformed"), "{e}");
         assert!(!e.contains("c2VjcmV0"), "{e}");
         std::fs::write(&bad, format!("{}\n", "*".repeat(44))).unwrap();
-        assert!(SigningKey::load(&bad).unwrap_err().to_string().contains("not base64"));
+        assert!(
+            SigningKey::load(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("not base64")
+        );
         let e = SigningKey::load(&dir.path().join("absent.key")).unwrap_err();
         assert!(e.to_string().contains("cannot read the signing key"), "{e}");
     }
@@ -604,6 +615,9 @@ mod tests {
         assert_eq!(read_public_keys(&path).unwrap(), vec![a, b]);
         std::fs::write(&path, format!("{a}\nnope\n")).unwrap();
         let e = read_public_keys(&path).unwrap_err();
-        assert!(e.contains("line 2") && e.contains("invalid public key"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("invalid public key"),
+            "{e}"
+        );
     }
 }

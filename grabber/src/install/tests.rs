@@ -89,9 +89,7 @@ impl ArtifactServer {
         let sha256 = Digest256::parse(hex::encode(sha2::Sha256::digest(&bytes))).unwrap();
         let r = ArtifactRef {
             url: format!("{}/{name}", self.base),
-            signature: packer_key()
-                .sign(&m.app, &m.version, &sha256)
-                .to_string(),
+            signature: packer_key().sign(&m.app, &m.version, &sha256).to_string(),
             sha256,
             size: bytes.len() as u64,
         };

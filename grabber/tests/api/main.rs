@@ -185,6 +185,12 @@ async fn refuses_to_start_without_a_trusted_key() {
         .await
         .expect_err("no trusted key, no grabber");
     let e = format!("{e:#}");
-    assert!(e.contains("no trusted keys") && e.contains("--trusted-key"), "{e}");
-    assert!(!dir.path().join("h3").exists(), "refused before touching the host");
+    assert!(
+        e.contains("no trusted keys") && e.contains("--trusted-key"),
+        "{e}"
+    );
+    assert!(
+        !dir.path().join("h3").exists(),
+        "refused before touching the host"
+    );
 }

@@ -244,7 +244,10 @@ fn same_commit_gives_the_same_bytes() {
     assert_eq!(a.sha256, b.sha256);
     // Signing changes nothing in the artifact; the signature covers it.
     assert_eq!(b.signature, None);
-    let sig = a.signature.expect("a build with a key is signed").to_string();
+    let sig = a
+        .signature
+        .expect("a build with a key is signed")
+        .to_string();
     assert!(a.log.contains(&key.public_key().to_string()), "{}", a.log);
     deploy::signing::verify(&[key.public_key()], &ba.app, &ba.version, &a.sha256, &sig).unwrap();
     let other = deploy::signing::SigningKey::from_seed([8; 32]).public_key();
