@@ -1037,4 +1037,73 @@ mod tests {
         );
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
+
+    #[tokio::test]
+    async fn signatures_follow_the_claim_and_unsigned_builds_are_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("t.db").display()
+        ))
+        .await
+        .unwrap();
+        let app = AppName::parse("hello").unwrap();
+        db.insert_app(&App {
+            name: app.clone(),
+            git_url: "/nowhere".into(),
+            branch: "main".into(),
+            auto_deploy: None,
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+        let commit = "a".repeat(40);
+        let lease = Timestamp(Timestamp::now().0 + 60_000);
+        let sig = deploy::signing::SigningKey::from_seed([1; 32]).sign(
+            &app,
+            &Version::parse("1-aaaaaaa").unwrap(),
+            &Sha256::parse("b".repeat(64)).unwrap(),
+        );
+
+        // A signature recorded by one worker is gone when another claims.
+        let build = db.insert_build(&app, "main", &commit).await.unwrap();
+        let (claimed, _) = db.claim_build("w1", lease).await.unwrap().unwrap();
+        assert_eq!(claimed.id, build.id);
+        assert!(db.set_build_signature(build.id, "w1", &sig).await.unwrap());
+        assert!(!db.set_build_signature(build.id, "w2", &sig).await.unwrap());
+        assert_eq!(
+            db.build_signature(build.id).await.unwrap(),
+            Some(sig.to_string())
+        );
+        assert!(db.requeue_build(build.id, "w1").await.unwrap());
+        db.claim_build("w2", lease).await.unwrap().unwrap();
+        assert_eq!(db.build_signature(build.id).await.unwrap(), None);
+
+        // Succeeded and signed: reused, and the artifact carries it.
+        assert!(db.set_build_signature(build.id, "w2", &sig).await.unwrap());
+        let artifact = ArtifactRef {
+            url: "hello/hello-1-aaaaaaa.tar.gz".into(),
+            sha256: Sha256::parse("b".repeat(64)).unwrap(),
+            size: 1,
+            signature: sig.to_string(),
+        };
+        assert!(
+            db.finish_build_ok(build.id, "w2", BuildType::Generic, &artifact, "")
+                .await
+                .unwrap()
+        );
+        let reused = db.reusable_build(&app, &commit).await.unwrap().unwrap();
+        assert_eq!(reused.artifact, Some(artifact));
+
+        // A build from before signing (no signature) is not reused, and
+        // its artifact shows as unsigned.
+        sqlx::query("UPDATE builds SET signature = NULL WHERE id = $1")
+            .bind(build.id.0)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert!(db.reusable_build(&app, &commit).await.unwrap().is_none());
+        let old = db.build(build.id).await.unwrap().unwrap();
+        assert_eq!(old.artifact.unwrap().signature, "");
+    }
 }

@@ -440,6 +440,28 @@ mod tests {
     }
 
     #[test]
+    fn the_signed_message_is_stable() {
+        // Packers and grabbers of different releases must agree on the
+        // bytes: a change here breaks every deployed grabber.
+        assert_eq!(
+            message(&app(), &version(), &sha('a')),
+            format!(
+                "slipway-artifact-v1\nhello\n3-abc1234\n{}\n",
+                "a".repeat(64)
+            )
+            .into_bytes()
+        );
+        // ed25519 is deterministic: the same key and message, the same
+        // signature (checked against another implementation, Python's
+        // `cryptography`, signing the message above with seed [1; 32]).
+        let sig = key(1).sign(&app(), &version(), &sha('a')).to_string();
+        assert_eq!(
+            sig,
+            "qo3gLT6JxGra5CJ/j+nRzHD97yzJyU3WzPvFb6P4x/n+N6kXjcS6fMMHpRPxumqckLJbYy3dcwiYAMebzJ2kBA=="
+        );
+    }
+
+    #[test]
     fn a_wrong_key_or_tampered_field_is_refused() {
         let sig = key(1).sign(&app(), &version(), &sha('a')).to_string();
         let two = [key(2).public_key(), key(3).public_key()];
