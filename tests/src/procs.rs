@@ -108,10 +108,11 @@ impl Drop for Proc {
     }
 }
 
-/// Runs a command to its end and returns its stdout.
+/// Runs a command to its end and returns its stdout; killed when the
+/// caller stops waiting (a timeout).
 pub async fn output(exe: &str, args: &[String], env: &[(&str, String)]) -> anyhow::Result<String> {
     let mut cmd = Command::new(exe);
-    cmd.args(args).stdin(Stdio::null());
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -314,20 +314,22 @@ async fn a_grabber_without_a_trusted_key_refuses_to_start() -> anyhow::Result<()
     let dir = tempfile::tempdir()?;
     let root = dir.path().join("host").display().to_string();
     let base = ["--server", "http://127.0.0.1:9", "--root", &root];
-    let e = output(GRABBER, &base.map(String::from), &[])
-        .await
-        .expect_err("no trusted key");
-    let e = format!("{e:#}");
+    // A grabber that does not refuse would run on: fail, not hang.
+    let refused = |args: Vec<String>| async move {
+        match tokio::time::timeout(Duration::from_secs(30), output(GRABBER, &args, &[])).await {
+            Ok(Ok(stdout)) => panic!("the grabber exited successfully: {stdout}"),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => panic!("the grabber started instead of refusing"),
+        }
+    };
+    let e = refused(base.map(String::from).to_vec()).await;
     assert!(
         e.contains("no trusted keys") && e.contains("--trusted-key"),
         "{e}"
     );
     let mut args = base.map(String::from).to_vec();
     args.extend(["--trusted-key".into(), "ed25519:not-a-key".into()]);
-    let e = format!(
-        "{:#}",
-        output(GRABBER, &args, &[]).await.expect_err("bad key")
-    );
+    let e = refused(args).await;
     assert!(e.contains("invalid public key"), "{e}");
     assert!(
         !dir.path().join("host").exists(),
