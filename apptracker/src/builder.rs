@@ -89,8 +89,13 @@ async fn build_and_store(
         settings,
         stream,
         async |out: &packer::BuildOutput| {
+            // The settings always hold AppTracker's key (see startup.rs).
+            let signature = out
+                .signature
+                .as_ref()
+                .ok_or("the in-process builder has no signing key: the artifact is not signed")?;
             tracker
-                .store_local_artifact(build, &out.artifact_path)
+                .store_local_artifact(build, worker, &out.artifact_path, signature)
                 .await
                 .map_err(|e| format!("{e:#}"))
         },

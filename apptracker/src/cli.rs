@@ -1,5 +1,6 @@
 //! The `apptracker` binary: `serve` runs the control plane, `dev` runs the
-//! whole platform on one machine.
+//! whole platform on one machine, `token create` and `key show` help set
+//! up an installation.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,6 +52,21 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The key the in-process builder signs artifacts with.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the public key (`ed25519:...`) grabbers must trust
+    /// (`grabber --trusted-key`); generates the key first if it is missing.
+    Show {
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -149,6 +165,21 @@ async fn run() -> anyhow::Result<()> {
                 crate::bootstrap_token(&common.config()?, &name, &role, cluster.as_ref(), false)
                     .await?;
             println!("{token}");
+            Ok(())
+        }
+        Command::Key {
+            command: KeyCommand::Show { common },
+        } => {
+            let config = common.config()?;
+            let (key, generated) = config.signing_key()?;
+            if generated {
+                // stderr: stdout holds the public key only, for scripts.
+                eprintln!(
+                    "generated the signing key {}",
+                    config.signing_key_path().display()
+                );
+            }
+            println!("{}", key.public_key());
             Ok(())
         }
     }

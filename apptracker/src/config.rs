@@ -49,6 +49,11 @@ pub struct Config {
     /// File holding the key that signs local-store download URLs; replicas
     /// serving one directory must share it. Random per process when unset.
     pub url_signing_key_file: Option<PathBuf>,
+    /// The ed25519 key the in-process builder signs artifacts with (the
+    /// base64 of a 32-byte seed); `<data_dir>/signing.key` when unset,
+    /// generated at first start. Grabbers trust its public key
+    /// (`apptracker key show`).
+    pub signing_key_file: Option<PathBuf>,
     /// Where the in-process builder keeps remote mirrors and installed
     /// dependencies between builds; `<data_dir>/cache` when unset.
     pub build_cache_dir: Option<PathBuf>,
@@ -86,6 +91,7 @@ impl Default for Config {
             s3: None,
             artifact_url_ttl: Duration::from_secs(15 * 60),
             url_signing_key_file: None,
+            signing_key_file: None,
             webhook_secret_file: None,
             build_cache_dir: None,
             git: GitConfig::default(),
@@ -162,7 +168,24 @@ impl Config {
                 password,
                 ssh_key: self.git.ssh_key_file.clone(),
             },
+            // Set by the tracker from `signing_key()` (see startup.rs).
+            signing_key: None,
         })
+    }
+
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("signing.key"))
+    }
+
+    /// The artifact signing key, generated when the file does not exist
+    /// yet; says whether it was (for the caller to tell, by the public key
+    /// only).
+    pub fn signing_key(&self) -> anyhow::Result<(deploy::signing::SigningKey, bool)> {
+        Ok(deploy::signing::SigningKey::load_or_generate(
+            &self.signing_key_path(),
+        )?)
     }
 
     pub fn artifacts_dir(&self) -> PathBuf {

@@ -9,6 +9,7 @@
 use std::str::FromStr;
 
 use anyhow::Context;
+use deploy::signing::Signature;
 use deploy::{
     App, AppName, ArtifactRef, Build, BuildId, BuildStatus, BuildType, Cluster, Deploy, DeployHost,
     DeployId, DeployStatus, DesiredApp, Host, HostName, HostPhase, HostSelector, InstalledApp,
@@ -24,7 +25,7 @@ use sqlx::{AnyPool, Row};
 macro_rules! build_columns {
     () => {
         "id, app, number, git_ref, commit_sha, version, status, build_type, \
-         artifact_key, sha256, size, error, worker, created_at, finished_at"
+         artifact_key, sha256, size, signature, error, worker, created_at, finished_at"
     };
 }
 
@@ -229,12 +230,15 @@ impl Db {
     }
 
     /// The newest build of `commit` that succeeded or may still succeed.
+    /// A build from before artifacts were signed is not reused: grabbers
+    /// would refuse it, so the commit is built (and signed) again.
     pub async fn reusable_build(&self, app: &AppName, commit: &str) -> sqlx::Result<Option<Build>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             build_columns!(),
             " FROM builds WHERE app = $1 AND commit_sha = $2 \
-             AND status IN ('queued', 'running', 'succeeded') ORDER BY id DESC LIMIT 1"
+             AND (status IN ('queued', 'running') OR (status = 'succeeded' AND signature IS NOT NULL)) \
+             ORDER BY id DESC LIMIT 1"
         ))
         .bind(app.as_str())
         .bind(commit)
@@ -269,7 +273,8 @@ impl Db {
         lease_until: Timestamp,
     ) -> sqlx::Result<Option<(Build, String)>> {
         let row = sqlx::query(concat!(
-            "UPDATE builds SET status = 'running', started_at = $1, worker = $2, lease_until = $3, log = '' \
+            "UPDATE builds SET status = 'running', started_at = $1, worker = $2, lease_until = $3, log = '', \
+             signature = NULL \
              WHERE id = (SELECT id FROM builds WHERE status = 'queued' ORDER BY id LIMIT 1) \
              AND status = 'queued' \
              RETURNING ",
@@ -329,6 +334,38 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 
+    /// Records the signature of the artifact `worker` just stored for a
+    /// running build it holds; false when it no longer holds it. A new
+    /// claim clears it, so a result is only accepted after an upload.
+    pub async fn set_build_signature(
+        &self,
+        id: BuildId,
+        worker: &str,
+        signature: &Signature,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET signature = $3 WHERE id = $1 AND worker = $2 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .bind(signature.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// The signature recorded for a build's artifact, if any.
+    pub async fn build_signature(&self, id: BuildId) -> sqlx::Result<Option<String>> {
+        let row = sqlx::query("SELECT signature FROM builds WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<String>, _>(0)?,
+            None => None,
+        })
+    }
+
     /// Records a successful build held by `worker`; false when it no longer
     /// holds it.
     pub async fn finish_build_ok(
@@ -342,7 +379,7 @@ impl Db {
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
             "UPDATE builds SET status = 'succeeded', build_type = $3, artifact_key = $4, sha256 = $5, \
-             size = $6, log = $7, finished_at = $8, lease_until = NULL \
+             size = $6, log = $7, finished_at = $8, signature = $9, lease_until = NULL \
              WHERE id = $1 AND worker = $2 AND status = 'running'",
         )
         .bind(id.0)
@@ -353,6 +390,7 @@ impl Db {
         .bind(artifact.size as i64)
         .bind(log)
         .bind(Timestamp::now().0)
+        .bind(&artifact.signature)
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)
@@ -815,7 +853,7 @@ impl Db {
         host: &HostName,
     ) -> anyhow::Result<Vec<DesiredApp>> {
         let rows = sqlx::query(
-            "SELECT d.app, d.version, d.deploy_id, b.artifact_key, b.sha256, b.size \
+            "SELECT d.app, d.version, d.deploy_id, b.artifact_key, b.sha256, b.size, b.signature \
              FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
              WHERE d.cluster = $1 AND d.host = $2 AND b.status = 'succeeded' ORDER BY d.app",
         )
@@ -833,6 +871,8 @@ impl Db {
                         url: r.try_get(3)?,
                         sha256: Sha256::parse(r.try_get::<String, _>(4)?)?,
                         size: r.try_get::<i64, _>(5)? as u64,
+                        // Unsigned (built before signing): grabbers refuse it.
+                        signature: r.try_get::<Option<String>, _>(6)?.unwrap_or_default(),
                     },
                 })
             })
@@ -903,6 +943,10 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
             url,
             sha256: decode(Sha256::parse(sha))?,
             size: size as u64,
+            // Unsigned (built before signing): grabbers refuse it.
+            signature: r
+                .try_get::<Option<String>, _>("signature")?
+                .unwrap_or_default(),
         }),
         _ => None,
     };
@@ -992,5 +1036,74 @@ mod tests {
             "postgres://u:***@127.0.0.1/db"
         );
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[tokio::test]
+    async fn signatures_follow_the_claim_and_unsigned_builds_are_not_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("t.db").display()
+        ))
+        .await
+        .unwrap();
+        let app = AppName::parse("hello").unwrap();
+        db.insert_app(&App {
+            name: app.clone(),
+            git_url: "/nowhere".into(),
+            branch: "main".into(),
+            auto_deploy: None,
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+        let commit = "a".repeat(40);
+        let lease = Timestamp(Timestamp::now().0 + 60_000);
+        let sig = deploy::signing::SigningKey::from_seed([1; 32]).sign(
+            &app,
+            &Version::parse("1-aaaaaaa").unwrap(),
+            &Sha256::parse("b".repeat(64)).unwrap(),
+        );
+
+        // A signature recorded by one worker is gone when another claims.
+        let build = db.insert_build(&app, "main", &commit).await.unwrap();
+        let (claimed, _) = db.claim_build("w1", lease).await.unwrap().unwrap();
+        assert_eq!(claimed.id, build.id);
+        assert!(db.set_build_signature(build.id, "w1", &sig).await.unwrap());
+        assert!(!db.set_build_signature(build.id, "w2", &sig).await.unwrap());
+        assert_eq!(
+            db.build_signature(build.id).await.unwrap(),
+            Some(sig.to_string())
+        );
+        assert!(db.requeue_build(build.id, "w1").await.unwrap());
+        db.claim_build("w2", lease).await.unwrap().unwrap();
+        assert_eq!(db.build_signature(build.id).await.unwrap(), None);
+
+        // Succeeded and signed: reused, and the artifact carries it.
+        assert!(db.set_build_signature(build.id, "w2", &sig).await.unwrap());
+        let artifact = ArtifactRef {
+            url: "hello/hello-1-aaaaaaa.tar.gz".into(),
+            sha256: Sha256::parse("b".repeat(64)).unwrap(),
+            size: 1,
+            signature: sig.to_string(),
+        };
+        assert!(
+            db.finish_build_ok(build.id, "w2", BuildType::Generic, &artifact, "")
+                .await
+                .unwrap()
+        );
+        let reused = db.reusable_build(&app, &commit).await.unwrap().unwrap();
+        assert_eq!(reused.artifact, Some(artifact));
+
+        // A build from before signing (no signature) is not reused, and
+        // its artifact shows as unsigned.
+        sqlx::query("UPDATE builds SET signature = NULL WHERE id = $1")
+            .bind(build.id.0)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert!(db.reusable_build(&app, &commit).await.unwrap().is_none());
+        let old = db.build(build.id).await.unwrap().unwrap();
+        assert_eq!(old.artifact.unwrap().signature, "");
     }
 }

@@ -59,6 +59,8 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     write_secret(&token_file, &admin)?;
     let app = Application::build(config).await?;
     let base_url = app.base_url().to_string();
+    // The grabbers trust what this AppTracker's builder signs, nothing else.
+    let trusted_keys = vec![app.public_key()];
     let tasks = TaskTracker::new();
     let server = tasks.spawn(app.run(shutdown.clone()));
 
@@ -82,6 +84,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
             port_offset: i32::from(n) * i32::from(opts.port_step),
             stop_apps_on_exit: true,
             token: Some(grabber::AgentToken::from(agent.clone())),
+            trusted_keys: trusted_keys.clone(),
             ..grabber::Config::default()
         };
         let token = shutdown.clone();

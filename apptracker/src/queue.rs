@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use deploy::signing::Signature;
 use deploy::{ArtifactRef, Build, BuildId, BuildJob, BuildOutcome, Sha256, Timestamp};
 use sha2::Digest;
 use tokio::io::AsyncWriteExt;
@@ -81,12 +82,16 @@ impl Tracker {
     }
 
     /// Streams an uploaded artifact into the store, checking it against the
-    /// sha256 the worker announced. Nothing is recorded until the result.
+    /// sha256 the worker announced, and records its signature. Whether the
+    /// signature comes from a trusted key is the grabbers' decision: they
+    /// are configured with the keys, AppTracker is not a trust source.
+    /// The build counts only once the result comes.
     pub async fn receive_artifact(
         &self,
         id: BuildId,
         worker: &str,
         expected: &Sha256,
+        signature: &Signature,
         mut body: impl futures::Stream<Item = Result<bytes::Bytes, axum::Error>> + Unpin,
     ) -> Result<(), ApiError> {
         use futures::StreamExt;
@@ -117,6 +122,9 @@ impl Tracker {
         }
         let key = artifact_key(&build.app, &build.version);
         self.store().put(&key, tmp.path()).await?;
+        if !self.db().set_build_signature(id, worker, signature).await? {
+            return Err(lost(id, worker));
+        }
         tracing::info!(build_id = %id, %key, "artifact stored");
         Ok(())
     }
@@ -137,10 +145,18 @@ impl Tracker {
                 sha256,
                 size,
             } => {
+                // Recorded with the upload (or the in-process build); a
+                // claim clears it, so this also proves the artifact came.
+                let Some(signature) = self.db().build_signature(id).await? else {
+                    return Err(ApiError::Invalid(format!(
+                        "build {id} has no signed artifact: upload it (with its signature) before reporting success"
+                    )));
+                };
                 let artifact = ArtifactRef {
                     url: artifact_key(&build.app, &build.version),
                     sha256: sha256.clone(),
                     size: *size,
+                    signature,
                 };
                 tracing::info!(build_id = %id, app = %build.app, %sha256, size, "build succeeded");
                 self.db()
@@ -185,12 +201,26 @@ impl Tracker {
         Ok(build)
     }
 
-    /// Stores a locally built artifact under its build's key (the in-process
-    /// builder).
-    pub async fn store_local_artifact(&self, build: &Build, path: &Path) -> anyhow::Result<()> {
+    /// Stores a locally built artifact under its build's key and records
+    /// its signature (the in-process builder, holding the build as `worker`).
+    pub async fn store_local_artifact(
+        &self,
+        build: &Build,
+        worker: &str,
+        path: &Path,
+        signature: &Signature,
+    ) -> anyhow::Result<()> {
         self.store()
             .put(&artifact_key(&build.app, &build.version), path)
-            .await
+            .await?;
+        if !self
+            .db()
+            .set_build_signature(build.id, worker, signature)
+            .await?
+        {
+            anyhow::bail!("{}", lost(build.id, worker));
+        }
+        Ok(())
     }
 }
 

@@ -261,7 +261,19 @@ async fn upload_artifact(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::Invalid("the `x-slipway-sha256` header is required".into()))?;
     let sha: Sha256 = parse(sha)?;
-    t.receive_artifact(id, &q.worker, &sha, body.into_data_stream())
+    let signature = headers
+        .get("x-slipway-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::Invalid(
+                "the `x-slipway-signature` header is required: artifacts are signed by the packer \
+                 (packer worker --signing-key)"
+                    .into(),
+            )
+        })?;
+    let signature = deploy::signing::Signature::parse(signature)
+        .map_err(|e| ApiError::Invalid(format!("malformed signature: {e}")))?;
+    t.receive_artifact(id, &q.worker, &sha, &signature, body.into_data_stream())
         .await?;
     Ok(ApiJson(serde_json::json!({})))
 }

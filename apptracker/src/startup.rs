@@ -89,8 +89,19 @@ impl Application {
             None => None,
         };
         let packer = config.packer_settings()?;
+        let (signing_key, generated) = config.signing_key()?;
+        if generated {
+            tracing::info!(
+                path = %config.signing_key_path().display(),
+                public_key = %signing_key.public_key(),
+                "generated the artifact signing key; give grabbers its public key (--trusted-key)"
+            );
+        } else {
+            tracing::info!(public_key = %signing_key.public_key(), "artifacts built here are signed");
+        }
         let tracker = Tracker::new(Parts {
             packer,
+            signing_key,
             db,
             bus,
             store,
@@ -118,6 +129,11 @@ impl Application {
 
     pub fn tracker(&self) -> &Tracker {
         &self.tracker
+    }
+
+    /// The public key of the in-process builder, for grabbers to trust.
+    pub fn public_key(&self) -> deploy::signing::PublicKey {
+        self.tracker.public_key()
     }
 
     /// Serves until `shutdown`, then waits for the background tasks.

@@ -45,9 +45,11 @@ struct Inner {
     base_url: String,
     /// Verifies VCS webhooks; webhooks are refused when unset.
     webhook_secret: Option<SecretString>,
-    /// Git credentials and the build cache, for ref resolution and the
-    /// in-process builder.
+    /// Git credentials, the build cache and the signing key, for ref
+    /// resolution and the in-process builder.
     packer: packer::Settings,
+    /// The public half of `packer.signing_key`.
+    public_key: deploy::signing::PublicKey,
 }
 
 /// What a tracker is made of (see `startup.rs`).
@@ -60,6 +62,9 @@ pub struct Parts {
     pub base_url: String,
     pub webhook_secret: Option<SecretString>,
     pub packer: packer::Settings,
+    /// Signs what the in-process builder builds (replaces whatever key
+    /// `packer` holds).
+    pub signing_key: deploy::signing::SigningKey,
 }
 
 impl Tracker {
@@ -72,8 +77,11 @@ impl Tracker {
             config,
             base_url,
             webhook_secret,
-            packer,
+            mut packer,
+            signing_key,
         } = parts;
+        let public_key = signing_key.public_key();
+        packer.signing_key = Some(signing_key);
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -84,6 +92,7 @@ impl Tracker {
                 base_url,
                 webhook_secret,
                 packer,
+                public_key,
                 build_queued: Notify::new(),
                 stopping: CancellationToken::new(),
             }),
@@ -138,6 +147,11 @@ impl Tracker {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    /// The public half of the in-process builder's signing key.
+    pub fn public_key(&self) -> deploy::signing::PublicKey {
+        self.inner.public_key
     }
 
     pub fn packer_settings(&self) -> &packer::Settings {

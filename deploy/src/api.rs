@@ -129,6 +129,11 @@ pub struct ArtifactRef {
     pub url: String,
     pub sha256: Sha256,
     pub size: u64,
+    /// The packer's ed25519 signature over app, version and sha256 (see
+    /// `signing`). Plain text on the wire, checked by the grabber before
+    /// extraction, so a missing or bad one fails the install with a
+    /// message instead of making the whole message unreadable.
+    pub signature: String,
 }
 
 /// A build as the API shows it. `log` is filled only when one build is asked

@@ -48,6 +48,10 @@ pub struct DeployMessage {
 /// A message on a cluster's channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one short-lived message at a time; boxing would only add noise at every match"
+)]
 pub enum BusMessage {
     Deploy(DeployMessage),
     /// Ask every grabber to reconcile with its desired state now.
@@ -79,6 +83,7 @@ mod tests {
                 url: "http://127.0.0.1:8080/artifacts/hello/hello-1-abcdef0.tar.gz".into(),
                 sha256: crate::Sha256::parse("0".repeat(64)).unwrap(),
                 size: 10,
+                signature: "c2lnbmF0dXJl".into(),
             },
             target: Target {
                 cluster: Cluster::parse("local").unwrap(),
@@ -90,6 +95,7 @@ mod tests {
         assert_eq!(v["kind"], "deploy");
         assert_eq!(v["target"]["hosts"], "local-[12]");
         assert_eq!(v["artifact"]["size"], 10);
+        assert_eq!(v["artifact"]["signature"], "c2lnbmF0dXJl");
         let back = BusMessage::from_json(&v.to_string()).unwrap();
         assert_eq!(back, m);
     }

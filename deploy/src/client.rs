@@ -270,13 +270,14 @@ impl Client {
     }
 
     /// Streams a built artifact to AppTracker, which checks its sha256 and
-    /// stores it.
+    /// stores it with its signature (header `x-slipway-signature`).
     pub async fn upload_artifact(
         &self,
         id: BuildId,
         worker: &str,
         path: &std::path::Path,
         sha256: &crate::Sha256,
+        signature: &crate::signing::Signature,
     ) -> Result<(), ClientError> {
         let url = self.url(&format!("/api/v1/builds/{id}/artifact"));
         let file = tokio::fs::File::open(path)
@@ -292,6 +293,7 @@ impl Client {
             .put(&url)
             .query(&[("worker", worker)])
             .header("x-slipway-sha256", sha256.as_str())
+            .header("x-slipway-signature", signature.to_string())
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body);
         let _: serde_json::Value = self.send_within(req, Duration::from_secs(3600)).await?;

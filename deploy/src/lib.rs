@@ -10,6 +10,7 @@ pub mod client;
 mod domain;
 pub mod layout;
 pub mod manifest;
+pub mod signing;
 mod time;
 
 pub use api::*;

@@ -34,6 +34,13 @@ struct Agent {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     use anyhow::Context;
 
+    if config.trusted_keys.is_empty() {
+        anyhow::bail!(
+            "no trusted keys: the grabber installs only artifacts signed by a key it trusts; \
+             give the packers' public keys with --trusted-key ed25519:... or --trusted-keys-file \
+             (`packer keygen` and `apptracker key show` print them)"
+        );
+    }
     let layout = HostLayout::new(&config.root);
     layout
         .ensure_dirs()
@@ -69,6 +76,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             log_limits: config.log_limits,
             restart: config.restart,
             keep_releases: config.keep_releases,
+            trusted_keys: config.trusted_keys.clone(),
         },
         client.http().clone(),
     );

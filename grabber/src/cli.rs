@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use deploy::signing::PublicKey;
 use deploy::{Cluster, HostName};
 
 /// Slipway's per-host agent.
@@ -71,6 +72,20 @@ struct Args {
     /// How often to fetch the desired state even when the bus is quiet.
     #[arg(long, env = "SLIPWAY_RECONCILE", default_value = "5m", value_parser = humantime::parse_duration)]
     reconcile: Duration,
+    /// A packer's public key (`ed25519:<base64>`): artifacts must be signed
+    /// by one of the trusted keys. Repeatable (or SLIPWAY_TRUSTED_KEYS,
+    /// comma-separated); at least one key is required, here or in
+    /// --trusted-keys-file.
+    #[arg(
+        long = "trusted-key",
+        value_name = "KEY",
+        env = "SLIPWAY_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    trusted_keys: Vec<PublicKey>,
+    /// File of trusted public keys, one per line (`#` comments allowed).
+    #[arg(long, env = "SLIPWAY_TRUSTED_KEYS_FILE")]
+    trusted_keys_file: Option<PathBuf>,
 }
 
 /// `1048576`, `512KiB`, `10MiB`, `1GiB` (binary units; `KB`/`MB`/`GB` are
@@ -96,6 +111,21 @@ fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(mult)
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("`{s}` is not a usable size"))
+}
+
+/// The keys of `--trusted-key` and `--trusted-keys-file` together.
+fn trusted_keys(args: &Args) -> anyhow::Result<Vec<PublicKey>> {
+    let mut keys = args.trusted_keys.clone();
+    if let Some(path) = &args.trusted_keys_file {
+        keys.extend(deploy::signing::read_public_keys(path).map_err(anyhow::Error::msg)?);
+    }
+    let mut unique: Vec<PublicKey> = Vec::with_capacity(keys.len());
+    for k in keys {
+        if !unique.contains(&k) {
+            unique.push(k);
+        }
+    }
+    Ok(unique)
 }
 
 /// The agent token: from a file when one is named, else `SLIPWAY_TOKEN`
@@ -134,7 +164,9 @@ async fn run() -> anyhow::Result<()> {
         )
         .init();
 
+    let trusted_keys = trusted_keys(&args)?;
     let config = crate::Config {
+        trusted_keys,
         server: args.server,
         cluster: args.cluster,
         host: args.host.unwrap_or_else(crate::default_host),

@@ -197,6 +197,8 @@ pub(crate) struct EngineConfig {
     pub restart: RestartPolicy,
     /// Releases kept on disk per app, the current and previous included.
     pub keep_releases: usize,
+    /// An artifact must be signed by one of these (never empty).
+    pub trusted_keys: Vec<deploy::signing::PublicKey>,
 }
 
 /// Installs and supervises the apps of one host.
@@ -702,6 +704,19 @@ impl Engine {
                     req.artifact.size, req.artifact.sha256
                 ),
             ));
+        }
+        // The sha256 is the downloaded file's: a valid signature over it
+        // means a trusted packer built these bytes. Checked before anything
+        // is unpacked, and never skipped.
+        if let Err(e) = deploy::signing::verify(
+            &self.cfg.trusted_keys,
+            &req.app,
+            &req.version,
+            &req.artifact.sha256,
+            &req.artifact.signature,
+        ) {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(StepError::new(HostPhase::Verifying, e.to_string()));
         }
         tokio::fs::rename(&part, &archive).await.map_err(|e| {
             StepError::new(

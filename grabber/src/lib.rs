@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use deploy::signing::PublicKey;
 use deploy::{Cluster, HostName};
 use secrecy::SecretString;
 
@@ -51,6 +52,10 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Namespace of the Redis channels; AppTracker's `redis_prefix`.
     pub redis_prefix: String,
+    /// The packers' public keys: an artifact is installed only when one of
+    /// them signed it. Never learnt from AppTracker; `run` refuses to start
+    /// without one.
+    pub trusted_keys: Vec<PublicKey>,
     /// The binary re-executed as each app's shim (see `shim`): this
     /// process's own executable unless told otherwise. Every binary that
     /// runs grabbers calls `shim::dispatch()` first in `main`.
@@ -112,6 +117,7 @@ impl Default for Config {
             restart: RestartPolicy::default(),
             keep_releases: 3,
             reconcile_interval: Duration::from_secs(300),
+            trusted_keys: Vec::new(),
         }
     }
 }

@@ -66,6 +66,9 @@ pub struct BuildOutput {
     /// The manifest packed as `.slipway/manifest.json`.
     pub manifest: Manifest,
     pub build_type: BuildType,
+    /// The signature over app, version and sha256, when the settings hold
+    /// a signing key.
+    pub signature: Option<deploy::signing::Signature>,
     /// What happened, build command output included.
     pub log: String,
 }
@@ -244,12 +247,22 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         packed.sha256,
         took(pack_started)
     ));
+    let signature = req.settings.signing_key.as_ref().map(|key| {
+        log.line(format!(
+            "signed {} {} with {}",
+            req.app,
+            req.version,
+            key.public_key()
+        ));
+        key.sign(req.app, req.version, &packed.sha256)
+    });
     Ok(BuildOutput {
         artifact_path,
         sha256: packed.sha256,
         size: packed.size,
         manifest: packed.manifest,
         build_type,
+        signature,
         log: std::mem::take(&mut log.text),
     })
 }

@@ -1,5 +1,6 @@
 //! The `packer` binary: `build` builds a commit here; `worker` claims queued
-//! builds from AppTracker until SIGTERM/SIGINT.
+//! builds from AppTracker until SIGTERM/SIGINT; `keygen` makes the key
+//! artifacts are signed with.
 
 use std::path::PathBuf;
 
@@ -58,6 +59,13 @@ enum Cmd {
         #[command(flatten)]
         settings: SettingsArgs,
     },
+    /// Make a signing key (mode 0600) and print its public key, which
+    /// grabbers are given with `--trusted-key`. Never replaces a file.
+    Keygen {
+        /// Where to write the key (the base64 of a 32-byte ed25519 seed).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// The cache and git credentials, for both commands.
@@ -80,6 +88,10 @@ struct SettingsArgs {
     /// SSH private key for ssh:// remotes (default: ask the ssh-agent).
     #[arg(long, env = "SLIPWAY_GIT_SSH_KEY")]
     git_ssh_key: Option<PathBuf>,
+    /// The key artifacts are signed with (`packer keygen`); required by
+    /// `worker`, optional for `build`.
+    #[arg(long, env = "SLIPWAY_SIGNING_KEY")]
+    signing_key: Option<PathBuf>,
 }
 
 impl SettingsArgs {
@@ -102,7 +114,12 @@ impl SettingsArgs {
         } else {
             self.cache_dir.or_else(default_cache_dir)
         };
+        let signing_key = match &self.signing_key {
+            Some(path) => Some(deploy::signing::SigningKey::load(path)?),
+            None => None,
+        };
         Ok(crate::Settings {
+            signing_key,
             cache_dir,
             git: crate::GitCredentials {
                 username: self.git_username,
@@ -140,6 +157,12 @@ pub fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Cmd::Keygen { out } => {
+            let key = deploy::signing::SigningKey::generate_to_file(&out)?;
+            eprintln!("wrote the signing key to {}", out.display());
+            println!("{}", key.public_key());
+            Ok(())
+        }
         Cmd::Worker {
             server,
             token_file,
@@ -148,6 +171,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             settings,
         } => {
             let settings = settings.settings()?;
+            if settings.signing_key.is_none() {
+                anyhow::bail!(
+                    "a worker signs every artifact and needs a signing key: set --signing-key \
+                     or SLIPWAY_SIGNING_KEY (make one with `packer keygen --out FILE`)"
+                );
+            }
             let token = match token_file {
                 Some(path) => std::fs::read_to_string(&path)
                     .with_context(|| format!("cannot read the token file {}", path.display()))?,
@@ -207,6 +236,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     println!("artifact: {}", built.artifact_path.display());
                     println!("sha256:   {}", built.sha256);
                     println!("size:     {}", built.size);
+                    match &built.signature {
+                        Some(sig) => println!("signature: {sig}"),
+                        None => println!("signature: none (no --signing-key)"),
+                    }
                     Ok(())
                 }
                 Err(e) => {

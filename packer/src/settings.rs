@@ -1,6 +1,6 @@
-//! What a packer needs beyond one build: how to reach git remotes, and
-//! where to keep what outlives a build (remote mirrors, installed
-//! dependencies, pip's and npm's download caches).
+//! What a packer needs beyond one build: how to reach git remotes, where
+//! to keep what outlives a build (remote mirrors, installed dependencies,
+//! pip's and npm's download caches), and the key artifacts are signed with.
 
 use std::path::PathBuf;
 
@@ -14,4 +14,7 @@ pub struct Settings {
     pub cache_dir: Option<PathBuf>,
     /// Answers to remotes that ask who we are.
     pub git: GitCredentials,
+    /// Signs every artifact built (see `deploy::signing`). Grabbers refuse
+    /// unsigned artifacts, so only local `packer build` runs go without.
+    pub signing_key: Option<deploy::signing::SigningKey>,
 }

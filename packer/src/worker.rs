@@ -15,13 +15,22 @@ pub struct WorkerConfig {
     pub name: String,
     /// How long to wait before asking again when the queue is empty.
     pub poll: Duration,
-    /// Credentials and the cache directory.
+    /// Credentials, the cache directory and the signing key (required).
     pub settings: crate::Settings,
 }
 
 /// Claims and runs builds until `shutdown`.
 pub async fn run(client: Client, config: WorkerConfig, shutdown: CancellationToken) {
-    tracing::info!(worker = %config.name, server = %client.base_url(), "packer worker started");
+    let public_key = match &config.settings.signing_key {
+        Some(k) => k.public_key().to_string(),
+        None => "none".into(),
+    };
+    tracing::info!(
+        worker = %config.name,
+        server = %client.base_url(),
+        %public_key,
+        "packer worker started"
+    );
     let mut outage = false;
     while !shutdown.is_cancelled() {
         match client.claim_build(&config.name).await {
@@ -202,8 +211,21 @@ async fn build_and_upload(
         &config.settings,
         stream,
         async |out: &crate::BuildOutput| {
+            // The CLI refuses to start a worker without a key; a library
+            // caller that forgot one fails its builds rather than uploading
+            // artifacts no grabber would take.
+            let signature = out
+                .signature
+                .as_ref()
+                .ok_or("this worker has no signing key: the artifact is not signed")?;
             client
-                .upload_artifact(job.build.id, &config.name, &out.artifact_path, &out.sha256)
+                .upload_artifact(
+                    job.build.id,
+                    &config.name,
+                    &out.artifact_path,
+                    &out.sha256,
+                    signature,
+                )
                 .await
                 .map_err(|e| format!("cannot upload the artifact: {e}"))
         },

@@ -39,6 +39,9 @@ pub struct Platform {
     pub hosts: Vec<TestHost>,
     /// The first AppTracker's config, for replicas.
     config: apptracker::Config,
+    /// What the grabbers trust: AppTracker's signing key unless the test
+    /// said otherwise.
+    pub trusted_keys: Vec<deploy::signing::PublicKey>,
     replicas: Vec<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
 }
 
@@ -96,6 +99,8 @@ pub struct Options {
     pub webhook_secret: Option<String>,
     /// Credentials for git remotes that ask: (user name, password).
     pub git_credentials: Option<(String, String)>,
+    /// The keys the grabbers trust instead of AppTracker's own.
+    pub trusted_keys: Option<Vec<deploy::signing::PublicKey>>,
 }
 
 impl Platform {
@@ -148,6 +153,7 @@ impl Platform {
         };
         let app = apptracker::Application::build(config.clone()).await?;
         let base_url = app.base_url().to_string();
+        let trusted_keys = opts.trusted_keys.unwrap_or_else(|| vec![app.public_key()]);
         let admin = app
             .tracker()
             .create_token("test-admin", "admin", None)
@@ -162,6 +168,7 @@ impl Platform {
         let server = tokio::spawn(app.run(server_stop.clone()));
         let mut platform = Self {
             config,
+            trusted_keys,
             replicas: Vec::new(),
             redis_url: opts.redis_url,
             client: Client::new(base_url.clone()).with_token(admin.clone()),
@@ -220,6 +227,7 @@ impl Platform {
                 stable_after: Duration::from_secs(30),
                 failing_after: 3,
             },
+            trusted_keys: self.trusted_keys.clone(),
             ..grabber::Config::default()
         };
         host.task = Some(tokio::spawn(grabber::run(cfg, host.stop.clone())));

@@ -108,10 +108,11 @@ impl Drop for Proc {
     }
 }
 
-/// Runs a command to its end and returns its stdout.
+/// Runs a command to its end and returns its stdout; killed when the
+/// caller stops waiting (a timeout).
 pub async fn output(exe: &str, args: &[String], env: &[(&str, String)]) -> anyhow::Result<String> {
     let mut cmd = Command::new(exe);
-    cmd.args(args).stdin(Stdio::null());
+    cmd.args(args).stdin(Stdio::null()).kill_on_drop(true);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -128,6 +129,19 @@ pub async fn output(exe: &str, args: &[String], env: &[(&str, String)]) -> anyho
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// Makes a signing key with `packer keygen --out <path>` and returns the
+/// public key it printed.
+pub async fn packer_keygen(exe: &str, path: &Path) -> anyhow::Result<deploy::signing::PublicKey> {
+    let printed = output(
+        exe,
+        &["keygen".into(), "--out".into(), path.display().to_string()],
+        &[],
+    )
+    .await?;
+    deploy::signing::PublicKey::parse(&printed)
+        .map_err(|e| anyhow::anyhow!("packer keygen printed {printed:?}: {e}"))
+}
+
 /// An `apptracker serve` process configured by a TOML file (listen address,
 /// data dir, short sweeps, then `extra_toml`), with a first admin token made
 /// in its database before it starts, ready to answer.
@@ -136,6 +150,8 @@ pub struct TrackerProc {
     pub url: String,
     /// A client with the admin token.
     pub client: deploy::Client,
+    /// Its in-process builder's public key, as `apptracker key show` prints it.
+    pub public_key: deploy::signing::PublicKey,
 }
 
 pub async fn start_apptracker(
@@ -163,6 +179,15 @@ pub async fn start_apptracker(
     )
     .await?;
     anyhow::ensure!(admin.starts_with("slp_"), "unexpected token {admin:?}");
+    // Made now, before `serve` starts, as an operator configuring grabbers would.
+    let printed = output(
+        exe,
+        &["key", "show", "--config", &cfg].map(String::from),
+        &[],
+    )
+    .await?;
+    let public_key = deploy::signing::PublicKey::parse(&printed)
+        .map_err(|e| anyhow::anyhow!("apptracker key show printed {printed:?}: {e}"))?;
     let proc = Proc::spawn(
         "apptracker",
         exe,
@@ -176,5 +201,10 @@ pub async fn start_apptracker(
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}: {}", proc.tail()))?;
-    Ok(TrackerProc { proc, url, client })
+    Ok(TrackerProc {
+        proc,
+        url,
+        client,
+        public_key,
+    })
 }

@@ -82,6 +82,7 @@ fn grabber(
     name: &str,
     server: &str,
     token: &str,
+    key: &deploy::signing::PublicKey,
     root: &Path,
     logs: &Path,
     pause_at: Option<&str>,
@@ -97,6 +98,8 @@ fn grabber(
         &root.display().to_string(),
         "--heartbeat",
         "300ms",
+        "--trusted-key",
+        &key.to_string(),
     ]
     .map(String::from)
     .to_vec();
@@ -172,6 +175,7 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
         proc: mut tracker,
         url: server,
         client,
+        public_key,
     } = start_apptracker(APPTRACKER, dir.path(), &logs, "").await?;
     let token = client
         .create_token(&CreateToken {
@@ -242,7 +246,15 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
     };
 
     // The host runs the first version.
-    let mut g = grabber("grabber-first", &server, &token, &root, &logs, None)?;
+    let mut g = grabber(
+        "grabber-first",
+        &server,
+        &token,
+        &public_key,
+        &root,
+        &logs,
+        None,
+    )?;
     poll(Duration::from_secs(30), || async {
         Ok(!client.hosts().await?.is_empty())
     })
@@ -267,6 +279,7 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
             &format!("grabber-paused-at-{point}"),
             &server,
             &token,
+            &public_key,
             &root,
             &logs,
             Some(point),
@@ -285,6 +298,7 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
             &format!("grabber-after-{point}"),
             &server,
             &token,
+            &public_key,
             &root,
             &logs,
             None,
@@ -298,7 +312,15 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
 
     // A grabber stopped (gracefully, apps left running as in production)
     // and started again adopts the app: same pid, no second copy.
-    let mut g = grabber("grabber-adopting", &server, &token, &root, &logs, None)?;
+    let mut g = grabber(
+        "grabber-adopting",
+        &server,
+        &token,
+        &public_key,
+        &root,
+        &logs,
+        None,
+    )?;
     let layout = HostLayout::new(&root);
     poll(Duration::from_secs(30), || async {
         Ok(std::fs::read_to_string(&g.log)?.contains("adopting running app"))
@@ -312,7 +334,15 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
         before,
         "the app outlives its grabber"
     );
-    let mut g = grabber("grabber-again", &server, &token, &root, &logs, None)?;
+    let mut g = grabber(
+        "grabber-again",
+        &server,
+        &token,
+        &public_key,
+        &root,
+        &logs,
+        None,
+    )?;
     poll(Duration::from_secs(30), || async {
         Ok(std::fs::read_to_string(&g.log)?.contains("converging on desired state"))
     })

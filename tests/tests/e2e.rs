@@ -420,3 +420,47 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     }
     p.shutdown().await
 }
+
+/// Signatures end to end: a host that trusts another packer's key refuses
+/// what this AppTracker built, failing in `verifying` with the reason and
+/// installing nothing, while a host trusting AppTracker's key runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_trusting_another_key_refuses_the_release() -> anyhow::Result<()> {
+    let mut p = Platform::start(&["local-1", "local-2"]).await?;
+    // local-2 comes back trusting only a stranger's key.
+    p.stop_grabber(1).await?;
+    p.trusted_keys = vec![deploy::signing::SigningKey::from_seed([5; 32]).public_key()];
+    p.start_grabber(1);
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    commit_hello(&repo, "A", true)?;
+    let app = p.register("hello", &repo.path).await?;
+
+    let d = p.release_and_wait(&app, "main", None).await?;
+    assert_eq!(d.status, DeployStatus::Partial, "{d:#?}");
+    let version = d.version.clone().expect("a version");
+    let by_host: BTreeMap<&str, &deploy::DeployHost> =
+        d.hosts.iter().map(|h| (h.host.as_str(), h)).collect();
+    assert_eq!(by_host["local-1"].phase, HostPhase::Done, "{d:#?}");
+    let refused = by_host["local-2"];
+    assert_eq!(refused.phase, HostPhase::Failed, "{refused:#?}");
+    assert_eq!(refused.failed_phase, Some(HostPhase::Verifying));
+    assert!(!refused.rolled_back);
+    let message = refused.message.clone().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "the signature of hello {version} does not verify with the trusted key"
+        )),
+        "{message}"
+    );
+
+    assert_eq!(p.host("local-1").get().await?, format!("A {version}\n"));
+    let local_2 = p.host("local-2");
+    assert_eq!(local_2.current("hello"), None);
+    let releases = local_2.root.join("apps/hello/releases");
+    assert!(
+        std::fs::read_dir(&releases).map_or(true, |mut d| d.next().is_none()),
+        "nothing was extracted on local-2"
+    );
+    assert!(pid_of(&p, "local-2", "hello").is_none());
+    p.shutdown().await
+}

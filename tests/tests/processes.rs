@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use deploy::{Client, Cluster, CreateDeploy, CreateToken, DeployStatus, GitRef, HostPhase};
-use slipway_tests::procs::{Proc, TrackerProc, start_apptracker};
+use slipway_tests::procs::{Proc, TrackerProc, output, packer_keygen, start_apptracker};
 use slipway_tests::services::{postgres, redis, s3};
 use slipway_tests::{APP_PORT, AppRepo, commit_hello, free_port, get_app, poll};
 
@@ -26,6 +26,8 @@ struct Host {
     proc: Option<Proc>,
 }
 
+/// Starts host `h`'s grabber under `root`, trusting the keys listed in
+/// `<root>/trusted.keys`.
 fn grabber(
     h: &Host,
     server: &str,
@@ -52,6 +54,8 @@ fn grabber(
         "--redis-prefix",
         &prefix(),
         "--stop-apps-on-exit",
+        "--trusted-keys-file",
+        &root.join("trusted.keys").display().to_string(),
     ]
     .iter()
     .map(|s| s.to_string())
@@ -98,7 +102,12 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
         proc: mut tracker,
         url: server,
         client,
+        public_key: tracker_key,
     } = start_apptracker(APPTRACKER, dir.path(), &logs, &extra).await?;
+    // The worker signs with a key of its own; hosts trust it and
+    // AppTracker's (unused here: it does not build).
+    let signing_key = dir.path().join("packer-signing.key");
+    let packer_key = packer_keygen(PACKER, &signing_key).await?;
 
     let token = |name: &str, cluster: &str| {
         let client = client.clone();
@@ -130,10 +139,16 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
                 "SLIPWAY_PACKER_CACHE",
                 dir.path().join("packer-cache").display().to_string(),
             ),
+            ("SLIPWAY_SIGNING_KEY", signing_key.display().to_string()),
         ],
         &logs,
     )?;
     let root = dir.path().join("hosts");
+    std::fs::create_dir_all(&root)?;
+    std::fs::write(
+        root.join("trusted.keys"),
+        format!("# packer workers\n{packer_key}\n# apptracker's builder\n{tracker_key}\n"),
+    )?;
     let mut hosts = Vec::new();
     for (cluster, name) in [
         ("alpha", "a-1"),
@@ -288,6 +303,37 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
         tracker.stop().await?,
         "apptracker exits cleanly: {}",
         tracker.tail()
+    );
+    Ok(())
+}
+
+/// A grabber with nothing to trust refuses to start, and says how to fix it;
+/// a malformed key is refused by the flag parser.
+#[tokio::test]
+async fn a_grabber_without_a_trusted_key_refuses_to_start() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().join("host").display().to_string();
+    let base = ["--server", "http://127.0.0.1:9", "--root", &root];
+    // A grabber that does not refuse would run on: fail, not hang.
+    let refused = |args: Vec<String>| async move {
+        match tokio::time::timeout(Duration::from_secs(30), output(GRABBER, &args, &[])).await {
+            Ok(Ok(stdout)) => panic!("the grabber exited successfully: {stdout}"),
+            Ok(Err(e)) => format!("{e:#}"),
+            Err(_) => panic!("the grabber started instead of refusing"),
+        }
+    };
+    let e = refused(base.map(String::from).to_vec()).await;
+    assert!(
+        e.contains("no trusted keys") && e.contains("--trusted-key"),
+        "{e}"
+    );
+    let mut args = base.map(String::from).to_vec();
+    args.extend(["--trusted-key".into(), "ed25519:not-a-key".into()]);
+    let e = refused(args).await;
+    assert!(e.contains("invalid public key"), "{e}");
+    assert!(
+        !dir.path().join("host").exists(),
+        "refused before touching the host"
     );
     Ok(())
 }

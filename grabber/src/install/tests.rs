@@ -81,13 +81,16 @@ impl ArtifactServer {
         Self { base, files, task }
     }
 
-    /// Publishes a release and returns the reference a deploy would carry.
+    /// Publishes a release and returns the reference a deploy would carry,
+    /// signed by `packer_key()`.
     fn publish(&self, m: &Manifest, entries: &[E<'_>]) -> ArtifactRef {
         let bytes = build(Some(m), entries);
         let name = format!("{}-{}.tar.gz", m.app, m.version);
+        let sha256 = Digest256::parse(hex::encode(sha2::Sha256::digest(&bytes))).unwrap();
         let r = ArtifactRef {
             url: format!("{}/{name}", self.base),
-            sha256: Digest256::parse(hex::encode(sha2::Sha256::digest(&bytes))).unwrap(),
+            signature: packer_key().sign(&m.app, &m.version, &sha256).to_string(),
+            sha256,
             size: bytes.len() as u64,
         };
         self.files.lock().unwrap().insert(name, bytes);
@@ -99,6 +102,11 @@ impl Drop for ArtifactServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The key the test packer signs with; every test host trusts it.
+fn packer_key() -> deploy::signing::SigningKey {
+    deploy::signing::SigningKey::from_seed([42; 32])
 }
 
 /// An engine on a fresh root; kills whatever app processes the state files
@@ -136,6 +144,7 @@ impl Host {
                 log_limits,
                 restart: TEST_RESTART,
                 keep_releases: 3,
+                trusted_keys: vec![packer_key().public_key()],
             },
             reqwest::Client::new(),
         );
@@ -956,4 +965,96 @@ async fn a_queued_install_is_superseded_by_a_newer_one() {
     );
     assert_eq!(host.layout().read_current(&app).unwrap(), Some(c.version));
     assert!(!host.layout().release_dir(&app, &b.version).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_artifact_with_a_wrong_signature_or_none_is_refused_before_extraction() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let a_ref = server.publish(&a, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &a, a_ref), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(1)));
+    let pid_a = host.state(&app).pid.expect("a pid");
+
+    let b = release("2-bbbbbbb", "exec sleep 1000", HealthCheck::Running, None);
+    let good = server.publish(&b, FILES);
+    let stranger = deploy::signing::SigningKey::from_seed([7; 32]);
+    let other_version = Version::parse("9-fffffff").unwrap();
+    let cases = [
+        // Signed, but by a key this host does not trust.
+        (
+            stranger.sign(&b.app, &b.version, &good.sha256).to_string(),
+            "does not verify with the trusted key",
+        ),
+        // The trusted key's signature of the same bytes as another version.
+        (
+            packer_key()
+                .sign(&b.app, &other_version, &good.sha256)
+                .to_string(),
+            "the signature of hello 2-bbbbbbb does not verify",
+        ),
+        // Not signed at all.
+        (String::new(), "the artifact is not signed"),
+        (" ".into(), "the artifact is not signed"),
+        // Not a signature.
+        ("bm90IGEgc2lnbmF0dXJl".into(), "malformed signature"),
+    ];
+    for (i, (signature, expected)) in cases.into_iter().enumerate() {
+        let id = DeployId(i as i64 + 2);
+        let mut b_ref = good.clone();
+        b_ref.signature = signature;
+        let out = host
+            .engine
+            .install(&request(id.0, &b, b_ref), &rec, &token)
+            .await;
+        assert_eq!(
+            out,
+            Outcome::Failed {
+                phase: HostPhase::Verifying,
+                rolled_back: false
+            },
+            "{expected}: {:?}",
+            rec.of(id)
+        );
+        use HostPhase::*;
+        assert_eq!(rec.phases(id), vec![Downloading, Verifying, Failed]);
+        let last = rec.last(id);
+        assert_eq!(last.failed_phase, Some(Verifying));
+        let msg = last.message.unwrap_or_default();
+        assert!(msg.contains(expected), "expected {expected:?} in {msg:?}");
+        // Refused before extraction: no release, no download kept, no scratch.
+        assert!(!host.layout().release_dir(&app, &b.version).exists());
+        assert_eq!(
+            std::fs::read_dir(host.layout().tmp_dir()).unwrap().count(),
+            0
+        );
+        assert_eq!(
+            std::fs::read_dir(host.layout().cache_dir())
+                .unwrap()
+                .count(),
+            0
+        );
+        // The running release is untouched.
+        assert_eq!(
+            host.layout().read_current(&app).unwrap(),
+            Some(a.version.clone())
+        );
+        assert_eq!(host.state(&app).pid, Some(pid_a));
+        assert!(pid_alive(pid_a), "the running release was not touched");
+    }
+
+    // The same bytes, properly signed, install.
+    let out = host
+        .engine
+        .install(&request(20, &b, good), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(20)));
+    host.engine.stop_all().await;
 }

@@ -121,14 +121,22 @@ impl FakeTracker {
         Self { base, rec }
     }
 
-    /// Publishes a release whose app runs `command`; returns its reference.
+    /// Publishes a release whose app runs `command`, signed by
+    /// `packer_key()`; returns its reference.
     pub fn publish(&self, app: &str, version: &str, command: &str) -> ArtifactRef {
         let bytes = release_tarball(app, version, command);
         let name = format!("{app}-{version}.tar.gz");
+        let sha256 = Sha256::parse(hex::encode(sha2::Sha256::digest(&bytes))).unwrap();
+        let signature = packer_key().sign(
+            &AppName::parse(app).unwrap(),
+            &Version::parse(version).unwrap(),
+            &sha256,
+        );
         let r = ArtifactRef {
             url: format!("{}/artifacts/{name}", self.base),
-            sha256: Sha256::parse(hex::encode(sha2::Sha256::digest(&bytes))).unwrap(),
+            sha256,
             size: bytes.len() as u64,
+            signature: signature.to_string(),
         };
         self.rec.lock().unwrap().artifacts.insert(name, bytes);
         r
@@ -164,6 +172,11 @@ impl FakeTracker {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The key the fake packer signs with; grabbers under test trust it.
+pub fn packer_key() -> deploy::signing::SigningKey {
+    deploy::signing::SigningKey::from_seed([42; 32])
 }
 
 /// A good release: a manifest and one file, gzip'd.

@@ -49,6 +49,7 @@ async fn converges_follows_the_bus_and_stops_apps_on_exit() {
         heartbeat_interval: Duration::from_millis(100),
         stop_apps_on_exit: true,
         shim: env!("CARGO_BIN_EXE_grabber").into(),
+        trusted_keys: vec![helpers::packer_key().public_key()],
         ..grabber::Config::default()
     };
     let _kill = helpers::KillApps(config.root.clone());
@@ -158,6 +159,7 @@ async fn reconnects_and_keeps_running_while_apptracker_is_away() {
         heartbeat_interval: Duration::from_millis(50),
         stop_apps_on_exit: true,
         shim: env!("CARGO_BIN_EXE_grabber").into(),
+        trusted_keys: vec![helpers::packer_key().public_key()],
         ..grabber::Config::default()
     };
     let token = CancellationToken::new();
@@ -171,4 +173,26 @@ async fn reconnects_and_keeps_running_while_apptracker_is_away() {
         .unwrap()
         .unwrap();
     assert!(dir.path().join("h2/tmp").is_dir());
+}
+
+#[tokio::test]
+async fn refuses_to_start_without_a_trusted_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = grabber::Config {
+        server: "http://127.0.0.1:9".into(),
+        root: dir.path().join("h3"),
+        ..grabber::Config::default()
+    };
+    let e = grabber::run(config, CancellationToken::new())
+        .await
+        .expect_err("no trusted key, no grabber");
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("no trusted keys") && e.contains("--trusted-key"),
+        "{e}"
+    );
+    assert!(
+        !dir.path().join("h3").exists(),
+        "refused before touching the host"
+    );
 }

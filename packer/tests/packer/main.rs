@@ -237,10 +237,22 @@ fn python_build_packs_the_tree_and_a_right_manifest() {
 fn same_commit_gives_the_same_bytes() {
     let (repo, sha) = python_repo();
     // Separate scratch and output directories, as two build machines would.
-    let (ba, bb) = (Build::new(&sha), Build::new(&sha));
+    let (mut ba, bb) = (Build::new(&sha), Build::new(&sha));
+    let key = deploy::signing::SigningKey::from_seed([9; 32]);
+    ba.settings.signing_key = Some(key.clone());
     let a = ba.run(&repo.url(), &sha).unwrap();
     let b = bb.run(&repo.url(), &sha).unwrap();
     assert_eq!(a.sha256, b.sha256);
+    // Signing changes nothing in the artifact; the signature covers it.
+    assert_eq!(b.signature, None);
+    let sig = a
+        .signature
+        .expect("a build with a key is signed")
+        .to_string();
+    assert!(a.log.contains(&key.public_key().to_string()), "{}", a.log);
+    deploy::signing::verify(&[key.public_key()], &ba.app, &ba.version, &a.sha256, &sig).unwrap();
+    let other = deploy::signing::SigningKey::from_seed([8; 32]).public_key();
+    assert!(deploy::signing::verify(&[other], &ba.app, &ba.version, &a.sha256, &sig).is_err());
     assert_eq!(a.size, b.size);
     assert_eq!(
         std::fs::read(&a.artifact_path).unwrap(),
@@ -506,4 +518,70 @@ fn binary_builds_and_prints_the_artifact() {
     assert!(path.is_file());
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(stdout.contains(&format!("size:     {size}\n")), "{stdout}");
+    assert!(stdout.contains("signature: none"), "{stdout}");
+}
+
+#[test]
+fn binary_keygen_then_signed_build_and_a_worker_needs_a_key() {
+    let packer = env!("CARGO_BIN_EXE_packer");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(packer)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env_remove("SLIPWAY_SIGNING_KEY")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signing.key");
+    let key_arg = key.display().to_string();
+    let (ok, public, err) = run(&["keygen", "--out", &key_arg]);
+    assert!(ok, "{err}");
+    let public = deploy::signing::PublicKey::parse(public.trim()).unwrap();
+    // Never replaced: a lost key means reconfiguring every grabber.
+    let before = std::fs::read(&key).unwrap();
+    let (ok, _, err) = run(&["keygen", "--out", &key_arg]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read(&key).unwrap(), before);
+
+    let (repo, sha) = python_repo();
+    let out_dir = dir.path().join("out");
+    let (ok, stdout, err) = run(&[
+        "build",
+        "--git",
+        &repo.url(),
+        "--app",
+        "hello",
+        "--no-cache",
+        "--signing-key",
+        &key_arg,
+        "--out",
+        &out_dir.display().to_string(),
+    ]);
+    assert!(ok, "{stdout}\n{err}");
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+            .to_string()
+    };
+    let sha256 = Sha256::parse(field("sha256:")).unwrap();
+    let version = deploy::Version::parse(format!("0-{}", &sha[..7])).unwrap();
+    let app = deploy::AppName::parse("hello").unwrap();
+    deploy::signing::verify(&[public], &app, &version, &sha256, &field("signature:")).unwrap();
+
+    // A worker without a key refuses to start, saying what to do.
+    let (ok, _, err) = run(&["worker", "--server", "http://127.0.0.1:9"]);
+    assert!(!ok);
+    assert!(
+        err.contains("needs a signing key") && err.contains("packer keygen"),
+        "{err}"
+    );
 }
