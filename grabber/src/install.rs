@@ -333,6 +333,12 @@ impl Engine {
             Ok(new) => {
                 tracing::info!(%app, version = %p.version, pid = new.pid, "app restarted");
                 let (pid, port) = (new.pid, new.port);
+                // The state file first: whoever sees the new process in
+                // `installed()` finds it recorded too.
+                self.update_state(app, |s| {
+                    s.pid = Some(pid);
+                    s.port = port;
+                });
                 slot.supervise(|h| {
                     h.restarts += 1;
                     if h.status == AppRunStatus::Restarting {
@@ -340,10 +346,6 @@ impl Engine {
                     }
                 });
                 self.adopt_process(app, &slot, new);
-                self.update_state(app, |s| {
-                    s.pid = Some(pid);
-                    s.port = port;
-                });
             }
             Err(e) => {
                 tracing::error!(%app, version = %p.version, error = %e, "cannot restart the app");
@@ -509,12 +511,12 @@ impl Engine {
         match self.start(app, &version, &manifest) {
             Ok(p) => {
                 let (pid, port) = (p.pid, p.port);
-                self.adopt_process(app, &slot, p);
                 self.update_state(app, |s| {
                     s.current = Some(version.clone());
                     s.pid = Some(pid);
                     s.port = port;
                 });
+                self.adopt_process(app, &slot, p);
             }
             Err(e) => {
                 tracing::warn!(%app, %version, error = %e, "cannot restart current release")
@@ -920,12 +922,12 @@ impl Engine {
             }
         };
         fault::point("started").await;
-        slot.supervise(|h| *h = Supervision::default());
-        self.adopt_process(app, slot, proc.clone());
         self.update_state(app, |s| {
             s.pid = Some(proc.pid);
             s.port = proc.port;
         });
+        slot.supervise(|h| *h = Supervision::default());
+        self.adopt_process(app, slot, proc.clone());
         fault::point("checking").await;
 
         rep.phase(
@@ -1049,8 +1051,6 @@ impl Engine {
                 Ok((p, health)) => {
                     rolled_back = true;
                     let (pid, port) = (p.pid, p.port);
-                    slot.supervise(|h| *h = Supervision::default());
-                    self.adopt_process(app, slot, p);
                     let healthy = health.is_ok().then(|| prev.clone());
                     self.update_state(app, |s| {
                         s.current = Some(prev.clone());
@@ -1058,6 +1058,8 @@ impl Engine {
                         s.pid = Some(pid);
                         s.port = port;
                     });
+                    slot.supervise(|h| *h = Supervision::default());
+                    self.adopt_process(app, slot, p);
                     match health {
                         Ok(()) => format!("; rolled back to {prev}, which is healthy"),
                         Err(e) => {
