@@ -13,7 +13,7 @@ use deploy::signing::Signature;
 use deploy::{
     App, AppName, ArtifactRef, Build, BuildId, BuildStatus, BuildType, Cluster, Deploy, DeployHost,
     DeployId, DeployStatus, DesiredApp, Host, HostName, HostPhase, HostSelector, InstalledApp,
-    Sha256, Timestamp, Version,
+    Portion, Sha256, Strategy, Timestamp, Version,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
@@ -37,7 +37,8 @@ macro_rules! app_columns {
 
 macro_rules! deploy_columns {
     () => {
-        "id, app, version, git_ref, build_id, cluster, hosts_selector, status, error, created_at, finished_at"
+        "id, app, version, git_ref, build_id, cluster, hosts_selector, status, error, created_at, finished_at, \
+         strategy, max_failures, current_batch"
     };
 }
 
@@ -452,8 +453,9 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         let now = Timestamp::now();
         let id: i64 = sqlx::query(
-            "INSERT INTO deploys (app, version, git_ref, build_id, cluster, hosts_selector, status, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO deploys (app, version, git_ref, build_id, cluster, hosts_selector, status, created_at, \
+             strategy, max_failures) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
         )
         .bind(new.app.as_str())
         .bind(new.version.map(|v| v.as_str().to_string()))
@@ -463,18 +465,24 @@ impl Db {
         .bind(new.selector.as_str())
         .bind(new.status.as_str())
         .bind(now.0)
+        .bind(serde_json::to_string(&new.strategy)?)
+        .bind(new.max_failures.to_string())
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
-        for host in new.hosts {
-            sqlx::query(
-                "INSERT INTO deploy_hosts (deploy_id, host, phase, updated_at) VALUES ($1, $2, 'pending', $3)",
-            )
-            .bind(id)
-            .bind(host.as_str())
-            .bind(now.0)
-            .execute(&mut *tx)
-            .await?;
+        for (batch, hosts) in new.strategy.batches(new.hosts).iter().enumerate() {
+            for host in hosts {
+                sqlx::query(
+                    "INSERT INTO deploy_hosts (deploy_id, host, phase, updated_at, batch) \
+                     VALUES ($1, $2, 'pending', $3, $4)",
+                )
+                .bind(id)
+                .bind(host.as_str())
+                .bind(now.0)
+                .bind(batch as i64)
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         tx.commit().await?;
         Ok(DeployId(id))
@@ -497,8 +505,8 @@ impl Db {
 
     pub async fn deploy_hosts(&self, id: DeployId) -> anyhow::Result<Vec<DeployHost>> {
         let rows = sqlx::query(
-            "SELECT host, phase, failed_phase, rolled_back, message, log_tail, updated_at \
-             FROM deploy_hosts WHERE deploy_id = $1 ORDER BY host",
+            "SELECT host, phase, failed_phase, rolled_back, message, log_tail, updated_at, batch \
+             FROM deploy_hosts WHERE deploy_id = $1 ORDER BY batch, host",
         )
         .bind(id.0)
         .fetch_all(&self.pool)
@@ -535,6 +543,128 @@ impl Db {
         rows.iter()
             .map(|r| r.try_get::<i64, _>(0).map(DeployId))
             .collect()
+    }
+
+    /// The deploy of `app` to `cluster` that is building or running.
+    pub async fn active_deploy(
+        &self,
+        app: &AppName,
+        cluster: &Cluster,
+    ) -> sqlx::Result<Option<(DeployId, DeployStatus)>> {
+        let row = sqlx::query(
+            "SELECT id, status FROM deploys WHERE app = $1 AND cluster = $2 \
+             AND status IN ('building', 'running') ORDER BY id LIMIT 1",
+        )
+        .bind(app.as_str())
+        .bind(cluster.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                DeployId(r.try_get(0)?),
+                deploy_status(&r.try_get::<String, _>(1)?),
+            ))
+        })
+        .transpose()
+    }
+
+    /// Makes `batch` the deploy's current batch, if the current one is
+    /// still `from` (a compare-and-set: of two callers finishing the same
+    /// batch, one starts the next). Its hosts' clocks start now.
+    pub async fn start_batch(&self, id: DeployId, from: u32, batch: u32) -> sqlx::Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE deploys SET current_batch = $3, next_batch_at = NULL \
+             WHERE id = $1 AND current_batch = $2 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(i64::from(from))
+        .bind(i64::from(batch))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if moved {
+            sqlx::query(
+                "UPDATE deploy_hosts SET updated_at = $3 WHERE deploy_id = $1 AND batch = $2 AND phase = 'pending'",
+            )
+            .bind(id.0)
+            .bind(i64::from(batch))
+            .bind(Timestamp::now().0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    /// Starts a finished batch's bake: the next batch is due at `at`.
+    /// False when the bake was already set.
+    pub async fn bake_until(&self, id: DeployId, at: Timestamp) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE deploys SET next_batch_at = $2 WHERE id = $1 AND next_batch_at IS NULL AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// When the deploy's next batch is due, while it bakes.
+    pub async fn next_batch_at(&self, id: DeployId) -> sqlx::Result<Option<Timestamp>> {
+        let row = sqlx::query("SELECT next_batch_at FROM deploys WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row
+            .map(|r| r.try_get::<Option<i64>, _>(0))
+            .transpose()?
+            .flatten()
+            .map(Timestamp))
+    }
+
+    /// Running deploys whose bake is over.
+    pub async fn deploys_due(&self, now: Timestamp) -> sqlx::Result<Vec<DeployId>> {
+        let rows = sqlx::query(
+            "SELECT id FROM deploys WHERE status = 'running' AND next_batch_at IS NOT NULL AND next_batch_at <= $1",
+        )
+        .bind(now.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<i64, _>(0).map(DeployId))
+            .collect()
+    }
+
+    /// Marks the still-pending hosts of batch `from` and later as never
+    /// started; returns their rows.
+    pub async fn leave_unstarted(
+        &self,
+        id: DeployId,
+        batch: u32,
+        message: &str,
+    ) -> anyhow::Result<Vec<DeployHost>> {
+        let now = Timestamp::now();
+        sqlx::query(
+            "UPDATE deploy_hosts SET phase = 'not_started', message = $3, updated_at = $4 \
+             WHERE deploy_id = $1 AND batch >= $2 AND phase = 'pending'",
+        )
+        .bind(id.0)
+        .bind(i64::from(batch))
+        .bind(message)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        let rows = sqlx::query(
+            "SELECT host, phase, failed_phase, rolled_back, message, log_tail, updated_at, batch \
+             FROM deploy_hosts WHERE deploy_id = $1 AND batch >= $2 AND phase = 'not_started' ORDER BY host",
+        )
+        .bind(id.0)
+        .bind(i64::from(batch))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(deploy_host_from_row).collect()
     }
 
     /// Moves a deploy from `from` to `to`; false when another writer got
@@ -595,7 +725,8 @@ impl Db {
         let res = sqlx::query(
             "UPDATE deploy_hosts SET phase = $3, failed_phase = $4, rolled_back = $5, message = $6, \
              log_tail = $7, updated_at = $8 \
-             WHERE deploy_id = $1 AND host = $2 AND phase NOT IN ('done', 'skipped', 'failed', 'timed_out')",
+             WHERE deploy_id = $1 AND host = $2 \
+             AND phase NOT IN ('done', 'skipped', 'failed', 'timed_out', 'not_started')",
         )
         .bind(id.0)
         .bind(host.as_str())
@@ -608,7 +739,7 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         let row = sqlx::query(
-            "SELECT host, phase, failed_phase, rolled_back, message, log_tail, updated_at \
+            "SELECT host, phase, failed_phase, rolled_back, message, log_tail, updated_at, batch \
              FROM deploy_hosts WHERE deploy_id = $1 AND host = $2",
         )
         .bind(id.0)
@@ -622,12 +753,37 @@ impl Db {
         }
     }
 
+    /// The reported history of a deploy's hosts, oldest first.
+    pub async fn host_events(&self, id: DeployId) -> anyhow::Result<Vec<deploy::HostEventRecord>> {
+        let rows = sqlx::query(
+            "SELECT host, phase, failed_phase, message, created_at FROM host_events \
+             WHERE deploy_id = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(deploy::HostEventRecord {
+                    host: HostName::parse(r.try_get::<String, _>(0)?)?,
+                    phase: HostPhase::from_name(&r.try_get::<String, _>(1)?),
+                    failed_phase: r
+                        .try_get::<Option<String>, _>(2)?
+                        .map(|p| HostPhase::from_name(&p)),
+                    message: r.try_get(3)?,
+                    at: Timestamp(r.try_get(4)?),
+                })
+            })
+            .collect()
+    }
+
     /// Hosts of running deploys with no progress since `before`.
     pub async fn silent_hosts(&self, before: Timestamp) -> sqlx::Result<Vec<(DeployId, String)>> {
         let rows = sqlx::query(
             "SELECT dh.deploy_id, dh.host FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
-             WHERE d.status = 'running' AND dh.updated_at < $1 \
-             AND dh.phase NOT IN ('done', 'skipped', 'failed', 'timed_out')",
+             WHERE d.status = 'running' AND dh.updated_at < $1 AND dh.batch <= d.current_batch \
+             AND d.next_batch_at IS NULL \
+             AND dh.phase NOT IN ('done', 'skipped', 'failed', 'timed_out', 'not_started')",
         )
         .bind(before.0)
         .fetch_all(&self.pool)
@@ -890,6 +1046,8 @@ pub struct NewDeploy<'a> {
     pub selector: &'a HostSelector,
     pub status: DeployStatus,
     pub hosts: &'a [HostName],
+    pub strategy: Strategy,
+    pub max_failures: Portion,
 }
 
 /// Turns a stored value that fails to parse into a decode error naming it.
@@ -991,6 +1149,10 @@ fn deploy_from_row(r: &AnyRow) -> anyhow::Result<Deploy> {
         hosts_selector: HostSelector::from_str(&r.try_get::<String, _>("hosts_selector")?)?,
         status: deploy_status(&r.try_get::<String, _>("status")?),
         error: r.try_get("error")?,
+        strategy: serde_json::from_str(&r.try_get::<String, _>("strategy")?)?,
+        max_failures: Portion::parse(&r.try_get::<String, _>("max_failures")?)
+            .map_err(anyhow::Error::msg)?,
+        current_batch: u32::try_from(r.try_get::<i64, _>("current_batch")?)?,
         created_at: Timestamp(r.try_get("created_at")?),
         finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
         hosts: Vec::new(),
@@ -1008,6 +1170,7 @@ fn deploy_host_from_row(r: &AnyRow) -> anyhow::Result<DeployHost> {
         message: r.try_get("message")?,
         log_tail: r.try_get("log_tail")?,
         updated_at: Timestamp(r.try_get("updated_at")?),
+        batch: u32::try_from(r.try_get::<i64, _>("batch")?)?,
     })
 }
 

@@ -19,6 +19,9 @@ pub enum ApiError {
     Unprocessable { code: &'static str, message: String },
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with its own stable code (`deploy_in_progress`, …).
+    #[error("{code}: {message}")]
+    ConflictWith { code: &'static str, message: String },
     /// No token, or one that is unknown or revoked.
     #[error("{0}")]
     Unauthorized(String),
@@ -30,6 +33,13 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::ConflictWith {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::Unprocessable {
             code,
@@ -65,6 +75,7 @@ impl IntoResponse for ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, code, message)
             }
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            ApiError::ConflictWith { code, message } => (StatusCode::CONFLICT, code, message),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::Internal(e) => {

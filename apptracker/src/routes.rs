@@ -50,6 +50,8 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/builds/{id}/result", post(build_result))
         .route("/api/v1/deploys", post(create_deploy).get(list_deploys))
         .route("/api/v1/deploys/{id}", get(show_deploy))
+        .route("/api/v1/deploys/{id}/cancel", post(cancel_deploy))
+        .route("/api/v1/deploys/{id}/events", get(deploy_events))
         .route("/api/v1/deploys/{id}/stream", get(deploy_stream))
         // A failed host's report carries up to 1 MiB of log, which JSON
         // escaping can grow: more room than the default 2 MB.
@@ -327,6 +329,29 @@ async fn show_deploy(
     who.require(Role::Viewer)?;
     let id: DeployId = parse(&id)?;
     Ok(ApiJson(t.deploy(id).await?))
+}
+
+async fn cancel_deploy(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Deploy>, ApiError> {
+    who.require(Role::Deployer)?;
+    let id: DeployId = parse(&id)?;
+    Ok(ApiJson(t.cancel_deploy(id).await?))
+}
+
+/// Every event the deploy's hosts reported, oldest first: when each host
+/// went through each phase.
+async fn deploy_events(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Vec<deploy::HostEventRecord>>, ApiError> {
+    who.require(Role::Viewer)?;
+    let id: DeployId = parse(&id)?;
+    t.deploy(id).await?;
+    Ok(ApiJson(t.db().host_events(id).await?))
 }
 
 async fn host_event(

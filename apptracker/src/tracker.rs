@@ -266,8 +266,24 @@ impl Tracker {
 
     /// Creates a deploy: checks everything first, so a bad request changes
     /// nothing, then publishes it or waits for its build.
+    /// Refuses a deploy while another of the same app to the same cluster
+    /// is building or running, naming it.
+    async fn refuse_if_active(&self, app: &AppName, cluster: &Cluster) -> Result<(), ApiError> {
+        match self.db().active_deploy(app, cluster).await? {
+            None => Ok(()),
+            Some((id, status)) => Err(ApiError::conflict(
+                "deploy_in_progress",
+                format!(
+                    "deploy {id} of `{app}` to `{cluster}` is {status}; wait for it to end or cancel it \
+                     (POST /api/v1/deploys/{id}/cancel)"
+                ),
+            )),
+        }
+    }
+
     pub async fn create_deploy(&self, req: &CreateDeploy) -> Result<Deploy, ApiError> {
         let app = self.app_or_404(&req.app).await?;
+        self.refuse_if_active(&app.name, &req.cluster).await?;
         let selector = req.hosts.clone().unwrap_or_else(HostSelector::all);
         let registered = self.db().hosts(Some(&req.cluster)).await?;
         let targets: Vec<HostName> = registered
@@ -323,7 +339,7 @@ impl Tracker {
             }
         };
         let ready = build.status == BuildStatus::Succeeded;
-        let id = self
+        let inserted = self
             .db()
             .insert_deploy(&NewDeploy {
                 app: &app.name,
@@ -334,8 +350,19 @@ impl Tracker {
                 selector: &selector,
                 status: DeployStatus::Building,
                 hosts: &targets,
+                strategy: req.strategy,
+                max_failures: req.max_failures,
             })
-            .await?;
+            .await;
+        let id = match inserted {
+            Ok(id) => id,
+            Err(e) => {
+                // Two requests raced past the check: the unique index on
+                // active deploys let one in; the other is told which.
+                self.refuse_if_active(&app.name, &req.cluster).await?;
+                return Err(e.into());
+            }
+        };
         tracing::info!(deploy_id = %id, app = %app.name, cluster = %req.cluster, hosts = targets.len(), "deploy created");
         if ready {
             self.start_rollout(id, &build).await?;
@@ -355,15 +382,8 @@ impl Tracker {
             .ok_or_else(|| ApiError::NotFound(format!("no deploy {id}")))
     }
 
-    /// Records the desired version for the deploy's hosts and rings the bus.
+    /// Moves the deploy to `running` and starts its first batch.
     async fn start_rollout(&self, id: DeployId, build: &Build) -> anyhow::Result<()> {
-        let deploy = self.deploy(id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-        let artifact = build
-            .artifact
-            .clone()
-            .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
-        let artifact = self.present_artifact(artifact).await?;
-        let hosts: Vec<HostName> = deploy.hosts.iter().map(|h| h.host.clone()).collect();
         if !self
             .transition(
                 id,
@@ -376,10 +396,30 @@ impl Tracker {
         {
             return Ok(()); // cancelled or already started by another path
         }
+        self.publish_batch(id, build, 0).await
+    }
+
+    /// Records the desired version for the hosts of `batch` and rings the
+    /// bus for exactly them.
+    async fn publish_batch(&self, id: DeployId, build: &Build, batch: u32) -> anyhow::Result<()> {
+        let deploy = self.deploy(id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let artifact = build
+            .artifact
+            .clone()
+            .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
+        let artifact = self.present_artifact(artifact).await?;
+        let hosts: Vec<HostName> = deploy
+            .hosts
+            .iter()
+            .filter(|h| h.batch == batch)
+            .map(|h| h.host.clone())
+            .collect();
+        let batches = deploy.hosts.iter().map(|h| h.batch).max().unwrap_or(0) + 1;
         self.db()
             .set_desired(&deploy.cluster, &hosts, &deploy.app, &build.version, id)
             .await?;
-        tracing::info!(deploy_id = %id, app = %deploy.app, version = %build.version, "rollout published");
+        tracing::info!(deploy_id = %id, app = %deploy.app, version = %build.version,
+            batch = batch + 1, batches, hosts = hosts.len(), "rollout batch published");
         self.bus()
             .publish(
                 &deploy.cluster,
@@ -391,12 +431,143 @@ impl Tracker {
                     target: Target {
                         cluster: deploy.cluster.clone(),
                         hosts: deploy.hosts_selector.clone(),
+                        only: (batches > 1).then_some(hosts),
                     },
                     issued_at: Timestamp::now(),
                 }),
             )
             .await;
         Ok(())
+    }
+
+    /// Moves a running deploy on once its current batch is over: halts it
+    /// when the failures pass `max_failures` (the hosts of later batches
+    /// stay untouched), bakes, starts the next batch, or ends it.
+    async fn advance(&self, id: DeployId) -> anyhow::Result<()> {
+        let Some(deploy) = self.db().deploy(id).await? else {
+            return Ok(());
+        };
+        if deploy.status != DeployStatus::Running {
+            return Ok(());
+        }
+        let current = deploy.current_batch;
+        let in_batch = |b: u32| deploy.hosts.iter().filter(move |h| h.batch == b);
+        if in_batch(current).any(|h| !h.phase.is_terminal()) {
+            return Ok(());
+        }
+        let last = deploy.hosts.iter().map(|h| h.batch).max().unwrap_or(0);
+        let failed = deploy
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.phase, HostPhase::Failed | HostPhase::TimedOut))
+            .count();
+        let allowed = deploy.max_failures.of(deploy.hosts.len());
+        if current < last && failed > allowed {
+            let reason = format!(
+                "halted after batch {} of {}: {failed} host(s) failed, more than max_failures {} allows ({allowed})",
+                current + 1,
+                last + 1,
+                deploy.max_failures
+            );
+            tracing::warn!(deploy_id = %id, app = %deploy.app, %reason, "rollout halted");
+            let untouched = self
+                .db()
+                .leave_unstarted(id, current + 1, "not started: the rollout halted")
+                .await?;
+            for row in untouched {
+                self.bus()
+                    .emit(DeployEvent::Host {
+                        deploy_id: id,
+                        host: row,
+                    })
+                    .await;
+            }
+            return self.finish(id, Some(&reason)).await;
+        }
+        if current >= last {
+            return self.finish(id, None).await;
+        }
+        let bake = deploy.strategy.bake_ms();
+        if bake > 0 {
+            let due = match self.db().next_batch_at(id).await? {
+                Some(at) => at,
+                None => {
+                    let at = Timestamp(Timestamp::now().0 + bake as i64);
+                    self.db().bake_until(id, at).await?;
+                    tracing::info!(deploy_id = %id, batch = current + 1, bake_ms = bake, "batch done; baking");
+                    return Ok(());
+                }
+            };
+            if due > Timestamp::now() {
+                return Ok(());
+            }
+        }
+        if !self.db().start_batch(id, current, current + 1).await? {
+            return Ok(()); // another caller started it
+        }
+        let build = match deploy.build_id {
+            Some(b) => self.db().build(b).await?,
+            None => None,
+        }
+        .with_context(|| format!("deploy {id} has no build"))?;
+        self.publish_batch(id, &build, current + 1).await
+    }
+
+    /// Ends a running deploy by how its hosts did.
+    async fn finish(&self, id: DeployId, error: Option<&str>) -> anyhow::Result<()> {
+        let hosts = self.db().deploy_hosts(id).await?;
+        let ok = hosts.iter().filter(|h| h.phase.is_success()).count();
+        let status = if ok == hosts.len() {
+            DeployStatus::Succeeded
+        } else if ok == 0 {
+            DeployStatus::Failed
+        } else {
+            DeployStatus::Partial
+        };
+        self.transition(id, &[DeployStatus::Running], status, None, error)
+            .await?;
+        Ok(())
+    }
+
+    /// Stops a deploy: hosts not yet started stay untouched, hosts under
+    /// way finish their install (a grabber never stops mid-step).
+    pub async fn cancel_deploy(&self, id: DeployId) -> Result<Deploy, ApiError> {
+        let d = self.deploy(id).await?;
+        if d.status.is_terminal() {
+            return Err(ApiError::conflict(
+                "deploy_finished",
+                format!("deploy {id} already ended: {}", d.status),
+            ));
+        }
+        // While building nothing started; while running, the current
+        // batch is under way.
+        let from = if d.status == DeployStatus::Building {
+            0
+        } else {
+            d.current_batch + 1
+        };
+        let untouched = self
+            .db()
+            .leave_unstarted(id, from, "not started: the deploy was cancelled")
+            .await?;
+        self.transition(
+            id,
+            &[DeployStatus::Building, DeployStatus::Running],
+            DeployStatus::Cancelled,
+            None,
+            Some("cancelled"),
+        )
+        .await?;
+        for row in untouched {
+            self.bus()
+                .emit(DeployEvent::Host {
+                    deploy_id: id,
+                    host: row,
+                })
+                .await;
+        }
+        tracing::info!(deploy_id = %id, app = %d.app, "deploy cancelled");
+        self.deploy(id).await
     }
 
     /// Moves a deploy between statuses and tells the watchers.
@@ -468,32 +639,17 @@ impl Tracker {
             })
             .await;
         if row.phase.is_terminal() {
-            self.finish_if_done(id).await?;
+            self.advance(id).await?;
         }
         Ok(row)
     }
 
-    /// Ends a running deploy once every host is terminal.
-    async fn finish_if_done(&self, id: DeployId) -> anyhow::Result<()> {
-        let hosts = self.db().deploy_hosts(id).await?;
-        if hosts.iter().any(|h| !h.phase.is_terminal()) {
-            return Ok(());
-        }
-        let ok = hosts.iter().filter(|h| h.phase.is_success()).count();
-        let status = if ok == hosts.len() {
-            DeployStatus::Succeeded
-        } else if ok == 0 {
-            DeployStatus::Failed
-        } else {
-            DeployStatus::Partial
-        };
-        self.transition(id, &[DeployStatus::Running], status, None, None)
-            .await?;
-        Ok(())
-    }
-
-    /// Marks hosts silent past the deadline as `timed_out`.
+    /// Marks hosts silent past the deadline as `timed_out`, and starts the
+    /// batches whose bake is over.
     pub async fn sweep(&self) -> anyhow::Result<()> {
+        for id in self.db().deploys_due(Timestamp::now()).await? {
+            self.advance(id).await?;
+        }
         let deadline = self.config().host_deadline;
         let before = Timestamp(Timestamp::now().0 - deadline.as_millis() as i64);
         for (id, host) in self.db().silent_hosts(before).await? {

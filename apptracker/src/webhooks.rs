@@ -275,6 +275,8 @@ async fn start(
             git_ref: Some(commit.clone()),
             cluster: rule.cluster.clone(),
             hosts: rule.hosts.clone(),
+            strategy: Default::default(),
+            max_failures: Default::default(),
         };
         match t.create_deploy(&req).await {
             Ok(d) => {

@@ -226,6 +226,144 @@ pub struct CreateDeploy {
     pub cluster: Cluster,
     /// Hosts of the cluster to touch; every host when absent.
     pub hosts: Option<HostSelector>,
+    /// How the hosts are taken: all at once (the default), in batches, or a
+    /// canary first.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Failed (or timed-out) hosts tolerated before the rollout halts and
+    /// hosts not yet started stay untouched; none by default.
+    #[serde(default)]
+    pub max_failures: Portion,
+}
+
+/// A number of hosts, or a share of the deploy's hosts: `3` or `"25%"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Portion {
+    Count(u32),
+    Percent(u8),
+}
+
+impl Default for Portion {
+    fn default() -> Self {
+        Portion::Count(0)
+    }
+}
+
+impl Portion {
+    /// Parses `3` or `25%` (0–100).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let bad = || format!("`{s}` is not a number of hosts or a percentage like 25%");
+        match s.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(p) if p <= 100 => Ok(Portion::Percent(p)),
+                _ => Err(bad()),
+            },
+            None => s.parse::<u32>().map(Portion::Count).map_err(|_| bad()),
+        }
+    }
+
+    /// How many of `total` hosts this is (a percentage rounds up, so 10% of
+    /// 5 hosts is one host).
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            Portion::Count(n) => (n as usize).min(total),
+            Portion::Percent(p) => (total * p as usize).div_ceil(100),
+        }
+    }
+}
+
+impl std::fmt::Display for Portion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Portion::Count(n) => write!(f, "{n}"),
+            Portion::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl std::str::FromStr for Portion {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Portion::parse(s)
+    }
+}
+
+impl Serialize for Portion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Portion::Count(n) => s.serialize_u32(*n),
+            Portion::Percent(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Portion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u32),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Portion::Count(n)),
+            Raw::S(s) => Portion::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// How a deploy takes its hosts. A batch starts when every host of the one
+/// before it is done (or failed, within `max_failures`), so at most a
+/// batch's hosts are between stopping the old release and a healthy new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Strategy {
+    #[default]
+    AllAtOnce,
+    /// Batches of `batch` hosts (at least one), `bake_ms` apart.
+    Rolling {
+        batch: Portion,
+        #[serde(default)]
+        bake_ms: u64,
+    },
+    /// `canary` hosts first; the rest, in one batch, once they are healthy
+    /// (and `bake_ms` later).
+    Canary {
+        canary: Portion,
+        #[serde(default)]
+        bake_ms: u64,
+    },
+}
+
+impl Strategy {
+    /// The batches of `hosts`, in order: each host in exactly one.
+    pub fn batches<T: Clone>(&self, hosts: &[T]) -> Vec<Vec<T>> {
+        let n = hosts.len();
+        match *self {
+            Strategy::AllAtOnce => vec![hosts.to_vec()],
+            Strategy::Rolling { batch, .. } => {
+                let size = batch.of(n).max(1);
+                hosts.chunks(size).map(<[T]>::to_vec).collect()
+            }
+            Strategy::Canary { canary, .. } => {
+                let first = canary.of(n).clamp(1, n.max(1));
+                let (a, b) = hosts.split_at(first.min(n));
+                [a.to_vec(), b.to_vec()]
+                    .into_iter()
+                    .filter(|b| !b.is_empty())
+                    .collect()
+            }
+        }
+    }
+
+    /// The wait between two batches.
+    pub fn bake_ms(&self) -> u64 {
+        match *self {
+            Strategy::AllAtOnce => 0,
+            Strategy::Rolling { bake_ms, .. } | Strategy::Canary { bake_ms, .. } => bake_ms,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -290,6 +428,8 @@ pub enum HostPhase {
     Failed,
     /// Silent past the deadline.
     TimedOut,
+    /// Left untouched: the rollout halted or was cancelled before its batch.
+    NotStarted,
     #[serde(other)]
     Unknown,
 }
@@ -298,7 +438,11 @@ impl HostPhase {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            HostPhase::Done | HostPhase::Skipped | HostPhase::Failed | HostPhase::TimedOut
+            HostPhase::Done
+                | HostPhase::Skipped
+                | HostPhase::Failed
+                | HostPhase::TimedOut
+                | HostPhase::NotStarted
         )
     }
 
@@ -319,6 +463,7 @@ impl HostPhase {
             HostPhase::Skipped => "skipped",
             HostPhase::Failed => "failed",
             HostPhase::TimedOut => "timed_out",
+            HostPhase::NotStarted => "not_started",
             HostPhase::Unknown => "unknown",
         }
     }
@@ -350,6 +495,9 @@ pub struct DeployHost {
     /// With `failed`: the last lines of the app's or the step's log.
     pub log_tail: Option<String>,
     pub updated_at: Timestamp,
+    /// The batch of the rollout this host is in (0 for all at once).
+    #[serde(default)]
+    pub batch: u32,
 }
 
 /// A deploy as the API shows it, with one row per targeted host.
@@ -364,11 +512,29 @@ pub struct Deploy {
     pub cluster: Cluster,
     pub hosts_selector: HostSelector,
     pub status: DeployStatus,
-    /// Why the deploy as a whole failed (a failed build, no matching host).
+    /// Why the deploy as a whole failed (a failed build, no matching host,
+    /// a rollout halted over `max_failures`).
     pub error: Option<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub max_failures: Portion,
+    /// The batch under way (0-based); hosts carry their batch.
+    #[serde(default)]
+    pub current_batch: u32,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub hosts: Vec<DeployHost>,
+}
+
+/// One entry of `GET /api/v1/deploys/{id}/events`: a host reached a phase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostEventRecord {
+    pub host: HostName,
+    pub phase: HostPhase,
+    pub failed_phase: Option<HostPhase>,
+    pub message: Option<String>,
+    pub at: Timestamp,
 }
 
 /// `POST /api/v1/deploys/{id}/hosts/{host}/events`: a grabber reports progress.
@@ -547,5 +713,61 @@ mod tests {
         for p in [HostPhase::TimedOut, HostPhase::Checking, HostPhase::Done] {
             assert_eq!(HostPhase::from_name(p.as_str()), p);
         }
+    }
+}
+
+#[cfg(test)]
+mod rollout_tests {
+    use super::*;
+
+    #[test]
+    fn portions_parse_and_count() {
+        assert_eq!(Portion::parse("3"), Ok(Portion::Count(3)));
+        assert_eq!(Portion::parse("25%"), Ok(Portion::Percent(25)));
+        assert!(Portion::parse("101%").unwrap_err().contains("101%"));
+        assert!(Portion::parse("-1").is_err());
+        assert!(Portion::parse("a few").is_err());
+        assert_eq!(Portion::Percent(10).of(5), 1, "rounds up");
+        assert_eq!(Portion::Percent(30).of(10), 3);
+        assert_eq!(Portion::Count(20).of(10), 10);
+        let json: Vec<Portion> = serde_json::from_str(r#"[3, "25%"]"#).unwrap();
+        assert_eq!(json, [Portion::Count(3), Portion::Percent(25)]);
+        assert_eq!(serde_json::to_string(&json).unwrap(), r#"[3,"25%"]"#);
+        assert!(serde_json::from_str::<Portion>(r#""lots""#).is_err());
+    }
+
+    #[test]
+    fn strategies_cut_batches() {
+        let hosts: Vec<u32> = (1..=10).collect();
+        let rolling = Strategy::Rolling {
+            batch: Portion::Count(3),
+            bake_ms: 0,
+        };
+        assert_eq!(
+            rolling.batches(&hosts),
+            vec![vec![1, 2, 3], vec![4, 5, 6], vec![7, 8, 9], vec![10]]
+        );
+        let canary = Strategy::Canary {
+            canary: Portion::Percent(10),
+            bake_ms: 0,
+        };
+        assert_eq!(canary.batches(&hosts), vec![vec![1], (2..=10).collect()]);
+        assert_eq!(Strategy::AllAtOnce.batches(&hosts), vec![hosts.clone()]);
+        // A batch is never empty, and a zero batch size still moves.
+        let zero = Strategy::Rolling {
+            batch: Portion::Count(0),
+            bake_ms: 0,
+        };
+        assert_eq!(zero.batches(&[1, 2]), vec![vec![1], vec![2]]);
+        let all_canary = Strategy::Canary {
+            canary: Portion::Count(5),
+            bake_ms: 0,
+        };
+        assert_eq!(all_canary.batches(&[1, 2]), vec![vec![1, 2]]);
+        let json = serde_json::to_value(rolling).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "rolling", "batch": 3, "bake_ms": 0})
+        );
     }
 }

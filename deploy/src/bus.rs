@@ -25,12 +25,18 @@ pub fn events_channel(prefix: &str) -> String {
 pub struct Target {
     pub cluster: Cluster,
     pub hosts: HostSelector,
+    /// A batch of a rolling or canary deploy: exactly these hosts (of those
+    /// `hosts` matches). A list, not a regex, so a batch of any size fits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<HostName>>,
 }
 
 impl Target {
     /// The filter every grabber applies, whatever the strategy.
     pub fn selects(&self, cluster: &Cluster, host: &HostName) -> bool {
-        &self.cluster == cluster && self.hosts.matches(host)
+        &self.cluster == cluster
+            && self.hosts.matches(host)
+            && self.only.as_ref().is_none_or(|only| only.contains(host))
     }
 }
 
@@ -88,6 +94,7 @@ mod tests {
             target: Target {
                 cluster: Cluster::parse("local").unwrap(),
                 hosts: HostSelector::parse("local-[12]").unwrap(),
+                only: None,
             },
             issued_at: Timestamp(1),
         });
@@ -96,8 +103,24 @@ mod tests {
         assert_eq!(v["target"]["hosts"], "local-[12]");
         assert_eq!(v["artifact"]["size"], 10);
         assert_eq!(v["artifact"]["signature"], "c2lnbmF0dXJl");
+        assert!(v["target"].get("only").is_none(), "absent when not a batch");
         let back = BusMessage::from_json(&v.to_string()).unwrap();
         assert_eq!(back, m);
+    }
+
+    #[test]
+    fn a_batch_selects_only_its_hosts() {
+        let local = Cluster::parse("local").unwrap();
+        let h = |n: &str| HostName::parse(n).unwrap();
+        let t = Target {
+            cluster: local.clone(),
+            hosts: HostSelector::parse("web-.*").unwrap(),
+            only: Some(vec![h("web-1"), h("web-3")]),
+        };
+        assert!(t.selects(&local, &h("web-1")));
+        assert!(!t.selects(&local, &h("web-2")), "not in the batch");
+        assert!(!t.selects(&local, &h("db-1")), "not matched");
+        assert!(!t.selects(&Cluster::parse("other").unwrap(), &h("web-1")));
     }
 
     #[test]

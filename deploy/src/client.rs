@@ -325,6 +325,23 @@ impl Client {
         self.get(&format!("/api/v1/deploys/{id}")).await
     }
 
+    /// Stops a deploy: hosts not yet started stay untouched.
+    pub async fn cancel_deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
+        self.post(
+            &format!("/api/v1/deploys/{id}/cancel"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Every phase every host of the deploy reported, oldest first.
+    pub async fn deploy_events(
+        &self,
+        id: DeployId,
+    ) -> Result<Vec<crate::HostEventRecord>, ClientError> {
+        self.get(&format!("/api/v1/deploys/{id}/events")).await
+    }
+
     /// Live events of one deploy: first a snapshot (one `Host` event per host
     /// and a `Status`), then every change. The stream ends after the deploy's
     /// terminal `Status`.

@@ -7,8 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use deploy::{
     AppName, AppRunStatus, Build, BuildStatus, Client, Cluster, CreateDeploy, Deploy, DeployEvent,
-    DeployHost, DeployId, DeployStatus, GitRef, HostPhase, HostSelector, RegisterApp, RequestBuild,
-    Version,
+    DeployHost, DeployId, DeployStatus, GitRef, HostPhase, HostSelector, Portion, RegisterApp,
+    RequestBuild, Strategy, Version,
 };
 use futures::StreamExt;
 
@@ -65,6 +65,18 @@ enum Command {
         /// Follow the deploy to its end; exit non-zero unless every host succeeded.
         #[arg(long)]
         wait: bool,
+        /// Rolling deploy: hosts at a time (`3`) or a share of them (`25%`).
+        #[arg(long, conflicts_with = "canary")]
+        batch: Option<Portion>,
+        /// Canary deploy: these hosts first (`1` or `10%`), the rest once they are healthy.
+        #[arg(long)]
+        canary: Option<Portion>,
+        /// Wait between batches (e.g. `30s`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        bake: Option<std::time::Duration>,
+        /// Failed hosts tolerated before the rollout halts (`0` by default, or `10%`).
+        #[arg(long, default_value = "0")]
+        max_failures: Portion,
     },
     /// Show a deploy with one row per host.
     Status {
@@ -137,7 +149,17 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             cluster,
             hosts,
             wait,
+            batch,
+            canary,
+            bake,
+            max_failures,
         } => {
+            let bake_ms = bake.map_or(0, |b| b.as_millis() as u64);
+            let strategy = match (batch, canary) {
+                (Some(batch), _) => Strategy::Rolling { batch, bake_ms },
+                (None, Some(canary)) => Strategy::Canary { canary, bake_ms },
+                (None, None) => Strategy::AllAtOnce,
+            };
             let (version, git_ref) = if Version::looks_built(&version_or_ref) {
                 (Some(Version::parse(version_or_ref)?), None)
             } else {
@@ -150,6 +172,8 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
                     git_ref,
                     cluster,
                     hosts,
+                    strategy,
+                    max_failures,
                 })
                 .await?;
             println!(

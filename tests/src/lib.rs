@@ -301,6 +301,8 @@ impl Platform {
                 git_ref,
                 cluster: Self::cluster(),
                 hosts: hosts.map(HostSelector::parse).transpose()?,
+                strategy: Default::default(),
+                max_failures: Default::default(),
             })
             .await?)
     }

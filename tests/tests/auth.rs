@@ -149,6 +149,8 @@ async fn wrong_tokens_are_refused_and_change_nothing() -> anyhow::Result<()> {
             git_ref: Some(deploy::GitRef::parse("main")?),
             cluster: Platform::cluster(),
             hosts: None,
+            strategy: Default::default(),
+            max_failures: Default::default(),
         })
         .await?;
     assert_eq!(

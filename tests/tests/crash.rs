@@ -223,6 +223,8 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
                 git_ref: None,
                 cluster: Cluster::parse("crash")?,
                 hosts: None,
+                strategy: Default::default(),
+                max_failures: Default::default(),
             })
             .await?
             .id)

@@ -192,6 +192,8 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
                     git_ref: Some(GitRef::parse(r)?),
                     cluster: Cluster::parse(cluster)?,
                     hosts: None,
+                    strategy: Default::default(),
+                    max_failures: Default::default(),
                 })
                 .await?;
             anyhow::Ok(d)

@@ -662,6 +662,7 @@ mod tests {
             message: None,
             log_tail: None,
             updated_at: deploy::Timestamp(0),
+            batch: 0,
         };
         assert_eq!(progress(&[]), "no hosts");
         let all = [

@@ -75,6 +75,7 @@ async fn event(
         message: ev.message.clone(),
         log_tail: ev.log_tail.clone(),
         updated_at: Timestamp::now(),
+        batch: 0,
     };
     s.lock().unwrap().events.push((DeployId(id), host, ev));
     Json(dh)

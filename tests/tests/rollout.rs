@@ -1,0 +1,202 @@
+//! Rollout strategies over ten hosts: a rolling deploy in batches of three
+//! never has more than three hosts between stopping the old release and a
+//! healthy new one; a failing canary leaves every other host untouched; a
+//! failure threshold halts a rolling deploy part way; a second deploy of
+//! the same app to the same cluster is refused while the first runs, naming
+//! it; a cancelled deploy starts no further hosts.
+
+use std::time::Duration;
+
+use deploy::{
+    CreateDeploy, Deploy, DeployStatus, HostPhase, HostSelector, Portion, Strategy, Timestamp,
+};
+use slipway_tests::{AppRepo, Platform, commit_hello, poll};
+
+const TEN: [&str; 10] = [
+    "web-01", "web-02", "web-03", "web-04", "web-05", "web-06", "web-07", "web-08", "web-09",
+    "web-10",
+];
+
+fn rolling(batch: u32) -> Strategy {
+    Strategy::Rolling {
+        batch: Portion::Count(batch),
+        bake_ms: 0,
+    }
+}
+
+async fn deploy_with(
+    p: &Platform,
+    app: &deploy::AppName,
+    git_ref: &str,
+    strategy: Strategy,
+    max_failures: Portion,
+) -> Result<Deploy, deploy::ClientError> {
+    p.client
+        .create_deploy(&CreateDeploy {
+            app: app.clone(),
+            version: None,
+            git_ref: Some(deploy::GitRef::parse(git_ref).expect("a valid ref")),
+            cluster: deploy::Cluster::parse("local").expect("a valid cluster"),
+            hosts: None::<HostSelector>,
+            strategy,
+            max_failures,
+        })
+        .await
+}
+
+/// The most hosts that were ever at once between `starting` (the grabber
+/// stops the old release) and `done` (the new one is healthy), from the
+/// recorded event times.
+async fn most_in_flight(p: &Platform, id: deploy::DeployId) -> anyhow::Result<usize> {
+    let events = p.client.deploy_events(id).await?;
+    let mut spans: Vec<(Timestamp, Timestamp)> = Vec::new();
+    for host in TEN {
+        let of = |phase: HostPhase| {
+            events
+                .iter()
+                .find(|e| e.host.as_str() == host && e.phase == phase)
+                .map(|e| e.at)
+        };
+        let (Some(start), Some(end)) = (of(HostPhase::Starting), of(HostPhase::Done)) else {
+            anyhow::bail!("{host} has no starting/done events: {events:#?}");
+        };
+        spans.push((start, end));
+    }
+    // At every start, count the spans open then (ends are exclusive: a
+    // host done in the same millisecond another starts is not counted).
+    Ok(spans
+        .iter()
+        .map(|(at, _)| spans.iter().filter(|(s, e)| s <= at && at < e).count())
+        .max()
+        .unwrap_or(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rolling_canary_threshold_lock_and_cancel() -> anyhow::Result<()> {
+    let p = Platform::start(&TEN).await?;
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let app = p.register("hello", &repo.path).await?;
+
+    // Rolling, batches of three: four batches, never more than three hosts
+    // switching at once.
+    commit_hello(&repo, "A", true)?;
+    let d = deploy_with(&p, &app, "main", rolling(3), Portion::Count(0)).await?;
+    let batches: Vec<u32> = d.hosts.iter().map(|h| h.batch).collect();
+    assert_eq!(batches, [0, 0, 0, 1, 1, 1, 2, 2, 2, 3]);
+    // While it runs, a second deploy of the app to the cluster is refused
+    // with the first's id.
+    let e = deploy_with(&p, &app, "main", Strategy::AllAtOnce, Portion::Count(0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("deploy_in_progress"), "{e}");
+    assert!(e.to_string().contains(&format!("deploy {}", d.id)), "{e}");
+    let a = p.wait_deploy(d.id).await?;
+    assert_eq!(a.status, DeployStatus::Succeeded, "{a:#?}");
+    let most = most_in_flight(&p, d.id).await?;
+    assert!(
+        (1..=3).contains(&most),
+        "{most} hosts were between stopping and healthy at once"
+    );
+    let version_a = a.version.clone().expect("a version");
+
+    // A failing canary: the other nine hosts are never touched.
+    commit_hello(&repo, "B", false)?;
+    let d = deploy_with(
+        &p,
+        &app,
+        "main",
+        Strategy::Canary {
+            canary: Portion::Count(1),
+            bake_ms: 0,
+        },
+        Portion::Count(0),
+    )
+    .await?;
+    let b = p.wait_deploy(d.id).await?;
+    assert_eq!(b.status, DeployStatus::Failed, "{b:#?}");
+    assert!(
+        b.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("halted after batch 1 of 2"),
+        "{b:#?}"
+    );
+    assert_eq!(b.hosts[0].host.as_str(), "web-01");
+    assert_eq!(b.hosts[0].phase, HostPhase::Failed);
+    assert!(b.hosts[0].rolled_back);
+    for h in &b.hosts[1..] {
+        assert_eq!(h.phase, HostPhase::NotStarted, "{h:#?}");
+    }
+    let events = p.client.deploy_events(d.id).await?;
+    assert!(
+        events.iter().all(|e| e.host.as_str() == "web-01"),
+        "only the canary reported anything: {events:#?}"
+    );
+    for host in TEN {
+        assert_eq!(
+            p.host(host).current("hello").as_deref(),
+            Some(version_a.as_str()),
+            "{host} still runs A"
+        );
+    }
+
+    // Rolling in threes with one failure tolerated: the first batch fails
+    // three hosts, over the threshold, and the rollout stops there.
+    let d = deploy_with(&p, &app, "main", rolling(3), Portion::Count(1)).await?;
+    let c = p.wait_deploy(d.id).await?;
+    assert_eq!(c.status, DeployStatus::Failed, "{c:#?}");
+    let phases: Vec<HostPhase> = c.hosts.iter().map(|h| h.phase).collect();
+    assert_eq!(&phases[..3], [HostPhase::Failed; 3]);
+    assert_eq!(&phases[3..], [HostPhase::NotStarted; 7]);
+    assert!(
+        c.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("3 host(s) failed"),
+        "{c:#?}"
+    );
+
+    // Cancelled while its first batch bakes: the second never starts.
+    commit_hello(&repo, "C", true)?;
+    let slow = Strategy::Rolling {
+        batch: Portion::Count(5),
+        bake_ms: 120_000,
+    };
+    let d = deploy_with(&p, &app, "main", slow, Portion::Count(0)).await?;
+    poll(Duration::from_secs(60), || async {
+        let now = p.client.deploy(d.id).await?;
+        Ok(now
+            .hosts
+            .iter()
+            .filter(|h| h.batch == 0)
+            .all(|h| h.phase == HostPhase::Done))
+    })
+    .await?;
+    assert_eq!(
+        p.client.deploy(d.id).await?.status,
+        DeployStatus::Running,
+        "baking"
+    );
+    let cancelled = p.client.cancel_deploy(d.id).await?;
+    assert_eq!(cancelled.status, DeployStatus::Cancelled);
+    for h in &cancelled.hosts {
+        let want = if h.batch == 0 {
+            HostPhase::Done
+        } else {
+            HostPhase::NotStarted
+        };
+        assert_eq!(h.phase, want, "{h:#?}");
+    }
+    assert_eq!(
+        p.host("web-10").current("hello").as_deref(),
+        Some(version_a.as_str())
+    );
+    // Cancelling twice is a clear error.
+    let e = p.client.cancel_deploy(d.id).await.unwrap_err();
+    assert_eq!(e.code(), Some("deploy_finished"), "{e}");
+    // The lock is free again at once.
+    let again = deploy_with(&p, &app, "main", Strategy::AllAtOnce, Portion::Count(0)).await?;
+    let done = p.wait_deploy(again.id).await?;
+    assert_eq!(done.status, DeployStatus::Succeeded, "{done:#?}");
+    p.shutdown().await
+}
