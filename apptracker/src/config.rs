@@ -23,6 +23,10 @@ pub struct Config {
     /// A host with no progress report for this long is `timed_out`.
     #[serde(with = "humantime_serde_compat")]
     pub host_deadline: Duration,
+    /// A host whose grabber has not heartbeated for this long is not
+    /// alive: deploys (and the targets preview) leave it out.
+    #[serde(with = "humantime_serde_compat")]
+    pub host_alive: Duration,
     /// How often the deadline sweeper looks.
     #[serde(with = "humantime_serde_compat")]
     pub sweep_interval: Duration,
@@ -83,6 +87,7 @@ impl Default for Config {
             data_dir: PathBuf::from(".slipway"),
             database_url: None,
             host_deadline: Duration::from_secs(300),
+            host_alive: Duration::from_secs(120),
             sweep_interval: Duration::from_secs(2),
             builder: true,
             build_lease: Duration::from_secs(60),

@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use deploy::{
     App, AppName, Build, BuildId, BusMessage, Cluster, CreateDeploy, CreateToken, CreatedToken,
     Deploy, DeployEvent, DeployHost, DeployId, DesiredState, Heartbeat, Host, HostEvent, HostName,
-    RegisterApp, RequestBuild, TokenInfo, Version,
+    HostSelector, RegisterApp, RequestBuild, TokenInfo, Version,
 };
 use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
@@ -51,6 +51,7 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/deploys", post(create_deploy).get(list_deploys))
         .route("/api/v1/deploys/{id}", get(show_deploy))
         .route("/api/v1/deploys/{id}/cancel", post(cancel_deploy))
+        .route("/api/v1/targets", get(preview_targets))
         .route("/api/v1/deploys/{id}/events", get(deploy_events))
         .route("/api/v1/deploys/{id}/stream", get(deploy_stream))
         // A failed host's report carries up to 1 MiB of log, which JSON
@@ -329,6 +330,27 @@ async fn show_deploy(
     who.require(Role::Viewer)?;
     let id: DeployId = parse(&id)?;
     Ok(ApiJson(t.deploy(id).await?))
+}
+
+#[derive(serde::Deserialize)]
+struct TargetsQuery {
+    cluster: String,
+    hosts: Option<String>,
+}
+
+/// What a deploy to `cluster` (and `hosts`, a regex) would touch.
+async fn preview_targets(
+    State(t): State<Tracker>,
+    who: Principal,
+    Query(q): Query<TargetsQuery>,
+) -> Result<ApiJson<deploy::Targets>, ApiError> {
+    who.require(Role::Viewer)?;
+    let cluster = Cluster::parse(q.cluster)?;
+    let selector = match q.hosts {
+        Some(h) => HostSelector::parse(h)?,
+        None => HostSelector::all(),
+    };
+    Ok(ApiJson(t.targets(&cluster, &selector).await?))
 }
 
 async fn cancel_deploy(

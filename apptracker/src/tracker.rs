@@ -281,31 +281,66 @@ impl Tracker {
         }
     }
 
-    pub async fn create_deploy(&self, req: &CreateDeploy) -> Result<Deploy, ApiError> {
-        let app = self.app_or_404(&req.app).await?;
-        self.refuse_if_active(&app.name, &req.cluster).await?;
-        let selector = req.hosts.clone().unwrap_or_else(HostSelector::all);
-        let registered = self.db().hosts(Some(&req.cluster)).await?;
-        let targets: Vec<HostName> = registered
-            .iter()
-            .filter(|h| selector.matches(&h.name))
-            .map(|h| h.name.clone())
-            .collect();
-        if targets.is_empty() {
+    /// The hosts a deploy to `cluster` with `selector` touches: registered,
+    /// matching, and alive (heartbeat within `host_alive`). None is an
+    /// error that lists what there is.
+    pub async fn targets(
+        &self,
+        cluster: &Cluster,
+        selector: &HostSelector,
+    ) -> Result<deploy::Targets, ApiError> {
+        let registered = self.db().hosts(Some(cluster)).await?;
+        let alive_since = Timestamp::now().0 - self.config().host_alive.as_millis() as i64;
+        let (mut hosts, mut excluded) = (Vec::new(), Vec::new());
+        for h in registered.iter().filter(|h| selector.matches(&h.name)) {
+            if h.last_seen.0 >= alive_since {
+                hosts.push(h.clone());
+            } else {
+                excluded.push(deploy::ExcludedHost {
+                    host: h.name.clone(),
+                    reason: format!("no heartbeat since {}", h.last_seen),
+                });
+            }
+        }
+        if hosts.is_empty() {
             let names: Vec<&str> = registered.iter().map(|h| h.name.as_str()).collect();
             return Err(ApiError::unprocessable(
                 "no_matching_hosts",
                 if names.is_empty() {
-                    format!("cluster `{}` has no registered hosts", req.cluster)
+                    format!("cluster `{cluster}` has no registered hosts")
+                } else if !excluded.is_empty() {
+                    let silent: Vec<&str> = excluded.iter().map(|e| e.host.as_str()).collect();
+                    format!(
+                        "every host of cluster `{cluster}` matching `{selector}` is silent: {}",
+                        silent.join(", ")
+                    )
                 } else {
                     format!(
-                        "no host of cluster `{}` matches `{selector}` (hosts: {})",
-                        req.cluster,
+                        "no host of cluster `{cluster}` matches `{selector}` (hosts: {})",
                         names.join(", ")
                     )
                 },
             ));
         }
+        Ok(deploy::Targets {
+            cluster: cluster.clone(),
+            hosts_selector: selector.clone(),
+            hosts,
+            excluded,
+        })
+    }
+
+    pub async fn create_deploy(&self, req: &CreateDeploy) -> Result<Deploy, ApiError> {
+        let app = self.app_or_404(&req.app).await?;
+        self.refuse_if_active(&app.name, &req.cluster).await?;
+        let selector = req.hosts.clone().unwrap_or_else(HostSelector::all);
+        let targets: Vec<HostName> = self
+            .targets(&req.cluster, &selector)
+            .await?
+            .hosts
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
         let (build, git_ref) = match (&req.version, &req.git_ref) {
             (Some(v), None) => {
                 let build = self.db().build_by_version(&req.app, v).await?;

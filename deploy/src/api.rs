@@ -527,6 +527,25 @@ pub struct Deploy {
     pub hosts: Vec<DeployHost>,
 }
 
+/// `GET /api/v1/targets?cluster=C&hosts=REGEX`: the hosts a deploy with
+/// that cluster and regex would touch, before anything happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Targets {
+    pub cluster: Cluster,
+    pub hosts_selector: HostSelector,
+    /// Registered, alive and matching: what a deploy would touch, with what
+    /// each runs now.
+    pub hosts: Vec<Host>,
+    /// Matching but left out, with why (its grabber is silent).
+    pub excluded: Vec<ExcludedHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExcludedHost {
+    pub host: HostName,
+    pub reason: String,
+}
+
 /// One entry of `GET /api/v1/deploys/{id}/events`: a host reached a phase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostEventRecord {

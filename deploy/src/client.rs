@@ -325,6 +325,20 @@ impl Client {
         self.get(&format!("/api/v1/deploys/{id}")).await
     }
 
+    /// The hosts a deploy to `cluster` (those matching `hosts`) would touch.
+    pub async fn targets(
+        &self,
+        cluster: &crate::Cluster,
+        hosts: Option<&crate::HostSelector>,
+    ) -> Result<crate::Targets, ClientError> {
+        let mut query = vec![("cluster", cluster.as_str())];
+        if let Some(h) = hosts {
+            query.push(("hosts", h.as_str()));
+        }
+        self.send(self.http.get(self.url("/api/v1/targets")).query(&query))
+            .await
+    }
+
     /// Stops a deploy: hosts not yet started stay untouched.
     pub async fn cancel_deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
         self.post(

@@ -78,6 +78,17 @@ enum Command {
         #[arg(long, default_value = "0")]
         max_failures: Portion,
     },
+    /// The hosts a release with these `--cluster` and `--hosts` would touch,
+    /// with what each runs now. Nothing is changed.
+    Targets {
+        #[arg(long)]
+        cluster: Cluster,
+        /// Regular expression the whole host name must match.
+        #[arg(long)]
+        hosts: Option<HostSelector>,
+    },
+    /// Stop a running deploy: no further host starts.
+    Cancel { deploy: DeployId },
     /// Show a deploy with one row per host.
     Status {
         deploy: DeployId,
@@ -195,6 +206,36 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             let d = client.deploy(deploy).await?;
             print_deploy(&d);
             return Ok(exit_for(d.status));
+        }
+        Command::Targets { cluster, hosts } => {
+            let t = client.targets(&cluster, hosts.as_ref()).await?;
+            println!(
+                "{} host(s) of {} match `{}`:",
+                t.hosts.len(),
+                t.cluster,
+                t.hosts_selector
+            );
+            for h in &t.hosts {
+                let apps: Vec<String> = h
+                    .apps
+                    .iter()
+                    .map(|a| {
+                        let v = a.version.as_ref().map_or("-".into(), |v| v.to_string());
+                        format!("{}@{v}", a.app)
+                    })
+                    .collect();
+                println!("  {:<24} {}", h.name, apps.join(" "));
+            }
+            for e in &t.excluded {
+                println!("  {:<24} left out: {}", e.host, e.reason);
+            }
+        }
+        Command::Cancel { deploy } => {
+            let d = client.cancel_deploy(deploy).await?;
+            println!("deploy {} {}", d.id, d.status);
+            for h in &d.hosts {
+                print_host(h);
+            }
         }
         Command::Hosts => {
             let hosts = client.hosts().await?;

@@ -99,6 +99,8 @@ pub struct Options {
     pub webhook_secret: Option<String>,
     /// Credentials for git remotes that ask: (user name, password).
     pub git_credentials: Option<(String, String)>,
+    /// AppTracker's `host_deadline` (default: its own, 5 minutes).
+    pub host_deadline: Option<Duration>,
     /// The keys the grabbers trust instead of AppTracker's own.
     pub trusted_keys: Option<Vec<deploy::signing::PublicKey>>,
 }
@@ -149,6 +151,9 @@ impl Platform {
             artifact_url_ttl: opts
                 .artifact_url_ttl
                 .unwrap_or(apptracker::Config::default().artifact_url_ttl),
+            host_deadline: opts
+                .host_deadline
+                .unwrap_or(apptracker::Config::default().host_deadline),
             ..apptracker::Config::default()
         };
         let app = apptracker::Application::build(config.clone()).await?;

@@ -200,3 +200,57 @@ async fn rolling_canary_threshold_lock_and_cancel() -> anyhow::Result<()> {
     assert_eq!(done.status, DeployStatus::Succeeded, "{done:#?}");
     p.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_targets_preview_matches_the_deploy_and_a_killed_host_times_out() -> anyhow::Result<()>
+{
+    let mut p = Platform::start_with(
+        &["api-1", "api-2", "worker-1"],
+        slipway_tests::Options {
+            host_deadline: Some(Duration::from_secs(3)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    commit_hello(&repo, "A", true)?;
+    let app = p.register("hello", &repo.path).await?;
+    let local = deploy::Cluster::parse("local")?;
+
+    // The preview names exactly the hosts the deploy then takes.
+    let api = HostSelector::parse("api-.*")?;
+    let t = p.client.targets(&local, Some(&api)).await?;
+    let names: Vec<&str> = t.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["api-1", "api-2"]);
+    assert!(t.excluded.is_empty());
+    let nothing = HostSelector::parse("db-.*")?;
+    let e = p.client.targets(&local, Some(&nothing)).await.unwrap_err();
+    assert_eq!(e.code(), Some("no_matching_hosts"), "{e}");
+    assert!(e.to_string().contains("api-1, api-2, worker-1"), "{e}");
+    let d = p.release(&app, "main", Some("api-.*")).await?;
+    let hosts: Vec<&str> = d.hosts.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(hosts, names);
+    p.wait_deploy(d.id).await?;
+
+    // A host whose grabber dies before it reports: timed out after the
+    // deadline, and the deploy ends partial instead of hanging.
+    commit_hello(&repo, "B", true)?;
+    p.stop_grabber(2).await?;
+    let d = p.release(&app, "main", None).await?;
+    let done = p.wait_deploy(d.id).await?;
+    assert_eq!(done.status, DeployStatus::Partial, "{done:#?}");
+    let dead = done
+        .hosts
+        .iter()
+        .find(|h| h.host.as_str() == "worker-1")
+        .expect("worker-1 is targeted");
+    assert_eq!(dead.phase, HostPhase::TimedOut, "{dead:#?}");
+    assert!(
+        done.hosts
+            .iter()
+            .filter(|h| h.host.as_str() != "worker-1")
+            .all(|h| h.phase == HostPhase::Done),
+        "{done:#?}"
+    );
+    p.shutdown().await
+}
