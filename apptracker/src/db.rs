@@ -38,7 +38,7 @@ macro_rules! app_columns {
 macro_rules! deploy_columns {
     () => {
         "id, app, version, git_ref, build_id, cluster, hosts_selector, status, error, created_at, finished_at, \
-         strategy, max_failures, current_batch"
+         strategy, max_failures, current_batch, retry_of"
     };
 }
 
@@ -454,8 +454,8 @@ impl Db {
         let now = Timestamp::now();
         let id: i64 = sqlx::query(
             "INSERT INTO deploys (app, version, git_ref, build_id, cluster, hosts_selector, status, created_at, \
-             strategy, max_failures) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+             strategy, max_failures, retry_of) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
         )
         .bind(new.app.as_str())
         .bind(new.version.map(|v| v.as_str().to_string()))
@@ -467,6 +467,7 @@ impl Db {
         .bind(now.0)
         .bind(serde_json::to_string(&new.strategy)?)
         .bind(new.max_failures.to_string())
+        .bind(new.retry_of.map(|d| d.0))
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -708,9 +709,13 @@ impl Db {
     ) -> anyhow::Result<Option<(DeployHost, bool)>> {
         let now = Timestamp::now();
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        // Written first (a read first would make SQLite's later upgrade to a
+        // write lock fail under concurrent reports), and only for a host of
+        // this deploy.
+        let member = sqlx::query(
             "INSERT INTO host_events (deploy_id, host, phase, failed_phase, rolled_back, message, log_tail, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+             WHERE EXISTS (SELECT 1 FROM deploy_hosts WHERE deploy_id = $1 AND host = $2)",
         )
         .bind(id.0)
         .bind(host.as_str())
@@ -721,7 +726,12 @@ impl Db {
         .bind(ev.log_tail.clone())
         .bind(now.0)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected()
+            == 1;
+        if !member {
+            return Ok(None);
+        }
         let res = sqlx::query(
             "UPDATE deploy_hosts SET phase = $3, failed_phase = $4, rolled_back = $5, message = $6, \
              log_tail = $7, updated_at = $8 \
@@ -1048,6 +1058,7 @@ pub struct NewDeploy<'a> {
     pub hosts: &'a [HostName],
     pub strategy: Strategy,
     pub max_failures: Portion,
+    pub retry_of: Option<DeployId>,
 }
 
 /// Turns a stored value that fails to parse into a decode error naming it.
@@ -1153,6 +1164,7 @@ fn deploy_from_row(r: &AnyRow) -> anyhow::Result<Deploy> {
         max_failures: Portion::parse(&r.try_get::<String, _>("max_failures")?)
             .map_err(anyhow::Error::msg)?,
         current_batch: u32::try_from(r.try_get::<i64, _>("current_batch")?)?,
+        retry_of: r.try_get::<Option<i64>, _>("retry_of")?.map(DeployId),
         created_at: Timestamp(r.try_get("created_at")?),
         finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
         hosts: Vec::new(),

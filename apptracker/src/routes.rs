@@ -51,6 +51,7 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/deploys", post(create_deploy).get(list_deploys))
         .route("/api/v1/deploys/{id}", get(show_deploy))
         .route("/api/v1/deploys/{id}/cancel", post(cancel_deploy))
+        .route("/api/v1/deploys/{id}/retry", post(retry_deploy))
         .route("/api/v1/targets", get(preview_targets))
         .route("/api/v1/deploys/{id}/events", get(deploy_events))
         .route("/api/v1/deploys/{id}/stream", get(deploy_stream))
@@ -351,6 +352,16 @@ async fn preview_targets(
         None => HostSelector::all(),
     };
     Ok(ApiJson(t.targets(&cluster, &selector).await?))
+}
+
+async fn retry_deploy(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Deploy>, ApiError> {
+    who.require(Role::Deployer)?;
+    let id: DeployId = parse(&id)?;
+    Ok(ApiJson(t.retry_deploy(id).await?))
 }
 
 async fn cancel_deploy(

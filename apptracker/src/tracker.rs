@@ -331,16 +331,70 @@ impl Tracker {
     }
 
     pub async fn create_deploy(&self, req: &CreateDeploy) -> Result<Deploy, ApiError> {
+        self.create_deploy_on(req, None, None).await
+    }
+
+    /// A new deploy of the same version to the hosts of deploy `id` that
+    /// failed or timed out, linked to it.
+    pub async fn retry_deploy(&self, id: DeployId) -> Result<Deploy, ApiError> {
+        let d = self.deploy(id).await?;
+        if !d.status.is_terminal() {
+            return Err(ApiError::conflict(
+                "deploy_in_progress",
+                format!("deploy {id} is {}; retry it once it ends", d.status),
+            ));
+        }
+        let failed: Vec<HostName> = d
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.phase, HostPhase::Failed | HostPhase::TimedOut))
+            .map(|h| h.host.clone())
+            .collect();
+        let Some(version) = d.version.clone() else {
+            return Err(ApiError::unprocessable(
+                "nothing_to_retry",
+                format!("deploy {id} never had a build to deploy"),
+            ));
+        };
+        if failed.is_empty() {
+            return Err(ApiError::unprocessable(
+                "nothing_to_retry",
+                format!("no host of deploy {id} failed or timed out"),
+            ));
+        }
+        let req = CreateDeploy {
+            app: d.app.clone(),
+            version: Some(version),
+            git_ref: None,
+            cluster: d.cluster.clone(),
+            hosts: Some(d.hosts_selector.clone()),
+            strategy: d.strategy,
+            max_failures: d.max_failures,
+        };
+        self.create_deploy_on(&req, Some(failed), Some(id)).await
+    }
+
+    /// Creates a deploy of `req`, to `hosts` when given (a retry), else to
+    /// the hosts `req` selects.
+    async fn create_deploy_on(
+        &self,
+        req: &CreateDeploy,
+        hosts: Option<Vec<HostName>>,
+        retry_of: Option<DeployId>,
+    ) -> Result<Deploy, ApiError> {
         let app = self.app_or_404(&req.app).await?;
         self.refuse_if_active(&app.name, &req.cluster).await?;
         let selector = req.hosts.clone().unwrap_or_else(HostSelector::all);
-        let targets: Vec<HostName> = self
-            .targets(&req.cluster, &selector)
-            .await?
-            .hosts
-            .into_iter()
-            .map(|h| h.name)
-            .collect();
+        let targets: Vec<HostName> = match hosts {
+            Some(h) => h,
+            None => self
+                .targets(&req.cluster, &selector)
+                .await?
+                .hosts
+                .into_iter()
+                .map(|h| h.name)
+                .collect(),
+        };
         let (build, git_ref) = match (&req.version, &req.git_ref) {
             (Some(v), None) => {
                 let build = self.db().build_by_version(&req.app, v).await?;
@@ -387,6 +441,7 @@ impl Tracker {
                 hosts: &targets,
                 strategy: req.strategy,
                 max_failures: req.max_failures,
+                retry_of,
             })
             .await;
         let id = match inserted {
@@ -466,7 +521,9 @@ impl Tracker {
                     target: Target {
                         cluster: deploy.cluster.clone(),
                         hosts: deploy.hosts_selector.clone(),
-                        only: (batches > 1).then_some(hosts),
+                        // Always the exact list: a retry's hosts, a batch,
+                        // and never a host registered after the deploy.
+                        only: Some(hosts),
                     },
                     issued_at: Timestamp::now(),
                 }),

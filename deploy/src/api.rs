@@ -522,6 +522,9 @@ pub struct Deploy {
     /// The batch under way (0-based); hosts carry their batch.
     #[serde(default)]
     pub current_batch: u32,
+    /// The deploy whose failed hosts this one retries.
+    #[serde(default)]
+    pub retry_of: Option<DeployId>,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub hosts: Vec<DeployHost>,

@@ -339,6 +339,16 @@ impl Client {
             .await
     }
 
+    /// A new deploy of the same version to the hosts of `id` that failed or
+    /// timed out.
+    pub async fn retry_deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
+        self.post(
+            &format!("/api/v1/deploys/{id}/retry"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     /// Stops a deploy: hosts not yet started stay untouched.
     pub async fn cancel_deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
         self.post(

@@ -89,6 +89,14 @@ enum Command {
     },
     /// Stop a running deploy: no further host starts.
     Cancel { deploy: DeployId },
+    /// Deploy the same version again to the hosts of a deploy that failed
+    /// or timed out (a new deploy, linked to it).
+    Retry {
+        deploy: DeployId,
+        /// Follow the retry to its end.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Show a deploy with one row per host.
     Status {
         deploy: DeployId,
@@ -228,6 +236,19 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             }
             for e in &t.excluded {
                 println!("  {:<24} left out: {}", e.host, e.reason);
+            }
+        }
+        Command::Retry { deploy, wait } => {
+            let d = client.retry_deploy(deploy).await?;
+            println!(
+                "deploy {} retries {} on {} host(s): {}",
+                d.id,
+                deploy,
+                d.hosts.len(),
+                d.status
+            );
+            if wait {
+                return follow(client, d.id).await;
             }
         }
         Command::Cancel { deploy } => {

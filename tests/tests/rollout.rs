@@ -3,7 +3,9 @@
 //! healthy new one; a failing canary leaves every other host untouched; a
 //! failure threshold halts a rolling deploy part way; a second deploy of
 //! the same app to the same cluster is refused while the first runs, naming
-//! it; a cancelled deploy starts no further hosts.
+//! it; a cancelled deploy starts no further hosts; the targets preview
+//! names what a deploy takes; a host whose grabber died times out and a
+//! retry takes only it.
 
 use std::time::Duration;
 
@@ -202,8 +204,8 @@ async fn rolling_canary_threshold_lock_and_cancel() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_targets_preview_matches_the_deploy_and_a_killed_host_times_out() -> anyhow::Result<()>
-{
+async fn the_targets_preview_matches_the_deploy_a_killed_host_times_out_and_retry_takes_it()
+-> anyhow::Result<()> {
     let mut p = Platform::start_with(
         &["api-1", "api-2", "worker-1"],
         slipway_tests::Options {
@@ -252,5 +254,29 @@ async fn the_targets_preview_matches_the_deploy_and_a_killed_host_times_out() ->
             .all(|h| h.phase == HostPhase::Done),
         "{done:#?}"
     );
+
+    // Retry touches only the host that did not make it, as a new deploy
+    // linked to the first.
+    p.start_grabber(2);
+    let retry = p.client.retry_deploy(d.id).await?;
+    assert_eq!(retry.retry_of, Some(d.id));
+    let hosts: Vec<&str> = retry.hosts.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(hosts, ["worker-1"]);
+    assert_eq!(retry.version, done.version);
+    let retried = p.wait_deploy(retry.id).await?;
+    assert_eq!(retried.status, DeployStatus::Succeeded, "{retried:#?}");
+    let events = p.client.deploy_events(retry.id).await?;
+    assert!(
+        events.iter().all(|e| e.host.as_str() == "worker-1"),
+        "{events:#?}"
+    );
+    let version = done.version.expect("a version");
+    assert_eq!(
+        p.host("worker-1").current("hello").as_deref(),
+        Some(version.as_str())
+    );
+    // Nothing left to retry.
+    let e = p.client.retry_deploy(retry.id).await.unwrap_err();
+    assert_eq!(e.code(), Some("nothing_to_retry"), "{e}");
     p.shutdown().await
 }

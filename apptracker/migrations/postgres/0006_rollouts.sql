@@ -8,6 +8,8 @@ ALTER TABLE deploys ADD COLUMN current_batch BIGINT NOT NULL DEFAULT 0;
 -- Set while a finished batch bakes: when the next one starts.
 ALTER TABLE deploys ADD COLUMN next_batch_at BIGINT;
 ALTER TABLE deploy_hosts ADD COLUMN batch BIGINT NOT NULL DEFAULT 0;
+-- A retry of the failed hosts of an earlier deploy names it.
+ALTER TABLE deploys ADD COLUMN retry_of BIGINT;
 
 -- Older installations could run two deploys of an app on a cluster at once:
 -- keep the newest of each pair active.
