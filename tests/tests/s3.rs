@@ -100,11 +100,18 @@ async fn an_expired_presigned_url_fails_cleanly_on_the_host() -> anyhow::Result<
         Ok(d.hosts[0].phase == HostPhase::Checking)
     })
     .await?;
-    // Y's message arrives now and waits for X's install to finish, longer
-    // than its URL lives.
+    // X is cancelled (one deploy of an app to a cluster at a time), which
+    // lets the host finish the install under way. Y's message arrives now
+    // and waits for that install, longer than its URL lives.
+    p.client.cancel_deploy(x.id).await?;
     let y_deploy = p.release(&app, y.version.as_str(), None).await?;
-    let x = p.wait_deploy(x.id).await?;
-    assert_eq!(x.status, DeployStatus::Succeeded, "{x:#?}");
+    poll(Duration::from_secs(60), || async {
+        let d = p.client.deploy(x.id).await?;
+        Ok(d.hosts[0].phase == HostPhase::Done)
+    })
+    .await?;
+    let x = p.client.deploy(x.id).await?;
+    assert_eq!(x.status, DeployStatus::Cancelled, "{x:#?}");
     let y_deploy = p.wait_deploy(y_deploy.id).await?;
     assert_eq!(y_deploy.status, DeployStatus::Failed, "{y_deploy:#?}");
     let h = &y_deploy.hosts[0];
