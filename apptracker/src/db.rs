@@ -763,6 +763,117 @@ impl Db {
         }
     }
 
+    /// The version each host of `cluster` ran of `app` before `version`,
+    /// for the hosts that should run `version` now.
+    pub async fn previous_versions(
+        &self,
+        cluster: &Cluster,
+        app: &AppName,
+        version: &Version,
+    ) -> anyhow::Result<Vec<(HostName, Option<Version>)>> {
+        let rows = sqlx::query(
+            "SELECT host, previous_version FROM desired WHERE cluster = $1 AND app = $2 AND version = $3 \
+             ORDER BY host",
+        )
+        .bind(cluster.as_str())
+        .bind(app.as_str())
+        .bind(version.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    HostName::parse(r.try_get::<String, _>(0)?)?,
+                    r.try_get::<Option<String>, _>(1)?
+                        .map(Version::parse)
+                        .transpose()?,
+                ))
+            })
+            .collect()
+    }
+
+    /// The newest deploy of `app` to `cluster` that changed some host.
+    pub async fn last_landed_deploy(
+        &self,
+        app: &AppName,
+        cluster: &Cluster,
+    ) -> anyhow::Result<Option<(DeployId, Version)>> {
+        let row = sqlx::query(
+            "SELECT id, version FROM deploys WHERE app = $1 AND cluster = $2 AND version IS NOT NULL \
+             AND status IN ('succeeded', 'partial', 'cancelled') ORDER BY id DESC LIMIT 1",
+        )
+        .bind(app.as_str())
+        .bind(cluster.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok((
+                DeployId(r.try_get::<i64, _>(0)?),
+                Version::parse(r.try_get::<String, _>(1)?)?,
+            ))
+        })
+        .transpose()
+    }
+
+    pub async fn set_pin(&self, pin: &deploy::Pin) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO pins (app, cluster, version, pinned_by, reason, pinned_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (app, cluster) DO UPDATE SET version = $3, pinned_by = $4, reason = $5, pinned_at = $6",
+        )
+        .bind(pin.app.as_str())
+        .bind(pin.cluster.as_str())
+        .bind(pin.version.as_str())
+        .bind(&pin.pinned_by)
+        .bind(&pin.reason)
+        .bind(pin.pinned_at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn pin(
+        &self,
+        app: &AppName,
+        cluster: &Cluster,
+    ) -> anyhow::Result<Option<deploy::Pin>> {
+        Ok(self
+            .pins(app)
+            .await?
+            .into_iter()
+            .find(|p| &p.cluster == cluster))
+    }
+
+    pub async fn pins(&self, app: &AppName) -> anyhow::Result<Vec<deploy::Pin>> {
+        let rows = sqlx::query(
+            "SELECT app, cluster, version, pinned_by, reason, pinned_at FROM pins WHERE app = $1 ORDER BY cluster",
+        )
+        .bind(app.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(deploy::Pin {
+                    app: AppName::parse(r.try_get::<String, _>(0)?)?,
+                    cluster: Cluster::parse(r.try_get::<String, _>(1)?)?,
+                    version: Version::parse(r.try_get::<String, _>(2)?)?,
+                    pinned_by: r.try_get(3)?,
+                    reason: r.try_get(4)?,
+                    pinned_at: Timestamp(r.try_get(5)?),
+                })
+            })
+            .collect()
+    }
+
+    /// Removes a pin; false when there was none.
+    pub async fn delete_pin(&self, app: &AppName, cluster: &Cluster) -> sqlx::Result<bool> {
+        let res = sqlx::query("DELETE FROM pins WHERE app = $1 AND cluster = $2")
+            .bind(app.as_str())
+            .bind(cluster.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
     /// The reported history of a deploy's hosts, oldest first.
     pub async fn host_events(&self, id: DeployId) -> anyhow::Result<Vec<deploy::HostEventRecord>> {
         let rows = sqlx::query(

@@ -53,6 +53,12 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/deploys/{id}/cancel", post(cancel_deploy))
         .route("/api/v1/deploys/{id}/retry", post(retry_deploy))
         .route("/api/v1/targets", get(preview_targets))
+        .route("/api/v1/apps/{app}/rollback", post(rollback_app))
+        .route("/api/v1/apps/{app}/pins", get(list_pins))
+        .route(
+            "/api/v1/apps/{app}/pins/{cluster}",
+            axum::routing::delete(delete_pin),
+        )
         .route("/api/v1/deploys/{id}/events", get(deploy_events))
         .route("/api/v1/deploys/{id}/stream", get(deploy_stream))
         // A failed host's report carries up to 1 MiB of log, which JSON
@@ -331,6 +337,47 @@ async fn show_deploy(
     who.require(Role::Viewer)?;
     let id: DeployId = parse(&id)?;
     Ok(ApiJson(t.deploy(id).await?))
+}
+
+/// Back to the version before the newest deploy, everywhere it replaced
+/// one; pins the app there.
+async fn rollback_app(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(app): Path<String>,
+    ApiJson(req): ApiJson<deploy::Rollback>,
+) -> Result<ApiJson<Deploy>, ApiError> {
+    who.require(Role::Deployer)?;
+    let app = AppName::parse(app)?;
+    Ok(ApiJson(
+        t.rollback_app(&app, &req.cluster, &who.name).await?,
+    ))
+}
+
+async fn list_pins(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(app): Path<String>,
+) -> Result<ApiJson<Vec<deploy::Pin>>, ApiError> {
+    who.require(Role::Viewer)?;
+    let app = AppName::parse(app)?;
+    Ok(ApiJson(t.db().pins(&app).await?))
+}
+
+async fn delete_pin(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path((app, cluster)): Path<(String, String)>,
+) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    who.require(Role::Deployer)?;
+    let (app, cluster) = (AppName::parse(app)?, Cluster::parse(cluster)?);
+    if !t.db().delete_pin(&app, &cluster).await? {
+        return Err(ApiError::NotFound(format!(
+            "`{app}` is not pinned on `{cluster}`"
+        )));
+    }
+    tracing::info!(%app, %cluster, by = %who.name, "unpinned");
+    Ok(ApiJson(serde_json::json!({})))
 }
 
 #[derive(serde::Deserialize)]

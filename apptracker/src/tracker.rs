@@ -8,7 +8,7 @@ use anyhow::Context;
 use deploy::{
     AppName, Build, BuildId, BuildStatus, BusMessage, Cluster, CreateDeploy, Deploy, DeployEvent,
     DeployHost, DeployId, DeployMessage, DeployStatus, GitRef, HostEvent, HostName, HostPhase,
-    HostSelector, Target, Timestamp, Version,
+    HostSelector, Portion, Strategy, Target, Timestamp, Version,
 };
 use secrecy::SecretString;
 use tokio::sync::Notify;
@@ -334,6 +334,73 @@ impl Tracker {
         self.create_deploy_on(req, None, None).await
     }
 
+    /// Puts back, on every host the newest landed deploy of `app` to
+    /// `cluster` replaced, the version it ran before, and pins the app
+    /// there so auto-deploys do not undo it.
+    pub async fn rollback_app(
+        &self,
+        app: &AppName,
+        cluster: &Cluster,
+        by: &str,
+    ) -> Result<Deploy, ApiError> {
+        self.app_or_404(app).await?;
+        self.refuse_if_active(app, cluster).await?;
+        let nothing = |why: String| ApiError::unprocessable("nothing_to_roll_back", why);
+        let Some((last, current)) = self.db().last_landed_deploy(app, cluster).await? else {
+            return Err(nothing(format!(
+                "`{app}` was never deployed to `{cluster}`"
+            )));
+        };
+        let previous = self.db().previous_versions(cluster, app, &current).await?;
+        let mut versions: Vec<&Version> = previous.iter().filter_map(|(_, v)| v.as_ref()).collect();
+        versions.sort();
+        versions.dedup();
+        let version = match versions.as_slice() {
+            [] => {
+                return Err(nothing(format!(
+                    "no host of `{cluster}` ran another version of `{app}` before {current}"
+                )));
+            }
+            [one] => (*one).clone(),
+            many => {
+                let list: Vec<String> = many.iter().map(|v| v.to_string()).collect();
+                return Err(ApiError::unprocessable(
+                    "ambiguous_rollback",
+                    format!(
+                        "before {current} the hosts ran different versions ({}); deploy one of them explicitly",
+                        list.join(", ")
+                    ),
+                ));
+            }
+        };
+        let hosts: Vec<HostName> = previous
+            .into_iter()
+            .filter(|(_, v)| v.as_ref() == Some(&version))
+            .map(|(h, _)| h)
+            .collect();
+        self.db()
+            .set_pin(&deploy::Pin {
+                app: app.clone(),
+                cluster: cluster.clone(),
+                version: version.clone(),
+                pinned_by: by.to_string(),
+                reason: format!("rolled back from {current} (deploy {last})"),
+                pinned_at: Timestamp::now(),
+            })
+            .await?;
+        tracing::warn!(app = %app, %cluster, %version, from_deploy = %last, by, "rolling back and pinning");
+        let req = CreateDeploy {
+            app: app.clone(),
+            version: Some(version),
+            git_ref: None,
+            cluster: cluster.clone(),
+            hosts: None,
+            strategy: Strategy::AllAtOnce,
+            max_failures: Portion::default(),
+        };
+        self.create_deploy_on(&req, Some(hosts), None).await
+    }
+
     /// A new deploy of the same version to the hosts of deploy `id` that
     /// failed or timed out, linked to it.
     pub async fn retry_deploy(&self, id: DeployId) -> Result<Deploy, ApiError> {
@@ -427,6 +494,25 @@ impl Tracker {
                 ));
             }
         };
+        if let Some(pin) = self.db().pin(&app.name, &req.cluster).await?
+            && pin.version != build.version
+        {
+            return Err(ApiError::conflict(
+                "pinned",
+                format!(
+                    "`{}` on `{}` is pinned to {} by {} since {} ({}); unpin it first \
+                     (DELETE /api/v1/apps/{}/pins/{})",
+                    app.name,
+                    req.cluster,
+                    pin.version,
+                    pin.pinned_by,
+                    pin.pinned_at,
+                    pin.reason,
+                    app.name,
+                    req.cluster
+                ),
+            ));
+        }
         let ready = build.status == BuildStatus::Succeeded;
         let inserted = self
             .db()

@@ -549,6 +549,25 @@ pub struct ExcludedHost {
     pub reason: String,
 }
 
+/// `POST /api/v1/apps/{app}/rollback`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rollback {
+    pub cluster: Cluster,
+}
+
+/// An app held at a version on a cluster (set by a rollback): deploys of
+/// any other version are refused until it is removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pin {
+    pub app: AppName,
+    pub cluster: Cluster,
+    pub version: Version,
+    /// The token name of whoever set it.
+    pub pinned_by: String,
+    pub reason: String,
+    pub pinned_at: Timestamp,
+}
+
 /// One entry of `GET /api/v1/deploys/{id}/events`: a host reached a phase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostEventRecord {

@@ -349,6 +349,37 @@ impl Client {
         .await
     }
 
+    /// Puts back the version before the newest deploy of `app` to
+    /// `cluster` and pins it there.
+    pub async fn rollback(
+        &self,
+        app: &AppName,
+        cluster: &crate::Cluster,
+    ) -> Result<Deploy, ClientError> {
+        self.post(
+            &format!("/api/v1/apps/{app}/rollback"),
+            &crate::Rollback {
+                cluster: cluster.clone(),
+            },
+        )
+        .await
+    }
+
+    pub async fn pins(&self, app: &AppName) -> Result<Vec<crate::Pin>, ClientError> {
+        self.get(&format!("/api/v1/apps/{app}/pins")).await
+    }
+
+    /// Lets deploys of other versions through again.
+    pub async fn unpin(&self, app: &AppName, cluster: &crate::Cluster) -> Result<(), ClientError> {
+        let _: serde_json::Value = self
+            .send(
+                self.http
+                    .delete(self.url(&format!("/api/v1/apps/{app}/pins/{cluster}"))),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Stops a deploy: hosts not yet started stay untouched.
     pub async fn cancel_deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
         self.post(

@@ -89,6 +89,22 @@ enum Command {
     },
     /// Stop a running deploy: no further host starts.
     Cancel { deploy: DeployId },
+    /// Put back the version that ran before the newest deploy of an app to a
+    /// cluster, and pin it there until `deploy unpin`.
+    Rollback {
+        app: AppName,
+        #[arg(long)]
+        cluster: Cluster,
+        /// Follow the rollback to its end.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Let deploys of other versions through again after a rollback.
+    Unpin {
+        app: AppName,
+        #[arg(long)]
+        cluster: Cluster,
+    },
     /// Deploy the same version again to the hosts of a deploy that failed
     /// or timed out (a new deploy, linked to it).
     Retry {
@@ -250,6 +266,25 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             if wait {
                 return follow(client, d.id).await;
             }
+        }
+        Command::Rollback { app, cluster, wait } => {
+            let d = client.rollback(&app, &cluster).await?;
+            println!(
+                "deploy {} rolls {} back to {} on {} host(s); pinned until `deploy unpin {} --cluster {}`",
+                d.id,
+                d.app,
+                d.version.as_ref().map_or("?".into(), |v| v.to_string()),
+                d.hosts.len(),
+                d.app,
+                d.cluster
+            );
+            if wait {
+                return follow(client, d.id).await;
+            }
+        }
+        Command::Unpin { app, cluster } => {
+            client.unpin(&app, &cluster).await?;
+            println!("{app} on {cluster} is no longer pinned");
         }
         Command::Cancel { deploy } => {
             let d = client.cancel_deploy(deploy).await?;

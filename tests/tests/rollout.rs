@@ -5,12 +5,14 @@
 //! the same app to the same cluster is refused while the first runs, naming
 //! it; a cancelled deploy starts no further hosts; the targets preview
 //! names what a deploy takes; a host whose grabber died times out and a
-//! retry takes only it.
+//! retry takes only it; a rollback puts the previous version back and pins
+//! it.
 
 use std::time::Duration;
 
 use deploy::{
-    CreateDeploy, Deploy, DeployStatus, HostPhase, HostSelector, Portion, Strategy, Timestamp,
+    CreateDeploy, Deploy, DeployId, DeployStatus, HostPhase, HostSelector, Portion, Strategy,
+    Timestamp,
 };
 use slipway_tests::{AppRepo, Platform, commit_hello, poll};
 
@@ -278,5 +280,48 @@ async fn the_targets_preview_matches_the_deploy_a_killed_host_times_out_and_retr
     // Nothing left to retry.
     let e = p.client.retry_deploy(retry.id).await.unwrap_err();
     assert_eq!(e.code(), Some("nothing_to_retry"), "{e}");
+
+    // One call rolls back: every host B replaced runs A again, and the app
+    // is pinned there, so another deploy of B is refused until unpinned.
+    let version_a = p
+        .client
+        .deploy(DeployId(1))
+        .await?
+        .version
+        .expect("A's version");
+    let back = p.client.rollback(&app, &local).await?;
+    assert_eq!(back.version.as_ref(), Some(&version_a));
+    let hosts: Vec<&str> = back.hosts.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(
+        hosts,
+        ["api-1", "api-2"],
+        "worker-1 never ran A: nothing to put back"
+    );
+    let back = p.wait_deploy(back.id).await?;
+    assert_eq!(back.status, DeployStatus::Succeeded, "{back:#?}");
+    for host in ["api-1", "api-2"] {
+        assert_eq!(
+            p.host(host).current("hello").as_deref(),
+            Some(version_a.as_str())
+        );
+    }
+    assert_eq!(
+        p.host("worker-1").current("hello").as_deref(),
+        Some(version.as_str())
+    );
+    let pins = p.client.pins(&app).await?;
+    assert_eq!(pins.len(), 1);
+    assert_eq!(
+        (&pins[0].version, pins[0].pinned_by.as_str()),
+        (&version_a, "test-admin")
+    );
+    let e = p.release(&app, version.as_str(), None).await.unwrap_err();
+    let e = e.downcast::<deploy::ClientError>()?;
+    assert_eq!(e.code(), Some("pinned"), "{e}");
+    assert!(e.to_string().contains("test-admin"), "{e}");
+    p.client.unpin(&app, &local).await?;
+    assert!(p.client.pins(&app).await?.is_empty());
+    let d = p.release(&app, version.as_str(), None).await?;
+    assert_eq!(p.wait_deploy(d.id).await?.status, DeployStatus::Succeeded);
     p.shutdown().await
 }
