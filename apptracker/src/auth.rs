@@ -198,7 +198,14 @@ impl FromRequestParts<Tracker> for Principal {
             ));
         };
         match t.db().principal_by_hash(&hash(&token)).await? {
-            Some(p) => Ok(p),
+            Some(p) => {
+                // The audit log names who acted, including when the
+                // handler then refuses.
+                if let Some(note) = parts.extensions.get::<crate::audit::Note>() {
+                    note.principal(&p);
+                }
+                Ok(p)
+            }
             None => Err(ApiError::Unauthorized(
                 "unknown or revoked API token".into(),
             )),

@@ -91,7 +91,9 @@ impl IntoResponse for ApiError {
             code: code.to_string(),
             message,
         };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        resp.extensions_mut().insert(crate::audit::ErrorCode(code));
+        resp
     }
 }
 

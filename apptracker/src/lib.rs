@@ -2,6 +2,7 @@
 //! orchestration, the in-process bus and builder, and artifact serving.
 //! `dev` runs the whole platform on one machine.
 
+mod audit;
 pub mod auth;
 mod builder;
 mod bus;

@@ -24,6 +24,7 @@ use deploy::{
     BuildJob, BuildResult, BuildWorker, ClaimBuild, GitRef, Sha256, TriggerUrl, WebhookOutcome,
 };
 
+use crate::audit::Note;
 use crate::auth::{Principal, Role};
 use crate::bus::Live;
 use crate::error::{ApiError, ApiJson};
@@ -72,6 +73,7 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/trigger/{secret}", post(trigger))
         .route("/api/v1/tokens", post(create_token).get(list_tokens))
         .route("/api/v1/tokens/{name}", axum::routing::delete(delete_token))
+        .route("/api/v1/audit", get(list_audit))
         .route("/api/v1/hosts", get(list_hosts))
         .route("/api/v1/hosts/heartbeat", post(heartbeat))
         .route("/api/v1/hosts/{cluster}/{host}/desired", get(desired))
@@ -79,6 +81,11 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/artifacts/{app}/{file}", get(artifact))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        // Last, so it wraps every route and the fallback.
+        .layer(axum::middleware::from_fn_with_state(
+            tracker.clone(),
+            crate::audit::record,
+        ))
         .with_state(tracker)
 }
 
@@ -91,8 +98,12 @@ fn parse<T: std::str::FromStr<Err = deploy::ParseError>>(s: &str) -> Result<T, A
 async fn register_app(
     State(t): State<Tracker>,
     who: Principal,
+    note: Note,
     ApiJson(req): ApiJson<RegisterApp>,
 ) -> Result<(StatusCode, ApiJson<App>), ApiError> {
+    // Not the git URL: it may carry credentials.
+    note.app(&req.name);
+    note.target(format!("app {}", req.name));
     who.require(Role::Admin)?;
     if req.git_url.trim().is_empty() {
         return Err(ApiError::Invalid("`git_url` must not be empty".into()));
@@ -146,6 +157,7 @@ async fn show_app(
 async fn request_build(
     State(t): State<Tracker>,
     who: Principal,
+    note: Note,
     Path(app): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, ApiJson<Build>), ApiError> {
@@ -159,6 +171,13 @@ async fn request_build(
             .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
     };
     let (build, new) = t.request_build(&app, req.git_ref.as_ref()).await?;
+    note.target(format!(
+        "build {} ({}) of {}{}",
+        build.id,
+        build.version,
+        build.git_ref,
+        if new { "" } else { ", reused" }
+    ));
     let status = if new {
         StatusCode::CREATED
     } else {
@@ -307,10 +326,28 @@ async fn build_result(
 async fn create_deploy(
     State(t): State<Tracker>,
     who: Principal,
+    note: Note,
     ApiJson(req): ApiJson<CreateDeploy>,
 ) -> Result<(StatusCode, ApiJson<Deploy>), ApiError> {
+    // What was asked for, so a refusal says it too.
+    let what = match (&req.version, &req.git_ref) {
+        (Some(v), _) => v.to_string(),
+        (None, Some(r)) => r.to_string(),
+        (None, None) => "?".to_string(),
+    };
+    let hosts = req
+        .hosts
+        .as_ref()
+        .map(|h| format!(" hosts ~ {h}"))
+        .unwrap_or_default();
+    note.app(&req.app);
+    note.target(format!("{what} to {}{hosts}", req.cluster));
     who.require(Role::Deployer)?;
     let deploy = t.create_deploy(&req).await?;
+    note.target(format!(
+        "deploy {} of {what} to {}{hosts}",
+        deploy.id, req.cluster
+    ));
     Ok((StatusCode::CREATED, ApiJson(deploy)))
 }
 
@@ -561,24 +598,53 @@ async fn deploy_stream(
 /// VCS webhooks authenticate by their signature, not a token.
 async fn webhook(
     State(t): State<Tracker>,
+    note: Note,
     Path(provider): Path<String>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, ApiJson<WebhookOutcome>), ApiError> {
-    let provider = crate::webhooks::Provider::parse(&provider).ok_or_else(|| {
+    let parsed = crate::webhooks::Provider::parse(&provider).ok_or_else(|| {
         ApiError::NotFound(format!(
             "unknown webhook provider `{provider}`: use github, gitlab, gitea or forgejo"
         ))
     })?;
-    let (status, out) = crate::webhooks::handle(&t, provider, &headers, &body).await?;
+    // The provider it claims to be; the status says whether it proved it.
+    note.actor(format!("webhook:{provider}"), "webhook");
+    let (status, out) = crate::webhooks::handle(&t, parsed, &headers, &body).await?;
+    note.target(started(&out));
     Ok((status, ApiJson(out)))
+}
+
+/// What a webhook or trigger started, for the audit log.
+fn started(out: &WebhookOutcome) -> String {
+    let ids = |what: &str, ids: Vec<String>| {
+        (!ids.is_empty()).then(|| format!("{what} {}", ids.join(", ")))
+    };
+    let parts: Vec<String> = [
+        ids("builds", out.builds.iter().map(|b| b.to_string()).collect()),
+        ids(
+            "deploys",
+            out.deploys.iter().map(|d| d.to_string()).collect(),
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if parts.is_empty() {
+        out.result.clone()
+    } else {
+        format!("{}: {}", out.result, parts.join("; "))
+    }
 }
 
 async fn new_trigger(
     State(t): State<Tracker>,
     who: Principal,
+    note: Note,
     Path(app): Path<String>,
 ) -> Result<(StatusCode, ApiJson<TriggerUrl>), ApiError> {
+    // Never the URL: it is the credential.
+    note.target(format!("new build-trigger URL of app {app}"));
     who.require(Role::Admin)?;
     let app: AppName = parse(&app)?;
     let url = crate::webhooks::new_trigger_url(&t, &app).await?;
@@ -589,16 +655,20 @@ async fn new_trigger(
 /// The secret in the URL is the credential.
 async fn trigger(
     State(t): State<Tracker>,
+    note: Note,
     Path(secret): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, ApiJson<WebhookOutcome>), ApiError> {
+    note.actor("build-trigger", "trigger");
     let req: RequestBuild = if body.iter().all(u8::is_ascii_whitespace) {
         RequestBuild::default()
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
     };
-    let out = crate::webhooks::trigger(&t, &secret, req.git_ref).await?;
+    let (app, out) = crate::webhooks::trigger(&t, &secret, req.git_ref).await?;
+    note.app(&app);
+    note.target(started(&out));
     Ok((StatusCode::ACCEPTED, ApiJson(out)))
 }
 
@@ -607,8 +677,16 @@ async fn trigger(
 async fn create_token(
     State(t): State<Tracker>,
     who: Principal,
+    note: Note,
     ApiJson(req): ApiJson<CreateToken>,
 ) -> Result<(StatusCode, ApiJson<CreatedToken>), ApiError> {
+    // The name and role, never the token the answer carries.
+    let cluster = req
+        .cluster
+        .as_ref()
+        .map(|c| format!(" of cluster {c}"))
+        .unwrap_or_default();
+    note.target(format!("token {} ({}{cluster})", req.name, req.role));
     who.require(Role::Admin)?;
     let token = t
         .create_token(&req.name, &req.role, req.cluster.as_ref())
@@ -643,6 +721,24 @@ async fn delete_token(
     } else {
         Err(ApiError::NotFound(format!("no token named `{name}`")))
     }
+}
+
+// ---------------------------------------------------------------- audit
+
+/// The audit log, for deployers and admins: it shows who holds which token
+/// and acts from where, more than the read-only viewers need.
+async fn list_audit(
+    State(t): State<Tracker>,
+    who: Principal,
+    Query(q): Query<deploy::AuditQuery>,
+) -> Result<ApiJson<Vec<deploy::AuditEntry>>, ApiError> {
+    who.require(Role::Deployer)?;
+    let limit = i64::from(q.limit.unwrap_or(50).clamp(1, 500));
+    let entries = t
+        .db()
+        .audit(limit, q.before, q.actor.as_deref(), q.app.as_ref())
+        .await?;
+    Ok(ApiJson(entries))
 }
 
 // ---------------------------------------------------------------- hosts

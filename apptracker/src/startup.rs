@@ -160,6 +160,8 @@ impl Application {
                 stopping.cancel();
             }
         });
+        // The peer address is what the audit log records as "from where".
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await

@@ -312,12 +312,13 @@ pub async fn new_trigger_url(t: &Tracker, app: &AppName) -> Result<String, ApiEr
     Ok(format!("{}/api/v1/trigger/{secret}", t.base_url()))
 }
 
-/// `POST /api/v1/trigger/{secret}`: builds the app's branch (or `git_ref`).
+/// `POST /api/v1/trigger/{secret}`: builds the app's branch (or `git_ref`);
+/// returns the app the URL belongs to and what started.
 pub async fn trigger(
     t: &Tracker,
     secret: &str,
     git_ref: Option<GitRef>,
-) -> Result<WebhookOutcome, ApiError> {
+) -> Result<(AppName, WebhookOutcome), ApiError> {
     let app = t
         .db()
         .app_by_trigger_hash(&crate::auth::hash(secret))
@@ -331,7 +332,7 @@ pub async fn trigger(
     let mut notes = Vec::new();
     start(t, &app, &git_ref, &mut out, &mut notes).await?;
     out.message = notes.join("; ");
-    Ok(out)
+    Ok((app.name, out))
 }
 
 #[cfg(test)]

@@ -735,6 +735,57 @@ pub struct TokenInfo {
     pub last_used_at: Option<Timestamp>,
 }
 
+// ---------------------------------------------------------------- audit
+
+/// One state-changing API request as `GET /api/v1/audit` lists it: who did
+/// what, when, from where, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Increases with every entry: the key of `before` pagination.
+    pub id: i64,
+    pub at: Timestamp,
+    /// The token's name (never the token), `webhook:<provider>`,
+    /// `build-trigger`, or `anonymous` when no valid token was sent.
+    pub actor: String,
+    /// The token's role (`viewer`, `deployer`, `admin`, `agent`), or
+    /// `webhook` / `trigger`; none when anonymous.
+    pub role: Option<String>,
+    pub method: String,
+    /// The route the request matched (`/api/v1/deploys/{id}`); none when
+    /// it matched no route.
+    pub route: Option<String>,
+    /// The path asked for, without its query. Routes whose path holds a
+    /// secret (build-trigger URLs) show the route instead.
+    pub path: String,
+    /// The app the request concerned, when there is one.
+    pub app: Option<AppName>,
+    /// What the request acted on, for people (`deploy 7 to local`).
+    pub target: Option<String>,
+    /// The address the request came from (the connection's peer).
+    pub peer: Option<String>,
+    /// The HTTP status of the answer; 499 when the client went away before
+    /// it.
+    pub status: u16,
+    /// The stable error `code` of the answer, when it failed with one.
+    pub error_code: Option<String>,
+}
+
+/// The query of `GET /api/v1/audit`: newest first, `limit` entries (default
+/// 50, at most 500) older than `before`, optionally only one actor's or one
+/// app's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    /// Only entries with a smaller id: the last id of the previous page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<AppName>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -432,6 +432,15 @@ impl Client {
         self.get("/api/v1/tokens").await
     }
 
+    // ------------------------------------------------------------ audit
+
+    /// State-changing requests, newest first (deployers and admins): pass
+    /// the last entry's id as `before` for the next page.
+    pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, ClientError> {
+        self.send(self.http.get(self.url("/api/v1/audit")).query(query))
+            .await
+    }
+
     // ------------------------------------------------------------ hosts
 
     pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<Host, ClientError> {

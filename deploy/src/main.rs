@@ -6,9 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use deploy::{
-    AppName, AppRunStatus, Build, BuildStatus, Client, Cluster, CreateDeploy, Deploy, DeployEvent,
-    DeployHost, DeployId, DeployStatus, GitRef, HostPhase, HostSelector, Portion, RegisterApp,
-    RequestBuild, Strategy, Version,
+    AppName, AppRunStatus, AuditEntry, AuditQuery, Build, BuildStatus, Client, Cluster,
+    CreateDeploy, Deploy, DeployEvent, DeployHost, DeployId, DeployStatus, GitRef, HostPhase,
+    HostSelector, Portion, RegisterApp, RequestBuild, Strategy, Version,
 };
 use futures::StreamExt;
 
@@ -122,6 +122,23 @@ enum Command {
     },
     /// List registered hosts and what they run.
     Hosts,
+    /// Show who changed what through the API, newest first (deployers and
+    /// admins).
+    Audit {
+        /// How many entries (at most 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only entries older than this id: the last id of the previous page.
+        #[arg(long)]
+        before: Option<i64>,
+        /// Only this token's (or `webhook:github`, `build-trigger`,
+        /// `anonymous`) requests.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only requests concerning this app.
+        #[arg(long)]
+        app: Option<AppName>,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -331,8 +348,61 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Command::Audit {
+            limit,
+            before,
+            actor,
+            app,
+        } => {
+            let entries = client
+                .audit(&AuditQuery {
+                    limit: Some(limit),
+                    before,
+                    actor,
+                    app,
+                })
+                .await?;
+            if entries.is_empty() {
+                println!("no audit entries");
+            } else {
+                print_audit(&entries);
+                if entries.len() as u32 >= limit
+                    && let Some(last) = entries.last()
+                {
+                    println!("(older: --before {})", last.id);
+                }
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The audit entries as a table, one line each.
+fn print_audit(entries: &[AuditEntry]) {
+    println!(
+        "{:<6} {:<20} {:<24} {:<40} {:<15} {:<20} TARGET",
+        "ID", "WHEN", "WHO", "REQUEST", "FROM", "OUTCOME"
+    );
+    for e in entries {
+        let who = match &e.role {
+            Some(role) => format!("{} ({role})", e.actor),
+            None => e.actor.clone(),
+        };
+        let outcome = match &e.error_code {
+            Some(code) => format!("{} {code}", e.status),
+            None => e.status.to_string(),
+        };
+        println!(
+            "{:<6} {:<20} {:<24} {:<40} {:<15} {:<20} {}",
+            e.id,
+            e.at.to_string(),
+            who,
+            format!("{} {}", e.method, e.path),
+            e.peer.as_deref().unwrap_or("-"),
+            outcome,
+            e.target.as_deref().unwrap_or("")
+        );
+    }
 }
 
 fn exit_for(status: DeployStatus) -> ExitCode {
