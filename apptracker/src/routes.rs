@@ -381,11 +381,14 @@ async fn show_deploy(
 async fn rollback_app(
     State(t): State<Tracker>,
     who: Principal,
+    note: Note,
     Path(app): Path<String>,
     ApiJson(req): ApiJson<deploy::Rollback>,
 ) -> Result<ApiJson<Deploy>, ApiError> {
-    who.require(Role::Deployer)?;
     let app = AppName::parse(app)?;
+    note.app(&app);
+    note.target(format!("rollback on {}", req.cluster));
+    who.require(Role::Deployer)?;
     Ok(ApiJson(
         t.rollback_app(&app, &req.cluster, &who.name).await?,
     ))
@@ -404,10 +407,13 @@ async fn list_pins(
 async fn delete_pin(
     State(t): State<Tracker>,
     who: Principal,
+    note: Note,
     Path((app, cluster)): Path<(String, String)>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
-    who.require(Role::Deployer)?;
     let (app, cluster) = (AppName::parse(app)?, Cluster::parse(cluster)?);
+    note.app(&app);
+    note.target(format!("unpin on {cluster}"));
+    who.require(Role::Deployer)?;
     if !t.db().delete_pin(&app, &cluster).await? {
         return Err(ApiError::NotFound(format!(
             "`{app}` is not pinned on `{cluster}`"
@@ -441,20 +447,24 @@ async fn preview_targets(
 async fn retry_deploy(
     State(t): State<Tracker>,
     who: Principal,
+    note: Note,
     Path(id): Path<String>,
 ) -> Result<ApiJson<Deploy>, ApiError> {
-    who.require(Role::Deployer)?;
     let id: DeployId = parse(&id)?;
+    note.target(format!("retry of deploy {id}"));
+    who.require(Role::Deployer)?;
     Ok(ApiJson(t.retry_deploy(id).await?))
 }
 
 async fn cancel_deploy(
     State(t): State<Tracker>,
     who: Principal,
+    note: Note,
     Path(id): Path<String>,
 ) -> Result<ApiJson<Deploy>, ApiError> {
-    who.require(Role::Deployer)?;
     let id: DeployId = parse(&id)?;
+    note.target(format!("cancel of deploy {id}"));
+    who.require(Role::Deployer)?;
     Ok(ApiJson(t.cancel_deploy(id).await?))
 }
 

@@ -321,6 +321,32 @@ async fn the_targets_preview_matches_the_deploy_a_killed_host_times_out_and_retr
     assert!(e.to_string().contains("test-admin"), "{e}");
     p.client.unpin(&app, &local).await?;
     assert!(p.client.pins(&app).await?.is_empty());
+    // Each of these changes is in the audit log, with who and what.
+    let audit = p
+        .client
+        .audit(&deploy::AuditQuery {
+            app: Some(app.clone()),
+            ..Default::default()
+        })
+        .await?;
+    for (route, target) in [
+        (
+            "/api/v1/apps/{app}/rollback",
+            "rollback on local".to_string(),
+        ),
+        (
+            "/api/v1/apps/{app}/pins/{cluster}",
+            "unpin on local".to_string(),
+        ),
+    ] {
+        assert!(
+            audit.iter().any(|e| e.route.as_deref() == Some(route)
+                && e.target.as_ref() == Some(&target)
+                && e.actor == "test-admin"
+                && e.status == 200),
+            "{route}: {audit:#?}"
+        );
+    }
     let d = p.release(&app, version.as_str(), None).await?;
     assert_eq!(p.wait_deploy(d.id).await?.status, DeployStatus::Succeeded);
     p.shutdown().await
