@@ -35,6 +35,21 @@ macro_rules! app_columns {
     };
 }
 
+/// The columns `deploy_host_from_row` reads.
+macro_rules! deploy_host_columns {
+    () => {
+        "host, phase, failed_phase, rolled_back, message, log_tail, updated_at, batch"
+    };
+}
+
+/// The phases after which a host's row in a deploy no longer changes, for
+/// SQL; the same set as `HostPhase::is_terminal` (a test checks).
+macro_rules! terminal_phases {
+    () => {
+        "('done', 'skipped', 'failed', 'timed_out', 'not_started')"
+    };
+}
+
 macro_rules! deploy_columns {
     () => {
         "id, app, version, git_ref, build_id, cluster, hosts_selector, status, error, created_at, finished_at, \
@@ -505,10 +520,12 @@ impl Db {
     }
 
     pub async fn deploy_hosts(&self, id: DeployId) -> anyhow::Result<Vec<DeployHost>> {
-        let rows = sqlx::query(
-            "SELECT host, phase, failed_phase, rolled_back, message, log_tail, updated_at, batch \
-             FROM deploy_hosts WHERE deploy_id = $1 ORDER BY batch, host",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            deploy_host_columns!(),
+            " \
+             FROM deploy_hosts WHERE deploy_id = $1 ORDER BY batch, host"
+        ))
         .bind(id.0)
         .fetch_all(&self.pool)
         .await?;
@@ -658,9 +675,12 @@ impl Db {
         .execute(&self.pool)
         .await?;
         let rows = sqlx::query(
-            "SELECT host, phase, failed_phase, rolled_back, message, log_tail, updated_at, batch \
-             FROM deploy_hosts WHERE deploy_id = $1 AND batch >= $2 AND phase = 'not_started' ORDER BY host",
-        )
+            concat!(
+            "SELECT ",
+            deploy_host_columns!(),
+            " \
+             FROM deploy_hosts WHERE deploy_id = $1 AND batch >= $2 AND phase = 'not_started' ORDER BY host"
+        ))
         .bind(id.0)
         .bind(i64::from(batch))
         .fetch_all(&self.pool)
@@ -733,10 +753,12 @@ impl Db {
             return Ok(None);
         }
         let res = sqlx::query(
-            "UPDATE deploy_hosts SET phase = $3, failed_phase = $4, rolled_back = $5, message = $6, \
-             log_tail = $7, updated_at = $8 \
-             WHERE deploy_id = $1 AND host = $2 \
-             AND phase NOT IN ('done', 'skipped', 'failed', 'timed_out', 'not_started')",
+            concat!(
+                "UPDATE deploy_hosts SET phase = $3, failed_phase = $4, rolled_back = $5, message = $6, \
+                 log_tail = $7, updated_at = $8 \
+                 WHERE deploy_id = $1 AND host = $2 AND phase NOT IN ",
+                terminal_phases!()
+            ),
         )
         .bind(id.0)
         .bind(host.as_str())
@@ -748,10 +770,12 @@ impl Db {
         .bind(now.0)
         .execute(&mut *tx)
         .await?;
-        let row = sqlx::query(
-            "SELECT host, phase, failed_phase, rolled_back, message, log_tail, updated_at, batch \
-             FROM deploy_hosts WHERE deploy_id = $1 AND host = $2",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            deploy_host_columns!(),
+            " \
+             FROM deploy_hosts WHERE deploy_id = $1 AND host = $2"
+        ))
         .bind(id.0)
         .bind(host.as_str())
         .fetch_optional(&mut *tx)
@@ -901,11 +925,13 @@ impl Db {
     /// Hosts of running deploys with no progress since `before`.
     pub async fn silent_hosts(&self, before: Timestamp) -> sqlx::Result<Vec<(DeployId, String)>> {
         let rows = sqlx::query(
+            concat!(
             "SELECT dh.deploy_id, dh.host FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
              WHERE d.status = 'running' AND dh.updated_at < $1 AND dh.batch <= d.current_batch \
              AND d.next_batch_at IS NULL \
-             AND dh.phase NOT IN ('done', 'skipped', 'failed', 'timed_out', 'not_started')",
-        )
+             AND dh.phase NOT IN ",
+            terminal_phases!()
+        ))
         .bind(before.0)
         .fetch_all(&self.pool)
         .await?;
@@ -1391,6 +1417,37 @@ fn deploy_host_from_row(r: &AnyRow) -> anyhow::Result<DeployHost> {
         updated_at: Timestamp(r.try_get("updated_at")?),
         batch: u32::try_from(r.try_get::<i64, _>("batch")?)?,
     })
+}
+
+#[cfg(test)]
+mod phase_tests {
+    use deploy::HostPhase;
+
+    #[test]
+    fn the_sql_terminal_phases_are_the_terminal_phases() {
+        use HostPhase::*;
+        let sql: &str = terminal_phases!();
+        for p in [
+            Pending,
+            Downloading,
+            Verifying,
+            Extracting,
+            Switching,
+            Starting,
+            Checking,
+            Done,
+            Skipped,
+            Failed,
+            TimedOut,
+            NotStarted,
+        ] {
+            assert_eq!(
+                sql.contains(&format!("'{}'", p.as_str())),
+                p.is_terminal(),
+                "{p}"
+            );
+        }
+    }
 }
 
 /// A database URL with any password replaced, for error messages and logs.

@@ -247,16 +247,12 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
         Ok(())
     };
 
+    let start = |name: &str, pause_at: Option<&str>| {
+        grabber(name, &server, &token, &public_key, &root, &logs, pause_at)
+    };
+
     // The host runs the first version.
-    let mut g = grabber(
-        "grabber-first",
-        &server,
-        &token,
-        &public_key,
-        &root,
-        &logs,
-        None,
-    )?;
+    let mut g = start("grabber-first", None)?;
     poll(Duration::from_secs(30), || async {
         Ok(!client.hosts().await?.is_empty())
     })
@@ -277,15 +273,7 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
         // A version this host never had, so every step has work to do.
         let sha = repo.commit(&[("v", &format!("{}", i + 2))], point)?;
         let want = &build(&client, &app, &sha).await?;
-        let mut paused = grabber(
-            &format!("grabber-paused-at-{point}"),
-            &server,
-            &token,
-            &public_key,
-            &root,
-            &logs,
-            Some(point),
-        )?;
+        let mut paused = start(&format!("grabber-paused-at-{point}"), Some(point))?;
         let id = deploy_to(want).await?;
         let said = format!("paused at {point}");
         poll(Duration::from_secs(60), || async {
@@ -296,33 +284,16 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
         paused.kill().await?;
         check_host(&root, &app, &format!("killed at {point}"))?;
 
-        let g = grabber(
-            &format!("grabber-after-{point}"),
-            &server,
-            &token,
-            &public_key,
-            &root,
-            &logs,
-            None,
-        )?;
+        let mut g = start(&format!("grabber-after-{point}"), None)?;
         converged(id, want, &g)
             .await
             .map_err(|e| anyhow::anyhow!("after a kill at {point}: {e}"))?;
-        let mut g = g;
         g.kill().await?;
     }
 
     // A grabber stopped (gracefully, apps left running as in production)
     // and started again adopts the app: same pid, no second copy.
-    let mut g = grabber(
-        "grabber-adopting",
-        &server,
-        &token,
-        &public_key,
-        &root,
-        &logs,
-        None,
-    )?;
+    let mut g = start("grabber-adopting", None)?;
     let layout = HostLayout::new(&root);
     poll(Duration::from_secs(30), || async {
         Ok(std::fs::read_to_string(&g.log)?.contains("adopting running app"))
@@ -336,15 +307,7 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
         before,
         "the app outlives its grabber"
     );
-    let mut g = grabber(
-        "grabber-again",
-        &server,
-        &token,
-        &public_key,
-        &root,
-        &logs,
-        None,
-    )?;
+    let mut g = start("grabber-again", None)?;
     poll(Duration::from_secs(30), || async {
         Ok(std::fs::read_to_string(&g.log)?.contains("converging on desired state"))
     })
