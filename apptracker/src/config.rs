@@ -27,6 +27,12 @@ pub struct Config {
     /// alive: deploys (and the targets preview) leave it out.
     #[serde(with = "humantime_serde_compat")]
     pub host_alive: Duration,
+    /// A host under way in a deploy whose grabber has not heartbeated for
+    /// this long is `unreachable` (the host is down, not the app); one
+    /// whose grabber heartbeats but reports no progress within
+    /// `host_deadline` is `timed_out`.
+    #[serde(with = "humantime_serde_compat")]
+    pub host_unreachable: Duration,
     /// How often the deadline sweeper looks.
     #[serde(with = "humantime_serde_compat")]
     pub sweep_interval: Duration,
@@ -88,6 +94,7 @@ impl Default for Config {
             database_url: None,
             host_deadline: Duration::from_secs(300),
             host_alive: Duration::from_secs(120),
+            host_unreachable: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(2),
             builder: true,
             build_lease: Duration::from_secs(60),

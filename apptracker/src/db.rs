@@ -46,14 +46,15 @@ macro_rules! deploy_host_columns {
 /// SQL; the same set as `HostPhase::is_terminal` (a test checks).
 macro_rules! terminal_phases {
     () => {
-        "('done', 'skipped', 'failed', 'timed_out', 'not_started')"
+        "('done', 'skipped', 'failed', 'timed_out', 'unreachable', 'not_started')"
     };
 }
 
 macro_rules! deploy_columns {
     () => {
         "id, app, version, git_ref, build_id, cluster, hosts_selector, status, error, created_at, finished_at, \
-         strategy, max_failures, current_batch, retry_of"
+         strategy, max_failures, current_batch, retry_of, rollback_on_failure, rollback_of, paused_at, \
+         requested_by"
     };
 }
 
@@ -469,8 +470,8 @@ impl Db {
         let now = Timestamp::now();
         let id: i64 = sqlx::query(
             "INSERT INTO deploys (app, version, git_ref, build_id, cluster, hosts_selector, status, created_at, \
-             strategy, max_failures, retry_of) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+             strategy, max_failures, retry_of, rollback_on_failure, rollback_of, requested_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
         )
         .bind(new.app.as_str())
         .bind(new.version.map(|v| v.as_str().to_string()))
@@ -483,6 +484,9 @@ impl Db {
         .bind(serde_json::to_string(&new.strategy)?)
         .bind(new.max_failures.to_string())
         .bind(new.retry_of.map(|d| d.0))
+        .bind(i64::from(new.rollback_on_failure))
+        .bind(new.rollback_of.map(|d| d.0))
+        .bind(new.requested_by.map(str::to_string))
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -718,6 +722,16 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 
+    /// Replaces an ended deploy's error (to say what followed it).
+    pub async fn set_deploy_error(&self, id: DeployId, error: &str) -> sqlx::Result<()> {
+        sqlx::query("UPDATE deploys SET error = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(error)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Records a host event: appends it to the history and, unless the host
     /// already reached a terminal phase in this deploy, updates its row.
     /// Returns the row as it now stands and whether it changed.
@@ -874,18 +888,17 @@ impl Db {
         .bind(app.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(deploy::Pin {
-                    app: AppName::parse(r.try_get::<String, _>(0)?)?,
-                    cluster: Cluster::parse(r.try_get::<String, _>(1)?)?,
-                    version: Version::parse(r.try_get::<String, _>(2)?)?,
-                    pinned_by: r.try_get(3)?,
-                    reason: r.try_get(4)?,
-                    pinned_at: Timestamp(r.try_get(5)?),
-                })
-            })
-            .collect()
+        rows.iter().map(pin_from_row).collect()
+    }
+
+    /// Every pin, by app and cluster.
+    pub async fn all_pins(&self) -> anyhow::Result<Vec<deploy::Pin>> {
+        let rows = sqlx::query(
+            "SELECT app, cluster, version, pinned_by, reason, pinned_at FROM pins ORDER BY app, cluster",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(pin_from_row).collect()
     }
 
     /// Removes a pin; false when there was none.
@@ -938,6 +951,176 @@ impl Db {
         rows.iter()
             .map(|r| Ok((DeployId(r.try_get(0)?), r.try_get(1)?)))
             .collect()
+    }
+
+    /// Hosts under way in a running deploy whose agent has not heartbeated
+    /// since `before`: the host or its grabber is down.
+    pub async fn unreachable_hosts(
+        &self,
+        before: Timestamp,
+    ) -> sqlx::Result<Vec<(DeployId, String)>> {
+        let rows = sqlx::query(concat!(
+            "SELECT dh.deploy_id, dh.host FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
+             JOIN hosts h ON h.cluster = d.cluster AND h.name = dh.host \
+             WHERE d.status = 'running' AND h.last_seen < $1 AND dh.batch <= d.current_batch \
+             AND d.next_batch_at IS NULL AND d.paused_at IS NULL \
+             AND dh.phase NOT IN ",
+            terminal_phases!()
+        ))
+        .bind(before.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((DeployId(r.try_get(0)?), r.try_get(1)?)))
+            .collect()
+    }
+
+    // ------------------------------------------------------- rollout controls
+
+    /// Holds a running deploy before its next batch until someone continues
+    /// it. False when it already waits (or is not running).
+    pub async fn pause_deploy(&self, id: DeployId, at: Timestamp) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE deploys SET paused_at = $2 WHERE id = $1 AND paused_at IS NULL AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(at.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Lets a paused deploy start `batch`. False when it was not paused.
+    pub async fn continue_deploy(&self, id: DeployId, batch: u32) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE deploys SET paused_at = NULL, continued_batch = $2 \
+             WHERE id = $1 AND paused_at IS NOT NULL AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(i64::from(batch))
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// The highest batch someone let start.
+    pub async fn continued_batch(&self, id: DeployId) -> anyhow::Result<u32> {
+        let row = sqlx::query("SELECT continued_batch FROM deploys WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        match row {
+            Some(r) => Ok(u32::try_from(r.try_get::<i64, _>(0)?)?),
+            None => Ok(0),
+        }
+    }
+
+    /// Deploys of `app` to `cluster` queued behind the active one, oldest
+    /// first.
+    pub async fn queued_deploys(
+        &self,
+        app: &AppName,
+        cluster: &Cluster,
+    ) -> sqlx::Result<Vec<DeployId>> {
+        let rows = sqlx::query(
+            "SELECT id FROM deploys WHERE app = $1 AND cluster = $2 AND status = 'queued' ORDER BY id",
+        )
+        .bind(app.as_str())
+        .bind(cluster.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get::<i64, _>(0).map(DeployId))
+            .collect()
+    }
+
+    /// Every (app, cluster) with a queued deploy and no active one: what a
+    /// lost wake-up left behind (the sweeper starts them).
+    pub async fn stalled_queues(&self) -> anyhow::Result<Vec<(AppName, Cluster)>> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT q.app, q.cluster FROM deploys q WHERE q.status = 'queued' AND NOT EXISTS \
+             (SELECT 1 FROM deploys a WHERE a.app = q.app AND a.cluster = q.cluster \
+              AND a.status IN ('building', 'running'))",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    AppName::parse(r.try_get::<String, _>(0)?)?,
+                    Cluster::parse(r.try_get::<String, _>(1)?)?,
+                ))
+            })
+            .collect()
+    }
+
+    pub async fn cluster_settings(
+        &self,
+        cluster: &Cluster,
+    ) -> anyhow::Result<Option<deploy::ClusterSettings>> {
+        let row = sqlx::query(
+            "SELECT name, protected, frozen_until, freeze_reason, frozen_by, updated_by, updated_at \
+             FROM clusters WHERE name = $1",
+        )
+        .bind(cluster.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(cluster_from_row).transpose()
+    }
+
+    pub async fn clusters(&self) -> anyhow::Result<Vec<deploy::ClusterSettings>> {
+        let rows = sqlx::query(
+            "SELECT name, protected, frozen_until, freeze_reason, frozen_by, updated_by, updated_at \
+             FROM clusters ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(cluster_from_row).collect()
+    }
+
+    pub async fn set_protected(
+        &self,
+        cluster: &Cluster,
+        protected: bool,
+        by: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO clusters (name, protected, updated_by, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET protected = $2, updated_by = $3, updated_at = $4",
+        )
+        .bind(cluster.as_str())
+        .bind(i64::from(protected))
+        .bind(by)
+        .bind(Timestamp::now().0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Freezes `cluster` until `until` (None thaws it).
+    pub async fn set_freeze(
+        &self,
+        cluster: &Cluster,
+        until: Option<Timestamp>,
+        reason: Option<&str>,
+        by: &str,
+    ) -> sqlx::Result<()> {
+        let frozen_by = until.map(|_| by);
+        sqlx::query(
+            "INSERT INTO clusters (name, frozen_until, freeze_reason, frozen_by, updated_by, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (name) DO UPDATE SET frozen_until = $2, freeze_reason = $3, frozen_by = $4, \
+             updated_by = $5, updated_at = $6",
+        )
+        .bind(cluster.as_str())
+        .bind(until.map(|t| t.0))
+        .bind(reason.map(str::to_string))
+        .bind(frozen_by.map(str::to_string))
+        .bind(by)
+        .bind(Timestamp::now().0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 
     // ------------------------------------------------------------ tokens
@@ -1256,6 +1439,9 @@ pub struct NewDeploy<'a> {
     pub strategy: Strategy,
     pub max_failures: Portion,
     pub retry_of: Option<DeployId>,
+    pub rollback_on_failure: bool,
+    pub rollback_of: Option<DeployId>,
+    pub requested_by: Option<&'a str>,
 }
 
 /// What an audit entry records; the database gives it its id.
@@ -1398,9 +1584,36 @@ fn deploy_from_row(r: &AnyRow) -> anyhow::Result<Deploy> {
             .map_err(anyhow::Error::msg)?,
         current_batch: u32::try_from(r.try_get::<i64, _>("current_batch")?)?,
         retry_of: r.try_get::<Option<i64>, _>("retry_of")?.map(DeployId),
+        rollback_on_failure: r.try_get::<i64, _>("rollback_on_failure")? != 0,
+        rollback_of: r.try_get::<Option<i64>, _>("rollback_of")?.map(DeployId),
+        paused_at: r.try_get::<Option<i64>, _>("paused_at")?.map(Timestamp),
+        requested_by: r.try_get("requested_by")?,
         created_at: Timestamp(r.try_get("created_at")?),
         finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
         hosts: Vec::new(),
+    })
+}
+
+fn pin_from_row(r: &AnyRow) -> anyhow::Result<deploy::Pin> {
+    Ok(deploy::Pin {
+        app: AppName::parse(r.try_get::<String, _>(0)?)?,
+        cluster: Cluster::parse(r.try_get::<String, _>(1)?)?,
+        version: Version::parse(r.try_get::<String, _>(2)?)?,
+        pinned_by: r.try_get(3)?,
+        reason: r.try_get(4)?,
+        pinned_at: Timestamp(r.try_get(5)?),
+    })
+}
+
+fn cluster_from_row(r: &AnyRow) -> anyhow::Result<deploy::ClusterSettings> {
+    Ok(deploy::ClusterSettings {
+        name: Cluster::parse(r.try_get::<String, _>("name")?)?,
+        protected: r.try_get::<i64, _>("protected")? != 0,
+        frozen_until: r.try_get::<Option<i64>, _>("frozen_until")?.map(Timestamp),
+        freeze_reason: r.try_get("freeze_reason")?,
+        frozen_by: r.try_get("frozen_by")?,
+        updated_by: r.try_get("updated_by")?,
+        updated_at: Timestamp(r.try_get("updated_at")?),
     })
 }
 
@@ -1439,6 +1652,7 @@ mod phase_tests {
             Skipped,
             Failed,
             TimedOut,
+            Unreachable,
             NotStarted,
         ] {
             assert_eq!(

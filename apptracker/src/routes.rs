@@ -53,6 +53,17 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/deploys/{id}", get(show_deploy))
         .route("/api/v1/deploys/{id}/cancel", post(cancel_deploy))
         .route("/api/v1/deploys/{id}/retry", post(retry_deploy))
+        .route("/api/v1/deploys/{id}/continue", post(continue_deploy))
+        .route("/api/v1/clusters", get(list_clusters))
+        .route("/api/v1/pins", get(list_all_pins))
+        .route(
+            "/api/v1/clusters/{cluster}",
+            get(show_cluster).put(set_cluster),
+        )
+        .route(
+            "/api/v1/clusters/{cluster}/freeze",
+            post(freeze_cluster).delete(thaw_cluster),
+        )
         .route("/api/v1/targets", get(preview_targets))
         .route("/api/v1/apps/{app}/rollback", post(rollback_app))
         .route("/api/v1/apps/{app}/pins", get(list_pins))
@@ -343,7 +354,7 @@ async fn create_deploy(
     note.app(&req.app);
     note.target(format!("{what} to {}{hosts}", req.cluster));
     who.require(Role::Deployer)?;
-    let deploy = t.create_deploy(&req).await?;
+    let deploy = t.create_deploy(&req, &who.name).await?;
     note.target(format!(
         "deploy {} of {what} to {}{hosts}",
         deploy.id, req.cluster
@@ -390,7 +401,8 @@ async fn rollback_app(
     note.target(format!("rollback on {}", req.cluster));
     who.require(Role::Deployer)?;
     Ok(ApiJson(
-        t.rollback_app(&app, &req.cluster, &who.name).await?,
+        t.rollback_app(&app, &req.cluster, req.confirm.as_ref(), &who.name)
+            .await?,
     ))
 }
 
@@ -402,6 +414,14 @@ async fn list_pins(
     who.require(Role::Viewer)?;
     let app = AppName::parse(app)?;
     Ok(ApiJson(t.db().pins(&app).await?))
+}
+
+async fn list_all_pins(
+    State(t): State<Tracker>,
+    who: Principal,
+) -> Result<ApiJson<Vec<deploy::Pin>>, ApiError> {
+    who.require(Role::Viewer)?;
+    Ok(ApiJson(t.db().all_pins().await?))
 }
 
 async fn delete_pin(
@@ -453,7 +473,157 @@ async fn retry_deploy(
     let id: DeployId = parse(&id)?;
     note.target(format!("retry of deploy {id}"));
     who.require(Role::Deployer)?;
-    Ok(ApiJson(t.retry_deploy(id).await?))
+    Ok(ApiJson(t.retry_deploy(id, &who.name).await?))
+}
+
+/// Lets a deploy waiting for a human (a manual canary) go on.
+async fn continue_deploy(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    Path(id): Path<String>,
+) -> Result<ApiJson<Deploy>, ApiError> {
+    let id: DeployId = parse(&id)?;
+    note.target(format!("continue of deploy {id}"));
+    who.require(Role::Deployer)?;
+    Ok(ApiJson(t.continue_deploy(id).await?))
+}
+
+// ---------------------------------------------------------------- clusters
+
+async fn list_clusters(
+    State(t): State<Tracker>,
+    who: Principal,
+) -> Result<ApiJson<Vec<deploy::ClusterSettings>>, ApiError> {
+    who.require(Role::Viewer)?;
+    Ok(ApiJson(t.db().clusters().await?))
+}
+
+async fn show_cluster(
+    State(t): State<Tracker>,
+    who: Principal,
+    Path(cluster): Path<String>,
+) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
+    who.require(Role::Viewer)?;
+    let cluster = Cluster::parse(cluster)?;
+    t.db()
+        .cluster_settings(&cluster)
+        .await?
+        .map(ApiJson)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "cluster `{cluster}` has no controls set (it is neither protected nor frozen)"
+            ))
+        })
+}
+
+/// Marks a cluster protected (deploys must name it back) or not.
+async fn set_cluster(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    Path(cluster): Path<String>,
+    ApiJson(req): ApiJson<deploy::SetProtected>,
+) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
+    let cluster = Cluster::parse(cluster)?;
+    note.target(format!(
+        "{} {cluster}",
+        if req.protected {
+            "protect"
+        } else {
+            "unprotect"
+        }
+    ));
+    who.require(Role::Admin)?;
+    t.db()
+        .set_protected(&cluster, req.protected, &who.name)
+        .await?;
+    tracing::info!(%cluster, protected = req.protected, by = %who.name, "cluster protection set");
+    cluster_settings(&t, &cluster).await
+}
+
+/// Longest freeze one request sets: a forgotten freeze should not block
+/// deploys for years.
+const MAX_FREEZE: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Freezes a cluster: no deploy starts there until the freeze ends or is
+/// lifted (rollbacks still do).
+async fn freeze_cluster(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    Path(cluster): Path<String>,
+    ApiJson(req): ApiJson<deploy::Freeze>,
+) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
+    let cluster = Cluster::parse(cluster)?;
+    note.target(format!("freeze {cluster}"));
+    who.require(Role::Admin)?;
+    let reason = req.reason.trim();
+    if reason.is_empty() || reason.len() > 500 {
+        return Err(ApiError::Invalid(
+            "`reason` must say why the cluster is frozen (1 to 500 characters)".into(),
+        ));
+    }
+    let now = deploy::Timestamp::now();
+    let until = match (req.until, req.duration.as_deref()) {
+        (Some(until), None) => until,
+        (None, Some(d)) => {
+            let d = humantime::parse_duration(d).map_err(|e| {
+                ApiError::Invalid(format!(
+                    "`duration` `{d}` is not a duration like 2h or 30m: {e}"
+                ))
+            })?;
+            let ms = i64::try_from(d.as_millis().min(MAX_FREEZE.as_millis())).unwrap_or(0);
+            deploy::Timestamp(now.0.saturating_add(ms))
+        }
+        _ => {
+            return Err(ApiError::Invalid(
+                "give exactly one of `until` (ms since the epoch) and `duration` (like 2h)".into(),
+            ));
+        }
+    };
+    if until <= now {
+        return Err(ApiError::Invalid(format!(
+            "`until` {until} is not in the future"
+        )));
+    }
+    if until.0 - now.0 > MAX_FREEZE.as_millis() as i64 {
+        return Err(ApiError::Invalid(format!(
+            "a freeze lasts at most {}; freeze again to extend it",
+            humantime::format_duration(MAX_FREEZE)
+        )));
+    }
+    t.db()
+        .set_freeze(&cluster, Some(until), Some(reason), &who.name)
+        .await?;
+    tracing::warn!(%cluster, %until, reason, by = %who.name, "cluster frozen");
+    cluster_settings(&t, &cluster).await
+}
+
+async fn thaw_cluster(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    Path(cluster): Path<String>,
+) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
+    let cluster = Cluster::parse(cluster)?;
+    note.target(format!("thaw {cluster}"));
+    who.require(Role::Admin)?;
+    t.db().set_freeze(&cluster, None, None, &who.name).await?;
+    tracing::info!(%cluster, by = %who.name, "cluster thawed");
+    t.wake_queues(&cluster).await?;
+    cluster_settings(&t, &cluster).await
+}
+
+async fn cluster_settings(
+    t: &Tracker,
+    cluster: &Cluster,
+) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
+    t.db()
+        .cluster_settings(cluster)
+        .await?
+        .map(ApiJson)
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("cluster `{cluster}` vanished")))
 }
 
 async fn cancel_deploy(

@@ -20,6 +20,23 @@ use crate::db::{Db, NewDeploy};
 use crate::error::ApiError;
 use crate::store::{ArtifactStore, LocalStore};
 
+/// How a deploy came to be, beyond what its request says.
+#[derive(Default)]
+struct Origin<'a> {
+    /// The exact hosts (a retry, a rollback) instead of those the request
+    /// selects.
+    hosts: Option<Vec<HostName>>,
+    retry_of: Option<DeployId>,
+    rollback_of: Option<DeployId>,
+    /// Puts an earlier version back: allowed during a freeze and past a pin.
+    rollback: bool,
+    /// Set up in advance (auto-deploys, retries of a confirmed deploy,
+    /// rollbacks on failure): no typed confirmation for protected clusters.
+    automated: bool,
+    /// The token name of whoever asked.
+    by: Option<&'a str>,
+}
+
 /// The branch built when a request names no ref.
 pub const DEFAULT_BRANCH: &str = "main";
 
@@ -330,8 +347,70 @@ impl Tracker {
         })
     }
 
-    pub async fn create_deploy(&self, req: &CreateDeploy) -> Result<Deploy, ApiError> {
-        self.create_deploy_on(req, None, None).await
+    /// A deploy someone asked for.
+    pub async fn create_deploy(&self, req: &CreateDeploy, by: &str) -> Result<Deploy, ApiError> {
+        let origin = Origin {
+            by: Some(by),
+            ..Origin::default()
+        };
+        self.create_deploy_on(req, origin).await
+    }
+
+    /// A deploy an automation set up in advance asked for (a webhook's
+    /// auto-deploy): a protected cluster needs no typed confirmation, a
+    /// frozen one still refuses it.
+    pub async fn create_automated_deploy(
+        &self,
+        req: &CreateDeploy,
+        by: &str,
+    ) -> Result<Deploy, ApiError> {
+        let origin = Origin {
+            by: Some(by),
+            automated: true,
+            ..Origin::default()
+        };
+        self.create_deploy_on(req, origin).await
+    }
+
+    /// Refuses a deploy a cluster's controls forbid: a freeze (except for
+    /// rollbacks, the way out of an incident), or a protected cluster
+    /// without its name typed back.
+    async fn check_cluster(
+        &self,
+        cluster: &Cluster,
+        confirm: Option<&Cluster>,
+        origin: &Origin<'_>,
+    ) -> Result<(), ApiError> {
+        let Some(c) = self.db().cluster_settings(cluster).await? else {
+            return Ok(());
+        };
+        if !origin.rollback
+            && let Some(until) = c.frozen_at(Timestamp::now())
+        {
+            return Err(ApiError::conflict(
+                "cluster_frozen",
+                format!(
+                    "cluster `{cluster}` is frozen until {until} by {}: {}; rollbacks are still allowed \
+                     (thaw it with DELETE /api/v1/clusters/{cluster}/freeze)",
+                    c.frozen_by.as_deref().unwrap_or("?"),
+                    c.freeze_reason.as_deref().unwrap_or("no reason given"),
+                ),
+            ));
+        }
+        if c.protected && !origin.automated && confirm != Some(cluster) {
+            let given = match confirm {
+                Some(other) => format!(" (the confirmation names `{other}`)"),
+                None => String::new(),
+            };
+            return Err(ApiError::unprocessable(
+                "confirmation_required",
+                format!(
+                    "cluster `{cluster}` is protected: confirm by naming it{given}: `\"confirm\": \"{cluster}\"` \
+                     in the request, `--yes-i-mean-{cluster}` on the command line"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Puts back, on every host the newest landed deploy of `app` to
@@ -341,9 +420,17 @@ impl Tracker {
         &self,
         app: &AppName,
         cluster: &Cluster,
+        confirm: Option<&Cluster>,
         by: &str,
     ) -> Result<Deploy, ApiError> {
         self.app_or_404(app).await?;
+        let origin = Origin {
+            rollback: true,
+            by: Some(by),
+            ..Origin::default()
+        };
+        // Checked before the pin is set, so a refusal changes nothing.
+        self.check_cluster(cluster, confirm, &origin).await?;
         self.refuse_if_active(app, cluster).await?;
         let nothing = |why: String| ApiError::unprocessable("nothing_to_roll_back", why);
         let Some((last, current)) = self.db().last_landed_deploy(app, cluster).await? else {
@@ -397,13 +484,91 @@ impl Tracker {
             hosts: None,
             strategy: Strategy::AllAtOnce,
             max_failures: Portion::default(),
+            rollback_on_failure: false,
+            confirm: confirm.cloned(),
+            wait: false,
         };
-        self.create_deploy_on(&req, Some(hosts), None).await
+        let origin = Origin {
+            hosts: Some(hosts),
+            ..origin
+        };
+        self.create_deploy_on(&req, origin).await
+    }
+
+    /// When a failed rollout asked for it: puts the version each host ran
+    /// before back on the hosts of `failed` that switched, as a new deploy
+    /// linked to it. Returns it, or None when no host switched.
+    async fn roll_back_switched(&self, failed: DeployId) -> anyhow::Result<Option<Deploy>> {
+        let d = self
+            .deploy(failed)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let Some(version) = d.version.clone() else {
+            return Ok(None);
+        };
+        let switched: Vec<&HostName> = d
+            .hosts
+            .iter()
+            .filter(|h| h.phase == HostPhase::Done)
+            .map(|h| &h.host)
+            .collect();
+        let previous = self
+            .db()
+            .previous_versions(&d.cluster, &d.app, &version)
+            .await?;
+        // Hosts that ran nothing before keep the new version: there is
+        // nothing to go back to. The hosts are grouped by what they ran; the
+        // biggest group goes back (after one rollout they are one group).
+        let mut groups: std::collections::BTreeMap<Version, Vec<HostName>> = Default::default();
+        for (host, prev) in previous {
+            if let Some(prev) = prev
+                && switched.contains(&&host)
+            {
+                groups.entry(prev).or_default().push(host);
+            }
+        }
+        let Some((back_to, hosts)) = groups.iter().max_by_key(|(_, h)| h.len()) else {
+            tracing::warn!(deploy_id = %failed, app = %d.app, "rollback on failure: no switched host ran an earlier version");
+            return Ok(None);
+        };
+        for (v, h) in groups.iter().filter(|(v, _)| *v != back_to) {
+            tracing::warn!(deploy_id = %failed, app = %d.app, version = %v, hosts = ?h,
+                "rollback on failure: these hosts ran another version before; left on the new one");
+        }
+        let req = CreateDeploy {
+            app: d.app.clone(),
+            version: Some(back_to.clone()),
+            git_ref: None,
+            cluster: d.cluster.clone(),
+            hosts: Some(d.hosts_selector.clone()),
+            strategy: Strategy::AllAtOnce,
+            max_failures: Portion::default(),
+            rollback_on_failure: false,
+            confirm: None,
+            wait: false,
+        };
+        let origin = Origin {
+            hosts: Some(hosts.clone()),
+            rollback_of: Some(failed),
+            rollback: true,
+            automated: true,
+            by: d.requested_by.as_deref(),
+            ..Origin::default()
+        };
+        let back = self
+            .create_deploy_on(&req, origin)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot roll back deploy {failed}: {e}"))?;
+        tracing::warn!(deploy_id = %failed, app = %d.app, rollback = %back.id, version = %back_to,
+            hosts = hosts.len(), "rolling the switched hosts back");
+        Ok(Some(back))
     }
 
     /// A new deploy of the same version to the hosts of deploy `id` that
-    /// failed or timed out, linked to it.
-    pub async fn retry_deploy(&self, id: DeployId) -> Result<Deploy, ApiError> {
+    /// failed, timed out or were unreachable, linked to it. The original
+    /// deploy's confirmation stands for a protected cluster; a freeze
+    /// refuses it.
+    pub async fn retry_deploy(&self, id: DeployId, by: &str) -> Result<Deploy, ApiError> {
         let d = self.deploy(id).await?;
         if !d.status.is_terminal() {
             return Err(ApiError::conflict(
@@ -414,7 +579,7 @@ impl Tracker {
         let failed: Vec<HostName> = d
             .hosts
             .iter()
-            .filter(|h| matches!(h.phase, HostPhase::Failed | HostPhase::TimedOut))
+            .filter(|h| h.phase.is_failure())
             .map(|h| h.host.clone())
             .collect();
         let Some(version) = d.version.clone() else {
@@ -426,7 +591,7 @@ impl Tracker {
         if failed.is_empty() {
             return Err(ApiError::unprocessable(
                 "nothing_to_retry",
-                format!("no host of deploy {id} failed or timed out"),
+                format!("no host of deploy {id} failed, timed out or was unreachable"),
             ));
         }
         let req = CreateDeploy {
@@ -437,22 +602,43 @@ impl Tracker {
             hosts: Some(d.hosts_selector.clone()),
             strategy: d.strategy,
             max_failures: d.max_failures,
+            rollback_on_failure: d.rollback_on_failure,
+            confirm: None,
+            wait: false,
         };
-        self.create_deploy_on(&req, Some(failed), Some(id)).await
+        let origin = Origin {
+            hosts: Some(failed),
+            retry_of: Some(id),
+            automated: true,
+            by: Some(by),
+            ..Origin::default()
+        };
+        self.create_deploy_on(&req, origin).await
     }
 
-    /// Creates a deploy of `req`, to `hosts` when given (a retry), else to
-    /// the hosts `req` selects.
+    /// Creates a deploy of `req`, to `origin.hosts` when given (a retry, a
+    /// rollback), else to the hosts `req` selects. Queued behind the active
+    /// deploy of the app to the cluster when `req.wait`, refused otherwise.
     async fn create_deploy_on(
         &self,
         req: &CreateDeploy,
-        hosts: Option<Vec<HostName>>,
-        retry_of: Option<DeployId>,
+        origin: Origin<'_>,
     ) -> Result<Deploy, ApiError> {
         let app = self.app_or_404(&req.app).await?;
-        self.refuse_if_active(&app.name, &req.cluster).await?;
+        self.check_cluster(&req.cluster, req.confirm.as_ref(), &origin)
+            .await?;
+        let mut queue = false;
+        if req.wait {
+            queue = self
+                .db()
+                .active_deploy(&app.name, &req.cluster)
+                .await?
+                .is_some();
+        } else {
+            self.refuse_if_active(&app.name, &req.cluster).await?;
+        }
         let selector = req.hosts.clone().unwrap_or_else(HostSelector::all);
-        let targets: Vec<HostName> = match hosts {
+        let targets: Vec<HostName> = match origin.hosts {
             Some(h) => h,
             None => self
                 .targets(&req.cluster, &selector)
@@ -494,7 +680,8 @@ impl Tracker {
                 ));
             }
         };
-        if let Some(pin) = self.db().pin(&app.name, &req.cluster).await?
+        if !origin.rollback
+            && let Some(pin) = self.db().pin(&app.name, &req.cluster).await?
             && pin.version != build.version
         {
             return Err(ApiError::conflict(
@@ -514,32 +701,50 @@ impl Tracker {
             ));
         }
         let ready = build.status == BuildStatus::Succeeded;
-        let inserted = self
-            .db()
-            .insert_deploy(&NewDeploy {
-                app: &app.name,
-                version: ready.then_some(&build.version),
-                git_ref,
-                build_id: Some(build.id),
-                cluster: &req.cluster,
-                selector: &selector,
-                status: DeployStatus::Building,
-                hosts: &targets,
-                strategy: req.strategy,
-                max_failures: req.max_failures,
-                retry_of,
-            })
-            .await;
-        let id = match inserted {
+        let new = |status| NewDeploy {
+            app: &app.name,
+            version: ready.then_some(&build.version),
+            git_ref,
+            build_id: Some(build.id),
+            cluster: &req.cluster,
+            selector: &selector,
+            status,
+            hosts: &targets,
+            strategy: req.strategy,
+            max_failures: req.max_failures,
+            retry_of: origin.retry_of,
+            rollback_on_failure: req.rollback_on_failure,
+            rollback_of: origin.rollback_of,
+            requested_by: origin.by,
+        };
+        let status = if queue {
+            DeployStatus::Queued
+        } else {
+            DeployStatus::Building
+        };
+        let id = match self.db().insert_deploy(&new(status)).await {
             Ok(id) => id,
+            // Two requests raced past the check: the unique index on active
+            // deploys let one in; this one queues behind it if it may wait,
+            // else is told which.
+            Err(_) if req.wait && !queue => {
+                queue = true;
+                self.db().insert_deploy(&new(DeployStatus::Queued)).await?
+            }
             Err(e) => {
-                // Two requests raced past the check: the unique index on
-                // active deploys let one in; the other is told which.
                 self.refuse_if_active(&app.name, &req.cluster).await?;
                 return Err(e.into());
             }
         };
-        tracing::info!(deploy_id = %id, app = %app.name, cluster = %req.cluster, hosts = targets.len(), "deploy created");
+        tracing::info!(deploy_id = %id, app = %app.name, cluster = %req.cluster, hosts = targets.len(),
+            queued = queue, by = origin.by.unwrap_or("-"), "deploy created");
+        if queue {
+            self.supersede_queued(id, &app.name, &req.cluster, &selector)
+                .await?;
+            // The active deploy may have ended since the check.
+            self.start_next_queued(&app.name, &req.cluster).await?;
+            return self.deploy(id).await;
+        }
         if ready {
             self.start_rollout(id, &build).await?;
         } else if let Some(b) = self.db().build(build.id).await? {
@@ -547,6 +752,119 @@ impl Tracker {
             if b.status.is_terminal() {
                 self.on_build_finished(b.id).await?;
             }
+        }
+        self.deploy(id).await
+    }
+
+    /// Cancels the deploys queued before `newer` for the same app, cluster
+    /// and hosts: the newest request wins (a burst of pushes deploys once).
+    async fn supersede_queued(
+        &self,
+        newer: DeployId,
+        app: &AppName,
+        cluster: &Cluster,
+        selector: &HostSelector,
+    ) -> anyhow::Result<()> {
+        for id in self.db().queued_deploys(app, cluster).await? {
+            if id >= newer {
+                continue;
+            }
+            let Some(old) = self.db().deploy(id).await? else {
+                continue;
+            };
+            if old.hosts_selector.as_str() != selector.as_str() {
+                continue;
+            }
+            self.db()
+                .leave_unstarted(id, 0, "not started: superseded by a newer queued deploy")
+                .await?;
+            let why = format!("superseded by deploy {newer}");
+            if self
+                .transition(
+                    id,
+                    &[DeployStatus::Queued],
+                    DeployStatus::Cancelled,
+                    None,
+                    Some(&why),
+                )
+                .await?
+            {
+                tracing::info!(deploy_id = %id, app = %app, %cluster, by = %newer, "queued deploy superseded");
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the oldest deploy queued for `app` on `cluster` once nothing
+    /// else is active there (and the cluster is not frozen: it waits for
+    /// the thaw).
+    async fn start_next_queued(&self, app: &AppName, cluster: &Cluster) -> anyhow::Result<()> {
+        if self.db().active_deploy(app, cluster).await?.is_some() {
+            return Ok(());
+        }
+        if let Some(c) = self.db().cluster_settings(cluster).await?
+            && c.frozen_at(Timestamp::now()).is_some()
+        {
+            return Ok(());
+        }
+        let Some(&id) = self.db().queued_deploys(app, cluster).await?.first() else {
+            return Ok(());
+        };
+        // The unique index on active deploys refuses the move when another
+        // deploy took the slot first: that one runs, this one keeps waiting.
+        match self
+            .transition(
+                id,
+                &[DeployStatus::Queued],
+                DeployStatus::Building,
+                None,
+                None,
+            )
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                tracing::info!(deploy_id = %id, app = %app, %cluster, error = %e, "queued deploy keeps waiting");
+                return Ok(());
+            }
+        }
+        tracing::info!(deploy_id = %id, app = %app, %cluster, "queued deploy starting");
+        let build = match self.db().deploy(id).await?.and_then(|d| d.build_id) {
+            Some(b) => self.db().build(b).await?,
+            None => None,
+        };
+        match build {
+            Some(b) if b.status == BuildStatus::Succeeded => self.start_rollout(id, &b).await,
+            Some(b) if b.status.is_terminal() => self.on_build_finished(b.id).await,
+            // Started by `on_build_finished` when its build ends.
+            _ => Ok(()),
+        }
+    }
+
+    /// Starts what waited on `cluster`'s freeze.
+    pub async fn wake_queues(&self, cluster: &Cluster) -> anyhow::Result<()> {
+        for (app, c) in self.db().stalled_queues().await? {
+            if &c == cluster {
+                self.start_next_queued(&app, &c).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets a deploy waiting for a human (a manual canary) start its next
+    /// batch.
+    pub async fn continue_deploy(&self, id: DeployId) -> Result<Deploy, ApiError> {
+        let d = self.deploy(id).await?;
+        if d.paused_at.is_none() {
+            return Err(ApiError::conflict(
+                "not_paused",
+                format!("deploy {id} is {} and not waiting to continue", d.status),
+            ));
+        }
+        if self.db().continue_deploy(id, d.current_batch + 1).await? {
+            tracing::info!(deploy_id = %id, app = %d.app, batch = d.current_batch + 2, "deploy continued");
+            self.advance(id).await?;
         }
         self.deploy(id).await
     }
@@ -634,19 +952,19 @@ impl Tracker {
             return Ok(());
         }
         let last = deploy.hosts.iter().map(|h| h.batch).max().unwrap_or(0);
-        let failed = deploy
-            .hosts
-            .iter()
-            .filter(|h| matches!(h.phase, HostPhase::Failed | HostPhase::TimedOut))
-            .count();
+        let failed = deploy.hosts.iter().filter(|h| h.phase.is_failure()).count();
         let allowed = deploy.max_failures.of(deploy.hosts.len());
-        if current < last && failed > allowed {
-            let reason = format!(
-                "halted after batch {} of {}: {failed} host(s) failed, more than max_failures {} allows ({allowed})",
-                current + 1,
-                last + 1,
+        // The last batch's failures count as much as the first's.
+        if failed > allowed {
+            let over = format!(
+                "{failed} host(s) failed, more than max_failures {} allows ({allowed})",
                 deploy.max_failures
             );
+            let mut reason = if current < last {
+                format!("halted after batch {} of {}: {over}", current + 1, last + 1)
+            } else {
+                format!("failed: {over}")
+            };
             tracing::warn!(deploy_id = %id, app = %deploy.app, %reason, "rollout halted");
             let untouched = self
                 .db()
@@ -660,10 +978,56 @@ impl Tracker {
                     })
                     .await;
             }
-            return self.finish(id, Some(&reason)).await;
+            if !deploy.rollback_on_failure {
+                return self.finish(id, Some(&reason)).await;
+            }
+            // Ends first (the rollback needs the app's deploy slot), then
+            // says what undoes it.
+            self.finish(id, Some(&reason)).await?;
+            reason = match self.roll_back_switched(id).await {
+                Ok(Some(back)) => format!(
+                    "{reason}; the {} host(s) that switched are rolled back by deploy {}",
+                    back.hosts.len(),
+                    back.id
+                ),
+                Ok(None) => format!("{reason}; no host switched: nothing to roll back"),
+                Err(e) => {
+                    tracing::error!(deploy_id = %id, app = %deploy.app, error = %e, "rollback on failure failed");
+                    format!("{reason}; the rollback could not start: {e}")
+                }
+            };
+            self.db().set_deploy_error(id, &reason).await?;
+            if let Some(d) = self.db().deploy(id).await? {
+                self.bus()
+                    .emit(DeployEvent::Status {
+                        deploy_id: id,
+                        status: d.status,
+                        version: d.version,
+                        error: d.error,
+                    })
+                    .await;
+            }
+            return Ok(());
         }
         if current >= last {
             return self.finish(id, None).await;
+        }
+        if deploy.strategy.waits_for_continue(current + 1)
+            && self.db().continued_batch(id).await? < current + 1
+        {
+            if self.db().pause_deploy(id, Timestamp::now()).await? {
+                tracing::info!(deploy_id = %id, app = %deploy.app, batch = current + 1,
+                    "batch done; waiting for someone to continue the deploy");
+                self.bus()
+                    .emit(DeployEvent::Status {
+                        deploy_id: id,
+                        status: deploy.status,
+                        version: deploy.version.clone(),
+                        error: None,
+                    })
+                    .await;
+            }
+            return Ok(());
         }
         let bake = deploy.strategy.bake_ms();
         if bake > 0 {
@@ -717,12 +1081,12 @@ impl Tracker {
                 format!("deploy {id} already ended: {}", d.status),
             ));
         }
-        // While building nothing started; while running, the current
-        // batch is under way.
-        let from = if d.status == DeployStatus::Building {
-            0
-        } else {
+        // While queued or building nothing started; while running, the
+        // current batch is under way.
+        let from = if d.status == DeployStatus::Running {
             d.current_batch + 1
+        } else {
+            0
         };
         let untouched = self
             .db()
@@ -730,7 +1094,11 @@ impl Tracker {
             .await?;
         self.transition(
             id,
-            &[DeployStatus::Building, DeployStatus::Running],
+            &[
+                DeployStatus::Queued,
+                DeployStatus::Building,
+                DeployStatus::Running,
+            ],
             DeployStatus::Cancelled,
             None,
             Some("cancelled"),
@@ -771,9 +1139,15 @@ impl Tracker {
                     deploy_id: id,
                     status: to,
                     version: d.as_ref().and_then(|d| d.version.clone()),
-                    error: d.and_then(|d| d.error),
+                    error: d.as_ref().and_then(|d| d.error.clone()),
                 })
                 .await;
+            // The slot is free: the next queued deploy of the app goes.
+            if to.is_terminal()
+                && let Some(d) = d
+            {
+                Box::pin(self.start_next_queued(&d.app, &d.cluster)).await?;
+            }
         }
         Ok(moved)
     }
@@ -827,6 +1201,34 @@ impl Tracker {
     pub async fn sweep(&self) -> anyhow::Result<()> {
         for id in self.db().deploys_due(Timestamp::now()).await? {
             self.advance(id).await?;
+        }
+        for (app, cluster) in self.db().stalled_queues().await? {
+            self.start_next_queued(&app, &cluster).await?;
+        }
+        let silent = self.config().host_unreachable;
+        let since = Timestamp(Timestamp::now().0 - silent.as_millis() as i64);
+        for (id, host) in self.db().unreachable_hosts(since).await? {
+            let Ok(host) = HostName::parse(host) else {
+                continue;
+            };
+            let Some(deploy) = self.db().deploy(id).await? else {
+                continue;
+            };
+            tracing::warn!(deploy_id = %id, host = %host, app = %deploy.app, "host unreachable");
+            let ev = HostEvent {
+                cluster: deploy.cluster.clone(),
+                phase: HostPhase::Unreachable,
+                failed_phase: None,
+                rolled_back: false,
+                message: Some(format!(
+                    "its grabber has not heartbeated for {}: the host or its agent is down",
+                    humantime::format_duration(silent)
+                )),
+                log_tail: None,
+            };
+            self.host_event(id, &host, &ev)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot mark host {host} unreachable: {e}"))?;
         }
         let deadline = self.config().host_deadline;
         let before = Timestamp(Timestamp::now().0 - deadline.as_millis() as i64);

@@ -277,8 +277,13 @@ async fn start(
             hosts: rule.hosts.clone(),
             strategy: Default::default(),
             max_failures: Default::default(),
+            rollback_on_failure: false,
+            confirm: None,
+            // A push during a deploy queues behind it; a newer push
+            // supersedes a queued one.
+            wait: true,
         };
-        match t.create_deploy(&req).await {
+        match t.create_automated_deploy(&req, "webhook").await {
             Ok(d) => {
                 out.deploys.push(d.id);
                 out.builds.extend(d.build_id);

@@ -234,6 +234,18 @@ pub struct CreateDeploy {
     /// hosts not yet started stay untouched; none by default.
     #[serde(default)]
     pub max_failures: Portion,
+    /// When the rollout fails (over `max_failures`), put the version each
+    /// host ran before back on the hosts that switched, as a linked deploy.
+    #[serde(default)]
+    pub rollback_on_failure: bool,
+    /// The cluster's name typed back: required to deploy to a protected
+    /// cluster.
+    #[serde(default)]
+    pub confirm: Option<Cluster>,
+    /// While another deploy of the app to the cluster is active, queue
+    /// behind it (status `queued`) instead of being refused.
+    #[serde(default)]
+    pub wait: bool,
 }
 
 /// A number of hosts, or a share of the deploy's hosts: `3` or `"25%"`.
@@ -328,11 +340,14 @@ pub enum Strategy {
         bake_ms: u64,
     },
     /// `canary` hosts first; the rest, in one batch, once they are healthy
-    /// (and `bake_ms` later).
+    /// (and `bake_ms` later; with `manual`, only once someone continues the
+    /// deploy: `POST /api/v1/deploys/{id}/continue`).
     Canary {
         canary: Portion,
         #[serde(default)]
         bake_ms: u64,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        manual: bool,
     },
 }
 
@@ -357,6 +372,11 @@ impl Strategy {
         }
     }
 
+    /// Whether batch `next` waits for a human to continue the deploy.
+    pub fn waits_for_continue(&self, next: u32) -> bool {
+        matches!(*self, Strategy::Canary { manual: true, .. }) && next >= 1
+    }
+
     /// The wait between two batches.
     pub fn bake_ms(&self) -> u64 {
         match *self {
@@ -369,6 +389,8 @@ impl Strategy {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeployStatus {
+    /// Waiting for another deploy of the app to the cluster to end.
+    Queued,
     /// Waiting for its build.
     Building,
     Running,
@@ -394,6 +416,7 @@ impl DeployStatus {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            DeployStatus::Queued => "queued",
             DeployStatus::Building => "building",
             DeployStatus::Running => "running",
             DeployStatus::Succeeded => "succeeded",
@@ -426,8 +449,11 @@ pub enum HostPhase {
     /// Already ran that version: nothing was touched.
     Skipped,
     Failed,
-    /// Silent past the deadline.
+    /// No progress report within the deadline, while its agent was alive.
     TimedOut,
+    /// Its agent stopped heartbeating during the deploy: the host (or the
+    /// grabber) is down, not the app.
+    Unreachable,
     /// Left untouched: the rollout halted or was cancelled before its batch.
     NotStarted,
     #[serde(other)]
@@ -442,7 +468,17 @@ impl HostPhase {
                 | HostPhase::Skipped
                 | HostPhase::Failed
                 | HostPhase::TimedOut
+                | HostPhase::Unreachable
                 | HostPhase::NotStarted
+        )
+    }
+
+    /// A host that did not make it: counted against `max_failures`, taken
+    /// by a retry.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            HostPhase::Failed | HostPhase::TimedOut | HostPhase::Unreachable
         )
     }
 
@@ -463,6 +499,7 @@ impl HostPhase {
             HostPhase::Skipped => "skipped",
             HostPhase::Failed => "failed",
             HostPhase::TimedOut => "timed_out",
+            HostPhase::Unreachable => "unreachable",
             HostPhase::NotStarted => "not_started",
             HostPhase::Unknown => "unknown",
         }
@@ -525,6 +562,18 @@ pub struct Deploy {
     /// The deploy whose failed hosts this one retries.
     #[serde(default)]
     pub retry_of: Option<DeployId>,
+    /// Roll the switched hosts back if the rollout fails.
+    #[serde(default)]
+    pub rollback_on_failure: bool,
+    /// The failed deploy this one undoes.
+    #[serde(default)]
+    pub rollback_of: Option<DeployId>,
+    /// Set while a batch waits for `POST /api/v1/deploys/{id}/continue`.
+    #[serde(default)]
+    pub paused_at: Option<Timestamp>,
+    /// The token name of whoever asked (none for older deploys).
+    #[serde(default)]
+    pub requested_by: Option<String>,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub hosts: Vec<DeployHost>,
@@ -553,6 +602,9 @@ pub struct ExcludedHost {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Rollback {
     pub cluster: Cluster,
+    /// The cluster's name typed back, for a protected cluster.
+    #[serde(default)]
+    pub confirm: Option<Cluster>,
 }
 
 /// An app held at a version on a cluster (set by a rollback): deploys of
@@ -566,6 +618,45 @@ pub struct Pin {
     pub pinned_by: String,
     pub reason: String,
     pub pinned_at: Timestamp,
+}
+
+/// `GET /api/v1/clusters`: a cluster's deploy controls.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSettings {
+    pub name: Cluster,
+    /// Deploys must confirm by naming the cluster (`confirm`).
+    pub protected: bool,
+    /// While set and in the future, no deploy starts on the cluster.
+    pub frozen_until: Option<Timestamp>,
+    pub freeze_reason: Option<String>,
+    pub frozen_by: Option<String>,
+    pub updated_by: String,
+    pub updated_at: Timestamp,
+}
+
+impl ClusterSettings {
+    /// The freeze in force at `now`, if any.
+    pub fn frozen_at(&self, now: Timestamp) -> Option<Timestamp> {
+        self.frozen_until.filter(|until| *until > now)
+    }
+}
+
+/// `PUT /api/v1/clusters/{cluster}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetProtected {
+    pub protected: bool,
+}
+
+/// `POST /api/v1/clusters/{cluster}/freeze`: no deploys until `until`, or
+/// for `duration` (`"2h"`, `"30m"`); exactly one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freeze {
+    #[serde(default)]
+    pub until: Option<Timestamp>,
+    #[serde(default)]
+    pub duration: Option<String>,
+    /// Shown to everyone whose deploy is refused.
+    pub reason: String,
 }
 
 /// One entry of `GET /api/v1/deploys/{id}/events`: a host reached a phase.
@@ -842,6 +933,7 @@ mod rollout_tests {
         let canary = Strategy::Canary {
             canary: Portion::Percent(10),
             bake_ms: 0,
+            manual: false,
         };
         assert_eq!(canary.batches(&hosts), vec![vec![1], (2..=10).collect()]);
         assert_eq!(Strategy::AllAtOnce.batches(&hosts), vec![hosts.clone()]);
@@ -854,8 +946,21 @@ mod rollout_tests {
         let all_canary = Strategy::Canary {
             canary: Portion::Count(5),
             bake_ms: 0,
+            manual: true,
         };
         assert_eq!(all_canary.batches(&[1, 2]), vec![vec![1, 2]]);
+        // Only what follows the canaries of a manual canary waits.
+        assert!(!all_canary.waits_for_continue(0));
+        assert!(all_canary.waits_for_continue(1));
+        assert!(!canary.waits_for_continue(1));
+        // `manual` is optional on the wire and left out when false.
+        let parsed: Strategy =
+            serde_json::from_str(r#"{"kind": "canary", "canary": "10%"}"#).unwrap();
+        assert_eq!(parsed, canary);
+        assert_eq!(
+            serde_json::to_value(canary).unwrap(),
+            serde_json::json!({"kind": "canary", "canary": "10%", "bake_ms": 0})
+        );
         let json = serde_json::to_value(rolling).unwrap();
         assert_eq!(
             json,

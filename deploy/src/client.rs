@@ -356,11 +356,78 @@ impl Client {
         app: &AppName,
         cluster: &crate::Cluster,
     ) -> Result<Deploy, ClientError> {
+        self.rollback_confirmed(app, cluster, None).await
+    }
+
+    /// A rollback on a protected cluster, confirmed by naming it.
+    pub async fn rollback_confirmed(
+        &self,
+        app: &AppName,
+        cluster: &crate::Cluster,
+        confirm: Option<&crate::Cluster>,
+    ) -> Result<Deploy, ClientError> {
         self.post(
             &format!("/api/v1/apps/{app}/rollback"),
             &crate::Rollback {
                 cluster: cluster.clone(),
+                confirm: confirm.cloned(),
             },
+        )
+        .await
+    }
+
+    /// Lets a deploy waiting for a human (a manual canary) start its next
+    /// batch.
+    pub async fn continue_deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
+        self.post(
+            &format!("/api/v1/deploys/{id}/continue"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Every pin of every app.
+    pub async fn all_pins(&self) -> Result<Vec<crate::Pin>, ClientError> {
+        self.get("/api/v1/pins").await
+    }
+
+    /// Every cluster with deploy controls set.
+    pub async fn clusters(&self) -> Result<Vec<crate::ClusterSettings>, ClientError> {
+        self.get("/api/v1/clusters").await
+    }
+
+    /// Marks `cluster` protected (deploys must name it back) or not.
+    pub async fn set_protected(
+        &self,
+        cluster: &crate::Cluster,
+        protected: bool,
+    ) -> Result<crate::ClusterSettings, ClientError> {
+        self.send(
+            self.http
+                .put(self.url(&format!("/api/v1/clusters/{cluster}")))
+                .json(&crate::SetProtected { protected }),
+        )
+        .await
+    }
+
+    /// No deploys to `cluster` until the freeze ends (rollbacks still go).
+    pub async fn freeze(
+        &self,
+        cluster: &crate::Cluster,
+        freeze: &crate::Freeze,
+    ) -> Result<crate::ClusterSettings, ClientError> {
+        self.post(&format!("/api/v1/clusters/{cluster}/freeze"), freeze)
+            .await
+    }
+
+    /// Lifts a freeze; deploys queued behind it start.
+    pub async fn thaw(
+        &self,
+        cluster: &crate::Cluster,
+    ) -> Result<crate::ClusterSettings, ClientError> {
+        self.send(
+            self.http
+                .delete(self.url(&format!("/api/v1/clusters/{cluster}/freeze"))),
         )
         .await
     }

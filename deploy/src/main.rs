@@ -16,7 +16,9 @@ use futures::StreamExt;
 #[command(
     name = "deploy",
     version,
-    about = "Ask Slipway for an app at a version on a cluster"
+    about = "Ask Slipway for an app at a version on a cluster",
+    after_help = "A protected cluster needs its name typed back: add --yes-i-mean-CLUSTER \
+                  (e.g. --yes-i-mean-prod) to release or rollback, or type it when asked."
 )]
 struct Cli {
     /// AppTracker's URL.
@@ -77,7 +79,49 @@ enum Command {
         /// Failed hosts tolerated before the rollout halts (`0` by default, or `10%`).
         #[arg(long, default_value = "0")]
         max_failures: Portion,
+        /// If the rollout fails, put the previous version back on the hosts
+        /// that switched.
+        #[arg(long)]
+        rollback_on_failure: bool,
+        /// With `--canary`: after the canaries are healthy, wait for
+        /// `deploy continue DEPLOY` before the rest.
+        #[arg(long, requires = "canary")]
+        manual: bool,
+        /// If another deploy of the app to the cluster is under way, queue
+        /// behind it instead of being refused.
+        #[arg(long)]
+        queue: bool,
     },
+    /// Let a deploy waiting after its canaries (`--manual`) go on.
+    Continue {
+        deploy: DeployId,
+        /// Follow it to its end.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List the clusters with deploy controls (protected, frozen).
+    Clusters,
+    /// Protect a cluster: deploys to it must name it back
+    /// (`--yes-i-mean-CLUSTER`, or typed when asked). Admins only.
+    Protect {
+        cluster: Cluster,
+        /// Remove the protection instead.
+        #[arg(long)]
+        off: bool,
+    },
+    /// Freeze a cluster: no deploys (rollbacks still go) until the time is
+    /// up or `deploy thaw`. Admins only.
+    Freeze {
+        cluster: Cluster,
+        /// How long (`2h`, `3d`).
+        #[arg(long = "for")]
+        duration: String,
+        /// Why: shown to everyone whose deploy is refused.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Lift a freeze; deploys queued behind it start.
+    Thaw { cluster: Cluster },
     /// The hosts a release with these `--cluster` and `--hosts` would touch,
     /// with what each runs now. Nothing is changed.
     Targets {
@@ -143,12 +187,19 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (args, confirmed) = match confirmations(std::env::args_os()) {
+        Ok(split) => split,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let mut client = Client::new(cli.server.clone());
     if let Some(token) = cli.token {
         client = client.with_token(token);
     }
-    match run(&client, cli.command).await {
+    match run(&client, cli.command, &confirmed).await {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -157,7 +208,51 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
+/// Takes the `--yes-i-mean-CLUSTER` flags out of the arguments (clap cannot
+/// declare a flag whose name holds a value) and returns the clusters they
+/// name.
+fn confirmations(
+    args: impl Iterator<Item = std::ffi::OsString>,
+) -> anyhow::Result<(Vec<std::ffi::OsString>, Vec<Cluster>)> {
+    let (mut rest, mut confirmed) = (Vec::new(), Vec::new());
+    for arg in args {
+        match arg.to_str().and_then(|a| a.strip_prefix("--yes-i-mean-")) {
+            Some(name) => confirmed.push(
+                Cluster::parse(name)
+                    .with_context(|| format!("`--yes-i-mean-{name}` does not name a cluster"))?,
+            ),
+            None => rest.push(arg),
+        }
+    }
+    Ok((rest, confirmed))
+}
+
+/// The confirmation to send for `cluster`: the `--yes-i-mean-` flag naming
+/// it, else any other one given (the server says it names another).
+fn confirmation_for(cluster: &Cluster, confirmed: &[Cluster]) -> Option<Cluster> {
+    confirmed
+        .iter()
+        .find(|c| *c == cluster)
+        .or(confirmed.first())
+        .cloned()
+}
+
+/// When the server wants a protected cluster's name typed back and a
+/// person is at the terminal, asks for it; None when nobody can answer or
+/// the answer is not the name.
+fn ask_confirmation(e: &deploy::ClientError, cluster: &Cluster) -> Option<Cluster> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if e.code() != Some("confirmation_required") || !std::io::stdin().is_terminal() {
+        return None;
+    }
+    eprint!("cluster {cluster} is protected; type its name to go on: ");
+    std::io::stderr().flush().ok()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).ok()?;
+    (line.trim() == cluster.as_str()).then(|| cluster.clone())
+}
+
+async fn run(client: &Client, command: Command, confirmed: &[Cluster]) -> anyhow::Result<ExitCode> {
     match command {
         Command::Apps => {
             let apps = client.apps().await?;
@@ -205,11 +300,18 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             canary,
             bake,
             max_failures,
+            rollback_on_failure,
+            manual,
+            queue,
         } => {
             let bake_ms = bake.map_or(0, |b| b.as_millis() as u64);
             let strategy = match (batch, canary) {
                 (Some(batch), _) => Strategy::Rolling { batch, bake_ms },
-                (None, Some(canary)) => Strategy::Canary { canary, bake_ms },
+                (None, Some(canary)) => Strategy::Canary {
+                    canary,
+                    bake_ms,
+                    manual,
+                },
                 (None, None) => Strategy::AllAtOnce,
             };
             let (version, git_ref) = if Version::looks_built(&version_or_ref) {
@@ -217,17 +319,34 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 (None, Some(GitRef::parse(version_or_ref)?))
             };
-            let d = client
-                .create_deploy(&CreateDeploy {
-                    app,
-                    version,
-                    git_ref,
-                    cluster,
-                    hosts,
-                    strategy,
-                    max_failures,
-                })
-                .await?;
+            let mut req = CreateDeploy {
+                confirm: confirmation_for(&cluster, confirmed),
+                app,
+                version,
+                git_ref,
+                cluster,
+                hosts,
+                strategy,
+                max_failures,
+                rollback_on_failure,
+                wait: queue,
+            };
+            let d = match client.create_deploy(&req).await {
+                Ok(d) => d,
+                Err(e) => match ask_confirmation(&e, &req.cluster) {
+                    Some(typed) => {
+                        req.confirm = Some(typed);
+                        client.create_deploy(&req).await?
+                    }
+                    None => return Err(e.into()),
+                },
+            };
+            if d.status == DeployStatus::Queued {
+                println!(
+                    "deploy {} of {} to {} is queued behind the active one",
+                    d.id, d.app, d.cluster
+                );
+            }
             println!(
                 "deploy {} of {} to {} ({} hosts): {}",
                 d.id,
@@ -285,7 +404,21 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Rollback { app, cluster, wait } => {
-            let d = client.rollback(&app, &cluster).await?;
+            let confirm = confirmation_for(&cluster, confirmed);
+            let d = match client
+                .rollback_confirmed(&app, &cluster, confirm.as_ref())
+                .await
+            {
+                Ok(d) => d,
+                Err(e) => match ask_confirmation(&e, &cluster) {
+                    Some(typed) => {
+                        client
+                            .rollback_confirmed(&app, &cluster, Some(&typed))
+                            .await?
+                    }
+                    None => return Err(e.into()),
+                },
+            };
             println!(
                 "deploy {} rolls {} back to {} on {} host(s); pinned until `deploy unpin {} --cluster {}`",
                 d.id,
@@ -298,6 +431,71 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
             if wait {
                 return follow(client, d.id).await;
             }
+        }
+        Command::Continue { deploy, wait } => {
+            let d = client.continue_deploy(deploy).await?;
+            println!("deploy {} goes on: batch {}", d.id, d.current_batch + 1);
+            if wait {
+                return follow(client, d.id).await;
+            }
+        }
+        Command::Clusters => {
+            let clusters = client.clusters().await?;
+            if clusters.is_empty() {
+                println!("no cluster is protected or frozen");
+            }
+            let now = deploy::Timestamp::now();
+            for c in clusters {
+                let mut line = format!("{:<16}", c.name.as_str());
+                if c.protected {
+                    line.push_str(" protected");
+                }
+                if let Some(until) = c.frozen_at(now) {
+                    line.push_str(&format!(
+                        " frozen until {until} by {}: {}",
+                        c.frozen_by.as_deref().unwrap_or("?"),
+                        c.freeze_reason.as_deref().unwrap_or("")
+                    ));
+                }
+                println!("{line}");
+            }
+        }
+        Command::Protect { cluster, off } => {
+            let c = client.set_protected(&cluster, !off).await?;
+            println!(
+                "{} is {}",
+                c.name,
+                if c.protected {
+                    "protected"
+                } else {
+                    "not protected"
+                }
+            );
+        }
+        Command::Freeze {
+            cluster,
+            duration,
+            reason,
+        } => {
+            let c = client
+                .freeze(
+                    &cluster,
+                    &deploy::Freeze {
+                        until: None,
+                        duration: Some(duration),
+                        reason,
+                    },
+                )
+                .await?;
+            println!(
+                "{} is frozen until {}",
+                c.name,
+                c.frozen_until.map_or("?".into(), |t| t.to_string())
+            );
+        }
+        Command::Thaw { cluster } => {
+            let c = client.thaw(&cluster).await?;
+            println!("{} is no longer frozen", c.name);
         }
         Command::Unpin { app, cluster } => {
             client.unpin(&app, &cluster).await?;

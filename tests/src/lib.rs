@@ -101,6 +101,8 @@ pub struct Options {
     pub git_credentials: Option<(String, String)>,
     /// AppTracker's `host_deadline` (default: its own, 5 minutes).
     pub host_deadline: Option<Duration>,
+    /// AppTracker's `host_unreachable` (default: its own, 30 seconds).
+    pub host_unreachable: Option<Duration>,
     /// The keys the grabbers trust instead of AppTracker's own.
     pub trusted_keys: Option<Vec<deploy::signing::PublicKey>>,
 }
@@ -154,6 +156,9 @@ impl Platform {
             host_deadline: opts
                 .host_deadline
                 .unwrap_or(apptracker::Config::default().host_deadline),
+            host_unreachable: opts
+                .host_unreachable
+                .unwrap_or(apptracker::Config::default().host_unreachable),
             ..apptracker::Config::default()
         };
         let app = apptracker::Application::build(config.clone()).await?;
@@ -308,6 +313,9 @@ impl Platform {
                 hosts: hosts.map(HostSelector::parse).transpose()?,
                 strategy: Default::default(),
                 max_failures: Default::default(),
+                rollback_on_failure: false,
+                confirm: None,
+                wait: false,
             })
             .await?)
     }

@@ -110,6 +110,9 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
             hosts: hosts.map(HostSelector::parse).transpose()?,
             strategy: Default::default(),
             max_failures: Default::default(),
+            rollback_on_failure: false,
+            confirm: None,
+            wait: false,
         })
     };
 

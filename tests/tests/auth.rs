@@ -151,6 +151,9 @@ async fn wrong_tokens_are_refused_and_change_nothing() -> anyhow::Result<()> {
             hosts: None,
             strategy: Default::default(),
             max_failures: Default::default(),
+            rollback_on_failure: false,
+            confirm: None,
+            wait: false,
         })
         .await?;
     assert_eq!(

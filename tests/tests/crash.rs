@@ -225,6 +225,9 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
                 hosts: None,
                 strategy: Default::default(),
                 max_failures: Default::default(),
+                rollback_on_failure: false,
+                confirm: None,
+                wait: false,
             })
             .await?
             .id)

@@ -194,6 +194,9 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
                     hosts: None,
                     strategy: Default::default(),
                     max_failures: Default::default(),
+                    rollback_on_failure: false,
+                    confirm: None,
+                    wait: false,
                 })
                 .await?;
             anyhow::Ok(d)

@@ -44,6 +44,9 @@ async fn deploy_with(
             hosts: None::<HostSelector>,
             strategy,
             max_failures,
+            rollback_on_failure: false,
+            confirm: None,
+            wait: false,
         })
         .await
 }
@@ -112,6 +115,7 @@ async fn rolling_canary_threshold_lock_and_cancel() -> anyhow::Result<()> {
         Strategy::Canary {
             canary: Portion::Count(1),
             bake_ms: 0,
+            manual: false,
         },
         Portion::Count(0),
     )
@@ -349,5 +353,313 @@ async fn the_targets_preview_matches_the_deploy_a_killed_host_times_out_and_retr
     }
     let d = p.release(&app, version.as_str(), None).await?;
     assert_eq!(p.wait_deploy(d.id).await?.status, DeployStatus::Succeeded);
+    p.shutdown().await
+}
+
+/// The test app, healthy everywhere but on `bad` hosts (by `SLIPWAY_HOST`).
+fn commit_failing_on(repo: &AppRepo, message: &str, bad: &[&str]) -> anyhow::Result<String> {
+    let files = slipway_tests::hello_app(message, false);
+    let bad: Vec<String> = bad.iter().map(|h| format!("{h:?}")).collect();
+    let healthy = format!(
+        "HEALTHY = os.environ.get(\"SLIPWAY_HOST\") not in ({},)",
+        bad.join(", ")
+    );
+    let files: Vec<(&str, String)> = files
+        .into_iter()
+        .map(|(n, c)| (n, c.replace("HEALTHY = False", &healthy)))
+        .collect();
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, c)| (*n, c.as_str())).collect();
+    repo.commit(&refs, message)
+}
+
+fn request(app: &deploy::AppName, git_ref: &str) -> anyhow::Result<CreateDeploy> {
+    Ok(CreateDeploy {
+        app: app.clone(),
+        version: None,
+        git_ref: Some(deploy::GitRef::parse(git_ref)?),
+        cluster: deploy::Cluster::parse("local")?,
+        hosts: None,
+        strategy: Strategy::AllAtOnce,
+        max_failures: Portion::Count(0),
+        rollback_on_failure: false,
+        confirm: None,
+        wait: false,
+    })
+}
+
+/// The deploy that rolls back failed deploy `id`, from the failed one's
+/// error (written just after it ends, once the rollback exists).
+async fn rolled_back_by(p: &Platform, id: DeployId) -> anyhow::Result<(String, DeployId)> {
+    let found = std::sync::Mutex::new(None);
+    poll(Duration::from_secs(30), || async {
+        let error = p.client.deploy(id).await?.error.unwrap_or_default();
+        let back = error
+            .split("rolled back by deploy ")
+            .nth(1)
+            .and_then(|n| n.trim().parse::<i64>().ok());
+        let done = back.is_some();
+        if let Some(back) = back {
+            *found.lock().unwrap_or_else(|e| e.into_inner()) = Some((error, DeployId(back)));
+        }
+        Ok(done)
+    })
+    .await?;
+    found
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .ok_or_else(|| anyhow::anyhow!("deploy {id} names no rollback"))
+}
+
+const FIVE: [&str; 5] = ["web-01", "web-02", "web-03", "web-04", "web-05"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rollback_on_failure_manual_canary_queue_and_cluster_controls() -> anyhow::Result<()> {
+    let mut p = Platform::start_with(
+        &FIVE,
+        slipway_tests::Options {
+            host_unreachable: Some(Duration::from_secs(3)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let app = p.register("hello", &repo.path).await?;
+    let local = deploy::Cluster::parse("local")?;
+    commit_hello(&repo, "A", true)?;
+    let a = p.release_and_wait(&app, "main", None).await?;
+    assert_eq!(a.status, DeployStatus::Succeeded, "{a:#?}");
+    let version_a = a.version.clone().expect("A's version");
+    let runs = |p: &Platform, host: &str| p.host(host).current("hello");
+
+    // Rolling in twos, B failing on web-04, rollback on failure: the
+    // threshold (no failure allowed) is crossed in the second batch, web-05
+    // is never touched, and the three hosts that switched go back to A in a
+    // deploy linked to the failed one.
+    commit_failing_on(&repo, "B", &["web-04"])?;
+    let mut req = request(&app, "main")?;
+    req.strategy = rolling(2);
+    req.rollback_on_failure = true;
+    let b = p.client.create_deploy(&req).await?;
+    assert!(b.rollback_on_failure);
+    let b = p.wait_deploy(b.id).await?;
+    let phases: Vec<(&str, HostPhase)> =
+        b.hosts.iter().map(|h| (h.host.as_str(), h.phase)).collect();
+    assert_eq!(
+        phases,
+        [
+            ("web-01", HostPhase::Done),
+            ("web-02", HostPhase::Done),
+            ("web-03", HostPhase::Done),
+            ("web-04", HostPhase::Failed),
+            ("web-05", HostPhase::NotStarted),
+        ]
+    );
+    assert_eq!(b.status, DeployStatus::Partial, "{b:#?}");
+    let (error, back_id) = rolled_back_by(&p, b.id).await?;
+    assert!(error.contains("halted after batch 2 of 3"), "{error}");
+    let back = p.wait_deploy(back_id).await?;
+    assert_eq!(back.rollback_of, Some(b.id));
+    assert_eq!(back.version.as_ref(), Some(&version_a));
+    assert_eq!(back.status, DeployStatus::Succeeded, "{back:#?}");
+    let hosts: Vec<&str> = back.hosts.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(hosts, ["web-01", "web-02", "web-03"]);
+    for host in FIVE {
+        assert_eq!(
+            runs(&p, host).as_deref(),
+            Some(version_a.as_str()),
+            "{host}"
+        );
+    }
+    assert!(
+        p.client.pins(&app).await?.is_empty(),
+        "an automatic rollback pins nothing"
+    );
+    // The last batch's failure counts too: all at once, one host failing,
+    // and only the others go back.
+    let mut req = request(&app, "main")?;
+    req.rollback_on_failure = true;
+    let b2 = p
+        .wait_deploy(p.client.create_deploy(&req).await?.id)
+        .await?;
+    let (error, back_id) = rolled_back_by(&p, b2.id).await?;
+    assert!(
+        error.starts_with("failed: 1 host(s) failed")
+            && error.contains("the 4 host(s) that switched"),
+        "{error}"
+    );
+    let back = p.wait_deploy(back_id).await?;
+    assert_eq!(back.status, DeployStatus::Succeeded, "{back:#?}");
+    for host in FIVE {
+        assert_eq!(
+            runs(&p, host).as_deref(),
+            Some(version_a.as_str()),
+            "{host}"
+        );
+    }
+
+    // A manual canary stops after its canary until someone continues it.
+    // Meanwhile a deploy that may wait is queued, and a newer one with the
+    // same hosts supersedes it; once the canary deploy ends, the newest
+    // queued one starts by itself.
+    commit_hello(&repo, "C", true)?;
+    let mut req = request(&app, "main")?;
+    req.strategy = Strategy::Canary {
+        canary: Portion::Count(1),
+        bake_ms: 0,
+        manual: true,
+    };
+    let c = p.client.create_deploy(&req).await?;
+    poll(Duration::from_secs(60), || async {
+        Ok(p.client.deploy(c.id).await?.paused_at.is_some())
+    })
+    .await?;
+    let paused = p.client.deploy(c.id).await?;
+    assert_eq!(paused.status, DeployStatus::Running);
+    assert_eq!(paused.hosts[0].phase, HostPhase::Done);
+    assert!(
+        paused.hosts[1..]
+            .iter()
+            .all(|h| h.phase == HostPhase::Pending),
+        "{paused:#?}"
+    );
+    assert_eq!(runs(&p, "web-05").as_deref(), Some(version_a.as_str()));
+    let mut queued = request(&app, version_a.as_str())?;
+    queued.version = Some(version_a.clone());
+    queued.git_ref = None;
+    let e = p.client.create_deploy(&queued).await.unwrap_err();
+    assert_eq!(e.code(), Some("deploy_in_progress"), "{e}");
+    queued.wait = true;
+    let q1 = p.client.create_deploy(&queued).await?;
+    assert_eq!(q1.status, DeployStatus::Queued, "{q1:#?}");
+    let q2 = p.client.create_deploy(&queued).await?;
+    assert_eq!(q2.status, DeployStatus::Queued, "{q2:#?}");
+    let q1 = p.client.deploy(q1.id).await?;
+    assert_eq!(q1.status, DeployStatus::Cancelled);
+    assert_eq!(
+        q1.error.as_deref(),
+        Some(format!("superseded by deploy {}", q2.id).as_str())
+    );
+    let e = p.client.continue_deploy(q2.id).await.unwrap_err();
+    assert_eq!(e.code(), Some("not_paused"), "{e}");
+    let c = p.client.continue_deploy(c.id).await?;
+    assert_eq!(c.paused_at, None);
+    let c = p.wait_deploy(c.id).await?;
+    assert_eq!(c.status, DeployStatus::Succeeded, "{c:#?}");
+    let q2 = p.wait_deploy(q2.id).await?;
+    assert_eq!(q2.status, DeployStatus::Succeeded, "{q2:#?}");
+    for host in FIVE {
+        assert_eq!(
+            runs(&p, host).as_deref(),
+            Some(version_a.as_str()),
+            "{host}"
+        );
+    }
+
+    // A protected cluster takes a deploy only with its name typed back.
+    p.client.set_protected(&local, true).await?;
+    let req = request(&app, "main")?;
+    let e = p.client.create_deploy(&req).await.unwrap_err();
+    assert_eq!(e.code(), Some("confirmation_required"), "{e}");
+    assert!(e.to_string().contains("--yes-i-mean-local"), "{e}");
+    let mut wrong = req.clone();
+    wrong.confirm = Some(deploy::Cluster::parse("prod")?);
+    let e = p.client.create_deploy(&wrong).await.unwrap_err();
+    assert!(e.to_string().contains("names `prod`"), "{e}");
+    // A frozen cluster takes none (the reason and who froze it are told),
+    // except a rollback.
+    let frozen = p
+        .client
+        .freeze(
+            &local,
+            &deploy::Freeze {
+                until: None,
+                duration: Some("1h".into()),
+                reason: "Black Friday".into(),
+            },
+        )
+        .await?;
+    assert!(frozen.protected && frozen.frozen_until.is_some());
+    let mut confirmed = req.clone();
+    confirmed.confirm = Some(local.clone());
+    let e = p.client.create_deploy(&confirmed).await.unwrap_err();
+    assert_eq!(e.code(), Some("cluster_frozen"), "{e}");
+    assert!(
+        e.to_string().contains("Black Friday") && e.to_string().contains("test-admin"),
+        "{e}"
+    );
+    let e = p
+        .client
+        .freeze(
+            &local,
+            &deploy::Freeze {
+                until: None,
+                duration: Some("soon".into()),
+                reason: "x".into(),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_input"), "{e}");
+    let settings = p.client.clusters().await?;
+    assert_eq!(settings.len(), 1);
+    assert_eq!(settings[0].freeze_reason.as_deref(), Some("Black Friday"));
+    let e = p.client.rollback(&app, &local).await.unwrap_err();
+    assert_eq!(e.code(), Some("confirmation_required"), "{e}");
+    let back = p
+        .client
+        .rollback_confirmed(&app, &local, Some(&local))
+        .await?;
+    assert_eq!(
+        p.wait_deploy(back.id).await?.status,
+        DeployStatus::Succeeded
+    );
+    p.client.unpin(&app, &local).await?;
+    p.client.thaw(&local).await?;
+    let d = p.client.create_deploy(&confirmed).await?;
+    assert_eq!(p.wait_deploy(d.id).await?.status, DeployStatus::Succeeded);
+    p.client.set_protected(&local, false).await?;
+
+    // A host whose grabber stops heartbeating during a deploy is
+    // `unreachable` (not `failed`, not `timed_out`) well before the
+    // five-minute progress deadline, and a retry takes it.
+    commit_hello(&repo, "D", true)?;
+    p.stop_grabber(4).await?;
+    let d = p.client.create_deploy(&request(&app, "main")?).await?;
+    let d = p.wait_deploy(d.id).await?;
+    assert_eq!(d.status, DeployStatus::Partial, "{d:#?}");
+    let down = d.hosts.iter().find(|h| h.host.as_str() == "web-05");
+    let down = down.ok_or_else(|| anyhow::anyhow!("web-05 is targeted"))?;
+    assert_eq!(down.phase, HostPhase::Unreachable, "{down:#?}");
+    assert!(
+        down.message
+            .as_deref()
+            .unwrap_or("")
+            .contains("not heartbeated"),
+        "{down:#?}"
+    );
+    p.start_grabber(4);
+    let retry = p.client.retry_deploy(d.id).await?;
+    let hosts: Vec<&str> = retry.hosts.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(hosts, ["web-05"]);
+    assert_eq!(
+        p.wait_deploy(retry.id).await?.status,
+        DeployStatus::Succeeded
+    );
+
+    // Each control is in the audit log with who did it.
+    let audit = p.client.audit(&deploy::AuditQuery::default()).await?;
+    for target in [
+        "protect local",
+        "freeze local",
+        "thaw local",
+        "unprotect local",
+    ] {
+        assert!(
+            audit
+                .iter()
+                .any(|e| e.target.as_deref() == Some(target) && e.actor == "test-admin"),
+            "{target}: {audit:#?}"
+        );
+    }
     p.shutdown().await
 }

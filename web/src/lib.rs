@@ -108,9 +108,16 @@ async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
 }
 
 async fn index_page(state: &AppState, api: &Client) -> Result<Html<String>, PageError> {
-    let (deploys, hosts) = tokio::join!(api.deploys(RECENT_DEPLOYS), api.hosts());
+    let (deploys, hosts, pins, clusters) = tokio::join!(
+        api.deploys(RECENT_DEPLOYS),
+        api.hosts(),
+        api.all_pins(),
+        api.clusters()
+    );
     let deploys = deploys.map_err(|e| PageError::upstream("listing deploys", e))?;
     let hosts = hosts.map_err(|e| PageError::upstream("listing hosts", e))?;
+    let pins = pins.map_err(|e| PageError::upstream("listing pins", e))?;
+    let clusters = clusters.map_err(|e| PageError::upstream("listing clusters", e))?;
     tracing::debug!(
         deploys = deploys.len(),
         hosts = hosts.len(),
@@ -125,6 +132,16 @@ async fn index_page(state: &AppState, api: &Client) -> Result<Html<String>, Page
     ctx.insert(
         "hosts",
         &hosts.iter().map(HostRow::from).collect::<Vec<_>>(),
+    );
+    ctx.insert("pins", &pins);
+    let now = deploy::Timestamp::now();
+    ctx.insert(
+        "clusters",
+        &clusters
+            .iter()
+            .map(|c| ClusterRow::new(c, now))
+            .filter(|c| c.protected || c.frozen_until.is_some())
+            .collect::<Vec<_>>(),
     );
     state.render("index.html", &ctx)
 }
@@ -346,6 +363,30 @@ impl AppState {
 
 // ---------------------------------------------------------------- view models
 
+/// A cluster with deploy controls, on the index page.
+#[derive(Debug, Serialize)]
+struct ClusterRow {
+    name: String,
+    protected: bool,
+    /// Set while a freeze is in force.
+    frozen_until: Option<String>,
+    freeze_reason: Option<String>,
+    frozen_by: Option<String>,
+}
+
+impl ClusterRow {
+    fn new(c: &deploy::ClusterSettings, now: deploy::Timestamp) -> Self {
+        let frozen = c.frozen_at(now);
+        ClusterRow {
+            name: c.name.to_string(),
+            protected: c.protected,
+            frozen_until: frozen.map(|t| t.to_string()),
+            freeze_reason: frozen.and(c.freeze_reason.clone()),
+            frozen_by: frozen.and(c.frozen_by.clone()),
+        }
+    }
+}
+
 /// One line of the recent deploys table.
 #[derive(Debug, Serialize)]
 struct DeployRow {
@@ -395,13 +436,16 @@ fn progress(hosts: &[DeployHost]) -> String {
         return "no hosts".to_string();
     }
     let ok = hosts.iter().filter(|h| h.phase.is_success()).count();
-    let failed = hosts
-        .iter()
-        .filter(|h| matches!(h.phase, HostPhase::Failed | HostPhase::TimedOut))
-        .count();
+    let count = |phases: &[HostPhase]| hosts.iter().filter(|h| phases.contains(&h.phase)).count();
+    let failed = count(&[HostPhase::Failed, HostPhase::TimedOut]);
+    // A host that is down is not an app that failed: said apart.
+    let unreachable = count(&[HostPhase::Unreachable]);
     let mut s = format!("{ok}/{} done", hosts.len());
     if failed > 0 {
         s.push_str(&format!(", {failed} failed"));
+    }
+    if unreachable > 0 {
+        s.push_str(&format!(", {unreachable} unreachable"));
     }
     s
 }
@@ -469,6 +513,11 @@ struct DeployView {
     created_at: String,
     finished_at: Option<String>,
     progress: String,
+    requested_by: Option<String>,
+    retry_of: Option<i64>,
+    rollback_of: Option<i64>,
+    /// Waiting for `deploy continue`.
+    paused: bool,
 }
 
 impl From<&Deploy> for DeployView {
@@ -488,6 +537,10 @@ impl From<&Deploy> for DeployView {
             created_at: d.created_at.to_string(),
             finished_at: d.finished_at.map(|t| t.to_string()),
             progress: progress(&d.hosts),
+            requested_by: d.requested_by.clone(),
+            retry_of: d.retry_of.map(|d| d.0),
+            rollback_of: d.rollback_of.map(|d| d.0),
+            paused: d.paused_at.is_some() && !d.status.is_terminal(),
         }
     }
 }
@@ -582,6 +635,58 @@ mod tests {
         }])
     }
 
+    fn pins() -> Value {
+        json!([{
+            "app": "hello-python", "cluster": "prod", "version": "2-1234567",
+            "pinned_by": "alice", "reason": "rolled back from 3-abcdef1 (deploy 7) <script>",
+            "pinned_at": 1_700_000_100_000_i64,
+        }])
+    }
+
+    /// `prod` protected and frozen far into the future; `old` was frozen
+    /// once, long ago, and is shown nowhere.
+    fn clusters() -> Value {
+        json!([
+            {"name": "old", "protected": false, "frozen_until": 1_000_i64,
+             "freeze_reason": "long over", "frozen_by": "bob",
+             "updated_by": "bob", "updated_at": 1_000_i64},
+            {"name": "prod", "protected": true, "frozen_until": 9_999_999_999_999_i64,
+             "freeze_reason": "Black Friday", "frozen_by": "carol",
+             "updated_by": "carol", "updated_at": 1_700_000_000_000_i64},
+        ])
+    }
+
+    #[tokio::test]
+    async fn index_shows_pins_freezes_and_protection() {
+        let (status, body) = fetch(dashboard().await, "/").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let pin = body.split(r#"<tr class="pin">"#).nth(1).expect("a pin row");
+        assert!(
+            pin.contains("pinned to <span class=\"mono\">2-1234567</span>"),
+            "{pin}"
+        );
+        assert!(
+            pin.contains("alice") && pin.contains("&lt;script&gt;"),
+            "{pin}"
+        );
+        let freeze = body
+            .split(r#"<tr class="freeze">"#)
+            .nth(1)
+            .expect("a freeze row");
+        assert!(
+            freeze.contains("prod") && freeze.contains("Black Friday") && freeze.contains("carol"),
+            "{freeze}"
+        );
+        assert!(
+            body.contains(r#"<tr class="protection"><td>every app</td><td>prod</td>"#),
+            "{body}"
+        );
+        assert!(
+            !body.contains("long over"),
+            "an ended freeze is not shown: {body}"
+        );
+    }
+
     fn not_found(what: &str) -> (StatusCode, Json<Value>) {
         (
             StatusCode::NOT_FOUND,
@@ -610,7 +715,9 @@ mod tests {
                     }
                 }),
             )
-            .route("/api/v1/hosts", get(move || async move { Json(hosts) }));
+            .route("/api/v1/hosts", get(move || async move { Json(hosts) }))
+            .route("/api/v1/pins", get(|| async { Json(pins()) }))
+            .route("/api/v1/clusters", get(|| async { Json(clusters()) }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind stub listener");
@@ -675,8 +782,9 @@ mod tests {
             h(HostPhase::Done),
             h(HostPhase::TimedOut),
             h(HostPhase::Checking),
+            h(HostPhase::Unreachable),
         ];
-        assert_eq!(progress(&mixed), "1/3 done, 1 failed");
+        assert_eq!(progress(&mixed), "1/4 done, 1 failed, 1 unreachable");
     }
 
     #[tokio::test]
