@@ -592,7 +592,8 @@ impl Db {
 
     /// Makes `batch` the deploy's current batch, if the current one is
     /// still `from` (a compare-and-set: of two callers finishing the same
-    /// batch, one starts the next). Its hosts' clocks start now.
+    /// batch, one starts the next). The clocks of the hosts of the batches
+    /// after `from` up to `batch` start now.
     pub async fn start_batch(&self, id: DeployId, from: u32, batch: u32) -> sqlx::Result<bool> {
         let mut tx = self.pool.begin().await?;
         let moved = sqlx::query(
@@ -608,9 +609,11 @@ impl Db {
             == 1;
         if moved {
             sqlx::query(
-                "UPDATE deploy_hosts SET updated_at = $3 WHERE deploy_id = $1 AND batch = $2 AND phase = 'pending'",
+                "UPDATE deploy_hosts SET updated_at = $4 WHERE deploy_id = $1 AND batch > $2 AND batch <= $3 \
+                 AND phase = 'pending'",
             )
             .bind(id.0)
+            .bind(i64::from(from))
             .bind(i64::from(batch))
             .bind(Timestamp::now().0)
             .execute(&mut *tx)

@@ -648,6 +648,9 @@ impl Tracker {
                 .map(|h| h.name)
                 .collect(),
         };
+        req.strategy
+            .check(targets.len())
+            .map_err(|e| ApiError::Invalid(format!("strategy: {e}")))?;
         let (build, git_ref) = match (&req.version, &req.git_ref) {
             (Some(v), None) => {
                 let build = self.db().build_by_version(&req.app, v).await?;
@@ -890,7 +893,9 @@ impl Tracker {
         {
             return Ok(()); // cancelled or already started by another path
         }
-        self.publish_batch(id, build, 0).await
+        self.publish_batch(id, build, 0).await?;
+        // Overlapping batches: more may start beside the first.
+        Box::pin(self.advance(id)).await
     }
 
     /// Records the desired version for the hosts of `batch` and rings the
@@ -936,9 +941,11 @@ impl Tracker {
         Ok(())
     }
 
-    /// Moves a running deploy on once its current batch is over: halts it
-    /// when the failures pass `max_failures` (the hosts of later batches
-    /// stay untouched), bakes, starts the next batch, or ends it.
+    /// Moves a running deploy on when a host ends or a bake is over: halts
+    /// it when the failures pass `max_failures` (the hosts of batches not
+    /// started stay untouched; it ends once the hosts under way are done),
+    /// waits for a human or a bake, starts the next batch (as many as fit
+    /// beside the hosts under way, with overlapping batches), or ends it.
     async fn advance(&self, id: DeployId) -> anyhow::Result<()> {
         let Some(deploy) = self.db().deploy(id).await? else {
             return Ok(());
@@ -947,11 +954,13 @@ impl Tracker {
             return Ok(());
         }
         let current = deploy.current_batch;
-        let in_batch = |b: u32| deploy.hosts.iter().filter(move |h| h.batch == b);
-        if in_batch(current).any(|h| !h.phase.is_terminal()) {
-            return Ok(());
-        }
         let last = deploy.hosts.iter().map(|h| h.batch).max().unwrap_or(0);
+        let in_flight = deploy
+            .hosts
+            .iter()
+            .filter(|h| h.batch <= current && !h.phase.is_terminal())
+            .count();
+        let window = deploy.strategy.window(deploy.hosts.len());
         let failed = deploy.hosts.iter().filter(|h| h.phase.is_failure()).count();
         let allowed = deploy.max_failures.of(deploy.hosts.len());
         // The last batch's failures count as much as the first's.
@@ -960,12 +969,6 @@ impl Tracker {
                 "{failed} host(s) failed, more than max_failures {} allows ({allowed})",
                 deploy.max_failures
             );
-            let mut reason = if current < last {
-                format!("halted after batch {} of {}: {over}", current + 1, last + 1)
-            } else {
-                format!("failed: {over}")
-            };
-            tracing::warn!(deploy_id = %id, app = %deploy.app, %reason, "rollout halted");
             let untouched = self
                 .db()
                 .leave_unstarted(id, current + 1, "not started: the rollout halted")
@@ -978,6 +981,15 @@ impl Tracker {
                     })
                     .await;
             }
+            if in_flight > 0 {
+                return Ok(()); // ends when the hosts under way are done
+            }
+            let mut reason = if current < last {
+                format!("halted after batch {} of {}: {over}", current + 1, last + 1)
+            } else {
+                format!("failed: {over}")
+            };
+            tracing::warn!(deploy_id = %id, app = %deploy.app, %reason, "rollout halted");
             if !deploy.rollback_on_failure {
                 return self.finish(id, Some(&reason)).await;
             }
@@ -1010,7 +1022,38 @@ impl Tracker {
             return Ok(());
         }
         if current >= last {
-            return self.finish(id, None).await;
+            if in_flight == 0 {
+                return self.finish(id, None).await;
+            }
+            return Ok(());
+        }
+        let Some(window) = window else {
+            return self.next_batch(&deploy, in_flight).await;
+        };
+        // Overlapping batches: start every batch that fits beside the hosts
+        // under way.
+        let size = |b: u32| deploy.hosts.iter().filter(|h| h.batch == b).count();
+        let (mut to, mut busy) = (current, in_flight);
+        while to < last && busy + size(to + 1) <= window {
+            to += 1;
+            busy += size(to);
+        }
+        if to == current || !self.db().start_batch(id, current, to).await? {
+            return Ok(());
+        }
+        let build = self.build_of(&deploy).await?;
+        for batch in current + 1..=to {
+            self.publish_batch(id, &build, batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Batches one after another: once the current one is over, waits for a
+    /// human (manual canary) or the bake, then starts the next.
+    async fn next_batch(&self, deploy: &Deploy, in_flight: usize) -> anyhow::Result<()> {
+        let (id, current) = (deploy.id, deploy.current_batch);
+        if in_flight > 0 {
+            return Ok(());
         }
         if deploy.strategy.waits_for_continue(current + 1)
             && self.db().continued_batch(id).await? < current + 1
@@ -1047,12 +1090,16 @@ impl Tracker {
         if !self.db().start_batch(id, current, current + 1).await? {
             return Ok(()); // another caller started it
         }
-        let build = match deploy.build_id {
+        let build = self.build_of(deploy).await?;
+        self.publish_batch(id, &build, current + 1).await
+    }
+
+    async fn build_of(&self, deploy: &Deploy) -> anyhow::Result<Build> {
+        match deploy.build_id {
             Some(b) => self.db().build(b).await?,
             None => None,
         }
-        .with_context(|| format!("deploy {id} has no build"))?;
-        self.publish_batch(id, &build, current + 1).await
+        .with_context(|| format!("deploy {} has no build", deploy.id))
     }
 
     /// Ends a running deploy by how its hosts did.

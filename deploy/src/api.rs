@@ -333,11 +333,16 @@ impl<'de> Deserialize<'de> for Portion {
 pub enum Strategy {
     #[default]
     AllAtOnce,
-    /// Batches of `batch` hosts (at least one), `bake_ms` apart.
+    /// Batches of `batch` hosts (at least one), `bake_ms` apart. With
+    /// `max_unavailable` above the batch size, batches overlap: the next
+    /// starts as soon as it fits beside the hosts still under way (`batch:
+    /// 1, max_unavailable: 3` is a sliding window of three).
     Rolling {
         batch: Portion,
         #[serde(default)]
         bake_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_unavailable: Option<Portion>,
     },
     /// `canary` hosts first; the rest, in one batch, once they are healthy
     /// (and `bake_ms` later; with `manual`, only once someone continues the
@@ -370,6 +375,46 @@ impl Strategy {
                     .collect()
             }
         }
+    }
+
+    /// With overlapping batches, how many of `total` hosts may be under way
+    /// at once; None when batches go one after another.
+    pub fn window(&self, total: usize) -> Option<usize> {
+        match *self {
+            Strategy::Rolling {
+                batch,
+                max_unavailable: Some(m),
+                ..
+            } => {
+                let m = m.of(total).max(1);
+                (m > batch.of(total).max(1)).then_some(m)
+            }
+            _ => None,
+        }
+    }
+
+    /// Why this strategy cannot deploy `total` hosts, if it cannot.
+    pub fn check(&self, total: usize) -> Result<(), String> {
+        if let Strategy::Rolling {
+            batch,
+            bake_ms,
+            max_unavailable: Some(m),
+        } = *self
+        {
+            let (b, m) = (batch.of(total).max(1), m.of(total).max(1));
+            if m < b {
+                return Err(format!(
+                    "max_unavailable {m} is below the batch size {b}: a batch could never start"
+                ));
+            }
+            if m > b && bake_ms > 0 {
+                return Err(
+                    "bake_ms needs batches one after another: drop it or make max_unavailable the batch size"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
     }
 
     /// Whether batch `next` waits for a human to continue the deploy.
@@ -925,6 +970,7 @@ mod rollout_tests {
         let rolling = Strategy::Rolling {
             batch: Portion::Count(3),
             bake_ms: 0,
+            max_unavailable: None,
         };
         assert_eq!(
             rolling.batches(&hosts),
@@ -941,7 +987,23 @@ mod rollout_tests {
         let zero = Strategy::Rolling {
             batch: Portion::Count(0),
             bake_ms: 0,
+            max_unavailable: None,
         };
+        // A window wider than the batch overlaps batches; as wide, it does not.
+        let window = |batch, m, bake_ms| Strategy::Rolling {
+            batch: Portion::Count(batch),
+            bake_ms,
+            max_unavailable: Some(m),
+        };
+        assert_eq!(window(1, Portion::Count(3), 0).window(10), Some(3));
+        assert_eq!(window(2, Portion::Percent(50), 0).window(10), Some(5));
+        assert_eq!(window(3, Portion::Count(3), 0).window(10), None);
+        assert_eq!(rolling.window(10), None);
+        assert!(window(3, Portion::Count(3), 5).check(10).is_ok());
+        let e = window(3, Portion::Count(2), 0).check(10).unwrap_err();
+        assert!(e.contains("below the batch size 3"), "{e}");
+        let e = window(1, Portion::Count(3), 5).check(10).unwrap_err();
+        assert!(e.contains("bake_ms"), "{e}");
         assert_eq!(zero.batches(&[1, 2]), vec![vec![1], vec![2]]);
         let all_canary = Strategy::Canary {
             canary: Portion::Count(5),

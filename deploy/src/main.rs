@@ -79,6 +79,11 @@ enum Command {
         /// Failed hosts tolerated before the rollout halts (`0` by default, or `10%`).
         #[arg(long, default_value = "0")]
         max_failures: Portion,
+        /// With `--batch`: hosts that may be under way at once (`3`, `20%`);
+        /// above the batch size, batches overlap (`--batch 1
+        /// --max-unavailable 3` keeps three hosts going at all times).
+        #[arg(long, requires = "batch")]
+        max_unavailable: Option<Portion>,
         /// If the rollout fails, put the previous version back on the hosts
         /// that switched.
         #[arg(long)]
@@ -303,10 +308,15 @@ async fn run(client: &Client, command: Command, confirmed: &[Cluster]) -> anyhow
             rollback_on_failure,
             manual,
             queue,
+            max_unavailable,
         } => {
             let bake_ms = bake.map_or(0, |b| b.as_millis() as u64);
             let strategy = match (batch, canary) {
-                (Some(batch), _) => Strategy::Rolling { batch, bake_ms },
+                (Some(batch), _) => Strategy::Rolling {
+                    batch,
+                    bake_ms,
+                    max_unavailable,
+                },
                 (None, Some(canary)) => Strategy::Canary {
                     canary,
                     bake_ms,

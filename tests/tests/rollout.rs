@@ -25,6 +25,7 @@ fn rolling(batch: u32) -> Strategy {
     Strategy::Rolling {
         batch: Portion::Count(batch),
         bake_ms: 0,
+        max_unavailable: None,
     }
 }
 
@@ -104,6 +105,32 @@ async fn rolling_canary_threshold_lock_and_cancel() -> anyhow::Result<()> {
         (1..=3).contains(&most),
         "{most} hosts were between stopping and healthy at once"
     );
+    // One host at a time but up to three under way: batches overlap, and
+    // the window is never exceeded.
+    commit_hello(&repo, "A2", true)?;
+    let window = Strategy::Rolling {
+        batch: Portion::Count(1),
+        bake_ms: 0,
+        max_unavailable: Some(Portion::Count(3)),
+    };
+    let d = deploy_with(&p, &app, "main", window, Portion::Count(0)).await?;
+    let a = p.wait_deploy(d.id).await?;
+    assert_eq!(a.status, DeployStatus::Succeeded, "{a:#?}");
+    let most = most_in_flight(&p, d.id).await?;
+    assert!(
+        (2..=3).contains(&most),
+        "{most} hosts were between stopping and healthy at once"
+    );
+    // A window below the batch size is refused before anything happens.
+    let narrow = Strategy::Rolling {
+        batch: Portion::Count(3),
+        bake_ms: 0,
+        max_unavailable: Some(Portion::Count(2)),
+    };
+    let e = deploy_with(&p, &app, "main", narrow, Portion::Count(0))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_input"), "{e}");
     let version_a = a.version.clone().expect("a version");
 
     // A failing canary: the other nine hosts are never touched.
@@ -169,6 +196,7 @@ async fn rolling_canary_threshold_lock_and_cancel() -> anyhow::Result<()> {
     let slow = Strategy::Rolling {
         batch: Portion::Count(5),
         bake_ms: 120_000,
+        max_unavailable: None,
     };
     let d = deploy_with(&p, &app, "main", slow, Portion::Count(0)).await?;
     poll(Duration::from_secs(60), || async {
@@ -366,7 +394,11 @@ fn commit_failing_on(repo: &AppRepo, message: &str, bad: &[&str]) -> anyhow::Res
     );
     let files: Vec<(&str, String)> = files
         .into_iter()
-        .map(|(n, c)| (n, c.replace("HEALTHY = False", &healthy)))
+        // Long enough for a healthy host to come up on a loaded machine.
+        .map(|(n, c)| {
+            let c = c.replace("HEALTHY = False", &healthy);
+            (n, c.replace("timeout = \"2s\"", "timeout = \"8s\""))
+        })
         .collect();
     let refs: Vec<(&str, &str)> = files.iter().map(|(n, c)| (*n, c.as_str())).collect();
     repo.commit(&refs, message)
