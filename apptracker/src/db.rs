@@ -957,7 +957,9 @@ impl Db {
     }
 
     /// Hosts under way in a running deploy whose agent has not heartbeated
-    /// since `before`: the host or its grabber is down.
+    /// since `before`, and that were asked (or last reported) before it
+    /// too, so a host gets the whole window to show it is alive: the host
+    /// or its grabber is down.
     pub async fn unreachable_hosts(
         &self,
         before: Timestamp,
@@ -965,7 +967,8 @@ impl Db {
         let rows = sqlx::query(concat!(
             "SELECT dh.deploy_id, dh.host FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
              JOIN hosts h ON h.cluster = d.cluster AND h.name = dh.host \
-             WHERE d.status = 'running' AND h.last_seen < $1 AND dh.batch <= d.current_batch \
+             WHERE d.status = 'running' AND h.last_seen < $1 AND dh.updated_at < $1 \
+             AND dh.batch <= d.current_batch \
              AND d.next_batch_at IS NULL AND d.paused_at IS NULL \
              AND dh.phase NOT IN ",
             terminal_phases!()
