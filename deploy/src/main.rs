@@ -741,3 +741,51 @@ fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> impl Iterator<Item = std::ffi::OsString> {
+        list.iter()
+            .map(std::ffi::OsString::from)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn yes_i_mean_flags_become_confirmations() {
+        let (rest, confirmed) = confirmations(args(&[
+            "deploy",
+            "release",
+            "web",
+            "main",
+            "--cluster",
+            "prod",
+            "--yes-i-mean-prod",
+        ]))
+        .unwrap();
+        assert_eq!(
+            rest,
+            ["deploy", "release", "web", "main", "--cluster", "prod"]
+        );
+        let prod = Cluster::parse("prod").unwrap();
+        assert_eq!(confirmed, std::slice::from_ref(&prod));
+        assert_eq!(confirmation_for(&prod, &confirmed), Some(prod.clone()));
+        // A flag naming another cluster is sent as it is: the server says
+        // which cluster it names.
+        let staging = Cluster::parse("staging").unwrap();
+        assert_eq!(confirmation_for(&staging, &confirmed), Some(prod));
+        assert_eq!(confirmation_for(&staging, &[]), None);
+        // The rest still parses as a command.
+        assert!(Cli::try_parse_from(rest).is_ok());
+    }
+
+    #[test]
+    fn a_yes_i_mean_flag_without_a_valid_cluster_is_an_error() {
+        let e = confirmations(args(&["deploy", "--yes-i-mean-"])).unwrap_err();
+        assert!(e.to_string().contains("--yes-i-mean-"), "{e}");
+        let e = confirmations(args(&["deploy", "--yes-i-mean-no/pe"])).unwrap_err();
+        assert!(e.to_string().contains("no/pe"), "{e}");
+    }
+}
