@@ -949,7 +949,9 @@ async fn delete_token(
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     who.require(Role::Admin)?;
-    if t.db().delete_token(&name).await? {
+    // No token name holds a control character (and PostgreSQL's text
+    // cannot hold NUL): such a name is no token, not a query.
+    if !name.chars().any(char::is_control) && t.db().delete_token(&name).await? {
         tracing::info!(token = %name, by = %who.name, "token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {

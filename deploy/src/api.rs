@@ -220,6 +220,14 @@ pub struct Build {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClaimBuild {
     /// Unique per worker process; the claim is held in its name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+        )
+    )]
     pub worker: String,
 }
 
@@ -253,6 +261,14 @@ pub enum BuildOutcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildResult {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+        )
+    )]
     pub worker: String,
     pub outcome: BuildOutcome,
     #[serde(default)]
@@ -263,6 +279,14 @@ pub struct BuildResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildWorker {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+        )
+    )]
     pub worker: String,
 }
 
@@ -271,6 +295,14 @@ pub struct BuildWorker {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildLogChunk {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+        )
+    )]
     pub worker: String,
     pub text: String,
 }
@@ -790,8 +822,20 @@ pub struct DesiredState {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateToken {
     /// Unique, for people to recognise it in the audit trail.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+        )
+    )]
     pub name: String,
     /// `viewer`, `deployer`, `admin` or `agent`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(viewer|deployer|admin|agent)$")
+    )]
     pub role: String,
     /// Required for `agent` tokens, refused for the others.
     pub cluster: Option<Cluster>,
