@@ -117,9 +117,11 @@ pub async fn mint(
     cluster: Option<&Cluster>,
 ) -> Result<String, ApiError> {
     let name = name.trim();
-    if name.is_empty() || name.len() > 100 {
+    // No control characters: a name is shown in logs and tables, and
+    // PostgreSQL's text cannot hold NUL.
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
         return Err(ApiError::Invalid(
-            "token `name` must be 1 to 100 characters".into(),
+            "token `name` must be 1 to 100 printable characters".into(),
         ));
     }
     let role = Role::parse(role).ok_or_else(|| {

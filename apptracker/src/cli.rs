@@ -1,6 +1,6 @@
 //! The `apptracker` binary: `serve` runs the control plane, `dev` runs the
 //! whole platform on one machine, `token create` and `key show` help set
-//! up an installation.
+//! up an installation, `openapi` prints the API's OpenAPI document.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +58,9 @@ enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
+    /// Print the API's OpenAPI 3.1 document (what `GET /api/v1/openapi.json`
+    /// serves), for client generators and validators.
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -180,6 +183,10 @@ async fn run() -> anyhow::Result<()> {
                 );
             }
             println!("{}", key.public_key());
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", crate::openapi::json());
             Ok(())
         }
     }

@@ -149,6 +149,20 @@ impl Db {
         rows.iter().map(app_from_row).collect()
     }
 
+    /// A page of apps by name: up to `limit` named after `after`.
+    pub async fn apps_page(&self, after: Option<&AppName>, limit: i64) -> sqlx::Result<Vec<App>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            app_columns!(),
+            " FROM apps WHERE name > $1 ORDER BY name LIMIT $2"
+        ))
+        .bind(after.map(AppName::as_str).unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(app_from_row).collect()
+    }
+
     pub async fn app(&self, name: &AppName) -> sqlx::Result<Option<App>> {
         let row = sqlx::query(concat!(
             "SELECT ",
@@ -234,13 +248,22 @@ impl Db {
         row.as_ref().map(|r| build_from_row(r, true)).transpose()
     }
 
-    pub async fn builds(&self, app: &AppName) -> sqlx::Result<Vec<Build>> {
+    /// A page of the app's builds, newest first: up to `limit` older than
+    /// `before`.
+    pub async fn builds(
+        &self,
+        app: &AppName,
+        before: Option<i64>,
+        limit: i64,
+    ) -> sqlx::Result<Vec<Build>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             build_columns!(),
-            " FROM builds WHERE app = $1 ORDER BY id DESC LIMIT 100"
+            " FROM builds WHERE app = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
         ))
         .bind(app.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|r| build_from_row(r, false)).collect()
@@ -537,12 +560,14 @@ impl Db {
     }
 
     /// Recent deploys, newest first, with their host rows.
-    pub async fn deploys(&self, limit: i64) -> anyhow::Result<Vec<Deploy>> {
+    /// A page of deploys, newest first: up to `limit` older than `before`.
+    pub async fn deploys(&self, before: Option<i64>, limit: i64) -> anyhow::Result<Vec<Deploy>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             deploy_columns!(),
-            " FROM deploys ORDER BY id DESC LIMIT $1"
+            " FROM deploys WHERE id < $1 ORDER BY id DESC LIMIT $2"
         ))
+        .bind(before.unwrap_or(i64::MAX))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -885,10 +910,23 @@ impl Db {
     }
 
     pub async fn pins(&self, app: &AppName) -> anyhow::Result<Vec<deploy::Pin>> {
+        self.pins_page(app, None, i64::MAX).await
+    }
+
+    /// A page of the app's pins by cluster: up to `limit` after `after`.
+    pub async fn pins_page(
+        &self,
+        app: &AppName,
+        after: Option<&Cluster>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<deploy::Pin>> {
         let rows = sqlx::query(
-            "SELECT app, cluster, version, pinned_by, reason, pinned_at FROM pins WHERE app = $1 ORDER BY cluster",
+            "SELECT app, cluster, version, pinned_by, reason, pinned_at FROM pins \
+             WHERE app = $1 AND cluster > $2 ORDER BY cluster LIMIT $3",
         )
         .bind(app.as_str())
+        .bind(after.map(Cluster::as_str).unwrap_or(""))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(pin_from_row).collect()
@@ -914,18 +952,27 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 
-    /// The reported history of a deploy's hosts, oldest first.
-    pub async fn host_events(&self, id: DeployId) -> anyhow::Result<Vec<deploy::HostEventRecord>> {
+    /// A page of the reported history of a deploy's hosts, oldest first:
+    /// up to `limit` events after the one numbered `after`, each with its
+    /// number.
+    pub async fn host_events(
+        &self,
+        id: DeployId,
+        after: Option<i64>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(i64, deploy::HostEventRecord)>> {
         let rows = sqlx::query(
-            "SELECT host, phase, failed_phase, message, created_at FROM host_events \
-             WHERE deploy_id = $1 ORDER BY id",
+            "SELECT host, phase, failed_phase, message, created_at, id FROM host_events \
+             WHERE deploy_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(id.0)
+        .bind(after.unwrap_or(0))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(deploy::HostEventRecord {
+                let event = deploy::HostEventRecord {
                     host: HostName::parse(r.try_get::<String, _>(0)?)?,
                     phase: HostPhase::from_name(&r.try_get::<String, _>(1)?),
                     failed_phase: r
@@ -933,7 +980,8 @@ impl Db {
                         .map(|p| HostPhase::from_name(&p)),
                     message: r.try_get(3)?,
                     at: Timestamp(r.try_get(4)?),
-                })
+                };
+                Ok((r.try_get(5)?, event))
             })
             .collect()
     }
@@ -1163,10 +1211,18 @@ impl Db {
     }
 
     /// Tokens as the API lists them (never the hash).
-    pub async fn tokens(&self) -> anyhow::Result<Vec<deploy::TokenInfo>> {
+    /// A page of tokens by name: up to `limit` named after `after`.
+    pub async fn tokens(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<deploy::TokenInfo>> {
         let rows = sqlx::query(
-            "SELECT name, role, cluster, created_at, last_used_at FROM tokens ORDER BY name",
+            "SELECT name, role, cluster, created_at, last_used_at FROM tokens \
+             WHERE name > $1 ORDER BY name LIMIT $2",
         )
+        .bind(after.unwrap_or(""))
+        .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -1319,20 +1375,28 @@ impl Db {
                 .fetch_all(&self.pool)
                 .await?,
             };
-        rows.iter()
-            .map(|r| {
-                let apps: Vec<InstalledApp> =
-                    serde_json::from_str(&r.try_get::<String, _>("apps_json")?).unwrap_or_default();
-                Ok(Host {
-                    cluster: Cluster::parse(r.try_get::<String, _>("cluster")?)?,
-                    name: HostName::parse(r.try_get::<String, _>("name")?)?,
-                    root: r.try_get("root")?,
-                    registered_at: Timestamp(r.try_get("registered_at")?),
-                    last_seen: Timestamp(r.try_get("last_seen")?),
-                    apps,
-                })
-            })
-            .collect()
+        rows.iter().map(host_from_row).collect()
+    }
+
+    /// A page of hosts by cluster and name: up to `limit` after `after`.
+    pub async fn hosts_page(
+        &self,
+        after: Option<&(Cluster, HostName)>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Host>> {
+        let (cluster, name) = after
+            .map(|(c, h)| (c.as_str(), h.as_str()))
+            .unwrap_or(("", ""));
+        let rows = sqlx::query(
+            "SELECT cluster, name, root, apps_json, registered_at, last_seen FROM hosts \
+             WHERE cluster > $1 OR (cluster = $1 AND name > $2) ORDER BY cluster, name LIMIT $3",
+        )
+        .bind(cluster)
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(host_from_row).collect()
     }
 
     /// Records what the hosts of a rollout should run, remembering what they
@@ -1469,6 +1533,19 @@ pub struct AuditRecord {
 /// Turns a stored value that fails to parse into a decode error naming it.
 fn decode<T, E: std::error::Error + Send + Sync + 'static>(r: Result<T, E>) -> sqlx::Result<T> {
     r.map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+fn host_from_row(r: &AnyRow) -> anyhow::Result<Host> {
+    let apps: Vec<InstalledApp> =
+        serde_json::from_str(&r.try_get::<String, _>("apps_json")?).unwrap_or_default();
+    Ok(Host {
+        cluster: Cluster::parse(r.try_get::<String, _>("cluster")?)?,
+        name: HostName::parse(r.try_get::<String, _>("name")?)?,
+        root: r.try_get("root")?,
+        registered_at: Timestamp(r.try_get("registered_at")?),
+        last_seen: Timestamp(r.try_get("last_seen")?),
+        apps,
+    })
 }
 
 fn app_from_row(r: &AnyRow) -> sqlx::Result<App> {

@@ -1,11 +1,125 @@
 //! The one API error type: client errors carry a stable code and a message;
 //! unexpected ones become an opaque 500, logged once with the full chain.
+//! [`ERROR_CODES`] lists every code; the extractors here ([`ApiJson`],
+//! [`ApiQuery`], [`ApiPath`]) make malformed input one of them, and
+//! [`json_errors`] turns whatever else answers an error (a body over the
+//! size limit, a wrong method) into the same shape.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deploy::ErrorBody;
+
+/// Every stable error code of the API: the code, its HTTP status, and when
+/// it is answered. The OpenAPI document and the README's table come from
+/// here; a test checks that every code the sources use is listed.
+pub const ERROR_CODES: &[(&str, u16, &str)] = &[
+    (
+        "invalid_input",
+        400,
+        "the request is malformed: a body, query or path parameter that does not parse, a name, \
+         version or regex that breaks its rule, a `limit` outside 1..=1000, a bad `cursor`",
+    ),
+    (
+        "unauthorized",
+        401,
+        "no API token, or one that is unknown or revoked",
+    ),
+    (
+        "forbidden",
+        403,
+        "the token's role or cluster does not allow the request; an artifact URL without a valid \
+         signature",
+    ),
+    (
+        "not_found",
+        404,
+        "no such app, build, deploy, token, pin, webhook provider or trigger; no such endpoint",
+    ),
+    (
+        "method_not_allowed",
+        405,
+        "the endpoint exists, not with this method (`Allow` lists those it has)",
+    ),
+    (
+        "conflict",
+        409,
+        "it exists already (an app, a token), or a build's lease is another worker's",
+    ),
+    (
+        "deploy_in_progress",
+        409,
+        "a deploy of the app to the cluster is running; the message names it",
+    ),
+    (
+        "pinned",
+        409,
+        "the app is pinned to another version on the cluster (after a rollback)",
+    ),
+    (
+        "deploy_finished",
+        409,
+        "the deploy already ended: nothing to cancel",
+    ),
+    (
+        "not_paused",
+        409,
+        "the deploy is not waiting for someone to continue it",
+    ),
+    (
+        "cluster_frozen",
+        409,
+        "the cluster is frozen (who, why and until when are in the message); rollbacks still go",
+    ),
+    (
+        "payload_too_large",
+        413,
+        "the body is over the endpoint's size limit",
+    ),
+    (
+        "bad_ref",
+        422,
+        "the git ref does not resolve in the app's repository",
+    ),
+    (
+        "build_not_ready",
+        422,
+        "the version's build has not succeeded",
+    ),
+    (
+        "no_matching_hosts",
+        422,
+        "no registered, live host of the cluster matches the regex; the message lists the hosts",
+    ),
+    (
+        "confirmation_required",
+        422,
+        "the cluster is protected: the request must name it in `confirm` (`--yes-i-mean-CLUSTER`)",
+    ),
+    (
+        "nothing_to_retry",
+        422,
+        "the deploy has no failed or timed-out host, or has not ended",
+    ),
+    (
+        "nothing_to_roll_back",
+        422,
+        "no earlier version to go back to",
+    ),
+    (
+        "ambiguous_rollback",
+        422,
+        "the hosts ran different versions before the newest deploy",
+    ),
+    (
+        "internal",
+        500,
+        "an unexpected failure; the server log has the details",
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -28,6 +142,9 @@ pub enum ApiError {
     /// A valid token whose role or cluster does not allow the request.
     #[error("{0}")]
     Forbidden(String),
+    /// The body is over the route's limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -66,6 +183,24 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::Invalid(format!("invalid query: {}", e.body_text()))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        match e {
+            // A handler asking for parameters its route lacks: our bug.
+            PathRejection::MissingPathParams(e) => {
+                ApiError::Internal(anyhow::Error::new(e).context("route without its parameters"))
+            }
+            e => ApiError::Invalid(format!("invalid path: {}", e.body_text())),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self {
@@ -78,6 +213,7 @@ impl IntoResponse for ApiError {
             ApiError::ConflictWith { code, message } => (StatusCode::CONFLICT, code, message),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m),
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "request failed");
                 (
@@ -87,24 +223,240 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let body = ErrorBody {
-            code: code.to_string(),
-            message,
-        };
-        let mut resp = (status, Json(body)).into_response();
-        resp.extensions_mut().insert(crate::audit::ErrorCode(code));
-        resp
+        error_response(status, code, message)
     }
 }
 
+/// `Query` whose rejection is an [`ApiError`]: `?limit=abc` is a
+/// `400 invalid_input` in JSON, not axum's plain text.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// `Path` whose rejection is an [`ApiError`] (a segment that is not UTF-8
+/// once percent-decoded, say).
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+/// The answer for a method the endpoint does not have; axum adds `Allow`.
+pub async fn method_not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take this method (`Allow` lists those it does)".into(),
+    )
+}
+
+/// The code for an error status nothing else named: what [`json_errors`]
+/// gives answers that did not come from an [`ApiError`].
+fn code_for(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        409 => "conflict",
+        413 => "payload_too_large",
+        s if s >= 500 => "internal",
+        _ => "invalid_input",
+    }
+}
+
+/// Middleware: an error answer that is not already an `ApiError` (axum's
+/// own rejections of extractors not wrapped here, such as a body over the
+/// size limit, or a default 405) becomes `{code, message}` JSON too, so
+/// every error of the API has one shape. Its text, when short, is the
+/// message.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || resp.extensions().get::<crate::audit::ErrorCode>().is_some()
+    {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let message = text.unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("request failed")
+            .to_lowercase()
+    });
+    let mut fixed = error_response(status, code_for(status), message);
+    // Keep what the original said beyond its body (`Allow` on a 405).
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fixed.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    fixed
+}
+
+/// The JSON error answer, tagged with its code for the audit log.
+fn error_response(status: StatusCode, code: &'static str, message: String) -> Response {
+    let body = ErrorBody {
+        code: code.to_string(),
+        message,
+    };
+    let mut resp = (status, Json(body)).into_response();
+    resp.extensions_mut().insert(crate::audit::ErrorCode(code));
+    resp
+}
+
 /// `Json` whose rejection is an [`ApiError`], so a malformed body gets the
-/// same JSON error shape as everything else.
-#[derive(axum::extract::FromRequest)]
-#[from_request(via(axum::Json), rejection(ApiError))]
+/// same JSON error shape as everything else. NUL characters in its strings
+/// (`\u0000`) become U+FFFD: PostgreSQL's text cannot hold NUL, and a
+/// grabber's log tail or a build's output may carry one, which must not
+/// make the report fail (nor differ between SQLite and PostgreSQL).
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|m| m.trim().to_ascii_lowercase())
+            .is_some_and(|m| {
+                m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+            });
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| match e.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(e.body_text()),
+                _ => ApiError::Invalid(format!("cannot read the request body: {}", e.body_text())),
+            })?;
+        if !is_json {
+            return Err(ApiError::Invalid(
+                "invalid request body: expected `Content-Type: application/json`".into(),
+            ));
+        }
+        let Json(value) = Json::<T>::from_bytes(&without_nul(bytes))?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// JSON text with every `\u0000` escape (the only way JSON carries NUL)
+/// turned into `\ufffd`; escaped backslashes (`\\u0000` is text) are
+/// left alone.
+fn without_nul(bytes: axum::body::Bytes) -> axum::body::Bytes {
+    if !bytes.windows(6).any(|w| w == b"\\u0000") {
+        return bytes;
+    }
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    while i < out.len() {
+        if out[i] == b'\\' {
+            if out.get(i + 1..i + 6) == Some(b"u0000".as_slice()) {
+                out[i + 1..i + 6].copy_from_slice(b"ufffd");
+            }
+            // Skip the escaped character, a backslash included.
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    out.into()
+}
 
 impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
         Json(self.0).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_escapes_become_replacement_characters() {
+        let fixed = |s: &str| {
+            let out = without_nul(axum::body::Bytes::from(s.to_string()));
+            String::from_utf8(out.to_vec()).unwrap()
+        };
+        assert_eq!(fixed(r#"{"a":"x\u0000y"}"#), r#"{"a":"x\ufffdy"}"#);
+        // An escaped backslash before `u0000` is text, not a NUL.
+        assert_eq!(fixed(r#"{"a":"x\\u0000"}"#), r#"{"a":"x\\u0000"}"#);
+        assert_eq!(fixed(r#"{"a":"\\\u0000"}"#), r#"{"a":"\\\ufffd"}"#);
+        let v: serde_json::Value = serde_json::from_str(&fixed(r#"["\u0000"]"#)).unwrap();
+        assert_eq!(v[0], "\u{fffd}");
+    }
+
+    /// Every code the sources answer with is in [`ERROR_CODES`] (with its
+    /// status), so the document's table is the whole list.
+    #[test]
+    fn every_error_code_is_listed() {
+        let listed = |code: &str, status: u16| {
+            assert!(
+                ERROR_CODES
+                    .iter()
+                    .any(|(c, s, _)| *c == code && *s == status),
+                "error code `{code}` ({status}) is not in ERROR_CODES"
+            )
+        };
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let used = regex::Regex::new(r#"\b(conflict|unprocessable)\(\s*"([a-z_]+)""#).unwrap();
+        let mut found = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for c in used.captures_iter(&text) {
+                let status = if &c[1] == "conflict" { 409 } else { 422 };
+                listed(&c[2], status);
+                found += 1;
+            }
+        }
+        assert!(found > 5, "the scan finds the codes in use");
+        for (err, status, code) in [
+            (ApiError::NotFound(String::new()), 404, "not_found"),
+            (ApiError::Invalid(String::new()), 400, "invalid_input"),
+            (ApiError::Conflict(String::new()), 409, "conflict"),
+            (ApiError::Unauthorized(String::new()), 401, "unauthorized"),
+            (ApiError::Forbidden(String::new()), 403, "forbidden"),
+            (ApiError::Internal(anyhow::anyhow!("x")), 500, "internal"),
+        ] {
+            let resp = err.into_response();
+            assert_eq!(resp.status().as_u16(), status);
+            assert_eq!(
+                resp.extensions()
+                    .get::<crate::audit::ErrorCode>()
+                    .map(|c| c.0),
+                Some(code)
+            );
+            listed(code, status);
+        }
+        // The README's table is the same list.
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        for (code, status, _) in ERROR_CODES {
+            assert!(
+                readme.contains(&format!("| `{code}` | {status} |")),
+                "README's error table lacks `{code}` ({status})"
+            );
+        }
+        for status in [400u16, 401, 403, 404, 405, 409, 413, 415, 500, 502] {
+            let status = StatusCode::from_u16(status).unwrap();
+            let code = code_for(status);
+            let listed_status = ERROR_CODES
+                .iter()
+                .find(|(c, _, _)| *c == code)
+                .map(|(_, s, _)| *s);
+            assert!(listed_status.is_some(), "{code}");
+        }
     }
 }

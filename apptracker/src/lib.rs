@@ -11,6 +11,8 @@ pub mod config;
 mod db;
 pub mod dev;
 mod error;
+mod openapi;
+mod page;
 mod queue;
 mod routes;
 mod startup;

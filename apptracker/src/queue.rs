@@ -40,6 +40,9 @@ impl Tracker {
 
     /// Extends `worker`'s lease; a conflict when the build is not its own.
     pub async fn renew_build_lease(&self, id: BuildId, worker: &str) -> Result<(), ApiError> {
+        // Every worker's request proves its claim here: a malformed name
+        // (a NUL PostgreSQL's text refuses) is a 400, not a query error.
+        check_worker(worker)?;
         if self
             .db()
             .renew_lease(id, worker, self.lease_until())

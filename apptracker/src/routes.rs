@@ -6,19 +6,20 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use deploy::{
     App, AppName, Build, BuildId, BusMessage, Cluster, CreateDeploy, CreateToken, CreatedToken,
-    Deploy, DeployEvent, DeployHost, DeployId, DesiredState, Heartbeat, Host, HostEvent, HostName,
-    HostSelector, RegisterApp, RequestBuild, TokenInfo, Version,
+    Deploy, DeployEvent, DeployHost, DeployId, DesiredState, ErrorBody, Heartbeat, Host, HostEvent,
+    HostName, HostSelector, PageQuery, RegisterApp, RequestBuild, TokenInfo, Version,
 };
 use futures::{Stream, StreamExt, stream};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use deploy::{
     BuildJob, BuildResult, BuildWorker, ClaimBuild, GitRef, Sha256, TriggerUrl, WebhookOutcome,
@@ -27,71 +28,69 @@ use deploy::{
 use crate::audit::Note;
 use crate::auth::{Principal, Role};
 use crate::bus::Live;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::openapi::Empty;
+use crate::page::{self, Paged};
 use crate::store::artifact_key;
 use crate::tracker::Tracker;
 
-pub fn api(tracker: Tracker) -> Router {
-    Router::new()
-        .route("/api/v1/apps", post(register_app).get(list_apps))
-        .route("/api/v1/apps/{app}", get(show_app))
-        .route(
-            "/api/v1/apps/{app}/builds",
-            post(request_build).get(list_builds),
-        )
-        .route("/api/v1/builds/{id}", get(show_build))
-        .route("/api/v1/builds/claim", post(claim_build))
-        .route("/api/v1/builds/{id}/lease", post(renew_lease))
-        .route("/api/v1/builds/{id}/log", post(append_build_log))
-        .route("/api/v1/builds/{id}/release", post(release_build))
-        .route(
-            "/api/v1/builds/{id}/artifact",
-            axum::routing::put(upload_artifact),
-        )
-        .route("/api/v1/builds/{id}/result", post(build_result))
-        .route("/api/v1/deploys", post(create_deploy).get(list_deploys))
-        .route("/api/v1/deploys/{id}", get(show_deploy))
-        .route("/api/v1/deploys/{id}/cancel", post(cancel_deploy))
-        .route("/api/v1/deploys/{id}/retry", post(retry_deploy))
-        .route("/api/v1/deploys/{id}/continue", post(continue_deploy))
-        .route("/api/v1/clusters", get(list_clusters))
-        .route("/api/v1/pins", get(list_all_pins))
-        .route(
-            "/api/v1/clusters/{cluster}",
-            get(show_cluster).put(set_cluster),
-        )
-        .route(
-            "/api/v1/clusters/{cluster}/freeze",
-            post(freeze_cluster).delete(thaw_cluster),
-        )
-        .route("/api/v1/targets", get(preview_targets))
-        .route("/api/v1/apps/{app}/rollback", post(rollback_app))
-        .route("/api/v1/apps/{app}/pins", get(list_pins))
-        .route(
-            "/api/v1/apps/{app}/pins/{cluster}",
-            axum::routing::delete(delete_pin),
-        )
-        .route("/api/v1/deploys/{id}/events", get(deploy_events))
-        .route("/api/v1/deploys/{id}/stream", get(deploy_stream))
+/// Every route, each registered with the operation its `#[utoipa::path]`
+/// annotation describes: the router and the OpenAPI document are built
+/// from the same calls, so a route cannot be served undocumented or
+/// documented unserved (the test in `openapi.rs` checks it anyway). Add
+/// routes only through `.routes(routes!(..))`.
+pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
+    OpenApiRouter::with_openapi(crate::openapi::base())
+        .routes(routes!(register_app, list_apps))
+        .routes(routes!(show_app))
+        .routes(routes!(request_build, list_builds))
+        .routes(routes!(show_build))
+        .routes(routes!(claim_build))
+        .routes(routes!(renew_lease))
+        .routes(routes!(append_build_log))
+        .routes(routes!(release_build))
+        .routes(routes!(upload_artifact))
+        .routes(routes!(build_result))
+        .routes(routes!(create_deploy, list_deploys))
+        .routes(routes!(show_deploy))
+        .routes(routes!(cancel_deploy))
+        .routes(routes!(retry_deploy))
+        .routes(routes!(continue_deploy))
+        .routes(routes!(list_clusters))
+        .routes(routes!(show_cluster, set_cluster))
+        .routes(routes!(freeze_cluster, thaw_cluster))
+        .routes(routes!(list_all_pins))
+        .routes(routes!(preview_targets))
+        .routes(routes!(rollback_app))
+        .routes(routes!(list_pins))
+        .routes(routes!(delete_pin))
+        .routes(routes!(deploy_events))
+        .routes(routes!(deploy_stream))
         // A failed host's report carries up to 1 MiB of log, which JSON
         // escaping can grow: more room than the default 2 MB.
-        .route(
-            "/api/v1/deploys/{id}/hosts/{host}/events",
-            post(host_event).layer(axum::extract::DefaultBodyLimit::max(8 << 20)),
-        )
-        .route("/api/v1/webhooks/{provider}", post(webhook))
-        .route("/api/v1/apps/{app}/trigger", post(new_trigger))
-        .route("/api/v1/trigger/{secret}", post(trigger))
-        .route("/api/v1/tokens", post(create_token).get(list_tokens))
-        .route("/api/v1/tokens/{name}", axum::routing::delete(delete_token))
-        .route("/api/v1/audit", get(list_audit))
-        .route("/api/v1/hosts", get(list_hosts))
-        .route("/api/v1/hosts/heartbeat", post(heartbeat))
-        .route("/api/v1/hosts/{cluster}/{host}/desired", get(desired))
-        .route("/api/v1/bus/{cluster}", get(bus_stream))
-        .route("/artifacts/{app}/{file}", get(artifact))
-        .route("/healthz", get(|| async { "ok" }))
+        .routes(routes!(host_event).layer(axum::extract::DefaultBodyLimit::max(8 << 20)))
+        .routes(routes!(webhook))
+        .routes(routes!(new_trigger))
+        .routes(routes!(trigger))
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(delete_token))
+        .routes(routes!(list_audit))
+        .routes(routes!(list_hosts))
+        .routes(routes!(heartbeat))
+        .routes(routes!(desired))
+        .routes(routes!(bus_stream))
+        .routes(routes!(artifact))
+        .routes(routes!(healthz))
+        .routes(routes!(openapi_json))
+}
+
+pub fn api(tracker: Tracker) -> Router {
+    let (router, _doc) = api_routes().split_for_parts();
+    router
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        // After every route: it applies to the routes registered before it.
+        .method_not_allowed_fallback(crate::error::method_not_allowed)
+        .layer(axum::middleware::from_fn(crate::error::json_errors))
         // Last, so it wraps every route and the fallback.
         .layer(axum::middleware::from_fn_with_state(
             tracker.clone(),
@@ -106,6 +105,13 @@ fn parse<T: std::str::FromStr<Err = deploy::ParseError>>(s: &str) -> Result<T, A
 
 // ---------------------------------------------------------------- apps
 
+#[utoipa::path(
+    post, path = "/api/v1/apps", tag = "apps",
+    summary = "Register an app by its git repository (admin)",
+    request_body = RegisterApp,
+    responses((status = 201, description = "Registered", body = App),
+              (status = 409, description = "`conflict`: the name is taken", body = ErrorBody))
+)]
 async fn register_app(
     State(t): State<Tracker>,
     who: Principal,
@@ -142,18 +148,33 @@ async fn register_app(
     }
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/apps", tag = "apps",
+    summary = "Registered apps, by name (paged)",
+    params(PageQuery),
+    responses((status = 200, description = "A page of apps", body = Vec<App>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
+)]
 async fn list_apps(
     State(t): State<Tracker>,
     who: Principal,
-) -> Result<ApiJson<Vec<App>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Paged<App>, ApiError> {
     who.require(Role::Viewer)?;
-    Ok(ApiJson(t.db().apps().await?))
+    let limit = page::limit(q.limit)?;
+    let after = page::name_cursor::<AppName>(q.cursor.as_deref())?;
+    let apps = t.db().apps_page(after.as_ref(), page::rows(limit)).await?;
+    Ok(Paged::cut(apps, limit, |a| a.name.to_string()))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/apps/{app}", tag = "apps", summary = "One app",
+    params(("app" = AppName, Path, description = "The app's name")),
+    responses((status = 200, description = "The app", body = App))
+)]
 async fn show_app(
     State(t): State<Tracker>,
     who: Principal,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
 ) -> Result<ApiJson<App>, ApiError> {
     who.require(Role::Viewer)?;
     let app: AppName = parse(&app)?;
@@ -165,11 +186,20 @@ async fn show_app(
 
 // ---------------------------------------------------------------- builds
 
+#[utoipa::path(
+    post, path = "/api/v1/apps/{app}/builds", tag = "builds",
+    summary = "Build the app at a git ref, or reuse a build of the same commit (deployer)",
+    params(("app" = AppName, Path, description = "The app's name")),
+    request_body(content = Option<RequestBuild>, description = "Optional: no body builds the app's branch"),
+    responses((status = 201, description = "A new build, queued", body = Build),
+              (status = 200, description = "A build of the same commit, reused", body = Build),
+              (status = 422, description = "`bad_ref`", body = ErrorBody))
+)]
 async fn request_build(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, ApiJson<Build>), ApiError> {
     who.require(Role::Deployer)?;
@@ -197,28 +227,43 @@ async fn request_build(
     Ok((status, ApiJson(build)))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/apps/{app}/builds", tag = "builds",
+    summary = "The app's builds, newest first, without logs (paged)",
+    params(("app" = AppName, Path, description = "The app's name"), PageQuery),
+    responses((status = 200, description = "A page of builds", body = Vec<Build>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
+)]
 async fn list_builds(
     State(t): State<Tracker>,
     who: Principal,
-    Path(app): Path<String>,
-) -> Result<ApiJson<Vec<Build>>, ApiError> {
+    ApiPath(app): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Paged<Build>, ApiError> {
     who.require(Role::Viewer)?;
     let app: AppName = parse(&app)?;
+    let limit = page::limit(q.limit)?;
+    let before = page::id_cursor(q.cursor.as_deref())?;
     if t.db().app(&app).await?.is_none() {
         return Err(ApiError::NotFound(format!("unknown app `{app}`")));
     }
-    let builds = t.db().builds(&app).await?;
+    let builds = t.db().builds(&app, before, page::rows(limit)).await?;
     let mut out = Vec::with_capacity(builds.len());
     for b in builds {
         out.push(t.present_build(b).await?);
     }
-    Ok(ApiJson(out))
+    Ok(Paged::cut(out, limit, |b| b.id.to_string()))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/builds/{id}", tag = "builds",
+    summary = "One build, with its log (so far, while it runs)",
+    params(("id" = BuildId, Path, description = "The build's id")),
+    responses((status = 200, description = "The build", body = Build))
+)]
 async fn show_build(
     State(t): State<Tracker>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<Build>, ApiError> {
     who.require(Role::Viewer)?;
     let id: BuildId = parse(&id)?;
@@ -229,6 +274,12 @@ async fn show_build(
 
 // ---------------------------------------------------------------- build workers
 
+#[utoipa::path(
+    post, path = "/api/v1/builds/claim", tag = "build workers",
+    summary = "A packer worker claims the oldest queued build (agent)",
+    request_body = ClaimBuild,
+    responses((status = 200, description = "The claimed build, or null when none is queued", body = Option<BuildJob>))
+)]
 async fn claim_build(
     State(t): State<Tracker>,
     who: Principal,
@@ -245,10 +296,17 @@ async fn claim_build(
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/builds/{id}/lease", tag = "build workers",
+    summary = "Extend the worker's claim on a build (agent)",
+    params(("id" = BuildId, Path, description = "The build's id")), request_body = BuildWorker,
+    responses((status = 200, description = "Renewed", body = Empty),
+              (status = 409, description = "`conflict`: the claim is lost", body = ErrorBody))
+)]
 async fn renew_lease(
     State(t): State<Tracker>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<BuildWorker>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
     who.require_any_agent()?;
@@ -257,10 +315,16 @@ async fn renew_lease(
     Ok(ApiJson(serde_json::json!({})))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/builds/{id}/log", tag = "build workers",
+    summary = "Append to a running build's log (agent holding the lease)",
+    params(("id" = BuildId, Path, description = "The build's id")), request_body = deploy::BuildLogChunk,
+    responses((status = 200, description = "Appended", body = Empty))
+)]
 async fn append_build_log(
     State(t): State<Tracker>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<deploy::BuildLogChunk>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
     who.require_any_agent()?;
@@ -269,10 +333,16 @@ async fn append_build_log(
     Ok(ApiJson(serde_json::json!({})))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/builds/{id}/release", tag = "build workers",
+    summary = "Hand a claimed build back to the queue (agent)",
+    params(("id" = BuildId, Path, description = "The build's id")), request_body = BuildWorker,
+    responses((status = 200, description = "Released", body = Empty))
+)]
 async fn release_build(
     State(t): State<Tracker>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<BuildWorker>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
     who.require_any_agent()?;
@@ -286,11 +356,21 @@ struct UploadQuery {
     worker: String,
 }
 
+#[utoipa::path(
+    put, path = "/api/v1/builds/{id}/artifact", tag = "build workers",
+    summary = "Upload a build's artifact, a signed tar.gz (agent holding the lease)",
+    params(("id" = BuildId, Path, description = "The build's id"),
+        ("worker" = String, Query, description = "The worker holding the lease"),
+        ("x-slipway-sha256" = Sha256, Header, description = "The artifact's sha256, checked while it streams"),
+        ("x-slipway-signature" = String, Header, description = "The packer's ed25519 signature (base64)")),
+    request_body(content = String, content_type = "application/octet-stream", description = "The artifact (tar.gz)"),
+    responses((status = 200, description = "Stored", body = Empty))
+)]
 async fn upload_artifact(
     State(t): State<Tracker>,
     who: Principal,
-    Path(id): Path<String>,
-    Query(q): Query<UploadQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
@@ -318,10 +398,16 @@ async fn upload_artifact(
     Ok(ApiJson(serde_json::json!({})))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/builds/{id}/result", tag = "build workers",
+    summary = "Report how a claimed build ended (agent holding the lease)",
+    params(("id" = BuildId, Path, description = "The build's id")), request_body = BuildResult,
+    responses((status = 200, description = "The finished build", body = Build))
+)]
 async fn build_result(
     State(t): State<Tracker>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<BuildResult>,
 ) -> Result<ApiJson<Build>, ApiError> {
     who.require_any_agent()?;
@@ -334,6 +420,14 @@ async fn build_result(
 
 // ---------------------------------------------------------------- deploys
 
+#[utoipa::path(
+    post, path = "/api/v1/deploys", tag = "deploys",
+    summary = "Deploy an app at a version or git ref to a cluster's hosts (deployer)",
+    request_body = CreateDeploy,
+    responses((status = 201, description = "Started (or waiting for its build)", body = Deploy),
+              (status = 409, description = "`deploy_in_progress`, `pinned`", body = ErrorBody),
+              (status = 422, description = "`no_matching_hosts`, `bad_ref`, `build_not_ready`", body = ErrorBody))
+)]
 async fn create_deploy(
     State(t): State<Tracker>,
     who: Principal,
@@ -362,25 +456,33 @@ async fn create_deploy(
     Ok((StatusCode::CREATED, ApiJson(deploy)))
 }
 
-#[derive(Deserialize)]
-struct ListDeploys {
-    limit: Option<i64>,
-}
-
+#[utoipa::path(
+    get, path = "/api/v1/deploys", tag = "deploys",
+    summary = "Deploys, newest first, with their hosts (paged)",
+    params(PageQuery),
+    responses((status = 200, description = "A page of deploys", body = Vec<Deploy>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
+)]
 async fn list_deploys(
     State(t): State<Tracker>,
     who: Principal,
-    Query(q): Query<ListDeploys>,
-) -> Result<ApiJson<Vec<Deploy>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Paged<Deploy>, ApiError> {
     who.require(Role::Viewer)?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    Ok(ApiJson(t.db().deploys(limit).await?))
+    let limit = page::limit(q.limit)?;
+    let before = page::id_cursor(q.cursor.as_deref())?;
+    let deploys = t.db().deploys(before, page::rows(limit)).await?;
+    Ok(Paged::cut(deploys, limit, |d| d.id.to_string()))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/deploys/{id}", tag = "deploys", summary = "One deploy, one row per host",
+    params(("id" = DeployId, Path, description = "The deploy's id")),
+    responses((status = 200, description = "The deploy", body = Deploy))
+)]
 async fn show_deploy(
     State(t): State<Tracker>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<Deploy>, ApiError> {
     who.require(Role::Viewer)?;
     let id: DeployId = parse(&id)?;
@@ -389,11 +491,18 @@ async fn show_deploy(
 
 /// Back to the version before the newest deploy, everywhere it replaced
 /// one; pins the app there.
+#[utoipa::path(
+    post, path = "/api/v1/apps/{app}/rollback", tag = "deploys",
+    params(("app" = AppName, Path, description = "The app's name")), request_body = deploy::Rollback,
+    responses((status = 200, description = "The rollback deploy", body = Deploy),
+              (status = 409, description = "`deploy_in_progress`", body = ErrorBody),
+              (status = 422, description = "`nothing_to_roll_back`, `ambiguous_rollback`", body = ErrorBody))
+)]
 async fn rollback_app(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
     ApiJson(req): ApiJson<deploy::Rollback>,
 ) -> Result<ApiJson<Deploy>, ApiError> {
     let app = AppName::parse(app)?;
@@ -406,16 +515,34 @@ async fn rollback_app(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/apps/{app}/pins", tag = "deploys",
+    summary = "Where the app is pinned, by cluster (paged)",
+    params(("app" = AppName, Path, description = "The app's name"), PageQuery),
+    responses((status = 200, description = "A page of pins", body = Vec<deploy::Pin>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
+)]
 async fn list_pins(
     State(t): State<Tracker>,
     who: Principal,
-    Path(app): Path<String>,
-) -> Result<ApiJson<Vec<deploy::Pin>>, ApiError> {
+    ApiPath(app): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Paged<deploy::Pin>, ApiError> {
     who.require(Role::Viewer)?;
     let app = AppName::parse(app)?;
-    Ok(ApiJson(t.db().pins(&app).await?))
+    let limit = page::limit(q.limit)?;
+    let after = page::name_cursor::<Cluster>(q.cursor.as_deref())?;
+    let pins = t
+        .db()
+        .pins_page(&app, after.as_ref(), page::rows(limit))
+        .await?;
+    Ok(Paged::cut(pins, limit, |p| p.cluster.to_string()))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/pins", tag = "deploys",
+    summary = "Every pin of every app, by app and cluster",
+    responses((status = 200, description = "The pins", body = Vec<deploy::Pin>))
+)]
 async fn list_all_pins(
     State(t): State<Tracker>,
     who: Principal,
@@ -424,11 +551,17 @@ async fn list_all_pins(
     Ok(ApiJson(t.db().all_pins().await?))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/apps/{app}/pins/{cluster}", tag = "deploys",
+    summary = "Unpin the app on a cluster: other versions may be deployed again (deployer)",
+    params(("app" = AppName, Path, description = "The app's name"), ("cluster" = Cluster, Path, description = "The cluster")),
+    responses((status = 200, description = "Unpinned", body = Empty))
+)]
 async fn delete_pin(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
-    Path((app, cluster)): Path<(String, String)>,
+    ApiPath((app, cluster)): ApiPath<(String, String)>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
     let (app, cluster) = (AppName::parse(app)?, Cluster::parse(cluster)?);
     note.app(&app);
@@ -450,10 +583,17 @@ struct TargetsQuery {
 }
 
 /// What a deploy to `cluster` (and `hosts`, a regex) would touch.
+#[utoipa::path(
+    get, path = "/api/v1/targets", tag = "deploys",
+    summary = "The hosts a deploy to this cluster and regex would touch; nothing changes",
+    params(("cluster" = Cluster, Query, description = "The cluster"),
+           ("hosts" = Option<HostSelector>, Query, description = "Regex the whole host name must match; every host when absent")),
+    responses((status = 200, description = "The hosts, and those left out with why", body = deploy::Targets))
+)]
 async fn preview_targets(
     State(t): State<Tracker>,
     who: Principal,
-    Query(q): Query<TargetsQuery>,
+    ApiQuery(q): ApiQuery<TargetsQuery>,
 ) -> Result<ApiJson<deploy::Targets>, ApiError> {
     who.require(Role::Viewer)?;
     let cluster = Cluster::parse(q.cluster)?;
@@ -464,11 +604,18 @@ async fn preview_targets(
     Ok(ApiJson(t.targets(&cluster, &selector).await?))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/deploys/{id}/retry", tag = "deploys",
+    summary = "Deploy the same version again to the hosts that failed or timed out (deployer)",
+    params(("id" = DeployId, Path, description = "The deploy's id")),
+    responses((status = 200, description = "The retry, a new deploy", body = Deploy),
+              (status = 422, description = "`nothing_to_retry`", body = ErrorBody))
+)]
 async fn retry_deploy(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<Deploy>, ApiError> {
     let id: DeployId = parse(&id)?;
     note.target(format!("retry of deploy {id}"));
@@ -477,11 +624,18 @@ async fn retry_deploy(
 }
 
 /// Lets a deploy waiting for a human (a manual canary) go on.
+#[utoipa::path(
+    post, path = "/api/v1/deploys/{id}/continue", tag = "deploys",
+    summary = "Let a deploy waiting after its canaries (manual) start its next batch (deployer)",
+    params(("id" = DeployId, Path, description = "The deploy's id")),
+    responses((status = 200, description = "The deploy, going on", body = Deploy),
+              (status = 409, description = "`not_paused`", body = ErrorBody))
+)]
 async fn continue_deploy(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<Deploy>, ApiError> {
     let id: DeployId = parse(&id)?;
     note.target(format!("continue of deploy {id}"));
@@ -491,6 +645,11 @@ async fn continue_deploy(
 
 // ---------------------------------------------------------------- clusters
 
+#[utoipa::path(
+    get, path = "/api/v1/clusters", tag = "clusters",
+    summary = "Every cluster with deploy controls (protected, frozen)",
+    responses((status = 200, description = "The clusters' controls", body = Vec<deploy::ClusterSettings>))
+)]
 async fn list_clusters(
     State(t): State<Tracker>,
     who: Principal,
@@ -499,10 +658,17 @@ async fn list_clusters(
     Ok(ApiJson(t.db().clusters().await?))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/clusters/{cluster}", tag = "clusters",
+    summary = "A cluster's deploy controls",
+    params(("cluster" = Cluster, Path, description = "The cluster")),
+    responses((status = 200, description = "Its controls", body = deploy::ClusterSettings),
+              (status = 404, description = "`not_found`: no controls set", body = ErrorBody))
+)]
 async fn show_cluster(
     State(t): State<Tracker>,
     who: Principal,
-    Path(cluster): Path<String>,
+    ApiPath(cluster): ApiPath<String>,
 ) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
     who.require(Role::Viewer)?;
     let cluster = Cluster::parse(cluster)?;
@@ -518,11 +684,18 @@ async fn show_cluster(
 }
 
 /// Marks a cluster protected (deploys must name it back) or not.
+#[utoipa::path(
+    put, path = "/api/v1/clusters/{cluster}", tag = "clusters",
+    summary = "Protect a cluster (deploys must name it back) or not (admin)",
+    params(("cluster" = Cluster, Path, description = "The cluster")),
+    request_body = deploy::SetProtected,
+    responses((status = 200, description = "Its controls", body = deploy::ClusterSettings))
+)]
 async fn set_cluster(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
-    Path(cluster): Path<String>,
+    ApiPath(cluster): ApiPath<String>,
     ApiJson(req): ApiJson<deploy::SetProtected>,
 ) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
     let cluster = Cluster::parse(cluster)?;
@@ -548,11 +721,19 @@ const MAX_FREEZE: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Freezes a cluster: no deploy starts there until the freeze ends or is
 /// lifted (rollbacks still do).
+#[utoipa::path(
+    post, path = "/api/v1/clusters/{cluster}/freeze", tag = "clusters",
+    summary = "Freeze a cluster: no deploys but rollbacks until it ends (admin)",
+    params(("cluster" = Cluster, Path, description = "The cluster")),
+    request_body = deploy::Freeze,
+    responses((status = 200, description = "Its controls", body = deploy::ClusterSettings),
+              (status = 400, description = "`invalid_input`", body = ErrorBody))
+)]
 async fn freeze_cluster(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
-    Path(cluster): Path<String>,
+    ApiPath(cluster): ApiPath<String>,
     ApiJson(req): ApiJson<deploy::Freeze>,
 ) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
     let cluster = Cluster::parse(cluster)?;
@@ -600,11 +781,17 @@ async fn freeze_cluster(
     cluster_settings(&t, &cluster).await
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/clusters/{cluster}/freeze", tag = "clusters",
+    summary = "Lift a cluster's freeze; queued deploys start (admin)",
+    params(("cluster" = Cluster, Path, description = "The cluster")),
+    responses((status = 200, description = "Its controls", body = deploy::ClusterSettings))
+)]
 async fn thaw_cluster(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
-    Path(cluster): Path<String>,
+    ApiPath(cluster): ApiPath<String>,
 ) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
     let cluster = Cluster::parse(cluster)?;
     note.target(format!("thaw {cluster}"));
@@ -626,11 +813,18 @@ async fn cluster_settings(
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("cluster `{cluster}` vanished")))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/deploys/{id}/cancel", tag = "deploys",
+    summary = "Stop a deploy: no further host starts (deployer)",
+    params(("id" = DeployId, Path, description = "The deploy's id")),
+    responses((status = 200, description = "The cancelled deploy", body = Deploy),
+              (status = 409, description = "`deploy_finished`", body = ErrorBody))
+)]
 async fn cancel_deploy(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<Deploy>, ApiError> {
     let id: DeployId = parse(&id)?;
     note.target(format!("cancel of deploy {id}"));
@@ -640,21 +834,39 @@ async fn cancel_deploy(
 
 /// Every event the deploy's hosts reported, oldest first: when each host
 /// went through each phase.
+#[utoipa::path(
+    get, path = "/api/v1/deploys/{id}/events", tag = "deploys",
+    params(("id" = DeployId, Path, description = "The deploy's id"), PageQuery),
+    responses((status = 200, description = "A page of events, oldest first", body = Vec<deploy::HostEventRecord>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
+)]
 async fn deploy_events(
     State(t): State<Tracker>,
     who: Principal,
-    Path(id): Path<String>,
-) -> Result<ApiJson<Vec<deploy::HostEventRecord>>, ApiError> {
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Paged<deploy::HostEventRecord>, ApiError> {
     who.require(Role::Viewer)?;
     let id: DeployId = parse(&id)?;
+    let limit = page::limit(q.limit)?;
+    let after = page::id_cursor(q.cursor.as_deref())?;
     t.deploy(id).await?;
-    Ok(ApiJson(t.db().host_events(id).await?))
+    let events = t.db().host_events(id, after, page::rows(limit)).await?;
+    // The cursor is the event's row id, which the record does not show.
+    let page = Paged::cut(events, limit, |(seq, _)| seq.to_string());
+    Ok(page.map(|(_, e)| e))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/deploys/{id}/hosts/{host}/events", tag = "agents",
+    summary = "A grabber reports a host's progress in a deploy (agent of the cluster)",
+    params(("id" = DeployId, Path, description = "The deploy's id"), ("host" = HostName, Path, description = "The host")),
+    request_body = HostEvent,
+    responses((status = 200, description = "The host's row", body = DeployHost))
+)]
 async fn host_event(
     State(t): State<Tracker>,
     who: Principal,
-    Path((id, host)): Path<(String, String)>,
+    ApiPath((id, host)): ApiPath<(String, String)>,
     ApiJson(ev): ApiJson<HostEvent>,
 ) -> Result<ApiJson<DeployHost>, ApiError> {
     who.require_agent(&ev.cluster)?;
@@ -694,10 +906,16 @@ fn snapshot(d: &Deploy) -> Vec<DeployEvent> {
 /// Live events of one deploy: a snapshot, then changes, ending after the
 /// terminal status. Subscribes before reading the snapshot, so nothing
 /// between the two is lost.
+#[utoipa::path(
+    get, path = "/api/v1/deploys/{id}/stream", tag = "deploys",
+    params(("id" = DeployId, Path, description = "The deploy's id")),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+               description = "Server-sent events, each a JSON `DeployEvent` (`kind`: `host` or `status`)"))
+)]
 async fn deploy_stream(
     State(t): State<Tracker>,
     who: Principal,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     who.require(Role::Viewer)?;
     let id: DeployId = parse(&id)?;
@@ -776,10 +994,18 @@ async fn deploy_stream(
 // ---------------------------------------------------------------- webhooks
 
 /// VCS webhooks authenticate by their signature, not a token.
+#[utoipa::path(
+    post, path = "/api/v1/webhooks/{provider}", tag = "webhooks",
+    params(("provider" = String, Path, description = "`github`, `gitlab`, `gitea` or `forgejo`")),
+    request_body(content = serde_json::Value, description = "The provider's push event, signed with the webhook secret"),
+    security(()),
+    responses((status = 200, description = "Handled (`pong`, `built`, `ignored`)", body = WebhookOutcome),
+              (status = 202, description = "Accepted: builds (and deploys) started, or the event ignored", body = WebhookOutcome))
+)]
 async fn webhook(
     State(t): State<Tracker>,
     note: Note,
-    Path(provider): Path<String>,
+    ApiPath(provider): ApiPath<String>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, ApiJson<WebhookOutcome>), ApiError> {
@@ -817,11 +1043,17 @@ fn started(out: &WebhookOutcome) -> String {
     }
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/apps/{app}/trigger", tag = "webhooks",
+    summary = "A new secret build-trigger URL for the app; any earlier one stops working (admin)",
+    params(("app" = AppName, Path, description = "The app's name")),
+    responses((status = 201, description = "The URL, shown once", body = TriggerUrl))
+)]
 async fn new_trigger(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
-    Path(app): Path<String>,
+    ApiPath(app): ApiPath<String>,
 ) -> Result<(StatusCode, ApiJson<TriggerUrl>), ApiError> {
     // Never the URL: it is the credential.
     note.target(format!("new build-trigger URL of app {app}"));
@@ -833,10 +1065,18 @@ async fn new_trigger(
 }
 
 /// The secret in the URL is the credential.
+#[utoipa::path(
+    post, path = "/api/v1/trigger/{secret}", tag = "webhooks",
+    summary = "Build the app's branch, or the body's `git_ref` (the URL is the credential)",
+    params(("secret" = String, Path, description = "The secret of a build-trigger URL")),
+    request_body(content = Option<RequestBuild>, description = "Optional"),
+    security(()),
+    responses((status = 202, description = "Started", body = WebhookOutcome))
+)]
 async fn trigger(
     State(t): State<Tracker>,
     note: Note,
-    Path(secret): Path<String>,
+    ApiPath(secret): ApiPath<String>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, ApiJson<WebhookOutcome>), ApiError> {
     note.actor("build-trigger", "trigger");
@@ -854,6 +1094,13 @@ async fn trigger(
 
 // ---------------------------------------------------------------- tokens
 
+#[utoipa::path(
+    post, path = "/api/v1/tokens", tag = "tokens",
+    summary = "Make an API token; the answer holds its only copy (admin)",
+    request_body = CreateToken,
+    responses((status = 201, description = "The token", body = CreatedToken),
+              (status = 409, description = "`conflict`: the name is taken", body = ErrorBody))
+)]
 async fn create_token(
     State(t): State<Tracker>,
     who: Principal,
@@ -881,21 +1128,39 @@ async fn create_token(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/tokens", tag = "tokens",
+    summary = "Tokens by name, never their secret (admin, paged)",
+    params(PageQuery),
+    responses((status = 200, description = "A page of tokens", body = Vec<TokenInfo>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
+)]
 async fn list_tokens(
     State(t): State<Tracker>,
     who: Principal,
-) -> Result<ApiJson<Vec<TokenInfo>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Paged<TokenInfo>, ApiError> {
     who.require(Role::Admin)?;
-    Ok(ApiJson(t.db().tokens().await?))
+    let limit = page::limit(q.limit)?;
+    let after = page::text_cursor(q.cursor.as_deref())?;
+    let tokens = t.db().tokens(after, page::rows(limit)).await?;
+    Ok(Paged::cut(tokens, limit, |t| t.name.clone()))
 }
 
+#[utoipa::path(
+    delete, path = "/api/v1/tokens/{name}", tag = "tokens",
+    summary = "Revoke a token (admin)",
+    params(("name" = String, Path, description = "The token's name")),
+    responses((status = 204, description = "Revoked"))
+)]
 async fn delete_token(
     State(t): State<Tracker>,
     who: Principal,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     who.require(Role::Admin)?;
-    if t.db().delete_token(&name).await? {
+    // No token name holds a control character (and PostgreSQL's text
+    // cannot hold NUL): such a name is no token, not a query.
+    if !name.chars().any(char::is_control) && t.db().delete_token(&name).await? {
         tracing::info!(token = %name, by = %who.name, "token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -907,22 +1172,46 @@ async fn delete_token(
 
 /// The audit log, for deployers and admins: it shows who holds which token
 /// and acts from where, more than the read-only viewers need.
+#[utoipa::path(
+    get, path = "/api/v1/audit", tag = "audit",
+    params(deploy::AuditQuery),
+    responses((status = 200, description = "A page of entries, newest first", body = Vec<deploy::AuditEntry>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
+)]
 async fn list_audit(
     State(t): State<Tracker>,
     who: Principal,
-    Query(q): Query<deploy::AuditQuery>,
-) -> Result<ApiJson<Vec<deploy::AuditEntry>>, ApiError> {
+    ApiQuery(q): ApiQuery<deploy::AuditQuery>,
+) -> Result<Paged<deploy::AuditEntry>, ApiError> {
     who.require(Role::Deployer)?;
-    let limit = i64::from(q.limit.unwrap_or(50).clamp(1, 500));
+    let limit = page::limit(q.limit)?;
+    // `before` is the cursor older clients send; the same key.
+    let before = match (page::id_cursor(q.cursor.as_deref())?, q.before) {
+        (Some(c), _) => Some(c),
+        (None, Some(b)) if b > 0 => Some(b),
+        (None, Some(b)) => {
+            return Err(ApiError::Invalid(format!(
+                "`before` must be a positive entry id, not {b}"
+            )));
+        }
+        (None, None) => None,
+    };
+    let actor = page::text_cursor(q.actor.as_deref())
+        .map_err(|_| ApiError::Invalid("`actor` must be a token name".into()))?;
     let entries = t
         .db()
-        .audit(limit, q.before, q.actor.as_deref(), q.app.as_ref())
+        .audit(page::rows(limit), before, actor, q.app.as_ref())
         .await?;
-    Ok(ApiJson(entries))
+    Ok(Paged::cut(entries, limit, |e| e.id.to_string()))
 }
 
 // ---------------------------------------------------------------- hosts
 
+#[utoipa::path(
+    post, path = "/api/v1/hosts/heartbeat", tag = "agents",
+    summary = "A grabber registers its host and says it is alive (agent of the cluster)",
+    request_body = Heartbeat,
+    responses((status = 200, description = "The host", body = Host))
+)]
 async fn heartbeat(
     State(t): State<Tracker>,
     who: Principal,
@@ -932,18 +1221,36 @@ async fn heartbeat(
     Ok(ApiJson(t.db().upsert_host(&hb).await?))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/hosts", tag = "hosts",
+    summary = "Registered hosts by cluster and name, with what they run (paged)",
+    params(PageQuery),
+    responses((status = 200, description = "A page of hosts", body = Vec<Host>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
+)]
 async fn list_hosts(
     State(t): State<Tracker>,
     who: Principal,
-) -> Result<ApiJson<Vec<Host>>, ApiError> {
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Paged<Host>, ApiError> {
     who.require(Role::Viewer)?;
-    Ok(ApiJson(t.db().hosts(None).await?))
+    let limit = page::limit(q.limit)?;
+    let after = page::pair_cursor::<Cluster, HostName>(q.cursor.as_deref())?;
+    let hosts = t.db().hosts_page(after.as_ref(), page::rows(limit)).await?;
+    Ok(Paged::cut(hosts, limit, |h| {
+        format!("{}/{}", h.cluster, h.name)
+    }))
 }
 
+#[utoipa::path(
+    get, path = "/api/v1/hosts/{cluster}/{host}/desired", tag = "agents",
+    summary = "What a host should run (agent of the cluster)",
+    params(("cluster" = Cluster, Path, description = "The cluster"), ("host" = HostName, Path, description = "The host")),
+    responses((status = 200, description = "The desired state", body = DesiredState))
+)]
 async fn desired(
     State(t): State<Tracker>,
     who: Principal,
-    Path((cluster, host)): Path<(String, String)>,
+    ApiPath((cluster, host)): ApiPath<(String, String)>,
 ) -> Result<ApiJson<DesiredState>, ApiError> {
     let cluster: Cluster = parse(&cluster)?;
     who.require_agent(&cluster)?;
@@ -959,10 +1266,16 @@ async fn desired(
 /// The cluster's bus as server-sent events: `Sync` first (so a
 /// reconnecting grabber re-reads its desired state), then every message; a
 /// subscriber that falls behind gets a `Sync` instead of what it missed.
+#[utoipa::path(
+    get, path = "/api/v1/bus/{cluster}", tag = "agents",
+    params(("cluster" = Cluster, Path, description = "The cluster")),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+               description = "Server-sent events, each a JSON bus message (`kind`: `sync` or `deploy`); `sync` first"))
+)]
 async fn bus_stream(
     State(t): State<Tracker>,
     who: Principal,
-    Path(cluster): Path<String>,
+    ApiPath(cluster): ApiPath<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let cluster: Cluster = parse(&cluster)?;
     who.require_agent(&cluster)?;
@@ -986,6 +1299,32 @@ async fn bus_stream(
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+// ---------------------------------------------------------------- meta
+
+/// Liveness: answers while the server runs.
+#[utoipa::path(
+    get, path = "/healthz", tag = "meta",
+    security(()),
+    responses((status = 200, content_type = "text/plain", body = String, description = "`ok`"))
+)]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// This API's OpenAPI 3.1 document, generated from the code that serves it.
+#[utoipa::path(
+    get, path = "/api/v1/openapi.json", tag = "meta",
+    security(()),
+    responses((status = 200, description = "The document", body = serde_json::Value))
+)]
+async fn openapi_json() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::json(),
+    )
+        .into_response()
+}
+
 // ---------------------------------------------------------------- artifacts
 
 #[derive(Deserialize)]
@@ -997,10 +1336,19 @@ struct Signed {
 /// Serves the local store. Only signed, unexpired URLs minted by this
 /// AppTracker are honoured, so the URL alone is the credential, exactly like
 /// a presigned S3 URL.
+#[utoipa::path(
+    get, path = "/artifacts/{app}/{file}", tag = "artifacts",
+    params(("app" = AppName, Path, description = "The app"),
+           ("file" = String, Path, description = "`<app>-<version>.tar.gz`"),
+           ("expires" = Option<i64>, Query, description = "Expiry of the signed URL (unix ms)"),
+           ("sig" = Option<String>, Query, description = "The URL's signature")),
+    security(()),
+    responses((status = 200, content_type = "application/gzip", body = String, description = "The artifact"))
+)]
 async fn artifact(
     State(t): State<Tracker>,
-    Path((app, file)): Path<(String, String)>,
-    Query(q): Query<Signed>,
+    ApiPath((app, file)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<Signed>,
 ) -> Result<Response, ApiError> {
     let Some(store) = t.local_store() else {
         return Err(ApiError::NotFound(

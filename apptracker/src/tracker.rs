@@ -1077,7 +1077,9 @@ impl Tracker {
             let due = match self.db().next_batch_at(id).await? {
                 Some(at) => at,
                 None => {
-                    let at = Timestamp(Timestamp::now().0 + bake as i64);
+                    // `bake_ms` is the client's: a huge one bakes forever, never overflows.
+                    let bake_ms = i64::try_from(bake).unwrap_or(i64::MAX);
+                    let at = Timestamp(Timestamp::now().0.saturating_add(bake_ms));
                     self.db().bake_until(id, at).await?;
                     tracing::info!(deploy_id = %id, batch = current + 1, bake_ms = bake, "batch done; baking");
                     return Ok(());

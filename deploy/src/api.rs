@@ -14,16 +14,62 @@ use crate::{
 /// The JSON body of every API error: a stable machine code and a message for
 /// people.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable, snake_case: `not_found`, `invalid_input`, `conflict`, ...
     pub code: String,
     pub message: String,
 }
 
+// ---------------------------------------------------------------- pages
+
+/// Items per page when a list request gives no `limit`.
+pub const DEFAULT_PAGE_LIMIT: u32 = 100;
+/// The largest `limit` a list accepts; more is a `400 invalid_input`.
+pub const MAX_PAGE_LIMIT: u32 = 1000;
+/// The response header of a list that says where the next page starts;
+/// absent on the last page. The body stays a plain JSON array, so clients
+/// that know nothing of pages keep working.
+pub const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
+
+/// The paging parameters every list endpoint takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+pub struct PageQuery {
+    /// Items per page: 1 to 1000, 100 when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
+    pub limit: Option<u32>,
+    /// Where the page starts: the `X-Next-Cursor` header of the page
+    /// before. Opaque; the first page when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 512))]
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    /// The first page of `limit` items.
+    pub fn first(limit: u32) -> Self {
+        Self {
+            limit: Some(limit),
+            cursor: None,
+        }
+    }
+}
+
+/// One page of a list, and where the next one starts (none on the last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
 // ---------------------------------------------------------------- apps
 
 /// `POST /api/v1/apps`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterApp {
     pub name: AppName,
     /// Where packer fetches the source: a path, or a `file://`, `git://`,
@@ -52,6 +98,7 @@ impl RegisterApp {
 
 /// "Auto-deploy the branch to this cluster when its build succeeds."
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AutoDeploy {
     pub cluster: Cluster,
     /// Every host of the cluster when absent.
@@ -61,6 +108,7 @@ pub struct AutoDeploy {
 
 /// An app as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct App {
     pub name: AppName,
     pub git_url: String,
@@ -78,6 +126,7 @@ fn default_branch() -> String {
 /// What a webhook (or the build-trigger URL) started: one entry per app it
 /// matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WebhookOutcome {
     /// `built`, `ignored` or `pong`.
     pub result: String,
@@ -92,6 +141,7 @@ pub struct WebhookOutcome {
 /// `POST /api/v1/apps/{app}/trigger` (admin): a new secret build-trigger URL;
 /// any earlier one stops working.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TriggerUrl {
     pub url: String,
 }
@@ -100,12 +150,14 @@ pub struct TriggerUrl {
 
 /// `POST /api/v1/apps/{app}/builds`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RequestBuild {
     /// Branch, tag or sha; the app's default branch (`main`) when absent.
     pub git_ref: Option<GitRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum BuildStatus {
     Queued,
@@ -124,6 +176,7 @@ impl BuildStatus {
 
 /// Where a built release can be downloaded, and how to check it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ArtifactRef {
     /// Absolute URL the grabber downloads from.
     pub url: String,
@@ -139,6 +192,7 @@ pub struct ArtifactRef {
 /// A build as the API shows it. `log` is filled only when one build is asked
 /// for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Build {
     pub id: BuildId,
     pub app: AppName,
@@ -163,14 +217,24 @@ pub struct Build {
 
 /// `POST /api/v1/builds/claim`: a packer worker asks for work.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClaimBuild {
     /// Unique per worker process; the claim is held in its name.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+        )
+    )]
     pub worker: String,
 }
 
 /// A claimed build: what to build, and how long the claim lasts unless the
 /// worker renews it (`POST /api/v1/builds/{id}/lease`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildJob {
     pub build: Build,
     pub git_url: String,
@@ -179,6 +243,7 @@ pub struct BuildJob {
 
 /// How a build ended, as its worker reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum BuildOutcome {
     /// The artifact was uploaded (`PUT /api/v1/builds/{id}/artifact`) first.
@@ -194,7 +259,16 @@ pub enum BuildOutcome {
 
 /// `POST /api/v1/builds/{id}/result`
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildResult {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+        )
+    )]
     pub worker: String,
     pub outcome: BuildOutcome,
     #[serde(default)]
@@ -203,14 +277,32 @@ pub struct BuildResult {
 
 /// `POST /api/v1/builds/{id}/lease` and `/release`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildWorker {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+        )
+    )]
     pub worker: String,
 }
 
 /// `POST /api/v1/builds/{id}/log`: what a running build printed since the
 /// last append, from the worker holding it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BuildLogChunk {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 200,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+        )
+    )]
     pub worker: String,
     pub text: String,
 }
@@ -219,6 +311,7 @@ pub struct BuildLogChunk {
 
 /// `POST /api/v1/deploys`. Exactly one of `version` and `git_ref` is given.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateDeploy {
     pub app: AppName,
     pub version: Option<Version>,
@@ -329,6 +422,7 @@ impl<'de> Deserialize<'de> for Portion {
 /// before it is done (or failed, within `max_failures`), so at most a
 /// batch's hosts are between stopping the old release and a healthy new one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Strategy {
     #[default]
@@ -432,6 +526,7 @@ impl Strategy {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum DeployStatus {
     /// Waiting for another deploy of the app to the cluster to end.
@@ -481,6 +576,7 @@ impl std::fmt::Display for DeployStatus {
 
 /// Where one host is in installing one release (DESIGN.md "Host phases").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum HostPhase {
     Pending,
@@ -565,6 +661,7 @@ impl std::fmt::Display for HostPhase {
 
 /// One host's progress in one deploy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployHost {
     pub host: HostName,
     pub phase: HostPhase,
@@ -584,6 +681,7 @@ pub struct DeployHost {
 
 /// A deploy as the API shows it, with one row per targeted host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Deploy {
     pub id: DeployId,
     pub app: AppName,
@@ -627,6 +725,7 @@ pub struct Deploy {
 /// `GET /api/v1/targets?cluster=C&hosts=REGEX`: the hosts a deploy with
 /// that cluster and regex would touch, before anything happens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Targets {
     pub cluster: Cluster,
     pub hosts_selector: HostSelector,
@@ -638,6 +737,7 @@ pub struct Targets {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExcludedHost {
     pub host: HostName,
     pub reason: String,
@@ -645,6 +745,7 @@ pub struct ExcludedHost {
 
 /// `POST /api/v1/apps/{app}/rollback`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rollback {
     pub cluster: Cluster,
     /// The cluster's name typed back, for a protected cluster.
@@ -655,6 +756,7 @@ pub struct Rollback {
 /// An app held at a version on a cluster (set by a rollback): deploys of
 /// any other version are refused until it is removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Pin {
     pub app: AppName,
     pub cluster: Cluster,
@@ -667,6 +769,7 @@ pub struct Pin {
 
 /// `GET /api/v1/clusters`: a cluster's deploy controls.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClusterSettings {
     pub name: Cluster,
     /// Deploys must confirm by naming the cluster (`confirm`).
@@ -688,6 +791,7 @@ impl ClusterSettings {
 
 /// `PUT /api/v1/clusters/{cluster}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetProtected {
     pub protected: bool,
 }
@@ -695,6 +799,7 @@ pub struct SetProtected {
 /// `POST /api/v1/clusters/{cluster}/freeze`: no deploys until `until`, or
 /// for `duration` (`"2h"`, `"30m"`); exactly one of the two.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Freeze {
     #[serde(default)]
     pub until: Option<Timestamp>,
@@ -706,6 +811,7 @@ pub struct Freeze {
 
 /// One entry of `GET /api/v1/deploys/{id}/events`: a host reached a phase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostEventRecord {
     pub host: HostName,
     pub phase: HostPhase,
@@ -716,6 +822,7 @@ pub struct HostEventRecord {
 
 /// `POST /api/v1/deploys/{id}/hosts/{host}/events`: a grabber reports progress.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HostEvent {
     pub cluster: Cluster,
     pub phase: HostPhase,
@@ -753,6 +860,7 @@ pub enum DeployEvent {
 
 /// What a host runs of one app, as its grabber reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InstalledApp {
     pub app: AppName,
     /// The release `current` names.
@@ -771,6 +879,7 @@ pub struct InstalledApp {
 
 /// The supervisor's view of one app's process.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AppRunStatus {
     /// Up (or not supervised yet: the default of older grabbers).
@@ -804,6 +913,7 @@ impl std::fmt::Display for AppRunStatus {
 
 /// `POST /api/v1/hosts/heartbeat`: a grabber registers and says it is alive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Heartbeat {
     pub cluster: Cluster,
     pub host: HostName,
@@ -815,6 +925,7 @@ pub struct Heartbeat {
 
 /// A host as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Host {
     pub cluster: Cluster,
     pub name: HostName,
@@ -826,6 +937,7 @@ pub struct Host {
 
 /// One app a host should run, with the deploy that asked for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DesiredApp {
     pub app: AppName,
     pub version: Version,
@@ -835,6 +947,7 @@ pub struct DesiredApp {
 
 /// `GET /api/v1/hosts/{cluster}/{host}/desired`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DesiredState {
     pub cluster: Cluster,
     pub host: HostName,
@@ -845,10 +958,23 @@ pub struct DesiredState {
 
 /// `POST /api/v1/tokens` (admin): a new API token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateToken {
     /// Unique, for people to recognise it in the audit trail.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            min_length = 1,
+            max_length = 100,
+            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+        )
+    )]
     pub name: String,
     /// `viewer`, `deployer`, `admin` or `agent`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(pattern = "^(viewer|deployer|admin|agent)$")
+    )]
     pub role: String,
     /// Required for `agent` tokens, refused for the others.
     pub cluster: Option<Cluster>,
@@ -856,6 +982,7 @@ pub struct CreateToken {
 
 /// The answer to `POST /api/v1/tokens`: the only time the token is shown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatedToken {
     pub name: String,
     pub token: String,
@@ -863,6 +990,7 @@ pub struct CreatedToken {
 
 /// A token as `GET /api/v1/tokens` lists it (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     pub name: String,
     pub role: String,
@@ -876,6 +1004,7 @@ pub struct TokenInfo {
 /// One state-changing API request as `GET /api/v1/audit` lists it: who did
 /// what, when, from where, and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEntry {
     /// Increases with every entry: the key of `before` pagination.
     pub id: i64,
@@ -906,19 +1035,33 @@ pub struct AuditEntry {
     pub error_code: Option<String>,
 }
 
-/// The query of `GET /api/v1/audit`: newest first, `limit` entries (default
-/// 50, at most 500) older than `before`, optionally only one actor's or one
-/// app's.
+/// The query of `GET /api/v1/audit`: newest first, `limit` entries (like
+/// every list: default 100, at most 1000) after `cursor` (or older than
+/// `before`), optionally only one actor's or one app's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 pub struct AuditQuery {
+    /// Entries per page: 1 to 1000, 100 when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
     pub limit: Option<u32>,
-    /// Only entries with a smaller id: the last id of the previous page.
+    /// Only entries with a smaller id: the last id of the previous page
+    /// (what `cursor` does, kept for older clients).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(minimum = 1))]
     pub before: Option<i64>,
+    /// Where the page starts: the `X-Next-Cursor` of the page before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 512))]
+    pub cursor: Option<String>,
+    /// Only this token's (or webhook's) requests.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 100))]
     pub actor: Option<String>,
+    /// Only requests concerning this app.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<AppName>))]
     pub app: Option<AppName>,
 }
 

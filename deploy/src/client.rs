@@ -131,6 +131,19 @@ impl Client {
         req: reqwest::RequestBuilder,
         timeout: Duration,
     ) -> Result<T, ClientError> {
+        let (_, bytes, url) = self.fetch(req, timeout).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Sends a request; a successful answer's headers and body, and the URL.
+    async fn fetch(
+        &self,
+        req: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<(reqwest::header::HeaderMap, bytes::Bytes, String), ClientError> {
         let req = self.auth(req).timeout(timeout);
         let (client, req) = req.build_split();
         let req = req.map_err(|e| ClientError::Decode {
@@ -146,6 +159,7 @@ impl Client {
                 source,
             })?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let bytes = resp
             .bytes()
             .await
@@ -167,10 +181,60 @@ impl Client {
                 },
             });
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+        Ok((headers, bytes, url))
+    }
+
+    /// One page of the list at `path` (any list endpoint), with the cursor
+    /// of the next page from `X-Next-Cursor`. `query` holds `limit` and
+    /// `cursor`, and the list's own filters.
+    pub async fn page<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &(impl Serialize + ?Sized),
+    ) -> Result<Page<T>, ClientError> {
+        let req = self.http.get(self.url(path)).query(query);
+        let (headers, bytes, url) = self.fetch(req, Duration::from_secs(60)).await?;
+        let items = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
             url,
             reason: e.to_string(),
-        })
+        })?;
+        let next = headers
+            .get(NEXT_CURSOR_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Page { items, next })
+    }
+
+    /// The whole list at `path`, page after page (up to `max` items).
+    async fn collect<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        max: Option<usize>,
+    ) -> Result<Vec<T>, ClientError> {
+        let mut out: Vec<T> = Vec::new();
+        let mut query = PageQuery::first(MAX_PAGE_LIMIT);
+        loop {
+            if let Some(max) = max {
+                let left = max.saturating_sub(out.len());
+                if left == 0 {
+                    return Ok(out);
+                }
+                query.limit = Some(left.min(MAX_PAGE_LIMIT as usize) as u32);
+            }
+            let page: Page<T> = self.page(path, &query).await?;
+            out.extend(page.items);
+            match page.next {
+                // A server naming the same page again would loop forever.
+                Some(next) if query.cursor.as_ref() == Some(&next) => {
+                    return Err(ClientError::Decode {
+                        url: self.url(path),
+                        reason: format!("the next page's cursor {next:?} repeats"),
+                    });
+                }
+                Some(next) => query.cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -191,8 +255,9 @@ impl Client {
         self.post("/api/v1/apps", req).await
     }
 
+    /// Every registered app, by name.
     pub async fn apps(&self) -> Result<Vec<App>, ClientError> {
-        self.get("/api/v1/apps").await
+        self.collect("/api/v1/apps", None).await
     }
 
     pub async fn app(&self, app: &AppName) -> Result<App, ClientError> {
@@ -209,9 +274,13 @@ impl Client {
         self.post(&format!("/api/v1/apps/{app}/builds"), req).await
     }
 
-    /// The app's builds, newest first, without logs.
+    /// The app's newest builds (a page of 100), newest first, without logs;
+    /// [`Client::page`] reaches older ones.
     pub async fn builds(&self, app: &AppName) -> Result<Vec<Build>, ClientError> {
-        self.get(&format!("/api/v1/apps/{app}/builds")).await
+        let page: Page<Build> = self
+            .page(&format!("/api/v1/apps/{app}/builds"), &PageQuery::default())
+            .await?;
+        Ok(page.items)
     }
 
     /// One build, with its log.
@@ -316,9 +385,9 @@ impl Client {
         self.post("/api/v1/deploys", req).await
     }
 
-    /// Recent deploys, newest first.
+    /// The `limit` newest deploys, newest first.
     pub async fn deploys(&self, limit: u32) -> Result<Vec<Deploy>, ClientError> {
-        self.get(&format!("/api/v1/deploys?limit={limit}")).await
+        self.collect("/api/v1/deploys", Some(limit as usize)).await
     }
 
     pub async fn deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
@@ -433,7 +502,8 @@ impl Client {
     }
 
     pub async fn pins(&self, app: &AppName) -> Result<Vec<crate::Pin>, ClientError> {
-        self.get(&format!("/api/v1/apps/{app}/pins")).await
+        self.collect(&format!("/api/v1/apps/{app}/pins"), None)
+            .await
     }
 
     /// Lets deploys of other versions through again.
@@ -461,7 +531,8 @@ impl Client {
         &self,
         id: DeployId,
     ) -> Result<Vec<crate::HostEventRecord>, ClientError> {
-        self.get(&format!("/api/v1/deploys/{id}/events")).await
+        self.collect(&format!("/api/v1/deploys/{id}/events"), None)
+            .await
     }
 
     /// Live events of one deploy: first a snapshot (one `Host` event per host
@@ -496,16 +567,20 @@ impl Client {
     }
 
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
-        self.get("/api/v1/tokens").await
+        self.collect("/api/v1/tokens", None).await
     }
 
     // ------------------------------------------------------------ audit
 
-    /// State-changing requests, newest first (deployers and admins): pass
-    /// the last entry's id as `before` for the next page.
+    /// One page of state-changing requests, newest first (deployers and
+    /// admins): pass the last entry's id as `before` for the next page.
     pub async fn audit(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>, ClientError> {
-        self.send(self.http.get(self.url("/api/v1/audit")).query(query))
-            .await
+        Ok(self.audit_page(query).await?.items)
+    }
+
+    /// One page of the audit log, with the cursor of the next (older) page.
+    pub async fn audit_page(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, ClientError> {
+        self.page("/api/v1/audit", query).await
     }
 
     // ------------------------------------------------------------ hosts
@@ -514,8 +589,9 @@ impl Client {
         self.post("/api/v1/hosts/heartbeat", hb).await
     }
 
+    /// Every registered host, by cluster and name.
     pub async fn hosts(&self) -> Result<Vec<Host>, ClientError> {
-        self.get("/api/v1/hosts").await
+        self.collect("/api/v1/hosts", None).await
     }
 
     pub async fn desired_state(

@@ -1,7 +1,7 @@
 //! Slipway's shared language: the domain newtypes, the wire types of the
 //! HTTP API and the bus, the release manifest, and the typed API client.
 //!
-//! Host agents depend on this crate without its `cli` feature.
+//! Host agents depend on this crate without its `cli` and `openapi` features.
 
 pub mod api;
 pub mod binary;
@@ -10,6 +10,8 @@ pub mod client;
 mod domain;
 pub mod layout;
 pub mod manifest;
+#[cfg(feature = "openapi")]
+mod openapi;
 pub mod signing;
 mod time;
 

@@ -174,7 +174,7 @@ enum Command {
     /// Show who changed what through the API, newest first (deployers and
     /// admins).
     Audit {
-        /// How many entries (at most 500).
+        /// How many entries (at most 1000).
         #[arg(long, default_value_t = 50)]
         limit: u32,
         /// Only entries older than this id: the last id of the previous page.
@@ -562,20 +562,22 @@ async fn run(client: &Client, command: Command, confirmed: &[Cluster]) -> anyhow
             actor,
             app,
         } => {
-            let entries = client
-                .audit(&AuditQuery {
+            let page = client
+                .audit_page(&AuditQuery {
                     limit: Some(limit),
                     before,
+                    cursor: None,
                     actor,
                     app,
                 })
                 .await?;
-            if entries.is_empty() {
+            if page.items.is_empty() {
                 println!("no audit entries");
             } else {
-                print_audit(&entries);
-                if entries.len() as u32 >= limit
-                    && let Some(last) = entries.last()
+                print_audit(&page.items);
+                // The cursor of the audit log is the last entry's id.
+                if page.next.is_some()
+                    && let Some(last) = page.items.last()
                 {
                     println!("(older: --before {})", last.id);
                 }

@@ -13,6 +13,7 @@ pub const MANIFEST_PATH: &str = ".slipway/manifest.json";
 
 /// How an app is built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum BuildType {
     Python,

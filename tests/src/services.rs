@@ -36,6 +36,45 @@ fn missing<T>(what: &str, why: &str) -> Option<T> {
     None
 }
 
+/// The schemathesis CLI: `SLIPWAY_SCHEMATHESIS`, else the venv where
+/// `scripts/test` installs it, else `schemathesis` on `PATH`.
+pub const SCHEMATHESIS_ENV: &str = "SLIPWAY_SCHEMATHESIS";
+
+/// Where `scripts/test` installs schemathesis: a venv of its own, so
+/// Debian's externally managed Python is left alone.
+fn schemathesis_venv() -> Option<std::path::PathBuf> {
+    let cache = match std::env::var_os("SLIPWAY_CACHE") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from(std::env::var_os("HOME")?).join(".cache/slipway"),
+    };
+    Some(cache.join("schemathesis/bin"))
+}
+
+/// The schemathesis CLI, or `None` (outside CI) when it is not installed.
+pub fn schemathesis() -> Option<std::path::PathBuf> {
+    let runs = |cmd: &std::path::Path| {
+        std::process::Command::new(cmd)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let candidates = [
+        std::env::var_os(SCHEMATHESIS_ENV).map(std::path::PathBuf::from),
+        schemathesis_venv().map(|bin| bin.join("schemathesis")),
+        Some(std::path::PathBuf::from("schemathesis")),
+    ];
+    if let Some(found) = candidates.into_iter().flatten().find(|c| runs(c)) {
+        return Some(found);
+    }
+    let msg = "schemathesis is not installed; run ./scripts/test, which installs it \
+               (pip, in a venv under ~/.cache/slipway), or set SLIPWAY_SCHEMATHESIS";
+    if in_ci() {
+        panic!("CI=true and {msg}");
+    }
+    eprintln!("\n!!! SKIPPING: {msg}\n");
+    None
+}
+
 /// A fresh PostgreSQL database for one test, dropped when this guard is.
 pub struct PgDatabase {
     pub url: String,
