@@ -335,9 +335,11 @@ impl Engine {
                 let (pid, port) = (new.pid, new.port);
                 // The state file first: whoever sees the new process in
                 // `installed()` finds it recorded too.
+                let restarts = slot.supervision().restarts + 1;
                 self.update_state(app, |s| {
                     s.pid = Some(pid);
                     s.port = port;
+                    s.restarts = restarts;
                 });
                 slot.supervise(|h| {
                     h.restarts += 1;
@@ -925,6 +927,7 @@ impl Engine {
         self.update_state(app, |s| {
             s.pid = Some(proc.pid);
             s.port = proc.port;
+            s.restarts = 0;
         });
         slot.supervise(|h| *h = Supervision::default());
         self.adopt_process(app, slot, proc.clone());
@@ -1057,6 +1060,7 @@ impl Engine {
                         s.healthy = healthy;
                         s.pid = Some(pid);
                         s.port = port;
+                        s.restarts = 0;
                     });
                     slot.supervise(|h| *h = Supervision::default());
                     self.adopt_process(app, slot, p);
