@@ -80,6 +80,7 @@ pub fn api(tracker: Tracker) -> Router {
         .route("/api/v1/bus/{cluster}", get(bus_stream))
         .route("/artifacts/{app}/{file}", get(artifact))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::drift::router())
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // Last, so it wraps every route and the fallback.
         .layer(axum::middleware::from_fn_with_state(

@@ -268,7 +268,11 @@ impl Tracker {
     /// nothing, then publishes it or waits for its build.
     /// Refuses a deploy while another of the same app to the same cluster
     /// is building or running, naming it.
-    async fn refuse_if_active(&self, app: &AppName, cluster: &Cluster) -> Result<(), ApiError> {
+    pub(crate) async fn refuse_if_active(
+        &self,
+        app: &AppName,
+        cluster: &Cluster,
+    ) -> Result<(), ApiError> {
         match self.db().active_deploy(app, cluster).await? {
             None => Ok(()),
             Some((id, status)) => Err(ApiError::conflict(
@@ -443,7 +447,7 @@ impl Tracker {
 
     /// Creates a deploy of `req`, to `hosts` when given (a retry), else to
     /// the hosts `req` selects.
-    async fn create_deploy_on(
+    pub(crate) async fn create_deploy_on(
         &self,
         req: &CreateDeploy,
         hosts: Option<Vec<HostName>>,

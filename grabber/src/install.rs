@@ -604,7 +604,9 @@ impl Engine {
             return Outcome::Superseded;
         }
         // Running this version is not enough: a grabber killed between
-        // the switch and the health check left it running unchecked.
+        // the switch and the health check left it running unchecked, and
+        // `current` may have been pointed elsewhere by hand (drift, which a
+        // sync deploys over).
         let healthy = self
             .cfg
             .layout
@@ -612,10 +614,12 @@ impl Engine {
             .ok()
             .flatten()
             .and_then(|s| s.healthy);
+        let current = self.cfg.layout.read_current(&req.app).ok().flatten();
         if let Some(p) = slot.process()
             && p.version == req.version
             && p.is_alive()
             && healthy.as_ref() == Some(&req.version)
+            && current.as_ref() == Some(&req.version)
         {
             tracing::info!(pid = p.pid, "already running this version");
             rep.phase(
