@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use deploy::{
     AppName, AppRunStatus, AuditEntry, AuditQuery, Build, BuildStatus, Client, Cluster,
-    CreateDeploy, Deploy, DeployEvent, DeployHost, DeployId, DeployStatus, GitRef, HostPhase,
-    HostSelector, Portion, RegisterApp, RequestBuild, Strategy, Version,
+    CreateDeploy, Deploy, DeployEvent, DeployHost, DeployId, DeployStatus, DriftQuery, DriftReport,
+    DriftState, GitRef, HostPhase, HostSelector, Portion, RegisterApp, RequestBuild, Strategy,
+    SyncRequest, Version,
 };
 use futures::StreamExt;
 
@@ -122,6 +123,31 @@ enum Command {
     },
     /// List registered hosts and what they run.
     Hosts,
+    /// What each host should run against what its versionchecker reports:
+    /// a summary per app and cluster, then every host that is not in sync
+    /// (all of them with --all).
+    Drift {
+        #[arg(long)]
+        app: Option<AppName>,
+        #[arg(long)]
+        cluster: Option<Cluster>,
+        /// Only hosts in these states (`drifted`, `not-running,missing`, …).
+        #[arg(long)]
+        state: Option<String>,
+        /// Show in-sync hosts too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Deploy the desired version to exactly the hosts of an app on a
+    /// cluster that drifted (drifted, not running or missing).
+    Sync {
+        app: AppName,
+        #[arg(long)]
+        cluster: Cluster,
+        /// Follow the deploy to its end.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Show who changed what through the API, newest first (deployers and
     /// admins).
     Audit {
@@ -348,6 +374,55 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
                 );
             }
         }
+        Command::Drift {
+            app,
+            cluster,
+            state,
+            all,
+        } => {
+            let report = client
+                .drift(&DriftQuery {
+                    app: app.map(|a| a.to_string()),
+                    cluster: cluster.map(|c| c.to_string()),
+                    state: state.clone(),
+                })
+                .await?;
+            print_drift(&report, all || state.is_some());
+            let bad = report
+                .summary
+                .iter()
+                .any(|s| s.counts.out_of_sync() + s.counts.stale > 0);
+            return Ok(if bad {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        Command::Sync { app, cluster, wait } => {
+            let out = client.sync(&SyncRequest { app, cluster }).await?;
+            let d = &out.deploy;
+            let names: Vec<&str> = out.hosts.iter().map(|h| h.as_str()).collect();
+            println!(
+                "deploy {} puts {} {} back on {} host(s) of {}: {}",
+                d.id,
+                d.app,
+                d.version.as_ref().map_or("?".into(), |v| v.to_string()),
+                out.hosts.len(),
+                d.cluster,
+                names.join(", ")
+            );
+            for l in &out.left {
+                println!(
+                    "  left {:<20} {:<12} {}",
+                    l.host.as_str(),
+                    l.state.as_str(),
+                    l.reason
+                );
+            }
+            if wait {
+                return follow(client, d.id).await;
+            }
+        }
         Command::Audit {
             limit,
             before,
@@ -375,6 +450,78 @@ async fn run(client: &Client, command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The drift summary, then one line per host (not in sync, or all).
+fn print_drift(report: &DriftReport, all: bool) {
+    if report.summary.is_empty() {
+        println!("no host runs or should run anything here yet");
+        return;
+    }
+    println!(
+        "{:<20} {:<12} {:>7} {:>7} {:>11} {:>7} {:>5} {:>7} {:>9}  SHOULD RUN",
+        "APP",
+        "CLUSTER",
+        "IN-SYNC",
+        "DRIFTED",
+        "NOT-RUNNING",
+        "MISSING",
+        "STALE",
+        "UNKNOWN",
+        "DEPLOYING"
+    );
+    for s in &report.summary {
+        let c = &s.counts;
+        let desired: Vec<String> = s.desired.iter().map(|v| v.to_string()).collect();
+        println!(
+            "{:<20} {:<12} {:>7} {:>7} {:>11} {:>7} {:>5} {:>7} {:>9}  {}",
+            s.app.as_str(),
+            s.cluster.as_str(),
+            c.in_sync,
+            c.drifted,
+            c.not_running,
+            c.missing,
+            c.stale,
+            c.unknown_app,
+            c.deploying,
+            desired.join(", ")
+        );
+    }
+    let rows: Vec<_> = report
+        .hosts
+        .iter()
+        .filter(|h| all || h.state != DriftState::InSync || !h.over_limits.is_empty())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<12} {:<20} {:<20} {:<12} {:<14} {:<14} WHY",
+        "CLUSTER", "HOST", "APP", "STATE", "SHOULD RUN", "CURRENT"
+    );
+    for h in rows {
+        let v = |v: &Option<deploy::Version>| v.as_ref().map_or("-".into(), |v| v.to_string());
+        let mut why = h.reason.clone();
+        for b in &h.over_limits {
+            why.push_str(&format!(
+                "; {} {} MiB over its {} MiB limit",
+                b.resource,
+                b.used_bytes >> 20,
+                b.limit_bytes >> 20
+            ));
+        }
+        println!(
+            "{:<12} {:<20} {:<20} {:<12} {:<14} {:<14} {}",
+            h.cluster.as_str(),
+            h.host.as_str(),
+            h.app.as_str(),
+            h.state.as_str(),
+            v(&h.desired),
+            v(&h.current),
+            why
+        );
+    }
 }
 
 /// The audit entries as a table, one line each.
