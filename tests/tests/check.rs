@@ -209,11 +209,11 @@ async fn scenario(opts: Options) -> anyhow::Result<()> {
     // A report for another cluster's host is refused to this agent.
     let mut foreign = host_report("n-1", &v, true, hour);
     foreign.cluster = deploy::Cluster::parse("elsewhere")?;
-    let e = agent.report(&foreign).await.unwrap_err();
+    let e = agent.report(&foreign).await.expect_err("another cluster");
     assert_eq!(e.code(), Some("forbidden"), "{e}");
     let mut silly = host_report("n-1", &v, true, hour);
     silly.interval_ms = 1;
-    let e = agent.report(&silly).await.unwrap_err();
+    let e = agent.report(&silly).await.expect_err("a 1 ms interval");
     assert_eq!(e.code(), Some("invalid_input"), "{e}");
 
     // /metrics parses on this backend too (its queries are the same SQL).

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use deploy::{DeployStatus, DriftQuery, DriftReport, DriftState, HostSelector, SyncRequest};
+use deploy::{DeployStatus, DriftQuery, DriftReport, DriftState, SyncRequest};
 use slipway_tests::{AppRepo, Platform, commit_hello, poll};
 
 const SIX: [&str; 6] = ["vc-1", "vc-2", "vc-3", "vc-4", "vc-5", "vc-6"];
@@ -95,13 +95,15 @@ async fn six_hosts_drift_and_sync() -> anyhow::Result<()> {
     );
 
     // 1. vc-2's `current` changed by hand: drifted, within one interval.
-    let changed = deploy::Timestamp::now();
     point_current(&p, "vc-2", "hello", va.as_str())?;
+    // After the rename: every read of the host that starts later sees it.
+    let changed = deploy::Timestamp::now();
     // And a stray app on vc-6 that nobody deployed.
     let stray = p.host("vc-6").root.join("apps/stray");
     std::fs::create_dir_all(stray.join("releases/1-aaaaaaa"))?;
     std::os::unix::fs::symlink("releases/1-aaaaaaa", stray.join("current"))?;
-    // The first drifted row seen (polled far more often than reports come).
+    // The first row from a report taken after the change (polled far more
+    // often than reports come): the very next report must show the drift.
     let first = std::sync::Mutex::new(None);
     poll(Duration::from_secs(10), || async {
         let d = drift(&p).await?;
@@ -111,7 +113,7 @@ async fn six_hosts_drift_and_sync() -> anyhow::Result<()> {
                 .find(|h| h.host.as_str() == host && h.app.as_str() == app)
                 .cloned()
         };
-        if let Some(r) = row("vc-2", "hello").filter(|r| r.state == DriftState::Drifted)
+        if let Some(r) = row("vc-2", "hello").filter(|r| r.reported_at >= Some(changed))
             && let Ok(mut f) = first.lock()
             && f.is_none()
         {
@@ -125,7 +127,12 @@ async fn six_hosts_drift_and_sync() -> anyhow::Result<()> {
         .into_inner()
         .ok()
         .flatten()
-        .expect("vc-2's drifted row");
+        .expect("vc-2's first row after the change");
+    assert_eq!(
+        r2.state,
+        DriftState::Drifted,
+        "the next report shows it: {r2:#?}"
+    );
     let d = drift(&p).await?;
     assert!(
         r2.reason.contains(&format!("`current` names {va}"))
@@ -133,8 +140,8 @@ async fn six_hosts_drift_and_sync() -> anyhow::Result<()> {
         "{}",
         r2.reason
     );
-    // The first report taken after the change said so: one interval (and
-    // its jitter), plus the time to read the host.
+    // That report came within one interval (and its jitter), give or take
+    // a loaded machine's timer.
     let seen = r2.reported_at.expect("a report").millis_since(changed);
     assert!(
         seen <= (EVERY.as_millis() as u64) * 11 / 10 + 500,
@@ -241,7 +248,7 @@ async fn six_hosts_drift_and_sync() -> anyhow::Result<()> {
             ..DriftQuery::default()
         })
         .await
-        .unwrap_err();
+        .expect_err("an unknown state");
     assert_eq!(e.code(), Some("invalid_input"), "{e}");
 
     // /metrics parses, and its drift gauge is the table.
@@ -254,7 +261,7 @@ async fn six_hosts_drift_and_sync() -> anyhow::Result<()> {
         app: app.clone(),
         cluster: Platform::cluster(),
     };
-    let e = p.client.sync(&sync).await.unwrap_err();
+    let e = p.client.sync(&sync).await.expect_err("a deploy runs");
     assert_eq!(e.code(), Some("deploy_in_progress"), "{e}");
     assert!(
         e.to_string().contains(&format!("deploy {}", blocking.id)),
@@ -304,12 +311,8 @@ async fn six_hosts_drift_and_sync() -> anyhow::Result<()> {
         "reports are agent traffic, not audited"
     );
     // Nothing left to do.
-    let e = p.client.sync(&sync).await.unwrap_err();
+    let e = p.client.sync(&sync).await.expect_err("all in sync");
     assert_eq!(e.code(), Some("nothing_to_sync"), "{e}");
-    assert!(
-        HostSelector::parse("vc-.*")?.matches(&out.hosts[0]),
-        "host names stay names"
-    );
     p.shutdown().await
 }
 
