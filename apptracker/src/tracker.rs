@@ -445,8 +445,8 @@ impl Tracker {
         self.create_deploy_on(&req, Some(failed), Some(id)).await
     }
 
-    /// Creates a deploy of `req`, to `hosts` when given (a retry), else to
-    /// the hosts `req` selects.
+    /// Creates a deploy of `req`, to `hosts` when given (a retry, a
+    /// rollback, a drift sync), else to the hosts `req` selects.
     pub(crate) async fn create_deploy_on(
         &self,
         req: &CreateDeploy,
