@@ -505,10 +505,10 @@ fn print_drift(report: &DriftReport, all: bool) {
         let mut why = h.reason.clone();
         for b in &h.over_limits {
             why.push_str(&format!(
-                "; {} {} MiB over its {} MiB limit",
+                "; {} {} over its {} limit",
                 b.resource,
-                b.used_bytes >> 20,
-                b.limit_bytes >> 20
+                bytes(b.used_bytes),
+                bytes(b.limit_bytes)
             ));
         }
         println!(
@@ -522,6 +522,21 @@ fn print_drift(report: &DriftReport, all: bool) {
             why
         );
     }
+}
+
+/// A size for people: `512 B`, `3.2 KiB`, `1.5 GiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// The audit entries as a table, one line each.
@@ -679,4 +694,17 @@ async fn follow(client: &Client, id: DeployId) -> anyhow::Result<ExitCode> {
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(12_288), "12.0 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(bytes(u64::MAX), "16777216.0 TiB");
+    }
 }
