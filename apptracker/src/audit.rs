@@ -33,6 +33,7 @@ use crate::tracker::Tracker;
 /// them would bury the people's changes and grow the table without bound.
 pub const UNAUDITED_ROUTES: &[&str] = &[
     "/api/v1/hosts/heartbeat",
+    "/api/v1/hosts/report",
     "/api/v1/deploys/{id}/hosts/{host}/events",
     "/api/v1/builds/claim",
     "/api/v1/builds/{id}/lease",

@@ -70,6 +70,9 @@ pub struct Config {
     /// How to authenticate to git remotes that ask (ref resolution and the
     /// in-process builder; `packer worker` has flags of its own).
     pub git: GitConfig,
+    /// Version reports and drift: the interval assumed for silent hosts,
+    /// resource limits, whether `/metrics` needs a token.
+    pub drift: crate::drift::DriftConfig,
 }
 
 /// Credentials for git remotes; the secrets come from files, never from the
@@ -107,6 +110,7 @@ impl Default for Config {
             webhook_secret_file: None,
             build_cache_dir: None,
             git: GitConfig::default(),
+            drift: crate::drift::DriftConfig::default(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `apptracker dev`: the whole platform on one machine with the embedded
 //! defaults: AppTracker, the in-process packer, three grabbers (`local-1..3`
-//! of cluster `local`) and the example apps as git repositories.
+//! of cluster `local`) with their versioncheckers, and the example apps as
+//! git repositories.
 
 use std::path::{Path, PathBuf};
 
@@ -87,7 +88,24 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
             trusted_keys: trusted_keys.clone(),
             ..grabber::Config::default()
         };
+        // Each host's versionchecker too, so the drift table has reports.
+        let checker = versionchecker::AgentConfig {
+            token: Some(grabber::AgentToken::from(agent.clone())),
+            ..versionchecker::AgentConfig::new(
+                base_url.clone(),
+                cluster.clone(),
+                host.clone(),
+                cfg.root.clone(),
+            )
+        };
         let token = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = versionchecker::agent::run(checker, token).await {
+                tracing::error!(host = %host, error = ?e, "versionchecker stopped");
+            }
+        });
+        let token = shutdown.clone();
+        let host = cfg.host.clone();
         tasks.spawn(async move {
             if let Err(e) = grabber::run(cfg, token).await {
                 tracing::error!(host = %host, error = ?e, "grabber stopped");

@@ -100,6 +100,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "the cluster is protected: the request must name it in `confirm` (`--yes-i-mean-CLUSTER`)",
     ),
     (
+        "nothing_to_sync",
+        422,
+        "no host of the app on the cluster drifted (or none runs or should run it)",
+    ),
+    (
         "nothing_to_retry",
         422,
         "the deploy has no failed or timed-out host, or has not ended",

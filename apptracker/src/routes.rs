@@ -82,6 +82,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(artifact))
         .routes(routes!(healthz))
         .routes(routes!(openapi_json))
+        .merge(crate::drift::routes())
 }
 
 pub fn api(tracker: Tracker) -> Router {

@@ -22,19 +22,21 @@ use crate::store::{ArtifactStore, LocalStore};
 
 /// How a deploy came to be, beyond what its request says.
 #[derive(Default)]
-struct Origin<'a> {
-    /// The exact hosts (a retry, a rollback) instead of those the request
-    /// selects.
-    hosts: Option<Vec<HostName>>,
-    retry_of: Option<DeployId>,
-    rollback_of: Option<DeployId>,
-    /// Puts an earlier version back: allowed during a freeze and past a pin.
-    rollback: bool,
-    /// Set up in advance (auto-deploys, retries of a confirmed deploy,
-    /// rollbacks on failure): no typed confirmation for protected clusters.
-    automated: bool,
+pub(crate) struct Origin<'a> {
+    /// The exact hosts (a retry, a rollback, a drift sync) instead of those
+    /// the request selects.
+    pub hosts: Option<Vec<HostName>>,
+    pub retry_of: Option<DeployId>,
+    pub rollback_of: Option<DeployId>,
+    /// Puts a version back that the hosts should run (a rollback, a drift
+    /// sync): allowed during a freeze and past a pin.
+    pub rollback: bool,
+    /// Set up or confirmed in advance (auto-deploys, retries of a confirmed
+    /// deploy, rollbacks on failure, syncs to the desired version): no typed
+    /// confirmation for protected clusters.
+    pub automated: bool,
     /// The token name of whoever asked.
-    by: Option<&'a str>,
+    pub by: Option<&'a str>,
 }
 
 /// The branch built when a request names no ref.
@@ -285,7 +287,11 @@ impl Tracker {
     /// nothing, then publishes it or waits for its build.
     /// Refuses a deploy while another of the same app to the same cluster
     /// is building or running, naming it.
-    async fn refuse_if_active(&self, app: &AppName, cluster: &Cluster) -> Result<(), ApiError> {
+    pub(crate) async fn refuse_if_active(
+        &self,
+        app: &AppName,
+        cluster: &Cluster,
+    ) -> Result<(), ApiError> {
         match self.db().active_deploy(app, cluster).await? {
             None => Ok(()),
             Some((id, status)) => Err(ApiError::conflict(
@@ -619,7 +625,7 @@ impl Tracker {
     /// Creates a deploy of `req`, to `origin.hosts` when given (a retry, a
     /// rollback), else to the hosts `req` selects. Queued behind the active
     /// deploy of the app to the cluster when `req.wait`, refused otherwise.
-    async fn create_deploy_on(
+    pub(crate) async fn create_deploy_on(
         &self,
         req: &CreateDeploy,
         origin: Origin<'_>,

@@ -594,6 +594,31 @@ impl Client {
         self.collect("/api/v1/hosts", None).await
     }
 
+    /// A versionchecker's report of what its host has installed and runs.
+    pub async fn report(
+        &self,
+        report: &crate::HostReport,
+    ) -> Result<crate::report::ReportReceipt, ClientError> {
+        self.post("/api/v1/hosts/report", report).await
+    }
+
+    // ------------------------------------------------------------ drift
+
+    /// What each host should run against what it reports.
+    pub async fn drift(
+        &self,
+        query: &crate::DriftQuery,
+    ) -> Result<crate::DriftReport, ClientError> {
+        self.send(self.http.get(self.url("/api/v1/drift")).query(query))
+            .await
+    }
+
+    /// Deploys the desired version to the hosts of `app` on `cluster`
+    /// that drifted.
+    pub async fn sync(&self, req: &crate::SyncRequest) -> Result<crate::SyncOutcome, ClientError> {
+        self.post("/api/v1/drift/sync", req).await
+    }
+
     pub async fn desired_state(
         &self,
         cluster: &Cluster,

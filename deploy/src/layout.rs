@@ -89,6 +89,11 @@ pub struct AppState {
     /// The last deploy that touched this app.
     #[serde(default)]
     pub last_deploy: Option<DeployId>,
+    /// Restarts after crashes since an install last started the app (the
+    /// supervisor's count), so the versionchecker can report it without
+    /// asking the grabber.
+    #[serde(default)]
+    pub restarts: u32,
     /// Recent installs, oldest first, at most `HISTORY_LEN`.
     #[serde(default)]
     pub history: Vec<InstallRecord>,
@@ -105,6 +110,7 @@ impl AppState {
             port: None,
             healthy: None,
             last_deploy: None,
+            restarts: 0,
             history: Vec::new(),
         }
     }

@@ -8,10 +8,12 @@ pub mod binary;
 pub mod bus;
 pub mod client;
 mod domain;
+pub mod drift;
 pub mod layout;
 pub mod manifest;
 #[cfg(feature = "openapi")]
 mod openapi;
+pub mod report;
 pub mod signing;
 mod time;
 
@@ -22,7 +24,11 @@ pub use domain::{
     AppName, BuildId, Cluster, DeployId, GitRef, HostName, HostSelector, ParseError, Sha256,
     Version,
 };
+pub use drift::{
+    DriftHost, DriftQuery, DriftReport, DriftState, DriftSummary, SyncOutcome, SyncRequest,
+};
 pub use manifest::{
     BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, Runtime, RuntimeKind,
 };
+pub use report::HostReport;
 pub use time::Timestamp;

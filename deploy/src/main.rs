@@ -7,8 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use deploy::{
     AppName, AppRunStatus, AuditEntry, AuditQuery, Build, BuildStatus, Client, Cluster,
-    CreateDeploy, Deploy, DeployEvent, DeployHost, DeployId, DeployStatus, GitRef, HostPhase,
-    HostSelector, Portion, RegisterApp, RequestBuild, Strategy, Version,
+    CreateDeploy, Deploy, DeployEvent, DeployHost, DeployId, DeployStatus, DriftQuery, DriftReport,
+    DriftState, GitRef, HostPhase, HostSelector, Portion, RegisterApp, RequestBuild, Strategy,
+    SyncRequest, Version,
 };
 use futures::StreamExt;
 
@@ -171,6 +172,31 @@ enum Command {
     },
     /// List registered hosts and what they run.
     Hosts,
+    /// What each host should run against what its versionchecker reports:
+    /// a summary per app and cluster, then every host that is not in sync
+    /// (all of them with --all).
+    Drift {
+        #[arg(long)]
+        app: Option<AppName>,
+        #[arg(long)]
+        cluster: Option<Cluster>,
+        /// Only hosts in these states (`drifted`, `not-running,missing`, …).
+        #[arg(long)]
+        state: Option<String>,
+        /// Show in-sync hosts too.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Deploy the desired version to exactly the hosts of an app on a
+    /// cluster that drifted (drifted, not running or missing).
+    Sync {
+        app: AppName,
+        #[arg(long)]
+        cluster: Cluster,
+        /// Follow the deploy to its end.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Show who changed what through the API, newest first (deployers and
     /// admins).
     Audit {
@@ -556,6 +582,55 @@ async fn run(client: &Client, command: Command, confirmed: &[Cluster]) -> anyhow
                 );
             }
         }
+        Command::Drift {
+            app,
+            cluster,
+            state,
+            all,
+        } => {
+            let report = client
+                .drift(&DriftQuery {
+                    app: app.map(|a| a.to_string()),
+                    cluster: cluster.map(|c| c.to_string()),
+                    state: state.clone(),
+                })
+                .await?;
+            print_drift(&report, all || state.is_some());
+            let bad = report
+                .summary
+                .iter()
+                .any(|s| s.counts.out_of_sync() + s.counts.stale > 0);
+            return Ok(if bad {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        Command::Sync { app, cluster, wait } => {
+            let out = client.sync(&SyncRequest { app, cluster }).await?;
+            let d = &out.deploy;
+            let names: Vec<&str> = out.hosts.iter().map(|h| h.as_str()).collect();
+            println!(
+                "deploy {} puts {} {} back on {} host(s) of {}: {}",
+                d.id,
+                d.app,
+                d.version.as_ref().map_or("?".into(), |v| v.to_string()),
+                out.hosts.len(),
+                d.cluster,
+                names.join(", ")
+            );
+            for l in &out.left {
+                println!(
+                    "  left {:<20} {:<12} {}",
+                    l.host.as_str(),
+                    l.state.as_str(),
+                    l.reason
+                );
+            }
+            if wait {
+                return follow(client, d.id).await;
+            }
+        }
         Command::Audit {
             limit,
             before,
@@ -585,6 +660,93 @@ async fn run(client: &Client, command: Command, confirmed: &[Cluster]) -> anyhow
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The drift summary, then one line per host (not in sync, or all).
+fn print_drift(report: &DriftReport, all: bool) {
+    if report.summary.is_empty() {
+        println!("no host runs or should run anything here yet");
+        return;
+    }
+    println!(
+        "{:<20} {:<12} {:>7} {:>7} {:>11} {:>7} {:>5} {:>7} {:>9}  SHOULD RUN",
+        "APP",
+        "CLUSTER",
+        "IN-SYNC",
+        "DRIFTED",
+        "NOT-RUNNING",
+        "MISSING",
+        "STALE",
+        "UNKNOWN",
+        "DEPLOYING"
+    );
+    for s in &report.summary {
+        let c = &s.counts;
+        let desired: Vec<String> = s.desired.iter().map(|v| v.to_string()).collect();
+        println!(
+            "{:<20} {:<12} {:>7} {:>7} {:>11} {:>7} {:>5} {:>7} {:>9}  {}",
+            s.app.as_str(),
+            s.cluster.as_str(),
+            c.in_sync,
+            c.drifted,
+            c.not_running,
+            c.missing,
+            c.stale,
+            c.unknown_app,
+            c.deploying,
+            desired.join(", ")
+        );
+    }
+    let rows: Vec<_> = report
+        .hosts
+        .iter()
+        .filter(|h| all || h.state != DriftState::InSync || !h.over_limits.is_empty())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<12} {:<20} {:<20} {:<12} {:<14} {:<14} WHY",
+        "CLUSTER", "HOST", "APP", "STATE", "SHOULD RUN", "CURRENT"
+    );
+    for h in rows {
+        let v = |v: &Option<deploy::Version>| v.as_ref().map_or("-".into(), |v| v.to_string());
+        let mut why = h.reason.clone();
+        for b in &h.over_limits {
+            why.push_str(&format!(
+                "; {} {} over its {} limit",
+                b.resource,
+                bytes(b.used_bytes),
+                bytes(b.limit_bytes)
+            ));
+        }
+        println!(
+            "{:<12} {:<20} {:<20} {:<12} {:<14} {:<14} {}",
+            h.cluster.as_str(),
+            h.host.as_str(),
+            h.app.as_str(),
+            h.state.as_str(),
+            v(&h.desired),
+            v(&h.current),
+            why
+        );
+    }
+}
+
+/// A size for people: `512 B`, `3.2 KiB`, `1.5 GiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// The audit entries as a table, one line each.
@@ -789,5 +951,13 @@ mod tests {
         assert!(e.to_string().contains("--yes-i-mean-"), "{e}");
         let e = confirmations(args(&["deploy", "--yes-i-mean-no/pe"])).unwrap_err();
         assert!(e.to_string().contains("no/pe"), "{e}");
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(12_288), "12.0 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(bytes(u64::MAX), "16777216.0 TiB");
     }
 }

@@ -484,9 +484,11 @@ impl Engine {
                 let (pid, port) = (new.pid, new.port);
                 // The state file first: whoever sees the new process in
                 // `installed()` finds it recorded too.
+                let restarts = slot.supervision().restarts + 1;
                 self.update_state(app, |s| {
                     s.pid = Some(pid);
                     s.port = port;
+                    s.restarts = restarts;
                 });
                 slot.supervise(|h| {
                     h.restarts += 1;
@@ -751,7 +753,9 @@ impl Engine {
             return Outcome::Superseded;
         }
         // Running this version is not enough: a grabber killed between
-        // the switch and the health check left it running unchecked.
+        // the switch and the health check left it running unchecked, and
+        // `current` may have been pointed elsewhere by hand (drift, which a
+        // sync deploys over).
         let healthy = self
             .cfg
             .layout
@@ -759,10 +763,12 @@ impl Engine {
             .ok()
             .flatten()
             .and_then(|s| s.healthy);
+        let current = self.cfg.layout.read_current(&req.app).ok().flatten();
         if let Some(p) = slot.process()
             && p.version == req.version
             && p.is_alive()
             && healthy.as_ref() == Some(&req.version)
+            && current.as_ref() == Some(&req.version)
         {
             tracing::info!(pid = p.pid, "already running this version");
             rep.phase(
@@ -1074,6 +1080,7 @@ impl Engine {
         self.update_state(app, |s| {
             s.pid = Some(proc.pid);
             s.port = proc.port;
+            s.restarts = 0;
         });
         slot.supervise(|h| *h = Supervision::default());
         self.adopt_process(app, slot, proc.clone());
@@ -1206,6 +1213,7 @@ impl Engine {
                         s.healthy = healthy;
                         s.pid = Some(pid);
                         s.port = port;
+                        s.restarts = 0;
                     });
                     slot.supervise(|h| *h = Supervision::default());
                     self.adopt_process(app, slot, p);

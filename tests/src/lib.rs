@@ -51,8 +51,13 @@ pub struct TestHost {
     pub root: PathBuf,
     /// What `PORT` the test app gets on this host.
     pub port: u16,
+    /// Leave the host's apps running when its grabber stops (as in
+    /// production), instead of stopping them (the tests' default).
+    pub keep_apps: bool,
     stop: CancellationToken,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    /// The host's versionchecker agent, when started.
+    checker: Option<(CancellationToken, JoinHandle<anyhow::Result<()>>)>,
 }
 
 /// A port that was free a moment ago.
@@ -196,8 +201,10 @@ impl Platform {
                 name: HostName::parse(*name)?,
                 root: platform.dir.path().join("hosts").join(name),
                 port,
+                keep_apps: false,
                 stop: CancellationToken::new(),
                 task: None,
+                checker: None,
             };
             platform.hosts.push(host);
         }
@@ -225,7 +232,7 @@ impl Platform {
             root: host.root.clone(),
             port_offset: i32::from(host.port) - i32::from(APP_PORT),
             heartbeat_interval: Duration::from_millis(500),
-            stop_apps_on_exit: true,
+            stop_apps_on_exit: !host.keep_apps,
             token: Some(token),
             redis_url: self.redis_url.clone(),
             redis_prefix: self.config.redis_prefix.clone(),
@@ -251,6 +258,35 @@ impl Platform {
             tokio::time::timeout(Duration::from_secs(30), task)
                 .await
                 .context("grabber did not stop within 30s")???;
+        }
+        Ok(())
+    }
+
+    /// Starts host `i`'s versionchecker agent, reporting every `interval`
+    /// (with the default 10% jitter).
+    pub fn start_versionchecker(&mut self, i: usize, interval: Duration) {
+        let cfg = versionchecker::AgentConfig {
+            interval,
+            token: Some(grabber::AgentToken::from(self.agent_token.clone())),
+            ..versionchecker::AgentConfig::new(
+                self.base_url.clone(),
+                Self::cluster(),
+                self.hosts[i].name.clone(),
+                self.hosts[i].root.clone(),
+            )
+        };
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(versionchecker::agent::run(cfg, stop.clone()));
+        self.hosts[i].checker = Some((stop, task));
+    }
+
+    /// Stops host `i`'s versionchecker agent.
+    pub async fn stop_versionchecker(&mut self, i: usize) -> anyhow::Result<()> {
+        if let Some((stop, task)) = self.hosts[i].checker.take() {
+            stop.cancel();
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .context("versionchecker did not stop within 10s")???;
         }
         Ok(())
     }
@@ -356,6 +392,7 @@ impl Platform {
     /// Stops everything; app processes are stopped by their grabbers.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         for i in 0..self.hosts.len() {
+            self.stop_versionchecker(i).await?;
             self.stop_grabber(i).await?;
         }
         for (stop, task) in self.replicas.drain(..) {
@@ -381,6 +418,9 @@ impl Drop for Platform {
         // each pid still runs from this host's releases.
         for h in &self.hosts {
             h.stop.cancel();
+            if let Some((stop, _)) = &h.checker {
+                stop.cancel();
+            }
             kill_apps_under(&h.root);
         }
         for (stop, _) in &self.replicas {

@@ -25,12 +25,13 @@ const RECENT_DEPLOYS: u32 = 50;
 /// The templates, embedded so the dashboard ships inside the AppTracker
 /// binary with no files to deploy. Names end in `.html` so Tera autoescapes
 /// everything they print.
-const TEMPLATES: [(&str, &str); 5] = [
+const TEMPLATES: [(&str, &str); 6] = [
     ("login.html", include_str!("../templates/login.html")),
     ("base.html", include_str!("../templates/base.html")),
     ("index.html", include_str!("../templates/index.html")),
     ("deploy.html", include_str!("../templates/deploy.html")),
     ("error.html", include_str!("../templates/error.html")),
+    ("drift.html", include_str!("../templates/drift.html")),
 ];
 
 /// The dashboard's routes (`/` and `/deploys/{id}`), reading everything
@@ -46,6 +47,7 @@ pub fn router(api: Client) -> Router {
         Ok(tera) => Router::new()
             .route("/", get(index))
             .route("/deploys/{id}", get(deploy))
+            .route("/drift", get(drift))
             .route("/login", get(login_form).post(login))
             .route("/logout", axum::routing::post(logout))
             .with_state(Arc::new(AppState { api, tera })),
@@ -181,6 +183,104 @@ async fn deploy_page(
         &deploy.hosts.iter().map(HostView::from).collect::<Vec<_>>(),
     );
     state.render("deploy.html", &ctx)
+}
+
+/// `GET /drift`: the drift table, summary first.
+#[tracing::instrument(skip_all)]
+async fn drift(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let api = state.api_for(&headers);
+    state.respond(drift_page(&state, &api).await)
+}
+
+async fn drift_page(state: &AppState, api: &Client) -> Result<Html<String>, PageError> {
+    let report = api
+        .drift(&deploy::DriftQuery::default())
+        .await
+        .map_err(|e| PageError::upstream("reading the drift table", e))?;
+    let mut ctx = Context::new();
+    let summary: Vec<DriftSummaryRow> = report.summary.iter().map(DriftSummaryRow::from).collect();
+    ctx.insert("summary", &summary);
+    ctx.insert(
+        "hosts",
+        &report.hosts.iter().map(DriftRow::from).collect::<Vec<_>>(),
+    );
+    state.render("drift.html", &ctx)
+}
+
+/// One app on one cluster in the drift summary.
+#[derive(Serialize)]
+struct DriftSummaryRow {
+    app: String,
+    cluster: String,
+    desired: String,
+    counts: deploy::drift::DriftCounts,
+}
+
+impl From<&deploy::DriftSummary> for DriftSummaryRow {
+    fn from(s: &deploy::DriftSummary) -> Self {
+        let desired: Vec<String> = s.desired.iter().map(|v| v.to_string()).collect();
+        Self {
+            app: s.app.to_string(),
+            cluster: s.cluster.to_string(),
+            desired: desired.join(", "),
+            counts: s.counts,
+        }
+    }
+}
+
+/// One app on one host in the drift table.
+#[derive(Serialize)]
+struct DriftRow {
+    cluster: String,
+    host: String,
+    app: String,
+    state: &'static str,
+    desired: String,
+    current: String,
+    process: String,
+    disk: String,
+    reason: String,
+    over_limits: Vec<String>,
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+impl From<&deploy::DriftHost> for DriftRow {
+    fn from(h: &deploy::DriftHost) -> Self {
+        let v = |v: &Option<deploy::Version>| v.as_ref().map_or("-".into(), |v| v.to_string());
+        Self {
+            cluster: h.cluster.to_string(),
+            host: h.host.to_string(),
+            app: h.app.to_string(),
+            state: h.state.as_str(),
+            desired: v(&h.desired),
+            current: v(&h.current),
+            process: h.process.as_ref().map_or("-".into(), |p| {
+                format!(
+                    "pid {}, up {}, {}",
+                    p.pid,
+                    humantime::format_duration(std::time::Duration::from_secs(p.uptime_ms / 1000)),
+                    mib(p.rss_bytes)
+                )
+            }),
+            disk: h.disk.map_or("-".into(), |d| mib(d.total())),
+            reason: h.reason.clone(),
+            over_limits: h
+                .over_limits
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{} {} over its {} limit",
+                        b.resource,
+                        mib(b.used_bytes),
+                        mib(b.limit_bytes)
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- sign-in
@@ -687,6 +787,58 @@ mod tests {
         );
     }
 
+    /// Two hosts of hello-python: one in sync, one drifted with a reason
+    /// that carries markup, and over its disk limit.
+    fn drift_report() -> Value {
+        let row = |host: &str, state: &str, current: &str, reason: &str| {
+            json!({
+                "cluster": "local", "host": host, "app": "hello-python", "state": state,
+                "reason": reason, "desired": "3-abcdef1", "desired_deploy": 7,
+                "current": current, "process": {"pid": 4242, "version": current,
+                "uptime_ms": 90_000, "rss_bytes": 10_485_760, "cpu_ms": 10},
+                "restarts": 0, "disk": {"releases_bytes": 1_048_576, "shared_bytes": 0,
+                "logs_bytes": 0}, "reported_at": 1_700_000_300_000_i64, "over_limits": [],
+            })
+        };
+        let mut drifted = row(
+            "local-2",
+            "drifted",
+            "2-0000000",
+            "`current` names <b>2-0000000</b>",
+        );
+        drifted["over_limits"] =
+            json!([{"resource": "disk", "used_bytes": 3_145_728, "limit_bytes": 1_048_576}]);
+        json!({
+            "generated_at": 1_700_000_300_000_i64,
+            "summary": [{"app": "hello-python", "cluster": "local", "desired": ["3-abcdef1"],
+                "counts": {"in_sync": 1, "drifted": 1, "not_running": 0, "missing": 0,
+                "stale": 0, "unknown_app": 0, "deploying": 0, "over_limit": 1}}],
+            "hosts": [row("local-1", "in-sync", "3-abcdef1", "runs 3-abcdef1 (deploy 7), pid 4242"), drifted],
+            "agents": [],
+        })
+    }
+
+    #[tokio::test]
+    async fn drift_page_shows_the_summary_and_each_hosts_reason() {
+        let (status, body) = fetch(dashboard().await, "/drift").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains(r#"<table id="drift-summary">"#), "{body}");
+        assert!(
+            body.contains(r#"<span class="badge drift-drifted">drifted</span>"#),
+            "{body}"
+        );
+        assert!(
+            body.contains("`current` names &lt;b&gt;2-0000000&lt;&#x2F;b&gt;")
+                || body.contains("`current` names &lt;b&gt;2-0000000&lt;/b&gt;"),
+            "escaped: {body}"
+        );
+        assert!(
+            body.contains("disk 3.0 MiB over its 1.0 MiB limit"),
+            "{body}"
+        );
+        assert!(body.contains("pid 4242, up 1m 30s, 10.0 MiB"), "{body}");
+    }
+
     fn not_found(what: &str) -> (StatusCode, Json<Value>) {
         (
             StatusCode::NOT_FOUND,
@@ -717,7 +869,8 @@ mod tests {
             )
             .route("/api/v1/hosts", get(move || async move { Json(hosts) }))
             .route("/api/v1/pins", get(|| async { Json(pins()) }))
-            .route("/api/v1/clusters", get(|| async { Json(clusters()) }));
+            .route("/api/v1/clusters", get(|| async { Json(clusters()) }))
+            .route("/api/v1/drift", get(|| async { Json(drift_report()) }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind stub listener");

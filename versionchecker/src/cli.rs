@@ -1,0 +1,307 @@
+//! The `versionchecker` binary: `scan` prints what a host runs, `agent`
+//! reports it to AppTracker every interval, `check` is a Nagios/Icinga
+//! plugin over the fleet's drift.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use deploy::{Client, Cluster, DriftQuery, HostName};
+use secrecy::SecretString;
+use tokio_util::sync::CancellationToken;
+
+use crate::check::{self, Outcome, Range, Thresholds};
+
+#[derive(Parser)]
+#[command(
+    name = "versionchecker",
+    version,
+    about = "What runs where on a Slipway host, and the fleet's drift"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print what the host layout under ROOT holds and runs, as JSON.
+    Scan {
+        #[arg(long, env = "SLIPWAY_ROOT")]
+        root: PathBuf,
+    },
+    /// Report what this host has installed and running to AppTracker,
+    /// every interval, until stopped (SIGTERM/SIGINT).
+    Agent {
+        /// AppTracker's base URL.
+        #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER)]
+        server: String,
+        #[arg(long, env = "SLIPWAY_CLUSTER", default_value = "local")]
+        cluster: Cluster,
+        /// This host's name, as its grabber calls it (default: the
+        /// machine's host name).
+        #[arg(long, env = "SLIPWAY_HOST")]
+        host: Option<HostName>,
+        /// Root of the host layout (the grabber's --root).
+        #[arg(long, env = "SLIPWAY_ROOT", default_value = "./.slipway/host")]
+        root: PathBuf,
+        /// Time between reports (e.g. `60s`).
+        #[arg(long, env = "SLIPWAY_REPORT_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+        interval: Duration,
+        /// Random spread of each wait, as a share of the interval (`10%`).
+        #[arg(long, env = "SLIPWAY_REPORT_JITTER", default_value = "10%", value_parser = parse_percent)]
+        jitter: f64,
+        /// File holding the cluster's agent token (or set SLIPWAY_TOKEN).
+        #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// Nagios/Icinga plugin: one status line with perfdata; exit 0 OK,
+    /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN (AppTracker unreachable, a refused
+    /// token, bad flags). Thresholds apply to the drifted hosts (drifted,
+    /// not running or missing) and to the stale ones.
+    Check {
+        /// AppTracker's base URL.
+        #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER)]
+        server: String,
+        /// Only this app.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only this cluster.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Warning range (plugin syntax: `0` warns on any, `2` above two).
+        #[arg(short = 'w', long = "warning", default_value = "0", value_parser = Range::parse)]
+        warning: Range,
+        /// Critical range (none by default).
+        #[arg(short = 'c', long = "critical", value_parser = Range::parse)]
+        critical: Option<Range>,
+        /// Give up after this long (UNKNOWN).
+        #[arg(short = 't', long, default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+        /// File holding a viewer token (or set SLIPWAY_TOKEN).
+        #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+    },
+}
+
+/// `10%` or `0.1`.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let bad = || format!("`{s}` is not a share like 10%");
+    let v = match s.trim().strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map_err(|_| bad())? / 100.0,
+        None => s.trim().parse::<f64>().map_err(|_| bad())?,
+    };
+    (0.0..=0.5)
+        .contains(&v)
+        .then_some(v)
+        .ok_or_else(|| format!("`{s}`: the jitter must be between 0% and 50%"))
+}
+
+/// The entry point of the binary (and of the tests' copy of it).
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A monitoring system runs `check`: bad flags there are UNKNOWN
+            // (3) with one line, not clap's usage error (2).
+            let is_check = std::env::args().nth(1).as_deref() == Some("check");
+            if is_check && e.use_stderr() {
+                let first = e.to_string();
+                let first = first.lines().next().unwrap_or("bad arguments");
+                println!(
+                    "{}",
+                    Outcome::unknown(first.trim_start_matches("error: ")).line
+                );
+                return ExitCode::from(check::Status::Unknown.code());
+            }
+            e.exit();
+        }
+    };
+    match cli.command {
+        Command::Check {
+            server,
+            app,
+            cluster,
+            warning,
+            critical,
+            timeout,
+            token_file,
+        } => {
+            let outcome = runtime()
+                .map_err(|e| Outcome::unknown(format!("{e:#}")))
+                .map(|rt| {
+                    rt.block_on(run_check(
+                        &server,
+                        app,
+                        cluster,
+                        Thresholds {
+                            warning: Some(warning),
+                            critical,
+                        },
+                        timeout,
+                        token_file.as_deref(),
+                    ))
+                })
+                .unwrap_or_else(|o| o);
+            println!("{}", outcome.line);
+            ExitCode::from(outcome.status.code())
+        }
+        command => match run(command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // One thread: the agent does one thing at a time and should stay small.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Scan { root } => {
+            let mut scanner = crate::Scanner::new(&root);
+            let apps = scanner
+                .scan()
+                .with_context(|| format!("cannot read the host layout under {}", root.display()))?;
+            println!("{}", serde_json::to_string_pretty(&apps)?);
+        }
+        Command::Agent {
+            server,
+            cluster,
+            host,
+            root,
+            interval,
+            jitter,
+            token_file,
+        } => {
+            init_tracing();
+            let host = match host {
+                Some(h) => h,
+                None => default_host()?,
+            };
+            let cfg = crate::AgentConfig {
+                token: read_token(token_file.as_deref())?,
+                interval,
+                jitter,
+                ..crate::AgentConfig::new(server, cluster, host, root)
+            };
+            runtime()?.block_on(async {
+                let shutdown = CancellationToken::new();
+                tokio::spawn(stop_on_signal(shutdown.clone()));
+                crate::agent::run(cfg, shutdown).await
+            })?;
+        }
+        Command::Check { .. } => unreachable!("handled in main"),
+    }
+    Ok(())
+}
+
+async fn run_check(
+    server: &str,
+    app: Option<String>,
+    cluster: Option<String>,
+    thresholds: Thresholds,
+    timeout: Duration,
+    token_file: Option<&Path>,
+) -> Outcome {
+    let token = match read_token(token_file) {
+        Ok(t) => t,
+        Err(e) => return Outcome::unknown(format!("{e:#}")),
+    };
+    let mut client = Client::new(server);
+    if let Some(t) = &token {
+        client = client.with_token(secrecy::ExposeSecret::expose_secret(t));
+    }
+    let what = match (&app, &cluster) {
+        (Some(a), Some(c)) => format!("{a} on {c}"),
+        (Some(a), None) => a.clone(),
+        (None, Some(c)) => format!("every app on {c}"),
+        (None, None) => "every app".to_string(),
+    };
+    let query = DriftQuery {
+        app,
+        cluster,
+        state: None,
+    };
+    match tokio::time::timeout(timeout, client.drift(&query)).await {
+        Err(_) => Outcome::unknown(format!(
+            "AppTracker at {server} did not answer within {}",
+            humantime::format_duration(timeout)
+        )),
+        Ok(Err(e)) => Outcome::unknown(e),
+        Ok(Ok(report)) => check::evaluate(&report, &what, &thresholds),
+    }
+}
+
+/// The token: from a file when one is named, else `SLIPWAY_TOKEN` (read
+/// here rather than as a flag so it never shows in `ps`).
+fn read_token(file: Option<&Path>) -> anyhow::Result<Option<SecretString>> {
+    let token = match file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?,
+        None => match std::env::var("SLIPWAY_TOKEN") {
+            Ok(t) => t,
+            Err(_) => return Ok(None),
+        },
+    };
+    let token = token.trim();
+    anyhow::ensure!(!token.is_empty(), "the token is empty");
+    Ok(Some(SecretString::from(token.to_string())))
+}
+
+/// The machine's host name (as the grabber defaults to it).
+fn default_host() -> anyhow::Result<HostName> {
+    let name = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .unwrap_or_default();
+    HostName::parse(name.trim()).context("the machine's host name is not a valid one: pass --host")
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    shutdown.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_a_share() {
+        assert_eq!(parse_percent("10%"), Ok(0.1));
+        assert_eq!(parse_percent("0.25"), Ok(0.25));
+        assert!(parse_percent("90%").is_err());
+        assert!(parse_percent("some").is_err());
+    }
+}

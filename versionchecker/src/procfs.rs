@@ -1,0 +1,194 @@
+//! What `/proc` says about processes: one pass over `/proc/<pid>/stat`
+//! gives every process's group, state, CPU time, start and resident pages.
+//! Also this process's own figures, for AppTracker's `/metrics`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The fields of `/proc/<pid>/stat` we use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    pub pid: u32,
+    /// `R`, `S`, `D`, `Z` (zombie), `X` (dead), …
+    pub state: char,
+    pub pgrp: u32,
+    /// CPU time in clock ticks: user, system, and children waited for.
+    pub utime: u64,
+    pub stime: u64,
+    pub cutime: u64,
+    pub cstime: u64,
+    pub num_threads: u64,
+    /// Clock ticks after boot when the process started.
+    pub starttime: u64,
+    pub vsize_bytes: u64,
+    pub rss_pages: u64,
+}
+
+impl Stat {
+    /// Running or sleeping: not a zombie waiting for its parent.
+    pub fn is_alive(&self) -> bool {
+        !matches!(self.state, 'Z' | 'X' | 'x')
+    }
+
+    /// Its own CPU time, in ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        self.utime + self.stime
+    }
+}
+
+/// Parses one `/proc/<pid>/stat` line. The command name is in parentheses
+/// and may itself hold spaces and parentheses, so fields are counted from
+/// the last `)`.
+pub fn parse_stat(text: &str) -> Option<Stat> {
+    let (head, rest) = text.rsplit_once(')')?;
+    let pid = head.split_whitespace().next()?.parse().ok()?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok());
+    Some(Stat {
+        pid,
+        state: f.first()?.chars().next()?,
+        pgrp: u32::try_from(n(2)?).ok()?,
+        utime: n(11)?,
+        stime: n(12)?,
+        // Signed in the kernel's format; never negative in practice.
+        cutime: n(13).unwrap_or(0),
+        cstime: n(14).unwrap_or(0),
+        num_threads: n(17)?,
+        starttime: n(19)?,
+        vsize_bytes: n(20)?,
+        rss_pages: n(21)?,
+    })
+}
+
+/// One process's stat, `None` when it is gone.
+pub fn stat(pid: u32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Every process's stat, by process group: one pass over `/proc`.
+pub fn by_group() -> HashMap<u32, Vec<Stat>> {
+    let mut groups: HashMap<u32, Vec<Stat>> = HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return groups;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some(s) = stat(pid) {
+            groups.entry(s.pgrp).or_default().push(s);
+        }
+    }
+    groups
+}
+
+/// A process's working directory.
+pub fn cwd(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
+}
+
+/// Clock ticks per second (`USER_HZ`), the unit of `/proc` CPU times.
+pub fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(100)
+}
+
+pub fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|t| *t > 0)
+        .unwrap_or(4096)
+}
+
+/// Seconds since boot, from `/proc/uptime`.
+pub fn uptime_seconds() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/uptime").ok()?;
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// When the machine booted, in unix seconds (`btime` of `/proc/stat`).
+pub fn boot_time() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// This process as Prometheus' standard `process_*` metrics describe it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SelfMetrics {
+    pub cpu_seconds: f64,
+    pub resident_bytes: u64,
+    pub virtual_bytes: u64,
+    /// Unix seconds.
+    pub start_time: f64,
+    pub open_fds: u64,
+    pub max_fds: Option<u64>,
+    pub threads: u64,
+}
+
+/// Reads this process's figures from `/proc/self`.
+pub fn self_metrics() -> Option<SelfMetrics> {
+    let s = parse_stat(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    let hz = ticks_per_second() as f64;
+    let open_fds = std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count() as u64)
+        .unwrap_or(0);
+    let max_fds = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+        });
+    Some(SelfMetrics {
+        cpu_seconds: s.cpu_ticks() as f64 / hz,
+        resident_bytes: s.rss_pages * page_size(),
+        virtual_bytes: s.vsize_bytes,
+        start_time: boot_time().unwrap_or(0) as f64 + s.starttime as f64 / hz,
+        open_fds,
+        max_fds,
+        threads: s.num_threads,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_parse_even_with_odd_command_names() {
+        let line = "4242 (my (odd) app) S 1 4240 4240 0 -1 4194560 100 0 0 0 \
+                    250 50 3 2 20 0 3 0 123456 10485760 512 18446744073709551615";
+        let s = parse_stat(line).unwrap();
+        assert_eq!(s.pid, 4242);
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.pgrp, 4240);
+        assert_eq!((s.utime, s.stime, s.cutime, s.cstime), (250, 50, 3, 2));
+        assert_eq!(s.num_threads, 3);
+        assert_eq!(s.starttime, 123456);
+        assert_eq!(s.vsize_bytes, 10485760);
+        assert_eq!(s.rss_pages, 512);
+        assert!(s.is_alive());
+        assert!(!parse_stat(&line.replace(") S", ") Z")).unwrap().is_alive());
+        assert_eq!(parse_stat("garbage"), None);
+    }
+
+    #[test]
+    fn this_process_is_found_and_measured() {
+        let me = stat(std::process::id()).unwrap();
+        assert!(me.is_alive());
+        let groups = by_group();
+        assert!(groups[&me.pgrp].iter().any(|s| s.pid == me.pid));
+        let m = self_metrics().unwrap();
+        assert!(m.resident_bytes > 0 && m.open_fds > 0 && m.threads >= 1);
+        assert!(m.start_time > 1.0e9, "{m:?}");
+    }
+}
