@@ -204,8 +204,20 @@ mod tests {
     fn sources() -> Vec<(String, String)> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).expect("src") {
-            let path = entry.expect("entry").path();
+        // Subdirectories too (`db/`).
+        let mut dirs = vec![std::path::PathBuf::from(dir)];
+        let mut paths = Vec::new();
+        while let Some(d) = dirs.pop() {
+            for entry in std::fs::read_dir(d).expect("src") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    paths.push(path);
+                }
+            }
+        }
+        for path in paths {
             if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).expect("source");
                 let code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();

@@ -80,12 +80,14 @@ async fn an_expired_presigned_url_fails_cleanly_on_the_host() -> anyhow::Result<
     let opts = Options {
         s3: Some(s3),
         redis_url: Some(redis),
-        artifact_url_ttl: Some(Duration::from_secs(1)),
+        // Two seconds: S3 dates a presigned URL to the second, so one
+        // second could run out before even the first download.
+        artifact_url_ttl: Some(Duration::from_secs(2)),
         ..Options::default()
     };
     let p = Platform::start_with(&["local-1"], opts).await?;
     let repo = AppRepo::new(p.dir.path().join("repo"))?;
-    // X takes 4 s to come up; Y is built before anything is deployed.
+    // X takes 6 s to come up; Y is built before anything is deployed.
     commit_hello(&repo, "Y", true)?;
     let app = p.register("hello", &repo.path).await?;
     let y = p
@@ -93,7 +95,7 @@ async fn an_expired_presigned_url_fails_cleanly_on_the_host() -> anyhow::Result<
         .request_build(&app, &deploy::RequestBuild::default())
         .await?;
     commit_hello(&repo, "X", true)?;
-    repo.commit(&[("delay.txt", "4")], "slow start")?;
+    repo.commit(&[("delay.txt", "6")], "slow start")?;
     let x = p.release(&app, "main", None).await?;
     poll(Duration::from_secs(60), || async {
         let d = p.client.deploy(x.id).await?;
