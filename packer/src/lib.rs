@@ -21,5 +21,5 @@ pub use build::{BUILD_TIMEOUT, BuildOutput, BuildRequest, build};
 pub use config::{ConfigError, SlipwayToml};
 pub use error::BuildError;
 pub use git::{GitCredentials, redact_url, resolve_ref};
-pub use pack::pack_dir;
+pub use pack::{pack_dir, pack_dir_at_level};
 pub use settings::Settings;

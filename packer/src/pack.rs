@@ -40,7 +40,19 @@ pub(crate) struct Packed {
 /// override what `manifest` says; its `built_at` is every entry's mtime.
 /// `out` appears only when complete (written aside, then renamed).
 pub fn pack_dir(src: &Path, manifest: &Manifest, out: &Path) -> Result<(Sha256, u64), BuildError> {
-    let packed = pack(src, manifest, out)?;
+    let packed = pack_at(src, manifest, out, GZIP_LEVEL)?;
+    Ok((packed.sha256, packed.size))
+}
+
+/// [`pack_dir`] at another gzip level (0-9): the artifact benchmark tries
+/// each to choose `GZIP_LEVEL` (BENCHMARKS.md).
+pub fn pack_dir_at_level(
+    src: &Path,
+    manifest: &Manifest,
+    out: &Path,
+    level: u32,
+) -> Result<(Sha256, u64), BuildError> {
+    let packed = pack_at(src, manifest, out, level.min(9))?;
     Ok((packed.sha256, packed.size))
 }
 
@@ -177,6 +189,10 @@ fn escapes(link: &Path, target: &Path) -> bool {
 
 /// Packs `src` into `out` (see [`pack_dir`]), returning the final manifest.
 pub(crate) fn pack(src: &Path, manifest: &Manifest, out: &Path) -> Result<Packed, BuildError> {
+    pack_at(src, manifest, out, GZIP_LEVEL)
+}
+
+fn pack_at(src: &Path, manifest: &Manifest, out: &Path, level: u32) -> Result<Packed, BuildError> {
     let entries = scan(src)?;
     let mut manifest = manifest.clone();
     manifest.files = 0;
@@ -211,7 +227,7 @@ pub(crate) fn pack(src: &Path, manifest: &Manifest, out: &Path) -> Result<Packed
 
     let writing = |e: io::Error| BuildError::io(format!("writing {}", out.display()), e);
     let hashed = HashWriter::new(BufWriter::new(file));
-    let gz = flate2::GzBuilder::new().write(hashed, Compression::new(GZIP_LEVEL));
+    let gz = flate2::GzBuilder::new().write(hashed, Compression::new(level));
     let mut tar = tar::Builder::new(gz);
     tar.follow_symlinks(false);
     for e in &entries {

@@ -1,0 +1,31 @@
+//! Slipway's benchmarks: programs that print figures and append them, one
+//! JSON object a line, to a results file (`scripts/bench` runs them, takes
+//! medians over runs and prints the tables of BENCHMARKS.md). They never
+//! fail on a number; an error means the benchmark could not run.
+//!
+//! - `fleet`: a deploy converging on N hosts (real grabbers), where the time
+//!   goes per host, on the embedded defaults or PostgreSQL + Redis + S3.
+//! - `artifact`: packing and unpacking a real dependency tree with Slipway's
+//!   code against GNU tar and pigz, per gzip level.
+//! - `apiload`: deploy creation, host-event ingestion and event-stream
+//!   watchers under load, on SQLite and PostgreSQL; AppTracker's footprint
+//!   with 1000 heartbeating hosts.
+
+pub mod ansible;
+pub mod fleet;
+pub mod procfs;
+pub mod results;
+pub mod stats;
+pub mod tree;
+
+/// Logs to stderr at `warn` unless `RUST_LOG` says otherwise: a thousand
+/// grabbers at `info` would drown the figures.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "warn,sqlx=error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
