@@ -17,11 +17,13 @@ impl Results {
         Self { path }
     }
 
-    /// Appends one record (it should name its `bench` and case) and prints
-    /// it on stdout.
+    /// Appends one record (it should name its `bench` and case), or
+    /// prints it on stdout when there is no results file.
     pub fn record(&self, value: &serde_json::Value) -> anyhow::Result<()> {
         let line = serde_json::to_string(value)?;
-        println!("{line}");
+        if self.path.is_none() {
+            println!("{line}");
+        }
         if let Some(path) = &self.path {
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
