@@ -1,13 +1,17 @@
 //! Checked unpacking of release artifacts (DESIGN.md "Bad input"): a tarball
 //! with absolute paths, `..`, links escaping the release, device files, or
-//! more bytes than its manifest says is refused before anything is written.
+//! more bytes than its manifest says is refused, and nothing outside the
+//! scratch directory it was being unpacked into is ever written.
 //!
-//! Two passes over the archive: the first reads every header (and the
-//! manifest) and refuses anything unsafe; the second extracts entry by entry
-//! with `Entry::unpack_in`, which also refuses to write through a symlink
-//! that leaves the destination. A final walk refuses any symlink that
-//! resolves outside the release. The destination is a scratch directory the
-//! caller renames into place only when this returns `Ok`.
+//! One pass over the archive (decompressing twice cost a third of a host's
+//! CPU in the fleet benchmark, BENCHMARKS.md): every header is checked
+//! before its entry is written, so an unsafe entry is refused before it
+//! touches the disk and a too-big archive stops at the first entry over the
+//! limit. Entries are written with `Entry::unpack_in`, which also refuses to
+//! write through a symlink that leaves the destination. A final walk refuses
+//! any symlink that resolves outside the release. The destination is a
+//! scratch directory the caller renames into place only when this returns
+//! `Ok` and removes otherwise.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -20,6 +24,9 @@ use tar::EntryType;
 
 /// The manifest is small; refuse anything bigger than this.
 const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
+
+/// Read buffer in front of the decompressor.
+const READ_BUFFER: usize = 256 * 1024;
 
 /// Why an archive was refused.
 #[derive(Debug, thiserror::Error)]
@@ -62,30 +69,238 @@ pub enum ExtractError {
     },
 }
 
-/// Validates `archive` (a gzip'd tar) and extracts it into `dest`, which
-/// must be an empty scratch directory. Returns the release's manifest.
+/// Validates `archive` (a gzip'd tar) while extracting it into `dest`,
+/// which must be an empty scratch directory. Returns the release's manifest.
 ///
 /// Refuses absolute paths, `..` components, symlinks and hard links that
 /// leave the release, devices, fifos and other special entries, and archives
 /// whose regular files total more than `max_bytes` or more than the
-/// manifest's `content_bytes`. Blocking: run it in `spawn_blocking`.
+/// manifest's `content_bytes`. On `Err`, `dest` holds part of the archive
+/// and must be thrown away. Blocking: run it in `spawn_blocking`.
 pub fn unpack_checked(
     archive: &Path,
     dest: &Path,
     max_bytes: u64,
 ) -> Result<Manifest, ExtractError> {
-    let manifest = validate(archive, max_bytes)?;
-    extract(archive, dest)?;
-    check_links_resolved(dest, dest)?;
-    Ok(manifest)
-}
-
-fn open(archive: &Path) -> Result<tar::Archive<GzDecoder<BufReader<File>>>, ExtractError> {
     let file = File::open(archive).map_err(|source| ExtractError::Read {
         path: archive.to_path_buf(),
         source,
     })?;
-    Ok(tar::Archive::new(GzDecoder::new(BufReader::new(file))))
+    let mut ar = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(READ_BUFFER, file)));
+    ar.set_preserve_permissions(false);
+    ar.set_unpack_xattrs(false);
+    ar.set_overwrite(true);
+    let read_err = |source| ExtractError::Read {
+        path: archive.to_path_buf(),
+        source,
+    };
+    let mut check = Checker::new(max_bytes);
+    for entry in ar.entries().map_err(read_err)? {
+        let mut entry = entry.map_err(read_err)?;
+        let raw = entry.path().map_err(read_err)?.into_owned();
+        let shown = raw.display().to_string();
+        let unpack_err = |source| ExtractError::Unpack {
+            entry: shown.clone(),
+            source,
+        };
+        match check.admit(&mut entry, &raw, &shown).map_err(|e| match e {
+            Refusal::Read(source) => read_err(source),
+            Refusal::Refused(e) => e,
+        })? {
+            Step::Skip => {}
+            Step::Write(bytes) => {
+                // The manifest, read to check it: written from memory. Its
+                // path is fixed and `admit` refused any symlink above it.
+                let path = dest.join(MANIFEST_PATH);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(unpack_err)?;
+                }
+                std::fs::write(&path, bytes).map_err(unpack_err)?;
+            }
+            Step::Unpack => {
+                if !entry.unpack_in(dest).map_err(unpack_err)? {
+                    return Err(ExtractError::Escapes { entry: shown });
+                }
+            }
+        }
+    }
+    let manifest = check.finish()?;
+    check_links_resolved(dest, dest)?;
+    Ok(manifest)
+}
+
+/// What to do with an entry that passed the checks.
+enum Step {
+    /// The archive's root (`./`): nothing to write.
+    Skip,
+    /// The manifest, already read: write these bytes.
+    Write(Vec<u8>),
+    /// Anything else: `Entry::unpack_in`.
+    Unpack,
+}
+
+/// Why `Checker::admit` said no: the archive could not be read, or an
+/// entry was refused.
+enum Refusal {
+    Read(io::Error),
+    Refused(ExtractError),
+}
+
+impl From<ExtractError> for Refusal {
+    fn from(e: ExtractError) -> Self {
+        Refusal::Refused(e)
+    }
+}
+
+/// The state of the checks across an archive's headers, fed one entry at a
+/// time before that entry is written.
+struct Checker {
+    max_bytes: u64,
+    /// Bytes of regular files so far, the manifest's included.
+    total: u64,
+    /// Bytes of regular files so far, the manifest's excluded.
+    content: u64,
+    manifest: Option<Manifest>,
+    /// Symlinks the archive made: nothing may be written under one.
+    symlinks: HashSet<PathBuf>,
+}
+
+impl Checker {
+    fn new(max_bytes: u64) -> Self {
+        Checker {
+            max_bytes,
+            total: 0,
+            content: 0,
+            manifest: None,
+            symlinks: HashSet::new(),
+        }
+    }
+
+    fn admit<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        raw: &Path,
+        shown: &str,
+    ) -> Result<Step, Refusal> {
+        let path = clean_path(raw, shown)?;
+        if path.as_os_str().is_empty() {
+            return Ok(Step::Skip);
+        }
+        // Nothing may be written through a link the archive itself made:
+        // the lexical checks below would not see where it really lands.
+        if let Some(link) = path
+            .ancestors()
+            .skip(1)
+            .find(|a| self.symlinks.contains(*a))
+        {
+            return Err(ExtractError::UnderSymlink {
+                entry: shown.to_string(),
+                link: link.display().to_string(),
+            }
+            .into());
+        }
+        let kind = entry.header().entry_type();
+        match kind {
+            EntryType::Regular | EntryType::Continuous => {
+                let size = entry.size();
+                self.total = self.total.saturating_add(size);
+                if self.total > self.max_bytes {
+                    return Err(ExtractError::TooBig {
+                        entry: shown.to_string(),
+                        limit: self.max_bytes,
+                    }
+                    .into());
+                }
+                if path == Path::new(MANIFEST_PATH) {
+                    return self.read_manifest(entry, size);
+                }
+                self.content = self.content.saturating_add(size);
+                // The packer writes the manifest first: from then on, an
+                // archive holding more than it declares stops here.
+                self.check_content()?;
+                Ok(Step::Unpack)
+            }
+            EntryType::Directory => Ok(Step::Unpack),
+            EntryType::Symlink | EntryType::Link => {
+                let is_sym = kind == EntryType::Symlink;
+                let kind_str = if is_sym { "symbolic" } else { "hard" };
+                let target = entry
+                    .link_name()
+                    .map_err(Refusal::Read)?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                let escape = || ExtractError::LinkEscapes {
+                    entry: shown.to_string(),
+                    kind: kind_str,
+                    target: target.display().to_string(),
+                };
+                if target.as_os_str().is_empty() {
+                    return Err(escape().into());
+                }
+                if is_sym {
+                    // Read relative to the directory holding the link.
+                    let parent = path.parent().unwrap_or(Path::new(""));
+                    if !stays_inside(parent, &target) {
+                        return Err(escape().into());
+                    }
+                    self.symlinks.insert(path);
+                } else {
+                    // Hard link names are relative to the archive root.
+                    let target = clean_path(&target, shown).map_err(|_| escape())?;
+                    if target.ancestors().any(|a| self.symlinks.contains(a)) {
+                        return Err(escape().into());
+                    }
+                }
+                Ok(Step::Unpack)
+            }
+            other => Err(ExtractError::ForbiddenType {
+                entry: shown.to_string(),
+                kind: kind_name(other),
+            }
+            .into()),
+        }
+    }
+
+    fn read_manifest<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        size: u64,
+    ) -> Result<Step, Refusal> {
+        if size > MAX_MANIFEST_BYTES {
+            return Err(ExtractError::BadManifest {
+                reason: format!("{size} bytes is too big"),
+            }
+            .into());
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        entry
+            .take(MAX_MANIFEST_BYTES)
+            .read_to_end(&mut buf)
+            .map_err(Refusal::Read)?;
+        let m: Manifest = serde_json::from_slice(&buf).map_err(|e| ExtractError::BadManifest {
+            reason: e.to_string(),
+        })?;
+        self.manifest = Some(m);
+        self.check_content()?;
+        Ok(Step::Write(buf))
+    }
+
+    fn check_content(&self) -> Result<(), ExtractError> {
+        match &self.manifest {
+            Some(m) if self.content > m.content_bytes => Err(ExtractError::MoreThanManifest {
+                actual: self.content,
+                declared: m.content_bytes,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// After the last entry: the manifest was there and the files matched
+    /// it.
+    fn finish(self) -> Result<Manifest, ExtractError> {
+        self.check_content()?;
+        self.manifest.ok_or(ExtractError::NoManifest)
+    }
 }
 
 /// The entry's path with `.` components dropped, refusing absolute paths
@@ -140,148 +355,6 @@ fn kind_name(t: EntryType) -> String {
         EntryType::GNUSparse => "sparse file".into(),
         other => format!("special entry ({other:?})"),
     }
-}
-
-/// Pass one: every header is checked and the manifest read; nothing is
-/// written.
-fn validate(archive: &Path, max_bytes: u64) -> Result<Manifest, ExtractError> {
-    let mut ar = open(archive)?;
-    let read_err = |source| ExtractError::Read {
-        path: archive.to_path_buf(),
-        source,
-    };
-    let mut total: u64 = 0;
-    let mut content: u64 = 0;
-    let mut manifest: Option<Manifest> = None;
-    let mut symlinks: HashSet<PathBuf> = HashSet::new();
-    let manifest_path = Path::new(MANIFEST_PATH);
-
-    for entry in ar.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        let raw = entry.path().map_err(read_err)?.into_owned();
-        let shown = raw.display().to_string();
-        let path = clean_path(&raw, &shown)?;
-        if path.as_os_str().is_empty() {
-            // The archive's root itself (`./`).
-            continue;
-        }
-        // Nothing may be written through a link the archive itself made:
-        // the lexical checks below would not see where it really lands.
-        if let Some(link) = path.ancestors().skip(1).find(|a| symlinks.contains(*a)) {
-            return Err(ExtractError::UnderSymlink {
-                entry: shown,
-                link: link.display().to_string(),
-            });
-        }
-        let kind = entry.header().entry_type();
-        match kind {
-            EntryType::Regular | EntryType::Continuous => {
-                let size = entry.size();
-                total = total.saturating_add(size);
-                if total > max_bytes {
-                    return Err(ExtractError::TooBig {
-                        entry: shown,
-                        limit: max_bytes,
-                    });
-                }
-                if path == manifest_path {
-                    if size > MAX_MANIFEST_BYTES {
-                        return Err(ExtractError::BadManifest {
-                            reason: format!("{size} bytes is too big"),
-                        });
-                    }
-                    let mut buf = Vec::with_capacity(size as usize);
-                    (&mut entry)
-                        .take(MAX_MANIFEST_BYTES)
-                        .read_to_end(&mut buf)
-                        .map_err(read_err)?;
-                    let m: Manifest =
-                        serde_json::from_slice(&buf).map_err(|e| ExtractError::BadManifest {
-                            reason: e.to_string(),
-                        })?;
-                    manifest = Some(m);
-                } else {
-                    content = content.saturating_add(size);
-                }
-            }
-            EntryType::Directory => {}
-            EntryType::Symlink | EntryType::Link => {
-                let is_sym = kind == EntryType::Symlink;
-                let kind_str = if is_sym { "symbolic" } else { "hard" };
-                let target = entry
-                    .link_name()
-                    .map_err(read_err)?
-                    .map(|t| t.into_owned())
-                    .unwrap_or_default();
-                let escape = || ExtractError::LinkEscapes {
-                    entry: shown.clone(),
-                    kind: kind_str,
-                    target: target.display().to_string(),
-                };
-                if target.as_os_str().is_empty() {
-                    return Err(escape());
-                }
-                if is_sym {
-                    // Read relative to the directory holding the link.
-                    let parent = path.parent().unwrap_or(Path::new(""));
-                    if !stays_inside(parent, &target) {
-                        return Err(escape());
-                    }
-                    symlinks.insert(path);
-                } else {
-                    // Hard link names are relative to the archive root.
-                    let target = clean_path(&target, &shown).map_err(|_| escape())?;
-                    if target.ancestors().any(|a| symlinks.contains(a)) {
-                        return Err(escape());
-                    }
-                }
-            }
-            other => {
-                return Err(ExtractError::ForbiddenType {
-                    entry: shown,
-                    kind: kind_name(other),
-                });
-            }
-        }
-    }
-
-    let manifest = manifest.ok_or(ExtractError::NoManifest)?;
-    if content > manifest.content_bytes {
-        return Err(ExtractError::MoreThanManifest {
-            actual: content,
-            declared: manifest.content_bytes,
-        });
-    }
-    Ok(manifest)
-}
-
-/// Pass two: the archive passed `validate`; extract entry by entry.
-fn extract(archive: &Path, dest: &Path) -> Result<(), ExtractError> {
-    let mut ar = open(archive)?;
-    ar.set_preserve_permissions(false);
-    ar.set_unpack_xattrs(false);
-    ar.set_overwrite(true);
-    let read_err = |source| ExtractError::Read {
-        path: archive.to_path_buf(),
-        source,
-    };
-    for entry in ar.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        let shown = entry
-            .path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| "?".into());
-        let unpacked = entry
-            .unpack_in(dest)
-            .map_err(|source| ExtractError::Unpack {
-                entry: shown.clone(),
-                source,
-            })?;
-        if !unpacked {
-            return Err(ExtractError::Escapes { entry: shown });
-        }
-    }
-    Ok(())
 }
 
 /// Refuses any symlink under `dir` that resolves (through other links)
@@ -563,6 +636,26 @@ pub(crate) mod tests {
         assert!(
             err.contains("more than 500 bytes (at entry `big`)"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn stops_at_the_first_entry_over_the_manifest_before_writing_it() {
+        let bytes = build(
+            Some(&manifest(3)),
+            &[E::File("small", b"ab"), E::File("big", b"0123456789")],
+        );
+        let (dir, r) = try_unpack(&bytes, 1 << 20);
+        let err = r.unwrap_err().to_string();
+        assert!(
+            err.contains("holds 12 bytes of files but its manifest says 3"),
+            "{err}"
+        );
+        let out = dir.path().join("out");
+        assert!(out.join("small").exists(), "entries before it were written");
+        assert!(
+            !out.join("big").exists(),
+            "the entry over the manifest was not"
         );
     }
 
