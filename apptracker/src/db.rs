@@ -536,6 +536,17 @@ impl Db {
     }
 
     pub async fn deploy(&self, id: DeployId) -> anyhow::Result<Option<Deploy>> {
+        let Some(mut deploy) = self.deploy_row(id).await? else {
+            return Ok(None);
+        };
+        deploy.hosts = self.deploy_hosts(id).await?;
+        Ok(Some(deploy))
+    }
+
+    /// The deploy without its host rows (`hosts` is empty): what a host's
+    /// report needs, read once per report, so a deploy to N hosts does not
+    /// read N² rows.
+    pub async fn deploy_row(&self, id: DeployId) -> anyhow::Result<Option<Deploy>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             deploy_columns!(),
@@ -544,10 +555,28 @@ impl Db {
         .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let mut deploy = deploy_from_row(&row)?;
-        deploy.hosts = self.deploy_hosts(id).await?;
-        Ok(Some(deploy))
+        row.as_ref().map(deploy_from_row).transpose()
+    }
+
+    /// How many of the deploy's hosts are in each phase, per batch: what
+    /// moving a deploy on needs, without reading every host row.
+    pub async fn batch_phases(&self, id: DeployId) -> anyhow::Result<Vec<(u32, HostPhase, u64)>> {
+        let rows = sqlx::query(
+            "SELECT batch, phase, COUNT(*) AS n FROM deploy_hosts WHERE deploy_id = $1 \
+             GROUP BY batch, phase",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    u32::try_from(r.try_get::<i64, _>("batch")?)?,
+                    HostPhase::from_name(&r.try_get::<String, _>("phase")?),
+                    u64::try_from(r.try_get::<i64, _>("n")?)?,
+                ))
+            })
+            .collect()
     }
 
     pub async fn deploy_hosts(&self, id: DeployId) -> anyhow::Result<Vec<DeployHost>> {

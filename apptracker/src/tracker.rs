@@ -953,22 +953,28 @@ impl Tracker {
     /// waits for a human or a bake, starts the next batch (as many as fit
     /// beside the hosts under way, with overlapping batches), or ends it.
     async fn advance(&self, id: DeployId) -> anyhow::Result<()> {
-        let Some(deploy) = self.db().deploy(id).await? else {
+        let Some(deploy) = self.db().deploy_row(id).await? else {
             return Ok(());
         };
         if deploy.status != DeployStatus::Running {
             return Ok(());
         }
+        // Counts, not rows: this runs on every host that ends.
+        let tally = self.db().batch_phases(id).await?;
+        let count = |keep: &dyn Fn(u32, HostPhase) -> bool| -> usize {
+            tally
+                .iter()
+                .filter(|(b, p, _)| keep(*b, *p))
+                .map(|(_, _, n)| *n as usize)
+                .sum()
+        };
         let current = deploy.current_batch;
-        let last = deploy.hosts.iter().map(|h| h.batch).max().unwrap_or(0);
-        let in_flight = deploy
-            .hosts
-            .iter()
-            .filter(|h| h.batch <= current && !h.phase.is_terminal())
-            .count();
-        let window = deploy.strategy.window(deploy.hosts.len());
-        let failed = deploy.hosts.iter().filter(|h| h.phase.is_failure()).count();
-        let allowed = deploy.max_failures.of(deploy.hosts.len());
+        let hosts = count(&|_, _| true);
+        let last = tally.iter().map(|(b, _, _)| *b).max().unwrap_or(0);
+        let in_flight = count(&|b, p| b <= current && !p.is_terminal());
+        let window = deploy.strategy.window(hosts);
+        let failed = count(&|_, p| p.is_failure());
+        let allowed = deploy.max_failures.of(hosts);
         // The last batch's failures count as much as the first's.
         if failed > allowed {
             let over = format!(
@@ -1038,7 +1044,7 @@ impl Tracker {
         };
         // Overlapping batches: start every batch that fits beside the hosts
         // under way.
-        let size = |b: u32| deploy.hosts.iter().filter(|h| h.batch == b).count();
+        let size = |batch: u32| count(&|b, _| b == batch);
         let (mut to, mut busy) = (current, in_flight);
         while to < last && busy + size(to + 1) <= window {
             to += 1;
@@ -1215,7 +1221,11 @@ impl Tracker {
         host: &HostName,
         ev: &HostEvent,
     ) -> Result<DeployHost, ApiError> {
-        let deploy = self.deploy(id).await?;
+        let deploy = self
+            .db()
+            .deploy_row(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no deploy {id}")))?;
         if deploy.cluster != ev.cluster {
             return Err(ApiError::Invalid(format!(
                 "deploy {id} targets cluster `{}`, not `{}`",
