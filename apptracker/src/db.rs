@@ -1384,11 +1384,23 @@ impl Db {
         .bind(now.0)
         .execute(&self.pool)
         .await?;
-        let hosts = self.hosts(Some(&hb.cluster)).await?;
-        hosts
-            .into_iter()
-            .find(|h| h.name == hb.host)
+        self.host(&hb.cluster, &hb.host)
+            .await?
             .context("host vanished right after upsert")
+    }
+
+    /// One host: what a heartbeat reads back, so it costs the same with a
+    /// thousand hosts in the cluster as with one.
+    pub async fn host(&self, cluster: &Cluster, name: &HostName) -> anyhow::Result<Option<Host>> {
+        let row = sqlx::query(
+            "SELECT cluster, name, root, apps_json, registered_at, last_seen FROM hosts \
+             WHERE cluster = $1 AND name = $2",
+        )
+        .bind(cluster.as_str())
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(host_from_row).transpose()
     }
 
     pub async fn hosts(&self, cluster: Option<&Cluster>) -> anyhow::Result<Vec<Host>> {
