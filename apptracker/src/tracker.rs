@@ -1117,10 +1117,19 @@ impl Tracker {
     }
 
     /// Ends a running deploy by how its hosts did.
+    ///
+    /// Counts, not rows: when the last hosts of a big deploy end together,
+    /// every one of their reports may get here before the first has ended
+    /// the deploy (all but one then change nothing).
     async fn finish(&self, id: DeployId, error: Option<&str>) -> anyhow::Result<()> {
-        let hosts = self.db().deploy_hosts(id).await?;
-        let ok = hosts.iter().filter(|h| h.phase.is_success()).count();
-        let status = if ok == hosts.len() {
+        let tally = self.db().batch_phases(id).await?;
+        let hosts: u64 = tally.iter().map(|(_, _, n)| n).sum();
+        let ok: u64 = tally
+            .iter()
+            .filter(|(_, p, _)| p.is_success())
+            .map(|(_, _, n)| n)
+            .sum();
+        let status = if ok == hosts {
             DeployStatus::Succeeded
         } else if ok == 0 {
             DeployStatus::Failed
@@ -1194,7 +1203,7 @@ impl Tracker {
             if to.is_terminal() {
                 tracing::info!(deploy_id = %id, status = %to, "deploy finished");
             }
-            let d = self.db().deploy(id).await?;
+            let d = self.db().deploy_row(id).await?;
             self.bus()
                 .emit(DeployEvent::Status {
                     deploy_id: id,
