@@ -15,7 +15,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 use deploy::{MANIFEST_PATH, Manifest};
@@ -108,15 +108,7 @@ pub fn unpack_checked(
             Refusal::Refused(e) => e,
         })? {
             Step::Skip => {}
-            Step::Write(bytes) => {
-                // The manifest, read to check it: written from memory. Its
-                // path is fixed and `admit` refused any symlink above it.
-                let path = dest.join(MANIFEST_PATH);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(unpack_err)?;
-                }
-                std::fs::write(&path, bytes).map_err(unpack_err)?;
-            }
+            Step::Write(bytes) => write_manifest(dest, &bytes).map_err(unpack_err)?,
             Step::Unpack => {
                 if !entry.unpack_in(dest).map_err(unpack_err)? {
                     return Err(ExtractError::Escapes { entry: shown });
@@ -127,6 +119,30 @@ pub fn unpack_checked(
     let manifest = check.finish()?;
     check_links_resolved(dest, dest)?;
     Ok(manifest)
+}
+
+/// Writes the manifest, read to check it, from memory. `admit` refused any
+/// symlink above its path; one *at* its path (an earlier entry) is replaced,
+/// never followed, as `Entry::unpack_in` does for every other file.
+fn write_manifest(dest: &Path, bytes: &[u8]) -> io::Result<()> {
+    let path = dest.join(MANIFEST_PATH);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let create = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+    };
+    let mut file = match create() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            std::fs::remove_file(&path)?;
+            create()?
+        }
+        other => other?,
+    };
+    file.write_all(bytes)
 }
 
 /// What to do with an entry that passed the checks.
@@ -592,6 +608,35 @@ pub(crate) mod tests {
             ],
             "under the symlink",
         );
+    }
+
+    #[test]
+    fn never_writes_the_manifest_through_a_symlink() {
+        // `a/up -> ..` is the release root; the manifest's path is first a
+        // symlink that stays inside lexically but really resolves to the
+        // directory holding the release. The manifest must replace the
+        // link, not be written through it.
+        let json = serde_json::to_vec(&manifest(0)).unwrap();
+        let json = std::str::from_utf8(&json).unwrap();
+        let bytes = build(
+            None,
+            &[
+                E::Dir(".slipway/"),
+                E::Dir("a/"),
+                E::Symlink("a/up", ".."),
+                E::Symlink(MANIFEST_PATH, "../a/up/a/up/../evil"),
+                E::File(MANIFEST_PATH, json.as_bytes()),
+            ],
+        );
+        let (dir, r) = try_unpack(&bytes, 1 << 20);
+        assert!(
+            !dir.path().join("evil").exists(),
+            "the manifest was written outside the release"
+        );
+        r.unwrap();
+        let written = dir.path().join("out").join(MANIFEST_PATH);
+        assert!(!written.symlink_metadata().unwrap().is_symlink());
+        assert_eq!(std::fs::read(written).unwrap(), json.as_bytes());
     }
 
     #[test]
