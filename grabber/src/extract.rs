@@ -94,7 +94,7 @@ pub fn unpack_checked(
         path: archive.to_path_buf(),
         source,
     };
-    let mut check = Checker::new(max_bytes);
+    let mut check = Checker::new(archive, max_bytes);
     for entry in ar.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let raw = entry.path().map_err(read_err)?.into_owned();
@@ -103,10 +103,7 @@ pub fn unpack_checked(
             entry: shown.clone(),
             source,
         };
-        match check.admit(&mut entry, &raw, &shown).map_err(|e| match e {
-            Refusal::Read(source) => read_err(source),
-            Refusal::Refused(e) => e,
-        })? {
+        match check.admit(&mut entry, &raw, &shown)? {
             Step::Skip => {}
             Step::Write(bytes) => write_manifest(dest, &bytes).map_err(unpack_err)?,
             Step::Unpack => {
@@ -155,22 +152,11 @@ enum Step {
     Unpack,
 }
 
-/// Why `Checker::admit` said no: the archive could not be read, or an
-/// entry was refused.
-enum Refusal {
-    Read(io::Error),
-    Refused(ExtractError),
-}
-
-impl From<ExtractError> for Refusal {
-    fn from(e: ExtractError) -> Self {
-        Refusal::Refused(e)
-    }
-}
-
 /// The state of the checks across an archive's headers, fed one entry at a
 /// time before that entry is written.
-struct Checker {
+struct Checker<'a> {
+    /// Named in read errors.
+    archive: &'a Path,
     max_bytes: u64,
     /// Bytes of regular files so far, the manifest's included.
     total: u64,
@@ -181,9 +167,10 @@ struct Checker {
     symlinks: HashSet<PathBuf>,
 }
 
-impl Checker {
-    fn new(max_bytes: u64) -> Self {
+impl<'a> Checker<'a> {
+    fn new(archive: &'a Path, max_bytes: u64) -> Self {
         Checker {
+            archive,
             max_bytes,
             total: 0,
             content: 0,
@@ -197,7 +184,7 @@ impl Checker {
         entry: &mut tar::Entry<'_, R>,
         raw: &Path,
         shown: &str,
-    ) -> Result<Step, Refusal> {
+    ) -> Result<Step, ExtractError> {
         let path = clean_path(raw, shown)?;
         if path.as_os_str().is_empty() {
             return Ok(Step::Skip);
@@ -212,8 +199,7 @@ impl Checker {
             return Err(ExtractError::UnderSymlink {
                 entry: shown.to_string(),
                 link: link.display().to_string(),
-            }
-            .into());
+            });
         }
         let kind = entry.header().entry_type();
         match kind {
@@ -224,8 +210,7 @@ impl Checker {
                     return Err(ExtractError::TooBig {
                         entry: shown.to_string(),
                         limit: self.max_bytes,
-                    }
-                    .into());
+                    });
                 }
                 if path == Path::new(MANIFEST_PATH) {
                     return self.read_manifest(entry, size);
@@ -242,7 +227,7 @@ impl Checker {
                 let kind_str = if is_sym { "symbolic" } else { "hard" };
                 let target = entry
                     .link_name()
-                    .map_err(Refusal::Read)?
+                    .map_err(|e| self.read_err(e))?
                     .map(|t| t.into_owned())
                     .unwrap_or_default();
                 let escape = || ExtractError::LinkEscapes {
@@ -251,20 +236,20 @@ impl Checker {
                     target: target.display().to_string(),
                 };
                 if target.as_os_str().is_empty() {
-                    return Err(escape().into());
+                    return Err(escape());
                 }
                 if is_sym {
                     // Read relative to the directory holding the link.
                     let parent = path.parent().unwrap_or(Path::new(""));
                     if !stays_inside(parent, &target) {
-                        return Err(escape().into());
+                        return Err(escape());
                     }
                     self.symlinks.insert(path);
                 } else {
                     // Hard link names are relative to the archive root.
                     let target = clean_path(&target, shown).map_err(|_| escape())?;
                     if target.ancestors().any(|a| self.symlinks.contains(a)) {
-                        return Err(escape().into());
+                        return Err(escape());
                     }
                 }
                 Ok(Step::Unpack)
@@ -272,8 +257,7 @@ impl Checker {
             other => Err(ExtractError::ForbiddenType {
                 entry: shown.to_string(),
                 kind: kind_name(other),
-            }
-            .into()),
+            }),
         }
     }
 
@@ -281,24 +265,30 @@ impl Checker {
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         size: u64,
-    ) -> Result<Step, Refusal> {
+    ) -> Result<Step, ExtractError> {
         if size > MAX_MANIFEST_BYTES {
             return Err(ExtractError::BadManifest {
                 reason: format!("{size} bytes is too big"),
-            }
-            .into());
+            });
         }
         let mut buf = Vec::with_capacity(size as usize);
         entry
             .take(MAX_MANIFEST_BYTES)
             .read_to_end(&mut buf)
-            .map_err(Refusal::Read)?;
+            .map_err(|e| self.read_err(e))?;
         let m: Manifest = serde_json::from_slice(&buf).map_err(|e| ExtractError::BadManifest {
             reason: e.to_string(),
         })?;
         self.manifest = Some(m);
         self.check_content()?;
         Ok(Step::Write(buf))
+    }
+
+    fn read_err(&self, source: io::Error) -> ExtractError {
+        ExtractError::Read {
+            path: self.archive.to_path_buf(),
+            source,
+        }
     }
 
     fn check_content(&self) -> Result<(), ExtractError> {
