@@ -960,20 +960,13 @@ impl Tracker {
             return Ok(());
         }
         // Counts, not rows: this runs on every host that ends.
-        let tally = self.db().batch_phases(id).await?;
-        let count = |keep: &dyn Fn(u32, HostPhase) -> bool| -> usize {
-            tally
-                .iter()
-                .filter(|(b, p, _)| keep(*b, *p))
-                .map(|(_, _, n)| *n as usize)
-                .sum()
-        };
+        let tally = Tally(self.db().batch_phases(id).await?);
         let current = deploy.current_batch;
-        let hosts = count(&|_, _| true);
-        let last = tally.iter().map(|(b, _, _)| *b).max().unwrap_or(0);
-        let in_flight = count(&|b, p| b <= current && !p.is_terminal());
+        let hosts = tally.count(|_, _| true);
+        let last = tally.last_batch();
+        let in_flight = tally.count(|b, p| b <= current && !p.is_terminal());
         let window = deploy.strategy.window(hosts);
-        let failed = count(&|_, p| p.is_failure());
+        let failed = tally.count(|_, p| p.is_failure());
         let allowed = deploy.max_failures.of(hosts);
         // The last batch's failures count as much as the first's.
         if failed > allowed {
@@ -1044,7 +1037,7 @@ impl Tracker {
         };
         // Overlapping batches: start every batch that fits beside the hosts
         // under way.
-        let size = |batch: u32| count(&|b, _| b == batch);
+        let size = |batch: u32| tally.count(|b, _| b == batch);
         let (mut to, mut busy) = (current, in_flight);
         while to < last && busy + size(to + 1) <= window {
             to += 1;
@@ -1122,14 +1115,9 @@ impl Tracker {
     /// every one of their reports may get here before the first has ended
     /// the deploy (all but one then change nothing).
     async fn finish(&self, id: DeployId, error: Option<&str>) -> anyhow::Result<()> {
-        let tally = self.db().batch_phases(id).await?;
-        let hosts: u64 = tally.iter().map(|(_, _, n)| n).sum();
-        let ok: u64 = tally
-            .iter()
-            .filter(|(_, p, _)| p.is_success())
-            .map(|(_, _, n)| n)
-            .sum();
-        let status = if ok == hosts {
+        let tally = Tally(self.db().batch_phases(id).await?);
+        let ok = tally.count(|_, p| p.is_success());
+        let status = if ok == tally.count(|_, _| true) {
             DeployStatus::Succeeded
         } else if ok == 0 {
             DeployStatus::Failed
@@ -1330,5 +1318,23 @@ impl Tracker {
                 .map_err(|e| anyhow::anyhow!("cannot time out host {host}: {e}"))?;
         }
         Ok(())
+    }
+}
+
+/// A deploy's hosts counted per batch and phase (`Db::batch_phases`).
+struct Tally(Vec<(u32, HostPhase, u64)>);
+
+impl Tally {
+    /// Hosts whose batch and phase `keep` accepts.
+    fn count(&self, keep: impl Fn(u32, HostPhase) -> bool) -> usize {
+        self.0
+            .iter()
+            .filter(|(b, p, _)| keep(*b, *p))
+            .map(|(_, _, n)| *n as usize)
+            .sum()
+    }
+
+    fn last_batch(&self) -> u32 {
+        self.0.iter().map(|(b, _, _)| *b).max().unwrap_or(0)
     }
 }
