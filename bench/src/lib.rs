@@ -29,3 +29,26 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// The release binary `name` (package `name`): `given` when the caller
+/// passed one (`--<name>-bin`), else the one beside this benchmark's own
+/// binary. An error says how to build it.
+pub fn sibling_binary(
+    given: Option<&std::path::Path>,
+    name: &str,
+) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    let bin = match given {
+        Some(p) => p.to_path_buf(),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join(name))
+            .context("no directory for this binary")?,
+    };
+    anyhow::ensure!(
+        bin.is_file(),
+        "{} is missing: build it (cargo build --release -p {name}) or pass --{name}-bin",
+        bin.display()
+    );
+    Ok(bin)
+}

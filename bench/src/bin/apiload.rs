@@ -197,18 +197,7 @@ impl Server {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let results = Results::new(args.out.clone());
-    let bin = match &args.apptracker_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("apptracker"))
-            .context("no directory for this binary")?,
-    };
-    anyhow::ensure!(
-        bin.is_file(),
-        "{} is missing: build it (cargo build --release -p apptracker) or pass --apptracker-bin",
-        bin.display()
-    );
+    let bin = slipway_bench::sibling_binary(args.apptracker_bin.as_deref(), "apptracker")?;
     let server = Server::start(&bin, &args.work_dir, args.db).await?;
     let c = server.client.clone();
     let repos = tempfile::Builder::new()

@@ -71,18 +71,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let results = Results::new(args.out.clone());
-    let grabber_bin = match &args.grabber_bin {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("grabber"))
-            .context("no directory for this binary")?,
-    };
-    anyhow::ensure!(
-        grabber_bin.is_file(),
-        "{} is missing: build it (cargo build --release -p grabber) or pass --grabber-bin",
-        grabber_bin.display()
-    );
+    let grabber_bin = slipway_bench::sibling_binary(args.grabber_bin.as_deref(), "grabber")?;
     let tree = match args.shape {
         Shape::Data => Some(
             args.tree
