@@ -3,12 +3,16 @@
 //! to one cluster. Tokens are random, shown once, and stored as their sha256:
 //! a request's token is hashed and looked up, so no stored secret is ever
 //! compared byte by byte.
+//!
+//! The dashboard never holds a token: signing in exchanges one for a
+//! session (`sls_…`, see `sessions.rs`), which acts for the token until it
+//! expires, is closed, or the token is revoked.
 
 use std::fmt;
 
 use axum::extract::FromRequestParts;
-use axum::http::Method;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 use deploy::Cluster;
 use sha2::{Digest, Sha256};
 
@@ -16,8 +20,11 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::tracker::Tracker;
 
-/// The cookie the dashboard keeps the token in.
-pub const TOKEN_COOKIE: &str = "slipway_token";
+/// The cookie the dashboard keeps its session in (never a token).
+pub const SESSION_COOKIE: &str = "slipway_session";
+
+/// How a dashboard session id starts; API tokens start with `slp_`.
+pub const SESSION_PREFIX: &str = "sls_";
 
 /// What a token may do. People's roles are ordered: each includes the one
 /// before.
@@ -149,9 +156,15 @@ pub async fn mint(
 
 /// A new random token (`slp_` + 40 hex digits) and the hash to store.
 pub fn generate() -> anyhow::Result<(String, String)> {
+    generate_with("slp_")
+}
+
+/// A new random secret (`prefix` + 40 hex digits: 160 bits) and the hash
+/// to store.
+pub fn generate_with(prefix: &str) -> anyhow::Result<(String, String)> {
     let mut bytes = [0u8; 20];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness for a token: {e}"))?;
-    let token = format!("slp_{}", hex::encode(bytes));
+    let token = format!("{prefix}{}", hex::encode(bytes));
     let hash = hash(&token);
     Ok((token, hash))
 }
@@ -161,25 +174,26 @@ pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// The token a request carries: `Authorization: Bearer`, or for reads the
-/// dashboard's cookie (never for writes, so a cross-site form cannot act
-/// with it).
-fn presented_token(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+/// The credential a request carries: `Authorization: Bearer` (a token, or
+/// a session id the dashboard forwards), or for reads the dashboard's
+/// session cookie (never for writes, so a cross-site form cannot act with
+/// it).
+pub(crate) fn presented_credential(headers: &HeaderMap, method: &Method) -> Option<String> {
+    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
         let value = value.to_str().ok()?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))?;
         return Some(token.trim().to_string());
     }
-    if parts.method == Method::GET || parts.method == Method::HEAD {
-        for header in parts.headers.get_all(axum::http::header::COOKIE) {
+    if method == Method::GET || method == Method::HEAD {
+        for header in headers.get_all(axum::http::header::COOKIE) {
             let Ok(header) = header.to_str() else {
                 continue;
             };
             for pair in header.split(';') {
                 if let Some((k, v)) = pair.trim().split_once('=')
-                    && k == TOKEN_COOKIE
+                    && k == SESSION_COOKIE
                 {
                     return Some(v.to_string());
                 }
@@ -189,17 +203,36 @@ fn presented_token(parts: &Parts) -> Option<String> {
     None
 }
 
+/// Whether a credential is a dashboard session id rather than a token.
+pub(crate) fn is_session(credential: &str) -> bool {
+    credential.starts_with(SESSION_PREFIX)
+}
+
 impl FromRequestParts<Tracker> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, t: &Tracker) -> Result<Self, Self::Rejection> {
-        let Some(token) = presented_token(parts) else {
+        let Some(credential) = presented_credential(&parts.headers, &parts.method) else {
             return Err(ApiError::Unauthorized(
                 "no API token: send `Authorization: Bearer <token>` (the CLI reads SLIPWAY_TOKEN)"
                     .into(),
             ));
         };
-        match t.db().principal_by_hash(&hash(&token)).await? {
+        let principal = if is_session(&credential) {
+            // A session acts for its token while both live: a revoked token
+            // has no row, so its sessions find no principal.
+            match t
+                .db()
+                .session_token(&hash(&credential), deploy::Timestamp::now())
+                .await?
+            {
+                Some(token_hash) => t.db().principal_by_hash(&token_hash).await?,
+                None => None,
+            }
+        } else {
+            t.db().principal_by_hash(&hash(&credential)).await?
+        };
+        match principal {
             Some(p) => {
                 // The audit log names who acted, including when the
                 // handler then refuses.
@@ -208,6 +241,9 @@ impl FromRequestParts<Tracker> for Principal {
                 }
                 Ok(p)
             }
+            None if is_session(&credential) => Err(ApiError::Unauthorized(
+                "the dashboard session expired or was closed: sign in again".into(),
+            )),
             None => Err(ApiError::Unauthorized(
                 "unknown or revoked API token".into(),
             )),

@@ -70,6 +70,9 @@ pub struct Config {
     /// How to authenticate to git remotes that ask (ref resolution and the
     /// in-process builder; `packer worker` has flags of its own).
     pub git: GitConfig,
+    /// How long a dashboard session lasts after signing in.
+    #[serde(with = "humantime_serde_compat")]
+    pub session_ttl: Duration,
     /// Version reports and drift: the interval assumed for silent hosts,
     /// resource limits, whether `/metrics` needs a token.
     pub drift: crate::drift::DriftConfig,
@@ -110,6 +113,7 @@ impl Default for Config {
             webhook_secret_file: None,
             build_cache_dir: None,
             git: GitConfig::default(),
+            session_ttl: Duration::from_secs(12 * 3600),
             drift: crate::drift::DriftConfig::default(),
         }
     }

@@ -83,6 +83,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(healthz))
         .routes(routes!(openapi_json))
         .merge(crate::drift::routes())
+        .merge(crate::sessions::routes())
 }
 
 pub fn api(tracker: Tracker) -> Router {

@@ -149,7 +149,7 @@ impl Application {
 
         let app = crate::routes::api(tracker.clone())
             .merge(web::router(deploy::Client::new(self.base_url.clone())))
-            .layer(TraceLayer::new_for_http());
+            .layer(TraceLayer::new_for_http().make_span_with(request_span));
         tracing::info!(url = %self.base_url, "apptracker listening");
         let token = shutdown.clone();
         let stopping = tracker.stopping().clone();
@@ -175,6 +175,19 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// A request's span: its method and the route it matched, never the URI,
+/// whose path or query can hold a secret (a build-trigger URL, an artifact
+/// URL's signature). Applied with `Router::layer`, it runs after routing,
+/// so `MatchedPath` is there for every route; what matched none is
+/// `unmatched`.
+fn request_span(req: &axum::http::Request<axum::body::Body>) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    tracing::debug_span!("request", method = %req.method(), route)
 }
 
 /// Makes a token straight in the database, for the first admin token of a

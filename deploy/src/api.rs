@@ -988,6 +988,17 @@ pub struct CreatedToken {
     pub token: String,
 }
 
+/// The answer to `POST /api/v1/sessions`: a dashboard session acting for
+/// the token that asked, shown once. The dashboard keeps it in a cookie in
+/// place of the token itself; it expires, and ends with its token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreatedSession {
+    /// `sls_` and 40 hex digits.
+    pub session: String,
+    pub expires_at: Timestamp,
+}
+
 /// A token as `GET /api/v1/tokens` lists it (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -566,6 +566,24 @@ impl Client {
         self.post("/api/v1/tokens", req).await
     }
 
+    /// Opens a dashboard session for this client's token (people's roles
+    /// only): the session id acts for the token until it expires, the token
+    /// is revoked or the session is closed.
+    pub async fn create_session(&self) -> Result<crate::CreatedSession, ClientError> {
+        self.post("/api/v1/sessions", &serde_json::json!({})).await
+    }
+
+    /// Ends the session this client authenticates with (its token is a
+    /// session id).
+    pub async fn delete_session(&self) -> Result<(), ClientError> {
+        self.fetch(
+            self.http.delete(self.url("/api/v1/sessions/current")),
+            Duration::from_secs(60),
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
         self.collect("/api/v1/tokens", None).await
     }

@@ -110,6 +110,8 @@ pub struct Options {
     pub host_unreachable: Option<Duration>,
     /// The keys the grabbers trust instead of AppTracker's own.
     pub trusted_keys: Option<Vec<deploy::signing::PublicKey>>,
+    /// How long dashboard sessions last (default: AppTracker's).
+    pub session_ttl: Option<Duration>,
 }
 
 impl Platform {
@@ -164,6 +166,9 @@ impl Platform {
             host_unreachable: opts
                 .host_unreachable
                 .unwrap_or(apptracker::Config::default().host_unreachable),
+            session_ttl: opts
+                .session_ttl
+                .unwrap_or(apptracker::Config::default().session_ttl),
             ..apptracker::Config::default()
         };
         let app = apptracker::Application::build(config.clone()).await?;

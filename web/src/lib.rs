@@ -44,13 +44,25 @@ const TEMPLATES: [(&str, &str); 6] = [
 /// AppTracker's API down with it.
 pub fn router(api: Client) -> Router {
     match templates() {
-        Ok(tera) => Router::new()
-            .route("/", get(index))
-            .route("/deploys/{id}", get(deploy))
-            .route("/drift", get(drift))
-            .route("/login", get(login_form).post(login))
-            .route("/logout", axum::routing::post(logout))
-            .with_state(Arc::new(AppState { api, tera })),
+        Ok(tera) => {
+            // Behind https (the URL the dashboard itself is reached by),
+            // cookies are marked Secure so they never travel in clear.
+            let secure_cookies = api.base_url().starts_with("https://");
+            Router::new()
+                .route("/", get(index))
+                .route("/deploys/{id}", get(deploy))
+                .route("/drift", get(drift))
+                .route("/login", get(login_form).post(login))
+                .route("/logout", axum::routing::post(logout))
+                .route("/static/slipway.css", get(stylesheet))
+                .route("/static/deploy.js", get(deploy_script))
+                .with_state(Arc::new(AppState {
+                    api,
+                    tera,
+                    secure_cookies,
+                }))
+                .layer(axum::middleware::map_response(security_headers))
+        }
         Err(e) => {
             let message = format!("the dashboard's templates do not compile: {e}");
             tracing::error!(error = %message, "dashboard disabled");
@@ -77,6 +89,8 @@ struct AppState {
     /// The AppTracker API, the dashboard's only source of data.
     api: Client,
     tera: Tera,
+    /// Whether cookies get `Secure` (the dashboard is reached over https).
+    secure_cookies: bool,
 }
 
 impl AppState {
@@ -285,12 +299,31 @@ impl From<&deploy::DriftHost> for DriftRow {
 
 // ---------------------------------------------------------------- sign-in
 
-/// The cookie holding the API token; AppTracker accepts it for reads, so
-/// the page's live stream authenticates the same way.
-const TOKEN_COOKIE: &str = "slipway_token";
+/// The cookie holding the dashboard session (`sls_…`, never an API token).
+/// AppTracker accepts it for reads, so the page's live stream
+/// authenticates the same way; the dashboard forwards it as a bearer.
+const SESSION_COOKIE: &str = "slipway_session";
 
-/// The token a request carries: `Authorization: Bearer`, else the cookie.
-fn request_token(headers: &HeaderMap) -> Option<String> {
+/// The sign-in form's anti-forgery value, also in a hidden field: a form
+/// posted from another site cannot carry this SameSite cookie, so it cannot
+/// sign a visitor in as someone else (login CSRF).
+const LOGIN_CSRF_COOKIE: &str = "slipway_login_csrf";
+
+/// A cookie's value from the request, if sent.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The credential a request carries: `Authorization: Bearer`, else the
+/// session cookie.
+fn request_credential(headers: &HeaderMap) -> Option<String> {
     if let Some(t) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -298,66 +331,198 @@ fn request_token(headers: &HeaderMap) -> Option<String> {
     {
         return Some(t.trim().to_string());
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == TOKEN_COOKIE)
-        .map(|(_, v)| v.to_string())
+    cookie(headers, SESSION_COOKIE).map(str::to_string)
 }
 
 impl AppState {
-    /// The API client acting with the visitor's token.
+    /// The API client acting with the visitor's session (or token).
     fn api_for(&self, headers: &HeaderMap) -> Client {
-        match request_token(headers) {
+        match request_credential(headers) {
             Some(t) => self.api.clone().with_token(t),
             None => self.api.clone(),
         }
     }
+
+    /// A cookie with the attributes every dashboard cookie has: HttpOnly,
+    /// SameSite=Strict, and Secure when the dashboard is served over https.
+    fn cookie(&self, name: &str, value: &str, path: &str, max_age: Option<u64>) -> String {
+        let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict");
+        if let Some(age) = max_age {
+            c.push_str(&format!("; Max-Age={age}"));
+        }
+        if self.secure_cookies {
+            c.push_str("; Secure");
+        }
+        c
+    }
+
+    /// The sign-in page, with a fresh anti-forgery value in its form and
+    /// cookie.
+    fn login_page(&self, status: StatusCode, error: Option<&str>) -> Response {
+        let csrf = match random_hex() {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "no randomness for the sign-in form");
+                return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness").into_response();
+            }
+        };
+        let mut ctx = Context::new();
+        ctx.insert("csrf", &csrf);
+        if let Some(error) = error {
+            ctx.insert("error", error);
+        }
+        let page = self.render("login.html", &ctx);
+        let cookie = self.cookie(LOGIN_CSRF_COOKIE, &csrf, "/login", Some(600));
+        (status, [(header::SET_COOKIE, cookie)], self.respond(page)).into_response()
+    }
+}
+
+/// 128 random bits as hex.
+fn random_hex() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
 }
 
 #[derive(serde::Deserialize)]
 struct LoginForm {
     token: String,
+    #[serde(default)]
+    csrf: String,
 }
 
 /// `GET /login`
 async fn login_form(State(state): State<Arc<AppState>>) -> Response {
-    state.respond(state.render("login.html", &Context::new()))
+    state.login_page(StatusCode::OK, None)
 }
 
-/// `POST /login`: checks the token against the API, then keeps it in an
-/// HttpOnly cookie.
+/// `POST /login`: checks the form came from our own sign-in page, then
+/// exchanges the token for a dashboard session kept in an HttpOnly cookie.
+/// The token itself is never stored in the browser.
 async fn login(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     axum::Form(form): axum::Form<LoginForm>,
 ) -> Response {
-    let token = form.token.trim().to_string();
-    let valid = !token.is_empty()
-        && token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && state
-            .api
-            .clone()
-            .with_token(token.clone())
-            .deploys(1)
-            .await
-            .is_ok();
-    if !valid {
-        let mut ctx = Context::new();
-        ctx.insert("error", "that token is unknown, revoked or may not read");
-        let page = state.render("login.html", &ctx);
-        return (StatusCode::UNAUTHORIZED, state.respond(page)).into_response();
+    let expected = cookie(&headers, LOGIN_CSRF_COOKIE).unwrap_or("");
+    let same_form = !expected.is_empty()
+        && expected.len() == form.csrf.len()
+        && expected
+            .bytes()
+            .zip(form.csrf.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same_form {
+        tracing::info!("sign-in refused: the form did not come from this dashboard's sign-in page");
+        return state.login_page(
+            StatusCode::FORBIDDEN,
+            Some("this sign-in form expired or came from another site: sign in again here"),
+        );
     }
-    let cookie = format!("{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+    let token = form.token.trim().to_string();
+    if token.is_empty() || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return state.login_page(
+            StatusCode::UNAUTHORIZED,
+            Some("that is not an API token (they look like slp_ and 40 hex digits)"),
+        );
+    }
+    let session = match state.api.clone().with_token(token).create_session().await {
+        Ok(session) => session,
+        Err(ClientError::Api {
+            status: 401 | 403,
+            message,
+            ..
+        }) => {
+            tracing::info!(%message, "sign-in refused");
+            return state.login_page(
+                StatusCode::UNAUTHORIZED,
+                Some("that token is unknown, revoked or may not read the dashboard"),
+            );
+        }
+        Err(e) => return state.error_page(PageError::upstream("opening a session", e)),
+    };
+    let max_age =
+        u64::try_from(session.expires_at.0 - deploy::Timestamp::now().0).unwrap_or(0) / 1000;
+    let cookie = state.cookie(SESSION_COOKIE, &session.session, "/", Some(max_age));
+    let clear_csrf = state.cookie(LOGIN_CSRF_COOKIE, "", "/login", Some(0));
+    // Appended: a plain header array would keep only the last Set-Cookie.
+    (
+        axum::response::AppendHeaders([
+            (header::SET_COOKIE, cookie),
+            (header::SET_COOKIE, clear_csrf),
+        ]),
+        Redirect::to("/"),
+    )
+        .into_response()
 }
 
-/// `POST /logout`
-async fn logout() -> Response {
-    let cookie = format!("{TOKEN_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+/// `POST /logout`: closes the session on the server, then forgets it. The
+/// session cookie is SameSite=Strict, so another site's form cannot close
+/// it.
+async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Some(session) = cookie(&headers, SESSION_COOKIE)
+        && let Err(e) = state.api.clone().with_token(session).delete_session().await
+    {
+        // An expired or already closed session is fine: it is gone.
+        tracing::info!(error = %e, "the session could not be closed on the server");
+    }
+    let cookie = state.cookie(SESSION_COOKIE, "", "/", Some(0));
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+// ---------------------------------------------------------------- static files and headers
+
+/// The stylesheet and the deploy page's script: files, not inline, so the
+/// Content-Security-Policy can forbid every inline script and style.
+const STYLESHEET: &str = include_str!("../static/slipway.css");
+const DEPLOY_SCRIPT: &str = include_str!("../static/deploy.js");
+
+async fn stylesheet() -> Response {
+    static_file("text/css; charset=utf-8", STYLESHEET)
+}
+
+async fn deploy_script() -> Response {
+    static_file("text/javascript; charset=utf-8", DEPLOY_SCRIPT)
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// What the dashboard's pages may load and who may frame them: only this
+/// origin's own files, no inline script or style, no frames (clickjacking),
+/// forms posted only here.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+/// Adds the security headers to every dashboard response.
+async fn security_headers(mut resp: Response) -> Response {
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("same-origin"),
+    );
+    resp
 }
 
 // ---------------------------------------------------------------- errors
@@ -1015,10 +1180,84 @@ mod tests {
             body.contains(r#"<td class="rolled-back">yes</td>"#),
             "{body}"
         );
+        // Live updates come from the page's script file, which finds the
+        // deploy by the heading's id (no inline script: the CSP forbids it).
+        assert!(body.contains(r#"data-deploy-id="7""#), "{body}");
         assert!(
-            body.contains("new EventSource('/api/v1/deploys/7/stream')"),
+            body.contains(r#"<script src="/static/deploy.js" defer></script>"#),
             "{body}"
         );
+        assert!(!body.contains("<script>"), "no inline script: {body}");
+        assert!(DEPLOY_SCRIPT.contains("new EventSource('/api/v1/deploys/' + ID + '/stream')"));
+        assert!(DEPLOY_SCRIPT.contains("getAttribute('data-deploy-id')"));
+    }
+
+    #[tokio::test]
+    async fn pages_forbid_framing_and_inline_script_and_serve_their_files() {
+        let app = dashboard().await;
+        for path in ["/", "/deploys/7", "/drift", "/login", "/deploys/999"] {
+            let req = Request::get(path).body(Body::empty()).expect("request");
+            let resp = app.clone().oneshot(req).await.expect("infallible");
+            let h = resp.headers();
+            assert_eq!(
+                h.get(header::CONTENT_SECURITY_POLICY)
+                    .and_then(|v| v.to_str().ok()),
+                Some(CONTENT_SECURITY_POLICY),
+                "{path}"
+            );
+            assert_eq!(
+                h.get(header::X_FRAME_OPTIONS).map(|v| v.as_bytes()),
+                Some(&b"DENY"[..])
+            );
+            assert_eq!(
+                h.get(header::X_CONTENT_TYPE_OPTIONS).map(|v| v.as_bytes()),
+                Some(&b"nosniff"[..])
+            );
+        }
+        assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
+        assert!(!CONTENT_SECURITY_POLICY.contains("unsafe-inline"));
+        for (path, kind, needle) in [
+            ("/static/deploy.js", "text/javascript", "EventSource"),
+            ("/static/slipway.css", "text/css", ".phase-done"),
+        ] {
+            let req = Request::get(path).body(Body::empty()).expect("request");
+            let resp = app.clone().oneshot(req).await.expect("infallible");
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            let ct = resp.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .expect("ascii");
+            assert!(ct.starts_with(kind), "{path}: {ct}");
+            let (_, body) = fetch(app.clone(), path).await;
+            assert!(body.contains(needle), "{path}");
+        }
+        // No template keeps an inline script or style the CSP would block.
+        for (name, text) in TEMPLATES {
+            assert!(
+                !text.contains("<script>") && !text.contains("<style"),
+                "{name}"
+            );
+            assert!(!text.contains("style=\""), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn cookies_are_secure_behind_https() {
+        let set_cookie = |app: Router| async move {
+            let req = Request::get("/login").body(Body::empty()).expect("request");
+            let resp = app.oneshot(req).await.expect("infallible");
+            resp.headers()[header::SET_COOKIE]
+                .to_str()
+                .expect("ascii")
+                .to_string()
+        };
+        let c = set_cookie(router(Client::new("https://slipway.example.com"))).await;
+        assert!(c.starts_with("slipway_login_csrf="), "{c}");
+        assert!(
+            c.ends_with("; HttpOnly; SameSite=Strict; Max-Age=600; Secure"),
+            "{c}"
+        );
+        let c = set_cookie(router(Client::new("http://127.0.0.1:8080"))).await;
+        assert!(!c.contains("Secure"), "{c}");
     }
 
     #[tokio::test]

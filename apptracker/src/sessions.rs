@@ -1,0 +1,89 @@
+//! Dashboard sessions: signing in to the dashboard exchanges an API token
+//! for an opaque session id that expires (`session_ttl`), so the browser
+//! never holds the token itself. A session acts for its token (same name,
+//! role and rights) until it expires, is closed, or the token is revoked;
+//! it cannot open further sessions, so a stolen cookie cannot outlive its
+//! expiry.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode};
+use deploy::{CreatedSession, ErrorBody, Timestamp};
+
+use crate::audit::Note;
+use crate::auth::{self, Principal, Role};
+use crate::error::{ApiError, ApiJson};
+use crate::tracker::Tracker;
+
+pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Tracker> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(create_session))
+        .routes(routes!(delete_session))
+}
+
+/// Opens a session for the token the request carries.
+#[utoipa::path(
+    post, path = "/api/v1/sessions", tag = "tokens",
+    summary = "Open a dashboard session for this API token (people's tokens; the answer holds its only copy)",
+    responses((status = 201, description = "The session", body = CreatedSession),
+              (status = 403, description = "`forbidden`: an agent token, or a session asking for another", body = ErrorBody))
+)]
+async fn create_session(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    headers: HeaderMap,
+) -> Result<(StatusCode, ApiJson<CreatedSession>), ApiError> {
+    note.target("dashboard session");
+    who.require(Role::Viewer)?;
+    let Some(token) = auth::presented_credential(&headers, &Method::POST) else {
+        return Err(ApiError::Unauthorized("no API token".into()));
+    };
+    if auth::is_session(&token) {
+        // Otherwise a stolen session could be renewed for ever.
+        return Err(ApiError::Forbidden(
+            "a session is opened with an API token, not with another session".into(),
+        ));
+    }
+    let (session, session_hash) = auth::generate_with(auth::SESSION_PREFIX)?;
+    let now = Timestamp::now();
+    let ttl = i64::try_from(t.config().session_ttl.as_millis()).unwrap_or(i64::MAX);
+    let expires_at = Timestamp(now.0.saturating_add(ttl));
+    t.db()
+        .insert_session(&session_hash, &auth::hash(&token), now, expires_at)
+        .await?;
+    tracing::info!(token = %who.name, role = %who.role, "dashboard session opened");
+    Ok((
+        StatusCode::CREATED,
+        ApiJson(CreatedSession {
+            session,
+            expires_at,
+        }),
+    ))
+}
+
+/// Closes the session the request is authenticated with.
+#[utoipa::path(
+    delete, path = "/api/v1/sessions/current", tag = "tokens",
+    summary = "Close the dashboard session this request is authenticated with (sign out)",
+    responses((status = 204, description = "Closed"),
+              (status = 400, description = "`invalid_input`: the request carries an API token, not a session", body = ErrorBody))
+)]
+async fn delete_session(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    note.target("dashboard session");
+    let Some(session) =
+        auth::presented_credential(&headers, &Method::DELETE).filter(|c| auth::is_session(c))
+    else {
+        return Err(ApiError::Invalid(
+            "this request carries an API token, not a dashboard session: revoke tokens with DELETE /api/v1/tokens/{name}".into(),
+        ));
+    };
+    t.db().delete_session(&auth::hash(&session)).await?;
+    tracing::info!(token = %who.name, "dashboard session closed");
+    Ok(StatusCode::NO_CONTENT)
+}

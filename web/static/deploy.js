@@ -1,0 +1,126 @@
+// The deploy page's live updates, served at /static/deploy.js: the pages'
+// Content-Security-Policy allows no inline script. The deploy's id comes
+// from the heading's data-deploy-id.
+// Live updates: every message is a JSON deploy::DeployEvent. Data only ever
+// reaches the page through textContent and attributes, never as markup.
+(function () {
+  'use strict';
+  var TERMINAL = ['succeeded', 'failed', 'partial', 'cancelled'];
+  var heading = document.getElementById('deploy');
+  if (!heading) return;
+  var ID = Number(heading.getAttribute('data-deploy-id'));
+  var badge = document.getElementById('status');
+  var live = document.getElementById('live');
+  var tbody = document.querySelector('#hosts tbody');
+
+  function setText(el, value) { el.textContent = value == null ? '' : String(value); }
+  // Class names come from data: keep only what a state name can hold.
+  function token(value) { return String(value == null ? 'unknown' : value).replace(/[^a-z0-9_]/g, '') || 'unknown'; }
+  function fmtTime(ms) {
+    var d = new Date(ms);
+    return typeof ms === 'number' && !isNaN(d.getTime()) ? d.toISOString().replace(/\.\d{3}Z$/, 'Z') : '';
+  }
+  function cell(tr, cls) {
+    var td = document.createElement('td');
+    td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+  function hostRow(host) {
+    var tr = document.getElementById('host-' + host);
+    if (tr) return tr;
+    var empty = document.getElementById('no-hosts');
+    if (empty) empty.remove();
+    tr = document.createElement('tr');
+    tr.id = 'host-' + host;
+    tr.setAttribute('data-host', host);
+    setText(cell(tr, 'host'), host);
+    var phase = document.createElement('span');
+    phase.className = 'phase';
+    cell(tr, '').appendChild(phase);
+    cell(tr, 'failed-phase');
+    cell(tr, 'rolled-back');
+    var msg = document.createElement('div');
+    msg.className = 'message-text';
+    cell(tr, 'message').appendChild(msg);
+    cell(tr, 'updated muted');
+    tbody.appendChild(tr);
+    return tr;
+  }
+  function updateProgress() {
+    var phases = tbody.querySelectorAll('.phase');
+    var ok = 0, failed = 0, unreachable = 0;
+    phases.forEach(function (p) {
+      var v = p.getAttribute('data-phase');
+      if (v === 'done' || v === 'skipped') ok++;
+      if (v === 'failed' || v === 'timed_out') failed++;
+      if (v === 'unreachable') unreachable++;
+    });
+    var text = phases.length === 0 ? 'no hosts' : ok + '/' + phases.length + ' done';
+    if (failed > 0) text += ', ' + failed + ' failed';
+    if (unreachable > 0) text += ', ' + unreachable + ' unreachable';
+    setText(document.getElementById('progress'), text);
+  }
+  function onHost(ev) {
+    if (typeof ev.host !== 'string' || ev.host === '') return;
+    var tr = hostRow(ev.host);
+    var phase = token(ev.phase);
+    var badgeEl = tr.querySelector('.phase');
+    badgeEl.className = 'phase phase-' + phase;
+    badgeEl.setAttribute('data-phase', phase);
+    setText(badgeEl, phase);
+    setText(tr.querySelector('.failed-phase'), ev.failed_phase);
+    setText(tr.querySelector('.rolled-back'), ev.rolled_back ? 'yes' : 'no');
+    setText(tr.querySelector('.message-text'), ev.message);
+    var pre = tr.querySelector('pre.log');
+    if (typeof ev.log_tail === 'string' && ev.log_tail.trim() !== '') {
+      if (!pre) {
+        pre = document.createElement('pre');
+        pre.className = 'log';
+        tr.querySelector('.message').appendChild(pre);
+      }
+      setText(pre, ev.log_tail);
+    } else if (pre) {
+      pre.remove();
+    }
+    setText(tr.querySelector('.updated'), fmtTime(ev.updated_at));
+    updateProgress();
+  }
+  function onStatus(ev) {
+    var status = token(ev.status);
+    badge.className = 'badge status-' + status;
+    badge.setAttribute('data-status', status);
+    setText(badge, status);
+    if (ev.version) {
+      var version = document.getElementById('version');
+      version.className = '';
+      version.removeAttribute('title');
+      setText(version, ev.version);
+    }
+    var error = document.getElementById('deploy-error');
+    setText(error, ev.error);
+    error.hidden = !ev.error;
+    if (TERMINAL.indexOf(status) >= 0) {
+      es.close();
+      setText(live, '');
+    }
+  }
+  function onEvent(message) {
+    var ev;
+    try { ev = JSON.parse(message.data); } catch (e) { return; }
+    if (!ev || ev.deploy_id !== ID) return;
+    if (ev.kind === 'host') onHost(ev);
+    else if (ev.kind === 'status') onStatus(ev);
+  }
+
+  if (TERMINAL.indexOf(badge.getAttribute('data-status')) >= 0) return;
+  var es = new EventSource('/api/v1/deploys/' + ID + '/stream');
+  es.onopen = function () { setText(live, 'live'); };
+  es.onerror = function () {
+    setText(live, es.readyState === EventSource.CLOSED ? 'disconnected — reload the page' : 'reconnecting…');
+  };
+  es.onmessage = onEvent;
+  // Also accept events sent under their kind's name.
+  es.addEventListener('host', onEvent);
+  es.addEventListener('status', onEvent);
+})();
