@@ -61,6 +61,7 @@ macro_rules! deploy_columns {
 // Reports, drift and metrics queries; after the macros, which they use.
 mod reports;
 pub use reports::BUILD_BUCKETS_MS;
+mod webhooks;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
