@@ -1018,6 +1018,58 @@ mod tests {
     }
 
     #[test]
+    fn webhook_secret_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "deploy",
+            "webhook-secret",
+            "hello",
+            "--provider",
+            "forgejo",
+            "--rotate",
+            "--grace",
+            "1h",
+        ])
+        .unwrap();
+        let Command::WebhookSecret {
+            provider,
+            rotate,
+            grace,
+            delete,
+            ..
+        } = cli.command
+        else {
+            panic!("not webhook-secret");
+        };
+        assert_eq!(provider, WebhookProvider::Gitea);
+        assert!(rotate && !delete);
+        assert_eq!(grace.as_deref(), Some("1h"));
+        for bad in [
+            &["deploy", "webhook-secret", "hello"][..],
+            &["deploy", "webhook-secret", "hello", "--provider", "svn"],
+            &[
+                "deploy",
+                "webhook-secret",
+                "hello",
+                "--provider",
+                "github",
+                "--grace",
+                "1h",
+            ],
+            &[
+                "deploy",
+                "webhook-secret",
+                "hello",
+                "--provider",
+                "github",
+                "--rotate",
+                "--delete",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn sizes_read_well() {
         assert_eq!(bytes(512), "512 B");
         assert_eq!(bytes(12_288), "12.0 KiB");
