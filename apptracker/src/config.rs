@@ -52,10 +52,23 @@ pub struct Config {
     /// How long a download URL handed to a host stays valid.
     #[serde(with = "humantime_serde_compat")]
     pub artifact_url_ttl: Duration,
-    /// File holding the shared secret VCS webhooks are signed with (GitHub,
-    /// Gitea/Forgejo: HMAC-SHA256 of the body; GitLab: the token itself).
-    /// Webhooks are refused when unset.
+    /// No longer used: webhooks are verified with each app's own secret
+    /// per provider (`deploy webhook-secret`). One shared secret let a
+    /// GitLab token, sent in clear, sign GitHub pushes for every app. Kept
+    /// so an old config still loads; AppTracker warns when it is set.
     pub webhook_secret_file: Option<PathBuf>,
+    /// How long an app's previous webhook secret keeps working after a
+    /// rotation, unless the rotation says otherwise.
+    #[serde(with = "humantime_serde_compat")]
+    pub webhook_secret_grace: Duration,
+    /// How long a webhook delivery id is remembered: a delivery with an id
+    /// seen within this window does nothing.
+    #[serde(with = "humantime_serde_compat")]
+    pub webhook_delivery_retention: Duration,
+    /// The key webhook secrets are sealed with in the database (64 hex
+    /// digits); `<data_dir>/secrets.key` when unset, generated at first
+    /// start. Replicas sharing a database must share it.
+    pub secrets_key_file: Option<PathBuf>,
     /// File holding the key that signs local-store download URLs; replicas
     /// serving one directory must share it. Random per process when unset.
     pub url_signing_key_file: Option<PathBuf>,
@@ -111,6 +124,9 @@ impl Default for Config {
             url_signing_key_file: None,
             signing_key_file: None,
             webhook_secret_file: None,
+            webhook_secret_grace: Duration::from_secs(24 * 3600),
+            webhook_delivery_retention: Duration::from_secs(24 * 3600),
+            secrets_key_file: None,
             build_cache_dir: None,
             git: GitConfig::default(),
             session_ttl: Duration::from_secs(12 * 3600),
@@ -206,6 +222,12 @@ impl Config {
         Ok(deploy::signing::SigningKey::load_or_generate(
             &self.signing_key_path(),
         )?)
+    }
+
+    pub fn secrets_key_path(&self) -> PathBuf {
+        self.secrets_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secrets.key"))
     }
 
     pub fn artifacts_dir(&self) -> PathBuf {

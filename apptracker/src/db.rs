@@ -62,6 +62,7 @@ macro_rules! deploy_columns {
 mod reports;
 pub use reports::BUILD_BUCKETS_MS;
 mod sessions;
+mod webhooks;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

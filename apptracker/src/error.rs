@@ -37,7 +37,8 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     (
         "not_found",
         404,
-        "no such app, build, deploy, token, pin, webhook provider or trigger; no such endpoint",
+        "no such app, build, deploy, token, pin, webhook provider, webhook secret or trigger; no \
+         such endpoint",
     ),
     (
         "method_not_allowed",

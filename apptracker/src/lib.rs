@@ -17,6 +17,7 @@ mod openapi;
 mod page;
 mod queue;
 mod routes;
+mod secrets;
 mod sessions;
 mod startup;
 pub mod store;

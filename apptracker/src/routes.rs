@@ -22,7 +22,8 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
 use deploy::{
-    BuildJob, BuildResult, BuildWorker, ClaimBuild, GitRef, Sha256, TriggerUrl, WebhookOutcome,
+    BuildJob, BuildResult, BuildWorker, ClaimBuild, CreatedWebhookSecret, GitRef, SetWebhookSecret,
+    Sha256, TriggerUrl, WebhookOutcome, WebhookSecretInfo,
 };
 
 use crate::audit::Note;
@@ -69,7 +70,12 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         // A failed host's report carries up to 1 MiB of log, which JSON
         // escaping can grow: more room than the default 2 MB.
         .routes(routes!(host_event).layer(axum::extract::DefaultBodyLimit::max(8 << 20)))
-        .routes(routes!(webhook))
+        // GitHub accepts push payloads up to 25 MB: a big push must not
+        // be a 413 that silently builds nothing.
+        .routes(routes!(webhook).layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
+        .routes(routes!(webhook_without_app))
+        .routes(routes!(list_webhook_secrets))
+        .routes(routes!(set_webhook_secret, delete_webhook_secret))
         .routes(routes!(new_trigger))
         .routes(routes!(trigger))
         .routes(routes!(create_token, list_tokens))
@@ -101,6 +107,9 @@ pub fn api(tracker: Tracker) -> Router {
         .with_state(tracker)
 }
 
+/// The largest webhook delivery accepted (GitHub's own cap on payloads).
+const WEBHOOK_BODY_LIMIT: usize = 25 << 20;
+
 fn parse<T: std::str::FromStr<Err = deploy::ParseError>>(s: &str) -> Result<T, ApiError> {
     s.parse::<T>().map_err(ApiError::from)
 }
@@ -127,6 +136,16 @@ async fn register_app(
     if req.git_url.trim().is_empty() {
         return Err(ApiError::Invalid("`git_url` must not be empty".into()));
     }
+    if let Some(what) = packer::url_credentials(&req.git_url) {
+        // Never echo the URL: it holds the secret.
+        return Err(ApiError::Invalid(format!(
+            "`git_url` must not carry credentials, and this one holds {what}: an app's URL is \
+             shown to every viewer and sent to every build worker. Register the URL without them \
+             (`https://git.example.com/team/app.git`) and give the credentials to packer: \
+             `[git] username` and `password_file` (or `ssh_key_file`) in AppTracker's config, \
+             `--git-username` and `--git-password-file` on `packer worker`"
+        )));
+    }
     let branch = req
         .branch
         .unwrap_or_else(|| crate::tracker::DEFAULT_BRANCH.to_string());
@@ -141,13 +160,20 @@ async fn register_app(
     match t.db().insert_app(&app).await? {
         Some(app) => {
             tracing::info!(app = %app.name, "app registered");
-            Ok((StatusCode::CREATED, ApiJson(app)))
+            Ok((StatusCode::CREATED, ApiJson(shown(app))))
         }
         None => Err(ApiError::Conflict(format!(
             "app `{}` is already registered",
             req.name
         ))),
     }
+}
+
+/// An app as the API shows it: credentials in a `git_url` registered
+/// before they were refused are masked (`https://***@host/…`).
+fn shown(mut app: App) -> App {
+    app.git_url = packer::redact_url(&app.git_url);
+    app
 }
 
 #[utoipa::path(
@@ -165,6 +191,7 @@ async fn list_apps(
     let limit = page::limit(q.limit)?;
     let after = page::name_cursor::<AppName>(q.cursor.as_deref())?;
     let apps = t.db().apps_page(after.as_ref(), page::rows(limit)).await?;
+    let apps = apps.into_iter().map(shown).collect();
     Ok(Paged::cut(apps, limit, |a| a.name.to_string()))
 }
 
@@ -182,7 +209,7 @@ async fn show_app(
     let app: AppName = parse(&app)?;
     let found = t.db().app(&app).await?;
     found
-        .map(ApiJson)
+        .map(|a| ApiJson(shown(a)))
         .ok_or_else(|| ApiError::NotFound(format!("unknown app `{app}`")))
 }
 
@@ -995,32 +1022,140 @@ async fn deploy_stream(
 
 // ---------------------------------------------------------------- webhooks
 
-/// VCS webhooks authenticate by their signature, not a token.
+/// VCS webhooks authenticate by their signature, with the app's own secret
+/// for the provider, not by a token.
 #[utoipa::path(
-    post, path = "/api/v1/webhooks/{provider}", tag = "webhooks",
-    params(("provider" = String, Path, description = "`github`, `gitlab`, `gitea` or `forgejo`")),
-    request_body(content = serde_json::Value, description = "The provider's push event, signed with the webhook secret"),
+    post, path = "/api/v1/webhooks/{provider}/{app}", tag = "webhooks",
+    summary = "A push from a VCS for one app, signed with the app's secret for that provider",
+    params(("provider" = String, Path, description = "`github`, `gitlab`, `gitea` or `forgejo`"),
+           ("app" = AppName, Path, description = "The app the delivery is for")),
+    request_body(content = serde_json::Value, description = "The provider's push event, signed with the app's webhook secret for the provider (up to 25 MB)"),
     security(()),
-    responses((status = 200, description = "Handled (`pong`, `built`, `ignored`)", body = WebhookOutcome),
-              (status = 202, description = "Accepted: builds (and deploys) started, or the event ignored", body = WebhookOutcome))
+    responses((status = 200, description = "Handled (`pong`)", body = WebhookOutcome),
+              (status = 202, description = "Accepted: builds (and deploys) started, the event ignored, or a `duplicate` delivery (nothing done)", body = WebhookOutcome),
+              (status = 401, description = "`unauthorized`: not signed with the app's secret for the provider", body = ErrorBody),
+              (status = 404, description = "`not_found`: no such provider, or the app has no secret for it", body = ErrorBody))
 )]
 async fn webhook(
     State(t): State<Tracker>,
     note: Note,
-    ApiPath(provider): ApiPath<String>,
+    ApiPath((provider, app)): ApiPath<(String, String)>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, ApiJson<WebhookOutcome>), ApiError> {
-    let parsed = crate::webhooks::Provider::parse(&provider).ok_or_else(|| {
+    let parsed = webhook_provider(&provider)?;
+    // The provider it claims to be; the status says whether it proved it.
+    note.actor(format!("webhook:{parsed}"), "webhook");
+    let app: AppName = parse(&app)?;
+    note.app(&app);
+    let (status, out) = crate::webhooks::handle(&t, parsed, &app, &headers, &body).await?;
+    note.target(started(&out));
+    Ok((status, ApiJson(out)))
+}
+
+fn webhook_provider(provider: &str) -> Result<deploy::WebhookProvider, ApiError> {
+    provider.parse().map_err(|_| {
         ApiError::NotFound(format!(
             "unknown webhook provider `{provider}`: use github, gitlab, gitea or forgejo"
         ))
-    })?;
-    // The provider it claims to be; the status says whether it proved it.
-    note.actor(format!("webhook:{provider}"), "webhook");
-    let (status, out) = crate::webhooks::handle(&t, parsed, &headers, &body).await?;
-    note.target(started(&out));
-    Ok((status, ApiJson(out)))
+    })
+}
+
+/// The URL of one shared webhook secret, before secrets were per app.
+#[utoipa::path(
+    post, path = "/api/v1/webhooks/{provider}", tag = "webhooks",
+    summary = "Gone: webhooks are per app (`/api/v1/webhooks/{provider}/{app}`)",
+    params(("provider" = String, Path, description = "`github`, `gitlab`, `gitea` or `forgejo`")),
+    security(()),
+    responses((status = 404, description = "`not_found`, saying where webhooks go now", body = ErrorBody))
+)]
+async fn webhook_without_app(
+    note: Note,
+    ApiPath(provider): ApiPath<String>,
+) -> Result<ApiJson<WebhookOutcome>, ApiError> {
+    let parsed = webhook_provider(&provider)?;
+    note.actor(format!("webhook:{parsed}"), "webhook");
+    Err(ApiError::NotFound(format!(
+        "webhooks are per app now: send them to /api/v1/webhooks/{parsed}/APP, signed with \
+         the app's own secret (`deploy webhook-secret APP --provider {parsed}` makes it and prints \
+         the URL); the shared `webhook_secret_file` is no longer used"
+    )))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/apps/{app}/webhook-secrets", tag = "webhooks",
+    summary = "The providers the app takes webhooks from, and their URLs; never the secrets (admin)",
+    params(("app" = AppName, Path, description = "The app's name")),
+    responses((status = 200, description = "One entry per provider with a secret", body = Vec<WebhookSecretInfo>))
+)]
+async fn list_webhook_secrets(
+    State(t): State<Tracker>,
+    who: Principal,
+    ApiPath(app): ApiPath<String>,
+) -> Result<ApiJson<Vec<WebhookSecretInfo>>, ApiError> {
+    who.require(Role::Admin)?;
+    let app: AppName = parse(&app)?;
+    Ok(ApiJson(crate::webhooks::secrets_info(&t, &app).await?))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/apps/{app}/webhook-secrets/{provider}", tag = "webhooks",
+    summary = "Make the app's webhook secret for a provider, or rotate it (the old one keeps working for a grace); the answer holds its only copy (admin)",
+    params(("app" = AppName, Path, description = "The app's name"),
+           ("provider" = String, Path, description = "`github`, `gitlab`, `gitea` or `forgejo`")),
+    request_body(content = Option<SetWebhookSecret>, description = "Optional: no body makes a first secret"),
+    responses((status = 201, description = "The secret, shown once, and the URL to configure", body = CreatedWebhookSecret),
+              (status = 409, description = "`conflict`: the app has a secret for the provider and `rotate` is not set", body = ErrorBody))
+)]
+async fn set_webhook_secret(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    ApiPath((app, provider)): ApiPath<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, ApiJson<CreatedWebhookSecret>), ApiError> {
+    who.require(Role::Admin)?;
+    let app: AppName = parse(&app)?;
+    let provider = webhook_provider(&provider)?;
+    note.app(&app);
+    let req: SetWebhookSecret = if body.iter().all(u8::is_ascii_whitespace) {
+        SetWebhookSecret::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Invalid(format!("invalid request body: {e}")))?
+    };
+    let created = crate::webhooks::set_secret(&t, &app, provider, &req).await?;
+    // Never the secret.
+    let what = match created.previous_valid_until {
+        Some(until) => format!("rotated; the old one is accepted until {until}"),
+        None => "made".to_string(),
+    };
+    note.target(format!("{provider} webhook secret of app {app}: {what}"));
+    tracing::info!(%app, %provider, by = %who.name, rotated = created.previous_valid_until.is_some(), "webhook secret set");
+    Ok((StatusCode::CREATED, ApiJson(created)))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/apps/{app}/webhook-secrets/{provider}", tag = "webhooks",
+    summary = "Stop taking the app's webhooks from a provider: its secrets stop working at once (admin)",
+    params(("app" = AppName, Path, description = "The app's name"),
+           ("provider" = String, Path, description = "`github`, `gitlab`, `gitea` or `forgejo`")),
+    responses((status = 200, description = "Deleted", body = Empty))
+)]
+async fn delete_webhook_secret(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    ApiPath((app, provider)): ApiPath<(String, String)>,
+) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    who.require(Role::Admin)?;
+    let app: AppName = parse(&app)?;
+    let provider = webhook_provider(&provider)?;
+    note.app(&app);
+    note.target(format!("{provider} webhook secret of app {app}: deleted"));
+    crate::webhooks::delete_secret(&t, &app, provider).await?;
+    tracing::info!(%app, %provider, by = %who.name, "webhook secret deleted");
+    Ok(ApiJson(serde_json::json!({})))
 }
 
 /// What a webhook or trigger started, for the audit log.

@@ -75,19 +75,19 @@ impl Application {
             None => Bus::in_process(),
         };
         tracing::info!(bus = bus.describe(), "bus");
-        let webhook_secret = match &config.webhook_secret_file {
-            Some(path) => {
-                let secret = std::fs::read_to_string(path).with_context(|| {
-                    format!("cannot read webhook_secret_file {}", path.display())
-                })?;
-                let secret = secret.trim().to_string();
-                if secret.is_empty() {
-                    anyhow::bail!("webhook_secret_file {} is empty", path.display());
-                }
-                Some(secrecy::SecretString::from(secret))
-            }
-            None => None,
-        };
+        if let Some(path) = &config.webhook_secret_file {
+            tracing::warn!(
+                path = %path.display(),
+                "webhook_secret_file is no longer used and is ignored: each app has its own webhook \
+                 secret per provider and its own URL (`deploy webhook-secret APP --provider P`)"
+            );
+        }
+        let (secrets, generated) =
+            crate::secrets::SecretsKey::load_or_generate(&config.secrets_key_path())?;
+        if generated {
+            tracing::info!(path = %config.secrets_key_path().display(), key_id = secrets.id(),
+                "generated the key webhook secrets are sealed with; replicas sharing the database need the same file (secrets_key_file)");
+        }
         let packer = config.packer_settings()?;
         let (signing_key, generated) = config.signing_key()?;
         if generated {
@@ -108,7 +108,7 @@ impl Application {
             local,
             config,
             base_url: base_url.clone(),
-            webhook_secret,
+            secrets,
         });
         Ok(Self {
             listener,

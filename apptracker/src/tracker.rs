@@ -10,7 +10,6 @@ use deploy::{
     DeployHost, DeployId, DeployMessage, DeployStatus, GitRef, HostEvent, HostName, HostPhase,
     HostSelector, Portion, Strategy, Target, Timestamp, Version,
 };
-use secrecy::SecretString;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +36,9 @@ pub(crate) struct Origin<'a> {
     pub automated: bool,
     /// The token name of whoever asked.
     pub by: Option<&'a str>,
+    /// The build to deploy, already requested (a webhook's push), instead
+    /// of resolving the request's `git_ref` again; the ref is its label.
+    pub build: Option<Build>,
 }
 
 /// The branch built when a request names no ref.
@@ -62,8 +64,12 @@ struct Inner {
     stopping: CancellationToken,
     /// The URL this server is reached at.
     base_url: String,
-    /// Verifies VCS webhooks; webhooks are refused when unset.
-    webhook_secret: Option<SecretString>,
+    /// Seals and opens the secrets kept in the database (webhook secrets).
+    secrets: crate::secrets::SecretsKey,
+    /// One lock per app, held while a push decides whether it deploys and
+    /// creates its build, so two pushes of one app cannot both pass the
+    /// "nothing newer is built" check (see `webhooks.rs`).
+    push_locks: std::sync::Mutex<std::collections::HashMap<AppName, Arc<tokio::sync::Mutex<()>>>>,
     /// Git credentials, the build cache and the signing key, for ref
     /// resolution and the in-process builder.
     packer: packer::Settings,
@@ -79,7 +85,8 @@ pub struct Parts {
     pub local: Option<Arc<LocalStore>>,
     pub config: Config,
     pub base_url: String,
-    pub webhook_secret: Option<SecretString>,
+    /// Seals the secrets kept in the database.
+    pub secrets: crate::secrets::SecretsKey,
     pub packer: packer::Settings,
     /// Signs what the in-process builder builds (replaces whatever key
     /// `packer` holds).
@@ -95,7 +102,7 @@ impl Tracker {
             local,
             config,
             base_url,
-            webhook_secret,
+            secrets,
             mut packer,
             signing_key,
         } = parts;
@@ -109,7 +116,8 @@ impl Tracker {
                 local,
                 config,
                 base_url,
-                webhook_secret,
+                secrets,
+                push_locks: Default::default(),
                 packer,
                 public_key,
                 build_queued: Notify::new(),
@@ -181,8 +189,21 @@ impl Tracker {
         &self.inner.base_url
     }
 
-    pub fn webhook_secret(&self) -> Option<&SecretString> {
-        self.inner.webhook_secret.as_ref()
+    pub fn secrets(&self) -> &crate::secrets::SecretsKey {
+        &self.inner.secrets
+    }
+
+    /// The lock pushes of `app` take turns on (see `push_locks`).
+    pub(crate) fn push_lock(&self, app: &AppName) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .inner
+            .push_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Locks nobody holds or waits on are dropped, so the map stays as
+        // small as the number of apps being pushed right now.
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(app.clone()).or_default().clone()
     }
 
     pub fn stopping(&self) -> &CancellationToken {
@@ -240,13 +261,22 @@ impl Tracker {
         let default_ref = GitRef::parse(DEFAULT_BRANCH)?;
         let git_ref = git_ref.unwrap_or(&default_ref);
         let commit = self.resolve(&registered.git_url, git_ref).await?;
-        if let Some(build) = self.db().reusable_build(app, &commit).await? {
+        self.build_commit(app, git_ref.as_str(), &commit).await
+    }
+
+    /// A build of `commit` (a full sha, already known to be in the
+    /// repository), labelled `label` (the ref it was asked by): reused
+    /// when one exists, else queued. Returns it and whether it is new.
+    pub async fn build_commit(
+        &self,
+        app: &AppName,
+        label: &str,
+        commit: &str,
+    ) -> Result<(Build, bool), ApiError> {
+        if let Some(build) = self.db().reusable_build(app, commit).await? {
             return Ok((build, false));
         }
-        let build = self
-            .db()
-            .insert_build(app, git_ref.as_str(), &commit)
-            .await?;
+        let build = self.db().insert_build(app, label, commit).await?;
         tracing::info!(app = %app, build_id = %build.id, version = %build.version, "build queued");
         self.build_queued().notify_one();
         Ok((build, true))
@@ -369,10 +399,12 @@ impl Tracker {
         &self,
         req: &CreateDeploy,
         by: &str,
+        build: Option<Build>,
     ) -> Result<Deploy, ApiError> {
         let origin = Origin {
             by: Some(by),
             automated: true,
+            build,
             ..Origin::default()
         };
         self.create_deploy_on(req, origin).await
@@ -679,10 +711,13 @@ impl Tracker {
                     }
                 }
             }
-            (None, Some(r)) => {
-                let (b, _) = self.request_build(&req.app, Some(r)).await?;
-                (b, Some(r.as_str()))
-            }
+            (None, Some(r)) => match origin.build {
+                Some(ref b) => (b.clone(), Some(r.as_str())),
+                None => {
+                    let (b, _) = self.request_build(&req.app, Some(r)).await?;
+                    (b, Some(r.as_str()))
+                }
+            },
             _ => {
                 return Err(ApiError::Invalid(
                     "give exactly one of `version` and `git_ref`".into(),

@@ -2,15 +2,28 @@
 //! push to an app's branch starts a build of the pushed commit, and a deploy
 //! when the app has an auto-deploy rule.
 //!
+//! Each app has its own secret per provider, and its own URL
+//! (`/api/v1/webhooks/{provider}/{app}`), so a delivery is checked with the
+//! secret of the app it names: one app's secret (or a GitLab token, sent in
+//! clear) cannot sign another app's or another provider's deliveries. A
+//! rotation keeps the previous secret working for a grace period.
 //! Signatures are checked before the body is even parsed, in constant time;
 //! a bad one is 401 with nothing started. Pings are answered, other events
 //! ignored with 202.
+//!
+//! A push is handled once per delivery id (a redelivery or replay is a
+//! `duplicate` that does nothing), and a push never auto-deploys a commit
+//! older than one already built for the branch (or deployed, or queued to
+//! be): that would be a downgrade, and would supersede the newer deploy.
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use deploy::{App, AppName, CreateDeploy, GitRef, WebhookOutcome};
+use deploy::{
+    App, AppName, Build, CreateDeploy, CreatedWebhookSecret, GitRef, SetWebhookSecret, Timestamp,
+    WebhookOutcome, WebhookProvider, WebhookSecretInfo,
+};
 use hmac::{Hmac, Mac};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -19,24 +32,16 @@ use crate::error::ApiError;
 use crate::tracker::Tracker;
 
 /// Who sent a webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Provider {
-    GitHub,
-    GitLab,
-    /// Gitea and Forgejo send the same payloads and signatures.
-    Gitea,
-}
+pub type Provider = WebhookProvider;
 
-impl Provider {
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "github" => Some(Provider::GitHub),
-            "gitlab" => Some(Provider::GitLab),
-            "gitea" | "forgejo" => Some(Provider::Gitea),
-            _ => None,
-        }
-    }
-}
+/// How many of a branch's newest builds a push is compared with.
+const BUILT_COMMITS_COMPARED: i64 = 50;
+
+/// The longest delivery id remembered; the providers' are UUIDs.
+const MAX_DELIVERY_ID: usize = 200;
+
+/// The longest rotation grace accepted.
+const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
 
 /// A push, as the three providers describe it.
 #[derive(Debug, PartialEq, Eq)]
@@ -103,6 +108,7 @@ fn verify(
                 Err(unauthorized("the X-Gitlab-Token is wrong"))
             }
         }
+        Provider::Unknown => Err(unauthorized("unknown webhook provider")),
     }
 }
 
@@ -111,7 +117,7 @@ fn event(provider: Provider, headers: &HeaderMap) -> String {
     let raw = match provider {
         Provider::GitHub => header(headers, "x-github-event"),
         Provider::GitLab => header(headers, "x-gitlab-event"),
-        Provider::Gitea => {
+        Provider::Gitea | Provider::Unknown => {
             header(headers, "x-gitea-event").or_else(|| header(headers, "x-forgejo-event"))
         }
     };
@@ -138,7 +144,7 @@ fn parse_push(provider: Provider, body: &[u8]) -> Result<Push, ApiError> {
     let after = text(&["after"])
         .ok_or_else(|| ApiError::Invalid("the push payload has no `after`".into()))?;
     let candidates: &[&[&str]] = match provider {
-        Provider::GitHub | Provider::Gitea => &[
+        Provider::GitHub | Provider::Gitea | Provider::Unknown => &[
             &["repository", "clone_url"],
             &["repository", "ssh_url"],
             &["repository", "html_url"],
@@ -186,19 +192,87 @@ pub fn normalize_repo_url(url: &str) -> String {
     s.to_lowercase()
 }
 
-/// Handles one webhook request.
+/// The delivery id the provider gives a delivery, if any: the same on a
+/// redelivery ("Redeliver" in GitHub, Gitea's and Forgejo's "Test
+/// delivery" of a stored one, GitLab's "Resend request").
+fn delivery_id(provider: Provider, headers: &HeaderMap) -> Option<&str> {
+    match provider {
+        Provider::GitHub => header(headers, "x-github-delivery"),
+        Provider::GitLab => header(headers, "x-gitlab-event-uuid"),
+        Provider::Gitea | Provider::Unknown => header(headers, "x-gitea-delivery")
+            .or_else(|| header(headers, "x-forgejo-delivery"))
+            .or_else(|| header(headers, "x-gogs-delivery")),
+    }
+    .map(str::trim)
+    .filter(|id| !id.is_empty())
+}
+
+/// What binds a sealed secret to its row.
+fn seal_context(app: &AppName, provider: Provider) -> String {
+    format!("webhook-secret:{app}:{provider}")
+}
+
+/// The secrets a delivery for `app` from `provider` may be signed with at
+/// `now`: the current one, and the previous one during a rotation's grace.
+async fn accepted_secrets(
+    t: &Tracker,
+    app: &AppName,
+    provider: Provider,
+    now: Timestamp,
+) -> Result<Vec<SecretString>, ApiError> {
+    let row = t.db().webhook_secret(app, provider).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no {provider} webhook secret for app `{app}`: make one with `deploy webhook-secret \
+             {app} --provider {provider}` (POST /api/v1/apps/{app}/webhook-secrets/{provider})"
+        ))
+    })?;
+    let context = seal_context(app, provider);
+    let mut sealed = vec![row.sealed.as_str()];
+    sealed.extend(row.previous_at(now));
+    sealed
+        .into_iter()
+        .map(|s| {
+            t.secrets().open(s, &context).map_err(|e| {
+                ApiError::Internal(anyhow::anyhow!(
+                    "cannot open the {provider} webhook secret of app `{app}`: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Checks the delivery is signed with one of `secrets` (the first's error
+/// when none matches).
+fn verify_any(
+    provider: Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+    secrets: &[SecretString],
+) -> Result<(), ApiError> {
+    let mut first = None;
+    for s in secrets {
+        match verify(provider, headers, body, s.expose_secret().as_bytes()) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Err(first.unwrap_or_else(|| unauthorized("no secret to check the signature with")))
+}
+
+/// Handles one webhook delivery for `app`.
 pub async fn handle(
     t: &Tracker,
     provider: Provider,
+    app_name: &AppName,
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(StatusCode, WebhookOutcome), ApiError> {
-    let Some(secret) = t.webhook_secret() else {
-        return Err(ApiError::NotFound(
-            "webhooks are off: set webhook_secret_file in AppTracker's config".into(),
-        ));
-    };
-    verify(provider, headers, body, secret.expose_secret().as_bytes())?;
+    let now = Timestamp::now();
+    let secrets = accepted_secrets(t, app_name, provider, now).await?;
+    verify_any(provider, headers, body, &secrets)?;
+    drop(secrets);
     let kind = event(provider, headers);
     if kind == "ping" {
         return Ok((StatusCode::OK, outcome("pong", "webhook configured")));
@@ -209,6 +283,55 @@ pub async fn handle(
             outcome("ignored", &format!("event `{kind}` starts nothing")),
         ));
     }
+    let Some(app) = t.db().app(app_name).await? else {
+        return Err(ApiError::NotFound(format!("unknown app `{app_name}`")));
+    };
+    // Once per delivery id: a replayed or redelivered push does nothing.
+    let delivery = match delivery_id(provider, headers) {
+        Some(id) if id.len() > MAX_DELIVERY_ID => {
+            return Err(ApiError::Invalid(format!(
+                "the delivery id is longer than {MAX_DELIVERY_ID} characters"
+            )));
+        }
+        Some(id) => {
+            let retention = t.config().webhook_delivery_retention.as_millis() as i64;
+            let fresh = t
+                .db()
+                .record_delivery(&app.name, provider, id, now, Timestamp(now.0 - retention))
+                .await?;
+            if !fresh {
+                tracing::info!(app = %app.name, %provider, delivery = id, "duplicate webhook delivery ignored");
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    outcome(
+                        "duplicate",
+                        &format!("delivery {id} was handled already: nothing done"),
+                    ),
+                ));
+            }
+            Some(id)
+        }
+        None => None,
+    };
+    let handled = push(t, provider, &app, body).await;
+    if handled.is_err()
+        && let Some(id) = delivery
+    {
+        // Let the provider's retry be handled rather than be a duplicate.
+        if let Err(e) = t.db().forget_delivery(&app.name, provider, id).await {
+            tracing::warn!(app = %app.name, %provider, error = %e, "cannot forget a failed delivery");
+        }
+    }
+    handled
+}
+
+/// Handles a signed push event for `app`.
+async fn push(
+    t: &Tracker,
+    provider: Provider,
+    app: &App,
+    body: &Bytes,
+) -> Result<(StatusCode, WebhookOutcome), ApiError> {
     let push = parse_push(provider, body)?;
     let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
         return Ok((
@@ -222,81 +345,149 @@ pub async fn handle(
             outcome("ignored", &format!("branch `{branch}` was deleted")),
         ));
     }
-    let wanted: Vec<String> = push
-        .repo_urls
-        .iter()
-        .map(|u| normalize_repo_url(u))
-        .collect();
-    let apps: Vec<App> = t
-        .db()
-        .apps()
-        .await?
-        .into_iter()
-        .filter(|a| a.branch == branch && wanted.contains(&normalize_repo_url(&a.git_url)))
-        .collect();
-    if apps.is_empty() {
+    if branch != app.branch {
         return Ok((
             StatusCode::ACCEPTED,
             outcome(
                 "ignored",
                 &format!(
-                    "no app builds branch `{branch}` of {}",
+                    "`{}` builds branch `{}`, not `{branch}`",
+                    app.name, app.branch
+                ),
+            ),
+        ));
+    }
+    let wanted = normalize_repo_url(&app.git_url);
+    if !push
+        .repo_urls
+        .iter()
+        .any(|u| normalize_repo_url(u) == wanted)
+    {
+        return Ok((
+            StatusCode::ACCEPTED,
+            outcome(
+                "ignored",
+                &format!(
+                    "`{}` is not built from {}",
+                    app.name,
                     push.repo_urls
                         .first()
-                        .map(String::as_str)
-                        .unwrap_or("this repository")
+                        .map(|u| packer::redact_url(u))
+                        .unwrap_or_else(|| "this repository".into())
                 ),
             ),
         ));
     }
     let commit = GitRef::parse(push.after.as_str())?;
-    let mut out = outcome("built", "");
-    let mut notes = Vec::new();
-    for app in apps {
-        start(t, &app, &commit, &mut out, &mut notes).await?;
-    }
-    out.message = notes.join("; ");
-    tracing::info!(?provider, branch, commit = %commit, builds = ?out.builds, deploys = ?out.deploys, "webhook push");
+    let out = start_branch(t, app, Some(commit.as_str()), "webhook").await?;
+    tracing::info!(app = %app.name, %provider, branch, commit = %commit, builds = ?out.builds, deploys = ?out.deploys, "webhook push");
     Ok((StatusCode::ACCEPTED, out))
 }
 
-/// Builds `app` at `commit`, and deploys it if the app says so.
-async fn start(
+/// Builds `commit` of the app's branch (its tip when `None`) and, when the
+/// app auto-deploys, deploys it, unless the branch no longer holds it or
+/// a newer commit of the branch is already built, deployed or queued:
+/// a push never auto-deploys a downgrade.
+async fn start_branch(
     t: &Tracker,
     app: &App,
-    commit: &GitRef,
-    out: &mut WebhookOutcome,
-    notes: &mut Vec<String>,
-) -> Result<(), ApiError> {
+    commit: Option<&str>,
+    by: &str,
+) -> Result<WebhookOutcome, ApiError> {
+    // Pushes of one app take turns, so each sees the other's build.
+    let lock = t.push_lock(&app.name);
+    let _turn = lock.lock().await;
+    let mut newer = t
+        .db()
+        .built_commits(&app.name, &app.branch, BUILT_COMMITS_COMPARED)
+        .await?;
     if let Some(rule) = &app.auto_deploy {
-        let req = CreateDeploy {
-            app: app.name.clone(),
-            version: None,
-            git_ref: Some(commit.clone()),
-            cluster: rule.cluster.clone(),
-            hosts: rule.hosts.clone(),
-            strategy: Default::default(),
-            max_failures: Default::default(),
-            rollback_on_failure: false,
-            confirm: None,
-            // A push during a deploy queues behind it; a newer push
-            // supersedes a queued one.
-            wait: true,
-        };
-        match t.create_automated_deploy(&req, "webhook").await {
-            Ok(d) => {
-                out.deploys.push(d.id);
-                out.builds.extend(d.build_id);
-                notes.push(format!("{}: deploy {} to {}", app.name, d.id, rule.cluster));
-                return Ok(());
+        for c in t
+            .db()
+            .pending_deploy_commits(&app.name, &rule.cluster)
+            .await?
+        {
+            if !newer.contains(&c) {
+                newer.push(c);
             }
-            Err(e) => notes.push(format!("{}: no auto-deploy ({e})", app.name)),
         }
     }
-    let (build, _) = t.request_build(&app.name, Some(commit)).await?;
-    notes.push(format!("{}: build {}", app.name, build.id));
+    let located = {
+        let settings = t.packer_settings().clone();
+        let (url, branch) = (app.git_url.clone(), app.branch.clone());
+        let commit = commit.map(str::to_string);
+        tokio::task::spawn_blocking(move || {
+            packer::locate_on_branch(&settings, &url, &branch, commit.as_deref(), &newer)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("branch check task failed: {e}")))?
+        .map_err(|e| {
+            ApiError::unprocessable(
+                "bad_ref",
+                format!("cannot place the commit on branch `{}`: {e}", app.branch),
+            )
+        })?
+    };
+    let (build, _) = t
+        .build_commit(&app.name, &app.branch, &located.commit)
+        .await?;
+    let mut out = outcome("built", "");
     out.builds.push(build.id);
-    Ok(())
+    let short = |c: &str| c.chars().take(7).collect::<String>();
+    let note = match &app.auto_deploy {
+        None => format!("{}: build {}", app.name, build.id),
+        Some(_) if !located.on_branch => format!(
+            "{}: build {}; not deployed: {} is not on branch `{}` any more",
+            app.name,
+            build.id,
+            short(&located.commit),
+            app.branch
+        ),
+        Some(_) if located.newer_built.is_some() => {
+            let newer = located.newer_built.as_deref().unwrap_or_default();
+            tracing::info!(app = %app.name, build_id = %build.id, commit = %located.commit, newer, "older commit pushed: built, not deployed");
+            format!(
+                "{}: build {}; not deployed: {} is older than {}, already built or deployed for \
+                 `{}` (deploy it by hand to go back)",
+                app.name,
+                build.id,
+                short(&located.commit),
+                short(newer),
+                app.branch
+            )
+        }
+        Some(rule) => {
+            let req = CreateDeploy {
+                app: app.name.clone(),
+                version: None,
+                git_ref: Some(GitRef::parse(app.branch.as_str())?),
+                cluster: rule.cluster.clone(),
+                hosts: rule.hosts.clone(),
+                strategy: Default::default(),
+                max_failures: Default::default(),
+                rollback_on_failure: false,
+                confirm: None,
+                // A push during a deploy queues behind it; a newer push
+                // supersedes a queued one.
+                wait: true,
+            };
+            match t
+                .create_automated_deploy(&req, by, Some(build.clone()))
+                .await
+            {
+                Ok(d) => {
+                    out.deploys.push(d.id);
+                    format!(
+                        "{}: build {}, deploy {} to {}",
+                        app.name, build.id, d.id, rule.cluster
+                    )
+                }
+                Err(e) => format!("{}: build {}; no auto-deploy ({e})", app.name, build.id),
+            }
+        }
+    };
+    out.message = note;
+    Ok(out)
 }
 
 fn outcome(result: &str, message: &str) -> WebhookOutcome {
@@ -305,6 +496,127 @@ fn outcome(result: &str, message: &str) -> WebhookOutcome {
         message: message.into(),
         builds: Vec::new(),
         deploys: Vec::new(),
+    }
+}
+
+// ---------------------------------------------------------------- secrets
+
+/// Where `provider` sends `app`'s pushes.
+pub fn webhook_url(t: &Tracker, app: &AppName, provider: Provider) -> String {
+    format!("{}/api/v1/webhooks/{provider}/{app}", t.base_url())
+}
+
+/// A new random webhook secret: 32 bytes, in hex, behind a prefix secret
+/// scanners can match.
+fn new_secret() -> Result<String, ApiError> {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(bytes.as_mut())
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness for a secret: {e}")))?;
+    Ok(format!("slpwh_{}", hex::encode(bytes.as_ref())))
+}
+
+/// Makes `app`'s secret for `provider`, or rotates it; returns it (its
+/// only plaintext copy) and what to tell the provider.
+pub async fn set_secret(
+    t: &Tracker,
+    app: &AppName,
+    provider: Provider,
+    req: &SetWebhookSecret,
+) -> Result<CreatedWebhookSecret, ApiError> {
+    if t.db().app(app).await?.is_none() {
+        return Err(ApiError::NotFound(format!("unknown app `{app}`")));
+    }
+    let grace = match &req.grace {
+        None => t.config().webhook_secret_grace,
+        Some(g) => {
+            let d = humantime::parse_duration(g)
+                .map_err(|e| ApiError::Invalid(format!("`grace` {g:?}: {e} (e.g. `24h`, `0s`)")))?;
+            if d > MAX_GRACE {
+                return Err(ApiError::Invalid(format!(
+                    "`grace` {g:?} is longer than 30 days"
+                )));
+            }
+            d
+        }
+    };
+    let secret = new_secret()?;
+    let context = seal_context(app, provider);
+    let sealed = t.secrets().seal(secret.as_bytes(), &context)?;
+    // A rotation compares the row with what it read, so two at once do
+    // not both keep "their" previous secret; the loser reads again.
+    for _ in 0..5 {
+        let now = Timestamp::now();
+        let previous_valid_until = match t.db().webhook_secret(app, provider).await? {
+            None => {
+                if !t
+                    .db()
+                    .insert_webhook_secret(app, provider, &sealed, now)
+                    .await?
+                {
+                    continue;
+                }
+                None
+            }
+            Some(_) if !req.rotate => {
+                return Err(ApiError::Conflict(format!(
+                    "app `{app}` has a {provider} webhook secret already: rotate it (`--rotate`; \
+                     the old one keeps working for the grace, {}) or delete it",
+                    humantime::format_duration(grace)
+                )));
+            }
+            Some(row) => {
+                let until = Timestamp(now.0 + grace.as_millis() as i64);
+                if !t
+                    .db()
+                    .rotate_webhook_secret(app, provider, &row.sealed, &sealed, until, now)
+                    .await?
+                {
+                    continue;
+                }
+                Some(until)
+            }
+        };
+        return Ok(CreatedWebhookSecret {
+            app: app.clone(),
+            provider,
+            url: webhook_url(t, app, provider),
+            secret,
+            previous_valid_until,
+        });
+    }
+    Err(ApiError::Conflict(format!(
+        "the {provider} webhook secret of `{app}` kept changing under this request: try again"
+    )))
+}
+
+/// The providers `app` takes pushes from, never the secrets.
+pub async fn secrets_info(t: &Tracker, app: &AppName) -> Result<Vec<WebhookSecretInfo>, ApiError> {
+    if t.db().app(app).await?.is_none() {
+        return Err(ApiError::NotFound(format!("unknown app `{app}`")));
+    }
+    let now = Timestamp::now();
+    Ok(t.db()
+        .webhook_secrets(app)
+        .await?
+        .into_iter()
+        .map(|r| WebhookSecretInfo {
+            provider: r.provider,
+            url: webhook_url(t, app, r.provider),
+            created_at: r.created_at,
+            rotated_at: r.rotated_at,
+            previous_valid_until: r.previous_at(now).and(r.previous_until),
+        })
+        .collect())
+}
+
+/// Stops taking `app`'s pushes from `provider`.
+pub async fn delete_secret(t: &Tracker, app: &AppName, provider: Provider) -> Result<(), ApiError> {
+    if t.db().delete_webhook_secret(app, provider).await? {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "app `{app}` has no {provider} webhook secret"
+        )))
     }
 }
 
@@ -318,7 +630,9 @@ pub async fn new_trigger_url(t: &Tracker, app: &AppName) -> Result<String, ApiEr
 }
 
 /// `POST /api/v1/trigger/{secret}`: builds the app's branch (or `git_ref`);
-/// returns the app the URL belongs to and what started.
+/// returns the app the URL belongs to and what started. Only the branch
+/// is auto-deployed (and, as for pushes, never as a downgrade): another
+/// ref is built, not deployed.
 pub async fn trigger(
     t: &Tracker,
     secret: &str,
@@ -329,14 +643,23 @@ pub async fn trigger(
         .app_by_trigger_hash(&crate::auth::hash(secret))
         .await?
         .ok_or_else(|| unauthorized("unknown build-trigger URL"))?;
-    let git_ref = match git_ref {
-        Some(r) => r,
-        None => GitRef::parse(app.branch.as_str())?,
+    let branch_ref = format!("refs/heads/{}", app.branch);
+    let out = match git_ref {
+        Some(r) if r.as_str() != app.branch && r.as_str() != branch_ref => {
+            let (build, _): (Build, bool) = t.request_build(&app.name, Some(&r)).await?;
+            let mut out = outcome("built", "");
+            out.builds.push(build.id);
+            out.message = match app.auto_deploy {
+                Some(_) => format!(
+                    "{}: build {}; not deployed: a build-trigger URL deploys only branch `{}`",
+                    app.name, build.id, app.branch
+                ),
+                None => format!("{}: build {}", app.name, build.id),
+            };
+            out
+        }
+        _ => start_branch(t, &app, None, "build-trigger").await?,
     };
-    let mut out = outcome("built", "");
-    let mut notes = Vec::new();
-    start(t, &app, &git_ref, &mut out, &mut notes).await?;
-    out.message = notes.join("; ");
     Ok((app.name, out))
 }
 
@@ -378,6 +701,38 @@ mod tests {
             "another secret"
         );
         assert!(verify(Provider::GitHub, &HeaderMap::new(), body, b"s3cret").is_err());
+    }
+
+    #[test]
+    fn delivery_ids_are_read_per_provider() {
+        let mut h = HeaderMap::new();
+        h.insert("x-github-delivery", "gh-1".parse().unwrap());
+        h.insert("x-gitlab-event-uuid", "gl-1".parse().unwrap());
+        h.insert("x-forgejo-delivery", "fj-1".parse().unwrap());
+        assert_eq!(delivery_id(Provider::GitHub, &h), Some("gh-1"));
+        assert_eq!(delivery_id(Provider::GitLab, &h), Some("gl-1"));
+        assert_eq!(delivery_id(Provider::Gitea, &h), Some("fj-1"));
+        h.insert("x-gitea-delivery", "gt-1".parse().unwrap());
+        assert_eq!(delivery_id(Provider::Gitea, &h), Some("gt-1"));
+        let mut blank = HeaderMap::new();
+        blank.insert("x-github-delivery", " ".parse().unwrap());
+        assert_eq!(delivery_id(Provider::GitHub, &blank), None);
+        assert_eq!(delivery_id(Provider::GitHub, &HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn any_accepted_secret_verifies_and_no_other() {
+        let body = b"{}";
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"old").unwrap();
+        mac.update(body);
+        let by_old = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let mut h = HeaderMap::new();
+        h.insert("x-hub-signature-256", by_old.parse().unwrap());
+        let both = [SecretString::from("new"), SecretString::from("old")];
+        assert!(verify_any(Provider::GitHub, &h, body, &both).is_ok());
+        let only_new = [SecretString::from("new")];
+        assert!(verify_any(Provider::GitHub, &h, body, &only_new).is_err());
+        assert!(verify_any(Provider::GitHub, &h, body, &[]).is_err());
     }
 
     #[test]

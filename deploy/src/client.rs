@@ -264,6 +264,46 @@ impl Client {
         self.get(&format!("/api/v1/apps/{app}")).await
     }
 
+    /// Makes the app's webhook secret for `provider`, or rotates it
+    /// (`req.rotate`); the answer holds the only copy of the secret.
+    pub async fn set_webhook_secret(
+        &self,
+        app: &AppName,
+        provider: crate::WebhookProvider,
+        req: &crate::SetWebhookSecret,
+    ) -> Result<crate::CreatedWebhookSecret, ClientError> {
+        self.post(
+            &format!("/api/v1/apps/{app}/webhook-secrets/{provider}"),
+            req,
+        )
+        .await
+    }
+
+    /// The providers the app takes webhooks from (never the secrets).
+    pub async fn webhook_secrets(
+        &self,
+        app: &AppName,
+    ) -> Result<Vec<crate::WebhookSecretInfo>, ClientError> {
+        self.get(&format!("/api/v1/apps/{app}/webhook-secrets"))
+            .await
+    }
+
+    /// Stops taking the app's webhooks from `provider`: its secrets, the
+    /// current and any previous one, stop working at once.
+    pub async fn delete_webhook_secret(
+        &self,
+        app: &AppName,
+        provider: crate::WebhookProvider,
+    ) -> Result<(), ClientError> {
+        let _: serde_json::Value = self
+            .send(
+                self.http
+                    .delete(self.url(&format!("/api/v1/apps/{app}/webhook-secrets/{provider}"))),
+            )
+            .await?;
+        Ok(())
+    }
+
     // ------------------------------------------------------------ builds
 
     pub async fn request_build(

@@ -20,7 +20,7 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    fn new(kind: &'static str, value: &str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: &'static str, value: &str, reason: impl Into<String>) -> Self {
         let mut value = value.to_string();
         if value.len() > 80 {
             let mut cut = 77;
@@ -275,12 +275,30 @@ id_newtype!(
 /// Which hosts of a cluster a deploy targets: a regular expression that must
 /// match the whole host name. Size-limited so a request cannot make the
 /// server compile a huge automaton.
+///
+/// The pattern is parsed on its own, and the anchors are added around its
+/// syntax tree, never pasted around its text: whatever the pattern holds
+/// (`a)|(b`, inline flags, comments in `(?x)` mode), it can only ever match
+/// a host name from its first character to its last.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct HostSelector {
     source: String,
-    regex: regex::Regex,
+    regex: regex_automata::meta::Regex,
 }
+
+/// Compiled selectors by source: deploy lists parse one per row, and a
+/// grabber one per bus message, mostly the same few patterns.
+static COMPILED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, regex_automata::meta::Regex>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// How many compiled selectors [`COMPILED`] keeps; it starts afresh when
+/// full, which bounds its memory whatever patterns arrive.
+const COMPILED_CAP: usize = 256;
+
+/// The largest automaton a selector may compile to, in bytes.
+const SELECTOR_SIZE_LIMIT: usize = 1 << 20;
 
 impl HostSelector {
     /// The longest pattern accepted.
@@ -299,36 +317,65 @@ impl HostSelector {
                 format!("must be at most {} characters", Self::MAX_LEN),
             ));
         }
-        let regex = regex::RegexBuilder::new(&format!("^(?:{source})$"))
-            .size_limit(1 << 20)
-            .dfa_size_limit(1 << 20)
-            .build()
-            .map_err(|e| {
-                // The regex crate's message spans several lines with a caret
-                // under the culprit; keep its last line, which says what.
-                let msg = e.to_string();
-                let reason = msg
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("not a valid regular expression")
-                    .trim()
-                    .trim_start_matches("error: ")
-                    .to_string();
-                ParseError::new("host regex", &source, reason)
-            })?;
+        let cached = COMPILED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&source)
+            .cloned();
+        let regex = match cached {
+            Some(r) => r,
+            None => {
+                let r = Self::compile(&source)?;
+                let mut cache = COMPILED
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if cache.len() >= COMPILED_CAP {
+                    cache.clear();
+                }
+                cache.insert(source.clone(), r.clone());
+                r
+            }
+        };
         Ok(Self { source, regex })
+    }
+
+    /// Compiles `^(?:source)$`, built from the parsed pattern.
+    fn compile(source: &str) -> Result<regex_automata::meta::Regex, ParseError> {
+        use regex_syntax::hir::{Hir, Look};
+        // The regex crates' messages span several lines with a caret under
+        // the culprit; keep the last line, which says what.
+        let refused = |msg: String| {
+            let reason = msg
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("not a valid regular expression")
+                .trim()
+                .trim_start_matches("error: ")
+                .to_string();
+            ParseError::new("host regex", source, reason)
+        };
+        let parsed = regex_syntax::Parser::new()
+            .parse(source)
+            .map_err(|e| refused(e.to_string()))?;
+        let whole = Hir::concat(vec![Hir::look(Look::Start), parsed, Hir::look(Look::End)]);
+        let config = regex_automata::meta::Config::new()
+            .nfa_size_limit(Some(SELECTOR_SIZE_LIMIT))
+            .onepass_size_limit(Some(SELECTOR_SIZE_LIMIT))
+            .dfa_size_limit(Some(SELECTOR_SIZE_LIMIT))
+            .hybrid_cache_capacity(SELECTOR_SIZE_LIMIT);
+        regex_automata::meta::Regex::builder()
+            .configure(config)
+            .build_from_hir(&whole)
+            .map_err(|e| refused(e.to_string()))
     }
 
     /// The selector that matches every host.
     pub fn all() -> Self {
-        Self {
-            source: ".*".to_string(),
-            regex: regex::Regex::new("^(?:.*)$").unwrap_or_else(|_| unreachable!()),
-        }
+        Self::parse(".*").unwrap_or_else(|_| unreachable!("`.*` is a valid selector"))
     }
 
-    /// Whether the host is selected.
+    /// Whether the host is selected: the pattern matches its whole name.
     pub fn matches(&self, host: &HostName) -> bool {
         self.regex.is_match(host.as_str())
     }
@@ -438,6 +485,120 @@ mod tests {
         assert!(!s.matches(&HostName::parse("local-3").unwrap()));
         assert!(!s.matches(&HostName::parse("local-12").unwrap()));
         assert!(HostSelector::all().matches(&HostName::parse("x").unwrap()));
+    }
+
+    /// Patterns that try to escape "the whole host name" (the anchors
+    /// used to be pasted around the text: `local)|(x` became
+    /// `^(?:local)|(x)$`, every host starting with `local`), and the hosts
+    /// each must and must not select.
+    #[test]
+    fn tricky_selectors_match_whole_names_only() {
+        // (pattern, selected, not selected); `None` for a refused pattern.
+        type Case = (
+            &'static str,
+            Option<(&'static [&'static str], &'static [&'static str])>,
+        );
+        let cases: &[Case] = &[
+            ("a)|(b", None),
+            ("local)|(x", None),
+            ("local-1)|(.*", None),
+            ("(?:x)|.*", Some((&["x", "local-1", "web.prod"], &[]))),
+            (
+                "(?:local)|x",
+                Some((&["local", "x"], &["local-1", "xx", "ax"])),
+            ),
+            (
+                "local|web",
+                Some((&["local", "web"], &["local-1", "web-2", "localweb"])),
+            ),
+            ("a|ab", Some((&["a", "ab"], &["abc", "b"]))),
+            (
+                "(?i)LOCAL-1",
+                Some((
+                    &["local-1", "LOCAL-1", "Local-1"],
+                    &["local-12", "xlocal-1"],
+                )),
+            ),
+            ("(?i)local", Some((&["LOCAL"], &["local-1"]))),
+            // An inline flag alone is the empty pattern: no host name is empty.
+            ("(?s)", Some((&[], &["local-1", "a"]))),
+            ("(?s).", Some((&["a"], &["ab", "local-1"]))),
+            ("(?m)local$", Some((&["local"], &["local-1"]))),
+            ("(?m)^local", Some((&["local"], &["local-1"]))),
+            (
+                "(?x) local \\- 1 # a comment",
+                Some((&["local-1"], &["local-12"])),
+            ),
+            (".*", Some((&["local-1", "x"], &[]))),
+            (
+                "local",
+                Some((&["local"], &["local-1", "xlocal", "local."])),
+            ),
+            ("local-", Some((&["local-"], &["local-1"]))),
+            ("^local-1$", Some((&["local-1"], &["local-12", "xlocal-1"]))),
+            ("^local", Some((&["local"], &["local-1"]))),
+            ("local$", Some((&["local"], &["xlocal"]))),
+            (
+                "^(local|web)-1$|db",
+                Some((&["local-1", "web-1", "db"], &["db-1", "local-12"])),
+            ),
+            (
+                "local-[12]",
+                Some((&["local-1", "local-2"], &["local-3", "local-12"])),
+            ),
+            (
+                "local-\\d+",
+                Some((&["local-1", "local-12"], &["local-", "local-1a"])),
+            ),
+            ("()", Some((&[], &["local-1"]))),
+            ("(?:)|local", Some((&["local"], &["local-1"]))),
+            ("(", None),
+            (")", None),
+            // In `(?x)` mode `#` starts a comment: this is `local`, and the
+            // comment cannot reach past the pattern.
+            ("(?x)local#)|(.*", Some((&["local"], &["local-1", "x"]))),
+        ];
+        for (pattern, expected) in cases {
+            let parsed = HostSelector::parse(*pattern);
+            let Some((yes, no)) = expected else {
+                assert!(parsed.is_err(), "{pattern:?} must be refused");
+                continue;
+            };
+            let s = parsed.unwrap_or_else(|e| panic!("{pattern:?}: {e}"));
+            for host in *yes {
+                let h = HostName::parse(*host).unwrap();
+                assert!(s.matches(&h), "{pattern:?} must select {host:?}");
+            }
+            for host in *no {
+                let h = HostName::parse(*host).unwrap();
+                assert!(!s.matches(&h), "{pattern:?} must not select {host:?}");
+            }
+        }
+        // The empty pattern is refused, as before.
+        assert!(HostSelector::parse("").is_err());
+    }
+
+    #[test]
+    fn compiled_selectors_are_shared_and_stay_correct() {
+        let a = HostSelector::parse("web-[0-9]+").unwrap();
+        let b = HostSelector::parse("web-[0-9]+").unwrap();
+        let h = HostName::parse("web-7").unwrap();
+        assert!(a.matches(&h) && b.matches(&h));
+        assert_eq!(a, b);
+        // Past the cap the cache starts afresh; selectors keep working.
+        for i in 0..(COMPILED_CAP + 10) {
+            let s = HostSelector::parse(format!("host-{i}")).unwrap();
+            assert!(s.matches(&HostName::parse(format!("host-{i}")).unwrap()));
+            assert!(!s.matches(&HostName::parse(format!("host-{i}0")).unwrap()));
+        }
+        assert!(a.matches(&h));
+    }
+
+    #[test]
+    fn huge_selectors_are_refused() {
+        // Small to type, too big to compile.
+        let e = HostSelector::parse("\\w{1000}\\w{1000}").unwrap_err();
+        assert_eq!(e.kind, "host regex");
     }
 
     #[test]

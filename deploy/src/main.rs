@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand};
 use deploy::{
     AppName, AppRunStatus, AuditEntry, AuditQuery, Build, BuildStatus, Client, Cluster,
     CreateDeploy, Deploy, DeployEvent, DeployHost, DeployId, DeployStatus, DriftQuery, DriftReport,
-    DriftState, GitRef, HostPhase, HostSelector, Portion, RegisterApp, RequestBuild, Strategy,
-    SyncRequest, Version,
+    DriftState, GitRef, HostPhase, HostSelector, Portion, RegisterApp, RequestBuild,
+    SetWebhookSecret, Strategy, SyncRequest, Version, WebhookProvider,
 };
 use futures::StreamExt;
 
@@ -43,6 +43,30 @@ enum Command {
         /// A local path or file:// URL of the repository.
         git_url: String,
     },
+    /// Make an app's webhook secret for a provider, or rotate it, and print
+    /// it (shown once) with the URL to give the provider. Admins only.
+    #[command(name = "webhook-secret")]
+    WebhookSecret {
+        app: AppName,
+        /// `github`, `gitlab`, `gitea` or `forgejo`.
+        #[arg(long)]
+        provider: WebhookProvider,
+        /// Replace the existing secret; the old one keeps working for the
+        /// grace (AppTracker's `webhook_secret_grace`, 24h by default).
+        #[arg(long, conflicts_with = "delete")]
+        rotate: bool,
+        /// With `--rotate`: how long the old secret keeps working (`1h`;
+        /// `0s` ends it now, for a leaked secret).
+        #[arg(long, requires = "rotate")]
+        grace: Option<String>,
+        /// Stop taking the app's webhooks from the provider.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// List the providers an app takes webhooks from, with their URLs
+    /// (never the secrets). Admins only.
+    #[command(name = "webhook-secrets")]
+    WebhookSecrets { app: AppName },
     /// List an app's builds, newest first.
     Builds { app: AppName },
     /// Build an app at a git ref (reuses an existing build of the same commit).
@@ -297,6 +321,46 @@ async fn run(client: &Client, command: Command, confirmed: &[Cluster]) -> anyhow
         Command::Register { app, git_url } => {
             let a = client.register_app(&RegisterApp::new(app, git_url)).await?;
             println!("registered {} ({})", a.name, a.git_url);
+        }
+        Command::WebhookSecret {
+            app,
+            provider,
+            rotate,
+            grace,
+            delete,
+        } => {
+            if delete {
+                client.delete_webhook_secret(&app, provider).await?;
+                println!("{app} no longer takes {provider} webhooks");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let made = client
+                .set_webhook_secret(&app, provider, &SetWebhookSecret { rotate, grace })
+                .await?;
+            println!("{provider} webhook secret of {app} (shown once, keep it safe):");
+            println!("  {}", made.secret);
+            println!("payload URL:  {}", made.url);
+            println!("content type: application/json; events: push");
+            if let Some(until) = made.previous_valid_until {
+                println!(
+                    "the previous secret is accepted until {until}: update the provider before then"
+                );
+            }
+        }
+        Command::WebhookSecrets { app } => {
+            let list = client.webhook_secrets(&app).await?;
+            if list.is_empty() {
+                println!(
+                    "{app} takes no webhooks: `deploy webhook-secret {app} --provider github`"
+                );
+            }
+            for s in list {
+                let grace = match s.previous_valid_until {
+                    Some(until) => format!(" (previous secret accepted until {until})"),
+                    None => String::new(),
+                };
+                println!("{:<8} {}{grace}", s.provider, s.url);
+            }
         }
         Command::Builds { app } => {
             let builds = client.builds(&app).await?;
@@ -951,6 +1015,58 @@ mod tests {
         assert!(e.to_string().contains("--yes-i-mean-"), "{e}");
         let e = confirmations(args(&["deploy", "--yes-i-mean-no/pe"])).unwrap_err();
         assert!(e.to_string().contains("no/pe"), "{e}");
+    }
+
+    #[test]
+    fn webhook_secret_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "deploy",
+            "webhook-secret",
+            "hello",
+            "--provider",
+            "forgejo",
+            "--rotate",
+            "--grace",
+            "1h",
+        ])
+        .unwrap();
+        let Command::WebhookSecret {
+            provider,
+            rotate,
+            grace,
+            delete,
+            ..
+        } = cli.command
+        else {
+            panic!("not webhook-secret");
+        };
+        assert_eq!(provider, WebhookProvider::Gitea);
+        assert!(rotate && !delete);
+        assert_eq!(grace.as_deref(), Some("1h"));
+        for bad in [
+            &["deploy", "webhook-secret", "hello"][..],
+            &["deploy", "webhook-secret", "hello", "--provider", "svn"],
+            &[
+                "deploy",
+                "webhook-secret",
+                "hello",
+                "--provider",
+                "github",
+                "--grace",
+                "1h",
+            ],
+            &[
+                "deploy",
+                "webhook-secret",
+                "hello",
+                "--provider",
+                "github",
+                "--rotate",
+                "--delete",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -54,24 +54,59 @@ impl fmt::Debug for GitCredentials {
     }
 }
 
-/// A URL fit for logs and errors: a password in it is replaced by `***`
-/// (`https://ci:***@git.example.com/app.git`).
+/// A URL split at its user information (RFC 3986: the authority runs to
+/// the first `/`, `?` or `#`, and its user information to the last `@`):
+/// `(scheme, userinfo, rest after the '@')`; `None` when there is none (a
+/// path, scp-like `git@host:path`, or a URL without `user@`).
+fn userinfo(url: &str) -> Option<(&str, &str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (userinfo, _) = rest[..authority_end].rsplit_once('@')?;
+    Some((scheme, userinfo, &rest[userinfo.len() + 1..]))
+}
+
+/// Whether user information in a URL of this scheme is a login name only
+/// (ssh's `git@`), rather than something that may be a token.
+fn user_is_a_login(scheme: &str) -> bool {
+    matches!(
+        scheme.to_ascii_lowercase().as_str(),
+        "ssh" | "ssh+git" | "git+ssh"
+    )
+}
+
+/// A URL fit for logs, errors and API output: credentials in it are
+/// replaced by `***`. Over http(s) (and any scheme but ssh) the whole user
+/// information goes, since a token is often given as the user name
+/// (`https://***@git.example.com/app.git`); over ssh the login stays and
+/// only a password goes (`ssh://git:***@host/app.git`).
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    let Some((scheme, info, host_and_path)) = userinfo(url) else {
         return url.to_string();
     };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{path}")
-            } else {
-                url.to_string()
-            }
+    if user_is_a_login(scheme) {
+        match info.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host_and_path}"),
+            None => url.to_string(),
         }
-        None => url.to_string(),
+    } else {
+        format!("{scheme}://***@{host_and_path}")
+    }
+}
+
+/// What credentials a repository URL carries, if any, in words for an
+/// error message (never the credentials themselves): a password, or a user
+/// name that may be a token (over http(s) and every scheme but ssh, where
+/// `git@` is a login). Such URLs are refused at registration: an app's URL
+/// is shown to every viewer and sent to every build worker, while
+/// credentials belong in packer's configuration.
+pub fn url_credentials(url: &str) -> Option<&'static str> {
+    let (scheme, info, _) = userinfo(url.trim())?;
+    if info.contains(':') {
+        Some("a password (`user:password@`)")
+    } else if user_is_a_login(scheme) {
+        None
+    } else {
+        Some("a user name, which may be a token (`token@`)")
     }
 }
 
@@ -155,7 +190,7 @@ fn check_local(git_url: &str) -> Result<(), BuildError> {
         return Ok(());
     }
     Err(BuildError::Git {
-        action: format!("fetching from {git_url}"),
+        action: format!("fetching from {}", redact_url(git_url)),
         error: git2::Error::from_str("no such directory"),
         log: String::new(),
     })
@@ -374,26 +409,237 @@ pub(crate) fn checkout(
     ))
 }
 
+/// Where a commit stands on a branch, as the remote's mirror says just now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnBranch {
+    /// The commit asked about, as a full sha (the branch's tip when none
+    /// was named).
+    pub commit: String,
+    /// Whether the branch contains the commit (it is the tip, or the tip
+    /// descends from it).
+    pub on_branch: bool,
+    /// One of the commits given as already built that descends from
+    /// `commit`: `commit` is older than a build, and deploying it would be
+    /// a downgrade.
+    pub newer_built: Option<String>,
+}
+
+/// Fetches the remote (into its mirror when there is a cache) and says
+/// where `commit` (a full sha; the tip of `branch` when `None`) stands:
+/// whether `branch` contains it, and whether one of `built` (full shas of
+/// commits already built) descends from it. Blocking.
+#[tracing::instrument(skip_all, fields(git_url = %redact_url(git_url), branch = %branch))]
+pub fn locate_on_branch(
+    settings: &crate::Settings,
+    git_url: &str,
+    branch: &str,
+    commit: Option<&str>,
+    built: &[String],
+) -> Result<OnBranch, BuildError> {
+    let scratch = scratch_dir()?;
+    let fetched = fetch(settings, git_url, &scratch.path().join("git"))?;
+    let repo = &fetched.repo;
+    let git_error = |action: String| {
+        move |error: git2::Error| BuildError::Git {
+            action,
+            error,
+            log: String::new(),
+        }
+    };
+    let tip = repo
+        .find_reference(&format!("refs/heads/{branch}"))
+        .and_then(|r| r.peel_to_commit())
+        .map_err(|_| BuildError::UnknownRef {
+            url: redact_url(git_url),
+            git_ref: branch.to_string(),
+            log: String::new(),
+        })?
+        .id();
+    let oid = match commit {
+        None => tip,
+        Some(c) => {
+            let oid = match Oid::from_str(c) {
+                Ok(oid) if c.len() == 40 && is_hex(c) => oid,
+                _ => {
+                    return Err(BuildError::BadCommit {
+                        commit: c.to_string(),
+                        log: String::new(),
+                    });
+                }
+            };
+            repo.find_commit(oid)
+                .map_err(|_| BuildError::CommitNotFound {
+                    url: redact_url(git_url),
+                    commit: c.to_string(),
+                    log: String::new(),
+                })?
+                .id()
+        }
+    };
+    let on_branch = oid == tip
+        || repo
+            .graph_descendant_of(tip, oid)
+            .map_err(git_error(format!(
+                "comparing {oid} with the tip of `{branch}`"
+            )))?;
+    let mut newer_built = None;
+    for b in built {
+        let Ok(b_oid) = Oid::from_str(b) else {
+            continue;
+        };
+        // A built commit the mirror no longer has (history rewritten and
+        // collected) says nothing about this one.
+        if b_oid == oid || repo.find_commit(b_oid).is_err() {
+            continue;
+        }
+        if repo
+            .graph_descendant_of(b_oid, oid)
+            .map_err(git_error(format!("comparing {oid} with {b_oid}")))?
+        {
+            newer_built = Some(b.clone());
+            break;
+        }
+    }
+    Ok(OnBranch {
+        commit: oid.to_string(),
+        on_branch,
+        newer_built,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn passwords_in_urls_are_redacted() {
+    fn credentials_in_urls_are_redacted() {
         assert_eq!(
             redact_url("https://ci:s3cret@git.example.com/team/app.git"),
-            "https://ci:***@git.example.com/team/app.git"
+            "https://***@git.example.com/team/app.git"
+        );
+        // A token given as the user name goes too.
+        assert_eq!(
+            redact_url("https://ghp_t0ken@github.com/app.git"),
+            "https://***@github.com/app.git"
         );
         assert_eq!(
-            redact_url("https://ci@git.example.com/app.git"),
-            "https://ci@git.example.com/app.git"
+            redact_url("https://x-access-token:ghp_t0ken@github.com/a/b"),
+            "https://***@github.com/a/b"
+        );
+        // A password holding `@` is cut at the last one.
+        assert_eq!(
+            redact_url("https://u:p@ss@h.example/r.git"),
+            "https://***@h.example/r.git"
         );
         assert_eq!(redact_url("/srv/git/app"), "/srv/git/app");
         assert_eq!(
             redact_url("git@github.com:team/app.git"),
             "git@github.com:team/app.git"
         );
-        assert_eq!(redact_url("http://u:p@h:80"), "http://u:***@h:80");
+        // ssh logins are not secrets; ssh passwords are.
+        assert_eq!(
+            redact_url("ssh://git@host.example/app.git"),
+            "ssh://git@host.example/app.git"
+        );
+        assert_eq!(
+            redact_url("ssh://git:pw@host.example/app.git"),
+            "ssh://git:***@host.example/app.git"
+        );
+        assert_eq!(redact_url("http://u:p@h:80"), "http://***@h:80");
+        // An `@` in the path is not user information.
+        assert_eq!(
+            redact_url("https://h.example/org/app@v1.git"),
+            "https://h.example/org/app@v1.git"
+        );
+    }
+
+    #[test]
+    fn credentials_in_urls_are_found() {
+        for bad in [
+            "https://ci:s3cret@git.example.com/team/app.git",
+            "https://ghp_t0ken@github.com/app.git",
+            "http://u:p@h:80/x",
+            "git://u@h/x",
+            "file://u:p@/srv/x",
+            "ssh://git:pw@host/app.git",
+            " https://t@h/x",
+        ] {
+            assert!(url_credentials(bad).is_some(), "{bad}");
+        }
+        for good in [
+            "https://git.example.com/team/app.git",
+            "ssh://git@host.example/app.git",
+            "git@github.com:team/app.git",
+            "/srv/git/app",
+            "file:///srv/git/app",
+            "https://h.example/org/app@v1.git",
+        ] {
+            assert_eq!(url_credentials(good), None, "{good}");
+        }
+    }
+
+    /// A repository with `main`: A → B → C, and `feature`: A → F.
+    fn history(dir: &Path) -> (String, String, String, String) {
+        let repo = Repository::init_bare(dir).unwrap();
+        let sig = git2::Signature::now("t", "t@localhost").unwrap();
+        let tree = {
+            let mut b = repo.treebuilder(None).unwrap();
+            let blob = repo.blob(b"x").unwrap();
+            b.insert("f", blob, 0o100644).unwrap();
+            b.write().unwrap()
+        };
+        let tree = repo.find_tree(tree).unwrap();
+        let commit = |msg: &str, parent: Option<Oid>, r: Option<&str>| {
+            let p = parent.map(|p| repo.find_commit(p).unwrap());
+            let ps: Vec<&git2::Commit> = p.iter().collect();
+            repo.commit(r, &sig, &sig, msg, &tree, &ps).unwrap()
+        };
+        let a = commit("A", None, None);
+        let b = commit("B", Some(a), None);
+        let c = commit("C", Some(b), None);
+        let f = commit("F", Some(a), None);
+        repo.reference("refs/heads/main", c, true, "").unwrap();
+        repo.reference("refs/heads/feature", f, true, "").unwrap();
+        (a.to_string(), b.to_string(), c.to_string(), f.to_string())
+    }
+
+    #[test]
+    fn commits_are_placed_on_their_branch_and_against_builds() {
+        let tmp = tempfile::tempdir().unwrap();
+        let remote = tmp.path().join("remote.git");
+        let (a, b, c, f) = history(&remote);
+        let url = remote.display().to_string();
+        let settings = crate::Settings {
+            cache_dir: Some(tmp.path().join("cache")),
+            ..crate::Settings::default()
+        };
+        let at = |commit: Option<&str>, built: &[String]| {
+            locate_on_branch(&settings, &url, "main", commit, built).unwrap()
+        };
+        // A replayed push of A after C was built: on the branch, older.
+        let r = at(Some(&a), std::slice::from_ref(&c));
+        assert!(r.on_branch);
+        assert_eq!(r.newer_built.as_deref(), Some(c.as_str()));
+        // The newest commit, or one only older builds precede: not older.
+        assert_eq!(
+            at(Some(&c), &[a.clone(), b.clone(), c.clone()]).newer_built,
+            None
+        );
+        assert_eq!(at(Some(&b), std::slice::from_ref(&a)).newer_built, None);
+        // A build on another branch that does not descend from it.
+        assert_eq!(at(Some(&b), std::slice::from_ref(&f)).newer_built, None);
+        // A commit of another branch is not on `main`.
+        assert!(!at(Some(&f), &[]).on_branch);
+        // No commit named: the tip.
+        let tip = at(None, &[]);
+        assert_eq!((tip.commit.as_str(), tip.on_branch), (c.as_str(), true));
+        // Unknown commits and branches are errors that say so.
+        let e = locate_on_branch(&settings, &url, "main", Some(&"1".repeat(40)), &[]).unwrap_err();
+        assert!(matches!(e, BuildError::CommitNotFound { .. }), "{e}");
+        let e = locate_on_branch(&settings, &url, "nope", None, &[]).unwrap_err();
+        assert!(matches!(e, BuildError::UnknownRef { .. }), "{e}");
+        let e = locate_on_branch(&settings, &url, "main", Some("abc"), &[]).unwrap_err();
+        assert!(matches!(e, BuildError::BadCommit { .. }), "{e}");
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub mod worker;
 pub use build::{BUILD_TIMEOUT, BuildOutput, BuildRequest, build};
 pub use config::{ConfigError, SlipwayToml};
 pub use error::BuildError;
-pub use git::{GitCredentials, redact_url, resolve_ref};
+pub use git::{
+    GitCredentials, OnBranch, locate_on_branch, redact_url, resolve_ref, url_credentials,
+};
 pub use pack::{pack_dir, pack_dir_at_level};
 pub use settings::Settings;

@@ -100,8 +100,6 @@ pub struct Options {
     pub s3: Option<services::S3>,
     /// How long download URLs stay valid (default: AppTracker's).
     pub artifact_url_ttl: Option<Duration>,
-    /// The shared secret of VCS webhooks (webhooks are off without one).
-    pub webhook_secret: Option<String>,
     /// Credentials for git remotes that ask: (user name, password).
     pub git_credentials: Option<(String, String)>,
     /// AppTracker's `host_deadline` (default: its own, 5 minutes).
@@ -124,14 +122,6 @@ impl Platform {
     pub async fn start_with(host_names: &[&str], opts: Options) -> anyhow::Result<Self> {
         init_tracing();
         let dir = tempfile::Builder::new().prefix("slipway-e2e-").tempdir()?;
-        let webhook_secret_file = match &opts.webhook_secret {
-            Some(secret) => {
-                let path = dir.path().join("webhook.secret");
-                std::fs::write(&path, secret)?;
-                Some(path)
-            }
-            None => None,
-        };
         let git = match &opts.git_credentials {
             Some((user, password)) => {
                 let path = dir.path().join("git.password");
@@ -149,7 +139,6 @@ impl Platform {
         getrandom::fill(&mut tag).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let config = apptracker::Config {
             redis_prefix: format!("test-{}", hex::encode(tag)),
-            webhook_secret_file,
             git,
             listen: "127.0.0.1:0".parse()?,
             data_dir: dir.path().join("apptracker"),
@@ -303,6 +292,8 @@ impl Platform {
         let config = apptracker::Config {
             listen: "127.0.0.1:0".parse()?,
             data_dir: self.dir.path().join(format!("replica-{n}")),
+            // Webhook secrets sealed by one replica open on every other.
+            secrets_key_file: Some(self.config.secrets_key_path()),
             builder: false,
             ..self.config.clone()
         };

@@ -13,8 +13,6 @@ use sha2::Sha256;
 use slipway_tests::{AppRepo, Platform, commit_hello};
 use sqlx::Row;
 
-const WEBHOOK_SECRET: &str = "audit-webhook-secret";
-
 async fn token(p: &Platform, name: &str, role: &str) -> anyhow::Result<String> {
     Ok(p.client
         .create_token(&CreateToken {
@@ -161,15 +159,24 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
     assert_eq!(http.post(&trigger.url).send().await?.status(), 202);
     let r = http.post(format!("{}/", trigger.url)).send().await?;
     assert_eq!(r.status(), 404);
-    // Webhooks act as their provider, proven or not.
+    // Webhooks act as their provider, proven or not; making the app's
+    // secret is recorded, the secret never.
+    let hook = p
+        .client
+        .set_webhook_secret(
+            &app,
+            deploy::WebhookProvider::GitHub,
+            &deploy::SetWebhookSecret::default(),
+        )
+        .await?;
     let ping = |signature: String| {
-        http.post(url("/api/v1/webhooks/github"))
+        http.post(url("/api/v1/webhooks/github/hello"))
             .header("x-github-event", "ping")
             .header("x-hub-signature-256", signature)
             .body("{}")
             .send()
     };
-    let mut mac = Hmac::<Sha256>::new_from_slice(WEBHOOK_SECRET.as_bytes())?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(hook.secret.as_bytes())?;
     mac.update(b"{}");
     let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
     assert_eq!(ping(good).await?.status(), 200);
@@ -267,20 +274,31 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
     );
     let e = find(
         &entries,
-        "webhook:github",
+        "test-admin",
         "POST",
-        "/api/v1/webhooks/{provider}",
-        200,
+        "/api/v1/apps/{app}/webhook-secrets/{provider}",
+        201,
     );
     assert_eq!(
-        (e.role.as_deref(), e.target.as_deref()),
-        (Some("webhook"), Some("pong"))
+        (e.app.as_ref(), e.target.as_deref()),
+        (Some(&app), Some("github webhook secret of app hello: made"))
     );
     let e = find(
         &entries,
         "webhook:github",
         "POST",
-        "/api/v1/webhooks/{provider}",
+        "/api/v1/webhooks/{provider}/{app}",
+        200,
+    );
+    assert_eq!(
+        (e.role.as_deref(), e.target.as_deref(), e.app.as_ref()),
+        (Some("webhook"), Some("pong"), Some(&app))
+    );
+    let e = find(
+        &entries,
+        "webhook:github",
+        "POST",
+        "/api/v1/webhooks/{provider}/{app}",
         401,
     );
     assert_eq!(e.error_code.as_deref(), Some("unauthorized"));
@@ -372,6 +390,7 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
             ("the admin token", &p.admin_token),
             ("the agent token", &p.agent_token),
             ("the trigger secret", &secret),
+            ("the webhook secret", &hook.secret),
         ] {
             assert!(
                 !row.contains(&secret[4..]),
@@ -384,11 +403,7 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn changes_are_recorded_and_agent_traffic_is_not() -> anyhow::Result<()> {
-    let opts = slipway_tests::Options {
-        webhook_secret: Some(WEBHOOK_SECRET.into()),
-        ..Default::default()
-    };
-    let p = Platform::start_with(&["local-1"], opts).await?;
+    let p = Platform::start(&["local-1"]).await?;
     let db = format!(
         "sqlite://{}",
         p.dir
@@ -408,7 +423,6 @@ async fn the_same_on_postgresql() -> anyhow::Result<()> {
     };
     let opts = slipway_tests::Options {
         database_url: Some(db.url.clone()),
-        webhook_secret: Some(WEBHOOK_SECRET.into()),
         ..Default::default()
     };
     let p = Platform::start_with(&["local-1"], opts).await?;

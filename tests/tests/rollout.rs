@@ -4,7 +4,8 @@
 //! failure threshold halts a rolling deploy part way; a second deploy of
 //! the same app to the same cluster is refused while the first runs, naming
 //! it; a cancelled deploy starts no further hosts; the targets preview
-//! names what a deploy takes; a host whose grabber died times out and a
+//! names what a deploy takes, and a host selector never escapes the whole
+//! host name; a host whose grabber died times out and a
 //! retry takes only it; a rollback puts the previous version back and pins
 //! it.
 
@@ -234,6 +235,59 @@ async fn rolling_canary_threshold_lock_and_cancel() -> anyhow::Result<()> {
     let again = deploy_with(&p, &app, "main", Strategy::AllAtOnce, Portion::Count(0)).await?;
     let done = p.wait_deploy(again.id).await?;
     assert_eq!(done.status, DeployStatus::Succeeded, "{done:#?}");
+    p.shutdown().await
+}
+
+/// `local)|(x` used to be pasted into `^(?:…)$` and select every host
+/// whose name starts with `local`; now it is refused, and no selector
+/// selects a host its pattern does not match from end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn host_selectors_never_escape_the_whole_host_name() -> anyhow::Result<()> {
+    let p = Platform::start(&["local-1", "local-2", "other-1"]).await?;
+    let http = reqwest::Client::new();
+    let targets = |hosts: &'static str| {
+        let req = http
+            .get(format!("{}/api/v1/targets", p.base_url))
+            .bearer_auth(&p.admin_token)
+            .query(&[("cluster", "local"), ("hosts", hosts)]);
+        async move {
+            let r = req.send().await?;
+            let status = r.status().as_u16();
+            let body: serde_json::Value = r.json().await?;
+            anyhow::Ok((status, body))
+        }
+    };
+    let hosts = |body: &serde_json::Value| -> Vec<String> {
+        body["hosts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (status, body) = targets("local)|(x").await?;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["code"], "invalid_input", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("local)|(x")),
+        "{body}"
+    );
+    // A pattern that matches a prefix only selects nothing.
+    let (status, body) = targets("local").await?;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("no_matching_hosts"))
+    );
+    let (status, body) = targets("(?i)LOCAL-1").await?;
+    assert_eq!((status, hosts(&body)), (200, vec!["local-1".to_string()]));
+    let (status, body) = targets("local-1|other").await?;
+    assert_eq!((status, hosts(&body)), (200, vec!["local-1".to_string()]));
+    let (status, body) = targets("(?:x)|.*").await?;
+    assert_eq!((status, hosts(&body).len()), (200, 3), "{body}");
     p.shutdown().await
 }
 
