@@ -227,7 +227,9 @@ fn fetch_options(creds: &GitCredentials, deadline: Instant) -> FetchOptions<'_> 
 
 fn fetch_error(url: &str) -> impl Fn(git2::Error) -> BuildError + '_ {
     move |error| {
-        let error = if error.code() == git2::ErrorCode::Timeout {
+        let error = if error.code() == git2::ErrorCode::Timeout
+            || error.message().contains("timed out")
+        {
             git2::Error::from_str(&format!(
                 "the remote did not answer in time ({}); check that it is up, or raise the git timeouts",
                 error.message()

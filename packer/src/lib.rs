@@ -25,5 +25,5 @@ pub use config::{ConfigError, SlipwayToml};
 pub use error::BuildError;
 pub use git::{GitCredentials, GitTimeouts, redact_url, resolve_ref};
 pub use pack::{pack_dir, pack_dir_at_level};
-pub use sandbox::{KEPT_VARS, Limits, SandboxConfig, SandboxKind, SandboxUser};
+pub use sandbox::{KEPT_VARS, Limits, SandboxConfig, SandboxKind, SandboxUser, check_sandbox};
 pub use settings::Settings;

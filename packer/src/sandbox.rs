@@ -609,6 +609,19 @@ fn make_parents(cmd: &mut Command, made: &mut Vec<PathBuf>, dir: &Path) {
     }
 }
 
+/// Checks that builds can be sandboxed as configured (a trial run of
+/// `true`), for a start-up message; returns the kind checked.
+pub fn check_sandbox(config: &SandboxConfig) -> Result<SandboxKind, BuildError> {
+    if config.kind == SandboxKind::None {
+        return Ok(SandboxKind::None);
+    }
+    let scratch = tempfile::tempdir()
+        .map_err(|e| BuildError::io("creating a scratch directory to try the sandbox in", e))?;
+    let jail = Jail::new(config, scratch.path(), scratch.path(), &[]);
+    jail.check()?;
+    Ok(config.kind)
+}
+
 /// The installations of the interpreters packer finds on its `PATH` that
 /// live outside `/usr` (pyenv, nvm, a venv, `/opt/node`), to bind read-only:
 /// each one's prefix, found from the interpreter itself.
