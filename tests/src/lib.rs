@@ -110,6 +110,10 @@ pub struct Options {
     pub host_unreachable: Option<Duration>,
     /// The keys the grabbers trust instead of AppTracker's own.
     pub trusted_keys: Option<Vec<deploy::signing::PublicKey>>,
+    /// AppTracker's `[builder]` (default: its own, sandboxed, enabled).
+    pub builder: Option<apptracker::config::BuilderConfig>,
+    /// AppTracker's git connect and stall timeouts (default: its own).
+    pub git_timeout: Option<Duration>,
 }
 
 impl Platform {
@@ -138,9 +142,18 @@ impl Platform {
                     username: Some(user.clone()),
                     password_file: Some(path),
                     ssh_key_file: None,
+                    ..apptracker::config::GitConfig::default()
                 }
             }
             None => apptracker::config::GitConfig::default(),
+        };
+        let git = match opts.git_timeout {
+            Some(t) => apptracker::config::GitConfig {
+                connect_timeout: t,
+                timeout: t,
+                ..git
+            },
+            None => git,
         };
         // Tests share one Redis: each platform talks on channels of its own.
         let mut tag = [0u8; 6];
@@ -164,6 +177,7 @@ impl Platform {
             host_unreachable: opts
                 .host_unreachable
                 .unwrap_or(apptracker::Config::default().host_unreachable),
+            builder: opts.builder.unwrap_or_default(),
             ..apptracker::Config::default()
         };
         let app = apptracker::Application::build(config.clone()).await?;
@@ -298,7 +312,7 @@ impl Platform {
         let config = apptracker::Config {
             listen: "127.0.0.1:0".parse()?,
             data_dir: self.dir.path().join(format!("replica-{n}")),
-            builder: false,
+            builder: apptracker::config::BuilderConfig::disabled(),
             ..self.config.clone()
         };
         let app = apptracker::Application::build(config).await?;
