@@ -100,8 +100,11 @@ pub(crate) fn run(spec: &Spec<'_>) -> std::io::Result<(Outcome, String)> {
                             out.push(&chunk[..n]);
                         }
                         if let Some(sink) = &sink {
+                            let before = pending.len();
                             pending.extend_from_slice(&chunk[..n]);
-                            if let Some(end) = pending.iter().rposition(|b| *b == b'\n') {
+                            // Only the new bytes can hold a new line end.
+                            let newline = chunk[..n].iter().rposition(|b| *b == b'\n');
+                            if let Some(end) = newline.map(|i| before + i) {
                                 let lines: Vec<u8> = pending.drain(..=end).collect();
                                 sink.send(String::from_utf8_lossy(&lines).into_owned());
                             } else if pending.len() >= FLUSH_AT {

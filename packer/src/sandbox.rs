@@ -294,7 +294,7 @@ impl Jail {
         let drop_to = (config.kind == SandboxKind::Bubblewrap && root)
             .then_some((config.user.uid, config.user.gid));
         let toolchain = if config.kind == SandboxKind::Bubblewrap {
-            toolchain_dirs()
+            TOOLCHAIN.get_or_init(toolchain_dirs).clone()
         } else {
             Vec::new()
         };
@@ -621,6 +621,12 @@ pub fn check_sandbox(config: &SandboxConfig) -> Result<SandboxKind, BuildError> 
     jail.check()?;
     Ok(config.kind)
 }
+
+/// The toolchain directories, found once per process: asking the
+/// interpreters costs about half a second (a pyenv shim is a shell script),
+/// more than the sandbox itself. A builder picks up an interpreter installed
+/// outside `/usr` after it started when it restarts.
+static TOOLCHAIN: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
 
 /// The installations of the interpreters packer finds on its `PATH` that
 /// live outside `/usr` (pyenv, nvm, a venv, `/opt/node`), to bind read-only:

@@ -280,6 +280,8 @@ fn inputs_that_are_symlinks_are_refused() {
 }
 
 /// A remote that accepts connections and never says a word.
+// A setup helper: it panics on setup failures, like the tests calling it.
+#[allow(clippy::unwrap_used)]
 fn silent_remote() -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
