@@ -9,6 +9,25 @@ use tokio_util::sync::CancellationToken;
 
 use crate::tracker::Tracker;
 
+/// Says at start-up whether builds can run sandboxed: a builder whose
+/// sandbox cannot be set up fails every build (never silently unsandboxed),
+/// so someone must act; `sandbox = "none"` warns.
+pub async fn check_sandbox(settings: &packer::Settings) {
+    let sandbox = settings.sandbox.clone();
+    match tokio::task::spawn_blocking(move || packer::check_sandbox(&sandbox)).await {
+        Ok(Ok(packer::SandboxKind::Bubblewrap)) => {
+            tracing::info!("builds run in a bubblewrap sandbox");
+        }
+        Ok(Ok(packer::SandboxKind::None)) => tracing::warn!(
+            "builds are not sandboxed (builder.sandbox = \"none\"): a build can read the signing key, the database and this process's environment; use only for trusted single-user setups"
+        ),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "the in-process builder cannot sandbox builds: every build will fail until this is fixed")
+        }
+        Err(e) => tracing::error!(error = %e, "checking the build sandbox failed"),
+    }
+}
+
 /// Runs queued builds until `shutdown`; a build in flight is finished first.
 pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
     let worker = format!(

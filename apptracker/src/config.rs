@@ -36,8 +36,10 @@ pub struct Config {
     /// How often the deadline sweeper looks.
     #[serde(with = "humantime_serde_compat")]
     pub sweep_interval: Duration,
-    /// Run queued builds in this process.
-    pub builder: bool,
+    /// The in-process builder: whether it runs (`builder = false`, or
+    /// `APPTRACKER_BUILDER=false`, turns it off) and how its builds are
+    /// sandboxed (`[builder]` table).
+    pub builder: BuilderConfig,
     /// How long a worker's claim on a build lasts unless renewed.
     #[serde(with = "humantime_serde_compat")]
     pub build_lease: Duration,
@@ -91,17 +93,201 @@ pub struct Config {
     pub drift: crate::drift::DriftConfig,
 }
 
-/// Credentials for git remotes; the secrets come from files, never from the
-/// config itself.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Credentials for git remotes (the secrets come from files, never from the
+/// config itself), and how long a remote may keep us waiting.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GitConfig {
     /// HTTP(S) user name (`git` when only a password is set).
     pub username: Option<String>,
-    /// File holding the HTTP(S) password or access token.
+    /// File holding the HTTPS password or access token (never sent over
+    /// plain http:// or git://).
     pub password_file: Option<PathBuf>,
     /// SSH private key for `ssh://` remotes; the ssh-agent when unset.
     pub ssh_key_file: Option<PathBuf>,
+    /// How long to wait for a remote to accept a connection.
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// How long a remote may stay silent on an open connection; a ref
+    /// resolution (`POST /deploys`, `/builds`) or a build's fetch fails
+    /// then, saying so.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+impl Default for GitConfig {
+    fn default() -> Self {
+        let t = packer::GitTimeouts::default();
+        Self {
+            username: None,
+            password_file: None,
+            ssh_key_file: None,
+            connect_timeout: t.connect,
+            timeout: t.stall,
+        }
+    }
+}
+
+/// The in-process builder. Written `builder = true|false` (whether it runs,
+/// every other setting its default) or as a `[builder]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuilderConfig {
+    /// Run queued builds in this process.
+    pub enabled: bool,
+    /// `bubblewrap` (the default; builds refuse to run when it cannot be
+    /// set up) or `none` (trusted single-user setups only: build steps can
+    /// read the signing key and the data directory; every build warns).
+    pub sandbox: packer::SandboxKind,
+    /// Who build steps run as when AppTracker runs as root: a user name, a
+    /// uid or `uid:gid` (default `nobody`).
+    pub sandbox_user: String,
+    /// The bubblewrap program.
+    pub bwrap: PathBuf,
+    /// Whether `[build] command` and `npm run build` reach the network
+    /// (pip and npm installs always do).
+    pub build_network: bool,
+    /// Memory a build process may use, in MiB (RLIMIT_DATA).
+    pub max_memory_mib: u64,
+    /// Processes the sandbox user may run (RLIMIT_NPROC).
+    pub max_processes: u64,
+    /// Largest file a build may write, in MiB (RLIMIT_FSIZE).
+    pub max_file_mib: u64,
+    /// Disk a build's checkout, /tmp and download caches may take, in MiB.
+    pub max_disk_mib: u64,
+    /// Output one build step may print before it is stopped, in MiB.
+    pub max_output_mib: u64,
+}
+
+impl Default for BuilderConfig {
+    fn default() -> Self {
+        let sandbox = packer::SandboxConfig::default();
+        let l = sandbox.limits;
+        Self {
+            enabled: true,
+            sandbox: sandbox.kind,
+            sandbox_user: sandbox.user.name,
+            bwrap: sandbox.bwrap,
+            build_network: sandbox.build_network,
+            max_memory_mib: l.memory >> 20,
+            max_processes: l.processes,
+            max_file_mib: l.file_size >> 20,
+            max_disk_mib: l.disk >> 20,
+            max_output_mib: l.output >> 20,
+        }
+    }
+}
+
+impl BuilderConfig {
+    /// No in-process builder (packer workers build).
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// The packer sandbox these settings describe; the sandbox user is
+    /// looked up now, so a bad one fails at start-up.
+    pub fn sandbox(&self) -> anyhow::Result<packer::SandboxConfig> {
+        let user = packer::SandboxUser::parse(&self.sandbox_user)
+            .map_err(|e| anyhow::anyhow!("builder.sandbox_user: {e}"))?;
+        Ok(packer::SandboxConfig {
+            kind: self.sandbox,
+            bwrap: self.bwrap.clone(),
+            user,
+            build_network: self.build_network,
+            limits: packer::Limits {
+                memory: self.max_memory_mib << 20,
+                processes: self.max_processes,
+                file_size: self.max_file_mib << 20,
+                disk: self.max_disk_mib << 20,
+                output: self.max_output_mib << 20,
+            },
+        })
+    }
+}
+
+/// The `[builder]` table as written.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct BuilderTable {
+    enabled: bool,
+    sandbox: packer::SandboxKind,
+    sandbox_user: String,
+    bwrap: PathBuf,
+    build_network: bool,
+    max_memory_mib: u64,
+    max_processes: u64,
+    max_file_mib: u64,
+    max_disk_mib: u64,
+    max_output_mib: u64,
+}
+
+impl Default for BuilderTable {
+    fn default() -> Self {
+        let d = BuilderConfig::default();
+        Self {
+            enabled: d.enabled,
+            sandbox: d.sandbox,
+            sandbox_user: d.sandbox_user,
+            bwrap: d.bwrap,
+            build_network: d.build_network,
+            max_memory_mib: d.max_memory_mib,
+            max_processes: d.max_processes,
+            max_file_mib: d.max_file_mib,
+            max_disk_mib: d.max_disk_mib,
+            max_output_mib: d.max_output_mib,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BuilderConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BuilderConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false, or a [builder] table")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, enabled: bool) -> Result<Self::Value, E> {
+                Ok(BuilderConfig {
+                    enabled,
+                    ..BuilderConfig::default()
+                })
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v {
+                    "true" => self.visit_bool(true),
+                    "false" => self.visit_bool(false),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let t =
+                    BuilderTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(BuilderConfig {
+                    enabled: t.enabled,
+                    sandbox: t.sandbox,
+                    sandbox_user: t.sandbox_user,
+                    bwrap: t.bwrap,
+                    build_network: t.build_network,
+                    max_memory_mib: t.max_memory_mib,
+                    max_processes: t.max_processes,
+                    max_file_mib: t.max_file_mib,
+                    max_disk_mib: t.max_disk_mib,
+                    max_output_mib: t.max_output_mib,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Default for Config {
@@ -115,7 +301,7 @@ impl Default for Config {
             host_alive: Duration::from_secs(120),
             host_unreachable: Duration::from_secs(30),
             sweep_interval: Duration::from_secs(2),
-            builder: true,
+            builder: BuilderConfig::default(),
             build_lease: Duration::from_secs(60),
             redis_url: None,
             redis_prefix: deploy::bus::DEFAULT_PREFIX.to_string(),
@@ -178,8 +364,9 @@ impl Config {
         })
     }
 
-    /// What packer needs here: the build cache and git credentials (the
-    /// password read from its file now, so a bad path fails at start-up).
+    /// What packer needs here: the build cache, git credentials (the
+    /// password read from its file now, so a bad path fails at start-up),
+    /// git timeouts and the build sandbox.
     pub fn packer_settings(&self) -> anyhow::Result<packer::Settings> {
         let password = match &self.git.password_file {
             Some(path) => {
@@ -194,6 +381,12 @@ impl Config {
             None => None,
         };
         Ok(packer::Settings {
+            sandbox: self.builder.sandbox()?,
+            git_timeouts: packer::GitTimeouts {
+                connect: self.git.connect_timeout,
+                stall: self.git.timeout,
+                ..packer::GitTimeouts::default()
+            },
             cache_dir: Some(
                 self.build_cache_dir
                     .clone()
@@ -267,7 +460,8 @@ mod tests {
             assert_eq!(c.listen.port(), 9999);
             assert_eq!(c.host_deadline, Duration::from_secs(90));
             assert_eq!(c.s3.map(|s| s.bucket).as_deref(), Some("from-env"));
-            assert!(!c.builder);
+            assert!(!c.builder.enabled);
+            assert_eq!(c.builder.sandbox, packer::SandboxKind::Bubblewrap);
             assert_eq!(c.sweep_interval, Config::default().sweep_interval);
             Ok(())
         });
@@ -289,6 +483,45 @@ mod tests {
             jail.set_env("APPTRACKER_DATABASE_ULR", "postgres://x");
             let e = format!("{:#}", Config::load(None).unwrap_err());
             assert!(e.to_lowercase().contains("database_ulr"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn builder_is_a_switch_or_a_table() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("on.toml", "builder = true\n")?;
+            let c = Config::load(Some(Path::new("on.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(c.builder, BuilderConfig::default());
+
+            jail.create_file(
+                "table.toml",
+                "[builder]\nsandbox = \"none\"\nsandbox_user = \"1234:1234\"\nmax_output_mib = 8\n",
+            )?;
+            let c = Config::load(Some(Path::new("table.toml"))).map_err(|e| e.to_string())?;
+            assert!(c.builder.enabled);
+            assert_eq!(c.builder.sandbox, packer::SandboxKind::None);
+            let sandbox = c.builder.sandbox().map_err(|e| e.to_string())?;
+            assert_eq!((sandbox.user.uid, sandbox.user.gid), (1234, 1234));
+            assert_eq!(sandbox.limits.output, 8 << 20);
+
+            jail.set_env("APPTRACKER_BUILDER__SANDBOX", "none");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.builder.sandbox, packer::SandboxKind::None);
+            assert!(c.builder.enabled);
+
+            jail.create_file("bad.toml", "[builder]\nsandbox = \"chroot\"\n")?;
+            let e = format!(
+                "{:#}",
+                Config::load(Some(Path::new("bad.toml"))).unwrap_err()
+            );
+            assert!(e.contains("chroot") && e.contains("line 2"), "{e}");
+            jail.create_file("typo.toml", "[builder]\nsandbx = \"none\"\n")?;
+            let e = format!(
+                "{:#}",
+                Config::load(Some(Path::new("typo.toml"))).unwrap_err()
+            );
+            assert!(e.contains("sandbx"), "{e}");
             Ok(())
         });
     }

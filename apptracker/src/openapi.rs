@@ -284,7 +284,7 @@ mod tests {
         let config = crate::Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
-            builder: false,
+            builder: crate::config::BuilderConfig::disabled(),
             ..crate::Config::default()
         };
         let app = crate::Application::build(config).await.expect("app");
@@ -351,7 +351,7 @@ mod tests {
         let config = crate::Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
-            builder: false,
+            builder: crate::config::BuilderConfig::disabled(),
             ..crate::Config::default()
         };
         let app = crate::Application::build(config).await.expect("app");

@@ -140,7 +140,8 @@ impl Application {
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let tracker = self.tracker;
         let tasks = TaskTracker::new();
-        if tracker.config().builder {
+        if tracker.config().builder.enabled {
+            crate::builder::check_sandbox(tracker.packer_settings()).await;
             tasks.spawn(crate::builder::run(tracker.clone(), shutdown.clone()));
         }
         tasks.spawn(sweeper(tracker.clone(), shutdown.clone()));

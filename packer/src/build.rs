@@ -23,6 +23,7 @@ use deploy::{AppName, BuildType, Manifest, Runtime, RuntimeKind, Sha256, Timesta
 
 use crate::command::{self, Outcome};
 use crate::config::SlipwayToml;
+use crate::sandbox::{Jail, SandboxKind};
 use crate::{BuildError, Settings, deps, git, pack};
 
 /// How long a build's commands may run, in all, unless `slipway.toml` says.
@@ -52,8 +53,90 @@ pub struct BuildRequest<'a> {
     pub log_sink: Option<&'a LogSink>,
 }
 
-/// Where a running build's log goes as it is written.
-pub type LogSink = tokio::sync::mpsc::UnboundedSender<String>;
+/// How much of a running build's log is streamed; past it the stream stops
+/// with a marker, and the whole (bounded) log comes with the build's result.
+pub const STREAMED_LOG_CAP: u64 = 4 << 20;
+
+/// Pieces of log the stream holds before it drops new ones; each piece is
+/// at most a line or 64 KiB, so this bounds what a fast build can queue
+/// while the stream's consumer is slower.
+const SINK_CAPACITY: usize = 64;
+
+/// Where a running build's log goes as it is written: a bounded channel that
+/// never blocks the build. When it is full, new pieces are dropped and
+/// counted, and the next piece that fits says how many bytes went missing;
+/// past [`STREAMED_LOG_CAP`] the stream stops, with a marker.
+#[derive(Clone)]
+pub struct LogSink {
+    tx: tokio::sync::mpsc::Sender<String>,
+    state: std::sync::Arc<std::sync::Mutex<SinkState>>,
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSink").finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct SinkState {
+    /// Bytes sent so far.
+    sent: u64,
+    /// Bytes dropped since the last marker.
+    dropped: u64,
+    /// Whether the stream reached its cap (and said so).
+    capped: bool,
+}
+
+impl LogSink {
+    /// A sink and the receiving end of its bounded channel.
+    pub fn channel() -> (Self, tokio::sync::mpsc::Receiver<String>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(SINK_CAPACITY);
+        (
+            Self {
+                tx,
+                state: Default::default(),
+            },
+            rx,
+        )
+    }
+
+    /// Queues `text`, or drops and counts it; never waits.
+    pub fn send(&self, text: String) {
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let len = text.len() as u64;
+        if state.capped {
+            return;
+        }
+        if state.sent + len > STREAMED_LOG_CAP {
+            state.capped = true;
+            let _ = self.tx.try_send(format!(
+                "[... the streamed log stops here, at {} bytes; the build's result carries its log ...]\n",
+                state.sent
+            ));
+            return;
+        }
+        let text = if state.dropped > 0 {
+            format!(
+                "[... {} bytes of log dropped: the stream could not keep up ...]\n{text}",
+                state.dropped
+            )
+        } else {
+            text
+        };
+        let n = text.len() as u64;
+        match self.tx.try_send(text) {
+            Ok(()) => {
+                state.sent += n;
+                state.dropped = 0;
+            }
+            Err(_) => state.dropped += len,
+        }
+    }
+}
 
 /// A finished build.
 #[derive(Debug, Clone)]
@@ -87,7 +170,7 @@ impl Log {
         self.text.push_str(line);
         self.text.push('\n');
         if let Some(sink) = &self.sink {
-            let _ = sink.send(format!("{line}\n"));
+            sink.send(format!("{line}\n"));
         }
     }
 
@@ -122,7 +205,7 @@ pub fn build(req: &BuildRequest) -> Result<BuildOutput, BuildError> {
             tracing::warn!(error = %e, "build failed");
             let e = e.with_log(log.text);
             if let Some(sink) = &log.sink {
-                let _ = sink.send(format!("error: {e}\n"));
+                sink.send(format!("error: {e}\n"));
             }
             Err(e)
         }
@@ -134,19 +217,62 @@ struct Ctx<'a> {
     req: &'a BuildRequest<'a>,
     /// The checkout, which becomes the release.
     src: PathBuf,
+    /// The build's own `/tmp` (outside path).
+    tmp: PathBuf,
     /// When the build's commands must have finished.
     deadline: Instant,
     /// `[build] timeout`, for messages.
     timeout: Duration,
+    /// Where the build's commands run.
+    jail: Jail,
+    /// The app's own pip and npm download caches (outside paths), when the
+    /// packer keeps a cache.
+    pip_cache: Option<PathBuf>,
+    npm_cache: Option<PathBuf>,
 }
 
 fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
     let git_dir = req.work_dir.join("git");
     let src = req.work_dir.join("release");
-    for dir in [&git_dir, &src] {
+    let tmp = req.work_dir.join("tmp");
+    for dir in [&git_dir, &src, &tmp] {
         if dir.exists() {
             std::fs::remove_dir_all(dir)
                 .map_err(|e| BuildError::io(format!("clearing {}", dir.display()), e))?;
+        }
+    }
+    for dir in [&src, &tmp] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BuildError::io(format!("creating {}", dir.display()), e))?;
+    }
+    // Each app has download caches of its own: a build cannot poison what
+    // another app's build installs.
+    let caches = req.settings.cache_dir.as_ref().map(|c| {
+        (
+            c.join("pip").join(req.app.as_str()),
+            c.join("npm").join(req.app.as_str()),
+        )
+    });
+    let mut mounts: Vec<(PathBuf, &str)> = Vec::new();
+    if let Some((pip, npm)) = &caches {
+        for dir in [pip, npm] {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| BuildError::io(format!("creating {}", dir.display()), e))?;
+        }
+        mounts.push((pip.clone(), "/cache/pip"));
+        mounts.push((npm.clone(), "/cache/npm"));
+    }
+    let jail = Jail::new(&req.settings.sandbox, &src, &tmp, &mounts);
+    match jail.kind() {
+        SandboxKind::None => {
+            tracing::warn!(
+                "builds are not sandboxed (sandbox = \"none\"): build steps can read everything this process can, its signing key included"
+            );
+            log.line("warning: this build is not sandboxed (sandbox = \"none\"): its commands run as the builder's own user and can read everything the builder can, its signing key included; use only for trusted single-user setups");
+        }
+        SandboxKind::Bubblewrap => {
+            jail.check()?;
+            log.line(format!("sandbox: {}", jail.describe()));
         }
     }
 
@@ -158,6 +284,12 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
     let fetch_started = Instant::now();
     let (checked_out, mirrored) =
         git::checkout(req.settings, req.git_url, req.commit, &git_dir, &src)?;
+    jail.hand_over(&src)?;
+    jail.hand_over(&tmp)?;
+    if let Some((pip, npm)) = &caches {
+        jail.hand_over_once(pip)?;
+        jail.hand_over_once(npm)?;
+    }
     log.line(format!(
         "fetched{} in {}",
         if mirrored {
@@ -189,11 +321,16 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         }
     ));
 
+    let (pip_cache, npm_cache) = caches.unzip();
     let ctx = Ctx {
         req,
         src,
+        tmp,
         deadline: Instant::now() + config.build_timeout,
         timeout: config.build_timeout,
+        jail,
+        pip_cache,
+        npm_cache,
     };
     let runtime = match build_type {
         BuildType::Python => Some(python(&ctx, &mut config, log)?),
@@ -202,7 +339,8 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
     };
 
     if let Some(command) = &config.build_command {
-        run_step(&ctx, command, &[], log).map_err(|f| f.into_error(command, &ctx))?;
+        run_step(&ctx, command, &[], ctx.jail.build_network(), log)
+            .map_err(|f| f.into_error(command, &ctx))?;
     }
     let release = match &config.build_include {
         Some(paths) => {
@@ -247,6 +385,8 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         packed.sha256,
         took(pack_started)
     ));
+    // Signed here, in packer's own process, over the packed bytes, after
+    // every build step has ended: the key never enters the sandbox.
     let signature = req.settings.signing_key.as_ref().map(|key| {
         log.line(format!(
             "signed {} {} with {}",
@@ -304,6 +444,20 @@ fn include_only(src: &Path, paths: &[PathBuf], kept: &Path) -> Result<(), BuildE
             continue;
         }
         let from = src.join(&path);
+        let mut walked = src.to_path_buf();
+        for part in path.components() {
+            walked.push(part);
+            if std::fs::symlink_metadata(&walked).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(BuildError::BadEntry {
+                    path: path.display().to_string(),
+                    reason: format!(
+                        "listed in [build] include, but `{}` is a symlink; include takes real files and directories",
+                        walked.strip_prefix(src).unwrap_or(&walked).display()
+                    ),
+                    log: String::new(),
+                });
+            }
+        }
         if std::fs::symlink_metadata(&from).is_err() {
             return Err(BuildError::BadEntry {
                 path: path.display().to_string(),
@@ -374,6 +528,7 @@ fn python(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime,
     let platform = python_platform()?;
     let key = deps::key(&[
         b"python",
+        ctx.req.app.as_str().as_bytes(),
         runtime.version.as_bytes(),
         platform.as_bytes(),
         requirements.as_bytes(),
@@ -381,25 +536,29 @@ fn python(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime,
     let what = format!("Python dependencies ({source})");
     let cache = ctx.req.settings.cache_dir.as_deref();
     deps::restore_or_install(cache, &what, &key, &dest, log, |log| {
-        let req_file = ctx.req.work_dir.join("requirements.slipway.txt");
+        let req_file = ctx.tmp.join("requirements.slipway.txt");
         std::fs::write(&req_file, &requirements)
             .map_err(|e| BuildError::io(format!("writing {}", req_file.display()), e))?;
         let command = format!(
             "python3 -m pip install --no-compile --no-input --disable-pip-version-check \
              --no-warn-script-location --root-user-action=ignore --target {} -r {}",
-            quote(&dest),
-            quote(&req_file)
+            quote(&ctx.jail.inside(&dest)),
+            quote(&ctx.jail.inside(&req_file))
         );
-        let pip_cache = cache.map(|c| c.join("pip").display().to_string());
+        let pip_cache = ctx
+            .pip_cache
+            .as_ref()
+            .map(|c| ctx.jail.inside(c).display().to_string());
         let env: Vec<(&str, &str)> = match &pip_cache {
             Some(dir) => vec![("PIP_CACHE_DIR", dir.as_str())],
             None => vec![("PIP_NO_CACHE_DIR", "1")],
         };
-        run_step(ctx, &command, &env, log)
+        run_step(ctx, &command, &env, true, log)
             .map_err(|f| f.into_dependencies("pip", &command, ctx))?;
         relocate_scripts(&dest.join("bin"))
             .map_err(|e| BuildError::io("rewriting the shebangs of installed scripts", e))
     })?;
+    ctx.jail.hand_over(&dest)?;
     config
         .run
         .paths
@@ -414,8 +573,7 @@ fn python(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime,
 /// The declared dependencies, as requirements-file text, and where they
 /// came from; `None` when there are none.
 fn python_requirements(src: &Path) -> Result<Option<(&'static str, String)>, BuildError> {
-    let path = src.join("requirements.txt");
-    match std::fs::read_to_string(&path) {
+    match read_input(src, "requirements.txt") {
         Ok(text) => {
             let any = text
                 .lines()
@@ -426,8 +584,7 @@ fn python_requirements(src: &Path) -> Result<Option<(&'static str, String)>, Bui
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(BuildError::io("reading requirements.txt", e)),
     }
-    let path = src.join("pyproject.toml");
-    let text = match std::fs::read_to_string(&path) {
+    let text = match read_input(src, "pyproject.toml") {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(BuildError::io("reading pyproject.toml", e)),
@@ -514,8 +671,7 @@ fn relocate_scripts(bin: &Path) -> std::io::Result<()> {
 // ---- node ------------------------------------------------------------------
 
 fn node(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime, BuildError> {
-    let package = ctx.src.join("package.json");
-    let text = match std::fs::read_to_string(&package) {
+    let text = match read_input(&ctx.src, "package.json") {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(crate::ConfigError::invalid(
@@ -568,9 +724,17 @@ fn node(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime, B
                 log: String::new(),
             });
         }
-        let lock = ["package-lock.json", "npm-shrinkwrap.json"]
-            .iter()
-            .find_map(|name| std::fs::read(ctx.src.join(name)).ok().map(|b| (*name, b)));
+        let mut lock = None;
+        for name in ["package-lock.json", "npm-shrinkwrap.json"] {
+            match read_input(&ctx.src, name) {
+                Ok(text) => {
+                    lock = Some((name, text.into_bytes()));
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BuildError::io(format!("reading {name}"), e)),
+            }
+        }
         let (tool, lock_bytes) = match &lock {
             Some((name, bytes)) => {
                 log.line(format!("{name} found: npm ci"));
@@ -588,6 +752,7 @@ fn node(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime, B
         };
         let key = deps::key(&[
             b"node",
+            ctx.req.app.as_str().as_bytes(),
             runtime.version.as_bytes(),
             std::env::consts::ARCH.as_bytes(),
             tool.as_bytes(),
@@ -596,11 +761,9 @@ fn node(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime, B
             lock_bytes,
         ]);
         let npm_cache = ctx
-            .req
-            .settings
-            .cache_dir
+            .npm_cache
             .as_ref()
-            .map(|c| c.join("npm").display().to_string());
+            .map(|c| ctx.jail.inside(c).display().to_string());
         let mut env = vec![
             ("npm_config_update_notifier", "false"),
             ("npm_config_fund", "false"),
@@ -613,14 +776,18 @@ fn node(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime, B
         let cache = ctx.req.settings.cache_dir.as_deref();
         deps::restore_or_install(cache, &what, &key, &dest, log, |log| {
             let command = format!("{tool}{omit}");
-            run_step(ctx, &command, &env, log)
+            run_step(ctx, &command, &env, true, log)
                 .map_err(|f| f.into_dependencies("npm", &command, ctx))
         })?;
+        ctx.jail.hand_over(&dest)?;
         if has_build {
+            // The app's own build script: a build step, not a dependency
+            // step, so it reaches the network only when build steps do.
             let command = "npm run build";
-            run_step(ctx, command, &env, log).map_err(|f| f.into_error(command, ctx))?;
+            run_step(ctx, command, &env, ctx.jail.build_network(), log)
+                .map_err(|f| f.into_error(command, ctx))?;
             let command = "npm prune --omit=dev";
-            run_step(ctx, command, &env, log).map_err(|f| f.into_error(command, ctx))?;
+            run_step(ctx, command, &env, false, log).map_err(|f| f.into_error(command, ctx))?;
         }
     }
     Ok(runtime)
@@ -631,8 +798,13 @@ fn node(ctx: &Ctx, config: &mut SlipwayToml, log: &mut Log) -> Result<Runtime, B
 /// How a step failed.
 enum StepFailure {
     Start(std::io::Error),
-    Exited { status: String, output: String },
+    Exited {
+        status: String,
+        output: String,
+    },
     TimedOut,
+    /// Killed at one of the sandbox's limits, which this says.
+    Limit(String),
 }
 
 impl StepFailure {
@@ -646,6 +818,11 @@ impl StepFailure {
                 log: String::new(),
             },
             StepFailure::TimedOut => timed_out(command, ctx),
+            StepFailure::Limit(limit) => BuildError::LimitExceeded {
+                command: command.to_string(),
+                limit,
+                log: String::new(),
+            },
         }
     }
 
@@ -706,6 +883,7 @@ fn run_step(
     ctx: &Ctx,
     command: &str,
     extra_env: &[(&str, &str)],
+    network: bool,
     log: &mut Log,
 ) -> Result<(), StepFailure> {
     let left = ctx.deadline.saturating_duration_since(Instant::now());
@@ -725,6 +903,8 @@ fn run_step(
         env: &env,
         timeout: left,
         sink: log.sink.as_ref(),
+        jail: &ctx.jail,
+        network,
     };
     let started = Instant::now();
     let (outcome, output) = command::run(&spec).map_err(StepFailure::Start)?;
@@ -749,7 +929,50 @@ fn run_step(
             Err(StepFailure::Exited { status, output })
         }
         Outcome::TimedOut => Err(StepFailure::TimedOut),
+        Outcome::TooMuchOutput(limit) => Err(StepFailure::Limit(format!(
+            "it printed more than the builder's output limit of {} MiB",
+            limit >> 20
+        ))),
+        Outcome::TooMuchDisk(limit) => Err(StepFailure::Limit(format!(
+            "the build's files grew past the builder's disk limit of {} MiB",
+            limit >> 20
+        ))),
     }
+}
+
+/// Reads a file the build decides on before any command runs (`slipway.toml`,
+/// `requirements.txt`, `package.json`, a lockfile) at the root of the
+/// checkout, refusing a symlink: a repository must not make the builder
+/// read a file outside it.
+pub(crate) fn read_input(src: &Path, name: &str) -> std::io::Result<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = src.join(name);
+    let refuse = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{name} is a symlink or not a regular file; the builder reads it only as a regular file of the repository"
+            ),
+        )
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                refuse()
+            } else {
+                e
+            }
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(refuse());
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// A path as one shell word.

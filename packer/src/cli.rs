@@ -92,6 +92,75 @@ struct SettingsArgs {
     /// `worker`, optional for `build`.
     #[arg(long, env = "SLIPWAY_SIGNING_KEY")]
     signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+/// How build steps are confined (see README, "Build sandbox").
+#[derive(clap::Args)]
+struct SandboxArgs {
+    /// `bubblewrap` (builds refuse to run when it cannot be set up) or
+    /// `none` (build steps can read everything packer can, its signing key
+    /// included: trusted single-user setups only; every build warns).
+    #[arg(long, env = "SLIPWAY_SANDBOX", default_value = "bubblewrap")]
+    sandbox: crate::SandboxKind,
+    /// The bubblewrap program.
+    #[arg(long, env = "SLIPWAY_BWRAP", default_value = "bwrap")]
+    bwrap: PathBuf,
+    /// Who build steps run as when packer runs as root: a user name, a uid,
+    /// or uid:gid.
+    #[arg(long, env = "SLIPWAY_SANDBOX_USER", default_value = "nobody")]
+    sandbox_user: String,
+    /// Let `[build] command` and `npm run build` reach the network
+    /// (dependency installs always do).
+    #[arg(long, env = "SLIPWAY_BUILD_NETWORK")]
+    build_network: bool,
+    /// Memory a build process may use, in MiB (RLIMIT_DATA).
+    #[arg(long, default_value_t = crate::Limits::default().memory >> 20)]
+    max_memory_mib: u64,
+    /// Processes the sandbox user may run (RLIMIT_NPROC).
+    #[arg(long, default_value_t = crate::Limits::default().processes)]
+    max_processes: u64,
+    /// Largest file a build may write, in MiB (RLIMIT_FSIZE).
+    #[arg(long, default_value_t = crate::Limits::default().file_size >> 20)]
+    max_file_mib: u64,
+    /// Disk a build's checkout, /tmp and caches may take, in MiB.
+    #[arg(long, default_value_t = crate::Limits::default().disk >> 20)]
+    max_disk_mib: u64,
+    /// Output one build step may print, in MiB.
+    #[arg(long, default_value_t = crate::Limits::default().output >> 20)]
+    max_output_mib: u64,
+    /// How long to wait for a git remote to accept a connection.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    git_connect_timeout: std::time::Duration,
+    /// How long a git remote may stay silent on an open connection.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    git_timeout: std::time::Duration,
+}
+
+impl SandboxArgs {
+    fn config(self) -> anyhow::Result<(crate::SandboxConfig, crate::GitTimeouts)> {
+        let user = crate::SandboxUser::parse(&self.sandbox_user).map_err(anyhow::Error::msg)?;
+        let sandbox = crate::SandboxConfig {
+            kind: self.sandbox,
+            bwrap: self.bwrap,
+            user,
+            build_network: self.build_network,
+            limits: crate::Limits {
+                memory: self.max_memory_mib << 20,
+                processes: self.max_processes,
+                file_size: self.max_file_mib << 20,
+                disk: self.max_disk_mib << 20,
+                output: self.max_output_mib << 20,
+            },
+        };
+        let git = crate::GitTimeouts {
+            connect: self.git_connect_timeout,
+            stall: self.git_timeout,
+            ..crate::GitTimeouts::default()
+        };
+        Ok((sandbox, git))
+    }
 }
 
 impl SettingsArgs {
@@ -118,8 +187,16 @@ impl SettingsArgs {
             Some(path) => Some(deploy::signing::SigningKey::load(path)?),
             None => None,
         };
+        let (sandbox, git_timeouts) = self.sandbox.config()?;
+        if sandbox.kind == crate::SandboxKind::None {
+            tracing::warn!(
+                "builds are not sandboxed (--sandbox none): build steps can read everything this process can, the signing key included"
+            );
+        }
         Ok(crate::Settings {
             signing_key,
+            sandbox,
+            git_timeouts,
             cache_dir,
             git: crate::GitCredentials {
                 username: self.git_username,

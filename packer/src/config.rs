@@ -113,8 +113,7 @@ pub struct SlipwayToml {
 impl SlipwayToml {
     /// Reads `slipway.toml` from the root of a checkout.
     pub fn load(dir: &Path) -> Result<Self, ConfigError> {
-        let path = dir.join(FILE_NAME);
-        let text = match std::fs::read_to_string(&path) {
+        let text = match crate::build::read_input(dir, FILE_NAME) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(ConfigError::Missing);

@@ -87,6 +87,20 @@ pub enum BuildError {
         log: String,
     },
 
+    /// The build sandbox cannot be set up (bubblewrap missing, user or PID
+    /// namespaces refused): builds refuse to run rather than run unconfined.
+    #[error("builds run in a bubblewrap sandbox, which cannot be set up here: {reason}")]
+    Sandbox { reason: String, log: String },
+
+    /// A build step went past one of the builder's limits (output, disk)
+    /// and was killed.
+    #[error("`{command}` was killed: {limit}")]
+    LimitExceeded {
+        command: String,
+        limit: String,
+        log: String,
+    },
+
     /// A symlink in the release points outside it.
     #[error("symlink `{path}` points outside the release (to `{target}`)")]
     SymlinkEscapes {
@@ -137,6 +151,8 @@ impl BuildError {
             | BuildError::Dependencies { log, .. }
             | BuildError::CommandFailed { log, .. }
             | BuildError::CommandTimedOut { log, .. }
+            | BuildError::Sandbox { log, .. }
+            | BuildError::LimitExceeded { log, .. }
             | BuildError::SymlinkEscapes { log, .. }
             | BuildError::BadEntry { log, .. }
             | BuildError::Io { log, .. } => log,
@@ -155,6 +171,8 @@ impl BuildError {
             | BuildError::Dependencies { log, .. }
             | BuildError::CommandFailed { log, .. }
             | BuildError::CommandTimedOut { log, .. }
+            | BuildError::Sandbox { log, .. }
+            | BuildError::LimitExceeded { log, .. }
             | BuildError::SymlinkEscapes { log, .. }
             | BuildError::BadEntry { log, .. }
             | BuildError::Io { log, .. } => log,

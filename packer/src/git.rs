@@ -10,6 +10,8 @@
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use git2::{
     AutotagOption, Cred, CredentialType, Direction, FetchOptions, FetchPrune, Oid, Remote,
@@ -74,6 +76,75 @@ fn user_is_a_login(scheme: &str) -> bool {
     )
 }
 
+/// How long git may wait on a remote. libgit2 has no timeouts of its own:
+/// without these a remote that accepts the connection and never answers
+/// hangs a build (and a ref resolution in AppTracker's request path)
+/// forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GitTimeouts {
+    /// To open the connection.
+    pub connect: Duration,
+    /// Of silence on an open connection (each read or write).
+    pub stall: Duration,
+    /// For a whole fetch, however it progresses.
+    pub fetch: Duration,
+}
+
+impl Default for GitTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(30),
+            stall: Duration::from_secs(120),
+            fetch: crate::BUILD_TIMEOUT,
+        }
+    }
+}
+
+/// The connect and stall timeouts this process gave libgit2.
+static APPLIED: OnceLock<(Duration, Duration)> = OnceLock::new();
+
+/// Gives libgit2 the connect and stall timeouts, once per process: they are
+/// global to libgit2, so the first settings that reach a git operation win
+/// (a process runs one packer configuration; tests run one per process).
+fn apply_timeouts(t: &GitTimeouts) {
+    APPLIED.get_or_init(|| {
+        let ms = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX).max(1);
+        set_libgit2_timeouts(ms(t.connect), ms(t.stall));
+        (t.connect, t.stall)
+    });
+}
+
+#[allow(unsafe_code)]
+fn set_libgit2_timeouts(connect_ms: i32, stall_ms: i32) {
+    // SAFETY: the options are plain ints in libgit2 that its socket streams
+    // read when they connect, read or write. This runs once, inside
+    // `APPLIED.get_or_init`, which every git network operation of this
+    // crate goes through first: an operation racing it waits on the
+    // `OnceLock` and so happens after the writes. No other code in the
+    // workspace opens network connections with libgit2.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(connect_ms);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(stall_ms);
+    }
+}
+
+/// Whether a remote's URL is one packer answers a password or key
+/// challenge on: https for passwords; ssh (`ssh://` or scp-like
+/// `user@host:path`) for keys and user names. Never http:// or git://,
+/// where the answer would cross the network in clear.
+fn may_answer(url: &str, kind: CredentialType) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let ssh = lower.starts_with("ssh://")
+        || lower.starts_with("git+ssh://")
+        || lower.starts_with("ssh+git://")
+        || (!lower.contains("://") && lower.contains(':') && !lower.starts_with('/'));
+    if kind == CredentialType::USER_PASS_PLAINTEXT {
+        lower.starts_with("https://")
+    } else {
+        ssh
+    }
+}
+
 /// A URL fit for logs, errors and API output: credentials in it are
 /// replaced by `***`. Over http(s) (and any scheme but ssh) the whole user
 /// information goes, since a token is often given as the user name
@@ -115,12 +186,29 @@ pub fn url_credentials(url: &str) -> Option<&'static str> {
 fn callbacks(creds: &GitCredentials) -> RemoteCallbacks<'_> {
     let mut cb = RemoteCallbacks::new();
     let mut offered = CredentialType::empty();
-    cb.credentials(move |_url, url_user, allowed| {
+    cb.credentials(move |url, url_user, allowed| {
         let refused = |what: &str| {
             Err(git2::Error::from_str(&format!(
                 "authentication failed: the remote refused the configured {what}"
             )))
         };
+        let in_clear = |what: &str| {
+            Err(git2::Error::from_str(&format!(
+                "the remote {} asks for {what}; packer sends credentials only over https:// (passwords) and ssh (keys), never in clear",
+                redact_url(url)
+            )))
+        };
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+            && !may_answer(url, CredentialType::USER_PASS_PLAINTEXT)
+        {
+            return in_clear("a username and password");
+        }
+        if allowed.intersects(CredentialType::SSH_KEY | CredentialType::USERNAME)
+            && !allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+            && !may_answer(url, CredentialType::SSH_KEY)
+        {
+            return in_clear("credentials");
+        }
         if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             if offered.contains(CredentialType::USER_PASS_PLAINTEXT) {
                 return refused("git username and password");
@@ -158,21 +246,37 @@ fn callbacks(creds: &GitCredentials) -> RemoteCallbacks<'_> {
     cb
 }
 
-/// Options for fetching: credentials, tags, and pruning of branches the
-/// remote deleted (a mirror must not keep building them).
-fn fetch_options(creds: &GitCredentials) -> FetchOptions<'_> {
+/// Options for fetching: credentials, tags, pruning of branches the remote
+/// deleted (a mirror must not keep building them), and the fetch's deadline
+/// (libgit2 aborts when a progress callback says no).
+fn fetch_options(creds: &GitCredentials, deadline: Instant) -> FetchOptions<'_> {
+    let mut cb = callbacks(creds);
+    cb.transfer_progress(move |_| Instant::now() < deadline);
+    cb.sideband_progress(move |_| Instant::now() < deadline);
     let mut opts = FetchOptions::new();
-    opts.remote_callbacks(callbacks(creds))
+    opts.remote_callbacks(cb)
         .download_tags(AutotagOption::All)
         .prune(FetchPrune::On);
     opts
 }
 
 fn fetch_error(url: &str) -> impl Fn(git2::Error) -> BuildError + '_ {
-    move |error| BuildError::Git {
-        action: format!("fetching from {}", redact_url(url)),
-        error,
-        log: String::new(),
+    move |error| {
+        let error = if error.code() == git2::ErrorCode::Timeout
+            || error.message().contains("timed out")
+        {
+            git2::Error::from_str(&format!(
+                "the remote did not answer in time ({}); check that it is up, or raise the git timeouts",
+                error.message()
+            ))
+        } else {
+            error
+        };
+        BuildError::Git {
+            action: format!("fetching from {}", redact_url(url)),
+            error,
+            log: String::new(),
+        }
     }
 }
 
@@ -222,6 +326,7 @@ pub fn resolve_ref(
     }
 
     check_local(git_url)?;
+    apply_timeouts(&settings.git_timeouts);
     let mut remote = Remote::create_detached(git_url).map_err(fetch_error(git_url))?;
     let conn = remote
         .connect_auth(Direction::Fetch, Some(callbacks(&settings.git)), None)
@@ -289,8 +394,10 @@ pub(crate) fn fetch(
     scratch: &Path,
 ) -> Result<Fetched, BuildError> {
     check_local(git_url)?;
+    apply_timeouts(&settings.git_timeouts);
+    let deadline = Instant::now() + settings.git_timeouts.fetch;
     let Some(cache) = &settings.cache_dir else {
-        let repo = fetch_into(&settings.git, git_url, scratch, false)?;
+        let repo = fetch_into(&settings.git, git_url, scratch, false, deadline)?;
         return Ok(Fetched {
             repo,
             mirrored: false,
@@ -306,7 +413,7 @@ pub(crate) fn fetch(
     let lock = File::create(&lock_path)
         .and_then(|f| f.lock().map(|()| f))
         .map_err(|e| BuildError::io(format!("locking {}", lock_path.display()), e))?;
-    let repo = match fetch_into(&settings.git, git_url, &mirror, true) {
+    let repo = match fetch_into(&settings.git, git_url, &mirror, true, deadline) {
         Ok(repo) => repo,
         // A mirror left broken (a disk filled up, a killed fetch) is only
         // a cache: start it again once. A remote that refuses us will
@@ -315,7 +422,7 @@ pub(crate) fn fetch(
             tracing::warn!(error = %first, mirror = %mirror.display(), "fetching into the mirror failed; recreating it");
             std::fs::remove_dir_all(&mirror)
                 .map_err(|e| BuildError::io(format!("removing {}", mirror.display()), e))?;
-            fetch_into(&settings.git, git_url, &mirror, true)?
+            fetch_into(&settings.git, git_url, &mirror, true, deadline)?
         }
         Err(e) => return Err(e),
     };
@@ -332,6 +439,7 @@ fn fetch_into(
     git_url: &str,
     dir: &Path,
     reuse: bool,
+    deadline: Instant,
 ) -> Result<Repository, BuildError> {
     let opened = if reuse && dir.exists() {
         Repository::open_bare(dir)
@@ -348,8 +456,20 @@ fn fetch_into(
             .remote_anonymous(git_url)
             .map_err(fetch_error(git_url))?;
         remote
-            .fetch(REFSPECS, Some(&mut fetch_options(creds)), None)
-            .map_err(fetch_error(git_url))?;
+            .fetch(REFSPECS, Some(&mut fetch_options(creds, deadline)), None)
+            .map_err(|e| {
+                if Instant::now() >= deadline {
+                    BuildError::Git {
+                        action: format!("fetching from {}", redact_url(git_url)),
+                        error: git2::Error::from_str(
+                            "the fetch did not finish within its time limit",
+                        ),
+                        log: String::new(),
+                    }
+                } else {
+                    fetch_error(git_url)(e)
+                }
+            })?;
     }
     Ok(repo)
 }
@@ -640,6 +760,22 @@ mod tests {
         assert!(matches!(e, BuildError::UnknownRef { .. }), "{e}");
         let e = locate_on_branch(&settings, &url, "main", Some("abc"), &[]).unwrap_err();
         assert!(matches!(e, BuildError::BadCommit { .. }), "{e}");
+    }
+
+    #[test]
+    fn credentials_go_only_over_https_and_ssh() {
+        let pass = CredentialType::USER_PASS_PLAINTEXT;
+        let key = CredentialType::SSH_KEY;
+        assert!(may_answer("https://git.example.com/a.git", pass));
+        assert!(!may_answer("http://git.example.com/a.git", pass));
+        assert!(!may_answer("HTTP://git.example.com/a.git", pass));
+        assert!(!may_answer("git://git.example.com/a.git", pass));
+        assert!(!may_answer("ssh://git@git.example.com/a.git", pass));
+        assert!(may_answer("ssh://git@git.example.com/a.git", key));
+        assert!(may_answer("git@github.com:team/app.git", key));
+        assert!(!may_answer("git://git.example.com/a.git", key));
+        assert!(!may_answer("http://git.example.com/a.git", key));
+        assert!(!may_answer("https://git.example.com/a.git", key));
     }
 
     #[test]

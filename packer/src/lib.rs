@@ -3,7 +3,9 @@
 //! [`build`] fetches the commit, reads `slipway.toml`, builds by type
 //! (python, node, generic) with cached dependencies, and packs the release
 //! with its manifest into `<out_dir>/<app>-<version>.tar.gz`. [`resolve_ref`] turns a
-//! branch, tag or sha into the full commit sha a build takes. Both block:
+//! branch, tag or sha into the full commit sha a build takes. Every command
+//! a build runs on repository content runs in a bubblewrap sandbox (see
+//! `sandbox.rs`). Both block:
 //! async callers use `spawn_blocking`.
 
 mod build;
@@ -14,14 +16,17 @@ mod deps;
 mod error;
 pub mod git;
 pub mod pack;
+mod sandbox;
 mod settings;
 pub mod worker;
 
-pub use build::{BUILD_TIMEOUT, BuildOutput, BuildRequest, build};
+pub use build::{BUILD_TIMEOUT, BuildOutput, BuildRequest, LogSink, STREAMED_LOG_CAP, build};
 pub use config::{ConfigError, SlipwayToml};
 pub use error::BuildError;
 pub use git::{
-    GitCredentials, OnBranch, locate_on_branch, redact_url, resolve_ref, url_credentials,
+    GitCredentials, GitTimeouts, OnBranch, locate_on_branch, redact_url, resolve_ref,
+    url_credentials,
 };
 pub use pack::{pack_dir, pack_dir_at_level};
+pub use sandbox::{KEPT_VARS, Limits, SandboxConfig, SandboxKind, SandboxUser, check_sandbox};
 pub use settings::Settings;

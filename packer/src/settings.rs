@@ -1,6 +1,7 @@
 //! What a packer needs beyond one build: how to reach git remotes, where
 //! to keep what outlives a build (remote mirrors, installed dependencies,
-//! pip's and npm's download caches), and the key artifacts are signed with.
+//! pip's and npm's download caches), the key artifacts are signed with, and
+//! the sandbox builds run in.
 
 use std::path::PathBuf;
 
@@ -17,4 +18,8 @@ pub struct Settings {
     /// Signs every artifact built (see `deploy::signing`). Grabbers refuse
     /// unsigned artifacts, so only local `packer build` runs go without.
     pub signing_key: Option<deploy::signing::SigningKey>,
+    /// How build steps are confined (bubblewrap unless set to none).
+    pub sandbox: crate::SandboxConfig,
+    /// How long git may wait on a remote.
+    pub git_timeouts: crate::GitTimeouts,
 }

@@ -74,18 +74,29 @@ async fn run_job(client: &Client, config: &WorkerConfig, job: BuildJob) {
     };
     let (outcome, log) = build_and_upload(client, config, &job).await;
     renew.abort();
-    let report = BuildResult {
+    let mut report = BuildResult {
         worker: worker.to_string(),
         outcome,
-        log,
+        log: fit_log(&log, RESULT_LOG_JSON_MAX),
     };
     // The result is what makes the build count: try hard to deliver it.
     let mut wait = Duration::from_millis(200);
+    let mut shrunk = false;
     for attempt in 1..=8 {
         match client.report_build(job.build.id, &report).await {
             Ok(b) => {
                 tracing::info!(status = ?b.status, "build reported");
                 return;
+            }
+            // The server takes less than we thought: send a much shorter
+            // log once rather than let the lease run out and the build
+            // loop forever.
+            Err(deploy::ClientError::Api { status: 413, .. }) if !shrunk => {
+                tracing::warn!(
+                    "the server refused the build's log as too large; sending it shortened"
+                );
+                report.log = fit_log(&log, RESULT_LOG_JSON_MAX / 8);
+                shrunk = true;
             }
             Err(e) if e.is_retryable() && attempt < 8 => {
                 tracing::warn!(error = %e, "cannot report the build; retrying");
@@ -98,6 +109,54 @@ async fn run_job(client: &Client, config: &WorkerConfig, job: BuildJob) {
             }
         }
     }
+}
+
+/// What the worker's result log may take once JSON-encoded: AppTracker's
+/// build-result route keeps axum's default 2 MiB body limit, and the rest of
+/// the body is small.
+const RESULT_LOG_JSON_MAX: usize = (2 << 20) - (64 << 10);
+
+/// `log` cut to at most `max` bytes once JSON-encoded (escaping can grow a
+/// control byte sixfold), keeping its start (what was built, how) and its
+/// end (what went wrong), with a marker saying how much is missing.
+pub fn fit_log(log: &str, max: usize) -> String {
+    let json_len = |s: &str| serde_json::to_string(s).map_or(usize::MAX, |j| j.len());
+    if json_len(log) <= max {
+        return log.to_string();
+    }
+    // Halve the kept parts until they fit; escaping makes the ratio of
+    // bytes to encoded bytes unknown up front.
+    let mut keep = max / 2;
+    loop {
+        let head_end = floor_char_boundary(log, keep / 4);
+        let tail_start = ceil_char_boundary(log, log.len().saturating_sub(keep - keep / 4));
+        let dropped = tail_start.saturating_sub(head_end);
+        let fitted = format!(
+            "{}\n[... {dropped} bytes of the build log left out: it was too long to send whole ...]\n{}",
+            &log[..head_end],
+            &log[tail_start..]
+        );
+        if json_len(&fitted) <= max || keep < 64 {
+            return fitted;
+        }
+        keep /= 2;
+    }
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
 }
 
 /// A build done in a scratch directory; the artifact lives there, so keep
@@ -114,7 +173,7 @@ pub type LogStream =
 
 /// Batches what the build writes (a quarter second, or 64 KiB) and hands
 /// each batch to `stream`, until the build drops its end of the channel.
-async fn forward_log(mut rx: tokio::sync::mpsc::UnboundedReceiver<String>, stream: LogStream) {
+async fn forward_log(mut rx: tokio::sync::mpsc::Receiver<String>, stream: LogStream) {
     while let Some(mut batch) = rx.recv().await {
         let until = tokio::time::Instant::now() + Duration::from_millis(250);
         while batch.len() < 64 * 1024 {
@@ -149,7 +208,7 @@ async fn build_in_scratch(
     let git_url = git_url.to_string();
     let settings = settings.clone();
     let span = tracing::Span::current();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, rx) = crate::LogSink::channel();
     let forwarder = tokio::spawn(forward_log(rx, stream));
     let built = tokio::task::spawn_blocking(move || {
         let _enter = span.enter();
@@ -258,4 +317,33 @@ pub async fn build_and_deliver(
         },
         out.log.clone(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_that_fits_is_kept_whole() {
+        assert_eq!(fit_log("short\n", 100), "short\n");
+    }
+
+    #[test]
+    fn a_long_log_keeps_its_start_and_end_within_the_encoded_limit() {
+        let log = format!("start\n{}\nthe end\n", "x".repeat(100_000));
+        let fitted = fit_log(&log, 10_000);
+        assert!(serde_json::to_string(&fitted).unwrap().len() <= 10_000);
+        assert!(fitted.starts_with("start\n"), "{}", &fitted[..50]);
+        assert!(fitted.ends_with("the end\n"));
+        assert!(fitted.contains("bytes of the build log left out"));
+    }
+
+    #[test]
+    fn escaping_growth_is_counted() {
+        // Control bytes become \u00XX: six bytes each once encoded.
+        let log = "\u{1}".repeat(100_000) + "é";
+        let fitted = fit_log(&log, 50_000);
+        assert!(serde_json::to_string(&fitted).unwrap().len() <= 50_000);
+        assert!(fitted.ends_with('é'));
+    }
 }

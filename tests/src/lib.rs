@@ -110,6 +110,10 @@ pub struct Options {
     pub trusted_keys: Option<Vec<deploy::signing::PublicKey>>,
     /// How long dashboard sessions last (default: AppTracker's).
     pub session_ttl: Option<Duration>,
+    /// AppTracker's `[builder]` (default: its own, sandboxed, enabled).
+    pub builder: Option<apptracker::config::BuilderConfig>,
+    /// AppTracker's git connect and stall timeouts (default: its own).
+    pub git_timeout: Option<Duration>,
 }
 
 impl Platform {
@@ -130,9 +134,18 @@ impl Platform {
                     username: Some(user.clone()),
                     password_file: Some(path),
                     ssh_key_file: None,
+                    ..apptracker::config::GitConfig::default()
                 }
             }
             None => apptracker::config::GitConfig::default(),
+        };
+        let git = match opts.git_timeout {
+            Some(t) => apptracker::config::GitConfig {
+                connect_timeout: t,
+                timeout: t,
+                ..git
+            },
+            None => git,
         };
         // Tests share one Redis: each platform talks on channels of its own.
         let mut tag = [0u8; 6];
@@ -158,6 +171,7 @@ impl Platform {
             session_ttl: opts
                 .session_ttl
                 .unwrap_or(apptracker::Config::default().session_ttl),
+            builder: opts.builder.unwrap_or_default(),
             ..apptracker::Config::default()
         };
         let app = apptracker::Application::build(config.clone()).await?;
@@ -294,7 +308,7 @@ impl Platform {
             data_dir: self.dir.path().join(format!("replica-{n}")),
             // Webhook secrets sealed by one replica open on every other.
             secrets_key_file: Some(self.config.secrets_key_path()),
-            builder: false,
+            builder: apptracker::config::BuilderConfig::disabled(),
             ..self.config.clone()
         };
         let app = apptracker::Application::build(config).await?;

@@ -72,6 +72,11 @@ impl Proc {
         }
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
     /// Kills the process outright (SIGKILL), as a crash would.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {
@@ -160,6 +165,17 @@ pub async fn start_apptracker(
     logs: &Path,
     extra_toml: &str,
 ) -> anyhow::Result<TrackerProc> {
+    start_apptracker_with_env(exe, dir, logs, extra_toml, &[]).await
+}
+
+/// [`start_apptracker`] with extra environment variables for `serve`.
+pub async fn start_apptracker_with_env(
+    exe: &str,
+    dir: &Path,
+    logs: &Path,
+    extra_toml: &str,
+    env: &[(&str, String)],
+) -> anyhow::Result<TrackerProc> {
     let port = crate::free_port()?;
     let url = format!("http://127.0.0.1:{port}");
     let config = format!(
@@ -192,7 +208,7 @@ pub async fn start_apptracker(
         "apptracker",
         exe,
         &["serve".into(), "--config".into(), cfg],
-        &[],
+        env,
         logs,
     )?;
     let client = deploy::Client::new(url.clone()).with_token(admin);

@@ -137,11 +137,11 @@ async fn build_failures_say_what_went_wrong() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_running_build_shows_its_log_as_it_goes() -> anyhow::Result<()> {
     let p = Platform::start(&["local-1"]).await?;
-    let go = p.dir.path().join("go");
-    let command = format!(
-        "printf 'waiting-%s\\n' for-go; while [ ! -f '{}' ]; do sleep 0.05; done; printf 'we%s\\n' nt",
-        go.display()
-    );
+    // The build is sandboxed: of the outside it sees only its checkout and
+    // its app's download caches, so `go` goes in its pip cache, which the
+    // sandbox shows at /cache/pip.
+    let go = p.dir.path().join("apptracker/cache/pip/slow-build/go");
+    let command = "printf 'waiting-%s\\n' for-go; while [ ! -f /cache/pip/go ]; do sleep 0.05; done; printf 'we%s\\n' nt";
     let toml =
         // The timeout ends the build should the test fail before `go`.
         format!("type = \"generic\"\n[build]\ncommand = \"{command}\"\ntimeout = \"60s\"\n[run]\ncommand = \"x\"\n");
