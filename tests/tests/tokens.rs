@@ -1097,6 +1097,56 @@ async fn host_tokens_report_for_their_host_only(db: Option<String>) -> anyhow::R
         .map(|h| h.name.to_string())
         .collect();
     assert_eq!(hosts, ["h1", "h2"]);
+
+    // Free text is capped on the server (the first 16 KiB of `message`, the
+    // last 1 MiB of `log_tail`), and once h1 has ended in this deploy its
+    // events change nothing and are not kept.
+    let huge = HostEvent {
+        phase: HostPhase::Failed,
+        failed_phase: Some(HostPhase::Starting),
+        message: Some(format!("{}END", "m".repeat(100_000))),
+        log_tail: Some(format!("START{}", "l".repeat(3 << 20))),
+        ..event.clone()
+    };
+    let row = h1_agent.host_event(d.id, &h1, &huge).await?;
+    assert_eq!(row.phase, HostPhase::Failed);
+    let message = row.message.unwrap_or_default();
+    assert!(
+        message.len() < 17 << 10 && message.ends_with("bytes dropped)"),
+        "{}",
+        message.len()
+    );
+    let tail = row.log_tail.unwrap_or_default();
+    assert!(
+        tail.len() < (1 << 20) + 100 && !tail.contains("START"),
+        "{}",
+        tail.len()
+    );
+    assert!(
+        tail.ends_with('l') && tail.starts_with('('),
+        "{}",
+        &tail[..40]
+    );
+    let kept = t.admin.deploy_events(d.id).await?.len();
+    for phase in [HostPhase::Skipped, HostPhase::Done] {
+        let row = h1_agent
+            .host_event(
+                d.id,
+                &h1,
+                &HostEvent {
+                    phase,
+                    ..event.clone()
+                },
+            )
+            .await?;
+        assert_eq!(row.phase, HostPhase::Failed, "a terminal row stays");
+    }
+    assert_eq!(
+        t.admin.deploy_events(d.id).await?.len(),
+        kept,
+        "no history for an ended host"
+    );
+
     // A cluster-wide agent token still reports for any host (the weaker
     // option, documented as such).
     cluster_agent.host_event(d.id, &h2, &event).await?;
