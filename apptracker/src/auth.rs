@@ -1,8 +1,9 @@
 //! API tokens and roles. People hold `viewer`, `deployer` or `admin` tokens;
-//! grabbers, versioncheckers and packer workers hold an `agent` token bound
-//! to one cluster. Tokens are random, shown once, and stored as their sha256:
-//! a request's token is hashed and looked up, so no stored secret is ever
-//! compared byte by byte.
+//! grabbers and versioncheckers hold an `agent` token bound to one cluster
+//! (and, optionally, to one host of it); packer workers hold a `builder`
+//! token, which does nothing but the build-worker protocol. Tokens are
+//! random, shown once, and stored as their sha256: a request's token is
+//! hashed and looked up, so no stored secret is ever compared byte by byte.
 //!
 //! The dashboard never holds a token: signing in exchanges one for a
 //! session (`sls_…`, see `sessions.rs`), which acts for the token until it
@@ -13,7 +14,7 @@ use std::fmt;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
-use deploy::Cluster;
+use deploy::{Cluster, HostName};
 use sha2::{Digest, Sha256};
 
 use crate::db::Db;
@@ -36,8 +37,12 @@ pub enum Role {
     Deployer,
     /// Also registers apps and manages tokens; may act for any cluster.
     Admin,
-    /// A host or build agent of one cluster.
+    /// A host agent (grabber, versionchecker) of one cluster, or of one
+    /// host when the token names it.
     Agent,
+    /// A packer worker: claims builds, streams their logs, uploads their
+    /// artifacts and reports them; nothing else.
+    Builder,
 }
 
 impl Role {
@@ -47,7 +52,13 @@ impl Role {
             Role::Deployer => "deployer",
             Role::Admin => "admin",
             Role::Agent => "agent",
+            Role::Builder => "builder",
         }
+    }
+
+    /// A person's role (viewer, deployer, admin), as opposed to a program's.
+    pub fn is_person(self) -> bool {
+        matches!(self, Role::Viewer | Role::Deployer | Role::Admin)
     }
 
     pub fn parse(s: &str) -> Option<Role> {
@@ -56,6 +67,7 @@ impl Role {
             "deployer" => Some(Role::Deployer),
             "admin" => Some(Role::Admin),
             "agent" => Some(Role::Agent),
+            "builder" => Some(Role::Builder),
             _ => None,
         }
     }
@@ -67,18 +79,25 @@ impl fmt::Display for Role {
     }
 }
 
-/// Who is asking: the token's name, role and (for agents) cluster.
+/// Who is asking: the token's id, name, role and (for agents) cluster and
+/// host.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The token's row id: what a build lease is bound to (a name can be
+    /// revoked and made again; an id is never reused).
+    pub id: i64,
     pub name: String,
     pub role: Role,
     pub cluster: Option<Cluster>,
+    /// An agent token bound to one host reports only for that host.
+    pub host: Option<HostName>,
 }
 
 impl Principal {
-    /// Requires a person's role at least `min` (agents never qualify).
+    /// Requires a person's role at least `min` (agents and builders never
+    /// qualify).
     pub fn require(&self, min: Role) -> Result<(), ApiError> {
-        if self.role != Role::Agent && self.role >= min {
+        if self.role.is_person() && self.role >= min {
             Ok(())
         } else {
             Err(ApiError::Forbidden(format!(
@@ -104,12 +123,34 @@ impl Principal {
         }
     }
 
-    /// Requires any agent (build workers) or an admin.
-    pub fn require_any_agent(&self) -> Result<(), ApiError> {
+    /// Requires an agent that may report for `host` of `cluster` (or an
+    /// admin): a cluster-wide agent token, or one bound to that very host.
+    pub fn require_host(&self, cluster: &Cluster, host: &HostName) -> Result<(), ApiError> {
+        self.require_agent(cluster)?;
+        match &self.host {
+            Some(own) if self.role == Role::Agent && own != host => {
+                Err(ApiError::Forbidden(format!(
+                    "agent token `{}` is for host `{own}`, not `{host}`",
+                    self.name
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Requires a builder (a packer worker) or an admin: the build-worker
+    /// routes. Host agents are refused, saying what is needed.
+    pub fn require_builder(&self) -> Result<(), ApiError> {
         match self.role {
-            Role::Admin | Role::Agent => Ok(()),
+            Role::Admin | Role::Builder => Ok(()),
+            Role::Agent => Err(ApiError::Forbidden(format!(
+                "token `{}` is an agent token (for grabbers and versioncheckers); the build-worker \
+                 routes need a builder token (`apptracker token create --role builder`, or \
+                 POST /api/v1/tokens with `\"role\": \"builder\"`)",
+                self.name
+            ))),
             _ => Err(ApiError::Forbidden(format!(
-                "token `{}` ({}) is not an agent token",
+                "token `{}` ({}) may not do this: the build-worker routes need a builder token",
                 self.name, self.role
             ))),
         }
@@ -117,11 +158,14 @@ impl Principal {
 }
 
 /// Validates and stores a new token; returns its only plaintext copy.
+/// `cluster` is for agent tokens (required there, refused elsewhere);
+/// `host` binds an agent token to one host of its cluster.
 pub async fn mint(
     db: &Db,
     name: &str,
     role: &str,
     cluster: Option<&Cluster>,
+    host: Option<&HostName>,
 ) -> Result<String, ApiError> {
     let name = name.trim();
     // No control characters: a name is shown in logs and tables, and
@@ -133,7 +177,7 @@ pub async fn mint(
     }
     let role = Role::parse(role).ok_or_else(|| {
         ApiError::Invalid(format!(
-            "unknown role `{role}`: use viewer, deployer, admin or agent"
+            "unknown role `{role}`: use viewer, deployer, admin, agent or builder"
         ))
     })?;
     match (role, cluster) {
@@ -147,8 +191,13 @@ pub async fn mint(
             )));
         }
     }
+    if host.is_some() && role != Role::Agent {
+        return Err(ApiError::Invalid(format!(
+            "only agent tokens have a `host`, not {role} tokens"
+        )));
+    }
     let (token, hash) = generate()?;
-    if !db.insert_token(name, role, cluster, &hash).await? {
+    if !db.insert_token(name, role, cluster, host, &hash).await? {
         return Err(ApiError::Conflict(format!("a token named `{name}` exists")));
     }
     Ok(token)
@@ -257,9 +306,11 @@ mod tests {
 
     fn p(role: Role, cluster: Option<&str>) -> Principal {
         Principal {
+            id: 1,
             name: "t".into(),
             role,
             cluster: cluster.map(|c| Cluster::parse(c).unwrap()),
+            host: None,
         }
     }
 
@@ -269,6 +320,38 @@ mod tests {
         assert!(p(Role::Deployer, None).require(Role::Deployer).is_ok());
         assert!(p(Role::Viewer, None).require(Role::Deployer).is_err());
         assert!(p(Role::Agent, Some("a")).require(Role::Viewer).is_err());
+        assert!(p(Role::Builder, None).require(Role::Viewer).is_err());
+    }
+
+    #[test]
+    fn only_builders_and_admins_work_builds() {
+        assert!(p(Role::Builder, None).require_builder().is_ok());
+        assert!(p(Role::Admin, None).require_builder().is_ok());
+        let e = p(Role::Agent, Some("a")).require_builder().unwrap_err();
+        assert!(e.to_string().contains("builder token"), "{e}");
+        assert!(p(Role::Deployer, None).require_builder().is_err());
+        // Builders are no host agents.
+        let a = Cluster::parse("a").unwrap();
+        assert!(p(Role::Builder, None).require_agent(&a).is_err());
+    }
+
+    #[test]
+    fn host_tokens_report_for_their_host_only() {
+        let a = Cluster::parse("a").unwrap();
+        let (h1, h2) = (
+            HostName::parse("h1").unwrap(),
+            HostName::parse("h2").unwrap(),
+        );
+        let mut host = p(Role::Agent, Some("a"));
+        host.host = Some(h1.clone());
+        assert!(host.require_host(&a, &h1).is_ok());
+        let e = host.require_host(&a, &h2).unwrap_err();
+        assert!(e.to_string().contains("`h1`, not `h2`"), "{e}");
+        // A cluster token reports for any host of its cluster.
+        assert!(p(Role::Agent, Some("a")).require_host(&a, &h2).is_ok());
+        assert!(p(Role::Admin, None).require_host(&a, &h2).is_ok());
+        let b = Cluster::parse("b").unwrap();
+        assert!(host.require_host(&b, &h1).is_err());
     }
 
     #[test]

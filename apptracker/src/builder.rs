@@ -1,12 +1,14 @@
 //! The in-process build worker (the embedded default): claims queued builds
 //! like any `packer worker` does, builds them with the packer library,
-//! stores the artifact and reports the build.
+//! stores the artifact and reports the build. It calls the tracker, not the
+//! HTTP API, and holds its leases as an in-process holder no token can be.
 
 use std::time::Duration;
 
 use deploy::{Build, BuildOutcome};
 use tokio_util::sync::CancellationToken;
 
+use crate::queue::Holder;
 use crate::tracker::Tracker;
 
 /// Says at start-up whether builds can run sandboxed: a builder whose
@@ -30,11 +32,11 @@ pub async fn check_sandbox(settings: &packer::Settings) {
 
 /// Runs queued builds until `shutdown`; a build in flight is finished first.
 pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
-    let worker = format!(
+    let worker = Holder::in_process(&format!(
         "apptracker-{}-{}",
         grabber::default_host(),
         std::process::id()
-    );
+    ));
     loop {
         match tracker.claim_build(&worker).await {
             Ok(Some(job)) => {
@@ -54,12 +56,12 @@ pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
 }
 
 #[tracing::instrument(skip_all, fields(build_id = %build.id, app = %build.app, version = %build.version))]
-async fn run_one(tracker: &Tracker, worker: &str, build: Build, git_url: String) {
+async fn run_one(tracker: &Tracker, worker: &Holder, build: Build, git_url: String) {
     tracing::info!(commit = %build.commit, "build started");
     // Renew the lease while the build runs, so the sweeper leaves it alone.
     let renew = {
         let tracker = tracker.clone();
-        let worker = worker.to_string();
+        let worker = worker.clone();
         let id = build.id;
         let every = tracker.config().build_lease / 3;
         tokio::spawn(async move {
@@ -81,7 +83,7 @@ async fn run_one(tracker: &Tracker, worker: &str, build: Build, git_url: String)
 
 async fn build_and_store(
     tracker: &Tracker,
-    worker: &str,
+    worker: &Holder,
     build: &Build,
     git_url: &str,
 ) -> (BuildOutcome, String) {
@@ -91,7 +93,7 @@ async fn build_and_store(
     let stream: packer::worker::LogStream = {
         let tracker = tracker.clone();
         let id = build.id;
-        let worker = worker.to_string();
+        let worker = worker.clone();
         Box::new(move |text| {
             let tracker = tracker.clone();
             let worker = worker.clone();
@@ -109,12 +111,8 @@ async fn build_and_store(
         stream,
         async |out: &packer::BuildOutput| {
             // The settings always hold AppTracker's key (see startup.rs).
-            let signature = out
-                .signature
-                .as_ref()
-                .ok_or("the in-process builder has no signing key: the artifact is not signed")?;
             tracker
-                .store_local_artifact(build, worker, &out.artifact_path, signature)
+                .store_local_artifact(build, worker, out)
                 .await
                 .map_err(|e| format!("{e:#}"))
         },

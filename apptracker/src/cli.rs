@@ -82,12 +82,16 @@ enum TokenCommand {
         /// A unique name, shown in logs and the token list.
         #[arg(long)]
         name: String,
-        /// viewer, deployer, admin or agent.
+        /// viewer, deployer or admin (people); agent (grabbers and
+        /// versioncheckers, with --cluster); builder (packer workers).
         #[arg(long)]
         role: String,
         /// The cluster an agent token acts for.
         #[arg(long)]
         cluster: Option<deploy::Cluster>,
+        /// The one host of --cluster an agent token reports for.
+        #[arg(long, requires = "cluster")]
+        host: Option<deploy::HostName>,
     },
 }
 
@@ -162,11 +166,17 @@ async fn run() -> anyhow::Result<()> {
                     name,
                     role,
                     cluster,
+                    host,
                 },
         } => {
+            let req = deploy::CreateToken {
+                name,
+                role,
+                cluster,
+                host,
+            };
             let token =
-                crate::bootstrap_token(&common.config()?, &name, &role, cluster.as_ref(), false)
-                    .await?;
+                crate::startup::bootstrap_scoped_token(&common.config()?, &req, false).await?;
             println!("{token}");
             Ok(())
         }

@@ -43,6 +43,22 @@ pub struct Config {
     /// How long a worker's claim on a build lasts unless renewed.
     #[serde(with = "humantime_serde_compat")]
     pub build_lease: Duration,
+    /// How often a build goes back to the queue because its worker's lease
+    /// ran out before it fails instead (with the reason, and so do the
+    /// deploys waiting on it).
+    pub max_build_requeues: u32,
+    /// The largest artifact a worker may upload (`2GiB`, `500MiB`, or
+    /// bytes); a larger upload is cut off with 413 and nothing is kept.
+    pub max_artifact_size: versionchecker::drift::ByteSize,
+    /// An artifact upload that sends nothing for this long is cut off
+    /// (408) and nothing is kept.
+    #[serde(with = "humantime_serde_compat")]
+    pub upload_idle_timeout: Duration,
+    /// How often long-lived streams (the bus relay, deploy streams) check
+    /// that their token still exists: a revoked token's stream ends within
+    /// this (at once when it is revoked through this replica).
+    #[serde(with = "humantime_serde_compat")]
+    pub token_recheck: Duration,
     /// An S3-compatible bucket for artifacts; the local directory when unset.
     pub s3: Option<crate::store::S3Config>,
     /// `redis://...`: the bus goes through Redis, so several replicas and
@@ -303,6 +319,10 @@ impl Default for Config {
             sweep_interval: Duration::from_secs(2),
             builder: BuilderConfig::default(),
             build_lease: Duration::from_secs(60),
+            max_build_requeues: 3,
+            max_artifact_size: versionchecker::drift::ByteSize(2 << 30),
+            upload_idle_timeout: Duration::from_secs(60),
+            token_recheck: Duration::from_secs(30),
             redis_url: None,
             redis_prefix: deploy::bus::DEFAULT_PREFIX.to_string(),
             s3: None,
@@ -456,12 +476,17 @@ mod tests {
             jail.set_env("APPTRACKER_HOST_DEADLINE", "90s");
             jail.set_env("APPTRACKER_S3__BUCKET", "from-env");
             jail.set_env("APPTRACKER_BUILDER", "false");
+            jail.set_env("APPTRACKER_MAX_ARTIFACT_SIZE", "512MiB");
+            jail.set_env("APPTRACKER_TOKEN_RECHECK", "5s");
             let c = Config::load(Some(Path::new("apptracker.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.listen.port(), 9999);
             assert_eq!(c.host_deadline, Duration::from_secs(90));
             assert_eq!(c.s3.map(|s| s.bucket).as_deref(), Some("from-env"));
             assert!(!c.builder.enabled);
             assert_eq!(c.builder.sandbox, packer::SandboxKind::Bubblewrap);
+            assert_eq!(c.max_artifact_size.0, 512 << 20);
+            assert_eq!(c.token_recheck, Duration::from_secs(5));
+            assert_eq!(c.max_build_requeues, 3);
             assert_eq!(c.sweep_interval, Config::default().sweep_interval);
             Ok(())
         });

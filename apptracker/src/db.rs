@@ -9,7 +9,6 @@
 use std::str::FromStr;
 
 use anyhow::Context;
-use deploy::signing::Signature;
 use deploy::{
     App, AppName, ArtifactRef, Build, BuildId, BuildStatus, BuildType, Cluster, Deploy, DeployHost,
     DeployId, DeployStatus, DesiredApp, Host, HostName, HostPhase, HostSelector, InstalledApp,
@@ -18,6 +17,7 @@ use deploy::{
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
 use crate::auth::{Principal, Role};
+use crate::queue::{Holder, Upload};
 use sqlx::{AnyPool, Row};
 
 /// The columns every build query selects (a macro so `concat!` can build
@@ -25,7 +25,8 @@ use sqlx::{AnyPool, Row};
 macro_rules! build_columns {
     () => {
         "id, app, number, git_ref, commit_sha, version, status, build_type, \
-         artifact_key, sha256, size, signature, error, worker, created_at, finished_at"
+         artifact_key, sha256, size, signature, error, worker, created_at, finished_at, \
+         bad_at, bad_by, bad_reason"
     };
 }
 
@@ -277,14 +278,15 @@ impl Db {
 
     /// The newest build of `commit` that succeeded or may still succeed.
     /// A build from before artifacts were signed is not reused: grabbers
-    /// would refuse it, so the commit is built (and signed) again.
+    /// would refuse it, so the commit is built (and signed) again; nor is
+    /// one an admin marked bad.
     pub async fn reusable_build(&self, app: &AppName, commit: &str) -> sqlx::Result<Option<Build>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             build_columns!(),
             " FROM builds WHERE app = $1 AND commit_sha = $2 \
              AND (status IN ('queued', 'running') OR (status = 'succeeded' AND signature IS NOT NULL)) \
-             ORDER BY id DESC LIMIT 1"
+             AND bad_at IS NULL ORDER BY id DESC LIMIT 1"
         ))
         .bind(app.as_str())
         .bind(commit)
@@ -310,17 +312,18 @@ impl Db {
         row.as_ref().map(|r| build_from_row(r, false)).transpose()
     }
 
-    /// Claims the oldest queued build for `worker` until `lease_until`.
+    /// Claims the oldest queued build for `holder` until `lease_until`.
     /// Safe when several workers race: the `status = 'queued'` guard lets
-    /// exactly one of them win.
+    /// exactly one of them win. What an earlier holder uploaded is
+    /// forgotten.
     pub async fn claim_build(
         &self,
-        worker: &str,
+        holder: &Holder,
         lease_until: Timestamp,
     ) -> sqlx::Result<Option<(Build, String)>> {
         let row = sqlx::query(concat!(
-            "UPDATE builds SET status = 'running', started_at = $1, worker = $2, lease_until = $3, log = '', \
-             signature = NULL \
+            "UPDATE builds SET status = 'running', started_at = $1, worker = $2, holder = $3, lease_until = $4, \
+             log = '', signature = NULL, upload_sha256 = NULL, upload_size = NULL \
              WHERE id = (SELECT id FROM builds WHERE status = 'queued' ORDER BY id LIMIT 1) \
              AND status = 'queued' \
              RETURNING ",
@@ -328,7 +331,8 @@ impl Db {
             ", (SELECT git_url FROM apps WHERE apps.name = builds.app) AS git_url"
         ))
         .bind(Timestamp::now().0)
-        .bind(worker)
+        .bind(holder.worker())
+        .bind(holder.key())
         .bind(lease_until.0)
         .fetch_optional(&self.pool)
         .await?;
@@ -338,22 +342,23 @@ impl Db {
         }
     }
 
-    /// Appends to the log of a running build held by `worker`, while the
-    /// log is under `cap` bytes (the final result carries the whole log);
-    /// false when the build is no longer its own.
+    /// Appends to the log of a running build `holder` holds, while the log
+    /// is under `cap` bytes (the final result carries the whole log); false
+    /// when the build is not (or no longer) its own.
     pub async fn append_build_log(
         &self,
         id: BuildId,
-        worker: &str,
+        holder: &Holder,
         text: &str,
         cap: i64,
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
-            "UPDATE builds SET log = CASE WHEN length(log) < $4 THEN log || $3 ELSE log END \
-             WHERE id = $1 AND worker = $2 AND status = 'running'",
+            "UPDATE builds SET log = CASE WHEN length(log) < $5 THEN log || $4 ELSE log END \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
         .bind(id.0)
-        .bind(worker)
+        .bind(holder.key())
+        .bind(holder.worker())
         .bind(text)
         .bind(cap)
         .execute(&self.pool)
@@ -361,75 +366,97 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 
-    /// Extends `worker`'s lease on a running build; false when the build is
-    /// no longer its own (the lease ran out and someone else took it).
+    /// Extends `holder`'s lease on a running build; false when the build is
+    /// not (or no longer) its own: the lease ran out and someone else took
+    /// it, or another token holds it.
     pub async fn renew_lease(
         &self,
         id: BuildId,
-        worker: &str,
+        holder: &Holder,
         lease_until: Timestamp,
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
-            "UPDATE builds SET lease_until = $3 WHERE id = $1 AND worker = $2 AND status = 'running'",
+            "UPDATE builds SET lease_until = $4 \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
         .bind(id.0)
-        .bind(worker)
+        .bind(holder.key())
+        .bind(holder.worker())
         .bind(lease_until.0)
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)
     }
 
-    /// Records the signature of the artifact `worker` just stored for a
-    /// running build it holds; false when it no longer holds it. A new
-    /// claim clears it, so a result is only accepted after an upload.
-    pub async fn set_build_signature(
+    /// Records the artifact `holder` just stored for a running build it
+    /// holds: the signature it sent, and the sha256 and size AppTracker
+    /// measured; false when it no longer holds the build. A new claim
+    /// clears them, so a result is only accepted after an upload.
+    pub async fn record_upload(
         &self,
         id: BuildId,
-        worker: &str,
-        signature: &Signature,
+        holder: &Holder,
+        upload: &Upload,
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
-            "UPDATE builds SET signature = $3 WHERE id = $1 AND worker = $2 AND status = 'running'",
+            "UPDATE builds SET signature = $4, upload_sha256 = $5, upload_size = $6 \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
         .bind(id.0)
-        .bind(worker)
-        .bind(signature.to_string())
+        .bind(holder.key())
+        .bind(holder.worker())
+        .bind(upload.signature.to_string())
+        .bind(upload.sha256.as_str())
+        .bind(upload.size as i64)
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)
     }
 
-    /// The signature recorded for a build's artifact, if any.
-    pub async fn build_signature(&self, id: BuildId) -> sqlx::Result<Option<String>> {
-        let row = sqlx::query("SELECT signature FROM builds WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match row {
-            Some(r) => r.try_get::<Option<String>, _>(0)?,
-            None => None,
-        })
+    /// What was recorded with a build's artifact (see `record_upload`), if
+    /// anything: (signature, measured sha256, measured size).
+    pub async fn build_upload(
+        &self,
+        id: BuildId,
+    ) -> sqlx::Result<Option<(String, Option<Sha256>, Option<u64>)>> {
+        let row =
+            sqlx::query("SELECT signature, upload_sha256, upload_size FROM builds WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(r) = row else { return Ok(None) };
+        let Some(signature) = r.try_get::<Option<String>, _>("signature")? else {
+            return Ok(None);
+        };
+        let sha = r
+            .try_get::<Option<String>, _>("upload_sha256")?
+            .map(|s| decode(Sha256::parse(s)))
+            .transpose()?;
+        let size = r
+            .try_get::<Option<i64>, _>("upload_size")?
+            .map(|n| n as u64);
+        Ok(Some((signature, sha, size)))
     }
 
-    /// Records a successful build held by `worker`; false when it no longer
+    /// Records a successful build `holder` holds; false when it no longer
     /// holds it.
     pub async fn finish_build_ok(
         &self,
         id: BuildId,
-        worker: &str,
+        holder: &Holder,
         build_type: BuildType,
         // `url` holds the store key here, as everywhere in this module.
         artifact: &ArtifactRef,
         log: &str,
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
-            "UPDATE builds SET status = 'succeeded', build_type = $3, artifact_key = $4, sha256 = $5, \
-             size = $6, log = $7, finished_at = $8, signature = $9, lease_until = NULL \
-             WHERE id = $1 AND worker = $2 AND status = 'running'",
+            "UPDATE builds SET status = 'succeeded', build_type = $4, artifact_key = $5, sha256 = $6, \
+             size = $7, log = $8, finished_at = $9, signature = $10, lease_until = NULL \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
         .bind(id.0)
-        .bind(worker)
+        .bind(holder.key())
+        .bind(holder.worker())
         .bind(build_type.as_str())
         .bind(&artifact.url)
         .bind(artifact.sha256.as_str())
@@ -442,21 +469,22 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 
-    /// Records a failed build held by `worker`; false when it no longer
-    /// holds it.
+    /// Records a failed build `holder` holds; false when it no longer holds
+    /// it.
     pub async fn finish_build_failed(
         &self,
         id: BuildId,
-        worker: &str,
+        holder: &Holder,
         error: &str,
         log: &str,
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
-            "UPDATE builds SET status = 'failed', error = $3, log = $4, finished_at = $5, lease_until = NULL \
-             WHERE id = $1 AND worker = $2 AND status = 'running'",
+            "UPDATE builds SET status = 'failed', error = $4, log = $5, finished_at = $6, lease_until = NULL \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
         .bind(id.0)
-        .bind(worker)
+        .bind(holder.key())
+        .bind(holder.worker())
         .bind(error)
         .bind(log)
         .bind(Timestamp::now().0)
@@ -465,30 +493,69 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 
-    /// Puts a build back in the queue: its worker handed it back, or (with
-    /// `worker` None) its lease ran out.
-    pub async fn requeue_build(&self, id: BuildId, worker: &str) -> sqlx::Result<bool> {
+    /// Puts a build `holder` holds back in the queue (its worker handed it
+    /// back); this does not count as a requeue.
+    pub async fn requeue_build(&self, id: BuildId, holder: &Holder) -> sqlx::Result<bool> {
         let res = sqlx::query(
-            "UPDATE builds SET status = 'queued', worker = NULL, lease_until = NULL \
-             WHERE id = $1 AND worker = $2 AND status = 'running'",
+            "UPDATE builds SET status = 'queued', worker = NULL, holder = NULL, lease_until = NULL \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
         .bind(id.0)
-        .bind(worker)
+        .bind(holder.key())
+        .bind(holder.worker())
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)
     }
 
-    /// Builds whose worker stopped renewing its lease: back to the queue.
-    pub async fn requeue_expired_leases(&self, now: Timestamp) -> sqlx::Result<u64> {
+    /// Builds whose worker stopped renewing its lease: those already
+    /// requeued `max_requeues` times fail with `error` (their ids are
+    /// returned, to fail the deploys waiting on them); the others go back
+    /// to the queue (how many is returned).
+    pub async fn requeue_expired_leases(
+        &self,
+        now: Timestamp,
+        max_requeues: u32,
+        error: &str,
+    ) -> sqlx::Result<(u64, Vec<BuildId>)> {
+        let failed = sqlx::query(
+            "UPDATE builds SET status = 'failed', error = $3, finished_at = $1, lease_until = NULL \
+             WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1) AND requeues >= $2 \
+             RETURNING id",
+        )
+        .bind(now.0)
+        .bind(i64::from(max_requeues))
+        .bind(error)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0).map(BuildId))
+        .collect::<sqlx::Result<Vec<_>>>()?;
         let res = sqlx::query(
-            "UPDATE builds SET status = 'queued', worker = NULL, lease_until = NULL \
+            "UPDATE builds SET status = 'queued', worker = NULL, holder = NULL, lease_until = NULL, \
+             requeues = requeues + 1 \
              WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1)",
         )
         .bind(now.0)
         .execute(&self.pool)
         .await?;
-        Ok(res.rows_affected())
+        Ok((res.rows_affected(), failed))
+    }
+
+    /// Marks an ended build bad (never reused, never deployed again);
+    /// false when it is not ended, or was marked already.
+    pub async fn mark_build_bad(&self, id: BuildId, by: &str, reason: &str) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET bad_at = $2, bad_by = $3, bad_reason = $4 \
+             WHERE id = $1 AND status IN ('succeeded', 'failed') AND bad_at IS NULL",
+        )
+        .bind(id.0)
+        .bind(Timestamp::now().0)
+        .bind(by)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
     }
 
     // ------------------------------------------------------------ deploys
@@ -795,8 +862,11 @@ impl Db {
         Ok(())
     }
 
-    /// Records a host event: appends it to the history and, unless the host
-    /// already reached a terminal phase in this deploy, updates its row.
+    /// Records a host event, unless the host already reached a terminal
+    /// phase in this deploy: appends it to the history and updates the
+    /// host's row. Events for a terminal host change nothing and are not
+    /// kept (a grabber's converge reports `skipped` to the last deploy on
+    /// every reconcile; kept, they would grow the history without end).
     /// Returns the row as it now stands and whether it changed.
     pub async fn record_host_event(
         &self,
@@ -808,11 +878,16 @@ impl Db {
         let mut tx = self.pool.begin().await?;
         // Written first (a read first would make SQLite's later upgrade to a
         // write lock fail under concurrent reports), and only for a host of
-        // this deploy.
-        let member = sqlx::query(
-            "INSERT INTO host_events (deploy_id, host, phase, failed_phase, rolled_back, message, log_tail, created_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-             WHERE EXISTS (SELECT 1 FROM deploy_hosts WHERE deploy_id = $1 AND host = $2)",
+        // this deploy that has not ended.
+        let open = sqlx::query(
+            concat!(
+                "INSERT INTO host_events (deploy_id, host, phase, failed_phase, rolled_back, message, log_tail, created_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+                 WHERE EXISTS (SELECT 1 FROM deploy_hosts WHERE deploy_id = $1 AND host = $2 \
+                 AND phase NOT IN ",
+                terminal_phases!(),
+                ")"
+            ),
         )
         .bind(id.0)
         .bind(host.as_str())
@@ -826,10 +901,11 @@ impl Db {
         .await?
         .rows_affected()
             == 1;
-        if !member {
-            return Ok(None);
-        }
-        let res = sqlx::query(
+        let res = if !open {
+            None
+        } else {
+            Some(
+                sqlx::query(
             concat!(
                 "UPDATE deploy_hosts SET phase = $3, failed_phase = $4, rolled_back = $5, message = $6, \
                  log_tail = $7, updated_at = $8 \
@@ -846,7 +922,9 @@ impl Db {
         .bind(ev.log_tail.clone())
         .bind(now.0)
         .execute(&mut *tx)
-        .await?;
+        .await?,
+            )
+        };
         let row = sqlx::query(concat!(
             "SELECT ",
             deploy_host_columns!(),
@@ -860,7 +938,10 @@ impl Db {
         tx.commit().await?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(Some((deploy_host_from_row(&r)?, res.rows_affected() == 1))),
+            Some(r) => Ok(Some((
+                deploy_host_from_row(&r)?,
+                res.is_some_and(|res| res.rows_affected() == 1),
+            ))),
         }
     }
 
@@ -1220,15 +1301,17 @@ impl Db {
         name: &str,
         role: Role,
         cluster: Option<&Cluster>,
+        host: Option<&HostName>,
         hash: &str,
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
-            "INSERT INTO tokens (name, role, cluster, hash, created_at) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO tokens (name, role, cluster, host, hash, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
         .bind(role.as_str())
         .bind(cluster.map(|c| c.as_str().to_string()))
+        .bind(host.map(|h| h.as_str().to_string()))
         .bind(hash)
         .bind(Timestamp::now().0)
         .execute(&self.pool)
@@ -1245,15 +1328,25 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 
-    /// Tokens as the API lists them (never the hash).
-    /// A page of tokens by name: up to `limit` named after `after`.
+    /// Whether the token with this id still exists (it was not revoked):
+    /// long-lived streams ask again now and then.
+    pub async fn token_exists(&self, id: i64) -> sqlx::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// A page of tokens by name, as the API lists them (never the hash):
+    /// up to `limit` named after `after`.
     pub async fn tokens(
         &self,
         after: Option<&str>,
         limit: i64,
     ) -> anyhow::Result<Vec<deploy::TokenInfo>> {
         let rows = sqlx::query(
-            "SELECT name, role, cluster, created_at, last_used_at FROM tokens \
+            "SELECT name, role, cluster, host, created_at, last_used_at FROM tokens \
              WHERE name > $1 ORDER BY name LIMIT $2",
         )
         .bind(after.unwrap_or(""))
@@ -1269,6 +1362,10 @@ impl Db {
                         .try_get::<Option<String>, _>("cluster")?
                         .map(Cluster::parse)
                         .transpose()?,
+                    host: r
+                        .try_get::<Option<String>, _>("host")?
+                        .map(HostName::parse)
+                        .transpose()?,
                     created_at: Timestamp(r.try_get("created_at")?),
                     last_used_at: r.try_get::<Option<i64>, _>("last_used_at")?.map(Timestamp),
                 })
@@ -1279,11 +1376,12 @@ impl Db {
     /// Who holds the token with this hash. Records when it was last used,
     /// at most once a minute so reads stay reads.
     pub async fn principal_by_hash(&self, hash: &str) -> sqlx::Result<Option<Principal>> {
-        let row =
-            sqlx::query("SELECT name, role, cluster, last_used_at FROM tokens WHERE hash = $1")
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT id, name, role, cluster, host, last_used_at FROM tokens WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
         let Some(r) = row else { return Ok(None) };
         let role: String = r.try_get("role")?;
         let Some(role) = Role::parse(&role) else {
@@ -1299,11 +1397,17 @@ impl Db {
                 .await?;
         }
         Ok(Some(Principal {
+            id: r.try_get("id")?,
             name: r.try_get("name")?,
             role,
             cluster: r
                 .try_get::<Option<String>, _>("cluster")?
                 .map(Cluster::parse)
+                .transpose()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            host: r
+                .try_get::<Option<String>, _>("host")?
+                .map(HostName::parse)
                 .transpose()
                 .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
         }))
@@ -1667,6 +1771,18 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
         },
         created_at: Timestamp(r.try_get("created_at")?),
         finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
+        bad: match r.try_get::<Option<i64>, _>("bad_at")? {
+            Some(at) => Some(deploy::BadMark {
+                at: Timestamp(at),
+                by: r
+                    .try_get::<Option<String>, _>("bad_by")?
+                    .unwrap_or_default(),
+                reason: r
+                    .try_get::<Option<String>, _>("bad_reason")?
+                    .unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -1822,7 +1938,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn signatures_follow_the_claim_and_unsigned_builds_are_not_reused() {
+    async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::connect(&format!(
             "sqlite://{}?mode=rwc",
@@ -1842,36 +1958,44 @@ mod tests {
         .unwrap();
         let commit = "a".repeat(40);
         let lease = Timestamp(Timestamp::now().0 + 60_000);
+        let sha = Sha256::parse("b".repeat(64)).unwrap();
         let sig = deploy::signing::SigningKey::from_seed([1; 32]).sign(
             &app,
             &Version::parse("1-aaaaaaa").unwrap(),
-            &Sha256::parse("b".repeat(64)).unwrap(),
+            &sha,
         );
+        let upload = Upload {
+            signature: sig.clone(),
+            sha256: sha.clone(),
+            size: 1,
+        };
+        let w1 = Holder::in_process("w1");
+        let w2 = Holder::in_process("w2");
 
-        // A signature recorded by one worker is gone when another claims.
+        // An upload recorded by one holder is gone when another claims.
         let build = db.insert_build(&app, "main", &commit).await.unwrap();
-        let (claimed, _) = db.claim_build("w1", lease).await.unwrap().unwrap();
+        let (claimed, _) = db.claim_build(&w1, lease).await.unwrap().unwrap();
         assert_eq!(claimed.id, build.id);
-        assert!(db.set_build_signature(build.id, "w1", &sig).await.unwrap());
-        assert!(!db.set_build_signature(build.id, "w2", &sig).await.unwrap());
+        assert!(db.record_upload(build.id, &w1, &upload).await.unwrap());
+        assert!(!db.record_upload(build.id, &w2, &upload).await.unwrap());
         assert_eq!(
-            db.build_signature(build.id).await.unwrap(),
-            Some(sig.to_string())
+            db.build_upload(build.id).await.unwrap(),
+            Some((sig.to_string(), Some(sha.clone()), Some(1)))
         );
-        assert!(db.requeue_build(build.id, "w1").await.unwrap());
-        db.claim_build("w2", lease).await.unwrap().unwrap();
-        assert_eq!(db.build_signature(build.id).await.unwrap(), None);
+        assert!(db.requeue_build(build.id, &w1).await.unwrap());
+        db.claim_build(&w2, lease).await.unwrap().unwrap();
+        assert_eq!(db.build_upload(build.id).await.unwrap(), None);
 
         // Succeeded and signed: reused, and the artifact carries it.
-        assert!(db.set_build_signature(build.id, "w2", &sig).await.unwrap());
+        assert!(db.record_upload(build.id, &w2, &upload).await.unwrap());
         let artifact = ArtifactRef {
             url: "hello/hello-1-aaaaaaa.tar.gz".into(),
-            sha256: Sha256::parse("b".repeat(64)).unwrap(),
+            sha256: sha.clone(),
             size: 1,
             signature: sig.to_string(),
         };
         assert!(
-            db.finish_build_ok(build.id, "w2", BuildType::Generic, &artifact, "")
+            db.finish_build_ok(build.id, &w2, BuildType::Generic, &artifact, "")
                 .await
                 .unwrap()
         );
@@ -1888,5 +2012,84 @@ mod tests {
         assert!(db.reusable_build(&app, &commit).await.unwrap().is_none());
         let old = db.build(build.id).await.unwrap().unwrap();
         assert_eq!(old.artifact.unwrap().signature, "");
+
+        // Signed again, then marked bad: not reused either, and the mark
+        // shows.
+        sqlx::query("UPDATE builds SET signature = $2 WHERE id = $1")
+            .bind(build.id.0)
+            .bind(sig.to_string())
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert!(db.reusable_build(&app, &commit).await.unwrap().is_some());
+        assert!(db.mark_build_bad(build.id, "ops", "broken").await.unwrap());
+        assert!(!db.mark_build_bad(build.id, "ops", "again").await.unwrap());
+        assert!(db.reusable_build(&app, &commit).await.unwrap().is_none());
+        let bad = db.build(build.id).await.unwrap().unwrap().bad.unwrap();
+        assert_eq!((bad.by.as_str(), bad.reason.as_str()), ("ops", "broken"));
+    }
+
+    #[tokio::test]
+    async fn expired_leases_requeue_then_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("t.db").display()
+        ))
+        .await
+        .unwrap();
+        let app = AppName::parse("hello").unwrap();
+        db.insert_app(&App {
+            name: app.clone(),
+            git_url: "/nowhere".into(),
+            branch: "main".into(),
+            auto_deploy: None,
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+        let build = db
+            .insert_build(&app, "main", &"c".repeat(40))
+            .await
+            .unwrap();
+        let w = Holder::in_process("w");
+        let past = Timestamp(Timestamp::now().0 - 1);
+        // Two requeues allowed: the third expiry fails the build.
+        for round in 0..3 {
+            db.claim_build(&w, past).await.unwrap().unwrap();
+            let (n, failed) = db
+                .requeue_expired_leases(Timestamp::now(), 2, "gave up")
+                .await
+                .unwrap();
+            let b = db.build(build.id).await.unwrap().unwrap();
+            if round < 2 {
+                assert_eq!((n, failed.len()), (1, 0), "round {round}");
+                assert_eq!(b.status, BuildStatus::Queued);
+            } else {
+                assert_eq!((n, failed), (0, vec![build.id]));
+                assert_eq!(b.status, BuildStatus::Failed);
+                assert_eq!(b.error.as_deref(), Some("gave up"));
+            }
+        }
+        // A handed-back build is no requeue: it never counts.
+        let other = db
+            .insert_build(&app, "main", &"d".repeat(40))
+            .await
+            .unwrap();
+        let lease = Timestamp(Timestamp::now().0 + 60_000);
+        for _ in 0..5 {
+            db.claim_build(&w, lease).await.unwrap().unwrap();
+            assert!(db.requeue_build(other.id, &w).await.unwrap());
+        }
+        db.claim_build(&w, past).await.unwrap().unwrap();
+        let (n, failed) = db
+            .requeue_expired_leases(Timestamp::now(), 0, "gave up")
+            .await
+            .unwrap();
+        assert_eq!(
+            (n, failed),
+            (0, vec![other.id]),
+            "max 0: the first expiry fails"
+        );
     }
 }

@@ -68,7 +68,8 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Tracker> {
         .routes(routes!(crate::metrics::metrics))
 }
 
-/// A versionchecker reports its host. Agents of the host's cluster only.
+/// A versionchecker reports its host. Agents of the host's cluster only
+/// (of that host, for a host-bound token).
 #[utoipa::path(
     post, path = "/api/v1/hosts/report", tag = "drift",
     summary = "A versionchecker reports what its host runs (agent of the host's cluster)",
@@ -81,7 +82,7 @@ async fn report(
     who: Principal,
     ApiJson(r): ApiJson<HostReport>,
 ) -> Result<ApiJson<ReportReceipt>, ApiError> {
-    who.require_agent(&r.cluster)?;
+    who.require_host(&r.cluster, &r.host)?;
     if !(MIN_REPORT_INTERVAL_MS..=MAX_REPORT_INTERVAL_MS).contains(&r.interval_ms) {
         return Err(ApiError::Invalid(format!(
             "`interval_ms` must be between {MIN_REPORT_INTERVAL_MS} and {MAX_REPORT_INTERVAL_MS}, not {}",

@@ -31,8 +31,8 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     (
         "forbidden",
         403,
-        "the token's role or cluster does not allow the request; an artifact URL without a valid \
-         signature",
+        "the token's role, cluster or host does not allow the request; an artifact URL without a \
+         valid signature",
     ),
     (
         "not_found",
@@ -48,7 +48,8 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     (
         "conflict",
         409,
-        "it exists already (an app, a token), or a build's lease is another worker's",
+        "it exists already (an app, a token), a build's lease is not the caller's, or a build to \
+         mark bad has not ended",
     ),
     (
         "deploy_in_progress",
@@ -76,9 +77,14 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "the cluster is frozen (who, why and until when are in the message); rollbacks still go",
     ),
     (
+        "request_timeout",
+        408,
+        "an artifact upload sent nothing for `upload_idle_timeout`; nothing was kept",
+    ),
+    (
         "payload_too_large",
         413,
-        "the body is over the endpoint's size limit",
+        "the body is over the endpoint's size limit, or an artifact over `max_artifact_size`",
     ),
     (
         "bad_ref",
@@ -89,6 +95,16 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "build_not_ready",
         422,
         "the version's build has not succeeded",
+    ),
+    (
+        "build_marked_bad",
+        422,
+        "an admin marked the version's build bad: deploy another version, or build the commit again by ref",
+    ),
+    (
+        "artifact_mismatch",
+        422,
+        "a build result's sha256 or size differs from what AppTracker measured while receiving the artifact",
     ),
     (
         "no_matching_hosts",
@@ -151,6 +167,9 @@ pub enum ApiError {
     /// The body is over the route's limit.
     #[error("{0}")]
     TooLarge(String),
+    /// A body that stopped coming (an upload idle too long).
+    #[error("{0}")]
+    Timeout(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -220,6 +239,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", m),
+            ApiError::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, "request_timeout", m),
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "request failed");
                 (
@@ -262,6 +282,7 @@ fn code_for(status: StatusCode) -> &'static str {
         403 => "forbidden",
         404 => "not_found",
         405 => "method_not_allowed",
+        408 => "request_timeout",
         409 => "conflict",
         413 => "payload_too_large",
         s if s >= 500 => "internal",
@@ -446,6 +467,8 @@ mod tests {
             (ApiError::Conflict(String::new()), 409, "conflict"),
             (ApiError::Unauthorized(String::new()), 401, "unauthorized"),
             (ApiError::Forbidden(String::new()), 403, "forbidden"),
+            (ApiError::Timeout(String::new()), 408, "request_timeout"),
+            (ApiError::TooLarge(String::new()), 413, "payload_too_large"),
             (ApiError::Internal(anyhow::anyhow!("x")), 500, "internal"),
         ] {
             let resp = err.into_response();

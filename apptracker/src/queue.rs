@@ -1,9 +1,14 @@
 //! The build queue: builds are jobs in the database that any number of
 //! workers (the in-process builder, `packer worker` processes) claim under a
 //! lease they renew while they work. A worker that dies stops renewing; the
-//! sweeper puts its build back in the queue when the lease runs out.
-
-use std::path::Path;
+//! sweeper puts its build back in the queue when the lease runs out, and
+//! fails it once it has gone back `max_build_requeues` times.
+//!
+//! A lease belongs to whoever claimed it ([`Holder`]): the token a worker
+//! authenticated with (its `worker` name is for display, and to tell apart
+//! processes sharing a token), or the in-process builder, which no HTTP
+//! caller can impersonate. The artifact's sha256 and size are the ones
+//! measured here while it streams in; a result must agree with them.
 
 use anyhow::Context;
 use deploy::signing::Signature;
@@ -11,25 +16,87 @@ use deploy::{ArtifactRef, Build, BuildId, BuildJob, BuildOutcome, Sha256, Timest
 use sha2::Digest;
 use tokio::io::AsyncWriteExt;
 
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::store::artifact_key;
 use crate::tracker::Tracker;
 
 /// How much of a running build's log is kept as it streams in; the result
-/// replaces it with the whole log (itself bounded by the packer).
+/// replaces it with the whole log (itself bounded by the result's body
+/// limit, `deploy::BUILD_RESULT_BODY_LIMIT`).
 const STREAMED_LOG_CAP: i64 = 4 << 20;
+
+/// Who holds a build's lease.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    /// What the build row records and every lease query compares:
+    /// `token:<id>` or `builtin:<name>`.
+    key: String,
+    /// The display name the worker gave (or the in-process builder's).
+    worker: String,
+    /// The token's name, for messages.
+    token: Option<String>,
+}
+
+impl Holder {
+    /// A worker that authenticated as `p` and calls itself `worker`.
+    pub fn token(p: &Principal, worker: &str) -> Result<Self, ApiError> {
+        check_worker(worker)?;
+        Ok(Self {
+            key: format!("token:{}", p.id),
+            worker: worker.to_string(),
+            token: Some(p.name.clone()),
+        })
+    }
+
+    /// The in-process builder called `name`. Its key cannot come from a
+    /// request: every HTTP caller's key is its token's.
+    pub fn in_process(name: &str) -> Self {
+        Self {
+            key: format!("builtin:{name}"),
+            worker: name.to_string(),
+            token: None,
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.token {
+            Some(token) => write!(f, "worker `{}` of token `{token}`", self.worker),
+            None => write!(f, "the in-process builder `{}`", self.worker),
+        }
+    }
+}
+
+/// An artifact as received: the signature the worker sent, the sha256 and
+/// size measured while it streamed in.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub signature: Signature,
+    pub sha256: Sha256,
+    pub size: u64,
+}
 
 impl Tracker {
     fn lease_until(&self) -> Timestamp {
         Timestamp(Timestamp::now().0 + self.config().build_lease.as_millis() as i64)
     }
 
-    /// Claims the oldest queued build for `worker`.
-    pub async fn claim_build(&self, worker: &str) -> Result<Option<BuildJob>, ApiError> {
-        check_worker(worker)?;
-        let claimed = self.db().claim_build(worker, self.lease_until()).await?;
+    /// Claims the oldest queued build for `holder`.
+    pub async fn claim_build(&self, holder: &Holder) -> Result<Option<BuildJob>, ApiError> {
+        let claimed = self.db().claim_build(holder, self.lease_until()).await?;
         Ok(claimed.map(|(build, git_url)| {
-            tracing::info!(build_id = %build.id, app = %build.app, worker, "build claimed");
+            tracing::info!(build_id = %build.id, app = %build.app, worker = holder.worker(),
+                holder = holder.key(), "build claimed");
             BuildJob {
                 build,
                 git_url,
@@ -38,110 +105,166 @@ impl Tracker {
         }))
     }
 
-    /// Extends `worker`'s lease; a conflict when the build is not its own.
-    pub async fn renew_build_lease(&self, id: BuildId, worker: &str) -> Result<(), ApiError> {
-        // Every worker's request proves its claim here: a malformed name
-        // (a NUL PostgreSQL's text refuses) is a 400, not a query error.
-        check_worker(worker)?;
+    /// Extends `holder`'s lease; a conflict when the build is not its own.
+    pub async fn renew_build_lease(&self, id: BuildId, holder: &Holder) -> Result<(), ApiError> {
         if self
             .db()
-            .renew_lease(id, worker, self.lease_until())
+            .renew_lease(id, holder, self.lease_until())
             .await?
         {
             Ok(())
         } else {
-            Err(lost(id, worker))
+            Err(lost(id, holder))
         }
     }
 
     /// Appends what a running build printed to its log, so the API shows
-    /// the build as it goes; a conflict when the build is not `worker`'s.
+    /// the build as it goes; a conflict when the build is not `holder`'s.
     pub async fn append_build_log(
         &self,
         id: BuildId,
-        worker: &str,
+        holder: &Holder,
         text: &str,
     ) -> Result<(), ApiError> {
         if self
             .db()
-            .append_build_log(id, worker, text, STREAMED_LOG_CAP)
+            .append_build_log(id, holder, text, STREAMED_LOG_CAP)
             .await?
         {
             Ok(())
         } else {
-            Err(lost(id, worker))
+            Err(lost(id, holder))
         }
     }
 
     /// A worker hands a build back (it is shutting down).
-    pub async fn release_build(&self, id: BuildId, worker: &str) -> Result<(), ApiError> {
-        if self.db().requeue_build(id, worker).await? {
-            tracing::info!(build_id = %id, worker, "build handed back");
+    pub async fn release_build(&self, id: BuildId, holder: &Holder) -> Result<(), ApiError> {
+        if self.db().requeue_build(id, holder).await? {
+            tracing::info!(build_id = %id, worker = holder.worker(), "build handed back");
             self.build_queued().notify_one();
             Ok(())
         } else {
-            Err(lost(id, worker))
+            Err(lost(id, holder))
         }
     }
 
-    /// Streams an uploaded artifact into the store, checking it against the
-    /// sha256 the worker announced, and records its signature. Whether the
-    /// signature comes from a trusted key is the grabbers' decision: they
-    /// are configured with the keys, AppTracker is not a trust source.
-    /// The build counts only once the result comes.
+    /// Streams an uploaded artifact into a temporary file, measuring its
+    /// sha256 and size (and checking the sha256 the worker announced), then
+    /// stores it and records its signature with the measured values.
+    /// Whether the signature comes from a trusted key is the grabbers'
+    /// decision: they are configured with the keys, AppTracker is not a
+    /// trust source. The build counts only once the result comes.
+    ///
+    /// Bounded: a declared or streamed size over `max_artifact_size` is
+    /// `413`, a body that sends nothing for `upload_idle_timeout` is `408`,
+    /// and nothing partial is kept (the temporary file goes with every
+    /// error, a dropped connection included).
     pub async fn receive_artifact(
         &self,
         id: BuildId,
-        worker: &str,
-        expected: &Sha256,
+        holder: &Holder,
+        announced: &Sha256,
         signature: &Signature,
+        declared_len: Option<u64>,
         mut body: impl futures::Stream<Item = Result<bytes::Bytes, axum::Error>> + Unpin,
-    ) -> Result<(), ApiError> {
+    ) -> Result<Upload, ApiError> {
         use futures::StreamExt;
-        let build = self.held_build(id, worker).await?;
+        // Nothing is read for a build that is not the caller's.
+        let build = self.held_build(id, holder).await?;
+        let max = self.config().max_artifact_size.0;
+        let too_large = |got: u64| {
+            ApiError::TooLarge(format!(
+                "the artifact of build {id} is over max_artifact_size ({max} bytes): {got} bytes \
+                 {}; nothing was kept",
+                if declared_len.is_some_and(|n| n == got) {
+                    "declared"
+                } else {
+                    "received so far"
+                }
+            ))
+        };
+        if let Some(len) = declared_len
+            && len > max
+        {
+            return Err(too_large(len));
+        }
         let tmp_dir = self.config().data_dir.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir)
             .await
             .with_context(|| format!("cannot create {}", tmp_dir.display()))?;
-        let tmp = tempfile::NamedTempFile::new_in(&tmp_dir).context("cannot make a temp file")?;
-        let mut file = tokio::fs::File::create(tmp.path())
-            .await
-            .context("cannot write the upload")?;
+        // Removed when dropped: on every error, and when the client goes
+        // away mid-upload (the handler's future is dropped).
+        let tmp = tempfile::Builder::new()
+            .prefix("upload-")
+            .tempfile_in(&tmp_dir)
+            .context("cannot make a temp file")?;
+        let mut file = tokio::fs::File::from_std(
+            tmp.as_file()
+                .try_clone()
+                .context("cannot write the upload")?,
+        );
+        let idle = self.config().upload_idle_timeout;
         let mut hasher = sha2::Sha256::new();
-        while let Some(chunk) = body.next().await {
+        let mut size: u64 = 0;
+        loop {
+            let next = tokio::time::timeout(idle, body.next()).await.map_err(|_| {
+                ApiError::Timeout(format!(
+                    "the upload of build {id}'s artifact sent nothing for {} (upload_idle_timeout) \
+                     after {size} bytes; nothing was kept",
+                    humantime::format_duration(idle)
+                ))
+            })?;
+            let Some(chunk) = next else { break };
             let chunk =
                 chunk.map_err(|e| ApiError::Invalid(format!("the upload broke off: {e}")))?;
+            size += chunk.len() as u64;
+            if size > max {
+                tracing::warn!(build_id = %id, worker = holder.worker(), size, max,
+                    "artifact upload over max_artifact_size cut off");
+                return Err(too_large(size));
+            }
             hasher.update(&chunk);
             file.write_all(&chunk)
                 .await
                 .context("cannot write the upload")?;
         }
         file.flush().await.context("cannot write the upload")?;
-        let got = hex::encode(hasher.finalize());
-        if got != expected.as_str() {
+        drop(file);
+        let sha = Sha256::parse(hex::encode(hasher.finalize()))
+            .context("a sha256 digest is 64 hex digits")?;
+        if &sha != announced {
             return Err(ApiError::Invalid(format!(
-                "the uploaded artifact's sha256 is {got}, not the announced {expected}"
+                "the uploaded artifact's sha256 is {sha}, not the announced {announced}; nothing was kept"
             )));
         }
+        // The lease may have run out while the bytes came: check it again
+        // before the store (where another holder's upload may be) is touched.
+        self.renew_build_lease(id, holder).await?;
         let key = artifact_key(&build.app, &build.version);
         self.store().put(&key, tmp.path()).await?;
-        if !self.db().set_build_signature(id, worker, signature).await? {
-            return Err(lost(id, worker));
+        let upload = Upload {
+            signature: signature.clone(),
+            sha256: sha,
+            size,
+        };
+        if !self.db().record_upload(id, holder, &upload).await? {
+            return Err(lost(id, holder));
         }
-        tracing::info!(build_id = %id, %key, "artifact stored");
-        Ok(())
+        tracing::info!(build_id = %id, %key, sha256 = %upload.sha256, size, "artifact stored");
+        Ok(upload)
     }
 
     /// Records how a build ended and starts (or fails) the deploys waiting
-    /// on it.
+    /// on it. A success must name the sha256 and size measured when its
+    /// artifact was received; the build records those.
     pub async fn finish_build(
         &self,
         id: BuildId,
-        worker: &str,
+        holder: &Holder,
         outcome: &BuildOutcome,
         log: &str,
     ) -> Result<Build, ApiError> {
-        let build = self.held_build(id, worker).await?;
+        let build = self.held_build(id, holder).await?;
         let recorded = match outcome {
             BuildOutcome::Succeeded {
                 build_type,
@@ -150,31 +273,44 @@ impl Tracker {
             } => {
                 // Recorded with the upload (or the in-process build); a
                 // claim clears it, so this also proves the artifact came.
-                let Some(signature) = self.db().build_signature(id).await? else {
+                let Some((signature, Some(measured_sha), Some(measured_size))) =
+                    self.db().build_upload(id).await?
+                else {
                     return Err(ApiError::Invalid(format!(
                         "build {id} has no signed artifact: upload it (with its signature) before reporting success"
                     )));
                 };
+                if *sha256 != measured_sha || *size != measured_size {
+                    return Err(ApiError::unprocessable(
+                        "artifact_mismatch",
+                        format!(
+                            "build {id}'s result claims sha256 {sha256} and {size} bytes, but the \
+                             uploaded artifact measured sha256 {measured_sha} and {measured_size} \
+                             bytes: report what was uploaded, or upload again"
+                        ),
+                    ));
+                }
                 let artifact = ArtifactRef {
                     url: artifact_key(&build.app, &build.version),
-                    sha256: sha256.clone(),
-                    size: *size,
+                    sha256: measured_sha,
+                    size: measured_size,
                     signature,
                 };
-                tracing::info!(build_id = %id, app = %build.app, %sha256, size, "build succeeded");
+                tracing::info!(build_id = %id, app = %build.app, sha256 = %artifact.sha256,
+                    size = artifact.size, "build succeeded");
                 self.db()
-                    .finish_build_ok(id, worker, *build_type, &artifact, log)
+                    .finish_build_ok(id, holder, *build_type, &artifact, log)
                     .await?
             }
             BuildOutcome::Failed { error } => {
                 tracing::warn!(build_id = %id, app = %build.app, %error, "build failed");
                 self.db()
-                    .finish_build_failed(id, worker, error, log)
+                    .finish_build_failed(id, holder, error, log)
                     .await?
             }
         };
         if !recorded {
-            return Err(lost(id, worker));
+            return Err(lost(id, holder));
         }
         self.on_build_finished(id).await?;
         let done = self.db().build(id).await?;
@@ -182,9 +318,22 @@ impl Tracker {
         self.present_build(done).await
     }
 
-    /// Puts builds whose lease ran out back in the queue.
+    /// Puts builds whose lease ran out back in the queue, or fails them
+    /// (and the deploys waiting on them) once they went back
+    /// `max_build_requeues` times: a build that cannot be finished (its
+    /// worker crashes on it, or cannot report it) must not loop forever.
     pub async fn requeue_expired_builds(&self) -> anyhow::Result<()> {
-        let n = self.db().requeue_expired_leases(Timestamp::now()).await?;
+        let max = self.config().max_build_requeues;
+        let error = format!(
+            "its lease ran out {} times: the worker building it stopped renewing (it crashed, lost \
+             its connection, or could not deliver the result); not requeued past \
+             max_build_requeues = {max}",
+            u64::from(max) + 1
+        );
+        let (n, failed) = self
+            .db()
+            .requeue_expired_leases(Timestamp::now(), max, &error)
+            .await?;
         if n > 0 {
             tracing::warn!(
                 builds = n,
@@ -192,44 +341,61 @@ impl Tracker {
             );
             self.build_queued().notify_one();
         }
+        for id in failed {
+            tracing::error!(build_id = %id, max_build_requeues = max,
+                "build failed: its lease ran out once too often");
+            self.on_build_finished(id).await?;
+        }
         Ok(())
     }
 
-    /// A running build that `worker` holds.
-    async fn held_build(&self, id: BuildId, worker: &str) -> Result<Build, ApiError> {
+    /// A running build that `holder` holds (renewing its lease proves it).
+    async fn held_build(&self, id: BuildId, holder: &Holder) -> Result<Build, ApiError> {
         let build = self.db().build(id).await?;
         let build = build.ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
-        // Renewing proves the claim is still this worker's.
-        self.renew_build_lease(id, worker).await?;
+        self.renew_build_lease(id, holder).await?;
         Ok(build)
     }
 
     /// Stores a locally built artifact under its build's key and records
-    /// its signature (the in-process builder, holding the build as `worker`).
+    /// it (the in-process builder, holding the build as `holder`).
     pub async fn store_local_artifact(
         &self,
         build: &Build,
-        worker: &str,
-        path: &Path,
-        signature: &Signature,
+        holder: &Holder,
+        out: &packer::BuildOutput,
     ) -> anyhow::Result<()> {
+        let signature = out
+            .signature
+            .clone()
+            .context("the in-process builder has no signing key: the artifact is not signed")?;
+        self.renew_build_lease(build.id, holder)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         self.store()
-            .put(&artifact_key(&build.app, &build.version), path)
+            .put(
+                &artifact_key(&build.app, &build.version),
+                &out.artifact_path,
+            )
             .await?;
-        if !self
-            .db()
-            .set_build_signature(build.id, worker, signature)
-            .await?
-        {
-            anyhow::bail!("{}", lost(build.id, worker));
+        let upload = Upload {
+            signature,
+            sha256: out.sha256.clone(),
+            size: out.size,
+        };
+        if !self.db().record_upload(build.id, holder, &upload).await? {
+            anyhow::bail!("{}", lost(build.id, holder));
         }
         Ok(())
     }
 }
 
-fn lost(id: BuildId, worker: &str) -> ApiError {
+/// The answer when a build is not the caller's: the same whoever holds it
+/// (or whether anyone does), so it tells nothing about another holder.
+fn lost(id: BuildId, holder: &Holder) -> ApiError {
     ApiError::Conflict(format!(
-        "build {id} is not held by worker `{worker}` (its lease ran out, or it finished)"
+        "build {id} is not held by {holder}: its lease ran out, it ended, or another worker \
+         or token holds it"
     ))
 }
 

@@ -32,6 +32,7 @@ use crate::bus::Live;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::openapi::Empty;
 use crate::page::{self, Paged};
+use crate::queue::Holder;
 use crate::store::artifact_key;
 use crate::tracker::Tracker;
 
@@ -46,12 +47,19 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(show_app))
         .routes(routes!(request_build, list_builds))
         .routes(routes!(show_build))
+        .routes(routes!(mark_build_bad))
         .routes(routes!(claim_build))
         .routes(routes!(renew_lease))
         .routes(routes!(append_build_log))
         .routes(routes!(release_build))
         .routes(routes!(upload_artifact))
-        .routes(routes!(build_result))
+        // A worker's result carries its build log (which it keeps under
+        // `deploy::BUILD_RESULT_LOG_MAX`): more room than the default 2 MB.
+        .routes(
+            routes!(build_result).layer(axum::extract::DefaultBodyLimit::max(
+                deploy::BUILD_RESULT_BODY_LIMIT,
+            )),
+        )
         .routes(routes!(create_deploy, list_deploys))
         .routes(routes!(show_deploy))
         .routes(routes!(cancel_deploy))
@@ -301,11 +309,36 @@ async fn show_build(
     Ok(ApiJson(t.present_build(build).await?))
 }
 
+#[utoipa::path(
+    post, path = "/api/v1/builds/{id}/bad", tag = "builds",
+    summary = "Mark an ended build bad: never reused, its version never deployed again (admin)",
+    params(("id" = BuildId, Path, description = "The build's id")), request_body = deploy::MarkBuildBad,
+    responses((status = 200, description = "The build, marked", body = Build),
+              (status = 409, description = "`conflict`: the build has not ended", body = ErrorBody))
+)]
+async fn mark_build_bad(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(req): ApiJson<deploy::MarkBuildBad>,
+) -> Result<ApiJson<Build>, ApiError> {
+    note.target(format!("mark build {id} bad"));
+    who.require(Role::Admin)?;
+    let id: BuildId = parse(&id)?;
+    let build = t.mark_build_bad(id, &who.name, &req.reason).await?;
+    note.app(&build.app);
+    note.target(format!("mark build {id} ({}) bad", build.version));
+    Ok(ApiJson(build))
+}
+
 // ---------------------------------------------------------------- build workers
+//
+// Builder tokens (and admins) only; a lease is the token's that claimed it.
 
 #[utoipa::path(
     post, path = "/api/v1/builds/claim", tag = "build workers",
-    summary = "A packer worker claims the oldest queued build (agent)",
+    summary = "A packer worker claims the oldest queued build (builder)",
     request_body = ClaimBuild,
     responses((status = 200, description = "The claimed build, or null when none is queued", body = Option<BuildJob>))
 )]
@@ -314,8 +347,9 @@ async fn claim_build(
     who: Principal,
     ApiJson(req): ApiJson<ClaimBuild>,
 ) -> Result<ApiJson<Option<BuildJob>>, ApiError> {
-    who.require_any_agent()?;
-    let job = t.claim_build(&req.worker).await?;
+    who.require_builder()?;
+    let holder = Holder::token(&who, &req.worker)?;
+    let job = t.claim_build(&holder).await?;
     match job {
         Some(mut job) => {
             job.build = t.present_build(job.build).await?;
@@ -327,10 +361,10 @@ async fn claim_build(
 
 #[utoipa::path(
     post, path = "/api/v1/builds/{id}/lease", tag = "build workers",
-    summary = "Extend the worker's claim on a build (agent)",
+    summary = "Extend the worker's claim on a build (builder holding the lease)",
     params(("id" = BuildId, Path, description = "The build's id")), request_body = BuildWorker,
     responses((status = 200, description = "Renewed", body = Empty),
-              (status = 409, description = "`conflict`: the claim is lost", body = ErrorBody))
+              (status = 409, description = "`conflict`: the claim is lost, or is another token's", body = ErrorBody))
 )]
 async fn renew_lease(
     State(t): State<Tracker>,
@@ -338,15 +372,16 @@ async fn renew_lease(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<BuildWorker>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
-    who.require_any_agent()?;
+    who.require_builder()?;
     let id: BuildId = parse(&id)?;
-    t.renew_build_lease(id, &req.worker).await?;
+    t.renew_build_lease(id, &Holder::token(&who, &req.worker)?)
+        .await?;
     Ok(ApiJson(serde_json::json!({})))
 }
 
 #[utoipa::path(
     post, path = "/api/v1/builds/{id}/log", tag = "build workers",
-    summary = "Append to a running build's log (agent holding the lease)",
+    summary = "Append to a running build's log (builder holding the lease)",
     params(("id" = BuildId, Path, description = "The build's id")), request_body = deploy::BuildLogChunk,
     responses((status = 200, description = "Appended", body = Empty))
 )]
@@ -356,15 +391,16 @@ async fn append_build_log(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<deploy::BuildLogChunk>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
-    who.require_any_agent()?;
+    who.require_builder()?;
     let id: BuildId = parse(&id)?;
-    t.append_build_log(id, &req.worker, &req.text).await?;
+    t.append_build_log(id, &Holder::token(&who, &req.worker)?, &req.text)
+        .await?;
     Ok(ApiJson(serde_json::json!({})))
 }
 
 #[utoipa::path(
     post, path = "/api/v1/builds/{id}/release", tag = "build workers",
-    summary = "Hand a claimed build back to the queue (agent)",
+    summary = "Hand a claimed build back to the queue (builder holding the lease)",
     params(("id" = BuildId, Path, description = "The build's id")), request_body = BuildWorker,
     responses((status = 200, description = "Released", body = Empty))
 )]
@@ -374,9 +410,10 @@ async fn release_build(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<BuildWorker>,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
-    who.require_any_agent()?;
+    who.require_builder()?;
     let id: BuildId = parse(&id)?;
-    t.release_build(id, &req.worker).await?;
+    t.release_build(id, &Holder::token(&who, &req.worker)?)
+        .await?;
     Ok(ApiJson(serde_json::json!({})))
 }
 
@@ -387,13 +424,19 @@ struct UploadQuery {
 
 #[utoipa::path(
     put, path = "/api/v1/builds/{id}/artifact", tag = "build workers",
-    summary = "Upload a build's artifact, a signed tar.gz (agent holding the lease)",
+    summary = "Upload a build's artifact, a signed tar.gz (builder holding the lease)",
+    description = "AppTracker measures the sha256 and size while the bytes stream in (the announced \
+                   sha256 must match); the build's result must then report the same. An upload over \
+                   `max_artifact_size` is cut off with 413, one that stalls for `upload_idle_timeout` \
+                   with 408; nothing partial is kept.",
     params(("id" = BuildId, Path, description = "The build's id"),
         ("worker" = String, Query, description = "The worker holding the lease"),
         ("x-slipway-sha256" = Sha256, Header, description = "The artifact's sha256, checked while it streams"),
         ("x-slipway-signature" = String, Header, description = "The packer's ed25519 signature (base64)")),
     request_body(content = String, content_type = "application/octet-stream", description = "The artifact (tar.gz)"),
-    responses((status = 200, description = "Stored", body = Empty))
+    responses((status = 200, description = "Stored", body = Empty),
+              (status = 408, description = "`request_timeout`: the upload stalled", body = ErrorBody),
+              (status = 413, description = "`payload_too_large`: over `max_artifact_size`", body = ErrorBody))
 )]
 async fn upload_artifact(
     State(t): State<Tracker>,
@@ -403,8 +446,9 @@ async fn upload_artifact(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<ApiJson<serde_json::Value>, ApiError> {
-    who.require_any_agent()?;
+    who.require_builder()?;
     let id: BuildId = parse(&id)?;
+    let holder = Holder::token(&who, &q.worker)?;
     let sha = headers
         .get("x-slipway-sha256")
         .and_then(|v| v.to_str().ok())
@@ -422,16 +466,33 @@ async fn upload_artifact(
         })?;
     let signature = deploy::signing::Signature::parse(signature)
         .map_err(|e| ApiError::Invalid(format!("malformed signature: {e}")))?;
-    t.receive_artifact(id, &q.worker, &sha, &signature, body.into_data_stream())
-        .await?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    t.receive_artifact(
+        id,
+        &holder,
+        &sha,
+        &signature,
+        declared,
+        body.into_data_stream(),
+    )
+    .await?;
     Ok(ApiJson(serde_json::json!({})))
 }
 
 #[utoipa::path(
     post, path = "/api/v1/builds/{id}/result", tag = "build workers",
-    summary = "Report how a claimed build ended (agent holding the lease)",
+    summary = "Report how a claimed build ended (builder holding the lease)",
+    description = "A success must report the sha256 and size AppTracker measured when the artifact \
+                   was uploaded (`artifact_mismatch` otherwise). The body is at most 8 MiB \
+                   (`deploy::BUILD_RESULT_BODY_LIMIT`): a worker sends at most the last 1 MiB of its \
+                   log.",
     params(("id" = BuildId, Path, description = "The build's id")), request_body = BuildResult,
-    responses((status = 200, description = "The finished build", body = Build))
+    responses((status = 200, description = "The finished build", body = Build),
+              (status = 413, description = "`payload_too_large`: over 8 MiB", body = ErrorBody),
+              (status = 422, description = "`artifact_mismatch`", body = ErrorBody))
 )]
 async fn build_result(
     State(t): State<Tracker>,
@@ -439,11 +500,11 @@ async fn build_result(
     ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<BuildResult>,
 ) -> Result<ApiJson<Build>, ApiError> {
-    who.require_any_agent()?;
+    who.require_builder()?;
     let id: BuildId = parse(&id)?;
+    let holder = Holder::token(&who, &req.worker)?;
     Ok(ApiJson(
-        t.finish_build(id, &req.worker, &req.outcome, &req.log)
-            .await?,
+        t.finish_build(id, &holder, &req.outcome, &req.log).await?,
     ))
 }
 
@@ -898,10 +959,42 @@ async fn host_event(
     ApiPath((id, host)): ApiPath<(String, String)>,
     ApiJson(ev): ApiJson<HostEvent>,
 ) -> Result<ApiJson<DeployHost>, ApiError> {
-    who.require_agent(&ev.cluster)?;
     let id: DeployId = parse(&id)?;
     let host: HostName = parse(&host)?;
-    Ok(ApiJson(t.host_event(id, &host, &ev).await?))
+    who.require_host(&ev.cluster, &host)?;
+    Ok(ApiJson(t.host_event(id, &host, &bounded(ev)).await?))
+}
+
+/// The most of a host event's `message` kept (its start).
+const MAX_EVENT_MESSAGE: usize = 16 << 10;
+/// The most of a host event's `log_tail` kept (its end): what a grabber
+/// sends at most.
+const MAX_EVENT_LOG_TAIL: usize = 1 << 20;
+
+/// A host event with its free text cut to the caps above, so an agent
+/// cannot fill the database through it.
+fn bounded(mut ev: HostEvent) -> HostEvent {
+    if let Some(m) = &mut ev.message
+        && m.len() > MAX_EVENT_MESSAGE
+    {
+        let mut at = MAX_EVENT_MESSAGE;
+        while !m.is_char_boundary(at) {
+            at -= 1;
+        }
+        let dropped = m.len() - at;
+        m.truncate(at);
+        m.push_str(&format!("… ({dropped} bytes dropped)"));
+    }
+    if let Some(l) = &mut ev.log_tail
+        && l.len() > MAX_EVENT_LOG_TAIL
+    {
+        let mut at = l.len() - MAX_EVENT_LOG_TAIL;
+        while !l.is_char_boundary(at) {
+            at += 1;
+        }
+        *l = format!("({at} bytes dropped) …{}", &l[at..]);
+    }
+    ev
 }
 
 fn sse_event<T: serde::Serialize>(value: &T) -> Result<Event, Infallible> {
@@ -1016,7 +1109,8 @@ async fn deploy_stream(
     );
     let events = live
         .map(|ev| sse_event(&ev))
-        .take_until(t_stop(&first_tracker));
+        .take_until(t_stop(&first_tracker))
+        .take_until(first_tracker.until_revoked(&who));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
@@ -1250,11 +1344,14 @@ async fn create_token(
         .as_ref()
         .map(|c| format!(" of cluster {c}"))
         .unwrap_or_default();
-    note.target(format!("token {} ({}{cluster})", req.name, req.role));
+    let host = req
+        .host
+        .as_ref()
+        .map(|h| format!(", host {h}"))
+        .unwrap_or_default();
+    note.target(format!("token {} ({}{cluster}{host})", req.name, req.role));
     who.require(Role::Admin)?;
-    let token = t
-        .create_token(&req.name, &req.role, req.cluster.as_ref())
-        .await?;
+    let token = t.create_token_for(&req).await?;
     tracing::info!(token = %req.name, role = %req.role, by = %who.name, "token created");
     Ok((
         StatusCode::CREATED,
@@ -1285,7 +1382,7 @@ async fn list_tokens(
 
 #[utoipa::path(
     delete, path = "/api/v1/tokens/{name}", tag = "tokens",
-    summary = "Revoke a token (admin)",
+    summary = "Revoke a token; its event streams end (admin)",
     params(("name" = String, Path, description = "The token's name")),
     responses((status = 204, description = "Revoked"))
 )]
@@ -1297,7 +1394,7 @@ async fn delete_token(
     who.require(Role::Admin)?;
     // No token name holds a control character (and PostgreSQL's text
     // cannot hold NUL): such a name is no token, not a query.
-    if !name.chars().any(char::is_control) && t.db().delete_token(&name).await? {
+    if !name.chars().any(char::is_control) && t.revoke_token(&name).await? {
         tracing::info!(token = %name, by = %who.name, "token revoked");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -1354,7 +1451,7 @@ async fn heartbeat(
     who: Principal,
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> Result<ApiJson<Host>, ApiError> {
-    who.require_agent(&hb.cluster)?;
+    who.require_host(&hb.cluster, &hb.host)?;
     Ok(ApiJson(t.db().upsert_host(&hb).await?))
 }
 
@@ -1390,8 +1487,8 @@ async fn desired(
     ApiPath((cluster, host)): ApiPath<(String, String)>,
 ) -> Result<ApiJson<DesiredState>, ApiError> {
     let cluster: Cluster = parse(&cluster)?;
-    who.require_agent(&cluster)?;
     let host: HostName = parse(&host)?;
+    who.require_host(&cluster, &host)?;
     let apps = t.desired(&cluster, &host).await?;
     Ok(ApiJson(DesiredState {
         cluster,
@@ -1432,7 +1529,8 @@ async fn bus_stream(
     let events = stream::once(async { BusMessage::Sync })
         .chain(live)
         .map(|m| sse_event(&m))
-        .take_until(stop);
+        .take_until(stop)
+        .take_until(t.until_revoked(&who));
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

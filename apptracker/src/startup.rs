@@ -201,16 +201,38 @@ pub async fn bootstrap_token(
     cluster: Option<&deploy::Cluster>,
     replace: bool,
 ) -> anyhow::Result<String> {
+    let req = deploy::CreateToken {
+        name: name.to_string(),
+        role: role.to_string(),
+        cluster: cluster.cloned(),
+        host: None,
+    };
+    bootstrap_scoped_token(config, &req, replace).await
+}
+
+/// [`bootstrap_token`] for any token the API could make, a host-bound
+/// agent token included.
+pub async fn bootstrap_scoped_token(
+    config: &Config,
+    req: &deploy::CreateToken,
+    replace: bool,
+) -> anyhow::Result<String> {
     tokio::fs::create_dir_all(&config.data_dir)
         .await
         .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
     let db = Db::connect(&config.database_url()).await?;
     if replace {
-        db.delete_token(name).await?;
+        db.delete_token(&req.name).await?;
     }
-    crate::auth::mint(&db, name, role, cluster)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot create token `{name}`: {e}"))
+    crate::auth::mint(
+        &db,
+        &req.name,
+        &req.role,
+        req.cluster.as_ref(),
+        req.host.as_ref(),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("cannot create token `{}`: {e}", req.name))
 }
 
 async fn sweeper(tracker: Tracker, shutdown: CancellationToken) {

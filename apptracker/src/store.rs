@@ -106,14 +106,32 @@ impl ArtifactStore for LocalStore {
             tokio::fs::create_dir_all(parent)
                 .await
                 .with_context(|| format!("cannot create {}", parent.display()))?;
-            // Copy to a temporary name then rename, so a reader never sees
-            // half a file.
-            let tmp = dest.with_extension("part");
-            tokio::fs::copy(file, &tmp)
+            // Copy to a temporary file of its own (concurrent uploads never
+            // share one) then rename, so a reader never sees half a file.
+            // The temporary file goes on every error, and when this future
+            // is dropped: the copy writes through its handle, never its name.
+            let tmp = tempfile::Builder::new()
+                .prefix(".upload-")
+                .suffix(".part")
+                .tempfile_in(parent)
+                .with_context(|| format!("cannot store artifact {}", dest.display()))?;
+            let mut src = tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let mut dst = tokio::fs::File::from_std(
+                tmp.as_file()
+                    .try_clone()
+                    .with_context(|| format!("cannot store artifact {}", dest.display()))?,
+            );
+            tokio::io::copy(&mut src, &mut dst)
                 .await
                 .with_context(|| format!("cannot store artifact {}", dest.display()))?;
-            tokio::fs::rename(&tmp, &dest)
+            tokio::io::AsyncWriteExt::flush(&mut dst)
                 .await
+                .with_context(|| format!("cannot store artifact {}", dest.display()))?;
+            drop(dst);
+            tmp.persist(&dest)
+                .map_err(|e| e.error)
                 .with_context(|| format!("cannot store artifact {}", dest.display()))?;
             Ok(())
         })
@@ -250,7 +268,16 @@ impl S3Store {
             .upload_id()
             .context("the store answered a multipart upload without an id")?
             .to_string();
-        let result: anyhow::Result<Vec<CompletedPart>> = async {
+        // Every failure after the upload began, completing it included,
+        // aborts it: the store keeps no orphan parts and no object. So does
+        // dropping this future (the request went away), through the guard.
+        let mut guard = AbortOnDrop {
+            client: self.client.clone(),
+            bucket: self.bucket.clone(),
+            key: key.to_string(),
+            upload_id: Some(upload_id.clone()),
+        };
+        let result: anyhow::Result<()> = async {
             let mut f = tokio::fs::File::open(file).await?;
             let mut parts = Vec::new();
             let mut left = size;
@@ -281,28 +308,25 @@ impl S3Store {
                 left -= len as u64;
                 number += 1;
             }
-            Ok(parts)
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
+            Ok(())
         }
         .await;
+        guard.upload_id = None;
         match result {
-            Ok(parts) => {
-                self.client
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
-                    })?;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(e) => {
                 // Leave no orphan parts behind.
                 let _ = self
@@ -316,6 +340,40 @@ impl S3Store {
                 Err(e)
             }
         }
+    }
+}
+
+/// Aborts a multipart upload when dropped before it completed or was
+/// aborted (`upload_id` taken).
+struct AbortOnDrop {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    key: String,
+    upload_id: Option<String>,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (client, bucket, key) = (self.client.clone(), self.bucket.clone(), self.key.clone());
+        rt.spawn(async move {
+            if let Err(e) = client
+                .abort_multipart_upload()
+                .bucket(&bucket)
+                .key(&key)
+                .upload_id(upload_id)
+                .send()
+                .await
+            {
+                tracing::warn!(%bucket, %key, error = %aws_sdk_s3::error::DisplayErrorContext(e),
+                    "cannot abort an interrupted multipart upload");
+            }
+        });
     }
 }
 

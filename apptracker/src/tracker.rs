@@ -59,6 +59,9 @@ struct Inner {
     config: Config,
     /// Wakes the in-process builder when a build is queued.
     build_queued: Notify,
+    /// Wakes long-lived streams to check their token when one is revoked
+    /// here (other replicas' revocations are seen at `token_recheck`).
+    token_revoked: Notify,
     /// Cancelled when the server stops, so long-lived streams end and the
     /// graceful shutdown does not wait on them.
     stopping: CancellationToken,
@@ -121,6 +124,7 @@ impl Tracker {
                 packer,
                 public_key,
                 build_queued: Notify::new(),
+                token_revoked: Notify::new(),
                 stopping: CancellationToken::new(),
             }),
         }
@@ -214,6 +218,47 @@ impl Tracker {
         &self.inner.build_queued
     }
 
+    /// Resolves once the token `p` authenticated with is revoked: checked
+    /// every `token_recheck`, and at once when it is revoked through this
+    /// replica. Long-lived streams end with it.
+    pub fn until_revoked(
+        &self,
+        p: &crate::auth::Principal,
+    ) -> impl std::future::Future<Output = ()> + Send + use<> {
+        let t = self.clone();
+        let (id, name) = (p.id, p.name.clone());
+        async move {
+            let every = t.config().token_recheck;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = t.inner.token_revoked.notified() => {}
+                }
+                match t.db().token_exists(id).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(token = %name, "token revoked: ending its stream");
+                        return;
+                    }
+                    // A database hiccup is no revocation: ask again later.
+                    Err(e) => {
+                        tracing::warn!(error = %e, token = %name, "cannot check a stream's token")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Revokes a token; false when there is none of that name. Streams
+    /// authenticated by it end.
+    pub async fn revoke_token(&self, name: &str) -> Result<bool, ApiError> {
+        let gone = self.db().delete_token(name).await?;
+        if gone {
+            self.inner.token_revoked.notify_waiters();
+        }
+        Ok(gone)
+    }
+
     async fn app_or_404(&self, app: &AppName) -> Result<deploy::App, ApiError> {
         self.db().app(app).await?.ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -231,7 +276,20 @@ impl Tracker {
         role: &str,
         cluster: Option<&Cluster>,
     ) -> Result<String, ApiError> {
-        crate::auth::mint(self.db(), name, role, cluster).await
+        crate::auth::mint(self.db(), name, role, cluster, None).await
+    }
+
+    /// Makes the token `req` asks for (a host-bound agent token too) and
+    /// returns its only plaintext copy.
+    pub async fn create_token_for(&self, req: &deploy::CreateToken) -> Result<String, ApiError> {
+        crate::auth::mint(
+            self.db(),
+            &req.name,
+            &req.role,
+            req.cluster.as_ref(),
+            req.host.as_ref(),
+        )
+        .await
     }
 
     // ------------------------------------------------------------ builds
@@ -280,6 +338,44 @@ impl Tracker {
         tracing::info!(app = %app, build_id = %build.id, version = %build.version, "build queued");
         self.build_queued().notify_one();
         Ok((build, true))
+    }
+
+    /// Marks an ended build bad: never reused (the next deploy of its
+    /// commit by ref builds it again), and deploys naming its version are
+    /// refused. Marking a build twice changes nothing.
+    pub async fn mark_build_bad(
+        &self,
+        id: BuildId,
+        by: &str,
+        reason: &str,
+    ) -> Result<Build, ApiError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 500 || reason.chars().any(char::is_control) {
+            return Err(ApiError::Invalid(
+                "`reason` must say why the build is bad (1 to 500 printable characters)".into(),
+            ));
+        }
+        let build = self
+            .db()
+            .build(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+        if !build.status.is_terminal() {
+            return Err(ApiError::Conflict(format!(
+                "build {id} ({}) is {:?}: mark it bad once it has ended",
+                build.version, build.status
+            )));
+        }
+        if self.db().mark_build_bad(id, by, reason).await? {
+            tracing::warn!(build_id = %id, app = %build.app, version = %build.version, by, reason,
+                "build marked bad");
+        }
+        let build = self
+            .db()
+            .build(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+        self.present_build(build).await
     }
 
     /// Starts the deploys that waited on `build`, or fails them.
@@ -692,6 +788,11 @@ impl Tracker {
         let (build, git_ref) = match (&req.version, &req.git_ref) {
             (Some(v), None) => {
                 let build = self.db().build_by_version(&req.app, v).await?;
+                if let Some(b) = &build
+                    && let Some(bad) = &b.bad
+                {
+                    return Err(bad_build(b, bad));
+                }
                 match build {
                     Some(b) if b.status == BuildStatus::Succeeded => (b, None),
                     Some(b) => {
@@ -920,8 +1021,20 @@ impl Tracker {
             .ok_or_else(|| ApiError::NotFound(format!("no deploy {id}")))
     }
 
-    /// Moves the deploy to `running` and starts its first batch.
+    /// Moves the deploy to `running` and starts its first batch; fails it
+    /// instead when its build was marked bad while it waited.
     async fn start_rollout(&self, id: DeployId, build: &Build) -> anyhow::Result<()> {
+        if let Some(bad) = self.db().build(build.id).await?.and_then(|b| b.bad) {
+            self.transition(
+                id,
+                &[DeployStatus::Building],
+                DeployStatus::Failed,
+                None,
+                Some(&bad_build(build, &bad).to_string()),
+            )
+            .await?;
+            return Ok(());
+        }
         if !self
             .transition(
                 id,
@@ -1354,6 +1467,18 @@ impl Tracker {
         }
         Ok(())
     }
+}
+
+/// The refusal of a deploy of a build marked bad.
+fn bad_build(b: &Build, bad: &deploy::BadMark) -> ApiError {
+    ApiError::unprocessable(
+        "build_marked_bad",
+        format!(
+            "build {} ({}) of `{}` was marked bad by {} at {}: {}; deploy another version, or \
+             deploy its commit by ref to build it again",
+            b.id, b.version, b.app, bad.by, bad.at, bad.reason
+        ),
+    )
 }
 
 /// A deploy's hosts counted per batch and phase (`Db::batch_phases`).

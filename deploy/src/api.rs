@@ -322,7 +322,41 @@ pub struct Build {
     pub log: String,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
+    /// Set when an admin marked the build bad: it is never reused (its
+    /// commit is built again) and its version is never deployed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad: Option<BadMark>,
 }
+
+/// Who marked a build bad, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BadMark {
+    pub at: Timestamp,
+    /// The admin token's name.
+    pub by: String,
+    pub reason: String,
+}
+
+/// `POST /api/v1/builds/{id}/bad` (admin): mark an ended build bad.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MarkBuildBad {
+    /// Why, for whoever is refused its version later.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 500))]
+    pub reason: String,
+}
+
+/// The largest body `POST /api/v1/builds/{id}/result` accepts (8 MiB): a
+/// result whose log, once JSON-escaped, is larger gets `413
+/// payload_too_large`. A worker keeps its log under [`BUILD_RESULT_LOG_MAX`].
+pub const BUILD_RESULT_BODY_LIMIT: usize = 8 << 20;
+
+/// The most log a worker should send with a result (1 MiB, the tail when
+/// there is more): JSON escaping grows text by at most six times (a control
+/// byte becomes `\u00XX`), so such a log always fits
+/// [`BUILD_RESULT_BODY_LIMIT`].
+pub const BUILD_RESULT_LOG_MAX: usize = 1 << 20;
 
 /// `POST /api/v1/builds/claim`: a packer worker asks for work.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -1079,14 +1113,48 @@ pub struct CreateToken {
         )
     )]
     pub name: String,
-    /// `viewer`, `deployer`, `admin` or `agent`.
+    /// `viewer`, `deployer`, `admin`, `agent` (grabbers and
+    /// versioncheckers) or `builder` (packer workers).
     #[cfg_attr(
         feature = "openapi",
-        schema(pattern = "^(viewer|deployer|admin|agent)$")
+        schema(pattern = "^(viewer|deployer|admin|agent|builder)$")
     )]
     pub role: String,
     /// Required for `agent` tokens, refused for the others.
     pub cluster: Option<Cluster>,
+    /// For `agent` tokens only: the one host of `cluster` the token may
+    /// report for (heartbeats, version reports, desired state, deploy
+    /// events). Without it the token acts for every host of the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostName>,
+}
+
+impl CreateToken {
+    /// A token of `role` (a person's, or `builder`).
+    pub fn new(name: impl Into<String>, role: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            role: role.into(),
+            cluster: None,
+            host: None,
+        }
+    }
+
+    /// An agent token of `cluster`, for every host of it.
+    pub fn agent(name: impl Into<String>, cluster: Cluster) -> Self {
+        Self {
+            cluster: Some(cluster),
+            ..Self::new(name, "agent")
+        }
+    }
+
+    /// An agent token of `cluster` that reports for `host` only.
+    pub fn host_agent(name: impl Into<String>, cluster: Cluster, host: HostName) -> Self {
+        Self {
+            host: Some(host),
+            ..Self::agent(name, cluster)
+        }
+    }
 }
 
 /// The answer to `POST /api/v1/tokens`: the only time the token is shown.
@@ -1115,6 +1183,9 @@ pub struct TokenInfo {
     pub name: String,
     pub role: String,
     pub cluster: Option<Cluster>,
+    /// The one host an agent token reports for; none for a cluster-wide one.
+    #[serde(default)]
+    pub host: Option<HostName>,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
 }

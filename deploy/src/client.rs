@@ -328,6 +328,18 @@ impl Client {
         self.get(&format!("/api/v1/builds/{id}")).await
     }
 
+    /// Marks an ended build bad (admin): it is never reused, and deploys of
+    /// its version are refused.
+    pub async fn mark_build_bad(&self, id: BuildId, reason: &str) -> Result<Build, ClientError> {
+        self.post(
+            &format!("/api/v1/builds/{id}/bad"),
+            &crate::api::MarkBuildBad {
+                reason: reason.to_string(),
+            },
+        )
+        .await
+    }
+
     /// A packer worker claims the oldest queued build, if any.
     pub async fn claim_build(&self, worker: &str) -> Result<Option<BuildJob>, ClientError> {
         self.post(
@@ -626,6 +638,23 @@ impl Client {
 
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
         self.collect("/api/v1/tokens", None).await
+    }
+
+    /// Revokes a token (admin); its streams end within AppTracker's
+    /// `token_recheck`.
+    pub async fn revoke_token(&self, name: &str) -> Result<(), ClientError> {
+        let mut url =
+            reqwest::Url::parse(&self.url("/api/v1/tokens")).map_err(|e| ClientError::Decode {
+                url: self.url("/api/v1/tokens"),
+                reason: e.to_string(),
+            })?;
+        if let Ok(mut segments) = url.path_segments_mut() {
+            // Percent-encodes whatever the name holds.
+            segments.push(name);
+        }
+        self.fetch(self.http.delete(url), Duration::from_secs(60))
+            .await?;
+        Ok(())
     }
 
     // ------------------------------------------------------------ audit

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use deploy::{
-    AppName, AppRunStatus, AuditEntry, AuditQuery, Build, BuildStatus, Client, Cluster,
+    AppName, AppRunStatus, AuditEntry, AuditQuery, Build, BuildId, BuildStatus, Client, Cluster,
     CreateDeploy, Deploy, DeployEvent, DeployHost, DeployId, DeployStatus, DriftQuery, DriftReport,
     DriftState, GitRef, HostPhase, HostSelector, Portion, RegisterApp, RequestBuild,
     SetWebhookSecret, Strategy, SyncRequest, Version, WebhookProvider,
@@ -69,6 +69,21 @@ enum Command {
     WebhookSecrets { app: AppName },
     /// List an app's builds, newest first.
     Builds { app: AppName },
+    /// Mark an ended build bad (admins only): it is never reused (the next
+    /// deploy of its commit by ref builds it again) and deploys of its
+    /// version are refused.
+    BuildBad {
+        /// The build's id (`deploy builds APP` lists them).
+        build: BuildId,
+        /// Why, shown to whoever is refused its version later.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Manage API tokens (admins only).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Build an app at a git ref (reuses an existing build of the same commit).
     Build {
         app: AppName,
@@ -240,6 +255,30 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token and print it (the only time it is shown).
+    Create {
+        /// A unique name, shown in logs, the audit log and the token list.
+        name: String,
+        /// `viewer`, `deployer` or `admin` for people; `agent` for grabbers
+        /// and versioncheckers (with `--cluster`, and `--host` to bind it to
+        /// one host); `builder` for packer workers.
+        #[arg(long)]
+        role: String,
+        /// The cluster an agent token acts for.
+        #[arg(long)]
+        cluster: Option<Cluster>,
+        /// The one host of `--cluster` an agent token reports for.
+        #[arg(long, requires = "cluster")]
+        host: Option<deploy::HostName>,
+    },
+    /// List tokens (never their secret).
+    List,
+    /// Revoke a token: it stops working at once, and its event streams end.
+    Revoke { name: String },
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let (args, confirmed) = match confirmations(std::env::args_os()) {
@@ -371,6 +410,45 @@ async fn run(client: &Client, command: Command, confirmed: &[Cluster]) -> anyhow
                 print_build_line(&b);
             }
         }
+        Command::BuildBad { build, reason } => {
+            let b = client.mark_build_bad(build, &reason).await?;
+            print_build_line(&b);
+        }
+        Command::Token { command } => match command {
+            TokenCommand::Create {
+                name,
+                role,
+                cluster,
+                host,
+            } => {
+                let created = client
+                    .create_token(&deploy::CreateToken {
+                        name,
+                        role,
+                        cluster,
+                        host,
+                    })
+                    .await?;
+                println!("{}", created.token);
+            }
+            TokenCommand::List => {
+                for t in client.tokens().await? {
+                    let scope = match (&t.cluster, &t.host) {
+                        (Some(c), Some(h)) => format!("{c}/{h}"),
+                        (Some(c), None) => c.to_string(),
+                        _ => "-".into(),
+                    };
+                    let used = t
+                        .last_used_at
+                        .map_or_else(|| "never used".to_string(), |at| format!("used {at}"));
+                    println!("{:<32} {:<9} {:<24} {used}", t.name, t.role, scope);
+                }
+            }
+            TokenCommand::Revoke { name } => {
+                client.revoke_token(&name).await?;
+                println!("revoked {name}");
+            }
+        },
         Command::Build { app, git_ref, wait } => {
             let mut b = client
                 .request_build(&app, &RequestBuild { git_ref })
@@ -850,8 +928,12 @@ fn exit_for(status: DeployStatus) -> ExitCode {
 }
 
 fn print_build_line(b: &Build) {
+    let bad = match &b.bad {
+        Some(bad) => format!(" BAD ({}, by {})", bad.reason, bad.by),
+        None => String::new(),
+    };
     println!(
-        "build {:<5} {:<14} {:<10} {} ({})",
+        "build {:<5} {:<14} {:<10} {} ({}){bad}",
         b.id.to_string(),
         b.version.as_str(),
         format!("{:?}", b.status).to_lowercase(),

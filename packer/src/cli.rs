@@ -47,7 +47,7 @@ enum Cmd {
         /// AppTracker's URL.
         #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER)]
         server: String,
-        /// File holding an agent token (or set SLIPWAY_TOKEN).
+        /// File holding a builder token (or set SLIPWAY_TOKEN).
         #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
         token_file: Option<PathBuf>,
         /// This worker's name; default `<hostname>-<pid>`.
@@ -261,7 +261,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let token = token.trim().to_string();
             if token.is_empty() {
-                anyhow::bail!("a worker needs an agent token: set SLIPWAY_TOKEN or --token-file");
+                anyhow::bail!("a worker needs a builder token: set SLIPWAY_TOKEN or --token-file");
             }
             let name = name.unwrap_or_else(|| {
                 let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

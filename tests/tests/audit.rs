@@ -19,6 +19,7 @@ async fn token(p: &Platform, name: &str, role: &str) -> anyhow::Result<String> {
             name: name.into(),
             role: role.into(),
             cluster: None,
+            host: None,
         })
         .await?
         .token)
@@ -81,11 +82,12 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
     let started = Timestamp::now();
     let http = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", p.base_url);
-    // Agent traffic, which is not recorded: a claim poll (first, while
-    // nothing is queued, so it claims nothing).
+    // Worker traffic, which is not recorded: a packer worker's claim poll
+    // (first, while nothing is queued, so it claims nothing).
+    let builder = token(p, "packer-workers", "builder").await?;
     let r = http
         .post(url("/api/v1/builds/claim"))
-        .bearer_auth(&p.agent_token)
+        .bearer_auth(&builder)
         .json(&ClaimBuild { worker: "w".into() })
         .send()
         .await?;
@@ -221,7 +223,11 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
     tokens.sort();
     assert_eq!(
         tokens,
-        ["token ops-deployer (deployer)", "token ops-viewer (viewer)"]
+        [
+            "token ops-deployer (deployer)",
+            "token ops-viewer (viewer)",
+            "token packer-workers (builder)"
+        ]
     );
 
     let e = find(&entries, "ops-viewer", "POST", "/api/v1/deploys", 403);
@@ -389,6 +395,7 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
             ("the viewer token", &viewer),
             ("the admin token", &p.admin_token),
             ("the agent token", &p.agent_token),
+            ("the builder token", &builder),
             ("the trigger secret", &secret),
             ("the webhook secret", &hook.secret),
         ] {

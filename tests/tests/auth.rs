@@ -11,6 +11,7 @@ async fn token(p: &Platform, name: &str, role: &str, cluster: Option<&str>) -> S
             name: name.into(),
             role: role.into(),
             cluster: cluster.map(|c| Cluster::parse(c).expect("a valid cluster")),
+            host: None,
         })
         .await
         .expect("an admin may create tokens")

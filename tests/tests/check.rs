@@ -137,6 +137,7 @@ async fn scenario(opts: Options) -> anyhow::Result<()> {
             name: "nagios".into(),
             role: "viewer".into(),
             cluster: None,
+            host: None,
         })
         .await?
         .token;

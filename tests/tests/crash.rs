@@ -182,6 +182,7 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
             name: "crash-agent".into(),
             role: "agent".into(),
             cluster: Some(Cluster::parse("crash")?),
+            host: None,
         })
         .await?
         .token;

@@ -133,6 +133,7 @@ async fn lists_page_by_cursor() -> anyhow::Result<()> {
                 name: format!("viewer-{i}"),
                 role: "viewer".into(),
                 cluster: None,
+                host: None,
             })
             .await?;
     }
@@ -297,8 +298,9 @@ async fn nul_characters_are_not_server_errors_on_postgres() -> anyhow::Result<()
             .header("x-slipway-sha256", "a".repeat(64))
             // Well-formed: 64 zero bytes in base64.
             .header("x-slipway-signature", format!("{}==", "A".repeat(86))),
-            // No build 1: the lookup answers before the worker name matters.
-            404,
+            // A worker name with a control character is refused before
+            // anything is looked up.
+            400,
         ),
     ];
     for (req, status) in cases {

@@ -115,17 +115,16 @@ async fn separate_processes_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
         async move {
             anyhow::Ok(
                 client
-                    .create_token(&CreateToken {
-                        name,
-                        role: "agent".into(),
-                        cluster: Some(Cluster::parse(cluster)?),
-                    })
+                    .create_token(&CreateToken::agent(name, Cluster::parse(cluster)?))
                     .await?
                     .token,
             )
         }
     };
-    let builders = token("builders", "builders").await?;
+    let builders = client
+        .create_token(&CreateToken::new("builders", "builder"))
+        .await?
+        .token;
     let alpha = token("agents-alpha", "alpha").await?;
     let beta = token("agents-beta", "beta").await?;
 

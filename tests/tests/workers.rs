@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use deploy::{AppName, BuildStatus, Cluster, CreateToken, RegisterApp, RequestBuild};
+use deploy::{AppName, BuildStatus, CreateToken, RegisterApp, RequestBuild};
 use slipway_tests::procs::{Proc, TrackerProc, packer_keygen, start_apptracker};
 use slipway_tests::{AppRepo, poll};
 
@@ -35,11 +35,7 @@ async fn a_worker_killed_mid_build_loses_its_claim_and_another_finishes_the_job(
     )
     .await?;
     let token = client
-        .create_token(&CreateToken {
-            name: "builders".into(),
-            role: "agent".into(),
-            cluster: Some(Cluster::parse("builders")?),
-        })
+        .create_token(&CreateToken::new("builders", "builder"))
         .await?
         .token;
 
@@ -157,11 +153,7 @@ async fn uploads_need_a_well_formed_signature() -> anyhow::Result<()> {
         ..
     } = start_apptracker(APPTRACKER, dir.path(), &logs, "builder = false\n").await?;
     let token = client
-        .create_token(&CreateToken {
-            name: "builders".into(),
-            role: "agent".into(),
-            cluster: Some(Cluster::parse("builders")?),
-        })
+        .create_token(&CreateToken::new("builders", "builder"))
         .await?
         .token;
     let repo = AppRepo::new(dir.path().join("repo"))?;
