@@ -205,11 +205,7 @@ async fn the_dashboard_keeps_a_session_never_the_token() -> anyhow::Result<()> {
     // Revoking the token ends its sessions.
     let alice = p
         .client
-        .create_token(&CreateToken {
-            name: "alice".into(),
-            role: "viewer".into(),
-            cluster: None,
-        })
+        .create_token(&CreateToken::new("alice", "viewer"))
         .await?
         .token;
     let line = sign_in(&http, &base, &alice).await?;

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use deploy::{AppName, Build, BuildStatus, Cluster, CreateToken, RegisterApp, RequestBuild};
+use deploy::{AppName, Build, BuildStatus, CreateToken, RegisterApp, RequestBuild};
 use slipway_tests::procs::{Proc, TrackerProc, packer_keygen, start_apptracker_with_env};
 use slipway_tests::{AppRepo, Options, Platform, poll};
 
@@ -146,11 +146,7 @@ async fn a_malicious_build_in_apptracker_reaches_none_of_its_secrets() -> anyhow
     let data = dir.path().join("apptracker");
     // As `apptracker dev` keeps it: the admin token in the data directory.
     let admin = client
-        .create_token(&CreateToken {
-            name: "admin-file".into(),
-            role: "admin".into(),
-            cluster: None,
-        })
+        .create_token(&CreateToken::new("admin-file", "admin"))
         .await?
         .token;
     let token_file = data.join("admin.token");
@@ -212,11 +208,7 @@ async fn a_malicious_build_in_a_packer_worker_reaches_none_of_its_secrets() -> a
         ..
     } = start_apptracker_with_env(APPTRACKER, dir.path(), &logs, "builder = false\n", &[]).await?;
     let token = client
-        .create_token(&CreateToken {
-            name: "builders".into(),
-            role: "agent".into(),
-            cluster: Some(Cluster::parse("builders")?),
-        })
+        .create_token(&CreateToken::new("builders", "builder"))
         .await?
         .token;
     let worker_dir = dir.path().join("worker");

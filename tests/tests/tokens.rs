@@ -50,7 +50,7 @@ impl Tracker {
             data_dir: dir.path().join("apptracker"),
             database_url,
             sweep_interval: Duration::from_millis(200),
-            builder: false,
+            builder: apptracker::config::BuilderConfig::disabled(),
             ..apptracker::Config::default()
         };
         tune(&mut config);
@@ -80,7 +80,7 @@ impl Tracker {
             listen: "127.0.0.1:0".parse()?,
             data_dir: self.dir.path().join("replica"),
             database_url: Some(self.config.database_url()),
-            builder: false,
+            builder: apptracker::config::BuilderConfig::disabled(),
             ..self.config.clone()
         };
         let app = apptracker::Application::build(config).await?;
@@ -514,7 +514,7 @@ async fn a_builder_cannot_act_on_another_tokens_lease_on_postgresql() -> anyhow:
 /// builder token sending its worker name cannot touch its lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_in_process_builder_cannot_be_impersonated() -> anyhow::Result<()> {
-    let t = Tracker::start(None, |c| c.builder = true).await?;
+    let t = Tracker::start(None, |c| c.builder = apptracker::config::BuilderConfig::default()).await?;
     let app = t.app("slow", Some("echo started && sleep 3")).await?;
     let b = t.client(&t.token(CreateToken::new("builder", "builder")).await?);
     let build = t
@@ -880,7 +880,7 @@ async fn a_build_requeued_past_the_limit_fails_on_postgresql() -> anyhow::Result
 // ------------------------------------------------------------ bad builds
 
 async fn bad_builds_are_rebuilt(db: Option<String>) -> anyhow::Result<()> {
-    let t = Tracker::start(db, |c| c.builder = true).await?;
+    let t = Tracker::start(db, |c| c.builder = apptracker::config::BuilderConfig::default()).await?;
     let app = t.app("app", None).await?;
     let agent = t.client(&t.token(CreateToken::agent("agent", cluster())).await?);
     t.heartbeat(&agent, "h1").await?;
@@ -978,7 +978,7 @@ async fn a_build_marked_bad_is_rebuilt_on_postgresql() -> anyhow::Result<()> {
 // ------------------------------------------------------------ host tokens
 
 async fn host_tokens_report_for_their_host_only(db: Option<String>) -> anyhow::Result<()> {
-    let t = Tracker::start(db, |c| c.builder = true).await?;
+    let t = Tracker::start(db, |c| c.builder = apptracker::config::BuilderConfig::default()).await?;
     let (h1, h2) = (HostName::parse("h1")?, HostName::parse("h2")?);
     // A host token needs an agent role and a cluster.
     for (req, why) in [
