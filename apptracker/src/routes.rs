@@ -53,8 +53,8 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(append_build_log))
         .routes(routes!(release_build))
         .routes(routes!(upload_artifact))
-        // A worker's result carries its build log (which it keeps under
-        // `deploy::BUILD_RESULT_LOG_MAX`): more room than the default 2 MB.
+        // A worker's result carries its build log (which it cuts to fit,
+        // `packer::worker::fit_log`): more room than the default 2 MB.
         .routes(
             routes!(build_result).layer(axum::extract::DefaultBodyLimit::max(
                 deploy::BUILD_RESULT_BODY_LIMIT,

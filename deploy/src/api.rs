@@ -349,14 +349,9 @@ pub struct MarkBuildBad {
 
 /// The largest body `POST /api/v1/builds/{id}/result` accepts (8 MiB): a
 /// result whose log, once JSON-escaped, is larger gets `413
-/// payload_too_large`. A worker keeps its log under [`BUILD_RESULT_LOG_MAX`].
+/// payload_too_large`. A packer worker cuts its log to fit, counting the
+/// escaping (`packer::worker::fit_log`).
 pub const BUILD_RESULT_BODY_LIMIT: usize = 8 << 20;
-
-/// The most log a worker should send with a result (1 MiB, the tail when
-/// there is more): JSON escaping grows text by at most six times (a control
-/// byte becomes `\u00XX`), so such a log always fits
-/// [`BUILD_RESULT_BODY_LIMIT`].
-pub const BUILD_RESULT_LOG_MAX: usize = 1 << 20;
 
 /// `POST /api/v1/builds/claim`: a packer worker asks for work.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -111,10 +111,12 @@ async fn run_job(client: &Client, config: &WorkerConfig, job: BuildJob) {
     }
 }
 
-/// What the worker's result log may take once JSON-encoded: AppTracker's
-/// build-result route keeps axum's default 2 MiB body limit, and the rest of
-/// the body is small.
-const RESULT_LOG_JSON_MAX: usize = (2 << 20) - (64 << 10);
+/// What the worker's result log may take once JSON-encoded: 2 MiB, the
+/// size of log worth keeping in the build row, well inside the
+/// build-result route's body limit (checked below, with room for the rest
+/// of the body).
+const RESULT_LOG_JSON_MAX: usize = 2 << 20;
+const _: () = assert!(RESULT_LOG_JSON_MAX + (64 << 10) <= deploy::BUILD_RESULT_BODY_LIMIT);
 
 /// `log` cut to at most `max` bytes once JSON-encoded (escaping can grow a
 /// control byte sixfold), keeping its start (what was built, how) and its

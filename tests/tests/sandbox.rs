@@ -397,6 +397,11 @@ async fn a_worker_log_over_the_api_limit_is_cut_and_the_deploy_goes_on() -> anyh
     let refs: Vec<(&str, &str)> = files.iter().map(|(n, c)| (*n, c.as_str())).collect();
     repo.commit(&refs, "loud")?;
     let app = p.register("loud", &repo.path).await?;
+    let builder = p
+        .client
+        .create_token(&CreateToken::new("builders", "builder"))
+        .await?
+        .token;
     let mut worker = Proc::spawn(
         "worker",
         PACKER,
@@ -411,7 +416,7 @@ async fn a_worker_log_over_the_api_limit_is_cut_and_the_deploy_goes_on() -> anyh
         ]
         .map(String::from),
         &[
-            ("SLIPWAY_TOKEN", p.agent_token.clone()),
+            ("SLIPWAY_TOKEN", builder),
             ("SLIPWAY_SIGNING_KEY", key_file.display().to_string()),
             (
                 "SLIPWAY_PACKER_CACHE",
