@@ -19,6 +19,7 @@ mod queue;
 mod routes;
 mod startup;
 pub mod store;
+pub mod tls;
 mod tracker;
 mod webhooks;
 

@@ -917,7 +917,13 @@ impl Engine {
             .get(&artifact.url)
             .send()
             .await
-            .map_err(|e| format!("cannot download {}: {e}", artifact.url))?;
+            .map_err(|e| {
+                format!(
+                    "cannot download {}: {}",
+                    artifact.url,
+                    deploy::tls::error_chain(&e)
+                )
+            })?;
         if !resp.status().is_success() {
             return Err(format!(
                 "cannot download {}: HTTP {}",

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 pub mod githttp;
 pub mod procs;
 pub mod services;
+pub mod tls;
 use tokio_util::sync::CancellationToken;
 
 /// The port the test app declares in its `slipway.toml`; each host shifts it.
