@@ -181,8 +181,8 @@ impl Application {
                 .context("http server failed")?,
             Some(acceptor) => {
                 // `tap_io` gives the listener axum's ConnectInfo<SocketAddr>.
-                let listener = crate::tls::TlsListener::new(self.listener, acceptor)
-                    .tap_io(|tls| {
+                let listener =
+                    crate::tls::TlsListener::new(self.listener, acceptor).tap_io(|tls| {
                         let _ = tls.get_ref().0.set_nodelay(true);
                     });
                 axum::serve(listener, app)

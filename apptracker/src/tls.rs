@@ -45,9 +45,15 @@ impl TlsConfig {
     /// What AppTracker's own clients trust: the system's roots plus
     /// `ca_file` (or `SLIPWAY_CA_FILE`).
     pub fn trust(&self) -> anyhow::Result<deploy::tls::Trust> {
-        let env = std::env::var_os(deploy::tls::CA_FILE_ENV).map(PathBuf::from);
-        let file = self.ca_file.clone().or(env);
-        Ok(deploy::tls::Trust::from_ca_file(file.as_deref())?)
+        let (setting, file) = match &self.ca_file {
+            Some(f) => ("tls.ca_file", Some(f.clone())),
+            None => (
+                deploy::tls::CA_FILE_ENV,
+                std::env::var_os(deploy::tls::CA_FILE_ENV).map(PathBuf::from),
+            ),
+        };
+        deploy::tls::Trust::from_ca_file(file.as_deref())
+            .with_context(|| format!("invalid {setting}"))
     }
 
     /// The handshake side of HTTPS, when `cert_file` and `key_file` are set;

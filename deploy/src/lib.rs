@@ -10,12 +10,12 @@ extern crate self as deploy;
 pub mod api;
 pub mod binary;
 pub mod bus;
-pub mod client;
 /// The `deploy` CLI (its binary's source), as a library module so the
 /// end-to-end tests can build a copy of the binary they start.
 #[cfg(feature = "cli")]
 #[path = "main.rs"]
 pub mod cli;
+pub mod client;
 mod domain;
 pub mod drift;
 pub mod layout;

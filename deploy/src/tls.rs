@@ -41,7 +41,9 @@ pub enum TlsError {
     },
     #[error("the CA file {path} is not PEM: {reason}")]
     BadPem { path: PathBuf, reason: String },
-    #[error("the CA file {path} holds no certificate (expected `-----BEGIN CERTIFICATE-----` blocks)")]
+    #[error(
+        "the CA file {path} holds no certificate (expected `-----BEGIN CERTIFICATE-----` blocks)"
+    )]
     NoCertificate { path: PathBuf },
     #[error("certificate {index} of the CA file {path} cannot be trusted as a CA: {reason}")]
     BadCertificate {
@@ -59,6 +61,8 @@ pub enum TlsError {
 pub struct Trust {
     ca_file: Option<PathBuf>,
     extra: Arc<Vec<CertificateDer<'static>>>,
+    /// [`Trust::pem_bundle`], made once (it reads the system store).
+    bundle: Arc<OnceLock<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Trust {
@@ -108,6 +112,7 @@ impl Trust {
         Ok(Self {
             ca_file: Some(path.to_path_buf()),
             extra: Arc::new(certs),
+            bundle: Arc::default(),
         })
     }
 
@@ -165,11 +170,14 @@ impl Trust {
         if self.extra.is_empty() {
             return None;
         }
-        let system = rustls_native_certs::load_native_certs();
-        for e in &system.errors {
-            tracing::debug!(error = %e, "skipping an unreadable system CA certificate");
-        }
-        Some(to_pem(system.certs.iter().chain(self.extra.iter())))
+        let bundle = self.bundle.get_or_init(|| {
+            let system = rustls_native_certs::load_native_certs();
+            for e in &system.errors {
+                tracing::debug!(error = %e, "skipping an unreadable system CA certificate");
+            }
+            to_pem(system.certs.iter().chain(self.extra.iter()))
+        });
+        Some(bundle.clone())
     }
 }
 
@@ -324,7 +332,10 @@ fn tls_cause<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustl
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        next = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
             Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
             None => e.source(),
         };
@@ -428,7 +439,10 @@ mod tests {
         }
         // The warning never repeats a password from the URL.
         let w = cleartext_warning("redis://user:hunter2@redis.internal").unwrap_or_default();
-        assert!(!w.contains("hunter2") && w.contains("redis.internal"), "{w}");
+        assert!(
+            !w.contains("hunter2") && w.contains("redis.internal"),
+            "{w}"
+        );
     }
 
     #[test]
@@ -436,12 +450,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("missing.pem");
         let e = Trust::with_ca_file(&missing).unwrap_err().to_string();
-        assert!(e.contains("missing.pem") && e.contains("cannot read"), "{e}");
+        assert!(
+            e.contains("missing.pem") && e.contains("cannot read"),
+            "{e}"
+        );
 
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "just text\n").unwrap();
         let e = Trust::with_ca_file(&empty).unwrap_err().to_string();
-        assert!(e.contains("empty.pem") && e.contains("no certificate"), "{e}");
+        assert!(
+            e.contains("empty.pem") && e.contains("no certificate"),
+            "{e}"
+        );
 
         let junk = dir.path().join("junk.pem");
         std::fs::write(
@@ -459,7 +479,10 @@ mod tests {
         )
         .unwrap();
         let e = Trust::with_ca_file(&not_a_cert).unwrap_err().to_string();
-        assert!(e.contains("garbage.pem") && e.contains("certificate 1"), "{e}");
+        assert!(
+            e.contains("garbage.pem") && e.contains("certificate 1"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -59,9 +59,8 @@ impl TestCa {
     /// A server certificate for `names` (host names or IP addresses),
     /// written to `<dir>/<file_stem>.pem` and `<dir>/<file_stem>.key`.
     pub fn server_cert(&self, file_stem: &str, names: &[&str]) -> anyhow::Result<ServerCert> {
-        let mut params = CertificateParams::new(
-            names.iter().map(|n| n.to_string()).collect::<Vec<String>>(),
-        )?;
+        let mut params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<String>>())?;
         params
             .distinguished_name
             .push(DnType::CommonName, names.first().copied().unwrap_or("test"));

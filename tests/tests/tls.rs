@@ -49,9 +49,7 @@ async fn run(
 /// (what `/proc/<pid>/environ` shows).
 fn environ_holds(pid: u32, secret: &str) -> anyhow::Result<bool> {
     let env = std::fs::read(format!("/proc/{pid}/environ"))?;
-    Ok(env
-        .windows(secret.len())
-        .any(|w| w == secret.as_bytes()))
+    Ok(env.windows(secret.len()).any(|w| w == secret.as_bytes()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -131,7 +129,13 @@ async fn every_binary_works_over_https_with_a_private_ca() -> anyhow::Result<()>
         "packer",
         PACKER,
         &[
-            "worker", "--server", &server, "--ca-file", &ca_file, "--poll", "200ms",
+            "worker",
+            "--server",
+            &server,
+            "--ca-file",
+            &ca_file,
+            "--poll",
+            "200ms",
         ]
         .map(String::from),
         &[
@@ -282,10 +286,7 @@ async fn every_binary_works_over_https_with_a_private_ca() -> anyhow::Result<()>
     )?
     .with_token(alpha.clone());
     let desired = as_agent
-        .desired_state(
-            &Cluster::parse("alpha")?,
-            &deploy::HostName::parse("a-1")?,
-        )
+        .desired_state(&Cluster::parse("alpha")?, &deploy::HostName::parse("a-1")?)
         .await?;
     let url = &desired.apps[0].artifact.url;
     assert!(
@@ -303,8 +304,7 @@ async fn every_binary_works_over_https_with_a_private_ca() -> anyhow::Result<()>
                 state: None,
             })
             .await?;
-        Ok(report.hosts.len() == 2
-            && report.hosts.iter().all(|h| h.state == DriftState::InSync))
+        Ok(report.hosts.len() == 2 && report.hosts.iter().all(|h| h.state == DriftState::InSync))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e:#}\n{}", tails(&procs)))?;
@@ -352,7 +352,11 @@ async fn every_binary_works_over_https_with_a_private_ca() -> anyhow::Result<()>
     // The daemons took their token out of their environment.
     for p in std::iter::once(&packer).chain(procs.iter().filter(|p| p.name.starts_with("v"))) {
         let pid = p.pid().expect("running");
-        let token = if p.name == "packer" { &builders } else { &alpha };
+        let token = if p.name == "packer" {
+            &builders
+        } else {
+            &alpha
+        };
         assert!(
             !environ_holds(pid, token)?,
             "{} still has its token in /proc/{pid}/environ: {}",
@@ -466,7 +470,35 @@ async fn apptracker_refuses_a_broken_tls_config() -> anyhow::Result<()> {
     let (ok, _, stderr) = serve(format!("ca_file = {}\n", quote(&cert.key_file))).await?;
     assert!(!ok);
     assert!(
-        stderr.contains("server.key") && stderr.contains("no certificate"),
+        stderr.contains("tls.ca_file")
+            && stderr.contains("server.key")
+            && stderr.contains("no certificate"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+/// `deploy --token VALUE` is refused before anything is sent: the value
+/// would be visible to every user in `ps` and stay in the shell's history.
+#[tokio::test]
+async fn the_cli_refuses_a_token_on_its_command_line() -> anyhow::Result<()> {
+    let (ok, _, stderr) = run(
+        DEPLOY,
+        &[
+            "--server",
+            "http://127.0.0.1:9",
+            "--token",
+            "slp_secret",
+            "apps",
+        ],
+        &[],
+    )
+    .await?;
+    assert!(!ok);
+    assert!(
+        stderr.contains("--token is refused")
+            && stderr.contains("--token-file")
+            && !stderr.contains("slp_secret"),
         "{stderr}"
     );
     Ok(())

@@ -90,7 +90,7 @@ async fn pushes_build_and_deploy_and_bad_signatures_start_nothing() -> anyhow::R
     p.client.register_app(&reg).await?;
     let hook = Hook {
         p: &p,
-        http: reqwest::Client::new(),
+        http: slipway_tests::http(),
     };
 
     // GitHub: ping, then a signed push to main builds and auto-deploys A.
@@ -245,7 +245,7 @@ async fn a_build_trigger_url_starts_a_build_and_a_wrong_one_nothing() -> anyhow:
     let repo = AppRepo::new(p.dir.path().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     let r = http
         .post(format!("{}/api/v1/apps/hello/trigger", p.base_url))
         .bearer_auth(&p.admin_token)
