@@ -57,8 +57,27 @@ impl Bus {
     /// The bus over Redis. Fails when Redis cannot be reached now; later
     /// outages are survived (publishes fail and are logged, the relay
     /// reconnects).
-    pub async fn redis(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url).context("invalid redis_url")?;
+    pub async fn redis(
+        url: &str,
+        prefix: &str,
+        trust: &deploy::tls::Trust,
+    ) -> anyhow::Result<Self> {
+        if let Some(warning) = deploy::tls::cleartext_warning(url) {
+            tracing::warn!("redis_url: {warning}");
+        }
+        // `rediss://` with a private CA: the redis crate's CA setting
+        // replaces the system roots, so it is given both.
+        let client = match trust.pem_bundle() {
+            Some(roots) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(roots),
+                },
+            ),
+            _ => redis::Client::open(url),
+        }
+        .context("invalid redis_url")?;
         // A publish must not hold a request up while Redis is away: fail
         // fast and let the record (the database) carry the state.
         let config = redis::aio::ConnectionManagerConfig::new()

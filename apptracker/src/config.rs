@@ -14,8 +14,12 @@ pub struct Config {
     /// Address the HTTP server binds (port 0 picks a free port).
     pub listen: SocketAddr,
     /// The URL hosts use to reach this server (artifact URLs are built from
-    /// it). Defaults to `http://<bound address>`.
+    /// it). Defaults to `http://<bound address>`, or `https://…` when
+    /// `[tls]` serves HTTPS.
     pub public_url: Option<String>,
+    /// HTTPS served here (`cert_file`, `key_file`) and the extra CA
+    /// AppTracker's own connections trust (`ca_file`).
+    pub tls: crate::tls::TlsConfig,
     /// Where the embedded database and artifacts live.
     pub data_dir: PathBuf,
     /// `sqlite://...` (default: `<data_dir>/apptracker.db`) or `postgres://...`.
@@ -311,6 +315,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             public_url: None,
+            tls: crate::tls::TlsConfig::default(),
             data_dir: PathBuf::from(".slipway"),
             database_url: None,
             host_deadline: Duration::from_secs(300),
@@ -478,6 +483,7 @@ mod tests {
             jail.set_env("APPTRACKER_BUILDER", "false");
             jail.set_env("APPTRACKER_MAX_ARTIFACT_SIZE", "512MiB");
             jail.set_env("APPTRACKER_TOKEN_RECHECK", "5s");
+            jail.set_env("APPTRACKER_TLS__CERT_FILE", "/etc/slipway/cert.pem");
             let c = Config::load(Some(Path::new("apptracker.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.listen.port(), 9999);
             assert_eq!(c.host_deadline, Duration::from_secs(90));
@@ -487,6 +493,11 @@ mod tests {
             assert_eq!(c.max_artifact_size.0, 512 << 20);
             assert_eq!(c.token_recheck, Duration::from_secs(5));
             assert_eq!(c.max_build_requeues, 3);
+            assert_eq!(
+                c.tls.cert_file.as_deref(),
+                Some(Path::new("/etc/slipway/cert.pem"))
+            );
+            assert!(c.tls.key_file.is_none());
             assert_eq!(c.sweep_interval, Config::default().sweep_interval);
             Ok(())
         });

@@ -58,6 +58,9 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         crate::bootstrap_token(&config, "dev-agent-local", "agent", Some(&cluster), true).await?;
     let token_file = data_dir.join("admin.token");
     write_secret(&token_file, &admin)?;
+    // The in-process clients trust what AppTracker's own clients do (its
+    // certificate may come from `tls.ca_file`'s CA).
+    let trust = config.tls.trust()?;
     let app = Application::build(config).await?;
     let base_url = app.base_url().to_string();
     // The grabbers trust what this AppTracker's builder signs, nothing else.
@@ -65,7 +68,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     let tasks = TaskTracker::new();
     let server = tasks.spawn(app.run(shutdown.clone()));
 
-    let client = Client::new(base_url.clone()).with_token(admin);
+    let client = Client::with_trust(base_url.clone(), &trust)?.with_token(admin);
     for (name, path) in &repos {
         let req = RegisterApp::new(name.clone(), path.display().to_string());
         match client.register_app(&req).await {
@@ -86,11 +89,13 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
             stop_apps_on_exit: true,
             token: Some(grabber::AgentToken::from(agent.clone())),
             trusted_keys: trusted_keys.clone(),
+            trust: trust.clone(),
             ..grabber::Config::default()
         };
         // Each host's versionchecker too, so the drift table has reports.
         let checker = versionchecker::AgentConfig {
             token: Some(grabber::AgentToken::from(agent.clone())),
+            trust: trust.clone(),
             ..versionchecker::AgentConfig::new(
                 base_url.clone(),
                 cluster.clone(),

@@ -21,6 +21,7 @@ mod secrets;
 mod sessions;
 mod startup;
 pub mod store;
+pub mod tls;
 mod tracker;
 mod webhooks;
 

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,6 +21,10 @@ use std::sync::Arc;
 /// A bound, ready-to-run AppTracker.
 pub struct Application {
     listener: TcpListener,
+    /// TLS handshakes, when AppTracker serves HTTPS itself.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// What the dashboard's API client trusts (it calls `public_url`).
+    trust: deploy::tls::Trust,
     addr: SocketAddr,
     tracker: Tracker,
     base_url: String,
@@ -36,10 +41,13 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let tls = config.tls.acceptor()?;
+        let trust = config.tls.trust()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let base_url = config
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"))
+            .unwrap_or_else(|| format!("{scheme}://{addr}"))
             .trim_end_matches('/')
             .to_string();
         let db = Db::connect(&config.database_url()).await?;
@@ -61,7 +69,7 @@ impl Application {
         ));
         let store: Arc<dyn ArtifactStore> = match &config.s3 {
             Some(s3) => Arc::new(
-                S3Store::connect(s3, config.artifact_url_ttl)
+                S3Store::connect_with(s3, config.artifact_url_ttl, &trust)
                     .await
                     .context("cannot open the S3 artifact store ([s3] in the config)")?,
             ),
@@ -71,7 +79,7 @@ impl Application {
         // The local directory is served only when it is the store.
         let local = config.s3.is_none().then_some(local);
         let bus = match &config.redis_url {
-            Some(url) => Bus::redis(url, &config.redis_prefix).await?,
+            Some(url) => Bus::redis(url, &config.redis_prefix, &trust).await?,
             None => Bus::in_process(),
         };
         tracing::info!(bus = bus.describe(), "bus");
@@ -112,6 +120,8 @@ impl Application {
         });
         Ok(Self {
             listener,
+            tls,
+            trust,
             addr,
             tracker,
             base_url,
@@ -148,8 +158,9 @@ impl Application {
         tasks.spawn(tracker.bus().clone().relay(shutdown.clone()));
         tasks.close();
 
+        let dashboard_client = deploy::Client::with_trust(self.base_url.clone(), &self.trust)?;
         let app = crate::routes::api(tracker.clone())
-            .merge(web::router(deploy::Client::new(self.base_url.clone())))
+            .merge(web::router(dashboard_client))
             .layer(TraceLayer::new_for_http().make_span_with(request_span));
         tracing::info!(url = %self.base_url, "apptracker listening");
         let token = shutdown.clone();
@@ -163,10 +174,24 @@ impl Application {
         });
         // The peer address is what the audit log records as "from where".
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
-            .context("http server failed")?;
+        let stop = async move { token.cancelled().await };
+        match self.tls {
+            None => axum::serve(self.listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+                .context("http server failed")?,
+            Some(acceptor) => {
+                // `tap_io` gives the listener axum's ConnectInfo<SocketAddr>.
+                let listener =
+                    crate::tls::TlsListener::new(self.listener, acceptor).tap_io(|tls| {
+                        let _ = tls.get_ref().0.set_nodelay(true);
+                    });
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                    .context("https server failed")?
+            }
+        }
         shutdown.cancel();
         if tokio::time::timeout(std::time::Duration::from_secs(30), tasks.wait())
             .await

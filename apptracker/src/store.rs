@@ -191,13 +191,33 @@ pub struct S3Store {
 const PART_SIZE: u64 = 8 * 1024 * 1024;
 
 impl S3Store {
+    /// The store, trusting the system's CA roots.
     pub async fn connect(cfg: &S3Config, ttl: Duration) -> anyhow::Result<Self> {
+        Self::connect_with(cfg, ttl, &deploy::tls::Trust::system()).await
+    }
+
+    /// The store, trusting `trust`'s extra CA too (an https endpoint with a
+    /// private certificate).
+    pub async fn connect_with(
+        cfg: &S3Config,
+        ttl: Duration,
+        trust: &deploy::tls::Trust,
+    ) -> anyhow::Result<Self> {
         use aws_smithy_http_client::tls;
+        let mut roots = tls::TrustStore::default();
+        if let Some(pem) = trust.extra_pem() {
+            roots = roots.with_pem_certificate(pem);
+        }
+        let tls_context = tls::TlsContext::builder()
+            .with_trust_store(roots)
+            .build()
+            .context("cannot set up TLS for the S3 store")?;
         // One rustls+ring HTTP client: no second HTTP stack, no C crypto build.
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::Ring,
             ))
+            .tls_context(tls_context)
             .build_https();
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http)

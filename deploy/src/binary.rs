@@ -53,3 +53,105 @@ pub fn shutdown_on_signal() -> CancellationToken {
     });
     token
 }
+
+/// The environment variable every binary reads its API token from, when no
+/// token file is named.
+pub const TOKEN_ENV: &str = "SLIPWAY_TOKEN";
+
+/// Why a binary has no usable token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("cannot read the token file {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the token file {path} is empty")]
+    EmptyFile { path: std::path::PathBuf },
+    #[error("{TOKEN_ENV} is set but empty")]
+    EmptyEnv,
+}
+
+/// The API token: the contents of `file` when one is named (`--token-file`),
+/// else `SLIPWAY_TOKEN`; `None` when neither is given. Tokens never come
+/// from a flag's value, which every user sees in `ps`.
+///
+/// With `drop_env` (daemons), `SLIPWAY_TOKEN` is also removed from the
+/// process's environment (see [`take_env`]), so nothing it starts inherits
+/// it; call it from `main` before any other thread starts.
+pub fn read_token(
+    file: Option<&std::path::Path>,
+    drop_env: bool,
+) -> Result<Option<String>, TokenError> {
+    let from_env = if drop_env {
+        take_env(TOKEN_ENV)
+    } else {
+        std::env::var(TOKEN_ENV).ok()
+    };
+    let token = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let text = text.trim().to_string();
+            if text.is_empty() {
+                return Err(TokenError::EmptyFile {
+                    path: path.to_path_buf(),
+                });
+            }
+            text
+        }
+        None => match from_env {
+            Some(t) if t.trim().is_empty() => return Err(TokenError::EmptyEnv),
+            Some(t) => t.trim().to_string(),
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(token))
+}
+
+/// Reads the environment variable `name` and removes it from this process's
+/// environment: children no longer inherit it, and its value's bytes in the
+/// initial environment block (what `/proc/<pid>/environ` shows) are zeroed
+/// (the name stays there, empty).
+///
+/// Changing the environment is only sound while no other thread runs, so
+/// this checks that the process has a single thread (`/proc/self/task`);
+/// otherwise the variable is left alone and a warning says so.
+#[allow(unsafe_code)]
+pub fn take_env(name: &str) -> Option<String> {
+    let value = std::env::var(name).ok()?;
+    if !single_threaded() {
+        tracing::warn!(
+            variable = name,
+            "cannot remove a secret from the environment once threads run; it stays visible \
+             to child processes"
+        );
+        return Some(value);
+    }
+    if let Ok(c_name) = std::ffi::CString::new(name) {
+        // SAFETY: the process has one thread (checked just above, and this
+        // thread starts none in between), so nothing else reads or writes
+        // the environment meanwhile, which is `remove_var`'s requirement.
+        // `getenv`'s pointer is valid until then, and points at a
+        // NUL-terminated string of `value.len()` bytes (checked), as
+        // `std::env::var` just read it: zeroing them stays inside it. The
+        // name is left in place so `remove_var` finds the entry.
+        unsafe {
+            let value_ptr = libc::getenv(c_name.as_ptr());
+            if !value_ptr.is_null() && libc::strlen(value_ptr) == value.len() {
+                std::ptr::write_bytes(value_ptr, 0, value.len());
+            }
+            std::env::remove_var(name);
+        }
+    }
+    Some(value)
+}
+
+/// Whether this process runs one thread only (Linux; elsewhere: unknown, so
+/// no).
+fn single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1)
+}

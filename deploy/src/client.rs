@@ -32,17 +32,40 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    /// The TLS handshake failed: most often a certificate this client does
+    /// not trust (`reason` says what to do).
+    #[error("cannot reach AppTracker at {url} securely: {reason}")]
+    Tls {
+        url: String,
+        reason: String,
+        #[source]
+        source: reqwest::Error,
+    },
     /// The server answered something this client cannot read.
     #[error("unexpected answer from {url}: {reason}")]
     Decode { url: String, reason: String },
 }
 
 impl ClientError {
+    /// A failed request, explained when TLS is why.
+    fn transport(url: String, source: reqwest::Error) -> Self {
+        match crate::tls::explain(&source) {
+            Some(reason) => ClientError::Tls {
+                url,
+                reason,
+                source,
+            },
+            None => ClientError::Transport { url, source },
+        }
+    }
+
     /// Whether trying again later may work (the server was away or failed).
     pub fn is_retryable(&self) -> bool {
         match self {
             ClientError::Api { status, .. } => *status >= 500,
-            ClientError::Transport { .. } => true,
+            // A certificate can be renewed or the CA file fixed meanwhile;
+            // agents keep trying (and keep saying why).
+            ClientError::Transport { .. } | ClientError::Tls { .. } => true,
             ClientError::Decode { .. } => false,
         }
     }
@@ -76,15 +99,31 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client of the server at `base` (`http://host:port`, no trailing path).
+    /// A client of the server at `base` (`http://host:port` or
+    /// `https://host`, no trailing path) trusting the system's CA roots.
     pub fn new(base: impl Into<String>) -> Self {
-        let base = base.into().trim_end_matches('/').to_string();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
+        let http = crate::tls::Trust::system().http_client().unwrap_or_else(|e| {
+            // Not expected (the settings are fixed); reqwest's defaults still
+            // verify against the system roots.
+            tracing::warn!(error = %e, "cannot build the HTTP client; using reqwest's defaults");
+            reqwest::Client::new()
+        });
+        Self::with_http(base, http)
+    }
+
+    /// A client of the server at `base` trusting `trust`'s roots (the
+    /// system's plus a private CA file).
+    pub fn with_trust(
+        base: impl Into<String>,
+        trust: &crate::tls::Trust,
+    ) -> Result<Self, crate::tls::TlsError> {
+        Ok(Self::with_http(base, trust.http_client()?))
+    }
+
+    /// A client of the server at `base` over a given HTTP client.
+    pub fn with_http(base: impl Into<String>, http: reqwest::Client) -> Self {
         Self {
-            base,
+            base: base.into().trim_end_matches('/').to_string(),
             http,
             token: None,
         }
@@ -154,19 +193,13 @@ impl Client {
         let resp = client
             .execute(req)
             .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(|source| ClientError::transport(url.clone(), source))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp
             .bytes()
             .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(|source| ClientError::transport(url.clone(), source))?;
         if !status.is_success() {
             return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(body) => ClientError::Api {
@@ -736,10 +769,7 @@ impl Client {
             .header("accept", "text/event-stream")
             .send()
             .await
-            .map_err(|source| ClientError::Transport {
-                url: url.clone(),
-                source,
-            })?;
+            .map_err(|source| ClientError::transport(url.clone(), source))?;
         let status = resp.status();
         if !status.is_success() {
             let bytes = resp.bytes().await.unwrap_or_default();

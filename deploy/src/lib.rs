@@ -3,9 +3,18 @@
 //!
 //! Host agents depend on this crate without its `cli` and `openapi` features.
 
+// `deploy::…` paths work inside this crate too: the CLI's source is
+// compiled both as the `deploy` binary and as `deploy::cli`.
+extern crate self as deploy;
+
 pub mod api;
 pub mod binary;
 pub mod bus;
+/// The `deploy` CLI (its binary's source), as a library module so the
+/// end-to-end tests can build a copy of the binary they start.
+#[cfg(feature = "cli")]
+#[path = "main.rs"]
+pub mod cli;
 pub mod client;
 mod domain;
 pub mod drift;
@@ -16,6 +25,7 @@ mod openapi;
 pub mod report;
 pub mod signing;
 mod time;
+pub mod tls;
 
 pub use api::*;
 pub use bus::{BusMessage, DeployMessage, Target};

@@ -25,10 +25,18 @@ struct Cli {
     /// AppTracker's URL.
     #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER, global = true)]
     server: String,
-    /// API token (`apptracker dev` prints one); prefer the environment
-    /// variable, which does not show in `ps`.
-    #[arg(long, env = "SLIPWAY_TOKEN", hide_env_values = true, global = true)]
+    /// File holding the API token (`apptracker dev` prints one); or set
+    /// SLIPWAY_TOKEN.
+    #[arg(long, env = "SLIPWAY_TOKEN_FILE", global = true)]
+    token_file: Option<std::path::PathBuf>,
+    /// Refused: a token given as a flag shows in `ps` and the shell's
+    /// history (use --token-file or SLIPWAY_TOKEN).
+    #[arg(long, hide = true, global = true)]
     token: Option<String>,
+    /// PEM file of the CA that signed AppTracker's certificate, trusted
+    /// besides the system's roots (a private PKI).
+    #[arg(long, env = "SLIPWAY_CA_FILE", global = true)]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -279,8 +287,10 @@ enum TokenCommand {
     Revoke { name: String },
 }
 
+/// The CLI's entry point (also `deploy::cli::main`, for the end-to-end
+/// tests' copy of the binary).
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+pub async fn main() -> ExitCode {
     let (args, confirmed) = match confirmations(std::env::args_os()) {
         Ok(split) => split,
         Err(e) => {
@@ -289,10 +299,13 @@ async fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse_from(args);
-    let mut client = Client::new(cli.server.clone());
-    if let Some(token) = cli.token {
-        client = client.with_token(token);
-    }
+    let client = match connect(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     match run(&client, cli.command, &confirmed).await {
         Ok(code) => code,
         Err(e) => {
@@ -344,6 +357,26 @@ fn ask_confirmation(e: &deploy::ClientError, cluster: &Cluster) -> Option<Cluste
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).ok()?;
     (line.trim() == cluster.as_str()).then(|| cluster.clone())
+}
+
+/// The API client the flags describe: server, trusted CA, token.
+fn connect(cli: &Cli) -> anyhow::Result<Client> {
+    if cli.token.is_some() {
+        anyhow::bail!(
+            "--token is refused: a token on the command line is visible to every user in `ps` \
+             and stays in the shell's history; put it in a file readable only by you and pass \
+             --token-file FILE, or set SLIPWAY_TOKEN"
+        );
+    }
+    let trust = deploy::tls::Trust::from_ca_file(cli.ca_file.as_deref())?;
+    let mut client = Client::with_trust(cli.server.clone(), &trust)?;
+    if let Some(token) = deploy::binary::read_token(cli.token_file.as_deref(), false)? {
+        if let Some(warning) = deploy::tls::cleartext_warning(&cli.server) {
+            eprintln!("warning: {warning}");
+        }
+        client = client.with_token(token);
+    }
+    Ok(client)
 }
 
 async fn run(client: &Client, command: Command, confirmed: &[Cluster]) -> anyhow::Result<ExitCode> {

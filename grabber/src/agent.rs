@@ -60,10 +60,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         }
     }
 
-    let mut client = Client::new(config.server.clone());
+    let mut client = Client::with_trust(config.server.clone(), &config.trust)?;
     if let Some(token) = &config.token {
         use secrecy::ExposeSecret;
         client = client.with_token(token.expose_secret());
+    }
+    for url in std::iter::once(&config.server).chain(config.redis_url.as_ref()) {
+        if let Some(warning) = deploy::tls::cleartext_warning(url) {
+            tracing::warn!("{warning}");
+        }
     }
     let engine = Engine::new(
         EngineConfig {
@@ -235,8 +240,7 @@ async fn subscribe(agent: &Agent) -> Result<BusStream, String> {
             Ok(s.map(|r| r.map_err(|e| e.to_string())).boxed())
         }
         Some(url) => {
-            let client =
-                redis::Client::open(url.as_str()).map_err(|e| format!("bad redis URL: {e}"))?;
+            let client = open_redis(url, &agent.config.trust)?;
             let mut pubsub = client
                 .get_async_pubsub()
                 .await
@@ -345,4 +349,20 @@ async fn converge(agent: Arc<Agent>) {
             },
         );
     }
+}
+
+/// A Redis client for `url`; a `rediss://` one trusts the extra CA too (the
+/// redis crate's CA setting replaces the system roots, so it gets both).
+fn open_redis(url: &str, trust: &deploy::tls::Trust) -> Result<redis::Client, String> {
+    let client = match trust.pem_bundle() {
+        Some(roots) if url.starts_with("rediss://") => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(roots),
+            },
+        ),
+        _ => redis::Client::open(url),
+    };
+    client.map_err(|e| format!("bad redis URL: {e}"))
 }

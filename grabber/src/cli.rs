@@ -46,6 +46,10 @@ struct Args {
     /// Namespace of the Redis channels (AppTracker's `redis_prefix`).
     #[arg(long, env = "SLIPWAY_REDIS_PREFIX", default_value = deploy::bus::DEFAULT_PREFIX)]
     redis_prefix: String,
+    /// PEM file of a private CA to trust besides the system's roots
+    /// (AppTracker, artifact downloads, `rediss://`).
+    #[arg(long, env = "SLIPWAY_CA_FILE")]
+    ca_file: Option<PathBuf>,
     /// File holding the cluster's agent token (or set SLIPWAY_TOKEN).
     #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
@@ -177,6 +181,7 @@ async fn run() -> anyhow::Result<()> {
         token: read_token(args.token_file.as_deref())?,
         redis_url: args.redis_url,
         redis_prefix: args.redis_prefix,
+        trust: deploy::tls::Trust::from_ca_file(args.ca_file.as_deref())?,
         log_limits: crate::shim::LogLimits {
             max_bytes: args.log_max,
             keep: args.log_keep,

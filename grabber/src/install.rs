@@ -912,12 +912,13 @@ impl Engine {
                 )
             }
         };
-        let resp = self
-            .http
-            .get(&artifact.url)
-            .send()
-            .await
-            .map_err(|e| format!("cannot download {}: {e}", artifact.url))?;
+        let resp = self.http.get(&artifact.url).send().await.map_err(|e| {
+            format!(
+                "cannot download {}: {}",
+                artifact.url,
+                deploy::tls::error_chain(&e)
+            )
+        })?;
         if !resp.status().is_success() {
             return Err(format!(
                 "cannot download {}: HTTP {}",

@@ -52,6 +52,9 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Namespace of the Redis channels; AppTracker's `redis_prefix`.
     pub redis_prefix: String,
+    /// Which CAs the certificates of AppTracker, the artifact store
+    /// (presigned https URLs) and a `rediss://` bus may come from.
+    pub trust: deploy::tls::Trust,
     /// The packers' public keys: an artifact is installed only when one of
     /// them signed it. Never learnt from AppTracker; `run` refuses to start
     /// without one.
@@ -112,6 +115,7 @@ impl Default for Config {
             token: None,
             redis_url: None,
             redis_prefix: deploy::bus::DEFAULT_PREFIX.to_string(),
+            trust: deploy::tls::Trust::system(),
             shim: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("grabber")),
             log_limits: shim::LogLimits::default(),
             restart: RestartPolicy::default(),

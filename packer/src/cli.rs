@@ -47,9 +47,13 @@ enum Cmd {
         /// AppTracker's URL.
         #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER)]
         server: String,
-        /// File holding a builder token (or set SLIPWAY_TOKEN).
+        /// File holding a builder token (or set SLIPWAY_TOKEN, which the
+        /// worker then removes from its environment).
         #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
         token_file: Option<PathBuf>,
+        /// PEM file of a private CA to trust besides the system's roots.
+        #[arg(long, env = "SLIPWAY_CA_FILE")]
+        ca_file: Option<PathBuf>,
         /// This worker's name; default `<hostname>-<pid>`.
         #[arg(long, env = "SLIPWAY_WORKER_NAME")]
         name: Option<String>,
@@ -243,10 +247,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Worker {
             server,
             token_file,
+            ca_file,
             name,
             poll,
             settings,
         } => {
+            // First, while this is the only thread: the token leaves the
+            // environment, so no build can inherit it.
+            let token = deploy::binary::read_token(token_file.as_deref(), true)?;
             let settings = settings.settings()?;
             if settings.signing_key.is_none() {
                 anyhow::bail!(
@@ -254,14 +262,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                      or SLIPWAY_SIGNING_KEY (make one with `packer keygen --out FILE`)"
                 );
             }
-            let token = match token_file {
-                Some(path) => std::fs::read_to_string(&path)
-                    .with_context(|| format!("cannot read the token file {}", path.display()))?,
-                None => std::env::var("SLIPWAY_TOKEN").unwrap_or_default(),
-            };
-            let token = token.trim().to_string();
-            if token.is_empty() {
+            let Some(token) = token else {
                 anyhow::bail!("a worker needs a builder token: set SLIPWAY_TOKEN or --token-file");
+            };
+            let trust = deploy::tls::Trust::from_ca_file(ca_file.as_deref())?;
+            let client = deploy::Client::with_trust(server.clone(), &trust)?.with_token(token);
+            if let Some(warning) = deploy::tls::cleartext_warning(&server) {
+                tracing::warn!("{warning}");
             }
             let name = name.unwrap_or_else(|| {
                 let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -272,7 +279,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
             runtime.block_on(async move {
                 let shutdown = deploy::binary::shutdown_on_signal();
-                let client = deploy::Client::new(server).with_token(token);
                 let config = crate::worker::WorkerConfig {
                     name,
                     poll,

@@ -268,7 +268,8 @@ async fn spawn(
         .spawn()
         .with_context(|| format!("cannot start {}", lighttpd.display()))?;
     let child = Mutex::new(child);
-    let client = reqwest::Client::builder()
+    let client = deploy::tls::Trust::system()
+        .http_builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .build()?;

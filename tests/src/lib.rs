@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 pub mod githttp;
 pub mod procs;
 pub mod services;
+pub mod tls;
 use tokio_util::sync::CancellationToken;
 
 /// The port the test app declares in its `slipway.toml`; each host shifts it.
@@ -476,10 +477,22 @@ impl TestHost {
 /// GET `/` from the app listening on `port`.
 pub async fn get_app(port: u16) -> anyhow::Result<String> {
     let url = format!("http://127.0.0.1:{port}/");
-    let resp = reqwest::get(&url)
+    let resp = http()
+        .get(&url)
+        .send()
         .await
         .with_context(|| format!("GET {url}"))?;
     Ok(resp.text().await?)
+}
+
+/// An HTTP client for a test's own requests, trusting the system's roots.
+/// reqwest has no TLS provider of its own in this workspace (ring is
+/// installed by `deploy::tls`), so tests use this, never
+/// `reqwest::Client::new()` or `reqwest::get`.
+pub fn http() -> reqwest::Client {
+    deploy::tls::Trust::system()
+        .http_client()
+        .unwrap_or_else(|e| panic!("cannot build an HTTP client: {e}"))
 }
 
 /// Calls `check` until it says yes or `timeout` passes.

@@ -74,7 +74,7 @@ impl Proc {
 
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(|c| c.id())
+        self.child.as_ref().and_then(Child::id)
     }
 
     /// Kills the process outright (SIGKILL), as a crash would.
@@ -165,7 +165,7 @@ pub async fn start_apptracker(
     logs: &Path,
     extra_toml: &str,
 ) -> anyhow::Result<TrackerProc> {
-    start_apptracker_with_env(exe, dir, logs, extra_toml, &[]).await
+    start_apptracker_with(exe, dir, logs, extra_toml, None, &[]).await
 }
 
 /// [`start_apptracker`] with extra environment variables for `serve`.
@@ -176,10 +176,51 @@ pub async fn start_apptracker_with_env(
     extra_toml: &str,
     env: &[(&str, String)],
 ) -> anyhow::Result<TrackerProc> {
+    start_apptracker_with(exe, dir, logs, extra_toml, None, env).await
+}
+
+/// [`start_apptracker`] serving HTTPS with `cert` (signed by the CA in
+/// `ca_file`, which the returned client trusts). `extra_toml` must not have
+/// a `[tls]` table of its own.
+pub async fn start_apptracker_tls(
+    exe: &str,
+    dir: &Path,
+    logs: &Path,
+    extra_toml: &str,
+    cert: &crate::tls::ServerCert,
+    ca_file: &Path,
+) -> anyhow::Result<TrackerProc> {
+    start_apptracker_with(exe, dir, logs, extra_toml, Some((cert, ca_file)), &[]).await
+}
+
+async fn start_apptracker_with(
+    exe: &str,
+    dir: &Path,
+    logs: &Path,
+    extra_toml: &str,
+    tls: Option<(&crate::tls::ServerCert, &Path)>,
+    env: &[(&str, String)],
+) -> anyhow::Result<TrackerProc> {
     let port = crate::free_port()?;
-    let url = format!("http://127.0.0.1:{port}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://127.0.0.1:{port}");
+    // Top-level keys first: a table ends at the next header.
+    let (extra_keys, extra_tables) = match extra_toml.find("\n[") {
+        Some(i) => extra_toml.split_at(i + 1),
+        None if extra_toml.starts_with('[') => ("", extra_toml),
+        None => (extra_toml, ""),
+    };
+    let tls_table = match tls {
+        Some((cert, ca)) => format!(
+            "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nca_file = \"{}\"\n",
+            cert.cert_file.display(),
+            cert.key_file.display(),
+            ca.display()
+        ),
+        None => String::new(),
+    };
     let config = format!(
-        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nsweep_interval = \"200ms\"\n{extra_toml}",
+        "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nsweep_interval = \"200ms\"\n{extra_keys}\n{tls_table}\n{extra_tables}",
         dir.join("apptracker").display()
     );
     let file = dir.join("apptracker.toml");
@@ -211,7 +252,8 @@ pub async fn start_apptracker_with_env(
         env,
         logs,
     )?;
-    let client = deploy::Client::new(url.clone()).with_token(admin);
+    let trust = deploy::tls::Trust::from_ca_file(tls.map(|(_, ca)| ca))?;
+    let client = deploy::Client::with_trust(url.clone(), &trust)?.with_token(admin);
     crate::poll(Duration::from_secs(30), || async {
         Ok(client.apps().await.is_ok())
     })

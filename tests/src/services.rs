@@ -210,13 +210,29 @@ pub async fn s3() -> Option<S3> {
 pub struct OwnRedis {
     pub port: u16,
     child: Option<tokio::process::Child>,
+    /// Certificate and key when it speaks TLS only (`rediss://`).
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 impl OwnRedis {
     /// Starts `redis-server`, or `None` (outside CI) when it is not installed.
     pub async fn start() -> Option<Self> {
+        Self::start_with(None).await
+    }
+
+    /// Starts `redis-server` speaking only TLS with `cert` (Debian's build
+    /// has TLS), or `None` (outside CI) when it is not installed.
+    pub async fn start_tls(cert: &crate::tls::ServerCert) -> Option<Self> {
+        Self::start_with(Some((cert.cert_file.clone(), cert.key_file.clone()))).await
+    }
+
+    async fn start_with(tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Option<Self> {
         let port = crate::free_port().ok()?;
-        let mut r = Self { port, child: None };
+        let mut r = Self {
+            port,
+            child: None,
+            tls,
+        };
         match r.spawn().await {
             Ok(()) => Some(r),
             Err(e) => missing("redis-server", &e.to_string()),
@@ -224,13 +240,32 @@ impl OwnRedis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
-        let child = tokio::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .args(["--port", &self.port.to_string()])
+        let mut cmd = tokio::process::Command::new("redis-server");
+        cmd.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        match &self.tls {
+            None => {
+                cmd.args(["--port", &self.port.to_string()]);
+            }
+            Some((cert, key)) => {
+                // No plain port; clients are not asked for certificates.
+                cmd.args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(cert)
+                    .arg("--tls-key-file")
+                    .arg(key)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
+        let child = cmd
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()?;

@@ -80,7 +80,7 @@ async fn stored_rows(database_url: &str) -> anyhow::Result<Vec<String>> {
 
 async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Result<()> {
     let started = Timestamp::now();
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     let url = |path: &str| format!("{}{path}", p.base_url);
     // Worker traffic, which is not recorded: a packer worker's claim poll
     // (first, while nothing is queued, so it claims nothing).

@@ -34,7 +34,7 @@ async fn wrong_tokens_are_refused_and_change_nothing() -> anyhow::Result<()> {
     let viewer = token(&p, "ops-viewer", "viewer", None).await;
     let deployer = token(&p, "ops-deployer", "deployer", None).await;
     let other_agent = token(&p, "agent-prod", "agent", Some("prod")).await;
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     let url = |path: &str| format!("{}{path}", p.base_url);
     let deploy_body = json!({"app": "hello", "git_ref": "main", "cluster": "local"});
 

@@ -218,7 +218,12 @@ async fn scenario(opts: Options) -> anyhow::Result<()> {
     assert_eq!(e.code(), Some("invalid_input"), "{e}");
 
     // /metrics parses on this backend too (its queries are the same SQL).
-    let text = reqwest::get(format!("{url}/metrics")).await?.text().await?;
+    let text = slipway_tests::http()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))?;
     let stale = scrape
         .samples

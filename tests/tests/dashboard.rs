@@ -16,7 +16,8 @@ use slipway_tests::{AppRepo, Options, Platform, commit_hello, free_port, poll};
 /// A client that shows redirects instead of following them, and keeps no
 /// cookies: the test sends each cookie by hand, as a browser would.
 fn browser() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    Ok(deploy::tls::Trust::system()
+        .http_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()?)
 }
@@ -311,7 +312,7 @@ async fn request_logs_name_the_route_never_the_uri() -> anyhow::Result<()> {
             repo.path.display().to_string(),
         ))
         .await?;
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     let trigger: deploy::TriggerUrl = http
         .post(format!("{base}/api/v1/apps/hello/trigger"))
         .bearer_auth(&admin)

@@ -323,7 +323,7 @@ async fn metrics_match_the_table(p: &Platform) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let before = drift(p).await?;
-        let resp = reqwest::get(&url).await?;
+        let resp = slipway_tests::http().get(&url).send().await?;
         assert!(
             resp.status().is_success(),
             "GET /metrics: {}",

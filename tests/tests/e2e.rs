@@ -58,13 +58,17 @@ async fn the_same_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
         !url.contains(&p.base_url),
         "hosts fetch from the store, not AppTracker"
     );
-    let ok = reqwest::get(url).await?;
+    let ok = slipway_tests::http().get(url).send().await?;
     assert_eq!(ok.status(), 200);
     let at = url.find("X-Amz-Signature=").expect("a signature") + "X-Amz-Signature=".len();
     let mut tampered = url.clone();
     let flipped = if &url[at..at + 1] == "0" { "1" } else { "0" };
     tampered.replace_range(at..at + 1, flipped);
-    assert_eq!(reqwest::get(&tampered).await?.status(), 403, "{tampered}");
+    assert_eq!(
+        slipway_tests::http().get(&tampered).send().await?.status(),
+        403,
+        "{tampered}"
+    );
     p.shutdown().await
 }
 
@@ -141,7 +145,7 @@ async fn release_rollout_and_rollback(p: &Platform) -> anyhow::Result<()> {
     }
 
     // The deploy page of the finished deploy lists every host's final phase.
-    let page = reqwest::Client::new()
+    let page = slipway_tests::http()
         .get(format!("{}/deploys/{}", p.base_url, c.id))
         .bearer_auth(&p.admin_token)
         .send()
@@ -294,7 +298,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
     let a = p.release_and_wait(&app, "main", None).await?;
     assert_eq!(a.status, DeployStatus::Succeeded, "{a:#?}");
     let version_a = a.version.clone().expect("version");
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     let deploys_url = format!("{}/api/v1/deploys", p.base_url);
 
     // Unknown app: 404 with a message naming it; no deploy recorded.

@@ -53,7 +53,9 @@ async fn schemathesis_finds_no_server_error() -> anyhow::Result<()> {
 
     // The document itself, checked by a validator of its own when the
     // venv has one (schemathesis checks it too, as it loads it).
-    let doc = reqwest::get(format!("{}/api/v1/openapi.json", p.base_url))
+    let doc = slipway_tests::http()
+        .get(format!("{}/api/v1/openapi.json", p.base_url))
+        .send()
         .await?
         .error_for_status()?
         .text()
@@ -185,7 +187,7 @@ async fn lists_page_by_cursor() -> anyhow::Result<()> {
     assert_eq!(rest.next, None);
 
     // The cursor is a header; the body stays a bare array.
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     let resp = http
         .get(format!("{}/api/v1/tokens?limit=1", p.base_url))
         .bearer_auth(&p.admin_token)
@@ -240,7 +242,7 @@ async fn nul_characters_are_not_server_errors_on_postgres() -> anyhow::Result<()
         },
     )
     .await?;
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     let json = |method: reqwest::Method, path: &str, body: &str| {
         http.request(method, format!("{}{path}", p.base_url))
             .bearer_auth(&p.admin_token)

@@ -244,7 +244,7 @@ async fn rolling_canary_threshold_lock_and_cancel() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn host_selectors_never_escape_the_whole_host_name() -> anyhow::Result<()> {
     let p = Platform::start(&["local-1", "local-2", "other-1"]).await?;
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     let targets = |hosts: &'static str| {
         let req = http
             .get(format!("{}/api/v1/targets", p.base_url))

@@ -33,7 +33,7 @@ async fn uploads_small_and_multipart_artifacts_and_presigns_downloads() -> anyho
         store.put(name, &file).await?;
         let url = store.download_url(name).await?;
         assert!(url.contains("X-Amz-Expires=60"), "{url}");
-        let got = reqwest::get(&url).await?;
+        let got = slipway_tests::http().get(&url).send().await?;
         assert_eq!(got.status(), 200, "{url}");
         let got = got.bytes().await?;
         assert_eq!(got.len(), bytes.len(), "{name}");
@@ -46,7 +46,7 @@ async fn uploads_small_and_multipart_artifacts_and_presigns_downloads() -> anyho
     short.put("app/app-3.tar.gz", &file).await?;
     let url = short.download_url("app/app-3.tar.gz").await?;
     slipway_tests::poll(Duration::from_secs(10), || async {
-        Ok(reqwest::get(&url).await?.status() == 403)
+        Ok(slipway_tests::http().get(&url).send().await?.status() == 403)
     })
     .await?;
     Ok(())

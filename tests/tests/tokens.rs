@@ -293,7 +293,9 @@ async fn agent_tokens_are_refused_on_every_build_worker_route() -> anyhow::Resul
         ("post", "/api/v1/builds/{id}/result".into()),
     ];
     // Every build-worker route of the API document is in the loop.
-    let doc: serde_json::Value = reqwest::get(format!("{}/api/v1/openapi.json", t.url))
+    let doc: serde_json::Value = slipway_tests::http()
+        .get(format!("{}/api/v1/openapi.json", t.url))
+        .send()
         .await?
         .json()
         .await?;
@@ -317,7 +319,7 @@ async fn agent_tokens_are_refused_on_every_build_worker_route() -> anyhow::Resul
         "the loop covers every build-worker route"
     );
 
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     for (who, token) in [
         ("agent", &agent),
         ("agent-h1", &host_agent),
@@ -514,7 +516,10 @@ async fn a_builder_cannot_act_on_another_tokens_lease_on_postgresql() -> anyhow:
 /// builder token sending its worker name cannot touch its lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_in_process_builder_cannot_be_impersonated() -> anyhow::Result<()> {
-    let t = Tracker::start(None, |c| c.builder = apptracker::config::BuilderConfig::default()).await?;
+    let t = Tracker::start(None, |c| {
+        c.builder = apptracker::config::BuilderConfig::default()
+    })
+    .await?;
     let app = t.app("slow", Some("echo started && sleep 3")).await?;
     let b = t.client(&t.token(CreateToken::new("builder", "builder")).await?);
     let build = t
@@ -620,7 +625,12 @@ async fn results_must_match_the_measured_artifact(db: Option<String>) -> anyhow:
         .artifact
         .expect("an artifact");
     assert_eq!((&artifact.sha256, artifact.size), (&sha, size));
-    let got = reqwest::get(&artifact.url).await?.bytes().await?;
+    let got = slipway_tests::http()
+        .get(&artifact.url)
+        .send()
+        .await?
+        .bytes()
+        .await?;
     assert_eq!(sha_of(&got), sha, "the stored bytes are the measured ones");
     t.stop().await
 }
@@ -791,7 +801,7 @@ async fn an_oversized_upload_leaves_nothing_in_s3() -> anyhow::Result<()> {
     let key = format!("app/app-{}.tar.gz", build.version);
     let url = store.download_url(&key).await?;
     assert_eq!(
-        reqwest::get(&url).await?.status(),
+        slipway_tests::http().get(&url).send().await?.status(),
         404,
         "no object in the bucket"
     );
@@ -801,7 +811,7 @@ async fn an_oversized_upload_leaves_nothing_in_s3() -> anyhow::Result<()> {
     upload(&t.client(&token), "w", &build, &ok, t.dir.path())
         .await
         .map_err(anyhow::Error::from)?;
-    assert_eq!(reqwest::get(&url).await?.status(), 200);
+    assert_eq!(slipway_tests::http().get(&url).send().await?.status(), 200);
     assert!(t.tmp_files().is_empty(), "{:?}", t.tmp_files());
     t.stop().await
 }
@@ -880,7 +890,10 @@ async fn a_build_requeued_past_the_limit_fails_on_postgresql() -> anyhow::Result
 // ------------------------------------------------------------ bad builds
 
 async fn bad_builds_are_rebuilt(db: Option<String>) -> anyhow::Result<()> {
-    let t = Tracker::start(db, |c| c.builder = apptracker::config::BuilderConfig::default()).await?;
+    let t = Tracker::start(db, |c| {
+        c.builder = apptracker::config::BuilderConfig::default()
+    })
+    .await?;
     let app = t.app("app", None).await?;
     let agent = t.client(&t.token(CreateToken::agent("agent", cluster())).await?);
     t.heartbeat(&agent, "h1").await?;
@@ -978,7 +991,10 @@ async fn a_build_marked_bad_is_rebuilt_on_postgresql() -> anyhow::Result<()> {
 // ------------------------------------------------------------ host tokens
 
 async fn host_tokens_report_for_their_host_only(db: Option<String>) -> anyhow::Result<()> {
-    let t = Tracker::start(db, |c| c.builder = apptracker::config::BuilderConfig::default()).await?;
+    let t = Tracker::start(db, |c| {
+        c.builder = apptracker::config::BuilderConfig::default()
+    })
+    .await?;
     let (h1, h2) = (HostName::parse("h1")?, HostName::parse("h2")?);
     // A host token needs an agent role and a cluster.
     for (req, why) in [

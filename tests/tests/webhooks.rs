@@ -45,7 +45,7 @@ impl<'a> Hook<'a> {
     fn new(p: &'a Platform) -> Self {
         Self {
             p,
-            http: reqwest::Client::new(),
+            http: slipway_tests::http(),
         }
     }
 
@@ -684,7 +684,7 @@ async fn a_build_trigger_url_builds_and_deploys_only_its_branch() -> anyhow::Res
     let sha_a = commit_hello(&repo, "A", true)?;
     commit_hello(&repo, "B", true)?;
     let app = register_auto(&p, "hello", &repo).await?;
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     let r = http
         .post(format!("{}/api/v1/apps/hello/trigger", p.base_url))
         .bearer_auth(&p.admin_token)

@@ -182,7 +182,7 @@ async fn uploads_need_a_well_formed_signature() -> anyhow::Result<()> {
 
     let bytes = b"not really a tarball".to_vec();
     let sha = deploy::Sha256::parse(hex::encode(sha2::Sha256::digest(&bytes)))?;
-    let http = reqwest::Client::new();
+    let http = slipway_tests::http();
     let upload = |signature: Option<&'static str>| {
         let mut req = http
             .put(format!(

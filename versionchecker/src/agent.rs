@@ -29,6 +29,8 @@ pub struct AgentConfig {
     pub jitter: f64,
     /// The cluster's agent token; never logged.
     pub token: Option<SecretString>,
+    /// Which CAs AppTracker's certificate may come from.
+    pub trust: deploy::tls::Trust,
 }
 
 impl AgentConfig {
@@ -42,6 +44,7 @@ impl AgentConfig {
             interval: Duration::from_secs(60),
             jitter: 0.1,
             token: None,
+            trust: deploy::tls::Trust::system(),
         }
     }
 }
@@ -92,9 +95,12 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
         (0.0..=0.5).contains(&cfg.jitter),
         "the jitter must be between 0% and 50%"
     );
-    let mut client = Client::new(cfg.server.clone());
+    let mut client = Client::with_trust(cfg.server.clone(), &cfg.trust)?;
     if let Some(t) = &cfg.token {
         client = client.with_token(t.expose_secret());
+        if let Some(warning) = deploy::tls::cleartext_warning(&cfg.server) {
+            tracing::warn!("{warning}");
+        }
     }
     tracing::info!(root = %cfg.root.display(), every = %humantime::format_duration(cfg.interval),
         server = %cfg.server, "versionchecker reporting");

@@ -53,9 +53,13 @@ enum Command {
         /// Random spread of each wait, as a share of the interval (`10%`).
         #[arg(long, env = "SLIPWAY_REPORT_JITTER", default_value = "10%", value_parser = parse_percent)]
         jitter: f64,
-        /// File holding the cluster's agent token (or set SLIPWAY_TOKEN).
+        /// File holding the cluster's agent token (or set SLIPWAY_TOKEN,
+        /// which the agent then removes from its environment).
         #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
         token_file: Option<PathBuf>,
+        /// PEM file of a private CA to trust besides the system's roots.
+        #[arg(long, env = "SLIPWAY_CA_FILE")]
+        ca_file: Option<PathBuf>,
     },
     /// Nagios/Icinga plugin: one status line with perfdata; exit 0 OK,
     /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN (AppTracker unreachable, a refused
@@ -83,6 +87,9 @@ enum Command {
         /// File holding a viewer token (or set SLIPWAY_TOKEN).
         #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
         token_file: Option<PathBuf>,
+        /// PEM file of a private CA to trust besides the system's roots.
+        #[arg(long, env = "SLIPWAY_CA_FILE")]
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -128,6 +135,7 @@ pub fn main() -> ExitCode {
             critical,
             timeout,
             token_file,
+            ca_file,
         } => {
             let outcome = runtime()
                 .map_err(|e| Outcome::unknown(format!("{e:#}")))
@@ -142,6 +150,7 @@ pub fn main() -> ExitCode {
                         },
                         timeout,
                         token_file.as_deref(),
+                        ca_file.as_deref(),
                     ))
                 })
                 .unwrap_or_else(|o| o);
@@ -183,14 +192,19 @@ fn run(command: Command) -> anyhow::Result<()> {
             interval,
             jitter,
             token_file,
+            ca_file,
         } => {
             init_tracing();
+            // Before the runtime starts a thread: the agent drops
+            // SLIPWAY_TOKEN from its environment.
+            let token = read_token(token_file.as_deref(), true)?;
             let host = match host {
                 Some(h) => h,
                 None => default_host()?,
             };
             let cfg = crate::AgentConfig {
-                token: read_token(token_file.as_deref())?,
+                token,
+                trust: deploy::tls::Trust::from_ca_file(ca_file.as_deref())?,
                 interval,
                 jitter,
                 ..crate::AgentConfig::new(server, cluster, host, root)
@@ -213,12 +227,18 @@ async fn run_check(
     thresholds: Thresholds,
     timeout: Duration,
     token_file: Option<&Path>,
+    ca_file: Option<&Path>,
 ) -> Outcome {
-    let token = match read_token(token_file) {
+    let token = match read_token(token_file, false) {
         Ok(t) => t,
         Err(e) => return Outcome::unknown(format!("{e:#}")),
     };
-    let mut client = Client::new(server);
+    let client = deploy::tls::Trust::from_ca_file(ca_file)
+        .and_then(|trust| Client::with_trust(server, &trust));
+    let mut client = match client {
+        Ok(c) => c,
+        Err(e) => return Outcome::unknown(e.to_string()),
+    };
     if let Some(t) = &token {
         client = client.with_token(secrecy::ExposeSecret::expose_secret(t));
     }
@@ -243,20 +263,11 @@ async fn run_check(
     }
 }
 
-/// The token: from a file when one is named, else `SLIPWAY_TOKEN` (read
-/// here rather than as a flag so it never shows in `ps`).
-fn read_token(file: Option<&Path>) -> anyhow::Result<Option<SecretString>> {
-    let token = match file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the token file {}", path.display()))?,
-        None => match std::env::var("SLIPWAY_TOKEN") {
-            Ok(t) => t,
-            Err(_) => return Ok(None),
-        },
-    };
-    let token = token.trim();
-    anyhow::ensure!(!token.is_empty(), "the token is empty");
-    Ok(Some(SecretString::from(token.to_string())))
+/// The token: from a file when one is named, else `SLIPWAY_TOKEN` (never a
+/// flag, which would show in `ps`); `drop_env` removes the variable from
+/// the environment (the agent, a daemon).
+fn read_token(file: Option<&Path>, drop_env: bool) -> anyhow::Result<Option<SecretString>> {
+    Ok(deploy::binary::read_token(file, drop_env)?.map(SecretString::from))
 }
 
 /// The machine's host name (as the grabber defaults to it).

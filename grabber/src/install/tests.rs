@@ -146,7 +146,7 @@ impl Host {
                 keep_releases: 3,
                 trusted_keys: vec![packer_key().public_key()],
             },
-            reqwest::Client::new(),
+            deploy::tls::Trust::system().http_client().unwrap(),
         );
         Self { engine, _dir: dir }
     }
@@ -482,7 +482,10 @@ async fn http_health_check_sees_the_port_and_recover_adopts() {
 
     // A second engine on the same root (a restarted grabber) adopts the
     // running process instead of starting another.
-    let again = Engine::new(host.engine.cfg.clone(), reqwest::Client::new());
+    let again = Engine::new(
+        host.engine.cfg.clone(),
+        deploy::tls::Trust::system().http_client().unwrap(),
+    );
     again.recover().await;
     let installed = again.installed();
     assert_eq!(installed[0].pid, Some(pid));
@@ -490,7 +493,10 @@ async fn http_health_check_sees_the_port_and_recover_adopts() {
     again.stop_all().await;
     assert!(!pid_alive(pid));
     // With nothing running, recovery starts `current` again.
-    let third = Engine::new(host.engine.cfg.clone(), reqwest::Client::new());
+    let third = Engine::new(
+        host.engine.cfg.clone(),
+        deploy::tls::Trust::system().http_client().unwrap(),
+    );
     third.recover().await;
     let pid3 = third.installed()[0].pid.expect("restarted");
     assert_ne!(pid3, pid);
