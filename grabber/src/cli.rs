@@ -46,9 +46,22 @@ struct Args {
     /// Namespace of the Redis channels (AppTracker's `redis_prefix`).
     #[arg(long, env = "SLIPWAY_REDIS_PREFIX", default_value = deploy::bus::DEFAULT_PREFIX)]
     redis_prefix: String,
-    /// File holding the cluster's agent token (or set SLIPWAY_TOKEN).
+    /// File holding the cluster's agent token (or set SLIPWAY_TOKEN). It
+    /// must be readable by this user only (`chmod 600`).
     #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// Run apps as this user (a name, or uid[:gid]) unless a release's
+    /// `[run] user` says otherwise; the grabber must be root to switch.
+    /// Without it apps run as the grabber's own user (root warns).
+    #[arg(long, env = "SLIPWAY_APP_USER")]
+    app_user: Option<deploy::RunUser>,
+    /// How long an artifact server may take to answer a download (its
+    /// response headers) before the install fails.
+    #[arg(long, env = "SLIPWAY_DOWNLOAD_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    download_response_timeout: Duration,
+    /// How long a download may deliver nothing before the install fails.
+    #[arg(long, env = "SLIPWAY_DOWNLOAD_STALL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    download_stall_timeout: Duration,
     /// Size at which an app's log is rotated (e.g. `10MiB`).
     #[arg(long, env = "SLIPWAY_LOG_MAX", default_value = "10MiB", value_parser = parse_size)]
     log_max: u64,
@@ -129,11 +142,11 @@ fn trusted_keys(args: &Args) -> anyhow::Result<Vec<PublicKey>> {
 }
 
 /// The agent token: from a file when one is named, else `SLIPWAY_TOKEN`
-/// (read here rather than as a flag so it never shows in `ps`).
+/// (read here rather than as a flag so it never shows in `ps`). Like ssh
+/// with a private key, a token file others may read is refused.
 fn read_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<crate::AgentToken>> {
     let token = match file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the token file {}", path.display()))?,
+        Some(path) => read_private_file(path)?,
         None => match std::env::var("SLIPWAY_TOKEN") {
             Ok(t) => t,
             Err(_) => return Ok(None),
@@ -146,17 +159,61 @@ fn read_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<crate::Ag
     Ok(Some(crate::AgentToken::from(token.to_string())))
 }
 
+/// Reads a secret file, refusing one that its group or others may read
+/// (checked on the opened file).
+fn read_private_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let cannot = || format!("cannot read the token file {}", path.display());
+    let mut file = std::fs::File::open(path).with_context(cannot)?;
+    let mode = file.metadata().with_context(cannot)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "the token file {} can be read by other users (mode {:04o}): it must be private to \
+             the grabber's user; run `chmod 600 {}`",
+            path.display(),
+            mode & 0o7777,
+            path.display()
+        );
+    }
+    let mut token = String::new();
+    file.read_to_string(&mut token).with_context(cannot)?;
+    Ok(token)
+}
+
+/// Removes `SLIPWAY_TOKEN` from this process's environment once it was
+/// read, so nothing started later inherits it and it is not in
+/// `std::env` for the rest of the run.
+#[allow(unsafe_code)]
+fn forget_token_variable() {
+    // SAFETY: called from `main` before the async runtime (or any other
+    // thread) is started: no other thread can read or write the environment
+    // concurrently, which is what makes `remove_var` unsafe.
+    unsafe { std::env::remove_var("SLIPWAY_TOKEN") };
+}
+
 /// The binary's entry point (also used by the end-to-end tests' copies of
 /// the binary). Started as an app's shim, it is only that.
 pub fn main() -> std::process::ExitCode {
     if let Some(code) = crate::shim::dispatch() {
         return code;
     }
-    deploy::binary::run(run())
+    let args = Args::parse();
+    // Read, then dropped from the environment, while this is the only
+    // thread.
+    let token = read_token(args.token_file.as_deref());
+    forget_token_variable();
+    let token = match token {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    deploy::binary::run(run(args, token))
 }
 
-async fn run() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn run(args: Args, token: Option<crate::AgentToken>) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -174,7 +231,7 @@ async fn run() -> anyhow::Result<()> {
         port_offset: args.port_offset,
         heartbeat_interval: args.heartbeat,
         stop_apps_on_exit: args.stop_apps_on_exit,
-        token: read_token(args.token_file.as_deref())?,
+        token,
         redis_url: args.redis_url,
         redis_prefix: args.redis_prefix,
         log_limits: crate::shim::LogLimits {
@@ -189,8 +246,42 @@ async fn run() -> anyhow::Result<()> {
         },
         reconcile_interval: args.reconcile,
         keep_releases: args.keep_releases.max(2),
+        app_user: args.app_user,
+        download_response_timeout: args.download_response_timeout,
+        download_stall_timeout: args.download_stall_timeout,
         ..crate::Config::default()
     };
 
     crate::run(config, deploy::binary::shutdown_on_signal()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.token");
+        std::fs::write(&path, "slp_secret\n").unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = format!("{:#}", read_token(Some(&path)).unwrap_err());
+            assert!(
+                e.contains(&path.display().to_string())
+                    && e.contains(&format!("mode {mode:04o}"))
+                    && e.contains("chmod 600"),
+                "{e}"
+            );
+            assert!(!e.contains("slp_secret"), "{e}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let t = read_token(Some(&path)).unwrap().unwrap();
+            use secrecy::ExposeSecret;
+            assert_eq!(t.expose_secret(), "slp_secret");
+        }
+    }
 }
