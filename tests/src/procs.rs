@@ -51,6 +51,11 @@ impl Proc {
         })
     }
 
+    /// Its pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Asks the process to stop (SIGTERM) and waits for it; returns whether
     /// it exited cleanly.
     pub async fn stop(&mut self) -> anyhow::Result<bool> {
