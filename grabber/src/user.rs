@@ -113,11 +113,14 @@ pub(crate) fn must_switch_from_here(user: &AppUser) -> Result<bool, String> {
     must_switch(geteuid().as_raw(), getegid().as_raw(), user)
 }
 
-/// Makes `dir` (the app's `shared/`) its user's, mode 0700. When it
-/// belonged to someone else (the app ran as root before), what is inside
-/// is handed over too, as systemd does for a `StateDirectory`: links are
-/// not followed, and a file with more than one hard link is left alone
-/// (it may be a link to a file outside, made while the app ran as root).
+/// Makes `dir` (the app's `shared/`) its user's, mode 0700. When root
+/// owned it (the app ran as root before), what is inside is handed over
+/// too, as systemd does for a `StateDirectory`: links are not followed, and
+/// a file with more than one hard link is left alone (it may be a link to a
+/// file outside, made while the app ran as root). Only from root: a tree an
+/// unprivileged user owns could be changed under the walk (a directory
+/// swapped for a link) by that user's other processes; its contents keep
+/// their owner, and a warning says so.
 pub(crate) fn give_to(dir: &Path, user: &AppUser) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let meta = std::fs::symlink_metadata(dir)?;
@@ -128,24 +131,40 @@ pub(crate) fn give_to(dir: &Path, user: &AppUser) -> std::io::Result<()> {
         )));
     }
     if meta.uid() != user.uid || meta.gid() != user.gid {
-        let mut stack = vec![dir.to_path_buf()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d)? {
-                let e = e?;
-                let m = e.metadata()?;
-                if m.is_dir() {
-                    stack.push(e.path());
-                } else if !m.file_type().is_symlink() && m.nlink() > 1 {
-                    tracing::warn!(path = %e.path().display(), "not handing a hard-linked file to the app");
-                    continue;
-                }
-                std::os::unix::fs::lchown(e.path(), Some(user.uid), Some(user.gid))?;
-            }
+        if meta.uid() == 0 {
+            hand_over_tree(dir, user)?;
+        } else if std::fs::read_dir(dir)?.next().is_some() {
+            tracing::warn!(
+                dir = %dir.display(),
+                "handing shared/ from uid {} to {}: what is inside keeps its owner (chown it if the app needs it)",
+                meta.uid(),
+                user.describe()
+            );
         }
         std::os::unix::fs::lchown(dir, Some(user.uid), Some(user.gid))?;
     }
     if meta.permissions().mode() & 0o7777 != 0o700 {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+/// Gives everything below `dir` (owned by root, so nobody else can change
+/// it meanwhile) to `user`, links not followed, hard-linked files skipped.
+fn hand_over_tree(dir: &Path, user: &AppUser) -> std::io::Result<()> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let m = e.metadata()?;
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if !m.file_type().is_symlink() && m.nlink() > 1 {
+                tracing::warn!(path = %e.path().display(), "not handing a hard-linked file to the app");
+                continue;
+            }
+            std::os::unix::fs::lchown(e.path(), Some(user.uid), Some(user.gid))?;
+        }
     }
     Ok(())
 }
@@ -219,6 +238,47 @@ mod tests {
             e.contains("there is no user no-such-user-x on this host"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn shared_data_of_an_app_that_ran_as_root_is_handed_over_but_not_hard_links() {
+        if !geteuid().is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        std::fs::create_dir_all(shared.join("sub")).unwrap();
+        std::fs::write(shared.join("sub/data"), b"x").unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"secret").unwrap();
+        std::fs::hard_link(&outside, shared.join("linked")).unwrap();
+        std::os::unix::fs::symlink(&outside, shared.join("sym")).unwrap();
+        let app = user(65534, 65534);
+        give_to(&shared, &app).unwrap();
+        let owner = |p: &Path| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.uid(), m.gid())
+        };
+        assert_eq!(owner(&shared), (65534, 65534));
+        assert_eq!(owner(&shared.join("sub/data")), (65534, 65534));
+        assert_eq!(
+            owner(&shared.join("sym")),
+            (65534, 65534),
+            "the link itself"
+        );
+        assert_eq!(
+            owner(&outside),
+            (0, 0),
+            "neither through the hard link nor the symlink"
+        );
+        let mode = std::fs::metadata(&shared).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o700);
+
+        // From another unprivileged user, only the directory changes hands.
+        let next = user(65533, 65533);
+        give_to(&shared, &next).unwrap();
+        assert_eq!(owner(&shared), (65533, 65533));
+        assert_eq!(owner(&shared.join("sub/data")), (65534, 65534));
     }
 
     #[test]

@@ -250,6 +250,7 @@ out["write_own_release_new"] = write("new-file")
 out["write_other_release"] = write(os.path.join(other_release, "app.py"))
 out["write_shared"] = write("../../shared/note")
 out["home"] = os.environ.get("HOME")
+out["env_keys"] = sorted(os.environ)
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,6 +308,15 @@ async fn an_app_cannot_reach_the_agents_token_or_other_releases() -> anyhow::Res
         "the app keeps none of root's groups: {groups:?}"
     );
     assert_eq!(report["home"], nobody.dir.display().to_string());
+    // Nothing of the grabber's own environment (the test starts it with
+    // RUST_LOG, NO_COLOR and SLIPWAY_TOKEN) reaches the app.
+    let keys: Vec<String> = serde_json::from_value(report["env_keys"].clone())?;
+    for leaked in ["SLIPWAY_TOKEN", "RUST_LOG", "NO_COLOR"] {
+        assert!(
+            !keys.iter().any(|k| k == leaked),
+            "{leaked} in the app's environment: {keys:?}"
+        );
+    }
 
     let token_read = report["token_file"].as_str().unwrap_or_default();
     assert!(
