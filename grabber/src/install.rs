@@ -763,10 +763,12 @@ impl Engine {
             if kept.as_ref().is_some_and(|(pid, ..)| *pid == group) {
                 continue;
             }
-            // Only groups a grabber started (led by a shim, or the one the
-            // state file names): an operator's shell or script that merely
-            // runs from a release is none of the grabber's business.
-            if !(crate::process::is_shim(group) || recorded == Some(group)) {
+            // Only groups a grabber started: led by a shim, or the one the
+            // state file names once its shim is gone (the app outlived it).
+            // An operator's shell or script that merely runs from a release
+            // is none of the grabber's business.
+            let orphaned = recorded == Some(group) && !crate::process::pid_alive(group);
+            if !(crate::process::is_shim(group) || orphaned) {
                 tracing::info!(%app, group, "leaving alone a process running from a release that no shim leads");
                 continue;
             }
