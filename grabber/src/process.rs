@@ -486,7 +486,6 @@ mod tests {
             user: None,
         })
         .unwrap();
-        assert!(is_shim(p.pid));
         assert!(start_ticks(p.pid).is_some());
         assert!(p.is_alive());
         assert!(pid_alive(p.pid));
@@ -502,6 +501,8 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // It has exec'd by now (the app wrote): a shim, by its command line.
+        assert!(is_shim(p.pid));
         assert!(
             processes_under(dir.path().parent().unwrap())
                 .iter()
