@@ -69,6 +69,11 @@ pub enum TokenError {
     },
     #[error("the token file {path} is empty")]
     EmptyFile { path: std::path::PathBuf },
+    #[error(
+        "the token file {path} can be read by other users (mode {mode:04o}): it must be private \
+         to this user; run `chmod 600 {path}`"
+    )]
+    Exposed { path: std::path::PathBuf, mode: u32 },
     #[error("{TOKEN_ENV} is set but empty")]
     EmptyEnv,
 }
@@ -91,10 +96,7 @@ pub fn read_token(
     };
     let token = match file {
         Some(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| TokenError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let text = read_private_file(path)?;
             let text = text.trim().to_string();
             if text.is_empty() {
                 return Err(TokenError::EmptyFile {
@@ -110,6 +112,28 @@ pub fn read_token(
         },
     };
     Ok(Some(token))
+}
+
+/// Reads a secret file, refusing one its group or others may read (checked
+/// on the opened file), as ssh does with a private key.
+fn read_private_file(path: &std::path::Path) -> Result<String, TokenError> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let read = |source| TokenError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(read)?;
+    let mode = file.metadata().map_err(read)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(TokenError::Exposed {
+            path: path.to_path_buf(),
+            mode: mode & 0o7777,
+        });
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(read)?;
+    Ok(text)
 }
 
 /// Reads the environment variable `name` and removes it from this process's
@@ -154,4 +178,41 @@ pub fn take_env(name: &str) -> Option<String> {
 /// no).
 fn single_threaded() -> bool {
     std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.count() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_token_file_others_can_read_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.token");
+        std::fs::write(&path, "slp_secret\n").unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = read_token(Some(&path), false).unwrap_err().to_string();
+            assert!(
+                e.contains(&path.display().to_string())
+                    && e.contains(&format!("mode {mode:04o}"))
+                    && e.contains("chmod 600"),
+                "{e}"
+            );
+            assert!(!e.contains("slp_secret"), "{e}");
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(
+                read_token(Some(&path), false).unwrap().as_deref(),
+                Some("slp_secret")
+            );
+        }
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            read_token(Some(&path), false),
+            Err(TokenError::EmptyFile { .. })
+        ));
+    }
 }

@@ -5,8 +5,10 @@
 //! ```text
 //! <root>/apps/<app>/releases/<version>/   extracted releases
 //! <root>/apps/<app>/current -> releases/<version>   (relative symlink)
-//! <root>/apps/<app>/shared/               kept across releases
-//! <root>/apps/<app>/shared/log/<app>.log  the app's stdout and stderr
+//! <root>/apps/<app>/shared/               kept across releases; the app's
+//!                                         user owns it (the rest is the grabber's)
+//! <root>/apps/<app>/log/<app>.log         the app's stdout and stderr
+//! <root>/apps/<app>/digests/<version>.json  ReleaseDigest of each release
 //! <root>/apps/<app>/state.json            AppState
 //! <root>/cache/                           downloaded artifacts
 //! <root>/tmp/                             partial work, cleared at start
@@ -177,8 +179,23 @@ impl HostLayout {
         self.app_dir(app).join("shared")
     }
 
+    /// Outside `shared/`: the app may own `shared/`, and a directory it
+    /// owns could be swapped for one whose `<app>.log` links anywhere.
+    pub fn log_dir(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("log")
+    }
+
     pub fn log_file(&self, app: &AppName) -> PathBuf {
-        self.shared_dir(app).join("log").join(format!("{app}.log"))
+        self.log_dir(app).join(format!("{app}.log"))
+    }
+
+    /// Where what a release looked like when it was installed is kept.
+    pub fn digests_dir(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("digests")
+    }
+
+    pub fn digest_file(&self, app: &AppName, version: &Version) -> PathBuf {
+        self.digests_dir(app).join(format!("{version}.json"))
     }
 
     pub fn state_file(&self, app: &AppName) -> PathBuf {
@@ -198,11 +215,14 @@ impl HostLayout {
         Ok(())
     }
 
-    /// Creates the app's `releases/` and `shared/log/` if missing.
+    /// Creates the app's `releases/`, `log/`, `digests/` and `shared/` if
+    /// missing.
     pub fn ensure_app_dirs(&self, app: &AppName) -> Result<(), LayoutError> {
         for dir in [
             self.releases_dir(app),
-            self.log_file(app).with_file_name(""),
+            self.log_dir(app),
+            self.digests_dir(app),
+            self.shared_dir(app),
         ] {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
@@ -318,6 +338,70 @@ impl HostLayout {
     }
 }
 
+impl HostLayout {
+    /// The digest recorded when `version` was installed, or `None` when
+    /// there is none (installed by an older grabber, or not complete).
+    pub fn read_digest(
+        &self,
+        app: &AppName,
+        version: &Version,
+    ) -> Result<Option<ReleaseDigest>, LayoutError> {
+        let path = self.digest_file(app, version);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| LayoutError::BadState {
+                path,
+                reason: e.to_string(),
+            })
+    }
+
+    /// Records `digest` for `version`, durably, like `write_state`.
+    pub fn write_digest(
+        &self,
+        app: &AppName,
+        version: &Version,
+        digest: &ReleaseDigest,
+    ) -> Result<(), LayoutError> {
+        let dir = self.digests_dir(app);
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let path = self.digest_file(app, version);
+        let tmp = dir.join(format!("{version}.json.tmp"));
+        let bytes = serde_json::to_vec_pretty(digest).map_err(|e| LayoutError::BadState {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        {
+            let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(&bytes).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("sync", &tmp))?;
+        }
+        fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))?;
+        sync_dir(&dir)
+    }
+
+    /// Forgets `version`'s digest (its release is gone).
+    pub fn remove_digest(&self, app: &AppName, version: &Version) {
+        let _ = fs::remove_file(self.digest_file(app, version));
+    }
+}
+
+/// `<root>/apps/<app>/digests/<version>.json`: what a release was when the
+/// grabber installed it, so a release found on disk later (a rollback, a
+/// reinstall, a restart) is run again only if it still is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseDigest {
+    /// The sha256 of the artifact it was extracted from.
+    pub artifact_sha256: crate::Sha256,
+    /// The sha256 of the extracted tree (`grabber::extract::tree_digest`):
+    /// every path, its kind, mode and owner, and its content or link target.
+    pub tree_sha256: String,
+}
+
 /// Makes a rename in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
     fs::File::open(dir)
@@ -371,9 +455,10 @@ mod tests {
             Path::new("/r/apps/hello/releases/3-abcdef0")
         );
         assert_eq!(l.current_link(&a), Path::new("/r/apps/hello/current"));
+        assert_eq!(l.log_file(&a), Path::new("/r/apps/hello/log/hello.log"));
         assert_eq!(
-            l.log_file(&a),
-            Path::new("/r/apps/hello/shared/log/hello.log")
+            l.digest_file(&a, &v),
+            Path::new("/r/apps/hello/digests/3-abcdef0.json")
         );
         assert_eq!(l.state_file(&a), Path::new("/r/apps/hello/state.json"));
         assert_eq!(

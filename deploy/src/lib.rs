@@ -38,7 +38,8 @@ pub use drift::{
     DriftHost, DriftQuery, DriftReport, DriftState, DriftSummary, SyncOutcome, SyncRequest,
 };
 pub use manifest::{
-    BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, Runtime, RuntimeKind,
+    BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, RunUser, RunUserError,
+    RunUserKind, Runtime, RuntimeKind,
 };
 pub use report::HostReport;
 pub use time::Timestamp;

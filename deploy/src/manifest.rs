@@ -77,6 +77,114 @@ pub struct RunSpec {
     /// its own dependencies wherever the host unpacked it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub paths: BTreeMap<String, Vec<String>>,
+    /// `[run] user`: who the app runs as on the host, instead of the
+    /// grabber's `--app-user`. Absent in manifests of older packers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<RunUser>,
+}
+
+/// A user to run an app as: a name from the host's user database
+/// (`www-data`), or a numeric `uid` or `uid:gid`. Checked for form here;
+/// the host resolves it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RunUser(String);
+
+/// Why a `RunUser` was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid user {0:?}: write a user name (letters, digits, `_`, `-`, `.`, up to 32, not starting \
+     with `-` or a digit) or a numeric uid or uid:gid"
+)]
+pub struct RunUserError(String);
+
+/// What a [`RunUser`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunUserKind<'a> {
+    Name(&'a str),
+    Id { uid: u32, gid: Option<u32> },
+}
+
+impl RunUser {
+    pub fn parse(s: impl Into<String>) -> Result<Self, RunUserError> {
+        let s = s.into();
+        let ok = match s.split_once(':') {
+            Some((uid, gid)) => is_id(uid) && is_id(gid),
+            None => is_id(&s) || is_user_name(&s),
+        };
+        if ok {
+            Ok(Self(s))
+        } else {
+            Err(RunUserError(s))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn kind(&self) -> RunUserKind<'_> {
+        let id = |s: &str| {
+            s.parse::<u32>()
+                .unwrap_or_else(|_| unreachable!("checked by parse"))
+        };
+        match self.0.split_once(':') {
+            Some((uid, gid)) => RunUserKind::Id {
+                uid: id(uid),
+                gid: Some(id(gid)),
+            },
+            None if is_id(&self.0) => RunUserKind::Id {
+                uid: id(&self.0),
+                gid: None,
+            },
+            None => RunUserKind::Name(&self.0),
+        }
+    }
+}
+
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 10
+        && s.bytes().all(|b| b.is_ascii_digit())
+        && s.parse::<u32>().is_ok()
+}
+
+/// The portable user names of POSIX plus what Debian's `adduser` accepts
+/// by default, minus anything a shell or a path would read specially.
+fn is_user_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+    first_ok
+        && s.len() <= 32
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl TryFrom<String> for RunUser {
+    type Error = RunUserError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(s)
+    }
+}
+
+impl From<RunUser> for String {
+    fn from(u: RunUser) -> String {
+        u.0
+    }
+}
+
+impl std::str::FromStr for RunUser {
+    type Err = RunUserError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl std::fmt::Display for RunUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The interpreters a release can be built for.
@@ -167,5 +275,64 @@ impl Default for HealthSpec {
             grace_ms: 2_000,
             interval_ms: default_interval_ms(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_users_are_names_or_ids() {
+        for (s, kind) in [
+            ("www-data", RunUserKind::Name("www-data")),
+            ("_app.1", RunUserKind::Name("_app.1")),
+            (
+                "1000",
+                RunUserKind::Id {
+                    uid: 1000,
+                    gid: None,
+                },
+            ),
+            (
+                "1000:100",
+                RunUserKind::Id {
+                    uid: 1000,
+                    gid: Some(100),
+                },
+            ),
+            ("0", RunUserKind::Id { uid: 0, gid: None }),
+        ] {
+            assert_eq!(RunUser::parse(s).unwrap().kind(), kind, "{s}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "1abc",
+            "a b",
+            "a/b",
+            "a:b",
+            "1000:",
+            ":1",
+            "99999999999",
+            "a;rm",
+            &"a".repeat(33),
+        ] {
+            let e = RunUser::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid user"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_without_a_user_still_reads_and_round_trips() {
+        let old = r#"{"command":"x","port":null,"env":{},"stop_timeout_ms":1}"#;
+        let run: RunSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(run.user, None);
+        assert!(!serde_json::to_string(&run).unwrap().contains("user"));
+        let new = r#"{"command":"x","port":null,"stop_timeout_ms":1,"user":"1000:1000"}"#;
+        let run: RunSpec = serde_json::from_str(new).unwrap();
+        assert_eq!(run.user.as_ref().map(RunUser::as_str), Some("1000:1000"));
+        let bad = r#"{"command":"x","port":null,"stop_timeout_ms":1,"user":"a b"}"#;
+        assert!(serde_json::from_str::<RunSpec>(bad).is_err());
     }
 }

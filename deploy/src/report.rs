@@ -98,9 +98,9 @@ pub struct ProcessReport {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AppDisk {
     pub releases_bytes: u64,
-    /// `shared/` without its logs.
+    /// `shared/` (the app's own data).
     pub shared_bytes: u64,
-    /// `shared/log/`.
+    /// `log/` (the app's output, kept by its shim).
     pub logs_bytes: u64,
 }
 

@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::Config;
 use crate::install::{ClientReporter, Engine, EngineConfig, InstallRequest, Reporter};
+use crate::user::AppUser;
 
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -41,6 +42,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
              (`packer keygen` and `apptracker key show` print them)"
         );
     }
+    let app_user = config
+        .app_user
+        .as_ref()
+        .map(|spec| {
+            let user = AppUser::resolve(spec).map_err(|e| anyhow::anyhow!("--app-user: {e}"))?;
+            crate::user::must_switch_from_here(&user)
+                .map_err(|e| anyhow::anyhow!("--app-user: {e}"))?;
+            anyhow::Ok(user)
+        })
+        .transpose()?;
+    let me = AppUser::current();
+    match &app_user {
+        None if me.uid == 0 => tracing::warn!(
+            "NO --app-user: apps run as ROOT and can read this grabber's token and change every \
+             release on this host; create an unprivileged user (useradd --system slipway-app) \
+             and start the grabber with --app-user slipway-app"
+        ),
+        Some(u) if u.uid == 0 => tracing::warn!(
+            "--app-user is root: apps run as ROOT and can read this grabber's token and change \
+             every release on this host"
+        ),
+        _ => {}
+    }
     let layout = HostLayout::new(&config.root);
     layout
         .ensure_dirs()
@@ -49,6 +73,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     std::fs::remove_dir_all(&tmp)
         .and_then(|()| std::fs::create_dir_all(&tmp))
         .with_context(|| format!("cannot clear {}", tmp.display()))?;
+    // Apps pass through `apps/` to their releases; the cache and the
+    // scratch space are the grabber's alone.
+    for (dir, mode) in [
+        (layout.apps_dir(), 0o755),
+        (layout.cache_dir(), 0o700),
+        (tmp.clone(), 0o700),
+    ] {
+        crate::user::set_mode(&dir, mode)
+            .with_context(|| format!("cannot set the mode of {}", dir.display()))?;
+    }
+    if let Some(u) = &app_user
+        && u.uid != me.uid
+        && let Some(closed) = crate::user::unreachable_ancestor(&config.root)
+    {
+        tracing::warn!(
+            dir = %closed.display(),
+            "apps run as {} but cannot pass through {} (no x for others) to reach their releases",
+            u.describe(),
+            closed.display()
+        );
+    }
 
     // Partial downloads of an earlier run are useless: their installs
     // will be asked for again by the first `Sync`.
@@ -82,6 +127,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             restart: config.restart,
             keep_releases: config.keep_releases,
             trusted_keys: config.trusted_keys.clone(),
+            app_user,
+            download: crate::install::DownloadTimeouts {
+                response: config.download_response_timeout,
+                stall: config.download_stall_timeout,
+            },
         },
         client.http().clone(),
     );

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Parser;
 use deploy::signing::PublicKey;
 use deploy::{Cluster, HostName};
@@ -50,9 +49,22 @@ struct Args {
     /// (AppTracker, artifact downloads, `rediss://`).
     #[arg(long, env = "SLIPWAY_CA_FILE")]
     ca_file: Option<PathBuf>,
-    /// File holding the cluster's agent token (or set SLIPWAY_TOKEN).
+    /// File holding the cluster's agent token (or set SLIPWAY_TOKEN). It
+    /// must be readable by this user only (`chmod 600`).
     #[arg(long, env = "SLIPWAY_TOKEN_FILE")]
     token_file: Option<std::path::PathBuf>,
+    /// Run apps as this user (a name, or uid[:gid]) unless a release's
+    /// `[run] user` says otherwise; the grabber must be root to switch.
+    /// Without it apps run as the grabber's own user (root warns).
+    #[arg(long, env = "SLIPWAY_APP_USER")]
+    app_user: Option<deploy::RunUser>,
+    /// How long an artifact server may take to answer a download (its
+    /// response headers) before the install fails.
+    #[arg(long, env = "SLIPWAY_DOWNLOAD_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    download_response_timeout: Duration,
+    /// How long a download may deliver nothing before the install fails.
+    #[arg(long, env = "SLIPWAY_DOWNLOAD_STALL_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    download_stall_timeout: Duration,
     /// Size at which an app's log is rotated (e.g. `10MiB`).
     #[arg(long, env = "SLIPWAY_LOG_MAX", default_value = "10MiB", value_parser = parse_size)]
     log_max: u64,
@@ -132,35 +144,28 @@ fn trusted_keys(args: &Args) -> anyhow::Result<Vec<PublicKey>> {
     Ok(unique)
 }
 
-/// The agent token: from a file when one is named, else `SLIPWAY_TOKEN`
-/// (read here rather than as a flag so it never shows in `ps`).
-fn read_token(file: Option<&std::path::Path>) -> anyhow::Result<Option<crate::AgentToken>> {
-    let token = match file {
-        Some(path) => std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the token file {}", path.display()))?,
-        None => match std::env::var("SLIPWAY_TOKEN") {
-            Ok(t) => t,
-            Err(_) => return Ok(None),
-        },
-    };
-    let token = token.trim();
-    if token.is_empty() {
-        anyhow::bail!("the agent token is empty");
-    }
-    Ok(Some(crate::AgentToken::from(token.to_string())))
-}
-
 /// The binary's entry point (also used by the end-to-end tests' copies of
 /// the binary). Started as an app's shim, it is only that.
 pub fn main() -> std::process::ExitCode {
     if let Some(code) = crate::shim::dispatch() {
         return code;
     }
-    deploy::binary::run(run())
+    let args = Args::parse();
+    // Read, then dropped from the environment, while this is the only
+    // thread. Like ssh with a private key, a token file others may read is
+    // refused.
+    let token = deploy::binary::read_token(args.token_file.as_deref(), true);
+    let token = match token {
+        Ok(t) => t.map(crate::AgentToken::from),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    deploy::binary::run(run(args, token))
 }
 
-async fn run() -> anyhow::Result<()> {
-    let args = Args::parse();
+async fn run(args: Args, token: Option<crate::AgentToken>) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -178,7 +183,7 @@ async fn run() -> anyhow::Result<()> {
         port_offset: args.port_offset,
         heartbeat_interval: args.heartbeat,
         stop_apps_on_exit: args.stop_apps_on_exit,
-        token: read_token(args.token_file.as_deref())?,
+        token,
         redis_url: args.redis_url,
         redis_prefix: args.redis_prefix,
         trust: deploy::tls::Trust::from_ca_file(args.ca_file.as_deref())?,
@@ -194,6 +199,9 @@ async fn run() -> anyhow::Result<()> {
         },
         reconcile_interval: args.reconcile,
         keep_releases: args.keep_releases.max(2),
+        app_user: args.app_user,
+        download_response_timeout: args.download_response_timeout,
+        download_stall_timeout: args.download_stall_timeout,
         ..crate::Config::default()
     };
 

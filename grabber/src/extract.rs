@@ -12,15 +12,27 @@
 //! any symlink that resolves outside the release. The destination is a
 //! scratch directory the caller renames into place only when this returns
 //! `Ok` and removes otherwise.
+//!
+//! Files get the archive's permission bits without group and other write
+//! (the app may run as another user: it must not be able to change its
+//! release), and the extraction also yields the release's [`tree_digest`],
+//! each file hashed right after it is written (from the page cache), so a
+//! release found on disk later can be checked against what was installed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use deploy::{MANIFEST_PATH, Manifest};
 use flate2::read::GzDecoder;
+use sha2::{Digest, Sha256};
 use tar::EntryType;
+
+/// Permission bits never given to a release's files and directories.
+const MODE_MASK: u32 = 0o022;
 
 /// The manifest is small; refuse anything bigger than this.
 const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
@@ -69,8 +81,17 @@ pub enum ExtractError {
     },
 }
 
+/// What an extraction produced.
+#[derive(Debug)]
+pub struct Unpacked {
+    pub manifest: Manifest,
+    /// The [`tree_digest`] of `dest` as extracted.
+    pub tree_sha256: String,
+}
+
 /// Validates `archive` (a gzip'd tar) while extracting it into `dest`,
-/// which must be an empty scratch directory. Returns the release's manifest.
+/// which must be an empty scratch directory. Returns the release's manifest
+/// and the digest of the tree it made.
 ///
 /// Refuses absolute paths, `..` components, symlinks and hard links that
 /// leave the release, devices, fifos and other special entries, and archives
@@ -81,13 +102,14 @@ pub fn unpack_checked(
     archive: &Path,
     dest: &Path,
     max_bytes: u64,
-) -> Result<Manifest, ExtractError> {
+) -> Result<Unpacked, ExtractError> {
     let file = File::open(archive).map_err(|source| ExtractError::Read {
         path: archive.to_path_buf(),
         source,
     })?;
     let mut ar = tar::Archive::new(GzDecoder::new(BufReader::with_capacity(READ_BUFFER, file)));
     ar.set_preserve_permissions(false);
+    ar.set_mask(MODE_MASK);
     ar.set_unpack_xattrs(false);
     ar.set_overwrite(true);
     let read_err = |source| ExtractError::Read {
@@ -95,6 +117,10 @@ pub fn unpack_checked(
         source,
     };
     let mut check = Checker::new(archive, max_bytes);
+    // The content hash of each regular file as written, by path; an entry
+    // written over a path forgets what was there (a hard link made to it
+    // keeps the old content and is read again at the end).
+    let mut hashes: HashMap<PathBuf, [u8; 32]> = HashMap::new();
     for entry in ar.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let raw = entry.path().map_err(read_err)?.into_owned();
@@ -103,19 +129,159 @@ pub fn unpack_checked(
             entry: shown.clone(),
             source,
         };
-        match check.admit(&mut entry, &raw, &shown)? {
+        let (step, path) = check.admit(&mut entry, &raw, &shown)?;
+        hashes.remove(&path);
+        match step {
             Step::Skip => {}
-            Step::Write(bytes) => write_manifest(dest, &bytes).map_err(unpack_err)?,
+            Step::Write(bytes) => {
+                write_manifest(dest, &bytes).map_err(unpack_err)?;
+                hashes.insert(path, Sha256::digest(&bytes).into());
+            }
             Step::Unpack => {
                 if !entry.unpack_in(dest).map_err(unpack_err)? {
                     return Err(ExtractError::Escapes { entry: shown });
+                }
+                if matches!(
+                    entry.header().entry_type(),
+                    EntryType::Regular | EntryType::Continuous
+                ) {
+                    let written = dest.join(&path);
+                    let hash = hash_file(&written, None).map_err(unpack_err)?;
+                    hashes.insert(path, hash);
                 }
             }
         }
     }
     let manifest = check.finish()?;
-    check_links_resolved(dest, dest)?;
-    Ok(manifest)
+    // The scratch directory was made private (0700); the release's root
+    // must be readable by an app running as another user.
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755)).map_err(|source| {
+        ExtractError::Unpack {
+            entry: ".".into(),
+            source,
+        }
+    })?;
+    let tree =
+        walk(dest, true).map_err(|(entry, source)| ExtractError::Unpack { entry, source })?;
+    check_links_resolved(dest, &tree)?;
+    let tree_sha256 = digest(dest, &tree, &hashes)
+        .map_err(|(entry, source)| ExtractError::Unpack { entry, source })?;
+    Ok(Unpacked {
+        manifest,
+        tree_sha256,
+    })
+}
+
+/// The sha256 of an extracted release tree: over every entry below `root`
+/// in byte order of their paths, its kind, permission bits, owner and group,
+/// path, and the sha256 of its content (files) or its target (symlinks).
+/// A release whose digest is the one recorded at install has the same
+/// files, links, modes and owners. Reads every file: blocking.
+pub fn tree_digest(root: &Path) -> io::Result<String> {
+    let into_io =
+        |(entry, e): (String, io::Error)| io::Error::new(e.kind(), format!("{entry}: {e}"));
+    let tree = walk(root, false).map_err(into_io)?;
+    digest(root, &tree, &HashMap::new()).map_err(into_io)
+}
+
+/// Every entry below `root` (links not followed), with its metadata,
+/// sorted by path. With `fix_modes`, group and other write are taken away
+/// where something has them (directories `Entry::unpack_in` made on the way
+/// to a file get the process's umask, which may allow it).
+fn walk(
+    root: &Path,
+    fix_modes: bool,
+) -> Result<Vec<(PathBuf, std::fs::Metadata)>, (String, io::Error)> {
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        let shown = || dir.display().to_string();
+        for e in std::fs::read_dir(&dir).map_err(|e| (shown(), e))? {
+            let e = e.map_err(|e| (shown(), e))?;
+            let path = rel.join(e.file_name());
+            let failed = |err| (path.display().to_string(), err);
+            let mut meta = e.metadata().map_err(failed)?;
+            if fix_modes && !meta.file_type().is_symlink() && meta.mode() & MODE_MASK != 0 {
+                let mode = meta.mode() & 0o7777 & !MODE_MASK;
+                std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(mode))
+                    .map_err(failed)?;
+                meta = std::fs::symlink_metadata(e.path()).map_err(failed)?;
+            }
+            if meta.is_dir() {
+                stack.push(path.clone());
+            }
+            out.push((path, meta));
+        }
+    }
+    out.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
+    Ok(out)
+}
+
+fn digest(
+    root: &Path,
+    tree: &[(PathBuf, std::fs::Metadata)],
+    known: &HashMap<PathBuf, [u8; 32]>,
+) -> Result<String, (String, io::Error)> {
+    let mut h = Sha256::new();
+    h.update(b"slipway-tree-v1\n");
+    for (rel, meta) in tree {
+        let shown = || rel.display().to_string();
+        let ft = meta.file_type();
+        let kind: &[u8] = if ft.is_dir() {
+            b"d"
+        } else if ft.is_symlink() {
+            b"l"
+        } else if ft.is_file() {
+            b"f"
+        } else {
+            // Extraction makes none; something else put it there.
+            b"?"
+        };
+        h.update(kind);
+        h.update(format!(
+            "\0{:o}\0{}\0{}\0",
+            meta.mode() & 0o7777,
+            meta.uid(),
+            meta.gid()
+        ));
+        h.update(rel.as_os_str().as_bytes());
+        h.update(b"\0");
+        if ft.is_symlink() {
+            let target = std::fs::read_link(root.join(rel)).map_err(|e| (shown(), e))?;
+            h.update(target.as_os_str().as_bytes());
+        } else if ft.is_file() {
+            let content = match known.get(rel) {
+                Some(c) => *c,
+                None => hash_file(&root.join(rel), Some(meta)).map_err(|e| (shown(), e))?,
+            };
+            h.update(hex::encode(content));
+        }
+        h.update(b"\n");
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The sha256 of a regular file's content. With `expected`, the file opened
+/// must be the one that was listed (not swapped for another meanwhile).
+fn hash_file(path: &Path, expected: Option<&std::fs::Metadata>) -> io::Result<[u8; 32]> {
+    let mut f = File::open(path)?;
+    let meta = f.metadata()?;
+    let same = expected.is_none_or(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
+    if !meta.is_file() || !same {
+        return Err(io::Error::other("changed while it was being read"));
+    }
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(h.finalize().into())
 }
 
 /// Writes the manifest, read to check it, from memory. `admit` refused any
@@ -127,9 +293,11 @@ fn write_manifest(dest: &Path, bytes: &[u8]) -> io::Result<()> {
         std::fs::create_dir_all(parent)?;
     }
     let create = || {
+        use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(0o644)
             .open(&path)
     };
     let mut file = match create() {
@@ -179,13 +347,24 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Checks one entry; returns what to do with it and its cleaned path.
     fn admit<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
         raw: &Path,
         shown: &str,
-    ) -> Result<Step, ExtractError> {
+    ) -> Result<(Step, PathBuf), ExtractError> {
         let path = clean_path(raw, shown)?;
+        let step = self.step(entry, &path, shown)?;
+        Ok((step, path))
+    }
+
+    fn step<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &Path,
+        shown: &str,
+    ) -> Result<Step, ExtractError> {
         if path.as_os_str().is_empty() {
             return Ok(Step::Skip);
         }
@@ -244,7 +423,7 @@ impl<'a> Checker<'a> {
                     if !stays_inside(parent, &target) {
                         return Err(escape());
                     }
-                    self.symlinks.insert(path);
+                    self.symlinks.insert(path.to_path_buf());
                 } else {
                     // Hard link names are relative to the archive root.
                     let target = clean_path(&target, shown).map_err(|_| escape())?;
@@ -363,45 +542,34 @@ fn kind_name(t: EntryType) -> String {
     }
 }
 
-/// Refuses any symlink under `dir` that resolves (through other links)
-/// outside `root`. Dangling links were already checked lexically.
-fn check_links_resolved(root: &Path, dir: &Path) -> Result<(), ExtractError> {
+/// Refuses any symlink of `tree` (the entries under `root`) that resolves
+/// (through other links) outside `root`. Dangling links were already
+/// checked lexically.
+fn check_links_resolved(
+    root: &Path,
+    tree: &[(PathBuf, std::fs::Metadata)],
+) -> Result<(), ExtractError> {
     let canon_root = root.canonicalize().map_err(|source| ExtractError::Unpack {
         entry: ".".into(),
         source,
     })?;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let entries = std::fs::read_dir(&d).map_err(|source| ExtractError::Unpack {
-            entry: d.display().to_string(),
-            source,
-        })?;
-        for e in entries {
-            let e = e.map_err(|source| ExtractError::Unpack {
-                entry: d.display().to_string(),
-                source,
-            })?;
-            let ft = e.file_type().map_err(|source| ExtractError::Unpack {
-                entry: e.path().display().to_string(),
-                source,
-            })?;
-            let p = e.path();
-            let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
-            let escapes = ft.is_symlink()
-                && p.canonicalize()
-                    .is_ok_and(|resolved| !resolved.starts_with(&canon_root));
-            if escapes {
-                let target = std::fs::read_link(&p)
-                    .map(|t| t.display().to_string())
-                    .unwrap_or_default();
-                return Err(ExtractError::LinkEscapes {
-                    entry: rel,
-                    kind: "symbolic",
-                    target,
-                });
-            } else if ft.is_dir() {
-                stack.push(p);
-            }
+    for (rel, meta) in tree {
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        let p = root.join(rel);
+        let escapes = p
+            .canonicalize()
+            .is_ok_and(|resolved| !resolved.starts_with(&canon_root));
+        if escapes {
+            let target = std::fs::read_link(&p)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            return Err(ExtractError::LinkEscapes {
+                entry: rel.display().to_string(),
+                kind: "symbolic",
+                target,
+            });
         }
     }
     Ok(())
@@ -427,6 +595,7 @@ pub(crate) mod tests {
                 env: Default::default(),
                 stop_timeout_ms: 1000,
                 paths: Default::default(),
+                user: None,
             },
             health: HealthSpec::default(),
             runtime: None,
@@ -513,7 +682,7 @@ pub(crate) mod tests {
         std::fs::write(&archive, bytes).unwrap();
         let dest = dir.path().join("out");
         std::fs::create_dir(&dest).unwrap();
-        let r = unpack_checked(&archive, &dest, max);
+        let r = unpack_checked(&archive, &dest, max).map(|u| u.manifest);
         (dir, r)
     }
 
@@ -703,6 +872,120 @@ pub(crate) mod tests {
         let bytes = build(None, &[E::File(MANIFEST_PATH, b"{}")]);
         let (_d, r) = try_unpack(&bytes, 1 << 20);
         assert!(matches!(r, Err(ExtractError::BadManifest { .. })), "{r:?}");
+    }
+
+    /// Extracts `bytes` into a fresh directory; returns it (kept alive by
+    /// the `TempDir`) and the digest the extraction computed.
+    fn unpacked(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("a.tar.gz");
+        std::fs::write(&archive, bytes).unwrap();
+        let dest = dir.path().join("out");
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let u = unpack_checked(&archive, &dest, 1 << 20).unwrap();
+        (dir, dest, u.tree_sha256)
+    }
+
+    fn tricky() -> Vec<u8> {
+        build(
+            Some(&manifest(14)),
+            &[
+                E::Dir("bin/"),
+                E::File("bin/run.sh", b"echo hello"),
+                E::Hardlink("bin/hard", "bin/run.sh"),
+                // Written over after a hard link to it was made: the link
+                // keeps the old content.
+                E::File("bin/run.sh", b"echo"),
+                E::Symlink("bin/link", "run.sh"),
+                E::File("README", b""),
+            ],
+        )
+    }
+
+    #[test]
+    fn the_digest_made_while_extracting_is_the_one_read_back_later() {
+        let (_d1, dest, digest) = unpacked(&tricky());
+        assert_eq!(tree_digest(&dest).unwrap(), digest);
+        assert_eq!(std::fs::read(dest.join("bin/hard")).unwrap(), b"echo hello");
+        // The same archive elsewhere gives the same digest.
+        let (_d2, _, again) = unpacked(&tricky());
+        assert_eq!(again, digest);
+        // Another archive does not.
+        let (_d3, _, other) = unpacked(&build(Some(&manifest(5)), &[E::File("README", b"hello")]));
+        assert_ne!(other, digest);
+    }
+
+    #[test]
+    fn any_change_to_the_tree_changes_the_digest() {
+        type Change = (&'static str, fn(&Path));
+        let changes: &[Change] = &[
+            ("content", |d| {
+                std::fs::write(d.join("bin/run.sh"), b"echO").unwrap()
+            }),
+            ("hard-linked content", |d| {
+                std::fs::write(d.join("bin/hard"), b"echo hellO").unwrap()
+            }),
+            ("mode", |d| {
+                std::fs::set_permissions(
+                    d.join("bin/run.sh"),
+                    std::fs::Permissions::from_mode(0o777),
+                )
+                .unwrap()
+            }),
+            ("owner", |d| {
+                std::os::unix::fs::lchown(d.join("README"), Some(65534), None).unwrap()
+            }),
+            ("a new file", |d| {
+                std::fs::write(d.join("bin/new"), b"").unwrap()
+            }),
+            ("a removed file", |d| {
+                std::fs::remove_file(d.join("README")).unwrap()
+            }),
+            ("a link target", |d| {
+                std::fs::remove_file(d.join("bin/link")).unwrap();
+                std::os::unix::fs::symlink("hard", d.join("bin/link")).unwrap();
+            }),
+            ("a file made a link", |d| {
+                std::fs::remove_file(d.join("README")).unwrap();
+                std::os::unix::fs::symlink("bin/run.sh", d.join("README")).unwrap();
+            }),
+        ];
+        for (what, change) in changes {
+            let (_d, dest, digest) = unpacked(&tricky());
+            change(&dest);
+            assert_ne!(tree_digest(&dest).unwrap(), digest, "{what}");
+        }
+    }
+
+    #[test]
+    fn nothing_in_a_release_is_writable_by_group_or_others() {
+        let mut h = header("open", EntryType::Regular, 1);
+        h.set_mode(0o777);
+        h.set_cksum();
+        let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
+        let json = serde_json::to_vec(&manifest(1)).unwrap();
+        b.append(
+            &header(MANIFEST_PATH, EntryType::Regular, json.len() as u64),
+            &json[..],
+        )
+        .unwrap();
+        b.append(&h, &b"x"[..]).unwrap();
+        let mut d = header("shared/", EntryType::Directory, 0);
+        d.set_mode(0o777);
+        d.set_cksum();
+        b.append(&d, io::empty()).unwrap();
+        let bytes = b.into_inner().unwrap().finish().unwrap();
+        let (_d, dest, _) = unpacked(&bytes);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&dest),
+            0o755,
+            "the release root, made private as scratch"
+        );
+        assert_eq!(mode(&dest.join("open")), 0o755);
+        assert_eq!(mode(&dest.join("shared")), 0o755);
+        assert_eq!(mode(&dest.join(MANIFEST_PATH)) & 0o022, 0);
     }
 
     #[test]

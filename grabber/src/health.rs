@@ -12,6 +12,10 @@ use tokio::time::{Instant, sleep_until};
 use crate::process::{AppProcess, Launch};
 
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The most of a response body (and of a health command's stderr) a probe
+/// reads: an app's health endpoint cannot make the grabber, which watches
+/// every app, hold more.
+pub(crate) const BODY_CAP: usize = 64 * 1024;
 
 /// Checks the release `proc` runs. The error is one line for people.
 pub(crate) async fn check(
@@ -80,6 +84,10 @@ fn need_port(port: Option<u16>) -> Result<u16, String> {
     port.ok_or_else(|| "the health check needs a port but the release sets none".to_string())
 }
 
+/// One GET of the health path: a 2xx answer, and `expect` within the first
+/// [`BODY_CAP`] bytes of its body when given. `PROBE_TIMEOUT` covers the
+/// whole probe, body included; the body is read chunk by chunk and the
+/// connection dropped at the cap.
 async fn probe_http(
     http: &reqwest::Client,
     port: Option<u16>,
@@ -89,7 +97,17 @@ async fn probe_http(
     let port = need_port(port)?;
     let sep = if path.starts_with('/') { "" } else { "/" };
     let url = format!("http://127.0.0.1:{port}{sep}{path}");
-    let r = match http.get(&url).timeout(PROBE_TIMEOUT).send().await {
+    tokio::time::timeout(PROBE_TIMEOUT, get_expecting(http, &url, expect))
+        .await
+        .unwrap_or_else(|_| Err(format!("GET {url} did not answer within {PROBE_TIMEOUT:?}")))
+}
+
+async fn get_expecting(
+    http: &reqwest::Client,
+    url: &str,
+    expect: Option<&str>,
+) -> Result<(), String> {
+    let mut r = match http.get(url).send().await {
         Ok(r) if r.status().is_success() => r,
         Ok(r) => return Err(format!("GET {url} answered {}", r.status())),
         Err(e) => return Err(format!("GET {url} failed: {e}")),
@@ -97,20 +115,36 @@ async fn probe_http(
     let Some(expect) = expect else {
         return Ok(());
     };
-    // Only the start of the body is read: a health page is small.
-    let body = tokio::time::timeout(PROBE_TIMEOUT, r.bytes())
-        .await
-        .map_err(|_| format!("GET {url}: the body did not arrive"))?
-        .map_err(|e| format!("GET {url}: cannot read the body: {e}"))?;
-    let text = String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]);
-    if text.contains(expect) {
-        Ok(())
-    } else {
-        let shown: String = text.chars().take(200).collect();
-        Err(format!(
-            "GET {url} answered 2xx without {expect:?} in its body: {shown:?}"
-        ))
+    let mut body: Vec<u8> = Vec::new();
+    loop {
+        let chunk = r
+            .chunk()
+            .await
+            .map_err(|e| format!("GET {url}: cannot read the body: {e}"))?;
+        let Some(chunk) = chunk else { break };
+        let room = BODY_CAP - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if contains(&body, expect.as_bytes()) {
+            return Ok(());
+        }
+        if body.len() >= BODY_CAP {
+            break;
+        }
     }
+    let text = String::from_utf8_lossy(&body);
+    let shown: String = text.chars().take(200).collect();
+    let within = if body.len() >= BODY_CAP {
+        format!(" (read its first {BODY_CAP} bytes)")
+    } else {
+        String::new()
+    };
+    Err(format!(
+        "GET {url} answered 2xx without {expect:?} in its body{within}: {shown:?}"
+    ))
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty() || haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 async fn probe_tcp(port: Option<u16>) -> Result<(), String> {
@@ -127,9 +161,13 @@ async fn probe_tcp(port: Option<u16>) -> Result<(), String> {
     }
 }
 
+/// Runs the health command as the app's user, from its release, with its
+/// environment. Only the first [`BODY_CAP`] bytes of its stderr are kept
+/// (the rest is read and dropped, so the command never blocks on it).
 async fn probe_command(command: &str, launch: &Launch<'_>) -> Result<(), String> {
-    let out = tokio::process::Command::new("sh")
-        .arg("-c")
+    use tokio::io::AsyncReadExt;
+    let mut cmd = tokio::process::Command::new("sh");
+    cmd.arg("-c")
         .arg(command)
         .current_dir(launch.release_dir)
         .env_clear()
@@ -137,17 +175,36 @@ async fn probe_command(command: &str, launch: &Launch<'_>) -> Result<(), String>
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .output()
+        .kill_on_drop(true);
+    if let Some(user) = &launch.user {
+        cmd.gid(user.gid).uid(user.uid);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run health command: {e}"))?;
+    let mut kept = Vec::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let mut buf = vec![0u8; 8 * 1024];
+        loop {
+            match stderr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = BODY_CAP.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+            }
+        }
+    }
+    let status = child
+        .wait()
         .await
         .map_err(|e| format!("cannot run health command: {e}"))?;
-    if out.status.success() {
+    if status.success() {
         Ok(())
     } else {
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = String::from_utf8_lossy(&kept);
         Err(format!(
-            "health command `{command}` {}: {}",
-            out.status,
+            "health command `{command}` {status}: {}",
             err.trim().chars().take(300).collect::<String>()
         ))
     }
@@ -164,5 +221,68 @@ pub(crate) fn describe(check: &HealthCheck) -> String {
         HealthCheck::Tcp => "waiting for the port to accept connections".to_string(),
         HealthCheck::Command { command } => format!("waiting for `{command}` to exit 0"),
         HealthCheck::Running => "checking the process stays up".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A server whose every answer is 200 with a body that never ends;
+    /// counts the bytes it managed to send.
+    async fn endless(sent: Arc<AtomicUsize>) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let sent = sent.clone();
+                tokio::spawn(async move {
+                    let mut req = [0u8; 1024];
+                    let _ = sock.read(&mut req).await;
+                    let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n";
+                    if sock.write_all(head).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'x'; 64 * 1024];
+                    while sock.write_all(&chunk).await.is_ok() {
+                        sent.fetch_add(chunk.len(), Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn an_endless_body_is_read_up_to_the_cap_only() {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let port = endless(sent.clone()).await;
+        let http = reqwest::Client::new();
+        let e = probe_http(&http, Some(port), "/health", Some("ok"))
+            .await
+            .unwrap_err();
+        assert!(
+            e.contains("without \"ok\"") && e.contains(&format!("first {BODY_CAP} bytes")),
+            "{e}"
+        );
+        // The probe hung up at the cap: the server could push no more than
+        // what fits in the socket buffers beyond it, far below what it would
+        // have sent in the probe's 2 s.
+        let sent = sent.load(Ordering::Relaxed);
+        assert!(sent < 16 * 1024 * 1024, "the server sent {sent} bytes");
+    }
+
+    #[test]
+    fn contains_finds_the_expected_text() {
+        assert!(contains(b"xxokxx", b"ok"));
+        assert!(!contains(b"xxoxkx", b"ok"));
+        assert!(contains(b"", b""));
     }
 }

@@ -20,12 +20,41 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::process::{AppProcess, Launch, log_since_start, processes_under};
+use crate::user::AppUser;
 use crate::{RestartPolicy, extract, fault, health, shim, symlink};
 
 /// How much of the app's log (since its start) a failure report carries.
 const FAILURE_LOG_BYTES: u64 = 1024 * 1024;
-/// A download that delivers nothing for this long is abandoned.
-const DOWNLOAD_IDLE: Duration = Duration::from_secs(60);
+
+/// How long an artifact download may wait, so a server that never answers
+/// cannot hold the app's install lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DownloadTimeouts {
+    /// For the response's headers (connecting and sending the request
+    /// included).
+    pub response: Duration,
+    /// Between two chunks of the body.
+    pub stall: Duration,
+}
+
+/// Why a release on disk is not run again as it is.
+#[derive(Debug)]
+pub(crate) enum Unverified {
+    /// No digest was recorded for it (installed by an older grabber, or
+    /// the record was removed).
+    NoRecord,
+    /// It differs from its record, or cannot be read.
+    Mismatch(String),
+}
+
+impl std::fmt::Display for Unverified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unverified::NoRecord => f.write_str("no digest was recorded when it was installed"),
+            Unverified::Mismatch(why) => f.write_str(why),
+        }
+    }
+}
 
 /// Where phases of an install go: AppTracker in production, a list in
 /// tests. Reporting never fails an install.
@@ -92,6 +121,13 @@ impl Reporter for ClientReporter {
             }
         })
     }
+}
+
+/// An artifact URL fit for messages and logs: without its query, which
+/// holds the download's signature (a presigned URL's credentials), so a
+/// failure report shown to viewers or kept in logs grants nothing.
+fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(base, _)| base)
 }
 
 #[cfg(test)]
@@ -348,6 +384,9 @@ pub(crate) struct EngineConfig {
     pub keep_releases: usize,
     /// An artifact must be signed by one of these (never empty).
     pub trusted_keys: Vec<deploy::signing::PublicKey>,
+    /// `--app-user`, resolved: who apps run as unless their release says.
+    pub app_user: Option<AppUser>,
+    pub download: DownloadTimeouts,
 }
 
 /// Installs and supervises the apps of one host.
@@ -386,8 +425,8 @@ impl Engine {
         release_dir: &'a Path,
         log_file: &'a Path,
         port: Option<u16>,
-    ) -> Launch<'a> {
-        Launch {
+    ) -> Result<Launch<'a>, String> {
+        Ok(Launch {
             app,
             version,
             host: &self.cfg.host,
@@ -397,7 +436,57 @@ impl Engine {
             port,
             shim: &self.cfg.shim,
             log_limits: self.cfg.log_limits,
-        }
+            user: self.run_as(manifest)?,
+        })
+    }
+
+    /// Who a release runs as here: its `[run] user`, else `--app-user`,
+    /// else the grabber's own user. `None` when that is the grabber's own
+    /// user (nothing to switch). A release may not ask for root on a host
+    /// that runs apps as someone else, and a grabber that is not root can
+    /// run apps only as itself.
+    fn run_as(&self, manifest: &Manifest) -> Result<Option<AppUser>, String> {
+        let user = match &manifest.run.user {
+            Some(spec) => {
+                let user = AppUser::resolve(spec)?;
+                if let Some(host) = &self.cfg.app_user
+                    && user.uid == 0
+                    && host.uid != 0
+                {
+                    return Err(format!(
+                        "the release asks to run as root (`[run] user = \"{spec}\"`), but this \
+                         host runs apps as {} (--app-user)",
+                        host.describe()
+                    ));
+                }
+                user
+            }
+            None => match &self.cfg.app_user {
+                Some(u) => u.clone(),
+                None => return Ok(None),
+            },
+        };
+        let switch = crate::user::must_switch_from_here(&user)?;
+        Ok(switch.then_some(user))
+    }
+
+    /// Checks the release on disk against the digest recorded when it was
+    /// installed (and, given one, the artifact it should come from).
+    /// Reads every file of the release.
+    async fn verify(
+        &self,
+        app: &AppName,
+        version: &Version,
+        artifact: Option<&deploy::Sha256>,
+    ) -> Result<(), Unverified> {
+        let layout = self.cfg.layout.clone();
+        let (app, version, artifact) = (app.clone(), version.clone(), artifact.cloned());
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            span.in_scope(|| verify_release(&layout, &app, &version, artifact.as_ref()))
+        })
+        .await
+        .unwrap_or_else(|e| Err(Unverified::Mismatch(format!("the check failed: {e}"))))
     }
 
     /// Makes `p` the app's process and watches it: when it exits on its
@@ -476,8 +565,18 @@ impl Engine {
             return;
         }
         let layout = &self.cfg.layout;
-        let started = read_release_manifest(&layout.release_dir(app, &p.version))
-            .and_then(|m| self.start(app, &p.version, &m));
+        let started = match self.verify(app, &p.version, None).await {
+            Ok(()) => read_release_manifest(&layout.release_dir(app, &p.version))
+                .and_then(|m| self.start(app, &p.version, &m)),
+            Err(why) => {
+                // Installed again at the next converge, downloading it.
+                self.update_state(app, |s| s.healthy = None);
+                Err(format!(
+                    "release {} on disk cannot be trusted: {why}",
+                    p.version
+                ))
+            }
+        };
         match started {
             Ok(new) => {
                 tracing::info!(%app, version = %p.version, pid = new.pid, "app restarted");
@@ -561,9 +660,39 @@ impl Engine {
         let port = self.port_for(manifest)?;
         let release_dir = layout.release_dir(app, version);
         let log_file = layout.log_file(app);
-        let launch = self.launch(app, version, manifest, &release_dir, &log_file, port);
+        let launch = self.launch(app, version, manifest, &release_dir, &log_file, port)?;
+        self.app_dirs(app)?;
+        let shared = layout.shared_dir(app);
+        let owner = launch.user.clone().unwrap_or_else(AppUser::current);
+        crate::user::give_to(&shared, &owner).map_err(|e| {
+            format!(
+                "cannot give {} to {}: {e}",
+                shared.display(),
+                owner.describe()
+            )
+        })?;
         AppProcess::start(&launch)
             .map_err(|e| format!("cannot start `{}`: {e}", manifest.run.command))
+    }
+
+    /// The app's directories with their modes: the app passes through its
+    /// directory and `releases/` (0755, the grabber's) and has no business
+    /// in `log/` and `digests/` (0700, the grabber's). `shared/` is given
+    /// to the app's user when it starts.
+    fn app_dirs(&self, app: &AppName) -> Result<(), String> {
+        let layout = &self.cfg.layout;
+        layout.ensure_app_dirs(app).map_err(|e| e.to_string())?;
+        let modes = [
+            (layout.app_dir(app), 0o755),
+            (layout.releases_dir(app), 0o755),
+            (layout.log_dir(app), 0o700),
+            (layout.digests_dir(app), 0o700),
+        ];
+        for (dir, mode) in modes {
+            crate::user::set_mode(&dir, mode)
+                .map_err(|e| format!("cannot set the mode of {}: {e}", dir.display()))?;
+        }
+        Ok(())
     }
 
     fn update_state(&self, app: &AppName, f: impl FnOnce(&mut AppState)) {
@@ -604,18 +733,36 @@ impl Engine {
     async fn recover_app(&self, app: &AppName) {
         let layout = &self.cfg.layout;
         let state = layout.read_state(app).ok().flatten();
+        let recorded = state.as_ref().and_then(|s| s.pid);
         let running = processes_under(&layout.releases_dir(app));
-        // The recorded process, if it still leads its group and runs from a
-        // complete release of this app.
-        let kept = state
-            .as_ref()
-            .and_then(|s| s.pid)
+        // The recorded process, if it is still a shim leading its group
+        // from a complete release of this app.
+        let mut kept = recorded
             .and_then(|pid| running.iter().find(|(p, g, _)| *p == pid && *g == pid))
+            .filter(|(pid, ..)| crate::process::is_shim(*pid))
             .and_then(|(pid, _, dir)| {
                 let version = Version::parse(dir.file_name()?.to_str()?).ok()?;
                 let manifest = read_release_manifest(dir).ok()?;
                 Some((*pid, version, manifest))
             });
+        // Run again only what still is what was installed. A release
+        // installed by an older grabber has no digest: its process runs
+        // on until the next converge installs it again.
+        let mut reinstall = false;
+        if let Some((pid, version, _)) = &kept {
+            match self.verify(app, version, None).await {
+                Ok(()) => {}
+                Err(Unverified::NoRecord) => {
+                    tracing::warn!(%app, %version, pid, "adopting a release installed without a digest; it is installed again at the next converge");
+                    reinstall = true;
+                }
+                Err(why) => {
+                    tracing::error!(%app, %version, pid, reason = %why, "the running release changed on disk since it was installed: stopping it; it is installed again at the next converge");
+                    reinstall = true;
+                    kept = None;
+                }
+            }
+        }
         let mut groups: Vec<u32> = running.iter().map(|(_, g, _)| *g).collect();
         groups.sort_unstable();
         groups.dedup();
@@ -623,8 +770,20 @@ impl Engine {
             if kept.as_ref().is_some_and(|(pid, ..)| *pid == group) {
                 continue;
             }
+            // Only groups a grabber started: led by a shim, or the one the
+            // state file names once its shim is gone (the app outlived it).
+            // An operator's shell or script that merely runs from a release
+            // is none of the grabber's business.
+            let orphaned = recorded == Some(group) && !crate::process::pid_alive(group);
+            if !(crate::process::is_shim(group) || orphaned) {
+                tracing::info!(%app, group, "leaving alone a process running from a release that no shim leads");
+                continue;
+            }
             tracing::warn!(%app, group, "stopping a process of this app no grabber owns");
             crate::process::stop_group(group, Duration::from_secs(5)).await;
+        }
+        if reinstall {
+            self.update_state(app, |s| s.healthy = None);
         }
 
         let current = match layout.read_current(app) {
@@ -659,6 +818,14 @@ impl Engine {
                 return;
             }
         };
+        if let Err(why) = self.verify(app, &version, None).await {
+            tracing::warn!(%app, %version, reason = %why, "not starting the current release, which cannot be trusted; it is installed again at the next converge");
+            self.update_state(app, |s| {
+                s.healthy = None;
+                s.pid = None;
+            });
+            return;
+        }
         match self.start(app, &version, &manifest) {
             Ok(p) => {
                 let (pid, port) = (p.pid, p.port);
@@ -815,24 +982,47 @@ impl Engine {
     ) -> Result<Prepared, StepError> {
         let layout = &self.cfg.layout;
         let release_dir = layout.release_dir(&req.app, &req.version);
+        let mut again = None;
         if read_release_manifest(&release_dir).is_ok() {
-            rep.phase(
-                HostPhase::Extracting,
-                format!("reusing release {} already on disk", req.version),
-            )
-            .await;
-            return Ok(Prepared::Ready);
+            match self
+                .verify(&req.app, &req.version, Some(&req.artifact.sha256))
+                .await
+            {
+                Ok(()) => {
+                    rep.phase(
+                        HostPhase::Extracting,
+                        format!("reusing release {} already on disk", req.version),
+                    )
+                    .await;
+                    return Ok(Prepared::Ready);
+                }
+                Err(why) => {
+                    tracing::warn!(reason = %why, "not reusing the release on disk; downloading it again");
+                    // Never run it again: whatever comes next (this
+                    // download, or a rollback to it) starts from the artifact.
+                    if let Err(e) = std::fs::remove_dir_all(&release_dir) {
+                        tracing::warn!(error = %e, "cannot remove the release on disk");
+                    }
+                    layout.remove_digest(&req.app, &req.version);
+                    again = Some(why);
+                }
+            }
         }
         layout
-            .ensure_app_dirs(&req.app)
-            .and_then(|()| layout.ensure_dirs())
+            .ensure_dirs()
             .map_err(|e| StepError::new(HostPhase::Downloading, e.to_string()))?;
+        self.app_dirs(&req.app)
+            .map_err(|e| StepError::new(HostPhase::Downloading, e))?;
 
-        rep.phase(
-            HostPhase::Downloading,
-            format!("downloading {}", req.artifact.url),
-        )
-        .await;
+        let message = match again {
+            Some(why) => format!(
+                "release {} on disk cannot be reused ({why}): downloading it again from {}",
+                req.version,
+                without_query(&req.artifact.url)
+            ),
+            None => format!("downloading {}", without_query(&req.artifact.url)),
+        };
+        rep.phase(HostPhase::Downloading, message).await;
         let archive = layout.cached_artifact(&req.app, &req.version);
         let part = archive.with_extension("gz.part");
         let downloaded = tokio::select! {
@@ -912,17 +1102,27 @@ impl Engine {
                 )
             }
         };
-        let resp = self.http.get(&artifact.url).send().await.map_err(|e| {
-            format!(
-                "cannot download {}: {}",
-                artifact.url,
-                deploy::tls::error_chain(&e)
-            )
-        })?;
+        let timeouts = self.cfg.download;
+        let resp = tokio::time::timeout(timeouts.response, self.http.get(&artifact.url).send())
+            .await
+            .map_err(|_| {
+                format!(
+                    "cannot download {}: no answer within {:?}",
+                    without_query(&artifact.url),
+                    timeouts.response
+                )
+            })?
+            .map_err(|e| {
+                format!(
+                    "cannot download {}: {}",
+                    without_query(&artifact.url),
+                    deploy::tls::error_chain(&e.without_url())
+                )
+            })?;
         if !resp.status().is_success() {
             return Err(format!(
                 "cannot download {}: HTTP {}",
-                artifact.url,
+                without_query(&artifact.url),
                 resp.status()
             ));
         }
@@ -939,10 +1139,22 @@ impl Engine {
         let mut halfway = false;
         let mut body = resp.bytes_stream();
         loop {
-            let chunk = match tokio::time::timeout(DOWNLOAD_IDLE, body.next()).await {
-                Err(_) => return Err(format!("download of {} stalled", artifact.url)),
+            let chunk = match tokio::time::timeout(timeouts.stall, body.next()).await {
+                Err(_) => {
+                    return Err(format!(
+                        "download of {} stalled: nothing arrived for {:?}",
+                        without_query(&artifact.url),
+                        timeouts.stall
+                    ));
+                }
                 Ok(None) => break,
-                Ok(Some(Err(e))) => return Err(format!("download of {} broke: {e}", artifact.url)),
+                Ok(Some(Err(e))) => {
+                    return Err(format!(
+                        "download of {} broke: {}",
+                        without_query(&artifact.url),
+                        e.without_url()
+                    ));
+                }
                 Ok(Some(Ok(c))) => c,
             };
             size += chunk.len() as u64;
@@ -984,7 +1196,10 @@ impl Engine {
             self.cfg.max_artifact_bytes,
         );
         let span = tracing::Span::current();
-        let manifest = tokio::task::spawn_blocking(move || {
+        let extract::Unpacked {
+            manifest,
+            tree_sha256,
+        } = tokio::task::spawn_blocking(move || {
             span.in_scope(|| extract::unpack_checked(&archive, &dest, max))
         })
         .await
@@ -997,6 +1212,15 @@ impl Engine {
             ));
         }
         fault::point("extracted").await;
+        // Recorded before the release is in place, so a complete release
+        // always has its digest (a digest without a release is harmless).
+        let digest = deploy::layout::ReleaseDigest {
+            artifact_sha256: req.artifact.sha256.clone(),
+            tree_sha256,
+        };
+        layout
+            .write_digest(&req.app, &req.version, &digest)
+            .map_err(|e| format!("cannot record the release's digest: {e}"))?;
         // A leftover of an interrupted earlier attempt is incomplete by
         // construction (complete ones were reused above): replace it.
         if release_dir.exists() {
@@ -1031,6 +1255,14 @@ impl Engine {
         }
         .filter(|v| read_release_manifest(&layout.release_dir(app, v)).is_ok());
 
+        // A user the release cannot run as fails the host in `starting`,
+        // before anything running changes.
+        if let Err(e) = self.run_as(&manifest) {
+            let message = format!("cannot start {}: {e}", req.version);
+            return self
+                .fail_early(req, rep, HostPhase::Starting, message)
+                .await;
+        }
         rep.phase(
             HostPhase::Switching,
             format!("current -> releases/{}", req.version),
@@ -1039,8 +1271,14 @@ impl Engine {
         if let Some(runtime) = &manifest.runtime {
             let port = self.port_for(&manifest).unwrap_or(None);
             let log_file = layout.log_file(app);
-            let launch = self.launch(app, &req.version, &manifest, &release_dir, &log_file, port);
-            if let Err(e) = crate::runtime::check(runtime, launch.env()).await {
+            let checked =
+                match self.launch(app, &req.version, &manifest, &release_dir, &log_file, port) {
+                    Ok(launch) => {
+                        crate::runtime::check(runtime, launch.env(), launch.user.as_ref()).await
+                    }
+                    Err(e) => Err(e),
+                };
+            if let Err(e) = checked {
                 let message = format!("not switching: {e}");
                 return self
                     .fail_early(req, rep, HostPhase::Switching, message)
@@ -1093,15 +1331,18 @@ impl Engine {
         )
         .await;
         let log_file = layout.log_file(app);
-        let launch = self.launch(
+        let checked = match self.launch(
             app,
             &req.version,
             &manifest,
             &release_dir,
             &log_file,
             proc.port,
-        );
-        if let Err(e) = health::check(&manifest.health, &proc, &launch, &self.http).await {
+        ) {
+            Ok(launch) => health::check(&manifest.health, &proc, &launch, &self.http).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
             return self
                 .roll_back(
                     req,
@@ -1155,6 +1396,7 @@ impl Engine {
         let drop_count = others.len() - room;
         for (_, v) in others.into_iter().take(drop_count) {
             let dir = layout.release_dir(app, &v);
+            layout.remove_digest(app, &v);
             match std::fs::remove_dir_all(&dir) {
                 Ok(()) => tracing::info!(version = %v, "removed old release"),
                 Err(e) => tracing::warn!(version = %v, error = %e, "cannot remove old release"),
@@ -1271,13 +1513,53 @@ impl Engine {
         let layout = &self.cfg.layout;
         let release_dir = layout.release_dir(app, version);
         let manifest = read_release_manifest(&release_dir)?;
+        // No artifact to download it again from here: an untrusted
+        // release is not run at all.
+        self.verify(app, version, None)
+            .await
+            .map_err(|why| format!("release {version} on disk cannot be trusted: {why}"))?;
         symlink::switch_current(layout, app, version).map_err(|e| e.to_string())?;
         let proc = self.start(app, version, &manifest)?;
         let log_file = layout.log_file(app);
-        let launch = self.launch(app, version, &manifest, &release_dir, &log_file, proc.port);
-        let health = health::check(&manifest.health, &proc, &launch, &self.http).await;
+        let health = match self.launch(app, version, &manifest, &release_dir, &log_file, proc.port)
+        {
+            Ok(launch) => health::check(&manifest.health, &proc, &launch, &self.http).await,
+            Err(e) => Err(e),
+        };
         Ok((proc, health))
     }
+}
+
+/// [`Engine::verify`]'s blocking part.
+fn verify_release(
+    layout: &HostLayout,
+    app: &AppName,
+    version: &Version,
+    artifact: Option<&deploy::Sha256>,
+) -> Result<(), Unverified> {
+    let recorded = match layout.read_digest(app, version) {
+        Ok(Some(d)) => d,
+        Ok(None) => return Err(Unverified::NoRecord),
+        Err(e) => return Err(Unverified::Mismatch(e.to_string())),
+    };
+    if let Some(want) = artifact
+        && *want != recorded.artifact_sha256
+    {
+        return Err(Unverified::Mismatch(format!(
+            "it was installed from the artifact with sha256 {}, not {want}",
+            recorded.artifact_sha256
+        )));
+    }
+    let started = std::time::Instant::now();
+    let now = extract::tree_digest(&layout.release_dir(app, version))
+        .map_err(|e| Unverified::Mismatch(format!("cannot read it: {e}")))?;
+    tracing::debug!(%app, %version, elapsed = ?started.elapsed(), "checked the release on disk");
+    if now != recorded.tree_sha256 {
+        return Err(Unverified::Mismatch(
+            "its files changed since it was installed".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 fn record(req: &InstallRequest, outcome: &str) -> InstallRecord {

@@ -23,6 +23,7 @@ mod process;
 mod runtime;
 pub mod shim;
 mod symlink;
+mod user;
 
 pub use agent::run;
 pub use secrecy::SecretString as AgentToken;
@@ -73,6 +74,15 @@ pub struct Config {
     /// How often the desired state is fetched even when the bus is quiet
     /// (bus messages are only a faster trigger).
     pub reconcile_interval: Duration,
+    /// Who apps run as unless their release says (`[run] user`): a user
+    /// name or `uid[:gid]`. `None`: as the grabber's own user (root, when
+    /// the grabber is; it warns at start).
+    pub app_user: Option<deploy::RunUser>,
+    /// Time allowed for an artifact server to answer (connect, request,
+    /// response headers); the app's install lock is held meanwhile.
+    pub download_response_timeout: Duration,
+    /// A download that delivers nothing for this long is abandoned.
+    pub download_stall_timeout: Duration,
 }
 
 /// Restarts of an app that exits on its own, with exponential backoff.
@@ -122,6 +132,9 @@ impl Default for Config {
             keep_releases: 3,
             reconcile_interval: Duration::from_secs(300),
             trusted_keys: Vec::new(),
+            app_user: None,
+            download_response_timeout: Duration::from_secs(30),
+            download_stall_timeout: Duration::from_secs(60),
         }
     }
 }

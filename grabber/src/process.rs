@@ -1,7 +1,11 @@
 //! Supervised app processes: started through the shim (`crate::shim`,
-//! which runs `sh -c` and keeps the log under its cap) from the release
-//! directory in their own process group, watched until they exit, and
-//! stopped with SIGTERM to the group, then SIGKILL.
+//! which runs `sh -c` as the app's user and keeps the log under its cap)
+//! from the release directory in their own process group, watched until
+//! they exit, and stopped with SIGTERM to the group, then SIGKILL.
+//!
+//! A pid is only signalled while it is still the process that was started
+//! or adopted (its start time in `/proc/<pid>/stat` is unchanged), so a pid
+//! the kernel gave to another process meanwhile is left alone.
 
 use std::ffi::OsString;
 use std::fs::OpenOptions;
@@ -14,6 +18,8 @@ use deploy::{AppName, HostName, RunSpec, Version};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::watch;
+
+use crate::user::AppUser;
 
 /// How often an adopted process (not our child) is polled for exit.
 const ADOPTED_POLL: Duration = Duration::from_millis(500);
@@ -34,17 +40,34 @@ pub(crate) struct Launch<'a> {
     /// The binary re-executed as the shim (`crate::shim::SHIM_ARG`).
     pub shim: &'a Path,
     pub log_limits: crate::shim::LogLimits,
+    /// The user to run as, when not the grabber's own.
+    pub user: Option<AppUser>,
 }
 
 impl Launch<'_> {
-    /// The environment an app (and its health command) sees: a few
-    /// inherited variables, `run.env`, `run.paths` under the release
-    /// directory, `PORT` and `SLIPWAY_*`.
+    /// The environment an app (and its health command) sees: `PATH` and
+    /// `LANG` from the grabber, `HOME` (and `USER`, `LOGNAME`) of the app's
+    /// user, `run.env`, `run.paths` under the release directory, `PORT` and
+    /// `SLIPWAY_*`. Nothing else of the grabber's environment.
     pub(crate) fn env(&self) -> Vec<(OsString, OsString)> {
-        let mut env: Vec<(OsString, OsString)> = ["PATH", "HOME", "LANG"]
+        let inherited: &[&str] = if self.user.is_some() {
+            &["PATH", "LANG"]
+        } else {
+            &["PATH", "HOME", "LANG"]
+        };
+        let mut env: Vec<(OsString, OsString)> = inherited
             .iter()
             .filter_map(|k| std::env::var_os(k).map(|v| (OsString::from(k), v)))
             .collect();
+        if let Some(user) = &self.user {
+            if let Some(home) = &user.home {
+                env.push(("HOME".into(), home.into()));
+            }
+            if let Some(name) = &user.name {
+                env.push(("USER".into(), name.into()));
+                env.push(("LOGNAME".into(), name.into()));
+            }
+        }
         env.extend(self.run.env.iter().map(|(k, v)| (k.into(), v.into())));
         // The release's own directories (its installed dependencies) come
         // first, joined to where this host unpacked it.
@@ -81,6 +104,9 @@ pub(crate) struct AppProcess {
     pub stop_timeout: Duration,
     /// When it was started (or adopted).
     pub since: std::time::Instant,
+    /// Its start time in clock ticks after boot (`/proc/<pid>/stat`), to
+    /// tell it from a later process given the same pid.
+    start_ticks: Option<u64>,
     /// Becomes true once the process has exited.
     exited: watch::Receiver<bool>,
 }
@@ -114,6 +140,7 @@ impl AppProcess {
         cmd.args(crate::shim::args(
             launch.log_file,
             launch.log_limits,
+            launch.user.as_ref().map(|u| (u.uid, u.gid)),
             &launch.run.command,
         ))
         .current_dir(launch.release_dir)
@@ -127,6 +154,8 @@ impl AppProcess {
         let pid = child
             .id()
             .ok_or_else(|| io::Error::other("the process exited before its pid was known"))?;
+        // Our child, not reaped yet: the pid is surely its.
+        let start_ticks = start_ticks(pid);
         let (tx, exited) = watch::channel(false);
         let app = launch.app.clone();
         tokio::spawn(async move {
@@ -143,26 +172,30 @@ impl AppProcess {
             port: launch.port,
             stop_timeout: Duration::from_millis(launch.run.stop_timeout_ms),
             since: std::time::Instant::now(),
+            start_ticks,
             exited,
         })
     }
 
     /// Takes over a process a previous grabber started. It is not our
-    /// child, so its exit is noticed by polling `/proc`.
+    /// child, so its exit is noticed by polling `/proc`: gone, a zombie, or
+    /// another process under the same pid.
     pub(crate) fn adopt(
         pid: u32,
         version: Version,
         port: Option<u16>,
         stop_timeout: Duration,
     ) -> AppProcess {
-        let (tx, exited) = watch::channel(!pid_alive(pid));
+        let start_ticks = start_ticks(pid);
+        let alive = move || pid_alive(pid) && self::start_ticks(pid) == start_ticks;
+        let (tx, exited) = watch::channel(!alive());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = tx.closed() => return,
                     _ = tokio::time::sleep(ADOPTED_POLL) => {}
                 }
-                if !pid_alive(pid) {
+                if !alive() {
                     let _ = tx.send(true);
                     return;
                 }
@@ -174,6 +207,7 @@ impl AppProcess {
             port,
             stop_timeout,
             since: std::time::Instant::now(),
+            start_ticks,
             exited,
         }
     }
@@ -191,9 +225,15 @@ impl AppProcess {
     }
 
     /// SIGTERM to the process group, SIGKILL after `stop_timeout`, then a
-    /// last SIGKILL to the group for any child left behind.
+    /// last SIGKILL to the group for any child left behind, unless the pid
+    /// now belongs to another process. (While any member of the group
+    /// lives, the kernel does not hand its id out again; once the leader is
+    /// gone, a leftover child is only reachable through the group.)
     pub(crate) async fn stop(&self) {
         let Some(group) = self.group() else { return };
+        if self.reused() {
+            return;
+        }
         if self.is_alive() {
             tracing::info!(pid = self.pid, version = %self.version, "stopping app");
             let _ = killpg(group, Signal::SIGTERM);
@@ -206,7 +246,19 @@ impl AppProcess {
                 let _ = tokio::time::timeout(KILL_WAIT, self.exited()).await;
             }
         }
+        if self.reused() {
+            return;
+        }
         let _ = killpg(group, Signal::SIGKILL);
+    }
+
+    /// Whether the pid is another process's now (its start time differs
+    /// from the one recorded).
+    fn reused(&self) -> bool {
+        match (self.start_ticks, start_ticks(self.pid)) {
+            (Some(ours), Some(now)) => ours != now,
+            _ => false,
+        }
     }
 
     fn group(&self) -> Option<Pid> {
@@ -249,6 +301,26 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
             .unwrap_or(false),
         Err(_) => false,
     }
+}
+
+/// When `pid` started, in clock ticks after boot (`/proc/<pid>/stat`,
+/// field 22): with the pid, it names one process for good.
+pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the parenthesised command: state is field 3, starttime 22.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether `pid` is a shim (`<grabber> __slipway-shim …`): the process a
+/// grabber starts to lead each app's process group.
+pub(crate) fn is_shim(pid: u32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        cmdline
+            .split(|b| *b == 0)
+            .nth(1)
+            .is_some_and(|arg| arg == crate::shim::SHIM_ARG.as_bytes())
+    })
 }
 
 /// The line the grabber writes to an app's log before each start.
@@ -359,6 +431,7 @@ mod tests {
                 ("PATH".to_string(), vec![".slipway/python/bin".to_string()]),
             ]
             .into(),
+            user: None,
         };
         let launch = Launch {
             app: &app,
@@ -370,6 +443,7 @@ mod tests {
             port: None,
             shim: Path::new("/unused"),
             log_limits: Default::default(),
+            user: None,
         };
         let env: std::collections::HashMap<_, _> = launch.env().into_iter().collect();
         assert_eq!(
@@ -397,6 +471,7 @@ mod tests {
             env: Default::default(),
             stop_timeout_ms: 300,
             paths: Default::default(),
+            user: None,
         };
         let p = AppProcess::start(&Launch {
             app: &app,
@@ -408,8 +483,10 @@ mod tests {
             port: Some(1234),
             shim: &crate::test_shim(),
             log_limits: Default::default(),
+            user: None,
         })
         .unwrap();
+        assert!(start_ticks(p.pid).is_some());
         assert!(p.is_alive());
         assert!(pid_alive(p.pid));
         // Wait until the shell has run its first lines (and set its trap).
@@ -424,6 +501,8 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // It has exec'd by now (the app wrote): a shim, by its command line.
+        assert!(is_shim(p.pid));
         assert!(
             processes_under(dir.path().parent().unwrap())
                 .iter()

@@ -12,11 +12,19 @@ use deploy::Runtime;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the runtime's probe with the app's environment (so `PATH` is the
-/// one the app will see) and compares versions. The error says what the
-/// release needs and what the host has.
-pub(crate) async fn check(runtime: &Runtime, env: Vec<(OsString, OsString)>) -> Result<(), String> {
+/// one the app will see), as the app's user (that `PATH` starts in the
+/// release), and compares versions. The error says what the release needs
+/// and what the host has.
+pub(crate) async fn check(
+    runtime: &Runtime,
+    env: Vec<(OsString, OsString)>,
+    user: Option<&crate::user::AppUser>,
+) -> Result<(), String> {
     let (program, args) = Runtime::probe(runtime.kind);
     let mut cmd = tokio::process::Command::new(program);
+    if let Some(user) = user {
+        cmd.gid(user.gid).uid(user.uid);
+    }
     cmd.args(args)
         .env_clear()
         .envs(env)
@@ -80,13 +88,13 @@ mod tests {
             kind: RuntimeKind::Python,
             version: version.clone(),
         };
-        check(&same, path_env()).await.unwrap();
+        check(&same, path_env(), None).await.unwrap();
 
         let other = Runtime {
             kind: RuntimeKind::Python,
             version: "2.7".into(),
         };
-        let e = check(&other, path_env()).await.unwrap_err();
+        let e = check(&other, path_env(), None).await.unwrap_err();
         assert!(
             e.contains("needs python 2.7") && e.contains(&format!("is {version}")),
             "{e}"
@@ -100,7 +108,7 @@ mod tests {
             version: "20".into(),
         };
         let env = vec![(OsString::from("PATH"), OsString::from("/nonexistent"))];
-        let e = check(&node, env).await.unwrap_err();
+        let e = check(&node, env, None).await.unwrap_err();
         assert!(
             e.contains("needs node 20") && e.contains("`node` cannot run"),
             "{e}"

@@ -10,6 +10,14 @@
 //! The shim ignores SIGTERM (the grabber signals the whole group, so the app
 //! gets it), drains the pipe after the app exits and exits with the app's
 //! status (128 + signal when it was killed).
+//!
+//! The shim keeps the grabber's user (it opens and rotates the log, which
+//! the app must not be able to redirect); the app's `sh` is started as the
+//! app's user when one is given: std's `CommandExt::gid`/`uid` make the
+//! child call setgid, then setgroups with an empty list (as root, when no
+//! groups were given), then setuid, between fork and exec. The app never
+//! shares a uid with the shim or the grabber, so it cannot read their
+//! `/proc/<pid>/environ` or signal them.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -44,15 +52,33 @@ impl Default for LogLimits {
     }
 }
 
-/// The arguments the grabber starts the shim with (after [`SHIM_ARG`]).
-pub(crate) fn args(log: &Path, limits: LogLimits, command: &str) -> Vec<OsString> {
+/// The arguments the grabber starts the shim with (after [`SHIM_ARG`]):
+/// the log, its limits, `UID:GID` to run the app as (`-`: the shim's own),
+/// the command.
+pub(crate) fn args(
+    log: &Path,
+    limits: LogLimits,
+    user: Option<(u32, u32)>,
+    command: &str,
+) -> Vec<OsString> {
+    let user = user.map_or_else(|| "-".to_string(), |(u, g)| format!("{u}:{g}"));
     vec![
         SHIM_ARG.into(),
         log.into(),
         limits.max_bytes.to_string().into(),
         limits.keep.to_string().into(),
+        user.into(),
         command.into(),
     ]
+}
+
+/// What the shim was asked to do.
+#[derive(Debug, PartialEq, Eq)]
+struct ShimArgs {
+    log: PathBuf,
+    limits: LogLimits,
+    user: Option<(u32, u32)>,
+    command: OsString,
 }
 
 /// Runs the shim when the process was started as one; every binary that
@@ -64,7 +90,7 @@ pub fn dispatch() -> Option<ExitCode> {
     }
     let rest: Vec<OsString> = args.collect();
     Some(match parse(&rest) {
-        Ok((log, limits, command)) => run(&log, limits, &command),
+        Ok(args) => run(&args),
         Err(e) => {
             eprintln!("slipway shim: {e}");
             ExitCode::from(125)
@@ -72,10 +98,10 @@ pub fn dispatch() -> Option<ExitCode> {
     })
 }
 
-fn parse(args: &[OsString]) -> Result<(PathBuf, LogLimits, OsString), String> {
-    let [log, max, keep, command] = args else {
+fn parse(args: &[OsString]) -> Result<ShimArgs, String> {
+    let [log, max, keep, user, command] = args else {
         return Err(format!(
-            "expected LOG MAX_BYTES KEEP COMMAND, got {} arguments",
+            "expected LOG MAX_BYTES KEEP USER COMMAND, got {} arguments",
             args.len()
         ));
     };
@@ -88,11 +114,28 @@ fn parse(args: &[OsString]) -> Result<(PathBuf, LogLimits, OsString), String> {
         max_bytes: number(max, "MAX_BYTES")?.max(1),
         keep: u32::try_from(number(keep, "KEEP")?).map_err(|_| "KEEP is too large".to_string())?,
     };
-    Ok((PathBuf::from(log), limits, command.clone()))
+    let user = match user.to_str() {
+        Some("-") => None,
+        Some(s) => {
+            let (u, g) = s
+                .split_once(':')
+                .and_then(|(u, g)| Some((u.parse::<u32>().ok()?, g.parse::<u32>().ok()?)))
+                .ok_or_else(|| format!("USER is not `-` or UID:GID: {s:?}"))?;
+            Some((u, g))
+        }
+        None => return Err(format!("USER is not `-` or UID:GID: {user:?}")),
+    };
+    Ok(ShimArgs {
+        log: PathBuf::from(log),
+        limits,
+        user,
+        command: command.clone(),
+    })
 }
 
-fn run(log: &Path, limits: LogLimits, command: &OsString) -> ExitCode {
-    let mut writer = match RotatingLog::open(log, limits) {
+fn run(args: &ShimArgs) -> ExitCode {
+    let log = &args.log;
+    let mut writer = match RotatingLog::open(log, args.limits) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("slipway shim: cannot open {}: {e}", log.display());
@@ -113,17 +156,28 @@ fn run(log: &Path, limits: LogLimits, command: &OsString) -> ExitCode {
             return ExitCode::from(125);
         }
     };
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(command)
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(&args.command)
         .stdin(Stdio::null())
         .stdout(write)
-        .stderr(stderr)
-        .spawn();
-    let mut child = match child {
+        .stderr(stderr);
+    if let Some((uid, gid)) = args.user {
+        use std::os::unix::process::CommandExt;
+        sh.gid(gid).uid(uid);
+    }
+    let spawned = sh.spawn();
+    // The command holds this process's copies of the pipe's write end: the
+    // pump below sees the end of the output only once they are closed.
+    drop(sh);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
-            let _ = writeln!(writer, "slipway: cannot start sh: {e}");
+            let who = args
+                .user
+                .map(|(u, g)| format!(" as uid {u}, gid {g}"))
+                .unwrap_or_default();
+            let _ = writeln!(writer, "slipway: cannot start sh{who}: {e}");
             return ExitCode::from(127);
         }
     };
@@ -319,9 +373,39 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_named() {
-        let e = parse(&["a".into(), "ten".into(), "1".into(), "x".into()]).unwrap_err();
+        let e = parse(&["a".into(), "ten".into(), "1".into(), "-".into(), "x".into()]).unwrap_err();
         assert!(e.contains("MAX_BYTES is not a number"), "{e}");
+        let e = parse(&[
+            "a".into(),
+            "10".into(),
+            "1".into(),
+            "root".into(),
+            "x".into(),
+        ])
+        .unwrap_err();
+        assert!(e.contains("USER is not `-` or UID:GID"), "{e}");
         let e = parse(&["a".into()]).unwrap_err();
         assert!(e.contains("got 1 arguments"), "{e}");
+    }
+
+    #[test]
+    fn the_arguments_the_grabber_gives_are_the_ones_the_shim_reads() {
+        let limits = LogLimits {
+            max_bytes: 5,
+            keep: 1,
+        };
+        for user in [None, Some((65534, 65533))] {
+            let args = args(Path::new("/l/a.log"), limits, user, "exec x");
+            assert_eq!(args[0], SHIM_ARG);
+            assert_eq!(
+                parse(&args[1..]).unwrap(),
+                ShimArgs {
+                    log: "/l/a.log".into(),
+                    limits,
+                    user,
+                    command: "exec x".into(),
+                }
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::num::NonZeroU16;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use deploy::{AppName, BuildType, HealthCheck, HealthSpec, RunSpec};
+use deploy::{AppName, BuildType, HealthCheck, HealthSpec, RunSpec, RunUser};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
@@ -204,6 +204,8 @@ struct RawRun {
     #[serde(default)]
     env: BTreeMap<String, String>,
     stop_timeout: Option<HumanDuration>,
+    /// Resolved on each host, which refuses a user it cannot switch to.
+    user: Option<RunUser>,
 }
 
 #[derive(Deserialize, Default)]
@@ -319,6 +321,7 @@ impl RawFile {
             env: self.run.env,
             stop_timeout_ms: millis(self.run.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT, |d| d.0)),
             paths: Default::default(),
+            user: self.run.user,
         };
 
         let h = self.health;
@@ -682,6 +685,24 @@ interval = "1s"
         );
         let e = err("[run]\ncommand = \"x\"\nport = 70000\n");
         assert_eq!((e.key(), e.line()), (Some("run.port"), Some(3)), "{e}");
+    }
+
+    #[test]
+    fn the_run_user_is_carried_and_a_bad_one_named() {
+        let c = SlipwayToml::parse("[run]\ncommand = \"x\"\nuser = \"www-data\"\n").unwrap();
+        assert_eq!(c.run.user.as_ref().map(RunUser::as_str), Some("www-data"));
+        let c = SlipwayToml::parse("[run]\ncommand = \"x\"\nuser = \"1000:1000\"\n").unwrap();
+        assert_eq!(c.run.user.as_ref().map(RunUser::as_str), Some("1000:1000"));
+        assert_eq!(
+            SlipwayToml::parse("[run]\ncommand = \"x\"\n")
+                .unwrap()
+                .run
+                .user,
+            None
+        );
+        let e = err("[run]\ncommand = \"x\"\nuser = \"root; rm -rf /\"\n");
+        assert_eq!((e.key(), e.line()), (Some("run.user"), Some(3)), "{e}");
+        assert!(e.to_string().contains("invalid user"), "{e}");
     }
 
     #[test]

@@ -51,6 +51,11 @@ impl Proc {
         })
     }
 
+    /// Its pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
     /// Asks the process to stop (SIGTERM) and waits for it; returns whether
     /// it exited cleanly.
     pub async fn stop(&mut self) -> anyhow::Result<bool> {
@@ -70,11 +75,6 @@ impl Proc {
                 anyhow::bail!("{} did not stop within 30s of SIGTERM", self.name)
             }
         }
-    }
-
-    /// The process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().and_then(Child::id)
     }
 
     /// Kills the process outright (SIGKILL), as a crash would.

@@ -247,12 +247,8 @@ async fn a_crash_looping_app_is_restarted_and_reported_failing() -> anyhow::Resu
     })
     .await?;
     // Its output of each run is in its log, under the shim's care.
-    let log = std::fs::read_to_string(
-        p.host("local-1")
-            .root
-            .join("apps/crashy/shared/log/crashy.log"),
-    )
-    .unwrap_or_default();
+    let log = std::fs::read_to_string(p.host("local-1").root.join("apps/crashy/log/crashy.log"))
+        .unwrap_or_default();
     assert!(log.matches("up\n").count() >= 3, "{log}");
     p.shutdown().await
 }

@@ -145,6 +145,11 @@ impl Host {
                 restart: TEST_RESTART,
                 keep_releases: 3,
                 trusted_keys: vec![packer_key().public_key()],
+                app_user: None,
+                download: DownloadTimeouts {
+                    response: Duration::from_secs(30),
+                    stall: Duration::from_secs(60),
+                },
             },
             deploy::tls::Trust::system().http_client().unwrap(),
         );
@@ -1063,4 +1068,402 @@ async fn an_artifact_with_a_wrong_signature_or_none_is_refused_before_extraction
         .await;
     assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(20)));
     host.engine.stop_all().await;
+}
+
+/// Changes a file of an installed release, as something other than the
+/// grabber would.
+fn tamper(host: &Host, m: &Manifest) {
+    let dir = host.layout().release_dir(&m.app, &m.version);
+    std::fs::write(dir.join("hello.txt"), b"tampered").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_release_on_disk_is_downloaded_again_never_reused() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let b = release("2-bbbbbbb", "exec sleep 1000", HealthCheck::Running, None);
+    let ra = server.publish(&a, FILES);
+    let rb = server.publish(&b, FILES);
+    for (id, m, r) in [(1, &a, ra.clone()), (2, &b, rb.clone())] {
+        assert_eq!(
+            host.engine.install(&request(id, m, r), &rec, &token).await,
+            Outcome::Done
+        );
+    }
+    let digest = host
+        .layout()
+        .read_digest(&app, &a.version)
+        .unwrap()
+        .unwrap();
+    assert_eq!(digest.artifact_sha256, ra.sha256);
+
+    // Going back to A after its files changed downloads it again.
+    tamper(&host, &a);
+    let out = host
+        .engine
+        .install(&request(3, &a, ra.clone()), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(3)));
+    let events = rec.of(DeployId(3));
+    let downloading = events
+        .iter()
+        .find(|e| e.phase == HostPhase::Downloading)
+        .expect("downloaded again");
+    let said = downloading.message.as_deref().unwrap_or_default();
+    assert!(
+        said.contains("release 1-aaaaaaa on disk cannot be reused")
+            && said.contains("its files changed since it was installed"),
+        "{said}"
+    );
+    let release_a = host.layout().release_dir(&app, &a.version);
+    assert_eq!(
+        std::fs::read(release_a.join("hello.txt")).unwrap(),
+        b"hello"
+    );
+
+    // With the artifact gone, a changed release is not run either: the
+    // install fails in downloading and what runs keeps running.
+    let running = host.state(&app).pid.unwrap();
+    tamper(&host, &b);
+    server.files.lock().unwrap().clear();
+    let out = host
+        .engine
+        .install(&request(4, &b, rb.clone()), &rec, &token)
+        .await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Downloading,
+            rolled_back: false
+        }
+    );
+    assert!(
+        !host.layout().release_dir(&app, &b.version).exists(),
+        "the changed release is gone, so nothing can run it later"
+    );
+    assert_eq!(host.state(&app).pid, Some(running));
+    assert!(pid_alive(running));
+    host.engine.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_release_is_not_rolled_back_to_restarted_or_recovered() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let ra = server.publish(&a, FILES);
+    assert_eq!(
+        host.engine.install(&request(1, &a, ra), &rec, &token).await,
+        Outcome::Done
+    );
+
+    // B fails its check; the rollback to a changed A refuses to run it.
+    tamper(&host, &a);
+    let b = release("2-bbbbbbb", "exit 3", HealthCheck::Running, None);
+    let rb = server.publish(&b, FILES);
+    let out = host.engine.install(&request(2, &b, rb), &rec, &token).await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Checking,
+            rolled_back: false
+        }
+    );
+    let said = rec.last(DeployId(2)).message.unwrap_or_default();
+    assert!(
+        said.contains("rollback to 1-aaaaaaa failed")
+            && said.contains("cannot be trusted: its files changed"),
+        "{said}"
+    );
+    assert_eq!(host.state(&app).pid, None);
+
+    // A restarted grabber does not start a changed `current` either.
+    let c = release("3-ccccccc", "exec sleep 1000", HealthCheck::Running, None);
+    let rc = server.publish(&c, FILES);
+    assert_eq!(
+        host.engine.install(&request(3, &c, rc), &rec, &token).await,
+        Outcome::Done
+    );
+    host.engine.stop_all().await;
+    tamper(&host, &c);
+    let again = Engine::new(host.engine.cfg.clone(), reqwest::Client::new());
+    again.recover().await;
+    assert_eq!(again.installed()[0].pid, None);
+    let state = host.state(&app);
+    assert_eq!((state.pid, state.healthy), (None, None));
+
+    // Nor does the supervisor restart a crashed app whose release changed.
+    let d = release("4-ddddddd", "sleep 0.5; exit 1", HealthCheck::Running, None);
+    let mut d = d;
+    d.health.grace_ms = 100;
+    let rd = server.publish(&d, FILES);
+    assert_eq!(
+        again.install(&request(4, &d, rd), &rec, &token).await,
+        Outcome::Done
+    );
+    tamper(&host, &d);
+    let first = host.state(&app).pid.unwrap();
+    until(20, "the crash is noticed and the restart refused", || {
+        let s = host.state(&app);
+        !pid_alive(first) && s.pid.is_none() && s.healthy.is_none()
+    })
+    .await;
+    assert_eq!(again.installed()[0].pid, None);
+}
+
+/// A server that accepts connections and never answers.
+async fn silent_server() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    (base, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_fails_the_download_and_frees_the_app() {
+    let server = ArtifactServer::start().await;
+    let (silent, _task) = silent_server().await;
+    let mut host = Host::new();
+    let mut cfg = host.engine.cfg.clone();
+    cfg.download.response = Duration::from_millis(500);
+    host.engine = Engine::new(cfg, reqwest::Client::new());
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let good = server.publish(&a, FILES);
+    let stalled = ArtifactRef {
+        url: format!("{silent}/hello-1-aaaaaaa.tar.gz"),
+        ..good.clone()
+    };
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        host.engine.install(&request(1, &a, stalled), &rec, &token),
+    )
+    .await
+    .expect("the install gives up on its own");
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Downloading,
+            rolled_back: false
+        }
+    );
+    let said = rec.last(DeployId(1)).message.unwrap_or_default();
+    assert!(said.contains("no answer within 500ms"), "{said}");
+    // The app's install lock was released: the next deploy goes through.
+    let out = host
+        .engine
+        .install(&request(2, &a, good), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(2)));
+    host.engine.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_that_stalls_midway_fails_after_the_stall_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let _task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut req = [0u8; 1024];
+            let _ = sock.read(&mut req).await;
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nsome")
+                .await;
+            held.push(sock);
+        }
+    });
+    let mut host = Host::new();
+    let mut cfg = host.engine.cfg.clone();
+    cfg.download.stall = Duration::from_millis(500);
+    host.engine = Engine::new(cfg, reqwest::Client::new());
+    let rec = Recorder::default();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let r = ArtifactRef {
+        url: format!("{base}/a.tar.gz"),
+        sha256: Digest256::parse("0".repeat(64)).unwrap(),
+        size: 1000,
+        signature: String::new(),
+    };
+    let out = host
+        .engine
+        .install(&request(1, &a, r), &rec, &CancellationToken::new())
+        .await;
+    assert!(
+        matches!(
+            out,
+            Outcome::Failed {
+                phase: HostPhase::Downloading,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    let said = rec.last(DeployId(1)).message.unwrap_or_default();
+    assert!(
+        said.contains("stalled: nothing arrived for 500ms"),
+        "{said}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_run_as_the_app_user_and_own_only_their_shared_directory() {
+    if !nix::unistd::geteuid().is_root() {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        assert!(!ci, "CI=true but the tests do not run as root");
+        eprintln!("\n!!! SKIPPING: switching users needs root\n");
+        return;
+    }
+    let nobody = crate::user::AppUser::resolve(&deploy::RunUser::parse("nobody").unwrap())
+        .expect("the nobody user exists");
+    let server = ArtifactServer::start().await;
+    let mut host = Host::new();
+    // The app user must be able to reach its release.
+    crate::user::set_mode(host._dir.path(), 0o755).unwrap();
+    let mut cfg = host.engine.cfg.clone();
+    cfg.app_user = Some(nobody.clone());
+    host.engine = Engine::new(cfg, reqwest::Client::new());
+    let rec = Recorder::default();
+    let app = hello();
+    let mut a = release(
+        "1-aaaaaaa",
+        "id -u > ../../shared/id; id -G >> ../../shared/id; \
+         (echo x > hello.txt) 2>/dev/null && echo wrote-release >> ../../shared/id; \
+         exec sleep 1000",
+        HealthCheck::Command {
+            command: "test \"$(id -u)\" = 65534".into(),
+        },
+        None,
+    );
+    a.health.grace_ms = 0;
+    let ra = server.publish(&a, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &a, ra), &rec, &CancellationToken::new())
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(1)));
+    let shared = host.layout().shared_dir(&app);
+    until(10, "the app wrote what it is", || {
+        shared.join("id").exists()
+    })
+    .await;
+    until(10, "the app wrote its groups", || {
+        std::fs::read_to_string(shared.join("id")).is_ok_and(|s| s.lines().count() >= 2)
+    })
+    .await;
+    let id = std::fs::read_to_string(shared.join("id")).unwrap();
+    assert_eq!(
+        id,
+        format!("{}\n{}\n", nobody.uid, nobody.gid),
+        "no extra groups, no write"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let owner = |p: &Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    };
+    assert_eq!(owner(&shared), (nobody.uid, nobody.gid, 0o700));
+    let release_dir = host.layout().release_dir(&app, &a.version);
+    assert_eq!(owner(&release_dir), (0, 0, 0o755));
+    assert_eq!(owner(&host.layout().log_dir(&app)), (0, 0, 0o700));
+    assert_eq!(owner(&host.layout().digests_dir(&app)), (0, 0, 0o700));
+    // The shim, which holds the log, stays root; the app is nobody.
+    let pid = host.state(&app).pid.unwrap();
+    assert!(crate::process::is_shim(pid));
+    assert_eq!(std::fs::metadata(format!("/proc/{pid}")).unwrap().uid(), 0);
+    host.engine.stop_all().await;
+
+    // A release may not ask for root on a host that runs apps as nobody:
+    // the host fails in starting, and nothing changed.
+    let mut b = release("2-bbbbbbb", "exec sleep 1000", HealthCheck::Running, None);
+    b.run.user = Some(deploy::RunUser::parse("root").unwrap());
+    let rb = server.publish(&b, FILES);
+    let out = host
+        .engine
+        .install(&request(2, &b, rb), &rec, &CancellationToken::new())
+        .await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Starting,
+            rolled_back: false
+        }
+    );
+    let said = rec.last(DeployId(2)).message.unwrap_or_default();
+    assert!(said.contains("asks to run as root"), "{said}");
+    assert_eq!(
+        host.layout().read_current(&app).unwrap(),
+        Some(a.version.clone())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_stops_only_what_a_shim_leads() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let app = hello();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let ra = server.publish(&a, FILES);
+    assert_eq!(
+        host.engine
+            .install(&request(1, &a, ra), &rec, &CancellationToken::new())
+            .await,
+        Outcome::Done
+    );
+    // An operator's process in the release directory, in a group of its
+    // own (as a shell's job would be).
+    let release_dir = host.layout().release_dir(&app, &a.version);
+    let mut operator = std::process::Command::new("sleep");
+    use std::os::unix::process::CommandExt;
+    let mut operator = operator
+        .arg("1000")
+        .current_dir(&release_dir)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let theirs = operator.id();
+    // A stray copy of the app under a shim that no state file names.
+    let stray = AppProcess::start(
+        &host
+            .engine
+            .launch(
+                &app,
+                &a.version,
+                &a,
+                &release_dir,
+                &host.layout().log_file(&app),
+                None,
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    let ours = host.state(&app).pid.unwrap();
+
+    let again = Engine::new(host.engine.cfg.clone(), reqwest::Client::new());
+    again.recover().await;
+    assert_eq!(
+        again.installed()[0].pid,
+        Some(ours),
+        "the recorded app is adopted"
+    );
+    assert!(!pid_alive(stray.pid), "the stray shim's group is stopped");
+    assert!(pid_alive(theirs), "the operator's process is left alone");
+    let _ = operator.kill();
+    let _ = operator.wait();
+    again.stop_all().await;
 }
