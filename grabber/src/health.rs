@@ -264,7 +264,7 @@ mod tests {
     async fn an_endless_body_is_read_up_to_the_cap_only() {
         let sent = Arc::new(AtomicUsize::new(0));
         let port = endless(sent.clone()).await;
-        let http = reqwest::Client::new();
+        let http = deploy::tls::Trust::system().http_client().unwrap();
         let e = probe_http(&http, Some(port), "/health", Some("ok"))
             .await
             .unwrap_err();

@@ -1193,7 +1193,10 @@ async fn a_changed_release_is_not_rolled_back_to_restarted_or_recovered() {
     );
     host.engine.stop_all().await;
     tamper(&host, &c);
-    let again = Engine::new(host.engine.cfg.clone(), reqwest::Client::new());
+    let again = Engine::new(
+        host.engine.cfg.clone(),
+        deploy::tls::Trust::system().http_client().unwrap(),
+    );
     again.recover().await;
     assert_eq!(again.installed()[0].pid, None);
     let state = host.state(&app);
@@ -1238,7 +1241,7 @@ async fn a_server_that_never_answers_fails_the_download_and_frees_the_app() {
     let mut host = Host::new();
     let mut cfg = host.engine.cfg.clone();
     cfg.download.response = Duration::from_millis(500);
-    host.engine = Engine::new(cfg, reqwest::Client::new());
+    host.engine = Engine::new(cfg, deploy::tls::Trust::system().http_client().unwrap());
     let rec = Recorder::default();
     let token = CancellationToken::new();
     let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
@@ -1290,7 +1293,7 @@ async fn a_download_that_stalls_midway_fails_after_the_stall_timeout() {
     let mut host = Host::new();
     let mut cfg = host.engine.cfg.clone();
     cfg.download.stall = Duration::from_millis(500);
-    host.engine = Engine::new(cfg, reqwest::Client::new());
+    host.engine = Engine::new(cfg, deploy::tls::Trust::system().http_client().unwrap());
     let rec = Recorder::default();
     let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
     let r = ArtifactRef {
@@ -1336,7 +1339,7 @@ async fn apps_run_as_the_app_user_and_own_only_their_shared_directory() {
     crate::user::set_mode(host._dir.path(), 0o755).unwrap();
     let mut cfg = host.engine.cfg.clone();
     cfg.app_user = Some(nobody.clone());
-    host.engine = Engine::new(cfg, reqwest::Client::new());
+    host.engine = Engine::new(cfg, deploy::tls::Trust::system().http_client().unwrap());
     let rec = Recorder::default();
     let app = hello();
     let mut a = release(
@@ -1454,7 +1457,10 @@ async fn recovery_stops_only_what_a_shim_leads() {
     .unwrap();
     let ours = host.state(&app).pid.unwrap();
 
-    let again = Engine::new(host.engine.cfg.clone(), reqwest::Client::new());
+    let again = Engine::new(
+        host.engine.cfg.clone(),
+        deploy::tls::Trust::system().http_client().unwrap(),
+    );
     again.recover().await;
     assert_eq!(
         again.installed()[0].pid,
