@@ -1937,8 +1937,9 @@ mod tests {
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
 
-    #[tokio::test]
-    async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
+    /// A fresh SQLite database (in a directory kept as long as the guard)
+    /// with app `hello` registered.
+    async fn db_with_app() -> (tempfile::TempDir, Db, AppName) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::connect(&format!(
             "sqlite://{}?mode=rwc",
@@ -1956,6 +1957,12 @@ mod tests {
         })
         .await
         .unwrap();
+        (dir, db, app)
+    }
+
+    #[tokio::test]
+    async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
+        let (_dir, db, app) = db_with_app().await;
         let commit = "a".repeat(40);
         let lease = Timestamp(Timestamp::now().0 + 60_000);
         let sha = Sha256::parse("b".repeat(64)).unwrap();
@@ -2031,23 +2038,7 @@ mod tests {
 
     #[tokio::test]
     async fn expired_leases_requeue_then_fail() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::connect(&format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("t.db").display()
-        ))
-        .await
-        .unwrap();
-        let app = AppName::parse("hello").unwrap();
-        db.insert_app(&App {
-            name: app.clone(),
-            git_url: "/nowhere".into(),
-            branch: "main".into(),
-            auto_deploy: None,
-            created_at: Timestamp::now(),
-        })
-        .await
-        .unwrap();
+        let (_dir, db, app) = db_with_app().await;
         let build = db
             .insert_build(&app, "main", &"c".repeat(40))
             .await
