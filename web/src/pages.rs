@@ -1,0 +1,121 @@
+//! The dashboard's pages: the index (recent deploys, hosts), a deploy, the
+//! drift table; each one or two API calls turned into a view model.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{Html, Response};
+use deploy::{Client, ClientError, DeployId};
+use tera::Context;
+
+use crate::error::PageError;
+use crate::views::{
+    ClusterRow, DeployRow, DeployView, DriftRow, DriftSummaryRow, HostRow, HostView,
+};
+use crate::{AppState, RECENT_DEPLOYS};
+
+/// `GET /`: recent deploys and the host registry.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let api = state.api_for(&headers);
+    state.respond(index_page(&state, &api).await)
+}
+
+pub(crate) async fn index_page(state: &AppState, api: &Client) -> Result<Html<String>, PageError> {
+    let (deploys, hosts, pins, clusters) = tokio::join!(
+        api.deploys(RECENT_DEPLOYS),
+        api.hosts(),
+        api.all_pins(),
+        api.clusters()
+    );
+    let deploys = deploys.map_err(|e| PageError::upstream("listing deploys", e))?;
+    let hosts = hosts.map_err(|e| PageError::upstream("listing hosts", e))?;
+    let pins = pins.map_err(|e| PageError::upstream("listing pins", e))?;
+    let clusters = clusters.map_err(|e| PageError::upstream("listing clusters", e))?;
+    tracing::debug!(
+        deploys = deploys.len(),
+        hosts = hosts.len(),
+        "rendering index"
+    );
+
+    let mut ctx = Context::new();
+    ctx.insert(
+        "deploys",
+        &deploys.iter().map(DeployRow::from).collect::<Vec<_>>(),
+    );
+    ctx.insert(
+        "hosts",
+        &hosts.iter().map(HostRow::from).collect::<Vec<_>>(),
+    );
+    ctx.insert("pins", &pins);
+    let now = deploy::Timestamp::now();
+    ctx.insert(
+        "clusters",
+        &clusters
+            .iter()
+            .map(|c| ClusterRow::new(c, now))
+            .filter(|c| c.protected || c.frozen_until.is_some())
+            .collect::<Vec<_>>(),
+    );
+    state.render("index.html", &ctx)
+}
+
+/// `GET /deploys/{id}`: one deploy, host by host, kept live by the browser.
+#[tracing::instrument(skip_all, fields(deploy_id = %raw_id))]
+pub(crate) async fn deploy(
+    State(state): State<Arc<AppState>>,
+    Path(raw_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let api = state.api_for(&headers);
+    state.respond(deploy_page(&state, &api, &raw_id).await)
+}
+
+pub(crate) async fn deploy_page(
+    state: &AppState,
+    api: &Client,
+    raw_id: &str,
+) -> Result<Html<String>, PageError> {
+    // A malformed id names no deploy: the same 404 as an unknown one.
+    let id: DeployId = raw_id
+        .parse()
+        .map_err(|_| PageError::NotFound(format!("there is no deploy {raw_id:?}")))?;
+    let deploy = api.deploy(id).await.map_err(|e| match e {
+        ClientError::Api { status: 404, .. } => {
+            PageError::NotFound(format!("there is no deploy #{id}"))
+        }
+        e => PageError::upstream("fetching the deploy", e),
+    })?;
+    tracing::debug!(status = %deploy.status, hosts = deploy.hosts.len(), "rendering deploy");
+
+    let mut ctx = Context::new();
+    ctx.insert("deploy", &DeployView::from(&deploy));
+    ctx.insert(
+        "hosts",
+        &deploy.hosts.iter().map(HostView::from).collect::<Vec<_>>(),
+    );
+    state.render("deploy.html", &ctx)
+}
+
+/// `GET /drift`: the drift table, summary first.
+#[tracing::instrument(skip_all)]
+pub(crate) async fn drift(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let api = state.api_for(&headers);
+    state.respond(drift_page(&state, &api).await)
+}
+
+pub(crate) async fn drift_page(state: &AppState, api: &Client) -> Result<Html<String>, PageError> {
+    let report = api
+        .drift(&deploy::DriftQuery::default())
+        .await
+        .map_err(|e| PageError::upstream("reading the drift table", e))?;
+    let mut ctx = Context::new();
+    let summary: Vec<DriftSummaryRow> = report.summary.iter().map(DriftSummaryRow::from).collect();
+    ctx.insert("summary", &summary);
+    ctx.insert(
+        "hosts",
+        &report.hosts.iter().map(DriftRow::from).collect::<Vec<_>>(),
+    );
+    state.render("drift.html", &ctx)
+}

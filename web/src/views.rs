@@ -1,0 +1,289 @@
+//! View models: what the templates print, made from the API's wire types.
+
+use deploy::{AppRunStatus, Deploy, DeployHost, Host, HostPhase};
+use serde::Serialize;
+
+/// A cluster with deploy controls, on the index page.
+#[derive(Debug, Serialize)]
+pub(crate) struct ClusterRow {
+    pub(crate) name: String,
+    pub(crate) protected: bool,
+    /// Set while a freeze is in force.
+    pub(crate) frozen_until: Option<String>,
+    pub(crate) freeze_reason: Option<String>,
+    pub(crate) frozen_by: Option<String>,
+}
+
+impl ClusterRow {
+    pub(crate) fn new(c: &deploy::ClusterSettings, now: deploy::Timestamp) -> Self {
+        let frozen = c.frozen_at(now);
+        ClusterRow {
+            name: c.name.to_string(),
+            protected: c.protected,
+            frozen_until: frozen.map(|t| t.to_string()),
+            freeze_reason: frozen.and(c.freeze_reason.clone()),
+            frozen_by: frozen.and(c.frozen_by.clone()),
+        }
+    }
+}
+
+/// One line of the recent deploys table.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeployRow {
+    pub(crate) id: i64,
+    pub(crate) app: String,
+    /// The version, or the git ref it is being built from.
+    pub(crate) version: String,
+    /// Whether `version` is a git ref still being built.
+    pub(crate) building: bool,
+    pub(crate) cluster: String,
+    pub(crate) selector: String,
+    pub(crate) status: &'static str,
+    pub(crate) created_at: String,
+    /// "2/3 done", plus how many failed.
+    pub(crate) progress: String,
+}
+
+impl From<&Deploy> for DeployRow {
+    fn from(d: &Deploy) -> Self {
+        let (version, building) = version_label(d);
+        DeployRow {
+            id: d.id.0,
+            app: d.app.to_string(),
+            version,
+            building,
+            cluster: d.cluster.to_string(),
+            selector: d.hosts_selector.to_string(),
+            status: d.status.as_str(),
+            created_at: d.created_at.to_string(),
+            progress: progress(&d.hosts),
+        }
+    }
+}
+
+/// The version to show, or the git ref while the build is pending.
+pub(crate) fn version_label(d: &Deploy) -> (String, bool) {
+    match (&d.version, &d.git_ref) {
+        (Some(v), _) => (v.to_string(), false),
+        (None, Some(r)) => (r.clone(), true),
+        (None, None) => ("—".to_string(), true),
+    }
+}
+
+/// "3/3 done", "1/3 done, 2 failed", or "no hosts".
+pub(crate) fn progress(hosts: &[DeployHost]) -> String {
+    if hosts.is_empty() {
+        return "no hosts".to_string();
+    }
+    let ok = hosts.iter().filter(|h| h.phase.is_success()).count();
+    let count = |phases: &[HostPhase]| hosts.iter().filter(|h| phases.contains(&h.phase)).count();
+    let failed = count(&[HostPhase::Failed, HostPhase::TimedOut]);
+    // A host that is down is not an app that failed: said apart.
+    let unreachable = count(&[HostPhase::Unreachable]);
+    let mut s = format!("{ok}/{} done", hosts.len());
+    if failed > 0 {
+        s.push_str(&format!(", {failed} failed"));
+    }
+    if unreachable > 0 {
+        s.push_str(&format!(", {unreachable} unreachable"));
+    }
+    s
+}
+
+/// One host of the registry table.
+#[derive(Debug, Serialize)]
+pub(crate) struct HostRow {
+    pub(crate) cluster: String,
+    pub(crate) name: String,
+    pub(crate) apps: Vec<InstalledView>,
+    pub(crate) last_seen: String,
+}
+
+/// One app a host reports.
+#[derive(Debug, Serialize)]
+pub(crate) struct InstalledView {
+    pub(crate) app: String,
+    pub(crate) version: Option<String>,
+    pub(crate) port: Option<u16>,
+    pub(crate) running: bool,
+    /// `restarting` or `failing` (with its restarts), else nothing.
+    pub(crate) trouble: Option<String>,
+}
+
+impl From<&Host> for HostRow {
+    fn from(h: &Host) -> Self {
+        HostRow {
+            cluster: h.cluster.to_string(),
+            name: h.name.to_string(),
+            apps: h
+                .apps
+                .iter()
+                .map(|a| InstalledView {
+                    app: a.app.to_string(),
+                    version: a.version.as_ref().map(ToString::to_string),
+                    port: a.port,
+                    running: a.pid.is_some(),
+                    trouble: match a.status {
+                        AppRunStatus::Restarting | AppRunStatus::Failing => {
+                            Some(format!("{} ({} restarts)", a.status, a.restarts))
+                        }
+                        AppRunStatus::Running | AppRunStatus::Stopped => None,
+                    },
+                })
+                .collect(),
+            last_seen: h.last_seen.to_string(),
+        }
+    }
+}
+
+/// The header of the deploy page.
+#[derive(Debug, Serialize)]
+pub(crate) struct DeployView {
+    pub(crate) id: i64,
+    pub(crate) app: String,
+    pub(crate) version: String,
+    pub(crate) building: bool,
+    pub(crate) build_id: Option<i64>,
+    pub(crate) cluster: String,
+    pub(crate) selector: String,
+    pub(crate) status: &'static str,
+    /// Whether the page needs no live updates.
+    pub(crate) terminal: bool,
+    pub(crate) error: Option<String>,
+    pub(crate) created_at: String,
+    pub(crate) finished_at: Option<String>,
+    pub(crate) progress: String,
+    pub(crate) requested_by: Option<String>,
+    pub(crate) retry_of: Option<i64>,
+    pub(crate) rollback_of: Option<i64>,
+    /// Waiting for `deploy continue`.
+    pub(crate) paused: bool,
+}
+
+impl From<&Deploy> for DeployView {
+    fn from(d: &Deploy) -> Self {
+        let (version, building) = version_label(d);
+        DeployView {
+            id: d.id.0,
+            app: d.app.to_string(),
+            version,
+            building,
+            build_id: d.build_id.map(|b| b.0),
+            cluster: d.cluster.to_string(),
+            selector: d.hosts_selector.to_string(),
+            status: d.status.as_str(),
+            terminal: d.status.is_terminal(),
+            error: d.error.clone(),
+            created_at: d.created_at.to_string(),
+            finished_at: d.finished_at.map(|t| t.to_string()),
+            progress: progress(&d.hosts),
+            requested_by: d.requested_by.clone(),
+            retry_of: d.retry_of.map(|d| d.0),
+            rollback_of: d.rollback_of.map(|d| d.0),
+            paused: d.paused_at.is_some() && !d.status.is_terminal(),
+        }
+    }
+}
+
+/// One host's row on the deploy page; the page's script builds the same
+/// row from a `DeployEvent::Host`.
+#[derive(Debug, Serialize)]
+pub(crate) struct HostView {
+    pub(crate) name: String,
+    pub(crate) phase: &'static str,
+    pub(crate) failed_phase: Option<&'static str>,
+    pub(crate) rolled_back: bool,
+    pub(crate) message: Option<String>,
+    pub(crate) log_tail: Option<String>,
+    pub(crate) updated_at: String,
+}
+
+impl From<&DeployHost> for HostView {
+    fn from(h: &DeployHost) -> Self {
+        HostView {
+            name: h.host.to_string(),
+            phase: h.phase.as_str(),
+            failed_phase: h.failed_phase.map(HostPhase::as_str),
+            rolled_back: h.rolled_back,
+            message: h.message.clone(),
+            log_tail: h.log_tail.clone().filter(|t| !t.trim().is_empty()),
+            updated_at: h.updated_at.to_string(),
+        }
+    }
+}
+
+/// One app on one cluster in the drift summary.
+#[derive(Serialize)]
+pub(crate) struct DriftSummaryRow {
+    pub(crate) app: String,
+    pub(crate) cluster: String,
+    pub(crate) desired: String,
+    pub(crate) counts: deploy::drift::DriftCounts,
+}
+
+impl From<&deploy::DriftSummary> for DriftSummaryRow {
+    fn from(s: &deploy::DriftSummary) -> Self {
+        let desired: Vec<String> = s.desired.iter().map(|v| v.to_string()).collect();
+        Self {
+            app: s.app.to_string(),
+            cluster: s.cluster.to_string(),
+            desired: desired.join(", "),
+            counts: s.counts,
+        }
+    }
+}
+
+/// One app on one host in the drift table.
+#[derive(Serialize)]
+pub(crate) struct DriftRow {
+    pub(crate) cluster: String,
+    pub(crate) host: String,
+    pub(crate) app: String,
+    pub(crate) state: &'static str,
+    pub(crate) desired: String,
+    pub(crate) current: String,
+    pub(crate) process: String,
+    pub(crate) disk: String,
+    pub(crate) reason: String,
+    pub(crate) over_limits: Vec<String>,
+}
+
+pub(crate) fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+impl From<&deploy::DriftHost> for DriftRow {
+    fn from(h: &deploy::DriftHost) -> Self {
+        let v = |v: &Option<deploy::Version>| v.as_ref().map_or("-".into(), |v| v.to_string());
+        Self {
+            cluster: h.cluster.to_string(),
+            host: h.host.to_string(),
+            app: h.app.to_string(),
+            state: h.state.as_str(),
+            desired: v(&h.desired),
+            current: v(&h.current),
+            process: h.process.as_ref().map_or("-".into(), |p| {
+                format!(
+                    "pid {}, up {}, {}",
+                    p.pid,
+                    humantime::format_duration(std::time::Duration::from_secs(p.uptime_ms / 1000)),
+                    mib(p.rss_bytes)
+                )
+            }),
+            disk: h.disk.map_or("-".into(), |d| mib(d.total())),
+            reason: h.reason.clone(),
+            over_limits: h
+                .over_limits
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{} {} over its {} limit",
+                        b.resource,
+                        mib(b.used_bytes),
+                        mib(b.limit_bytes)
+                    )
+                })
+                .collect(),
+        }
+    }
+}
