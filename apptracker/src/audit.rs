@@ -21,8 +21,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use deploy::{AppName, Timestamp};
 
-use crate::auth::Principal;
 use crate::db::{AuditRecord, Db};
+use crate::model::Principal;
 use crate::tracker::Tracker;
 
 /// Routes not recorded: the agents' protocol. Each is called on a timer or

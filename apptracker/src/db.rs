@@ -2,22 +2,27 @@
 //! embedded default) and PostgreSQL. Times are unix milliseconds and
 //! booleans 0/1 integers, which `Any` decodes on both backends.
 //!
-//! Artifacts are stored by key: an `ArtifactRef` read from or written to this
-//! module carries the store key in `url`; the tracker swaps in a signed
-//! download URL before anything leaves the process.
+//! This layer knows nothing of HTTP, principals' rights or orchestration: it
+//! stores and returns rows, in the wire types of `deploy` where they are
+//! the same, and in `model`'s internal ones where they are not (a stored
+//! artifact has a key, never a URL; a deploy row has no hosts). A status
+//! column holding a name this build does not know is a decode error, never
+//! a silent `unknown`.
 
 use std::str::FromStr;
 
 use anyhow::Context;
 use deploy::{
-    App, AppName, ArtifactRef, Build, BuildId, BuildStatus, BuildType, Cluster, Deploy, DeployHost,
-    DeployId, DeployStatus, DesiredApp, Host, HostName, HostPhase, HostSelector, InstalledApp,
-    Portion, Sha256, Strategy, Timestamp, Version,
+    App, AppName, Build, BuildId, BuildStatus, BuildType, Cluster, Deploy, DeployHost, DeployId,
+    DeployStatus, Host, HostName, HostPhase, HostSelector, InstalledApp, Portion, Sha256, Strategy,
+    Timestamp, Version,
 };
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
-use crate::auth::{Principal, Role};
-use crate::queue::{Holder, Upload};
+use crate::model::{
+    ArtifactKey, DeployRow, DesiredRow, Holder, Principal, Role, StoredArtifact, StoredBuild,
+    Upload,
+};
 use sqlx::{AnyPool, Row};
 
 /// The columns every build query selects (a macro so `concat!` can build
@@ -168,14 +173,13 @@ fn app_from_row(r: &AnyRow) -> sqlx::Result<App> {
     })
 }
 
-fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
-    let status: String = r.try_get("status")?;
-    let status = match status.as_str() {
+fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<StoredBuild> {
+    let status = match r.try_get::<String, _>("status")?.as_str() {
         "queued" => BuildStatus::Queued,
         "running" => BuildStatus::Running,
         "succeeded" => BuildStatus::Succeeded,
         "failed" => BuildStatus::Failed,
-        _ => BuildStatus::Unknown,
+        other => return Err(unknown_name("builds.status", other)),
     };
     let build_type = r
         .try_get::<Option<String>, _>("build_type")?
@@ -190,8 +194,8 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
         r.try_get::<Option<String>, _>("sha256")?,
         r.try_get::<Option<i64>, _>("size")?,
     ) {
-        (Some(url), Some(sha), Some(size)) => Some(ArtifactRef {
-            url,
+        (Some(key), Some(sha), Some(size)) => Some(StoredArtifact {
+            key: ArtifactKey::new(key),
             sha256: decode(Sha256::parse(sha))?,
             size: size as u64,
             // Unsigned (built before signing): grabbers refuse it.
@@ -201,7 +205,7 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
         }),
         _ => None,
     };
-    Ok(Build {
+    let build = Build {
         id: BuildId(r.try_get("id")?),
         app: decode(AppName::parse(r.try_get::<String, _>("app")?))?,
         number: r.try_get("number")?,
@@ -210,7 +214,7 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
         version: decode(Version::parse(r.try_get::<String, _>("version")?))?,
         status,
         build_type,
-        artifact,
+        artifact: None,
         error: r.try_get("error")?,
         worker: r.try_get("worker")?,
         log: if with_log {
@@ -232,7 +236,8 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<Build> {
             }),
             None => None,
         },
-    })
+    };
+    Ok(StoredBuild::new(build, artifact))
 }
 
 fn audit_from_row(r: &AnyRow) -> sqlx::Result<deploy::AuditEntry> {
@@ -255,13 +260,35 @@ fn audit_from_row(r: &AnyRow) -> sqlx::Result<deploy::AuditEntry> {
     })
 }
 
-fn deploy_status(s: &str) -> DeployStatus {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .unwrap_or(DeployStatus::Unknown)
+/// The error for a stored name this build does not know.
+fn unknown_name(column: &str, value: &str) -> sqlx::Error {
+    sqlx::Error::Decode(format!("`{value}` in {column} is not a name this AppTracker knows").into())
 }
 
-fn deploy_from_row(r: &AnyRow) -> anyhow::Result<Deploy> {
-    Ok(Deploy {
+/// A stored deploy status: the name of one this build knows.
+fn deploy_status(s: &str) -> sqlx::Result<DeployStatus> {
+    match serde_json::from_value(serde_json::Value::String(s.to_string())) {
+        Ok(DeployStatus::Unknown) if s != DeployStatus::Unknown.as_str() => {
+            Err(unknown_name("deploys.status", s))
+        }
+        Ok(status) => Ok(status),
+        Err(_) => Err(unknown_name("deploys.status", s)),
+    }
+}
+
+/// A stored host phase: the name of one this build knows (`unknown`
+/// included: what a newer grabber's phase was recorded as).
+fn phase(s: &str) -> sqlx::Result<HostPhase> {
+    match HostPhase::from_name(s) {
+        HostPhase::Unknown if s != HostPhase::Unknown.as_str() => {
+            Err(unknown_name("host phase", s))
+        }
+        p => Ok(p),
+    }
+}
+
+fn deploy_from_row(r: &AnyRow) -> anyhow::Result<DeployRow> {
+    Ok(DeployRow {
         id: DeployId(r.try_get("id")?),
         app: AppName::parse(r.try_get::<String, _>("app")?)?,
         version: r
@@ -272,7 +299,7 @@ fn deploy_from_row(r: &AnyRow) -> anyhow::Result<Deploy> {
         build_id: r.try_get::<Option<i64>, _>("build_id")?.map(BuildId),
         cluster: Cluster::parse(r.try_get::<String, _>("cluster")?)?,
         hosts_selector: HostSelector::from_str(&r.try_get::<String, _>("hosts_selector")?)?,
-        status: deploy_status(&r.try_get::<String, _>("status")?),
+        status: deploy_status(&r.try_get::<String, _>("status")?)?,
         error: r.try_get("error")?,
         strategy: serde_json::from_str(&r.try_get::<String, _>("strategy")?)?,
         max_failures: Portion::parse(&r.try_get::<String, _>("max_failures")?)
@@ -285,7 +312,6 @@ fn deploy_from_row(r: &AnyRow) -> anyhow::Result<Deploy> {
         requested_by: r.try_get("requested_by")?,
         created_at: Timestamp(r.try_get("created_at")?),
         finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
-        hosts: Vec::new(),
     })
 }
 
@@ -315,10 +341,11 @@ fn cluster_from_row(r: &AnyRow) -> anyhow::Result<deploy::ClusterSettings> {
 fn deploy_host_from_row(r: &AnyRow) -> anyhow::Result<DeployHost> {
     Ok(DeployHost {
         host: HostName::parse(r.try_get::<String, _>("host")?)?,
-        phase: HostPhase::from_name(&r.try_get::<String, _>("phase")?),
+        phase: phase(&r.try_get::<String, _>("phase")?)?,
         failed_phase: r
             .try_get::<Option<String>, _>("failed_phase")?
-            .map(|p| HostPhase::from_name(&p)),
+            .map(|p| phase(&p))
+            .transpose()?,
         rolled_back: r.try_get::<i64, _>("rolled_back")? != 0,
         message: r.try_get("message")?,
         log_tail: r.try_get("log_tail")?,

@@ -196,6 +196,31 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// The one place an orchestration error becomes an HTTP one: a refusal's
+/// code decides its status.
+impl From<crate::tracker::Error> for ApiError {
+    fn from(e: crate::tracker::Error) -> Self {
+        use crate::tracker::Error;
+        match e {
+            Error::NotFound(m) => ApiError::NotFound(m),
+            Error::Invalid(m) => ApiError::Invalid(m),
+            Error::Refused { code, message } if code.status() == 409 => ApiError::ConflictWith {
+                code: code.as_str(),
+                message,
+            },
+            Error::Refused { code, message } => ApiError::Unprocessable {
+                code: code.as_str(),
+                message,
+            },
+            Error::Conflict(m) => ApiError::Conflict(m),
+            Error::Unauthorized(m) => ApiError::Unauthorized(m),
+            Error::TooLarge(m) => ApiError::TooLarge(m),
+            Error::Timeout(m) => ApiError::Timeout(m),
+            Error::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
 impl From<deploy::ParseError> for ApiError {
     fn from(e: deploy::ParseError) -> Self {
         ApiError::Invalid(e.to_string())

@@ -92,8 +92,8 @@ fn number(v: f64) -> String {
 
 async fn render(t: &Tracker) -> Result<String, ApiError> {
     let now = Timestamp::now();
-    let fleet = crate::drift::fleet(t).await?;
-    let summary = versionchecker::drift::summarize(&fleet.hosts);
+    let fleet = t.fleet().await?;
+    let summary = crate::drift::summarize(&fleet.hosts);
     let mut e = Exposition::default();
 
     e.family(

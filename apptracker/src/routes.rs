@@ -96,7 +96,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(artifact))
         .routes(routes!(healthz))
         .routes(routes!(openapi_json))
-        .merge(crate::drift::routes())
+        .merge(crate::drift_routes::routes())
         .merge(crate::sessions::routes())
 }
 
@@ -351,10 +351,7 @@ async fn claim_build(
     let holder = Holder::token(&who, &req.worker)?;
     let job = t.claim_build(&holder).await?;
     match job {
-        Some(mut job) => {
-            job.build = t.present_build(job.build).await?;
-            Ok(ApiJson(Some(job)))
-        }
+        Some(job) => Ok(ApiJson(Some(job))),
         None => Ok(ApiJson(None)),
     }
 }
@@ -1142,9 +1139,19 @@ async fn webhook(
     note.actor(format!("webhook:{parsed}"), "webhook");
     let app: AppName = parse(&app)?;
     note.app(&app);
-    let (status, out) = crate::webhooks::handle(&t, parsed, &app, &headers, &body).await?;
+    let (taken, out) = crate::webhooks::handle(&t, parsed, &app, &headers, &body).await?;
     note.target(started(&out));
+    let status = match taken {
+        crate::webhooks::Taken::Answered => StatusCode::OK,
+        crate::webhooks::Taken::Accepted => StatusCode::ACCEPTED,
+    };
     Ok((status, ApiJson(out)))
+}
+
+impl crate::webhooks::Headers for axum::http::HeaderMap {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 fn webhook_provider(provider: &str) -> Result<deploy::WebhookProvider, ApiError> {

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use deploy::{
-    AppName, Build, BuildId, BuildStatus, BusMessage, Cluster, CreateDeploy, Deploy, DeployEvent,
-    DeployHost, DeployId, DeployMessage, DeployStatus, GitRef, HostEvent, HostName, HostPhase,
-    HostSelector, Portion, Strategy, Target, Timestamp, Version,
+    AppName, ArtifactRef, Build, BuildId, BuildStatus, BusMessage, Cluster, CreateDeploy, Deploy,
+    DeployEvent, DeployHost, DeployId, DeployMessage, DeployStatus, ErrorCode, GitRef, HostEvent,
+    HostName, HostPhase, HostSelector, Portion, Strategy, Target, Timestamp, Version,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -16,40 +16,23 @@ use tokio_util::sync::CancellationToken;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::db::{Db, NewDeploy};
-use crate::error::ApiError;
+pub(crate) use crate::model::Origin;
+use crate::model::{DeployRow, StoredArtifact, StoredBuild};
 use crate::store::{ArtifactStore, LocalStore};
 
 // One `impl Tracker` block per stage of a deploy's life.
 mod builds;
 mod create;
+mod error;
 mod rollback;
 mod rollout;
 mod sweep;
-mod tokens;
+mod sync;
+pub(crate) mod tokens;
+
+pub use error::Error;
 
 use create::bad_build;
-
-/// How a deploy came to be, beyond what its request says.
-#[derive(Default)]
-pub(crate) struct Origin<'a> {
-    /// The exact hosts (a retry, a rollback, a drift sync) instead of those
-    /// the request selects.
-    pub hosts: Option<Vec<HostName>>,
-    pub retry_of: Option<DeployId>,
-    pub rollback_of: Option<DeployId>,
-    /// Puts a version back that the hosts should run (a rollback, a drift
-    /// sync): allowed during a freeze and past a pin.
-    pub rollback: bool,
-    /// Set up or confirmed in advance (auto-deploys, retries of a confirmed
-    /// deploy, rollbacks on failure, syncs to the desired version): no typed
-    /// confirmation for protected clusters.
-    pub automated: bool,
-    /// The token name of whoever asked.
-    pub by: Option<&'a str>,
-    /// The build to deploy, already requested (a webhook's push), instead
-    /// of resolving the request's `git_ref` again; the ref is its label.
-    pub build: Option<Build>,
-}
 
 /// The branch built when a request names no ref.
 pub const DEFAULT_BRANCH: &str = "main";
@@ -156,21 +139,24 @@ impl Tracker {
         self.inner.local.as_deref()
     }
 
-    /// Swaps a stored artifact's key for a fresh download URL.
-    pub async fn present_artifact(
-        &self,
-        mut a: deploy::ArtifactRef,
-    ) -> anyhow::Result<deploy::ArtifactRef> {
-        a.url = self.store().download_url(&a.url).await?;
-        Ok(a)
+    /// A stored artifact as hosts and clients see it: with a fresh
+    /// download URL in place of its key. The one way out for an artifact.
+    pub async fn present_artifact(&self, a: &StoredArtifact) -> anyhow::Result<ArtifactRef> {
+        Ok(ArtifactRef {
+            url: self.store().download_url(a.key.as_str()).await?,
+            sha256: a.sha256.clone(),
+            size: a.size,
+            signature: a.signature.clone(),
+        })
     }
 
     /// A build as the API shows it: with a download URL, not the key.
-    pub async fn present_build(&self, mut b: Build) -> Result<Build, ApiError> {
-        if let Some(a) = b.artifact.take() {
-            b.artifact = Some(self.present_artifact(a).await?);
+    pub async fn present_build(&self, b: StoredBuild) -> Result<Build, Error> {
+        let (mut build, artifact) = b.into_parts();
+        if let Some(a) = artifact {
+            build.artifact = Some(self.present_artifact(&a).await?);
         }
-        Ok(b)
+        Ok(build)
     }
 
     /// What a host should run, with fresh download URLs.
@@ -178,10 +164,15 @@ impl Tracker {
         &self,
         cluster: &Cluster,
         host: &HostName,
-    ) -> Result<Vec<deploy::DesiredApp>, ApiError> {
-        let mut apps = self.db().desired(cluster, host).await?;
-        for a in &mut apps {
-            a.artifact = self.present_artifact(a.artifact.clone()).await?;
+    ) -> Result<Vec<deploy::DesiredApp>, Error> {
+        let mut apps = Vec::new();
+        for row in self.db().desired(cluster, host).await? {
+            apps.push(deploy::DesiredApp {
+                artifact: self.present_artifact(&row.artifact).await?,
+                app: row.app,
+                version: row.version,
+                deploy_id: row.deploy_id,
+            });
         }
         Ok(apps)
     }
@@ -233,7 +224,7 @@ impl Tracker {
     /// replica. Long-lived streams end with it.
     pub fn until_revoked(
         &self,
-        p: &crate::auth::Principal,
+        p: &crate::model::Principal,
     ) -> impl std::future::Future<Output = ()> + Send + use<> {
         let t = self.clone();
         let (id, name) = (p.id, p.name.clone());
@@ -259,19 +250,9 @@ impl Tracker {
         }
     }
 
-    /// Revokes a token; false when there is none of that name. Streams
-    /// authenticated by it end.
-    pub async fn revoke_token(&self, name: &str) -> Result<bool, ApiError> {
-        let gone = self.db().delete_token(name).await?;
-        if gone {
-            self.inner.token_revoked.notify_waiters();
-        }
-        Ok(gone)
-    }
-
-    pub(super) async fn app_or_404(&self, app: &AppName) -> Result<deploy::App, ApiError> {
+    pub(super) async fn app_or_404(&self, app: &AppName) -> Result<deploy::App, Error> {
         self.db().app(app).await?.ok_or_else(|| {
-            ApiError::NotFound(format!(
+            Error::NotFound(format!(
                 "unknown app `{app}`: register it first (POST /api/v1/apps)"
             ))
         })

@@ -10,7 +10,7 @@ impl Db {
         app: &AppName,
         git_ref: &str,
         commit: &str,
-    ) -> anyhow::Result<Build> {
+    ) -> anyhow::Result<StoredBuild> {
         let mut tx = self.pool.begin().await?;
         let number: i64 = sqlx::query(
             "UPDATE apps SET next_build_number = next_build_number + 1 WHERE name = $1 RETURNING next_build_number - 1",
@@ -40,7 +40,7 @@ impl Db {
             .context("build vanished right after insert")
     }
 
-    pub async fn build(&self, id: BuildId) -> sqlx::Result<Option<Build>> {
+    pub async fn build(&self, id: BuildId) -> sqlx::Result<Option<StoredBuild>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             build_columns!(),
@@ -59,7 +59,7 @@ impl Db {
         app: &AppName,
         before: Option<i64>,
         limit: i64,
-    ) -> sqlx::Result<Vec<Build>> {
+    ) -> sqlx::Result<Vec<StoredBuild>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             build_columns!(),
@@ -77,7 +77,11 @@ impl Db {
     /// A build from before artifacts were signed is not reused: grabbers
     /// would refuse it, so the commit is built (and signed) again; nor is
     /// one an admin marked bad.
-    pub async fn reusable_build(&self, app: &AppName, commit: &str) -> sqlx::Result<Option<Build>> {
+    pub async fn reusable_build(
+        &self,
+        app: &AppName,
+        commit: &str,
+    ) -> sqlx::Result<Option<StoredBuild>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             build_columns!(),
@@ -96,7 +100,7 @@ impl Db {
         &self,
         app: &AppName,
         version: &Version,
-    ) -> sqlx::Result<Option<Build>> {
+    ) -> sqlx::Result<Option<StoredBuild>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             build_columns!(),
@@ -117,7 +121,7 @@ impl Db {
         &self,
         holder: &Holder,
         lease_until: Timestamp,
-    ) -> sqlx::Result<Option<(Build, String)>> {
+    ) -> sqlx::Result<Option<(StoredBuild, String)>> {
         let row = sqlx::query(concat!(
             "UPDATE builds SET status = 'running', started_at = $1, worker = $2, holder = $3, lease_until = $4, \
              log = '', signature = NULL, upload_sha256 = NULL, upload_size = NULL \
@@ -242,8 +246,7 @@ impl Db {
         id: BuildId,
         holder: &Holder,
         build_type: BuildType,
-        // `url` holds the store key here, as everywhere in this module.
-        artifact: &ArtifactRef,
+        artifact: &StoredArtifact,
         log: &str,
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
@@ -255,7 +258,7 @@ impl Db {
         .bind(holder.key())
         .bind(holder.worker())
         .bind(build_type.as_str())
-        .bind(&artifact.url)
+        .bind(artifact.key.as_str())
         .bind(artifact.sha256.as_str())
         .bind(artifact.size as i64)
         .bind(log)

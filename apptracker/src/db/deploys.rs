@@ -48,18 +48,17 @@ impl Db {
         Ok(DeployId(id))
     }
 
+    /// The deploy with its host rows.
     pub async fn deploy(&self, id: DeployId) -> anyhow::Result<Option<Deploy>> {
-        let Some(mut deploy) = self.deploy_row(id).await? else {
+        let Some(row) = self.deploy_row(id).await? else {
             return Ok(None);
         };
-        deploy.hosts = self.deploy_hosts(id).await?;
-        Ok(Some(deploy))
+        Ok(Some(row.with_hosts(self.deploy_hosts(id).await?)))
     }
 
-    /// The deploy without its host rows (`hosts` is empty): what a host's
-    /// report needs, read once per report, so a deploy to N hosts does not
-    /// read N² rows.
-    pub async fn deploy_row(&self, id: DeployId) -> anyhow::Result<Option<Deploy>> {
+    /// The deploy without its host rows: what a host's report needs, read
+    /// once per report, so a deploy to N hosts does not read N² rows.
+    pub async fn deploy_row(&self, id: DeployId) -> anyhow::Result<Option<DeployRow>> {
         let row = sqlx::query(concat!(
             "SELECT ",
             deploy_columns!(),
@@ -85,7 +84,7 @@ impl Db {
             .map(|r| {
                 Ok((
                     u32::try_from(r.try_get::<i64, _>("batch")?)?,
-                    HostPhase::from_name(&r.try_get::<String, _>("phase")?),
+                    phase(&r.try_get::<String, _>("phase")?)?,
                     u64::try_from(r.try_get::<i64, _>("n")?)?,
                 ))
             })
@@ -105,8 +104,8 @@ impl Db {
         rows.iter().map(deploy_host_from_row).collect()
     }
 
-    /// Recent deploys, newest first, with their host rows.
-    /// A page of deploys, newest first: up to `limit` older than `before`.
+    /// A page of deploys, newest first, with their host rows: up to `limit`
+    /// older than `before`.
     pub async fn deploys(&self, before: Option<i64>, limit: i64) -> anyhow::Result<Vec<Deploy>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
@@ -119,9 +118,9 @@ impl Db {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let mut d = deploy_from_row(row)?;
-            d.hosts = self.deploy_hosts(d.id).await?;
-            out.push(d);
+            let d = deploy_from_row(row)?;
+            let hosts = self.deploy_hosts(d.id).await?;
+            out.push(d.with_hosts(hosts));
         }
         Ok(out)
     }
@@ -155,7 +154,7 @@ impl Db {
         row.map(|r| {
             Ok((
                 DeployId(r.try_get(0)?),
-                deploy_status(&r.try_get::<String, _>(1)?),
+                deploy_status(&r.try_get::<String, _>(1)?)?,
             ))
         })
         .transpose()
@@ -463,10 +462,11 @@ impl Db {
             .map(|r| {
                 let event = deploy::HostEventRecord {
                     host: HostName::parse(r.try_get::<String, _>(0)?)?,
-                    phase: HostPhase::from_name(&r.try_get::<String, _>(1)?),
+                    phase: phase(&r.try_get::<String, _>(1)?)?,
                     failed_phase: r
                         .try_get::<Option<String>, _>(2)?
-                        .map(|p| HostPhase::from_name(&p)),
+                        .map(|p| phase(&p))
+                        .transpose()?,
                     message: r.try_get(3)?,
                     at: Timestamp(r.try_get(4)?),
                 };

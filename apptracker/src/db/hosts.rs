@@ -146,7 +146,7 @@ impl Db {
         &self,
         cluster: &Cluster,
         host: &HostName,
-    ) -> anyhow::Result<Vec<DesiredApp>> {
+    ) -> anyhow::Result<Vec<DesiredRow>> {
         let rows = sqlx::query(
             "SELECT d.app, d.version, d.deploy_id, b.artifact_key, b.sha256, b.size, b.signature \
              FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
@@ -158,12 +158,12 @@ impl Db {
         .await?;
         rows.iter()
             .map(|r| {
-                Ok(DesiredApp {
+                Ok(DesiredRow {
                     app: AppName::parse(r.try_get::<String, _>(0)?)?,
                     version: Version::parse(r.try_get::<String, _>(1)?)?,
                     deploy_id: DeployId(r.try_get(2)?),
-                    artifact: ArtifactRef {
-                        url: r.try_get(3)?,
+                    artifact: StoredArtifact {
+                        key: ArtifactKey::new(r.try_get::<String, _>(3)?),
                         sha256: Sha256::parse(r.try_get::<String, _>(4)?)?,
                         size: r.try_get::<i64, _>(5)? as u64,
                         // Unsigned (built before signing): grabbers refuse it.

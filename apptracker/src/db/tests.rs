@@ -69,8 +69,8 @@ async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
 
     // Succeeded and signed: reused, and the artifact carries it.
     assert!(db.record_upload(build.id, &w2, &upload).await.unwrap());
-    let artifact = ArtifactRef {
-        url: "hello/hello-1-aaaaaaa.tar.gz".into(),
+    let artifact = StoredArtifact {
+        key: ArtifactKey::new("hello/hello-1-aaaaaaa.tar.gz"),
         sha256: sha.clone(),
         size: 1,
         signature: sig.to_string(),
@@ -106,7 +106,14 @@ async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
     assert!(db.mark_build_bad(build.id, "ops", "broken").await.unwrap());
     assert!(!db.mark_build_bad(build.id, "ops", "again").await.unwrap());
     assert!(db.reusable_build(&app, &commit).await.unwrap().is_none());
-    let bad = db.build(build.id).await.unwrap().unwrap().bad.unwrap();
+    let bad = db
+        .build(build.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .bad
+        .clone()
+        .unwrap();
     assert_eq!((bad.by.as_str(), bad.reason.as_str()), ("ops", "broken"));
 }
 

@@ -5,11 +5,7 @@ use super::*;
 
 impl Tracker {
     /// Resolves `git_ref` in the app's repository to a full commit sha.
-    pub(super) async fn resolve(
-        &self,
-        git_url: &str,
-        git_ref: &GitRef,
-    ) -> Result<String, ApiError> {
+    pub(super) async fn resolve(&self, git_url: &str, git_ref: &GitRef) -> Result<String, Error> {
         let url = git_url.to_string();
         let r = git_ref.to_string();
         let settings = self.inner.packer.clone();
@@ -17,18 +13,31 @@ impl Tracker {
             .await
             .context("ref resolution task panicked")?
             .map_err(|e| {
-                ApiError::unprocessable("bad_ref", format!("cannot resolve `{git_ref}`: {e}"))
+                Error::refused(
+                    ErrorCode::BadRef,
+                    format!("cannot resolve `{git_ref}`: {e}"),
+                )
             })
     }
 
     /// A build of `git_ref`: a finished or in-flight build of the same
-    /// commit is reused, never repeated. Returns the build and whether it is
-    /// new.
+    /// commit is reused, never repeated. Returns the build as the API shows
+    /// it and whether it is new.
     pub async fn request_build(
         &self,
         app: &AppName,
         git_ref: Option<&GitRef>,
-    ) -> Result<(Build, bool), ApiError> {
+    ) -> Result<(Build, bool), Error> {
+        let (build, new) = self.build_of_ref(app, git_ref).await?;
+        Ok((self.present_build(build).await?, new))
+    }
+
+    /// [`Tracker::request_build`], as stored.
+    pub(crate) async fn build_of_ref(
+        &self,
+        app: &AppName,
+        git_ref: Option<&GitRef>,
+    ) -> Result<(StoredBuild, bool), Error> {
         let registered = self.app_or_404(app).await?;
         let default_ref = GitRef::parse(DEFAULT_BRANCH)?;
         let git_ref = git_ref.unwrap_or(&default_ref);
@@ -39,12 +48,12 @@ impl Tracker {
     /// A build of `commit` (a full sha, already known to be in the
     /// repository), labelled `label` (the ref it was asked by): reused
     /// when one exists, else queued. Returns it and whether it is new.
-    pub async fn build_commit(
+    pub(crate) async fn build_commit(
         &self,
         app: &AppName,
         label: &str,
         commit: &str,
-    ) -> Result<(Build, bool), ApiError> {
+    ) -> Result<(StoredBuild, bool), Error> {
         if let Some(build) = self.db().reusable_build(app, commit).await? {
             return Ok((build, false));
         }
@@ -62,10 +71,10 @@ impl Tracker {
         id: BuildId,
         by: &str,
         reason: &str,
-    ) -> Result<Build, ApiError> {
+    ) -> Result<Build, Error> {
         let reason = reason.trim();
         if reason.is_empty() || reason.len() > 500 || reason.chars().any(char::is_control) {
-            return Err(ApiError::Invalid(
+            return Err(Error::Invalid(
                 "`reason` must say why the build is bad (1 to 500 printable characters)".into(),
             ));
         }
@@ -73,9 +82,9 @@ impl Tracker {
             .db()
             .build(id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("no build {id}")))?;
         if !build.status.is_terminal() {
-            return Err(ApiError::Conflict(format!(
+            return Err(Error::Conflict(format!(
                 "build {id} ({}) is {:?}: mark it bad once it has ended",
                 build.version, build.status
             )));
@@ -88,7 +97,7 @@ impl Tracker {
             .db()
             .build(id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("no build {id}")))?;
         self.present_build(build).await
     }
 

@@ -14,11 +14,11 @@ impl Tracker {
         &self,
         app: &AppName,
         cluster: &Cluster,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         match self.db().active_deploy(app, cluster).await? {
             None => Ok(()),
-            Some((id, status)) => Err(ApiError::conflict(
-                "deploy_in_progress",
+            Some((id, status)) => Err(Error::refused(
+                ErrorCode::DeployInProgress,
                 format!(
                     "deploy {id} of `{app}` to `{cluster}` is {status}; wait for it to end or cancel it \
                      (POST /api/v1/deploys/{id}/cancel)"
@@ -34,7 +34,7 @@ impl Tracker {
         &self,
         cluster: &Cluster,
         selector: &HostSelector,
-    ) -> Result<deploy::Targets, ApiError> {
+    ) -> Result<deploy::Targets, Error> {
         let registered = self.db().hosts(Some(cluster)).await?;
         let alive_since = Timestamp::now().0 - self.config().host_alive.as_millis() as i64;
         let (mut hosts, mut excluded) = (Vec::new(), Vec::new());
@@ -50,8 +50,8 @@ impl Tracker {
         }
         if hosts.is_empty() {
             let names: Vec<&str> = registered.iter().map(|h| h.name.as_str()).collect();
-            return Err(ApiError::unprocessable(
-                "no_matching_hosts",
+            return Err(Error::refused(
+                ErrorCode::NoMatchingHosts,
                 if names.is_empty() {
                     format!("cluster `{cluster}` has no registered hosts")
                 } else if !excluded.is_empty() {
@@ -77,7 +77,7 @@ impl Tracker {
     }
 
     /// A deploy someone asked for.
-    pub async fn create_deploy(&self, req: &CreateDeploy, by: &str) -> Result<Deploy, ApiError> {
+    pub async fn create_deploy(&self, req: &CreateDeploy, by: &str) -> Result<Deploy, Error> {
         let origin = Origin {
             by: Some(by),
             ..Origin::default()
@@ -92,8 +92,8 @@ impl Tracker {
         &self,
         req: &CreateDeploy,
         by: &str,
-        build: Option<Build>,
-    ) -> Result<Deploy, ApiError> {
+        build: Option<StoredBuild>,
+    ) -> Result<Deploy, Error> {
         let origin = Origin {
             by: Some(by),
             automated: true,
@@ -111,15 +111,15 @@ impl Tracker {
         cluster: &Cluster,
         confirm: Option<&Cluster>,
         origin: &Origin<'_>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         let Some(c) = self.db().cluster_settings(cluster).await? else {
             return Ok(());
         };
         if !origin.rollback
             && let Some(until) = c.frozen_at(Timestamp::now())
         {
-            return Err(ApiError::conflict(
-                "cluster_frozen",
+            return Err(Error::refused(
+                ErrorCode::ClusterFrozen,
                 format!(
                     "cluster `{cluster}` is frozen until {until} by {}: {}; rollbacks are still allowed \
                      (thaw it with DELETE /api/v1/clusters/{cluster}/freeze)",
@@ -133,8 +133,8 @@ impl Tracker {
                 Some(other) => format!(" (the confirmation names `{other}`)"),
                 None => String::new(),
             };
-            return Err(ApiError::unprocessable(
-                "confirmation_required",
+            return Err(Error::refused(
+                ErrorCode::ConfirmationRequired,
                 format!(
                     "cluster `{cluster}` is protected: confirm by naming it{given}: `\"confirm\": \"{cluster}\"` \
                      in the request, `--yes-i-mean-{cluster}` on the command line"
@@ -151,7 +151,7 @@ impl Tracker {
         &self,
         req: &CreateDeploy,
         origin: Origin<'_>,
-    ) -> Result<Deploy, ApiError> {
+    ) -> Result<Deploy, Error> {
         let app = self.app_or_404(&req.app).await?;
         self.check_cluster(&req.cluster, req.confirm.as_ref(), &origin)
             .await?;
@@ -178,7 +178,7 @@ impl Tracker {
         };
         req.strategy
             .check(targets.len())
-            .map_err(|e| ApiError::Invalid(format!("strategy: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("strategy: {e}")))?;
         let (build, git_ref) = match (&req.version, &req.git_ref) {
             (Some(v), None) => {
                 let build = self.db().build_by_version(&req.app, v).await?;
@@ -190,8 +190,8 @@ impl Tracker {
                 match build {
                     Some(b) if b.status == BuildStatus::Succeeded => (b, None),
                     Some(b) => {
-                        return Err(ApiError::unprocessable(
-                            "build_not_ready",
+                        return Err(Error::refused(
+                            ErrorCode::BuildNotReady,
                             format!(
                                 "build {} of `{}` is {:?}, not succeeded",
                                 v, req.app, b.status
@@ -199,7 +199,7 @@ impl Tracker {
                         ));
                     }
                     None => {
-                        return Err(ApiError::NotFound(format!(
+                        return Err(Error::NotFound(format!(
                             "app `{}` has no build with version `{v}`",
                             req.app
                         )));
@@ -209,12 +209,12 @@ impl Tracker {
             (None, Some(r)) => match origin.build {
                 Some(ref b) => (b.clone(), Some(r.as_str())),
                 None => {
-                    let (b, _) = self.request_build(&req.app, Some(r)).await?;
+                    let (b, _) = self.build_of_ref(&req.app, Some(r)).await?;
                     (b, Some(r.as_str()))
                 }
             },
             _ => {
-                return Err(ApiError::Invalid(
+                return Err(Error::Invalid(
                     "give exactly one of `version` and `git_ref`".into(),
                 ));
             }
@@ -223,8 +223,8 @@ impl Tracker {
             && let Some(pin) = self.db().pin(&app.name, &req.cluster).await?
             && pin.version != build.version
         {
-            return Err(ApiError::conflict(
-                "pinned",
+            return Err(Error::refused(
+                ErrorCode::Pinned,
                 format!(
                     "`{}` on `{}` is pinned to {} by {} since {} ({}); unpin it first \
                      (DELETE /api/v1/apps/{}/pins/{})",
@@ -397,9 +397,9 @@ impl Tracker {
 }
 
 /// The refusal of a deploy of a build marked bad.
-pub(super) fn bad_build(b: &Build, bad: &deploy::BadMark) -> ApiError {
-    ApiError::unprocessable(
-        "build_marked_bad",
+pub(super) fn bad_build(b: &Build, bad: &deploy::BadMark) -> Error {
+    Error::refused(
+        ErrorCode::BuildMarkedBad,
         format!(
             "build {} ({}) of `{}` was marked bad by {} at {}: {}; deploy another version, or \
              deploy its commit by ref to build it again",

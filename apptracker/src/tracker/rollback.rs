@@ -14,7 +14,7 @@ impl Tracker {
         cluster: &Cluster,
         confirm: Option<&Cluster>,
         by: &str,
-    ) -> Result<Deploy, ApiError> {
+    ) -> Result<Deploy, Error> {
         self.app_or_404(app).await?;
         let origin = Origin {
             rollback: true,
@@ -24,7 +24,7 @@ impl Tracker {
         // Checked before the pin is set, so a refusal changes nothing.
         self.check_cluster(cluster, confirm, &origin).await?;
         self.refuse_if_active(app, cluster).await?;
-        let nothing = |why: String| ApiError::unprocessable("nothing_to_roll_back", why);
+        let nothing = |why: String| Error::refused(ErrorCode::NothingToRollBack, why);
         let Some((last, current)) = self.db().last_landed_deploy(app, cluster).await? else {
             return Err(nothing(format!(
                 "`{app}` was never deployed to `{cluster}`"
@@ -43,8 +43,8 @@ impl Tracker {
             [one] => (*one).clone(),
             many => {
                 let list: Vec<String> = many.iter().map(|v| v.to_string()).collect();
-                return Err(ApiError::unprocessable(
-                    "ambiguous_rollback",
+                return Err(Error::refused(
+                    ErrorCode::AmbiguousRollback,
                     format!(
                         "before {current} the hosts ran different versions ({}); deploy one of them explicitly",
                         list.join(", ")
@@ -94,10 +94,7 @@ impl Tracker {
         &self,
         failed: DeployId,
     ) -> anyhow::Result<Option<Deploy>> {
-        let d = self
-            .deploy(failed)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let d = self.deploy(failed).await?;
         let Some(version) = d.version.clone() else {
             return Ok(None);
         };
@@ -153,7 +150,7 @@ impl Tracker {
         let back = self
             .create_deploy_on(&req, origin)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot roll back deploy {failed}: {e}"))?;
+            .with_context(|| format!("cannot roll back deploy {failed}"))?;
         tracing::warn!(deploy_id = %failed, app = %d.app, rollback = %back.id, version = %back_to,
             hosts = hosts.len(), "rolling the switched hosts back");
         Ok(Some(back))
@@ -163,11 +160,11 @@ impl Tracker {
     /// failed, timed out or were unreachable, linked to it. The original
     /// deploy's confirmation stands for a protected cluster; a freeze
     /// refuses it.
-    pub async fn retry_deploy(&self, id: DeployId, by: &str) -> Result<Deploy, ApiError> {
+    pub async fn retry_deploy(&self, id: DeployId, by: &str) -> Result<Deploy, Error> {
         let d = self.deploy(id).await?;
         if !d.status.is_terminal() {
-            return Err(ApiError::conflict(
-                "deploy_in_progress",
+            return Err(Error::refused(
+                ErrorCode::DeployInProgress,
                 format!("deploy {id} is {}; retry it once it ends", d.status),
             ));
         }
@@ -178,14 +175,14 @@ impl Tracker {
             .map(|h| h.host.clone())
             .collect();
         let Some(version) = d.version.clone() else {
-            return Err(ApiError::unprocessable(
-                "nothing_to_retry",
+            return Err(Error::refused(
+                ErrorCode::NothingToRetry,
                 format!("deploy {id} never had a build to deploy"),
             ));
         };
         if failed.is_empty() {
-            return Err(ApiError::unprocessable(
-                "nothing_to_retry",
+            return Err(Error::refused(
+                ErrorCode::NothingToRetry,
                 format!("no host of deploy {id} failed, timed out or was unreachable"),
             ));
         }

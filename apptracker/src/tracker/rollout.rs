@@ -7,11 +7,11 @@ use super::*;
 impl Tracker {
     /// Lets a deploy waiting for a human (a manual canary) start its next
     /// batch.
-    pub async fn continue_deploy(&self, id: DeployId) -> Result<Deploy, ApiError> {
+    pub async fn continue_deploy(&self, id: DeployId) -> Result<Deploy, Error> {
         let d = self.deploy(id).await?;
         if d.paused_at.is_none() {
-            return Err(ApiError::conflict(
-                "not_paused",
+            return Err(Error::refused(
+                ErrorCode::NotPaused,
                 format!("deploy {id} is {} and not waiting to continue", d.status),
             ));
         }
@@ -22,17 +22,21 @@ impl Tracker {
         self.deploy(id).await
     }
 
-    pub async fn deploy(&self, id: DeployId) -> Result<Deploy, ApiError> {
+    pub async fn deploy(&self, id: DeployId) -> Result<Deploy, Error> {
         self.db()
             .deploy(id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no deploy {id}")))
+            .ok_or_else(|| Error::NotFound(format!("no deploy {id}")))
     }
 
     /// Moves the deploy to `running` and starts its first batch; fails it
     /// instead when its build was marked bad while it waited.
-    pub(super) async fn start_rollout(&self, id: DeployId, build: &Build) -> anyhow::Result<()> {
-        if let Some(bad) = self.db().build(build.id).await?.and_then(|b| b.bad) {
+    pub(super) async fn start_rollout(
+        &self,
+        id: DeployId,
+        build: &StoredBuild,
+    ) -> anyhow::Result<()> {
+        if let Some(bad) = self.db().build(build.id).await?.and_then(|b| b.bad.clone()) {
             self.transition(
                 id,
                 &[DeployStatus::Building],
@@ -65,13 +69,13 @@ impl Tracker {
     pub(super) async fn publish_batch(
         &self,
         id: DeployId,
-        build: &Build,
+        build: &StoredBuild,
         batch: u32,
     ) -> anyhow::Result<()> {
-        let deploy = self.deploy(id).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        let deploy = self.deploy(id).await?;
         let artifact = build
             .artifact
-            .clone()
+            .as_ref()
             .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
         let artifact = self.present_artifact(artifact).await?;
         let hosts: Vec<HostName> = deploy
@@ -170,8 +174,8 @@ impl Tracker {
                 ),
                 Ok(None) => format!("{reason}; no host switched: nothing to roll back"),
                 Err(e) => {
-                    tracing::error!(deploy_id = %id, app = %deploy.app, error = %e, "rollback on failure failed");
-                    format!("{reason}; the rollback could not start: {e}")
+                    tracing::error!(deploy_id = %id, app = %deploy.app, error = format!("{e:#}"), "rollback on failure failed");
+                    format!("{reason}; the rollback could not start: {e:#}")
                 }
             };
             self.db().set_deploy_error(id, &reason).await?;
@@ -216,7 +220,11 @@ impl Tracker {
 
     /// Batches one after another: once the current one is over, waits for a
     /// human (manual canary) or the bake, then starts the next.
-    pub(super) async fn next_batch(&self, deploy: &Deploy, in_flight: usize) -> anyhow::Result<()> {
+    pub(super) async fn next_batch(
+        &self,
+        deploy: &DeployRow,
+        in_flight: usize,
+    ) -> anyhow::Result<()> {
         let (id, current) = (deploy.id, deploy.current_batch);
         if in_flight > 0 {
             return Ok(());
@@ -262,7 +270,7 @@ impl Tracker {
         self.publish_batch(id, &build, current + 1).await
     }
 
-    pub(super) async fn build_of(&self, deploy: &Deploy) -> anyhow::Result<Build> {
+    pub(super) async fn build_of(&self, deploy: &DeployRow) -> anyhow::Result<StoredBuild> {
         match deploy.build_id {
             Some(b) => self.db().build(b).await?,
             None => None,
@@ -292,11 +300,11 @@ impl Tracker {
 
     /// Stops a deploy: hosts not yet started stay untouched, hosts under
     /// way finish their install (a grabber never stops mid-step).
-    pub async fn cancel_deploy(&self, id: DeployId) -> Result<Deploy, ApiError> {
+    pub async fn cancel_deploy(&self, id: DeployId) -> Result<Deploy, Error> {
         let d = self.deploy(id).await?;
         if d.status.is_terminal() {
-            return Err(ApiError::conflict(
-                "deploy_finished",
+            return Err(Error::refused(
+                ErrorCode::DeployFinished,
                 format!("deploy {id} already ended: {}", d.status),
             ));
         }

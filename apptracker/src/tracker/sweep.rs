@@ -11,14 +11,14 @@ impl Tracker {
         id: DeployId,
         host: &HostName,
         ev: &HostEvent,
-    ) -> Result<DeployHost, ApiError> {
+    ) -> Result<DeployHost, Error> {
         let deploy = self
             .db()
             .deploy_row(id)
             .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no deploy {id}")))?;
+            .ok_or_else(|| Error::NotFound(format!("no deploy {id}")))?;
         if deploy.cluster != ev.cluster {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "deploy {id} targets cluster `{}`, not `{}`",
                 deploy.cluster, ev.cluster
             )));
@@ -27,9 +27,7 @@ impl Tracker {
             .db()
             .record_host_event(id, host, ev)
             .await?
-            .ok_or_else(|| {
-                ApiError::NotFound(format!("host `{host}` is not part of deploy {id}"))
-            })?;
+            .ok_or_else(|| Error::NotFound(format!("host `{host}` is not part of deploy {id}")))?;
         if !changed {
             return Ok(row);
         }
@@ -84,7 +82,7 @@ impl Tracker {
             };
             self.host_event(id, &host, &ev)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot mark host {host} unreachable: {e}"))?;
+                .with_context(|| format!("cannot mark host {host} unreachable"))?;
         }
         let deadline = self.config().host_deadline;
         let before = Timestamp(Timestamp::now().0 - deadline.as_millis() as i64);
@@ -109,7 +107,7 @@ impl Tracker {
             };
             self.host_event(id, &host, &ev)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot time out host {host}: {e}"))?;
+                .with_context(|| format!("cannot time out host {host}"))?;
         }
         Ok(())
     }
