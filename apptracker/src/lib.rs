@@ -2,7 +2,6 @@
 //! orchestration, the in-process bus and builder, and artifact serving.
 //! `dev` runs the whole platform on one machine.
 
-mod audit;
 pub mod auth;
 mod builder;
 mod bus;
@@ -11,19 +10,19 @@ pub mod config;
 mod db;
 pub mod dev;
 pub mod drift;
-mod error;
-mod metrics;
-mod openapi;
-mod page;
+mod http;
 mod queue;
-mod routes;
 mod secrets;
-mod sessions;
 mod startup;
 pub mod store;
 pub mod tls;
 mod tracker;
 mod webhooks;
+
+// The API error type, still named `crate::error::ApiError` by the parts of
+// orchestration (`tracker`, `queue`, `webhooks`, `drift`) that return it
+// until they have an error type of their own.
+use http::error;
 
 pub use config::Config;
 pub use startup::{Application, bootstrap_token};

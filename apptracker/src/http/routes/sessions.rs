@@ -9,17 +9,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use deploy::{CreatedSession, ErrorBody, Timestamp};
 
-use crate::audit::Note;
 use crate::auth::{self, Principal, Role};
-use crate::error::{ApiError, ApiJson};
+use crate::http::audit::Note;
+use crate::http::auth::presented_credential;
+use crate::http::error::ApiError;
+use crate::http::extract::ApiJson;
 use crate::tracker::Tracker;
-
-pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Tracker> {
-    use utoipa_axum::routes;
-    utoipa_axum::router::OpenApiRouter::new()
-        .routes(routes!(create_session))
-        .routes(routes!(delete_session))
-}
 
 /// Opens a session for the token the request carries.
 #[utoipa::path(
@@ -28,7 +23,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Tracker> {
     responses((status = 201, description = "The session", body = CreatedSession),
               (status = 403, description = "`forbidden`: an agent token, or a session asking for another", body = ErrorBody))
 )]
-async fn create_session(
+pub(crate) async fn create_session(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
@@ -36,7 +31,7 @@ async fn create_session(
 ) -> Result<(StatusCode, ApiJson<CreatedSession>), ApiError> {
     note.target("dashboard session");
     who.require(Role::Viewer)?;
-    let Some(token) = auth::presented_credential(&headers, &Method::POST) else {
+    let Some(token) = presented_credential(&headers, &Method::POST) else {
         return Err(ApiError::Unauthorized("no API token".into()));
     };
     if auth::is_session(&token) {
@@ -69,7 +64,7 @@ async fn create_session(
     responses((status = 204, description = "Closed"),
               (status = 400, description = "`invalid_input`: the request carries an API token, not a session", body = ErrorBody))
 )]
-async fn delete_session(
+pub(crate) async fn delete_session(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
@@ -77,7 +72,7 @@ async fn delete_session(
 ) -> Result<StatusCode, ApiError> {
     note.target("dashboard session");
     let Some(session) =
-        auth::presented_credential(&headers, &Method::DELETE).filter(|c| auth::is_session(c))
+        presented_credential(&headers, &Method::DELETE).filter(|c| auth::is_session(c))
     else {
         return Err(ApiError::Invalid(
             "this request carries an API token, not a dashboard session: revoke tokens with DELETE /api/v1/tokens/{name}".into(),

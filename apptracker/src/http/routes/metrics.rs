@@ -15,7 +15,7 @@ use deploy::{DeployStatus, Timestamp};
 
 use crate::auth::{Principal, Role};
 use crate::db::BUILD_BUCKETS_MS;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::tracker::Tracker;
 
 /// The exposition format's content type.

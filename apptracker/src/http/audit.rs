@@ -23,6 +23,7 @@ use deploy::{AppName, Timestamp};
 
 use crate::auth::Principal;
 use crate::db::{AuditRecord, Db};
+use crate::http::error::ErrorCode;
 use crate::tracker::Tracker;
 
 /// Routes not recorded: the agents' protocol. Each is called on a timer or
@@ -46,11 +47,6 @@ const SECRET_PARAMS: &[&str] = &["secret"];
 
 /// Longest path or target recorded; anything longer is cut.
 const MAX_TEXT: usize = 300;
-
-/// The stable code of an API error answer, put in the response's
-/// extensions by `ApiError`, so the log has it without reading the body.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
 
 /// What a request's handler and auth extractor tell the audit log. Outside
 /// an audited request it is detached and what it is told goes nowhere.
