@@ -159,7 +159,7 @@ impl Application {
         tasks.close();
 
         let dashboard_client = deploy::Client::with_trust(self.base_url.clone(), &self.trust)?;
-        let app = crate::routes::api(tracker.clone())
+        let app = crate::http::api(tracker.clone())
             .merge(web::router(dashboard_client))
             .layer(TraceLayer::new_for_http().make_span_with(request_span));
         tracing::info!(url = %self.base_url, "apptracker listening");

@@ -1,7 +1,7 @@
 //! The orchestration layer's error: what a caller of the tracker can act
 //! on, with no HTTP in it. The HTTP layer turns it into an answer in one
-//! place (`From<tracker::Error> for ApiError`); internal callers keep the
-//! whole chain (`Internal` carries the `anyhow` cause).
+//! place (`http/error.rs`); internal callers keep the whole chain
+//! (`Internal` carries the `anyhow` cause).
 
 use deploy::ErrorCode;
 

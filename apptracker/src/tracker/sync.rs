@@ -1,12 +1,11 @@
-//! Drift, as the tracker sees it: the inputs of the drift computation
-//! read from the database, the table filtered for `GET /api/v1/drift`, and
-//! a sync that deploys the desired version to exactly the hosts that
-//! drifted (a normal deploy through `create_deploy_on`).
+//! Drift, as the tracker sees it: every host's verdict now (the inputs of
+//! the drift computation, read from the database), and a sync that deploys
+//! the desired version to exactly the hosts that drifted (a normal deploy
+//! through `create_deploy_on`).
 
 use std::collections::BTreeMap;
 
-use deploy::DriftQuery;
-use deploy::drift::{DriftReport, DriftState, SkippedHost, SyncOutcome};
+use deploy::drift::{DriftState, SkippedHost, SyncOutcome};
 use deploy::report::MAX_REPORT_INTERVAL_MS;
 
 use super::*;
@@ -49,35 +48,6 @@ impl Tracker {
             .collect();
         inputs.limits = cfg.limits.clone();
         Ok(crate::drift::compute(&inputs))
-    }
-
-    /// The drift table, filtered by app, cluster and state; the summary
-    /// counts every state of what the app and cluster filters keep.
-    pub async fn drift_report(&self, q: &DriftQuery) -> Result<DriftReport, Error> {
-        let f = Filters::parse(q)?;
-        let fleet = self.fleet().await?;
-        let hosts: Vec<_> = fleet
-            .hosts
-            .into_iter()
-            .filter(|h| f.app.as_ref().is_none_or(|a| &h.app == a))
-            .filter(|h| f.cluster.as_ref().is_none_or(|c| &h.cluster == c))
-            .collect();
-        let summary = crate::drift::summarize(&hosts);
-        let hosts = hosts
-            .into_iter()
-            .filter(|h| f.states.is_empty() || f.states.contains(&h.state))
-            .collect();
-        let agents = fleet
-            .agents
-            .into_iter()
-            .filter(|a| f.cluster.as_ref().is_none_or(|c| &a.cluster == c))
-            .collect();
-        Ok(DriftReport {
-            generated_at: Timestamp::now(),
-            summary,
-            hosts,
-            agents,
-        })
     }
 
     /// Deploys the desired version to the hosts of `app` on `cluster` that
@@ -177,72 +147,5 @@ impl Tracker {
             hosts,
             left,
         })
-    }
-}
-
-/// The parsed filters of `GET /api/v1/drift`.
-struct Filters {
-    app: Option<AppName>,
-    cluster: Option<Cluster>,
-    states: Vec<DriftState>,
-}
-
-impl Filters {
-    fn parse(q: &DriftQuery) -> Result<Self, Error> {
-        let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
-        let app = nonempty(&q.app)
-            .map(AppName::parse)
-            .transpose()
-            .map_err(|e| Error::Invalid(format!("`app`: {e}")))?;
-        let cluster = nonempty(&q.cluster)
-            .map(Cluster::parse)
-            .transpose()
-            .map_err(|e| Error::Invalid(format!("`cluster`: {e}")))?;
-        let mut states = Vec::new();
-        for s in nonempty(&q.state).iter().flat_map(|s| s.split(',')) {
-            let s = s.trim();
-            let state = DriftState::parse(s).ok_or_else(|| {
-                let names: Vec<&str> = DriftState::ALL.iter().map(|s| s.as_str()).collect();
-                Error::Invalid(format!(
-                    "`state`: unknown state `{s}`; use one or more (comma-separated) of {}",
-                    names.join(", ")
-                ))
-            })?;
-            states.push(state);
-        }
-        Ok(Self {
-            app,
-            cluster,
-            states,
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn filters_are_parsed_with_clear_errors() {
-        let q = DriftQuery {
-            app: Some("hello".into()),
-            cluster: Some(String::new()),
-            state: Some("drifted, not-running".into()),
-        };
-        let f = Filters::parse(&q).unwrap();
-        assert_eq!(f.app.unwrap().as_str(), "hello");
-        assert!(f.cluster.is_none(), "an empty filter is no filter");
-        assert_eq!(f.states, [DriftState::Drifted, DriftState::NotRunning]);
-        let bad = DriftQuery {
-            state: Some("sideways".into()),
-            ..DriftQuery::default()
-        };
-        let e = Filters::parse(&bad).err().unwrap().to_string();
-        assert!(e.contains("sideways") && e.contains("in-sync"), "{e}");
-        let bad = DriftQuery {
-            app: Some("Not An App".into()),
-            ..DriftQuery::default()
-        };
-        assert!(Filters::parse(&bad).is_err());
     }
 }

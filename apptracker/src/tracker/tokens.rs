@@ -109,3 +109,18 @@ pub fn generate_with(prefix: &str) -> anyhow::Result<(String, String)> {
 pub fn hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_stored_hashed() {
+        let (t1, h1) = generate().unwrap();
+        let (t2, _) = generate().unwrap();
+        assert_ne!(t1, t2);
+        assert!(t1.starts_with("slp_") && t1.len() == 44);
+        assert_eq!(h1, hash(&t1));
+        assert!(!h1.contains(&t1[4..]));
+    }
+}

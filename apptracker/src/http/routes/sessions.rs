@@ -9,17 +9,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use deploy::{CreatedSession, ErrorBody, Timestamp};
 
-use crate::audit::Note;
-use crate::auth::{self, Principal, Role};
-use crate::error::{ApiError, ApiJson};
+use crate::http::audit::Note;
+use crate::http::auth::presented_credential;
+use crate::http::auth::{SESSION_PREFIX, is_session};
+use crate::http::error::ApiError;
+use crate::http::extract::ApiJson;
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
-
-pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Tracker> {
-    use utoipa_axum::routes;
-    utoipa_axum::router::OpenApiRouter::new()
-        .routes(routes!(create_session))
-        .routes(routes!(delete_session))
-}
+use crate::tracker::tokens::{generate_with, hash};
 
 /// Opens a session for the token the request carries.
 #[utoipa::path(
@@ -28,7 +25,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Tracker> {
     responses((status = 201, description = "The session", body = CreatedSession),
               (status = 403, description = "`forbidden`: an agent token, or a session asking for another", body = ErrorBody))
 )]
-async fn create_session(
+pub(crate) async fn create_session(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
@@ -36,21 +33,21 @@ async fn create_session(
 ) -> Result<(StatusCode, ApiJson<CreatedSession>), ApiError> {
     note.target("dashboard session");
     who.require(Role::Viewer)?;
-    let Some(token) = auth::presented_credential(&headers, &Method::POST) else {
+    let Some(token) = presented_credential(&headers, &Method::POST) else {
         return Err(ApiError::Unauthorized("no API token".into()));
     };
-    if auth::is_session(&token) {
+    if is_session(&token) {
         // Otherwise a stolen session could be renewed for ever.
         return Err(ApiError::Forbidden(
             "a session is opened with an API token, not with another session".into(),
         ));
     }
-    let (session, session_hash) = auth::generate_with(auth::SESSION_PREFIX)?;
+    let (session, session_hash) = generate_with(SESSION_PREFIX)?;
     let now = Timestamp::now();
     let ttl = i64::try_from(t.config().session_ttl.as_millis()).unwrap_or(i64::MAX);
     let expires_at = Timestamp(now.0.saturating_add(ttl));
     t.db()
-        .insert_session(&session_hash, &auth::hash(&token), now, expires_at)
+        .insert_session(&session_hash, &hash(&token), now, expires_at)
         .await?;
     tracing::info!(token = %who.name, role = %who.role, "dashboard session opened");
     Ok((
@@ -69,21 +66,20 @@ async fn create_session(
     responses((status = 204, description = "Closed"),
               (status = 400, description = "`invalid_input`: the request carries an API token, not a session", body = ErrorBody))
 )]
-async fn delete_session(
+pub(crate) async fn delete_session(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     note.target("dashboard session");
-    let Some(session) =
-        auth::presented_credential(&headers, &Method::DELETE).filter(|c| auth::is_session(c))
+    let Some(session) = presented_credential(&headers, &Method::DELETE).filter(|c| is_session(c))
     else {
         return Err(ApiError::Invalid(
             "this request carries an API token, not a dashboard session: revoke tokens with DELETE /api/v1/tokens/{name}".into(),
         ));
     };
-    t.db().delete_session(&auth::hash(&session)).await?;
+    t.db().delete_session(&hash(&session)).await?;
     tracing::info!(token = %who.name, "dashboard session closed");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,29 +1,31 @@
-//! API tokens and roles. People hold `viewer`, `deployer` or `admin` tokens;
-//! grabbers and versioncheckers hold an `agent` token bound to one cluster
-//! (and, optionally, to one host of it); packer workers hold a `builder`
-//! token, which does nothing but the build-worker protocol. Tokens are
-//! random, shown once, and stored as their sha256: a request's token is
-//! hashed and looked up, so no stored secret is ever compared byte by byte.
-//!
-//! The dashboard never holds a token: signing in exchanges one for a
-//! session (`sls_…`, see `sessions.rs`), which acts for the token until it
-//! expires, is closed, or the token is revoked.
+//! Who is asking, for the HTTP layer: the credential a request carries (a
+//! bearer token, a dashboard session, or the session cookie on reads), the
+//! [`Principal`] extractor that looks it up, and the checks handlers make
+//! of it (`require`, `require_agent`, `require_host`, `require_builder`).
+//! Principals and roles are plain data (`crate::model`); tokens are made
+//! and hashed by the tracker (`tracker/tokens.rs`).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use deploy::{Cluster, HostName};
 
-use crate::error::ApiError;
-pub use crate::model::{Principal, Role};
+use crate::http::audit::Note;
+use crate::http::error::ApiError;
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
-pub use crate::tracker::tokens::{generate, generate_with, hash};
+use crate::tracker::tokens::hash;
 
 /// The cookie the dashboard keeps its session in (never a token).
 pub const SESSION_COOKIE: &str = "slipway_session";
 
 /// How a dashboard session id starts; API tokens start with `slp_`.
 pub const SESSION_PREFIX: &str = "sls_";
+
+/// Whether a credential is a dashboard session id rather than a token.
+pub(crate) fn is_session(credential: &str) -> bool {
+    credential.starts_with(SESSION_PREFIX)
+}
 
 impl Principal {
     /// Requires a person's role at least `min` (agents and builders never
@@ -118,11 +120,6 @@ pub(crate) fn presented_credential(headers: &HeaderMap, method: &Method) -> Opti
     None
 }
 
-/// Whether a credential is a dashboard session id rather than a token.
-pub(crate) fn is_session(credential: &str) -> bool {
-    credential.starts_with(SESSION_PREFIX)
-}
-
 impl FromRequestParts<Tracker> for Principal {
     type Rejection = ApiError;
 
@@ -151,7 +148,7 @@ impl FromRequestParts<Tracker> for Principal {
             Some(p) => {
                 // The audit log names who acted, including when the
                 // handler then refuses.
-                if let Some(note) = parts.extensions.get::<crate::audit::Note>() {
+                if let Some(note) = parts.extensions.get::<Note>() {
                     note.principal(&p);
                 }
                 Ok(p)
@@ -229,15 +226,5 @@ mod tests {
         assert!(e.to_string().contains("not `b`"), "{e}");
         assert!(p(Role::Deployer, None).require_agent(&a).is_err());
         assert!(p(Role::Admin, None).require_agent(&a).is_ok());
-    }
-
-    #[test]
-    fn tokens_are_random_and_stored_hashed() {
-        let (t1, h1) = generate().unwrap();
-        let (t2, _) = generate().unwrap();
-        assert_ne!(t1, t2);
-        assert!(t1.starts_with("slp_") && t1.len() == 44);
-        assert_eq!(h1, hash(&t1));
-        assert!(!h1.contains(&t1[4..]));
     }
 }

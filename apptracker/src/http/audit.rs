@@ -22,6 +22,7 @@ use axum::response::Response;
 use deploy::{AppName, Timestamp};
 
 use crate::db::{AuditRecord, Db};
+use crate::http::error::ErrorCode;
 use crate::model::Principal;
 use crate::tracker::Tracker;
 
@@ -46,11 +47,6 @@ const SECRET_PARAMS: &[&str] = &["secret"];
 
 /// Longest path or target recorded; anything longer is cut.
 const MAX_TEXT: usize = 300;
-
-/// The stable code of an API error answer, put in the response's
-/// extensions by `ApiError`, so the log has it without reading the body.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
 
 /// What a request's handler and auth extractor tell the audit log. Outside
 /// an audited request it is detached and what it is told goes nowhere.
@@ -212,7 +208,7 @@ pub async fn record(State(t): State<Tracker>, req: Request, next: Next) -> Respo
     };
     parts.extensions.insert(pending.note.clone());
     let resp = next.run(Request::from_parts(parts, body)).await;
-    let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
+    let code = resp.extensions().get::<ErrorCode>().map(|c| c.as_str());
     pending.finish(resp.status().as_u16(), code).await;
     resp
 }

@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use deploy::drift::DriftState;
 use deploy::{DeployStatus, Timestamp};
 
-use crate::auth::{Principal, Role};
 use crate::db::BUILD_BUCKETS_MS;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 /// The exposition format's content type.
