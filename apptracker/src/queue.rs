@@ -321,9 +321,7 @@ impl Tracker {
             .signature
             .clone()
             .context("the in-process builder has no signing key: the artifact is not signed")?;
-        self.renew_build_lease(build.id, holder)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.renew_build_lease(build.id, holder).await?;
         self.store()
             .put(
                 &artifact_key(&build.app, &build.version),

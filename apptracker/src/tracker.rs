@@ -1,6 +1,14 @@
-//! Deploy orchestration: the state machine of builds, deploys and hosts.
-//! Routes parse input and call in here; everything that writes desired state
-//! goes through this module.
+//! Deploy orchestration: the state machine of builds, deploys and hosts,
+//! one stage per file (`tracker/{builds,create,rollback,rollout,sweep,
+//! sync,tokens}.rs`), with the build queue in `queue.rs` and webhooks in
+//! `webhooks.rs`. The HTTP layer parses input and calls in here;
+//! everything that writes desired state goes through this module.
+//!
+//! This layer knows no HTTP: it returns its own [`Error`] (a refusal
+//! carries its `deploy::ErrorCode`), which the HTTP layer turns into an
+//! answer in one place. It reads and writes through `db`, in `model`'s
+//! internal rows, and makes the wire types on the way out
+//! (`present_build`, `present_artifact`, `desired`).
 
 use std::sync::Arc;
 

@@ -6,8 +6,6 @@
 use super::*;
 
 impl Tracker {
-    /// Creates a deploy: checks everything first, so a bad request changes
-    /// nothing, then publishes it or waits for its build.
     /// Refuses a deploy while another of the same app to the same cluster
     /// is building or running, naming it.
     pub(crate) async fn refuse_if_active(
