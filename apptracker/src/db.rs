@@ -181,14 +181,13 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<StoredBuild> {
         "failed" => BuildStatus::Failed,
         other => return Err(unknown_name("builds.status", other)),
     };
-    let build_type = r
-        .try_get::<Option<String>, _>("build_type")?
-        .and_then(|t| match t.as_str() {
-            "python" => Some(BuildType::Python),
-            "node" => Some(BuildType::Node),
-            "generic" => Some(BuildType::Generic),
-            _ => None,
-        });
+    let build_type = match r.try_get::<Option<String>, _>("build_type")?.as_deref() {
+        None => None,
+        Some("python") => Some(BuildType::Python),
+        Some("node") => Some(BuildType::Node),
+        Some("generic") => Some(BuildType::Generic),
+        Some(other) => return Err(unknown_name("builds.build_type", other)),
+    };
     let artifact = match (
         r.try_get::<Option<String>, _>("artifact_key")?,
         r.try_get::<Option<String>, _>("sha256")?,

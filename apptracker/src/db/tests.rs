@@ -165,6 +165,64 @@ async fn expired_leases_requeue_then_fail() {
     );
 }
 
+/// A status column holding a name this build does not know is an error
+/// naming it, never a silent `unknown`.
+#[tokio::test]
+async fn unknown_stored_statuses_are_decode_errors() {
+    let (_dir, db, app) = db_with_app().await;
+    let build = db
+        .insert_build(&app, "main", &"d".repeat(40))
+        .await
+        .unwrap();
+    let id = db
+        .insert_deploy(&NewDeploy {
+            app: &app,
+            version: None,
+            git_ref: Some("main"),
+            build_id: Some(build.id),
+            cluster: &Cluster::parse("prod").unwrap(),
+            selector: &HostSelector::all(),
+            status: DeployStatus::Building,
+            hosts: &[HostName::parse("h1").unwrap()],
+            strategy: Strategy::AllAtOnce,
+            max_failures: Portion::default(),
+            retry_of: None,
+            rollback_on_failure: false,
+            rollback_of: None,
+            requested_by: None,
+        })
+        .await
+        .unwrap();
+    assert!(db.deploy(id).await.unwrap().is_some());
+    for sql in [
+        "UPDATE builds SET status = 'exploded' WHERE id = $1",
+        "UPDATE builds SET status = 'queued', build_type = 'cobol' WHERE id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(build.id.0)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let e = db.build(build.id).await.unwrap_err().to_string();
+        assert!(e.contains("exploded") || e.contains("cobol"), "{e}");
+    }
+    for sql in [
+        "UPDATE deploys SET status = 'exploded' WHERE id = $1",
+        "UPDATE deploys SET status = 'building' WHERE id = $1; \
+         UPDATE deploy_hosts SET phase = 'melting' WHERE deploy_id = $1",
+    ] {
+        for one in sql.split("; ") {
+            sqlx::query(sqlx::AssertSqlSafe(one.to_string()))
+                .bind(id.0)
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        let e = format!("{:#}", db.deploy(id).await.unwrap_err());
+        assert!(e.contains("exploded") || e.contains("melting"), "{e}");
+    }
+}
+
 mod phases {
     use deploy::HostPhase;
 
