@@ -19,6 +19,8 @@ use crate::db::{Db, NewDeploy};
 use crate::error::ApiError;
 use crate::store::{ArtifactStore, LocalStore};
 
+mod admin;
+
 /// How a deploy came to be, beyond what its request says.
 #[derive(Default)]
 pub(crate) struct Origin<'a> {

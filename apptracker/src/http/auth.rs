@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use deploy::{Cluster, HostName};
 
-use crate::auth::{Principal, Role, SESSION_COOKIE, hash, is_session};
+use crate::auth::{Principal, Role, SESSION_COOKIE, is_session};
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
 use crate::tracker::Tracker;
@@ -117,21 +117,7 @@ impl FromRequestParts<Tracker> for Principal {
                     .into(),
             ));
         };
-        let principal = if is_session(&credential) {
-            // A session acts for its token while both live: a revoked token
-            // has no row, so its sessions find no principal.
-            match t
-                .db()
-                .session_token(&hash(&credential), deploy::Timestamp::now())
-                .await?
-            {
-                Some(token_hash) => t.db().principal_by_hash(&token_hash).await?,
-                None => None,
-            }
-        } else {
-            t.db().principal_by_hash(&hash(&credential)).await?
-        };
-        match principal {
+        match t.authenticate(&credential).await? {
             Some(p) => {
                 // The audit log names who acted, including when the
                 // handler then refuses.

@@ -7,7 +7,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
-use deploy::{CreatedSession, ErrorBody, Timestamp};
+use deploy::{CreatedSession, ErrorBody};
 
 use crate::auth::{self, Principal, Role};
 use crate::http::audit::Note;
@@ -34,26 +34,9 @@ pub(crate) async fn create_session(
     let Some(token) = presented_credential(&headers, &Method::POST) else {
         return Err(ApiError::Unauthorized("no API token".into()));
     };
-    if auth::is_session(&token) {
-        // Otherwise a stolen session could be renewed for ever.
-        return Err(ApiError::Forbidden(
-            "a session is opened with an API token, not with another session".into(),
-        ));
-    }
-    let (session, session_hash) = auth::generate_with(auth::SESSION_PREFIX)?;
-    let now = Timestamp::now();
-    let ttl = i64::try_from(t.config().session_ttl.as_millis()).unwrap_or(i64::MAX);
-    let expires_at = Timestamp(now.0.saturating_add(ttl));
-    t.db()
-        .insert_session(&session_hash, &auth::hash(&token), now, expires_at)
-        .await?;
-    tracing::info!(token = %who.name, role = %who.role, "dashboard session opened");
     Ok((
         StatusCode::CREATED,
-        ApiJson(CreatedSession {
-            session,
-            expires_at,
-        }),
+        ApiJson(t.open_session(&token, &who).await?),
     ))
 }
 
@@ -78,7 +61,6 @@ pub(crate) async fn delete_session(
             "this request carries an API token, not a dashboard session: revoke tokens with DELETE /api/v1/tokens/{name}".into(),
         ));
     };
-    t.db().delete_session(&auth::hash(&session)).await?;
-    tracing::info!(token = %who.name, "dashboard session closed");
+    t.close_session(&session, &who).await?;
     Ok(StatusCode::NO_CONTENT)
 }
