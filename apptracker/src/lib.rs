@@ -2,7 +2,6 @@
 //! orchestration, the in-process bus and builder, and artifact serving.
 //! `dev` runs the whole platform on one machine.
 
-pub mod auth;
 mod builder;
 mod bus;
 pub mod cli;
@@ -11,6 +10,7 @@ mod db;
 pub mod dev;
 pub mod drift;
 mod http;
+mod model;
 mod queue;
 mod secrets;
 mod startup;
@@ -18,11 +18,6 @@ pub mod store;
 pub mod tls;
 mod tracker;
 mod webhooks;
-
-// The API error type, still named `crate::error::ApiError` by the parts of
-// orchestration (`tracker`, `queue`, `webhooks`, `drift`) that return it
-// until they have an error type of their own.
-use http::error;
 
 pub use config::Config;
 pub use startup::{Application, bootstrap_token};

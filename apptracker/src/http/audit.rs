@@ -21,9 +21,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use deploy::{AppName, Timestamp};
 
-use crate::auth::Principal;
 use crate::db::AuditRecord;
 use crate::http::error::ErrorCode;
+use crate::model::Principal;
 use crate::tracker::Tracker;
 
 /// Routes not recorded: the agents' protocol. Each is called on a timer or
@@ -208,7 +208,7 @@ pub async fn record(State(t): State<Tracker>, req: Request, next: Next) -> Respo
     };
     parts.extensions.insert(pending.note.clone());
     let resp = next.run(Request::from_parts(parts, body)).await;
-    let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
+    let code = resp.extensions().get::<ErrorCode>().map(|c| c.as_str());
     pending.finish(resp.status().as_u16(), code).await;
     resp
 }

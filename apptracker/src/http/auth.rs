@@ -2,17 +2,22 @@
 //! bearer token, a dashboard session, or the session cookie on reads), the
 //! [`Principal`] extractor that looks it up, and the checks handlers make
 //! of it (`require`, `require_agent`, `require_host`, `require_builder`).
-//! Tokens, roles and their storage are `crate::auth`.
+//! Principals and roles are plain data (`crate::model`); tokens are made
+//! and hashed by the tracker (`tracker/tokens.rs`).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use deploy::{Cluster, HostName};
 
-use crate::auth::{Principal, Role, SESSION_COOKIE, is_session};
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
+use crate::tracker::admin::is_session;
+
+/// The cookie the dashboard keeps its session in (never a token).
+pub const SESSION_COOKIE: &str = "slipway_session";
 
 impl Principal {
     /// Requires a person's role at least `min` (agents and builders never

@@ -10,14 +10,22 @@ use std::time::Duration;
 
 use deploy::report::{HostReport, MAX_REPORT_INTERVAL_MS, MIN_REPORT_INTERVAL_MS, ReportReceipt};
 use deploy::{
-    App, AppName, Build, BuildId, Cluster, ClusterSettings, CreatedSession, Deploy, DeployId,
-    Freeze, GitRef, Heartbeat, Host, HostName, RegisterApp, Timestamp,
+    App, AppName, BuildId, Cluster, ClusterSettings, CreatedSession, Deploy, DeployId, Freeze,
+    GitRef, Heartbeat, Host, HostName, RegisterApp, Timestamp,
 };
 
-use crate::auth::{self, Principal};
 use crate::db::{AuditRecord, Db};
-use crate::error::ApiError;
-use crate::tracker::{DEFAULT_BRANCH, Tracker};
+use crate::model::{Principal, StoredBuild};
+use crate::tracker::tokens::{generate_with, hash};
+use crate::tracker::{DEFAULT_BRANCH, Error, Tracker};
+
+/// How a dashboard session id starts; API tokens start with `slp_`.
+pub(crate) const SESSION_PREFIX: &str = "sls_";
+
+/// Whether a credential is a dashboard session id rather than a token.
+pub(crate) fn is_session(credential: &str) -> bool {
+    credential.starts_with(SESSION_PREFIX)
+}
 
 /// Longest freeze one request sets: a forgotten freeze should not block
 /// deploys for years.
@@ -34,13 +42,13 @@ impl Tracker {
     /// credentials (an app's URL is shown to every viewer and sent to every
     /// build worker), and its branch (`main` when absent) must be a valid
     /// ref; a taken name is a conflict.
-    pub async fn register_app(&self, req: RegisterApp) -> Result<App, ApiError> {
+    pub async fn register_app(&self, req: RegisterApp) -> Result<App, Error> {
         if req.git_url.trim().is_empty() {
-            return Err(ApiError::Invalid("`git_url` must not be empty".into()));
+            return Err(Error::Invalid("`git_url` must not be empty".into()));
         }
         if let Some(what) = packer::url_credentials(&req.git_url) {
             // Never echo the URL: it holds the secret.
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "`git_url` must not carry credentials, and this one holds {what}: an app's URL is \
                  shown to every viewer and sent to every build worker. Register the URL without them \
                  (`https://git.example.com/team/app.git`) and give the credentials to packer: \
@@ -49,7 +57,7 @@ impl Tracker {
             )));
         }
         let branch = req.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_string());
-        GitRef::parse(branch.as_str()).map_err(|e| ApiError::Invalid(format!("`branch`: {e}")))?;
+        GitRef::parse(branch.as_str()).map_err(|e| Error::Invalid(format!("`branch`: {e}")))?;
         let app = App {
             name: req.name.clone(),
             git_url: req.git_url,
@@ -62,7 +70,7 @@ impl Tracker {
                 tracing::info!(app = %app.name, "app registered");
                 Ok(app)
             }
-            None => Err(ApiError::Conflict(format!(
+            None => Err(Error::Conflict(format!(
                 "app `{}` is already registered",
                 req.name
             ))),
@@ -77,7 +85,7 @@ impl Tracker {
         cluster: &Cluster,
         protected: bool,
         by: &str,
-    ) -> Result<ClusterSettings, ApiError> {
+    ) -> Result<ClusterSettings, Error> {
         self.db().set_protected(cluster, protected, by).await?;
         tracing::info!(%cluster, protected, by = %by, "cluster protection set");
         self.controls_of(cluster).await
@@ -93,10 +101,10 @@ impl Tracker {
         cluster: &Cluster,
         req: &Freeze,
         by: &str,
-    ) -> Result<ClusterSettings, ApiError> {
+    ) -> Result<ClusterSettings, Error> {
         let reason = req.reason.trim();
         if reason.is_empty() || reason.len() > 500 {
-            return Err(ApiError::Invalid(
+            return Err(Error::Invalid(
                 "`reason` must say why the cluster is frozen (1 to 500 characters)".into(),
             ));
         }
@@ -105,7 +113,7 @@ impl Tracker {
             (Some(until), None) => until,
             (None, Some(d)) => {
                 let d = humantime::parse_duration(d).map_err(|e| {
-                    ApiError::Invalid(format!(
+                    Error::Invalid(format!(
                         "`duration` `{d}` is not a duration like 2h or 30m: {e}"
                     ))
                 })?;
@@ -113,19 +121,19 @@ impl Tracker {
                 Timestamp(now.0.saturating_add(ms))
             }
             _ => {
-                return Err(ApiError::Invalid(
+                return Err(Error::Invalid(
                     "give exactly one of `until` (ms since the epoch) and `duration` (like 2h)"
                         .into(),
                 ));
             }
         };
         if until <= now {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "`until` {until} is not in the future"
             )));
         }
         if until.0 - now.0 > MAX_FREEZE.as_millis() as i64 {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "a freeze lasts at most {}; freeze again to extend it",
                 humantime::format_duration(MAX_FREEZE)
             )));
@@ -142,7 +150,7 @@ impl Tracker {
         &self,
         cluster: &Cluster,
         by: &str,
-    ) -> Result<ClusterSettings, ApiError> {
+    ) -> Result<ClusterSettings, Error> {
         self.db().set_freeze(cluster, None, None, by).await?;
         tracing::info!(%cluster, by = %by, "cluster thawed");
         self.wake_queues(cluster).await?;
@@ -150,20 +158,20 @@ impl Tracker {
     }
 
     /// A cluster's controls just after they were set.
-    async fn controls_of(&self, cluster: &Cluster) -> Result<ClusterSettings, ApiError> {
+    async fn controls_of(&self, cluster: &Cluster) -> Result<ClusterSettings, Error> {
         self.db()
             .cluster_settings(cluster)
             .await?
-            .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("cluster `{cluster}` vanished")))
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("cluster `{cluster}` vanished")))
     }
 
     // ------------------------------------------------------------ pins
 
     /// Unpins `app` on `cluster`: other versions may be deployed there
     /// again. Not pinned there is not found.
-    pub async fn unpin(&self, app: &AppName, cluster: &Cluster, by: &str) -> Result<(), ApiError> {
+    pub async fn unpin(&self, app: &AppName, cluster: &Cluster, by: &str) -> Result<(), Error> {
         if !self.db().delete_pin(app, cluster).await? {
-            return Err(ApiError::NotFound(format!(
+            return Err(Error::NotFound(format!(
                 "`{app}` is not pinned on `{cluster}`"
             )));
         }
@@ -174,7 +182,7 @@ impl Tracker {
     // ------------------------------------------------------------ hosts
 
     /// A grabber's heartbeat: registers its host, or says it is alive.
-    pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<Host, ApiError> {
+    pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<Host, Error> {
         Ok(self.db().upsert_host(hb).await?)
     }
 
@@ -183,15 +191,15 @@ impl Tracker {
     /// so a confused agent cannot date a report earlier. The interval must
     /// be within the protocol's bounds, the apps at most
     /// [`MAX_APPS_PER_REPORT`].
-    pub async fn store_report(&self, r: &HostReport) -> Result<ReportReceipt, ApiError> {
+    pub async fn store_report(&self, r: &HostReport) -> Result<ReportReceipt, Error> {
         if !(MIN_REPORT_INTERVAL_MS..=MAX_REPORT_INTERVAL_MS).contains(&r.interval_ms) {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "`interval_ms` must be between {MIN_REPORT_INTERVAL_MS} and {MAX_REPORT_INTERVAL_MS}, not {}",
                 r.interval_ms
             )));
         }
         if r.apps.len() > MAX_APPS_PER_REPORT {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "a report lists at most {MAX_APPS_PER_REPORT} apps, not {}",
                 r.apps.len()
             )));
@@ -209,41 +217,37 @@ impl Tracker {
     /// for; `None` when it is unknown, revoked or expired. A session acts
     /// for its token while both live: a revoked token has no row, so its
     /// sessions find no principal. Records when the token was last used.
-    pub async fn authenticate(&self, credential: &str) -> Result<Option<Principal>, ApiError> {
-        let token_hash = if auth::is_session(credential) {
+    pub async fn authenticate(&self, credential: &str) -> Result<Option<Principal>, Error> {
+        let token_hash = if is_session(credential) {
             match self
                 .db()
-                .session_token(&auth::hash(credential), Timestamp::now())
+                .session_token(&hash(credential), Timestamp::now())
                 .await?
             {
                 Some(token_hash) => token_hash,
                 None => return Ok(None),
             }
         } else {
-            auth::hash(credential)
+            hash(credential)
         };
         Ok(self.db().principal_by_hash(&token_hash).await?)
     }
 
-    /// Opens a dashboard session for `token` (an API token, never another
-    /// session, or a stolen session could be renewed for ever), expiring
-    /// after `session_ttl`; returns its only plaintext copy.
+    /// Opens a dashboard session for `token`, an API token (never another
+    /// session, or a stolen session could be renewed for ever: the caller
+    /// refuses those), expiring after `session_ttl`; returns its only
+    /// plaintext copy.
     pub async fn open_session(
         &self,
         token: &str,
         who: &Principal,
-    ) -> Result<CreatedSession, ApiError> {
-        if auth::is_session(token) {
-            return Err(ApiError::Forbidden(
-                "a session is opened with an API token, not with another session".into(),
-            ));
-        }
-        let (session, session_hash) = auth::generate_with(auth::SESSION_PREFIX)?;
+    ) -> Result<CreatedSession, Error> {
+        let (session, session_hash) = generate_with(SESSION_PREFIX)?;
         let now = Timestamp::now();
         let ttl = i64::try_from(self.config().session_ttl.as_millis()).unwrap_or(i64::MAX);
         let expires_at = Timestamp(now.0.saturating_add(ttl));
         self.db()
-            .insert_session(&session_hash, &auth::hash(token), now, expires_at)
+            .insert_session(&session_hash, &hash(token), now, expires_at)
             .await?;
         tracing::info!(token = %who.name, role = %who.role, "dashboard session opened");
         Ok(CreatedSession {
@@ -253,8 +257,8 @@ impl Tracker {
     }
 
     /// Closes a dashboard session (signing out).
-    pub async fn close_session(&self, session: &str, who: &Principal) -> Result<(), ApiError> {
-        self.db().delete_session(&auth::hash(session)).await?;
+    pub async fn close_session(&self, session: &str, who: &Principal) -> Result<(), Error> {
+        self.db().delete_session(&hash(session)).await?;
         tracing::info!(token = %who.name, "dashboard session closed");
         Ok(())
     }
@@ -289,7 +293,7 @@ impl Queries<'_> {
         self.db.apps_page(after, limit).await
     }
 
-    pub async fn build(&self, id: BuildId) -> sqlx::Result<Option<Build>> {
+    pub async fn build(&self, id: BuildId) -> sqlx::Result<Option<StoredBuild>> {
         self.db.build(id).await
     }
 
@@ -298,7 +302,7 @@ impl Queries<'_> {
         app: &AppName,
         before: Option<i64>,
         limit: i64,
-    ) -> sqlx::Result<Vec<Build>> {
+    ) -> sqlx::Result<Vec<StoredBuild>> {
         self.db.builds(app, before, limit).await
     }
 

@@ -15,9 +15,9 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::http::stream::{sse_event, t_stop};
 use axum::extract::State;
 
-use crate::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, parse};
+use crate::model::Principal;
 use crate::tracker::Tracker;
 
 #[utoipa::path(

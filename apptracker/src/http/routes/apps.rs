@@ -6,11 +6,11 @@ use axum::http::StatusCode;
 use deploy::ErrorBody;
 use deploy::{App, AppName, PageQuery, RegisterApp};
 
-use crate::auth::{Principal, Role};
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, parse};
 use crate::http::page::{self, Paged};
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 #[utoipa::path(

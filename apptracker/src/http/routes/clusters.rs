@@ -5,10 +5,10 @@ use axum::extract::State;
 use deploy::Cluster;
 use deploy::ErrorBody;
 
-use crate::auth::{Principal, Role};
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath};
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 #[utoipa::path(

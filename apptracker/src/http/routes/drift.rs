@@ -2,7 +2,8 @@
 //! /api/v1/hosts/report`), the table of what each host should run against
 //! what it reports goes out (`GET /api/v1/drift`), and a sync deploys the
 //! desired version to exactly the hosts that drifted (`POST
-//! /api/v1/drift/sync`). The computation is `crate::drift`.
+//! /api/v1/drift/sync`). The tracker reads the inputs and syncs
+//! (`tracker/sync.rs`); the computation is `crate::drift`.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,11 +11,10 @@ use deploy::drift::{DriftReport, DriftState, SyncOutcome, SyncRequest};
 use deploy::report::{HostReport, ReportReceipt};
 use deploy::{AppName, Cluster, DriftQuery, Timestamp};
 
-use crate::auth::{Principal, Role};
-use crate::drift::{fleet, sync_drift};
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiQuery};
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 /// A versionchecker reports its host. Agents of the host's cluster only
@@ -77,14 +77,14 @@ impl Filters {
 /// counts every state of what the app and cluster filters keep.
 pub(crate) async fn drift_report(t: &Tracker, q: &DriftQuery) -> Result<DriftReport, ApiError> {
     let f = Filters::parse(q)?;
-    let fleet = fleet(t).await?;
+    let fleet = t.fleet().await?;
     let hosts: Vec<_> = fleet
         .hosts
         .into_iter()
         .filter(|h| f.app.as_ref().is_none_or(|a| &h.app == a))
         .filter(|h| f.cluster.as_ref().is_none_or(|c| &h.cluster == c))
         .collect();
-    let summary = versionchecker::drift::summarize(&hosts);
+    let summary = crate::drift::summarize(&hosts);
     let hosts = hosts
         .into_iter()
         .filter(|h| f.states.is_empty() || f.states.contains(&h.state))
@@ -138,7 +138,7 @@ pub(crate) async fn sync(
     note.app(&req.app);
     note.target(format!("drift sync on {}", req.cluster));
     who.require(Role::Deployer)?;
-    let out = sync_drift(&t, &req.app, &req.cluster, &who.name).await?;
+    let out = t.sync_drift(&req.app, &req.cluster, &who.name).await?;
     let version = out
         .deploy
         .version

@@ -14,10 +14,10 @@ use crate::bus::Live;
 use crate::http::stream::{sse_event, t_stop};
 use axum::extract::State;
 
-use crate::auth::{Principal, Role};
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiPath, ApiQuery, parse};
 use crate::http::page::{self, Paged};
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 /// Every event the deploy's hosts reported, oldest first: when each host

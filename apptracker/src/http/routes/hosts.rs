@@ -3,10 +3,10 @@
 use axum::extract::State;
 use deploy::{Cluster, Host, HostName, PageQuery};
 
-use crate::auth::{Principal, Role};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiQuery;
 use crate::http::page::{self, Paged};
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 #[utoipa::path(

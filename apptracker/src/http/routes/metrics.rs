@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use deploy::drift::DriftState;
 use deploy::{DeployStatus, Timestamp};
 
-use crate::auth::{Principal, Role};
 use crate::db::BUILD_BUCKETS_MS;
 use crate::http::error::ApiError;
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 /// The exposition format's content type.
@@ -92,8 +92,8 @@ fn number(v: f64) -> String {
 
 async fn render(t: &Tracker) -> Result<String, ApiError> {
     let now = Timestamp::now();
-    let fleet = crate::drift::fleet(t).await?;
-    let summary = versionchecker::drift::summarize(&fleet.hosts);
+    let fleet = t.fleet().await?;
+    let summary = crate::drift::summarize(&fleet.hosts);
     let mut e = Exposition::default();
 
     e.family(

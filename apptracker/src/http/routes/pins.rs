@@ -5,12 +5,12 @@ use axum::extract::State;
 use deploy::ErrorBody;
 use deploy::{AppName, Cluster, Deploy, PageQuery};
 
-use crate::auth::{Principal, Role};
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::openapi::Empty;
 use crate::http::page::{self, Paged};
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 /// Back to the version before the newest deploy, everywhere it replaced

@@ -9,12 +9,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
 use deploy::{CreatedSession, ErrorBody};
 
-use crate::auth::{self, Principal, Role};
 use crate::http::audit::Note;
 use crate::http::auth::presented_credential;
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
+use crate::tracker::admin::is_session;
 
 /// Opens a session for the token the request carries.
 #[utoipa::path(
@@ -34,6 +35,12 @@ pub(crate) async fn create_session(
     let Some(token) = presented_credential(&headers, &Method::POST) else {
         return Err(ApiError::Unauthorized("no API token".into()));
     };
+    if is_session(&token) {
+        // Otherwise a stolen session could be renewed for ever.
+        return Err(ApiError::Forbidden(
+            "a session is opened with an API token, not with another session".into(),
+        ));
+    }
     Ok((
         StatusCode::CREATED,
         ApiJson(t.open_session(&token, &who).await?),
@@ -54,8 +61,7 @@ pub(crate) async fn delete_session(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     note.target("dashboard session");
-    let Some(session) =
-        presented_credential(&headers, &Method::DELETE).filter(|c| auth::is_session(c))
+    let Some(session) = presented_credential(&headers, &Method::DELETE).filter(|c| is_session(c))
     else {
         return Err(ApiError::Invalid(
             "this request carries an API token, not a dashboard session: revoke tokens with DELETE /api/v1/tokens/{name}".into(),

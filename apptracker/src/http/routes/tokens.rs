@@ -5,11 +5,11 @@ use axum::http::StatusCode;
 use deploy::ErrorBody;
 use deploy::{CreateToken, CreatedToken, PageQuery, TokenInfo};
 
-use crate::auth::{Principal, Role};
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::page::{self, Paged};
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 #[utoipa::path(

@@ -9,11 +9,11 @@ use deploy::{
     WebhookSecretInfo,
 };
 
-use crate::auth::{Principal, Role};
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, parse};
 use crate::http::openapi::Empty;
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 /// The largest webhook delivery accepted (GitHub's own cap on payloads).
@@ -45,9 +45,19 @@ pub(crate) async fn webhook(
     note.actor(format!("webhook:{parsed}"), "webhook");
     let app: AppName = parse(&app)?;
     note.app(&app);
-    let (status, out) = crate::webhooks::handle(&t, parsed, &app, &headers, &body).await?;
+    let (taken, out) = crate::webhooks::handle(&t, parsed, &app, &headers, &body).await?;
     note.target(started(&out));
+    let status = match taken {
+        crate::webhooks::Taken::Answered => StatusCode::OK,
+        crate::webhooks::Taken::Accepted => StatusCode::ACCEPTED,
+    };
     Ok((status, ApiJson(out)))
+}
+
+impl crate::webhooks::Headers for axum::http::HeaderMap {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| v.to_str().ok())
+    }
 }
 
 fn webhook_provider(provider: &str) -> Result<deploy::WebhookProvider, ApiError> {

@@ -11,10 +11,10 @@ use crate::queue::Holder;
 use axum::extract::State;
 use deploy::ErrorBody;
 
-use crate::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, parse};
 use crate::http::openapi::Empty;
+use crate::model::Principal;
 use crate::tracker::Tracker;
 
 // ---------------------------------------------------------------- build workers
@@ -36,10 +36,7 @@ pub(crate) async fn claim_build(
     let holder = Holder::token(&who, &req.worker)?;
     let job = t.claim_build(&holder).await?;
     match job {
-        Some(mut job) => {
-            job.build = t.present_build(job.build).await?;
-            Ok(ApiJson(Some(job)))
-        }
+        Some(job) => Ok(ApiJson(Some(job))),
         None => Ok(ApiJson(None)),
     }
 }
