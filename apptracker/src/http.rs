@@ -15,8 +15,6 @@ mod openapi;
 mod page;
 mod routes;
 mod stream;
-#[cfg(test)]
-mod tests;
 
 use std::sync::LazyLock;
 
@@ -166,3 +164,6 @@ async fn openapi_json() -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests;

@@ -29,6 +29,7 @@ use crate::model::{DeployRow, StoredArtifact, StoredBuild};
 use crate::store::{ArtifactStore, LocalStore};
 
 // One `impl Tracker` block per stage of a deploy's life.
+pub(crate) mod admin;
 mod builds;
 mod create;
 mod error;

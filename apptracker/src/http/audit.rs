@@ -21,7 +21,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use deploy::{AppName, Timestamp};
 
-use crate::db::{AuditRecord, Db};
+use crate::db::AuditRecord;
 use crate::http::error::ErrorCode;
 use crate::model::Principal;
 use crate::tracker::Tracker;
@@ -190,7 +190,7 @@ pub async fn record(State(t): State<Tracker>, req: Request, next: Next) -> Respo
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_canonical().to_string());
     let pending = Pending {
-        db: t.db().clone(),
+        tracker: t.clone(),
         note: Note::default(),
         record: Some(AuditRecord {
             at: Timestamp::now(),
@@ -217,7 +217,7 @@ pub async fn record(State(t): State<Tracker>, req: Request, next: Next) -> Respo
 /// and the server stopped working on the request), it is recorded with
 /// status 499, since whether the change happened is unknown.
 struct Pending {
-    db: Db,
+    tracker: Tracker,
     note: Note,
     record: Option<AuditRecord>,
 }
@@ -252,7 +252,7 @@ impl Pending {
 
     async fn finish(mut self, status: u16, error_code: Option<&'static str>) {
         if let Some(r) = self.take(status, error_code) {
-            write(self.db.clone(), r).await;
+            write(self.tracker.clone(), r).await;
         }
     }
 }
@@ -262,16 +262,16 @@ impl Drop for Pending {
         if let Some(r) = self.take(CLIENT_CLOSED, None)
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            rt.spawn(write(self.db.clone(), r));
+            rt.spawn(write(self.tracker.clone(), r));
         }
     }
 }
 
 /// Writes an entry in a task of its own, so it is written even when the
 /// request's future is dropped while waiting; a failure is only logged.
-async fn write(db: Db, r: AuditRecord) {
+async fn write(t: Tracker, r: AuditRecord) {
     let what = format!("{} {}", r.method, r.path);
-    match tokio::spawn(async move { db.insert_audit(&r).await }).await {
+    match tokio::spawn(async move { t.record_audit(&r).await }).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, request = %what, "cannot write the audit log entry")

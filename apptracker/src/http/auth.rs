@@ -14,18 +14,10 @@ use crate::http::audit::Note;
 use crate::http::error::ApiError;
 use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
-use crate::tracker::tokens::hash;
+use crate::tracker::admin::is_session;
 
 /// The cookie the dashboard keeps its session in (never a token).
 pub const SESSION_COOKIE: &str = "slipway_session";
-
-/// How a dashboard session id starts; API tokens start with `slp_`.
-pub const SESSION_PREFIX: &str = "sls_";
-
-/// Whether a credential is a dashboard session id rather than a token.
-pub(crate) fn is_session(credential: &str) -> bool {
-    credential.starts_with(SESSION_PREFIX)
-}
 
 impl Principal {
     /// Requires a person's role at least `min` (agents and builders never
@@ -130,21 +122,7 @@ impl FromRequestParts<Tracker> for Principal {
                     .into(),
             ));
         };
-        let principal = if is_session(&credential) {
-            // A session acts for its token while both live: a revoked token
-            // has no row, so its sessions find no principal.
-            match t
-                .db()
-                .session_token(&hash(&credential), deploy::Timestamp::now())
-                .await?
-            {
-                Some(token_hash) => t.db().principal_by_hash(&token_hash).await?,
-                None => None,
-            }
-        } else {
-            t.db().principal_by_hash(&hash(&credential)).await?
-        };
-        match principal {
+        match t.authenticate(&credential).await? {
             Some(p) => {
                 // The audit log names who acted, including when the
                 // handler then refuses.

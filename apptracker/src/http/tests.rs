@@ -237,3 +237,39 @@ async fn unknown_routes_and_methods_are_json_errors() {
         assert_eq!(body.code, code, "{method} {uri}");
     }
 }
+
+/// Handlers never hold the database: they change state through the
+/// tracker's methods and read through `Tracker::queries`, which has no
+/// write. A `t.db()` (or a `Db`) anywhere in the HTTP layer would let a
+/// handler write around the tracker.
+#[test]
+fn the_http_layer_never_reaches_the_database() {
+    let root = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    let mut files = vec![root.join("http.rs")];
+    let mut dirs = vec![root.join("http")];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(d).expect("src/http") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("tests.rs") {
+                files.push(path);
+            }
+        }
+    }
+    let forbidden = regex::Regex::new(r"\.db\(\)|\bDb\b").expect("regex");
+    for path in files {
+        let text = std::fs::read_to_string(&path).expect("source");
+        let code = text.split("#[cfg(test)]").next().unwrap_or("");
+        for (n, line) in code.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            assert!(
+                !forbidden.is_match(code),
+                "{}:{}: the HTTP layer reaches the database: call a tracker method (writes) or \
+                 `t.queries()` (reads) instead",
+                path.display(),
+                n + 1
+            );
+        }
+    }
+}

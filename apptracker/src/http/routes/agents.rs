@@ -83,7 +83,7 @@ pub(crate) async fn heartbeat(
     ApiJson(hb): ApiJson<Heartbeat>,
 ) -> Result<ApiJson<Host>, ApiError> {
     who.require_host(&hb.cluster, &hb.host)?;
-    Ok(ApiJson(t.db().upsert_host(&hb).await?))
+    Ok(ApiJson(t.heartbeat(&hb).await?))
 }
 
 #[utoipa::path(

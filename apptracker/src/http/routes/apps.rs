@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use deploy::ErrorBody;
-use deploy::{App, AppName, GitRef, PageQuery, RegisterApp};
+use deploy::{App, AppName, PageQuery, RegisterApp};
 
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
@@ -30,40 +30,8 @@ pub(crate) async fn register_app(
     note.app(&req.name);
     note.target(format!("app {}", req.name));
     who.require(Role::Admin)?;
-    if req.git_url.trim().is_empty() {
-        return Err(ApiError::Invalid("`git_url` must not be empty".into()));
-    }
-    if let Some(what) = packer::url_credentials(&req.git_url) {
-        // Never echo the URL: it holds the secret.
-        return Err(ApiError::Invalid(format!(
-            "`git_url` must not carry credentials, and this one holds {what}: an app's URL is \
-             shown to every viewer and sent to every build worker. Register the URL without them \
-             (`https://git.example.com/team/app.git`) and give the credentials to packer: \
-             `[git] username` and `password_file` (or `ssh_key_file`) in AppTracker's config, \
-             `--git-username` and `--git-password-file` on `packer worker`"
-        )));
-    }
-    let branch = req
-        .branch
-        .unwrap_or_else(|| crate::tracker::DEFAULT_BRANCH.to_string());
-    GitRef::parse(branch.as_str()).map_err(|e| ApiError::Invalid(format!("`branch`: {e}")))?;
-    let app = App {
-        name: req.name.clone(),
-        git_url: req.git_url.clone(),
-        branch,
-        auto_deploy: req.auto_deploy,
-        created_at: deploy::Timestamp::now(),
-    };
-    match t.db().insert_app(&app).await? {
-        Some(app) => {
-            tracing::info!(app = %app.name, "app registered");
-            Ok((StatusCode::CREATED, ApiJson(shown(app))))
-        }
-        None => Err(ApiError::Conflict(format!(
-            "app `{}` is already registered",
-            req.name
-        ))),
-    }
+    let app = t.register_app(req).await?;
+    Ok((StatusCode::CREATED, ApiJson(shown(app))))
 }
 
 /// An app as the API shows it: credentials in a `git_url` registered
@@ -87,7 +55,10 @@ pub(crate) async fn list_apps(
     who.require(Role::Viewer)?;
     let limit = page::limit(q.limit)?;
     let after = page::name_cursor::<AppName>(q.cursor.as_deref())?;
-    let apps = t.db().apps_page(after.as_ref(), page::rows(limit)).await?;
+    let apps = t
+        .queries()
+        .apps_page(after.as_ref(), page::rows(limit))
+        .await?;
     let apps = apps.into_iter().map(shown).collect();
     Ok(Paged::cut(apps, limit, |a| a.name.to_string()))
 }
@@ -104,7 +75,7 @@ pub(crate) async fn show_app(
 ) -> Result<ApiJson<App>, ApiError> {
     who.require(Role::Viewer)?;
     let app: AppName = parse(&app)?;
-    let found = t.db().app(&app).await?;
+    let found = t.queries().app(&app).await?;
     found
         .map(|a| ApiJson(shown(a)))
         .ok_or_else(|| ApiError::NotFound(format!("unknown app `{app}`")))

@@ -37,7 +37,7 @@ pub(crate) async fn list_audit(
     let actor = page::text_cursor(q.actor.as_deref())
         .map_err(|_| ApiError::Invalid("`actor` must be a token name".into()))?;
     let entries = t
-        .db()
+        .queries()
         .audit(page::rows(limit), before, actor, q.app.as_ref())
         .await?;
     Ok(Paged::cut(entries, limit, |e| e.id.to_string()))

@@ -70,10 +70,10 @@ pub(crate) async fn list_builds(
     let app: AppName = parse(&app)?;
     let limit = page::limit(q.limit)?;
     let before = page::id_cursor(q.cursor.as_deref())?;
-    if t.db().app(&app).await?.is_none() {
+    if t.queries().app(&app).await?.is_none() {
         return Err(ApiError::NotFound(format!("unknown app `{app}`")));
     }
-    let builds = t.db().builds(&app, before, page::rows(limit)).await?;
+    let builds = t.queries().builds(&app, before, page::rows(limit)).await?;
     let mut out = Vec::with_capacity(builds.len());
     for b in builds {
         out.push(t.present_build(b).await?);
@@ -94,7 +94,7 @@ pub(crate) async fn show_build(
 ) -> Result<ApiJson<Build>, ApiError> {
     who.require(Role::Viewer)?;
     let id: BuildId = parse(&id)?;
-    let build = t.db().build(id).await?;
+    let build = t.queries().build(id).await?;
     let build = build.ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
     Ok(ApiJson(t.present_build(build).await?))
 }

@@ -1,8 +1,6 @@
 //! `/api/v1/clusters`: the deploy controls of a cluster (protected,
 //! frozen).
 
-use std::time::Duration;
-
 use axum::extract::State;
 use deploy::Cluster;
 use deploy::ErrorBody;
@@ -23,7 +21,7 @@ pub(crate) async fn list_clusters(
     who: Principal,
 ) -> Result<ApiJson<Vec<deploy::ClusterSettings>>, ApiError> {
     who.require(Role::Viewer)?;
-    Ok(ApiJson(t.db().clusters().await?))
+    Ok(ApiJson(t.queries().clusters().await?))
 }
 
 #[utoipa::path(
@@ -40,7 +38,7 @@ pub(crate) async fn show_cluster(
 ) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
     who.require(Role::Viewer)?;
     let cluster = Cluster::parse(cluster)?;
-    t.db()
+    t.queries()
         .cluster_settings(&cluster)
         .await?
         .map(ApiJson)
@@ -76,16 +74,10 @@ pub(crate) async fn set_cluster(
         }
     ));
     who.require(Role::Admin)?;
-    t.db()
-        .set_protected(&cluster, req.protected, &who.name)
-        .await?;
-    tracing::info!(%cluster, protected = req.protected, by = %who.name, "cluster protection set");
-    cluster_settings(&t, &cluster).await
+    Ok(ApiJson(
+        t.set_protected(&cluster, req.protected, &who.name).await?,
+    ))
 }
-
-/// Longest freeze one request sets: a forgotten freeze should not block
-/// deploys for years.
-const MAX_FREEZE: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Freezes a cluster: no deploy starts there until the freeze ends or is
 /// lifted (rollbacks still do).
@@ -107,46 +99,7 @@ pub(crate) async fn freeze_cluster(
     let cluster = Cluster::parse(cluster)?;
     note.target(format!("freeze {cluster}"));
     who.require(Role::Admin)?;
-    let reason = req.reason.trim();
-    if reason.is_empty() || reason.len() > 500 {
-        return Err(ApiError::Invalid(
-            "`reason` must say why the cluster is frozen (1 to 500 characters)".into(),
-        ));
-    }
-    let now = deploy::Timestamp::now();
-    let until = match (req.until, req.duration.as_deref()) {
-        (Some(until), None) => until,
-        (None, Some(d)) => {
-            let d = humantime::parse_duration(d).map_err(|e| {
-                ApiError::Invalid(format!(
-                    "`duration` `{d}` is not a duration like 2h or 30m: {e}"
-                ))
-            })?;
-            let ms = i64::try_from(d.as_millis().min(MAX_FREEZE.as_millis())).unwrap_or(0);
-            deploy::Timestamp(now.0.saturating_add(ms))
-        }
-        _ => {
-            return Err(ApiError::Invalid(
-                "give exactly one of `until` (ms since the epoch) and `duration` (like 2h)".into(),
-            ));
-        }
-    };
-    if until <= now {
-        return Err(ApiError::Invalid(format!(
-            "`until` {until} is not in the future"
-        )));
-    }
-    if until.0 - now.0 > MAX_FREEZE.as_millis() as i64 {
-        return Err(ApiError::Invalid(format!(
-            "a freeze lasts at most {}; freeze again to extend it",
-            humantime::format_duration(MAX_FREEZE)
-        )));
-    }
-    t.db()
-        .set_freeze(&cluster, Some(until), Some(reason), &who.name)
-        .await?;
-    tracing::warn!(%cluster, %until, reason, by = %who.name, "cluster frozen");
-    cluster_settings(&t, &cluster).await
+    Ok(ApiJson(t.freeze_cluster(&cluster, &req, &who.name).await?))
 }
 
 #[utoipa::path(
@@ -164,19 +117,5 @@ pub(crate) async fn thaw_cluster(
     let cluster = Cluster::parse(cluster)?;
     note.target(format!("thaw {cluster}"));
     who.require(Role::Admin)?;
-    t.db().set_freeze(&cluster, None, None, &who.name).await?;
-    tracing::info!(%cluster, by = %who.name, "cluster thawed");
-    t.wake_queues(&cluster).await?;
-    cluster_settings(&t, &cluster).await
-}
-
-pub(crate) async fn cluster_settings(
-    t: &Tracker,
-    cluster: &Cluster,
-) -> Result<ApiJson<deploy::ClusterSettings>, ApiError> {
-    t.db()
-        .cluster_settings(cluster)
-        .await?
-        .map(ApiJson)
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("cluster `{cluster}` vanished")))
+    Ok(ApiJson(t.thaw_cluster(&cluster, &who.name).await?))
 }

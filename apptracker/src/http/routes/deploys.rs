@@ -63,7 +63,7 @@ pub(crate) async fn list_deploys(
     who.require(Role::Viewer)?;
     let limit = page::limit(q.limit)?;
     let before = page::id_cursor(q.cursor.as_deref())?;
-    let deploys = t.db().deploys(before, page::rows(limit)).await?;
+    let deploys = t.queries().deploys(before, page::rows(limit)).await?;
     Ok(Paged::cut(deploys, limit, |d| d.id.to_string()))
 }
 

@@ -8,7 +8,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use deploy::drift::{DriftReport, DriftState, SyncOutcome, SyncRequest};
-use deploy::report::{HostReport, MAX_REPORT_INTERVAL_MS, MIN_REPORT_INTERVAL_MS, ReportReceipt};
+use deploy::report::{HostReport, ReportReceipt};
 use deploy::{AppName, Cluster, DriftQuery, Timestamp};
 
 use crate::http::audit::Note;
@@ -16,9 +16,6 @@ use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiQuery};
 use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
-
-/// The most apps one report may list: a host is not a package mirror.
-const MAX_APPS_PER_REPORT: usize = 1_000;
 
 /// A versionchecker reports its host. Agents of the host's cluster only
 /// (of that host, for a host-bound token).
@@ -35,25 +32,7 @@ pub(crate) async fn report(
     ApiJson(r): ApiJson<HostReport>,
 ) -> Result<ApiJson<ReportReceipt>, ApiError> {
     who.require_host(&r.cluster, &r.host)?;
-    if !(MIN_REPORT_INTERVAL_MS..=MAX_REPORT_INTERVAL_MS).contains(&r.interval_ms) {
-        return Err(ApiError::Invalid(format!(
-            "`interval_ms` must be between {MIN_REPORT_INTERVAL_MS} and {MAX_REPORT_INTERVAL_MS}, not {}",
-            r.interval_ms
-        )));
-    }
-    if r.apps.len() > MAX_APPS_PER_REPORT {
-        return Err(ApiError::Invalid(format!(
-            "a report lists at most {MAX_APPS_PER_REPORT} apps, not {}",
-            r.apps.len()
-        )));
-    }
-    // Dated by this server's clock: host clocks never matter. An age past
-    // an interval is a confused agent; it cannot date a report earlier.
-    let age = r.age_ms.min(r.interval_ms) as i64;
-    let observed_at = Timestamp(Timestamp::now().0 - age);
-    t.db().store_report(&r, observed_at).await?;
-    tracing::debug!(cluster = %r.cluster, host = %r.host, apps = r.apps.len(), "host reported");
-    Ok(ApiJson(ReportReceipt { observed_at }))
+    Ok(ApiJson(t.store_report(&r).await?))
 }
 
 /// The parsed filters of `GET /api/v1/drift`.

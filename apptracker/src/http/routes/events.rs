@@ -38,7 +38,10 @@ pub(crate) async fn deploy_events(
     let limit = page::limit(q.limit)?;
     let after = page::id_cursor(q.cursor.as_deref())?;
     t.deploy(id).await?;
-    let events = t.db().host_events(id, after, page::rows(limit)).await?;
+    let events = t
+        .queries()
+        .host_events(id, after, page::rows(limit))
+        .await?;
     // The cursor is the event's row id, which the record does not show.
     let page = Paged::cut(events, limit, |(seq, _)| seq.to_string());
     Ok(page.map(|(_, e)| e))

@@ -23,7 +23,10 @@ pub(crate) async fn list_hosts(
     who.require(Role::Viewer)?;
     let limit = page::limit(q.limit)?;
     let after = page::pair_cursor::<Cluster, HostName>(q.cursor.as_deref())?;
-    let hosts = t.db().hosts_page(after.as_ref(), page::rows(limit)).await?;
+    let hosts = t
+        .queries()
+        .hosts_page(after.as_ref(), page::rows(limit))
+        .await?;
     Ok(Paged::cut(hosts, limit, |h| {
         format!("{}/{}", h.cluster, h.name)
     }))

@@ -242,7 +242,7 @@ async fn render(t: &Tracker) -> Result<String, ApiError> {
         }
     }
 
-    let deploys = t.db().deploy_counts().await?;
+    let deploys = t.queries().deploy_counts().await?;
     e.family(
         "slipway_deploys_total",
         "counter",
@@ -289,9 +289,9 @@ async fn render(t: &Tracker) -> Result<String, ApiError> {
         "histogram",
         "How long finished builds took, from claim to result.",
     );
-    for b in t.db().build_durations().await? {
-        let (app, outcome) = (b.app.as_str(), b.outcome.as_str());
-        for (bound, n) in BUILD_BUCKETS_MS.iter().zip(&b.buckets) {
+    for (app, outcome, count, sum_ms, buckets) in t.queries().build_durations().await? {
+        let (app, outcome) = (app.as_str(), outcome.as_str());
+        for (bound, n) in BUILD_BUCKETS_MS.iter().zip(&buckets) {
             let le = number(*bound as f64 / 1000.0);
             e.sample(
                 "slipway_build_duration_seconds_bucket",
@@ -302,17 +302,17 @@ async fn render(t: &Tracker) -> Result<String, ApiError> {
         e.sample(
             "slipway_build_duration_seconds_bucket",
             &[("app", app), ("outcome", outcome), ("le", "+Inf")],
-            b.count as f64,
+            count as f64,
         );
         e.sample(
             "slipway_build_duration_seconds_sum",
             &[("app", app), ("outcome", outcome)],
-            b.sum_ms as f64 / 1000.0,
+            sum_ms as f64 / 1000.0,
         );
         e.sample(
             "slipway_build_duration_seconds_count",
             &[("app", app), ("outcome", outcome)],
-            b.count as f64,
+            count as f64,
         );
     }
 

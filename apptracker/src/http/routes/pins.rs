@@ -56,7 +56,7 @@ pub(crate) async fn list_pins(
     let limit = page::limit(q.limit)?;
     let after = page::name_cursor::<Cluster>(q.cursor.as_deref())?;
     let pins = t
-        .db()
+        .queries()
         .pins_page(&app, after.as_ref(), page::rows(limit))
         .await?;
     Ok(Paged::cut(pins, limit, |p| p.cluster.to_string()))
@@ -72,7 +72,7 @@ pub(crate) async fn list_all_pins(
     who: Principal,
 ) -> Result<ApiJson<Vec<deploy::Pin>>, ApiError> {
     who.require(Role::Viewer)?;
-    Ok(ApiJson(t.db().all_pins().await?))
+    Ok(ApiJson(t.queries().all_pins().await?))
 }
 
 #[utoipa::path(
@@ -91,11 +91,6 @@ pub(crate) async fn delete_pin(
     note.app(&app);
     note.target(format!("unpin on {cluster}"));
     who.require(Role::Deployer)?;
-    if !t.db().delete_pin(&app, &cluster).await? {
-        return Err(ApiError::NotFound(format!(
-            "`{app}` is not pinned on `{cluster}`"
-        )));
-    }
-    tracing::info!(%app, %cluster, by = %who.name, "unpinned");
+    t.unpin(&app, &cluster, &who.name).await?;
     Ok(ApiJson(serde_json::json!({})))
 }

@@ -7,16 +7,15 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
-use deploy::{CreatedSession, ErrorBody, Timestamp};
+use deploy::{CreatedSession, ErrorBody};
 
 use crate::http::audit::Note;
 use crate::http::auth::presented_credential;
-use crate::http::auth::{SESSION_PREFIX, is_session};
 use crate::http::error::ApiError;
 use crate::http::extract::ApiJson;
 use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
-use crate::tracker::tokens::{generate_with, hash};
+use crate::tracker::admin::is_session;
 
 /// Opens a session for the token the request carries.
 #[utoipa::path(
@@ -42,20 +41,9 @@ pub(crate) async fn create_session(
             "a session is opened with an API token, not with another session".into(),
         ));
     }
-    let (session, session_hash) = generate_with(SESSION_PREFIX)?;
-    let now = Timestamp::now();
-    let ttl = i64::try_from(t.config().session_ttl.as_millis()).unwrap_or(i64::MAX);
-    let expires_at = Timestamp(now.0.saturating_add(ttl));
-    t.db()
-        .insert_session(&session_hash, &hash(&token), now, expires_at)
-        .await?;
-    tracing::info!(token = %who.name, role = %who.role, "dashboard session opened");
     Ok((
         StatusCode::CREATED,
-        ApiJson(CreatedSession {
-            session,
-            expires_at,
-        }),
+        ApiJson(t.open_session(&token, &who).await?),
     ))
 }
 
@@ -79,7 +67,6 @@ pub(crate) async fn delete_session(
             "this request carries an API token, not a dashboard session: revoke tokens with DELETE /api/v1/tokens/{name}".into(),
         ));
     };
-    t.db().delete_session(&hash(&session)).await?;
-    tracing::info!(token = %who.name, "dashboard session closed");
+    t.close_session(&session, &who).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -63,7 +63,7 @@ pub(crate) async fn list_tokens(
     who.require(Role::Admin)?;
     let limit = page::limit(q.limit)?;
     let after = page::text_cursor(q.cursor.as_deref())?;
-    let tokens = t.db().tokens(after, page::rows(limit)).await?;
+    let tokens = t.queries().tokens(after, page::rows(limit)).await?;
     Ok(Paged::cut(tokens, limit, |t| t.name.clone()))
 }
 
