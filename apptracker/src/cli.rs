@@ -196,7 +196,7 @@ async fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => {
-            println!("{}", crate::openapi::json());
+            println!("{}", crate::http::document_json());
             Ok(())
         }
     }

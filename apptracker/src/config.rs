@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+pub use crate::drift::{ByteSize, ResourceLimits};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -53,7 +55,7 @@ pub struct Config {
     pub max_build_requeues: u32,
     /// The largest artifact a worker may upload (`2GiB`, `500MiB`, or
     /// bytes); a larger upload is cut off with 413 and nothing is kept.
-    pub max_artifact_size: versionchecker::drift::ByteSize,
+    pub max_artifact_size: ByteSize,
     /// An artifact upload that sends nothing for this long is cut off
     /// (408) and nothing is kept.
     #[serde(with = "humantime_serde_compat")]
@@ -110,7 +112,7 @@ pub struct Config {
     pub session_ttl: Duration,
     /// Version reports and drift: the interval assumed for silent hosts,
     /// resource limits, whether `/metrics` needs a token.
-    pub drift: crate::drift::DriftConfig,
+    pub drift: DriftConfig,
 }
 
 /// Credentials for git remotes (the secrets come from files, never from the
@@ -325,7 +327,7 @@ impl Default for Config {
             builder: BuilderConfig::default(),
             build_lease: Duration::from_secs(60),
             max_build_requeues: 3,
-            max_artifact_size: versionchecker::drift::ByteSize(2 << 30),
+            max_artifact_size: ByteSize(2 << 30),
             upload_idle_timeout: Duration::from_secs(60),
             token_recheck: Duration::from_secs(30),
             redis_url: None,
@@ -341,7 +343,7 @@ impl Default for Config {
             build_cache_dir: None,
             git: GitConfig::default(),
             session_ttl: Duration::from_secs(12 * 3600),
-            drift: crate::drift::DriftConfig::default(),
+            drift: DriftConfig::default(),
         }
     }
 }
@@ -454,6 +456,40 @@ impl Config {
 }
 
 /// Durations as humantime strings ("30s", "5m") in config files.
+/// `[drift]` in AppTracker's config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriftConfig {
+    /// The reporting interval assumed for a host whose versionchecker never
+    /// reported (a reporting host says its own): three of them without a
+    /// report make a host `stale`.
+    #[serde(deserialize_with = "duration")]
+    pub report_interval: Duration,
+    /// Per-app disk and memory limits (`[drift.limits.default]`,
+    /// `[drift.limits.apps.<app>]`): hosts over them are flagged in the
+    /// drift table and in `/metrics`.
+    pub limits: ResourceLimits,
+    /// Serve `/metrics` without a token, as Prometheus scrapes usually
+    /// are; when false it needs a viewer token (`bearer_token_file` in the
+    /// scrape config).
+    pub metrics_public: bool,
+}
+
+impl Default for DriftConfig {
+    fn default() -> Self {
+        Self {
+            report_interval: Duration::from_secs(60),
+            limits: ResourceLimits::default(),
+            metrics_public: true,
+        }
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
 mod humantime_serde_compat {
     use std::time::Duration;
 
@@ -566,5 +602,19 @@ mod tests {
     fn a_missing_file_is_an_error() {
         let e = Config::load(Some(Path::new("/nonexistent/apptracker.toml"))).unwrap_err();
         assert!(e.to_string().contains("does not exist"), "{e}");
+    }
+
+    #[test]
+    fn config_reads_limits_and_durations() {
+        let c: DriftConfig = toml::from_str(
+            "report_interval = \"30s\"\nmetrics_public = false\n[limits.default]\ndisk = \"2GiB\"\n[limits.apps.hello]\nmemory = \"256MiB\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.report_interval, Duration::from_secs(30));
+        assert!(!c.metrics_public);
+        let hello = deploy::AppName::parse("hello").unwrap();
+        assert_eq!(c.limits.for_app(&hello).memory.unwrap().0, 256 << 20);
+        assert_eq!(c.limits.for_app(&hello).disk.unwrap().0, 2 << 30);
+        assert!(toml::from_str::<DriftConfig>("colour = 1").is_err());
     }
 }

@@ -2,8 +2,6 @@
 //! orchestration, the in-process bus and builder, and artifact serving.
 //! `dev` runs the whole platform on one machine.
 
-mod audit;
-pub mod auth;
 mod builder;
 mod bus;
 pub mod cli;
@@ -11,14 +9,10 @@ pub mod config;
 mod db;
 pub mod dev;
 pub mod drift;
-mod error;
-mod metrics;
-mod openapi;
-mod page;
+mod http;
+mod model;
 mod queue;
-mod routes;
 mod secrets;
-mod sessions;
 mod startup;
 pub mod store;
 pub mod tls;

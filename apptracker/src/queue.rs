@@ -12,35 +12,23 @@
 
 use anyhow::Context;
 use deploy::signing::Signature;
-use deploy::{ArtifactRef, Build, BuildId, BuildJob, BuildOutcome, Sha256, Timestamp};
+use deploy::{Build, BuildId, BuildJob, BuildOutcome, ErrorCode, Sha256, Timestamp};
 use sha2::Digest;
 use tokio::io::AsyncWriteExt;
 
-use crate::auth::Principal;
-use crate::error::ApiError;
+use crate::model::{ArtifactKey, Principal, StoredArtifact, StoredBuild};
+pub use crate::model::{Holder, Upload};
 use crate::store::artifact_key;
-use crate::tracker::Tracker;
+use crate::tracker::{Error, Tracker};
 
 /// How much of a running build's log is kept as it streams in; the result
 /// replaces it with the whole log (itself bounded by the result's body
 /// limit, `deploy::BUILD_RESULT_BODY_LIMIT`).
 const STREAMED_LOG_CAP: i64 = 4 << 20;
 
-/// Who holds a build's lease.
-#[derive(Debug, Clone)]
-pub struct Holder {
-    /// What the build row records and every lease query compares:
-    /// `token:<id>` or `builtin:<name>`.
-    key: String,
-    /// The display name the worker gave (or the in-process builder's).
-    worker: String,
-    /// The token's name, for messages.
-    token: Option<String>,
-}
-
 impl Holder {
     /// A worker that authenticated as `p` and calls itself `worker`.
-    pub fn token(p: &Principal, worker: &str) -> Result<Self, ApiError> {
+    pub fn token(p: &Principal, worker: &str) -> Result<Self, Error> {
         check_worker(worker)?;
         Ok(Self {
             key: format!("token:{}", p.id),
@@ -48,42 +36,6 @@ impl Holder {
             token: Some(p.name.clone()),
         })
     }
-
-    /// The in-process builder called `name`. Its key cannot come from a
-    /// request: every HTTP caller's key is its token's.
-    pub fn in_process(name: &str) -> Self {
-        Self {
-            key: format!("builtin:{name}"),
-            worker: name.to_string(),
-            token: None,
-        }
-    }
-
-    pub fn key(&self) -> &str {
-        &self.key
-    }
-
-    pub fn worker(&self) -> &str {
-        &self.worker
-    }
-}
-
-impl std::fmt::Display for Holder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.token {
-            Some(token) => write!(f, "worker `{}` of token `{token}`", self.worker),
-            None => write!(f, "the in-process builder `{}`", self.worker),
-        }
-    }
-}
-
-/// An artifact as received: the signature the worker sent, the sha256 and
-/// size measured while it streamed in.
-#[derive(Debug, Clone)]
-pub struct Upload {
-    pub signature: Signature,
-    pub sha256: Sha256,
-    pub size: u64,
 }
 
 impl Tracker {
@@ -92,21 +44,22 @@ impl Tracker {
     }
 
     /// Claims the oldest queued build for `holder`.
-    pub async fn claim_build(&self, holder: &Holder) -> Result<Option<BuildJob>, ApiError> {
+    pub async fn claim_build(&self, holder: &Holder) -> Result<Option<BuildJob>, Error> {
         let claimed = self.db().claim_build(holder, self.lease_until()).await?;
-        Ok(claimed.map(|(build, git_url)| {
-            tracing::info!(build_id = %build.id, app = %build.app, worker = holder.worker(),
-                holder = holder.key(), "build claimed");
-            BuildJob {
-                build,
-                git_url,
-                lease_ms: self.config().build_lease.as_millis() as u64,
-            }
+        let Some((build, git_url)) = claimed else {
+            return Ok(None);
+        };
+        tracing::info!(build_id = %build.id, app = %build.app, worker = holder.worker(),
+            holder = holder.key(), "build claimed");
+        Ok(Some(BuildJob {
+            build: self.present_build(build).await?,
+            git_url,
+            lease_ms: self.config().build_lease.as_millis() as u64,
         }))
     }
 
     /// Extends `holder`'s lease; a conflict when the build is not its own.
-    pub async fn renew_build_lease(&self, id: BuildId, holder: &Holder) -> Result<(), ApiError> {
+    pub async fn renew_build_lease(&self, id: BuildId, holder: &Holder) -> Result<(), Error> {
         if self
             .db()
             .renew_lease(id, holder, self.lease_until())
@@ -125,7 +78,7 @@ impl Tracker {
         id: BuildId,
         holder: &Holder,
         text: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Error> {
         if self
             .db()
             .append_build_log(id, holder, text, STREAMED_LOG_CAP)
@@ -138,7 +91,7 @@ impl Tracker {
     }
 
     /// A worker hands a build back (it is shutting down).
-    pub async fn release_build(&self, id: BuildId, holder: &Holder) -> Result<(), ApiError> {
+    pub async fn release_build(&self, id: BuildId, holder: &Holder) -> Result<(), Error> {
         if self.db().requeue_build(id, holder).await? {
             tracing::info!(build_id = %id, worker = holder.worker(), "build handed back");
             self.build_queued().notify_one();
@@ -159,21 +112,21 @@ impl Tracker {
     /// `413`, a body that sends nothing for `upload_idle_timeout` is `408`,
     /// and nothing partial is kept (the temporary file goes with every
     /// error, a dropped connection included).
-    pub async fn receive_artifact(
+    pub async fn receive_artifact<E: std::fmt::Display>(
         &self,
         id: BuildId,
         holder: &Holder,
         announced: &Sha256,
         signature: &Signature,
         declared_len: Option<u64>,
-        mut body: impl futures::Stream<Item = Result<bytes::Bytes, axum::Error>> + Unpin,
-    ) -> Result<Upload, ApiError> {
+        mut body: impl futures::Stream<Item = Result<bytes::Bytes, E>> + Unpin,
+    ) -> Result<Upload, Error> {
         use futures::StreamExt;
         // Nothing is read for a build that is not the caller's.
         let build = self.held_build(id, holder).await?;
         let max = self.config().max_artifact_size.0;
         let too_large = |got: u64| {
-            ApiError::TooLarge(format!(
+            Error::TooLarge(format!(
                 "the artifact of build {id} is over max_artifact_size ({max} bytes): {got} bytes \
                  {}; nothing was kept",
                 if declared_len.is_some_and(|n| n == got) {
@@ -208,15 +161,14 @@ impl Tracker {
         let mut size: u64 = 0;
         loop {
             let next = tokio::time::timeout(idle, body.next()).await.map_err(|_| {
-                ApiError::Timeout(format!(
+                Error::Timeout(format!(
                     "the upload of build {id}'s artifact sent nothing for {} (upload_idle_timeout) \
                      after {size} bytes; nothing was kept",
                     humantime::format_duration(idle)
                 ))
             })?;
             let Some(chunk) = next else { break };
-            let chunk =
-                chunk.map_err(|e| ApiError::Invalid(format!("the upload broke off: {e}")))?;
+            let chunk = chunk.map_err(|e| Error::Invalid(format!("the upload broke off: {e}")))?;
             size += chunk.len() as u64;
             if size > max {
                 tracing::warn!(build_id = %id, worker = holder.worker(), size, max,
@@ -233,7 +185,7 @@ impl Tracker {
         let sha = Sha256::parse(hex::encode(hasher.finalize()))
             .context("a sha256 digest is 64 hex digits")?;
         if &sha != announced {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "the uploaded artifact's sha256 is {sha}, not the announced {announced}; nothing was kept"
             )));
         }
@@ -263,7 +215,7 @@ impl Tracker {
         holder: &Holder,
         outcome: &BuildOutcome,
         log: &str,
-    ) -> Result<Build, ApiError> {
+    ) -> Result<Build, Error> {
         let build = self.held_build(id, holder).await?;
         let recorded = match outcome {
             BuildOutcome::Succeeded {
@@ -276,13 +228,13 @@ impl Tracker {
                 let Some((signature, Some(measured_sha), Some(measured_size))) =
                     self.db().build_upload(id).await?
                 else {
-                    return Err(ApiError::Invalid(format!(
+                    return Err(Error::Invalid(format!(
                         "build {id} has no signed artifact: upload it (with its signature) before reporting success"
                     )));
                 };
                 if *sha256 != measured_sha || *size != measured_size {
-                    return Err(ApiError::unprocessable(
-                        "artifact_mismatch",
+                    return Err(Error::refused(
+                        ErrorCode::ArtifactMismatch,
                         format!(
                             "build {id}'s result claims sha256 {sha256} and {size} bytes, but the \
                              uploaded artifact measured sha256 {measured_sha} and {measured_size} \
@@ -290,8 +242,8 @@ impl Tracker {
                         ),
                     ));
                 }
-                let artifact = ArtifactRef {
-                    url: artifact_key(&build.app, &build.version),
+                let artifact = StoredArtifact {
+                    key: ArtifactKey::new(artifact_key(&build.app, &build.version)),
                     sha256: measured_sha,
                     size: measured_size,
                     signature,
@@ -314,7 +266,7 @@ impl Tracker {
         }
         self.on_build_finished(id).await?;
         let done = self.db().build(id).await?;
-        let done = done.ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+        let done = done.ok_or_else(|| Error::NotFound(format!("no build {id}")))?;
         self.present_build(done).await
     }
 
@@ -350,9 +302,9 @@ impl Tracker {
     }
 
     /// A running build that `holder` holds (renewing its lease proves it).
-    async fn held_build(&self, id: BuildId, holder: &Holder) -> Result<Build, ApiError> {
+    async fn held_build(&self, id: BuildId, holder: &Holder) -> Result<StoredBuild, Error> {
         let build = self.db().build(id).await?;
-        let build = build.ok_or_else(|| ApiError::NotFound(format!("no build {id}")))?;
+        let build = build.ok_or_else(|| Error::NotFound(format!("no build {id}")))?;
         self.renew_build_lease(id, holder).await?;
         Ok(build)
     }
@@ -369,9 +321,7 @@ impl Tracker {
             .signature
             .clone()
             .context("the in-process builder has no signing key: the artifact is not signed")?;
-        self.renew_build_lease(build.id, holder)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.renew_build_lease(build.id, holder).await?;
         self.store()
             .put(
                 &artifact_key(&build.app, &build.version),
@@ -384,7 +334,7 @@ impl Tracker {
             size: out.size,
         };
         if !self.db().record_upload(build.id, holder, &upload).await? {
-            anyhow::bail!("{}", lost(build.id, holder));
+            return Err(lost(build.id, holder).into());
         }
         Ok(())
     }
@@ -392,16 +342,16 @@ impl Tracker {
 
 /// The answer when a build is not the caller's: the same whoever holds it
 /// (or whether anyone does), so it tells nothing about another holder.
-fn lost(id: BuildId, holder: &Holder) -> ApiError {
-    ApiError::Conflict(format!(
+fn lost(id: BuildId, holder: &Holder) -> Error {
+    Error::Conflict(format!(
         "build {id} is not held by {holder}: its lease ran out, it ended, or another worker \
          or token holds it"
     ))
 }
 
-fn check_worker(worker: &str) -> Result<(), ApiError> {
+fn check_worker(worker: &str) -> Result<(), Error> {
     if worker.is_empty() || worker.len() > 200 || worker.chars().any(char::is_control) {
-        return Err(ApiError::Invalid(
+        return Err(Error::Invalid(
             "`worker` must be 1 to 200 printable characters".into(),
         ));
     }

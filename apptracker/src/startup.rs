@@ -159,7 +159,7 @@ impl Application {
         tasks.close();
 
         let dashboard_client = deploy::Client::with_trust(self.base_url.clone(), &self.trust)?;
-        let app = crate::routes::api(tracker.clone())
+        let app = crate::http::api(tracker.clone())
             .merge(web::router(dashboard_client))
             .layer(TraceLayer::new_for_http().make_span_with(request_span));
         tracing::info!(url = %self.base_url, "apptracker listening");
@@ -249,7 +249,7 @@ pub async fn bootstrap_scoped_token(
     if replace {
         db.delete_token(&req.name).await?;
     }
-    crate::auth::mint(
+    crate::tracker::tokens::mint(
         &db,
         &req.name,
         &req.role,
@@ -257,7 +257,7 @@ pub async fn bootstrap_scoped_token(
         req.host.as_ref(),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("cannot create token `{}`: {e}", req.name))
+    .with_context(|| format!("cannot create token `{}`", req.name))
 }
 
 async fn sweeper(tracker: Tracker, shutdown: CancellationToken) {

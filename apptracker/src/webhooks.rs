@@ -16,11 +16,10 @@
 //! older than one already built for the branch (or deployed, or queued to
 //! be): that would be a downgrade, and would supersede the newer deploy.
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use anyhow::Context;
 use deploy::{
-    App, AppName, Build, CreateDeploy, CreatedWebhookSecret, GitRef, SetWebhookSecret, Timestamp,
-    WebhookOutcome, WebhookProvider, WebhookSecretInfo,
+    App, AppName, CreateDeploy, CreatedWebhookSecret, ErrorCode, GitRef, SetWebhookSecret,
+    Timestamp, WebhookOutcome, WebhookProvider, WebhookSecretInfo,
 };
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
@@ -28,8 +27,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
-use crate::tracker::Tracker;
+use crate::tracker::{Error, Tracker};
+
+mod secrets;
+
+pub use secrets::{delete_secret, new_trigger_url, secrets_info, set_secret};
 
 /// Who sent a webhook.
 pub type Provider = WebhookProvider;
@@ -54,22 +56,38 @@ struct Push {
     repo_urls: Vec<String>,
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
+/// The headers of a delivery, however the HTTP layer holds them.
+pub trait Headers: Sync {
+    /// The header `name` (lowercase), when present and text.
+    fn header(&self, name: &str) -> Option<&str>;
 }
 
-fn unauthorized(why: &str) -> ApiError {
-    ApiError::Unauthorized(format!("webhook refused: {why}"))
+/// How a delivery was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Answered in full (a ping).
+    Answered,
+    /// Accepted: ignored, a duplicate, or what it starts goes on after
+    /// the answer.
+    Accepted,
+}
+
+fn header<'a>(h: &'a dyn Headers, name: &str) -> Option<&'a str> {
+    h.header(name)
+}
+
+fn unauthorized(why: &str) -> Error {
+    Error::Unauthorized(format!("webhook refused: {why}"))
 }
 
 /// Checks the request came from someone holding the secret.
 fn verify(
     provider: Provider,
-    headers: &HeaderMap,
+    headers: &dyn Headers,
     body: &[u8],
     secret: &[u8],
-) -> Result<(), ApiError> {
-    let hmac_hex = |sig: &str| -> Result<(), ApiError> {
+) -> Result<(), Error> {
+    let hmac_hex = |sig: &str| -> Result<(), Error> {
         let sig = hex::decode(sig).map_err(|_| unauthorized("the signature is not hex"))?;
         let mut mac = Hmac::<Sha256>::new_from_slice(secret)
             .unwrap_or_else(|_| unreachable!("hmac takes any key length"));
@@ -113,7 +131,7 @@ fn verify(
 }
 
 /// The event's kind: `push`, `ping`, or something we ignore.
-fn event(provider: Provider, headers: &HeaderMap) -> String {
+fn event(provider: Provider, headers: &dyn Headers) -> String {
     let raw = match provider {
         Provider::GitHub => header(headers, "x-github-event"),
         Provider::GitLab => header(headers, "x-gitlab-event"),
@@ -128,9 +146,9 @@ fn event(provider: Provider, headers: &HeaderMap) -> String {
     }
 }
 
-fn parse_push(provider: Provider, body: &[u8]) -> Result<Push, ApiError> {
+fn parse_push(provider: Provider, body: &[u8]) -> Result<Push, Error> {
     let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::Invalid(format!("the push payload is not JSON: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("the push payload is not JSON: {e}")))?;
     let text = |path: &[&str]| -> Option<String> {
         let mut cur = &v;
         for p in path {
@@ -139,10 +157,10 @@ fn parse_push(provider: Provider, body: &[u8]) -> Result<Push, ApiError> {
         cur.as_str().map(str::to_string)
     };
     let git_ref =
-        text(&["ref"]).ok_or_else(|| ApiError::Invalid("the push payload has no `ref`".into()))?;
+        text(&["ref"]).ok_or_else(|| Error::Invalid("the push payload has no `ref`".into()))?;
     // Every provider's push payload names the pushed head `after`.
-    let after = text(&["after"])
-        .ok_or_else(|| ApiError::Invalid("the push payload has no `after`".into()))?;
+    let after =
+        text(&["after"]).ok_or_else(|| Error::Invalid("the push payload has no `after`".into()))?;
     let candidates: &[&[&str]] = match provider {
         Provider::GitHub | Provider::Gitea | Provider::Unknown => &[
             &["repository", "clone_url"],
@@ -195,7 +213,7 @@ pub fn normalize_repo_url(url: &str) -> String {
 /// The delivery id the provider gives a delivery, if any: the same on a
 /// redelivery ("Redeliver" in GitHub, Gitea's and Forgejo's "Test
 /// delivery" of a stored one, GitLab's "Resend request").
-fn delivery_id(provider: Provider, headers: &HeaderMap) -> Option<&str> {
+fn delivery_id(provider: Provider, headers: &dyn Headers) -> Option<&str> {
     match provider {
         Provider::GitHub => header(headers, "x-github-delivery"),
         Provider::GitLab => header(headers, "x-gitlab-event-uuid"),
@@ -219,9 +237,9 @@ async fn accepted_secrets(
     app: &AppName,
     provider: Provider,
     now: Timestamp,
-) -> Result<Vec<SecretString>, ApiError> {
+) -> Result<Vec<SecretString>, Error> {
     let row = t.db().webhook_secret(app, provider).await?.ok_or_else(|| {
-        ApiError::NotFound(format!(
+        Error::NotFound(format!(
             "no {provider} webhook secret for app `{app}`: make one with `deploy webhook-secret \
              {app} --provider {provider}` (POST /api/v1/apps/{app}/webhook-secrets/{provider})"
         ))
@@ -232,11 +250,12 @@ async fn accepted_secrets(
     sealed
         .into_iter()
         .map(|s| {
-            t.secrets().open(s, &context).map_err(|e| {
-                ApiError::Internal(anyhow::anyhow!(
-                    "cannot open the {provider} webhook secret of app `{app}`: {e}"
-                ))
-            })
+            t.secrets()
+                .open(s, &context)
+                .with_context(|| {
+                    format!("cannot open the {provider} webhook secret of app `{app}`")
+                })
+                .map_err(Error::Internal)
         })
         .collect()
 }
@@ -245,10 +264,10 @@ async fn accepted_secrets(
 /// when none matches).
 fn verify_any(
     provider: Provider,
-    headers: &HeaderMap,
+    headers: &dyn Headers,
     body: &[u8],
     secrets: &[SecretString],
-) -> Result<(), ApiError> {
+) -> Result<(), Error> {
     let mut first = None;
     for s in secrets {
         match verify(provider, headers, body, s.expose_secret().as_bytes()) {
@@ -266,30 +285,30 @@ pub async fn handle(
     t: &Tracker,
     provider: Provider,
     app_name: &AppName,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<(StatusCode, WebhookOutcome), ApiError> {
+    headers: &dyn Headers,
+    body: &[u8],
+) -> Result<(Taken, WebhookOutcome), Error> {
     let now = Timestamp::now();
     let secrets = accepted_secrets(t, app_name, provider, now).await?;
     verify_any(provider, headers, body, &secrets)?;
     drop(secrets);
     let kind = event(provider, headers);
     if kind == "ping" {
-        return Ok((StatusCode::OK, outcome("pong", "webhook configured")));
+        return Ok((Taken::Answered, outcome("pong", "webhook configured")));
     }
     if kind != "push" {
         return Ok((
-            StatusCode::ACCEPTED,
+            Taken::Accepted,
             outcome("ignored", &format!("event `{kind}` starts nothing")),
         ));
     }
     let Some(app) = t.db().app(app_name).await? else {
-        return Err(ApiError::NotFound(format!("unknown app `{app_name}`")));
+        return Err(Error::NotFound(format!("unknown app `{app_name}`")));
     };
     // Once per delivery id: a replayed or redelivered push does nothing.
     let delivery = match delivery_id(provider, headers) {
         Some(id) if id.len() > MAX_DELIVERY_ID => {
-            return Err(ApiError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "the delivery id is longer than {MAX_DELIVERY_ID} characters"
             )));
         }
@@ -302,7 +321,7 @@ pub async fn handle(
             if !fresh {
                 tracing::info!(app = %app.name, %provider, delivery = id, "duplicate webhook delivery ignored");
                 return Ok((
-                    StatusCode::ACCEPTED,
+                    Taken::Accepted,
                     outcome(
                         "duplicate",
                         &format!("delivery {id} was handled already: nothing done"),
@@ -330,24 +349,24 @@ async fn push(
     t: &Tracker,
     provider: Provider,
     app: &App,
-    body: &Bytes,
-) -> Result<(StatusCode, WebhookOutcome), ApiError> {
+    body: &[u8],
+) -> Result<(Taken, WebhookOutcome), Error> {
     let push = parse_push(provider, body)?;
     let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
         return Ok((
-            StatusCode::ACCEPTED,
+            Taken::Accepted,
             outcome("ignored", &format!("`{}` is not a branch", push.git_ref)),
         ));
     };
     if push.after.chars().all(|c| c == '0') {
         return Ok((
-            StatusCode::ACCEPTED,
+            Taken::Accepted,
             outcome("ignored", &format!("branch `{branch}` was deleted")),
         ));
     }
     if branch != app.branch {
         return Ok((
-            StatusCode::ACCEPTED,
+            Taken::Accepted,
             outcome(
                 "ignored",
                 &format!(
@@ -364,7 +383,7 @@ async fn push(
         .any(|u| normalize_repo_url(u) == wanted)
     {
         return Ok((
-            StatusCode::ACCEPTED,
+            Taken::Accepted,
             outcome(
                 "ignored",
                 &format!(
@@ -381,7 +400,7 @@ async fn push(
     let commit = GitRef::parse(push.after.as_str())?;
     let out = start_branch(t, app, Some(commit.as_str()), "webhook").await?;
     tracing::info!(app = %app.name, %provider, branch, commit = %commit, builds = ?out.builds, deploys = ?out.deploys, "webhook push");
-    Ok((StatusCode::ACCEPTED, out))
+    Ok((Taken::Accepted, out))
 }
 
 /// Builds `commit` of the app's branch (its tip when `None`) and, when the
@@ -393,7 +412,7 @@ async fn start_branch(
     app: &App,
     commit: Option<&str>,
     by: &str,
-) -> Result<WebhookOutcome, ApiError> {
+) -> Result<WebhookOutcome, Error> {
     // Pushes of one app take turns, so each sees the other's build.
     let lock = t.push_lock(&app.name);
     let _turn = lock.lock().await;
@@ -420,10 +439,10 @@ async fn start_branch(
             packer::locate_on_branch(&settings, &url, &branch, commit.as_deref(), &newer)
         })
         .await
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("branch check task failed: {e}")))?
+        .context("branch check task failed")?
         .map_err(|e| {
-            ApiError::unprocessable(
-                "bad_ref",
+            Error::refused(
+                ErrorCode::BadRef,
                 format!("cannot place the commit on branch `{}`: {e}", app.branch),
             )
         })?
@@ -499,136 +518,6 @@ fn outcome(result: &str, message: &str) -> WebhookOutcome {
     }
 }
 
-// ---------------------------------------------------------------- secrets
-
-/// Where `provider` sends `app`'s pushes.
-pub fn webhook_url(t: &Tracker, app: &AppName, provider: Provider) -> String {
-    format!("{}/api/v1/webhooks/{provider}/{app}", t.base_url())
-}
-
-/// A new random webhook secret: 32 bytes, in hex, behind a prefix secret
-/// scanners can match.
-fn new_secret() -> Result<String, ApiError> {
-    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-    getrandom::fill(bytes.as_mut())
-        .map_err(|e| ApiError::Internal(anyhow::anyhow!("no randomness for a secret: {e}")))?;
-    Ok(format!("slpwh_{}", hex::encode(bytes.as_ref())))
-}
-
-/// Makes `app`'s secret for `provider`, or rotates it; returns it (its
-/// only plaintext copy) and what to tell the provider.
-pub async fn set_secret(
-    t: &Tracker,
-    app: &AppName,
-    provider: Provider,
-    req: &SetWebhookSecret,
-) -> Result<CreatedWebhookSecret, ApiError> {
-    if t.db().app(app).await?.is_none() {
-        return Err(ApiError::NotFound(format!("unknown app `{app}`")));
-    }
-    let grace = match &req.grace {
-        None => t.config().webhook_secret_grace,
-        Some(g) => {
-            let d = humantime::parse_duration(g)
-                .map_err(|e| ApiError::Invalid(format!("`grace` {g:?}: {e} (e.g. `24h`, `0s`)")))?;
-            if d > MAX_GRACE {
-                return Err(ApiError::Invalid(format!(
-                    "`grace` {g:?} is longer than 30 days"
-                )));
-            }
-            d
-        }
-    };
-    let secret = new_secret()?;
-    let context = seal_context(app, provider);
-    let sealed = t.secrets().seal(secret.as_bytes(), &context)?;
-    // A rotation compares the row with what it read, so two at once do
-    // not both keep "their" previous secret; the loser reads again.
-    for _ in 0..5 {
-        let now = Timestamp::now();
-        let previous_valid_until = match t.db().webhook_secret(app, provider).await? {
-            None => {
-                if !t
-                    .db()
-                    .insert_webhook_secret(app, provider, &sealed, now)
-                    .await?
-                {
-                    continue;
-                }
-                None
-            }
-            Some(_) if !req.rotate => {
-                return Err(ApiError::Conflict(format!(
-                    "app `{app}` has a {provider} webhook secret already: rotate it (`--rotate`; \
-                     the old one keeps working for the grace, {}) or delete it",
-                    humantime::format_duration(grace)
-                )));
-            }
-            Some(row) => {
-                let until = Timestamp(now.0 + grace.as_millis() as i64);
-                if !t
-                    .db()
-                    .rotate_webhook_secret(app, provider, &row.sealed, &sealed, until, now)
-                    .await?
-                {
-                    continue;
-                }
-                Some(until)
-            }
-        };
-        return Ok(CreatedWebhookSecret {
-            app: app.clone(),
-            provider,
-            url: webhook_url(t, app, provider),
-            secret,
-            previous_valid_until,
-        });
-    }
-    Err(ApiError::Conflict(format!(
-        "the {provider} webhook secret of `{app}` kept changing under this request: try again"
-    )))
-}
-
-/// The providers `app` takes pushes from, never the secrets.
-pub async fn secrets_info(t: &Tracker, app: &AppName) -> Result<Vec<WebhookSecretInfo>, ApiError> {
-    if t.db().app(app).await?.is_none() {
-        return Err(ApiError::NotFound(format!("unknown app `{app}`")));
-    }
-    let now = Timestamp::now();
-    Ok(t.db()
-        .webhook_secrets(app)
-        .await?
-        .into_iter()
-        .map(|r| WebhookSecretInfo {
-            provider: r.provider,
-            url: webhook_url(t, app, r.provider),
-            created_at: r.created_at,
-            rotated_at: r.rotated_at,
-            previous_valid_until: r.previous_at(now).and(r.previous_until),
-        })
-        .collect())
-}
-
-/// Stops taking `app`'s pushes from `provider`.
-pub async fn delete_secret(t: &Tracker, app: &AppName, provider: Provider) -> Result<(), ApiError> {
-    if t.db().delete_webhook_secret(app, provider).await? {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound(format!(
-            "app `{app}` has no {provider} webhook secret"
-        )))
-    }
-}
-
-/// Makes a new build-trigger URL for `app` (the old one stops working).
-pub async fn new_trigger_url(t: &Tracker, app: &AppName) -> Result<String, ApiError> {
-    let (secret, hash) = crate::auth::generate()?;
-    if !t.db().set_trigger_hash(app, &hash).await? {
-        return Err(ApiError::NotFound(format!("unknown app `{app}`")));
-    }
-    Ok(format!("{}/api/v1/trigger/{secret}", t.base_url()))
-}
-
 /// `POST /api/v1/trigger/{secret}`: builds the app's branch (or `git_ref`);
 /// returns the app the URL belongs to and what started. Only the branch
 /// is auto-deployed (and, as for pushes, never as a downgrade): another
@@ -637,16 +526,16 @@ pub async fn trigger(
     t: &Tracker,
     secret: &str,
     git_ref: Option<GitRef>,
-) -> Result<(AppName, WebhookOutcome), ApiError> {
+) -> Result<(AppName, WebhookOutcome), Error> {
     let app = t
         .db()
-        .app_by_trigger_hash(&crate::auth::hash(secret))
+        .app_by_trigger_hash(&crate::tracker::tokens::hash(secret))
         .await?
         .ok_or_else(|| unauthorized("unknown build-trigger URL"))?;
     let branch_ref = format!("refs/heads/{}", app.branch);
     let out = match git_ref {
         Some(r) if r.as_str() != app.branch && r.as_str() != branch_ref => {
-            let (build, _): (Build, bool) = t.request_build(&app.name, Some(&r)).await?;
+            let (build, _) = t.build_of_ref(&app.name, Some(&r)).await?;
             let mut out = outcome("built", "");
             out.builds.push(build.id);
             out.message = match app.auto_deploy {
@@ -664,82 +553,4 @@ pub async fn trigger(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repository_urls_compare_across_forms() {
-        let n = normalize_repo_url;
-        assert_eq!(n("https://github.com/Org/Repo.git"), "github.com/org/repo");
-        assert_eq!(n("git@github.com:org/repo.git"), "github.com/org/repo");
-        assert_eq!(n("ssh://git@github.com/org/repo"), "github.com/org/repo");
-        assert_eq!(n("https://github.com/org/repo/"), "github.com/org/repo");
-        assert_eq!(n("file:///srv/git/app.git"), "/srv/git/app");
-        assert_eq!(n("/srv/git/app"), "/srv/git/app");
-        assert_eq!(n("http://127.0.0.1:8080/app.git"), "127.0.0.1:8080/app");
-        assert_ne!(
-            n("https://github.com/org/repo"),
-            n("https://github.com/org/other")
-        );
-    }
-
-    #[test]
-    fn github_signatures_are_checked() {
-        let body = br#"{"ref":"refs/heads/main"}"#;
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
-        mac.update(body);
-        let good = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let mut h = HeaderMap::new();
-        h.insert("x-hub-signature-256", good.parse().unwrap());
-        assert!(verify(Provider::GitHub, &h, body, b"s3cret").is_ok());
-        assert!(
-            verify(Provider::GitHub, &h, b"{}", b"s3cret").is_err(),
-            "another body"
-        );
-        assert!(
-            verify(Provider::GitHub, &h, body, b"other").is_err(),
-            "another secret"
-        );
-        assert!(verify(Provider::GitHub, &HeaderMap::new(), body, b"s3cret").is_err());
-    }
-
-    #[test]
-    fn delivery_ids_are_read_per_provider() {
-        let mut h = HeaderMap::new();
-        h.insert("x-github-delivery", "gh-1".parse().unwrap());
-        h.insert("x-gitlab-event-uuid", "gl-1".parse().unwrap());
-        h.insert("x-forgejo-delivery", "fj-1".parse().unwrap());
-        assert_eq!(delivery_id(Provider::GitHub, &h), Some("gh-1"));
-        assert_eq!(delivery_id(Provider::GitLab, &h), Some("gl-1"));
-        assert_eq!(delivery_id(Provider::Gitea, &h), Some("fj-1"));
-        h.insert("x-gitea-delivery", "gt-1".parse().unwrap());
-        assert_eq!(delivery_id(Provider::Gitea, &h), Some("gt-1"));
-        let mut blank = HeaderMap::new();
-        blank.insert("x-github-delivery", " ".parse().unwrap());
-        assert_eq!(delivery_id(Provider::GitHub, &blank), None);
-        assert_eq!(delivery_id(Provider::GitHub, &HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn any_accepted_secret_verifies_and_no_other() {
-        let body = b"{}";
-        let mut mac = Hmac::<Sha256>::new_from_slice(b"old").unwrap();
-        mac.update(body);
-        let by_old = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
-        let mut h = HeaderMap::new();
-        h.insert("x-hub-signature-256", by_old.parse().unwrap());
-        let both = [SecretString::from("new"), SecretString::from("old")];
-        assert!(verify_any(Provider::GitHub, &h, body, &both).is_ok());
-        let only_new = [SecretString::from("new")];
-        assert!(verify_any(Provider::GitHub, &h, body, &only_new).is_err());
-        assert!(verify_any(Provider::GitHub, &h, body, &[]).is_err());
-    }
-
-    #[test]
-    fn gitlab_tokens_are_checked() {
-        let mut h = HeaderMap::new();
-        h.insert("x-gitlab-token", "s3cret".parse().unwrap());
-        assert!(verify(Provider::GitLab, &h, b"", b"s3cret").is_ok());
-        assert!(verify(Provider::GitLab, &h, b"", b"s3cret2").is_err());
-    }
-}
+mod tests;

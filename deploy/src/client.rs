@@ -77,6 +77,12 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// The stable error code as the shared enum, for an API error
+    /// ([`crate::ErrorCode::Unknown`] for a code this build does not know).
+    pub fn error_code(&self) -> Option<crate::ErrorCode> {
+        self.code().map(crate::ErrorCode::parse)
+    }
 }
 
 /// A client of one AppTracker.

@@ -18,11 +18,13 @@ pub mod cli;
 pub mod client;
 mod domain;
 pub mod drift;
+mod error_code;
 pub mod layout;
 pub mod manifest;
 #[cfg(feature = "openapi")]
 mod openapi;
 pub mod report;
+mod role;
 pub mod signing;
 mod time;
 pub mod tls;
@@ -37,9 +39,11 @@ pub use domain::{
 pub use drift::{
     DriftHost, DriftQuery, DriftReport, DriftState, DriftSummary, SyncOutcome, SyncRequest,
 };
+pub use error_code::ErrorCode;
 pub use manifest::{
     BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, RunUser, RunUserError,
     RunUserKind, Runtime, RuntimeKind,
 };
 pub use report::HostReport;
+pub use role::Role;
 pub use time::Timestamp;

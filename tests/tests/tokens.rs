@@ -749,7 +749,7 @@ async fn oversized_uploads_leave_nothing(
 async fn an_oversized_upload_is_cut_off_with_413_and_leaves_nothing() -> anyhow::Result<()> {
     let cap = 256 * 1024;
     let t = Tracker::start(None, |c| {
-        c.max_artifact_size = versionchecker::drift::ByteSize(cap);
+        c.max_artifact_size = apptracker::config::ByteSize(cap);
         c.upload_idle_timeout = Duration::from_secs(1);
     })
     .await?;
@@ -785,7 +785,7 @@ async fn an_oversized_upload_leaves_nothing_in_s3() -> anyhow::Result<()> {
     let s3_config = s3.config();
     let cap = 256 * 1024;
     let t = Tracker::start(None, |c| {
-        c.max_artifact_size = versionchecker::drift::ByteSize(cap);
+        c.max_artifact_size = apptracker::config::ByteSize(cap);
         c.upload_idle_timeout = Duration::from_secs(1);
         c.s3 = Some(s3_config.clone());
     })

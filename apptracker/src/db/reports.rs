@@ -2,11 +2,11 @@
 //! report per host and app, and what the drift computation and `/metrics`
 //! read from deploys and builds. Same SQL on SQLite and PostgreSQL.
 
+use crate::drift::{Change, Desired, InFlight, Reported};
 use anyhow::Context;
 use deploy::report::{AppReport, FsSpace, HostReport};
-use deploy::{AppName, Cluster, DeployId, HostName, HostPhase, Timestamp, Version};
+use deploy::{AppName, Cluster, DeployId, HostName, Timestamp, Version};
 use sqlx::Row;
-use versionchecker::drift::{Change, Desired, InFlight, Reported};
 
 use super::Db;
 
@@ -182,7 +182,7 @@ impl Db {
                     host: HostName::parse(r.try_get::<String, _>(1)?)?,
                     app: AppName::parse(r.try_get::<String, _>(2)?)?,
                     deploy: DeployId(r.try_get(3)?),
-                    phase: HostPhase::from_name(&r.try_get::<String, _>(4)?),
+                    phase: super::phase(&r.try_get::<String, _>(4)?)?,
                 })
             })
             .collect()

@@ -21,8 +21,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use deploy::{AppName, Timestamp};
 
-use crate::auth::Principal;
-use crate::db::{AuditRecord, Db};
+use crate::db::AuditRecord;
+use crate::http::error::ErrorCode;
+use crate::model::Principal;
 use crate::tracker::Tracker;
 
 /// Routes not recorded: the agents' protocol. Each is called on a timer or
@@ -46,11 +47,6 @@ const SECRET_PARAMS: &[&str] = &["secret"];
 
 /// Longest path or target recorded; anything longer is cut.
 const MAX_TEXT: usize = 300;
-
-/// The stable code of an API error answer, put in the response's
-/// extensions by `ApiError`, so the log has it without reading the body.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
 
 /// What a request's handler and auth extractor tell the audit log. Outside
 /// an audited request it is detached and what it is told goes nowhere.
@@ -194,7 +190,7 @@ pub async fn record(State(t): State<Tracker>, req: Request, next: Next) -> Respo
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_canonical().to_string());
     let pending = Pending {
-        db: t.db().clone(),
+        tracker: t.clone(),
         note: Note::default(),
         record: Some(AuditRecord {
             at: Timestamp::now(),
@@ -212,7 +208,7 @@ pub async fn record(State(t): State<Tracker>, req: Request, next: Next) -> Respo
     };
     parts.extensions.insert(pending.note.clone());
     let resp = next.run(Request::from_parts(parts, body)).await;
-    let code = resp.extensions().get::<ErrorCode>().map(|c| c.0);
+    let code = resp.extensions().get::<ErrorCode>().map(|c| c.as_str());
     pending.finish(resp.status().as_u16(), code).await;
     resp
 }
@@ -221,7 +217,7 @@ pub async fn record(State(t): State<Tracker>, req: Request, next: Next) -> Respo
 /// and the server stopped working on the request), it is recorded with
 /// status 499, since whether the change happened is unknown.
 struct Pending {
-    db: Db,
+    tracker: Tracker,
     note: Note,
     record: Option<AuditRecord>,
 }
@@ -256,7 +252,7 @@ impl Pending {
 
     async fn finish(mut self, status: u16, error_code: Option<&'static str>) {
         if let Some(r) = self.take(status, error_code) {
-            write(self.db.clone(), r).await;
+            write(self.tracker.clone(), r).await;
         }
     }
 }
@@ -266,16 +262,16 @@ impl Drop for Pending {
         if let Some(r) = self.take(CLIENT_CLOSED, None)
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            rt.spawn(write(self.db.clone(), r));
+            rt.spawn(write(self.tracker.clone(), r));
         }
     }
 }
 
 /// Writes an entry in a task of its own, so it is written even when the
 /// request's future is dropped while waiting; a failure is only logged.
-async fn write(db: Db, r: AuditRecord) {
+async fn write(t: Tracker, r: AuditRecord) {
     let what = format!("{} {}", r.method, r.path);
-    match tokio::spawn(async move { db.insert_audit(&r).await }).await {
+    match tokio::spawn(async move { t.record_audit(&r).await }).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, request = %what, "cannot write the audit log entry")

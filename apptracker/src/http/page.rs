@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use deploy::{DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT, NEXT_CURSOR_HEADER, ParseError};
 use serde::Serialize;
 
-use crate::error::{ApiError, ApiJson};
+use crate::http::error::ApiError;
+use crate::http::extract::ApiJson;
 
 /// The page size asked for, checked: absent is the default, out of range a
 /// `400` (not silently clamped, so a client learns its page is not what it

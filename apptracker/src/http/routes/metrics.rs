@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use deploy::drift::DriftState;
 use deploy::{DeployStatus, Timestamp};
 
-use crate::auth::{Principal, Role};
 use crate::db::BUILD_BUCKETS_MS;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
 
 /// The exposition format's content type.
@@ -92,8 +92,8 @@ fn number(v: f64) -> String {
 
 async fn render(t: &Tracker) -> Result<String, ApiError> {
     let now = Timestamp::now();
-    let fleet = crate::drift::fleet(t).await?;
-    let summary = versionchecker::drift::summarize(&fleet.hosts);
+    let fleet = t.fleet().await?;
+    let summary = crate::drift::summarize(&fleet.hosts);
     let mut e = Exposition::default();
 
     e.family(
@@ -242,7 +242,7 @@ async fn render(t: &Tracker) -> Result<String, ApiError> {
         }
     }
 
-    let deploys = t.db().deploy_counts().await?;
+    let deploys = t.queries().deploy_counts().await?;
     e.family(
         "slipway_deploys_total",
         "counter",
@@ -289,9 +289,9 @@ async fn render(t: &Tracker) -> Result<String, ApiError> {
         "histogram",
         "How long finished builds took, from claim to result.",
     );
-    for b in t.db().build_durations().await? {
-        let (app, outcome) = (b.app.as_str(), b.outcome.as_str());
-        for (bound, n) in BUILD_BUCKETS_MS.iter().zip(&b.buckets) {
+    for (app, outcome, count, sum_ms, buckets) in t.queries().build_durations().await? {
+        let (app, outcome) = (app.as_str(), outcome.as_str());
+        for (bound, n) in BUILD_BUCKETS_MS.iter().zip(&buckets) {
             let le = number(*bound as f64 / 1000.0);
             e.sample(
                 "slipway_build_duration_seconds_bucket",
@@ -302,17 +302,17 @@ async fn render(t: &Tracker) -> Result<String, ApiError> {
         e.sample(
             "slipway_build_duration_seconds_bucket",
             &[("app", app), ("outcome", outcome), ("le", "+Inf")],
-            b.count as f64,
+            count as f64,
         );
         e.sample(
             "slipway_build_duration_seconds_sum",
             &[("app", app), ("outcome", outcome)],
-            b.sum_ms as f64 / 1000.0,
+            sum_ms as f64 / 1000.0,
         );
         e.sample(
             "slipway_build_duration_seconds_count",
             &[("app", app), ("outcome", outcome)],
-            b.count as f64,
+            count as f64,
         );
     }
 

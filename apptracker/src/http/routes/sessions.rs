@@ -7,19 +7,15 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
-use deploy::{CreatedSession, ErrorBody, Timestamp};
+use deploy::{CreatedSession, ErrorBody};
 
-use crate::audit::Note;
-use crate::auth::{self, Principal, Role};
-use crate::error::{ApiError, ApiJson};
+use crate::http::audit::Note;
+use crate::http::auth::presented_credential;
+use crate::http::error::ApiError;
+use crate::http::extract::ApiJson;
+use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
-
-pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Tracker> {
-    use utoipa_axum::routes;
-    utoipa_axum::router::OpenApiRouter::new()
-        .routes(routes!(create_session))
-        .routes(routes!(delete_session))
-}
+use crate::tracker::admin::is_session;
 
 /// Opens a session for the token the request carries.
 #[utoipa::path(
@@ -28,7 +24,7 @@ pub(crate) fn routes() -> utoipa_axum::router::OpenApiRouter<Tracker> {
     responses((status = 201, description = "The session", body = CreatedSession),
               (status = 403, description = "`forbidden`: an agent token, or a session asking for another", body = ErrorBody))
 )]
-async fn create_session(
+pub(crate) async fn create_session(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
@@ -36,29 +32,18 @@ async fn create_session(
 ) -> Result<(StatusCode, ApiJson<CreatedSession>), ApiError> {
     note.target("dashboard session");
     who.require(Role::Viewer)?;
-    let Some(token) = auth::presented_credential(&headers, &Method::POST) else {
+    let Some(token) = presented_credential(&headers, &Method::POST) else {
         return Err(ApiError::Unauthorized("no API token".into()));
     };
-    if auth::is_session(&token) {
+    if is_session(&token) {
         // Otherwise a stolen session could be renewed for ever.
         return Err(ApiError::Forbidden(
             "a session is opened with an API token, not with another session".into(),
         ));
     }
-    let (session, session_hash) = auth::generate_with(auth::SESSION_PREFIX)?;
-    let now = Timestamp::now();
-    let ttl = i64::try_from(t.config().session_ttl.as_millis()).unwrap_or(i64::MAX);
-    let expires_at = Timestamp(now.0.saturating_add(ttl));
-    t.db()
-        .insert_session(&session_hash, &auth::hash(&token), now, expires_at)
-        .await?;
-    tracing::info!(token = %who.name, role = %who.role, "dashboard session opened");
     Ok((
         StatusCode::CREATED,
-        ApiJson(CreatedSession {
-            session,
-            expires_at,
-        }),
+        ApiJson(t.open_session(&token, &who).await?),
     ))
 }
 
@@ -69,21 +54,19 @@ async fn create_session(
     responses((status = 204, description = "Closed"),
               (status = 400, description = "`invalid_input`: the request carries an API token, not a session", body = ErrorBody))
 )]
-async fn delete_session(
+pub(crate) async fn delete_session(
     State(t): State<Tracker>,
     who: Principal,
     note: Note,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     note.target("dashboard session");
-    let Some(session) =
-        auth::presented_credential(&headers, &Method::DELETE).filter(|c| auth::is_session(c))
+    let Some(session) = presented_credential(&headers, &Method::DELETE).filter(|c| is_session(c))
     else {
         return Err(ApiError::Invalid(
             "this request carries an API token, not a dashboard session: revoke tokens with DELETE /api/v1/tokens/{name}".into(),
         ));
     };
-    t.db().delete_session(&auth::hash(&session)).await?;
-    tracing::info!(token = %who.name, "dashboard session closed");
+    t.close_session(&session, &who).await?;
     Ok(StatusCode::NO_CONTENT)
 }

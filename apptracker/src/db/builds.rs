@@ -1,0 +1,360 @@
+//! Builds: the build queue's rows (insert, claim, lease, log, upload, finish,
+//! requeue) and bad marks.
+
+use super::*;
+
+impl Db {
+    /// Queues a build of `commit`, numbering it and naming its version.
+    pub async fn insert_build(
+        &self,
+        app: &AppName,
+        git_ref: &str,
+        commit: &str,
+    ) -> anyhow::Result<StoredBuild> {
+        let mut tx = self.pool.begin().await?;
+        let number: i64 = sqlx::query(
+            "UPDATE apps SET next_build_number = next_build_number + 1 WHERE name = $1 RETURNING next_build_number - 1",
+        )
+        .bind(app.as_str())
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        let version = Version::for_build(number, commit)?;
+        let now = Timestamp::now();
+        let id: i64 = sqlx::query(
+            "INSERT INTO builds (app, number, git_ref, commit_sha, version, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', $6) RETURNING id",
+        )
+        .bind(app.as_str())
+        .bind(number)
+        .bind(git_ref)
+        .bind(commit)
+        .bind(version.as_str())
+        .bind(now.0)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        tx.commit().await?;
+        self.build(BuildId(id))
+            .await?
+            .context("build vanished right after insert")
+    }
+
+    pub async fn build(&self, id: BuildId) -> sqlx::Result<Option<StoredBuild>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            build_columns!(),
+            ", log FROM builds WHERE id = $1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| build_from_row(r, true)).transpose()
+    }
+
+    /// A page of the app's builds, newest first: up to `limit` older than
+    /// `before`.
+    pub async fn builds(
+        &self,
+        app: &AppName,
+        before: Option<i64>,
+        limit: i64,
+    ) -> sqlx::Result<Vec<StoredBuild>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            build_columns!(),
+            " FROM builds WHERE app = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(app.as_str())
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| build_from_row(r, false)).collect()
+    }
+
+    /// The newest build of `commit` that succeeded or may still succeed.
+    /// A build from before artifacts were signed is not reused: grabbers
+    /// would refuse it, so the commit is built (and signed) again; nor is
+    /// one an admin marked bad.
+    pub async fn reusable_build(
+        &self,
+        app: &AppName,
+        commit: &str,
+    ) -> sqlx::Result<Option<StoredBuild>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            build_columns!(),
+            " FROM builds WHERE app = $1 AND commit_sha = $2 \
+             AND (status IN ('queued', 'running') OR (status = 'succeeded' AND signature IS NOT NULL)) \
+             AND bad_at IS NULL ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(app.as_str())
+        .bind(commit)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| build_from_row(r, false)).transpose()
+    }
+
+    pub async fn build_by_version(
+        &self,
+        app: &AppName,
+        version: &Version,
+    ) -> sqlx::Result<Option<StoredBuild>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            build_columns!(),
+            " FROM builds WHERE app = $1 AND version = $2"
+        ))
+        .bind(app.as_str())
+        .bind(version.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(|r| build_from_row(r, false)).transpose()
+    }
+
+    /// Claims the oldest queued build for `holder` until `lease_until`.
+    /// Safe when several workers race: the `status = 'queued'` guard lets
+    /// exactly one of them win. What an earlier holder uploaded is
+    /// forgotten.
+    pub async fn claim_build(
+        &self,
+        holder: &Holder,
+        lease_until: Timestamp,
+    ) -> sqlx::Result<Option<(StoredBuild, String)>> {
+        let row = sqlx::query(concat!(
+            "UPDATE builds SET status = 'running', started_at = $1, worker = $2, holder = $3, lease_until = $4, \
+             log = '', signature = NULL, upload_sha256 = NULL, upload_size = NULL \
+             WHERE id = (SELECT id FROM builds WHERE status = 'queued' ORDER BY id LIMIT 1) \
+             AND status = 'queued' \
+             RETURNING ",
+            build_columns!(),
+            ", (SELECT git_url FROM apps WHERE apps.name = builds.app) AS git_url"
+        ))
+        .bind(Timestamp::now().0)
+        .bind(holder.worker())
+        .bind(holder.key())
+        .bind(lease_until.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            None => Ok(None),
+            Some(r) => Ok(Some((build_from_row(&r, false)?, r.try_get("git_url")?))),
+        }
+    }
+
+    /// Appends to the log of a running build `holder` holds, while the log
+    /// is under `cap` bytes (the final result carries the whole log); false
+    /// when the build is not (or no longer) its own.
+    pub async fn append_build_log(
+        &self,
+        id: BuildId,
+        holder: &Holder,
+        text: &str,
+        cap: i64,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET log = CASE WHEN length(log) < $5 THEN log || $4 ELSE log END \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(holder.key())
+        .bind(holder.worker())
+        .bind(text)
+        .bind(cap)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Extends `holder`'s lease on a running build; false when the build is
+    /// not (or no longer) its own: the lease ran out and someone else took
+    /// it, or another token holds it.
+    pub async fn renew_lease(
+        &self,
+        id: BuildId,
+        holder: &Holder,
+        lease_until: Timestamp,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET lease_until = $4 \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(holder.key())
+        .bind(holder.worker())
+        .bind(lease_until.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Records the artifact `holder` just stored for a running build it
+    /// holds: the signature it sent, and the sha256 and size AppTracker
+    /// measured; false when it no longer holds the build. A new claim
+    /// clears them, so a result is only accepted after an upload.
+    pub async fn record_upload(
+        &self,
+        id: BuildId,
+        holder: &Holder,
+        upload: &Upload,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET signature = $4, upload_sha256 = $5, upload_size = $6 \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(holder.key())
+        .bind(holder.worker())
+        .bind(upload.signature.to_string())
+        .bind(upload.sha256.as_str())
+        .bind(upload.size as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// What was recorded with a build's artifact (see `record_upload`), if
+    /// anything: (signature, measured sha256, measured size).
+    pub async fn build_upload(
+        &self,
+        id: BuildId,
+    ) -> sqlx::Result<Option<(String, Option<Sha256>, Option<u64>)>> {
+        let row =
+            sqlx::query("SELECT signature, upload_sha256, upload_size FROM builds WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(r) = row else { return Ok(None) };
+        let Some(signature) = r.try_get::<Option<String>, _>("signature")? else {
+            return Ok(None);
+        };
+        let sha = r
+            .try_get::<Option<String>, _>("upload_sha256")?
+            .map(|s| decode(Sha256::parse(s)))
+            .transpose()?;
+        let size = r
+            .try_get::<Option<i64>, _>("upload_size")?
+            .map(|n| n as u64);
+        Ok(Some((signature, sha, size)))
+    }
+
+    /// Records a successful build `holder` holds; false when it no longer
+    /// holds it.
+    pub async fn finish_build_ok(
+        &self,
+        id: BuildId,
+        holder: &Holder,
+        build_type: BuildType,
+        artifact: &StoredArtifact,
+        log: &str,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET status = 'succeeded', build_type = $4, artifact_key = $5, sha256 = $6, \
+             size = $7, log = $8, finished_at = $9, signature = $10, lease_until = NULL \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(holder.key())
+        .bind(holder.worker())
+        .bind(build_type.as_str())
+        .bind(artifact.key.as_str())
+        .bind(artifact.sha256.as_str())
+        .bind(artifact.size as i64)
+        .bind(log)
+        .bind(Timestamp::now().0)
+        .bind(&artifact.signature)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Records a failed build `holder` holds; false when it no longer holds
+    /// it.
+    pub async fn finish_build_failed(
+        &self,
+        id: BuildId,
+        holder: &Holder,
+        error: &str,
+        log: &str,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET status = 'failed', error = $4, log = $5, finished_at = $6, lease_until = NULL \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(holder.key())
+        .bind(holder.worker())
+        .bind(error)
+        .bind(log)
+        .bind(Timestamp::now().0)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Puts a build `holder` holds back in the queue (its worker handed it
+    /// back); this does not count as a requeue.
+    pub async fn requeue_build(&self, id: BuildId, holder: &Holder) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET status = 'queued', worker = NULL, holder = NULL, lease_until = NULL \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(holder.key())
+        .bind(holder.worker())
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Builds whose worker stopped renewing its lease: those already
+    /// requeued `max_requeues` times fail with `error` (their ids are
+    /// returned, to fail the deploys waiting on them); the others go back
+    /// to the queue (how many is returned).
+    pub async fn requeue_expired_leases(
+        &self,
+        now: Timestamp,
+        max_requeues: u32,
+        error: &str,
+    ) -> sqlx::Result<(u64, Vec<BuildId>)> {
+        let failed = sqlx::query(
+            "UPDATE builds SET status = 'failed', error = $3, finished_at = $1, lease_until = NULL \
+             WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1) AND requeues >= $2 \
+             RETURNING id",
+        )
+        .bind(now.0)
+        .bind(i64::from(max_requeues))
+        .bind(error)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<i64, _>(0).map(BuildId))
+        .collect::<sqlx::Result<Vec<_>>>()?;
+        let res = sqlx::query(
+            "UPDATE builds SET status = 'queued', worker = NULL, holder = NULL, lease_until = NULL, \
+             requeues = requeues + 1 \
+             WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1)",
+        )
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        Ok((res.rows_affected(), failed))
+    }
+
+    /// Marks an ended build bad (never reused, never deployed again);
+    /// false when it is not ended, or was marked already.
+    pub async fn mark_build_bad(&self, id: BuildId, by: &str, reason: &str) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET bad_at = $2, bad_by = $3, bad_reason = $4 \
+             WHERE id = $1 AND status IN ('succeeded', 'failed') AND bad_at IS NULL",
+        )
+        .bind(id.0)
+        .bind(Timestamp::now().0)
+        .bind(by)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,176 @@
+//! Hosts: heartbeats, and the desired state each host converges to.
+
+use super::*;
+
+impl Db {
+    pub async fn upsert_host(&self, hb: &deploy::Heartbeat) -> anyhow::Result<Host> {
+        let now = Timestamp::now();
+        let apps = serde_json::to_string(&hb.apps)?;
+        sqlx::query(
+            "INSERT INTO hosts (cluster, name, root, apps_json, registered_at, last_seen) \
+             VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (cluster, name) DO UPDATE SET root = $3, apps_json = $4, last_seen = $5",
+        )
+        .bind(hb.cluster.as_str())
+        .bind(hb.host.as_str())
+        .bind(&hb.root)
+        .bind(apps)
+        .bind(now.0)
+        .execute(&self.pool)
+        .await?;
+        self.host(&hb.cluster, &hb.host)
+            .await?
+            .context("host vanished right after upsert")
+    }
+
+    /// One host: what a heartbeat reads back, so it costs the same with a
+    /// thousand hosts in the cluster as with one.
+    pub async fn host(&self, cluster: &Cluster, name: &HostName) -> anyhow::Result<Option<Host>> {
+        let row = sqlx::query(
+            "SELECT cluster, name, root, apps_json, registered_at, last_seen FROM hosts \
+             WHERE cluster = $1 AND name = $2",
+        )
+        .bind(cluster.as_str())
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(host_from_row).transpose()
+    }
+
+    pub async fn hosts(&self, cluster: Option<&Cluster>) -> anyhow::Result<Vec<Host>> {
+        let rows =
+            match cluster {
+                Some(c) => sqlx::query(
+                    "SELECT cluster, name, root, apps_json, registered_at, last_seen FROM hosts \
+                     WHERE cluster = $1 ORDER BY cluster, name",
+                )
+                .bind(c.as_str())
+                .fetch_all(&self.pool)
+                .await?,
+                None => sqlx::query(
+                    "SELECT cluster, name, root, apps_json, registered_at, last_seen FROM hosts \
+                     ORDER BY cluster, name",
+                )
+                .fetch_all(&self.pool)
+                .await?,
+            };
+        rows.iter().map(host_from_row).collect()
+    }
+
+    /// A page of hosts by cluster and name: up to `limit` after `after`.
+    pub async fn hosts_page(
+        &self,
+        after: Option<&(Cluster, HostName)>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Host>> {
+        let (cluster, name) = after
+            .map(|(c, h)| (c.as_str(), h.as_str()))
+            .unwrap_or(("", ""));
+        let rows = sqlx::query(
+            "SELECT cluster, name, root, apps_json, registered_at, last_seen FROM hosts \
+             WHERE cluster > $1 OR (cluster = $1 AND name > $2) ORDER BY cluster, name LIMIT $3",
+        )
+        .bind(cluster)
+        .bind(name)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(host_from_row).collect()
+    }
+
+    /// Records what the hosts of a rollout should run, remembering what they
+    /// ran before so a failed host can be pointed back at it.
+    pub async fn set_desired(
+        &self,
+        cluster: &Cluster,
+        hosts: &[HostName],
+        app: &AppName,
+        version: &Version,
+        deploy: DeployId,
+    ) -> sqlx::Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for host in hosts {
+            sqlx::query(
+                "INSERT INTO desired (cluster, host, app, version, deploy_id) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (cluster, host, app) DO UPDATE SET \
+                 previous_version = CASE WHEN desired.version = $4 THEN desired.previous_version ELSE desired.version END, \
+                 previous_deploy_id = CASE WHEN desired.version = $4 THEN desired.previous_deploy_id ELSE desired.deploy_id END, \
+                 version = $4, deploy_id = $5",
+            )
+            .bind(cluster.as_str())
+            .bind(host.as_str())
+            .bind(app.as_str())
+            .bind(version.as_str())
+            .bind(deploy.0)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
+    /// A host failed `deploy` and rolled back: it should run what it ran
+    /// before, not retry the failed release at every restart.
+    pub async fn revert_desired(
+        &self,
+        cluster: &Cluster,
+        host: &HostName,
+        app: &AppName,
+        deploy: DeployId,
+    ) -> sqlx::Result<()> {
+        // With no previous version there is nothing to go back to: drop the row.
+        sqlx::query(
+            "DELETE FROM desired WHERE cluster = $1 AND host = $2 AND app = $3 AND deploy_id = $4 \
+             AND previous_version IS NULL",
+        )
+        .bind(cluster.as_str())
+        .bind(host.as_str())
+        .bind(app.as_str())
+        .bind(deploy.0)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "UPDATE desired SET version = previous_version, deploy_id = previous_deploy_id, \
+             previous_version = NULL, previous_deploy_id = NULL \
+             WHERE cluster = $1 AND host = $2 AND app = $3 AND deploy_id = $4",
+        )
+        .bind(cluster.as_str())
+        .bind(host.as_str())
+        .bind(app.as_str())
+        .bind(deploy.0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn desired(
+        &self,
+        cluster: &Cluster,
+        host: &HostName,
+    ) -> anyhow::Result<Vec<DesiredRow>> {
+        let rows = sqlx::query(
+            "SELECT d.app, d.version, d.deploy_id, b.artifact_key, b.sha256, b.size, b.signature \
+             FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
+             WHERE d.cluster = $1 AND d.host = $2 AND b.status = 'succeeded' ORDER BY d.app",
+        )
+        .bind(cluster.as_str())
+        .bind(host.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DesiredRow {
+                    app: AppName::parse(r.try_get::<String, _>(0)?)?,
+                    version: Version::parse(r.try_get::<String, _>(1)?)?,
+                    deploy_id: DeployId(r.try_get(2)?),
+                    artifact: StoredArtifact {
+                        key: ArtifactKey::new(r.try_get::<String, _>(3)?),
+                        sha256: Sha256::parse(r.try_get::<String, _>(4)?)?,
+                        size: r.try_get::<i64, _>(5)? as u64,
+                        // Unsigned (built before signing): grabbers refuse it.
+                        signature: r.try_get::<Option<String>, _>(6)?.unwrap_or_default(),
+                    },
+                })
+            })
+            .collect()
+    }
+}

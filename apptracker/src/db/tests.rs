@@ -1,0 +1,255 @@
+//! The storage layer's tests, most against a fresh SQLite database.
+
+use super::*;
+
+#[test]
+fn passwords_never_reach_messages() {
+    assert_eq!(
+        redact("postgres://u:secret@127.0.0.1/db"),
+        "postgres://u:***@127.0.0.1/db"
+    );
+    assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+}
+
+/// A fresh SQLite database (in a directory kept as long as the guard)
+/// with app `hello` registered.
+async fn db_with_app() -> (tempfile::TempDir, Db, AppName) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("t.db").display()
+    ))
+    .await
+    .unwrap();
+    let app = AppName::parse("hello").unwrap();
+    db.insert_app(&App {
+        name: app.clone(),
+        git_url: "/nowhere".into(),
+        branch: "main".into(),
+        auto_deploy: None,
+        created_at: Timestamp::now(),
+    })
+    .await
+    .unwrap();
+    (dir, db, app)
+}
+
+#[tokio::test]
+async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
+    let (_dir, db, app) = db_with_app().await;
+    let commit = "a".repeat(40);
+    let lease = Timestamp(Timestamp::now().0 + 60_000);
+    let sha = Sha256::parse("b".repeat(64)).unwrap();
+    let sig = deploy::signing::SigningKey::from_seed([1; 32]).sign(
+        &app,
+        &Version::parse("1-aaaaaaa").unwrap(),
+        &sha,
+    );
+    let upload = Upload {
+        signature: sig.clone(),
+        sha256: sha.clone(),
+        size: 1,
+    };
+    let w1 = Holder::in_process("w1");
+    let w2 = Holder::in_process("w2");
+
+    // An upload recorded by one holder is gone when another claims.
+    let build = db.insert_build(&app, "main", &commit).await.unwrap();
+    let (claimed, _) = db.claim_build(&w1, lease).await.unwrap().unwrap();
+    assert_eq!(claimed.id, build.id);
+    assert!(db.record_upload(build.id, &w1, &upload).await.unwrap());
+    assert!(!db.record_upload(build.id, &w2, &upload).await.unwrap());
+    assert_eq!(
+        db.build_upload(build.id).await.unwrap(),
+        Some((sig.to_string(), Some(sha.clone()), Some(1)))
+    );
+    assert!(db.requeue_build(build.id, &w1).await.unwrap());
+    db.claim_build(&w2, lease).await.unwrap().unwrap();
+    assert_eq!(db.build_upload(build.id).await.unwrap(), None);
+
+    // Succeeded and signed: reused, and the artifact carries it.
+    assert!(db.record_upload(build.id, &w2, &upload).await.unwrap());
+    let artifact = StoredArtifact {
+        key: ArtifactKey::new("hello/hello-1-aaaaaaa.tar.gz"),
+        sha256: sha.clone(),
+        size: 1,
+        signature: sig.to_string(),
+    };
+    assert!(
+        db.finish_build_ok(build.id, &w2, BuildType::Generic, &artifact, "")
+            .await
+            .unwrap()
+    );
+    let reused = db.reusable_build(&app, &commit).await.unwrap().unwrap();
+    assert_eq!(reused.artifact, Some(artifact));
+
+    // A build from before signing (no signature) is not reused, and
+    // its artifact shows as unsigned.
+    sqlx::query("UPDATE builds SET signature = NULL WHERE id = $1")
+        .bind(build.id.0)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert!(db.reusable_build(&app, &commit).await.unwrap().is_none());
+    let old = db.build(build.id).await.unwrap().unwrap();
+    assert_eq!(old.artifact.unwrap().signature, "");
+
+    // Signed again, then marked bad: not reused either, and the mark
+    // shows.
+    sqlx::query("UPDATE builds SET signature = $2 WHERE id = $1")
+        .bind(build.id.0)
+        .bind(sig.to_string())
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert!(db.reusable_build(&app, &commit).await.unwrap().is_some());
+    assert!(db.mark_build_bad(build.id, "ops", "broken").await.unwrap());
+    assert!(!db.mark_build_bad(build.id, "ops", "again").await.unwrap());
+    assert!(db.reusable_build(&app, &commit).await.unwrap().is_none());
+    let bad = db
+        .build(build.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .bad
+        .clone()
+        .unwrap();
+    assert_eq!((bad.by.as_str(), bad.reason.as_str()), ("ops", "broken"));
+}
+
+#[tokio::test]
+async fn expired_leases_requeue_then_fail() {
+    let (_dir, db, app) = db_with_app().await;
+    let build = db
+        .insert_build(&app, "main", &"c".repeat(40))
+        .await
+        .unwrap();
+    let w = Holder::in_process("w");
+    let past = Timestamp(Timestamp::now().0 - 1);
+    // Two requeues allowed: the third expiry fails the build.
+    for round in 0..3 {
+        db.claim_build(&w, past).await.unwrap().unwrap();
+        let (n, failed) = db
+            .requeue_expired_leases(Timestamp::now(), 2, "gave up")
+            .await
+            .unwrap();
+        let b = db.build(build.id).await.unwrap().unwrap();
+        if round < 2 {
+            assert_eq!((n, failed.len()), (1, 0), "round {round}");
+            assert_eq!(b.status, BuildStatus::Queued);
+        } else {
+            assert_eq!((n, failed), (0, vec![build.id]));
+            assert_eq!(b.status, BuildStatus::Failed);
+            assert_eq!(b.error.as_deref(), Some("gave up"));
+        }
+    }
+    // A handed-back build is no requeue: it never counts.
+    let other = db
+        .insert_build(&app, "main", &"d".repeat(40))
+        .await
+        .unwrap();
+    let lease = Timestamp(Timestamp::now().0 + 60_000);
+    for _ in 0..5 {
+        db.claim_build(&w, lease).await.unwrap().unwrap();
+        assert!(db.requeue_build(other.id, &w).await.unwrap());
+    }
+    db.claim_build(&w, past).await.unwrap().unwrap();
+    let (n, failed) = db
+        .requeue_expired_leases(Timestamp::now(), 0, "gave up")
+        .await
+        .unwrap();
+    assert_eq!(
+        (n, failed),
+        (0, vec![other.id]),
+        "max 0: the first expiry fails"
+    );
+}
+
+/// A status column holding a name this build does not know is an error
+/// naming it, never a silent `unknown`.
+#[tokio::test]
+async fn unknown_stored_statuses_are_decode_errors() {
+    let (_dir, db, app) = db_with_app().await;
+    let build = db
+        .insert_build(&app, "main", &"d".repeat(40))
+        .await
+        .unwrap();
+    let id = db
+        .insert_deploy(&NewDeploy {
+            app: &app,
+            version: None,
+            git_ref: Some("main"),
+            build_id: Some(build.id),
+            cluster: &Cluster::parse("prod").unwrap(),
+            selector: &HostSelector::all(),
+            status: DeployStatus::Building,
+            hosts: &[HostName::parse("h1").unwrap()],
+            strategy: Strategy::AllAtOnce,
+            max_failures: Portion::default(),
+            retry_of: None,
+            rollback_on_failure: false,
+            rollback_of: None,
+            requested_by: None,
+        })
+        .await
+        .unwrap();
+    assert!(db.deploy(id).await.unwrap().is_some());
+    for sql in [
+        "UPDATE builds SET status = 'exploded' WHERE id = $1",
+        "UPDATE builds SET status = 'queued', build_type = 'cobol' WHERE id = $1",
+    ] {
+        sqlx::query(sql)
+            .bind(build.id.0)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let e = db.build(build.id).await.unwrap_err().to_string();
+        assert!(e.contains("exploded") || e.contains("cobol"), "{e}");
+    }
+    for sql in [
+        "UPDATE deploys SET status = 'exploded' WHERE id = $1",
+        "UPDATE deploys SET status = 'building' WHERE id = $1; \
+         UPDATE deploy_hosts SET phase = 'melting' WHERE deploy_id = $1",
+    ] {
+        for one in sql.split("; ") {
+            sqlx::query(sqlx::AssertSqlSafe(one.to_string()))
+                .bind(id.0)
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        let e = format!("{:#}", db.deploy(id).await.unwrap_err());
+        assert!(e.contains("exploded") || e.contains("melting"), "{e}");
+    }
+}
+
+mod phases {
+    use deploy::HostPhase;
+
+    #[test]
+    fn the_sql_terminal_phases_are_the_terminal_phases() {
+        use HostPhase::*;
+        let sql: &str = terminal_phases!();
+        for p in [
+            Pending,
+            Downloading,
+            Verifying,
+            Extracting,
+            Switching,
+            Starting,
+            Checking,
+            Done,
+            Skipped,
+            Failed,
+            TimedOut,
+            Unreachable,
+            NotStarted,
+        ] {
+            assert_eq!(
+                sql.contains(&format!("'{}'", p.as_str())),
+                p.is_terminal(),
+                "{p}"
+            );
+        }
+    }
+}

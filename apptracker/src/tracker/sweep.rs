@@ -1,0 +1,114 @@
+//! Host progress and the sweeper: grabbers' reports move deploys on; hosts
+//! silent past their deadlines are timed out or unreachable.
+
+use super::*;
+
+impl Tracker {
+    /// A grabber reports progress. Events for a host that already reached a
+    /// terminal phase are kept in the history but change nothing.
+    pub async fn host_event(
+        &self,
+        id: DeployId,
+        host: &HostName,
+        ev: &HostEvent,
+    ) -> Result<DeployHost, Error> {
+        let deploy = self
+            .db()
+            .deploy_row(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no deploy {id}")))?;
+        if deploy.cluster != ev.cluster {
+            return Err(Error::Invalid(format!(
+                "deploy {id} targets cluster `{}`, not `{}`",
+                deploy.cluster, ev.cluster
+            )));
+        }
+        let (row, changed) = self
+            .db()
+            .record_host_event(id, host, ev)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("host `{host}` is not part of deploy {id}")))?;
+        if !changed {
+            return Ok(row);
+        }
+        if row.phase == HostPhase::Failed {
+            tracing::warn!(deploy_id = %id, host = %host, app = %deploy.app,
+                failed_phase = ?row.failed_phase, rolled_back = row.rolled_back, "host failed");
+            self.db()
+                .revert_desired(&deploy.cluster, host, &deploy.app, id)
+                .await?;
+        }
+        self.bus()
+            .emit(DeployEvent::Host {
+                deploy_id: id,
+                host: row.clone(),
+            })
+            .await;
+        if row.phase.is_terminal() {
+            self.advance(id).await?;
+        }
+        Ok(row)
+    }
+
+    /// Marks hosts silent past the deadline as `timed_out`, and starts the
+    /// batches whose bake is over.
+    pub async fn sweep(&self) -> anyhow::Result<()> {
+        for id in self.db().deploys_due(Timestamp::now()).await? {
+            self.advance(id).await?;
+        }
+        for (app, cluster) in self.db().stalled_queues().await? {
+            self.start_next_queued(&app, &cluster).await?;
+        }
+        let silent = self.config().host_unreachable;
+        let since = Timestamp(Timestamp::now().0 - silent.as_millis() as i64);
+        for (id, host) in self.db().unreachable_hosts(since).await? {
+            let Ok(host) = HostName::parse(host) else {
+                continue;
+            };
+            let Some(deploy) = self.db().deploy(id).await? else {
+                continue;
+            };
+            tracing::warn!(deploy_id = %id, host = %host, app = %deploy.app, "host unreachable");
+            let ev = HostEvent {
+                cluster: deploy.cluster.clone(),
+                phase: HostPhase::Unreachable,
+                failed_phase: None,
+                rolled_back: false,
+                message: Some(format!(
+                    "its grabber has not heartbeated for {}: the host or its agent is down",
+                    humantime::format_duration(silent)
+                )),
+                log_tail: None,
+            };
+            self.host_event(id, &host, &ev)
+                .await
+                .with_context(|| format!("cannot mark host {host} unreachable"))?;
+        }
+        let deadline = self.config().host_deadline;
+        let before = Timestamp(Timestamp::now().0 - deadline.as_millis() as i64);
+        for (id, host) in self.db().silent_hosts(before).await? {
+            let Ok(host) = HostName::parse(host) else {
+                continue;
+            };
+            let Some(deploy) = self.db().deploy(id).await? else {
+                continue;
+            };
+            tracing::warn!(deploy_id = %id, host = %host, app = %deploy.app, "host timed out");
+            let ev = HostEvent {
+                cluster: deploy.cluster.clone(),
+                phase: HostPhase::TimedOut,
+                failed_phase: None,
+                rolled_back: false,
+                message: Some(format!(
+                    "no progress report for {}",
+                    humantime::format_duration(deadline)
+                )),
+                log_tail: None,
+            };
+            self.host_event(id, &host, &ev)
+                .await
+                .with_context(|| format!("cannot time out host {host}"))?;
+        }
+        Ok(())
+    }
+}
