@@ -1,20 +1,11 @@
 //! Slipway's shared language: the domain newtypes, the wire types of the
 //! HTTP API and the bus, the release manifest, and the typed API client.
 //!
-//! Host agents depend on this crate without its `cli` and `openapi` features.
-
-// `deploy::…` paths work inside this crate too: the CLI's source is
-// compiled both as the `deploy` binary and as `deploy::cli`.
-extern crate self as deploy;
+//! Host agents depend on this crate without its `openapi` feature.
 
 pub mod api;
 pub mod binary;
 pub mod bus;
-/// The `deploy` CLI (its binary's source), as a library module so the
-/// end-to-end tests can build a copy of the binary they start.
-#[cfg(feature = "cli")]
-#[path = "main.rs"]
-pub mod cli;
 pub mod client;
 mod domain;
 pub mod drift;
