@@ -8,6 +8,7 @@
 //! crate root), so `deploy::api::Deploy` and `deploy::Deploy` both name it.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 mod apps;
 mod audit;
@@ -35,8 +36,7 @@ pub use webhooks::*;
 
 /// The JSON body of every API error: a stable machine code and a message for
 /// people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable, snake_case: `not_found`, `invalid_input`, `conflict`, ...
     pub code: String,

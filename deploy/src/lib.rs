@@ -1,7 +1,9 @@
 //! Slipway's shared language: the domain newtypes, the wire types of the
 //! HTTP API and the bus, the release manifest, and the typed API client.
 //!
-//! Host agents depend on this crate without its `openapi` feature.
+//! The wire types derive their OpenAPI schemas (utoipa `ToSchema`,
+//! `IntoParams`) beside `Serialize`: AppTracker builds its API document from
+//! them, the agents never call that code.
 
 pub mod api;
 pub mod binary;
@@ -11,7 +13,6 @@ mod domain;
 pub mod drift;
 pub mod layout;
 pub mod manifest;
-#[cfg(feature = "openapi")]
 mod openapi;
 pub mod report;
 pub mod signing;

@@ -2,12 +2,12 @@
 //! API shows it.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{AppName, Cluster, HostSelector, Timestamp};
 
 /// `POST /api/v1/apps`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RegisterApp {
     pub name: AppName,
     /// Where packer fetches the source: a path, or a `file://`, `git://`,
@@ -35,8 +35,7 @@ impl RegisterApp {
 }
 
 /// "Auto-deploy the branch to this cluster when its build succeeds."
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AutoDeploy {
     pub cluster: Cluster,
     /// Every host of the cluster when absent.
@@ -45,8 +44,7 @@ pub struct AutoDeploy {
 }
 
 /// An app as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct App {
     pub name: AppName,
     pub git_url: String,

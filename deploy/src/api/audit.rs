@@ -1,13 +1,13 @@
 //! The audit log: one entry per state-changing request, and its query.
 
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{AppName, Timestamp};
 
 /// One state-changing API request as `GET /api/v1/audit` lists it: who did
 /// what, when, from where, and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
     /// Increases with every entry: the key of `before` pagination.
     pub id: i64,
@@ -41,29 +41,28 @@ pub struct AuditEntry {
 /// The query of `GET /api/v1/audit`: newest first, `limit` entries (like
 /// every list: default 100, at most 1000) after `cursor` (or older than
 /// `before`), optionally only one actor's or one app's.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
-#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Entries per page: 1 to 1000, 100 when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Only entries with a smaller id: the last id of the previous page
     /// (what `cursor` does, kept for older clients).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", param(minimum = 1))]
+    #[param(minimum = 1)]
     pub before: Option<i64>,
     /// Where the page starts: the `X-Next-Cursor` of the page before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 512))]
+    #[param(min_length = 1, max_length = 512)]
     pub cursor: Option<String>,
     /// Only this token's (or webhook's) requests.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 100))]
+    #[param(min_length = 1, max_length = 100)]
     pub actor: Option<String>,
     /// Only requests concerning this app.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", param(value_type = Option<AppName>))]
+    #[param(value_type = Option<AppName>)]
     pub app: Option<AppName>,
 }

@@ -3,19 +3,18 @@
 //! leases, logs, results).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{AppName, BuildId, BuildType, GitRef, Sha256, Timestamp, Version};
 
 /// `POST /api/v1/apps/{app}/builds`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct RequestBuild {
     /// Branch, tag or sha; the app's default branch (`main`) when absent.
     pub git_ref: Option<GitRef>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BuildStatus {
     Queued,
@@ -33,8 +32,7 @@ impl BuildStatus {
 }
 
 /// Where a built release can be downloaded, and how to check it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ArtifactRef {
     /// Absolute URL the grabber downloads from.
     pub url: String,
@@ -49,8 +47,7 @@ pub struct ArtifactRef {
 
 /// A build as the API shows it. `log` is filled only when one build is asked
 /// for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Build {
     pub id: BuildId,
     pub app: AppName,
@@ -78,8 +75,7 @@ pub struct Build {
 }
 
 /// Who marked a build bad, when and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BadMark {
     pub at: Timestamp,
     /// The admin token's name.
@@ -88,11 +84,10 @@ pub struct BadMark {
 }
 
 /// `POST /api/v1/builds/{id}/bad` (admin): mark an ended build bad.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MarkBuildBad {
     /// Why, for whoever is refused its version later.
-    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 500))]
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
 }
 
@@ -103,25 +98,20 @@ pub struct MarkBuildBad {
 pub const BUILD_RESULT_BODY_LIMIT: usize = 8 << 20;
 
 /// `POST /api/v1/builds/claim`: a packer worker asks for work.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ClaimBuild {
     /// Unique per worker process; the claim is held in its name.
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 200,
-            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
-        )
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
     )]
     pub worker: String,
 }
 
 /// A claimed build: what to build, and how long the claim lasts unless the
 /// worker renews it (`POST /api/v1/builds/{id}/lease`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BuildJob {
     pub build: Build,
     pub git_url: String,
@@ -129,8 +119,7 @@ pub struct BuildJob {
 }
 
 /// How a build ended, as its worker reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum BuildOutcome {
     /// The artifact was uploaded (`PUT /api/v1/builds/{id}/artifact`) first.
@@ -145,16 +134,12 @@ pub enum BuildOutcome {
 }
 
 /// `POST /api/v1/builds/{id}/result`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BuildResult {
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 200,
-            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
-        )
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
     )]
     pub worker: String,
     pub outcome: BuildOutcome,
@@ -163,32 +148,24 @@ pub struct BuildResult {
 }
 
 /// `POST /api/v1/builds/{id}/lease` and `/release`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BuildWorker {
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 200,
-            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
-        )
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
     )]
     pub worker: String,
 }
 
 /// `POST /api/v1/builds/{id}/log`: what a running build printed since the
 /// last append, from the worker holding it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BuildLogChunk {
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 200,
-            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
-        )
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
     )]
     pub worker: String,
     pub text: String,

@@ -1,13 +1,13 @@
 //! Cluster controls: pins left by rollbacks, protection and freezes.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{AppName, Cluster, Timestamp, Version};
 
 /// An app held at a version on a cluster (set by a rollback): deploys of
 /// any other version are refused until it is removed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Pin {
     pub app: AppName,
     pub cluster: Cluster,
@@ -19,8 +19,7 @@ pub struct Pin {
 }
 
 /// `GET /api/v1/clusters`: a cluster's deploy controls.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ClusterSettings {
     pub name: Cluster,
     /// Deploys must confirm by naming the cluster (`confirm`).
@@ -41,16 +40,14 @@ impl ClusterSettings {
 }
 
 /// `PUT /api/v1/clusters/{cluster}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SetProtected {
     pub protected: bool,
 }
 
 /// `POST /api/v1/clusters/{cluster}/freeze`: no deploys until `until`, or
 /// for `duration` (`"2h"`, `"30m"`); exactly one of the two.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Freeze {
     #[serde(default)]
     pub until: Option<Timestamp>,

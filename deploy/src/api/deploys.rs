@@ -2,6 +2,7 @@
 //! the API shows them, the hosts a deploy would touch, and rollbacks.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::hosts::Host;
 use super::rollout::{Portion, Strategy};
@@ -10,8 +11,7 @@ use crate::{
 };
 
 /// `POST /api/v1/deploys`. Exactly one of `version` and `git_ref` is given.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateDeploy {
     pub app: AppName,
     pub version: Option<Version>,
@@ -41,8 +41,7 @@ pub struct CreateDeploy {
     pub wait: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeployStatus {
     /// Waiting for another deploy of the app to the cluster to end.
@@ -91,8 +90,7 @@ impl std::fmt::Display for DeployStatus {
 }
 
 /// Where one host is in installing one release (DESIGN.md "Host phases").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HostPhase {
     Pending,
@@ -176,8 +174,7 @@ impl std::fmt::Display for HostPhase {
 }
 
 /// One host's progress in one deploy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DeployHost {
     pub host: HostName,
     pub phase: HostPhase,
@@ -196,8 +193,7 @@ pub struct DeployHost {
 }
 
 /// A deploy as the API shows it, with one row per targeted host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Deploy {
     pub id: DeployId,
     pub app: AppName,
@@ -240,8 +236,7 @@ pub struct Deploy {
 
 /// `GET /api/v1/targets?cluster=C&hosts=REGEX`: the hosts a deploy with
 /// that cluster and regex would touch, before anything happens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Targets {
     pub cluster: Cluster,
     pub hosts_selector: HostSelector,
@@ -252,16 +247,14 @@ pub struct Targets {
     pub excluded: Vec<ExcludedHost>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ExcludedHost {
     pub host: HostName,
     pub reason: String,
 }
 
 /// `POST /api/v1/apps/{app}/rollback`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Rollback {
     pub cluster: Cluster,
     /// The cluster's name typed back, for a protected cluster.

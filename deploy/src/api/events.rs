@@ -2,13 +2,13 @@
 //! the live stream the dashboard and `deploy status --follow` read.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::deploys::{DeployHost, DeployStatus, HostPhase};
 use crate::{Cluster, DeployId, HostName, Timestamp, Version};
 
 /// One entry of `GET /api/v1/deploys/{id}/events`: a host reached a phase.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HostEventRecord {
     pub host: HostName,
     pub phase: HostPhase,
@@ -18,8 +18,7 @@ pub struct HostEventRecord {
 }
 
 /// `POST /api/v1/deploys/{id}/hosts/{host}/events`: a grabber reports progress.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HostEvent {
     pub cluster: Cluster,
     pub phase: HostPhase,

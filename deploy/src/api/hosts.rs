@@ -2,13 +2,13 @@
 //! it, and the desired state a grabber converges to.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::builds::ArtifactRef;
 use crate::{AppName, Cluster, DeployId, HostName, Timestamp, Version};
 
 /// What a host runs of one app, as its grabber reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InstalledApp {
     pub app: AppName,
     /// The release `current` names.
@@ -26,8 +26,7 @@ pub struct InstalledApp {
 }
 
 /// The supervisor's view of one app's process.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AppRunStatus {
     /// Up (or not supervised yet: the default of older grabbers).
@@ -60,8 +59,7 @@ impl std::fmt::Display for AppRunStatus {
 }
 
 /// `POST /api/v1/hosts/heartbeat`: a grabber registers and says it is alive.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Heartbeat {
     pub cluster: Cluster,
     pub host: HostName,
@@ -72,8 +70,7 @@ pub struct Heartbeat {
 }
 
 /// A host as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Host {
     pub cluster: Cluster,
     pub name: HostName,
@@ -84,8 +81,7 @@ pub struct Host {
 }
 
 /// One app a host should run, with the deploy that asked for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DesiredApp {
     pub app: AppName,
     pub version: Version,
@@ -94,8 +90,7 @@ pub struct DesiredApp {
 }
 
 /// `GET /api/v1/hosts/{cluster}/{host}/desired`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DesiredState {
     pub cluster: Cluster,
     pub host: HostName,

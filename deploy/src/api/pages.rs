@@ -2,6 +2,7 @@
 //! `X-Next-Cursor` header, and a page as the client returns it.
 
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
 
 /// Items per page when a list request gives no `limit`.
 pub const DEFAULT_PAGE_LIMIT: u32 = 100;
@@ -13,18 +14,17 @@ pub const MAX_PAGE_LIMIT: u32 = 1000;
 pub const NEXT_CURSOR_HEADER: &str = "x-next-cursor";
 
 /// The paging parameters every list endpoint takes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
-#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Items per page: 1 to 1000, 100 when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// Where the page starts: the `X-Next-Cursor` header of the page
     /// before. Opaque; the first page when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", param(min_length = 1, max_length = 512))]
+    #[param(min_length = 1, max_length = 512)]
     pub cursor: Option<String>,
 }
 

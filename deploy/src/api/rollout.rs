@@ -2,6 +2,7 @@
 //! hosts and the [`Strategy`] that cuts a deploy's hosts into batches.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A number of hosts, or a share of the deploy's hosts: `3` or `"25%"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +84,7 @@ impl<'de> Deserialize<'de> for Portion {
 /// How a deploy takes its hosts. A batch starts when every host of the one
 /// before it is done (or failed, within `max_failures`), so at most a
 /// batch's hosts are between stopping the old release and a healthy new one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Strategy {
     #[default]

@@ -2,29 +2,23 @@
 //! list (never the secrets).
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{Cluster, HostName, Timestamp};
 
 /// `POST /api/v1/tokens` (admin): a new API token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreateToken {
     /// Unique, for people to recognise it in the audit trail.
-    #[cfg_attr(
-        feature = "openapi",
-        schema(
-            min_length = 1,
-            max_length = 100,
-            pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
-        )
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
     )]
     pub name: String,
     /// `viewer`, `deployer`, `admin`, `agent` (grabbers and
     /// versioncheckers) or `builder` (packer workers).
-    #[cfg_attr(
-        feature = "openapi",
-        schema(pattern = "^(viewer|deployer|admin|agent|builder)$")
-    )]
+    #[schema(pattern = "^(viewer|deployer|admin|agent|builder)$")]
     pub role: String,
     /// Required for `agent` tokens, refused for the others.
     pub cluster: Option<Cluster>,
@@ -64,8 +58,7 @@ impl CreateToken {
 }
 
 /// The answer to `POST /api/v1/tokens`: the only time the token is shown.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
     pub name: String,
     pub token: String,
@@ -74,8 +67,7 @@ pub struct CreatedToken {
 /// The answer to `POST /api/v1/sessions`: a dashboard session acting for
 /// the token that asked, shown once. The dashboard keeps it in a cookie in
 /// place of the token itself; it expires, and ends with its token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CreatedSession {
     /// `sls_` and 40 hex digits.
     pub session: String,
@@ -83,8 +75,7 @@ pub struct CreatedSession {
 }
 
 /// A token as `GET /api/v1/tokens` lists it (never the secret).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenInfo {
     pub name: String,
     pub role: String,

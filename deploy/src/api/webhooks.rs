@@ -2,12 +2,12 @@
 //! listed), what a delivery started, and the build-trigger URL.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{AppName, BuildId, DeployId, Timestamp};
 
 /// What a webhook delivery (or the build-trigger URL) started for its app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookOutcome {
     /// `built` (a build, and a deploy when the app auto-deploys),
     /// `ignored`, `duplicate` (a delivery id seen before: nothing done) or
@@ -24,8 +24,7 @@ pub struct WebhookOutcome {
 /// A VCS that sends push webhooks. Each has its own secret per app, so a
 /// secret one provider sends in clear (GitLab's token header) cannot sign
 /// another's deliveries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 pub enum WebhookProvider {
     /// `X-Hub-Signature-256`: HMAC-SHA256 of the body.
     #[serde(rename = "github")]
@@ -80,8 +79,7 @@ impl std::str::FromStr for WebhookProvider {
 
 /// `POST /api/v1/apps/{app}/webhook-secrets/{provider}` (admin): make the
 /// app's secret for a provider, or rotate it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SetWebhookSecret {
     /// Replace an existing secret; the old one keeps working for `grace`.
     /// Without it, a provider that already has a secret is a `409`.
@@ -96,8 +94,7 @@ pub struct SetWebhookSecret {
 
 /// The answer to [`SetWebhookSecret`]: the secret, shown this once, and
 /// what to give the provider.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreatedWebhookSecret {
     pub app: AppName,
     pub provider: WebhookProvider,
@@ -113,8 +110,7 @@ pub struct CreatedWebhookSecret {
 
 /// `GET /api/v1/apps/{app}/webhook-secrets` (admin): which providers an
 /// app takes pushes from, and where; never the secrets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookSecretInfo {
     pub provider: WebhookProvider,
     /// The payload URL to configure at the provider.
@@ -131,8 +127,7 @@ pub struct WebhookSecretInfo {
 
 /// `POST /api/v1/apps/{app}/trigger` (admin): a new secret build-trigger URL;
 /// any earlier one stops working.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TriggerUrl {
     pub url: String,
 }
