@@ -8,7 +8,7 @@
 use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use slipway_tests::{AppRepo, Platform, commit_hello};
@@ -68,7 +68,7 @@ fn first_version(sha: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn apps_hosts_a_release_builds_status_and_audit() -> anyhow::Result<()> {
+async fn apps_hosts_a_build_a_release_status_and_audit() -> anyhow::Result<()> {
     let p = Platform::start(&["local-1"]).await?;
 
     assert_eq!(
@@ -92,18 +92,32 @@ async fn apps_hosts_a_release_builds_status_and_audit() -> anyhow::Result<()> {
     let line = regex::Regex::new(r"^local local-1 last seen \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  \n$")?;
     assert!(line.is_match(&hosts), "{hosts:?}");
 
-    // A release by git ref: built first, then followed to its end.
+    // A build, waited for: queued (or already claimed), then succeeded.
     let version = first_version(&sha);
-    let release = admin(
+    let commit = &sha[..12];
+    let out = admin(&p, &["build", "hello", "--wait"]).await?.ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with(&format!("build 1     {version:<14} ")),
+        "{out}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("build 1     {version:<14} succeeded  {commit} (main)")
+    );
+
+    // A release of that version, followed to its end.
+    let out = admin(
         &p,
-        &["release", "hello", "main", "--cluster", "local", "--wait"],
+        &["release", "hello", &version, "--cluster", "local", "--wait"],
     )
-    .await?;
-    let out = release.ok();
+    .await?
+    .ok();
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(
         lines.first().copied(),
-        Some("deploy 1 of hello to local (1 hosts): building"),
+        Some("deploy 1 of hello to local (1 hosts): running"),
         "{out}"
     );
     assert_eq!(
@@ -118,19 +132,24 @@ async fn apps_hosts_a_release_builds_status_and_audit() -> anyhow::Result<()> {
         "{out}"
     );
 
-    let hosts = admin(&p, &["hosts"]).await?.ok();
+    // The host says what it runs at its next heartbeat.
     let port = p.host("local-1").port;
     let line = regex::Regex::new(&format!(
         r"^local local-1 last seen \S+  hello@{version}:{port}\n$"
     ))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let hosts = loop {
+        let hosts = admin(&p, &["hosts"]).await?.ok();
+        if line.is_match(&hosts) || Instant::now() > deadline {
+            break hosts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(line.is_match(&hosts), "{hosts:?}");
 
     assert_eq!(
         admin(&p, &["builds", "hello"]).await?.ok(),
-        format!(
-            "build 1     {version:<14} succeeded  {} (main)\n",
-            &sha[..12]
-        )
+        format!("build 1     {version:<14} succeeded  {commit} (main)\n")
     );
 
     let d = p.client.deploy(deploy::DeployId(1)).await?;
@@ -154,23 +173,27 @@ async fn apps_hosts_a_release_builds_status_and_audit() -> anyhow::Result<()> {
         "{followed}"
     );
 
-    // The audit log, newest first: the release and the registration, by
-    // the admin token's name (times made fixed to compare whole lines).
+    // The audit log, newest first: the release, the build and the
+    // registration, by the admin token's name (times made fixed to compare
+    // whole lines).
     let when = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")?;
     let audit = admin(&p, &["audit"]).await?.ok();
     assert_eq!(
         when.replace_all(&audit, "YYYY-MM-DDTHH:MM:SSZ"),
-        "ID     WHEN                 WHO                      REQUEST                                  FROM            OUTCOME              TARGET
-2      YYYY-MM-DDTHH:MM:SSZ test-admin (admin)       POST /api/v1/deploys                     127.0.0.1       201                  deploy 1 of main to local
+        format!(
+            "ID     WHEN                 WHO                      REQUEST                                  FROM            OUTCOME              TARGET
+3      YYYY-MM-DDTHH:MM:SSZ test-admin (admin)       POST /api/v1/deploys                     127.0.0.1       201                  deploy 1 of {version} to local
+2      YYYY-MM-DDTHH:MM:SSZ test-admin (admin)       POST /api/v1/apps/hello/builds           127.0.0.1       201                  build 1 ({version}) of main
 1      YYYY-MM-DDTHH:MM:SSZ test-admin (admin)       POST /api/v1/apps                        127.0.0.1       201                  app hello
 "
+        )
     );
     // A page that is not the last says how to ask for the next.
     let audit = admin(&p, &["audit", "--limit", "1"]).await?.ok();
     let lines: Vec<&str> = audit.lines().collect();
     assert_eq!(lines.len(), 3, "{audit}");
-    assert!(lines[1].starts_with("2      "), "{audit}");
-    assert_eq!(lines[2], "(older: --before 2)");
+    assert!(lines[1].starts_with("3      "), "{audit}");
+    assert_eq!(lines[2], "(older: --before 3)");
     let audit = admin(&p, &["audit", "--before", "1"]).await?.ok();
     assert_eq!(audit, "no audit entries\n");
     p.shutdown().await
