@@ -5,13 +5,15 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::report::{AppDisk, ProcessReport};
 use crate::{AppName, Cluster, Deploy, DeployId, HostName, Timestamp, Version};
 
 /// The verdict on one app on one host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DriftState {
     /// Runs the version it should.
@@ -81,8 +83,7 @@ impl fmt::Display for DriftState {
 }
 
 /// A resource an app uses more of on a host than its configured limit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LimitBreach {
     /// `disk` (releases, shared data and logs) or `memory` (resident).
     pub resource: String,
@@ -91,8 +92,7 @@ pub struct LimitBreach {
 }
 
 /// One app on one host: what it should run, what it reported, the verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DriftHost {
     pub cluster: Cluster,
     pub host: HostName,
@@ -120,8 +120,7 @@ pub struct DriftHost {
 }
 
 /// How many hosts of one app on one cluster are in each state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DriftCounts {
     pub in_sync: usize,
     pub drifted: usize,
@@ -179,8 +178,7 @@ impl DriftCounts {
 }
 
 /// One app on one cluster, summed up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DriftSummary {
     pub app: AppName,
     pub cluster: Cluster,
@@ -191,8 +189,7 @@ pub struct DriftSummary {
 
 /// A host's versionchecker: when it last reported and whether that is too
 /// long ago.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AgentStatus {
     pub cluster: Cluster,
     pub host: HostName,
@@ -204,8 +201,7 @@ pub struct AgentStatus {
 }
 
 /// `GET /api/v1/drift`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DriftReport {
     pub generated_at: Timestamp,
     /// Per app and cluster (within the `app` and `cluster` filters; the
@@ -220,9 +216,8 @@ pub struct DriftReport {
 
 /// The query of `GET /api/v1/drift`: all three optional. `state` is a
 /// state's name (`drifted`) or several, comma-separated.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema, utoipa::IntoParams))]
-#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DriftQuery {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub app: Option<String>,
@@ -233,8 +228,7 @@ pub struct DriftQuery {
 }
 
 /// `POST /api/v1/drift/sync`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SyncRequest {
     pub app: AppName,
     pub cluster: Cluster,
@@ -242,8 +236,7 @@ pub struct SyncRequest {
 
 /// What a sync did: one normal deploy of the desired version to exactly
 /// the hosts that drifted, and the out-of-sync hosts it left alone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SyncOutcome {
     pub deploy: Deploy,
     /// The hosts the deploy takes.
@@ -254,8 +247,7 @@ pub struct SyncOutcome {
     pub left: Vec<SkippedHost>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SkippedHost {
     pub host: HostName,
     pub state: DriftState,

@@ -1,27 +1,19 @@
 //! Slipway's shared language: the domain newtypes, the wire types of the
 //! HTTP API and the bus, the release manifest, and the typed API client.
 //!
-//! Host agents depend on this crate without its `cli` and `openapi` features.
-
-// `deploy::…` paths work inside this crate too: the CLI's source is
-// compiled both as the `deploy` binary and as `deploy::cli`.
-extern crate self as deploy;
+//! The wire types derive their OpenAPI schemas (utoipa `ToSchema`,
+//! `IntoParams`) beside `Serialize`: AppTracker builds its API document from
+//! them, the agents never call that code.
 
 pub mod api;
 pub mod binary;
 pub mod bus;
-/// The `deploy` CLI (its binary's source), as a library module so the
-/// end-to-end tests can build a copy of the binary they start.
-#[cfg(feature = "cli")]
-#[path = "main.rs"]
-pub mod cli;
 pub mod client;
 mod domain;
 pub mod drift;
 mod error_code;
 pub mod layout;
 pub mod manifest;
-#[cfg(feature = "openapi")]
 mod openapi;
 pub mod report;
 mod role;

@@ -1,10 +1,8 @@
 //! OpenAPI schemas (utoipa) of the types whose serde form is not what their
 //! Rust shape suggests: the validated newtypes (strings with a pattern and a
 //! length, ids that are positive integers), timestamps, portions and host
-//! selectors. The plain wire structs derive theirs in `api.rs`.
-//!
-//! Only with the `openapi` feature: AppTracker serves the document, agents
-//! never build it.
+//! selectors. The plain wire structs derive theirs beside `Serialize`
+//! (`api/`, `drift.rs`, `report.rs`, `manifest.rs`).
 
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{KnownFormat, RefOr};

@@ -4,6 +4,7 @@
 //! the grabber is stopped.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::{AppName, Cluster, HostName, Timestamp, Version};
 
@@ -15,8 +16,7 @@ pub const MIN_REPORT_INTERVAL_MS: u64 = 100;
 pub const MAX_REPORT_INTERVAL_MS: u64 = 3_600_000;
 
 /// `POST /api/v1/hosts/report`: one host's state, from its versionchecker.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HostReport {
     pub cluster: Cluster,
     pub host: HostName,
@@ -38,8 +38,7 @@ pub struct HostReport {
 }
 
 /// Space on one filesystem, in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FsSpace {
     /// Available to unprivileged users (what an app can still write).
     pub free_bytes: u64,
@@ -47,8 +46,7 @@ pub struct FsSpace {
 }
 
 /// One app on one host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AppReport {
     pub app: AppName,
     /// The release `current` points to.
@@ -74,8 +72,7 @@ pub struct AppReport {
 
 /// The process group the grabber started for an app (its shim, the app and
 /// the app's children).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProcessReport {
     pub pid: u32,
     /// The release the process runs from (its working directory): it can
@@ -94,8 +91,7 @@ pub struct ProcessReport {
 }
 
 /// Disk used by one app, in bytes (allocated blocks, like `du`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AppDisk {
     pub releases_bytes: u64,
     /// `shared/` (the app's own data).
@@ -111,8 +107,7 @@ impl AppDisk {
 }
 
 /// The answer to a report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ReportReceipt {
     /// When AppTracker dated the report (its clock).
     pub observed_at: Timestamp,

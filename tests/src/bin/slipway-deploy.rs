@@ -2,5 +2,5 @@
 //! can run it as a process (`CARGO_BIN_EXE_slipway-deploy`).
 
 fn main() -> std::process::ExitCode {
-    deploy::cli::main()
+    deploy_cli::main()
 }

@@ -1,0 +1,78 @@
+//! `deploy hosts` (what every host runs) and `deploy targets` (the hosts a
+//! release would touch).
+
+use std::process::ExitCode;
+
+use deploy::{AppRunStatus, Client, Cluster, HostSelector};
+
+/// `deploy hosts`: one line per host with its apps, versions, ports and
+/// troubles.
+pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
+    let hosts = client.hosts().await?;
+    if hosts.is_empty() {
+        println!("no hosts registered: start a grabber");
+    }
+    for h in hosts {
+        let apps: Vec<String> = h
+            .apps
+            .iter()
+            .map(|a| {
+                let v = a
+                    .version
+                    .as_ref()
+                    .map(|v| v.to_string())
+                    .unwrap_or("-".into());
+                let mut s = match a.port {
+                    Some(p) => format!("{}@{v}:{p}", a.app),
+                    None => format!("{}@{v}", a.app),
+                };
+                match a.status {
+                    AppRunStatus::Restarting | AppRunStatus::Failing => {
+                        s.push_str(&format!("({}, {} restarts)", a.status, a.restarts))
+                    }
+                    AppRunStatus::Stopped => s.push_str("(stopped)"),
+                    AppRunStatus::Running => {}
+                }
+                s
+            })
+            .collect();
+        println!(
+            "{:<12} {:<20} last seen {}  {}",
+            h.cluster,
+            h.name,
+            h.last_seen,
+            apps.join(" ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deploy targets --cluster C [--hosts REGEX]`: nothing is changed.
+pub(crate) async fn targets(
+    client: &Client,
+    cluster: &Cluster,
+    hosts: Option<&HostSelector>,
+) -> anyhow::Result<ExitCode> {
+    let t = client.targets(cluster, hosts).await?;
+    println!(
+        "{} host(s) of {} match `{}`:",
+        t.hosts.len(),
+        t.cluster,
+        t.hosts_selector
+    );
+    for h in &t.hosts {
+        let apps: Vec<String> = h
+            .apps
+            .iter()
+            .map(|a| {
+                let v = a.version.as_ref().map_or("-".into(), |v| v.to_string());
+                format!("{}@{v}", a.app)
+            })
+            .collect();
+        println!("  {:<24} {}", h.name, apps.join(" "));
+    }
+    for e in &t.excluded {
+        println!("  {:<24} left out: {}", e.host, e.reason);
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,213 @@
+//! How the CLI shows what the API answers: deploys and their host rows,
+//! builds, the drift table, the audit log, sizes and log tails.
+
+use deploy::{AuditEntry, Build, Deploy, DeployHost, DriftReport, DriftState, HostPhase};
+
+/// The drift summary, then one line per host (not in sync, or all).
+pub(crate) fn drift(report: &DriftReport, all: bool) {
+    if report.summary.is_empty() {
+        println!("no host runs or should run anything here yet");
+        return;
+    }
+    println!(
+        "{:<20} {:<12} {:>7} {:>7} {:>11} {:>7} {:>5} {:>7} {:>9}  SHOULD RUN",
+        "APP",
+        "CLUSTER",
+        "IN-SYNC",
+        "DRIFTED",
+        "NOT-RUNNING",
+        "MISSING",
+        "STALE",
+        "UNKNOWN",
+        "DEPLOYING"
+    );
+    for s in &report.summary {
+        let c = &s.counts;
+        let desired: Vec<String> = s.desired.iter().map(|v| v.to_string()).collect();
+        println!(
+            "{:<20} {:<12} {:>7} {:>7} {:>11} {:>7} {:>5} {:>7} {:>9}  {}",
+            s.app.as_str(),
+            s.cluster.as_str(),
+            c.in_sync,
+            c.drifted,
+            c.not_running,
+            c.missing,
+            c.stale,
+            c.unknown_app,
+            c.deploying,
+            desired.join(", ")
+        );
+    }
+    let rows: Vec<_> = report
+        .hosts
+        .iter()
+        .filter(|h| all || h.state != DriftState::InSync || !h.over_limits.is_empty())
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<12} {:<20} {:<20} {:<12} {:<14} {:<14} WHY",
+        "CLUSTER", "HOST", "APP", "STATE", "SHOULD RUN", "CURRENT"
+    );
+    for h in rows {
+        let v = |v: &Option<deploy::Version>| v.as_ref().map_or("-".into(), |v| v.to_string());
+        let mut why = h.reason.clone();
+        for b in &h.over_limits {
+            why.push_str(&format!(
+                "; {} {} over its {} limit",
+                b.resource,
+                bytes(b.used_bytes),
+                bytes(b.limit_bytes)
+            ));
+        }
+        println!(
+            "{:<12} {:<20} {:<20} {:<12} {:<14} {:<14} {}",
+            h.cluster.as_str(),
+            h.host.as_str(),
+            h.app.as_str(),
+            h.state.as_str(),
+            v(&h.desired),
+            v(&h.current),
+            why
+        );
+    }
+}
+
+/// A size for people: `512 B`, `3.2 KiB`, `1.5 GiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// The audit entries as a table, one line each.
+pub(crate) fn audit(entries: &[AuditEntry]) {
+    println!(
+        "{:<6} {:<20} {:<24} {:<40} {:<15} {:<20} TARGET",
+        "ID", "WHEN", "WHO", "REQUEST", "FROM", "OUTCOME"
+    );
+    for e in entries {
+        let who = match &e.role {
+            Some(role) => format!("{} ({role})", e.actor),
+            None => e.actor.clone(),
+        };
+        let outcome = match &e.error_code {
+            Some(code) => format!("{} {code}", e.status),
+            None => e.status.to_string(),
+        };
+        println!(
+            "{:<6} {:<20} {:<24} {:<40} {:<15} {:<20} {}",
+            e.id,
+            e.at.to_string(),
+            who,
+            format!("{} {}", e.method, e.path),
+            e.peer.as_deref().unwrap_or("-"),
+            outcome,
+            e.target.as_deref().unwrap_or("")
+        );
+    }
+}
+
+/// One build on one line: id, version, status, commit, ref, and its bad mark.
+pub(crate) fn build_line(b: &Build) {
+    let bad = match &b.bad {
+        Some(bad) => format!(" BAD ({}, by {})", bad.reason, bad.by),
+        None => String::new(),
+    };
+    println!(
+        "build {:<5} {:<14} {:<10} {} ({}){bad}",
+        b.id.to_string(),
+        b.version.as_str(),
+        format!("{:?}", b.status).to_lowercase(),
+        &b.commit.chars().take(12).collect::<String>(),
+        b.git_ref
+    );
+}
+
+/// Why a build failed and the end of its log, on stderr.
+pub(crate) fn build_failure(b: &Build) {
+    if let Some(e) = &b.error {
+        eprintln!("build failed: {e}");
+    }
+    if !b.log.is_empty() {
+        eprintln!("--- build log ---\n{}", tail(&b.log, 40));
+    }
+}
+
+/// One host of a deploy: its phase, what failed, and a failed host's log tail.
+pub(crate) fn host_row(h: &DeployHost) {
+    let mut line = format!("  {:<20} {:<12}", h.host.as_str(), h.phase.as_str());
+    if let Some(p) = h.failed_phase {
+        line.push_str(&format!(" in {p}"));
+    }
+    if h.phase == HostPhase::Failed {
+        line.push_str(if h.rolled_back {
+            ", rolled back"
+        } else {
+            ", not rolled back"
+        });
+    }
+    if let Some(m) = &h.message {
+        line.push_str(&format!("  {m}"));
+    }
+    println!("{line}");
+    if h.phase == HostPhase::Failed
+        && let Some(t) = &h.log_tail
+    {
+        for l in tail(t, 20).lines() {
+            println!("    | {l}");
+        }
+    }
+}
+
+/// A deploy's summary line, its error, then one row per host.
+pub(crate) fn deploy_with_hosts(d: &Deploy) {
+    println!(
+        "deploy {}: {} {} on {} (hosts ~ {}): {}",
+        d.id,
+        d.app,
+        d.version
+            .as_ref()
+            .map(|v| v.to_string())
+            .or_else(|| d.git_ref.clone())
+            .unwrap_or_default(),
+        d.cluster,
+        d.hosts_selector,
+        d.status
+    );
+    if let Some(e) = &d.error {
+        println!("  error: {e}");
+    }
+    for h in &d.hosts {
+        host_row(h);
+    }
+}
+
+/// The last `n` lines of `s`.
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(12_288), "12.0 KiB");
+        assert_eq!(bytes(3 << 30), "3.0 GiB");
+        assert_eq!(bytes(u64::MAX), "16777216.0 TiB");
+    }
+}

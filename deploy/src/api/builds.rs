@@ -1,0 +1,172 @@
+//! Build bodies: asking for a build, a build and its artifact as the API
+//! shows them, marking one bad, and what packer workers send (claims,
+//! leases, logs, results).
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::{AppName, BuildId, BuildType, GitRef, Sha256, Timestamp, Version};
+
+/// `POST /api/v1/apps/{app}/builds`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RequestBuild {
+    /// Branch, tag or sha; the app's default branch (`main`) when absent.
+    pub git_ref: Option<GitRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BuildStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    #[serde(other)]
+    Unknown,
+}
+
+impl BuildStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, BuildStatus::Succeeded | BuildStatus::Failed)
+    }
+}
+
+/// Where a built release can be downloaded, and how to check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ArtifactRef {
+    /// Absolute URL the grabber downloads from.
+    pub url: String,
+    pub sha256: Sha256,
+    pub size: u64,
+    /// The packer's ed25519 signature over app, version and sha256 (see
+    /// `signing`). Plain text on the wire, checked by the grabber before
+    /// extraction, so a missing or bad one fails the install with a
+    /// message instead of making the whole message unreadable.
+    pub signature: String,
+}
+
+/// A build as the API shows it. `log` is filled only when one build is asked
+/// for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Build {
+    pub id: BuildId,
+    pub app: AppName,
+    /// Per-app build number, the first part of the version.
+    pub number: i64,
+    pub git_ref: String,
+    pub commit: String,
+    pub version: Version,
+    pub status: BuildStatus,
+    pub build_type: Option<BuildType>,
+    pub artifact: Option<ArtifactRef>,
+    /// Why it failed, in one line.
+    pub error: Option<String>,
+    /// The worker holding a running build.
+    #[serde(default)]
+    pub worker: Option<String>,
+    #[serde(default)]
+    pub log: String,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    /// Set when an admin marked the build bad: it is never reused (its
+    /// commit is built again) and its version is never deployed again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad: Option<BadMark>,
+}
+
+/// Who marked a build bad, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BadMark {
+    pub at: Timestamp,
+    /// The admin token's name.
+    pub by: String,
+    pub reason: String,
+}
+
+/// `POST /api/v1/builds/{id}/bad` (admin): mark an ended build bad.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MarkBuildBad {
+    /// Why, for whoever is refused its version later.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+/// The largest body `POST /api/v1/builds/{id}/result` accepts (8 MiB): a
+/// result whose log, once JSON-escaped, is larger gets `413
+/// payload_too_large`. A packer worker cuts its log to fit, counting the
+/// escaping (`packer::worker::fit_log`).
+pub const BUILD_RESULT_BODY_LIMIT: usize = 8 << 20;
+
+/// `POST /api/v1/builds/claim`: a packer worker asks for work.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClaimBuild {
+    /// Unique per worker process; the claim is held in its name.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    pub worker: String,
+}
+
+/// A claimed build: what to build, and how long the claim lasts unless the
+/// worker renews it (`POST /api/v1/builds/{id}/lease`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BuildJob {
+    pub build: Build,
+    pub git_url: String,
+    pub lease_ms: u64,
+}
+
+/// How a build ended, as its worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum BuildOutcome {
+    /// The artifact was uploaded (`PUT /api/v1/builds/{id}/artifact`) first.
+    Succeeded {
+        build_type: BuildType,
+        sha256: Sha256,
+        size: u64,
+    },
+    Failed {
+        error: String,
+    },
+}
+
+/// `POST /api/v1/builds/{id}/result`
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BuildResult {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    pub worker: String,
+    pub outcome: BuildOutcome,
+    #[serde(default)]
+    pub log: String,
+}
+
+/// `POST /api/v1/builds/{id}/lease` and `/release`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BuildWorker {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    pub worker: String,
+}
+
+/// `POST /api/v1/builds/{id}/log`: what a running build printed since the
+/// last append, from the worker holding it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BuildLogChunk {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    pub worker: String,
+    pub text: String,
+}

@@ -1,0 +1,263 @@
+//! Deploy bodies: asking for a deploy, a deploy and its hosts' phases as
+//! the API shows them, the hosts a deploy would touch, and rollbacks.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::hosts::Host;
+use super::rollout::{Portion, Strategy};
+use crate::{
+    AppName, BuildId, Cluster, DeployId, GitRef, HostName, HostSelector, Timestamp, Version,
+};
+
+/// `POST /api/v1/deploys`. Exactly one of `version` and `git_ref` is given.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateDeploy {
+    pub app: AppName,
+    pub version: Option<Version>,
+    pub git_ref: Option<GitRef>,
+    pub cluster: Cluster,
+    /// Hosts of the cluster to touch; every host when absent.
+    pub hosts: Option<HostSelector>,
+    /// How the hosts are taken: all at once (the default), in batches, or a
+    /// canary first.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Failed (or timed-out) hosts tolerated before the rollout halts and
+    /// hosts not yet started stay untouched; none by default.
+    #[serde(default)]
+    pub max_failures: Portion,
+    /// When the rollout fails (over `max_failures`), put the version each
+    /// host ran before back on the hosts that switched, as a linked deploy.
+    #[serde(default)]
+    pub rollback_on_failure: bool,
+    /// The cluster's name typed back: required to deploy to a protected
+    /// cluster.
+    #[serde(default)]
+    pub confirm: Option<Cluster>,
+    /// While another deploy of the app to the cluster is active, queue
+    /// behind it (status `queued`) instead of being refused.
+    #[serde(default)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployStatus {
+    /// Waiting for another deploy of the app to the cluster to end.
+    Queued,
+    /// Waiting for its build.
+    Building,
+    Running,
+    Succeeded,
+    Failed,
+    /// Some hosts succeeded, some did not.
+    Partial,
+    Cancelled,
+    #[serde(other)]
+    Unknown,
+}
+
+impl DeployStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            DeployStatus::Succeeded
+                | DeployStatus::Failed
+                | DeployStatus::Partial
+                | DeployStatus::Cancelled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployStatus::Queued => "queued",
+            DeployStatus::Building => "building",
+            DeployStatus::Running => "running",
+            DeployStatus::Succeeded => "succeeded",
+            DeployStatus::Failed => "failed",
+            DeployStatus::Partial => "partial",
+            DeployStatus::Cancelled => "cancelled",
+            DeployStatus::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for DeployStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where one host is in installing one release (DESIGN.md "Host phases").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HostPhase {
+    Pending,
+    Downloading,
+    Verifying,
+    Extracting,
+    Switching,
+    Starting,
+    Checking,
+    Done,
+    /// Already ran that version: nothing was touched.
+    Skipped,
+    Failed,
+    /// No progress report within the deadline, while its agent was alive.
+    TimedOut,
+    /// Its agent stopped heartbeating during the deploy: the host (or the
+    /// grabber) is down, not the app.
+    Unreachable,
+    /// Left untouched: the rollout halted or was cancelled before its batch.
+    NotStarted,
+    #[serde(other)]
+    Unknown,
+}
+
+impl HostPhase {
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            HostPhase::Done
+                | HostPhase::Skipped
+                | HostPhase::Failed
+                | HostPhase::TimedOut
+                | HostPhase::Unreachable
+                | HostPhase::NotStarted
+        )
+    }
+
+    /// A host that did not make it: counted against `max_failures`, taken
+    /// by a retry.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            HostPhase::Failed | HostPhase::TimedOut | HostPhase::Unreachable
+        )
+    }
+
+    pub fn is_success(self) -> bool {
+        matches!(self, HostPhase::Done | HostPhase::Skipped)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostPhase::Pending => "pending",
+            HostPhase::Downloading => "downloading",
+            HostPhase::Verifying => "verifying",
+            HostPhase::Extracting => "extracting",
+            HostPhase::Switching => "switching",
+            HostPhase::Starting => "starting",
+            HostPhase::Checking => "checking",
+            HostPhase::Done => "done",
+            HostPhase::Skipped => "skipped",
+            HostPhase::Failed => "failed",
+            HostPhase::TimedOut => "timed_out",
+            HostPhase::Unreachable => "unreachable",
+            HostPhase::NotStarted => "not_started",
+            HostPhase::Unknown => "unknown",
+        }
+    }
+
+    /// Parses the snake_case name (as stored in the database).
+    pub fn from_name(s: &str) -> HostPhase {
+        serde_json::from_value(serde_json::Value::String(s.to_string()))
+            .unwrap_or(HostPhase::Unknown)
+    }
+}
+
+impl std::fmt::Display for HostPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One host's progress in one deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DeployHost {
+    pub host: HostName,
+    pub phase: HostPhase,
+    /// With `failed`: the phase it failed in.
+    pub failed_phase: Option<HostPhase>,
+    /// With `failed`: whether the previous release runs again.
+    pub rolled_back: bool,
+    /// One line for people: what happened.
+    pub message: Option<String>,
+    /// With `failed`: the last lines of the app's or the step's log.
+    pub log_tail: Option<String>,
+    pub updated_at: Timestamp,
+    /// The batch of the rollout this host is in (0 for all at once).
+    #[serde(default)]
+    pub batch: u32,
+}
+
+/// A deploy as the API shows it, with one row per targeted host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Deploy {
+    pub id: DeployId,
+    pub app: AppName,
+    /// Known once the build is (version given, or build reused/finished).
+    pub version: Option<Version>,
+    pub git_ref: Option<String>,
+    pub build_id: Option<BuildId>,
+    pub cluster: Cluster,
+    pub hosts_selector: HostSelector,
+    pub status: DeployStatus,
+    /// Why the deploy as a whole failed (a failed build, no matching host,
+    /// a rollout halted over `max_failures`).
+    pub error: Option<String>,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub max_failures: Portion,
+    /// The batch under way (0-based); hosts carry their batch.
+    #[serde(default)]
+    pub current_batch: u32,
+    /// The deploy whose failed hosts this one retries.
+    #[serde(default)]
+    pub retry_of: Option<DeployId>,
+    /// Roll the switched hosts back if the rollout fails.
+    #[serde(default)]
+    pub rollback_on_failure: bool,
+    /// The failed deploy this one undoes.
+    #[serde(default)]
+    pub rollback_of: Option<DeployId>,
+    /// Set while a batch waits for `POST /api/v1/deploys/{id}/continue`.
+    #[serde(default)]
+    pub paused_at: Option<Timestamp>,
+    /// The token name of whoever asked (none for older deploys).
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    pub created_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub hosts: Vec<DeployHost>,
+}
+
+/// `GET /api/v1/targets?cluster=C&hosts=REGEX`: the hosts a deploy with
+/// that cluster and regex would touch, before anything happens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Targets {
+    pub cluster: Cluster,
+    pub hosts_selector: HostSelector,
+    /// Registered, alive and matching: what a deploy would touch, with what
+    /// each runs now.
+    pub hosts: Vec<Host>,
+    /// Matching but left out, with why (its grabber is silent).
+    pub excluded: Vec<ExcludedHost>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ExcludedHost {
+    pub host: HostName,
+    pub reason: String,
+}
+
+/// `POST /api/v1/apps/{app}/rollback`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Rollback {
+    pub cluster: Cluster,
+    /// The cluster's name typed back, for a protected cluster.
+    #[serde(default)]
+    pub confirm: Option<Cluster>,
+}

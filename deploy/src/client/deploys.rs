@@ -1,0 +1,114 @@
+//! The client's calls about deploys: creating, reading, retrying,
+//! rolling back, continuing and cancelling them, and hosts' progress reports.
+
+use super::{Client, ClientError};
+use crate::api::{CreateDeploy, Deploy, DeployHost, HostEvent};
+use crate::{AppName, DeployId, HostName};
+
+impl Client {
+    pub async fn create_deploy(&self, req: &CreateDeploy) -> Result<Deploy, ClientError> {
+        self.post("/api/v1/deploys", req).await
+    }
+
+    /// The `limit` newest deploys, newest first.
+    pub async fn deploys(&self, limit: u32) -> Result<Vec<Deploy>, ClientError> {
+        self.collect("/api/v1/deploys", Some(limit as usize)).await
+    }
+
+    pub async fn deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
+        self.get(&format!("/api/v1/deploys/{id}")).await
+    }
+
+    /// The hosts a deploy to `cluster` (those matching `hosts`) would touch.
+    pub async fn targets(
+        &self,
+        cluster: &crate::Cluster,
+        hosts: Option<&crate::HostSelector>,
+    ) -> Result<crate::Targets, ClientError> {
+        let mut query = vec![("cluster", cluster.as_str())];
+        if let Some(h) = hosts {
+            query.push(("hosts", h.as_str()));
+        }
+        self.send(self.http.get(self.url("/api/v1/targets")).query(&query))
+            .await
+    }
+
+    /// A new deploy of the same version to the hosts of `id` that failed or
+    /// timed out.
+    pub async fn retry_deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
+        self.post(
+            &format!("/api/v1/deploys/{id}/retry"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Puts back the version before the newest deploy of `app` to
+    /// `cluster` and pins it there.
+    pub async fn rollback(
+        &self,
+        app: &AppName,
+        cluster: &crate::Cluster,
+    ) -> Result<Deploy, ClientError> {
+        self.rollback_confirmed(app, cluster, None).await
+    }
+
+    /// A rollback on a protected cluster, confirmed by naming it.
+    pub async fn rollback_confirmed(
+        &self,
+        app: &AppName,
+        cluster: &crate::Cluster,
+        confirm: Option<&crate::Cluster>,
+    ) -> Result<Deploy, ClientError> {
+        self.post(
+            &format!("/api/v1/apps/{app}/rollback"),
+            &crate::Rollback {
+                cluster: cluster.clone(),
+                confirm: confirm.cloned(),
+            },
+        )
+        .await
+    }
+
+    /// Lets a deploy waiting for a human (a manual canary) start its next
+    /// batch.
+    pub async fn continue_deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
+        self.post(
+            &format!("/api/v1/deploys/{id}/continue"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Stops a deploy: hosts not yet started stay untouched.
+    pub async fn cancel_deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
+        self.post(
+            &format!("/api/v1/deploys/{id}/cancel"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Every phase every host of the deploy reported, oldest first.
+    pub async fn deploy_events(
+        &self,
+        id: DeployId,
+    ) -> Result<Vec<crate::HostEventRecord>, ClientError> {
+        self.collect(&format!("/api/v1/deploys/{id}/events"), None)
+            .await
+    }
+
+    /// A grabber reports a host's progress in a deploy.
+    pub async fn host_event(
+        &self,
+        deploy: DeployId,
+        host: &HostName,
+        event: &HostEvent,
+    ) -> Result<DeployHost, ClientError> {
+        self.post(
+            &format!("/api/v1/deploys/{deploy}/hosts/{host}/events"),
+            event,
+        )
+        .await
+    }
+}

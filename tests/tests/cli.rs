@@ -1,0 +1,361 @@
+//! The `deploy` CLI as ops engineers run it: the real binary (this package's
+//! copy, `slipway-deploy`, started as `deploy`) against a running
+//! AppTracker. What it prints for a few commands, line for line, and its
+//! exit codes: 0 when the command did what it was asked, 1 when a deploy it
+//! follows or shows did not succeed, 2 when it could not run (bad flags, no
+//! or a wrong token, an API error, whose code it prints).
+
+use std::fs::Permissions;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use slipway_tests::{AppRepo, Platform, commit_hello};
+
+const DEPLOY: &str = env!("CARGO_BIN_EXE_slipway-deploy");
+
+/// How one run of the CLI ended.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The run succeeded and printed nothing on stderr; its stdout.
+    fn ok(self) -> String {
+        assert_eq!((self.code, self.stderr.as_str()), (0, ""), "{self:#?}");
+        self.stdout
+    }
+}
+
+/// Runs `deploy ARGS` against `server` with `token` in `SLIPWAY_TOKEN` (none
+/// when absent); nothing else of the test's environment reaches it.
+async fn deploy(server: &str, token: Option<&str>, args: &[&str]) -> anyhow::Result<Run> {
+    let mut cmd = tokio::process::Command::new(DEPLOY);
+    // argv[0] is what clap shows in usage lines: the name people type.
+    cmd.arg0("deploy")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("SLIPWAY_SERVER", server)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        cmd.env("SLIPWAY_TOKEN", token);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .with_context(|| format!("deploy {args:?} did not end within 120s"))?
+        .with_context(|| format!("cannot run {DEPLOY}"))?;
+    Ok(Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout)?,
+        stderr: String::from_utf8(out.stderr)?,
+    })
+}
+
+/// `deploy ARGS` as the platform's admin.
+async fn admin(p: &Platform, args: &[&str]) -> anyhow::Result<Run> {
+    deploy(&p.base_url, Some(&p.admin_token), args).await
+}
+
+/// The version the first build of a commit gets.
+fn first_version(sha: &str) -> String {
+    format!("1-{}", &sha[..7])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apps_hosts_a_build_a_release_status_and_audit() -> anyhow::Result<()> {
+    let p = Platform::start(&["local-1"]).await?;
+
+    assert_eq!(
+        admin(&p, &["apps"]).await?.ok(),
+        "no apps registered: `deploy register APP GIT_URL`\n"
+    );
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let sha = commit_hello(&repo, "A", true)?;
+    let git_url = repo.path.display().to_string();
+    assert_eq!(
+        admin(&p, &["register", "hello", &git_url]).await?.ok(),
+        format!("registered hello ({git_url})\n")
+    );
+    assert_eq!(
+        admin(&p, &["apps"]).await?.ok(),
+        // (`{:<24}` does not pad an `AppName`: its Display ignores widths.)
+        format!("hello {git_url}\n")
+    );
+    let hosts = admin(&p, &["hosts"]).await?.ok();
+    // (Nor does `{:<12}` pad a `Cluster` or a `HostName`.)
+    let line = regex::Regex::new(r"^local local-1 last seen \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  \n$")?;
+    assert!(line.is_match(&hosts), "{hosts:?}");
+
+    // A build, waited for: queued (or already claimed), then succeeded.
+    let version = first_version(&sha);
+    let commit = &sha[..12];
+    let out = admin(&p, &["build", "hello", "--wait"]).await?.ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert!(
+        lines[0].starts_with(&format!("build 1     {version:<14} ")),
+        "{out}"
+    );
+    assert_eq!(
+        lines[1],
+        format!("build 1     {version:<14} succeeded  {commit} (main)")
+    );
+
+    // A release of that version, followed to its end.
+    let out = admin(
+        &p,
+        &["release", "hello", &version, "--cluster", "local", "--wait"],
+    )
+    .await?
+    .ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("deploy 1 of hello to local (1 hosts): running"),
+        "{out}"
+    );
+    assert_eq!(
+        lines.last().copied(),
+        Some(format!("deploy 1 {version}: succeeded").as_str()),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("  local-1              done")),
+        "{out}"
+    );
+
+    // The host says what it runs at its next heartbeat.
+    let port = p.host("local-1").port;
+    let line = regex::Regex::new(&format!(
+        r"^local local-1 last seen \S+  hello@{version}:{port}\n$"
+    ))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let hosts = loop {
+        let hosts = admin(&p, &["hosts"]).await?.ok();
+        if line.is_match(&hosts) || Instant::now() > deadline {
+            break hosts;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(line.is_match(&hosts), "{hosts:?}");
+
+    assert_eq!(
+        admin(&p, &["builds", "hello"]).await?.ok(),
+        format!("build 1     {version:<14} succeeded  {commit} (main)\n")
+    );
+
+    let d = p.client.deploy(deploy::DeployId(1)).await?;
+    let message = d.hosts[0].message.clone().unwrap_or_default();
+    assert_eq!(
+        admin(&p, &["status", "1"]).await?.ok(),
+        format!(
+            "deploy 1: hello {version} on local (hosts ~ {}): succeeded\n  local-1              done        {}\n",
+            d.hosts_selector,
+            if message.is_empty() {
+                String::new()
+            } else {
+                format!("  {message}")
+            }
+        )
+    );
+    // Following a deploy that ended prints where it ended.
+    let followed = admin(&p, &["status", "1", "--follow"]).await?.ok();
+    assert!(
+        followed.ends_with(&format!("deploy 1 {version}: succeeded\n")),
+        "{followed}"
+    );
+
+    // The audit log, newest first: the release, the build and the
+    // registration, by the admin token's name (times made fixed to compare
+    // whole lines).
+    let when = regex::Regex::new(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")?;
+    let audit = admin(&p, &["audit"]).await?.ok();
+    assert_eq!(
+        when.replace_all(&audit, "YYYY-MM-DDTHH:MM:SSZ"),
+        format!(
+            "ID     WHEN                 WHO                      REQUEST                                  FROM            OUTCOME              TARGET
+3      YYYY-MM-DDTHH:MM:SSZ test-admin (admin)       POST /api/v1/deploys                     127.0.0.1       201                  deploy 1 of {version} to local
+2      YYYY-MM-DDTHH:MM:SSZ test-admin (admin)       POST /api/v1/apps/hello/builds           127.0.0.1       201                  build 1 ({version}) of main
+1      YYYY-MM-DDTHH:MM:SSZ test-admin (admin)       POST /api/v1/apps                        127.0.0.1       201                  app hello
+"
+        )
+    );
+    // A page that is not the last says how to ask for the next.
+    let audit = admin(&p, &["audit", "--limit", "1"]).await?.ok();
+    let lines: Vec<&str> = audit.lines().collect();
+    assert_eq!(lines.len(), 3, "{audit}");
+    assert!(lines[1].starts_with("3      "), "{audit}");
+    assert_eq!(lines[2], "(older: --before 3)");
+    let audit = admin(&p, &["audit", "--before", "1"]).await?.ok();
+    assert_eq!(audit, "no audit entries\n");
+    p.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deploy_that_fails_its_health_checks_exits_1() -> anyhow::Result<()> {
+    let p = Platform::start(&["local-1"]).await?;
+    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let sha = commit_hello(&repo, "sick", false)?;
+    p.register("hello", &repo.path).await?;
+
+    let run = admin(
+        &p,
+        &["release", "hello", "main", "--cluster", "local", "--wait"],
+    )
+    .await?;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert_eq!(run.stderr, "", "{run:#?}");
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        lines[lines.len().saturating_sub(2)..],
+        [
+            format!("deploy 1 {}: failed", first_version(&sha)).as_str(),
+            "  error: failed: 1 host(s) failed, more than max_failures 0 allows (0)"
+        ],
+        "{run:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "  local-1              failed       in checking, not rolled back  \
+             health check timed out after "
+        )),
+        "{run:#?}"
+    );
+    // The app's own words, from its log tail.
+    assert!(
+        lines.iter().any(
+            |l| l.starts_with("    | ") && l.contains("health check broken on purpose in sick")
+        ),
+        "{run:#?}"
+    );
+
+    // Showing the failed deploy exits 1 too.
+    let status = admin(&p, &["status", "1"]).await?;
+    assert_eq!(status.code, 1, "{status:#?}");
+    assert!(
+        status.stdout.starts_with(&format!(
+            "deploy 1: hello {} on local (hosts ~ ",
+            first_version(&sha)
+        )),
+        "{status:#?}"
+    );
+    p.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn errors_exit_2_with_what_went_wrong() -> anyhow::Result<()> {
+    let p = Platform::start(&[]).await?;
+    let server = p.base_url.as_str();
+
+    // A name that breaks the rule is refused before any request.
+    let run = admin(&p, &["builds", "Not_An_App"]).await?;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr
+            .starts_with("error: invalid value 'Not_An_App' for '<APP>': "),
+        "{run:#?}"
+    );
+
+    // An app nobody registered: the API's answer and code.
+    let run = admin(&p, &["release", "nope", "main", "--cluster", "local"]).await?;
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (
+            2,
+            "",
+            "error: unknown app `nope`: register it first (POST /api/v1/apps) (not_found, HTTP 404)\n"
+        ),
+        "{run:#?}"
+    );
+
+    // A deploy that does not exist.
+    let run = admin(&p, &["status", "999"]).await?;
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (2, "", "error: no deploy 999 (not_found, HTTP 404)\n"),
+        "{run:#?}"
+    );
+
+    // No token, or one AppTracker does not know.
+    let run = deploy(server, None, &["apps"]).await?;
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (
+            2,
+            "",
+            "error: no API token: send `Authorization: Bearer <token>` (the CLI reads \
+             SLIPWAY_TOKEN) (unauthorized, HTTP 401)\n"
+        ),
+        "{run:#?}"
+    );
+    let run = deploy(server, Some("slw_nope"), &["apps"]).await?;
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (
+            2,
+            "",
+            "error: unknown or revoked API token (unauthorized, HTTP 401)\n"
+        ),
+        "{run:#?}"
+    );
+    // A token file is read when private to its user, refused otherwise.
+    let file = p.dir.path().join("admin.token");
+    std::fs::write(&file, &p.admin_token)?;
+    std::fs::set_permissions(&file, Permissions::from_mode(0o600))?;
+    let path = file.display().to_string();
+    assert_eq!(
+        deploy(server, None, &["apps", "--token-file", &path])
+            .await?
+            .ok(),
+        "no apps registered: `deploy register APP GIT_URL`\n"
+    );
+    std::fs::set_permissions(&file, Permissions::from_mode(0o644))?;
+    let run = deploy(server, None, &["apps", "--token-file", &path]).await?;
+    assert_eq!(
+        (run.code, run.stdout.as_str(), run.stderr),
+        (
+            2,
+            "",
+            format!(
+                "error: the token file {path} can be read by other users (mode 0644): it must be \
+                 private to this user; run `chmod 600 {path}`\n"
+            )
+        ),
+    );
+    // A token as a flag is refused before anything is sent.
+    let run = deploy(server, None, &["apps", "--token", "slw_nope"]).await?;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr.starts_with("error: --token is refused: "),
+        "{run:#?}"
+    );
+    // Nobody listening.
+    let run = deploy("http://127.0.0.1:9", Some("t"), &["apps"]).await?;
+    assert_eq!(run.code, 2, "{run:#?}");
+    assert!(
+        run.stderr
+            .starts_with("error: cannot reach AppTracker at http://127.0.0.1:9/api/v1/apps"),
+        "{run:#?}"
+    );
+
+    // Help is not an error.
+    let run = deploy(server, None, &["release", "--help"]).await?;
+    assert_eq!(run.code, 0, "{run:#?}");
+    assert!(
+        run.stdout.starts_with(
+            "Deploy an app at a version (`17-3f9c2ab`) or a git ref to a cluster\n\n\
+             Usage: deploy release [OPTIONS] --cluster <CLUSTER> <APP> <VERSION_OR_REF>\n"
+        ),
+        "{run:#?}"
+    );
+    p.shutdown().await
+}
