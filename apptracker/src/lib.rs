@@ -1,6 +1,5 @@
 //! AppTracker, Slipway's control plane: the HTTP API, state in SQL, deploy
 //! orchestration, the in-process bus and builder, and artifact serving.
-//! `dev` runs the whole platform on one machine.
 
 mod audit;
 pub mod auth;
@@ -9,7 +8,6 @@ mod bus;
 pub mod cli;
 pub mod config;
 mod db;
-pub mod dev;
 pub mod drift;
 mod error;
 mod metrics;

@@ -571,7 +571,7 @@ impl AppRepo {
             }
             std::fs::write(&p, content)?;
         }
-        let oid = apptracker::dev::commit_all(&self.repo, message)?;
+        let oid = slipway_platform::dev::commit_all(&self.repo, message)?;
         Ok(oid.to_string())
     }
 }

@@ -144,7 +144,7 @@ async fn a_malicious_build_in_apptracker_reaches_none_of_its_secrets() -> anyhow
     )
     .await?;
     let data = dir.path().join("apptracker");
-    // As `apptracker dev` keeps it: the admin token in the data directory.
+    // As `slipway dev` keeps it: the admin token in the data directory.
     let admin = client
         .create_token(&CreateToken::new("admin-file", "admin"))
         .await?

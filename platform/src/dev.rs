@@ -1,4 +1,4 @@
-//! `apptracker dev`: the whole platform on one machine with the embedded
+//! `slipway dev`: the whole platform on one machine with the embedded
 //! defaults: AppTracker, the in-process packer, three grabbers (`local-1..3`
 //! of cluster `local`) with their versioncheckers, and the example apps as
 //! git repositories.
@@ -10,12 +10,12 @@ use deploy::{AppName, Client, Cluster, HostName, RegisterApp};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{Application, Config};
+use apptracker::{Application, Config};
 
 /// The examples shipped with the source tree.
 pub const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
 
-/// What `apptracker dev` runs.
+/// What `slipway dev` runs.
 #[derive(Debug, Clone)]
 pub struct DevOptions {
     pub config: Config,
@@ -52,10 +52,11 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
     config.data_dir = data_dir.clone();
     // Fresh tokens at every start: only their hashes are stored, so the old
     // plaintexts cannot be shown again.
-    let admin = crate::bootstrap_token(&config, "dev-admin", "admin", None, true).await?;
+    let admin = apptracker::bootstrap_token(&config, "dev-admin", "admin", None, true).await?;
     let cluster = Cluster::parse("local")?;
     let agent =
-        crate::bootstrap_token(&config, "dev-agent-local", "agent", Some(&cluster), true).await?;
+        apptracker::bootstrap_token(&config, "dev-agent-local", "agent", Some(&cluster), true)
+            .await?;
     let token_file = data_dir.join("admin.token");
     write_secret(&token_file, &admin)?;
     // The in-process clients trust what AppTracker's own clients do (its
@@ -87,14 +88,14 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
             root: data_dir.join("hosts").join(host.as_str()),
             port_offset: i32::from(n) * i32::from(opts.port_step),
             stop_apps_on_exit: true,
-            token: Some(grabber::AgentToken::from(agent.clone())),
+            token: Some(secrecy::SecretString::from(agent.clone())),
             trusted_keys: trusted_keys.clone(),
             trust: trust.clone(),
             ..grabber::Config::default()
         };
         // Each host's versionchecker too, so the drift table has reports.
         let checker = versionchecker::AgentConfig {
-            token: Some(grabber::AgentToken::from(agent.clone())),
+            token: Some(secrecy::SecretString::from(agent.clone())),
             trust: trust.clone(),
             ..versionchecker::AgentConfig::new(
                 base_url.clone(),
