@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::dev::{DevOptions, EXAMPLES_DIR};
+use crate::dev::DevOptions;
+use crate::repos::EXAMPLES_DIR;
 
 #[derive(Parser)]
 #[command(name = "slipway", version, about = "Slipway on one machine")]
