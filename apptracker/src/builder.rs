@@ -34,7 +34,7 @@ pub async fn check_sandbox(settings: &packer::Settings) {
 pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
     let worker = Holder::in_process(&format!(
         "apptracker-{}-{}",
-        grabber::default_host(),
+        machine_name(),
         std::process::id()
     ));
     loop {
@@ -53,6 +53,20 @@ pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
+}
+
+/// The machine's host name, or `localhost` when it is not a valid one
+/// (the rule the grabber follows too).
+// issue 16: deploy::HostName::of_this_machine once merged
+fn machine_name() -> deploy::HostName {
+    let name = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    deploy::HostName::parse(name.trim())
+        .or_else(|_| deploy::HostName::parse("localhost"))
+        .unwrap_or_else(|_| unreachable!("valid host name literal"))
 }
 
 #[tracing::instrument(skip_all, fields(build_id = %build.id, app = %build.app, version = %build.version))]

@@ -1,13 +1,12 @@
-//! The `apptracker` binary: `serve` runs the control plane, `dev` runs the
-//! whole platform on one machine, `token create` and `key show` help set
-//! up an installation, `openapi` prints the API's OpenAPI document.
+//! The `apptracker` binary: `serve` runs the control plane, `token create`
+//! and `key show` help set up an installation, `openapi` prints the API's
+//! OpenAPI document. (`slipway dev`, in `slipway-platform`, runs the whole
+//! platform on one machine with this crate's `Common` flags.)
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::dev::{DevOptions, EXAMPLES_DIR};
 use crate::{Application, Config};
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -17,8 +16,9 @@ struct Cli {
     command: Command,
 }
 
+/// The flags that say where AppTracker's configuration comes from.
 #[derive(clap::Args)]
-struct Common {
+pub struct Common {
     /// TOML config file (every key optional; see README "Configuration").
     #[arg(long, env = "APPTRACKER_CONFIG")]
     config: Option<PathBuf>,
@@ -37,17 +37,6 @@ struct Common {
 enum Command {
     /// Run the control plane.
     Serve(Common),
-    /// Run the platform locally: AppTracker, packer, three grabbers, example apps.
-    Dev {
-        #[command(flatten)]
-        common: Common,
-        /// Directory of example apps.
-        #[arg(long, default_value = EXAMPLES_DIR)]
-        examples: PathBuf,
-        /// Number of local hosts.
-        #[arg(long, default_value_t = 3)]
-        hosts: u16,
-    },
     /// Manage API tokens directly in the database (for the first admin token).
     Token {
         #[command(subcommand)]
@@ -96,7 +85,8 @@ enum TokenCommand {
 }
 
 impl Common {
-    fn config(&self) -> anyhow::Result<Config> {
+    /// The configuration: the file's (or the defaults), then the flags.
+    pub fn config(&self) -> anyhow::Result<Config> {
         let mut c = Config::load(self.config.as_deref())?;
         if let Some(l) = self.listen {
             c.listen = l;
@@ -111,7 +101,9 @@ impl Common {
     }
 }
 
-fn init_tracing() {
+/// Logs to stderr, as JSON when `SLIPWAY_LOG_JSON` is set, filtered by
+/// `RUST_LOG`.
+pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
@@ -126,12 +118,8 @@ fn init_tracing() {
 }
 
 /// The binary's entry point (also used by the end-to-end tests' copies of
-/// the binary). `apptracker dev` runs grabbers, whose apps' shim is this
-/// binary re-executed.
+/// the binary).
 pub fn main() -> std::process::ExitCode {
-    if let Some(code) = grabber::shim::dispatch() {
-        return code;
-    }
     deploy::binary::run(run())
 }
 
@@ -143,21 +131,6 @@ async fn run() -> anyhow::Result<()> {
         Command::Serve(common) => {
             let app = Application::build(common.config()?).await?;
             app.run(shutdown).await
-        }
-        Command::Dev {
-            common,
-            examples,
-            hosts,
-        } => {
-            let opts = DevOptions {
-                config: common.config()?,
-                examples,
-                hosts,
-                ..DevOptions::default()
-            };
-            crate::dev::run(opts, shutdown)
-                .await
-                .context("dev platform failed")
         }
         Command::Token {
             command:

@@ -1,13 +1,11 @@
 //! AppTracker, Slipway's control plane: the HTTP API, state in SQL, deploy
 //! orchestration, the in-process bus and builder, and artifact serving.
-//! `dev` runs the whole platform on one machine.
 
 mod builder;
 mod bus;
 pub mod cli;
 pub mod config;
 mod db;
-pub mod dev;
 pub mod drift;
 mod http;
 mod model;

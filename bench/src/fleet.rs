@@ -15,15 +15,14 @@ use deploy::{
 };
 use futures::StreamExt;
 use serde::Serialize;
+use slipway_platform::Platform;
 use slipway_tests::procs::Proc;
 use slipway_tests::services;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::stats::Summary;
 
 /// The port every benchmark app declares; each host shifts it.
-pub const APP_PORT: u16 = 8000;
+pub use slipway_platform::APP_PORT;
 
 /// What the control plane runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -64,15 +63,9 @@ pub struct FleetOptions {
     pub port_base: u16,
 }
 
-enum Grabber {
-    Task {
-        stop: CancellationToken,
-        task: JoinHandle<anyhow::Result<()>>,
-    },
-    Process(Box<Proc>),
-}
-
-/// A running fleet. `shutdown` stops it; dropping it stops it less politely.
+/// A running fleet: AppTracker and in-process grabbers (one
+/// [`Platform`]), or AppTracker alone plus `grabber` processes.
+/// `shutdown` stops it; dropping it stops it less politely.
 pub struct Fleet {
     pub client: Client,
     pub base_url: String,
@@ -80,10 +73,9 @@ pub struct Fleet {
     pub hosts: Vec<HostName>,
     /// The port each host's app answers on (`APP_PORT` shifted).
     pub ports: Vec<u16>,
-    pub dir: tempfile::TempDir,
-    server_stop: CancellationToken,
-    server: Option<JoinHandle<anyhow::Result<()>>>,
-    grabbers: Vec<Grabber>,
+    platform: Platform,
+    /// The hosts in `GrabberMode::Processes`.
+    processes: Vec<Proc>,
     /// Kept so the database lives as long as the fleet (dropped after).
     _postgres: Option<services::PgDatabase>,
 }
@@ -107,9 +99,6 @@ pub fn free_ports(base: u16, n: usize) -> anyhow::Result<Vec<u16>> {
 impl Fleet {
     pub async fn start(opts: &FleetOptions) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&opts.work_dir)?;
-        let dir = tempfile::Builder::new()
-            .prefix("slipway-bench-")
-            .tempdir_in(&opts.work_dir)?;
         let (postgres, redis_url, s3) = match opts.backend {
             Backend::Embedded => (None, None, None),
             Backend::Production => {
@@ -125,127 +114,100 @@ impl Fleet {
                 (Some(pg), Some(redis), Some(s3))
             }
         };
-        let prefix = format!(
-            "bench-{}",
-            dir.path()
-                .file_name()
-                .map(|n| n
-                    .to_string_lossy()
-                    .replace(|c: char| !c.is_ascii_alphanumeric(), ""))
-                .unwrap_or_default()
-        );
-        let config = apptracker::Config {
-            listen: "127.0.0.1:0".parse()?,
-            data_dir: dir.path().join("apptracker"),
-            database_url: postgres.as_ref().map(|p| p.url.clone()),
-            redis_url: redis_url.clone(),
-            redis_prefix: prefix.clone(),
-            s3: s3.as_ref().map(services::S3::config),
-            ..apptracker::Config::default()
-        };
-        let app = apptracker::Application::build(config).await?;
-        let base_url = app.base_url().to_string();
-        let key = app.public_key();
-        let cluster = Cluster::parse("bench")?;
-        let admin = app
-            .tracker()
-            .create_token("bench-admin", "admin", None)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let agent = app
-            .tracker()
-            .create_token("bench-agent", "agent", Some(&cluster))
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let server_stop = CancellationToken::new();
-        let server = tokio::spawn(app.run(server_stop.clone()));
-
         let ports = free_ports(opts.port_base, opts.hosts)?;
         let width = opts.hosts.to_string().len().max(3);
         let hosts: Vec<HostName> = (1..=opts.hosts)
             .map(|i| HostName::parse(format!("host-{i:0width$}")))
             .collect::<Result<_, _>>()?;
-        let mut grabbers = Vec::with_capacity(hosts.len());
-        let logs = dir.path().join("logs");
-        std::fs::create_dir_all(&logs)?;
-        for (host, port) in hosts.iter().zip(&ports) {
-            let root = dir.path().join("hosts").join(host.as_str());
-            let offset = i32::from(*port) - i32::from(APP_PORT);
-            let g = match opts.grabbers {
-                GrabberMode::InProcess => {
-                    let cfg = grabber::Config {
-                        server: base_url.clone(),
-                        cluster: cluster.clone(),
-                        host: host.clone(),
-                        root,
-                        port_offset: offset,
-                        heartbeat_interval: opts.heartbeat,
-                        stop_apps_on_exit: true,
-                        token: Some(grabber::AgentToken::from(agent.clone())),
-                        redis_url: redis_url.clone(),
-                        redis_prefix: prefix.clone(),
-                        shim: opts.grabber_bin.clone(),
-                        trusted_keys: vec![key],
-                        ..grabber::Config::default()
-                    };
-                    let stop = CancellationToken::new();
-                    let task = tokio::spawn(grabber::run(cfg, stop.clone()));
-                    Grabber::Task { stop, task }
+        let in_process = opts.grabbers == GrabberMode::InProcess;
+        let offsets: Vec<i32> = ports
+            .iter()
+            .map(|p| i32::from(*p) - i32::from(APP_PORT))
+            .collect();
+        let database_url = postgres.as_ref().map(|p| p.url.clone());
+        let (heartbeat, shim) = (opts.heartbeat, opts.grabber_bin.clone());
+        let platform = Platform::builder()
+            .temp_dir("slipway-bench-", Some(&opts.work_dir))
+            .cluster("bench")
+            .token_prefix("bench")
+            .configure(move |c| {
+                c.database_url = database_url;
+                c.redis_url = redis_url;
+                c.s3 = s3.as_ref().map(services::S3::config);
+            })
+            .hosts(if in_process { &hosts[..] } else { &[] })
+            .port_offsets(move |i| offsets.get(i).copied().context("no port for this host"))
+            .configure_grabbers(move |g| {
+                g.heartbeat_interval = heartbeat;
+                g.shim = shim.clone();
+            })
+            // Every host at once is slower than a test's few (below).
+            .wait_for_hosts(None)
+            .start()
+            .await?;
+
+        let mut processes = Vec::new();
+        if !in_process {
+            let logs = platform.dir().join("logs");
+            std::fs::create_dir_all(&logs)?;
+            let config = platform.config();
+            let key = platform.trusted_keys.first().context("no signing key")?;
+            for (host, port) in hosts.iter().zip(&ports) {
+                let root = platform.dir().join("hosts").join(host.as_str());
+                let offset = i32::from(*port) - i32::from(APP_PORT);
+                let mut args: Vec<String> = vec![
+                    "--server".into(),
+                    platform.base_url.clone(),
+                    "--cluster".into(),
+                    platform.cluster.to_string(),
+                    "--host".into(),
+                    host.to_string(),
+                    "--root".into(),
+                    root.display().to_string(),
+                    "--port-offset".into(),
+                    offset.to_string(),
+                    "--heartbeat".into(),
+                    format!("{}ms", opts.heartbeat.as_millis()),
+                    "--stop-apps-on-exit".into(),
+                    "--trusted-key".into(),
+                    key.to_string(),
+                    "--redis-prefix".into(),
+                    config.redis_prefix.clone(),
+                ];
+                if let Some(r) = &config.redis_url {
+                    args.push("--redis".into());
+                    args.push(r.clone());
                 }
-                GrabberMode::Processes => {
-                    let mut args: Vec<String> = vec![
-                        "--server".into(),
-                        base_url.clone(),
-                        "--cluster".into(),
-                        cluster.to_string(),
-                        "--host".into(),
-                        host.to_string(),
-                        "--root".into(),
-                        root.display().to_string(),
-                        "--port-offset".into(),
-                        offset.to_string(),
-                        "--heartbeat".into(),
-                        format!("{}ms", opts.heartbeat.as_millis()),
-                        "--stop-apps-on-exit".into(),
-                        "--trusted-key".into(),
-                        key.to_string(),
-                        "--redis-prefix".into(),
-                        prefix.clone(),
-                    ];
-                    if let Some(r) = &redis_url {
-                        args.push("--redis".into());
-                        args.push(r.clone());
-                    }
-                    let exe = opts.grabber_bin.display().to_string();
-                    let p = Proc::spawn(
-                        host.as_str(),
-                        &exe,
-                        &args,
-                        &[
-                            ("SLIPWAY_TOKEN", agent.clone()),
-                            ("RUST_LOG", "warn".into()),
-                        ],
-                        &logs,
-                    )?;
-                    Grabber::Process(Box::new(p))
-                }
-            };
-            grabbers.push(g);
+                let exe = opts.grabber_bin.display().to_string();
+                processes.push(Proc::spawn(
+                    host.as_str(),
+                    &exe,
+                    &args,
+                    &[
+                        ("SLIPWAY_TOKEN", platform.agent_token.clone()),
+                        ("RUST_LOG", "warn".into()),
+                    ],
+                    &logs,
+                )?);
+            }
         }
         let fleet = Self {
-            client: Client::new(base_url.clone()).with_token(admin),
-            base_url,
-            cluster,
+            client: platform.client.clone(),
+            base_url: platform.base_url.clone(),
+            cluster: platform.cluster.clone(),
             hosts,
             ports,
-            dir,
-            server_stop,
-            server: Some(server),
-            grabbers,
+            platform,
+            processes,
             _postgres: postgres,
         };
         fleet.wait_for_hosts(Duration::from_secs(180)).await?;
         Ok(fleet)
+    }
+
+    /// The fleet's scratch directory (removed when it is dropped).
+    pub fn dir(&self) -> &Path {
+        self.platform.dir()
     }
 
     /// Waits until every host has heartbeated once.
@@ -371,37 +333,13 @@ impl Fleet {
 
     /// Stops the grabbers (and their apps), then AppTracker.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
-        let mut stops = Vec::new();
-        for g in self.grabbers.drain(..) {
-            stops.push(async move {
-                match g {
-                    Grabber::Task { stop, task } => {
-                        stop.cancel();
-                        let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
-                    }
-                    Grabber::Process(mut p) => {
-                        let _ = p.stop().await;
-                    }
-                }
-            });
-        }
+        let stops = self.processes.iter_mut().map(|p| async move {
+            let _ = p.stop().await;
+        });
         futures::future::join_all(stops).await;
-        self.server_stop.cancel();
-        if let Some(s) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(60), s).await;
-        }
+        // A benchmark's figures are already taken: a slow stop is no failure.
+        let _ = self.platform.shutdown().await;
         Ok(())
-    }
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        for g in &self.grabbers {
-            if let Grabber::Task { stop, .. } = g {
-                stop.cancel();
-            }
-        }
-        self.server_stop.cancel();
     }
 }
 

@@ -37,7 +37,7 @@ const CRATE_RULES: &[(&str, &[&str])] = &[
     ("apptracker", &["deploy", "packer", "web"]),
     // The composition of the whole platform (dev mode, tests, benchmarks).
     (
-        "slipway",
+        "slipway-platform",
         &[
             "deploy",
             "apptracker",
@@ -57,7 +57,7 @@ const CRATE_RULES: &[(&str, &[&str])] = &[
             "grabber",
             "versionchecker",
             "web",
-            "slipway",
+            "slipway-platform",
         ],
     ),
     (
@@ -69,7 +69,7 @@ const CRATE_RULES: &[(&str, &[&str])] = &[
             "grabber",
             "versionchecker",
             "web",
-            "slipway",
+            "slipway-platform",
             "slipway-tests",
         ],
     ),

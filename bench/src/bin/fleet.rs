@@ -99,8 +99,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             port_base: 21_000,
         })
         .await?;
-        let mut app =
-            BenchApp::create(&fleet.dir.path().join("repos"), args.shape, tree.as_deref())?;
+        let mut app = BenchApp::create(&fleet.dir().join("repos"), args.shape, tree.as_deref())?;
         fleet.register(&app.name, &app.repo.path).await?;
         let mut builds = Vec::new();
         for i in 0..=args.runs {
@@ -146,7 +145,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }))?;
         }
         let ports = fleet.ports.clone();
-        let www = fleet.dir.path().join("www");
+        let www = fleet.dir().join("www");
         // The baseline deploys the same artifacts, served over HTTP.
         let baseline_artifacts = if args.ansible_venv.is_some() && args.shape == Shape::Data {
             std::fs::create_dir_all(&www)?;

@@ -11,7 +11,7 @@ use deploy::{
     AppName, Client, CreateToken, ErrorBody, Heartbeat, HostName, NEXT_CURSOR_HEADER, Page,
     PageQuery, RegisterApp, TokenInfo,
 };
-use slipway_tests::{AppRepo, Platform, commit_hello, services};
+use slipway_tests::{AppRepo, commit_hello, platform, services};
 
 /// Test cases per operation and phase: enough to reach every handler with
 /// valid and invalid input, few enough for the run to take well under a
@@ -40,9 +40,9 @@ async fn schemathesis_finds_no_server_error() -> anyhow::Result<()> {
     let Some(st) = services::schemathesis() else {
         return Ok(());
     };
-    let p = Platform::start(&[]).await?;
+    let p = platform().start().await?;
     // The one app the fuzzer can build and deploy: a local repository.
-    let repo = AppRepo::new(p.dir.path().join("repos/hello"))?;
+    let repo = AppRepo::new(p.dir().join("repos/hello"))?;
     commit_hello(&repo, "fuzzed", true)?;
     p.client
         .register_app(&RegisterApp::new(
@@ -60,7 +60,7 @@ async fn schemathesis_finds_no_server_error() -> anyhow::Result<()> {
         .error_for_status()?
         .text()
         .await?;
-    let doc_path = p.dir.path().join("openapi.json");
+    let doc_path = p.dir().join("openapi.json");
     std::fs::write(&doc_path, &doc)?;
     if let Some(validator) = st.parent().map(|bin| bin.join("openapi-spec-validator"))
         && validator.exists()
@@ -77,7 +77,7 @@ async fn schemathesis_finds_no_server_error() -> anyhow::Result<()> {
     }
 
     let started = Instant::now();
-    let out = run_schemathesis(&st, &p.base_url, &p.admin_token, p.dir.path()).await?;
+    let out = run_schemathesis(&st, &p.base_url, &p.admin_token, p.dir()).await?;
     let took = started.elapsed();
     eprintln!("schemathesis ran for {took:.1?}");
     assert!(
@@ -128,7 +128,7 @@ async fn run_schemathesis(
 /// follow the cursors.
 #[tokio::test]
 async fn lists_page_by_cursor() -> anyhow::Result<()> {
-    let p = Platform::start(&[]).await?;
+    let p = platform().start().await?;
     for i in 0..5 {
         p.client
             .create_token(&CreateToken {
@@ -143,7 +143,7 @@ async fn lists_page_by_cursor() -> anyhow::Result<()> {
     for i in 0..5 {
         agent
             .heartbeat(&Heartbeat {
-                cluster: Platform::cluster(),
+                cluster: p.cluster.clone(),
                 host: HostName::parse(format!("web-{i}"))?,
                 root: "/srv".into(),
                 apps: Vec::new(),
@@ -234,14 +234,11 @@ async fn nul_characters_are_not_server_errors_on_postgres() -> anyhow::Result<()
     let Some(pg) = services::postgres().await else {
         return Ok(());
     };
-    let p = Platform::start_with(
-        &[],
-        slipway_tests::Options {
-            database_url: Some(pg.url.clone()),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let url = pg.url.clone();
+    let p = platform()
+        .configure(move |c| c.database_url = Some(url))
+        .start()
+        .await?;
     let http = slipway_tests::http();
     let json = |method: reqwest::Method, path: &str, body: &str| {
         http.request(method, format!("{}{path}", p.base_url))

@@ -4,7 +4,7 @@
 
 use deploy::{DeployStatus, HostPhase};
 use slipway_tests::services::{OwnRedis, postgres};
-use slipway_tests::{AppRepo, Options, Platform, commit_hello};
+use slipway_tests::{AppRepo, commit_hello, get_app, platform};
 
 const HOSTS: [&str; 3] = ["local-1", "local-2", "local-3"];
 
@@ -13,13 +13,16 @@ async fn a_redis_restart_mid_deploy_loses_nothing() -> anyhow::Result<()> {
     let (Some(mut redis), Some(db)) = (OwnRedis::start().await, postgres().await) else {
         return Ok(());
     };
-    let opts = Options {
-        database_url: Some(db.url.clone()),
-        redis_url: Some(redis.url()),
-        ..Options::default()
-    };
-    let p = Platform::start_with(&HOSTS, opts).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let (db_url, redis_url) = (db.url.clone(), redis.url());
+    let p = platform()
+        .hosts(&HOSTS)
+        .configure(move |c| {
+            c.database_url = Some(db_url);
+            c.redis_url = Some(redis_url);
+        })
+        .start()
+        .await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
     let a = p.release_and_wait(&app, "main", None).await?;
@@ -50,7 +53,7 @@ async fn a_redis_restart_mid_deploy_loses_nothing() -> anyhow::Result<()> {
     let d = p.wait_deploy(d.id).await?;
     assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("B {}\n", b.version));
+        assert_eq!(get_app(h.port).await?, format!("B {}\n", b.version));
     }
 
     // The same grabbers, subscribed before the restart, hear the next deploy.
@@ -59,7 +62,7 @@ async fn a_redis_restart_mid_deploy_loses_nothing() -> anyhow::Result<()> {
     assert_eq!(c.status, DeployStatus::Succeeded, "{c:#?}");
     let version_c = c.version.expect("version");
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("C {version_c}\n"));
+        assert_eq!(get_app(h.port).await?, format!("C {version_c}\n"));
     }
     p.shutdown().await
 }

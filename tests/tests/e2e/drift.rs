@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use deploy::{DeployStatus, DriftQuery, DriftReport, DriftState, SyncRequest};
-use slipway_tests::{AppRepo, Platform, commit_hello, poll};
+use slipway_tests::{AppRepo, Platform, commit_hello, platform, poll};
 
 const SIX: [&str; 6] = ["vc-1", "vc-2", "vc-3", "vc-4", "vc-5", "vc-6"];
 /// The versioncheckers' interval (10% jitter either way).
@@ -64,8 +64,8 @@ fn point_current(p: &Platform, host: &str, app: &str, version: &str) -> anyhow::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn six_hosts_drift_and_sync() -> anyhow::Result<()> {
-    let mut p = Platform::start(&SIX).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let mut p = platform().hosts(&SIX).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let app = p.register("hello", &repo.path).await?;
     commit_hello(&repo, "A", true)?;
     let a = p.release_and_wait(&app, "main", None).await?;
@@ -259,7 +259,7 @@ async fn six_hosts_drift_and_sync() -> anyhow::Result<()> {
     let blocking = p.release(&app, vb.as_str(), Some("vc-3")).await?;
     let sync = SyncRequest {
         app: app.clone(),
-        cluster: Platform::cluster(),
+        cluster: p.cluster.clone(),
     };
     let e = p.client.sync(&sync).await.expect_err("a deploy runs");
     assert_eq!(e.code(), Some("deploy_in_progress"), "{e}");

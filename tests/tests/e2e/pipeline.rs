@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use deploy::{DeployStatus, HostPhase};
-use slipway_tests::{AppRepo, Platform, commit_hello, poll};
+use slipway_tests::{AppRepo, Platform, commit_hello, get_app, platform, poll};
 use std::time::Duration;
 
 const HOSTS: [&str; 3] = ["local-1", "local-2", "local-3"];
@@ -20,7 +20,7 @@ fn pid_of(p: &Platform, host: &str, app: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commits_reach_every_host_and_a_bad_one_rolls_back() -> anyhow::Result<()> {
-    let p = Platform::start(&HOSTS).await?;
+    let p = platform().hosts(&HOSTS).start().await?;
     release_rollout_and_rollback(&p).await?;
     p.shutdown().await
 }
@@ -34,21 +34,22 @@ async fn the_same_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
     ) else {
         return Ok(());
     };
-    let opts = slipway_tests::Options {
-        database_url: Some(db.url.clone()),
-        redis_url: Some(redis),
-        s3: Some(s3),
-        ..Default::default()
-    };
-    let p = Platform::start_with(&HOSTS, opts).await?;
+    let db_url = db.url.clone();
+    let p = platform()
+        .hosts(&HOSTS)
+        .configure(move |c| {
+            c.database_url = Some(db_url);
+            c.redis_url = Some(redis);
+            c.s3 = Some(s3.config());
+        })
+        .start()
+        .await?;
     release_rollout_and_rollback(&p).await?;
 
     // Hosts downloaded through presigned S3 URLs; a tampered one is refused
     // by the store itself.
     let as_agent = deploy::Client::new(p.base_url.clone()).with_token(p.agent_token.clone());
-    let desired = as_agent
-        .desired_state(&Platform::cluster(), &p.hosts[0].name)
-        .await?;
+    let desired = as_agent.desired_state(&p.cluster, &p.hosts[0].name).await?;
     let url = &desired.apps[0].artifact.url;
     assert!(
         url.contains("X-Amz-Signature="),
@@ -75,7 +76,7 @@ async fn the_same_on_postgresql_redis_and_s3() -> anyhow::Result<()> {
 /// Commit A everywhere, B everywhere, B again (skipped), C fails and rolls
 /// back; the deploy page shows it all.
 async fn release_rollout_and_rollback(p: &Platform) -> anyhow::Result<()> {
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let sha_a = commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
 
@@ -85,7 +86,11 @@ async fn release_rollout_and_rollback(p: &Platform) -> anyhow::Result<()> {
     assert_eq!(a.hosts.len(), 3);
     let version_a = a.version.clone().expect("a finished deploy has a version");
     for h in &p.hosts {
-        assert!(h.get().await?.starts_with("A "), "{} serves A", h.name);
+        assert!(
+            get_app(h.port).await?.starts_with("A "),
+            "{} serves A",
+            h.name
+        );
         assert_eq!(h.current("hello").as_deref(), Some(version_a.as_str()));
     }
 
@@ -99,7 +104,7 @@ async fn release_rollout_and_rollback(p: &Platform) -> anyhow::Result<()> {
         "{version_b} is built from {sha_b}"
     );
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("B {version_b}\n"));
+        assert_eq!(get_app(h.port).await?, format!("B {version_b}\n"));
         assert_eq!(h.current("hello").as_deref(), Some(version_b.as_str()));
     }
 
@@ -140,7 +145,7 @@ async fn release_rollout_and_rollback(p: &Platform) -> anyhow::Result<()> {
         );
     }
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("B {version_b}\n"));
+        assert_eq!(get_app(h.port).await?, format!("B {version_b}\n"));
         assert_eq!(h.current("hello").as_deref(), Some(version_b.as_str()));
     }
 
@@ -170,10 +175,7 @@ async fn release_rollout_and_rollback(p: &Platform) -> anyhow::Result<()> {
 
     // The failed hosts' desired state points back at B, so a restarted
     // grabber does not retry C.
-    let desired = p
-        .client
-        .desired_state(&Platform::cluster(), &p.hosts[0].name)
-        .await?;
+    let desired = p.client.desired_state(&p.cluster, &p.hosts[0].name).await?;
     assert_eq!(desired.apps[0].version, version_b);
 
     Ok(())
@@ -181,8 +183,8 @@ async fn release_rollout_and_rollback(p: &Platform) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_host_regex_touches_only_the_hosts_it_matches() -> anyhow::Result<()> {
-    let p = Platform::start(&HOSTS).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let p = platform().hosts(&HOSTS).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
     let a = p.release_and_wait(&app, "main", None).await?;
@@ -194,9 +196,12 @@ async fn a_host_regex_touches_only_the_hosts_it_matches() -> anyhow::Result<()> 
     assert_eq!(b.status, DeployStatus::Succeeded, "{b:#?}");
     let names: Vec<&str> = b.hosts.iter().map(|h| h.host.as_str()).collect();
     assert_eq!(names, ["local-1", "local-2"]);
-    assert!(p.host("local-1").get().await?.starts_with("B "));
-    assert!(p.host("local-2").get().await?.starts_with("B "));
-    assert_eq!(p.host("local-3").get().await?, format!("A {version_a}\n"));
+    assert!(get_app(p.host("local-1").port).await?.starts_with("B "));
+    assert!(get_app(p.host("local-2").port).await?.starts_with("B "));
+    assert_eq!(
+        get_app(p.host("local-3").port).await?,
+        format!("A {version_a}\n")
+    );
     assert_eq!(
         p.host("local-3").current("hello").as_deref(),
         Some(version_a.as_str())
@@ -225,8 +230,8 @@ async fn a_host_regex_touches_only_the_hosts_it_matches() -> anyhow::Result<()> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_crash_looping_app_is_restarted_and_reported_failing() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1"]).await?;
-    let repo = AppRepo::new(p.dir.path().join("crashy"))?;
+    let p = platform().hosts(&["local-1"]).start().await?;
+    let repo = AppRepo::new(p.dir().join("crashy"))?;
     // Up for its check, gone a second later, every time.
     repo.commit(
         &[(
@@ -255,8 +260,8 @@ async fn a_crash_looping_app_is_restarted_and_reported_failing() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_grabber_started_after_a_release_converges_to_it() -> anyhow::Result<()> {
-    let mut p = Platform::start(&HOSTS).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let mut p = platform().hosts(&HOSTS).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
 
@@ -281,14 +286,17 @@ async fn a_grabber_started_after_a_release_converges_to_it() -> anyhow::Result<(
     let done = p.wait_deploy(d.id).await?;
     assert_eq!(done.status, DeployStatus::Succeeded, "{done:#?}");
     let version = done.version.expect("version");
-    assert_eq!(p.host("local-3").get().await?, format!("A {version}\n"));
+    assert_eq!(
+        get_app(p.host("local-3").port).await?,
+        format!("A {version}\n")
+    );
     p.shutdown().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()> {
-    let p = Platform::start(&HOSTS[..2]).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let p = platform().hosts(&HOSTS[..2]).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
     let a = p.release_and_wait(&app, "main", None).await?;
@@ -371,7 +379,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
         "the error names the line"
     );
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("A {version_a}\n"));
+        assert_eq!(get_app(h.port).await?, format!("A {version_a}\n"));
     }
 
     // A wrong sha256: tamper with the stored artifact of a good build; every
@@ -398,8 +406,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
         build_d.log
     );
     let stored = p
-        .dir
-        .path()
+        .dir()
         .join("apptracker/artifacts/hello")
         .join(format!("hello-{}.tar.gz", build_d.version));
     let mut bytes = std::fs::read(&stored)?;
@@ -415,7 +422,7 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
         assert!(!h.rolled_back, "nothing had moved, so nothing rolled back");
     }
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("A {version_a}\n"));
+        assert_eq!(get_app(h.port).await?, format!("A {version_a}\n"));
         assert_eq!(h.current("hello").as_deref(), Some(version_a.as_str()));
     }
     p.shutdown().await
@@ -426,12 +433,12 @@ async fn bad_input_gets_a_clear_error_and_changes_nothing() -> anyhow::Result<()
 /// installing nothing, while a host trusting AppTracker's key runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_host_trusting_another_key_refuses_the_release() -> anyhow::Result<()> {
-    let mut p = Platform::start(&["local-1", "local-2"]).await?;
+    let mut p = platform().hosts(&["local-1", "local-2"]).start().await?;
     // local-2 comes back trusting only a stranger's key.
     p.stop_grabber(1).await?;
     p.trusted_keys = vec![deploy::signing::SigningKey::from_seed([5; 32]).public_key()];
     p.start_grabber(1);
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
 
@@ -453,7 +460,10 @@ async fn a_host_trusting_another_key_refuses_the_release() -> anyhow::Result<()>
         "{message}"
     );
 
-    assert_eq!(p.host("local-1").get().await?, format!("A {version}\n"));
+    assert_eq!(
+        get_app(p.host("local-1").port).await?,
+        format!("A {version}\n")
+    );
     let local_2 = p.host("local-2");
     assert_eq!(local_2.current("hello"), None);
     let releases = local_2.root.join("apps/hello/releases");

@@ -11,7 +11,7 @@ use deploy::{
     AppName, Client, Cluster, CreateDeploy, CreateToken, Deploy, DeployStatus, GitRef, HostPhase,
 };
 use slipway_tests::procs::{Proc, TrackerProc, output, start_apptracker};
-use slipway_tests::{APP_PORT, AppRepo, Platform, commit_hello, free_port, get_app, poll};
+use slipway_tests::{APP_PORT, AppRepo, commit_hello, free_port, get_app, platform, poll};
 
 const APPTRACKER: &str = env!("CARGO_BIN_EXE_slipway-apptracker");
 const GRABBER: &str = env!("CARGO_BIN_EXE_slipway-grabber");
@@ -536,8 +536,8 @@ async fn an_artifact_server_that_never_answers_fails_the_install_and_frees_the_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_release_is_downloaded_again_on_rollback() -> anyhow::Result<()> {
-    let p = Platform::start(&["h1"]).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let p = platform().hosts(&["h1"]).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
     let a = p.release_and_wait(&app, "main", None).await?;
@@ -558,7 +558,7 @@ async fn a_tampered_release_is_downloaded_again_on_rollback() -> anyhow::Result<
     std::fs::write(&app_py, original.replace("\"A \"", "\"TAMPERED \""))?;
     assert_ne!(std::fs::read_to_string(&app_py)?, original);
 
-    let r = p.client.rollback(&app, &Platform::cluster()).await?;
+    let r = p.client.rollback(&app, &p.cluster).await?;
     let r = p.wait_deploy(r.id).await?;
     assert_eq!(r.status, DeployStatus::Succeeded, "{r:#?}");
     assert_eq!(r.version.as_ref(), Some(&version_a));
@@ -574,6 +574,6 @@ async fn a_tampered_release_is_downloaded_again_on_rollback() -> anyhow::Result<
         "{said}"
     );
     assert_eq!(std::fs::read_to_string(&app_py)?, original);
-    assert_eq!(host.get().await?, format!("A {version_a}\n"));
+    assert_eq!(get_app(host.port).await?, format!("A {version_a}\n"));
     p.shutdown().await
 }

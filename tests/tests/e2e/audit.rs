@@ -10,7 +10,7 @@ use deploy::{
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
-use slipway_tests::{AppRepo, Platform, commit_hello};
+use slipway_tests::{AppRepo, Platform, commit_hello, platform};
 use sqlx::Row;
 
 async fn token(p: &Platform, name: &str, role: &str) -> anyhow::Result<String> {
@@ -93,7 +93,7 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
         .await?;
     assert_eq!(r.status(), 200);
     assert!(r.json::<Option<deploy::BuildJob>>().await?.is_none());
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
     let deployer = token(p, "ops-deployer", "deployer").await?;
@@ -106,7 +106,7 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
             app: app.clone(),
             version: None,
             git_ref: Some(GitRef::parse("main")?),
-            cluster: Platform::cluster(),
+            cluster: p.cluster.clone(),
             hosts: hosts.map(HostSelector::parse).transpose()?,
             strategy: Default::default(),
             max_failures: Default::default(),
@@ -142,7 +142,7 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
     // And a heartbeat.
     as_agent
         .heartbeat(&Heartbeat {
-            cluster: Platform::cluster(),
+            cluster: p.cluster.clone(),
             host: HostName::parse("local-1")?,
             root: p.host("local-1").root.display().to_string(),
             apps: vec![],
@@ -410,14 +410,10 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn changes_are_recorded_and_agent_traffic_is_not() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1"]).await?;
+    let p = platform().hosts(&["local-1"]).start().await?;
     let db = format!(
         "sqlite://{}",
-        p.dir
-            .path()
-            .join("apptracker")
-            .join("apptracker.db")
-            .display()
+        p.dir().join("apptracker").join("apptracker.db").display()
     );
     changes_are_recorded(&p, &db).await?;
     p.shutdown().await
@@ -428,11 +424,12 @@ async fn the_same_on_postgresql() -> anyhow::Result<()> {
     let Some(db) = slipway_tests::services::postgres().await else {
         return Ok(());
     };
-    let opts = slipway_tests::Options {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    };
-    let p = Platform::start_with(&["local-1"], opts).await?;
+    let url = db.url.clone();
+    let p = platform()
+        .hosts(&["local-1"])
+        .configure(move |c| c.database_url = Some(url))
+        .start()
+        .await?;
     changes_are_recorded(&p, &db.url).await?;
     p.shutdown().await
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use deploy::report::{AppDisk, AppReport, HostReport, ProcessReport};
 use deploy::{AppName, Client, CreateToken, DeployStatus, HostName, Version};
 use regex::Regex;
-use slipway_tests::{AppRepo, Options, Platform, commit_hello};
+use slipway_tests::{AppRepo, Builder, commit_hello};
 
 const HOSTS: [&str; 3] = ["n-1", "n-2", "n-3"];
 const EXE: &str = env!("CARGO_BIN_EXE_slipway-versionchecker");
@@ -96,7 +96,7 @@ impl Run {
 /// What one host says it runs.
 fn host_report(host: &str, version: &Version, running: bool, interval_ms: u64) -> HostReport {
     HostReport {
-        cluster: Platform::cluster(),
+        cluster: deploy::Cluster::parse("local").expect("a valid cluster"),
         host: HostName::parse(host).expect("a host name"),
         interval_ms,
         age_ms: 0,
@@ -121,9 +121,9 @@ fn host_report(host: &str, version: &Version, running: bool, interval_ms: u64) -
     }
 }
 
-async fn scenario(opts: Options) -> anyhow::Result<()> {
-    let p = Platform::start_with(&HOSTS, opts).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+async fn scenario(platform: Builder) -> anyhow::Result<()> {
+    let p = platform.hosts(&HOSTS).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let app = p.register("hello", &repo.path).await?;
     commit_hello(&repo, "A", true)?;
     let d = p.release_and_wait(&app, "main", None).await?;
@@ -251,7 +251,7 @@ async fn scenario(opts: Options) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nagios_check_on_sqlite() -> anyhow::Result<()> {
-    scenario(Options::default()).await
+    scenario(slipway_tests::platform()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -259,9 +259,6 @@ async fn nagios_check_on_postgresql() -> anyhow::Result<()> {
     let Some(db) = slipway_tests::services::postgres().await else {
         return Ok(());
     };
-    scenario(Options {
-        database_url: Some(db.url.clone()),
-        ..Options::default()
-    })
-    .await
+    let url = db.url.clone();
+    scenario(slipway_tests::platform().configure(move |c| c.database_url = Some(url))).await
 }

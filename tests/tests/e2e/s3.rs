@@ -73,20 +73,22 @@ async fn a_wrong_endpoint_or_bucket_is_a_clear_error() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_expired_presigned_url_fails_cleanly_on_the_host() -> anyhow::Result<()> {
     use deploy::{DeployStatus, HostPhase};
-    use slipway_tests::{AppRepo, Options, Platform, commit_hello, poll};
+    use slipway_tests::{AppRepo, commit_hello, platform, poll};
     let (Some(s3), Some(redis)) = (services::s3().await, services::redis().await) else {
         return Ok(());
     };
-    let opts = Options {
-        s3: Some(s3),
-        redis_url: Some(redis),
-        // Two seconds: S3 dates a presigned URL to the second, so one
-        // second could run out before even the first download.
-        artifact_url_ttl: Some(Duration::from_secs(2)),
-        ..Options::default()
-    };
-    let p = Platform::start_with(&["local-1"], opts).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let p = platform()
+        .hosts(&["local-1"])
+        .configure(move |c| {
+            c.s3 = Some(s3.config());
+            c.redis_url = Some(redis);
+            // Two seconds: S3 dates a presigned URL to the second, so one
+            // second could run out before even the first download.
+            c.artifact_url_ttl = Duration::from_secs(2);
+        })
+        .start()
+        .await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     // X takes 6 s to come up; Y is built before anything is deployed.
     commit_hello(&repo, "Y", true)?;
     let app = p.register("hello", &repo.path).await?;
@@ -125,7 +127,10 @@ async fn an_expired_presigned_url_fails_cleanly_on_the_host() -> anyhow::Result<
         "the failure says the store refused the URL: {msg}"
     );
     let version_x = x.version.expect("version");
-    assert_eq!(p.hosts[0].get().await?, format!("X {version_x}\n"));
+    assert_eq!(
+        slipway_tests::get_app(p.hosts[0].port).await?,
+        format!("X {version_x}\n")
+    );
     assert_eq!(
         p.hosts[0].current("hello").as_deref(),
         Some(version_x.as_str())

@@ -11,7 +11,7 @@ use deploy::{Client, CreateToken};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use slipway_tests::procs::{Proc, output};
-use slipway_tests::{AppRepo, Options, Platform, commit_hello, free_port, poll};
+use slipway_tests::{AppRepo, commit_hello, free_port, platform, poll};
 
 /// A client that shows redirects instead of following them, and keeps no
 /// cookies: the test sends each cookie by hand, as a browser would.
@@ -101,7 +101,7 @@ async fn with_session(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_dashboard_keeps_a_session_never_the_token() -> anyhow::Result<()> {
-    let p = Platform::start(&[]).await?;
+    let p = platform().start().await?;
     let base = p.base_url.clone();
     let http = browser()?;
 
@@ -240,14 +240,10 @@ async fn the_dashboard_keeps_a_session_never_the_token() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_expires() -> anyhow::Result<()> {
-    let p = Platform::start_with(
-        &[],
-        Options {
-            session_ttl: Some(Duration::from_secs(1)),
-            ..Options::default()
-        },
-    )
-    .await?;
+    let p = platform()
+        .configure(|c| c.session_ttl = Duration::from_secs(1))
+        .start()
+        .await?;
     let created = p.client.create_session().await?;
     let session = Client::new(p.base_url.clone()).with_token(created.session);
     session.apps().await?;

@@ -7,15 +7,15 @@
 
 use deploy::{AppName, BuildStatus, DeployStatus, RequestBuild};
 use slipway_tests::githttp::GitHttpServer;
-use slipway_tests::{AppRepo, Options, Platform, commit_hello, start_git_daemon};
+use slipway_tests::{AppRepo, Platform, commit_hello, get_app, platform, start_git_daemon};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_app_from_a_git_daemon_remote_reaches_two_hosts() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1", "local-2"]).await?;
-    let served = p.dir.path().join("served");
+    let p = platform().hosts(&["local-1", "local-2"]).start().await?;
+    let served = p.dir().join("served");
     let repo = AppRepo::new(served.join("hello"))?;
     commit_hello(&repo, "A", true)?;
-    let (mut daemon, base) = start_git_daemon(&served, &p.dir.path().join("logs")).await?;
+    let (mut daemon, base) = start_git_daemon(&served, &p.dir().join("logs")).await?;
     let url = format!("{base}/hello");
     let app = deploy::AppName::parse("hello")?;
     p.client
@@ -25,7 +25,7 @@ async fn an_app_from_a_git_daemon_remote_reaches_two_hosts() -> anyhow::Result<(
     assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
     let version = d.version.expect("version");
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("A {version}\n"));
+        assert_eq!(get_app(h.port).await?, format!("A {version}\n"));
     }
 
     // A ref the remote does not have: refused with the ref named, no build.
@@ -95,15 +95,20 @@ async fn build_log(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flask_app_from_an_http_remote_runs_under_gunicorn_on_two_hosts() -> anyhow::Result<()> {
-    let p = Platform::start_with(
-        &["local-1", "local-2"],
-        Options {
-            git_credentials: Some((GIT_USER.into(), GIT_PASSWORD.into())),
-            ..Options::default()
-        },
-    )
-    .await?;
-    let served = p.dir.path().join("served");
+    // Credentials for git remotes that ask, the password in a file.
+    let secrets = tempfile::tempdir()?;
+    let password_file = secrets.path().join("git.password");
+    std::fs::write(&password_file, GIT_PASSWORD)?;
+    let p = platform()
+        .hosts(&["local-1", "local-2"])
+        .configure(move |c| {
+            c.git.username = Some(GIT_USER.into());
+            c.git.password_file = Some(password_file);
+            c.git.ssh_key_file = None;
+        })
+        .start()
+        .await?;
+    let served = p.dir().join("served");
     let repo = AppRepo::new(served.join("flask-hello"))?;
     commit_files(&repo, &flask_app("flask A"), "A")?;
     // A public http:// remote: packer has credentials, but sends them only
@@ -123,7 +128,7 @@ async fn a_flask_app_from_an_http_remote_runs_under_gunicorn_on_two_hosts() -> a
     assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
     let v1 = d.version.clone().expect("version");
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("flask A {v1}\n"));
+        assert_eq!(get_app(h.port).await?, format!("flask A {v1}\n"));
     }
     let log = build_log(&p, &app, &v1).await?;
     assert!(
@@ -150,7 +155,7 @@ async fn a_flask_app_from_an_http_remote_runs_under_gunicorn_on_two_hosts() -> a
     let v2 = d.version.clone().expect("version");
     assert_ne!(v1, v2);
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("flask B {v2}\n"));
+        assert_eq!(get_app(h.port).await?, format!("flask B {v2}\n"));
     }
     let log = build_log(&p, &app, &v2).await?;
     assert!(
@@ -241,8 +246,8 @@ app.listen(Number(process.env.PORT), "127.0.0.1", () => console.log("listening o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_express_app_from_a_git_daemon_remote_runs_on_two_hosts() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1", "local-2"]).await?;
-    let served = p.dir.path().join("served");
+    let p = platform().hosts(&["local-1", "local-2"]).start().await?;
+    let served = p.dir().join("served");
     let repo = AppRepo::new(served.join("express-hello"))?;
     let files = express_app("express A");
     for (name, text) in &files {
@@ -263,7 +268,7 @@ async fn an_express_app_from_a_git_daemon_remote_runs_on_two_hosts() -> anyhow::
     let mut files = files;
     files.push(("package-lock.json", lockfile));
     commit_files(&repo, &files, "A")?;
-    let (mut daemon, base) = start_git_daemon(&served, &p.dir.path().join("logs")).await?;
+    let (mut daemon, base) = start_git_daemon(&served, &p.dir().join("logs")).await?;
 
     let app = AppName::parse("express-hello")?;
     p.client
@@ -276,7 +281,10 @@ async fn an_express_app_from_a_git_daemon_remote_runs_on_two_hosts() -> anyhow::
     assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
     let v1 = d.version.clone().expect("version");
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("express A {v1} production\n"));
+        assert_eq!(
+            get_app(h.port).await?,
+            format!("express A {v1} production\n")
+        );
         let release = h.root.join("apps/express-hello/releases").join(v1.as_str());
         assert!(release.join("node_modules/express/package.json").is_file());
     }

@@ -4,25 +4,28 @@
 use deploy::{DeployEvent, DeployStatus, HostPhase};
 use futures::StreamExt;
 use slipway_tests::services::{postgres, redis, s3};
-use slipway_tests::{AppRepo, Options, Platform, commit_hello};
+use slipway_tests::{AppRepo, commit_hello, platform};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deploy_made_on_one_replica_is_followed_live_on_the_other() -> anyhow::Result<()> {
     let (Some(db), Some(redis), Some(s3)) = (postgres().await, redis().await, s3().await) else {
         return Ok(());
     };
-    let opts = Options {
-        database_url: Some(db.url.clone()),
-        redis_url: Some(redis),
-        s3: Some(s3),
-        ..Options::default()
-    };
+    let db_url = db.url.clone();
     let hosts = ["local-1", "local-2"];
-    let mut p = Platform::start_with(&hosts, opts).await?;
+    let mut p = platform()
+        .hosts(&hosts)
+        .configure(move |c| {
+            c.database_url = Some(db_url);
+            c.redis_url = Some(redis);
+            c.s3 = Some(s3.config());
+        })
+        .start()
+        .await?;
     let replica_url = p.start_replica().await?;
     assert_ne!(replica_url, p.base_url);
     let replica = deploy::Client::new(replica_url).with_token(p.admin_token.clone());
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
 

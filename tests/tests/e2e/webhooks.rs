@@ -11,7 +11,7 @@ use deploy::{
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use slipway_tests::{AppRepo, Options, Platform, commit_hello, poll};
+use slipway_tests::{AppRepo, Platform, commit_hello, get_app, platform, poll};
 use sqlx::Row;
 
 const ZERO: &str = "0000000000000000000000000000000000000000";
@@ -142,7 +142,7 @@ async fn secret(
 async fn register_auto(p: &Platform, name: &str, repo: &AppRepo) -> anyhow::Result<AppName> {
     let mut reg = RegisterApp::new(AppName::parse(name)?, repo.path.display().to_string());
     reg.auto_deploy = Some(AutoDeploy {
-        cluster: Platform::cluster(),
+        cluster: p.cluster.clone(),
         hosts: None,
     });
     Ok(p.client.register_app(&reg).await?.name)
@@ -154,8 +154,8 @@ fn ping() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushes_build_and_deploy_and_bad_signatures_start_nothing() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1", "local-2"]).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let p = platform().hosts(&["local-1", "local-2"]).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let sha_a = commit_hello(&repo, "A", true)?;
     let repo_url = format!("file://{}", repo.path.display());
     let app = register_auto(&p, "hello", &repo).await?;
@@ -194,7 +194,7 @@ async fn pushes_build_and_deploy_and_bad_signatures_start_nothing() -> anyhow::R
     assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
     let version_a = d.version.expect("version");
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("A {version_a}\n"));
+        assert_eq!(get_app(h.port).await?, format!("A {version_a}\n"));
     }
     // The build is labelled with the branch it was pushed to.
     let builds = p.client.builds(&app).await?;
@@ -338,8 +338,8 @@ async fn pushes_build_and_deploy_and_bad_signatures_start_nothing() -> anyhow::R
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replays_and_older_pushes_neither_deploy_nor_cancel_the_newer_queued_deploy()
 -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1", "local-2"]).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let p = platform().hosts(&["local-1", "local-2"]).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let repo_url = format!("file://{}", repo.path.display());
     let sha_a = commit_hello(&repo, "A", true)?;
     let app = register_auto(&p, "hello", &repo).await?;
@@ -371,7 +371,7 @@ async fn replays_and_older_pushes_neither_deploy_nor_cancel_the_newer_queued_dep
             app: app.clone(),
             version: Some(version_a.clone()),
             git_ref: None,
-            cluster: Platform::cluster(),
+            cluster: p.cluster.clone(),
             hosts: None,
             strategy: Strategy::Canary {
                 canary: Portion::Count(1),
@@ -450,7 +450,7 @@ async fn replays_and_older_pushes_neither_deploy_nor_cancel_the_newer_queued_dep
     assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
     let version_b = d.version.clone().expect("version");
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("B {version_b}\n"));
+        assert_eq!(get_app(h.port).await?, format!("B {version_b}\n"));
     }
 
     // After B was built and deployed, an old push of A (new id) builds
@@ -463,7 +463,7 @@ async fn replays_and_older_pushes_neither_deploy_nor_cancel_the_newer_queued_dep
     assert!(out.deploys.is_empty(), "{out:?}");
     assert_eq!(p.client.deploys(100).await?.len(), deploys);
     for h in &p.hosts {
-        assert_eq!(h.get().await?, format!("B {version_b}\n"));
+        assert_eq!(get_app(h.port).await?, format!("B {version_b}\n"));
     }
 
     // A delivery without an id is handled every time (said in the README).
@@ -493,7 +493,7 @@ async fn secrets_are_per_app_and_provider_and_rotate(
     p: &Platform,
     database_url: &str,
 ) -> anyhow::Result<()> {
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let repo_url = format!("file://{}", repo.path.display());
     let sha_a = commit_hello(&repo, "A", true)?;
     let hello = p.register("hello", &repo.path).await?;
@@ -650,14 +650,10 @@ async fn secrets_are_per_app_and_provider_and_rotate(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_app_and_provider_has_its_own_secret_which_rotates() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1"]).await?;
+    let p = platform().hosts(&["local-1"]).start().await?;
     let db = format!(
         "sqlite://{}",
-        p.dir
-            .path()
-            .join("apptracker")
-            .join("apptracker.db")
-            .display()
+        p.dir().join("apptracker").join("apptracker.db").display()
     );
     secrets_are_per_app_and_provider_and_rotate(&p, &db).await?;
     p.shutdown().await
@@ -668,19 +664,20 @@ async fn each_app_and_provider_has_its_own_secret_on_postgresql() -> anyhow::Res
     let Some(db) = slipway_tests::services::postgres().await else {
         return Ok(());
     };
-    let opts = Options {
-        database_url: Some(db.url.clone()),
-        ..Default::default()
-    };
-    let p = Platform::start_with(&["local-1"], opts).await?;
+    let url = db.url.clone();
+    let p = platform()
+        .hosts(&["local-1"])
+        .configure(move |c| c.database_url = Some(url))
+        .start()
+        .await?;
     secrets_are_per_app_and_provider_and_rotate(&p, &db.url).await?;
     p.shutdown().await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_build_trigger_url_builds_and_deploys_only_its_branch() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1"]).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let p = platform().hosts(&["local-1"]).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let sha_a = commit_hello(&repo, "A", true)?;
     commit_hello(&repo, "B", true)?;
     let app = register_auto(&p, "hello", &repo).await?;
@@ -731,7 +728,7 @@ async fn a_build_trigger_url_builds_and_deploys_only_its_branch() -> anyhow::Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn credentials_in_a_git_url_are_refused_and_never_shown() -> anyhow::Result<()> {
-    let p = Platform::start(&[]).await?;
+    let p = platform().start().await?;
     for url in [
         "https://ci:hunter2@git.example/team/app.git",
         "https://hunter2@git.example/team/app.git",
@@ -759,11 +756,7 @@ async fn credentials_in_a_git_url_are_refused_and_never_shown() -> anyhow::Resul
     sqlx::any::install_default_drivers();
     let db = format!(
         "sqlite://{}",
-        p.dir
-            .path()
-            .join("apptracker")
-            .join("apptracker.db")
-            .display()
+        p.dir().join("apptracker").join("apptracker.db").display()
     );
     let pool = sqlx::AnyPool::connect(&db).await?;
     sqlx::query(

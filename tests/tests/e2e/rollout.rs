@@ -15,7 +15,7 @@ use deploy::{
     CreateDeploy, Deploy, DeployId, DeployStatus, HostPhase, HostSelector, Portion, Strategy,
     Timestamp,
 };
-use slipway_tests::{AppRepo, Platform, commit_hello, poll};
+use slipway_tests::{AppRepo, Platform, commit_hello, platform, poll};
 
 const TEN: [&str; 10] = [
     "web-01", "web-02", "web-03", "web-04", "web-05", "web-06", "web-07", "web-08", "web-09",
@@ -82,8 +82,8 @@ async fn most_in_flight(p: &Platform, id: deploy::DeployId) -> anyhow::Result<us
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rolling_canary_threshold_lock_and_cancel() -> anyhow::Result<()> {
-    let p = Platform::start(&TEN).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let p = platform().hosts(&TEN).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let app = p.register("hello", &repo.path).await?;
 
     // Rolling, batches of three: four batches, never more than three hosts
@@ -243,7 +243,10 @@ async fn rolling_canary_threshold_lock_and_cancel() -> anyhow::Result<()> {
 /// selects a host its pattern does not match from end to end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn host_selectors_never_escape_the_whole_host_name() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1", "local-2", "other-1"]).await?;
+    let p = platform()
+        .hosts(&["local-1", "local-2", "other-1"])
+        .start()
+        .await?;
     let http = slipway_tests::http();
     let targets = |hosts: &'static str| {
         let req = http
@@ -294,15 +297,12 @@ async fn host_selectors_never_escape_the_whole_host_name() -> anyhow::Result<()>
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_targets_preview_matches_the_deploy_a_killed_host_times_out_and_retry_takes_it()
 -> anyhow::Result<()> {
-    let mut p = Platform::start_with(
-        &["api-1", "api-2", "worker-1"],
-        slipway_tests::Options {
-            host_deadline: Some(Duration::from_secs(3)),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let mut p = platform()
+        .hosts(&["api-1", "api-2", "worker-1"])
+        .configure(|c| c.host_deadline = Duration::from_secs(3))
+        .start()
+        .await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
     let local = deploy::Cluster::parse("local")?;
@@ -500,15 +500,12 @@ const FIVE: [&str; 5] = ["web-01", "web-02", "web-03", "web-04", "web-05"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rollback_on_failure_manual_canary_queue_and_cluster_controls() -> anyhow::Result<()> {
-    let mut p = Platform::start_with(
-        &FIVE,
-        slipway_tests::Options {
-            host_unreachable: Some(Duration::from_secs(3)),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let mut p = platform()
+        .hosts(&FIVE)
+        .configure(|c| c.host_unreachable = Duration::from_secs(3))
+        .start()
+        .await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let app = p.register("hello", &repo.path).await?;
     let local = deploy::Cluster::parse("local")?;
     commit_hello(&repo, "A", true)?;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use deploy::{AppName, Build, BuildStatus, CreateToken, RegisterApp, RequestBuild};
 use slipway_tests::procs::{Proc, TrackerProc, packer_keygen, start_apptracker_with_env};
-use slipway_tests::{AppRepo, Options, Platform, poll};
+use slipway_tests::{AppRepo, platform, poll};
 
 const APPTRACKER: &str = env!("CARGO_BIN_EXE_slipway-apptracker");
 const PACKER: &str = env!("CARGO_BIN_EXE_slipway-packer");
@@ -144,7 +144,7 @@ async fn a_malicious_build_in_apptracker_reaches_none_of_its_secrets() -> anyhow
     )
     .await?;
     let data = dir.path().join("apptracker");
-    // As `apptracker dev` keeps it: the admin token in the data directory.
+    // As `slipway dev` keeps it: the admin token in the data directory.
     let admin = client
         .create_token(&CreateToken::new("admin-file", "admin"))
         .await?
@@ -375,20 +375,17 @@ async fn a_worker_log_over_the_api_limit_is_cut_and_the_deploy_goes_on() -> anyh
     let keys = tempfile::tempdir()?;
     let key_file = keys.path().join("worker.key");
     let public_key = packer_keygen(PACKER, &key_file).await?;
-    let p = Platform::start_with(
-        &["local-1"],
-        Options {
-            builder: Some(apptracker::config::BuilderConfig::disabled()),
-            trusted_keys: Some(vec![public_key]),
-            ..Options::default()
-        },
-    )
-    .await?;
-    let logs = p.dir.path().join("logs");
+    let p = platform()
+        .hosts(&["local-1"])
+        .configure(|c| c.builder = apptracker::config::BuilderConfig::disabled())
+        .trusted_keys(vec![public_key])
+        .start()
+        .await?;
+    let logs = p.dir().join("logs");
     std::fs::create_dir_all(&logs)?;
     // 1.5 MB of control bytes: 9 MB once JSON-escaped, far over the 2 MiB
     // the result route takes.
-    let repo = AppRepo::new(p.dir.path().join("loud"))?;
+    let repo = AppRepo::new(p.dir().join("loud"))?;
     let mut files = slipway_tests::hello_app("loud", true);
     files[0].1 = files[0].1.replace(
         "type = \"python\"\n",
@@ -451,7 +448,10 @@ async fn a_worker_log_over_the_api_limit_is_cut_and_the_deploy_goes_on() -> anyh
     // Its deploy went on: the release runs.
     assert_eq!(d.status, deploy::DeployStatus::Succeeded, "{d:#?}");
     let version = d.version.clone().expect("a version");
-    assert_eq!(p.hosts[0].get().await?, format!("loud {version}\n"));
+    assert_eq!(
+        slipway_tests::get_app(p.hosts[0].port).await?,
+        format!("loud {version}\n")
+    );
     assert!(worker.stop().await?, "{}", worker.tail());
     p.shutdown().await
 }
@@ -459,14 +459,13 @@ async fn a_worker_log_over_the_api_limit_is_cut_and_the_deploy_goes_on() -> anyh
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_git_remote_that_never_answers_fails_ref_resolution_after_the_timeout()
 -> anyhow::Result<()> {
-    let p = Platform::start_with(
-        &[],
-        Options {
-            git_timeout: Some(Duration::from_secs(2)),
-            ..Options::default()
-        },
-    )
-    .await?;
+    let p = platform()
+        .configure(|c| {
+            c.git.connect_timeout = Duration::from_secs(2);
+            c.git.timeout = Duration::from_secs(2);
+        })
+        .start()
+        .await?;
     // Accepts connections and never says a word.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

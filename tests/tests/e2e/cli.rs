@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use slipway_tests::{AppRepo, Platform, commit_hello};
+use slipway_tests::{AppRepo, commit_hello, platform};
 
 const DEPLOY: &str = env!("CARGO_BIN_EXE_slipway-deploy");
 
@@ -69,13 +69,13 @@ fn first_version(sha: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn apps_hosts_a_build_a_release_status_and_audit() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1"]).await?;
+    let p = platform().hosts(&["local-1"]).start().await?;
 
     assert_eq!(
         admin(&p, &["apps"]).await?.ok(),
         "no apps registered: `deploy register APP GIT_URL`\n"
     );
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let sha = commit_hello(&repo, "A", true)?;
     let git_url = repo.path.display().to_string();
     assert_eq!(
@@ -201,8 +201,8 @@ async fn apps_hosts_a_build_a_release_status_and_audit() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_deploy_that_fails_its_health_checks_exits_1() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1"]).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let p = platform().hosts(&["local-1"]).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     let sha = commit_hello(&repo, "sick", false)?;
     p.register("hello", &repo.path).await?;
 
@@ -252,7 +252,7 @@ async fn a_deploy_that_fails_its_health_checks_exits_1() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn errors_exit_2_with_what_went_wrong() -> anyhow::Result<()> {
-    let p = Platform::start(&[]).await?;
+    let p = platform().start().await?;
     let server = p.base_url.as_str();
 
     // A name that breaks the rule is refused before any request.
@@ -308,7 +308,7 @@ async fn errors_exit_2_with_what_went_wrong() -> anyhow::Result<()> {
         "{run:#?}"
     );
     // A token file is read when private to its user, refused otherwise.
-    let file = p.dir.path().join("admin.token");
+    let file = p.dir().join("admin.token");
     std::fs::write(&file, &p.admin_token)?;
     std::fs::set_permissions(&file, Permissions::from_mode(0o600))?;
     let path = file.display().to_string();

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use deploy::{AppName, Build, BuildStatus, RequestBuild};
-use slipway_tests::{AppRepo, Platform, poll};
+use slipway_tests::{AppRepo, Platform, platform, poll};
 
 /// Commits `files` as the whole app and builds it to its end.
 async fn build(p: &Platform, name: &str, files: &[(&str, &str)]) -> anyhow::Result<Build> {
-    let repo = AppRepo::new(p.dir.path().join(name))?;
+    let repo = AppRepo::new(p.dir().join(name))?;
     repo.commit(files, "try")?;
     let app = p.register(name, &repo.path).await?;
     let b = p
@@ -31,7 +31,7 @@ fn failed(b: &Build) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn build_failures_say_what_went_wrong() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1"]).await?;
+    let p = platform().hosts(&["local-1"]).start().await?;
 
     let b = build(
         &p,
@@ -136,16 +136,16 @@ async fn build_failures_say_what_went_wrong() -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_running_build_shows_its_log_as_it_goes() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1"]).await?;
+    let p = platform().hosts(&["local-1"]).start().await?;
     // The build is sandboxed: of the outside it sees only its checkout and
     // its app's download caches, so `go` goes in its pip cache, which the
     // sandbox shows at /cache/pip.
-    let go = p.dir.path().join("apptracker/cache/pip/slow-build/go");
+    let go = p.dir().join("apptracker/cache/pip/slow-build/go");
     let command = "printf 'waiting-%s\\n' for-go; while [ ! -f /cache/pip/go ]; do sleep 0.05; done; printf 'we%s\\n' nt";
     let toml =
         // The timeout ends the build should the test fail before `go`.
         format!("type = \"generic\"\n[build]\ncommand = \"{command}\"\ntimeout = \"60s\"\n[run]\ncommand = \"x\"\n");
-    let repo = AppRepo::new(p.dir.path().join("slow-build"))?;
+    let repo = AppRepo::new(p.dir().join("slow-build"))?;
     repo.commit(&[("slipway.toml", &toml)], "slow")?;
     let app = p.register("slow-build", &repo.path).await?;
     let b = p

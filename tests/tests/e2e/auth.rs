@@ -3,7 +3,7 @@
 
 use deploy::{Client, Cluster, CreateToken, ErrorBody, Heartbeat, HostName};
 use serde_json::json;
-use slipway_tests::{AppRepo, Platform, commit_hello};
+use slipway_tests::{AppRepo, Platform, commit_hello, platform};
 
 async fn token(p: &Platform, name: &str, role: &str, cluster: Option<&str>) -> String {
     p.client
@@ -27,8 +27,8 @@ async fn refused(resp: reqwest::Response, status: u16, code: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wrong_tokens_are_refused_and_change_nothing() -> anyhow::Result<()> {
-    let p = Platform::start(&["local-1"]).await?;
-    let repo = AppRepo::new(p.dir.path().join("repo"))?;
+    let p = platform().hosts(&["local-1"]).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
     commit_hello(&repo, "A", true)?;
     let app = p.register("hello", &repo.path).await?;
     let viewer = token(&p, "ops-viewer", "viewer", None).await;
@@ -92,7 +92,7 @@ async fn wrong_tokens_are_refused_and_change_nothing() -> anyhow::Result<()> {
     // An agent of another cluster may not act for `local`.
     let as_prod_agent = Client::new(p.base_url.clone()).with_token(other_agent.clone());
     let hb = Heartbeat {
-        cluster: Platform::cluster(),
+        cluster: p.cluster.clone(),
         host: HostName::parse("intruder")?,
         root: "/".into(),
         apps: vec![],
@@ -101,12 +101,12 @@ async fn wrong_tokens_are_refused_and_change_nothing() -> anyhow::Result<()> {
     assert_eq!(e.code(), Some("forbidden"), "{e}");
     assert!(e.to_string().contains("`prod`"), "{e}");
     let e = as_prod_agent
-        .desired_state(&Platform::cluster(), &HostName::parse("local-1")?)
+        .desired_state(&p.cluster, &HostName::parse("local-1")?)
         .await
         .unwrap_err();
     assert_eq!(e.code(), Some("forbidden"));
     let e = as_prod_agent
-        .bus_stream(&Platform::cluster())
+        .bus_stream(&p.cluster)
         .await
         .err()
         .expect("refused");
@@ -148,7 +148,7 @@ async fn wrong_tokens_are_refused_and_change_nothing() -> anyhow::Result<()> {
             app: app.clone(),
             version: None,
             git_ref: Some(deploy::GitRef::parse("main")?),
-            cluster: Platform::cluster(),
+            cluster: p.cluster.clone(),
             hosts: None,
             strategy: Default::default(),
             max_failures: Default::default(),
@@ -162,7 +162,7 @@ async fn wrong_tokens_are_refused_and_change_nothing() -> anyhow::Result<()> {
         deploy::DeployStatus::Succeeded
     );
     for file in ["apptracker.db", "apptracker.db-wal"] {
-        let bytes = std::fs::read(p.dir.path().join("apptracker").join(file)).unwrap_or_default();
+        let bytes = std::fs::read(p.dir().join("apptracker").join(file)).unwrap_or_default();
         assert!(
             !String::from_utf8_lossy(&bytes).contains(&deployer[4..]),
             "tokens are stored hashed ({file})"
@@ -173,7 +173,7 @@ async fn wrong_tokens_are_refused_and_change_nothing() -> anyhow::Result<()> {
     // credential, and a tampered or expired one is refused.
     let as_agent = Client::new(p.base_url.clone()).with_token(p.agent_token.clone());
     let desired = as_agent
-        .desired_state(&Platform::cluster(), &HostName::parse("local-1")?)
+        .desired_state(&p.cluster, &HostName::parse("local-1")?)
         .await?;
     let artifact_url = desired.apps[0].artifact.url.clone();
     assert!(

@@ -1,0 +1,28 @@
+//! Slipway's end-to-end tests, in one binary: each module used to be a
+//! test binary of its own that linked the whole platform, so a change
+//! relinked it once per file (matklad's "Delete Cargo Integration Tests").
+//! Helpers shared by the modules live in the `slipway_tests` library.
+
+mod audit;
+mod auth;
+mod builds;
+mod check;
+mod cli;
+mod crash;
+mod dashboard;
+mod drift;
+mod githttp;
+mod grabber_trust;
+mod openapi;
+mod pipeline;
+mod processes;
+mod redis;
+mod remotes;
+mod replicas;
+mod rollout;
+mod s3;
+mod sandbox;
+mod tls;
+mod tokens;
+mod webhooks;
+mod workers;
