@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use slipway_tests::{AppRepo, commit_hello, platform};
+use slipway_tests::{AppRepo, Platform, commit_hello, platform};
 
 const DEPLOY: &str = env!("CARGO_BIN_EXE_slipway-deploy");
 
