@@ -36,7 +36,7 @@ pub(crate) struct Spec<'a> {
     pub(crate) env: &'a [(&'a str, &'a str)],
     pub(crate) timeout: Duration,
     /// Gets the output as it is printed.
-    pub(crate) sink: Option<&'a crate::build::LogSink>,
+    pub(crate) sink: Option<&'a crate::log::LogSink>,
     pub(crate) jail: &'a Jail,
     /// Whether the command reaches the network (sandboxed builds).
     pub(crate) network: bool,
@@ -308,7 +308,7 @@ mod tests {
     #[test]
     fn output_streams_line_by_line_while_the_command_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, mut rx) = crate::build::LogSink::channel();
+        let (tx, mut rx) = crate::log::LogSink::channel();
         let go = dir.path().join("go");
         let command = format!(
             "echo first; while [ ! -f '{}' ]; do sleep 0.05; done; printf 'second\\nno newline'",
@@ -347,7 +347,7 @@ mod tests {
     #[test]
     fn output_without_newlines_streams_in_bounded_pieces() {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, mut rx) = crate::build::LogSink::channel();
+        let (tx, mut rx) = crate::log::LogSink::channel();
         let jail = unsandboxed(dir.path());
         let (outcome, _) = run(&Spec {
             command: "head -c 300000 /dev/zero | tr '\\0' x",
