@@ -112,17 +112,10 @@ impl Common {
 }
 
 fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    if std::env::var("SLIPWAY_LOG_JSON").is_ok() {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    use deploy::binary::{LogFormat, Tracing};
+    Tracing::new(LogFormat::from_env())
+        .default_filter("info,sqlx=warn,tower_http=warn")
+        .init();
 }
 
 /// The binary's entry point (also used by the end-to-end tests' copies of

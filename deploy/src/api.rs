@@ -1073,15 +1073,9 @@ pub struct Host {
     pub apps: Vec<InstalledApp>,
 }
 
-/// One app a host should run, with the deploy that asked for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct DesiredApp {
-    pub app: AppName,
-    pub version: Version,
-    pub deploy_id: DeployId,
-    pub artifact: ArtifactRef,
-}
+/// One app a host should run, with the deploy that asked for it: a
+/// [`Release`](crate::Release), under the name the API has always used.
+pub type DesiredApp = crate::Release;
 
 /// `GET /api/v1/hosts/{cluster}/{host}/desired`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

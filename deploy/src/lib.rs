@@ -8,6 +8,7 @@
 extern crate self as deploy;
 
 pub mod api;
+pub mod backoff;
 pub mod binary;
 pub mod bus;
 /// The `deploy` CLI (its binary's source), as a library module so the
@@ -22,12 +23,15 @@ pub mod layout;
 pub mod manifest;
 #[cfg(feature = "openapi")]
 mod openapi;
+pub mod procfs;
+pub mod release;
 pub mod report;
 pub mod signing;
 mod time;
 pub mod tls;
 
 pub use api::*;
+pub use backoff::Backoff;
 pub use bus::{BusMessage, DeployMessage, Target};
 pub use client::{Client, ClientError, DEFAULT_SERVER};
 pub use domain::{
@@ -41,5 +45,6 @@ pub use manifest::{
     BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, RunUser, RunUserError,
     RunUserKind, Runtime, RuntimeKind,
 };
+pub use release::Release;
 pub use report::HostReport;
 pub use time::Timestamp;

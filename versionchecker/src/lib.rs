@@ -8,7 +8,6 @@ pub mod agent;
 pub mod check;
 pub mod cli;
 pub mod drift;
-pub mod procfs;
 pub mod scan;
 
 pub use agent::AgentConfig;

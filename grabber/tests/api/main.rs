@@ -8,18 +8,10 @@ mod helpers;
 
 use std::time::Duration;
 
+use deploy::procfs::pid_alive;
 use deploy::{AppName, Cluster, HostName, Version};
 use helpers::FakeTracker;
 use tokio_util::sync::CancellationToken;
-
-fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_follows_the_bus_and_stops_apps_on_exit() {
