@@ -263,8 +263,8 @@ async fn main_loop(agent: &Arc<Agent>) {
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
-        // One heartbeat at a time: while one is in flight, the reasons for
-        // the next wait (a `Notify` keeps its permit).
+        // One heartbeat at a time: while one is in flight, whatever asks
+        // for the next one waits (a `Notify` keeps its permit).
         let beating = heartbeat.is_some();
         let event = tokio::select! {
             _ = agent.shutdown.cancelled() => Event::Stop,
