@@ -26,8 +26,9 @@ impl Engine {
         let manifest = match read_release_manifest(&release_dir) {
             Ok(m) => m,
             Err(e) => {
-                let e = InstallErrorKind::Manifest(e).in_phase(HostPhase::Extracting);
-                return self.fail_early(req, rep, e).await;
+                return self
+                    .fail_early(req, rep, e.in_phase(HostPhase::Extracting))
+                    .await;
             }
         };
         let state = layout.read_state(app).ok().flatten();
@@ -92,7 +93,7 @@ impl Engine {
         let proc = match self.start(app, &req.version, &manifest) {
             Ok(p) => p,
             Err(e) => {
-                let e = InstallErrorKind::Start(e).in_phase(HostPhase::Starting);
+                let e = e.in_phase(HostPhase::Starting);
                 return self.roll_back(req, slot, rep, e, None, rollback_to).await;
             }
         };
@@ -286,7 +287,7 @@ impl Engine {
         &self,
         app: &AppName,
         version: &Version,
-    ) -> Result<(AppProcess, Result<(), String>), String> {
+    ) -> Result<(AppProcess, Result<(), String>), InstallErrorKind> {
         let layout = &self.cfg.layout;
         let release_dir = layout.release_dir(app, version);
         let manifest = read_release_manifest(&release_dir)?;
@@ -294,8 +295,12 @@ impl Engine {
         // release is not run at all.
         self.verify(app, version, None)
             .await
-            .map_err(|why| format!("release {version} on disk cannot be trusted: {why}"))?;
-        symlink::switch_current(layout, app, version).map_err(|e| e.to_string())?;
+            .map_err(|why| InstallErrorKind::Untrusted {
+                version: version.clone(),
+                why,
+            })?;
+        symlink::switch_current(layout, app, version)
+            .map_err(|e| InstallErrorKind::Host(e.to_string()))?;
         let proc = self.start(app, version, &manifest)?;
         let log_file = layout.log_file(app);
         let health = match self.launch(app, version, &manifest, &release_dir, &log_file, proc.port)

@@ -6,6 +6,7 @@
 use deploy::signing::SignatureError;
 use deploy::{AppName, HostPhase, Sha256, Version};
 
+use super::verify::Unverified;
 use crate::extract::ExtractError;
 
 /// An install step that did not work. Its message is its cause's; its
@@ -84,6 +85,10 @@ pub(crate) enum InstallErrorKind {
     /// The extracted release's manifest cannot be read.
     #[error("{0}")]
     Manifest(String),
+    /// A release on disk differs from what was installed (or has no record
+    /// to check it against): it is not run again.
+    #[error("release {version} on disk cannot be trusted: {why}")]
+    Untrusted { version: Version, why: Unverified },
     /// The release cannot run here: its user, its runtime, its port, its
     /// command.
     #[error("{0}")]
@@ -105,6 +110,7 @@ impl InstallErrorKind {
             | InstallErrorKind::Extract(_)
             | InstallErrorKind::WrongRelease { .. }
             | InstallErrorKind::Manifest(_)
+            | InstallErrorKind::Untrusted { .. }
             | InstallErrorKind::Start(_)
             | InstallErrorKind::Unhealthy(_) => false,
         }

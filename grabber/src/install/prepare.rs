@@ -53,7 +53,7 @@ impl Engine {
             .ensure_dirs()
             .map_err(|e| InstallErrorKind::Host(e.to_string()).in_phase(HostPhase::Downloading))?;
         self.app_dirs(&req.app)
-            .map_err(|e| InstallErrorKind::Host(e).in_phase(HostPhase::Downloading))?;
+            .map_err(|e| e.in_phase(HostPhase::Downloading))?;
 
         let message = match again {
             Some(why) => format!(

@@ -6,6 +6,7 @@ use std::path::Path;
 use deploy::{AppName, Manifest, Version};
 
 use super::Engine;
+use super::error::InstallErrorKind;
 use crate::process::{AppProcess, Launch};
 use crate::user::AppUser;
 
@@ -89,33 +90,38 @@ impl Engine {
         app: &AppName,
         version: &Version,
         manifest: &Manifest,
-    ) -> Result<AppProcess, String> {
+    ) -> Result<AppProcess, InstallErrorKind> {
         let layout = &self.cfg.layout;
-        let port = self.port_for(manifest)?;
+        let port = self.port_for(manifest).map_err(InstallErrorKind::Start)?;
         let release_dir = layout.release_dir(app, version);
         let log_file = layout.log_file(app);
-        let launch = self.launch(app, version, manifest, &release_dir, &log_file, port)?;
+        let launch = self
+            .launch(app, version, manifest, &release_dir, &log_file, port)
+            .map_err(InstallErrorKind::Start)?;
         self.app_dirs(app)?;
         let shared = layout.shared_dir(app);
         let owner = launch.user.clone().unwrap_or_else(AppUser::current);
         crate::user::give_to(&shared, &owner).map_err(|e| {
-            format!(
+            InstallErrorKind::Host(format!(
                 "cannot give {} to {}: {e}",
                 shared.display(),
                 owner.describe()
-            )
+            ))
         })?;
-        AppProcess::start(&launch)
-            .map_err(|e| format!("cannot start `{}`: {e}", manifest.run.command))
+        AppProcess::start(&launch).map_err(|e| {
+            InstallErrorKind::Start(format!("cannot start `{}`: {e}", manifest.run.command))
+        })
     }
 
     /// The app's directories with their modes: the app passes through its
     /// directory and `releases/` (0755, the grabber's) and has no business
     /// in `log/` and `digests/` (0700, the grabber's). `shared/` is given
     /// to the app's user when it starts.
-    pub(super) fn app_dirs(&self, app: &AppName) -> Result<(), String> {
+    pub(super) fn app_dirs(&self, app: &AppName) -> Result<(), InstallErrorKind> {
         let layout = &self.cfg.layout;
-        layout.ensure_app_dirs(app).map_err(|e| e.to_string())?;
+        layout
+            .ensure_app_dirs(app)
+            .map_err(|e| InstallErrorKind::Host(e.to_string()))?;
         let modes = [
             (layout.app_dir(app), 0o755),
             (layout.releases_dir(app), 0o755),
@@ -123,8 +129,9 @@ impl Engine {
             (layout.digests_dir(app), 0o700),
         ];
         for (dir, mode) in modes {
-            crate::user::set_mode(&dir, mode)
-                .map_err(|e| format!("cannot set the mode of {}: {e}", dir.display()))?;
+            crate::user::set_mode(&dir, mode).map_err(|e| {
+                InstallErrorKind::Host(format!("cannot set the mode of {}: {e}", dir.display()))
+            })?;
         }
         Ok(())
     }

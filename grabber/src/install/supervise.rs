@@ -8,6 +8,7 @@ use std::time::Duration;
 use deploy::{AppName, AppRunStatus, InstalledApp, Version};
 
 use super::Engine;
+use super::error::InstallErrorKind;
 use super::slot::AppSlot;
 use super::verify::{Unverified, read_release_manifest};
 use crate::process::{AppProcess, processes_under};
@@ -96,10 +97,10 @@ impl Engine {
             Err(why) => {
                 // Installed again at the next converge, downloading it.
                 self.update_state(app, |s| s.healthy = None);
-                Err(format!(
-                    "release {} on disk cannot be trusted: {why}",
-                    p.version
-                ))
+                Err(InstallErrorKind::Untrusted {
+                    version: p.version.clone(),
+                    why,
+                })
             }
         };
         match started {

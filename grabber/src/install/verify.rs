@@ -7,6 +7,7 @@ use deploy::layout::HostLayout;
 use deploy::{AppName, MANIFEST_PATH, Manifest, Version};
 
 use super::Engine;
+use super::error::InstallErrorKind;
 use crate::extract;
 
 /// Why a release on disk is not run again as it is.
@@ -83,8 +84,11 @@ pub(super) fn verify_release(
 
 /// The manifest of an extracted release; its presence marks the release as
 /// complete (releases are renamed into place whole).
-pub(crate) fn read_release_manifest(release_dir: &Path) -> Result<Manifest, String> {
+pub(crate) fn read_release_manifest(release_dir: &Path) -> Result<Manifest, InstallErrorKind> {
     let path: PathBuf = release_dir.join(MANIFEST_PATH);
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("invalid manifest {}: {e}", path.display()))
+    let bytes = std::fs::read(&path)
+        .map_err(|e| InstallErrorKind::Manifest(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        InstallErrorKind::Manifest(format!("invalid manifest {}: {e}", path.display()))
+    })
 }
