@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{Jail, disk_usage};
+use crate::sandbox::Jail;
 
 /// Output kept per command: a runaway build cannot fill memory. The start is
 /// dropped first, the end usually says what went wrong.
@@ -226,6 +226,25 @@ impl Output {
         s.push_str(&String::from_utf8_lossy(&self.bytes));
         s
     }
+}
+
+/// The bytes on disk under `dirs` (allocated blocks, so a sparse file counts
+/// what it uses), not following links.
+fn disk_usage<'a>(dirs: impl Iterator<Item = &'a Path>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    for dir in dirs {
+        for entry in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(meta) = entry.metadata() {
+                total = total.saturating_add(meta.blocks().saturating_mul(512));
+            }
+        }
+    }
+    total
 }
 
 #[cfg(test)]

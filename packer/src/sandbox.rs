@@ -677,24 +677,5 @@ fn toolchain_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// The bytes on disk under `dirs` (allocated blocks, so a sparse file counts
-/// what it uses), not following links.
-pub(crate) fn disk_usage<'a>(dirs: impl Iterator<Item = &'a Path>) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut total = 0u64;
-    for dir in dirs {
-        for entry in walkdir::WalkDir::new(dir)
-            .follow_links(false)
-            .into_iter()
-            .flatten()
-        {
-            if let Ok(meta) = entry.metadata() {
-                total = total.saturating_add(meta.blocks().saturating_mul(512));
-            }
-        }
-    }
-    total
-}
-
 #[cfg(test)]
 mod tests;
