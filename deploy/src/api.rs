@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::release::ArtifactRef;
 use crate::{
     AppName, BuildId, BuildType, Cluster, DeployId, GitRef, HostName, HostSelector, Sha256,
     Timestamp, Version,
@@ -281,21 +282,6 @@ impl BuildStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, BuildStatus::Succeeded | BuildStatus::Failed)
     }
-}
-
-/// Where a built release can be downloaded, and how to check it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct ArtifactRef {
-    /// Absolute URL the grabber downloads from.
-    pub url: String,
-    pub sha256: Sha256,
-    pub size: u64,
-    /// The packer's ed25519 signature over app, version and sha256 (see
-    /// `signing`). Plain text on the wire, checked by the grabber before
-    /// extraction, so a missing or bad one fails the install with a
-    /// message instead of making the whole message unreadable.
-    pub signature: String,
 }
 
 /// A build as the API shows it. `log` is filled only when one build is asked
@@ -969,6 +955,43 @@ pub struct HostEvent {
     pub rolled_back: bool,
     pub message: Option<String>,
     pub log_tail: Option<String>,
+}
+
+// What a grabber says about installing a release. The wire shape stays
+// flat (`failed_phase`, `rolled_back` and `log_tail` mean something only
+// when `phase` is `failed`); these two are the only ways to make one right.
+impl HostEvent {
+    /// The host reached `phase` of an install (or ended it: done, skipped).
+    pub fn progress(cluster: Cluster, phase: HostPhase, message: impl Into<String>) -> Self {
+        Self {
+            cluster,
+            phase,
+            failed_phase: None,
+            rolled_back: false,
+            message: Some(message.into()),
+            log_tail: None,
+        }
+    }
+
+    /// The install failed in phase `in_phase`; `rolled_back` when the
+    /// previous release runs again. `log` is the install's log (and the
+    /// app's output).
+    pub fn failed(
+        cluster: Cluster,
+        in_phase: HostPhase,
+        rolled_back: bool,
+        message: impl Into<String>,
+        log: impl Into<String>,
+    ) -> Self {
+        Self {
+            cluster,
+            phase: HostPhase::Failed,
+            failed_phase: Some(in_phase),
+            rolled_back,
+            message: Some(message.into()),
+            log_tail: Some(log.into()),
+        }
+    }
 }
 
 /// What the dashboard and `deploy status --follow` receive on

@@ -45,6 +45,6 @@ pub use manifest::{
     BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, RunUser, RunUserError,
     RunUserKind, Runtime, RuntimeKind,
 };
-pub use release::Release;
+pub use release::{ArtifactRef, Release};
 pub use report::HostReport;
 pub use time::Timestamp;

@@ -2,7 +2,8 @@
 //! for it, and where its artifact is. One type from the API (a host's desired
 //! state, `DesiredApp`) through the bus (flattened into `DeployMessage`) to
 //! the grabber, which installs a `Release`; no hand conversions between
-//! shapes of the same four fields.
+//! shapes of the same four fields; with the artifact reference it carries.
+//! It depends on the domain newtypes only (the API's types depend on it).
 //!
 //! The JSON keeps the shapes it had: `DesiredApp` *is* a `Release` (same
 //! fields, same order, same OpenAPI schema name and description), and
@@ -11,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AppName, ArtifactRef, Cluster, DeployId, HostEvent, HostPhase, Version};
+use crate::{AppName, DeployId, Sha256, Version};
 
 /// A release to install: `version` of `app`, asked for by deploy
 /// `deploy_id`, downloaded from `artifact`.
@@ -34,41 +35,19 @@ pub struct Release {
     pub artifact: ArtifactRef,
 }
 
-// What a grabber says about installing a release. The wire shape stays
-// flat (`failed_phase`, `rolled_back` and `log_tail` mean something only
-// when `phase` is `failed`); these two are the only ways to make one right.
-impl HostEvent {
-    /// The host reached `phase` of an install (or ended it: done, skipped).
-    pub fn progress(cluster: Cluster, phase: HostPhase, message: impl Into<String>) -> Self {
-        Self {
-            cluster,
-            phase,
-            failed_phase: None,
-            rolled_back: false,
-            message: Some(message.into()),
-            log_tail: None,
-        }
-    }
-
-    /// The install failed in phase `in_phase`; `rolled_back` when the
-    /// previous release runs again. `log` is the install's log (and the
-    /// app's output).
-    pub fn failed(
-        cluster: Cluster,
-        in_phase: HostPhase,
-        rolled_back: bool,
-        message: impl Into<String>,
-        log: impl Into<String>,
-    ) -> Self {
-        Self {
-            cluster,
-            phase: HostPhase::Failed,
-            failed_phase: Some(in_phase),
-            rolled_back,
-            message: Some(message.into()),
-            log_tail: Some(log.into()),
-        }
-    }
+/// Where a built release can be downloaded, and how to check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ArtifactRef {
+    /// Absolute URL the grabber downloads from.
+    pub url: String,
+    pub sha256: Sha256,
+    pub size: u64,
+    /// The packer's ed25519 signature over app, version and sha256 (see
+    /// `signing`). Plain text on the wire, checked by the grabber before
+    /// extraction, so a missing or bad one fails the install with a
+    /// message instead of making the whole message unreadable.
+    pub signature: String,
 }
 
 #[cfg(test)]
