@@ -101,20 +101,13 @@ impl Common {
     }
 }
 
-/// Logs to stderr, as JSON when `SLIPWAY_LOG_JSON` is set, filtered by
-/// `RUST_LOG`.
+/// Logs to stdout (text, or JSON with `SLIPWAY_LOG_FORMAT=json` or
+/// `SLIPWAY_LOG_JSON`), filtered by `RUST_LOG`.
 pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
-    if std::env::var("SLIPWAY_LOG_JSON").is_ok() {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    use deploy::binary::{LogFormat, Tracing};
+    Tracing::new(LogFormat::from_env())
+        .default_filter("info,sqlx=warn,tower_http=warn")
+        .init();
 }
 
 /// The binary's entry point (also used by the end-to-end tests' copies of

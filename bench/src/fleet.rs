@@ -266,7 +266,7 @@ impl Fleet {
     /// Deploys `version` of `app` to every host and waits for the end;
     /// the clock starts just before the request leaves.
     pub async fn deploy(&self, app: &AppName, version: &Version) -> anyhow::Result<Deployed> {
-        let cpu0 = crate::procfs::own_cpu_time();
+        let cpu0 = deploy::procfs::cpu_time(std::process::id());
         let t0 = Timestamp::now();
         let started = Instant::now();
         let d = self
@@ -316,7 +316,7 @@ impl Fleet {
             tokio::time::sleep(Duration::from_millis(200)).await;
         };
         let wall = started.elapsed();
-        let cpu = match (cpu0, crate::procfs::own_cpu_time()) {
+        let cpu = match (cpu0, deploy::procfs::cpu_time(std::process::id())) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
         };

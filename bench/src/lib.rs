@@ -13,21 +13,19 @@
 
 pub mod ansible;
 pub mod fleet;
-pub mod procfs;
 pub mod results;
 pub mod stats;
 pub mod tree;
 
 /// Logs to stderr at `warn` unless `RUST_LOG` says otherwise: a thousand
 /// grabbers at `info` would drown the figures.
+/// Text unless `SLIPWAY_LOG_FORMAT` (or `SLIPWAY_LOG_JSON`) says JSON.
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn,sqlx=error".into()),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+    use deploy::binary::{LogFormat, Tracing};
+    Tracing::new(LogFormat::from_env())
+        .default_filter("warn,sqlx=error")
+        .to_stderr()
+        .init();
 }
 
 /// The release binary `name` (package `name`): `given` when the caller

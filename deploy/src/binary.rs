@@ -1,11 +1,16 @@
-//! What every Slipway binary does the same way: start tracing, turn
-//! SIGTERM/SIGINT into one cancellation token, run the async main on a
-//! runtime and turn its error into a message and an exit code.
+//! What every Slipway binary does the same way: start tracing (text or JSON,
+//! `--log-format` / `SLIPWAY_LOG_FORMAT`), turn SIGTERM/SIGINT into one
+//! cancellation token, run the async main on a runtime and turn its error
+//! into a message and an exit code, read its API token (never from a flag,
+//! never from a file others can read), and name the machine it runs on
+//! (one rule for every agent: [`HostName::of_this_machine`]).
 
 use std::future::Future;
 use std::process::ExitCode;
 
 use tokio_util::sync::CancellationToken;
+
+use crate::HostName;
 
 /// Runs `main` on a multi-threaded runtime; an error is printed in its
 /// alternate form (with `anyhow`, the whole chain of causes) and exits 1.
@@ -21,13 +26,150 @@ where
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(main) {
+    exit_code(runtime.block_on(main))
+}
+
+/// A main's result as an exit code: an error is printed in its alternate
+/// form (with `anyhow`, the whole chain of causes) and exits 1.
+pub fn exit_code<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The environment variable of every binary's `--log-format`.
+pub const LOG_FORMAT_ENV: &str = "SLIPWAY_LOG_FORMAT";
+
+/// AppTracker's older switch to JSON logs: set (to anything) means JSON,
+/// unless `SLIPWAY_LOG_FORMAT` says otherwise.
+pub const LOG_JSON_ENV: &str = "SLIPWAY_LOG_JSON";
+
+/// How log lines are written: for people (`text`) or for a log pipeline
+/// (`json`, one object a line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// From the environment: `SLIPWAY_LOG_FORMAT`, else JSON when
+    /// `SLIPWAY_LOG_JSON` is set, else text. An unknown value is text (the
+    /// binaries' `--log-format` flag reads the same variable and refuses it).
+    pub fn from_env() -> Self {
+        match std::env::var(LOG_FORMAT_ENV) {
+            Ok(v) => v.parse().unwrap_or_default(),
+            Err(_) if std::env::var_os(LOG_JSON_ENV).is_some() => LogFormat::Json,
+            Err(_) => LogFormat::Text,
+        }
+    }
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("unknown log format `{other}` (use text or json)")),
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogWriter {
+    Stdout,
+    Stderr,
+    /// Captured by the test harness with each test's output.
+    Test,
+}
+
+/// The tracing setup of every binary, test harness and benchmark: an
+/// `RUST_LOG` filter (or a default), text or JSON, to stdout, stderr or the
+/// test harness.
+///
+/// ```no_run
+/// use deploy::binary::{LogFormat, Tracing};
+/// Tracing::new(LogFormat::from_env())
+///     .default_filter("info,sqlx=warn")
+///     .to_stderr()
+///     .init();
+/// ```
+#[derive(Debug, Clone)]
+pub struct Tracing {
+    format: LogFormat,
+    default_filter: String,
+    writer: LogWriter,
+}
+
+impl Tracing {
+    /// `info` unless `RUST_LOG` says otherwise, to stdout.
+    pub fn new(format: LogFormat) -> Self {
+        Self {
+            format,
+            default_filter: "info".to_string(),
+            writer: LogWriter::Stdout,
+        }
+    }
+
+    /// The filter used when `RUST_LOG` is not set (`info,sqlx=warn`).
+    pub fn default_filter(mut self, filter: &str) -> Self {
+        self.default_filter = filter.to_string();
+        self
+    }
+
+    /// Logs to stderr: for commands whose stdout is their output.
+    pub fn to_stderr(mut self) -> Self {
+        self.writer = LogWriter::Stderr;
+        self
+    }
+
+    /// Logs through the test harness, which shows them with a failed test.
+    pub fn to_test_writer(mut self) -> Self {
+        self.writer = LogWriter::Test;
+        self
+    }
+
+    /// Installs the global subscriber. `false` when one was installed
+    /// already (every test of a binary calls this; the first one wins).
+    pub fn init(self) -> bool {
+        use tracing_subscriber::EnvFilter;
+        let filter = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new(&self.default_filter));
+        let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+        let installed = match (self.format, self.writer) {
+            (LogFormat::Text, LogWriter::Stdout) => fmt.try_init(),
+            (LogFormat::Text, LogWriter::Stderr) => fmt.with_writer(std::io::stderr).try_init(),
+            (LogFormat::Text, LogWriter::Test) => fmt.with_test_writer().try_init(),
+            (LogFormat::Json, LogWriter::Stdout) => fmt.json().try_init(),
+            (LogFormat::Json, LogWriter::Stderr) => {
+                fmt.json().with_writer(std::io::stderr).try_init()
+            }
+            (LogFormat::Json, LogWriter::Test) => fmt.json().with_test_writer().try_init(),
+        };
+        installed.is_ok()
+    }
+}
+
+/// Starts tracing as a daemon does: `format`, `info` unless `RUST_LOG`
+/// says otherwise, to stdout.
+pub fn init_tracing(format: LogFormat) {
+    Tracing::new(format).init();
 }
 
 /// A token cancelled by the first SIGTERM or SIGINT. Call inside a runtime.
@@ -95,16 +237,7 @@ pub fn read_token(
         std::env::var(TOKEN_ENV).ok()
     };
     let token = match file {
-        Some(path) => {
-            let text = read_private_file(path)?;
-            let text = text.trim().to_string();
-            if text.is_empty() {
-                return Err(TokenError::EmptyFile {
-                    path: path.to_path_buf(),
-                });
-            }
-            text
-        }
+        Some(path) => read_token_file(path)?,
         None => match from_env {
             Some(t) if t.trim().is_empty() => return Err(TokenError::EmptyEnv),
             Some(t) => t.trim().to_string(),
@@ -112,6 +245,19 @@ pub fn read_token(
         },
     };
     Ok(Some(token))
+}
+
+/// The token in `path`, trimmed: refused when its group or others may read
+/// the file (`chmod 600`), or when it is empty.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, TokenError> {
+    let text = read_private_file(path)?;
+    let text = text.trim().to_string();
+    if text.is_empty() {
+        return Err(TokenError::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(text)
 }
 
 /// Reads a secret file, refusing one its group or others may read (checked
@@ -174,6 +320,53 @@ pub fn take_env(name: &str) -> Option<String> {
     Some(value)
 }
 
+/// Why this machine has no host name an agent can use.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot tell this machine's host name ({tried}); pass --host (or set SLIPWAY_HOST)")]
+pub struct NoHostName {
+    /// What was read where, and why it would not do.
+    tried: String,
+}
+
+impl NoHostName {
+    /// What was read where, and why it would not do.
+    pub fn tried(&self) -> &str {
+        &self.tried
+    }
+}
+
+/// Where [`HostName::of_this_machine`] looks, in order.
+const HOST_NAME_FILES: [&str; 2] = ["/proc/sys/kernel/hostname", "/etc/hostname"];
+
+impl HostName {
+    /// This machine's name, by the one rule every agent (grabber,
+    /// versionchecker, packer's worker name) follows when it is not given
+    /// one: the kernel's host name (`/proc/sys/kernel/hostname`, what
+    /// `hostname` prints), else `/etc/hostname`, else an error that says to
+    /// pass `--host`. A name that is not a valid [`HostName`] (say, with an
+    /// underscore) counts as none: the agent refuses to start rather than
+    /// report under a made-up name.
+    pub fn of_this_machine() -> Result<HostName, NoHostName> {
+        Self::first_valid(&HOST_NAME_FILES)
+    }
+
+    fn first_valid(files: &[&str]) -> Result<HostName, NoHostName> {
+        let mut tried = Vec::new();
+        for path in files {
+            match std::fs::read_to_string(path) {
+                Ok(text) => match HostName::parse(text.trim()) {
+                    Ok(name) => return Ok(name),
+                    Err(e) => tried.push(format!("{path}: {e}")),
+                },
+                Err(e) => tried.push(format!("{path}: {e}")),
+            }
+        }
+        Err(NoHostName {
+            tried: tried.join("; "),
+        })
+    }
+}
+
 /// Whether this process runs one thread only (Linux; elsewhere: unknown, so
 /// no).
 fn single_threaded() -> bool {
@@ -185,6 +378,41 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+
+    #[test]
+    fn the_machine_has_a_host_name_and_a_missing_one_says_to_pass_host() {
+        let name = HostName::of_this_machine().unwrap();
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        if HostName::parse(kernel.trim()).is_ok() {
+            assert_eq!(
+                name.as_str(),
+                kernel.trim(),
+                "the kernel's name comes first"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("hostname");
+        std::fs::write(&bad, "not_valid\n").unwrap();
+        let good = dir.path().join("etc-hostname");
+        std::fs::write(&good, "web-1\n").unwrap();
+        let (bad, good) = (bad.display().to_string(), good.display().to_string());
+        assert_eq!(
+            HostName::first_valid(&[&bad, &good]).unwrap().as_str(),
+            "web-1"
+        );
+        let e = HostName::first_valid(&[&bad, "/nonexistent/hostname"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--host") && e.contains("not_valid"), "{e}");
+    }
+
+    #[test]
+    fn log_formats_parse() {
+        assert_eq!("json".parse::<LogFormat>(), Ok(LogFormat::Json));
+        assert_eq!("Text".parse::<LogFormat>(), Ok(LogFormat::Text));
+        assert!("yaml".parse::<LogFormat>().is_err());
+        assert_eq!(LogFormat::Json.to_string(), "json");
+    }
 
     #[test]
     fn a_token_file_others_can_read_is_refused_by_name() {

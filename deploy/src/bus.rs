@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AppName, ArtifactRef, Cluster, DeployId, HostName, HostSelector, Timestamp, Version};
+use crate::{Cluster, HostName, HostSelector, Release, Timestamp};
 
 /// The default namespace of Slipway's Redis channels.
 pub const DEFAULT_PREFIX: &str = "slipway";
@@ -40,13 +40,13 @@ impl Target {
     }
 }
 
-/// "Install this release."
+/// "Install this release." The release's fields are inline in the JSON
+/// (`deploy_id`, `app`, `version`, `artifact`, then `target` and
+/// `issued_at`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeployMessage {
-    pub deploy_id: DeployId,
-    pub app: AppName,
-    pub version: Version,
-    pub artifact: ArtifactRef,
+    #[serde(flatten)]
+    pub release: Release,
     pub target: Target,
     pub issued_at: Timestamp,
 }
@@ -78,18 +78,21 @@ impl BusMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{AppName, ArtifactRef, DeployId, Version};
 
     #[test]
     fn deploy_message_has_the_documented_shape() {
         let m = BusMessage::Deploy(DeployMessage {
-            deploy_id: DeployId(7),
-            app: AppName::parse("hello").unwrap(),
-            version: Version::parse("1-abcdef0").unwrap(),
-            artifact: ArtifactRef {
-                url: "http://127.0.0.1:8080/artifacts/hello/hello-1-abcdef0.tar.gz".into(),
-                sha256: crate::Sha256::parse("0".repeat(64)).unwrap(),
-                size: 10,
-                signature: "c2lnbmF0dXJl".into(),
+            release: Release {
+                deploy_id: DeployId(7),
+                app: AppName::parse("hello").unwrap(),
+                version: Version::parse("1-abcdef0").unwrap(),
+                artifact: ArtifactRef {
+                    url: "http://127.0.0.1:8080/artifacts/hello/hello-1-abcdef0.tar.gz".into(),
+                    sha256: crate::Sha256::parse("0".repeat(64)).unwrap(),
+                    size: 10,
+                    signature: "c2lnbmF0dXJl".into(),
+                },
             },
             target: Target {
                 cluster: Cluster::parse("local").unwrap(),
@@ -100,6 +103,11 @@ mod tests {
         });
         let v: serde_json::Value = serde_json::to_value(&m).unwrap();
         assert_eq!(v["kind"], "deploy");
+        // The release's fields are inline, as they were before `Release`.
+        assert_eq!(v["deploy_id"], 7);
+        assert_eq!(v["app"], "hello");
+        assert_eq!(v["version"], "1-abcdef0");
+        assert!(v.get("release").is_none());
         assert_eq!(v["target"]["hosts"], "local-[12]");
         assert_eq!(v["artifact"]["size"], 10);
         assert_eq!(v["artifact"]["signature"], "c2lnbmF0dXJl");

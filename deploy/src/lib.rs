@@ -6,6 +6,7 @@
 //! them, the agents never call that code.
 
 pub mod api;
+pub mod backoff;
 pub mod binary;
 pub mod bus;
 pub mod client;
@@ -15,6 +16,8 @@ mod error_code;
 pub mod layout;
 pub mod manifest;
 mod openapi;
+pub mod procfs;
+pub mod release;
 pub mod report;
 mod role;
 pub mod signing;
@@ -22,6 +25,7 @@ mod time;
 pub mod tls;
 
 pub use api::*;
+pub use backoff::Backoff;
 pub use bus::{BusMessage, DeployMessage, Target};
 pub use client::{Client, ClientError, DEFAULT_SERVER};
 pub use domain::{
@@ -36,6 +40,7 @@ pub use manifest::{
     BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, RunUser, RunUserError,
     RunUserKind, Runtime, RuntimeKind,
 };
+pub use release::{ArtifactRef, Release};
 pub use report::HostReport;
 pub use role::Role;
 pub use time::Timestamp;

@@ -1,18 +1,22 @@
-//! The agent's main loop: recover at start, heartbeat, follow the cluster's
-//! bus (reconnecting with backoff), turn `Sync` and `Deploy` messages into
-//! installs, and shut down cleanly.
+//! The agent: recover at start, then one loop over a closed set of events
+//! ([`Event`]: a bus message, the bus lost or back, a heartbeat due or
+//! answered, a reconcile due, stop) that heartbeats, follows the cluster's
+//! bus (reconnecting with backoff), turns `Sync` and `Deploy` messages into
+//! installs (spawned tasks), and shuts down cleanly.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deploy::layout::HostLayout;
-use deploy::{BusMessage, Client, DeployMessage, DesiredApp, Heartbeat};
-use futures::StreamExt;
+use deploy::{Backoff, BusMessage, Client, ClientError, Heartbeat, Release};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
-use crate::install::{ClientReporter, Engine, EngineConfig, InstallRequest, Reporter};
+use crate::install::{ClientReporter, Engine, EngineConfig, Reporter};
 use crate::user::AppUser;
 
 const BACKOFF_START: Duration = Duration::from_millis(200);
@@ -24,7 +28,8 @@ struct Agent {
     client: Client,
     engine: Arc<Engine>,
     reporter: Arc<dyn Reporter>,
-    tracker: TaskTracker,
+    /// Installs and converges under way; shutdown waits for them.
+    tasks: TaskTracker,
     shutdown: CancellationToken,
     /// Rung after an install, so AppTracker's host table shows the change
     /// now rather than at the next interval.
@@ -141,7 +146,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         client,
         engine,
         reporter,
-        tracker: TaskTracker::new(),
+        tasks: TaskTracker::new(),
         shutdown,
         heartbeat_now: tokio::sync::Notify::new(),
     });
@@ -154,13 +159,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     agent.engine.recover().await;
 
-    agent.tracker.spawn(heartbeat_loop(agent.clone()));
-    agent.tracker.spawn(reconcile_loop(agent.clone()));
-    follow_bus(&agent).await;
+    main_loop(&agent).await;
 
     // Stop accepting work; let running installs finish their step.
-    agent.tracker.close();
-    agent.tracker.wait().await;
+    agent.tasks.close();
+    agent.tasks.wait().await;
     if agent.config.stop_apps_on_exit {
         agent.engine.stop_all().await;
     }
@@ -168,100 +171,173 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-async fn heartbeat_loop(agent: Arc<Agent>) {
-    let mut outage = false;
-    loop {
-        let hb = Heartbeat {
-            cluster: agent.config.cluster.clone(),
-            host: agent.config.host.clone(),
-            root: agent.config.root.display().to_string(),
-            apps: agent.engine.installed(),
-        };
-        tokio::select! {
-            r = agent.client.heartbeat(&hb) => match r {
-                Ok(_) if outage => {
-                    tracing::info!("heartbeat reaches AppTracker again");
-                    outage = false;
-                }
-                Ok(_) => {}
-                Err(e) if !outage => {
-                    tracing::warn!(error = %e, "heartbeat failed; retrying quietly");
-                    outage = true;
-                }
-                Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+/// What the grabber reacts to: one closed set, handled by one loop
+/// ([`main_loop`]). Installs and converges run as tasks of their own; the
+/// loop only starts them.
+enum Event {
+    /// A message from the cluster's bus.
+    Bus(BusMessage),
+    /// Subscribed to the bus: its messages follow on this stream.
+    BusUp(BusStream),
+    /// Subscribing failed, or the subscription ended: subscribe again after
+    /// a backoff.
+    BusLost(BusLoss),
+    /// The backoff is over: subscribe again.
+    Reconnect,
+    /// Time for a heartbeat: the interval passed, an install ended or an
+    /// app's state changed.
+    Heartbeat,
+    /// The heartbeat in flight got its answer.
+    HeartbeatSent(Result<(), ClientError>),
+    /// Time to converge on the desired state, whatever the bus says: a lost
+    /// message (or a bus that is quietly broken) delays a deploy, never
+    /// prevents it.
+    Reconcile,
+    /// Shutdown.
+    Stop,
+}
+
+/// Why the bus went away.
+enum BusLoss {
+    /// Subscribing failed (AppTracker or Redis unreachable, a refusal).
+    Refused(String),
+    /// The stream ended (AppTracker or Redis restarted).
+    Ended,
+}
+
+/// Where the bus subscription stands. Each state holds what the loop waits
+/// on, so waiting on it is cancel-safe.
+enum Bus {
+    Subscribing(BoxFuture<'static, Result<BusStream, String>>),
+    Subscribed(BusStream),
+    /// Waiting out the backoff before subscribing again.
+    Waiting(Pin<Box<tokio::time::Sleep>>),
+}
+
+impl Bus {
+    fn subscribe(agent: &Arc<Agent>) -> Self {
+        Bus::Subscribing(subscribe(agent.clone()).boxed())
+    }
+
+    /// The bus's next event.
+    async fn next(&mut self) -> Event {
+        match self {
+            Bus::Subscribing(subscribing) => match subscribing.await {
+                Ok(stream) => Event::BusUp(stream),
+                Err(e) => Event::BusLost(BusLoss::Refused(e)),
             },
-            _ = agent.shutdown.cancelled() => return,
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(agent.config.heartbeat_interval) => {}
-            _ = agent.heartbeat_now.notified() => {}
-            _ = agent.engine.changed.notified() => {}
-            _ = agent.shutdown.cancelled() => return,
+            Bus::Subscribed(stream) => loop {
+                match stream.next().await {
+                    Some(Ok(msg)) => return Event::Bus(msg),
+                    Some(Err(e)) => tracing::warn!(error = %e, "skipping a bus message"),
+                    None => return Event::BusLost(BusLoss::Ended),
+                }
+            },
+            Bus::Waiting(wait) => {
+                wait.await;
+                Event::Reconnect
+            }
         }
     }
 }
 
-/// Converges on a slow timer as well, whatever the bus says: a lost
-/// message (or a bus that is quietly broken) delays a deploy, never
-/// prevents it.
-async fn reconcile_loop(agent: Arc<Agent>) {
+/// The grabber's one loop: follows the bus (reconnecting with backoff),
+/// heartbeats, reconciles on a timer, until shutdown.
+async fn main_loop(agent: &Arc<Agent>) {
+    let interval = agent.config.heartbeat_interval;
+    let mut bus = Bus::subscribe(agent);
+    // The bus's waits between subscriptions start over once a message
+    // arrives; its outage (logged once) ends once a subscription succeeds.
+    let mut bus_retry = Backoff::new(BACKOFF_START, BACKOFF_MAX);
+    // Heartbeats keep their interval; only the outage is tracked.
+    let mut heartbeat_retry = Backoff::new(interval, interval);
+    let mut heartbeat: Option<BoxFuture<'static, Result<(), ClientError>>> = None;
+    // The first heartbeat goes out at once.
+    let next_heartbeat = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(next_heartbeat);
+    let reconcile_every = agent.config.reconcile_interval;
+    let mut reconcile = tokio::time::interval_at(
+        tokio::time::Instant::now() + reconcile_every,
+        reconcile_every,
+    );
+    reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(agent.config.reconcile_interval) => {}
-            _ = agent.shutdown.cancelled() => return,
+        // One heartbeat at a time: while one is in flight, whatever asks
+        // for the next one waits (a `Notify` keeps its permit).
+        let beating = heartbeat.is_some();
+        let event = tokio::select! {
+            _ = agent.shutdown.cancelled() => Event::Stop,
+            e = bus.next() => e,
+            r = async {
+                match heartbeat.as_mut() {
+                    Some(sending) => sending.await,
+                    None => std::future::pending().await,
+                }
+            }, if beating => Event::HeartbeatSent(r),
+            _ = &mut next_heartbeat, if !beating => Event::Heartbeat,
+            _ = agent.heartbeat_now.notified(), if !beating => Event::Heartbeat,
+            _ = agent.engine.changed.notified(), if !beating => Event::Heartbeat,
+            _ = reconcile.tick() => Event::Reconcile,
+        };
+        match event {
+            Event::Stop => return,
+            Event::Bus(msg) => {
+                bus_retry.reset();
+                handle(agent, msg);
+            }
+            Event::BusUp(stream) => {
+                tracing::info!(cluster = %agent.config.cluster, via = %bus_name(agent), "subscribed to the bus");
+                bus_retry.recovered();
+                bus = Bus::Subscribed(stream);
+            }
+            Event::BusLost(loss) => {
+                match loss {
+                    BusLoss::Refused(e) if bus_retry.failed() => {
+                        tracing::warn!(error = %e, "cannot subscribe to the bus; retrying")
+                    }
+                    BusLoss::Refused(e) => {
+                        tracing::debug!(error = %e, "cannot subscribe to the bus")
+                    }
+                    BusLoss::Ended => tracing::info!("bus stream ended; reconnecting"),
+                }
+                bus = Bus::Waiting(Box::pin(tokio::time::sleep(bus_retry.next_wait())));
+            }
+            Event::Reconnect => bus = Bus::subscribe(agent),
+            Event::Heartbeat => heartbeat = Some(send_heartbeat(agent.clone()).boxed()),
+            Event::HeartbeatSent(sent) => {
+                heartbeat = None;
+                match sent {
+                    Ok(()) if heartbeat_retry.recovered() => {
+                        tracing::info!("heartbeat reaches AppTracker again")
+                    }
+                    Ok(()) => {}
+                    Err(e) if heartbeat_retry.failed() => {
+                        tracing::warn!(error = %e, "heartbeat failed; retrying quietly")
+                    }
+                    Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+                }
+                next_heartbeat
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + interval);
+            }
+            Event::Reconcile => {
+                tracing::debug!("reconciling on the timer");
+                agent.tasks.spawn(converge(agent.clone()));
+            }
         }
-        tracing::debug!("reconciling on the timer");
-        converge(agent.clone()).await;
     }
 }
 
-/// Follows the bus until shutdown, reconnecting with backoff.
-async fn follow_bus(agent: &Arc<Agent>) {
-    let mut backoff = BACKOFF_START;
-    let mut outage = false;
-    while !agent.shutdown.is_cancelled() {
-        let connected = tokio::select! {
-            r = subscribe(agent) => r,
-            _ = agent.shutdown.cancelled() => return,
-        };
-        match connected {
-            Err(e) => {
-                if !outage {
-                    tracing::warn!(error = %e, "cannot subscribe to the bus; retrying");
-                    outage = true;
-                } else {
-                    tracing::debug!(error = %e, "cannot subscribe to the bus");
-                }
-            }
-            Ok(stream) => {
-                tracing::info!(cluster = %agent.config.cluster, via = %bus_name(agent), "subscribed to the bus");
-                outage = false;
-                let mut stream = std::pin::pin!(stream);
-                loop {
-                    let item = tokio::select! {
-                        i = stream.next() => i,
-                        _ = agent.shutdown.cancelled() => return,
-                    };
-                    match item {
-                        None => {
-                            tracing::info!("bus stream ended; reconnecting");
-                            break;
-                        }
-                        Some(Ok(msg)) => {
-                            backoff = BACKOFF_START;
-                            handle(agent, msg);
-                        }
-                        Some(Err(e)) => tracing::warn!(error = %e, "skipping a bus message"),
-                    }
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = agent.shutdown.cancelled() => return,
-        }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
+/// Tells AppTracker what this host runs.
+async fn send_heartbeat(agent: Arc<Agent>) -> Result<(), ClientError> {
+    let hb = Heartbeat {
+        cluster: agent.config.cluster.clone(),
+        host: agent.config.host.clone(),
+        root: agent.config.root.display().to_string(),
+        apps: agent.engine.installed(),
+    };
+    agent.client.heartbeat(&hb).await.map(|_| ())
 }
 
 type BusStream = futures::stream::BoxStream<'static, Result<BusMessage, String>>;
@@ -278,8 +354,8 @@ fn bus_name(agent: &Agent) -> &'static str {
 /// AppTracker's relay. Either way the stream opens with `Sync`, so every
 /// (re)connection re-reads the desired state and nothing published while
 /// the subscriber was away is lost. A Redis restart ends the stream (the
-/// caller reconnects with backoff).
-async fn subscribe(agent: &Agent) -> Result<BusStream, String> {
+/// main loop subscribes again after a backoff).
+async fn subscribe(agent: Arc<Agent>) -> Result<BusStream, String> {
     match &agent.config.redis_url {
         None => {
             let s = agent
@@ -317,41 +393,25 @@ async fn subscribe(agent: &Agent) -> Result<BusStream, String> {
 fn handle(agent: &Arc<Agent>, msg: BusMessage) {
     match msg {
         BusMessage::Sync => {
-            let agent2 = agent.clone();
-            agent.tracker.spawn(async move { converge(agent2).await });
+            agent.tasks.spawn(converge(agent.clone()));
         }
         BusMessage::Deploy(m) => {
             if !m.target.selects(&agent.config.cluster, &agent.config.host) {
-                tracing::debug!(deploy_id = %m.deploy_id, "deploy is for other hosts");
+                tracing::debug!(deploy_id = %m.release.deploy_id, "deploy is for other hosts");
                 return;
             }
-            let DeployMessage {
-                deploy_id,
-                app,
-                version,
-                artifact,
-                ..
-            } = m;
-            spawn_install(
-                agent,
-                InstallRequest {
-                    deploy_id,
-                    app,
-                    version,
-                    artifact,
-                },
-            );
+            spawn_install(agent, m.release);
         }
         BusMessage::Unknown => tracing::warn!("skipping a bus message of an unknown kind"),
     }
 }
 
-fn spawn_install(agent: &Arc<Agent>, req: InstallRequest) {
+fn spawn_install(agent: &Arc<Agent>, release: Release) {
     let agent = agent.clone();
-    agent.clone().tracker.spawn(async move {
+    agent.clone().tasks.spawn(async move {
         agent
             .engine
-            .install(&req, agent.reporter.as_ref(), &agent.shutdown)
+            .install(&release, agent.reporter.as_ref(), &agent.shutdown)
             .await;
         agent.heartbeat_now.notify_one();
     });
@@ -359,7 +419,7 @@ fn spawn_install(agent: &Arc<Agent>, req: InstallRequest) {
 
 /// Fetches the desired state and installs whatever differs.
 async fn converge(agent: Arc<Agent>) {
-    let mut backoff = BACKOFF_START;
+    let mut retry = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     let desired = loop {
         let r = tokio::select! {
             r = agent.client.desired_state(&agent.config.cluster, &agent.config.host) => r,
@@ -367,7 +427,7 @@ async fn converge(agent: Arc<Agent>) {
         };
         match r {
             Ok(d) => break d,
-            Err(e) if e.is_retryable() && backoff < BACKOFF_MAX => {
+            Err(e) if e.is_retryable() && !retry.at_max() => {
                 tracing::debug!(error = %e, "cannot fetch desired state; retrying");
             }
             Err(e) => {
@@ -376,28 +436,13 @@ async fn converge(agent: Arc<Agent>) {
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(retry.next_wait()) => {}
             _ = agent.shutdown.cancelled() => return,
         }
-        backoff *= 2;
     };
     tracing::info!(apps = desired.apps.len(), "converging on desired state");
-    for DesiredApp {
-        app,
-        version,
-        deploy_id,
-        artifact,
-    } in desired.apps
-    {
-        spawn_install(
-            &agent,
-            InstallRequest {
-                deploy_id,
-                app,
-                version,
-                artifact,
-            },
-        );
+    for release in desired.apps {
+        spawn_install(&agent, release);
     }
 }
 

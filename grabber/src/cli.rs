@@ -18,9 +18,14 @@ struct Args {
     /// The cluster this host belongs to.
     #[arg(long, env = "SLIPWAY_CLUSTER", default_value = "local")]
     cluster: Cluster,
-    /// This host's name (default: the machine's host name).
+    /// This host's name (default: the machine's host name, from
+    /// /proc/sys/kernel/hostname or /etc/hostname).
     #[arg(long, env = "SLIPWAY_HOST")]
     host: Option<HostName>,
+    /// How log lines are written: `text` or `json` (default: text, or json
+    /// when SLIPWAY_LOG_JSON is set).
+    #[arg(long, env = deploy::binary::LOG_FORMAT_ENV)]
+    log_format: Option<deploy::binary::LogFormat>,
     /// Root of the host layout.
     #[arg(long, env = "SLIPWAY_ROOT", default_value = "./.slipway/host")]
     root: PathBuf,
@@ -166,19 +171,21 @@ pub fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args, token: Option<crate::AgentToken>) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    deploy::binary::init_tracing(
+        args.log_format
+            .unwrap_or_else(deploy::binary::LogFormat::from_env),
+    );
 
     let trusted_keys = trusted_keys(&args)?;
+    let host = match args.host {
+        Some(h) => h,
+        None => HostName::of_this_machine()?,
+    };
     let config = crate::Config {
         trusted_keys,
         server: args.server,
         cluster: args.cluster,
-        host: args.host.unwrap_or_else(crate::default_host),
+        host,
         root: args.root,
         port_offset: args.port_offset,
         heartbeat_interval: args.heartbeat,

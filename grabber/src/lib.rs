@@ -139,16 +139,14 @@ impl Default for Config {
     }
 }
 
-/// The machine's host name, or `localhost` when it is not a valid one.
+/// The machine's host name by the agents' one rule
+/// ([`HostName::of_this_machine`]), or `localhost` when it has none: the
+/// placeholder of [`Config::default`] and of in-process setups, which name
+/// their hosts themselves. The `grabber` binary refuses to start instead.
 pub fn default_host() -> HostName {
-    let name = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .unwrap_or_default();
-    HostName::parse(name.trim())
-        .or_else(|_| HostName::parse("localhost"))
-        .unwrap_or_else(|_| unreachable!("valid host name literal"))
+    HostName::of_this_machine().unwrap_or_else(|_| {
+        HostName::parse("localhost").unwrap_or_else(|_| unreachable!("valid host name literal"))
+    })
 }
 
 /// The `grabber` binary next to the test executable (cargo builds it for

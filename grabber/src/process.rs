@@ -291,25 +291,14 @@ pub(crate) async fn stop_group(group: u32, timeout: Duration) {
     gone(std::time::Instant::now() + KILL_WAIT).await;
 }
 
-/// Whether a process with this pid exists and is not a zombie.
-pub(crate) fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The state is the first field after the parenthesised command.
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z') | Some('X')))
-            .unwrap_or(false),
-        Err(_) => false,
-    }
-}
+/// Whether a process with this pid exists and is alive (not a zombie), by
+/// the one definition every part of Slipway uses.
+pub(crate) use deploy::procfs::pid_alive;
 
 /// When `pid` started, in clock ticks after boot (`/proc/<pid>/stat`,
 /// field 22): with the pid, it names one process for good.
 pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the parenthesised command: state is field 3, starttime 22.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(19)?.parse().ok()
+    deploy::procfs::stat(pid).map(|s| s.starttime)
 }
 
 /// Whether `pid` is a shim (`<grabber> __slipway-shim …`): the process a
@@ -355,41 +344,15 @@ pub(crate) fn processes_under(releases_dir: &Path) -> Vec<(u32, u32, std::path::
     let Ok(releases) = releases_dir.canonicalize() else {
         return Vec::new();
     };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let me = std::process::id();
-    let mut found = Vec::new();
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == me || !pid_alive(pid) {
-            continue;
-        }
-        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
-            continue;
-        };
-        let Ok(rel) = cwd.strip_prefix(&releases) else {
-            continue;
-        };
-        let Some(first) = rel.components().next() else {
-            continue;
-        };
-        let Some(pgid) = process_group(pid) else {
-            continue;
-        };
-        found.push((pid, pgid, releases.join(first)));
-    }
-    found
-}
-
-/// The process group of `pid`, from `/proc/<pid>/stat`.
-fn process_group(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the parenthesised command: state, ppid, pgrp.
-    let (_, rest) = stat.rsplit_once(')')?;
-    rest.split_whitespace().nth(2)?.parse().ok()
+    deploy::procfs::processes_under(&releases)
+        .into_iter()
+        .filter(|(s, _)| s.pid != me)
+        .filter_map(|(s, rel)| {
+            let first = rel.components().next()?;
+            Some((s.pid, s.pgrp, releases.join(first)))
+        })
+        .collect()
 }
 
 #[cfg(test)]

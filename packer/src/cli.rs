@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use deploy::{AppName, Version};
-use tracing_subscriber::EnvFilter;
+use deploy::binary::{LogFormat, Tracing};
+use deploy::{AppName, HostName, Version};
 
 #[derive(Parser)]
 #[command(
@@ -16,6 +16,10 @@ use tracing_subscriber::EnvFilter;
     about = "Builds an app at a git commit into a release tarball"
 )]
 struct Cli {
+    /// How log lines are written: `text` or `json` (default: text, or json
+    /// when SLIPWAY_LOG_JSON is set). Logs go to stderr.
+    #[arg(long, global = true, env = deploy::binary::LOG_FORMAT_ENV)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -54,7 +58,9 @@ enum Cmd {
         /// PEM file of a private CA to trust besides the system's roots.
         #[arg(long, env = "SLIPWAY_CA_FILE")]
         ca_file: Option<PathBuf>,
-        /// This worker's name; default `<hostname>-<pid>`.
+        /// This worker's name; default `<host name>-<pid>`, the host name
+        /// by the agents' rule (/proc/sys/kernel/hostname, else
+        /// /etc/hostname).
         #[arg(long, env = "SLIPWAY_WORKER_NAME")]
         name: Option<String>,
         /// How often to ask for work when the queue is empty.
@@ -221,29 +227,11 @@ fn default_cache_dir() -> Option<PathBuf> {
 /// The binary's entry point (also used by the end-to-end tests' copies of
 /// the binary).
 pub fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
+    let cli = Cli::parse();
+    Tracing::new(cli.log_format.unwrap_or_else(LogFormat::from_env))
+        .to_stderr()
         .init();
-    match run(Cli::parse()) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Cmd::Keygen { out } => {
-            let key = deploy::signing::SigningKey::generate_to_file(&out)?;
-            eprintln!("wrote the signing key to {}", out.display());
-            println!("{}", key.public_key());
-            Ok(())
-        }
         Cmd::Worker {
             server,
             token_file,
@@ -252,42 +240,81 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             poll,
             settings,
         } => {
-            // First, while this is the only thread: the token leaves the
-            // environment, so no build can inherit it.
-            let token = deploy::binary::read_token(token_file.as_deref(), true)?;
-            let settings = settings.settings()?;
-            if settings.signing_key.is_none() {
-                anyhow::bail!(
-                    "a worker signs every artifact and needs a signing key: set --signing-key \
-                     or SLIPWAY_SIGNING_KEY (make one with `packer keygen --out FILE`)"
-                );
+            // Before the runtime starts a thread.
+            let worker = worker(server, token_file, ca_file, name, poll, settings);
+            match worker {
+                Ok((client, config)) => deploy::binary::run(async move {
+                    let shutdown = deploy::binary::shutdown_on_signal();
+                    crate::worker::run(client, config, shutdown).await;
+                    anyhow::Ok(())
+                }),
+                Err(e) => deploy::binary::exit_code(Err(e)),
             }
-            let Some(token) = token else {
-                anyhow::bail!("a worker needs a builder token: set SLIPWAY_TOKEN or --token-file");
-            };
-            let trust = deploy::tls::Trust::from_ca_file(ca_file.as_deref())?;
-            let client = deploy::Client::with_trust(server.clone(), &trust)?.with_token(token);
-            if let Some(warning) = deploy::tls::cleartext_warning(&server) {
-                tracing::warn!("{warning}");
-            }
-            let name = name.unwrap_or_else(|| {
-                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .map(|h| h.trim().to_string())
-                    .unwrap_or_else(|_| "packer".into());
-                format!("{host}-{}", std::process::id())
-            });
-            let runtime = tokio::runtime::Runtime::new().context("cannot start the runtime")?;
-            runtime.block_on(async move {
-                let shutdown = deploy::binary::shutdown_on_signal();
-                let config = crate::worker::WorkerConfig {
-                    name,
-                    poll,
-                    settings,
-                };
-                crate::worker::run(client, config, shutdown).await;
-            });
+        }
+        command => deploy::binary::exit_code(run(command)),
+    }
+}
+
+/// A worker's client and settings; reads (and drops from the environment)
+/// its token, so call it while this is the only thread.
+fn worker(
+    server: String,
+    token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    name: Option<String>,
+    poll: std::time::Duration,
+    settings: SettingsArgs,
+) -> anyhow::Result<(deploy::Client, crate::worker::WorkerConfig)> {
+    // First, while this is the only thread: the token leaves the
+    // environment, so no build can inherit it.
+    let token = deploy::binary::read_token(token_file.as_deref(), true)?;
+    let settings = settings.settings()?;
+    if settings.signing_key.is_none() {
+        anyhow::bail!(
+            "a worker signs every artifact and needs a signing key: set --signing-key \
+             or SLIPWAY_SIGNING_KEY (make one with `packer keygen --out FILE`)"
+        );
+    }
+    let Some(token) = token else {
+        anyhow::bail!("a worker needs a builder token: set SLIPWAY_TOKEN or --token-file");
+    };
+    let trust = deploy::tls::Trust::from_ca_file(ca_file.as_deref())?;
+    let client = deploy::Client::with_trust(server.clone(), &trust)?.with_token(token);
+    if let Some(warning) = deploy::tls::cleartext_warning(&server) {
+        tracing::warn!("{warning}");
+    }
+    let name = match name {
+        Some(name) => name,
+        None => {
+            let host = HostName::of_this_machine().map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot tell this machine's host name for the worker's name ({}); pass --name",
+                    e.tried()
+                )
+            })?;
+            format!("{host}-{}", std::process::id())
+        }
+    };
+    Ok((
+        client,
+        crate::worker::WorkerConfig {
+            name,
+            poll,
+            settings,
+        },
+    ))
+}
+
+/// The commands that run without a runtime.
+fn run(command: Cmd) -> anyhow::Result<()> {
+    match command {
+        Cmd::Keygen { out } => {
+            let key = deploy::signing::SigningKey::generate_to_file(&out)?;
+            eprintln!("wrote the signing key to {}", out.display());
+            println!("{}", key.public_key());
             Ok(())
         }
+        Cmd::Worker { .. } => unreachable!("a worker runs on a runtime, from main"),
         Cmd::Build {
             git_url,
             git_ref,

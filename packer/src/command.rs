@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::sandbox::{Jail, disk_usage};
+use crate::sandbox::Jail;
 
 /// Output kept per command: a runaway build cannot fill memory. The start is
 /// dropped first, the end usually says what went wrong.
@@ -36,7 +36,7 @@ pub(crate) struct Spec<'a> {
     pub(crate) env: &'a [(&'a str, &'a str)],
     pub(crate) timeout: Duration,
     /// Gets the output as it is printed.
-    pub(crate) sink: Option<&'a crate::build::LogSink>,
+    pub(crate) sink: Option<&'a crate::log::LogSink>,
     pub(crate) jail: &'a Jail,
     /// Whether the command reaches the network (sandboxed builds).
     pub(crate) network: bool,
@@ -228,6 +228,25 @@ impl Output {
     }
 }
 
+/// The bytes on disk under `dirs` (allocated blocks, so a sparse file counts
+/// what it uses), not following links.
+fn disk_usage<'a>(dirs: impl Iterator<Item = &'a Path>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0u64;
+    for dir in dirs {
+        for entry in walkdir::WalkDir::new(dir)
+            .follow_links(false)
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(meta) = entry.metadata() {
+                total = total.saturating_add(meta.blocks().saturating_mul(512));
+            }
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +327,7 @@ mod tests {
     #[test]
     fn output_streams_line_by_line_while_the_command_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, mut rx) = crate::build::LogSink::channel();
+        let (tx, mut rx) = crate::log::LogSink::channel();
         let go = dir.path().join("go");
         let command = format!(
             "echo first; while [ ! -f '{}' ]; do sleep 0.05; done; printf 'second\\nno newline'",
@@ -347,7 +366,7 @@ mod tests {
     #[test]
     fn output_without_newlines_streams_in_bounded_pieces() {
         let dir = tempfile::tempdir().unwrap();
-        let (tx, mut rx) = crate::build::LogSink::channel();
+        let (tx, mut rx) = crate::log::LogSink::channel();
         let jail = unsandboxed(dir.path());
         let (outcome, _) = run(&Spec {
             command: "head -c 300000 /dev/zero | tr '\\0' x",

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::BuildError;
-use crate::build::Log;
+use crate::log::Log;
 
 /// Cache entries kept; each is one app's dependency tree at one version of
 /// its lockfile, so this covers several apps' recent history.

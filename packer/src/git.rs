@@ -7,9 +7,8 @@
 //! directory, each remote has a bare mirror there that later builds fetch
 //! into incrementally, so a push costs the new objects only.
 
-use std::fmt;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -17,10 +16,11 @@ use git2::{
     AutotagOption, Cred, CredentialType, Direction, FetchOptions, FetchPrune, Oid, Remote,
     RemoteCallbacks, Repository,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sha2::Digest;
 
 use crate::BuildError;
+use crate::settings::{GitCredentials, GitTimeouts};
 
 /// Branches and tags: everything a commit we build may be reachable from.
 const REFSPECS: &[&str] = &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
@@ -30,30 +30,6 @@ const REFSPECS: &[&str] = &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tag
 pub(crate) struct CheckedOut {
     /// Committer time, seconds since the epoch: the artifact's fixed mtime.
     pub(crate) commit_time: i64,
-}
-
-/// How packer authenticates to remotes that ask. Never logged: `Debug`
-/// shows whether a secret is set, not the secret.
-#[derive(Clone, Default)]
-pub struct GitCredentials {
-    /// HTTP(S) user name (a URL's own user name wins for ssh). With only a
-    /// password or token set, `git` is sent, which GitHub, GitLab and
-    /// Gitea accept for tokens.
-    pub username: Option<String>,
-    /// HTTP(S) password or access token.
-    pub password: Option<SecretString>,
-    /// SSH private key file; the ssh-agent is asked when unset.
-    pub ssh_key: Option<PathBuf>,
-}
-
-impl fmt::Debug for GitCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GitCredentials")
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("ssh_key", &self.ssh_key)
-            .finish()
-    }
 }
 
 /// A URL split at its user information (RFC 3986: the authority runs to
@@ -74,30 +50,6 @@ fn user_is_a_login(scheme: &str) -> bool {
         scheme.to_ascii_lowercase().as_str(),
         "ssh" | "ssh+git" | "git+ssh"
     )
-}
-
-/// How long git may wait on a remote. libgit2 has no timeouts of its own:
-/// without these a remote that accepts the connection and never answers
-/// hangs a build (and a ref resolution in AppTracker's request path)
-/// forever.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GitTimeouts {
-    /// To open the connection.
-    pub connect: Duration,
-    /// Of silence on an open connection (each read or write).
-    pub stall: Duration,
-    /// For a whole fetch, however it progresses.
-    pub fetch: Duration,
-}
-
-impl Default for GitTimeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_secs(30),
-            stall: Duration::from_secs(120),
-            fetch: crate::BUILD_TIMEOUT,
-        }
-    }
 }
 
 /// The connect and stall timeouts this process gave libgit2.
@@ -628,167 +580,4 @@ pub fn locate_on_branch(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn credentials_in_urls_are_redacted() {
-        assert_eq!(
-            redact_url("https://ci:s3cret@git.example.com/team/app.git"),
-            "https://***@git.example.com/team/app.git"
-        );
-        // A token given as the user name goes too.
-        assert_eq!(
-            redact_url("https://ghp_t0ken@github.com/app.git"),
-            "https://***@github.com/app.git"
-        );
-        assert_eq!(
-            redact_url("https://x-access-token:ghp_t0ken@github.com/a/b"),
-            "https://***@github.com/a/b"
-        );
-        // A password holding `@` is cut at the last one.
-        assert_eq!(
-            redact_url("https://u:p@ss@h.example/r.git"),
-            "https://***@h.example/r.git"
-        );
-        assert_eq!(redact_url("/srv/git/app"), "/srv/git/app");
-        assert_eq!(
-            redact_url("git@github.com:team/app.git"),
-            "git@github.com:team/app.git"
-        );
-        // ssh logins are not secrets; ssh passwords are.
-        assert_eq!(
-            redact_url("ssh://git@host.example/app.git"),
-            "ssh://git@host.example/app.git"
-        );
-        assert_eq!(
-            redact_url("ssh://git:pw@host.example/app.git"),
-            "ssh://git:***@host.example/app.git"
-        );
-        assert_eq!(redact_url("http://u:p@h:80"), "http://***@h:80");
-        // An `@` in the path is not user information.
-        assert_eq!(
-            redact_url("https://h.example/org/app@v1.git"),
-            "https://h.example/org/app@v1.git"
-        );
-    }
-
-    #[test]
-    fn credentials_in_urls_are_found() {
-        for bad in [
-            "https://ci:s3cret@git.example.com/team/app.git",
-            "https://ghp_t0ken@github.com/app.git",
-            "http://u:p@h:80/x",
-            "git://u@h/x",
-            "file://u:p@/srv/x",
-            "ssh://git:pw@host/app.git",
-            " https://t@h/x",
-        ] {
-            assert!(url_credentials(bad).is_some(), "{bad}");
-        }
-        for good in [
-            "https://git.example.com/team/app.git",
-            "ssh://git@host.example/app.git",
-            "git@github.com:team/app.git",
-            "/srv/git/app",
-            "file:///srv/git/app",
-            "https://h.example/org/app@v1.git",
-        ] {
-            assert_eq!(url_credentials(good), None, "{good}");
-        }
-    }
-
-    /// A repository with `main`: A → B → C, and `feature`: A → F.
-    fn history(dir: &Path) -> (String, String, String, String) {
-        let repo = Repository::init_bare(dir).unwrap();
-        let sig = git2::Signature::now("t", "t@localhost").unwrap();
-        let tree = {
-            let mut b = repo.treebuilder(None).unwrap();
-            let blob = repo.blob(b"x").unwrap();
-            b.insert("f", blob, 0o100644).unwrap();
-            b.write().unwrap()
-        };
-        let tree = repo.find_tree(tree).unwrap();
-        let commit = |msg: &str, parent: Option<Oid>, r: Option<&str>| {
-            let p = parent.map(|p| repo.find_commit(p).unwrap());
-            let ps: Vec<&git2::Commit> = p.iter().collect();
-            repo.commit(r, &sig, &sig, msg, &tree, &ps).unwrap()
-        };
-        let a = commit("A", None, None);
-        let b = commit("B", Some(a), None);
-        let c = commit("C", Some(b), None);
-        let f = commit("F", Some(a), None);
-        repo.reference("refs/heads/main", c, true, "").unwrap();
-        repo.reference("refs/heads/feature", f, true, "").unwrap();
-        (a.to_string(), b.to_string(), c.to_string(), f.to_string())
-    }
-
-    #[test]
-    fn commits_are_placed_on_their_branch_and_against_builds() {
-        let tmp = tempfile::tempdir().unwrap();
-        let remote = tmp.path().join("remote.git");
-        let (a, b, c, f) = history(&remote);
-        let url = remote.display().to_string();
-        let settings = crate::Settings {
-            cache_dir: Some(tmp.path().join("cache")),
-            ..crate::Settings::default()
-        };
-        let at = |commit: Option<&str>, built: &[String]| {
-            locate_on_branch(&settings, &url, "main", commit, built).unwrap()
-        };
-        // A replayed push of A after C was built: on the branch, older.
-        let r = at(Some(&a), std::slice::from_ref(&c));
-        assert!(r.on_branch);
-        assert_eq!(r.newer_built.as_deref(), Some(c.as_str()));
-        // The newest commit, or one only older builds precede: not older.
-        assert_eq!(
-            at(Some(&c), &[a.clone(), b.clone(), c.clone()]).newer_built,
-            None
-        );
-        assert_eq!(at(Some(&b), std::slice::from_ref(&a)).newer_built, None);
-        // A build on another branch that does not descend from it.
-        assert_eq!(at(Some(&b), std::slice::from_ref(&f)).newer_built, None);
-        // A commit of another branch is not on `main`.
-        assert!(!at(Some(&f), &[]).on_branch);
-        // No commit named: the tip.
-        let tip = at(None, &[]);
-        assert_eq!((tip.commit.as_str(), tip.on_branch), (c.as_str(), true));
-        // Unknown commits and branches are errors that say so.
-        let e = locate_on_branch(&settings, &url, "main", Some(&"1".repeat(40)), &[]).unwrap_err();
-        assert!(matches!(e, BuildError::CommitNotFound { .. }), "{e}");
-        let e = locate_on_branch(&settings, &url, "nope", None, &[]).unwrap_err();
-        assert!(matches!(e, BuildError::UnknownRef { .. }), "{e}");
-        let e = locate_on_branch(&settings, &url, "main", Some("abc"), &[]).unwrap_err();
-        assert!(matches!(e, BuildError::BadCommit { .. }), "{e}");
-    }
-
-    #[test]
-    fn credentials_go_only_over_https_and_ssh() {
-        let pass = CredentialType::USER_PASS_PLAINTEXT;
-        let key = CredentialType::SSH_KEY;
-        assert!(may_answer("https://git.example.com/a.git", pass));
-        assert!(!may_answer("http://git.example.com/a.git", pass));
-        assert!(!may_answer("HTTP://git.example.com/a.git", pass));
-        assert!(!may_answer("git://git.example.com/a.git", pass));
-        assert!(!may_answer("ssh://git@git.example.com/a.git", pass));
-        assert!(may_answer("ssh://git@git.example.com/a.git", key));
-        assert!(may_answer("git@github.com:team/app.git", key));
-        assert!(!may_answer("git://git.example.com/a.git", key));
-        assert!(!may_answer("http://git.example.com/a.git", key));
-        assert!(!may_answer("https://git.example.com/a.git", key));
-    }
-
-    #[test]
-    fn credentials_debug_hides_the_password() {
-        let c = GitCredentials {
-            username: Some("ci".into()),
-            password: Some(SecretString::from("hunter2")),
-            ssh_key: None,
-        };
-        let shown = format!("{c:?}");
-        assert!(
-            !shown.contains("hunter2") && shown.contains("<redacted>"),
-            "{shown}"
-        );
-    }
-}
+mod tests;

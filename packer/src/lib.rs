@@ -15,18 +15,18 @@ pub mod config;
 mod deps;
 mod error;
 pub mod git;
+mod input;
+mod log;
 pub mod pack;
 mod sandbox;
 mod settings;
 pub mod worker;
 
-pub use build::{BUILD_TIMEOUT, BuildOutput, BuildRequest, LogSink, STREAMED_LOG_CAP, build};
-pub use config::{ConfigError, SlipwayToml};
+pub use build::{BuildOutput, BuildRequest, build};
+pub use config::{BUILD_TIMEOUT, ConfigError, SlipwayToml};
 pub use error::BuildError;
-pub use git::{
-    GitCredentials, GitTimeouts, OnBranch, locate_on_branch, redact_url, resolve_ref,
-    url_credentials,
-};
+pub use git::{OnBranch, locate_on_branch, redact_url, resolve_ref, url_credentials};
+pub use log::{LogSink, STREAMED_LOG_CAP};
 pub use pack::{pack_dir, pack_dir_at_level};
 pub use sandbox::{KEPT_VARS, Limits, SandboxConfig, SandboxKind, SandboxUser, check_sandbox};
-pub use settings::Settings;
+pub use settings::{GitCredentials, GitTimeouts, Settings};

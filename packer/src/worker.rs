@@ -31,18 +31,20 @@ pub async fn run(client: Client, config: WorkerConfig, shutdown: CancellationTok
         %public_key,
         "packer worker started"
     );
-    let mut outage = false;
+    // The poll interval stays; only the outage is tracked.
+    let mut claims = deploy::Backoff::new(config.poll, config.poll);
     while !shutdown.is_cancelled() {
         match client.claim_build(&config.name).await {
             Ok(Some(job)) => {
-                outage = false;
+                claims.recovered();
                 run_job(&client, &config, job).await;
                 continue;
             }
-            Ok(None) => outage = false,
-            Err(e) if !outage => {
-                tracing::warn!(error = %e, "cannot claim builds; retrying");
-                outage = true;
+            Ok(None) => {
+                claims.recovered();
+            }
+            Err(e) if claims.failed() => {
+                tracing::warn!(error = %e, "cannot claim builds; retrying")
             }
             Err(e) => tracing::debug!(error = %e, "cannot claim builds"),
         }
@@ -80,7 +82,7 @@ async fn run_job(client: &Client, config: &WorkerConfig, job: BuildJob) {
         log: fit_log(&log, RESULT_LOG_JSON_MAX),
     };
     // The result is what makes the build count: try hard to deliver it.
-    let mut wait = Duration::from_millis(200);
+    let mut retry = deploy::Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
     let mut shrunk = false;
     for attempt in 1..=8 {
         match client.report_build(job.build.id, &report).await {
@@ -100,8 +102,7 @@ async fn run_job(client: &Client, config: &WorkerConfig, job: BuildJob) {
             }
             Err(e) if e.is_retryable() && attempt < 8 => {
                 tracing::warn!(error = %e, "cannot report the build; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(retry.next_wait()).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot report the build; its lease will run out and it will be retried");

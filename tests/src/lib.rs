@@ -38,14 +38,13 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Installs a test subscriber once, so failures come with the platform's logs.
+/// Text unless `SLIPWAY_LOG_FORMAT` (or `SLIPWAY_LOG_JSON`) says JSON.
 pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
+    use deploy::binary::{LogFormat, Tracing};
+    Tracing::new(LogFormat::from_env())
+        .default_filter("info,sqlx=warn,tower_http=warn")
+        .to_test_writer()
+        .init();
 }
 
 /// A platform builder with the tests' settings: a fresh directory, ports

@@ -10,7 +10,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use deploy::{Client, Cluster, DriftQuery, HostName};
 use secrecy::SecretString;
-use tokio_util::sync::CancellationToken;
 
 use crate::check::{self, Outcome, Range, Thresholds};
 
@@ -21,6 +20,10 @@ use crate::check::{self, Outcome, Range, Thresholds};
     about = "What runs where on a Slipway host, and the fleet's drift"
 )]
 struct Cli {
+    /// How log lines are written: `text` or `json` (default: text, or json
+    /// when SLIPWAY_LOG_JSON is set).
+    #[arg(long, global = true, env = deploy::binary::LOG_FORMAT_ENV)]
+    log_format: Option<deploy::binary::LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,7 +44,8 @@ enum Command {
         #[arg(long, env = "SLIPWAY_CLUSTER", default_value = "local")]
         cluster: Cluster,
         /// This host's name, as its grabber calls it (default: the
-        /// machine's host name).
+        /// machine's host name, from /proc/sys/kernel/hostname or
+        /// /etc/hostname).
         #[arg(long, env = "SLIPWAY_HOST")]
         host: Option<HostName>,
         /// Root of the host layout (the grabber's --root).
@@ -157,7 +161,7 @@ pub fn main() -> ExitCode {
             println!("{}", outcome.line);
             ExitCode::from(outcome.status.code())
         }
-        command => match run(command) {
+        command => match run(command, cli.log_format) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");
@@ -175,7 +179,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-fn run(command: Command) -> anyhow::Result<()> {
+fn run(command: Command, log_format: Option<deploy::binary::LogFormat>) -> anyhow::Result<()> {
     match command {
         Command::Scan { root } => {
             let mut scanner = crate::Scanner::new(&root);
@@ -194,13 +198,17 @@ fn run(command: Command) -> anyhow::Result<()> {
             token_file,
             ca_file,
         } => {
-            init_tracing();
+            deploy::binary::Tracing::new(
+                log_format.unwrap_or_else(deploy::binary::LogFormat::from_env),
+            )
+            .to_stderr()
+            .init();
             // Before the runtime starts a thread: the agent drops
             // SLIPWAY_TOKEN from its environment.
             let token = read_token(token_file.as_deref(), true)?;
             let host = match host {
                 Some(h) => h,
-                None => default_host()?,
+                None => HostName::of_this_machine()?,
             };
             let cfg = crate::AgentConfig {
                 token,
@@ -210,8 +218,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 ..crate::AgentConfig::new(server, cluster, host, root)
             };
             runtime()?.block_on(async {
-                let shutdown = CancellationToken::new();
-                tokio::spawn(stop_on_signal(shutdown.clone()));
+                let shutdown = deploy::binary::shutdown_on_signal();
                 crate::agent::run(cfg, shutdown).await
             })?;
         }
@@ -268,40 +275,6 @@ async fn run_check(
 /// the environment (the agent, a daemon).
 fn read_token(file: Option<&Path>, drop_env: bool) -> anyhow::Result<Option<SecretString>> {
     Ok(deploy::binary::read_token(file, drop_env)?.map(SecretString::from))
-}
-
-/// The machine's host name (as the grabber defaults to it).
-fn default_host() -> anyhow::Result<HostName> {
-    let name = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .unwrap_or_default();
-    HostName::parse(name.trim()).context("the machine's host name is not a valid one: pass --host")
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot listen for SIGTERM/SIGINT");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    shutdown.cancel();
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 pub mod agent;
 pub mod check;
 pub mod cli;
-pub mod procfs;
 pub mod scan;
 
 pub use agent::AgentConfig;

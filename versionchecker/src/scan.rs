@@ -10,7 +10,7 @@ use deploy::layout::{HostLayout, LayoutError};
 use deploy::report::{AppDisk, AppReport, FsSpace, ProcessReport};
 use deploy::{AppName, Version};
 
-use crate::procfs;
+use deploy::procfs;
 
 /// Reads one host layout, again and again: it remembers what does not
 /// change (the size of a release, which is never modified once renamed into

@@ -94,10 +94,12 @@ impl Tracker {
             .publish(
                 &deploy.cluster,
                 BusMessage::Deploy(DeployMessage {
-                    deploy_id: id,
-                    app: deploy.app.clone(),
-                    version: build.version.clone(),
-                    artifact,
+                    release: deploy::Release {
+                        deploy_id: id,
+                        app: deploy.app.clone(),
+                        version: build.version.clone(),
+                        artifact,
+                    },
                     target: Target {
                         cluster: deploy.cluster.clone(),
                         hosts: deploy.hosts_selector.clone(),

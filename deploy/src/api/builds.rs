@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::release::ArtifactRef;
 use crate::{AppName, BuildId, BuildType, GitRef, Sha256, Timestamp, Version};
 
 /// `POST /api/v1/apps/{app}/builds`
@@ -29,20 +30,6 @@ impl BuildStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, BuildStatus::Succeeded | BuildStatus::Failed)
     }
-}
-
-/// Where a built release can be downloaded, and how to check it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct ArtifactRef {
-    /// Absolute URL the grabber downloads from.
-    pub url: String,
-    pub sha256: Sha256,
-    pub size: u64,
-    /// The packer's ed25519 signature over app, version and sha256 (see
-    /// `signing`). Plain text on the wire, checked by the grabber before
-    /// extraction, so a missing or bad one fails the install with a
-    /// message instead of making the whole message unreadable.
-    pub signature: String,
 }
 
 /// A build as the API shows it. `log` is filled only when one build is asked

@@ -29,6 +29,43 @@ pub struct HostEvent {
     pub log_tail: Option<String>,
 }
 
+// What a grabber says about installing a release. The wire shape stays
+// flat (`failed_phase`, `rolled_back` and `log_tail` mean something only
+// when `phase` is `failed`); these two are the only ways to make one right.
+impl HostEvent {
+    /// The host reached `phase` of an install (or ended it: done, skipped).
+    pub fn progress(cluster: Cluster, phase: HostPhase, message: impl Into<String>) -> Self {
+        Self {
+            cluster,
+            phase,
+            failed_phase: None,
+            rolled_back: false,
+            message: Some(message.into()),
+            log_tail: None,
+        }
+    }
+
+    /// The install failed in phase `in_phase`; `rolled_back` when the
+    /// previous release runs again. `log` is the install's log (and the
+    /// app's output).
+    pub fn failed(
+        cluster: Cluster,
+        in_phase: HostPhase,
+        rolled_back: bool,
+        message: impl Into<String>,
+        log: impl Into<String>,
+    ) -> Self {
+        Self {
+            cluster,
+            phase: HostPhase::Failed,
+            failed_phase: Some(in_phase),
+            rolled_back,
+            message: Some(message.into()),
+            log_tail: Some(log.into()),
+        }
+    }
+}
+
 /// What the dashboard and `deploy status --follow` receive on
 /// `GET /api/v1/deploys/{id}/stream`, and what the event stream of all
 /// deploys (`GET /api/v1/events`) carries.

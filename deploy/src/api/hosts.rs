@@ -4,8 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::builds::ArtifactRef;
-use crate::{AppName, Cluster, DeployId, HostName, Timestamp, Version};
+use crate::{AppName, Cluster, HostName, Timestamp, Version};
 
 /// What a host runs of one app, as its grabber reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -80,14 +79,9 @@ pub struct Host {
     pub apps: Vec<InstalledApp>,
 }
 
-/// One app a host should run, with the deploy that asked for it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct DesiredApp {
-    pub app: AppName,
-    pub version: Version,
-    pub deploy_id: DeployId,
-    pub artifact: ArtifactRef,
-}
+/// One app a host should run, with the deploy that asked for it: a
+/// [`Release`](crate::Release), under the name the API has always used.
+pub type DesiredApp = crate::Release;
 
 /// `GET /api/v1/hosts/{cluster}/{host}/desired`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

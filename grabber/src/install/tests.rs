@@ -2,16 +2,22 @@
 //! tarballs, with real app processes.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::{Path as UrlPath, State};
 use axum::http::StatusCode;
-use deploy::{HealthCheck, HealthSpec, Sha256 as Digest256};
+use deploy::{
+    AppRunStatus, ArtifactRef, HealthCheck, HealthSpec, HostEvent, InstalledApp, Manifest,
+    Sha256 as Digest256, Version,
+};
+use futures::future::BoxFuture;
 use sha2::Digest as _;
 
 use super::*;
 use crate::extract::tests::{E, build, manifest};
-use crate::process::pid_alive;
+use crate::process::{AppProcess, pid_alive};
 
 /// Records every event instead of posting it.
 #[derive(Default)]
@@ -208,8 +214,8 @@ fn release(version: &str, command: &str, check: HealthCheck, port: Option<u16>) 
     m
 }
 
-fn request(id: i64, m: &Manifest, artifact: ArtifactRef) -> InstallRequest {
-    InstallRequest {
+fn request(id: i64, m: &Manifest, artifact: ArtifactRef) -> Release {
+    Release {
         deploy_id: DeployId(id),
         app: m.app.clone(),
         version: m.version.clone(),

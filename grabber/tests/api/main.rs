@@ -8,18 +8,10 @@ mod helpers;
 
 use std::time::Duration;
 
+use deploy::procfs::pid_alive;
 use deploy::{AppName, Cluster, HostName, Version};
 use helpers::FakeTracker;
 use tokio_util::sync::CancellationToken;
-
-fn pid_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit_once(')')
-                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn converges_follows_the_bus_and_stops_apps_on_exit() {
@@ -140,6 +132,72 @@ async fn converges_follows_the_bus_and_stops_apps_on_exit() {
         .unwrap();
     assert!(!pid_alive(pid_b));
     assert!(tracker.phases(2).is_empty());
+}
+
+/// The main loop's timer and bus events: a desired state that changed
+/// without a word on the bus is installed at the next reconcile tick, and a
+/// bus stream that ends (AppTracker restarted) is subscribed to again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciles_on_the_timer_and_subscribes_again_when_the_bus_ends() {
+    let tracker = FakeTracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = grabber::Config {
+        server: tracker.base.clone(),
+        cluster: Cluster::parse("local").unwrap(),
+        host: HostName::parse("h3").unwrap(),
+        root: dir.path().join("h3"),
+        heartbeat_interval: Duration::from_millis(100),
+        reconcile_interval: Duration::from_millis(300),
+        stop_apps_on_exit: true,
+        shim: env!("CARGO_BIN_EXE_grabber").into(),
+        trusted_keys: vec![helpers::packer_key().public_key()],
+        ..grabber::Config::default()
+    };
+    let _kill = helpers::KillApps(config.root.clone());
+    let token = CancellationToken::new();
+    let grabber = tokio::spawn(grabber::run(config, token.clone()));
+    tracker
+        .wait_for("a subscription and a heartbeat", |t| {
+            let rec = t.rec.lock().unwrap();
+            rec.subscribers.len() == 1 && !rec.heartbeats.is_empty()
+        })
+        .await;
+
+    // Nothing is sent on the bus: the reconcile timer finds the release.
+    let a = tracker.publish("hello", "1-aaaaaaa", "exec sleep 1000");
+    tracker.rec.lock().unwrap().desired.push(deploy::Release {
+        app: AppName::parse("hello").unwrap(),
+        version: Version::parse("1-aaaaaaa").unwrap(),
+        deploy_id: deploy::DeployId(1),
+        artifact: a,
+    });
+    // Every later tick converges again and reports `skipped` (already
+    // running): look for `done` anywhere, not last.
+    tracker
+        .wait_for("deploy 1 done", |t| t.phases(1).iter().any(|p| p == "done"))
+        .await;
+    assert_eq!(tracker.rec.lock().unwrap().subscribers.len(), 1);
+
+    // The stream ends: after a backoff the grabber subscribes again.
+    tracker.rec.lock().unwrap().subscribers.clear();
+    tracker
+        .wait_for("a new subscription", |t| {
+            t.rec.lock().unwrap().subscribers.len() == 1
+        })
+        .await;
+    let beats = tracker.rec.lock().unwrap().heartbeats.len();
+    tracker
+        .wait_for("heartbeats going on", |t| {
+            t.rec.lock().unwrap().heartbeats.len() > beats + 2
+        })
+        .await;
+
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(10), grabber)
+        .await
+        .expect("grabber stops in time")
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

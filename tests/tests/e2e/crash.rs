@@ -27,34 +27,10 @@ const GRABBER: &str = env!("CARGO_BIN_EXE_slipway-grabber");
 /// The app's process groups, by the release each runs from.
 fn app_groups(root: &Path, app: &AppName) -> Vec<(u32, String)> {
     let releases = HostLayout::new(root).releases_dir(app);
-    let Ok(releases) = releases.canonicalize() else {
-        return Vec::new();
-    };
-    let mut groups = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd")) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
-            continue;
-        }
-        let Some(pgid) = fields.get(2).and_then(|g| g.parse::<u32>().ok()) else {
-            continue;
-        };
-        if let Ok(rel) = cwd.strip_prefix(&releases) {
-            groups.push((pgid, rel.display().to_string()));
-        }
-    }
+    let mut groups: Vec<(u32, String)> = deploy::procfs::processes_under(&releases)
+        .into_iter()
+        .map(|(stat, rel)| (stat.pgrp, rel.display().to_string()))
+        .collect();
     groups.sort();
     groups.dedup();
     groups

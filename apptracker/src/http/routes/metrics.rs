@@ -316,7 +316,7 @@ async fn render(t: &Tracker) -> Result<String, ApiError> {
         );
     }
 
-    if let Some(p) = versionchecker::procfs::self_metrics() {
+    if let Some(p) = deploy::procfs::self_metrics() {
         e.family(
             "process_cpu_seconds_total",
             "counter",

@@ -173,7 +173,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             };
             let mut rec = with(rec);
             rec["run"] = json!(run);
-            rec["apptracker_rss_kb"] = json!(slipway_bench::procfs::rss_kb(server.pid));
+            rec["apptracker_rss_kb"] = json!(deploy::procfs::rss_kb(server.pid));
             results.record(&rec)?;
         }
     }
@@ -322,14 +322,7 @@ const PHASES: [HostPhase; 7] = [
 ];
 
 fn event(cluster: &Cluster, phase: HostPhase) -> HostEvent {
-    HostEvent {
-        cluster: cluster.clone(),
-        phase,
-        failed_phase: None,
-        rolled_back: false,
-        message: Some(format!("{phase}")),
-        log_tail: None,
-    }
+    HostEvent::progress(cluster.clone(), phase, phase.to_string())
 }
 
 /// A deploy of `version` to `hosts` fresh hosts of a new cluster.
@@ -575,16 +568,16 @@ async fn heartbeats(
     }
     // One full round registers every host; then the quiet window.
     tokio::time::sleep(interval + Duration::from_secs(2)).await;
-    let cpu0 = slipway_bench::procfs::cpu_time(pid).unwrap_or_default();
+    let cpu0 = deploy::procfs::cpu_time(pid).unwrap_or_default();
     let mut rss = Vec::new();
     let started = Instant::now();
     while started.elapsed() < window {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        if let Some(r) = slipway_bench::procfs::rss_kb(pid) {
+        if let Some(r) = deploy::procfs::rss_kb(pid) {
             rss.push(r as f64);
         }
     }
-    let cpu = slipway_bench::procfs::cpu_time(pid)
+    let cpu = deploy::procfs::cpu_time(pid)
         .unwrap_or_default()
         .saturating_sub(cpu0);
     stop.cancel();

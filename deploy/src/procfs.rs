@@ -1,9 +1,16 @@
-//! What `/proc` says about processes: one pass over `/proc/<pid>/stat`
-//! gives every process's group, state, CPU time, start and resident pages.
-//! Also this process's own figures, for AppTracker's `/metrics`.
+//! What `/proc` says about processes, parsed in one place for every part of
+//! Slipway: the grabber (is an app's process alive, when did it start, which
+//! processes run from an app's releases), the versionchecker (one pass over
+//! `/proc/<pid>/stat` gives every process's group, state, CPU time, start and
+//! resident pages), AppTracker's `/metrics` (this process's own figures), the
+//! tests and the benchmarks.
+//!
+//! One definition of "alive" holds everywhere: the process exists and is
+//! neither a zombie nor dead (`Z`, `X`, `x`), see [`Stat::is_alive`].
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The fields of `/proc/<pid>/stat` we use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +70,58 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 /// One process's stat, `None` when it is gone.
 pub fn stat(pid: u32) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Whether a process with this pid exists and is alive (see
+/// [`Stat::is_alive`]).
+pub fn pid_alive(pid: u32) -> bool {
+    stat(pid).is_some_and(|s| s.is_alive())
+}
+
+/// The live processes whose working directory is under `dir`, each with its
+/// working directory relative to `dir` (both canonical). Empty when `dir`
+/// does not exist.
+pub fn processes_under(dir: &Path) -> Vec<(Stat, PathBuf)> {
+    let Ok(dir) = dir.canonicalize() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Some(s) = stat(pid).filter(Stat::is_alive) else {
+            continue;
+        };
+        let Some(cwd) = cwd(pid) else {
+            continue;
+        };
+        if let Ok(rel) = cwd.strip_prefix(&dir) {
+            found.push((s, rel.to_path_buf()));
+        }
+    }
+    found
+}
+
+/// User plus system CPU time `pid` has used (its own, not its children's).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let s = stat(pid)?;
+    Some(Duration::from_millis(
+        s.cpu_ticks().saturating_mul(1000) / ticks_per_second(),
+    ))
+}
+
+/// `VmRSS` of `pid` (`/proc/<pid>/status`), in kB.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Every process's stat, by process group: one pass over `/proc`.
@@ -185,6 +244,15 @@ mod tests {
     fn this_process_is_found_and_measured() {
         let me = stat(std::process::id()).unwrap();
         assert!(me.is_alive());
+        assert!(pid_alive(me.pid));
+        assert!(cpu_time(me.pid).is_some());
+        assert!(rss_kb(me.pid).is_some_and(|kb| kb > 0));
+        let here = std::env::current_dir().unwrap();
+        assert!(
+            processes_under(&here)
+                .iter()
+                .any(|(s, rel)| s.pid == me.pid && rel.as_os_str().is_empty())
+        );
         let groups = by_group();
         assert!(groups[&me.pgrp].iter().any(|s| s.pid == me.pid));
         let m = self_metrics().unwrap();

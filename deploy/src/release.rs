@@ -1,0 +1,72 @@
+//! "A release to install": which version of which app, the deploy that asked
+//! for it, and where its artifact is. One type from the API (a host's desired
+//! state, `DesiredApp`) through the bus (flattened into `DeployMessage`) to
+//! the grabber, which installs a `Release`; no hand conversions between
+//! shapes of the same four fields; with the artifact reference it carries.
+//! It depends on the domain newtypes only (the API's types depend on it).
+//!
+//! The JSON keeps the shapes it had: `DesiredApp` *is* a `Release` (same
+//! fields, same order, same OpenAPI schema name and description), and
+//! `DeployMessage` carries its fields inline (`#[serde(flatten)]`), so a bus
+//! message has the same keys and values as before.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{AppName, DeployId, Sha256, Version};
+
+/// A release to install: `version` of `app`, asked for by deploy
+/// `deploy_id`, downloaded from `artifact`.
+// The field order is the wire order of `DesiredApp` (and of the OpenAPI
+// schema's `required` list). Fields carry no doc comments: they would
+// become descriptions in the OpenAPI document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(
+    as = DesiredApp,
+    description = "One app a host should run, with the deploy that asked for it."
+)]
+pub struct Release {
+    pub app: AppName,
+    pub version: Version,
+    pub deploy_id: DeployId,
+    pub artifact: ArtifactRef,
+}
+
+/// Where a built release can be downloaded, and how to check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArtifactRef {
+    /// Absolute URL the grabber downloads from.
+    pub url: String,
+    pub sha256: Sha256,
+    pub size: u64,
+    /// The packer's ed25519 signature over app, version and sha256 (see
+    /// `signing`). Plain text on the wire, checked by the grabber before
+    /// extraction, so a missing or bad one fails the install with a
+    /// message instead of making the whole message unreadable.
+    pub signature: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_has_the_desired_app_shape() {
+        let r = Release {
+            app: AppName::parse("hello").unwrap(),
+            version: Version::parse("1-abcdef0").unwrap(),
+            deploy_id: DeployId(7),
+            artifact: ArtifactRef {
+                url: "http://127.0.0.1:8080/artifacts/hello/hello-1-abcdef0.tar.gz".into(),
+                sha256: crate::Sha256::parse("0".repeat(64)).unwrap(),
+                size: 10,
+                signature: "c2lnbmF0dXJl".into(),
+            },
+        };
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.starts_with(r#"{"app":"hello","version":"1-abcdef0","deploy_id":7,"artifact":{"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Release>(&json).unwrap(), r);
+    }
+}

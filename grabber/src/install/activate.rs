@@ -1,0 +1,313 @@
+//! Activating a prepared release: switch `current`, stop the old process,
+//! start the new one, health-check it, and roll back when it does not come
+//! up. Runs to the end once begun, so `current` and the process agree.
+
+use deploy::{AppName, HostPhase, Version};
+
+use super::error::{InstallError, InstallErrorKind};
+use super::report::Reports;
+use super::slot::{AppSlot, Supervision};
+use super::verify::read_release_manifest;
+use super::{Engine, FAILURE_LOG_BYTES, Outcome, Release, record};
+use crate::process::{AppProcess, log_since_start};
+use crate::{fault, health, symlink};
+
+impl Engine {
+    /// Switching, starting, checking, and the rollback when one fails.
+    pub(super) async fn activate(
+        &self,
+        req: &Release,
+        slot: &AppSlot,
+        rep: &Reports<'_>,
+    ) -> Outcome {
+        let layout = &self.cfg.layout;
+        let app = &req.app;
+        let release_dir = layout.release_dir(app, &req.version);
+        let manifest = match read_release_manifest(&release_dir) {
+            Ok(m) => m,
+            Err(e) => {
+                return self
+                    .fail_early(req, rep, e.in_phase(HostPhase::Extracting))
+                    .await;
+            }
+        };
+        let state = layout.read_state(app).ok().flatten();
+        let was_current = layout.read_current(app).ok().flatten();
+        // Where a rollback goes: the release that ran before, unless it is
+        // this very version (a crashed app being reinstalled).
+        let rollback_to = match &was_current {
+            Some(v) if *v == req.version => state.as_ref().and_then(|s| s.previous.clone()),
+            other => other.clone(),
+        }
+        .filter(|v| read_release_manifest(&layout.release_dir(app, v)).is_ok());
+
+        // A user the release cannot run as fails the host in `starting`,
+        // before anything running changes.
+        if let Err(e) = self.run_as(&manifest) {
+            let e = InstallErrorKind::Start(format!("cannot start {}: {e}", req.version))
+                .in_phase(HostPhase::Starting);
+            return self.fail_early(req, rep, e).await;
+        }
+        rep.phase(
+            HostPhase::Switching,
+            format!("current -> releases/{}", req.version),
+        )
+        .await;
+        if let Some(runtime) = &manifest.runtime {
+            let port = self.port_for(&manifest).unwrap_or(None);
+            let log_file = layout.log_file(app);
+            let checked =
+                match self.launch(app, &req.version, &manifest, &release_dir, &log_file, port) {
+                    Ok(launch) => {
+                        crate::runtime::check(runtime, launch.env(), launch.user.as_ref()).await
+                    }
+                    Err(e) => Err(e),
+                };
+            if let Err(e) = checked {
+                let e = InstallErrorKind::Start(format!("not switching: {e}"))
+                    .in_phase(HostPhase::Switching);
+                return self.fail_early(req, rep, e).await;
+            }
+        }
+        if let Err(e) = symlink::switch_current(layout, app, &req.version) {
+            let e = InstallErrorKind::Host(e.to_string()).in_phase(HostPhase::Switching);
+            return self.fail_early(req, rep, e).await;
+        }
+        self.update_state(app, |s| {
+            s.current = Some(req.version.clone());
+            s.healthy = None;
+            if rollback_to.is_some() {
+                s.previous = rollback_to.clone();
+            }
+        });
+        fault::point("switched").await;
+
+        rep.phase(
+            HostPhase::Starting,
+            format!("starting `{}`", manifest.run.command),
+        )
+        .await;
+        if let Some(old) = slot.set_process(None) {
+            old.stop().await;
+        }
+        let proc = match self.start(app, &req.version, &manifest) {
+            Ok(p) => p,
+            Err(e) => {
+                let e = e.in_phase(HostPhase::Starting);
+                return self.roll_back(req, slot, rep, e, None, rollback_to).await;
+            }
+        };
+        fault::point("started").await;
+        self.update_state(app, |s| {
+            s.pid = Some(proc.pid);
+            s.port = proc.port;
+            s.restarts = 0;
+        });
+        slot.supervise(|h| *h = Supervision::default());
+        self.adopt_process(app, slot, proc.clone());
+        fault::point("checking").await;
+
+        rep.phase(
+            HostPhase::Checking,
+            health::describe(&manifest.health.check),
+        )
+        .await;
+        let log_file = layout.log_file(app);
+        let checked = match self.launch(
+            app,
+            &req.version,
+            &manifest,
+            &release_dir,
+            &log_file,
+            proc.port,
+        ) {
+            Ok(launch) => health::check(&manifest.health, &proc, &launch, &self.http).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
+            let e = InstallErrorKind::Unhealthy(e).in_phase(HostPhase::Checking);
+            return self
+                .roll_back(req, slot, rep, e, Some(proc), rollback_to)
+                .await;
+        }
+
+        self.update_state(app, |s| {
+            s.healthy = Some(req.version.clone());
+            s.last_deploy = Some(req.deploy_id);
+            s.record(record(req, "done"));
+        });
+        tracing::info!(pid = proc.pid, "release is up");
+        self.prune_releases(app, &req.version, rollback_to.as_ref());
+        rep.phase(
+            HostPhase::Done,
+            format!("running {} (pid {})", req.version, proc.pid),
+        )
+        .await;
+        Outcome::Done
+    }
+
+    /// Keeps `releases/` bounded: the current and previous releases stay,
+    /// plus the most recently installed others up to `keep_releases`.
+    pub(super) fn prune_releases(
+        &self,
+        app: &AppName,
+        current: &Version,
+        previous: Option<&Version>,
+    ) {
+        let layout = &self.cfg.layout;
+        let mut others: Vec<(std::time::SystemTime, Version)> = layout
+            .list_releases(app)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v != current && Some(v) != previous)
+            .map(|v| {
+                let mtime = std::fs::metadata(layout.release_dir(app, &v))
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                (mtime, v)
+            })
+            .collect();
+        let kept = 1 + usize::from(previous.is_some());
+        let room = self.cfg.keep_releases.max(2).saturating_sub(kept);
+        if others.len() <= room {
+            return;
+        }
+        others.sort();
+        let drop_count = others.len() - room;
+        for (_, v) in others.into_iter().take(drop_count) {
+            let dir = layout.release_dir(app, &v);
+            layout.remove_digest(app, &v);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(version = %v, "removed old release"),
+                Err(e) => tracing::warn!(version = %v, error = %e, "cannot remove old release"),
+            }
+        }
+    }
+
+    /// A failure before anything running changed.
+    pub(super) async fn fail_early(
+        &self,
+        req: &Release,
+        rep: &Reports<'_>,
+        error: InstallError,
+    ) -> Outcome {
+        tracing::warn!(phase = %error.phase, error = %error, retryable = error.is_retryable(),
+            "install failed");
+        self.mark_failed(req.deploy_id);
+        rep.failed(&error, false, "", None).await;
+        Outcome::Failed {
+            phase: error.phase,
+            rolled_back: false,
+        }
+    }
+
+    /// The new release did not come up: stop it, put the previous one back
+    /// (or nothing, if there was none) and report why.
+    pub(super) async fn roll_back(
+        &self,
+        req: &Release,
+        slot: &AppSlot,
+        rep: &Reports<'_>,
+        error: InstallError,
+        new: Option<AppProcess>,
+        rollback_to: Option<Version>,
+    ) -> Outcome {
+        let phase = error.phase;
+        tracing::warn!(%phase, %error, ?rollback_to, "release failed, rolling back");
+        self.mark_failed(req.deploy_id);
+        let layout = &self.cfg.layout;
+        let app = &req.app;
+        slot.set_process(None);
+        if let Some(p) = new {
+            p.stop().await;
+        }
+        let app_log = log_since_start(&layout.log_file(app), FAILURE_LOG_BYTES);
+
+        let mut rolled_back = false;
+        let note = match rollback_to {
+            Some(prev) => match self.restore(app, &prev).await {
+                Ok((p, health)) => {
+                    rolled_back = true;
+                    let (pid, port) = (p.pid, p.port);
+                    let healthy = health.is_ok().then(|| prev.clone());
+                    self.update_state(app, |s| {
+                        s.current = Some(prev.clone());
+                        s.healthy = healthy;
+                        s.pid = Some(pid);
+                        s.port = port;
+                        s.restarts = 0;
+                    });
+                    slot.supervise(|h| *h = Supervision::default());
+                    self.adopt_process(app, slot, p);
+                    match health {
+                        Ok(()) => format!("; rolled back to {prev}, which is healthy"),
+                        Err(e) => {
+                            tracing::error!(%prev, error = %e, "rolled back, but the previous release is unhealthy");
+                            format!("; rolled back to {prev}, but it is unhealthy too: {e}")
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(%prev, error = %e, "rollback failed: nothing runs");
+                    self.update_state(app, |s| {
+                        s.current = layout.read_current(app).ok().flatten();
+                        s.pid = None;
+                        s.port = None;
+                    });
+                    format!("; rollback to {prev} failed: {e}")
+                }
+            },
+            None => {
+                if let Err(e) = symlink::remove_current(layout, app) {
+                    tracing::warn!(error = %e, "cannot remove current");
+                }
+                self.update_state(app, |s| {
+                    s.current = None;
+                    s.pid = None;
+                    s.port = None;
+                });
+                "; no previous release to roll back to".to_string()
+            }
+        };
+        self.update_state(app, |s| {
+            s.last_deploy = Some(req.deploy_id);
+            s.record(record(
+                req,
+                if rolled_back { "rolled_back" } else { "failed" },
+            ));
+        });
+        rep.failed(&error, rolled_back, &note, app_log).await;
+        Outcome::Failed { phase, rolled_back }
+    }
+
+    /// Points `current` back at `version`, starts it and runs its health
+    /// check, so a host reports `rolled_back` only once the previous release
+    /// serves again (or says that it does not).
+    pub(super) async fn restore(
+        &self,
+        app: &AppName,
+        version: &Version,
+    ) -> Result<(AppProcess, Result<(), String>), InstallErrorKind> {
+        let layout = &self.cfg.layout;
+        let release_dir = layout.release_dir(app, version);
+        let manifest = read_release_manifest(&release_dir)?;
+        // No artifact to download it again from here: an untrusted
+        // release is not run at all.
+        self.verify(app, version, None)
+            .await
+            .map_err(|why| InstallErrorKind::Untrusted {
+                version: version.clone(),
+                why,
+            })?;
+        symlink::switch_current(layout, app, version)
+            .map_err(|e| InstallErrorKind::Host(e.to_string()))?;
+        let proc = self.start(app, version, &manifest)?;
+        let log_file = layout.log_file(app);
+        let health = match self.launch(app, version, &manifest, &release_dir, &log_file, proc.port)
+        {
+            Ok(launch) => health::check(&manifest.health, &proc, &launch, &self.http).await,
+            Err(e) => Err(e),
+        };
+        Ok((proc, health))
+    }
+}

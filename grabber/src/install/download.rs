@@ -1,0 +1,126 @@
+//! Downloading an artifact: streamed to a `.part` file and hashed on the
+//! way, within the size announced and the timeouts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use deploy::ArtifactRef;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::Engine;
+use super::error::InstallErrorKind;
+use super::report::without_query;
+use crate::fault;
+
+/// How long an artifact download may wait, so a server that never answers
+/// cannot hold the app's install lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DownloadTimeouts {
+    /// For the response's headers (connecting and sending the request
+    /// included).
+    pub response: Duration,
+    /// Between two chunks of the body.
+    pub stall: Duration,
+}
+
+impl Engine {
+    /// Streams the artifact into `part`, hashing on the way; returns its
+    /// sha256 and size.
+    pub(super) async fn download(
+        &self,
+        artifact: &ArtifactRef,
+        part: &Path,
+    ) -> Result<(deploy::Sha256, u64), InstallErrorKind> {
+        let limit = self.cfg.max_artifact_bytes.min(artifact.size);
+        let too_big = |n: u64| {
+            InstallErrorKind::TooLarge(if n > self.cfg.max_artifact_bytes {
+                format!(
+                    "artifact is larger than the {} bytes this host accepts",
+                    self.cfg.max_artifact_bytes
+                )
+            } else {
+                format!(
+                    "artifact is larger than the {} bytes announced",
+                    artifact.size
+                )
+            })
+        };
+        let timeouts = self.cfg.download;
+        let resp = tokio::time::timeout(timeouts.response, self.http.get(&artifact.url).send())
+            .await
+            .map_err(|_| {
+                InstallErrorKind::Fetch(format!(
+                    "cannot download {}: no answer within {:?}",
+                    without_query(&artifact.url),
+                    timeouts.response
+                ))
+            })?
+            .map_err(|e| {
+                InstallErrorKind::Fetch(format!(
+                    "cannot download {}: {}",
+                    without_query(&artifact.url),
+                    deploy::tls::error_chain(&e.without_url())
+                ))
+            })?;
+        if !resp.status().is_success() {
+            return Err(InstallErrorKind::Fetch(format!(
+                "cannot download {}: HTTP {}",
+                without_query(&artifact.url),
+                resp.status()
+            )));
+        }
+        if let Some(len) = resp.content_length()
+            && len > limit
+        {
+            return Err(too_big(len));
+        }
+        let mut file = tokio::fs::File::create(part).await.map_err(|e| {
+            InstallErrorKind::Host(format!("cannot create {}: {e}", part.display()))
+        })?;
+        let mut hasher = Sha256::new();
+        let mut size: u64 = 0;
+        let mut halfway = false;
+        let mut body = resp.bytes_stream();
+        loop {
+            let chunk = match tokio::time::timeout(timeouts.stall, body.next()).await {
+                Err(_) => {
+                    return Err(InstallErrorKind::Fetch(format!(
+                        "download of {} stalled: nothing arrived for {:?}",
+                        without_query(&artifact.url),
+                        timeouts.stall
+                    )));
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(InstallErrorKind::Fetch(format!(
+                        "download of {} broke: {}",
+                        without_query(&artifact.url),
+                        e.without_url()
+                    )));
+                }
+                Ok(Some(Ok(c))) => c,
+            };
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(too_big(size));
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(|e| {
+                InstallErrorKind::Host(format!("cannot write {}: {e}", part.display()))
+            })?;
+            if !halfway && size * 2 >= artifact.size {
+                halfway = true;
+                let _ = file.flush().await;
+                fault::point("downloading").await;
+            }
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| InstallErrorKind::Host(format!("cannot write {}: {e}", part.display())))?;
+        let sha256 = deploy::Sha256::parse(hex::encode(hasher.finalize()))
+            .map_err(|e| InstallErrorKind::Host(format!("cannot read the digest: {e}")))?;
+        Ok((sha256, size))
+    }
+}

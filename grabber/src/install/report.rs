@@ -1,0 +1,248 @@
+//! Where the phases of an install go: the `Reporter` seam (AppTracker in
+//! production, a list in tests) and `Reports`, which builds the host events
+//! of one install and keeps its log.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use deploy::{Cluster, DeployId, HostEvent, HostName, HostPhase, Timestamp};
+use futures::future::BoxFuture;
+
+use super::error::InstallError;
+
+/// Where phases of an install go: AppTracker in production, a list in
+/// tests. Reporting never fails an install.
+pub(crate) trait Reporter: Send + Sync {
+    fn report(&self, deploy: DeployId, event: HostEvent) -> BoxFuture<'_, ()>;
+}
+
+/// Posts host events to AppTracker. A report that fails for a reason that
+/// may pass (AppTracker restarting, a 5xx, a broken connection) is sent
+/// again with backoff: an end phase (done, skipped, failed) for up to
+/// `end_patience`, since a lost one leaves the host hanging in the deploy
+/// until its deadline; a progress phase a few times only, so the install is
+/// not held up. Anything else is logged and dropped.
+pub(crate) struct ClientReporter {
+    pub client: deploy::Client,
+    pub host: HostName,
+    pub end_patience: Duration,
+    /// The first wait between tries; it doubles, up to 5 s.
+    pub first_wait: Duration,
+}
+
+impl ClientReporter {
+    pub fn new(client: deploy::Client, host: HostName) -> Self {
+        Self {
+            client,
+            host,
+            end_patience: Duration::from_secs(120),
+            first_wait: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Tries for progress phases.
+const PROGRESS_TRIES: u32 = 3;
+
+impl Reporter for ClientReporter {
+    fn report(&self, deploy: DeployId, event: HostEvent) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let end = event.phase.is_terminal();
+            let give_up = tokio::time::Instant::now() + self.end_patience;
+            let mut retry = deploy::Backoff::new(self.first_wait, Duration::from_secs(5));
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let e = match self.client.host_event(deploy, &self.host, &event).await {
+                    Ok(_) => return,
+                    Err(e) => e,
+                };
+                let wait = retry.next_wait();
+                let again = e.is_retryable()
+                    && if end {
+                        tokio::time::Instant::now() + wait < give_up
+                    } else {
+                        tries < PROGRESS_TRIES
+                    };
+                if !again {
+                    tracing::warn!(deploy_id = %deploy, host = %self.host, phase = %event.phase,
+                        tries, error = %e, "cannot report host event; dropped");
+                    return;
+                }
+                tracing::info!(deploy_id = %deploy, host = %self.host, phase = %event.phase,
+                    tries, error = %e, "cannot report host event yet; trying again");
+                tokio::time::sleep(wait).await;
+            }
+        })
+    }
+}
+
+/// An artifact URL fit for messages and logs: without its query, which
+/// holds the download's signature (a presigned URL's credentials), so a
+/// failure report shown to viewers or kept in logs grants nothing.
+pub(super) fn without_query(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(base, _)| base)
+}
+
+/// Builds and sends the events of one install, and keeps its log: a
+/// failure sends the whole install log and the app's output since it
+/// started (up to `FAILURE_LOG_BYTES`), not just a tail.
+pub(super) struct Reports<'a> {
+    reporter: &'a dyn Reporter,
+    deploy_id: DeployId,
+    cluster: &'a Cluster,
+    log: Mutex<String>,
+}
+
+impl<'a> Reports<'a> {
+    pub(super) fn new(
+        reporter: &'a dyn Reporter,
+        deploy_id: DeployId,
+        cluster: &'a Cluster,
+    ) -> Self {
+        Self {
+            reporter,
+            deploy_id,
+            cluster,
+            log: Mutex::new(String::new()),
+        }
+    }
+
+    fn note(&self, phase: impl std::fmt::Display, message: &str) {
+        if let Ok(mut log) = self.log.lock() {
+            log.push_str(&format!("{} {phase}: {message}\n", Timestamp::now()));
+        }
+    }
+
+    pub(super) async fn phase(&self, phase: HostPhase, message: String) {
+        tracing::debug!(%phase, %message, "phase");
+        self.note(phase, &message);
+        let event = HostEvent::progress(self.cluster.clone(), phase, message);
+        self.reporter.report(self.deploy_id, event).await;
+    }
+
+    /// Reports `error`, the one place its message is rendered: the cause,
+    /// then `note` (what the rollback did, or nothing).
+    pub(super) async fn failed(
+        &self,
+        error: &InstallError,
+        rolled_back: bool,
+        note: &str,
+        app_log: Option<String>,
+    ) {
+        let phase = error.phase;
+        let message = format!("{error}{note}");
+        self.note(format!("failed in {phase}"), &message);
+        let mut log = self.log.lock().map(|l| l.clone()).unwrap_or_default();
+        if let Some(app_log) = app_log {
+            log.push_str("--- the app's output since it started ---\n");
+            log.push_str(&app_log);
+        }
+        let event = HostEvent::failed(self.cluster.clone(), phase, rolled_back, message, log);
+        self.reporter.report(self.deploy_id, event).await;
+    }
+}
+
+#[cfg(test)]
+mod report_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::http::StatusCode;
+    use axum::routing::post;
+
+    use super::*;
+
+    /// An AppTracker that answers 503 to the first `fail` reports, then
+    /// records the phases it accepts.
+    async fn flaky(fail: usize) -> (String, Arc<AtomicUsize>, Arc<std::sync::Mutex<Vec<String>>>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (c, g) = (calls.clone(), got.clone());
+        let app = axum::Router::new().route(
+            "/api/v1/deploys/{id}/hosts/{host}/events",
+            post(move |axum::Json(ev): axum::Json<serde_json::Value>| {
+                let (c, g) = (c.clone(), g.clone());
+                async move {
+                    if c.fetch_add(1, Ordering::SeqCst) < fail {
+                        let body = serde_json::json!({"code": "internal", "message": "restarting"});
+                        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body));
+                    }
+                    g.lock()
+                        .unwrap()
+                        .push(ev["phase"].as_str().unwrap_or("?").to_string());
+                    let row = serde_json::json!({
+                        "host": "h1", "phase": ev["phase"], "failed_phase": null,
+                        "rolled_back": false, "message": null, "log_tail": null,
+                        "updated_at": 0, "batch": 0,
+                    });
+                    (StatusCode::OK, axum::Json(row))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, calls, got)
+    }
+
+    fn event(phase: HostPhase) -> HostEvent {
+        HostEvent {
+            message: None,
+            ..HostEvent::progress(
+                deploy::Cluster::parse("local").unwrap(),
+                phase,
+                String::new(),
+            )
+        }
+    }
+
+    fn reporter(url: String) -> ClientReporter {
+        let mut r = ClientReporter::new(deploy::Client::new(url), HostName::parse("h1").unwrap());
+        r.first_wait = Duration::from_millis(10);
+        r
+    }
+
+    #[tokio::test]
+    async fn an_end_phase_is_sent_again_until_it_lands() {
+        let (url, calls, got) = flaky(4).await;
+        let r = reporter(url);
+        r.report(DeployId(1), event(HostPhase::Done)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 5);
+        assert_eq!(*got.lock().unwrap(), ["done"]);
+    }
+
+    #[tokio::test]
+    async fn a_progress_phase_is_tried_a_few_times_only() {
+        let (url, calls, got) = flaky(10).await;
+        let r = reporter(url);
+        r.report(DeployId(1), event(HostPhase::Downloading)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), PROGRESS_TRIES as usize);
+        assert!(got.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_end_phase_gives_up_after_its_patience() {
+        let (url, calls, got) = flaky(usize::MAX).await;
+        let mut r = reporter(url);
+        r.end_patience = Duration::from_secs(1);
+        // Tries again and again (waits of 10, 20, 40 ms… fit in a second),
+        // then gives up rather than holding the grabber forever.
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            r.report(DeployId(1), event(HostPhase::Failed)),
+        )
+        .await
+        .expect("the reporter gives up");
+        assert!(calls.load(Ordering::SeqCst) >= 3, "{calls:?}");
+        assert!(got.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_sent_again() {
+        let (url, calls, _) = flaky(0).await;
+        let r = reporter(format!("{url}/nowhere"));
+        r.report(DeployId(1), event(HostPhase::Done)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "a 404 is final");
+    }
+}
