@@ -32,11 +32,12 @@ pub async fn check_sandbox(settings: &packer::Settings) {
 
 /// Runs queued builds until `shutdown`; a build in flight is finished first.
 pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
-    let worker = Holder::in_process(&format!(
-        "apptracker-{}-{}",
-        machine_name(),
-        std::process::id()
-    ));
+    // Named like a packer worker: the machine (by the agents' one rule),
+    // then the process. Only a label: the lease is bound to the holder.
+    let machine = deploy::HostName::of_this_machine()
+        .map(|h| h.to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    let worker = Holder::in_process(&format!("apptracker-{machine}-{}", std::process::id()));
     loop {
         match tracker.claim_build(&worker).await {
             Ok(Some(job)) => {
@@ -57,18 +58,6 @@ pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
 
 /// The machine's host name, or `localhost` when it is not a valid one
 /// (the rule the grabber follows too).
-// issue 16: deploy::HostName::of_this_machine once merged
-fn machine_name() -> deploy::HostName {
-    let name = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .unwrap_or_default();
-    deploy::HostName::parse(name.trim())
-        .or_else(|_| deploy::HostName::parse("localhost"))
-        .unwrap_or_else(|_| unreachable!("valid host name literal"))
-}
-
 #[tracing::instrument(skip_all, fields(build_id = %build.id, app = %build.app, version = %build.version))]
 async fn run_one(tracker: &Tracker, worker: &Holder, build: Build, git_url: String) {
     tracing::info!(commit = %build.commit, "build started");
