@@ -20,7 +20,7 @@ mod hosts;
 mod stream;
 mod tokens;
 
-/// The address `apptracker dev` listens on, the default everywhere.
+/// The address `slipway dev` listens on, the default everywhere.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:8080";
 
 /// What can go wrong talking to AppTracker.

@@ -111,7 +111,7 @@ fn print_tour(
 ) {
     let apps: Vec<&str> = repos.iter().map(|(n, _)| n.as_str()).collect();
     println!(
-        "\nSlipway is running.\n\n  dashboard   {base_url}/  (sign in with the admin token)\n  token       {}  (admin; new at every start)\n  api         {base_url}/api/v1\n  apps        {}\n  hosts       local-1..{hosts} (cluster `local`); app ports are shifted by {step} per host\n\nTry:\n  export SLIPWAY_TOKEN=$(cat {})\n  cargo run -p deploy -- release hello-python main --cluster local --wait\n  cargo run -p deploy -- status 1\n  cargo run -p deploy -- hosts\n  curl http://127.0.0.1:{}/      # hello-python on local-1\n",
+        "\nSlipway is running.\n\n  dashboard   {base_url}/  (sign in with the admin token)\n  token       {}  (admin; new at every start)\n  api         {base_url}/api/v1\n  apps        {}\n  hosts       local-1..{hosts} (cluster `local`); app ports are shifted by {step} per host\n\nTry:\n  export SLIPWAY_TOKEN=$(cat {})\n  cargo run -q -p deploy-cli -- release hello-python main --cluster local --wait\n  cargo run -q -p deploy-cli -- status 1\n  cargo run -q -p deploy-cli -- hosts\n  curl http://127.0.0.1:{}/      # hello-python on local-1\n",
         token_file.display(),
         apps.join(", "),
         token_file.display(),

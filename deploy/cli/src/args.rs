@@ -16,7 +16,7 @@ pub(crate) struct Cli {
     /// AppTracker's URL.
     #[arg(long, env = "SLIPWAY_SERVER", default_value = deploy::DEFAULT_SERVER, global = true)]
     pub(crate) server: String,
-    /// File holding the API token (`apptracker dev` prints one); or set
+    /// File holding the API token (`slipway dev` prints one); or set
     /// SLIPWAY_TOKEN.
     #[arg(long, env = "SLIPWAY_TOKEN_FILE", global = true)]
     pub(crate) token_file: Option<std::path::PathBuf>,
