@@ -21,6 +21,7 @@ pub mod release;
 pub mod report;
 mod role;
 pub mod signing;
+mod source;
 mod time;
 pub mod tls;
 
@@ -43,4 +44,5 @@ pub use manifest::{
 pub use release::{ArtifactRef, Release};
 pub use report::HostReport;
 pub use role::Role;
+pub use source::{NotOneSource, Source};
 pub use time::Timestamp;

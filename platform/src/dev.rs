@@ -72,7 +72,7 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         let req = RegisterApp::new(name.clone(), path.display().to_string());
         match platform.client.register_app(&req).await {
             Ok(_) => tracing::info!(app = %name, "registered example app"),
-            Err(e) if e.code() == Some("conflict") => {}
+            Err(e) if e.error_code() == Some(deploy::ErrorCode::Conflict) => {}
             Err(e) => return Err(anyhow::Error::new(e).context("cannot register example apps")),
         }
     }

@@ -4,6 +4,7 @@
 //! per-app deploy queue lives here too.
 
 use super::*;
+use deploy::Source;
 
 impl Tracker {
     /// Refuses a deploy while another of the same app to the same cluster
@@ -177,8 +178,9 @@ impl Tracker {
         req.strategy
             .check(targets.len())
             .map_err(|e| Error::Invalid(format!("strategy: {e}")))?;
-        let (build, git_ref) = match (&req.version, &req.git_ref) {
-            (Some(v), None) => {
+        let source = req.source().map_err(|e| Error::Invalid(e.to_string()))?;
+        let (build, git_ref) = match &source {
+            Source::Version(v) => {
                 let build = self.db().build_by_version(&req.app, v).await?;
                 if let Some(b) = &build
                     && let Some(bad) = &b.bad
@@ -204,18 +206,13 @@ impl Tracker {
                     }
                 }
             }
-            (None, Some(r)) => match origin.build {
+            Source::Ref(r) => match origin.build {
                 Some(ref b) => (b.clone(), Some(r.as_str())),
                 None => {
                     let (b, _) = self.build_of_ref(&req.app, Some(r)).await?;
                     (b, Some(r.as_str()))
                 }
             },
-            _ => {
-                return Err(Error::Invalid(
-                    "give exactly one of `version` and `git_ref`".into(),
-                ));
-            }
         };
         if !origin.rollback
             && let Some(pin) = self.db().pin(&app.name, &req.cluster).await?

@@ -39,7 +39,9 @@ pub(crate) fn confirmation_for(cluster: &Cluster, confirmed: &[Cluster]) -> Opti
 /// the answer is not the name.
 pub(crate) fn ask_confirmation(e: &deploy::ClientError, cluster: &Cluster) -> Option<Cluster> {
     use std::io::{BufRead, IsTerminal, Write};
-    if e.code() != Some("confirmation_required") || !std::io::stdin().is_terminal() {
+    if e.error_code() != Some(deploy::ErrorCode::ConfirmationRequired)
+        || !std::io::stdin().is_terminal()
+    {
         return None;
     }
     eprint!("cluster {cluster} is protected; type its name to go on: ");

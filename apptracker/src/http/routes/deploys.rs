@@ -28,11 +28,9 @@ pub(crate) async fn create_deploy(
     ApiJson(req): ApiJson<CreateDeploy>,
 ) -> Result<(StatusCode, ApiJson<Deploy>), ApiError> {
     // What was asked for, so a refusal says it too.
-    let what = match (&req.version, &req.git_ref) {
-        (Some(v), _) => v.to_string(),
-        (None, Some(r)) => r.to_string(),
-        (None, None) => "?".to_string(),
-    };
+    let what = req
+        .source()
+        .map_or_else(|_| "?".to_string(), |s| s.to_string());
     let hosts = req
         .hosts
         .as_ref()

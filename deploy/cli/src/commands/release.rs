@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use deploy::{Client, Cluster, CreateDeploy, DeployStatus, GitRef, Strategy, Version};
+use deploy::{Client, Cluster, CreateDeploy, DeployStatus, Source, Strategy};
 
 use crate::args::ReleaseArgs;
 use crate::confirm::{ask_confirmation, confirmation_for};
@@ -45,11 +45,7 @@ pub(crate) async fn release(
         },
         (None, None) => Strategy::AllAtOnce,
     };
-    let (version, git_ref) = if Version::looks_built(&version_or_ref) {
-        (Some(Version::parse(version_or_ref)?), None)
-    } else {
-        (None, Some(GitRef::parse(version_or_ref)?))
-    };
+    let (version, git_ref) = Source::from_arg(&version_or_ref)?.into_fields();
     let mut req = CreateDeploy {
         confirm: confirmation_for(&cluster, confirmed),
         app,
