@@ -146,6 +146,85 @@ pub fn cwd(pid: u32) -> Option<PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/cwd")).ok()
 }
 
+/// Who listens on a TCP port of this machine, from `/proc/net/tcp{,6}` and
+/// the processes' open files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortHolders {
+    /// Whether any socket listens on the port (any local address).
+    pub listening: bool,
+    /// The processes holding a listening socket on it that this process may
+    /// look into (all of them as root; others' are hidden to a normal user).
+    pub pids: Vec<u32>,
+}
+
+/// The listening sockets' inodes in one `/proc/net/tcp`-format table.
+pub fn parse_listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    let want = format!("{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local = fields.get(1)?;
+            let (_, local_port) = local.rsplit_once(':')?;
+            // `0A` is TCP_LISTEN.
+            (local_port.eq_ignore_ascii_case(&want) && *fields.get(3)? == "0A")
+                .then(|| fields.get(9)?.parse().ok())
+                .flatten()
+        })
+        .filter(|inode| *inode != 0)
+        .collect()
+}
+
+/// Who listens on TCP `port`, on IPv4 or IPv6.
+pub fn port_holders(port: u16) -> PortHolders {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            inodes.extend(parse_listening_inodes(&text, port));
+        }
+    }
+    if inodes.is_empty() {
+        return PortHolders::default();
+    }
+    let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+    let mut pids = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return PortHolders {
+            listening: true,
+            pids,
+        };
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let holds = fds.flatten().any(|fd| {
+            std::fs::read_link(fd.path())
+                .ok()
+                .and_then(|l| l.to_str().map(|l| wanted.iter().any(|w| w == l)))
+                .unwrap_or(false)
+        });
+        if holds {
+            pids.push(pid);
+        }
+    }
+    PortHolders {
+        listening: true,
+        pids,
+    }
+}
+
+/// A process's command name (`/proc/<pid>/comm`), for messages.
+pub fn comm(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|c| c.trim().to_string())
+}
+
 /// Clock ticks per second (`USER_HZ`), the unit of `/proc` CPU times.
 pub fn ticks_per_second() -> u64 {
     nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
@@ -221,6 +300,26 @@ pub fn self_metrics() -> Option<SelfMetrics> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listening_sockets_are_found_by_port_and_state() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000   106        0 6904 1 0 100 0 0 10 0\n   1: 0100007F:1F90 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000   106        0 7001 1 0 100 0 0 10 0\n   2: 00000000:1F91 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1274 1 0 100 0 0 10 0\n";
+        assert_eq!(parse_listening_inodes(table, 8080), vec![6904]);
+        assert_eq!(parse_listening_inodes(table, 8081), vec![1274]);
+        assert!(parse_listening_inodes(table, 80).is_empty());
+        assert!(parse_listening_inodes("garbage\nmore garbage", 8080).is_empty());
+    }
+
+    #[test]
+    fn a_listener_of_this_process_is_found() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let port = listener.local_addr().expect("its address").port();
+        let holders = port_holders(port);
+        assert!(holders.listening);
+        assert!(holders.pids.contains(&std::process::id()), "{holders:?}");
+        drop(listener);
+        assert_eq!(port_holders(port), PortHolders::default());
+    }
 
     #[test]
     fn stat_lines_parse_even_with_odd_command_names() {

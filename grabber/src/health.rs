@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use deploy::layout::HostLayout;
 use deploy::{HealthCheck, HealthSpec};
 use tokio::time::{Instant, sleep_until};
 
@@ -23,6 +24,7 @@ pub(crate) async fn check(
     proc: &AppProcess,
     launch: &Launch<'_>,
     http: &reqwest::Client,
+    layout: &HostLayout,
 ) -> Result<(), String> {
     let grace = Duration::from_millis(spec.grace_ms);
     let started = Instant::now();
@@ -58,7 +60,7 @@ pub(crate) async fn check(
             _ = sleep_until(deadline) => {
                 return Err(format!("health check timed out after {:?}: {last_error}", started.elapsed()));
             }
-            r = probe => match r {
+            r = probe => match r.and_then(|()| answered_by_app(&spec.check, launch.port, proc, layout)) {
                 Ok(()) => return Ok(()),
                 Err(e) => last_error = e,
             },
@@ -70,6 +72,23 @@ pub(crate) async fn check(
             }
             _ = sleep_until(next) => {}
         }
+    }
+}
+
+/// A port probe counts only when the app answered: what listens on the
+/// port belongs to the app's process group, which its shim leads (the
+/// group's id is the shim's pid).
+fn answered_by_app(
+    check: &HealthCheck,
+    port: Option<u16>,
+    proc: &AppProcess,
+    layout: &HostLayout,
+) -> Result<(), String> {
+    match (check, port) {
+        (HealthCheck::Http { .. } | HealthCheck::Tcp, Some(port)) => {
+            crate::ports::answered_by_group(port, proc.pid, layout)
+        }
+        _ => Ok(()),
     }
 }
 

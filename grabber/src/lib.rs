@@ -19,6 +19,7 @@ pub mod extract;
 mod fault;
 mod health;
 mod install;
+mod ports;
 mod process;
 mod runtime;
 pub mod shim;

@@ -48,6 +48,25 @@ impl Engine {
                 .in_phase(HostPhase::Starting);
             return self.fail_early(req, rep, e).await;
         }
+        // A pinned port another app or process listens on fails the host in
+        // `starting` too, naming the holder, while the old release still
+        // serves. The app's own running release may hold it: it is stopped
+        // before the new one starts.
+        if let Ok(Some(port)) = self.port_for(&manifest)
+            && manifest.run.port.is_some()
+        {
+            let own_group = state.as_ref().and_then(|s| s.pid);
+            let app_dir = layout.app_dir(app);
+            let own = |pid: u32| {
+                own_group.is_some_and(|g| deploy::procfs::stat(pid).is_some_and(|s| s.pgrp == g))
+                    || crate::ports::runs_from(pid, &app_dir)
+            };
+            if let Err(e) = crate::ports::check_free(port, layout, own) {
+                let e = InstallErrorKind::Start(format!("cannot start {}: {e}", req.version))
+                    .in_phase(HostPhase::Starting);
+                return self.fail_early(req, rep, e).await;
+            }
+        }
         rep.phase(
             HostPhase::Switching,
             format!("current -> releases/{}", req.version),
@@ -121,7 +140,16 @@ impl Engine {
             &log_file,
             proc.port,
         ) {
-            Ok(launch) => health::check(&manifest.health, &proc, &launch, &self.http).await,
+            Ok(launch) => {
+                health::check(
+                    &manifest.health,
+                    &proc,
+                    &launch,
+                    &self.http,
+                    &self.cfg.layout,
+                )
+                .await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = checked {
@@ -305,7 +333,16 @@ impl Engine {
         let log_file = layout.log_file(app);
         let health = match self.launch(app, version, &manifest, &release_dir, &log_file, proc.port)
         {
-            Ok(launch) => health::check(&manifest.health, &proc, &launch, &self.http).await,
+            Ok(launch) => {
+                health::check(
+                    &manifest.health,
+                    &proc,
+                    &launch,
+                    &self.http,
+                    &self.cfg.layout,
+                )
+                .await
+            }
             Err(e) => Err(e),
         };
         Ok((proc, health))

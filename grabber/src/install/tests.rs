@@ -1479,3 +1479,145 @@ async fn recovery_stops_only_what_a_shim_leads() {
     let _ = operator.wait();
     again.stop_all().await;
 }
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// GETs `/hello.txt` on `port`.
+async fn serves(port: u16) -> bool {
+    let http = deploy::tls::Trust::system().http_client().unwrap();
+    match http
+        .get(format!("http://127.0.0.1:{port}/hello.txt"))
+        .send()
+        .await
+    {
+        Ok(r) => r.status().is_success(),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_port_another_app_holds_fails_in_starting_and_the_first_keeps_serving() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let port = free_port();
+    let serve = "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1";
+    let check = || HealthCheck::Http {
+        path: "/hello.txt".into(),
+        expect: Some("hello".into()),
+    };
+    let first = release("1-aaaaaaa", serve, check(), Some(port));
+    let r = server.publish(&first, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &first, r), &rec, &CancellationToken::new())
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(1)));
+    let first_pid = host.state(&hello()).pid.expect("the first app runs");
+
+    let other = AppName::parse("other").unwrap();
+    let mut second = release("1-bbbbbbb", serve, check(), Some(port));
+    second.app = other.clone();
+    let r = server.publish(&second, FILES);
+    let out = host
+        .engine
+        .install(&request(2, &second, r), &rec, &CancellationToken::new())
+        .await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Starting,
+            rolled_back: false
+        },
+        "{:?}",
+        rec.of(DeployId(2))
+    );
+    let failed = rec.last(DeployId(2));
+    let message = failed.message.unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "port {port} is already in use by app `hello` (pid "
+        )),
+        "{message}"
+    );
+    // Nothing of the second app switched or started; the first still serves.
+    assert_eq!(host.layout().read_current(&other).unwrap(), None);
+    assert!(pid_alive(first_pid));
+    assert!(serves(port).await, "the first app stopped serving");
+    host.engine.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_check_answered_by_a_foreign_process_does_not_pass() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let app = hello();
+    let port = free_port();
+    // A stray of the app (left from an old release, out of its process
+    // group) serves the app's port. The pre-start check lets it be, taking
+    // it for the app's own; the health check must not take its answer.
+    use std::os::unix::process::CommandExt;
+    let stray_dir = host.layout().app_dir(&app).join("stray");
+    std::fs::create_dir_all(&stray_dir).unwrap();
+    std::fs::write(stray_dir.join("hello.txt"), "hello").unwrap();
+    let mut stray = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&stray_dir)
+        .process_group(0)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    until(10, "the stray serves", || {
+        deploy::procfs::port_holders(port).listening
+    })
+    .await;
+    assert!(serves(port).await);
+
+    // The release itself never listens.
+    let mut m = release(
+        "1-aaaaaaa",
+        "exec sleep 60",
+        HealthCheck::Http {
+            path: "/hello.txt".into(),
+            expect: Some("hello".into()),
+        },
+        Some(port),
+    );
+    m.health.timeout_ms = 1_500;
+    let r = server.publish(&m, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &m, r), &rec, &CancellationToken::new())
+        .await;
+    let _ = stray.kill();
+    let _ = stray.wait();
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Checking,
+            rolled_back: false
+        },
+        "{:?}",
+        rec.of(DeployId(1))
+    );
+    let message = rec.last(DeployId(1)).message.unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "port {port} answered, but it is held by app `hello` (pid {}), not by the app",
+            stray.id()
+        )),
+        "{message}"
+    );
+}
