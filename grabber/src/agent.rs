@@ -126,6 +126,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             host: config.host.clone(),
             layout,
             port_offset: config.port_offset,
+            port_range: config.port_range.clone(),
             max_artifact_bytes: config.max_artifact_bytes,
             shim: config.shim.clone(),
             log_limits: config.log_limits,

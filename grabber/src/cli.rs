@@ -37,6 +37,10 @@ struct Args {
         allow_hyphen_values = true
     )]
     port_offset: i32,
+    /// Ports for apps whose `slipway.toml` pins none, as `LOW-HIGH`: each
+    /// such app gets a free one, passed as `PORT` and kept across releases.
+    #[arg(long, env = "SLIPWAY_PORT_RANGE", default_value = "20000-29999", value_parser = parse_port_range)]
+    port_range: std::ops::RangeInclusive<u16>,
     /// Time between heartbeats (e.g. `10s`).
     #[arg(long, env = "SLIPWAY_HEARTBEAT", default_value = "10s", value_parser = humantime::parse_duration)]
     heartbeat: Duration,
@@ -188,6 +192,7 @@ async fn run(args: Args, token: Option<crate::AgentToken>) -> anyhow::Result<()>
         host,
         root: args.root,
         port_offset: args.port_offset,
+        port_range: args.port_range,
         heartbeat_interval: args.heartbeat,
         stop_apps_on_exit: args.stop_apps_on_exit,
         token,
@@ -213,4 +218,16 @@ async fn run(args: Args, token: Option<crate::AgentToken>) -> anyhow::Result<()>
     };
 
     crate::run(config, deploy::binary::shutdown_on_signal()).await
+}
+
+/// `LOW-HIGH`, both ports, LOW at most HIGH.
+fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let bad = || format!("`{s}` is not a port range like 20000-29999");
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo == 0 || lo > hi {
+        return Err(bad());
+    }
+    Ok(lo..=hi)
 }

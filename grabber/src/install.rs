@@ -61,6 +61,7 @@ pub(crate) struct EngineConfig {
     pub host: HostName,
     pub layout: HostLayout,
     pub port_offset: i32,
+    pub port_range: std::ops::RangeInclusive<u16>,
     pub max_artifact_bytes: u64,
     pub shim: PathBuf,
     pub log_limits: shim::LogLimits,
@@ -82,6 +83,9 @@ pub(crate) struct Engine {
     /// Deploys that failed on this host: a later `Sync` does not retry
     /// them (a new deploy gets a new id).
     failed: Mutex<HashSet<DeployId>>,
+    /// The ports given to apps that pin none, so two apps installing at
+    /// once never get the same one.
+    ports: Mutex<HashMap<AppName, u16>>,
     /// Rung when what `installed()` says changes outside an install (a
     /// crash, a restart), so the heartbeat tells AppTracker now.
     pub(crate) changed: tokio::sync::Notify,
@@ -96,6 +100,7 @@ impl Engine {
             http,
             slots: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashSet::new()),
+            ports: Mutex::new(HashMap::new()),
             changed: tokio::sync::Notify::new(),
             me: me.clone(),
         })

@@ -41,6 +41,9 @@ pub struct Config {
     /// Added to every release's `run.port` to make `PORT`, so several hosts
     /// can share one machine.
     pub port_offset: i32,
+    /// Where the ports of apps that pin none come from (`PORT`), one per
+    /// app, kept across its releases and restarts.
+    pub port_range: std::ops::RangeInclusive<u16>,
     pub heartbeat_interval: Duration,
     /// Stop the supervised apps when the grabber stops (dev mode and
     /// tests); in production they keep running and are adopted on restart.
@@ -111,6 +114,10 @@ impl Default for RestartPolicy {
     }
 }
 
+/// The ports apps that pin none get by default: above the usual services,
+/// below the kernel's ephemeral range (32768 and up).
+pub const DEFAULT_PORT_RANGE: std::ops::RangeInclusive<u16> = 20000..=29999;
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -120,6 +127,7 @@ impl Default for Config {
             host: default_host(),
             root: PathBuf::from("./.slipway/host"),
             port_offset: 0,
+            port_range: DEFAULT_PORT_RANGE,
             heartbeat_interval: Duration::from_secs(10),
             stop_apps_on_exit: false,
             max_artifact_bytes: 2 * 1024 * 1024 * 1024,

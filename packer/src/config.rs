@@ -387,18 +387,9 @@ impl RawFile {
             ));
         }
         let check = match kinds.pop() {
-            Some((key, span, check)) => {
-                if matches!(check, HealthCheck::Http { .. } | HealthCheck::Tcp)
-                    && run.port.is_none()
-                {
-                    return Err(ConfigError::invalid(
-                        Some(key),
-                        Some(line_of(text, span.start)),
-                        "this check needs `[run] port` to know where to connect",
-                    ));
-                }
-                check
-            }
+            // An http or tcp check without `[run] port` probes the port the
+            // grabber gives the app from its range.
+            Some((_, _, check)) => check,
             None => HealthCheck::Running,
         };
         let health = HealthSpec {

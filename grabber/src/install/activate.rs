@@ -52,7 +52,7 @@ impl Engine {
         // `starting` too, naming the holder, while the old release still
         // serves. The app's own running release may hold it: it is stopped
         // before the new one starts.
-        if let Ok(Some(port)) = self.port_for(&manifest)
+        if let Ok(Some(port)) = self.port_for(app, &manifest)
             && manifest.run.port.is_some()
         {
             let own_group = state.as_ref().and_then(|s| s.pid);
@@ -73,7 +73,7 @@ impl Engine {
         )
         .await;
         if let Some(runtime) = &manifest.runtime {
-            let port = self.port_for(&manifest).unwrap_or(None);
+            let port = self.port_for(app, &manifest).unwrap_or(None);
             let log_file = layout.log_file(app);
             let checked =
                 match self.launch(app, &req.version, &manifest, &release_dir, &log_file, port) {

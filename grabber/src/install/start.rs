@@ -1,6 +1,8 @@
 //! Starting a release: who it runs as, its port, its directories, and the
 //! launch of its shim.
 
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 use deploy::{AppName, Manifest, Version};
@@ -65,10 +67,15 @@ impl Engine {
         Ok(switch.then_some(user))
     }
 
-    /// The port a release gets on this host.
-    pub(super) fn port_for(&self, manifest: &Manifest) -> Result<Option<u16>, String> {
+    /// The port a release of `app` gets on this host: its pinned port
+    /// shifted by the host's offset, or the app's own port from the range.
+    pub(super) fn port_for(
+        &self,
+        app: &AppName,
+        manifest: &Manifest,
+    ) -> Result<Option<u16>, String> {
         match manifest.run.port {
-            None => Ok(None),
+            None => self.allocated_port(app).map(Some),
             Some(p) => {
                 let shifted = i32::from(p) + self.cfg.port_offset;
                 u16::try_from(shifted)
@@ -85,6 +92,74 @@ impl Engine {
         }
     }
 
+    /// The port of an app that pins none: the one it had (in memory, or in
+    /// its state file from before a restart of the grabber) while nothing
+    /// else took it, else a free one of the range. Free means no other app
+    /// of this host has it and nothing listens on it. The search starts at
+    /// a place that depends on the app and the host, so hosts sharing one
+    /// machine rarely race for the same port.
+    fn allocated_port(&self, app: &AppName) -> Result<u16, String> {
+        let layout = &self.cfg.layout;
+        let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
+        let range = self.cfg.port_range.clone();
+        let app_dir = layout.app_dir(app);
+        let own_or_free = |port: u16| {
+            let holders = deploy::procfs::port_holders(port);
+            !holders.listening
+                || (!holders.pids.is_empty()
+                    && holders
+                        .pids
+                        .iter()
+                        .all(|p| crate::ports::runs_from(*p, &app_dir)))
+        };
+        let had = ports.get(app).copied().or_else(|| {
+            layout
+                .read_state(app)
+                .ok()
+                .flatten()
+                .and_then(|s| s.port)
+                .filter(|p| range.contains(p) && own_or_free(*p))
+        });
+        if let Some(port) = had {
+            ports.insert(app.clone(), port);
+            return Ok(port);
+        }
+        let mut taken: HashSet<u16> = ports.values().copied().collect();
+        for other in layout.list_apps().unwrap_or_default() {
+            if let Some(p) = layout
+                .read_state(&other)
+                .ok()
+                .flatten()
+                .and_then(|s| s.port)
+            {
+                taken.insert(p);
+            }
+        }
+        let (lo, hi) = (u32::from(*range.start()), u32::from(*range.end()));
+        let len = hi - lo + 1;
+        let mut seed = std::collections::hash_map::DefaultHasher::new();
+        (app.as_str(), self.cfg.host.as_str(), self.cfg.port_offset).hash(&mut seed);
+        let start = (seed.finish() % u64::from(len)) as u32;
+        for i in 0..len {
+            let Ok(port) = u16::try_from(lo + (start + i) % len) else {
+                continue;
+            };
+            if taken.contains(&port) || deploy::procfs::port_holders(port).listening {
+                continue;
+            }
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                continue;
+            }
+            ports.insert(app.clone(), port);
+            return Ok(port);
+        }
+        Err(format!(
+            "no free port left in {}-{} for `{app}` (pass a wider --port-range)",
+            range.start(),
+            range.end()
+        ))
+    }
+
     pub(super) fn start(
         &self,
         app: &AppName,
@@ -92,7 +167,9 @@ impl Engine {
         manifest: &Manifest,
     ) -> Result<AppProcess, InstallErrorKind> {
         let layout = &self.cfg.layout;
-        let port = self.port_for(manifest).map_err(InstallErrorKind::Start)?;
+        let port = self
+            .port_for(app, manifest)
+            .map_err(InstallErrorKind::Start)?;
         let release_dir = layout.release_dir(app, version);
         let log_file = layout.log_file(app);
         let launch = self

@@ -145,6 +145,7 @@ impl Host {
                 host: HostName::parse("h1").unwrap(),
                 layout,
                 port_offset: 0,
+                port_range: crate::DEFAULT_PORT_RANGE,
                 max_artifact_bytes: 1 << 20,
                 shim: crate::test_shim(),
                 log_limits,
@@ -1620,4 +1621,50 @@ async fn a_health_check_answered_by_a_foreign_process_does_not_pass() {
         )),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apps_that_pin_no_port_get_different_ports_and_keep_them() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let serve = "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1";
+    let check = || HealthCheck::Http {
+        path: "/hello.txt".into(),
+        expect: Some("hello".into()),
+    };
+    let other = AppName::parse("other").unwrap();
+    let first = release("1-aaaaaaa", serve, check(), None);
+    let mut second = release("1-bbbbbbb", serve, check(), None);
+    second.app = other.clone();
+    let (r1, r2) = (
+        server.publish(&first, FILES),
+        server.publish(&second, FILES),
+    );
+    let (q1, q2) = (request(1, &first, r1), request(2, &second, r2));
+    let cancel = CancellationToken::new();
+    let (a, b) = tokio::join!(
+        host.engine.install(&q1, &rec, &cancel),
+        host.engine.install(&q2, &rec, &cancel),
+    );
+    assert_eq!(a, Outcome::Done, "{:?}", rec.of(DeployId(1)));
+    assert_eq!(b, Outcome::Done, "{:?}", rec.of(DeployId(2)));
+    let p1 = host.state(&hello()).port.expect("the first app's port");
+    let p2 = host.state(&other).port.expect("the second app's port");
+    assert_ne!(p1, p2);
+    for p in [p1, p2] {
+        assert!(crate::DEFAULT_PORT_RANGE.contains(&p), "{p}");
+        assert!(serves(p).await, "nothing serves on {p}");
+    }
+
+    // A new release of the first app keeps its port.
+    let next = release("2-ccccccc", serve, check(), None);
+    let r = server.publish(&next, FILES);
+    let out = host
+        .engine
+        .install(&request(3, &next, r), &rec, &CancellationToken::new())
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(3)));
+    assert_eq!(host.state(&hello()).port, Some(p1));
+    host.engine.stop_all().await;
 }

@@ -237,9 +237,11 @@ fn two_health_checks() {
 }
 
 #[test]
-fn http_check_needs_port_and_slash() {
-    let e = err("[run]\ncommand = \"x\"\n[health]\nhttp = \"/h\"\n");
-    assert_eq!((e.key(), e.line()), (Some("health.http"), Some(4)), "{e}");
+fn http_check_needs_a_slash_and_no_pinned_port() {
+    // Without `[run] port` the grabber gives the app one.
+    let c = SlipwayToml::parse("[run]\ncommand = \"x\"\n[health]\nhttp = \"/h\"\n")
+        .expect("an http check without a pinned port");
+    assert_eq!(c.run.port, None);
     let e = err("[run]\ncommand = \"x\"\nport = 1\n[health]\nhttp = \"h\"\n");
     assert_eq!((e.key(), e.line()), (Some("health.http"), Some(5)), "{e}");
 }
