@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use deploy::{AppName, HostName, RunSpec, Version};
+use deploy::{AppName, Cluster, HostName, RunSpec, Version};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::watch;
@@ -31,6 +31,7 @@ pub(crate) struct Launch<'a> {
     pub app: &'a AppName,
     pub version: &'a Version,
     pub host: &'a HostName,
+    pub cluster: &'a Cluster,
     /// `releases/<version>`, never `current`, so the process keeps its
     /// release even after `current` moves.
     pub release_dir: &'a Path,
@@ -48,7 +49,8 @@ impl Launch<'_> {
     /// The environment an app (and its health command) sees: `PATH` and
     /// `LANG` from the grabber, `HOME` (and `USER`, `LOGNAME`) of the app's
     /// user, `run.env`, `run.paths` under the release directory, `PORT` and
-    /// `SLIPWAY_*`. Nothing else of the grabber's environment.
+    /// `SLIPWAY_*` (`APP`, `VERSION`, `HOST`, `CLUSTER`, `SHARED`). Nothing else
+    /// of the grabber's environment.
     pub(crate) fn env(&self) -> Vec<(OsString, OsString)> {
         let inherited: &[&str] = if self.user.is_some() {
             &["PATH", "LANG"]
@@ -89,6 +91,11 @@ impl Launch<'_> {
         env.push(("SLIPWAY_APP".into(), self.app.as_str().into()));
         env.push(("SLIPWAY_VERSION".into(), self.version.as_str().into()));
         env.push(("SLIPWAY_HOST".into(), self.host.as_str().into()));
+        env.push(("SLIPWAY_CLUSTER".into(), self.cluster.as_str().into()));
+        // `apps/<app>/shared`, beside `releases/`: what outlives releases.
+        if let Some(app_dir) = self.release_dir.parent().and_then(Path::parent) {
+            env.push(("SLIPWAY_SHARED".into(), app_dir.join("shared").into()));
+        }
         env
     }
 }
@@ -381,6 +388,7 @@ mod tests {
         let app = AppName::parse("hello").unwrap();
         let version = Version::parse("1-abcdef0").unwrap();
         let host = HostName::parse("h1").unwrap();
+        let cluster = Cluster::parse("local").unwrap();
         let run = RunSpec {
             command: "true".into(),
             port: None,
@@ -400,6 +408,7 @@ mod tests {
             app: &app,
             version: &version,
             host: &host,
+            cluster: &cluster,
             release_dir: Path::new("/srv/apps/hello/releases/1-abcdef0"),
             log_file: Path::new("/dev/null"),
             run: &run,
@@ -409,6 +418,12 @@ mod tests {
             user: None,
         };
         let env: std::collections::HashMap<_, _> = launch.env().into_iter().collect();
+        assert_eq!(env[&OsString::from("SLIPWAY_CLUSTER")], "local");
+        assert_eq!(
+            env[&OsString::from("SLIPWAY_SHARED")],
+            "/srv/apps/hello/shared"
+        );
+        assert_eq!(env[&OsString::from("SLIPWAY_VERSION")], "1-abcdef0");
         assert_eq!(
             env[&OsString::from("PYTHONPATH")],
             "/srv/apps/hello/releases/1-abcdef0/.slipway/python:/opt/extra"
@@ -427,6 +442,7 @@ mod tests {
         let app = AppName::parse("hello").unwrap();
         let version = Version::parse("1-abcdef0").unwrap();
         let host = HostName::parse("h1").unwrap();
+        let cluster = Cluster::parse("local").unwrap();
         let log = dir.path().join("log/hello.log");
         let run = RunSpec {
             command: "echo port=$PORT app=$SLIPWAY_APP; trap '' TERM; sleep 1000".into(),
@@ -440,6 +456,7 @@ mod tests {
             app: &app,
             version: &version,
             host: &host,
+            cluster: &cluster,
             release_dir: dir.path(),
             log_file: &log,
             run: &run,

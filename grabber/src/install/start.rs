@@ -27,6 +27,7 @@ impl Engine {
             app,
             version,
             host: &self.cfg.host,
+            cluster: &self.cfg.cluster,
             release_dir,
             log_file,
             run: &manifest.run,
