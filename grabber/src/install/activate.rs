@@ -3,8 +3,6 @@
 //! roll back when it does not come up or does not stay. Runs to the end
 //! once begun, so `current` and the process agree.
 
-use std::time::Duration;
-
 use deploy::{AppName, HostPhase, Version};
 
 use super::error::{InstallError, InstallErrorKind};
@@ -129,7 +127,7 @@ impl Engine {
         };
         // Healthy once is not yet done: the app must also stay up for the
         // bake, or it is rolled back like one that never passed.
-        let bake = Duration::from_millis(manifest.health.bake_ms);
+        let bake = std::time::Duration::from_millis(manifest.health.bake_ms);
         let checked = match checked {
             Ok(()) => stays_up(&proc, bake).await,
             Err(e) => Err(e),
@@ -297,7 +295,10 @@ impl Engine {
 
     /// Points `current` back at `version`, starts it and runs its health
     /// check, so a host reports `rolled_back` only once the previous release
-    /// serves again (or says that it does not).
+    /// serves again (or says that it does not). No bake: that release ran
+    /// before, the host is failing already and should say so soon, and if it
+    /// exits later the supervisor restarts it like any crash (there is
+    /// nothing further to roll back to).
     pub(super) async fn restore(
         &self,
         app: &AppName,
@@ -330,7 +331,7 @@ impl Engine {
 /// Whether the app, just past its health check, is still running `bake`
 /// later. The install holds the slot's lock meanwhile, so the supervisor
 /// does not restart an app that exits here: the install rolls it back.
-async fn stays_up(proc: &AppProcess, bake: Duration) -> Result<(), String> {
+async fn stays_up(proc: &AppProcess, bake: std::time::Duration) -> Result<(), String> {
     if bake.is_zero() {
         return Ok(());
     }
