@@ -242,10 +242,20 @@ pub struct HealthSpec {
     /// Time between two probes of a failing check.
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
+    /// How long the app must stay up after passing its check before the
+    /// host is `done`: an app that crashes in this window fails the host
+    /// and is rolled back. 0 turns it off; a manifest from a packer older
+    /// than `[health] bake` has none and keeps that older behaviour.
+    #[serde(default = "no_bake_ms")]
+    pub bake_ms: u64,
 }
 
 fn default_interval_ms() -> u64 {
     200
+}
+
+fn no_bake_ms() -> u64 {
+    0
 }
 
 /// The kinds of health check.
@@ -274,6 +284,9 @@ impl Default for HealthSpec {
             timeout_ms: 30_000,
             grace_ms: 2_000,
             interval_ms: default_interval_ms(),
+            // As for a manifest without the field: packer writes its own
+            // default (`[health] bake`), this is for manifests built in code.
+            bake_ms: no_bake_ms(),
         }
     }
 }
@@ -321,6 +334,16 @@ mod tests {
             let e = RunUser::parse(bad).unwrap_err().to_string();
             assert!(e.contains("invalid user"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn a_health_section_without_a_bake_reads_as_none() {
+        let old = r#"{"check":{"kind":"running"},"timeout_ms":1,"grace_ms":2}"#;
+        let h: HealthSpec = serde_json::from_str(old).unwrap();
+        assert_eq!((h.bake_ms, h.interval_ms), (0, 200));
+        let new = r#"{"check":{"kind":"running"},"timeout_ms":1,"grace_ms":2,"bake_ms":2000}"#;
+        let h: HealthSpec = serde_json::from_str(new).unwrap();
+        assert_eq!(h.bake_ms, 2_000);
     }
 
     #[test]

@@ -22,6 +22,9 @@ const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_HEALTH_GRACE: Duration = Duration::from_secs(2);
 const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_millis(200);
+/// How long an app must stay up after passing its health check: long
+/// enough to catch one that serves once and then crashes.
+const DEFAULT_HEALTH_BAKE: Duration = Duration::from_secs(2);
 
 /// Why `slipway.toml` was refused.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +223,8 @@ struct RawHealth {
     timeout: Option<HumanDuration>,
     grace: Option<HumanDuration>,
     interval: Option<Spanned<HumanDuration>>,
+    /// `"0s"` turns it off.
+    bake: Option<HumanDuration>,
     expect: Option<Spanned<String>>,
 }
 
@@ -400,6 +405,7 @@ impl RawFile {
                 h.interval
                     .map_or(DEFAULT_HEALTH_INTERVAL, |d| d.into_inner().0),
             ),
+            bake_ms: millis(h.bake.map_or(DEFAULT_HEALTH_BAKE, |d| d.0)),
         };
 
         Ok(SlipwayToml {

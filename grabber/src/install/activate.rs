@@ -1,6 +1,7 @@
 //! Activating a prepared release: switch `current`, stop the old process,
-//! start the new one, health-check it, and roll back when it does not come
-//! up. Runs to the end once begun, so `current` and the process agree.
+//! start the new one, health-check it, watch it stay up for the bake, and
+//! roll back when it does not come up or does not stay. Runs to the end
+//! once begun, so `current` and the process agree.
 
 use deploy::{AppName, HostPhase, Version};
 
@@ -152,6 +153,13 @@ impl Engine {
             }
             Err(e) => Err(e),
         };
+        // Healthy once is not yet done: the app must also stay up for the
+        // bake, or it is rolled back like one that never passed.
+        let bake = std::time::Duration::from_millis(manifest.health.bake_ms);
+        let checked = match checked {
+            Ok(()) => stays_up(&proc, bake).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = checked {
             let e = InstallErrorKind::Unhealthy(e).in_phase(HostPhase::Checking);
             return self
@@ -166,9 +174,14 @@ impl Engine {
         });
         tracing::info!(pid = proc.pid, "release is up");
         self.prune_releases(app, &req.version, rollback_to.as_ref());
+        let baked = if bake.is_zero() {
+            String::new()
+        } else {
+            format!(", up {bake:?} after its health check")
+        };
         rep.phase(
             HostPhase::Done,
-            format!("running {} (pid {})", req.version, proc.pid),
+            format!("running {} (pid {}){baked}", req.version, proc.pid),
         )
         .await;
         Outcome::Done
@@ -310,7 +323,10 @@ impl Engine {
 
     /// Points `current` back at `version`, starts it and runs its health
     /// check, so a host reports `rolled_back` only once the previous release
-    /// serves again (or says that it does not).
+    /// serves again (or says that it does not). No bake: that release ran
+    /// before, the host is failing already and should say so soon, and if it
+    /// exits later the supervisor restarts it like any crash (there is
+    /// nothing further to roll back to).
     pub(super) async fn restore(
         &self,
         app: &AppName,
@@ -346,5 +362,25 @@ impl Engine {
             Err(e) => Err(e),
         };
         Ok((proc, health))
+    }
+}
+
+/// Whether the app, just past its health check, is still running `bake`
+/// later. The install holds the slot's lock meanwhile, so the supervisor
+/// does not restart an app that exits here: the install rolls it back.
+async fn stays_up(proc: &AppProcess, bake: std::time::Duration) -> Result<(), String> {
+    if bake.is_zero() {
+        return Ok(());
+    }
+    let passed = tokio::time::Instant::now();
+    let exited = || {
+        format!(
+            "the app exited {:.1?} after passing its health check (bake {bake:?})",
+            passed.elapsed()
+        )
+    };
+    tokio::select! {
+        _ = proc.exited() => Err(exited()),
+        _ = tokio::time::sleep(bake) => if proc.is_alive() { Ok(()) } else { Err(exited()) },
     }
 }

@@ -211,6 +211,7 @@ fn release(version: &str, command: &str, check: HealthCheck, port: Option<u16>) 
         timeout_ms: 10_000,
         grace_ms: 300,
         interval_ms: 50,
+        bake_ms: 0,
     };
     m
 }
@@ -374,6 +375,105 @@ async fn installs_skips_rolls_back_and_refuses_a_bad_checksum() {
             .count(),
         0
     );
+
+    host.engine.stop_all().await;
+    assert!(!pid_alive(pid_a2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_that_exits_within_its_bake_is_rolled_back() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let app = hello();
+    use HostPhase::*;
+
+    // A stays up through its bake: done, and the message says so.
+    let mut a = release(
+        "1-aaaaaaa",
+        "echo A up; exec sleep 1000",
+        HealthCheck::Running,
+        None,
+    );
+    a.health.bake_ms = 500;
+    let a_ref = server.publish(&a, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &a, a_ref), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(1)));
+    let done = rec.last(DeployId(1));
+    assert_eq!(done.phase, Done);
+    let said = done.message.unwrap_or_default();
+    assert!(said.contains("up 500ms after its health check"), "{said}");
+    let pid_a = host.state(&app).pid.expect("a pid");
+    assert!(pid_alive(pid_a));
+
+    // B passes its check (still running after the 300ms grace), then
+    // exits a second after it started, inside its 2s bake: the host fails
+    // in checking and A runs again.
+    let mut b = release(
+        "2-bbbbbbb",
+        "echo B up; sleep 1; echo B crashed >&2; exit 1",
+        HealthCheck::Running,
+        None,
+    );
+    b.health.bake_ms = 2_000;
+    let b_ref = server.publish(&b, FILES);
+    let out = host
+        .engine
+        .install(&request(2, &b, b_ref), &rec, &token)
+        .await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: Checking,
+            rolled_back: true
+        },
+        "{:?}",
+        rec.of(DeployId(2))
+    );
+    assert_eq!(
+        rec.phases(DeployId(2)),
+        vec![
+            Downloading,
+            Verifying,
+            Extracting,
+            Switching,
+            Starting,
+            Checking,
+            Failed
+        ]
+    );
+    let last = rec.last(DeployId(2));
+    assert_eq!(last.failed_phase, Some(Checking));
+    assert!(last.rolled_back);
+    let why = last.message.unwrap_or_default();
+    assert!(
+        why.contains("after passing its health check (bake 2s)"),
+        "{why}"
+    );
+    let tail = last.log_tail.unwrap_or_default();
+    assert!(tail.contains("B crashed"), "log tail: {tail}");
+    assert_eq!(
+        host.layout().read_current(&app).unwrap(),
+        Some(a.version.clone())
+    );
+    let state = host.state(&app);
+    assert_eq!(state.current, Some(a.version.clone()));
+    assert_eq!(state.healthy, Some(a.version.clone()));
+    let pid_a2 = state.pid.expect("A runs again");
+    assert!(pid_alive(pid_a2));
+    assert!(runs_from(
+        pid_a2,
+        &host.layout().release_dir(&app, &a.version)
+    ));
+    // B was not restarted by the supervisor while the install held the app.
+    let now = installed(&host, &app);
+    assert_eq!(now.version, Some(a.version.clone()));
+    assert_eq!(now.pid, Some(pid_a2));
+    assert_eq!(now.restarts, 0);
 
     host.engine.stop_all().await;
     assert!(!pid_alive(pid_a2));

@@ -47,6 +47,7 @@ expect = "ok"
 timeout = "1m"
 grace = "500ms"
 interval = "1s"
+bake = "5s"
 "#,
     )
     .unwrap();
@@ -67,6 +68,7 @@ interval = "1s"
             timeout_ms: 60_000,
             grace_ms: 500,
             interval_ms: 1_000,
+            bake_ms: 5_000,
         }
     );
 }
@@ -96,6 +98,23 @@ fn defaults() {
     assert_eq!(c.health.check, HealthCheck::Running);
     assert_eq!(c.health.timeout_ms, 30_000);
     assert_eq!(c.health.grace_ms, 2_000);
+    assert_eq!(c.health.bake_ms, 2_000);
+}
+
+#[test]
+fn bake_is_a_duration_and_zero_turns_it_off() {
+    let c = SlipwayToml::parse("[run]\ncommand = \"x\"\n[health]\nbake = \"1m 30s\"\n").unwrap();
+    assert_eq!(c.health.bake_ms, 90_000);
+    let c = SlipwayToml::parse("[run]\ncommand = \"x\"\n[health]\nbake = \"0s\"\n").unwrap();
+    assert_eq!(c.health.bake_ms, 0);
+    let e = err("[run]\ncommand = \"x\"\n[health]\nbake = \"a while\"\n");
+    assert_eq!((e.key(), e.line()), (Some("health.bake"), Some(4)), "{e}");
+    assert!(
+        e.to_string().contains("invalid duration \"a while\""),
+        "{e}"
+    );
+    let e = err("[run]\ncommand = \"x\"\n[health]\nbake = 2\n");
+    assert_eq!((e.key(), e.line()), (Some("health.bake"), Some(4)), "{e}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The whole pipeline on one machine: a git commit reaches three hosts, a bad
-//! one rolls back, targeting and convergence hold, an app that crashes in a
-//! loop shows as failing in the host table, bad input changes nothing.
+//! one rolls back, targeting and convergence hold, an app that crashes
+//! within its `[health] bake` fails its deploy, one that crashes in a loop
+//! (no bake) shows as failing in the host table, bad input changes nothing.
 
 use std::collections::BTreeMap;
 
@@ -232,15 +233,22 @@ async fn a_host_regex_touches_only_the_hosts_it_matches() -> anyhow::Result<()> 
 async fn a_crash_looping_app_is_restarted_and_reported_failing() -> anyhow::Result<()> {
     let p = platform().hosts(&["local-1"]).start().await?;
     let repo = AppRepo::new(p.dir().join("crashy"))?;
-    // Up for its check, gone a second later, every time.
-    repo.commit(
-        &[(
-            "slipway.toml",
-            "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"echo up; sleep 1; exit 3\"\n[health]\ngrace = \"300ms\"\n",
-        )],
-        "crashy",
-    )?;
+    // Up for its check, gone a second later, every time: inside the
+    // default 2s bake, so the deploy fails and nothing is left running.
+    let crashy = "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"echo up; sleep 1; exit 3\"\n[health]\ngrace = \"300ms\"\n";
+    repo.commit(&[("slipway.toml", crashy)], "crashy")?;
     let app = p.register("crashy", &repo.path).await?;
+    let d = p.release_and_wait(&app, "main", None).await?;
+    assert_eq!(d.status, DeployStatus::Failed, "{d:#?}");
+    let h = &d.hosts[0];
+    assert_eq!(h.failed_phase, Some(HostPhase::Checking), "{h:#?}");
+    let said = h.message.clone().unwrap_or_default();
+    assert!(said.contains("after passing its health check"), "{said}");
+    assert!(p.host("local-1").current("crashy").is_none());
+    // Without the bake the same app is `done`, and then the supervisor's
+    // business: restarted until it is reported failing.
+    let unbaked = format!("{crashy}bake = \"0s\"\n");
+    repo.commit(&[("slipway.toml", unbaked.as_str())], "crashy, unbaked")?;
     let d = p.release_and_wait(&app, "main", None).await?;
     assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
     poll(Duration::from_secs(60), || async {

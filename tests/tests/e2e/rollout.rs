@@ -303,7 +303,7 @@ async fn the_targets_preview_matches_the_deploy_a_killed_host_times_out_and_retr
         .start()
         .await?;
     let repo = AppRepo::new(p.dir().join("repo"))?;
-    commit_hello(&repo, "A", true)?;
+    commit_unbaked(&repo, "A")?;
     let app = p.register("hello", &repo.path).await?;
     let local = deploy::Cluster::parse("local")?;
 
@@ -324,7 +324,7 @@ async fn the_targets_preview_matches_the_deploy_a_killed_host_times_out_and_retr
 
     // A host whose grabber dies before it reports: timed out after the
     // deadline, and the deploy ends partial instead of hanging.
-    commit_hello(&repo, "B", true)?;
+    commit_unbaked(&repo, "B")?;
     p.stop_grabber(2).await?;
     let d = p.release(&app, "main", None).await?;
     let done = p.wait_deploy(d.id).await?;
@@ -436,6 +436,19 @@ async fn the_targets_preview_matches_the_deploy_a_killed_host_times_out_and_retr
     let d = p.release(&app, version.as_str(), None).await?;
     assert_eq!(p.wait_deploy(d.id).await?.status, DeployStatus::Succeeded);
     p.shutdown().await
+}
+
+/// The test app without `[health] bake`: with a 3s `host_deadline`, a
+/// healthy host's 2s bake (no report between `checking` and `done`) would
+/// leave it under a second to spare on a loaded machine.
+fn commit_unbaked(repo: &AppRepo, message: &str) -> anyhow::Result<String> {
+    let files: Vec<(&str, String)> = slipway_tests::hello_app(message, true)
+        .into_iter()
+        .map(|(n, c)| (n, c.replace("[health]\n", "[health]\nbake = \"0s\"\n")))
+        .collect();
+    assert!(files.iter().any(|(_, c)| c.contains("bake = \"0s\"")));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, c)| (*n, c.as_str())).collect();
+    repo.commit(&refs, message)
 }
 
 /// The test app, healthy everywhere but on `bad` hosts (by `SLIPWAY_HOST`).
