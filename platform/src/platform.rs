@@ -117,6 +117,20 @@ impl Platform {
             .unwrap_or_else(|| panic!("no host {name} in this platform"))
     }
 
+    /// A machine joining the cluster: a new host (its own root, app ports
+    /// shifted by `port_offset`) whose grabber starts now. Returns its index.
+    pub fn add_host(&mut self, name: &str, port_offset: i32) -> anyhow::Result<usize> {
+        let name = HostName::parse(name)?;
+        let port = u16::try_from(i32::from(APP_PORT) + port_offset).with_context(|| {
+            format!("host {name}: offset {port_offset} puts port {APP_PORT} out of range")
+        })?;
+        let root = self.dir.join("hosts").join(name.as_str());
+        self.hosts.push(Host::new(name, root, port_offset, port));
+        let i = self.hosts.len() - 1;
+        self.start_grabber(i);
+        Ok(i)
+    }
+
     /// Starts (or restarts) host `i`'s grabber.
     pub fn start_grabber(&mut self, i: usize) {
         let host = &self.hosts[i];

@@ -15,7 +15,7 @@ use deploy::{
 };
 
 use crate::db::{AuditRecord, Db};
-use crate::model::{Principal, StoredBuild};
+use crate::model::{Origin, Principal, StoredBuild};
 use crate::tracker::tokens::{generate_with, hash};
 use crate::tracker::{DEFAULT_BRANCH, Error, Tracker};
 
@@ -34,6 +34,9 @@ const MAX_FREEZE: Duration = Duration::from_secs(90 * 24 * 3600);
 /// The most apps one version report may list: a host is not a package
 /// mirror.
 const MAX_APPS_PER_REPORT: usize = 1_000;
+
+/// Who the deploys that bring a new host up to date are by.
+pub const NEW_HOST_ACTOR: &str = "slipway: new host";
 
 impl Tracker {
     // ------------------------------------------------------------ apps
@@ -183,7 +186,74 @@ impl Tracker {
 
     /// A grabber's heartbeat: registers its host, or says it is alive.
     pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<Host, Error> {
-        Ok(self.db().upsert_host(hb).await?)
+        let host = self.db().upsert_host(hb).await?;
+        // The first heartbeat of a host (its row was just made: registered
+        // and last seen at the same instant) gets what its cluster runs.
+        if host.registered_at == host.last_seen {
+            self.converge_new_host(&hb.cluster, &hb.host).await;
+        }
+        Ok(host)
+    }
+
+    /// Gives a host that joined `cluster` the version of every app the
+    /// cluster's last landed deploy of it installed (the pinned version,
+    /// where a pin holds), each as a deploy to that host alone, so everyone
+    /// sees it happen. An app the cluster never ran, or one with a deploy
+    /// under way (which started without this host), is left for the next
+    /// deploy; refusals are logged, never the heartbeat's failure.
+    async fn converge_new_host(&self, cluster: &Cluster, host: &HostName) {
+        let apps = match self.db().apps().await {
+            Ok(apps) => apps,
+            Err(e) => {
+                tracing::error!(%cluster, %host, error = %e, "cannot list apps for a new host");
+                return;
+            }
+        };
+        for app in apps {
+            let version = match self.db().pin(&app.name, cluster).await {
+                Ok(Some(pin)) => Some(pin.version),
+                Ok(None) => match self.db().last_landed_deploy(&app.name, cluster).await {
+                    Ok(landed) => landed.map(|(_, v)| v),
+                    Err(e) => {
+                        tracing::error!(app = %app.name, %cluster, %host, error = %e, "cannot read what the cluster runs");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::error!(app = %app.name, %cluster, %host, error = %e, "cannot read the app's pin");
+                    None
+                }
+            };
+            let Some(version) = version else {
+                continue;
+            };
+            let req = deploy::CreateDeploy {
+                app: app.name.clone(),
+                version: Some(version.clone()),
+                git_ref: None,
+                cluster: cluster.clone(),
+                hosts: None,
+                strategy: deploy::Strategy::AllAtOnce,
+                max_failures: deploy::Portion::default(),
+                rollback_on_failure: false,
+                confirm: None,
+                wait: false,
+            };
+            let origin = Origin {
+                hosts: Some(vec![host.clone()]),
+                automated: true,
+                by: Some(NEW_HOST_ACTOR),
+                ..Origin::default()
+            };
+            match self.create_deploy_on(&req, origin).await {
+                Ok(d) => {
+                    tracing::info!(deploy_id = %d.id, app = %app.name, %cluster, %host, %version, "new host gets its cluster's version");
+                }
+                Err(e) => {
+                    tracing::warn!(app = %app.name, %cluster, %host, %version, error = %e, "new host not given its cluster's version");
+                }
+            }
+        }
     }
 
     /// Stores a versionchecker's report, dated by this server's clock (host

@@ -482,3 +482,54 @@ async fn a_host_trusting_another_key_refuses_the_release() -> anyhow::Result<()>
     assert!(pid_of(&p, "local-2", "hello").is_none());
     p.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_host_that_joins_later_gets_its_clusters_apps() -> anyhow::Result<()> {
+    let mut p = platform().hosts(&["local-1"]).start().await?;
+    let repo = AppRepo::new(p.dir().join("repo"))?;
+    commit_hello(&repo, "A", true)?;
+    let app = p.register("hello", &repo.path).await?;
+    let first = p.release_and_wait(&app, "main", None).await?;
+    assert_eq!(first.status, DeployStatus::Succeeded, "{first:#?}");
+    let version = first.version.clone().expect("a version");
+    // A newer build that was never deployed is not what the cluster runs.
+    commit_hello(&repo, "B", true)?;
+    p.client
+        .request_build(&app, &deploy::RequestBuild { git_ref: None })
+        .await?;
+
+    // A machine joins the cluster after the deploy.
+    let offset = i32::from(slipway_tests::free_port()?) - i32::from(slipway_tests::APP_PORT);
+    p.add_host("local-2", offset)?;
+    let for_new_host = |d: &deploy::Deploy| {
+        d.id != first.id && d.hosts.iter().any(|h| h.host.as_str() == "local-2")
+    };
+    poll(Duration::from_secs(60), || async {
+        Ok(p.client.deploys(20).await?.iter().any(for_new_host))
+    })
+    .await?;
+    let joined = p
+        .client
+        .deploys(20)
+        .await?
+        .into_iter()
+        .find(for_new_host)
+        .expect("a deploy for the new host");
+    let done = p.wait_deploy(joined.id).await?;
+    assert_eq!(done.status, DeployStatus::Succeeded, "{done:#?}");
+    assert_eq!(done.version.as_ref(), Some(&version));
+    assert_eq!(done.requested_by.as_deref(), Some("slipway: new host"));
+    let hosts: Vec<&str> = done.hosts.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(hosts, ["local-2"], "only the new host is touched");
+    assert_eq!(
+        get_app(p.host("local-2").port).await?,
+        format!("A {version}\n")
+    );
+    // A grabber restarting on a known host is no new host: no deploy.
+    p.stop_grabber(1).await?;
+    p.start_grabber(1);
+    p.wait_for_hosts(2).await?;
+    let count = p.client.deploys(20).await?.len();
+    assert_eq!(count, 2, "a restarted grabber made a deploy");
+    p.shutdown().await
+}
