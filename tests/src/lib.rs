@@ -24,18 +24,25 @@ pub use slipway_platform::{APP_PORT, Builder, Host, Platform};
 /// Test processes run in parallel and a port is only reserved once an app
 /// binds it, so ports come from a random draw below the kernel's ephemeral
 /// range (32768+), where `bind(0)` in other tests tends not to land, rather
-/// than from `bind(0)` itself, whose picks repeat across processes.
+/// than from `bind(0)` itself, whose picks repeat across processes. The
+/// draw stays below [`GRABBER_PORTS`], where the tests' grabbers give ports
+/// to apps that pin none, so the two never meet.
 pub fn free_port() -> anyhow::Result<u16> {
     for _ in 0..200 {
         let mut b = [0u8; 2];
         getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        let port = 20_000 + u16::from_le_bytes(b) % 12_000;
+        let port = 20_000 + u16::from_le_bytes(b) % 6_000;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return Ok(port);
         }
     }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
+
+/// The ports the tests' grabbers give apps that pin none: apart from what
+/// [`free_port`] draws (a pinned port another test's app holds fails the
+/// host in `starting`, as it should).
+pub const GRABBER_PORTS: std::ops::RangeInclusive<u16> = 26_000..=31_999;
 
 /// Installs a test subscriber once, so failures come with the platform's logs.
 /// Text unless `SLIPWAY_LOG_FORMAT` (or `SLIPWAY_LOG_JSON`) says JSON.
@@ -61,6 +68,7 @@ pub fn platform() -> Builder {
         .configure(|c| c.sweep_interval = Duration::from_millis(200))
         .configure_grabbers(|g| {
             g.heartbeat_interval = Duration::from_millis(500);
+            g.port_range = GRABBER_PORTS;
             g.shim = grabber_shim();
             // Quick restarts, so a crash loop shows within seconds.
             g.restart = grabber::RestartPolicy {

@@ -36,6 +36,15 @@ impl Proc {
         cmd.args(args)
             .env("RUST_LOG", "info,sqlx=warn,tower_http=warn")
             .env("NO_COLOR", "1")
+            // Grabbers give unpinned apps ports apart from `free_port`'s.
+            .env(
+                "SLIPWAY_PORT_RANGE",
+                format!(
+                    "{}-{}",
+                    crate::GRABBER_PORTS.start(),
+                    crate::GRABBER_PORTS.end()
+                ),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(out))
             .stderr(Stdio::from(err))
