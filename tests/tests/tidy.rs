@@ -86,7 +86,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// Modules of AppTracker above all layers: they assemble the layers.
-const ASSEMBLY: &[&str] = &["startup", "cli", "lib", "main", "builder", "metrics"];
+const ASSEMBLY: &[&str] = &["startup", "cli", "lib", "main", "builder"];
 
 /// The longest a non-test source file may be.
 const MAX_LINES: usize = 700;
