@@ -85,14 +85,8 @@ pub fn processes_under(dir: &Path) -> Vec<(Stat, PathBuf)> {
     let Ok(dir) = dir.canonicalize() else {
         return Vec::new();
     };
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut found = Vec::new();
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    for pid in pids() {
         let Some(s) = stat(pid).filter(Stat::is_alive) else {
             continue;
         };
@@ -124,16 +118,19 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// The pids `/proc` lists now (none when it cannot be read).
+pub fn pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+}
+
 /// Every process's stat, by process group: one pass over `/proc`.
 pub fn by_group() -> HashMap<u32, Vec<Stat>> {
     let mut groups: HashMap<u32, Vec<Stat>> = HashMap::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return groups;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    for pid in pids() {
         if let Some(s) = stat(pid) {
             groups.entry(s.pgrp).or_default().push(s);
         }
@@ -188,17 +185,8 @@ pub fn port_holders(port: u16) -> PortHolders {
         return PortHolders::default();
     }
     let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-    let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return PortHolders {
-            listening: true,
-            pids,
-        };
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
+    let mut holders = Vec::new();
+    for pid in pids() {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
@@ -209,12 +197,12 @@ pub fn port_holders(port: u16) -> PortHolders {
                 .unwrap_or(false)
         });
         if holds {
-            pids.push(pid);
+            holders.push(pid);
         }
     }
     PortHolders {
         listening: true,
-        pids,
+        pids: holders,
     }
 }
 
