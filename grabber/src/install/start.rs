@@ -105,13 +105,7 @@ impl Engine {
         let range = self.cfg.port_range.clone();
         let app_dir = layout.app_dir(app);
         let own_or_free = |port: u16| {
-            let holders = deploy::procfs::port_holders(port);
-            !holders.listening
-                || (!holders.pids.is_empty()
-                    && holders
-                        .pids
-                        .iter()
-                        .all(|p| crate::ports::runs_from(*p, &app_dir)))
+            crate::ports::check_free(port, layout, |p| crate::ports::runs_from(p, &app_dir)).is_ok()
         };
         let had = ports.get(app).copied().or_else(|| {
             layout
