@@ -29,11 +29,7 @@ pub(crate) async fn check(
     let grace = Duration::from_millis(spec.grace_ms);
     let started = Instant::now();
     if let HealthCheck::Running = spec.check {
-        tokio::select! {
-            _ = proc.exited() => return Err(exited_msg(started)),
-            _ = tokio::time::sleep(grace) => {}
-        }
-        return if proc.is_alive() {
+        return if proc.survives(grace).await {
             Ok(())
         } else {
             Err(exited_msg(started))

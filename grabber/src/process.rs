@@ -223,6 +223,15 @@ impl AppProcess {
         !*self.exited.borrow()
     }
 
+    /// Whether the process is still running `wait` from now (false as soon
+    /// as it exits).
+    pub(crate) async fn survives(&self, wait: std::time::Duration) -> bool {
+        tokio::select! {
+            _ = self.exited() => false,
+            _ = tokio::time::sleep(wait) => self.is_alive(),
+        }
+    }
+
     /// Resolves once the process has exited.
     pub(crate) async fn exited(&self) {
         let mut rx = self.exited.clone();

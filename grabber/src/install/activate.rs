@@ -373,14 +373,12 @@ async fn stays_up(proc: &AppProcess, bake: std::time::Duration) -> Result<(), St
         return Ok(());
     }
     let passed = tokio::time::Instant::now();
-    let exited = || {
-        format!(
+    if proc.survives(bake).await {
+        Ok(())
+    } else {
+        Err(format!(
             "the app exited {:.1?} after passing its health check (bake {bake:?})",
             passed.elapsed()
-        )
-    };
-    tokio::select! {
-        _ = proc.exited() => Err(exited()),
-        _ = tokio::time::sleep(bake) => if proc.is_alive() { Ok(()) } else { Err(exited()) },
+        ))
     }
 }
