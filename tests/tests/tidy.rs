@@ -7,7 +7,8 @@
 //! - crate boundaries: which workspace crate may depend on which
 //!   ([`CRATE_RULES`]);
 //! - AppTracker's layers: storage knows nothing of orchestration or HTTP,
-//!   orchestration knows nothing of HTTP ([`LAYERS`]);
+//!   orchestration knows nothing of HTTP ([`LAYERS`]), and neither names an
+//!   HTTP crate such as axum ([`HTTP_CRATES`]);
 //! - no module cycles between the top-level modules of any crate;
 //! - no non-test source file over [`MAX_LINES`] lines;
 //! - every source file opens with a `//!` saying what it holds.
@@ -452,6 +453,59 @@ fn check_layers(
     errors
 }
 
+/// The HTTP crates storage and orchestration may not name: their types
+/// belong to the HTTP layer.
+const HTTP_CRATES: &[&str] = &["axum", "tower_http", "hyper", "http"];
+
+/// The HTTP crates a file's code names as paths (`axum::Json`,
+/// `use http::StatusCode`); `crate::http::…` is a module, not the crate.
+fn http_crates_named(code: &str) -> BTreeSet<String> {
+    let bytes = code.as_bytes();
+    let mut found = BTreeSet::new();
+    for name in HTTP_CRATES {
+        let needle = format!("{name}::");
+        let mut from = 0;
+        while let Some(i) = code[from..].find(&needle) {
+            let at = from + i;
+            let free = at == 0 || {
+                let b = bytes[at - 1];
+                !(b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+            };
+            if free {
+                found.insert(name.to_string());
+            }
+            from = at + needle.len();
+        }
+    }
+    found
+}
+
+/// Breaches of "storage and orchestration know no HTTP types": one line per
+/// file of those layers naming an HTTP crate.
+fn check_no_http_types(sources: &[Source], layers: &[(&str, &[&str])]) -> Vec<String> {
+    let below_http: Vec<&str> = layers
+        .iter()
+        .filter(|(name, _)| *name != "http")
+        .flat_map(|(_, mods)| mods.iter().copied())
+        .collect();
+    let mut errors = Vec::new();
+    for source in sources {
+        let Some(top) = source.module.first() else {
+            continue;
+        };
+        if !below_http.contains(&top.as_str()) {
+            continue;
+        }
+        for krate in http_crates_named(&code_outside_tests(&source.text)) {
+            errors.push(format!(
+                "apptracker module `{}` names the HTTP crate `{krate}`: HTTP types belong to `http`",
+                source.module.join("::")
+            ));
+        }
+    }
+    errors
+}
+
 /// Every crate's sources, by crate name.
 fn crate_sources(member: &Member) -> Vec<Source> {
     let src = member.dir.join("src");
@@ -545,6 +599,18 @@ fn apptracker_layers_point_down() {
         }
     }
     fail_on("apptracker layers", check_layers(&graph, LAYERS, ASSEMBLY));
+}
+
+#[test]
+fn storage_and_orchestration_name_no_http_types() {
+    let member = members()
+        .into_iter()
+        .find(|m| m.name == "apptracker")
+        .expect("apptracker is a member");
+    fail_on(
+        "HTTP types below the HTTP layer",
+        check_no_http_types(&crate_sources(&member), LAYERS),
+    );
 }
 
 #[test]
@@ -705,5 +771,39 @@ fn module_paths_follow_the_file_layout() {
     assert_eq!(
         module_path(Path::new("http/routes/apps.rs")),
         vec!["http", "routes", "apps"]
+    );
+}
+
+#[test]
+fn tidy_finds_http_types_below_the_http_layer() {
+    let source = |module: &[&str], text: &str| Source {
+        module: module.iter().map(|m| m.to_string()).collect(),
+        text: text.to_string(),
+    };
+    let sources = vec![
+        source(
+            &["tracker", "create"],
+            "//! t\nuse axum::http::StatusCode;\n",
+        ),
+        source(&["db"], "//! d\nfn f() -> http::StatusCode { todo!() }\n"),
+        source(
+            &["queue"],
+            "//! q\nuse crate::http::ApiError;\n// axum::Json in a comment\n",
+        ),
+        source(&["http", "routes"], "//! h\nuse axum::Json;\n"),
+        source(
+            &["webhooks"],
+            "//! w\n#[cfg(test)]\nmod tests {\n    use axum::Json;\n}\n",
+        ),
+    ];
+    let errors = check_no_http_types(&sources, LAYERS);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("`tracker::create` names the HTTP crate `axum`"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("`db` names the HTTP crate `http`"),
+        "{errors:?}"
     );
 }
