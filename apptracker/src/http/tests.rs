@@ -273,3 +273,16 @@ fn the_http_layer_never_reaches_the_database() {
         }
     }
 }
+
+/// The API's contract changes only on purpose: the document is committed
+/// (`apptracker/openapi.json`) and must match what the code generates.
+#[test]
+fn the_document_is_the_committed_one() {
+    let committed = include_str!("../../openapi.json");
+    assert!(
+        format!("{}\n", json()) == committed,
+        "the OpenAPI document differs from apptracker/openapi.json; if the change is meant, \
+         write it with `cargo run -p apptracker -- openapi > apptracker/openapi.json` and say \
+         why in the commit"
+    );
+}
