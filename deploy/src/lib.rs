@@ -41,7 +41,7 @@ pub use manifest::{
     BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, RunUser, RunUserError,
     RunUserKind, Runtime, RuntimeKind,
 };
-pub use release::{ArtifactRef, Release};
+pub use release::{ArtifactRef, DeployAction, Release};
 pub use report::HostReport;
 pub use role::Role;
 pub use source::{NotOneSource, Source};

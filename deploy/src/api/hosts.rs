@@ -22,6 +22,9 @@ pub struct InstalledApp {
     /// Restarts after crashes since the release was installed.
     #[serde(default)]
     pub restarts: u32,
+    /// The app's config version it runs with (0: none).
+    #[serde(default)]
+    pub config_version: u64,
 }
 
 /// The supervisor's view of one app's process.
