@@ -155,6 +155,7 @@ impl std::fmt::Debug for HostConfig {
 
 /// `GET /api/v1/apps/{app}/config?cluster=C`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConfigQuery {
     /// Only the app-wide variables and this cluster's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
