@@ -116,6 +116,10 @@ async fn a_secret_reaches_the_app_and_nothing_else() -> anyhow::Result<()> {
     .await?;
     assert_eq!(set.code, 0, "{set:#?}");
     assert!(set.stdout.contains("config version 1"), "{set:#?}");
+    assert!(
+        !format!("{set:?}").contains(&secret),
+        "the CLI printed the secret"
+    );
     let greet = admin(
         &p,
         &["env", "set", "envy", "--cluster", "local", "GREETING=hi"],
@@ -129,6 +133,7 @@ async fn a_secret_reaches_the_app_and_nothing_else() -> anyhow::Result<()> {
     );
 
     let listed = admin(&p, &["env", "list", "envy"]).await?.ok();
+    assert!(!listed.contains(&secret), "{listed}");
     assert!(listed.contains("TOKEN=•••••• (secret)"), "{listed}");
     assert!(listed.contains("local        GREETING=hi"), "{listed}");
 

@@ -2,7 +2,8 @@
 //! unset, show: secrets masked), `/api/v1/apps/{app}/{restart,stop,start}`
 //! (deploys of the release the cluster runs), and the host agents' own
 //! `/api/v1/hosts/{cluster}/{host}/config/{app}/{version}` (secrets open,
-//! for the agent of a host the app was deployed to, never anyone else).
+//! for the agent token of a host the app was deployed to, bound to that
+//! host or to its cluster; never a person's token, not even an admin's).
 //!
 //! The audit log gets the keys a change touched, never a value.
 
@@ -166,7 +167,7 @@ pub(crate) async fn start_app(
 
 #[utoipa::path(
     get, path = "/api/v1/hosts/{cluster}/{host}/config/{app}/{version}", tag = "agents",
-    summary = "The config an app runs with on a host, secrets in the clear (that host's agent token only)",
+    summary = "The config an app runs with on a host, secrets in the clear (agent tokens of that host or its cluster only)",
     params(("cluster" = Cluster, Path, description = "The cluster"), ("host" = HostName, Path, description = "The host"),
            ("app" = AppName, Path, description = "The app's name"), ("version" = u64, Path, description = "The config version")),
     responses((status = 200, description = "The variables", body = HostConfig),
@@ -181,15 +182,16 @@ pub(crate) async fn host_config(
     let cluster: Cluster = parse(&cluster)?;
     let host: HostName = parse(&host)?;
     let app = AppName::parse(app)?;
-    who.require_host(&cluster, &host)?;
-    // Not even an admin reads secrets back: only the agent of the host.
-    if who.role != Role::Agent || who.host.as_ref() != Some(&host) {
+    // The host's agent (a token bound to it, or the cluster's): not even
+    // an admin reads secrets back.
+    if who.role != Role::Agent {
         return Err(ApiError::Forbidden(format!(
-            "token `{}` is not the agent token of host `{host}`: only that host's grabber reads \
+            "token `{}` is not an agent token: only the grabber of a host running `{app}` reads \
              the config it runs with (secrets are shown masked: GET /api/v1/apps/{app}/config)",
             who.name
         )));
     }
+    who.require_host(&cluster, &host)?;
     Ok(ApiJson(
         t.host_config(&cluster, &host, &app, version).await?,
     ))
