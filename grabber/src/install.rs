@@ -20,6 +20,7 @@ mod download;
 mod error;
 mod prepare;
 mod report;
+mod shared;
 mod slot;
 mod start;
 mod supervise;
