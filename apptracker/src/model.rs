@@ -249,6 +249,7 @@ impl DeployRow {
             created_at,
             finished_at,
             hosts,
+            release_phase: None,
         }
     }
 }

@@ -58,7 +58,17 @@ pub struct Manifest {
     /// Sum of the sizes of those files: the grabber refuses an archive that
     /// expands to more.
     pub content_bytes: u64,
+    /// `[release]`: a command run once per deploy before any host switches
+    /// (see `phases`). Absent in manifests of older packers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleasePhase>,
+    /// `[hooks]`: commands run around the switch on every host.
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
 }
+
+mod phases;
+pub use phases::{HookKind, Hooks, ReleasePhase};
 
 /// How to start the app, from `[run]` in `slipway.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
