@@ -162,7 +162,10 @@ mod tests {
         let local = Cluster::parse("local").unwrap();
         assert!(m.target.selects(&local, &HostName::parse("web-1").unwrap()));
         assert!(!m.target.selects(&local, &HostName::parse("web-2").unwrap()));
-        assert_eq!(serde_json::to_value(BusMessage::ReleasePhase(m)).unwrap(), v);
+        assert_eq!(
+            serde_json::to_value(BusMessage::ReleasePhase(m)).unwrap(),
+            v
+        );
     }
 
     #[test]

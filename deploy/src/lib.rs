@@ -38,8 +38,8 @@ pub use drift::{
 };
 pub use error_code::ErrorCode;
 pub use manifest::{
-    BuildType, HealthCheck, HealthSpec, HookKind, Hooks, MANIFEST_PATH, Manifest, ReleasePhase, RunSpec, RunUser, RunUserError,
-    RunUserKind, Runtime, RuntimeKind,
+    BuildType, HealthCheck, HealthSpec, HookKind, Hooks, MANIFEST_PATH, Manifest, ReleaseSpec,
+    RunSpec, RunUser, RunUserError, RunUserKind, Runtime, RuntimeKind,
 };
 pub use release::{ArtifactRef, Release};
 pub use report::HostReport;

@@ -61,14 +61,14 @@ pub struct Manifest {
     /// `[release]`: a command run once per deploy before any host switches
     /// (see `phases`). Absent in manifests of older packers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub release: Option<ReleasePhase>,
+    pub release: Option<ReleaseSpec>,
     /// `[hooks]`: commands run around the switch on every host.
     #[serde(default, skip_serializing_if = "Hooks::is_empty")]
     pub hooks: Hooks,
 }
 
 mod phases;
-pub use phases::{HookKind, Hooks, ReleasePhase};
+pub use phases::{HookKind, Hooks, ReleaseSpec};
 
 /// How to start the app, from `[run]` in `slipway.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::num::NonZeroU16;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use deploy::{AppName, BuildType, HealthCheck, HealthSpec, Hooks, ReleasePhase, RunSpec, RunUser};
+use deploy::{AppName, BuildType, HealthCheck, HealthSpec, Hooks, ReleaseSpec, RunSpec, RunUser};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
@@ -116,7 +116,7 @@ pub struct SlipwayToml {
     pub health: HealthSpec,
     /// `[release]` and `[hooks]` (`config/phases.rs`), as the manifest
     /// carries them.
-    pub release: Option<ReleasePhase>,
+    pub release: Option<ReleaseSpec>,
     pub hooks: Hooks,
 }
 

@@ -43,9 +43,9 @@ impl Tracker {
         let runs_it = |name: &HostName| {
             registered.iter().any(|h| {
                 &h.name == name
-                    && h.apps.iter().any(|a| {
-                        a.app == deploy.app && a.version.as_ref() == Some(&build.version)
-                    })
+                    && h.apps
+                        .iter()
+                        .any(|a| a.app == deploy.app && a.version.as_ref() == Some(&build.version))
             })
         };
         if hosts.iter().all(runs_it) {
@@ -130,9 +130,11 @@ impl Tracker {
                 deploy.cluster, result.cluster
             )));
         }
-        let phase = self.db().release_phase(id).await?.ok_or_else(|| {
-            Error::NotFound(format!("deploy {id} has no release phase"))
-        })?;
+        let phase = self
+            .db()
+            .release_phase(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("deploy {id} has no release phase")))?;
         if &phase.host != host {
             return Err(Error::Invalid(format!(
                 "deploy {id}'s release phase was asked of `{}`, not `{host}`",

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// target, from the new release's directory, as the app's user with the
 /// app's environment, before any host switches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReleasePhase {
+pub struct ReleaseSpec {
     /// Shell command (`sh -c`).
     pub command: String,
     /// Killed (its whole process group) after this long: the phase fails.
@@ -101,13 +101,19 @@ mod tests {
         assert_eq!(m.release, None);
         assert!(m.hooks.is_empty());
         let written = serde_json::to_string(&m).unwrap();
-        assert!(!written.contains("release") && !written.contains("hooks"), "{written}");
+        assert!(
+            !written.contains("release") && !written.contains("hooks"),
+            "{written}"
+        );
 
         let mut v: serde_json::Value = serde_json::from_str(old).unwrap();
         v["release"] = serde_json::json!({"command": "./migrate", "timeout_ms": 5});
         v["hooks"] = serde_json::json!({"post_start": "./lb add"});
         let m: Manifest = serde_json::from_value(v).unwrap();
-        assert_eq!(m.release.as_ref().map(|r| r.command.as_str()), Some("./migrate"));
+        assert_eq!(
+            m.release.as_ref().map(|r| r.command.as_str()),
+            Some("./migrate")
+        );
         assert_eq!(m.hooks.command(HookKind::PostStart), Some("./lb add"));
         assert_eq!(m.hooks.command(HookKind::PreStop), None);
         assert_eq!(m.hooks.timeout_ms, default_hook_timeout_ms());

@@ -100,7 +100,11 @@ pub(crate) async fn run_command(
         .current_dir(launch.release_dir)
         .env_clear()
         .envs(launch.env())
-        .envs(extra.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))))
+        .envs(
+            extra
+                .iter()
+                .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+        )
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::from(out))
         .stderr(std::process::Stdio::from(err))
@@ -193,7 +197,10 @@ impl Engine {
     /// the process on `port` with pid `pid`; its output goes into the
     /// install's log. A hook that fails, times out or cannot run is an
     /// error naming it.
-    #[allow(clippy::too_many_arguments, reason = "the hook's context, each a different thing")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the hook's context, each a different thing"
+    )]
     pub(super) async fn run_hook(
         &self,
         kind: HookKind,

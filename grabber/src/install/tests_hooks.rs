@@ -2,7 +2,7 @@
 //! the helpers of `tests.rs` (a child module of it): real artifacts, real
 //! app processes, real hook commands.
 
-use deploy::{Hooks, ReleaseOutcome, ReleasePhase};
+use deploy::{Hooks, ReleaseOutcome, ReleaseSpec};
 
 use super::*;
 
@@ -265,7 +265,7 @@ async fn the_release_phase_runs_from_the_new_release_and_its_install_reuses_it()
         HealthCheck::Running,
         None,
     );
-    b.release = Some(ReleasePhase {
+    b.release = Some(ReleaseSpec {
         command: "cat hello.txt; echo \" $SLIPWAY_PHASE $SLIPWAY_VERSION port=${PORT:-none}\"; \
                   echo migrated >&2"
             .into(),
@@ -279,8 +279,7 @@ async fn the_release_phase_runs_from_the_new_release_and_its_install_reuses_it()
         .expect("a result");
     assert_eq!(result.outcome, ReleaseOutcome::Succeeded, "{result:?}");
     assert_eq!(
-        result.log,
-        "hello release 2-bbbbbbb port=none\nmigrated\n",
+        result.log, "hello release 2-bbbbbbb port=none\nmigrated\n",
         "from the release directory, with the app's environment, stdout and stderr"
     );
     assert!(result.message.contains("exited 0"), "{}", result.message);
@@ -300,7 +299,7 @@ async fn the_release_phase_runs_from_the_new_release_and_its_install_reuses_it()
 
     // A failing command: its output and status come back.
     let mut c = release("3-ccccccc", "exec sleep 1000", HealthCheck::Running, None);
-    c.release = Some(ReleasePhase {
+    c.release = Some(ReleaseSpec {
         command: "echo relation users already exists >&2; exit 2".into(),
         timeout_ms: 5_000,
     });
@@ -311,7 +310,11 @@ async fn the_release_phase_runs_from_the_new_release_and_its_install_reuses_it()
         .await
         .expect("a result");
     assert_eq!(result.outcome, ReleaseOutcome::Failed);
-    assert!(result.message.contains("exit status: 2"), "{}", result.message);
+    assert!(
+        result.message.contains("exit status: 2"),
+        "{}",
+        result.message
+    );
     assert!(result.log.contains("relation users already exists"));
     assert_eq!(host.layout().read_current(&app).unwrap(), Some(b.version));
 }

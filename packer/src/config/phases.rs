@@ -1,11 +1,11 @@
 //! `[release]` and `[hooks]` of `slipway.toml`: the command run once per
 //! deploy before any host switches, and the commands run on each host
 //! around the switch. Parsed here, written into the manifest as
-//! `deploy::ReleasePhase` and `deploy::Hooks`.
+//! `deploy::ReleaseSpec` and `deploy::Hooks`.
 
 use std::time::Duration;
 
-use deploy::{Hooks, ReleasePhase};
+use deploy::{Hooks, ReleaseSpec};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -67,9 +67,9 @@ fn timeout(
 pub(super) fn release(
     raw: Option<RawRelease>,
     text: &str,
-) -> Result<Option<ReleasePhase>, ConfigError> {
+) -> Result<Option<ReleaseSpec>, ConfigError> {
     let Some(raw) = raw else { return Ok(None) };
-    Ok(Some(ReleasePhase {
+    Ok(Some(ReleaseSpec {
         command: raw.command.0,
         timeout_ms: timeout(
             "release.timeout",
@@ -156,7 +156,11 @@ mod tests {
         assert_eq!(e.key(), Some("release.command"), "{e}");
         assert!(e.to_string().contains("missing key"), "{e}");
         let e = err("[run]\ncommand = \"x\"\n[release]\ncommand = \"m\"\ntimeout = \"0s\"\n");
-        assert_eq!((e.key(), e.line()), (Some("release.timeout"), Some(5)), "{e}");
+        assert_eq!(
+            (e.key(), e.line()),
+            (Some("release.timeout"), Some(5)),
+            "{e}"
+        );
         assert!(e.to_string().contains("more than zero"), "{e}");
         let e = err("[run]\ncommand = \"x\"\n[release]\ncommand = \"m\"\ntimeout = \"2h\"\n");
         assert!(e.to_string().contains("at most 1h"), "{e}");

@@ -65,7 +65,10 @@ async fn a_release_command_runs_once_before_any_switch_and_a_failing_one_switche
         "on the first host by name, from the new release: {lines:?}"
     );
     assert_ne!(fields[3], "0", "it ran from the release directory");
-    let phase = a.release_phase.clone().expect("the deploy shows its release phase");
+    let phase = a
+        .release_phase
+        .clone()
+        .expect("the deploy shows its release phase");
     assert_eq!(phase.status, ReleasePhaseStatus::Succeeded);
     assert_eq!(phase.host.as_str(), "local-1");
     assert!(
@@ -84,7 +87,11 @@ async fn a_release_command_runs_once_before_any_switch_and_a_failing_one_switche
         "no host switched before the release phase ended at {done}: {switches:#?}"
     );
     for h in &p.hosts {
-        assert!(get_app(h.port).await?.starts_with("A "), "{} serves A", h.name);
+        assert!(
+            get_app(h.port).await?.starts_with("A "),
+            "{} serves A",
+            h.name
+        );
     }
 
     // B's release command fails: the deploy fails with its log, no host
@@ -108,7 +115,10 @@ async fn a_release_command_runs_once_before_any_switch_and_a_failing_one_switche
     );
     let phase = b.release_phase.clone().expect("a release phase");
     assert_eq!(phase.status, ReleasePhaseStatus::Failed);
-    assert!(phase.log.contains("column users.email exists"), "{phase:#?}");
+    assert!(
+        phase.log.contains("column users.email exists"),
+        "{phase:#?}"
+    );
     assert_eq!(runs(&ran).len(), 2, "B's ran once too: {:?}", runs(&ran));
     assert!(
         b.hosts.iter().all(|h| h.phase == HostPhase::NotStarted),
@@ -122,7 +132,11 @@ async fn a_release_command_runs_once_before_any_switch_and_a_failing_one_switche
     );
     for h in &p.hosts {
         assert_eq!(h.current("hello").as_deref(), Some(version_a.as_str()));
-        assert!(get_app(h.port).await?.starts_with("A "), "{} serves A", h.name);
+        assert!(
+            get_app(h.port).await?.starts_with("A "),
+            "{} serves A",
+            h.name
+        );
     }
 
     // A again, which every host runs: a restart, no release phase.
@@ -148,9 +162,12 @@ async fn a_release_phase_nobody_answers_fails_the_deploy_at_its_deadline() -> an
     // Built first, so the grabber is stopped only for the deploy.
     let build = p
         .client
-        .request_build(&app, &deploy::RequestBuild {
-            git_ref: Some(deploy::GitRef::parse(&sha)?),
-        })
+        .request_build(
+            &app,
+            &deploy::RequestBuild {
+                git_ref: Some(deploy::GitRef::parse(&sha)?),
+            },
+        )
         .await?;
     slipway_tests::poll(Duration::from_secs(90), || async {
         Ok(p.client.build(build.id).await?.status == deploy::BuildStatus::Succeeded)
@@ -158,9 +175,15 @@ async fn a_release_phase_nobody_answers_fails_the_deploy_at_its_deadline() -> an
     .await?;
     // local-1's grabber stops: still counted alive (its last heartbeat is
     // recent), so it is asked, and never answers.
-    let first = p.hosts.iter().position(|h| h.name.as_str() == "local-1").expect("local-1");
+    let first = p
+        .hosts
+        .iter()
+        .position(|h| h.name.as_str() == "local-1")
+        .expect("local-1");
     p.stop_grabber(first).await?;
-    let d = p.release_and_wait(&app, build.version.as_str(), None).await?;
+    let d = p
+        .release_and_wait(&app, build.version.as_str(), None)
+        .await?;
     assert_eq!(d.status, DeployStatus::Failed, "{d:#?}");
     let error = d.error.clone().unwrap_or_default();
     assert!(
