@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use deploy::{DeployStatus, HostPhase, ReleasePhaseStatus};
-use slipway_tests::{AppRepo, Platform, get_app, hello_app, platform};
+use slipway_tests::{AppRepo, get_app, hello_app, platform};
 
 const HOSTS: [&str; 3] = ["local-1", "local-2", "local-3"];
 
