@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use deploy::{DeployStatus, HostPhase, ReleasePhaseStatus};
-use slipway_tests::{AppRepo, get_app, hello_app, platform};
+use slipway_tests::{AppRepo, Platform, get_app, hello_app, platform};
 
 const HOSTS: [&str; 3] = ["local-1", "local-2", "local-3"];
 
@@ -41,6 +41,35 @@ fn runs(path: &std::path::Path) -> Vec<String> {
 async fn a_release_command_runs_once_before_any_switch_and_a_failing_one_switches_nothing()
 -> anyhow::Result<()> {
     let p = platform().hosts(&HOSTS).start().await?;
+    once_before_any_switch(&p).await?;
+    p.shutdown().await
+}
+
+/// The same over PostgreSQL and the Redis bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_on_postgresql_and_redis() -> anyhow::Result<()> {
+    let (Some(db), Some(redis)) = (
+        slipway_tests::services::postgres().await,
+        slipway_tests::services::redis().await,
+    ) else {
+        return Ok(());
+    };
+    let db_url = db.url.clone();
+    let p = platform()
+        .hosts(&HOSTS)
+        .configure(move |c| {
+            c.database_url = Some(db_url);
+            c.redis_url = Some(redis);
+        })
+        .start()
+        .await?;
+    once_before_any_switch(&p).await?;
+    p.shutdown().await
+}
+
+/// A runs its release command once before any host switches; B's fails
+/// and switches nothing; A again is a restart and runs none.
+async fn once_before_any_switch(p: &Platform) -> anyhow::Result<()> {
     p.wait_for_hosts(3).await?;
     let repo = AppRepo::new(p.dir().join("repo"))?;
     let ran = p.dir().join("release-runs.log");
@@ -144,7 +173,7 @@ async fn a_release_command_runs_once_before_any_switch_and_a_failing_one_switche
     assert_eq!(again.status, DeployStatus::Succeeded, "{again:#?}");
     assert_eq!(again.release_phase, None);
     assert_eq!(runs(&ran).len(), 2, "{:?}", runs(&ran));
-    p.shutdown().await
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
