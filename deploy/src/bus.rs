@@ -166,6 +166,14 @@ mod tests {
             serde_json::to_value(BusMessage::ReleasePhase(m)).unwrap(),
             v
         );
+        // What a grabber that knows no release phase makes of it: a kind
+        // it skips, whatever the fields.
+        let mut newer = v.clone();
+        newer["kind"] = serde_json::json!("release_phase_v2");
+        assert_eq!(
+            BusMessage::from_json(&newer.to_string()).unwrap(),
+            BusMessage::Unknown
+        );
     }
 
     #[test]
