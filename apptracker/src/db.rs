@@ -31,7 +31,7 @@ macro_rules! build_columns {
     () => {
         "id, app, number, git_ref, commit_sha, version, status, build_type, \
          artifact_key, sha256, size, signature, error, worker, created_at, finished_at, \
-         bad_at, bad_by, bad_reason"
+         bad_at, bad_by, bad_reason, release_timeout_ms"
     };
 }
 
@@ -73,6 +73,7 @@ mod controls;
 mod deploys;
 mod hosts;
 mod pins;
+mod release_phases;
 mod reports;
 mod sessions;
 mod tokens;
@@ -240,6 +241,9 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<StoredBuild> {
             }),
             None => None,
         },
+        release_timeout_ms: r
+            .try_get::<Option<i64>, _>("release_timeout_ms")?
+            .and_then(|ms| u64::try_from(ms).ok()),
     };
     Ok(StoredBuild::new(build, artifact))
 }

@@ -79,6 +79,10 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         // A failed host's report carries up to 1 MiB of log, which JSON
         // escaping can grow: more room than the default 2 MB.
         .routes(routes!(agents::host_event).layer(axum::extract::DefaultBodyLimit::max(8 << 20)))
+        .routes(
+            routes!(agents::release_phase_result)
+                .layer(axum::extract::DefaultBodyLimit::max(8 << 20)),
+        )
         // GitHub accepts push payloads up to 25 MB: a big push must not
         // be a 413 that silently builds nothing.
         .routes(

@@ -261,6 +261,7 @@ impl DeployRow {
             created_at,
             finished_at,
             hosts,
+            release_phase: None,
         }
     }
 }

@@ -222,6 +222,7 @@ impl Tracker {
                 build_type,
                 sha256,
                 size,
+                release_timeout_ms,
             } => {
                 // Recorded with the upload (or the in-process build); a
                 // claim clears it, so this also proves the artifact came.
@@ -251,7 +252,7 @@ impl Tracker {
                 tracing::info!(build_id = %id, app = %build.app, sha256 = %artifact.sha256,
                     size = artifact.size, "build succeeded");
                 self.db()
-                    .finish_build_ok(id, holder, *build_type, &artifact, log)
+                    .finish_build_ok(id, holder, *build_type, &artifact, *release_timeout_ms, log)
                     .await?
             }
             BuildOutcome::Failed { error } => {

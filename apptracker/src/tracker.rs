@@ -1,6 +1,6 @@
 //! Deploy orchestration: the state machine of builds, deploys and hosts,
-//! one stage per file (`tracker/{builds,create,rollback,rollout,sweep,
-//! sync,tokens}.rs`), with the build queue in `queue.rs` and webhooks in
+//! one stage per file (`tracker/{builds,create,release,rollback,rollout,
+//! sweep,sync,tokens}.rs`), with the build queue in `queue.rs` and webhooks in
 //! `webhooks.rs`. The HTTP layer parses input and calls in here;
 //! everything that writes desired state goes through this module.
 //!
@@ -34,6 +34,7 @@ mod builds;
 mod config;
 mod create;
 mod error;
+mod release;
 mod rollback;
 mod rollout;
 mod sweep;

@@ -51,6 +51,19 @@ pub struct DeployMessage {
     pub issued_at: Timestamp,
 }
 
+/// "Run this release's `[release] command` once, here, and report how it
+/// went" (`POST /api/v1/deploys/{id}/release-phase`): sent to one host
+/// (`target.only`) before a deploy's first batch. Same shape as
+/// [`DeployMessage`]; a grabber that does not know the kind skips it and
+/// AppTracker fails the deploy at its deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleasePhaseMessage {
+    #[serde(flatten)]
+    pub release: Release,
+    pub target: Target,
+    pub issued_at: Timestamp,
+}
+
 /// A message on a cluster's channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -60,6 +73,8 @@ pub struct DeployMessage {
 )]
 pub enum BusMessage {
     Deploy(DeployMessage),
+    /// Run the release phase of a deploy (one host).
+    ReleasePhase(ReleasePhaseMessage),
     /// Ask every grabber to reconcile with its desired state now.
     Sync,
     /// A kind this build does not know: logged and skipped.
@@ -131,6 +146,38 @@ mod tests {
         assert!(!t.selects(&local, &h("web-2")), "not in the batch");
         assert!(!t.selects(&local, &h("db-1")), "not matched");
         assert!(!t.selects(&Cluster::parse("other").unwrap(), &h("web-1")));
+    }
+
+    #[test]
+    fn a_release_phase_message_names_its_kind() {
+        let v = serde_json::json!({
+            "kind": "release_phase", "deploy_id": 3, "app": "hello", "version": "1-abcdef0",
+            "artifact": {"url": "http://x/a.tar.gz", "sha256": "0".repeat(64), "size": 1,
+                         "signature": "c2ln"},
+            "config_version": 2,
+            "target": {"cluster": "local", "hosts": ".*", "only": ["web-1"]},
+            "issued_at": 1,
+        });
+        let BusMessage::ReleasePhase(m) = BusMessage::from_json(&v.to_string()).unwrap() else {
+            panic!("not a release phase message");
+        };
+        assert_eq!(m.release.deploy_id, crate::DeployId(3));
+        assert_eq!(m.release.config_version, 2, "run with the deploy's config");
+        let local = Cluster::parse("local").unwrap();
+        assert!(m.target.selects(&local, &HostName::parse("web-1").unwrap()));
+        assert!(!m.target.selects(&local, &HostName::parse("web-2").unwrap()));
+        assert_eq!(
+            serde_json::to_value(BusMessage::ReleasePhase(m)).unwrap(),
+            v
+        );
+        // What a grabber that knows no release phase makes of it: a kind
+        // it skips, whatever the fields.
+        let mut newer = v.clone();
+        newer["kind"] = serde_json::json!("release_phase_v2");
+        assert_eq!(
+            BusMessage::from_json(&newer.to_string()).unwrap(),
+            BusMessage::Unknown
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub mod tls;
 
 pub use api::*;
 pub use backoff::Backoff;
-pub use bus::{BusMessage, DeployMessage, Target};
+pub use bus::{BusMessage, DeployMessage, ReleasePhaseMessage, Target};
 pub use client::{Client, ClientError, DEFAULT_SERVER};
 pub use domain::{
     AppName, BuildId, Cluster, DeployId, GitRef, HostName, HostSelector, ParseError, Sha256,
@@ -38,8 +38,8 @@ pub use drift::{
 };
 pub use error_code::ErrorCode;
 pub use manifest::{
-    BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, RunUser, RunUserError,
-    RunUserKind, Runtime, RuntimeKind,
+    BuildType, HealthCheck, HealthSpec, HookKind, Hooks, MANIFEST_PATH, Manifest, ReleaseSpec,
+    RunSpec, RunUser, RunUserError, RunUserKind, Runtime, RuntimeKind,
 };
 pub use release::{ArtifactRef, DeployAction, Release};
 pub use report::HostReport;

@@ -9,6 +9,9 @@ use utoipa::ToSchema;
 
 use crate::{AppName, Timestamp, Version};
 
+mod phases;
+pub use phases::{HookKind, Hooks, ReleaseSpec};
+
 /// Where the manifest sits inside a release directory.
 pub const MANIFEST_PATH: &str = ".slipway/manifest.json";
 
@@ -58,6 +61,13 @@ pub struct Manifest {
     /// Sum of the sizes of those files: the grabber refuses an archive that
     /// expands to more.
     pub content_bytes: u64,
+    /// `[release]`: a command run once per deploy before any host switches
+    /// (`manifest/phases.rs`). Absent in manifests of older packers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseSpec>,
+    /// `[hooks]`: commands run around the switch on every host.
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
 }
 
 /// How to start the app, from `[run]` in `slipway.toml`.

@@ -2,7 +2,8 @@
 //! ([`Event`]: a bus message, the bus lost or back, a heartbeat due or
 //! answered, a reconcile due, stop) that heartbeats, follows the cluster's
 //! bus (reconnecting with backoff), turns `Sync` and `Deploy` messages into
-//! installs (spawned tasks), and shuts down cleanly.
+//! installs and `ReleasePhase` ones into release phases (spawned tasks),
+//! and shuts down cleanly.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -407,8 +408,51 @@ fn handle(agent: &Arc<Agent>, msg: BusMessage) {
             }
             spawn_install(agent, m.release);
         }
+        BusMessage::ReleasePhase(m) => {
+            if !m.target.selects(&agent.config.cluster, &agent.config.host) {
+                tracing::debug!(deploy_id = %m.release.deploy_id, "release phase is for another host");
+                return;
+            }
+            spawn_release_phase(agent, m.release);
+        }
         BusMessage::Unknown => tracing::warn!("skipping a bus message of an unknown kind"),
     }
+}
+
+/// Runs a deploy's release phase here and reports how it went, trying
+/// again for a while when AppTracker cannot take the report (the deploy
+/// waits on it; its deadline fails it if the report never lands).
+fn spawn_release_phase(agent: &Arc<Agent>, release: Release) {
+    let agent = agent.clone();
+    agent.clone().tasks.spawn(async move {
+        let Some(result) = agent
+            .engine
+            .release_phase(&release, agent.reporter.as_ref(), &agent.shutdown)
+            .await
+        else {
+            return;
+        };
+        let id = release.deploy_id;
+        let host = &agent.config.host;
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
+        let mut retry = Backoff::new(BACKOFF_START, BACKOFF_MAX);
+        loop {
+            match agent.client.release_phase_result(id, host, &result).await {
+                Ok(_) => return,
+                Err(e) if e.is_retryable() && tokio::time::Instant::now() < give_up => {
+                    tracing::info!(deploy_id = %id, %host, error = %e, "cannot report the release phase yet; trying again");
+                }
+                Err(e) => {
+                    tracing::warn!(deploy_id = %id, %host, error = %e, "cannot report the release phase; dropped");
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(retry.next_wait()) => {}
+                _ = agent.shutdown.cancelled() => return,
+            }
+        }
+    });
 }
 
 fn spawn_install(agent: &Arc<Agent>, release: Release) {

@@ -251,6 +251,8 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         runtime,
         files: 0,
         content_bytes: 0,
+        release: config.release,
+        hooks: config.hooks,
     };
     let artifact_path = req
         .out_dir

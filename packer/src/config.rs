@@ -8,7 +8,7 @@ use std::num::NonZeroU16;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use deploy::{AppName, BuildType, HealthCheck, HealthSpec, RunSpec, RunUser};
+use deploy::{AppName, BuildType, HealthCheck, HealthSpec, Hooks, ReleaseSpec, RunSpec, RunUser};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
@@ -114,6 +114,10 @@ pub struct SlipwayToml {
     pub run: RunSpec,
     /// `[health]`, as the manifest carries it.
     pub health: HealthSpec,
+    /// `[release]` and `[hooks]` (`config/phases.rs`), as the manifest
+    /// carries them.
+    pub release: Option<ReleaseSpec>,
+    pub hooks: Hooks,
 }
 
 impl SlipwayToml {
@@ -192,6 +196,8 @@ struct RawFile {
     run: RawRun,
     #[serde(default)]
     health: RawHealth,
+    release: Option<phases::RawRelease>,
+    hooks: Option<phases::RawHooks>,
 }
 
 #[derive(Deserialize, Default)]
@@ -412,6 +418,8 @@ impl RawFile {
             bake_ms: millis(h.bake.map_or(DEFAULT_HEALTH_BAKE, |d| d.0)),
         };
 
+        let release = phases::release(self.release, text)?;
+        let hooks = phases::hooks(self.hooks, text)?;
         Ok(SlipwayToml {
             name: self.name,
             build_type: build_type.map(|(t, _)| t),
@@ -420,6 +428,8 @@ impl RawFile {
             build_include,
             run,
             health,
+            release,
+            hooks,
         })
     }
 }
@@ -569,5 +579,6 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
     })
 }
 
+mod phases;
 #[cfg(test)]
 mod tests;

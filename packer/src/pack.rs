@@ -361,6 +361,8 @@ mod tests {
             runtime: None,
             files: 999,
             content_bytes: 999,
+            release: None,
+            hooks: Default::default(),
         }
     }
 

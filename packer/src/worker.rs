@@ -317,6 +317,7 @@ pub async fn build_and_deliver(
             build_type: out.build_type,
             sha256: out.sha256.clone(),
             size: out.size,
+            release_timeout_ms: out.manifest.release.as_ref().map(|r| r.timeout_ms),
         },
         out.log.clone(),
     )

@@ -49,6 +49,11 @@ fn building_deploy() -> Value {
         "build_id": null, "cluster": "local", "hosts_selector": ".*",
         "status": "building", "error": null,
         "created_at": 1_700_000_200_000_i64, "finished_at": null, "hosts": [],
+        "release_phase": {
+            "host": "local-1", "status": "running", "message": null,
+            "log": "migrating <script>alert(1)</script>", "started_at": 1_700_000_200_000_i64,
+            "finished_at": null,
+        },
     })
 }
 
@@ -453,6 +458,22 @@ async fn deploy_page_while_building_shows_the_git_ref() {
     assert!(body.contains(">feature/x</span>"), "{body}");
     assert!(body.contains("No host has reported yet."), "{body}");
     assert!(body.contains(r#"data-status="building""#), "{body}");
+}
+
+#[tokio::test]
+async fn deploy_page_shows_the_release_phase_and_its_log_escaped() {
+    let (status, body) = fetch(dashboard().await, "/deploys/8").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains(r#"<span class="release-running">running</span> on local-1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<pre class="log">migrating &lt;script&gt;alert(1)&lt;/script&gt;</pre>"#),
+        "{body}"
+    );
+    let (_, body) = fetch(dashboard().await, "/deploys/7").await;
+    assert!(!body.contains("release-phase"), "none without one: {body}");
 }
 
 #[tokio::test]

@@ -158,6 +158,17 @@ pub(crate) struct DeployView {
     pub(crate) rollback_of: Option<i64>,
     /// Waiting for `deploy continue`.
     pub(crate) paused: bool,
+    /// The `[release] command` run before any host switched.
+    pub(crate) release_phase: Option<ReleasePhaseView>,
+}
+
+/// A deploy's release phase on its page.
+#[derive(Debug, Serialize)]
+pub(crate) struct ReleasePhaseView {
+    pub(crate) host: String,
+    pub(crate) status: &'static str,
+    pub(crate) message: Option<String>,
+    pub(crate) log: String,
 }
 
 impl From<&Deploy> for DeployView {
@@ -181,6 +192,12 @@ impl From<&Deploy> for DeployView {
             retry_of: d.retry_of.map(|d| d.0),
             rollback_of: d.rollback_of.map(|d| d.0),
             paused: d.paused_at.is_some() && !d.status.is_terminal(),
+            release_phase: d.release_phase.as_ref().map(|r| ReleasePhaseView {
+                host: r.host.to_string(),
+                status: r.status.as_str(),
+                message: r.message.clone(),
+                log: r.log.clone(),
+            }),
         }
     }
 }

@@ -247,11 +247,13 @@ impl Db {
         holder: &Holder,
         build_type: BuildType,
         artifact: &StoredArtifact,
+        release_timeout_ms: Option<u64>,
         log: &str,
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
             "UPDATE builds SET status = 'succeeded', build_type = $4, artifact_key = $5, sha256 = $6, \
-             size = $7, log = $8, finished_at = $9, signature = $10, lease_until = NULL \
+             size = $7, log = $8, finished_at = $9, signature = $10, lease_until = NULL, \
+             release_timeout_ms = $11 \
              WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
         .bind(id.0)
@@ -264,6 +266,7 @@ impl Db {
         .bind(log)
         .bind(Timestamp::now().0)
         .bind(&artifact.signature)
+        .bind(release_timeout_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)

@@ -56,7 +56,9 @@ impl Db {
         let Some(row) = self.deploy_row(id).await? else {
             return Ok(None);
         };
-        Ok(Some(row.with_hosts(self.deploy_hosts(id).await?)))
+        let mut deploy = row.with_hosts(self.deploy_hosts(id).await?);
+        deploy.release_phase = self.release_phase(id).await?;
+        Ok(Some(deploy))
     }
 
     /// The deploy without its host rows: what a host's report needs, read
@@ -122,8 +124,14 @@ impl Db {
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let d = deploy_from_row(row)?;
-            let hosts = self.deploy_hosts(d.id).await?;
-            out.push(d.with_hosts(hosts));
+            let (hosts, release) = (
+                self.deploy_hosts(d.id).await?,
+                self.release_phase(d.id).await?,
+            );
+            out.push(deploy::Deploy {
+                release_phase: release,
+                ..d.with_hosts(hosts)
+            });
         }
         Ok(out)
     }

@@ -77,7 +77,7 @@ async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
         signature: sig.to_string(),
     };
     assert!(
-        db.finish_build_ok(build.id, &w2, BuildType::Generic, &artifact, "")
+        db.finish_build_ok(build.id, &w2, BuildType::Generic, &artifact, None, "")
             .await
             .unwrap()
     );

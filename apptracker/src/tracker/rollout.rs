@@ -47,6 +47,11 @@ impl Tracker {
             .await?;
             return Ok(());
         }
+        // A release command runs once before any host switches
+        // (`release.rs`); this is called again when it succeeded.
+        if !self.release_phase_passed(id, build).await? {
+            return Ok(());
+        }
         if !self
             .transition(
                 id,

@@ -59,6 +59,7 @@ impl Tracker {
         for (app, cluster) in self.db().stalled_queues().await? {
             self.start_next_queued(&app, &cluster).await?;
         }
+        self.sweep_release_phases().await?;
         let silent = self.config().host_unreachable;
         let since = Timestamp(Timestamp::now().0 - silent.as_millis() as i64);
         for (id, host) in self.db().unreachable_hosts(since).await? {

@@ -152,6 +152,8 @@ fn slipway_pack(tree: &Path, out: &Path, level: u32) -> anyhow::Result<()> {
         runtime: None,
         files: 0,
         content_bytes: 0,
+        release: None,
+        hooks: Default::default(),
     };
     packer::pack_dir_at_level(tree, &manifest, out, level)?;
     Ok(())

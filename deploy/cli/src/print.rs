@@ -170,7 +170,8 @@ pub(crate) fn host_row(h: &DeployHost) {
     }
 }
 
-/// A deploy's summary line, its error, then one row per host.
+/// A deploy's summary line, its error, its release phase, then one row per
+/// host.
 pub(crate) fn deploy_with_hosts(d: &Deploy) {
     let action = if d.action.is_deploy() {
         String::new()
@@ -193,6 +194,17 @@ pub(crate) fn deploy_with_hosts(d: &Deploy) {
     );
     if let Some(e) = &d.error {
         println!("  error: {e}");
+    }
+    if let Some(r) = &d.release_phase {
+        println!(
+            "  release phase on {}: {}{}",
+            r.host,
+            r.status,
+            r.message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
     }
     for h in &d.hosts {
         host_row(h);

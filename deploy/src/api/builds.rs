@@ -59,6 +59,10 @@ pub struct Build {
     /// commit is built again) and its version is never deployed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bad: Option<BadMark>,
+    /// Set when the release has a `[release] command`: how long it may run.
+    /// A deploy of the build runs it once before any host switches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_timeout_ms: Option<u64>,
 }
 
 /// Who marked a build bad, when and why.
@@ -114,6 +118,10 @@ pub enum BuildOutcome {
         build_type: BuildType,
         sha256: Sha256,
         size: u64,
+        /// The manifest's `[release] timeout`, when it has a `[release]
+        /// command` (absent from older workers: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        release_timeout_ms: Option<u64>,
     },
     Failed {
         error: String,

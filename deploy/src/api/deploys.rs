@@ -46,7 +46,7 @@ pub struct CreateDeploy {
 pub enum DeployStatus {
     /// Waiting for another deploy of the app to the cluster to end.
     Queued,
-    /// Waiting for its build.
+    /// Waiting for its build, or for its release phase (`release_phase`).
     Building,
     Running,
     Succeeded,
@@ -239,6 +239,11 @@ pub struct Deploy {
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub hosts: Vec<DeployHost>,
+    /// The `[release] command` run once before any host switched, when the
+    /// release has one (absent otherwise, and for a deploy that did not
+    /// need it: every host already ran the version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_phase: Option<super::release_phase::ReleasePhase>,
 }
 
 /// `GET /api/v1/targets?cluster=C&hosts=REGEX`: the hosts a deploy with

@@ -111,4 +111,18 @@ impl Client {
         )
         .await
     }
+
+    /// The grabber that ran a deploy's release phase says how it went.
+    pub async fn release_phase_result(
+        &self,
+        deploy: DeployId,
+        host: &HostName,
+        result: &crate::ReleasePhaseResult,
+    ) -> Result<crate::ReleasePhase, ClientError> {
+        self.post(
+            &format!("/api/v1/deploys/{deploy}/release-phase/{host}"),
+            result,
+        )
+        .await
+    }
 }

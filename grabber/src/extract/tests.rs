@@ -25,6 +25,8 @@ pub(crate) fn manifest(content_bytes: u64) -> Manifest {
         runtime: None,
         files: 1,
         content_bytes,
+        release: None,
+        hooks: Default::default(),
     }
 }
 

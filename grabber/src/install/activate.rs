@@ -115,6 +115,13 @@ impl Engine {
                 return self.fail_early(req, rep, e).await;
             }
         }
+        // The running release's `pre_stop` hook (`hooks.rs`), last before
+        // anything changes: a failure leaves it running and current.
+        if let Err(e) = self.pre_stop(app, slot, rep).await {
+            return self
+                .fail_early(req, rep, e.in_phase(HostPhase::Switching))
+                .await;
+        }
         if let Err(e) = symlink::switch_current(layout, app, &req.version) {
             let e = InstallErrorKind::Host(e.to_string()).in_phase(HostPhase::Switching);
             return self.fail_early(req, rep, e).await;
@@ -192,6 +199,21 @@ impl Engine {
         };
         if let Err(e) = checked {
             let e = InstallErrorKind::Unhealthy(e).in_phase(HostPhase::Checking);
+            return self
+                .roll_back(req, slot, rep, e, Some(proc), rollback_to)
+                .await;
+        }
+        let hook = self.run_hook(
+            deploy::HookKind::PostStart,
+            app,
+            &req.version,
+            &manifest,
+            proc.port,
+            proc.pid,
+            rep,
+        );
+        if let Err(e) = hook.await {
+            let e = e.in_phase(HostPhase::Checking);
             return self
                 .roll_back(req, slot, rep, e, Some(proc), rollback_to)
                 .await;
@@ -321,9 +343,12 @@ impl Engine {
                         s.restarts = 0;
                     });
                     slot.supervise(|h| *h = Supervision::default());
-                    self.adopt_process(app, slot, p);
+                    self.adopt_process(app, slot, p.clone());
                     match health {
-                        Ok(()) => format!("; rolled back to {prev}, which is healthy"),
+                        Ok(()) => format!(
+                            "; rolled back to {prev}, which is healthy{}",
+                            self.post_start_restored(app, &prev, &p, rep).await
+                        ),
                         Err(e) => {
                             tracing::error!(%prev, error = %e, "rolled back, but the previous release is unhealthy");
                             format!("; rolled back to {prev}, but it is unhealthy too: {e}")

@@ -96,6 +96,10 @@ pub(crate) enum InstallErrorKind {
     /// The release started but its health check failed.
     #[error("{0}")]
     Unhealthy(String),
+    /// A `[hooks]` command failed, timed out or could not run (its output
+    /// is in the report's log).
+    #[error("{0}")]
+    Hook(String),
 }
 
 impl InstallErrorKind {
@@ -112,7 +116,8 @@ impl InstallErrorKind {
             | InstallErrorKind::Manifest(_)
             | InstallErrorKind::Untrusted { .. }
             | InstallErrorKind::Start(_)
-            | InstallErrorKind::Unhealthy(_) => false,
+            | InstallErrorKind::Unhealthy(_)
+            | InstallErrorKind::Hook(_) => false,
         }
     }
 

@@ -175,6 +175,26 @@ impl<'a> Reports<'a> {
         self.reporter.config(app, version).await
     }
 
+    /// Adds what a command said (a hook) to the install's log, under
+    /// `title`.
+    pub(super) fn attach(&self, title: &str, output: &str) {
+        if let Ok(mut log) = self.log.lock() {
+            log.push_str(&format!("{} {title}\n", Timestamp::now()));
+            if !output.is_empty() {
+                log.push_str("--- its output ---\n");
+                log.push_str(output);
+                if !output.ends_with('\n') {
+                    log.push('\n');
+                }
+            }
+        }
+    }
+
+    /// The install's log so far.
+    pub(super) fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
     pub(super) async fn phase(&self, phase: HostPhase, message: String) {
         tracing::debug!(%phase, %message, "phase");
         self.note(phase, &message);

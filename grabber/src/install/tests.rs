@@ -1774,3 +1774,7 @@ async fn apps_that_pin_no_port_get_different_ports_and_keep_them() {
     assert_eq!(host.state(&hello()).port, Some(p1));
     host.engine.stop_all().await;
 }
+
+/// `[hooks]` and the release phase, with the helpers above.
+#[path = "tests_hooks.rs"]
+mod hooks;

@@ -205,6 +205,8 @@ pub fn release_tarball(app: &str, version: &str, command: &str) -> Vec<u8> {
         runtime: None,
         files: 1,
         content_bytes: content.len() as u64,
+        release: None,
+        hooks: Default::default(),
     };
     let json = serde_json::to_vec(&m).unwrap();
     let mut b = tar::Builder::new(flate2::write::GzEncoder::new(

@@ -18,6 +18,7 @@ mod openapi;
 mod pipeline;
 mod processes;
 mod redis;
+mod release;
 mod remotes;
 mod replicas;
 mod rollout;

@@ -210,6 +210,7 @@ fn succeeded(worker: &str, sha: &Sha256, size: u64) -> BuildResult {
             build_type: BuildType::Generic,
             sha256: sha.clone(),
             size,
+            release_timeout_ms: None,
         },
         log: format!("built by {worker}"),
     }

@@ -220,6 +220,7 @@ async fn uploads_need_a_well_formed_signature() -> anyhow::Result<()> {
             build_type: deploy::BuildType::Generic,
             sha256: sha.clone(),
             size: bytes.len() as u64,
+            release_timeout_ms: None,
         },
         log: String::new(),
     };

@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use deploy::{
     BusMessage, Cluster, DeployHost, DeployId, DesiredState, Heartbeat, Host, HostEvent, HostName,
+    ReleasePhase, ReleasePhaseResult,
 };
 use futures::{Stream, StreamExt, stream};
 use tokio::sync::broadcast::error::RecvError;
@@ -37,6 +38,25 @@ pub(crate) async fn host_event(
     let host: HostName = parse(&host)?;
     who.require_host(&ev.cluster, &host)?;
     Ok(ApiJson(t.host_event(id, &host, &bounded(ev)).await?))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/deploys/{id}/release-phase/{host}", tag = "agents",
+    summary = "The grabber that ran a deploy's release phase says how it went (agent of the cluster)",
+    params(("id" = DeployId, Path, description = "The deploy's id"), ("host" = HostName, Path, description = "The host asked to run it")),
+    request_body = ReleasePhaseResult,
+    responses((status = 200, description = "The deploy's release phase", body = ReleasePhase))
+)]
+pub(crate) async fn release_phase_result(
+    State(t): State<Tracker>,
+    who: Principal,
+    ApiPath((id, host)): ApiPath<(String, String)>,
+    ApiJson(result): ApiJson<ReleasePhaseResult>,
+) -> Result<ApiJson<ReleasePhase>, ApiError> {
+    let id: DeployId = parse(&id)?;
+    let host: HostName = parse(&host)?;
+    who.require_host(&result.cluster, &host)?;
+    Ok(ApiJson(t.release_phase_result(id, &host, &result).await?))
 }
 
 /// The most of a host event's `message` kept (its start).
