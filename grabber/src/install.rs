@@ -245,9 +245,9 @@ impl Engine {
 }
 
 impl Engine {
-    /// `deploy stop`: stops the app and keeps it down (the state says
-    /// `stopped`, which the supervisor, a sync and a grabber restart obey)
-    /// until a start or a deploy.
+    /// `deploy stop`: runs its `pre_stop` hook, stops the app and keeps it
+    /// down (the state says `stopped`, which the supervisor, a sync and a
+    /// grabber restart obey) until a start or a deploy.
     async fn stop_app(
         &self,
         req: &Release,
@@ -267,6 +267,13 @@ impl Engine {
         };
         rep.phase(HostPhase::Switching, format!("stopping {what}"))
             .await;
+        // Its `pre_stop` hook first (drain it), as before any stop; a
+        // failure leaves it running.
+        if let Err(e) = self.pre_stop(&req.app, slot, rep).await {
+            return self
+                .fail_early(req, rep, e.in_phase(HostPhase::Switching))
+                .await;
+        }
         // Out of the slot first, so the supervisor does not restart it.
         if let Some(p) = slot.set_process(None) {
             p.stop().await;
