@@ -330,8 +330,18 @@ async fn restart_is_rolling_and_stop_and_start_work() -> anyhow::Result<()> {
             "every host restarted: {before:?} -> {after:?}"
         );
     }
-    // Never more than one host down at once, from the recorded times.
-    let mut windows = downtimes(&p.client.deploy_events(d.id).await?);
+    // Health-checked on every host, and never more than one host down at
+    // once, from the recorded times.
+    let events = p.client.deploy_events(d.id).await?;
+    for h in ["local-1", "local-2", "local-3"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e.host.as_str() == h && e.phase == HostPhase::Checking),
+            "{h} restarted without a health check: {events:#?}"
+        );
+    }
+    let mut windows = downtimes(&events);
     assert_eq!(windows.len(), 3, "{windows:?}");
     windows.sort();
     for pair in windows.windows(2) {
