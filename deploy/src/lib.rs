@@ -41,6 +41,7 @@ pub use manifest::{
     BuildType, HealthCheck, HealthSpec, MANIFEST_PATH, Manifest, RunSpec, RunUser, RunUserError,
     RunUserKind, Runtime, RuntimeKind,
 };
+pub use manifest::{ProcessName, ProcessSpec};
 pub use release::{ArtifactRef, Release};
 pub use report::HostReport;
 pub use role::Role;

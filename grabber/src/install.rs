@@ -18,6 +18,7 @@ mod activate;
 mod download;
 mod error;
 mod prepare;
+mod processes;
 mod report;
 mod slot;
 mod start;
@@ -83,9 +84,9 @@ pub(crate) struct Engine {
     /// Deploys that failed on this host: a later `Sync` does not retry
     /// them (a new deploy gets a new id).
     failed: Mutex<HashSet<DeployId>>,
-    /// The ports given to apps that pin none, so two apps installing at
-    /// once never get the same one.
-    ports: Mutex<HashMap<AppName, u16>>,
+    /// The ports given to apps (and to their other process types' copies)
+    /// that pin none, so two apps installing at once never get the same one.
+    ports: Mutex<HashMap<(AppName, Option<processes::CopyId>), u16>>,
     /// Rung when what `installed()` says changes outside an install (a
     /// crash, a restart), so the heartbeat tells AppTracker now.
     pub(crate) changed: tokio::sync::Notify,

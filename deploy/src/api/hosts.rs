@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{AppName, Cluster, HostName, Timestamp, Version};
+use crate::{AppName, Cluster, HostName, ProcessName, Timestamp, Version};
 
 /// What a host runs of one app, as its grabber reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -22,6 +22,37 @@ pub struct InstalledApp {
     /// Restarts after crashes since the release was installed.
     #[serde(default)]
     pub restarts: u32,
+    /// Every process of an app whose release has more than its web
+    /// process (`[processes]`), the web process first; empty otherwise and
+    /// from older grabbers. `pid`, `port`, `status` and `restarts` above
+    /// are the web process's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<InstalledProcess>,
+}
+
+/// One supervised process of an app: copy `index` (from 1) of a process
+/// type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstalledProcess {
+    pub process: ProcessName,
+    pub index: u32,
+    /// When running.
+    pub pid: Option<u32>,
+    /// Its `PORT`, when it has one.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub status: AppRunStatus,
+    /// Restarts after crashes since the release was installed.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+impl InstalledProcess {
+    /// `worker.2`: how people and log files name one copy.
+    pub fn label(&self) -> String {
+        format!("{}.{}", self.process, self.index)
+    }
 }
 
 /// The supervisor's view of one app's process.

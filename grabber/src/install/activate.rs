@@ -110,6 +110,7 @@ impl Engine {
         if let Some(old) = slot.set_process(None) {
             old.stop().await;
         }
+        self.stop_copies(slot).await;
         let proc = match self.start(app, &req.version, &manifest) {
             Ok(p) => p,
             Err(e) => {
@@ -125,6 +126,12 @@ impl Engine {
         });
         slot.supervise(|h| *h = Supervision::default());
         self.adopt_process(app, slot, proc.clone());
+        if let Err(e) = self.start_copies(app, slot, &req.version, &manifest) {
+            let e = e.in_phase(HostPhase::Starting);
+            return self
+                .roll_back(req, slot, rep, e, Some(proc), rollback_to)
+                .await;
+        }
         fault::point("checking").await;
 
         rep.phase(
@@ -157,7 +164,15 @@ impl Engine {
         // bake, or it is rolled back like one that never passed.
         let bake = std::time::Duration::from_millis(manifest.health.bake_ms);
         let checked = match checked {
-            Ok(()) => stays_up(&proc, bake).await,
+            Ok(()) => self.check_copies(app, slot, &req.version, &manifest).await,
+            Err(e) => Err(e),
+        };
+        let checked = match checked {
+            Ok(()) => {
+                let (web, copies) =
+                    tokio::join!(stays_up(&proc, bake), self.copies_stay_up(app, slot, bake));
+                web.and(copies)
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = checked {
@@ -179,9 +194,10 @@ impl Engine {
         } else {
             format!(", up {bake:?} after its health check")
         };
+        let copies = self.describe_copies(slot);
         rep.phase(
             HostPhase::Done,
-            format!("running {} (pid {}){baked}", req.version, proc.pid),
+            format!("running {} (pid {}{copies}){baked}", req.version, proc.pid),
         )
         .await;
         Outcome::Done
@@ -262,12 +278,15 @@ impl Engine {
         if let Some(p) = new {
             p.stop().await;
         }
+        self.stop_copies(slot).await;
         let app_log = log_since_start(&layout.log_file(app), FAILURE_LOG_BYTES);
 
         let mut rolled_back = false;
         let note = match rollback_to {
             Some(prev) => match self.restore(app, &prev).await {
                 Ok((p, health)) => {
+                    let copies = self.restore_copies(app, slot, &prev).await;
+                    let health = health.and(copies);
                     rolled_back = true;
                     let (pid, port) = (p.pid, p.port);
                     let healthy = health.is_ok().then(|| prev.clone());

@@ -1768,3 +1768,6 @@ async fn apps_that_pin_no_port_get_different_ports_and_keep_them() {
     assert_eq!(host.state(&hello()).port, Some(p1));
     host.engine.stop_all().await;
 }
+
+/// `[processes]`: other process types beside the web process.
+mod processes;

@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use deploy::{AppRunStatus, Client, Cluster, HostSelector};
+use deploy::{AppRunStatus, Client, Cluster, HostSelector, InstalledProcess};
 
 /// `deploy hosts`: one line per host with its apps, versions, ports and
-/// troubles.
+/// troubles, and each process of an app that runs several.
 pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
     let hosts = client.hosts().await?;
     if hosts.is_empty() {
@@ -33,6 +33,10 @@ pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
                     AppRunStatus::Stopped => s.push_str("(stopped)"),
                     AppRunStatus::Running => {}
                 }
+                if !a.processes.is_empty() {
+                    let each: Vec<String> = a.processes.iter().map(process).collect();
+                    s.push_str(&format!("[{}]", each.join(" ")));
+                }
                 s
             })
             .collect();
@@ -45,6 +49,25 @@ pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One process of an app that runs several: `worker.2=412`, `web.1=410:20001`,
+/// `worker.1=-(failing, 5 restarts)`.
+fn process(p: &InstalledProcess) -> String {
+    let pid = p.pid.map_or("-".into(), |p| p.to_string());
+    let mut s = match p.port {
+        Some(port) => format!("{}={pid}:{port}", p.label()),
+        None => format!("{}={pid}", p.label()),
+    };
+    match p.status {
+        AppRunStatus::Running if p.restarts > 0 => {
+            s.push_str(&format!("({} restarts)", p.restarts))
+        }
+        AppRunStatus::Running => {}
+        AppRunStatus::Stopped => s.push_str("(stopped)"),
+        status => s.push_str(&format!("({status}, {} restarts)", p.restarts)),
+    }
+    s
 }
 
 /// `deploy targets --cluster C [--hosts REGEX]`: nothing is changed.
