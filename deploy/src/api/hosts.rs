@@ -121,3 +121,24 @@ pub struct DesiredState {
     pub host: HostName,
     pub apps: Vec<DesiredApp>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_app_without_processes_reads_and_writes_as_before() {
+        let old = r#"{"app":"hello","version":"1-abcdef0","pid":7,"port":20001,"status":"running","restarts":0}"#;
+        let a: InstalledApp = serde_json::from_str(old).unwrap();
+        assert!(a.processes.is_empty());
+        assert_eq!(serde_json::to_string(&a).unwrap(), old);
+        let new = r#"{"app":"hello","version":null,"pid":null,"port":null,
+            "processes":[{"process":"worker","index":2,"pid":9}]}"#;
+        let a: InstalledApp = serde_json::from_str(new).unwrap();
+        assert_eq!(a.processes[0].label(), "worker.2");
+        assert_eq!(a.processes[0].status, AppRunStatus::Running);
+        let bad = r#"{"app":"hello","version":null,"pid":null,"port":null,
+            "processes":[{"process":"Worker","index":2,"pid":9}]}"#;
+        assert!(serde_json::from_str::<InstalledApp>(bad).is_err());
+    }
+}

@@ -99,3 +99,40 @@ pub(crate) async fn targets(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use deploy::ProcessName;
+
+    use super::*;
+
+    #[test]
+    fn a_process_shows_its_copy_pid_port_and_troubles() {
+        let p = |pid, port, status, restarts| InstalledProcess {
+            process: ProcessName::parse("worker").unwrap(),
+            index: 2,
+            pid,
+            port,
+            status,
+            restarts,
+        };
+        let shown = [
+            p(Some(41), None, AppRunStatus::Running, 0),
+            p(Some(41), Some(9001), AppRunStatus::Running, 2),
+            p(None, None, AppRunStatus::Failing, 5),
+            p(None, None, AppRunStatus::Stopped, 1),
+        ]
+        .iter()
+        .map(process)
+        .collect::<Vec<_>>();
+        assert_eq!(
+            shown,
+            [
+                "worker.2=41",
+                "worker.2=41:9001(2 restarts)",
+                "worker.2=-(failing, 5 restarts)",
+                "worker.2=-(stopped)",
+            ]
+        );
+    }
+}
