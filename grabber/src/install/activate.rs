@@ -68,6 +68,11 @@ impl Engine {
                 return self.fail_early(req, rep, e).await;
             }
         }
+        if let Err(e) = self.copy_ports_free(app, &manifest) {
+            let e = InstallErrorKind::Start(format!("cannot start {}: {e}", req.version))
+                .in_phase(HostPhase::Starting);
+            return self.fail_early(req, rep, e).await;
+        }
         rep.phase(
             HostPhase::Switching,
             format!("current -> releases/{}", req.version),

@@ -173,7 +173,7 @@ impl Engine {
     ) -> Result<(), InstallErrorKind> {
         for (id, spec) in copies(manifest) {
             let p = self.start_copy(app, version, manifest, &id, spec)?;
-            tracing::info!(%app, %version, copy = %id, pid = p.pid, port = ?p.port, "started process");
+            tracing::info!(host = %self.cfg.host, %app, %version, copy = %id, pid = p.pid, port = ?p.port, "started process");
             slot.with_copies(|c| {
                 c.push(ProcessCopy {
                     id: id.clone(),
@@ -252,7 +252,7 @@ impl Engine {
         };
         let Some((wait, h)) = wait else { return };
         tracing::warn!(
-            %app, version = %p.version, copy = %id, pid = p.pid, crashes = h.crashes,
+            host = %self.cfg.host, %app, version = %p.version, copy = %id, pid = p.pid, crashes = h.crashes,
             status = %h.status, "process exited on its own; starting it again in {wait:?}"
         );
         self.changed.notify_one();
@@ -281,7 +281,7 @@ impl Engine {
         };
         match started {
             Ok(new) => {
-                tracing::info!(%app, version = %p.version, copy = %id, pid = new.pid, "process restarted");
+                tracing::info!(host = %self.cfg.host, %app, version = %p.version, copy = %id, pid = new.pid, "process restarted");
                 slot.with_copies(|c| {
                     if let Some(c) = c.iter_mut().find(|c| c.id == *id) {
                         c.supervision.restarts += 1;
@@ -293,7 +293,7 @@ impl Engine {
                 self.adopt_copy(app, &slot, id, new);
             }
             Err(e) => {
-                tracing::error!(%app, version = %p.version, copy = %id, error = %e, "cannot restart the process");
+                tracing::error!(host = %self.cfg.host, %app, version = %p.version, copy = %id, error = %e, "cannot restart the process");
                 slot.with_copies(|c| {
                     if let Some(c) = c.iter_mut().find(|c| c.id == *id) {
                         c.process = None;
@@ -445,7 +445,29 @@ impl Engine {
         manifest: &Manifest,
     ) {
         if let Err(e) = self.start_copies(app, slot, version, manifest) {
-            tracing::warn!(%app, %version, error = %e, "cannot start the release's other processes");
+            tracing::warn!(host = %self.cfg.host, %app, %version, error = %e, "cannot start the release's other processes");
         }
+    }
+}
+
+impl Engine {
+    /// Refuses a release when a pinned port of one of its copies is held
+    /// by another app or process, naming the copy and the holder, before
+    /// anything running changes (as for the web process's pinned port). The
+    /// app's own processes may hold it: they are stopped first.
+    pub(super) fn copy_ports_free(&self, app: &AppName, manifest: &Manifest) -> Result<(), String> {
+        let app_dir = self.cfg.layout.app_dir(app);
+        for (id, spec) in copies(manifest) {
+            if spec.port.is_none() {
+                continue;
+            }
+            if let Some(port) = self.copy_port(app, &id, spec)? {
+                crate::ports::check_free(port, &self.cfg.layout, |pid| {
+                    crate::ports::runs_from(pid, &app_dir)
+                })
+                .map_err(|e| format!("{id}: {e}"))?;
+            }
+        }
+        Ok(())
     }
 }

@@ -405,3 +405,69 @@ async fn an_app_of_one_process_reports_no_process_rows() {
     assert!(!serde_json::to_string(&a).unwrap().contains("processes"));
     host.engine.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_worker_port_held_by_another_fails_in_starting_but_its_own_does_not() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let _kill = KillCopies(&host);
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let serve = "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1";
+    let pinned = |version: &str, port: u16| {
+        let mut m = with_workers(version, serve, 1);
+        let w = m.processes.get_mut(&worker()).unwrap();
+        w.port = Some(port);
+        w.health = Some(HealthSpec {
+            check: HealthCheck::Tcp,
+            timeout_ms: 10_000,
+            grace_ms: 100,
+            interval_ms: 50,
+            bake_ms: 0,
+        });
+        m
+    };
+
+    // The worker's own port, held by its running copy, is no obstacle.
+    let own = free_port();
+    let a = pinned("1-aaaaaaa", own);
+    let r = server.publish(&a, FILES);
+    let out = host.engine.install(&request(1, &a, r), &rec, &token).await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(1)));
+    assert_eq!(row(&host, "worker.1").port, Some(own));
+    let b = pinned("2-bbbbbbb", own);
+    let r = server.publish(&b, FILES);
+    let out = host.engine.install(&request(2, &b, r), &rec, &token).await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(2)));
+    assert!(serves(own).await);
+
+    // Another process's port fails the host before anything changes.
+    let foreign = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = foreign.local_addr().unwrap().port();
+    let web = installed(&host, &hello()).pid.unwrap();
+    let c = pinned("3-ccccccc", taken);
+    let r = server.publish(&c, FILES);
+    let out = host.engine.install(&request(3, &c, r), &rec, &token).await;
+    assert_eq!(
+        out,
+        Outcome::Failed {
+            phase: HostPhase::Starting,
+            rolled_back: false
+        },
+        "{:?}",
+        rec.of(DeployId(3))
+    );
+    let message = rec.last(DeployId(3)).message.unwrap_or_default();
+    assert!(
+        message.contains(&format!("worker.1: port {taken} is already in use")),
+        "{message}"
+    );
+    assert_eq!(
+        host.layout().read_current(&hello()).unwrap(),
+        Some(b.version.clone())
+    );
+    assert_eq!(installed(&host, &hello()).pid, Some(web));
+    assert!(serves(own).await, "the running worker stopped serving");
+    drop(foreign);
+    host.engine.stop_all().await;
+}
