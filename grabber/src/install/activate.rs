@@ -283,8 +283,13 @@ impl Engine {
         if let Some(p) = new {
             p.stop().await;
         }
+        let copy_log = self.exited_copy_log(app, slot);
         self.stop_copies(slot).await;
         let app_log = log_since_start(&layout.log_file(app), FAILURE_LOG_BYTES);
+        let app_log = match (app_log, copy_log) {
+            (Some(web), Some(copy)) => Some(format!("{web}\n{copy}")),
+            (web, copy) => web.or(copy),
+        };
 
         let mut rolled_back = false;
         let note = match rollback_to {

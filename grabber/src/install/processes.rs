@@ -13,12 +13,12 @@ use deploy::{
     ProcessName, ProcessSpec, Version,
 };
 
-use super::Engine;
 use super::error::InstallErrorKind;
 use super::slot::{AppSlot, Supervision};
 use super::verify::read_release_manifest;
+use super::{Engine, FAILURE_LOG_BYTES};
 use crate::health;
-use crate::process::AppProcess;
+use crate::process::{AppProcess, log_since_start};
 
 /// One copy of a process type: `worker.2`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -469,5 +469,22 @@ impl Engine {
             }
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// The output since its start of the first copy that exited (the one
+    /// that failed an install, as a rule), headed by its name, for the
+    /// failure report beside the web process's output.
+    pub(super) fn exited_copy_log(&self, app: &AppName, slot: &AppSlot) -> Option<String> {
+        let id = slot.with_copies(|c| {
+            c.iter()
+                .find(|c| c.process.as_ref().is_some_and(|p| !p.is_alive()))
+                .map(|c| c.id.clone())
+        })?;
+        let text = log_since_start(&self.copy_log_file(app, &id), FAILURE_LOG_BYTES / 4)?;
+        Some(format!(
+            "--- {id}'s output since it started (log/{app}.{id}.log) ---\n{text}"
+        ))
     }
 }

@@ -223,6 +223,13 @@ async fn a_worker_that_dies_fails_the_host_and_the_whole_app_is_rolled_back() {
         "{}",
         last
     );
+    // The failure report carries the worker's output, not only the web
+    // process's.
+    let tail = rec.last(DeployId(2)).log_tail.unwrap_or_default();
+    assert!(
+        tail.contains("worker.1's output since it started") && tail.contains("B worker broken"),
+        "{tail}"
+    );
     assert!(!pid_alive(old_worker));
     // A runs again, web and worker, from A's release.
     assert_eq!(
