@@ -420,20 +420,7 @@ impl Engine {
             .map(|(id, p)| format!(", {id} pid {}", p.pid))
             .collect()
     }
-}
 
-/// What a process's supervisor and its liveness make of it, by the web
-/// process's rule.
-pub(super) fn run_status(supervised: AppRunStatus, alive: bool) -> AppRunStatus {
-    match (supervised, alive) {
-        (AppRunStatus::Failing, _) => AppRunStatus::Failing,
-        (_, true) => AppRunStatus::Running,
-        (AppRunStatus::Restarting, false) => AppRunStatus::Restarting,
-        (_, false) => AppRunStatus::Stopped,
-    }
-}
-
-impl Engine {
     /// At start, beside a web process adopted or started again: the
     /// copies of its release, started afresh (a previous grabber's were
     /// stopped with every group it did not record).
@@ -448,9 +435,7 @@ impl Engine {
             tracing::warn!(host = %self.cfg.host, %app, %version, error = %e, "cannot start the release's other processes");
         }
     }
-}
 
-impl Engine {
     /// Refuses a release when a pinned port of one of its copies is held
     /// by another app or process, naming the copy and the holder, before
     /// anything running changes (as for the web process's pinned port). The
@@ -470,9 +455,7 @@ impl Engine {
         }
         Ok(())
     }
-}
 
-impl Engine {
     /// The output since its start of the first copy that exited (the one
     /// that failed an install, as a rule), headed by its name, for the
     /// failure report beside the web process's output.
@@ -486,5 +469,16 @@ impl Engine {
         Some(format!(
             "--- {id}'s output since it started (log/{app}.{id}.log) ---\n{text}"
         ))
+    }
+}
+
+/// What a process's supervisor and its liveness make of it, by the web
+/// process's rule.
+pub(super) fn run_status(supervised: AppRunStatus, alive: bool) -> AppRunStatus {
+    match (supervised, alive) {
+        (AppRunStatus::Failing, _) => AppRunStatus::Failing,
+        (_, true) => AppRunStatus::Running,
+        (AppRunStatus::Restarting, false) => AppRunStatus::Restarting,
+        (_, false) => AppRunStatus::Stopped,
     }
 }
