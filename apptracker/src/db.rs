@@ -60,7 +60,7 @@ macro_rules! deploy_columns {
     () => {
         "id, app, version, git_ref, build_id, cluster, hosts_selector, status, error, created_at, finished_at, \
          strategy, max_failures, current_batch, retry_of, rollback_on_failure, rollback_of, paused_at, \
-         requested_by"
+         requested_by, action, config_version"
     };
 }
 
@@ -68,6 +68,7 @@ macro_rules! deploy_columns {
 mod apps;
 mod audit;
 mod builds;
+mod config;
 mod controls;
 mod deploys;
 mod hosts;
@@ -309,6 +310,12 @@ fn deploy_from_row(r: &AnyRow) -> anyhow::Result<DeployRow> {
         rollback_of: r.try_get::<Option<i64>, _>("rollback_of")?.map(DeployId),
         paused_at: r.try_get::<Option<i64>, _>("paused_at")?.map(Timestamp),
         requested_by: r.try_get("requested_by")?,
+        action: {
+            let a: String = r.try_get("action")?;
+            deploy::DeployAction::parse(&a)
+                .ok_or_else(|| anyhow::anyhow!("unknown deploy action {a:?}"))?
+        },
+        config_version: u64::try_from(r.try_get::<i64, _>("config_version")?)?,
         created_at: Timestamp(r.try_get("created_at")?),
         finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
     })

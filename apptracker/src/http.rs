@@ -27,8 +27,8 @@ use utoipa_axum::routes;
 use crate::tracker::Tracker;
 use error::ApiError;
 use routes::{
-    agents, apps, artifacts, builds, clusters, deploys, drift, events, hosts, metrics, pins,
-    sessions, tokens, webhooks, workers,
+    agents, apps, artifacts, builds, clusters, config, deploys, drift, events, hosts, metrics,
+    pins, sessions, tokens, webhooks, workers,
 };
 
 /// Every route, each registered with the operation its `#[utoipa::path]`
@@ -63,6 +63,12 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(clusters::list_clusters))
         .routes(routes!(clusters::show_cluster, clusters::set_cluster))
         .routes(routes!(clusters::freeze_cluster, clusters::thaw_cluster))
+        .routes(routes!(config::show_config, config::set_config))
+        .routes(routes!(config::unset_config))
+        .routes(routes!(config::restart_app))
+        .routes(routes!(config::stop_app))
+        .routes(routes!(config::start_app))
+        .routes(routes!(config::host_config))
         .routes(routes!(pins::list_all_pins))
         .routes(routes!(deploys::preview_targets))
         .routes(routes!(pins::rollback_app))

@@ -99,6 +99,9 @@ pub struct Origin<'a> {
     /// The build to deploy, already requested (a webhook's push), instead
     /// of resolving the request's `git_ref` again; the ref is its label.
     pub build: Option<StoredBuild>,
+    /// What the deploy does on its hosts (a restart, stop or start of the
+    /// release they run); installs by default.
+    pub action: deploy::DeployAction,
 }
 
 /// Where an artifact is in the artifact store
@@ -176,6 +179,9 @@ pub struct DesiredRow {
     pub version: Version,
     pub deploy_id: DeployId,
     pub artifact: StoredArtifact,
+    /// Its deploy's config version and action.
+    pub config_version: u64,
+    pub action: deploy::DeployAction,
 }
 
 /// A deploy's row, without its hosts: what moving a deploy on reads once
@@ -200,6 +206,8 @@ pub struct DeployRow {
     pub rollback_of: Option<DeployId>,
     pub paused_at: Option<Timestamp>,
     pub requested_by: Option<String>,
+    pub action: deploy::DeployAction,
+    pub config_version: u64,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
 }
@@ -225,6 +233,8 @@ impl DeployRow {
             rollback_of,
             paused_at,
             requested_by,
+            action,
+            config_version,
             created_at,
             finished_at,
         } = self;
@@ -246,9 +256,39 @@ impl DeployRow {
             rollback_of,
             paused_at,
             requested_by,
+            action,
+            config_version,
             created_at,
             finished_at,
             hosts,
         }
     }
+}
+
+/// One config variable as stored in a config version: a plain value, or a
+/// secret sealed with the secrets key (the database never holds it open).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredVar {
+    pub key: String,
+    /// None: app-wide.
+    pub cluster: Option<Cluster>,
+    #[serde(flatten)]
+    pub value: StoredValue,
+}
+
+/// A stored value: `{"value": …}` or `{"sealed": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredValue {
+    Value(String),
+    Sealed(String),
+}
+
+/// One version of an app's whole config.
+#[derive(Debug, Clone)]
+pub struct StoredConfig {
+    pub version: u64,
+    pub vars: Vec<StoredVar>,
+    pub created_by: String,
+    pub created_at: Timestamp,
 }

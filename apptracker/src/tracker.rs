@@ -31,6 +31,7 @@ use crate::store::{ArtifactStore, LocalStore};
 // One `impl Tracker` block per stage of a deploy's life.
 pub(crate) mod admin;
 mod builds;
+mod config;
 mod create;
 mod error;
 mod rollback;
@@ -181,6 +182,8 @@ impl Tracker {
                 app: row.app,
                 version: row.version,
                 deploy_id: row.deploy_id,
+                config_version: row.config_version,
+                action: row.action,
             });
         }
         Ok(apps)

@@ -93,6 +93,8 @@ mod tests {
                     size: 10,
                     signature: "c2lnbmF0dXJl".into(),
                 },
+                config_version: 0,
+                action: crate::DeployAction::Deploy,
             },
             target: Target {
                 cluster: Cluster::parse("local").unwrap(),

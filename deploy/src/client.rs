@@ -15,6 +15,7 @@ use crate::api::{ErrorBody, MAX_PAGE_LIMIT, NEXT_CURSOR_HEADER, Page, PageQuery}
 mod apps;
 mod builds;
 mod clusters;
+mod config;
 mod deploys;
 mod hosts;
 mod stream;

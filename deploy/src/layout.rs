@@ -99,6 +99,17 @@ pub struct AppState {
     /// Recent installs, oldest first, at most `HISTORY_LEN`.
     #[serde(default)]
     pub history: Vec<InstallRecord>,
+    /// The config version (`deploy env`) the app runs with; 0: none.
+    #[serde(default)]
+    pub config: u64,
+    /// The config version a rollback puts back with `previous` (or with
+    /// `current`, when a restart with a new config fails).
+    #[serde(default)]
+    pub previous_config: u64,
+    /// Stopped by a `deploy stop`: the supervisor, a sync and a grabber
+    /// restart leave it down until a start or a deploy.
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 impl AppState {
@@ -114,6 +125,9 @@ impl AppState {
             last_deploy: None,
             restarts: 0,
             history: Vec::new(),
+            config: 0,
+            previous_config: 0,
+            stopped: false,
         }
     }
 
@@ -181,6 +195,16 @@ impl HostLayout {
 
     /// Outside `shared/`: the app may own `shared/`, and a directory it
     /// owns could be swapped for one whose `<app>.log` links anywhere.
+    /// `config/<n>.json`: the app's config version `n` as its grabber
+    /// fetched it (secrets in the clear), owned by the app's user, 0600.
+    pub fn config_dir(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("config")
+    }
+
+    pub fn config_file(&self, app: &AppName, version: u64) -> PathBuf {
+        self.config_dir(app).join(format!("{version}.json"))
+    }
+
     pub fn log_dir(&self, app: &AppName) -> PathBuf {
         self.app_dir(app).join("log")
     }

@@ -42,7 +42,7 @@ pub use manifest::{
     RunUserKind, Runtime, RuntimeKind,
 };
 pub use manifest::{ProcessName, ProcessSpec};
-pub use release::{ArtifactRef, Release};
+pub use release::{ArtifactRef, DeployAction, Release};
 pub use report::HostReport;
 pub use role::Role;
 pub use source::{NotOneSource, Source};

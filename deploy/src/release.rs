@@ -29,6 +29,62 @@ pub struct Release {
     pub version: Version,
     pub deploy_id: DeployId,
     pub artifact: ArtifactRef,
+    /// The app's config version to run it with (`deploy env`); 0: none.
+    #[serde(default)]
+    pub config_version: u64,
+    /// What to do with it; `deploy` (install and run) when absent.
+    #[serde(default, skip_serializing_if = "DeployAction::is_deploy")]
+    pub action: DeployAction,
+}
+
+/// What a deploy does to the app on its hosts. Every kind goes through the
+/// same rollout (batches, health checks, rollback, host rows); only what a
+/// host does differs.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployAction {
+    /// Run this release with this config; nothing to do where both already
+    /// run and are healthy.
+    #[default]
+    Deploy,
+    /// Stop and start the app again (same release, the config named),
+    /// health-checked, even where it already runs; once per deploy.
+    Restart,
+    /// Stop the app and keep it stopped (the supervisor, a sync and a
+    /// grabber restart leave it down) until a start or a deploy.
+    Stop,
+    /// Start a stopped app again.
+    Start,
+}
+
+impl DeployAction {
+    pub fn is_deploy(&self) -> bool {
+        *self == DeployAction::Deploy
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployAction::Deploy => "deploy",
+            DeployAction::Restart => "restart",
+            DeployAction::Stop => "stop",
+            DeployAction::Start => "start",
+        }
+    }
+
+    /// Parses what `as_str` wrote (a stored value).
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Deploy, Self::Restart, Self::Stop, Self::Start]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DeployAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where a built release can be downloaded, and how to check it.
@@ -61,12 +117,33 @@ mod tests {
                 size: 10,
                 signature: "c2lnbmF0dXJl".into(),
             },
+            config_version: 0,
+            action: DeployAction::Deploy,
         };
         let json = serde_json::to_string(&r).unwrap();
         assert!(
             json.starts_with(r#"{"app":"hello","version":"1-abcdef0","deploy_id":7,"artifact":{"#),
             "{json}"
         );
+        assert!(
+            !json.contains("action"),
+            "a plain deploy says nothing: {json}"
+        );
         assert_eq!(serde_json::from_str::<Release>(&json).unwrap(), r);
+        // A desired state from an older AppTracker has neither field.
+        let old = json.replace(r#","config_version":0"#, "");
+        assert_eq!(serde_json::from_str::<Release>(&old).unwrap(), r);
+        let restart = Release {
+            action: DeployAction::Restart,
+            config_version: 3,
+            ..r
+        };
+        let json = serde_json::to_string(&restart).unwrap();
+        assert!(
+            json.contains(r#""config_version":3,"action":"restart""#),
+            "{json}"
+        );
+        assert_eq!(DeployAction::parse("stop"), Some(DeployAction::Stop));
+        assert_eq!(DeployAction::parse("reboot"), None);
     }
 }

@@ -64,6 +64,13 @@ pub struct AppReport {
     pub restarts: u32,
     #[serde(default)]
     pub disk: AppDisk,
+    /// The config version (`deploy env`) the app runs with, from
+    /// `state.json`; 0: none.
+    #[serde(default)]
+    pub config_version: u64,
+    /// Stopped on purpose (`deploy stop`), from `state.json`.
+    #[serde(default)]
+    pub stopped: bool,
     /// What could not be read (a corrupt `state.json`, a `current` that
     /// names no release); the rest of the report still holds.
     #[serde(default)]

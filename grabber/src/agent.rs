@@ -141,7 +141,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         },
         client.http().clone(),
     );
-    let reporter = Arc::new(ClientReporter::new(client.clone(), config.host.clone()));
+    let reporter = Arc::new(ClientReporter::new(
+        client.clone(),
+        config.cluster.clone(),
+        config.host.clone(),
+    ));
     let agent = Arc::new(Agent {
         config,
         client,

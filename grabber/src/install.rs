@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 
 use deploy::layout::{AppState, HostLayout, InstallRecord};
-use deploy::{AppName, Cluster, DeployId, HostName, HostPhase, Release, Timestamp};
+use deploy::{AppName, Cluster, DeployAction, DeployId, HostName, HostPhase, Release, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use crate::user::AppUser;
 use crate::{RestartPolicy, shim};
 
 mod activate;
+mod config;
 mod download;
 mod error;
 mod prepare;
@@ -181,24 +182,32 @@ impl Engine {
         // the switch and the health check left it running unchecked, and
         // `current` may have been pointed elsewhere by hand (drift, which a
         // sync deploys over).
-        let healthy = self
-            .cfg
-            .layout
-            .read_state(&req.app)
-            .ok()
-            .flatten()
-            .and_then(|s| s.healthy);
+        let state = self.cfg.layout.read_state(&req.app).ok().flatten();
+        if req.action == DeployAction::Stop {
+            return self.stop_app(req, &slot, &rep, state.as_ref()).await;
+        }
+        let healthy = state.as_ref().and_then(|s| s.healthy.clone());
         let current = self.cfg.layout.read_current(&req.app).ok().flatten();
+        // A restart happens once per deploy, whoever asks again (a sync).
+        let restarted = req.action != DeployAction::Restart
+            || state.as_ref().and_then(|s| s.last_deploy) == Some(req.deploy_id);
         if let Some(p) = slot.process()
             && p.version == req.version
             && p.is_alive()
             && healthy.as_ref() == Some(&req.version)
             && current.as_ref() == Some(&req.version)
+            && state.as_ref().map_or(0, |s| s.config) == req.config_version
+            && restarted
         {
             tracing::info!(pid = p.pid, "already running this version");
             rep.phase(
                 HostPhase::Skipped,
-                format!("already running {} (pid {})", req.version, p.pid),
+                format!(
+                    "already running {}{} (pid {})",
+                    req.version,
+                    activate::config_note(req.config_version),
+                    p.pid
+                ),
             )
             .await;
             return Outcome::Skipped;
@@ -230,6 +239,47 @@ impl Engine {
         // From here on the release is on disk; the rest runs to the end
         // even if shutdown comes, so `current` and the process agree.
         self.activate(req, &slot, &rep).await
+    }
+}
+
+impl Engine {
+    /// `deploy stop`: stops the app and keeps it down (the state says
+    /// `stopped`, which the supervisor, a sync and a grabber restart obey)
+    /// until a start or a deploy.
+    async fn stop_app(
+        &self,
+        req: &Release,
+        slot: &AppSlot,
+        rep: &Reports<'_>,
+        state: Option<&AppState>,
+    ) -> Outcome {
+        let running = slot.process().filter(|p| p.is_alive());
+        if state.is_some_and(|s| s.stopped) && running.is_none() {
+            rep.phase(HostPhase::Skipped, "already stopped".into())
+                .await;
+            return Outcome::Skipped;
+        }
+        let what = match &running {
+            Some(p) => format!("{} (pid {})", p.version, p.pid),
+            None => "nothing runs".into(),
+        };
+        rep.phase(HostPhase::Switching, format!("stopping {what}"))
+            .await;
+        // Out of the slot first, so the supervisor does not restart it.
+        if let Some(p) = slot.set_process(None) {
+            p.stop().await;
+        }
+        self.stop_copies(slot).await;
+        self.update_state(&req.app, |s| {
+            s.stopped = true;
+            s.pid = None;
+            s.last_deploy = Some(req.deploy_id);
+            s.record(record(req, "stopped"));
+        });
+        self.changed.notify_one();
+        tracing::info!("app stopped");
+        rep.phase(HostPhase::Done, format!("stopped {what}")).await;
+        Outcome::Done
     }
 }
 

@@ -43,13 +43,17 @@ pub(crate) struct Launch<'a> {
     pub log_limits: crate::shim::LogLimits,
     /// The user to run as, when not the grabber's own.
     pub user: Option<AppUser>,
+    /// The app's config variables (`deploy env`), secrets included: only
+    /// ever passed as environment, never logged.
+    pub config: std::collections::BTreeMap<String, String>,
 }
 
 impl Launch<'_> {
     /// The environment an app (and its health command) sees: `PATH` and
     /// `LANG` from the grabber, `HOME` (and `USER`, `LOGNAME`) of the app's
     /// user, `run.env`, `run.paths` under the release directory, `PORT` and
-    /// `SLIPWAY_*` (`APP`, `VERSION`, `HOST`, `CLUSTER`, `SHARED`). Nothing else
+    /// `SLIPWAY_*` (`APP`, `VERSION`, `HOST`, `CLUSTER`, `SHARED`), and the
+    /// app's config (`deploy env`, over `run.env`). Nothing else
     /// of the grabber's environment.
     pub(crate) fn env(&self) -> Vec<(OsString, OsString)> {
         let inherited: &[&str] = if self.user.is_some() {
@@ -71,6 +75,13 @@ impl Launch<'_> {
             }
         }
         env.extend(self.run.env.iter().map(|(k, v)| (k.into(), v.into())));
+        // The config set with `deploy env` wins over `[run] env`: it is how
+        // a setting changes without a rebuild.
+        for (k, v) in &self.config {
+            let key = OsString::from(k);
+            env.retain(|(old, _)| *old != key);
+            env.push((key, v.into()));
+        }
         // The release's own directories (its installed dependencies) come
         // first, joined to where this host unpacked it.
         for (var, dirs) in &self.run.paths {
@@ -425,6 +436,7 @@ mod tests {
             shim: Path::new("/unused"),
             log_limits: Default::default(),
             user: None,
+            config: Default::default(),
         };
         let env: std::collections::HashMap<_, _> = launch.env().into_iter().collect();
         assert_eq!(env[&OsString::from("SLIPWAY_CLUSTER")], "local");
@@ -473,6 +485,7 @@ mod tests {
             shim: &crate::test_shim(),
             log_limits: Default::default(),
             user: None,
+            config: Default::default(),
         })
         .unwrap();
         assert!(start_ticks(p.pid).is_some());

@@ -121,7 +121,9 @@ impl Scanner {
             current,
             releases,
             process,
-            restarts: state.map(|s| s.restarts).unwrap_or(0),
+            restarts: state.as_ref().map_or(0, |s| s.restarts),
+            config_version: state.as_ref().map_or(0, |s| s.config),
+            stopped: state.is_some_and(|s| s.stopped),
             disk,
             error: (!errors.is_empty()).then(|| errors.join("; ")),
         }

@@ -10,8 +10,9 @@ impl Db {
         let now = Timestamp::now();
         let id: i64 = sqlx::query(
             "INSERT INTO deploys (app, version, git_ref, build_id, cluster, hosts_selector, status, created_at, \
-             strategy, max_failures, retry_of, rollback_on_failure, rollback_of, requested_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+             strategy, max_failures, retry_of, rollback_on_failure, rollback_of, requested_by, action, \
+             config_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING id",
         )
         .bind(new.app.as_str())
         .bind(new.version.map(|v| v.as_str().to_string()))
@@ -27,6 +28,8 @@ impl Db {
         .bind(i64::from(new.rollback_on_failure))
         .bind(new.rollback_of.map(|d| d.0))
         .bind(new.requested_by.map(str::to_string))
+        .bind(new.action.as_str())
+        .bind(i64::try_from(new.config_version)?)
         .fetch_one(&mut *tx)
         .await?
         .try_get(0)?;
@@ -535,4 +538,6 @@ pub struct NewDeploy<'a> {
     pub rollback_on_failure: bool,
     pub rollback_of: Option<DeployId>,
     pub requested_by: Option<&'a str>,
+    pub action: deploy::DeployAction,
+    pub config_version: u64,
 }

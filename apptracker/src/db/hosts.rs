@@ -95,6 +95,7 @@ impl Db {
                  ON CONFLICT (cluster, host, app) DO UPDATE SET \
                  previous_version = CASE WHEN desired.version = $4 THEN desired.previous_version ELSE desired.version END, \
                  previous_deploy_id = CASE WHEN desired.version = $4 THEN desired.previous_deploy_id ELSE desired.deploy_id END, \
+                 prior_deploy_id = CASE WHEN desired.deploy_id = $5 THEN desired.prior_deploy_id ELSE desired.deploy_id END, \
                  version = $4, deploy_id = $5",
             )
             .bind(cluster.as_str())
@@ -117,6 +118,23 @@ impl Db {
         app: &AppName,
         deploy: DeployId,
     ) -> sqlx::Result<()> {
+        // A restart (or a new config) of the release the host ran: back to
+        // the deploy before it, same release, its config.
+        let same_release = sqlx::query(
+            "UPDATE desired SET deploy_id = prior_deploy_id, prior_deploy_id = NULL \
+             WHERE cluster = $1 AND host = $2 AND app = $3 AND deploy_id = $4 \
+             AND prior_deploy_id IS NOT NULL AND EXISTS (SELECT 1 FROM deploys p \
+             WHERE p.id = desired.prior_deploy_id AND p.version = desired.version)",
+        )
+        .bind(cluster.as_str())
+        .bind(host.as_str())
+        .bind(app.as_str())
+        .bind(deploy.0)
+        .execute(&self.pool)
+        .await?;
+        if same_release.rows_affected() > 0 {
+            return Ok(());
+        }
         // With no previous version there is nothing to go back to: drop the row.
         sqlx::query(
             "DELETE FROM desired WHERE cluster = $1 AND host = $2 AND app = $3 AND deploy_id = $4 \
@@ -148,8 +166,10 @@ impl Db {
         host: &HostName,
     ) -> anyhow::Result<Vec<DesiredRow>> {
         let rows = sqlx::query(
-            "SELECT d.app, d.version, d.deploy_id, b.artifact_key, b.sha256, b.size, b.signature \
+            "SELECT d.app, d.version, d.deploy_id, b.artifact_key, b.sha256, b.size, b.signature, \
+             COALESCE(x.config_version, 0), COALESCE(x.action, 'deploy') \
              FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
+             LEFT JOIN deploys x ON x.id = d.deploy_id \
              WHERE d.cluster = $1 AND d.host = $2 AND b.status = 'succeeded' ORDER BY d.app",
         )
         .bind(cluster.as_str())
@@ -168,6 +188,12 @@ impl Db {
                         size: r.try_get::<i64, _>(5)? as u64,
                         // Unsigned (built before signing): grabbers refuse it.
                         signature: r.try_get::<Option<String>, _>(6)?.unwrap_or_default(),
+                    },
+                    config_version: u64::try_from(r.try_get::<i64, _>(7)?)?,
+                    action: {
+                        let a: String = r.try_get(8)?;
+                        deploy::DeployAction::parse(&a)
+                            .ok_or_else(|| anyhow::anyhow!("unknown deploy action {a:?}"))?
                     },
                 })
             })

@@ -124,7 +124,9 @@ impl Db {
     /// Every row of the desired state.
     pub async fn all_desired(&self) -> anyhow::Result<Vec<Desired>> {
         let rows = sqlx::query(
-            "SELECT cluster, host, app, version, deploy_id FROM desired ORDER BY cluster, app, host",
+            "SELECT d.cluster, d.host, d.app, d.version, d.deploy_id, COALESCE(x.config_version, 0), \
+             COALESCE(x.action, 'deploy') FROM desired d LEFT JOIN deploys x ON x.id = d.deploy_id \
+             ORDER BY d.cluster, d.app, d.host",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -136,6 +138,8 @@ impl Db {
                     app: AppName::parse(r.try_get::<String, _>(2)?)?,
                     version: Version::parse(r.try_get::<String, _>(3)?)?,
                     deploy: DeployId(r.try_get(4)?),
+                    config_version: u64::try_from(r.try_get::<i64, _>(5)?)?,
+                    stopped: r.try_get::<String, _>(6)? == deploy::DeployAction::Stop.as_str(),
                 })
             })
             .collect()

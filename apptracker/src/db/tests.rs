@@ -190,6 +190,8 @@ async fn unknown_stored_statuses_are_decode_errors() {
             rollback_on_failure: false,
             rollback_of: None,
             requested_by: None,
+            action: deploy::DeployAction::Deploy,
+            config_version: 0,
         })
         .await
         .unwrap();

@@ -37,6 +37,10 @@ pub struct Desired {
     pub app: AppName,
     pub version: Version,
     pub deploy: DeployId,
+    /// The config version its deploy runs (0: none).
+    pub config_version: u64,
+    /// Its deploy stopped the app (`deploy stop`): no process is in sync.
+    pub stopped: bool,
 }
 
 /// The latest deploy activity for an app on a host: when a deploy last
@@ -357,6 +361,18 @@ impl Ctx<'_> {
                     format!("`current` names {current}{also}; {}", self.should_run()),
                 );
             }
+            if d.stopped {
+                return match process {
+                    None => (InSync, format!("{current} stopped by deploy {}", d.deploy)),
+                    Some(p) => (
+                        Drifted,
+                        format!(
+                            "{current} runs (pid {}) though deploy {} stopped it",
+                            p.pid, d.deploy
+                        ),
+                    ),
+                };
+            }
             let Some(p) = process else {
                 let restarts = a
                     .filter(|a| a.restarts > 0)
@@ -374,6 +390,17 @@ impl Ctx<'_> {
                         "`current` names {current} but its process (pid {}) still runs {v}; {}",
                         p.pid,
                         self.should_run()
+                    ),
+                );
+            }
+            let config = a.map_or(0, |a| a.config_version);
+            if config != d.config_version {
+                return (
+                    Drifted,
+                    format!(
+                        "runs {current} with config {config}; {} with config {}",
+                        self.should_run(),
+                        d.config_version
                     ),
                 );
             }

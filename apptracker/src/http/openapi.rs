@@ -54,6 +54,7 @@ const ERROR_RESPONSE: &str = "Error";
         (name = "builds", description = "Builds of an app at a commit"),
         (name = "build workers", description = "The build queue, worked by packer workers (agent tokens)"),
         (name = "deploys", description = "Deploys, rollouts, retries, rollbacks and pins"),
+        (name = "config", description = "Apps' config and secrets (`deploy env`), and restarting, stopping, starting them"),
         (name = "hosts", description = "The host registry"),
         (name = "agents", description = "The grabbers' protocol (agent tokens of the cluster)"),
         (name = "webhooks", description = "VCS push webhooks and secret build-trigger URLs"),

@@ -8,6 +8,7 @@ pub(crate) mod artifacts;
 pub(crate) mod audit;
 pub(crate) mod builds;
 pub(crate) mod clusters;
+pub(crate) mod config;
 pub(crate) mod deploys;
 pub(crate) mod drift;
 pub(crate) mod events;

@@ -213,6 +213,9 @@ impl Tracker {
             let version = match self.db().pin(&app.name, cluster).await {
                 Ok(Some(pin)) => Some(pin.version),
                 Ok(None) => match self.db().last_landed_deploy(&app.name, cluster).await {
+                    // Stopped on the cluster (`deploy stop`): it stays
+                    // stopped, here too, until a start or a deploy.
+                    Ok(Some((id, _))) if self.was_stop(id).await => None,
                     Ok(landed) => landed.map(|(_, v)| v),
                     Err(e) => {
                         tracing::error!(app = %app.name, %cluster, %host, error = %e, "cannot read what the cluster runs");
@@ -254,6 +257,14 @@ impl Tracker {
                 }
             }
         }
+    }
+
+    /// Whether deploy `id` stopped its app (`deploy stop`).
+    async fn was_stop(&self, id: DeployId) -> bool {
+        matches!(
+            self.db().deploy_row(id).await,
+            Ok(Some(d)) if d.action == deploy::DeployAction::Stop
+        )
     }
 
     /// Stores a versionchecker's report, dated by this server's clock (host

@@ -235,6 +235,9 @@ impl Tracker {
             ));
         }
         let ready = build.status == BuildStatus::Succeeded;
+        // Every deploy runs the app's newest config: a release deploy
+        // brings the config set since, a restart is how a change applies.
+        let config_version = self.db().config_version(&app.name).await?;
         let new = |status| NewDeploy {
             app: &app.name,
             version: ready.then_some(&build.version),
@@ -250,6 +253,8 @@ impl Tracker {
             rollback_on_failure: req.rollback_on_failure,
             rollback_of: origin.rollback_of,
             requested_by: origin.by,
+            action: origin.action,
+            config_version,
         };
         let status = if queue {
             DeployStatus::Queued

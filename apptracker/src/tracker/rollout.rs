@@ -99,6 +99,8 @@ impl Tracker {
                         app: deploy.app.clone(),
                         version: build.version.clone(),
                         artifact,
+                        config_version: deploy.config_version,
+                        action: deploy.action,
                     },
                     target: Target {
                         cluster: deploy.cluster.clone(),

@@ -194,6 +194,22 @@ pub(crate) enum Command {
         #[arg(long)]
         wait: bool,
     },
+    /// An app's config variables and secrets, app-wide or per cluster
+    /// (the cluster's value wins): set, unset, list. A change makes a new
+    /// config version; `--apply` restarts the app with it (no rebuild).
+    Env {
+        #[command(subcommand)]
+        command: EnvCommand,
+    },
+    /// Restart an app on a cluster's hosts (rolling with `--batch`,
+    /// health-checked; a host whose restart fails goes back to running what
+    /// it ran), as a deploy.
+    Restart(OperateArgs),
+    /// Stop an app on a cluster's hosts and keep it stopped (until `deploy
+    /// start` or a deploy), as a deploy.
+    Stop(OperateArgs),
+    /// Start a stopped app on a cluster's hosts, health-checked, as a deploy.
+    Start(OperateArgs),
     /// Show who changed what through the API, newest first (deployers and
     /// admins).
     Audit {
@@ -235,6 +251,69 @@ pub(crate) enum TokenCommand {
     List,
     /// Revoke a token: it stops working at once, and its event streams end.
     Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum EnvCommand {
+    /// Set variables: `KEY=VALUE`, or `KEY` alone to read its value from
+    /// standard input (one line per key, in order), which keeps a secret out
+    /// of the shell history and `ps`.
+    Set {
+        app: AppName,
+        /// `KEY=VALUE` or `KEY` (value from standard input).
+        #[arg(required = true)]
+        vars: Vec<String>,
+        /// For this cluster only (its value wins over the app-wide one).
+        #[arg(long)]
+        cluster: Option<Cluster>,
+        /// Store the values sealed; they are never shown again.
+        #[arg(long)]
+        secret: bool,
+        /// Restart the app with the new config (on `--cluster`, or on every
+        /// cluster it runs on).
+        #[arg(long)]
+        apply: bool,
+        /// With `--apply`: follow the restarts to their end.
+        #[arg(long, requires = "apply")]
+        wait: bool,
+    },
+    /// Remove variables.
+    Unset {
+        app: AppName,
+        #[arg(required = true)]
+        keys: Vec<String>,
+        #[arg(long)]
+        cluster: Option<Cluster>,
+        #[arg(long)]
+        apply: bool,
+        #[arg(long, requires = "apply")]
+        wait: bool,
+    },
+    /// List variables (secrets masked); with `--cluster`, the app-wide ones
+    /// and that cluster's.
+    List {
+        app: AppName,
+        #[arg(long)]
+        cluster: Option<Cluster>,
+    },
+}
+
+// The flags of `deploy restart|stop|start`.
+#[derive(Args)]
+pub(crate) struct OperateArgs {
+    pub(crate) app: AppName,
+    #[arg(long)]
+    pub(crate) cluster: Cluster,
+    /// Regular expression the whole host name must match; every host that
+    /// runs the app when absent.
+    #[arg(long)]
+    pub(crate) hosts: Option<HostSelector>,
+    /// Hosts at a time (rolling); all at once when absent.
+    #[arg(long)]
+    pub(crate) batch: Option<u32>,
+    /// Follow the deploy to its end; exit non-zero unless every host succeeded.
+    #[arg(long)]
+    pub(crate) wait: bool,
 }
 
 // The flags of `deploy release` (a struct of their own: the command takes

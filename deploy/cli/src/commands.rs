@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use deploy::{Client, Cluster};
 
-use crate::args::{Command, TokenCommand};
+use deploy::DeployAction;
+
+use crate::args::{Command, EnvCommand, TokenCommand};
 
 mod apps;
 mod audit;
@@ -13,6 +15,7 @@ mod builds;
 mod clusters;
 mod deploys;
 mod drift;
+mod env;
 mod hosts;
 mod release;
 mod tokens;
@@ -83,6 +86,29 @@ pub(crate) async fn run(
             all,
         } => drift::show(client, app, cluster, state, all).await,
         Command::Sync { app, cluster, wait } => drift::sync(client, app, cluster, wait).await,
+        Command::Env { command } => match command {
+            EnvCommand::Set {
+                app,
+                vars,
+                cluster,
+                secret,
+                apply,
+                wait,
+            } => env::set(client, &app, &vars, cluster, secret, apply, wait).await,
+            EnvCommand::Unset {
+                app,
+                keys,
+                cluster,
+                apply,
+                wait,
+            } => env::unset(client, &app, keys, cluster, apply, wait).await,
+            EnvCommand::List { app, cluster } => env::list(client, &app, cluster.as_ref()).await,
+        },
+        Command::Restart(args) => {
+            env::operate(client, DeployAction::Restart, args, confirmed).await
+        }
+        Command::Stop(args) => env::operate(client, DeployAction::Stop, args, confirmed).await,
+        Command::Start(args) => env::operate(client, DeployAction::Start, args, confirmed).await,
         Command::Audit {
             limit,
             before,

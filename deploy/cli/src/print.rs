@@ -172,8 +172,13 @@ pub(crate) fn host_row(h: &DeployHost) {
 
 /// A deploy's summary line, its error, then one row per host.
 pub(crate) fn deploy_with_hosts(d: &Deploy) {
+    let action = if d.action.is_deploy() {
+        String::new()
+    } else {
+        format!("{} ", d.action)
+    };
     println!(
-        "deploy {}: {} {} on {} (hosts ~ {}): {}",
+        "deploy {}: {action}{} {}{} on {} (hosts ~ {}): {}",
         d.id,
         d.app,
         d.version
@@ -181,6 +186,7 @@ pub(crate) fn deploy_with_hosts(d: &Deploy) {
             .map(|v| v.to_string())
             .or_else(|| d.git_ref.clone())
             .unwrap_or_default(),
+        config(d.config_version),
         d.cluster,
         d.hosts_selector,
         d.status
@@ -190,6 +196,15 @@ pub(crate) fn deploy_with_hosts(d: &Deploy) {
     }
     for h in &d.hosts {
         host_row(h);
+    }
+}
+
+/// ` (config N)` beside a release, or nothing when the app has no config.
+pub(crate) fn config(version: u64) -> String {
+    if version == 0 {
+        String::new()
+    } else {
+        format!(" (config {version})")
     }
 }
 

@@ -229,6 +229,13 @@ pub struct Deploy {
     /// The token name of whoever asked (none for older deploys).
     #[serde(default)]
     pub requested_by: Option<String>,
+    /// What the deploy does on its hosts: install a release (`deploy`), or
+    /// restart, stop or start the one they run.
+    #[serde(default)]
+    pub action: crate::DeployAction,
+    /// The app's config version the hosts run with (0: none set).
+    #[serde(default)]
+    pub config_version: u64,
     pub created_at: Timestamp,
     pub finished_at: Option<Timestamp>,
     pub hosts: Vec<DeployHost>,

@@ -34,20 +34,43 @@ impl Engine {
         };
         let state = layout.read_state(app).ok().flatten();
         let was_current = layout.read_current(app).ok().flatten();
-        // Where a rollback goes: the release that ran before, unless it is
-        // this very version (a crashed app being reinstalled).
-        let rollback_to = match &was_current {
-            Some(v) if *v == req.version => state.as_ref().and_then(|s| s.previous.clone()),
-            other => other.clone(),
+        let (config, previous_config) = state
+            .as_ref()
+            .map_or((0, 0), |s| (s.config, s.previous_config));
+        // A restart, a start, or a new config of the release that is
+        // current: a failure puts that release back with the config it ran.
+        let same_release = was_current.as_ref() == Some(&req.version)
+            && (req.config_version != config || !req.action.is_deploy());
+        // Where a rollback goes otherwise: the release that ran before,
+        // unless it is this very version (a crashed app being reinstalled).
+        let rollback_to: Option<(Version, u64)> = match &was_current {
+            Some(v) if same_release => Some((v.clone(), config)),
+            Some(v) if *v == req.version => state
+                .as_ref()
+                .and_then(|s| s.previous.clone())
+                .map(|p| (p, previous_config)),
+            other => other.clone().map(|v| (v, config)),
         }
-        .filter(|v| read_release_manifest(&layout.release_dir(app, v)).is_ok());
+        .filter(|(v, _)| read_release_manifest(&layout.release_dir(app, v)).is_ok());
 
         // A user the release cannot run as fails the host in `starting`,
-        // before anything running changes.
-        if let Err(e) = self.run_as(&manifest) {
-            let e = InstallErrorKind::Start(format!("cannot start {}: {e}", req.version))
-                .in_phase(HostPhase::Starting);
-            return self.fail_early(req, rep, e).await;
+        // before anything running changes; so does a config that cannot be
+        // fetched.
+        let user = match self.run_as(&manifest) {
+            Ok(u) => u,
+            Err(e) => {
+                let e = InstallErrorKind::Start(format!("cannot start {}: {e}", req.version))
+                    .in_phase(HostPhase::Starting);
+                return self.fail_early(req, rep, e).await;
+            }
+        };
+        if let Err(e) = self
+            .ensure_config(app, req.config_version, user.as_ref(), rep)
+            .await
+        {
+            return self
+                .fail_early(req, rep, e.in_phase(HostPhase::Starting))
+                .await;
         }
         // A pinned port another app or process listens on fails the host in
         // `starting` too, naming the holder, while the old release still
@@ -78,6 +101,9 @@ impl Engine {
             format!("current -> releases/{}", req.version),
         )
         .await;
+        // From here the new release runs with the new config (starts and
+        // health commands read it from the state).
+        self.update_state(app, |s| s.config = req.config_version);
         if let Some(runtime) = &manifest.runtime {
             let port = self.port_for(app, &manifest).unwrap_or(None);
             let log_file = layout.log_file(app);
@@ -101,8 +127,12 @@ impl Engine {
         self.update_state(app, |s| {
             s.current = Some(req.version.clone());
             s.healthy = None;
-            if rollback_to.is_some() {
-                s.previous = rollback_to.clone();
+            s.stopped = false;
+            if let Some((v, c)) = &rollback_to
+                && *v != req.version
+            {
+                s.previous = Some(v.clone());
+                s.previous_config = *c;
             }
         });
         fault::point("switched").await;
@@ -192,8 +222,15 @@ impl Engine {
             s.last_deploy = Some(req.deploy_id);
             s.record(record(req, "done"));
         });
-        tracing::info!(pid = proc.pid, "release is up");
-        self.prune_releases(app, &req.version, rollback_to.as_ref());
+        tracing::info!(
+            pid = proc.pid,
+            config_version = req.config_version,
+            "release is up"
+        );
+        let previous = rollback_to.as_ref().map(|(v, _)| v);
+        self.prune_releases(app, &req.version, previous.filter(|v| **v != req.version));
+        let kept_config = rollback_to.as_ref().map_or(0, |(_, c)| *c);
+        self.prune_configs(app, &[req.config_version, kept_config, previous_config]);
         let baked = if bake.is_zero() {
             String::new()
         } else {
@@ -202,7 +239,12 @@ impl Engine {
         let copies = self.describe_copies(slot);
         rep.phase(
             HostPhase::Done,
-            format!("running {} (pid {}{copies}){baked}", req.version, proc.pid),
+            format!(
+                "running {}{} (pid {}{copies}){baked}",
+                req.version,
+                config_note(req.config_version),
+                proc.pid
+            ),
         )
         .await;
         Outcome::Done
@@ -272,7 +314,7 @@ impl Engine {
         rep: &Reports<'_>,
         error: InstallError,
         new: Option<AppProcess>,
-        rollback_to: Option<Version>,
+        rollback_to: Option<(Version, u64)>,
     ) -> Outcome {
         let phase = error.phase;
         tracing::warn!(%phase, %error, ?rollback_to, "release failed, rolling back");
@@ -293,7 +335,7 @@ impl Engine {
 
         let mut rolled_back = false;
         let note = match rollback_to {
-            Some(prev) => match self.restore(app, &prev).await {
+            Some((prev, config)) => match self.restore_with(app, &prev, config).await {
                 Ok((p, health)) => {
                     let copies = self.restore_copies(app, slot, &prev).await;
                     let health = health.and(copies);
@@ -348,6 +390,17 @@ impl Engine {
         });
         rep.failed(&error, rolled_back, &note, app_log).await;
         Outcome::Failed { phase, rolled_back }
+    }
+
+    /// [`Engine::restore`] with the config the release ran with.
+    async fn restore_with(
+        &self,
+        app: &AppName,
+        version: &Version,
+        config: u64,
+    ) -> Result<(AppProcess, Result<(), String>), InstallErrorKind> {
+        self.update_state(app, |s| s.config = config);
+        self.restore(app, version).await
     }
 
     /// Points `current` back at `version`, starts it and runs its health
@@ -409,5 +462,14 @@ async fn stays_up(proc: &AppProcess, bake: std::time::Duration) -> Result<(), St
             "the app exited {:.1?} after passing its health check (bake {bake:?})",
             passed.elapsed()
         ))
+    }
+}
+
+/// ` with config N`, or nothing when the app has no config.
+pub(super) fn config_note(version: u64) -> String {
+    if version == 0 {
+        String::new()
+    } else {
+        format!(" with config {version}")
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use deploy::{Cluster, DeployId, HostEvent, HostName, HostPhase, Timestamp};
+use deploy::{AppName, Cluster, DeployId, HostEvent, HostName, HostPhase, Timestamp};
 use futures::future::BoxFuture;
 
 use super::error::InstallError;
@@ -14,6 +14,20 @@ use super::error::InstallError;
 /// tests. Reporting never fails an install.
 pub(crate) trait Reporter: Send + Sync {
     fn report(&self, deploy: DeployId, event: HostEvent) -> BoxFuture<'_, ()>;
+
+    /// The variables `app` runs with at config `version` (secrets in the
+    /// clear): AppTracker's answer to this host's agent token.
+    fn config<'a>(
+        &'a self,
+        app: &'a AppName,
+        version: u64,
+    ) -> BoxFuture<'a, Result<deploy::HostConfig, String>> {
+        Box::pin(async move {
+            Err(format!(
+                "no AppTracker to fetch config version {version} of `{app}` from"
+            ))
+        })
+    }
 }
 
 /// Posts host events to AppTracker. A report that fails for a reason that
@@ -24,6 +38,7 @@ pub(crate) trait Reporter: Send + Sync {
 /// not held up. Anything else is logged and dropped.
 pub(crate) struct ClientReporter {
     pub client: deploy::Client,
+    pub cluster: Cluster,
     pub host: HostName,
     pub end_patience: Duration,
     /// The first wait between tries; it doubles, up to 5 s.
@@ -31,9 +46,10 @@ pub(crate) struct ClientReporter {
 }
 
 impl ClientReporter {
-    pub fn new(client: deploy::Client, host: HostName) -> Self {
+    pub fn new(client: deploy::Client, cluster: Cluster, host: HostName) -> Self {
         Self {
             client,
+            cluster,
             host,
             end_patience: Duration::from_secs(120),
             first_wait: Duration::from_millis(250),
@@ -45,6 +61,42 @@ impl ClientReporter {
 const PROGRESS_TRIES: u32 = 3;
 
 impl Reporter for ClientReporter {
+    fn config<'a>(
+        &'a self,
+        app: &'a AppName,
+        version: u64,
+    ) -> BoxFuture<'a, Result<deploy::HostConfig, String>> {
+        Box::pin(async move {
+            let mut retry = deploy::Backoff::new(self.first_wait, Duration::from_secs(5));
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match self
+                    .client
+                    .host_config(&self.cluster, &self.host, app, version)
+                    .await
+                {
+                    Ok(c) if c.app == *app && c.version == version => return Ok(c),
+                    Ok(c) => {
+                        return Err(format!(
+                            "AppTracker answered config version {} of `{}` for version {version} \
+                             of `{app}`",
+                            c.version, c.app
+                        ));
+                    }
+                    Err(e) if e.is_retryable() && tries < PROGRESS_TRIES => {
+                        tokio::time::sleep(retry.next_wait()).await;
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "cannot fetch config version {version} of `{app}`: {e}"
+                        ));
+                    }
+                }
+            }
+        })
+    }
+
     fn report(&self, deploy: DeployId, event: HostEvent) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             let end = event.phase.is_terminal();
@@ -112,6 +164,15 @@ impl<'a> Reports<'a> {
         if let Ok(mut log) = self.log.lock() {
             log.push_str(&format!("{} {phase}: {message}\n", Timestamp::now()));
         }
+    }
+
+    /// The app's config at `version`, from AppTracker.
+    pub(super) async fn config(
+        &self,
+        app: &AppName,
+        version: u64,
+    ) -> Result<deploy::HostConfig, String> {
+        self.reporter.config(app, version).await
     }
 
     pub(super) async fn phase(&self, phase: HostPhase, message: String) {
@@ -198,7 +259,11 @@ mod report_tests {
     }
 
     fn reporter(url: String) -> ClientReporter {
-        let mut r = ClientReporter::new(deploy::Client::new(url), HostName::parse("h1").unwrap());
+        let mut r = ClientReporter::new(
+            deploy::Client::new(url),
+            Cluster::parse("local").unwrap(),
+            HostName::parse("h1").unwrap(),
+        );
         r.first_wait = Duration::from_millis(10);
         r
     }

@@ -36,6 +36,7 @@ impl Engine {
             shim: &self.cfg.shim,
             log_limits: self.cfg.log_limits,
             user: self.run_as(manifest)?,
+            config: self.current_config(app)?,
         })
     }
 

@@ -240,6 +240,10 @@ impl Engine {
             return;
         }
         let Some(version) = current else { return };
+        if state.as_ref().is_some_and(|s| s.stopped) {
+            tracing::info!(%app, %version, "left stopped (deploy stop)");
+            return;
+        }
         let manifest = match read_release_manifest(&layout.release_dir(app, &version)) {
             Ok(m) => m,
             Err(e) => {
@@ -279,6 +283,11 @@ impl Engine {
         apps.into_iter()
             .map(|app| {
                 let version = layout.read_current(&app).ok().flatten();
+                let config_version = layout
+                    .read_state(&app)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |s| s.config);
                 let slot = self.slot(&app);
                 let proc = slot.process().filter(|p| p.is_alive());
                 let h = slot.supervision();
@@ -289,6 +298,7 @@ impl Engine {
                     port: proc.as_ref().and_then(|p| p.port),
                     status,
                     restarts: h.restarts,
+                    config_version,
                     app,
                     processes: Vec::new(),
                 };

@@ -19,6 +19,9 @@ use super::*;
 use crate::extract::tests::{E, build, manifest};
 use crate::process::{AppProcess, pid_alive};
 
+// Tests of one concern each, with the helpers above.
+mod config;
+
 /// Records every event instead of posting it.
 #[derive(Default)]
 struct Recorder {
@@ -222,6 +225,8 @@ fn request(id: i64, m: &Manifest, artifact: ArtifactRef) -> Release {
         app: m.app.clone(),
         version: m.version.clone(),
         artifact,
+        config_version: 0,
+        action: DeployAction::Deploy,
     }
 }
 

@@ -31,6 +31,8 @@ async fn converges_follows_the_bus_and_stops_apps_on_exit() {
             version: Version::parse("1-aaaaaaa").unwrap(),
             deploy_id: deploy::DeployId(1),
             artifact: a.clone(),
+            config_version: 0,
+            action: deploy::DeployAction::Deploy,
         });
 
     let config = grabber::Config {
@@ -170,6 +172,8 @@ async fn reconciles_on_the_timer_and_subscribes_again_when_the_bus_ends() {
         version: Version::parse("1-aaaaaaa").unwrap(),
         deploy_id: deploy::DeployId(1),
         artifact: a,
+        config_version: 0,
+        action: deploy::DeployAction::Deploy,
     });
     // Every later tick converges again and reports `skipped` (already
     // running): look for `done` anywhere, not last.

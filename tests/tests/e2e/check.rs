@@ -116,6 +116,8 @@ fn host_report(host: &str, version: &Version, running: bool, interval_ms: u64) -
             }),
             restarts: 0,
             disk: AppDisk::default(),
+            config_version: 0,
+            stopped: false,
             error: None,
         }],
     }

@@ -17,15 +17,15 @@ const DEPLOY: &str = env!("CARGO_BIN_EXE_slipway-deploy");
 
 /// How one run of the CLI ended.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
     /// The run succeeded and printed nothing on stderr; its stdout.
-    fn ok(self) -> String {
+    pub(crate) fn ok(self) -> String {
         assert_eq!((self.code, self.stderr.as_str()), (0, ""), "{self:#?}");
         self.stdout
     }
@@ -34,6 +34,17 @@ impl Run {
 /// Runs `deploy ARGS` against `server` with `token` in `SLIPWAY_TOKEN` (none
 /// when absent); nothing else of the test's environment reaches it.
 async fn deploy(server: &str, token: Option<&str>, args: &[&str]) -> anyhow::Result<Run> {
+    deploy_with_input(server, token, args, None).await
+}
+
+/// [`deploy`] with `input` on its standard input (none: /dev/null).
+pub(crate) async fn deploy_with_input(
+    server: &str,
+    token: Option<&str>,
+    args: &[&str],
+    input: Option<&[u8]>,
+) -> anyhow::Result<Run> {
+    use tokio::io::AsyncWriteExt;
     let mut cmd = tokio::process::Command::new(DEPLOY);
     // argv[0] is what clap shows in usage lines: the name people type.
     cmd.arg0("deploy")
@@ -41,15 +52,27 @@ async fn deploy(server: &str, token: Option<&str>, args: &[&str]) -> anyhow::Res
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("SLIPWAY_SERVER", server)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
     if let Some(token) = token {
         cmd.env("SLIPWAY_TOKEN", token);
     }
-    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
-        .await
-        .with_context(|| format!("deploy {args:?} did not end within 120s"))?
+    let mut child = cmd
+        .spawn()
         .with_context(|| format!("cannot run {DEPLOY}"))?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        stdin.write_all(input).await?;
+        drop(stdin);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+        .await
+        .with_context(|| format!("deploy {args:?} did not end within 120s"))??;
     Ok(Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8(out.stdout)?,
@@ -58,7 +81,7 @@ async fn deploy(server: &str, token: Option<&str>, args: &[&str]) -> anyhow::Res
 }
 
 /// `deploy ARGS` as the platform's admin.
-async fn admin(p: &Platform, args: &[&str]) -> anyhow::Result<Run> {
+pub(crate) async fn admin(p: &Platform, args: &[&str]) -> anyhow::Result<Run> {
     deploy(&p.base_url, Some(&p.admin_token), args).await
 }
 

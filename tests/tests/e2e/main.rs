@@ -8,6 +8,7 @@ mod auth;
 mod builds;
 mod check;
 mod cli;
+mod config;
 mod crash;
 mod dashboard;
 mod drift;

@@ -30,6 +30,8 @@ fn desired(host: &str, version: &str, deploy: i64) -> Desired {
         app: a("web"),
         version: v(version),
         deploy: DeployId(deploy),
+        config_version: 0,
+        stopped: false,
     }
 }
 
@@ -52,6 +54,8 @@ fn running(app: &str, version: &str) -> AppReport {
             shared_bytes: 1 << 20,
             logs_bytes: 5 << 20,
         },
+        config_version: 0,
+        stopped: false,
         error: None,
     }
 }
@@ -154,6 +158,38 @@ fn not_running_when_installed_but_down() {
         why.contains("2-bbbbbbb is installed but no process") && why.contains("3 restart(s)"),
         "{why}"
     );
+}
+
+#[test]
+fn a_config_other_than_the_deploys_is_drift_and_a_stop_is_in_sync() {
+    let mut i = inputs();
+    let mut d = desired("web-1", "2-bbbbbbb", 7);
+    d.config_version = 3;
+    i.desired.push(d.clone());
+    let mut r = running("web", "2-bbbbbbb");
+    r.config_version = 2;
+    i.reports
+        .push(report("web-1", ago(10_000), vec![r.clone()]));
+    let (s, why) = verdict(&i, "web-1");
+    assert_eq!(s, DriftState::Drifted, "{why}");
+    assert!(
+        why.contains("with config 2") && why.contains("with config 3"),
+        "{why}"
+    );
+    r.config_version = 3;
+    i.reports[0] = report("web-1", ago(10_000), vec![r.clone()]);
+    assert_eq!(verdict(&i, "web-1").0, DriftState::InSync);
+
+    // Stopped by a deploy: down is in sync, up is drift.
+    i.desired[0].stopped = true;
+    let (s, why) = verdict(&i, "web-1");
+    assert_eq!(s, DriftState::Drifted, "{why}");
+    assert!(why.contains("though deploy 7 stopped it"), "{why}");
+    r.process = None;
+    i.reports[0] = report("web-1", ago(10_000), vec![r]);
+    let (s, why) = verdict(&i, "web-1");
+    assert_eq!(s, DriftState::InSync, "{why}");
+    assert!(why.contains("stopped by deploy 7"), "{why}");
 }
 
 #[test]

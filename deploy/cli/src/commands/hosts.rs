@@ -22,9 +22,14 @@ pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
                     .as_ref()
                     .map(|v| v.to_string())
                     .unwrap_or("-".into());
+                let config = if a.config_version == 0 {
+                    String::new()
+                } else {
+                    format!("+c{}", a.config_version)
+                };
                 let mut s = match a.port {
-                    Some(p) => format!("{}@{v}:{p}", a.app),
-                    None => format!("{}@{v}", a.app),
+                    Some(p) => format!("{}@{v}{config}:{p}", a.app),
+                    None => format!("{}@{v}{config}", a.app),
                 };
                 match a.status {
                     AppRunStatus::Restarting | AppRunStatus::Failing => {

@@ -478,3 +478,40 @@ async fn a_pinned_worker_port_held_by_another_fails_in_starting_but_its_own_does
     drop(foreign);
     host.engine.stop_all().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_app_stops_its_workers_too_and_they_stay_down() {
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let _kill = KillCopies(&host);
+    let rec = Recorder::default();
+    let token = CancellationToken::new();
+    let m = with_workers("1-aaaaaaa", "exec sleep 1000", 2);
+    let r = server.publish(&m, FILES);
+    let out = host
+        .engine
+        .install(&request(1, &m, r.clone()), &rec, &token)
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(1)));
+    let workers: Vec<u32> = processes(&host)[1..]
+        .iter()
+        .map(|p| p.pid.unwrap())
+        .collect();
+
+    let stop = Release {
+        action: DeployAction::Stop,
+        ..request(2, &m, r)
+    };
+    let out = host.engine.install(&stop, &rec, &token).await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(2)));
+    for pid in &workers {
+        assert!(!pid_alive(*pid), "worker {pid} still runs");
+    }
+    // Out of the slot, so their supervisor has nothing to restart.
+    assert!(processes(&host).is_empty(), "{:?}", processes(&host));
+    assert_eq!(slot_copies(&host), 0);
+}
+
+fn slot_copies(host: &Host) -> usize {
+    host.engine.slot(&hello()).copy_processes().len()
+}

@@ -1,0 +1,69 @@
+//! The client's calls about an app's config (`deploy env`), operating it
+//! (`deploy restart|stop|start`), and a host's fetch of the config it runs.
+
+use super::{Client, ClientError};
+use crate::api::{AppConfig, ConfigChange, HostConfig, OperateApp, SetConfig, UnsetConfig};
+use crate::{AppName, Cluster, Deploy, DeployAction, HostName};
+
+impl Client {
+    /// The app's variables (secrets masked); with a cluster, the app-wide
+    /// ones and that cluster's.
+    pub async fn app_config(
+        &self,
+        app: &AppName,
+        cluster: Option<&Cluster>,
+    ) -> Result<AppConfig, ClientError> {
+        let query = crate::api::ConfigQuery {
+            cluster: cluster.cloned(),
+        };
+        self.send(
+            self.http
+                .get(self.url(&format!("/api/v1/apps/{app}/config")))
+                .query(&query),
+        )
+        .await
+    }
+
+    pub async fn set_config(
+        &self,
+        app: &AppName,
+        req: &SetConfig,
+    ) -> Result<ConfigChange, ClientError> {
+        self.post(&format!("/api/v1/apps/{app}/config"), req).await
+    }
+
+    pub async fn unset_config(
+        &self,
+        app: &AppName,
+        req: &UnsetConfig,
+    ) -> Result<ConfigChange, ClientError> {
+        self.post(&format!("/api/v1/apps/{app}/config/unset"), req)
+            .await
+    }
+
+    /// Restarts, stops or starts the app on a cluster, as a deploy.
+    pub async fn operate(
+        &self,
+        app: &AppName,
+        action: DeployAction,
+        req: &OperateApp,
+    ) -> Result<Deploy, ClientError> {
+        self.post(&format!("/api/v1/apps/{app}/{action}"), req)
+            .await
+    }
+
+    /// The variables `app` runs with on `host` at config `version`, secrets
+    /// in the clear: the host's own agent token only.
+    pub async fn host_config(
+        &self,
+        cluster: &Cluster,
+        host: &HostName,
+        app: &AppName,
+        version: u64,
+    ) -> Result<HostConfig, ClientError> {
+        self.get(&format!(
+            "/api/v1/hosts/{cluster}/{host}/config/{app}/{version}"
+        ))
+        .await
+    }
+}
