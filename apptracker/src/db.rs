@@ -37,7 +37,7 @@ macro_rules! build_columns {
 
 macro_rules! app_columns {
     () => {
-        "name, git_url, branch, auto_deploy_cluster, auto_deploy_hosts, created_at"
+        "name, git_url, branch, auto_deploy_cluster, auto_deploy_hosts, created_at, new_hosts"
     };
 }
 
@@ -170,6 +170,10 @@ fn app_from_row(r: &AnyRow) -> sqlx::Result<App> {
         git_url: r.try_get("git_url")?,
         branch: r.try_get("branch")?,
         auto_deploy,
+        new_hosts: decode(
+            deploy::NewHostPolicy::parse(&r.try_get::<String, _>("new_hosts")?)
+                .map_err(std::io::Error::other),
+        )?,
         created_at: Timestamp(r.try_get("created_at")?),
     })
 }

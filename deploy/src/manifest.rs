@@ -89,6 +89,12 @@ pub struct RunSpec {
     /// grabber's `--app-user`. Absent in manifests of older packers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<RunUser>,
+    /// `[run] shared`: release-relative paths the grabber links to the same
+    /// path under the app's `shared/` directory (Capistrano's linked files
+    /// and directories), so they survive releases. Checked by packer:
+    /// relative, inside the release, none inside another.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<String>,
 }
 
 /// A user to run an app as: a name from the host's user database

@@ -21,6 +21,7 @@ mod error;
 mod prepare;
 mod processes;
 mod report;
+mod shared;
 mod slot;
 mod start;
 mod supervise;

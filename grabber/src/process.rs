@@ -410,6 +410,7 @@ mod tests {
         let host = HostName::parse("h1").unwrap();
         let cluster = Cluster::parse("local").unwrap();
         let run = RunSpec {
+            shared: Vec::new(),
             command: "true".into(),
             port: None,
             env: [("PYTHONPATH".to_string(), "/opt/extra".to_string())].into(),
@@ -471,6 +472,7 @@ mod tests {
             env: Default::default(),
             stop_timeout_ms: 300,
             paths: Default::default(),
+            shared: Vec::new(),
             user: None,
         };
         let p = AppProcess::start(&Launch {

@@ -218,6 +218,8 @@ struct RawRun {
     stop_timeout: Option<HumanDuration>,
     /// Resolved on each host, which refuses a user it cannot switch to.
     user: Option<RunUser>,
+    #[serde(default)]
+    shared: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -340,7 +342,9 @@ impl RawFile {
             self.health,
             text,
         )?;
+        let shared = shared_paths(text, raw_run.shared)?;
         let run = RunSpec {
+            shared,
             command,
             port,
             env: raw_run.env,
@@ -517,6 +521,52 @@ fn key_path(e: &toml::de::Error) -> Option<String> {
     let last = shown.lines().rev().find(|l| !l.trim().is_empty())?;
     let path = last.strip_prefix("in `")?.strip_suffix('`')?;
     Some(path.to_string())
+}
+
+/// `[run] shared`: paths inside the release (relative, no `..`, not under
+/// `.slipway/`), none inside another, each once.
+fn shared_paths(text: &str, list: Vec<Spanned<String>>) -> Result<Vec<String>, ConfigError> {
+    let mut paths: Vec<String> = Vec::with_capacity(list.len());
+    for item in list {
+        let line = line_of(text, item.span().start);
+        let raw = item.get_ref().trim_end_matches('/');
+        let path = Path::new(raw);
+        let parts: Vec<Component<'_>> = path.components().collect();
+        let inside = !raw.trim().is_empty()
+            && parts.iter().all(|c| matches!(c, Component::Normal(_)))
+            && !raw.starts_with(".slipway");
+        if !inside {
+            return Err(ConfigError::invalid(
+                Some("run.shared"),
+                Some(line),
+                format!(
+                    "{:?} must be a path inside the release (relative, no `.` or `..`, not \
+                     under .slipway/), e.g. \"uploads\" or \"config/local.yml\"",
+                    item.get_ref()
+                ),
+            ));
+        }
+        let clean = parts
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        if let Some(other) = paths.iter().find(|p| {
+            **p == clean
+                || clean.starts_with(&format!("{p}/"))
+                || p.starts_with(&format!("{clean}/"))
+        }) {
+            return Err(ConfigError::invalid(
+                Some("run.shared"),
+                Some(line),
+                format!(
+                    "{clean:?} overlaps {other:?}: list each shared path once, none inside another"
+                ),
+            ));
+        }
+        paths.push(clean);
+    }
+    Ok(paths)
 }
 
 /// A best guess at the key on a line, `[table]` included, for errors where

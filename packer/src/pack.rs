@@ -354,6 +354,7 @@ mod tests {
                 env: Default::default(),
                 stop_timeout_ms: 10_000,
                 paths: Default::default(),
+                shared: Vec::new(),
                 user: None,
             },
             health: HealthSpec::default(),

@@ -9,7 +9,8 @@
 -- deploy. `desired.prior_deploy_id` is the deploy a host's row named
 -- before the current one, so a failed restart of the same release goes back
 -- to it (and its config), not to an older release. Keep migrations/sqlite
--- and migrations/postgres in step.
+-- and migrations/postgres in step. `apps.new_hosts` says whether a host that
+-- joins a cluster gets the app there at once (`auto`) or waits (`manual`).
 
 CREATE TABLE config_versions (
     app TEXT NOT NULL,
@@ -24,3 +25,4 @@ CREATE TABLE config_versions (
 ALTER TABLE deploys ADD COLUMN action TEXT NOT NULL DEFAULT 'deploy';
 ALTER TABLE deploys ADD COLUMN config_version BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE desired ADD COLUMN prior_deploy_id BIGINT;
+ALTER TABLE apps ADD COLUMN new_hosts TEXT NOT NULL DEFAULT 'auto';

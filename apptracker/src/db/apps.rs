@@ -6,8 +6,8 @@ impl Db {
     /// Inserts an app; `Ok(None)` when the name is taken.
     pub async fn insert_app(&self, app: &App) -> sqlx::Result<Option<App>> {
         let res = sqlx::query(
-            "INSERT INTO apps (name, git_url, branch, auto_deploy_cluster, auto_deploy_hosts, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
+            "INSERT INTO apps (name, git_url, branch, auto_deploy_cluster, auto_deploy_hosts, created_at, \
+             new_hosts) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
         )
         .bind(app.name.as_str())
         .bind(&app.git_url)
@@ -20,6 +20,7 @@ impl Db {
                 .map(|h| h.to_string()),
         )
         .bind(app.created_at.0)
+        .bind(app.new_hosts.as_str())
         .execute(&self.pool)
         .await?;
         if res.rows_affected() == 0 {

@@ -27,6 +27,7 @@ async fn db_with_app() -> (tempfile::TempDir, Db, AppName) {
         git_url: "/nowhere".into(),
         branch: "main".into(),
         auto_deploy: None,
+        new_hosts: deploy::NewHostPolicy::Auto,
         created_at: Timestamp::now(),
     })
     .await

@@ -66,6 +66,7 @@ impl Tracker {
             git_url: req.git_url,
             branch,
             auto_deploy: req.auto_deploy,
+            new_hosts: req.new_hosts,
             created_at: Timestamp::now(),
         };
         match self.db().insert_app(&app).await? {
@@ -210,6 +211,10 @@ impl Tracker {
             }
         };
         for app in apps {
+            if app.new_hosts == deploy::NewHostPolicy::Manual {
+                tracing::info!(app = %app.name, %cluster, %host, "new host: app waits for a deploy (new_hosts = manual)");
+                continue;
+            }
             let version = match self.db().pin(&app.name, cluster).await {
                 Ok(Some(pin)) => Some(pin.version),
                 Ok(None) => match self.db().last_landed_deploy(&app.name, cluster).await {

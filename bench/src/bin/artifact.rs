@@ -145,6 +145,7 @@ fn slipway_pack(tree: &Path, out: &Path, level: u32) -> anyhow::Result<()> {
             env: Default::default(),
             stop_timeout_ms: 1000,
             paths: Default::default(),
+            shared: Vec::new(),
             user: None,
         },
         health: HealthSpec::default(),

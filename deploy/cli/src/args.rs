@@ -41,6 +41,10 @@ pub(crate) enum Command {
         app: AppName,
         /// A local path or file:// URL of the repository.
         git_url: String,
+        /// What a host that joins a cluster gets: the version the cluster
+        /// runs (`auto`, the default) or nothing until a deploy (`manual`).
+        #[arg(long, default_value = "auto")]
+        new_hosts: deploy::NewHostPolicy,
     },
     /// Make an app's webhook secret for a provider, or rotate it, and print
     /// it (shown once) with the URL to give the provider. Admins only.

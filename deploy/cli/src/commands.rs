@@ -30,7 +30,11 @@ pub(crate) async fn run(
 ) -> anyhow::Result<ExitCode> {
     match command {
         Command::Apps => apps::list(client).await,
-        Command::Register { app, git_url } => apps::register(client, app, git_url).await,
+        Command::Register {
+            app,
+            git_url,
+            new_hosts,
+        } => apps::register(client, app, git_url, new_hosts).await,
         Command::WebhookSecret {
             app,
             provider,

@@ -20,6 +20,10 @@ pub struct RegisterApp {
     /// Deploy every successful webhook build of `branch` here.
     #[serde(default)]
     pub auto_deploy: Option<AutoDeploy>,
+    /// Whether a host that joins a cluster gets the app's version there at
+    /// once (`auto`, the default) or waits for a deploy (`manual`).
+    #[serde(default)]
+    pub new_hosts: NewHostPolicy,
 }
 
 impl RegisterApp {
@@ -30,7 +34,45 @@ impl RegisterApp {
             git_url: git_url.into(),
             branch: None,
             auto_deploy: None,
+            new_hosts: NewHostPolicy::Auto,
         }
+    }
+}
+
+/// What a host that joins a cluster gets of an app.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NewHostPolicy {
+    /// The version the cluster runs, as a deploy to that host alone.
+    #[default]
+    Auto,
+    /// Nothing until someone deploys.
+    Manual,
+}
+
+impl NewHostPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NewHostPolicy::Auto => "auto",
+            NewHostPolicy::Manual => "manual",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(NewHostPolicy::Auto),
+            "manual" => Ok(NewHostPolicy::Manual),
+            other => Err(format!(
+                "new-host policy {other:?}: write `auto` or `manual`"
+            )),
+        }
+    }
+}
+
+impl std::str::FromStr for NewHostPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s)
     }
 }
 
@@ -52,6 +94,9 @@ pub struct App {
     pub branch: String,
     #[serde(default)]
     pub auto_deploy: Option<AutoDeploy>,
+    /// What a host that joins a cluster gets of the app.
+    #[serde(default)]
+    pub new_hosts: NewHostPolicy,
     pub created_at: Timestamp,
 }
 

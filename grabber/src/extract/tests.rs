@@ -18,6 +18,7 @@ pub(crate) fn manifest(content_bytes: u64) -> Manifest {
             env: Default::default(),
             stop_timeout_ms: 1000,
             paths: Default::default(),
+            shared: Vec::new(),
             user: None,
         },
         health: HealthSpec::default(),

@@ -147,7 +147,7 @@ impl Engine {
         let span = tracing::Span::current();
         let extract::Unpacked {
             manifest,
-            tree_sha256,
+            mut tree_sha256,
         } = tokio::task::spawn_blocking(move || {
             span.in_scope(|| extract::unpack_checked(&archive, &dest, max))
         })
@@ -160,6 +160,18 @@ impl Engine {
                 app: req.app.clone(),
                 version: req.version.clone(),
             });
+        }
+        if !manifest.run.shared.is_empty() {
+            let replaced = self.link_shared(&req.app, &manifest, scratch.path())?;
+            if !replaced.is_empty() {
+                tracing::info!(paths = %replaced.join(", "), "the release's own copies of shared paths replaced by links");
+            }
+            // The links are part of the release as installed.
+            let dir = scratch.path().to_path_buf();
+            tree_sha256 = tokio::task::spawn_blocking(move || extract::tree_digest(&dir))
+                .await
+                .map_err(|e| InstallErrorKind::Host(format!("digest task failed: {e}")))?
+                .map_err(|e| InstallErrorKind::Host(format!("cannot digest the release: {e}")))?;
         }
         fault::point("extracted").await;
         // Recorded before the release is in place, so a complete release

@@ -21,6 +21,7 @@ use crate::process::{AppProcess, pid_alive};
 
 // Tests of one concern each, with the helpers above.
 mod config;
+mod shared;
 
 /// Records every event instead of posting it.
 #[derive(Default)]

@@ -195,6 +195,7 @@ pub fn release_tarball(app: &str, version: &str, command: &str) -> Vec<u8> {
             env: Default::default(),
             stop_timeout_ms: 2_000,
             paths: Default::default(),
+            shared: Vec::new(),
             user: None,
         },
         health: HealthSpec {

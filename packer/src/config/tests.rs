@@ -306,3 +306,27 @@ fn detection() {
     let c = SlipwayToml::parse("type = \"python\"\n[run]\ncommand = \"x\"\n").unwrap();
     assert_eq!(c.resolve_build_type(dir.path()).unwrap(), BuildType::Python);
 }
+
+#[test]
+fn shared_paths_are_inside_the_release_and_apart() {
+    let c = SlipwayToml::parse(
+        "[run]\ncommand = \"x\"\nshared = [\"uploads/\", \"config/local.yml\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.run.shared, ["uploads", "config/local.yml"]);
+    for (bad, line) in [
+        ("shared = [\"../etc\"]", 3),
+        ("shared = [\"/srv/x\"]", 3),
+        ("shared = [\"\"]", 3),
+        ("shared = [\".slipway/python\"]", 3),
+        ("shared = [\"a\",\n  \"a/b\"]", 4),
+        ("shared = [\"a\", \"a\"]", 3),
+    ] {
+        let e = err(&format!("[run]\ncommand = \"x\"\n{bad}\n"));
+        assert_eq!(
+            (e.key(), e.line()),
+            (Some("run.shared"), Some(line)),
+            "{bad}: {e}"
+        );
+    }
+}

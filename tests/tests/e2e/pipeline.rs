@@ -492,6 +492,23 @@ async fn a_host_that_joins_later_gets_its_clusters_apps() -> anyhow::Result<()> 
     let first = p.release_and_wait(&app, "main", None).await?;
     assert_eq!(first.status, DeployStatus::Succeeded, "{first:#?}");
     let version = first.version.clone().expect("a version");
+    // An app whose policy is `manual` waits for a deploy (it pins no port,
+    // so it runs beside hello).
+    let manual_repo = AppRepo::new(p.dir().join("manual-repo"))?;
+    let files = slipway_tests::hello_app("M", true);
+    let unpinned = files[0]
+        .1
+        .replace(&format!("port = {}\n", slipway_tests::APP_PORT), "");
+    manual_repo.commit(&[("slipway.toml", &unpinned), ("app.py", &files[1].1)], "M")?;
+    let manual = deploy::AppName::parse("manual")?;
+    p.client
+        .register_app(&deploy::RegisterApp {
+            new_hosts: deploy::NewHostPolicy::Manual,
+            ..deploy::RegisterApp::new(manual.clone(), manual_repo.path.display().to_string())
+        })
+        .await?;
+    let m = p.release_and_wait(&manual, "main", None).await?;
+    assert_eq!(m.status, DeployStatus::Succeeded, "{m:#?}");
     // A newer build that was never deployed is not what the cluster runs.
     commit_hello(&repo, "B", true)?;
     p.client
@@ -521,6 +538,13 @@ async fn a_host_that_joins_later_gets_its_clusters_apps() -> anyhow::Result<()> 
     assert_eq!(done.requested_by.as_deref(), Some("slipway: new host"));
     let hosts: Vec<&str> = done.hosts.iter().map(|h| h.host.as_str()).collect();
     assert_eq!(hosts, ["local-2"], "only the new host is touched");
+    // Converging is one pass over the apps, hello's deploy made first:
+    // none came for the manual app.
+    let all = p.client.deploys(20).await?;
+    assert!(
+        !all.iter().any(|d| d.app == manual && for_new_host(d)),
+        "a manual app was deployed to the new host: {all:#?}"
+    );
     assert_eq!(
         get_app(p.host("local-2").port).await?,
         format!("A {version}\n")
@@ -530,6 +554,6 @@ async fn a_host_that_joins_later_gets_its_clusters_apps() -> anyhow::Result<()> 
     p.start_grabber(1);
     p.wait_for_hosts(2).await?;
     let count = p.client.deploys(20).await?.len();
-    assert_eq!(count, 2, "a restarted grabber made a deploy");
+    assert_eq!(count, 3, "a restarted grabber made a deploy");
     p.shutdown().await
 }

@@ -21,8 +21,13 @@ pub(crate) async fn register(
     client: &Client,
     app: AppName,
     git_url: String,
+    new_hosts: deploy::NewHostPolicy,
 ) -> anyhow::Result<ExitCode> {
-    let a = client.register_app(&RegisterApp::new(app, git_url)).await?;
+    let req = RegisterApp {
+        new_hosts,
+        ..RegisterApp::new(app, git_url)
+    };
+    let a = client.register_app(&req).await?;
     println!("registered {} ({})", a.name, a.git_url);
     Ok(ExitCode::SUCCESS)
 }
