@@ -41,6 +41,7 @@ pub use manifest::{
     BuildType, HealthCheck, HealthSpec, HookKind, Hooks, MANIFEST_PATH, Manifest, ReleaseSpec,
     RunSpec, RunUser, RunUserError, RunUserKind, Runtime, RuntimeKind,
 };
+pub use manifest::{ProcessName, ProcessSpec};
 pub use release::{ArtifactRef, DeployAction, Release};
 pub use report::HostReport;
 pub use role::Role;

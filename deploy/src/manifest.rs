@@ -11,6 +11,8 @@ use crate::{AppName, Timestamp, Version};
 
 mod phases;
 pub use phases::{HookKind, Hooks, ReleaseSpec};
+mod process;
+pub use process::{MAX_PROCESS_COUNT, ProcessName, ProcessNameError, ProcessSpec, WEB_PROCESS};
 
 /// Where the manifest sits inside a release directory.
 pub const MANIFEST_PATH: &str = ".slipway/manifest.json";
@@ -51,6 +53,11 @@ pub struct Manifest {
     pub built_at: Timestamp,
     pub run: RunSpec,
     pub health: HealthSpec,
+    /// `[processes]` besides `web` (which is `run` and `health`): each
+    /// started and supervised with it. Empty for an app of one process and
+    /// in manifests of older packers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub processes: BTreeMap<ProcessName, ProcessSpec>,
     /// The interpreter the release was built for (python and node builds,
     /// whose installed dependencies may hold compiled code); the grabber
     /// refuses to switch to a release its host cannot run.

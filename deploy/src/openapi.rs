@@ -10,7 +10,8 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::api::Portion;
 use crate::{
-    AppName, BuildId, Cluster, DeployId, GitRef, HostName, HostSelector, Sha256, Timestamp, Version,
+    AppName, BuildId, Cluster, DeployId, GitRef, HostName, HostSelector, ProcessName, Sha256,
+    Timestamp, Version,
 };
 
 /// A string schema with the rules its `parse` enforces.
@@ -64,6 +65,16 @@ schema!(
         253
     )
     .examples(["web-1"])
+);
+schema!(
+    ProcessName,
+    string(
+        "A process type of an app: lowercase letters, digits, '-' and '_', starting with a letter",
+        Some("^[a-z][a-z0-9_-]*$"),
+        1,
+        32
+    )
+    .examples(["worker"])
 );
 schema!(
     Version,

@@ -20,6 +20,7 @@ mod download;
 mod error;
 mod hooks;
 mod prepare;
+mod processes;
 mod release_phase;
 mod report;
 mod shared;
@@ -87,9 +88,9 @@ pub(crate) struct Engine {
     /// Deploys that failed on this host: a later `Sync` does not retry
     /// them (a new deploy gets a new id).
     failed: Mutex<HashSet<DeployId>>,
-    /// The ports given to apps that pin none, so two apps installing at
-    /// once never get the same one.
-    ports: Mutex<HashMap<AppName, u16>>,
+    /// The ports given to apps (and to their other process types' copies)
+    /// that pin none, so two apps installing at once never get the same one.
+    ports: Mutex<HashMap<(AppName, Option<processes::CopyId>), u16>>,
     /// Rung when what `installed()` says changes outside an install (a
     /// crash, a restart), so the heartbeat tells AppTracker now.
     pub(crate) changed: tokio::sync::Notify,
@@ -278,6 +279,7 @@ impl Engine {
         if let Some(p) = slot.set_process(None) {
             p.stop().await;
         }
+        self.stop_copies(slot).await;
         self.update_state(&req.app, |s| {
             s.stopped = true;
             s.pid = None;

@@ -248,6 +248,7 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         built_at: Timestamp(checked_out.commit_time.saturating_mul(1000)),
         run: config.run,
         health: config.health,
+        processes: config.processes,
         runtime,
         files: 0,
         content_bytes: 0,

@@ -8,7 +8,10 @@ use std::num::NonZeroU16;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use deploy::{AppName, BuildType, HealthCheck, HealthSpec, Hooks, ReleaseSpec, RunSpec, RunUser};
+use deploy::{
+    AppName, BuildType, HealthCheck, HealthSpec, Hooks, ProcessName, ProcessSpec, ReleaseSpec,
+    RunSpec, RunUser,
+};
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
@@ -118,6 +121,8 @@ pub struct SlipwayToml {
     /// carries them.
     pub release: Option<ReleaseSpec>,
     pub hooks: Hooks,
+    /// `[processes]` besides `web`, as the manifest carries them.
+    pub processes: BTreeMap<ProcessName, ProcessSpec>,
 }
 
 impl SlipwayToml {
@@ -193,9 +198,10 @@ struct RawFile {
     build_type: Option<Spanned<BuildType>>,
     #[serde(default)]
     build: RawBuild,
-    run: RawRun,
+    run: Option<RawRun>,
+    health: Option<RawHealth>,
     #[serde(default)]
-    health: RawHealth,
+    processes: BTreeMap<String, Spanned<processes::RawProcess>>,
     release: Option<phases::RawRelease>,
     hooks: Option<phases::RawHooks>,
 }
@@ -208,10 +214,11 @@ struct RawBuild {
     include: Option<Vec<Spanned<String>>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawRun {
-    command: NonEmpty,
+    /// Required, unless `[processes] web` gives it instead.
+    command: Option<Spanned<NonEmpty>>,
     port: Option<Port>,
     #[serde(default)]
     env: BTreeMap<String, String>,
@@ -331,91 +338,26 @@ impl RawFile {
             ));
         }
 
-        let shared = shared_paths(text, self.run.shared)?;
+        let has_run = self.run.is_some();
+        let raw_run = self.run.unwrap_or_default();
+        let (web, processes) = processes::validate(self.processes, text)?;
+        let (command, port, health) = processes::web(
+            web,
+            has_run,
+            raw_run.command,
+            raw_run.port,
+            self.health,
+            text,
+        )?;
+        let shared = shared_paths(text, raw_run.shared)?;
         let run = RunSpec {
             shared,
-            command: self.run.command.0,
-            port: self.run.port.map(|p| p.0.get()),
-            env: self.run.env,
-            stop_timeout_ms: millis(self.run.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT, |d| d.0)),
+            command,
+            port,
+            env: raw_run.env,
+            stop_timeout_ms: millis(raw_run.stop_timeout.map_or(DEFAULT_STOP_TIMEOUT, |d| d.0)),
             paths: Default::default(),
-            user: self.run.user,
-        };
-
-        let h = self.health;
-        let mut kinds: Vec<(&str, std::ops::Range<usize>, HealthCheck)> = Vec::new();
-        if let Some(path) = h.http {
-            let span = path.span();
-            let path = path.into_inner();
-            if !path.starts_with('/') {
-                return Err(ConfigError::invalid(
-                    Some("health.http"),
-                    Some(line_of(text, span.start)),
-                    format!("the path must start with '/', got {path:?}"),
-                ));
-            }
-            let expect = h.expect.map(|e| e.into_inner());
-            kinds.push(("health.http", span, HealthCheck::Http { path, expect }));
-        } else if let Some(expect) = &h.expect {
-            return Err(ConfigError::invalid(
-                Some("health.expect"),
-                Some(line_of(text, expect.span().start)),
-                "`expect` is the body an `http` check looks for; there is no `http` check",
-            ));
-        }
-        if let Some(interval) = &h.interval
-            && interval.get_ref().0.is_zero()
-        {
-            return Err(ConfigError::invalid(
-                Some("health.interval"),
-                Some(line_of(text, interval.span().start)),
-                "the interval between probes must be more than zero",
-            ));
-        }
-        // `tcp = false` is the same as leaving it out.
-        if let Some(tcp) = h.tcp
-            && *tcp.get_ref()
-        {
-            kinds.push(("health.tcp", tcp.span(), HealthCheck::Tcp));
-        }
-        if let Some(command) = h.command {
-            let span = command.span();
-            kinds.push((
-                "health.command",
-                span,
-                HealthCheck::Command {
-                    command: command.into_inner().0,
-                },
-            ));
-        }
-        if kinds.len() > 1 {
-            let (key, span, _) = &kinds[1];
-            let names: Vec<&str> = kinds.iter().map(|(k, _, _)| *k).collect();
-            return Err(ConfigError::invalid(
-                Some(key),
-                Some(line_of(text, span.start)),
-                format!(
-                    "choose one health check, not {} (`{}`)",
-                    kinds.len(),
-                    names.join("`, `")
-                ),
-            ));
-        }
-        let check = match kinds.pop() {
-            // An http or tcp check without `[run] port` probes the port the
-            // grabber gives the app from its range.
-            Some((_, _, check)) => check,
-            None => HealthCheck::Running,
-        };
-        let health = HealthSpec {
-            check,
-            timeout_ms: millis(h.timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |d| d.0)),
-            grace_ms: millis(h.grace.map_or(DEFAULT_HEALTH_GRACE, |d| d.0)),
-            interval_ms: millis(
-                h.interval
-                    .map_or(DEFAULT_HEALTH_INTERVAL, |d| d.into_inner().0),
-            ),
-            bake_ms: millis(h.bake.map_or(DEFAULT_HEALTH_BAKE, |d| d.0)),
+            user: raw_run.user,
         };
 
         let release = phases::release(self.release, text)?;
@@ -430,8 +372,89 @@ impl RawFile {
             health,
             release,
             hooks,
+            processes,
         })
     }
+}
+
+/// A `[health]` table (the web process's, or one under `[processes]`) as
+/// the manifest carries it; errors name keys under `prefix`.
+fn health_spec(h: RawHealth, prefix: &str, text: &str) -> Result<HealthSpec, ConfigError> {
+    let key = |k: &str| format!("{prefix}.{k}");
+    let mut kinds: Vec<(String, std::ops::Range<usize>, HealthCheck)> = Vec::new();
+    if let Some(path) = h.http {
+        let span = path.span();
+        let path = path.into_inner();
+        if !path.starts_with('/') {
+            return Err(ConfigError::invalid(
+                Some(&key("http")),
+                Some(line_of(text, span.start)),
+                format!("the path must start with '/', got {path:?}"),
+            ));
+        }
+        let expect = h.expect.map(|e| e.into_inner());
+        kinds.push((key("http"), span, HealthCheck::Http { path, expect }));
+    } else if let Some(expect) = &h.expect {
+        return Err(ConfigError::invalid(
+            Some(&key("expect")),
+            Some(line_of(text, expect.span().start)),
+            "`expect` is the body an `http` check looks for; there is no `http` check",
+        ));
+    }
+    if let Some(interval) = &h.interval
+        && interval.get_ref().0.is_zero()
+    {
+        return Err(ConfigError::invalid(
+            Some(&key("interval")),
+            Some(line_of(text, interval.span().start)),
+            "the interval between probes must be more than zero",
+        ));
+    }
+    // `tcp = false` is the same as leaving it out.
+    if let Some(tcp) = h.tcp
+        && *tcp.get_ref()
+    {
+        kinds.push((key("tcp"), tcp.span(), HealthCheck::Tcp));
+    }
+    if let Some(command) = h.command {
+        let span = command.span();
+        kinds.push((
+            key("command"),
+            span,
+            HealthCheck::Command {
+                command: command.into_inner().0,
+            },
+        ));
+    }
+    if kinds.len() > 1 {
+        let (key, span, _) = &kinds[1];
+        let names: Vec<&str> = kinds.iter().map(|(k, _, _)| k.as_str()).collect();
+        return Err(ConfigError::invalid(
+            Some(key),
+            Some(line_of(text, span.start)),
+            format!(
+                "choose one health check, not {} (`{}`)",
+                kinds.len(),
+                names.join("`, `")
+            ),
+        ));
+    }
+    let check = match kinds.pop() {
+        // An http or tcp check without `[run] port` probes the port the
+        // grabber gives the app from its range.
+        Some((_, _, check)) => check,
+        None => HealthCheck::Running,
+    };
+    Ok(HealthSpec {
+        check,
+        timeout_ms: millis(h.timeout.map_or(DEFAULT_HEALTH_TIMEOUT, |d| d.0)),
+        grace_ms: millis(h.grace.map_or(DEFAULT_HEALTH_GRACE, |d| d.0)),
+        interval_ms: millis(
+            h.interval
+                .map_or(DEFAULT_HEALTH_INTERVAL, |d| d.into_inner().0),
+        ),
+        bake_ms: millis(h.bake.map_or(DEFAULT_HEALTH_BAKE, |d| d.0)),
+    })
 }
 
 // ---- Turning toml's errors into ones that name the key and the line -----
@@ -580,5 +603,6 @@ fn key_on_line(text: &str, line: usize) -> Option<String> {
 }
 
 mod phases;
+mod processes;
 #[cfg(test)]
 mod tests;

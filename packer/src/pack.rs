@@ -358,6 +358,7 @@ mod tests {
                 user: None,
             },
             health: HealthSpec::default(),
+            processes: Default::default(),
             runtime: None,
             files: 999,
             content_bytes: 999,

@@ -149,6 +149,7 @@ fn slipway_pack(tree: &Path, out: &Path, level: u32) -> anyhow::Result<()> {
             user: None,
         },
         health: HealthSpec::default(),
+        processes: Default::default(),
         runtime: None,
         files: 0,
         content_bytes: 0,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{AppName, Cluster, HostName, Timestamp, Version};
+use crate::{AppName, Cluster, HostName, ProcessName, Timestamp, Version};
 
 /// What a host runs of one app, as its grabber reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -25,6 +25,37 @@ pub struct InstalledApp {
     /// The app's config version it runs with (0: none).
     #[serde(default)]
     pub config_version: u64,
+    /// Every process of an app whose release has more than its web
+    /// process (`[processes]`), the web process first; empty otherwise and
+    /// from older grabbers. `pid`, `port`, `status` and `restarts` above
+    /// are the web process's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<InstalledProcess>,
+}
+
+/// One supervised process of an app: copy `index` (from 1) of a process
+/// type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InstalledProcess {
+    pub process: ProcessName,
+    pub index: u32,
+    /// When running.
+    pub pid: Option<u32>,
+    /// Its `PORT`, when it has one.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default)]
+    pub status: AppRunStatus,
+    /// Restarts after crashes since the release was installed.
+    #[serde(default)]
+    pub restarts: u32,
+}
+
+impl InstalledProcess {
+    /// `worker.2`: how people and log files name one copy.
+    pub fn label(&self) -> String {
+        format!("{}.{}", self.process, self.index)
+    }
 }
 
 /// The supervisor's view of one app's process.
@@ -92,4 +123,25 @@ pub struct DesiredState {
     pub cluster: Cluster,
     pub host: HostName,
     pub apps: Vec<DesiredApp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_app_without_processes_reads_and_writes_as_before() {
+        let old = r#"{"app":"hello","version":"1-abcdef0","pid":7,"port":20001,"status":"running","restarts":0}"#;
+        let a: InstalledApp = serde_json::from_str(old).unwrap();
+        assert!(a.processes.is_empty());
+        assert!(!serde_json::to_string(&a).unwrap().contains("processes"));
+        let new = r#"{"app":"hello","version":null,"pid":null,"port":null,
+            "processes":[{"process":"worker","index":2,"pid":9}]}"#;
+        let a: InstalledApp = serde_json::from_str(new).unwrap();
+        assert_eq!(a.processes[0].label(), "worker.2");
+        assert_eq!(a.processes[0].status, AppRunStatus::Running);
+        let bad = r#"{"app":"hello","version":null,"pid":null,"port":null,
+            "processes":[{"process":"Worker","index":2,"pid":9}]}"#;
+        assert!(serde_json::from_str::<InstalledApp>(bad).is_err());
+    }
 }

@@ -22,6 +22,7 @@ pub(crate) fn manifest(content_bytes: u64) -> Manifest {
             user: None,
         },
         health: HealthSpec::default(),
+        processes: Default::default(),
         runtime: None,
         files: 1,
         content_bytes,

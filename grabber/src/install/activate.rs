@@ -91,6 +91,11 @@ impl Engine {
                 return self.fail_early(req, rep, e).await;
             }
         }
+        if let Err(e) = self.copy_ports_free(app, &manifest) {
+            let e = InstallErrorKind::Start(format!("cannot start {}: {e}", req.version))
+                .in_phase(HostPhase::Starting);
+            return self.fail_early(req, rep, e).await;
+        }
         rep.phase(
             HostPhase::Switching,
             format!("current -> releases/{}", req.version),
@@ -147,6 +152,7 @@ impl Engine {
         if let Some(old) = slot.set_process(None) {
             old.stop().await;
         }
+        self.stop_copies(slot).await;
         let proc = match self.start(app, &req.version, &manifest) {
             Ok(p) => p,
             Err(e) => {
@@ -162,6 +168,12 @@ impl Engine {
         });
         slot.supervise(|h| *h = Supervision::default());
         self.adopt_process(app, slot, proc.clone());
+        if let Err(e) = self.start_copies(app, slot, &req.version, &manifest) {
+            let e = e.in_phase(HostPhase::Starting);
+            return self
+                .roll_back(req, slot, rep, e, Some(proc), rollback_to)
+                .await;
+        }
         fault::point("checking").await;
 
         rep.phase(
@@ -194,7 +206,15 @@ impl Engine {
         // bake, or it is rolled back like one that never passed.
         let bake = std::time::Duration::from_millis(manifest.health.bake_ms);
         let checked = match checked {
-            Ok(()) => stays_up(&proc, bake).await,
+            Ok(()) => self.check_copies(app, slot, &req.version, &manifest).await,
+            Err(e) => Err(e),
+        };
+        let checked = match checked {
+            Ok(()) => {
+                let (web, copies) =
+                    tokio::join!(stays_up(&proc, bake), self.copies_stay_up(app, slot, bake));
+                web.and(copies)
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = checked {
@@ -238,10 +258,11 @@ impl Engine {
         } else {
             format!(", up {bake:?} after its health check")
         };
+        let copies = self.describe_copies(slot);
         rep.phase(
             HostPhase::Done,
             format!(
-                "running {}{} (pid {}){baked}",
+                "running {}{} (pid {}{copies}){baked}",
                 req.version,
                 config_note(req.config_version),
                 proc.pid
@@ -326,12 +347,20 @@ impl Engine {
         if let Some(p) = new {
             p.stop().await;
         }
+        let copy_log = self.exited_copy_log(app, slot);
+        self.stop_copies(slot).await;
         let app_log = log_since_start(&layout.log_file(app), FAILURE_LOG_BYTES);
+        let app_log = match (app_log, copy_log) {
+            (Some(web), Some(copy)) => Some(format!("{web}\n{copy}")),
+            (web, copy) => web.or(copy),
+        };
 
         let mut rolled_back = false;
         let note = match rollback_to {
             Some((prev, config)) => match self.restore_with(app, &prev, config).await {
                 Ok((p, health)) => {
+                    let copies = self.restore_copies(app, slot, &prev).await;
+                    let health = health.and(copies);
                     rolled_back = true;
                     let (pid, port) = (p.pid, p.port);
                     let healthy = health.is_ok().then(|| prev.clone());

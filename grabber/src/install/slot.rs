@@ -8,6 +8,7 @@ use std::time::Duration;
 use deploy::{AppRunStatus, DeployId, Version};
 
 use super::Release;
+use super::processes::ProcessCopy;
 use crate::RestartPolicy;
 use crate::process::AppProcess;
 
@@ -18,6 +19,9 @@ pub(super) struct AppSlot {
     pub(super) install: tokio::sync::Mutex<()>,
     pub(super) process: Mutex<Option<AppProcess>>,
     pub(super) health: Mutex<Supervision>,
+    /// The copies of its other process types (`[processes]`), each
+    /// supervised like `process`.
+    pub(super) copies: Mutex<Vec<ProcessCopy>>,
     /// The newest install request for the app: `(ticket, deploy, version)`.
     /// A request that waited for `install` while a newer one came is
     /// dropped, so a queue of deploys ends at the newest, not the oldest.

@@ -9,6 +9,7 @@ use deploy::{AppName, Manifest, Version};
 
 use super::Engine;
 use super::error::InstallErrorKind;
+use super::processes::CopyId;
 use crate::process::{AppProcess, Launch};
 use crate::user::AppUser;
 
@@ -77,7 +78,7 @@ impl Engine {
         manifest: &Manifest,
     ) -> Result<Option<u16>, String> {
         match manifest.run.port {
-            None => self.allocated_port(app).map(Some),
+            None => self.allocated_port(app, None).map(Some),
             Some(p) => {
                 let shifted = i32::from(p) + self.cfg.port_offset;
                 u16::try_from(shifted)
@@ -99,8 +100,15 @@ impl Engine {
     /// else took it, else a free one of the range. Free means no other app
     /// of this host has it and nothing listens on it. The search starts at
     /// a place that depends on the app and the host, so hosts sharing one
-    /// machine rarely race for the same port.
-    fn allocated_port(&self, app: &AppName) -> Result<u16, String> {
+    /// machine rarely race for the same port. `copy` asks for a copy of
+    /// another process type of the app (`[processes]`), which keeps its
+    /// port while the grabber runs.
+    pub(super) fn allocated_port(
+        &self,
+        app: &AppName,
+        copy: Option<&CopyId>,
+    ) -> Result<u16, String> {
+        let owner = (app.clone(), copy.cloned());
         let layout = &self.cfg.layout;
         let mut ports = self.ports.lock().unwrap_or_else(|e| e.into_inner());
         let range = self.cfg.port_range.clone();
@@ -108,16 +116,16 @@ impl Engine {
         let own_or_free = |port: u16| {
             crate::ports::check_free(port, layout, |p| crate::ports::runs_from(p, &app_dir)).is_ok()
         };
-        let had = ports.get(app).copied().or_else(|| {
+        let had = ports.get(&owner).copied().or_else(|| {
             layout
                 .read_state(app)
                 .ok()
                 .flatten()
                 .and_then(|s| s.port)
-                .filter(|p| range.contains(p) && own_or_free(*p))
+                .filter(|p| copy.is_none() && range.contains(p) && own_or_free(*p))
         });
         if let Some(port) = had {
-            ports.insert(app.clone(), port);
+            ports.insert(owner, port);
             return Ok(port);
         }
         let mut taken: HashSet<u16> = ports.values().copied().collect();
@@ -135,6 +143,9 @@ impl Engine {
         let len = hi - lo + 1;
         let mut seed = std::collections::hash_map::DefaultHasher::new();
         (app.as_str(), self.cfg.host.as_str(), self.cfg.port_offset).hash(&mut seed);
+        if let Some(copy) = copy {
+            copy.hash(&mut seed);
+        }
         let start = (seed.finish() % u64::from(len)) as u32;
         for i in 0..len {
             let Ok(port) = u16::try_from(lo + (start + i) % len) else {
@@ -146,7 +157,7 @@ impl Engine {
             if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
                 continue;
             }
-            ports.insert(app.clone(), port);
+            ports.insert(owner, port);
             return Ok(port);
         }
         Err(format!(

@@ -229,7 +229,14 @@ impl Engine {
             tracing::info!(%app, %version, pid, "adopting running app");
             let port = state.as_ref().and_then(|s| s.port);
             let stop = Duration::from_millis(manifest.run.stop_timeout_ms);
-            self.adopt_process(app, &slot, AppProcess::adopt(pid, version, port, stop));
+            self.adopt_process(
+                app,
+                &slot,
+                AppProcess::adopt(pid, version.clone(), port, stop),
+            );
+            // Its other processes' groups were stopped above: they start
+            // afresh beside it.
+            self.recover_copies(app, &slot, &version, &manifest);
             return;
         }
         let Some(version) = current else { return };
@@ -261,6 +268,7 @@ impl Engine {
                     s.port = port;
                 });
                 self.adopt_process(app, &slot, p);
+                self.recover_copies(app, &slot, &version, &manifest);
             }
             Err(e) => {
                 tracing::warn!(%app, %version, error = %e, "cannot restart current release")
@@ -283,13 +291,8 @@ impl Engine {
                 let slot = self.slot(&app);
                 let proc = slot.process().filter(|p| p.is_alive());
                 let h = slot.supervision();
-                let status = match (h.status, &proc) {
-                    (AppRunStatus::Failing, _) => AppRunStatus::Failing,
-                    (_, Some(_)) => AppRunStatus::Running,
-                    (AppRunStatus::Restarting, None) => AppRunStatus::Restarting,
-                    (_, None) => AppRunStatus::Stopped,
-                };
-                InstalledApp {
+                let status = super::processes::run_status(h.status, proc.is_some());
+                let mut installed = InstalledApp {
                     version,
                     pid: proc.as_ref().map(|p| p.pid),
                     port: proc.as_ref().and_then(|p| p.port),
@@ -297,7 +300,10 @@ impl Engine {
                     restarts: h.restarts,
                     config_version,
                     app,
-                }
+                    processes: Vec::new(),
+                };
+                installed.processes = self.installed_processes(&slot, &installed);
+                installed
             })
             .collect()
     }
@@ -309,9 +315,10 @@ impl Engine {
             Err(poisoned) => poisoned.into_inner().values().cloned().collect(),
         };
         let stops = slots
-            .into_iter()
+            .iter()
             .filter_map(|s| s.set_process(None))
             .map(|p| async move { p.stop().await });
         futures::future::join_all(stops).await;
+        futures::future::join_all(slots.iter().map(|s| self.stop_copies(s))).await;
     }
 }

@@ -1778,3 +1778,5 @@ async fn apps_that_pin_no_port_get_different_ports_and_keep_them() {
 /// `[hooks]` and the release phase, with the helpers above.
 #[path = "tests_hooks.rs"]
 mod hooks;
+/// `[processes]`: other process types beside the web process.
+mod processes;

@@ -202,6 +202,7 @@ pub fn release_tarball(app: &str, version: &str, command: &str) -> Vec<u8> {
             grace_ms: 200,
             ..HealthSpec::default()
         },
+        processes: Default::default(),
         runtime: None,
         files: 1,
         content_bytes: content.len() as u64,

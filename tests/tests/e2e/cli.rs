@@ -382,3 +382,6 @@ async fn errors_exit_2_with_what_went_wrong() -> anyhow::Result<()> {
     );
     p.shutdown().await
 }
+
+/// `[processes]` through packer, a grabber and the CLI.
+mod process_types;

@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use deploy::{AppRunStatus, Client, Cluster, HostSelector};
+use deploy::{AppRunStatus, Client, Cluster, HostSelector, InstalledProcess};
 
 /// `deploy hosts`: one line per host with its apps, versions, ports and
-/// troubles.
+/// troubles, and each process of an app that runs several.
 pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
     let hosts = client.hosts().await?;
     if hosts.is_empty() {
@@ -38,6 +38,10 @@ pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
                     AppRunStatus::Stopped => s.push_str("(stopped)"),
                     AppRunStatus::Running => {}
                 }
+                if !a.processes.is_empty() {
+                    let each: Vec<String> = a.processes.iter().map(process).collect();
+                    s.push_str(&format!("[{}]", each.join(" ")));
+                }
                 s
             })
             .collect();
@@ -50,6 +54,25 @@ pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One process of an app that runs several: `worker.2=412`, `web.1=410:20001`,
+/// `worker.1=-(failing, 5 restarts)`.
+fn process(p: &InstalledProcess) -> String {
+    let pid = p.pid.map_or("-".into(), |p| p.to_string());
+    let mut s = match p.port {
+        Some(port) => format!("{}={pid}:{port}", p.label()),
+        None => format!("{}={pid}", p.label()),
+    };
+    match p.status {
+        AppRunStatus::Running if p.restarts > 0 => {
+            s.push_str(&format!("({} restarts)", p.restarts))
+        }
+        AppRunStatus::Running => {}
+        AppRunStatus::Stopped => s.push_str("(stopped)"),
+        status => s.push_str(&format!("({status}, {} restarts)", p.restarts)),
+    }
+    s
 }
 
 /// `deploy targets --cluster C [--hosts REGEX]`: nothing is changed.
@@ -80,4 +103,41 @@ pub(crate) async fn targets(
         println!("  {:<24} left out: {}", e.host, e.reason);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use deploy::ProcessName;
+
+    use super::*;
+
+    #[test]
+    fn a_process_shows_its_copy_pid_port_and_troubles() {
+        let p = |pid, port, status, restarts| InstalledProcess {
+            process: ProcessName::parse("worker").unwrap(),
+            index: 2,
+            pid,
+            port,
+            status,
+            restarts,
+        };
+        let shown = [
+            p(Some(41), None, AppRunStatus::Running, 0),
+            p(Some(41), Some(9001), AppRunStatus::Running, 2),
+            p(None, None, AppRunStatus::Failing, 5),
+            p(None, None, AppRunStatus::Stopped, 1),
+        ]
+        .iter()
+        .map(process)
+        .collect::<Vec<_>>();
+        assert_eq!(
+            shown,
+            [
+                "worker.2=41",
+                "worker.2=41:9001(2 restarts)",
+                "worker.2=-(failing, 5 restarts)",
+                "worker.2=-(stopped)",
+            ]
+        );
+    }
 }
