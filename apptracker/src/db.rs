@@ -72,6 +72,7 @@ mod config;
 mod controls;
 mod deploys;
 mod hosts;
+mod notifications;
 mod pins;
 mod release_phases;
 mod reports;
@@ -81,6 +82,7 @@ mod webhooks;
 
 pub use audit::AuditRecord;
 pub use deploys::NewDeploy;
+pub use notifications::DueDelivery;
 pub use reports::BUILD_BUCKETS_MS;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

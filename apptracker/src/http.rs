@@ -28,7 +28,7 @@ use crate::tracker::Tracker;
 use error::ApiError;
 use routes::{
     agents, apps, artifacts, builds, clusters, config, deploys, drift, events, hosts, metrics,
-    pins, sessions, tokens, webhooks, workers,
+    notifications, pins, sessions, tokens, webhooks, workers,
 };
 
 /// Every route, each registered with the operation its `#[utoipa::path]`
@@ -69,6 +69,12 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(config::stop_app))
         .routes(routes!(config::start_app))
         .routes(routes!(config::host_config))
+        .routes(routes!(
+            notifications::create_notification,
+            notifications::list_notifications
+        ))
+        .routes(routes!(notifications::delete_notification))
+        .routes(routes!(notifications::list_deliveries))
         .routes(routes!(pins::list_all_pins))
         .routes(routes!(deploys::preview_targets))
         .routes(routes!(pins::rollback_app))

@@ -155,6 +155,10 @@ impl Application {
             tasks.spawn(crate::builder::run(tracker.clone(), shutdown.clone()));
         }
         tasks.spawn(sweeper(tracker.clone(), shutdown.clone()));
+        tasks.spawn(crate::tracker::notify::run(
+            tracker.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(tracker.bus().clone().relay(shutdown.clone()));
         tasks.close();
 

@@ -34,6 +34,7 @@ mod builds;
 mod config;
 mod create;
 mod error;
+pub(crate) mod notify;
 mod release;
 mod rollback;
 mod rollout;
@@ -66,6 +67,8 @@ struct Inner {
     /// Wakes long-lived streams to check their token when one is revoked
     /// here (other replicas' revocations are seen at `token_recheck`).
     token_revoked: Notify,
+    /// Wakes the notification sender when a delivery is queued.
+    delivery_queued: Notify,
     /// Cancelled when the server stops, so long-lived streams end and the
     /// graceful shutdown does not wait on them.
     stopping: CancellationToken,
@@ -129,6 +132,7 @@ impl Tracker {
                 public_key,
                 build_queued: Notify::new(),
                 token_revoked: Notify::new(),
+                delivery_queued: Notify::new(),
                 stopping: CancellationToken::new(),
             }),
         }
@@ -226,6 +230,10 @@ impl Tracker {
 
     pub fn stopping(&self) -> &CancellationToken {
         &self.inner.stopping
+    }
+
+    pub fn delivery_queued(&self) -> &Notify {
+        &self.inner.delivery_queued
     }
 
     pub fn build_queued(&self) -> &Notify {

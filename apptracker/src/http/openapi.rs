@@ -56,6 +56,7 @@ const ERROR_RESPONSE: &str = "Error";
         (name = "deploys", description = "Deploys, rollouts, retries, rollbacks and pins"),
         (name = "config", description = "Apps' config and secrets (`deploy env`), and restarting, stopping, starting them"),
         (name = "hosts", description = "The host registry"),
+        (name = "notifications", description = "Deploy events sent out, signed (Slack or JSON), and their deliveries"),
         (name = "agents", description = "The grabbers' protocol (agent tokens of the cluster)"),
         (name = "webhooks", description = "VCS push webhooks and secret build-trigger URLs"),
         (name = "tokens", description = "API tokens (admin)"),

@@ -14,6 +14,7 @@ pub(crate) mod drift;
 pub(crate) mod events;
 pub(crate) mod hosts;
 pub(crate) mod metrics;
+pub(crate) mod notifications;
 pub(crate) mod pins;
 pub(crate) mod sessions;
 pub(crate) mod tokens;

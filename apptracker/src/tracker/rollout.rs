@@ -370,6 +370,10 @@ impl Tracker {
                 tracing::info!(deploy_id = %id, status = %to, "deploy finished");
             }
             let d = self.db().deploy_row(id).await?;
+            if let Some(d) = &d {
+                // Queued for the sender: never holds up the deploy.
+                self.notify_deploy(d, to).await;
+            }
             self.bus()
                 .emit(DeployEvent::Status {
                     deploy_id: id,

@@ -214,6 +214,12 @@ pub(crate) enum Command {
     Stop(OperateArgs),
     /// Start a stopped app on a cluster's hosts, health-checked, as a deploy.
     Start(OperateArgs),
+    /// Send deploy events (started, succeeded, failed, rolled back,
+    /// cancelled) to a URL, signed, as JSON or a Slack message.
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     /// Show who changed what through the API, newest first (deployers and
     /// admins).
     Audit {
@@ -300,6 +306,32 @@ pub(crate) enum EnvCommand {
         #[arg(long)]
         cluster: Option<Cluster>,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum NotifyCommand {
+    /// Send events to URL (admins only); prints the signing secret once.
+    Add {
+        url: String,
+        /// Only this app's deploys.
+        #[arg(long)]
+        app: Option<AppName>,
+        /// Only deploys to this cluster.
+        #[arg(long)]
+        cluster: Option<Cluster>,
+        /// A Slack (Mattermost, Rocket.Chat) incoming webhook: `{"text": …}`.
+        #[arg(long)]
+        slack: bool,
+        /// Only these events (`deploy_failed,deploy_rolled_back`); all when absent.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<deploy::NotifyEvent>,
+    },
+    /// List notifications (never their secrets).
+    List,
+    /// Stop sending to a notification (admins only).
+    Rm { id: i64 },
+    /// A notification's last deliveries, with their tries.
+    Deliveries { id: i64 },
 }
 
 // The flags of `deploy restart|stop|start`.

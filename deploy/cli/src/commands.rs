@@ -7,7 +7,7 @@ use deploy::{Client, Cluster};
 
 use deploy::DeployAction;
 
-use crate::args::{Command, EnvCommand, TokenCommand};
+use crate::args::{Command, EnvCommand, NotifyCommand, TokenCommand};
 
 mod apps;
 mod audit;
@@ -17,6 +17,7 @@ mod deploys;
 mod drift;
 mod env;
 mod hosts;
+mod notify;
 mod release;
 mod tokens;
 mod webhooks;
@@ -113,6 +114,18 @@ pub(crate) async fn run(
         }
         Command::Stop(args) => env::operate(client, DeployAction::Stop, args, confirmed).await,
         Command::Start(args) => env::operate(client, DeployAction::Start, args, confirmed).await,
+        Command::Notify { command } => match command {
+            NotifyCommand::Add {
+                url,
+                app,
+                cluster,
+                slack,
+                events,
+            } => notify::add(client, url, app, cluster, slack, events).await,
+            NotifyCommand::List => notify::list(client).await,
+            NotifyCommand::Rm { id } => notify::rm(client, id).await,
+            NotifyCommand::Deliveries { id } => notify::deliveries(client, id).await,
+        },
         Command::Audit {
             limit,
             before,

@@ -1,5 +1,6 @@
 //! The client's calls about an app's config (`deploy env`), operating it
-//! (`deploy restart|stop|start`), and a host's fetch of the config it runs.
+//! (`deploy restart|stop|start`), a host's fetch of the config it runs, and
+//! outgoing notifications (`deploy notify`).
 
 use super::{Client, ClientError};
 use crate::api::{AppConfig, ConfigChange, HostConfig, OperateApp, SetConfig, UnsetConfig};
@@ -65,5 +66,37 @@ impl Client {
             "/api/v1/hosts/{cluster}/{host}/config/{app}/{version}"
         ))
         .await
+    }
+}
+
+impl Client {
+    /// Sends deploy events to a URL (admin); the answer holds the signing
+    /// secret, shown once.
+    pub async fn create_notification(
+        &self,
+        req: &crate::api::CreateNotification,
+    ) -> Result<crate::api::CreatedNotification, ClientError> {
+        self.post("/api/v1/notifications", req).await
+    }
+
+    pub async fn notifications(&self) -> Result<Vec<crate::api::Notification>, ClientError> {
+        self.get("/api/v1/notifications").await
+    }
+
+    pub async fn delete_notification(&self, id: i64) -> Result<serde_json::Value, ClientError> {
+        self.send(
+            self.http
+                .delete(self.url(&format!("/api/v1/notifications/{id}"))),
+        )
+        .await
+    }
+
+    /// A notification's last deliveries, newest first.
+    pub async fn notification_deliveries(
+        &self,
+        id: i64,
+    ) -> Result<Vec<crate::api::NotificationDelivery>, ClientError> {
+        self.get(&format!("/api/v1/notifications/{id}/deliveries"))
+            .await
     }
 }
