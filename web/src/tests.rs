@@ -49,6 +49,7 @@ fn building_deploy() -> Value {
         "build_id": null, "cluster": "local", "hosts_selector": ".*",
         "status": "building", "error": null,
         "created_at": 1_700_000_200_000_i64, "finished_at": null, "hosts": [],
+        "action": "restart", "config_version": 3,
         "release_phase": {
             "host": "local-1", "status": "running", "message": null,
             "log": "migrating <script>alert(1)</script>", "started_at": 1_700_000_200_000_i64,
@@ -474,6 +475,25 @@ async fn deploy_page_shows_the_release_phase_and_its_log_escaped() {
     );
     let (_, body) = fetch(dashboard().await, "/deploys/7").await;
     assert!(!body.contains("release-phase"), "none without one: {body}");
+}
+
+#[tokio::test]
+async fn deploy_page_names_a_restart_and_its_config_version() {
+    let (status, body) = fetch(dashboard().await, "/deploys/8").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains(r#"<span class="action">restart</span> hello-node"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"<span id="config">with config 3</span>"#),
+        "{body}"
+    );
+    let (_, body) = fetch(dashboard().await, "/deploys/7").await;
+    assert!(
+        !body.contains(r#"class="action""#) && !body.contains(r#"id="config""#),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -154,6 +154,10 @@ pub(crate) struct DeployView {
     pub(crate) finished_at: Option<String>,
     pub(crate) progress: String,
     pub(crate) requested_by: Option<String>,
+    /// `restart`, `stop` or `start`; none for a release.
+    pub(crate) action: Option<&'static str>,
+    /// The app's config version the hosts run with (0: none).
+    pub(crate) config_version: u64,
     pub(crate) retry_of: Option<i64>,
     pub(crate) rollback_of: Option<i64>,
     /// Waiting for `deploy continue`.
@@ -189,6 +193,8 @@ impl From<&Deploy> for DeployView {
             finished_at: d.finished_at.map(|t| t.to_string()),
             progress: progress(&d.hosts),
             requested_by: d.requested_by.clone(),
+            action: (!d.action.is_deploy()).then(|| d.action.as_str()),
+            config_version: d.config_version,
             retry_of: d.retry_of.map(|d| d.0),
             rollback_of: d.rollback_of.map(|d| d.0),
             paused: d.paused_at.is_some() && !d.status.is_terminal(),

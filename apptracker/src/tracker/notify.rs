@@ -346,3 +346,62 @@ pub async fn run(t: Tracker, shutdown: CancellationToken) {
         while tries.join_next().await.is_some() {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_https_or_private_http_and_shown_without_their_path() {
+        for ok in [
+            "https://hooks.slack.com/services/T0/B0/XXX",
+            "http://127.0.0.1:9000/hook",
+            "http://10.1.2.3/x",
+            "http://localhost/x",
+            "http://[::1]:8080/x",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://hooks.example.com/x",
+            "ftp://10.0.0.1/x",
+            "not a url",
+            "http://8.8.8.8/",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
+        let url = check_url("https://hooks.slack.com/services/T0/B0/XXX").unwrap();
+        assert_eq!(shown(&url), "https://hooks.slack.com/…");
+        let url = check_url("http://127.0.0.1:9000/hook?token=s").unwrap();
+        assert_eq!(shown(&url), "http://127.0.0.1:9000/…");
+    }
+
+    #[test]
+    fn a_signature_covers_time_and_body() {
+        let s = sign(b"k", 1_700_000_000_000, "{}");
+        assert!(s.starts_with("t=1700000000000,v1="), "{s}");
+        assert_ne!(s, sign(b"k", 1_700_000_000_001, "{}"));
+        assert_ne!(s, sign(b"k", 1_700_000_000_000, "{ }"));
+        assert_ne!(s, sign(b"other", 1_700_000_000_000, "{}"));
+    }
+
+    #[test]
+    fn a_slack_message_says_what_happened_with_a_link() {
+        let p = NotificationPayload {
+            event: NotifyEvent::DeployFailed,
+            deploy_id: DeployId(7),
+            app: AppName::parse("hello").unwrap(),
+            cluster: Cluster::parse("prod").unwrap(),
+            version: Some(Version::parse("3-abcdef1").unwrap()),
+            status: DeployStatus::Failed,
+            error: Some("1 host(s) failed".into()),
+            requested_by: None,
+            url: "https://slipway.example.com/deploys/7".into(),
+            at: Timestamp(0),
+        };
+        assert_eq!(
+            slack_text(&p),
+            "Deploy <https://slipway.example.com/deploys/7|7> of hello 3-abcdef1 to prod failed: 1 host(s) failed"
+        );
+    }
+}
