@@ -72,6 +72,7 @@ mod config;
 mod controls;
 mod deploys;
 mod hosts;
+mod log_requests;
 mod notifications;
 mod pins;
 mod release_phases;

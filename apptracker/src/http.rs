@@ -69,6 +69,8 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(config::stop_app))
         .routes(routes!(config::start_app))
         .routes(routes!(config::host_config))
+        .routes(routes!(config::read_log))
+        .routes(routes!(config::answer_log))
         .routes(routes!(
             notifications::create_notification,
             notifications::list_notifications

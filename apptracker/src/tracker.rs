@@ -34,6 +34,7 @@ mod builds;
 mod config;
 mod create;
 mod error;
+mod logs;
 pub(crate) mod notify;
 mod release;
 mod rollback;

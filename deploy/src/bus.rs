@@ -64,6 +64,19 @@ pub struct ReleasePhaseMessage {
     pub issued_at: Timestamp,
 }
 
+/// "Read `app`'s log from `offset` (its end when absent), at most
+/// `max_bytes`, and answer request `request_id`": for the hosts `target`
+/// names (one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsMessage {
+    pub request_id: i64,
+    pub app: crate::AppName,
+    #[serde(default)]
+    pub offset: Option<u64>,
+    pub max_bytes: u64,
+    pub target: Target,
+}
+
 /// A message on a cluster's channel.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -75,6 +88,8 @@ pub enum BusMessage {
     Deploy(DeployMessage),
     /// Run the release phase of a deploy (one host).
     ReleasePhase(ReleasePhaseMessage),
+    /// "Send AppTracker a piece of this app's log" (`deploy logs`).
+    Logs(LogsMessage),
     /// Ask every grabber to reconcile with its desired state now.
     Sync,
     /// A kind this build does not know: logged and skipped.

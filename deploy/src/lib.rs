@@ -27,7 +27,7 @@ pub mod tls;
 
 pub use api::*;
 pub use backoff::Backoff;
-pub use bus::{BusMessage, DeployMessage, ReleasePhaseMessage, Target};
+pub use bus::{BusMessage, DeployMessage, LogsMessage, ReleasePhaseMessage, Target};
 pub use client::{Client, ClientError, DEFAULT_SERVER};
 pub use domain::{
     AppName, BuildId, Cluster, DeployId, GitRef, HostName, HostSelector, ParseError, Sha256,

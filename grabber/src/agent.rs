@@ -415,6 +415,24 @@ fn handle(agent: &Arc<Agent>, msg: BusMessage) {
             }
             spawn_release_phase(agent, m.release);
         }
+        BusMessage::Logs(m) => {
+            if !m.target.selects(&agent.config.cluster, &agent.config.host) {
+                return;
+            }
+            let agent = agent.clone();
+            agent.clone().tasks.spawn(async move {
+                let answer = read_log_piece(
+                    &HostLayout::new(&agent.config.root),
+                    &agent.config.cluster,
+                    &m.app,
+                    m.offset,
+                    m.max_bytes,
+                );
+                if let Err(e) = agent.client.answer_log(m.request_id, &answer).await {
+                    tracing::warn!(request = m.request_id, app = %m.app, error = %e, "cannot send a log piece");
+                }
+            });
+        }
         BusMessage::Unknown => tracing::warn!("skipping a bus message of an unknown kind"),
     }
 }
@@ -509,4 +527,94 @@ fn open_redis(url: &str, trust: &deploy::tls::Trust) -> Result<redis::Client, St
         _ => redis::Client::open(url),
     };
     client.map_err(|e| format!("bad redis URL: {e}"))
+}
+
+/// A piece of `app`'s log (`log/<app>.log`): from `offset`, or its last
+/// `max_bytes`; from the start of the file when it was rotated since
+/// `offset` (it is shorter now). Never more than `max_bytes` (itself
+/// bounded by AppTracker).
+fn read_log_piece(
+    layout: &deploy::layout::HostLayout,
+    cluster: &deploy::Cluster,
+    app: &deploy::AppName,
+    offset: Option<u64>,
+    max_bytes: u64,
+) -> deploy::LogAnswer {
+    use std::io::{Read, Seek, SeekFrom};
+    let max_bytes = max_bytes.min(deploy::MAX_LOG_READ);
+    let path = layout.log_file(app);
+    let fail = |error: String| deploy::LogAnswer {
+        cluster: cluster.clone(),
+        offset: 0,
+        next_offset: 0,
+        text: String::new(),
+        truncated: false,
+        error: Some(error),
+    };
+    let mut f = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return fail(format!("`{app}` has no log on this host"));
+        }
+        Err(e) => return fail(format!("cannot read the log: {e}")),
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let (start, mut truncated) = match offset {
+        Some(o) if o <= len => (o, false),
+        Some(_) => (0, true),
+        None => (len.saturating_sub(max_bytes), len > max_bytes),
+    };
+    let mut buf = Vec::new();
+    let read = f
+        .seek(SeekFrom::Start(start))
+        .and_then(|_| f.take(max_bytes).read_to_end(&mut buf));
+    if let Err(e) = read {
+        return fail(format!("cannot read the log: {e}"));
+    }
+    if start + (buf.len() as u64) < len {
+        truncated = true;
+    }
+    deploy::LogAnswer {
+        cluster: cluster.clone(),
+        offset: start,
+        next_offset: start + buf.len() as u64,
+        text: String::from_utf8_lossy(&buf).into_owned(),
+        truncated,
+        error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_piece_is_the_end_or_from_an_offset_and_knows_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = HostLayout::new(dir.path());
+        let app = deploy::AppName::parse("hello").unwrap();
+        let cluster = deploy::Cluster::parse("local").unwrap();
+        let missing = read_log_piece(&layout, &cluster, &app, None, 10);
+        assert!(missing.error.unwrap().contains("no log"));
+        std::fs::create_dir_all(layout.log_dir(&app)).unwrap();
+        std::fs::write(layout.log_file(&app), "one\ntwo\nthree\n").unwrap();
+        let end = read_log_piece(&layout, &cluster, &app, None, 6);
+        assert_eq!(
+            (end.text.as_str(), end.offset, end.next_offset),
+            ("three\n", 8, 14)
+        );
+        assert!(end.truncated, "the start is cut");
+        let from = read_log_piece(&layout, &cluster, &app, Some(4), 100);
+        assert_eq!(
+            (from.text.as_str(), from.truncated),
+            ("two\nthree\n", false)
+        );
+        // Rotated: the file is shorter than the offset asked for.
+        std::fs::write(layout.log_file(&app), "new\n").unwrap();
+        let rotated = read_log_piece(&layout, &cluster, &app, Some(14), 100);
+        assert_eq!(
+            (rotated.text.as_str(), rotated.offset, rotated.truncated),
+            ("new\n", 0, true)
+        );
+    }
 }

@@ -39,6 +39,7 @@ pub const UNAUDITED_ROUTES: &[&str] = &[
     "/api/v1/builds/claim",
     "/api/v1/builds/{id}/lease",
     "/api/v1/builds/{id}/log",
+    "/api/v1/log-requests/{id}",
 ];
 
 /// Path parameters that are credentials (build-trigger URLs): neither they

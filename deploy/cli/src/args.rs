@@ -214,6 +214,20 @@ pub(crate) enum Command {
     Stop(OperateArgs),
     /// Start a stopped app on a cluster's hosts, health-checked, as a deploy.
     Start(OperateArgs),
+    /// Show the end of an app's log on one host, relayed by its grabber
+    /// (deployers); `--follow` keeps printing what the app writes.
+    Logs {
+        app: AppName,
+        #[arg(long)]
+        cluster: Cluster,
+        #[arg(long)]
+        host: deploy::HostName,
+        #[arg(long)]
+        follow: bool,
+        /// How much of the end to show first (at most 262144).
+        #[arg(long, default_value_t = 16384)]
+        bytes: u64,
+    },
     /// Send deploy events (started, succeeded, failed, rolled back,
     /// cancelled) to a URL, signed, as JSON or a Slack message.
     Notify {

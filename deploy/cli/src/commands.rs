@@ -17,6 +17,7 @@ mod deploys;
 mod drift;
 mod env;
 mod hosts;
+mod logs;
 mod notify;
 mod release;
 mod tokens;
@@ -114,6 +115,13 @@ pub(crate) async fn run(
         }
         Command::Stop(args) => env::operate(client, DeployAction::Stop, args, confirmed).await,
         Command::Start(args) => env::operate(client, DeployAction::Start, args, confirmed).await,
+        Command::Logs {
+            app,
+            cluster,
+            host,
+            follow,
+            bytes,
+        } => logs::show(client, &app, cluster, host, follow, bytes).await,
         Command::Notify { command } => match command {
             NotifyCommand::Add {
                 url,

@@ -100,3 +100,24 @@ impl Client {
             .await
     }
 }
+
+impl Client {
+    /// A piece of `app`'s log on one host (deployer).
+    pub async fn read_log(
+        &self,
+        app: &AppName,
+        req: &crate::api::LogRequest,
+    ) -> Result<crate::api::AppLog, ClientError> {
+        self.post(&format!("/api/v1/apps/{app}/logs"), req).await
+    }
+
+    /// A grabber's answer to log request `id`.
+    pub async fn answer_log(
+        &self,
+        id: i64,
+        answer: &crate::api::LogAnswer,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.post(&format!("/api/v1/log-requests/{id}"), answer)
+            .await
+    }
+}

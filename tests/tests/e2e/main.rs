@@ -14,6 +14,7 @@ mod dashboard;
 mod drift;
 mod githttp;
 mod grabber_trust;
+mod logs;
 mod notify;
 mod openapi;
 mod pipeline;

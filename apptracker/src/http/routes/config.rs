@@ -196,3 +196,50 @@ pub(crate) async fn host_config(
         t.host_config(&cluster, &host, &app, version).await?,
     ))
 }
+
+#[utoipa::path(
+    post, path = "/api/v1/apps/{app}/logs", tag = "config",
+    summary = "A piece of the app's log on one host, relayed by its grabber (deployer; audited); follow by asking again from `next_offset`",
+    params(("app" = AppName, Path, description = "The app's name")), request_body = deploy::LogRequest,
+    responses((status = 200, description = "The piece of log", body = deploy::AppLog),
+              (status = 404, description = "No such app or host, or no log there", body = ErrorBody),
+              (status = 408, description = "The host did not answer in time", body = ErrorBody))
+)]
+pub(crate) async fn read_log(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    ApiPath(app): ApiPath<String>,
+    ApiJson(req): ApiJson<deploy::LogRequest>,
+) -> Result<ApiJson<deploy::AppLog>, ApiError> {
+    let app = AppName::parse(app)?;
+    note.app(&app);
+    note.target(format!("logs on {}", req.host));
+    who.require(Role::Deployer)?;
+    Ok(ApiJson(t.read_log(&app, &req, &who.name).await?))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/log-requests/{id}", tag = "agents",
+    summary = "A grabber answers a log request asked of its host (agent of the host or its cluster)",
+    params(("id" = i64, Path, description = "The log request's id")), request_body = deploy::LogAnswer,
+    responses((status = 200, description = "Taken", body = crate::http::openapi::Empty),
+              (status = 404, description = "No such request", body = ErrorBody))
+)]
+pub(crate) async fn answer_log(
+    State(t): State<Tracker>,
+    who: Principal,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(a): ApiJson<deploy::LogAnswer>,
+) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    let (cluster, host) = t.log_request_host(id).await?;
+    if who.role != Role::Agent {
+        return Err(ApiError::Forbidden(format!(
+            "token `{}` is not an agent token: only the grabber of `{host}` answers a log request",
+            who.name
+        )));
+    }
+    who.require_host(&cluster, &host)?;
+    t.answer_log(id, &host, &a).await?;
+    Ok(ApiJson(serde_json::json!({})))
+}
