@@ -287,6 +287,11 @@ fn deploy_status(s: &str) -> sqlx::Result<DeployStatus> {
     }
 }
 
+/// A stored deploy action (`deploys.action`): one this build knows.
+fn deploy_action(s: &str) -> sqlx::Result<deploy::DeployAction> {
+    deploy::DeployAction::parse(s).ok_or_else(|| unknown_name("deploys.action", s))
+}
+
 /// A stored host phase: the name of one this build knows (`unknown`
 /// included: what a newer grabber's phase was recorded as).
 fn phase(s: &str) -> sqlx::Result<HostPhase> {
@@ -321,11 +326,7 @@ fn deploy_from_row(r: &AnyRow) -> anyhow::Result<DeployRow> {
         rollback_of: r.try_get::<Option<i64>, _>("rollback_of")?.map(DeployId),
         paused_at: r.try_get::<Option<i64>, _>("paused_at")?.map(Timestamp),
         requested_by: r.try_get("requested_by")?,
-        action: {
-            let a: String = r.try_get("action")?;
-            deploy::DeployAction::parse(&a)
-                .ok_or_else(|| anyhow::anyhow!("unknown deploy action {a:?}"))?
-        },
+        action: deploy_action(&r.try_get::<String, _>("action")?)?,
         config_version: u64::try_from(r.try_get::<i64, _>("config_version")?)?,
         created_at: Timestamp(r.try_get("created_at")?),
         finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),

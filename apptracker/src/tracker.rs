@@ -195,6 +195,11 @@ impl Tracker {
         Ok(apps)
     }
 
+    /// The oldest heartbeat of a host still alive (`host_alive` ago).
+    pub(crate) fn alive_since(&self) -> Timestamp {
+        Timestamp(Timestamp::now().0 - self.config().host_alive.as_millis() as i64)
+    }
+
     pub fn config(&self) -> &Config {
         &self.inner.config
     }

@@ -190,11 +190,7 @@ impl Db {
                         signature: r.try_get::<Option<String>, _>(6)?.unwrap_or_default(),
                     },
                     config_version: u64::try_from(r.try_get::<i64, _>(7)?)?,
-                    action: {
-                        let a: String = r.try_get(8)?;
-                        deploy::DeployAction::parse(&a)
-                            .ok_or_else(|| anyhow::anyhow!("unknown deploy action {a:?}"))?
-                    },
+                    action: deploy_action(&r.try_get::<String, _>(8)?)?,
                 })
             })
             .collect()

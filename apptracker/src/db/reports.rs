@@ -139,7 +139,8 @@ impl Db {
                     version: Version::parse(r.try_get::<String, _>(3)?)?,
                     deploy: DeployId(r.try_get(4)?),
                     config_version: u64::try_from(r.try_get::<i64, _>(5)?)?,
-                    stopped: r.try_get::<String, _>(6)? == deploy::DeployAction::Stop.as_str(),
+                    stopped: super::deploy_action(&r.try_get::<String, _>(6)?)?
+                        == deploy::DeployAction::Stop,
                 })
             })
             .collect()

@@ -35,7 +35,7 @@ impl Tracker {
         selector: &HostSelector,
     ) -> Result<deploy::Targets, Error> {
         let registered = self.db().hosts(Some(cluster)).await?;
-        let alive_since = Timestamp::now().0 - self.config().host_alive.as_millis() as i64;
+        let alive_since = self.alive_since().0;
         let (mut hosts, mut excluded) = (Vec::new(), Vec::new());
         for h in registered.iter().filter(|h| selector.matches(&h.name)) {
             if h.last_seen.0 >= alive_since {

@@ -30,7 +30,7 @@ impl Tracker {
                 req.host, req.cluster
             )));
         };
-        let alive_since = Timestamp::now().0 - self.config().host_alive.as_millis() as i64;
+        let alive_since = self.alive_since().0;
         if host.last_seen.0 < alive_since {
             return Err(Error::refused(
                 ErrorCode::NoMatchingHosts,

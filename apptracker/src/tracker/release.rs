@@ -59,7 +59,7 @@ impl Tracker {
                 "every host runs this version already: no release phase");
             return Ok(true);
         }
-        let alive_since = Timestamp::now().0 - self.config().host_alive.as_millis() as i64;
+        let alive_since = self.alive_since().0;
         let mut alive: Vec<&HostName> = registered
             .iter()
             .filter(|h| h.last_seen.0 >= alive_since && hosts.contains(&h.name))
