@@ -122,6 +122,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(metrics::metrics))
         .routes(routes!(sessions::create_session))
         .routes(routes!(sessions::delete_session))
+        .routes(routes!(sessions::whoami))
 }
 
 /// The API's router: every route, JSON errors for the rest, and the audit

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 /// Content-Security-Policy can forbid every inline script and style.
 pub(crate) const STYLESHEET: &str = include_str!("../static/slipway.css");
 pub(crate) const DEPLOY_SCRIPT: &str = include_str!("../static/deploy.js");
+pub(crate) const PAGE_SCRIPT: &str = include_str!("../static/slipway.js");
 
 pub(crate) async fn stylesheet() -> Response {
     static_file("text/css; charset=utf-8", STYLESHEET)
@@ -15,6 +16,10 @@ pub(crate) async fn stylesheet() -> Response {
 
 pub(crate) async fn deploy_script() -> Response {
     static_file("text/javascript; charset=utf-8", DEPLOY_SCRIPT)
+}
+
+pub(crate) async fn page_script() -> Response {
+    static_file("text/javascript; charset=utf-8", PAGE_SCRIPT)
 }
 
 pub(crate) fn static_file(content_type: &'static str, body: &'static str) -> Response {

@@ -14,6 +14,15 @@ pub(crate) enum PageError {
     /// What the page is about does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The visitor has no session, or it ended: off to the sign-in page.
+    #[error("sign in first")]
+    SignIn,
+    /// A form the server cannot act on: what was wrong, and where.
+    #[error("{0}")]
+    BadInput(String),
+    /// A state-changing form without this session's anti-forgery value.
+    #[error("{0}")]
+    Forgery(String),
     /// AppTracker's API could not be reached or failed.
     #[error("{doing}: {source}")]
     Upstream {
@@ -53,10 +62,16 @@ impl AppState {
                 tracing::info!(%message, "not found");
                 (StatusCode::NOT_FOUND, "Not found", message.clone())
             }
-            PageError::Upstream {
+            PageError::SignIn
+            | PageError::Upstream {
                 source: ClientError::Api { status: 401, .. },
                 ..
             } => return Redirect::to("/login").into_response(),
+            PageError::BadInput(message) => (StatusCode::BAD_REQUEST, "Bad input", message.clone()),
+            PageError::Forgery(message) => {
+                tracing::warn!(%message, "a state-changing form without its anti-forgery value");
+                (StatusCode::FORBIDDEN, "Refused", message.clone())
+            }
             PageError::Upstream {
                 source:
                     ClientError::Api {
@@ -66,6 +81,26 @@ impl AppState {
                     },
                 ..
             } => (StatusCode::FORBIDDEN, "Not allowed", message.clone()),
+            // What AppTracker refused (a bad regex, a deploy already over,
+            // a frozen cluster…) is the visitor's to fix: its status and
+            // its words, never a gateway error.
+            PageError::Upstream {
+                source:
+                    ClientError::Api {
+                        status: status @ 400..=499,
+                        message,
+                        ..
+                    },
+                ..
+            } => (
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+                if *status == 404 {
+                    "Not found"
+                } else {
+                    "Refused"
+                },
+                message.clone(),
+            ),
             PageError::Upstream { .. } => {
                 tracing::warn!(error = %error, "AppTracker API failed");
                 (

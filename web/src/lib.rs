@@ -17,13 +17,15 @@ use axum::routing::get;
 use deploy::Client;
 use tera::{Context, Tera};
 
+mod actions;
 mod assets;
 mod error;
 mod pages;
 mod signin;
 mod views;
+mod visitor;
 
-use assets::{deploy_script, security_headers, stylesheet};
+use assets::{deploy_script, page_script, security_headers, stylesheet};
 use error::PageError;
 use pages::{deploy, drift, index};
 use signin::{login, login_form, logout};
@@ -34,7 +36,7 @@ const RECENT_DEPLOYS: u32 = 50;
 /// The templates, embedded so the dashboard ships inside the AppTracker
 /// binary with no files to deploy. Names end in `.html` so Tera autoescapes
 /// everything they print.
-const TEMPLATES: [(&str, &str); 6] = [
+const TEMPLATES: &[(&str, &str)] = &[
     ("login.html", include_str!("../templates/login.html")),
     ("base.html", include_str!("../templates/base.html")),
     ("index.html", include_str!("../templates/index.html")),
@@ -65,6 +67,8 @@ pub fn router(api: Client) -> Router {
                 .route("/logout", axum::routing::post(logout))
                 .route("/static/slipway.css", get(stylesheet))
                 .route("/static/deploy.js", get(deploy_script))
+                .route("/static/slipway.js", get(page_script))
+                .merge(actions::routes())
                 .with_state(Arc::new(AppState {
                     api,
                     tera,
@@ -89,7 +93,9 @@ pub fn router(api: Client) -> Router {
 /// Compiles the embedded templates.
 fn templates() -> Result<Tera, tera::Error> {
     let mut tera = Tera::new();
-    tera.add_raw_templates(TEMPLATES)?;
+    // Pages in modules of their own bring their templates along.
+    let all = TEMPLATES.iter().copied();
+    tera.add_raw_templates(all)?;
     Ok(tera)
 }
 
@@ -110,6 +116,19 @@ impl AppState {
             Ok(html) => html.into_response(),
             Err(e) => self.error_page(e),
         }
+    }
+
+    /// Renders a signed-in page: its own context plus who the visitor is
+    /// (the layout shows their name, and action buttons only to those who
+    /// may use them).
+    fn render_for(
+        &self,
+        visitor: &visitor::Visitor,
+        template: &str,
+        mut ctx: Context,
+    ) -> Result<Html<String>, PageError> {
+        ctx.insert("visitor", visitor);
+        self.render(template, &ctx)
     }
 
     fn render(&self, template: &str, ctx: &Context) -> Result<Html<String>, PageError> {

@@ -13,16 +13,24 @@ use crate::error::PageError;
 use crate::views::{
     ClusterRow, DeployRow, DeployView, DriftRow, DriftSummaryRow, HostRow, HostView,
 };
+use crate::visitor::Visitor;
 use crate::{AppState, RECENT_DEPLOYS};
 
 /// `GET /`: recent deploys and the host registry.
 #[tracing::instrument(skip_all)]
 pub(crate) async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let api = state.api_for(&headers);
-    state.respond(index_page(&state, &api).await)
+    let page = async {
+        let (api, visitor) = state.visitor(&headers).await?;
+        index_page(&state, &api, &visitor).await
+    };
+    state.respond(page.await)
 }
 
-pub(crate) async fn index_page(state: &AppState, api: &Client) -> Result<Html<String>, PageError> {
+pub(crate) async fn index_page(
+    state: &AppState,
+    api: &Client,
+    visitor: &Visitor,
+) -> Result<Html<String>, PageError> {
     let (deploys, hosts, pins, clusters) = tokio::join!(
         api.deploys(RECENT_DEPLOYS),
         api.hosts(),
@@ -58,7 +66,7 @@ pub(crate) async fn index_page(state: &AppState, api: &Client) -> Result<Html<St
             .filter(|c| c.protected || c.frozen_until.is_some())
             .collect::<Vec<_>>(),
     );
-    state.render("index.html", &ctx)
+    state.render_for(visitor, "index.html", ctx)
 }
 
 /// `GET /deploys/{id}`: one deploy, host by host, kept live by the browser.
@@ -68,13 +76,17 @@ pub(crate) async fn deploy(
     Path(raw_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let api = state.api_for(&headers);
-    state.respond(deploy_page(&state, &api, &raw_id).await)
+    let page = async {
+        let (api, visitor) = state.visitor(&headers).await?;
+        deploy_page(&state, &api, &visitor, &raw_id).await
+    };
+    state.respond(page.await)
 }
 
 pub(crate) async fn deploy_page(
     state: &AppState,
     api: &Client,
+    visitor: &Visitor,
     raw_id: &str,
 ) -> Result<Html<String>, PageError> {
     // A malformed id names no deploy: the same 404 as an unknown one.
@@ -95,17 +107,24 @@ pub(crate) async fn deploy_page(
         "hosts",
         &deploy.hosts.iter().map(HostView::from).collect::<Vec<_>>(),
     );
-    state.render("deploy.html", &ctx)
+    state.render_for(visitor, "deploy.html", ctx)
 }
 
 /// `GET /drift`: the drift table, summary first.
 #[tracing::instrument(skip_all)]
 pub(crate) async fn drift(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let api = state.api_for(&headers);
-    state.respond(drift_page(&state, &api).await)
+    let page = async {
+        let (api, visitor) = state.visitor(&headers).await?;
+        drift_page(&state, &api, &visitor).await
+    };
+    state.respond(page.await)
 }
 
-pub(crate) async fn drift_page(state: &AppState, api: &Client) -> Result<Html<String>, PageError> {
+pub(crate) async fn drift_page(
+    state: &AppState,
+    api: &Client,
+    visitor: &Visitor,
+) -> Result<Html<String>, PageError> {
     let report = api
         .drift(&deploy::DriftQuery::default())
         .await
@@ -117,5 +136,5 @@ pub(crate) async fn drift_page(state: &AppState, api: &Client) -> Result<Html<St
         "hosts",
         &report.hosts.iter().map(DriftRow::from).collect::<Vec<_>>(),
     );
-    state.render("drift.html", &ctx)
+    state.render_for(visitor, "drift.html", ctx)
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use deploy::{Client, ClientError};
+use deploy::ClientError;
 use tera::Context;
 
 use crate::AppState;
@@ -48,14 +48,6 @@ pub(crate) fn request_credential(headers: &HeaderMap) -> Option<String> {
 }
 
 impl AppState {
-    /// The API client acting with the visitor's session (or token).
-    pub(crate) fn api_for(&self, headers: &HeaderMap) -> Client {
-        match request_credential(headers) {
-            Some(t) => self.api.clone().with_token(t),
-            None => self.api.clone(),
-        }
-    }
-
     /// A cookie with the attributes every dashboard cookie has: HttpOnly,
     /// SameSite=Strict, and Secure when the dashboard is served over https.
     fn cookie(&self, name: &str, value: &str, path: &str, max_age: Option<u64>) -> String {

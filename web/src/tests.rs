@@ -205,13 +205,33 @@ async fn spawn_stub(deploys: Value, hosts: Value) -> String {
         .route("/api/v1/hosts", get(move || async move { Json(hosts) }))
         .route("/api/v1/pins", get(|| async { Json(pins()) }))
         .route("/api/v1/clusters", get(|| async { Json(clusters()) }))
-        .route("/api/v1/drift", get(|| async { Json(drift_report()) }));
+        .route("/api/v1/drift", get(|| async { Json(drift_report()) }))
+        .route("/api/v1/whoami", get(whoami));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind stub listener");
     let addr = listener.local_addr().expect("stub address");
     tokio::spawn(async move { axum::serve(listener, stub).await });
     format!("http://{addr}")
+}
+
+/// The stub's visitors: `sls_viewer` is a viewer, any other session an
+/// admin, and no credential is refused.
+async fn whoami(headers: axum::http::HeaderMap) -> (StatusCode, Json<Value>) {
+    match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        Some("Bearer sls_viewer") => (
+            StatusCode::OK,
+            Json(json!({"name": "vera", "role": "viewer"})),
+        ),
+        Some(_) => (
+            StatusCode::OK,
+            Json(json!({"name": "ada", "role": "admin"})),
+        ),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"code": "unauthorized", "message": "no API token"})),
+        ),
+    }
 }
 
 async fn dashboard() -> Router {
@@ -229,8 +249,17 @@ async fn dead_api() -> String {
     format!("http://{addr}")
 }
 
+/// GET `path` as a signed-in admin.
 async fn fetch(app: Router, path: &str) -> (StatusCode, String) {
-    let req = Request::get(path).body(Body::empty()).expect("request");
+    fetch_as(app, path, "sls_admin").await
+}
+
+/// GET `path` with the session cookie `session`.
+async fn fetch_as(app: Router, path: &str, session: &str) -> (StatusCode, String) {
+    let req = Request::get(path)
+        .header("cookie", format!("slipway_session={session}"))
+        .body(Body::empty())
+        .expect("request");
     let resp = app.oneshot(req).await.expect("router is infallible");
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)

@@ -74,6 +74,20 @@ pub struct CreatedSession {
     pub expires_at: Timestamp,
 }
 
+/// The answer to `GET /api/v1/whoami`: who the request's credential acts
+/// for. The dashboard asks it to show only the buttons a visitor may use
+/// (AppTracker still checks every action itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    /// The token's name (a session answers for its token).
+    pub name: String,
+    #[schema(value_type = String)]
+    pub role: crate::Role,
+    /// The one cluster the token may act on; none for every cluster.
+    #[serde(default)]
+    pub cluster: Option<Cluster>,
+}
+
 /// A token as `GET /api/v1/tokens` lists it (never the secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenInfo {

@@ -29,6 +29,11 @@ impl Client {
         Ok(())
     }
 
+    /// Who this client's credential acts for.
+    pub async fn whoami(&self) -> Result<crate::WhoAmI, ClientError> {
+        self.get("/api/v1/whoami").await
+    }
+
     pub async fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
         self.collect("/api/v1/tokens", None).await
     }

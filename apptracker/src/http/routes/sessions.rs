@@ -7,7 +7,7 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode};
-use deploy::{CreatedSession, ErrorBody};
+use deploy::{CreatedSession, ErrorBody, WhoAmI};
 
 use crate::http::audit::Note;
 use crate::http::auth::presented_credential;
@@ -69,4 +69,19 @@ pub(crate) async fn delete_session(
     };
     t.close_session(&session, &who).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who the request's credential acts for.
+#[utoipa::path(
+    get, path = "/api/v1/whoami", tag = "tokens",
+    summary = "Who this request's token or dashboard session acts for: name, role and cluster",
+    responses((status = 200, description = "The principal", body = WhoAmI),
+              (status = 401, description = "`unauthorized`: no, an unknown or a revoked credential", body = ErrorBody))
+)]
+pub(crate) async fn whoami(who: Principal) -> ApiJson<WhoAmI> {
+    ApiJson(WhoAmI {
+        name: who.name,
+        role: who.role,
+        cluster: who.cluster,
+    })
 }
