@@ -310,3 +310,21 @@ impl From<&deploy::DriftHost> for DriftRow {
         }
     }
 }
+
+/// A moment as pages print it: the absolute time (UTC) in the markup, and
+/// its milliseconds for `slipway.js` to show how long ago it was. Print it
+/// as `<time data-ms="{{ t.ms }}" datetime="{{ t.iso }}">{{ t.iso }}</time>`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct When {
+    pub(crate) ms: i64,
+    pub(crate) iso: String,
+}
+
+impl From<deploy::Timestamp> for When {
+    fn from(t: deploy::Timestamp) -> Self {
+        When {
+            ms: t.0,
+            iso: t.to_string(),
+        }
+    }
+}
