@@ -144,3 +144,5 @@ impl AppState {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_actions;

@@ -12,6 +12,7 @@ use tera::Context;
 use crate::error::PageError;
 use crate::views::{
     ClusterRow, DeployRow, DeployView, DriftRow, DriftSummaryRow, HostRow, HostView,
+    phase_durations, ssh_command,
 };
 use crate::visitor::Visitor;
 use crate::{AppState, RECENT_DEPLOYS};
@@ -100,12 +101,53 @@ pub(crate) async fn deploy_page(
         e => PageError::upstream("fetching the deploy", e),
     })?;
     tracing::debug!(status = %deploy.status, hosts = deploy.hosts.len(), "rendering deploy");
+    // The rest only adds detail: the page still renders without it.
+    let (events, fleet, clusters) =
+        tokio::join!(api.deploy_events(id), api.hosts(), api.clusters());
+    let events = events.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "no phase durations: the deploy's events could not be read");
+        Vec::new()
+    });
+    let fleet = fleet.unwrap_or_default();
+    let protected = clusters
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.name == deploy.cluster && c.protected);
+    let root_of = |host: &deploy::HostName| {
+        fleet
+            .iter()
+            .find(|h| h.cluster == deploy.cluster && &h.name == host)
+            .map(|h| h.root.clone())
+    };
 
     let mut ctx = Context::new();
-    ctx.insert("deploy", &DeployView::from(&deploy));
+    let mut view = DeployView::from(&deploy);
+    view.protected = protected;
+    ctx.insert("deploy", &view);
+    let hosts: Vec<HostView> = deploy
+        .hosts
+        .iter()
+        .map(|h| {
+            let mut v = HostView::from(h);
+            v.durations = phase_durations(&h.host, &events);
+            if h.phase.is_failure()
+                && let Some(root) = root_of(&h.host)
+            {
+                v.ssh = Some(ssh_command(h.host.as_str(), &root, deploy.app.as_str()));
+            }
+            v
+        })
+        .collect();
+    ctx.insert("hosts", &hosts);
+    // The page's script makes the ssh command of a host that fails live.
+    let roots: std::collections::BTreeMap<String, String> = fleet
+        .iter()
+        .filter(|h| h.cluster == deploy.cluster)
+        .map(|h| (h.name.to_string(), h.root.clone()))
+        .collect();
     ctx.insert(
-        "hosts",
-        &deploy.hosts.iter().map(HostView::from).collect::<Vec<_>>(),
+        "roots",
+        &serde_json::to_string(&roots).unwrap_or_else(|_| "{}".into()),
     );
     state.render_for(visitor, "deploy.html", ctx)
 }

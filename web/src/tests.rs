@@ -26,7 +26,7 @@ fn host(name: &str, phase: &str) -> Value {
 
 /// Deploy 7: running, one host done, one failed with a hostile log
 /// tail, one still checking.
-fn running_deploy() -> Value {
+pub(crate) fn running_deploy() -> Value {
     let mut failed = host("local-2", "failed");
     failed["failed_phase"] = json!("checking");
     failed["rolled_back"] = json!(true);
@@ -43,7 +43,7 @@ fn running_deploy() -> Value {
 
 /// Deploy 8: still waiting for its build, so it has a git ref but no
 /// version yet, and no hosts.
-fn building_deploy() -> Value {
+pub(crate) fn building_deploy() -> Value {
     json!({
         "id": 8, "app": "hello-node", "version": null, "git_ref": "feature/x",
         "build_id": null, "cluster": "local", "hosts_selector": ".*",
@@ -58,7 +58,7 @@ fn building_deploy() -> Value {
     })
 }
 
-fn hosts() -> Value {
+pub(crate) fn hosts() -> Value {
     json!([{
         "cluster": "local", "name": "local-1", "root": "/srv/slipway",
         "registered_at": 1_699_000_000_000_i64, "last_seen": 1_700_000_300_000_i64,
@@ -174,7 +174,7 @@ async fn drift_page_shows_the_summary_and_each_hosts_reason() {
     assert!(body.contains("pid 4242, up 1m 30s, 10.0 MiB"), "{body}");
 }
 
-fn not_found(what: &str) -> (StatusCode, Json<Value>) {
+pub(crate) fn not_found(what: &str) -> (StatusCode, Json<Value>) {
     (
         StatusCode::NOT_FOUND,
         Json(json!({"code": "not_found", "message": format!("no {what}")})),
@@ -182,7 +182,7 @@ fn not_found(what: &str) -> (StatusCode, Json<Value>) {
 }
 
 /// Serves canned answers on a port-0 listener and returns its base URL.
-async fn spawn_stub(deploys: Value, hosts: Value) -> String {
+pub(crate) async fn spawn_stub(deploys: Value, hosts: Value) -> String {
     let list = deploys.clone();
     let stub = Router::new()
         .route("/api/v1/deploys", get(move || async move { Json(list) }))
@@ -206,7 +206,21 @@ async fn spawn_stub(deploys: Value, hosts: Value) -> String {
         .route("/api/v1/pins", get(|| async { Json(pins()) }))
         .route("/api/v1/clusters", get(|| async { Json(clusters()) }))
         .route("/api/v1/drift", get(|| async { Json(drift_report()) }))
-        .route("/api/v1/whoami", get(whoami));
+        .route("/api/v1/whoami", get(whoami))
+        .route(
+            "/api/v1/deploys/{id}/retry",
+            axum::routing::post(|headers: axum::http::HeaderMap| async move {
+                // The stub refuses viewers as AppTracker does.
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer sls_viewer") {
+                    let body = json!({"code": "forbidden", "message": "vera is a viewer: deploying needs deployer"});
+                    return (StatusCode::FORBIDDEN, Json(body));
+                }
+                let mut d = running_deploy();
+                d["id"] = json!(9);
+                d["retry_of"] = json!(7);
+                (StatusCode::CREATED, Json(d))
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind stub listener");
@@ -217,7 +231,7 @@ async fn spawn_stub(deploys: Value, hosts: Value) -> String {
 
 /// The stub's visitors: `sls_viewer` is a viewer, any other session an
 /// admin, and no credential is refused.
-async fn whoami(headers: axum::http::HeaderMap) -> (StatusCode, Json<Value>) {
+pub(crate) async fn whoami(headers: axum::http::HeaderMap) -> (StatusCode, Json<Value>) {
     match headers.get("authorization").and_then(|v| v.to_str().ok()) {
         Some("Bearer sls_viewer") => (
             StatusCode::OK,
@@ -234,7 +248,7 @@ async fn whoami(headers: axum::http::HeaderMap) -> (StatusCode, Json<Value>) {
     }
 }
 
-async fn dashboard() -> Router {
+pub(crate) async fn dashboard() -> Router {
     let url = spawn_stub(json!([building_deploy(), running_deploy()]), hosts()).await;
     router(Client::new(url))
 }
@@ -250,12 +264,12 @@ async fn dead_api() -> String {
 }
 
 /// GET `path` as a signed-in admin.
-async fn fetch(app: Router, path: &str) -> (StatusCode, String) {
+pub(crate) async fn fetch(app: Router, path: &str) -> (StatusCode, String) {
     fetch_as(app, path, "sls_admin").await
 }
 
 /// GET `path` with the session cookie `session`.
-async fn fetch_as(app: Router, path: &str, session: &str) -> (StatusCode, String) {
+pub(crate) async fn fetch_as(app: Router, path: &str, session: &str) -> (StatusCode, String) {
     let req = Request::get(path)
         .header("cookie", format!("slipway_session={session}"))
         .body(Body::empty())
@@ -511,7 +525,7 @@ async fn deploy_page_names_a_restart_and_its_config_version() {
     let (status, body) = fetch(dashboard().await, "/deploys/8").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
-        body.contains(r#"<span class="action">restart</span> hello-node"#),
+        body.contains(r#"<span class="deploy-action">restart</span> hello-node"#),
         "{body}"
     );
     assert!(
@@ -520,7 +534,7 @@ async fn deploy_page_names_a_restart_and_its_config_version() {
     );
     let (_, body) = fetch(dashboard().await, "/deploys/7").await;
     assert!(
-        !body.contains(r#"class="action""#) && !body.contains(r#"id="config""#),
+        !body.contains(r#"class="deploy-action""#) && !body.contains(r#"id="config""#),
         "{body}"
     );
 }

@@ -164,6 +164,13 @@ pub(crate) struct DeployView {
     pub(crate) paused: bool,
     /// The `[release] command` run before any host switched.
     pub(crate) release_phase: Option<ReleasePhaseView>,
+    /// Hosts that ended well, and all hosts: the progress bar.
+    pub(crate) hosts_ok: usize,
+    pub(crate) hosts_total: usize,
+    /// Hosts that failed or timed out: what a retry takes again.
+    pub(crate) hosts_failed: usize,
+    /// The cluster asks for its name typed back before a rollback.
+    pub(crate) protected: bool,
 }
 
 /// A deploy's release phase on its page.
@@ -204,6 +211,10 @@ impl From<&Deploy> for DeployView {
                 message: r.message.clone(),
                 log: r.log.clone(),
             }),
+            hosts_ok: d.hosts.iter().filter(|h| h.phase.is_success()).count(),
+            hosts_total: d.hosts.len(),
+            hosts_failed: d.hosts.iter().filter(|h| h.phase.is_failure()).count(),
+            protected: false,
         }
     }
 }
@@ -219,6 +230,10 @@ pub(crate) struct HostView {
     pub(crate) message: Option<String>,
     pub(crate) log_tail: Option<String>,
     pub(crate) updated_at: String,
+    /// How long each phase took, in order ("downloading 0.2s · …").
+    pub(crate) durations: String,
+    /// For a failed host: the command that shows its app's log.
+    pub(crate) ssh: Option<String>,
 }
 
 impl From<&DeployHost> for HostView {
@@ -231,8 +246,45 @@ impl From<&DeployHost> for HostView {
             message: h.message.clone(),
             log_tail: h.log_tail.clone().filter(|t| !t.trim().is_empty()),
             updated_at: h.updated_at.to_string(),
+            durations: String::new(),
+            ssh: None,
         }
     }
+}
+
+/// How long each phase of `host` took, from the deploy's event records:
+/// a phase lasts until the host's next report.
+pub(crate) fn phase_durations(
+    host: &deploy::HostName,
+    events: &[deploy::HostEventRecord],
+) -> String {
+    let mine: Vec<&deploy::HostEventRecord> = events.iter().filter(|e| &e.host == host).collect();
+    let mut parts = Vec::new();
+    for pair in mine.windows(2) {
+        let ms = (pair[1].at.0 - pair[0].at.0).max(0);
+        parts.push(format!("{} {}", pair[0].phase.as_str(), seconds(ms)));
+    }
+    if let (Some(first), Some(last)) = (mine.first(), mine.last())
+        && mine.len() > 1
+    {
+        parts.push(format!("total {}", seconds(last.at.0 - first.at.0)));
+    }
+    parts.join(" · ")
+}
+
+/// Milliseconds as "0.4s", "12.0s" or "3m 05s".
+pub(crate) fn seconds(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m {:02}s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+/// The command that shows an app's log on a host, over ssh.
+pub(crate) fn ssh_command(host: &str, root: &str, app: &str) -> String {
+    format!("ssh {host} tail -n 200 {root}/apps/{app}/log/{app}.log")
 }
 
 /// One app on one cluster in the drift summary.

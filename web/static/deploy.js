@@ -11,7 +11,13 @@
   var ID = Number(heading.getAttribute('data-deploy-id'));
   var badge = document.getElementById('status');
   var live = document.getElementById('live');
-  var tbody = document.querySelector('#hosts tbody');
+  var table = document.getElementById('hosts');
+  var tbody = table.querySelector('tbody');
+  var APP = table.getAttribute('data-app') || '';
+  var ROOTS = {};
+  try { ROOTS = JSON.parse(table.getAttribute('data-roots') || '{}') || {}; } catch (e) { ROOTS = {}; }
+  // Per host: the phase it is in and since when, and what earlier phases took.
+  var timing = {};
 
   function setText(el, value) { el.textContent = value == null ? '' : String(value); }
   // Class names come from data: keep only what a state name can hold.
@@ -35,6 +41,15 @@
     tr.id = 'host-' + host;
     tr.setAttribute('data-host', host);
     setText(cell(tr, 'host'), host);
+    var link = tr.querySelector('.host');
+    var cluster = heading.getAttribute('data-cluster');
+    if (cluster) {
+      var a = document.createElement('a');
+      a.href = '/hosts/' + encodeURIComponent(cluster) + '/' + encodeURIComponent(host) + '?app=' + encodeURIComponent(APP);
+      setText(a, host);
+      link.textContent = '';
+      link.appendChild(a);
+    }
     var phase = document.createElement('span');
     phase.className = 'phase';
     cell(tr, '').appendChild(phase);
@@ -43,6 +58,7 @@
     var msg = document.createElement('div');
     msg.className = 'message-text';
     cell(tr, 'message').appendChild(msg);
+    cell(tr, 'durations muted');
     cell(tr, 'updated muted');
     tbody.appendChild(tr);
     return tr;
@@ -60,6 +76,51 @@
     if (failed > 0) text += ', ' + failed + ' failed';
     if (unreachable > 0) text += ', ' + unreachable + ' unreachable';
     setText(document.getElementById('progress'), text);
+    var bar = document.getElementById('progress-bar');
+    if (bar) { bar.max = Math.max(phases.length, 1); bar.value = ok; }
+  }
+  function fmtSecs(ms) {
+    ms = Math.max(0, ms);
+    return ms < 60000 ? (ms / 1000).toFixed(1) + 's' : Math.floor(ms / 60000) + 'm ' + String(Math.floor((ms % 60000) / 1000)).padStart(2, '0') + 's';
+  }
+  // Durations per phase, live: a phase lasts until the host's next report.
+  function onTiming(tr, host, phase, at) {
+    if (typeof at !== 'number') return;
+    var t = timing[host];
+    if (!t) {
+      t = timing[host] = { phase: phase, since: at, first: at, parts: [] };
+    } else if (t.phase !== phase) {
+      t.parts.push(t.phase + ' ' + fmtSecs(at - t.since));
+      t.phase = phase;
+      t.since = at;
+    }
+    var parts = t.parts.slice();
+    if (parts.length > 0) parts.push('total ' + fmtSecs(at - t.first));
+    var cellEl = tr.querySelector('.durations');
+    // Keep what the server rendered until the stream knows more.
+    if (cellEl && parts.length > 0) setText(cellEl, parts.join(' · '));
+  }
+  function showSsh(tr, host, failed) {
+    var line = tr.querySelector('.ssh-line');
+    if (!failed || !ROOTS[host] || !APP) return;
+    if (line) return;
+    line = document.createElement('div');
+    line.className = 'ssh-line';
+    var code = document.createElement('code');
+    code.className = 'ssh';
+    setText(code, 'ssh ' + host + ' tail -n 200 ' + ROOTS[host] + '/apps/' + APP + '/log/' + APP + '.log');
+    line.appendChild(code);
+    tr.querySelector('.message').appendChild(line);
+  }
+  function showActions(status) {
+    var terminal = TERMINAL.indexOf(status) >= 0;
+    var failed = tbody.querySelectorAll('.phase[data-phase=failed], .phase[data-phase=timed_out], .phase[data-phase=unreachable]').length;
+    var toggle = function (id, show) { var f = document.getElementById(id); if (f) f.hidden = !show; };
+    toggle('retry-form', terminal && failed > 0);
+    toggle('cancel-form', !terminal);
+    if (terminal) toggle('continue-form', false);
+    var rollback = document.getElementById('rollback-form');
+    if (rollback && terminal && heading.getAttribute('data-action') === '') rollback.hidden = false;
   }
   function onHost(ev) {
     if (typeof ev.host !== 'string' || ev.host === '') return;
@@ -84,6 +145,8 @@
       pre.remove();
     }
     setText(tr.querySelector('.updated'), fmtTime(ev.updated_at));
+    onTiming(tr, ev.host, phase, ev.updated_at);
+    showSsh(tr, ev.host, phase === 'failed' || phase === 'timed_out');
     updateProgress();
   }
   function onStatus(ev) {
@@ -100,6 +163,7 @@
     var error = document.getElementById('deploy-error');
     setText(error, ev.error);
     error.hidden = !ev.error;
+    showActions(status);
     if (TERMINAL.indexOf(status) >= 0) {
       es.close();
       setText(live, '');
