@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 pub(crate) const STYLESHEET: &str = include_str!("../static/slipway.css");
 pub(crate) const DEPLOY_SCRIPT: &str = include_str!("../static/deploy.js");
 pub(crate) const PAGE_SCRIPT: &str = include_str!("../static/slipway.js");
+pub(crate) const RELEASE_SCRIPT: &str = include_str!("../static/release.js");
 
 pub(crate) async fn stylesheet() -> Response {
     static_file("text/css; charset=utf-8", STYLESHEET)
@@ -20,6 +21,10 @@ pub(crate) async fn deploy_script() -> Response {
 
 pub(crate) async fn page_script() -> Response {
     static_file("text/javascript; charset=utf-8", PAGE_SCRIPT)
+}
+
+pub(crate) async fn release_script() -> Response {
+    static_file("text/javascript; charset=utf-8", RELEASE_SCRIPT)
 }
 
 pub(crate) fn static_file(content_type: &'static str, body: &'static str) -> Response {

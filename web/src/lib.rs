@@ -21,11 +21,12 @@ mod actions;
 mod assets;
 mod error;
 mod pages;
+mod release;
 mod signin;
 mod views;
 mod visitor;
 
-use assets::{deploy_script, page_script, security_headers, stylesheet};
+use assets::{deploy_script, page_script, release_script, security_headers, stylesheet};
 use error::PageError;
 use pages::{deploy, drift, index};
 use signin::{login, login_form, logout};
@@ -68,7 +69,9 @@ pub fn router(api: Client) -> Router {
                 .route("/static/slipway.css", get(stylesheet))
                 .route("/static/deploy.js", get(deploy_script))
                 .route("/static/slipway.js", get(page_script))
+                .route("/static/release.js", get(release_script))
                 .merge(actions::routes())
+                .merge(release::routes())
                 .with_state(Arc::new(AppState {
                     api,
                     tera,
@@ -94,7 +97,7 @@ pub fn router(api: Client) -> Router {
 fn templates() -> Result<Tera, tera::Error> {
     let mut tera = Tera::new();
     // Pages in modules of their own bring their templates along.
-    let all = TEMPLATES.iter().copied();
+    let all = TEMPLATES.iter().chain(release::TEMPLATES).copied();
     tera.add_raw_templates(all)?;
     Ok(tera)
 }
