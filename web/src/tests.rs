@@ -159,7 +159,7 @@ async fn drift_page_shows_the_summary_and_each_hosts_reason() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains(r#"<table id="drift-summary">"#), "{body}");
     assert!(
-        body.contains(r#"<span class="badge drift-drifted">drifted</span>"#),
+        body.contains(r#"<span class="badge drift-drifted" data-state="drifted">drifted</span>"#),
         "{body}"
     );
     assert!(
@@ -172,6 +172,25 @@ async fn drift_page_shows_the_summary_and_each_hosts_reason() {
         "{body}"
     );
     assert!(body.contains("pid 4242, up 1m 30s, 10.0 MiB"), "{body}");
+    // One drifted host: a deployer gets a sync button for the app there.
+    let sync = body
+        .split(r#"<form class="action sync" data-app="hello-python" data-cluster="local""#)
+        .nth(1)
+        .expect("a sync form");
+    assert!(sync.contains("Sync 1 host(s)"), "{sync}");
+    assert!(
+        sync.contains(&format!(
+            r#"name="csrf" value="{}""#,
+            crate::visitor::csrf_for("sls_admin")
+        )),
+        "{sync}"
+    );
+    assert!(
+        body.contains(r#"<tr data-host="local-2" data-app="hello-python" data-cluster="local">"#),
+        "{body}"
+    );
+    let (_, body) = fetch_as(dashboard().await, "/drift", "sls_viewer").await;
+    assert!(!body.contains("class=\"action"), "{body}");
 }
 
 pub(crate) fn not_found(what: &str) -> (StatusCode, Json<Value>) {

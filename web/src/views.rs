@@ -294,6 +294,8 @@ pub(crate) struct DriftSummaryRow {
     pub(crate) cluster: String,
     pub(crate) desired: String,
     pub(crate) counts: deploy::drift::DriftCounts,
+    /// Hosts a sync would take (drifted, not running or missing).
+    pub(crate) out_of_sync: usize,
 }
 
 impl From<&deploy::DriftSummary> for DriftSummaryRow {
@@ -304,6 +306,7 @@ impl From<&deploy::DriftSummary> for DriftSummaryRow {
             cluster: s.cluster.to_string(),
             desired: desired.join(", "),
             counts: s.counts,
+            out_of_sync: s.counts.out_of_sync(),
         }
     }
 }
