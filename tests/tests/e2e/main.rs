@@ -17,6 +17,7 @@ mod grabber_trust;
 mod logs;
 mod notify;
 mod openapi;
+mod pages;
 mod pipeline;
 mod processes;
 mod redis;
