@@ -11,7 +11,7 @@ use tera::Context;
 
 use crate::error::PageError;
 use crate::views::{
-    ClusterRow, DeployRow, DeployView, DriftRow, DriftSummaryRow, HostRow, HostView,
+    ClusterRow, DeployRow, DeployView, DriftRow, DriftSummaryRow, FleetSummary, HostRow, HostView,
     phase_durations, ssh_command,
 };
 use crate::visitor::Visitor;
@@ -32,11 +32,13 @@ pub(crate) async fn index_page(
     api: &Client,
     visitor: &Visitor,
 ) -> Result<Html<String>, PageError> {
-    let (deploys, hosts, pins, clusters) = tokio::join!(
+    let all = deploy::DriftQuery::default();
+    let (deploys, hosts, pins, clusters, drift) = tokio::join!(
         api.deploys(RECENT_DEPLOYS),
         api.hosts(),
         api.all_pins(),
-        api.clusters()
+        api.clusters(),
+        api.drift(&all)
     );
     let deploys = deploys.map_err(|e| PageError::upstream("listing deploys", e))?;
     let hosts = hosts.map_err(|e| PageError::upstream("listing hosts", e))?;
@@ -48,7 +50,17 @@ pub(crate) async fn index_page(
         "rendering index"
     );
 
+    // The drift summary only adds to the page: without it, it still shows.
+    let drift = drift.map(|d| d.summary).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "no drift summary on the overview");
+        Vec::new()
+    });
     let mut ctx = Context::new();
+    ctx.insert("fleet", &FleetSummary::new(&hosts, &drift));
+    ctx.insert(
+        "drift",
+        &drift.iter().map(DriftSummaryRow::from).collect::<Vec<_>>(),
+    );
     ctx.insert(
         "deploys",
         &deploys.iter().map(DeployRow::from).collect::<Vec<_>>(),

@@ -130,3 +130,33 @@ async fn a_malformed_deploy_id_in_an_action_is_a_404() {
     assert_eq!(status, StatusCode::NOT_FOUND, "{page}");
     assert!(!page.contains("<b>"), "{page}");
 }
+
+#[tokio::test]
+async fn the_overview_sums_up_the_fleet_and_its_drift() {
+    let (status, body) = fetch(dashboard().await, "/").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let fleet = body
+        .split(r#"<p id="fleet" class="fleet">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .expect("the fleet line");
+    assert!(
+        fleet.contains("<strong>1</strong> host(s)</a> in 1 cluster(s)"),
+        "{fleet}"
+    );
+    assert!(
+        fleet.contains(r#"<span class="badge status-failed">1 failing</span>"#),
+        "{fleet}"
+    );
+    assert!(fleet.contains("1 out of sync"), "{fleet}");
+    assert!(
+        fleet.contains(r#"href="/release""#),
+        "a deployer may release: {fleet}"
+    );
+    assert!(
+        body.contains(r#"<tr data-app="hello-python" data-cluster="local">"#),
+        "the drift summary: {body}"
+    );
+    let (_, body) = fetch_as(dashboard().await, "/", "sls_viewer").await;
+    assert!(!body.contains("Release…"), "{body}");
+}

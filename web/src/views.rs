@@ -40,6 +40,10 @@ pub(crate) struct DeployRow {
     pub(crate) selector: String,
     pub(crate) status: &'static str,
     pub(crate) created_at: String,
+    pub(crate) created: When,
+    /// How long it ran ("12.3s"), once it ended.
+    pub(crate) took: Option<String>,
+    pub(crate) requested_by: Option<String>,
     /// "2/3 done", plus how many failed.
     pub(crate) progress: String,
 }
@@ -56,6 +60,9 @@ impl From<&Deploy> for DeployRow {
             selector: d.hosts_selector.to_string(),
             status: d.status.as_str(),
             created_at: d.created_at.to_string(),
+            created: When::from(d.created_at),
+            took: d.finished_at.map(|f| seconds(f.0 - d.created_at.0)),
+            requested_by: d.requested_by.clone(),
             progress: progress(&d.hosts),
         }
     }
@@ -380,6 +387,39 @@ impl From<deploy::Timestamp> for When {
         When {
             ms: t.0,
             iso: t.to_string(),
+        }
+    }
+}
+
+/// The overview's one line about the fleet.
+#[derive(Debug, Serialize)]
+pub(crate) struct FleetSummary {
+    pub(crate) hosts: usize,
+    pub(crate) clusters: usize,
+    /// App instances the hosts report running.
+    pub(crate) running: usize,
+    /// App instances restarting or failing.
+    pub(crate) failing: usize,
+    /// App-host pairs the drift table calls in sync, and out of sync.
+    pub(crate) in_sync: usize,
+    pub(crate) out_of_sync: usize,
+}
+
+impl FleetSummary {
+    pub(crate) fn new(hosts: &[Host], drift: &[deploy::DriftSummary]) -> Self {
+        let mut clusters: Vec<&deploy::Cluster> = hosts.iter().map(|h| &h.cluster).collect();
+        clusters.sort();
+        clusters.dedup();
+        let apps = || hosts.iter().flat_map(|h| h.apps.iter());
+        FleetSummary {
+            hosts: hosts.len(),
+            clusters: clusters.len(),
+            running: apps().filter(|a| a.pid.is_some()).count(),
+            failing: apps()
+                .filter(|a| matches!(a.status, AppRunStatus::Restarting | AppRunStatus::Failing))
+                .count(),
+            in_sync: drift.iter().map(|s| s.counts.in_sync).sum(),
+            out_of_sync: drift.iter().map(|s| s.counts.out_of_sync()).sum(),
         }
     }
 }
