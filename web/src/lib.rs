@@ -19,7 +19,10 @@ use tera::{Context, Tera};
 
 mod actions;
 mod assets;
+mod audit;
 mod error;
+mod hosts;
+mod notifications;
 mod pages;
 mod signin;
 mod views;
@@ -69,6 +72,9 @@ pub fn router(api: Client) -> Router {
                 .route("/static/deploy.js", get(deploy_script))
                 .route("/static/slipway.js", get(page_script))
                 .merge(actions::routes())
+                .merge(hosts::routes())
+                .merge(audit::routes())
+                .merge(notifications::routes())
                 .with_state(Arc::new(AppState {
                     api,
                     tera,
@@ -94,7 +100,12 @@ pub fn router(api: Client) -> Router {
 fn templates() -> Result<Tera, tera::Error> {
     let mut tera = Tera::new();
     // Pages in modules of their own bring their templates along.
-    let all = TEMPLATES.iter().copied();
+    let all = TEMPLATES
+        .iter()
+        .chain(hosts::TEMPLATES)
+        .chain(audit::TEMPLATES)
+        .chain(notifications::TEMPLATES)
+        .copied();
     tera.add_raw_templates(all)?;
     Ok(tera)
 }
@@ -144,3 +155,5 @@ impl AppState {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fleet;
