@@ -71,6 +71,32 @@ pub(crate) struct HostCard {
     /// current, and AppTracker will not ask it for logs.
     pub(crate) unreachable: bool,
     pub(crate) apps: Vec<AppOnHost>,
+    /// What its versionchecker last said, when the drift report has it.
+    pub(crate) checker: Option<CheckerView>,
+}
+
+/// A host's versionchecker as the drift report shows it: the API has no
+/// agent versions, so this is what there is of the agents' health.
+#[derive(Debug, Serialize)]
+pub(crate) struct CheckerView {
+    pub(crate) reported_at: Option<When>,
+    /// Its last report is older than three of its intervals.
+    pub(crate) stale: bool,
+    /// "12.0 GiB free of 40.0 GiB" where the host layout lives.
+    pub(crate) disk: Option<String>,
+}
+
+impl From<&deploy::drift::AgentStatus> for CheckerView {
+    fn from(a: &deploy::drift::AgentStatus) -> Self {
+        let gib = |b: u64| format!("{:.1} GiB", b as f64 / f64::from(1 << 30));
+        CheckerView {
+            reported_at: a.reported_at.map(When::from),
+            stale: a.stale,
+            disk: a
+                .disk
+                .map(|d| format!("{} free of {}", gib(d.free_bytes), gib(d.total_bytes))),
+        }
+    }
 }
 
 /// One app on a host.
@@ -143,7 +169,11 @@ impl From<&InstalledApp> for AppOnHost {
 }
 
 impl HostCard {
-    pub(crate) fn new(h: &Host, now: deploy::Timestamp) -> Self {
+    pub(crate) fn new(
+        h: &Host,
+        now: deploy::Timestamp,
+        agents: &[deploy::drift::AgentStatus],
+    ) -> Self {
         HostCard {
             cluster: h.cluster.to_string(),
             name: h.name.to_string(),
@@ -153,6 +183,28 @@ impl HostCard {
             registered_at: When::from(h.registered_at),
             unreachable: now.0.saturating_sub(h.last_seen.0) > HOST_ALIVE_MS,
             apps: h.apps.iter().map(AppOnHost::from).collect(),
+            checker: agents
+                .iter()
+                .find(|a| a.cluster == h.cluster && a.host == h.name)
+                .map(CheckerView::from),
+        }
+    }
+}
+
+/// The agents' status from the drift report, or none if it cannot be
+/// had: the fleet pages show hosts without it rather than fail. Only
+/// `stale` rows are asked for, since only `agents` is used.
+async fn agents(api: &Client, cluster: Option<&Cluster>) -> Vec<deploy::drift::AgentStatus> {
+    let query = deploy::DriftQuery {
+        app: None,
+        cluster: cluster.map(ToString::to_string),
+        state: Some("stale".into()),
+    };
+    match api.drift(&query).await {
+        Ok(report) => report.agents,
+        Err(e) => {
+            tracing::info!(error = %e, "hosts shown without their versionchecker's status");
+            Vec::new()
         }
     }
 }
@@ -177,10 +229,10 @@ async fn hosts(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
     let page = async {
         let (api, visitor) = state.visitor(&headers).await?;
         let now = deploy::Timestamp::now();
-        let cards: Vec<HostCard> = all_hosts(&api)
-            .await?
+        let (hosts, agents) = tokio::join!(all_hosts(&api), agents(&api, None));
+        let cards: Vec<HostCard> = hosts?
             .iter()
-            .map(|h| HostCard::new(h, now))
+            .map(|h| HostCard::new(h, now, &agents))
             .collect();
         let mut ctx = Context::new();
         ctx.insert(
@@ -261,7 +313,8 @@ async fn host_page(
     name: &HostName,
     app: Option<&str>,
 ) -> Result<Html<String>, PageError> {
-    let hosts = all_hosts(api).await?;
+    let (hosts, agents) = tokio::join!(all_hosts(api), agents(api, Some(cluster)));
+    let hosts = hosts?;
     let Some(host) = hosts
         .iter()
         .find(|h| &h.cluster == cluster && &h.name == name)
@@ -270,7 +323,7 @@ async fn host_page(
             "there is no host {name} in cluster {cluster}"
         )));
     };
-    let card = HostCard::new(host, deploy::Timestamp::now());
+    let card = HostCard::new(host, deploy::Timestamp::now(), &agents);
     // The app whose log is shown: the one asked for, which must be on
     // this host, else the host's first.
     let chosen: Option<AppName> = match app.map(str::trim).filter(|a| !a.is_empty()) {

@@ -45,6 +45,21 @@ fn hosts() -> Value {
     ])
 }
 
+/// Only the agents of the drift report, which the fleet pages use.
+async fn drift() -> Json<Value> {
+    let now = now_ms();
+    Json(json!({
+        "generated_at": now, "summary": [], "hosts": [],
+        "agents": [
+            {"cluster": "local", "host": "local-1", "reported_at": now - 30_000,
+             "interval_ms": 60_000, "stale": false,
+             "disk": {"free_bytes": 12_884_901_888_u64, "total_bytes": 42_949_672_960_u64}},
+            {"cluster": "local", "host": "local-2", "reported_at": null,
+             "interval_ms": null, "stale": true, "disk": null},
+        ],
+    }))
+}
+
 fn api_error(status: StatusCode, code: &str, message: &str) -> (StatusCode, Json<Value>) {
     (status, Json(json!({"code": code, "message": message})))
 }
@@ -192,6 +207,7 @@ async fn spawn_stub() -> String {
         .route("/api/v1/hosts", get(|| async { Json(hosts()) }))
         .route("/api/v1/apps/{app}/logs", post(read_log))
         .route("/api/v1/audit", get(audit))
+        .route("/api/v1/drift", get(drift))
         .route(
             "/api/v1/notifications",
             get(|| async { Json(json!([notification()])) }).post(create_notification),
@@ -310,9 +326,17 @@ async fn hosts_page_lists_every_host_its_apps_and_their_state() {
         "{one}"
     );
     assert!(one.contains("<time data-ms="), "{one}");
+    assert!(
+        one.contains("reported <time") && one.contains("12.0 GiB free of 40.0 GiB"),
+        "{one}"
+    );
     let two = part(&a.body, r#"<tr id="host-local-local-2""#, "</tr>");
     assert!(two.contains("fleet-host host-unreachable"), "{two}");
     assert!(two.contains(r#"<span class="badge phase-unreachable">unreachable</span>"#));
+    assert!(
+        two.contains("never reported") && two.contains(">stale</span>"),
+        "{two}"
+    );
     assert!(a.body.contains("3 hosts"), "{}", a.body);
     assert!(a.body.contains("1 unreachable"), "{}", a.body);
     // Sorted by cluster and name.
