@@ -432,7 +432,7 @@ fn refused(status: StatusCode, error: impl Into<String>) -> Response {
 
 /// `GET /hosts/{cluster}/{host}/log/{app}?offset=N`: the next piece of the
 /// app's log (at most [`LOG_PIECE`]), read with the visitor's session.
-/// AppTracker's refusals keep their status (a silent host is 409, one too
+/// AppTracker's refusals keep their status (a silent host is 422, one too
 /// slow to answer 408); only AppTracker itself failing is a 502.
 #[tracing::instrument(skip_all)]
 async fn log_piece(

@@ -92,7 +92,7 @@ async fn whoami(headers: HeaderMap) -> (StatusCode, Json<Value>) {
 }
 
 /// Like AppTracker: viewers may not read logs, a silent host is refused
-/// (409), one whose grabber does not answer times out (408).
+/// (422), one whose grabber does not answer times out (408).
 async fn read_log(
     headers: HeaderMap,
     Path(app): Path<String>,
@@ -107,7 +107,7 @@ async fn read_log(
     }
     match req["host"].as_str() {
         Some("local-2") => api_error(
-            StatusCode::CONFLICT,
+            StatusCode::UNPROCESSABLE_ENTITY,
             "no_matching_hosts",
             "host `local-2` is silent (no heartbeat since 2026-01-01T00:00:00Z): nobody there to read the log",
         ),
@@ -503,7 +503,7 @@ async fn the_follow_route_gives_the_next_piece_as_json() {
         (
             "/hosts/local/local-2/log/hello-python",
             "sls_admin",
-            409,
+            422,
             "is silent",
         ),
         (
