@@ -152,12 +152,19 @@ async fn page(
     visitor: &Visitor,
     created: Option<Created>,
 ) -> Result<Html<String>, PageError> {
-    let list = api
-        .notifications()
-        .await
-        .map_err(|e| PageError::upstream("listing notifications", e))?;
-    let views = futures::future::join_all(list.iter().map(|n| with_deliveries(api, n))).await;
     let mut ctx = Context::new();
+    let list = match api.notifications().await {
+        Ok(list) => list,
+        // The notification was made: its secret is shown even so, since
+        // it cannot be asked for again.
+        Err(e) if created.is_some() => {
+            tracing::warn!(error = %e, "notifications not listed after adding one");
+            ctx.insert("list_error", &e.to_string());
+            Vec::new()
+        }
+        Err(e) => return Err(PageError::upstream("listing notifications", e)),
+    };
+    let views = futures::future::join_all(list.iter().map(|n| with_deliveries(api, n))).await;
     ctx.insert("notifications", &views);
     ctx.insert("events", &event_choices());
     ctx.insert("created", &created);
@@ -221,12 +228,14 @@ async fn create(
             .map_or("", |(_, v)| v.as_str());
         let api = acting(&headers, csrf, &state)?;
         let req = create_request(&fields)?;
+        // Who the visitor is, asked before the secret exists so nothing
+        // after its making can fail but the list.
+        let (_, visitor) = state.visitor(&headers).await?;
         let made = api
             .create_notification(&req)
             .await
             .map_err(|e| PageError::upstream("adding the notification", e))?;
         tracing::info!(notification = made.notification.id, url = %made.notification.url, "notification added from the dashboard");
-        let (api, visitor) = state.visitor(&headers).await?;
         let created = Created {
             id: made.notification.id,
             secret: made.secret,
