@@ -19,7 +19,10 @@ use tera::{Context, Tera};
 
 mod actions;
 mod assets;
+mod audit;
 mod error;
+mod hosts;
+mod notifications;
 mod pages;
 mod release;
 mod signin;
@@ -72,6 +75,9 @@ pub fn router(api: Client) -> Router {
                 .route("/static/release.js", get(release_script))
                 .merge(actions::routes())
                 .merge(release::routes())
+                .merge(hosts::routes())
+                .merge(audit::routes())
+                .merge(notifications::routes())
                 .with_state(Arc::new(AppState {
                     api,
                     tera,
@@ -97,7 +103,13 @@ pub fn router(api: Client) -> Router {
 fn templates() -> Result<Tera, tera::Error> {
     let mut tera = Tera::new();
     // Pages in modules of their own bring their templates along.
-    let all = TEMPLATES.iter().chain(release::TEMPLATES).copied();
+    let all = TEMPLATES
+        .iter()
+        .chain(release::TEMPLATES)
+        .chain(hosts::TEMPLATES)
+        .chain(audit::TEMPLATES)
+        .chain(notifications::TEMPLATES)
+        .copied();
     tera.add_raw_templates(all)?;
     Ok(tera)
 }
@@ -149,3 +161,5 @@ impl AppState {
 mod tests;
 #[cfg(test)]
 mod tests_actions;
+#[cfg(test)]
+mod tests_fleet;
