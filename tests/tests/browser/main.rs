@@ -8,7 +8,12 @@
 //! Without chromium and chromedriver the tests skip loudly, and fail under
 //! `CI=true`; `scripts/test` installs them.
 
+mod drift;
 mod live;
+mod logs;
+mod release;
+mod retry;
+mod viewer;
 
 use std::time::Duration;
 
