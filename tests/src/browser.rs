@@ -335,6 +335,14 @@ impl Browser {
         e.clear()
             .await
             .with_context(|| format!("cannot clear `{css}`"))?;
+        // Clearing is not typing: tell the page's handlers, as typing would.
+        self.js(
+            "var e = document.querySelector(arguments[0]); \
+             e.dispatchEvent(new Event('input', { bubbles: true })); \
+             e.dispatchEvent(new Event('change', { bubbles: true })); return null;",
+            vec![json!(css)],
+        )
+        .await?;
         if !value.is_empty() {
             e.send_keys(value)
                 .await
