@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+pub mod browser;
 pub mod githttp;
 pub mod procs;
 pub mod services;
