@@ -112,7 +112,7 @@ async fn every_page_answers_200_or_a_4xx_never_a_5xx() -> anyhow::Result<()> {
     // Every placeholder of every page, with nasty and random values.
     let seed = {
         let mut b = [0u8; 8];
-        getrandom::fill(&mut b)?;
+        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         u64::from_le_bytes(b) | 1
     };
     println!("page fuzz seed: {seed}");
