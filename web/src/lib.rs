@@ -18,7 +18,9 @@ use deploy::Client;
 use tera::{Context, Tera};
 
 mod actions;
+mod apps;
 mod assets;
+mod builds;
 mod error;
 mod pages;
 mod signin;
@@ -69,6 +71,8 @@ pub fn router(api: Client) -> Router {
                 .route("/static/deploy.js", get(deploy_script))
                 .route("/static/slipway.js", get(page_script))
                 .merge(actions::routes())
+                .merge(apps::routes())
+                .merge(builds::routes())
                 .with_state(Arc::new(AppState {
                     api,
                     tera,
@@ -94,7 +98,11 @@ pub fn router(api: Client) -> Router {
 fn templates() -> Result<Tera, tera::Error> {
     let mut tera = Tera::new();
     // Pages in modules of their own bring their templates along.
-    let all = TEMPLATES.iter().copied();
+    let all = TEMPLATES
+        .iter()
+        .chain(apps::TEMPLATES)
+        .chain(builds::TEMPLATES)
+        .copied();
     tera.add_raw_templates(all)?;
     Ok(tera)
 }
@@ -144,3 +152,5 @@ impl AppState {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_catalog;
