@@ -41,6 +41,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(apps::register_app, apps::list_apps))
         .routes(routes!(apps::show_app))
         .routes(routes!(builds::request_build, builds::list_builds))
+        .routes(routes!(builds::recent_builds))
         .routes(routes!(builds::show_build))
         .routes(routes!(builds::mark_build_bad))
         .routes(routes!(workers::claim_build))

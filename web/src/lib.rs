@@ -18,8 +18,10 @@ use deploy::Client;
 use tera::{Context, Tera};
 
 mod actions;
+mod apps;
 mod assets;
 mod audit;
+mod builds;
 mod error;
 mod hosts;
 mod notifications;
@@ -78,6 +80,8 @@ pub fn router(api: Client) -> Router {
                 .merge(hosts::routes())
                 .merge(audit::routes())
                 .merge(notifications::routes())
+                .merge(apps::routes())
+                .merge(builds::routes())
                 .with_state(Arc::new(AppState {
                     api,
                     tera,
@@ -109,6 +113,8 @@ fn templates() -> Result<Tera, tera::Error> {
         .chain(hosts::TEMPLATES)
         .chain(audit::TEMPLATES)
         .chain(notifications::TEMPLATES)
+        .chain(apps::TEMPLATES)
+        .chain(builds::TEMPLATES)
         .copied();
     tera.add_raw_templates(all)?;
     Ok(tera)
@@ -163,3 +169,5 @@ mod tests;
 mod tests_actions;
 #[cfg(test)]
 mod tests_fleet;
+#[cfg(test)]
+mod tests_catalog;

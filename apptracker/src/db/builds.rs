@@ -52,24 +52,32 @@ impl Db {
         row.as_ref().map(|r| build_from_row(r, true)).transpose()
     }
 
-    /// A page of the app's builds, newest first: up to `limit` older than
-    /// `before`.
+    /// A page of builds newest first (the app's alone when given): up to
+    /// `limit` older than `before`.
     pub async fn builds(
         &self,
-        app: &AppName,
+        app: Option<&AppName>,
         before: Option<i64>,
         limit: i64,
     ) -> sqlx::Result<Vec<StoredBuild>> {
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            build_columns!(),
-            " FROM builds WHERE app = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(app.as_str())
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let q = match app {
+            Some(app) => sqlx::query(concat!(
+                "SELECT ",
+                build_columns!(),
+                " FROM builds WHERE app = $1 AND id < $2 ORDER BY id DESC LIMIT $3"
+            ))
+            .bind(app.as_str()),
+            None => sqlx::query(concat!(
+                "SELECT ",
+                build_columns!(),
+                " FROM builds WHERE id < $1 ORDER BY id DESC LIMIT $2"
+            )),
+        };
+        let rows = q
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(|r| build_from_row(r, false)).collect()
     }
 

@@ -111,16 +111,39 @@ impl Db {
 
     /// A page of deploys, newest first, with their host rows: up to `limit`
     /// older than `before`.
-    pub async fn deploys(&self, before: Option<i64>, limit: i64) -> anyhow::Result<Vec<Deploy>> {
-        let rows = sqlx::query(concat!(
+    /// Deploys newest first: at most `limit`, with an id below `before`, of
+    /// one app and to one cluster when given.
+    pub async fn deploys(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+        app: Option<&AppName>,
+        cluster: Option<&Cluster>,
+    ) -> anyhow::Result<Vec<Deploy>> {
+        // Fixed fragments only; every value is bound.
+        let mut sql = String::from(concat!(
             "SELECT ",
             deploy_columns!(),
-            " FROM deploys WHERE id < $1 ORDER BY id DESC LIMIT $2"
-        ))
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+            " FROM deploys WHERE id < $1"
+        ));
+        let mut n = 2;
+        if app.is_some() {
+            sql.push_str(&format!(" AND app = ${n}"));
+            n += 1;
+        }
+        if cluster.is_some() {
+            sql.push_str(&format!(" AND cluster = ${n}"));
+            n += 1;
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${n}"));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(before.unwrap_or(i64::MAX));
+        if let Some(app) = app {
+            q = q.bind(app.as_str().to_string());
+        }
+        if let Some(cluster) = cluster {
+            q = q.bind(cluster.as_str().to_string());
+        }
+        let rows = q.bind(limit).fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let d = deploy_from_row(row)?;

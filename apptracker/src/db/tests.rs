@@ -226,6 +226,139 @@ async fn unknown_stored_statuses_are_decode_errors() {
     }
 }
 
+/// A deploy of `app` to `cluster`, as the filters see it.
+fn new_deploy<'a>(app: &'a AppName, cluster: &'a Cluster) -> NewDeploy<'a> {
+    NewDeploy {
+        app,
+        version: None,
+        git_ref: Some("main"),
+        build_id: None,
+        cluster,
+        selector: &ALL_HOSTS,
+        status: DeployStatus::Succeeded,
+        hosts: &[],
+        strategy: Strategy::AllAtOnce,
+        max_failures: Portion::default(),
+        retry_of: None,
+        rollback_on_failure: false,
+        rollback_of: None,
+        requested_by: None,
+        action: deploy::DeployAction::Deploy,
+        config_version: 0,
+    }
+}
+
+static ALL_HOSTS: std::sync::LazyLock<HostSelector> = std::sync::LazyLock::new(HostSelector::all);
+
+/// Two apps on two clusters: the lists of deploys and builds keep to the
+/// app and cluster asked for, newest first, paged by id.
+async fn lists_filter_by_app_and_cluster(db: &Db) {
+    let (hello, other) = (
+        AppName::parse("hello").unwrap(),
+        AppName::parse("other").unwrap(),
+    );
+    for app in [&hello, &other] {
+        db.insert_app(&App {
+            name: app.clone(),
+            git_url: "/nowhere".into(),
+            branch: "main".into(),
+            auto_deploy: None,
+            new_hosts: deploy::NewHostPolicy::Auto,
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    }
+    let (prod, local) = (
+        Cluster::parse("prod").unwrap(),
+        Cluster::parse("local").unwrap(),
+    );
+    let mut ids = Vec::new();
+    for (app, cluster) in [
+        (&hello, &prod),
+        (&other, &prod),
+        (&hello, &local),
+        (&hello, &prod),
+    ] {
+        ids.push(db.insert_deploy(&new_deploy(app, cluster)).await.unwrap());
+        db.insert_build(app, "main", &format!("{:0>40}", ids.len()))
+            .await
+            .unwrap();
+    }
+    let listed = |ds: Vec<Deploy>| ds.iter().map(|d| d.id).collect::<Vec<_>>();
+    let all = db.deploys(None, 10, None, None).await.unwrap();
+    assert_eq!(listed(all), [ids[3], ids[2], ids[1], ids[0]]);
+    let of_hello = db.deploys(None, 10, Some(&hello), None).await.unwrap();
+    assert_eq!(listed(of_hello), [ids[3], ids[2], ids[0]]);
+    let hello_prod = db
+        .deploys(None, 10, Some(&hello), Some(&prod))
+        .await
+        .unwrap();
+    assert_eq!(listed(hello_prod), [ids[3], ids[0]]);
+    let older = db
+        .deploys(Some(ids[3].0), 1, Some(&hello), Some(&prod))
+        .await
+        .unwrap();
+    assert_eq!(listed(older), [ids[0]]);
+    let on_prod = db.deploys(None, 10, None, Some(&prod)).await.unwrap();
+    assert_eq!(listed(on_prod), [ids[3], ids[1], ids[0]]);
+    let unknown = AppName::parse("nobody").unwrap();
+    assert!(
+        db.deploys(None, 10, Some(&unknown), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let apps_of = |bs: Vec<StoredBuild>| bs.iter().map(|b| b.app.to_string()).collect::<Vec<_>>();
+    let all = db.builds(None, None, 10).await.unwrap();
+    assert_eq!(apps_of(all), ["hello", "hello", "other", "hello"]);
+    let of_other = db.builds(Some(&other), None, 10).await.unwrap();
+    assert_eq!(apps_of(of_other), ["other"]);
+    let newest = db.builds(None, None, 1).await.unwrap();
+    let before_newest = db.builds(None, Some(newest[0].id.0), 10).await.unwrap();
+    assert_eq!(apps_of(before_newest), ["hello", "other", "hello"]);
+}
+
+#[tokio::test]
+async fn lists_filter_by_app_and_cluster_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    lists_filter_by_app_and_cluster(&Db::connect(&url).await.unwrap()).await;
+}
+
+/// The same on PostgreSQL, in a database of its own, when
+/// `SLIPWAY_TEST_POSTGRES` names a server (the `tests` crate runs every
+/// query there too; this keeps the filters' SQL checked on both here).
+#[tokio::test]
+async fn lists_filter_by_app_and_cluster_on_postgres() {
+    let Ok(admin_url) = std::env::var("SLIPWAY_TEST_POSTGRES") else {
+        eprintln!("SLIPWAY_TEST_POSTGRES unset: skipping the PostgreSQL run");
+        return;
+    };
+    sqlx::any::install_default_drivers();
+    let admin = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await
+        .unwrap();
+    let mut suffix = [0u8; 6];
+    getrandom::fill(&mut suffix).unwrap();
+    let name = format!("slipway_db_test_{}", hex::encode(suffix));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let db = Db::connect(&format!("{base}/{name}")).await.unwrap();
+    lists_filter_by_app_and_cluster(&db).await;
+    db.pool().close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
+
 mod phases {
     use deploy::HostPhase;
 

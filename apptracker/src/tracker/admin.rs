@@ -383,17 +383,25 @@ impl Queries<'_> {
         self.db.build(id).await
     }
 
+    /// Builds newest first, of one app when given.
     pub async fn builds(
         &self,
-        app: &AppName,
+        app: Option<&AppName>,
         before: Option<i64>,
         limit: i64,
     ) -> sqlx::Result<Vec<StoredBuild>> {
         self.db.builds(app, before, limit).await
     }
 
-    pub async fn deploys(&self, before: Option<i64>, limit: i64) -> anyhow::Result<Vec<Deploy>> {
-        self.db.deploys(before, limit).await
+    /// Deploys newest first, of one app and to one cluster when given.
+    pub async fn deploys(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+        app: Option<&AppName>,
+        cluster: Option<&Cluster>,
+    ) -> anyhow::Result<Vec<Deploy>> {
+        self.db.deploys(before, limit, app, cluster).await
     }
 
     pub async fn host_events(

@@ -3,7 +3,7 @@
 //! leases, logs, results).
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::release::ArtifactRef;
 use crate::{AppName, BuildId, BuildType, GitRef, Sha256, Timestamp, Version};
@@ -164,4 +164,24 @@ pub struct BuildLogChunk {
     )]
     pub worker: String,
     pub text: String,
+}
+
+/// The query of `GET /api/v1/builds`: every app's builds newest first,
+/// `limit` of them (like every list: default 100, at most 1000) after
+/// `cursor`, optionally only one app's. Without logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BuildQuery {
+    /// Builds per page: 1 to 1000, 100 when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// Where the page starts: the `X-Next-Cursor` of the page before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(min_length = 1, max_length = 512)]
+    pub cursor: Option<String>,
+    /// Only this app's builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<AppName>)]
+    pub app: Option<AppName>,
 }

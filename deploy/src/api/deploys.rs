@@ -2,7 +2,7 @@
 //! the API shows them, the hosts a deploy would touch, and rollbacks.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::hosts::Host;
 use super::rollout::{Portion, Strategy};
@@ -272,4 +272,28 @@ pub struct Rollback {
     /// The cluster's name typed back, for a protected cluster.
     #[serde(default)]
     pub confirm: Option<Cluster>,
+}
+
+/// The query of `GET /api/v1/deploys`: newest first, `limit` deploys (like
+/// every list: default 100, at most 1000) after `cursor`, optionally only
+/// one app's, or one cluster's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeployQuery {
+    /// Deploys per page: 1 to 1000, 100 when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+    /// Where the page starts: the `X-Next-Cursor` of the page before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(min_length = 1, max_length = 512)]
+    pub cursor: Option<String>,
+    /// Only this app's deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<AppName>)]
+    pub app: Option<AppName>,
+    /// Only deploys to this cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<Cluster>)]
+    pub cluster: Option<Cluster>,
 }

@@ -27,6 +27,21 @@ impl Client {
         Ok(page.items)
     }
 
+    /// The `limit` newest builds of every app (of `app` alone when given),
+    /// newest first, without logs.
+    pub async fn recent_builds(
+        &self,
+        app: Option<&AppName>,
+        limit: u32,
+    ) -> Result<Vec<Build>, ClientError> {
+        let query = crate::api::BuildQuery {
+            limit: Some(limit.clamp(1, crate::api::MAX_PAGE_LIMIT)),
+            cursor: None,
+            app: app.cloned(),
+        };
+        Ok(self.page("/api/v1/builds", &query).await?.items)
+    }
+
     /// One build, with its log.
     pub async fn build(&self, id: BuildId) -> Result<Build, ClientError> {
         self.get(&format!("/api/v1/builds/{id}")).await

@@ -15,6 +15,23 @@ impl Client {
         self.collect("/api/v1/deploys", Some(limit as usize)).await
     }
 
+    /// The `limit` newest deploys of `app` (to `cluster` when given),
+    /// newest first.
+    pub async fn deploys_of(
+        &self,
+        app: &AppName,
+        cluster: Option<&crate::Cluster>,
+        limit: u32,
+    ) -> Result<Vec<Deploy>, ClientError> {
+        let query = crate::api::DeployQuery {
+            limit: Some(limit.clamp(1, crate::api::MAX_PAGE_LIMIT)),
+            cursor: None,
+            app: Some(app.clone()),
+            cluster: cluster.cloned(),
+        };
+        Ok(self.page("/api/v1/deploys", &query).await?.items)
+    }
+
     pub async fn deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {
         self.get(&format!("/api/v1/deploys/{id}")).await
     }

@@ -204,6 +204,7 @@ async fn lists_page_by_cursor() -> anyhow::Result<()> {
     // Bad paging input is a JSON 400 on every list.
     for list in [
         "/api/v1/apps",
+        "/api/v1/builds",
         "/api/v1/deploys",
         "/api/v1/hosts",
         "/api/v1/tokens",

@@ -1,5 +1,5 @@
-//! `/api/v1/apps/{app}/builds` and `/api/v1/builds/{id}`: asking for a
-//! build of a git ref, reading builds, and marking one bad.
+//! `/api/v1/apps/{app}/builds`, `/api/v1/builds` and `/api/v1/builds/{id}`:
+//! asking for a build of a git ref, reading builds, and marking one bad.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -73,7 +73,35 @@ pub(crate) async fn list_builds(
     if t.queries().app(&app).await?.is_none() {
         return Err(ApiError::NotFound(format!("unknown app `{app}`")));
     }
-    let builds = t.queries().builds(&app, before, page::rows(limit)).await?;
+    let builds = t
+        .queries()
+        .builds(Some(&app), before, page::rows(limit))
+        .await?;
+    let mut out = Vec::with_capacity(builds.len());
+    for b in builds {
+        out.push(t.present_build(b).await?);
+    }
+    Ok(Paged::cut(out, limit, |b| b.id.to_string()))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/builds", tag = "builds",
+    summary = "Every app's builds (one app's when asked), newest first, without logs (paged)",
+    params(deploy::BuildQuery),
+    responses((status = 200, description = "A page of builds", body = Vec<Build>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
+)]
+pub(crate) async fn recent_builds(
+    State(t): State<Tracker>,
+    who: Principal,
+    ApiQuery(q): ApiQuery<deploy::BuildQuery>,
+) -> Result<Paged<Build>, ApiError> {
+    who.require(Role::Viewer)?;
+    let limit = page::limit(q.limit)?;
+    let before = page::id_cursor(q.cursor.as_deref())?;
+    let builds = t
+        .queries()
+        .builds(q.app.as_ref(), before, page::rows(limit))
+        .await?;
     let mut out = Vec::with_capacity(builds.len());
     for b in builds {
         out.push(t.present_build(b).await?);

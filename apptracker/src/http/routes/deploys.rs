@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use deploy::ErrorBody;
-use deploy::{Cluster, CreateDeploy, Deploy, DeployId, HostSelector, PageQuery};
+use deploy::{Cluster, CreateDeploy, Deploy, DeployId, HostSelector};
 
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
@@ -49,19 +49,27 @@ pub(crate) async fn create_deploy(
 
 #[utoipa::path(
     get, path = "/api/v1/deploys", tag = "deploys",
-    summary = "Deploys, newest first, with their hosts (paged)",
-    params(PageQuery),
+    summary = "Deploys, newest first, with their hosts (paged), of one app or cluster when asked",
+    params(deploy::DeployQuery),
     responses((status = 200, description = "A page of deploys", body = Vec<Deploy>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
 )]
 pub(crate) async fn list_deploys(
     State(t): State<Tracker>,
     who: Principal,
-    ApiQuery(q): ApiQuery<PageQuery>,
+    ApiQuery(q): ApiQuery<deploy::DeployQuery>,
 ) -> Result<Paged<Deploy>, ApiError> {
     who.require(Role::Viewer)?;
     let limit = page::limit(q.limit)?;
     let before = page::id_cursor(q.cursor.as_deref())?;
-    let deploys = t.queries().deploys(before, page::rows(limit)).await?;
+    let deploys = t
+        .queries()
+        .deploys(
+            before,
+            page::rows(limit),
+            q.app.as_ref(),
+            q.cluster.as_ref(),
+        )
+        .await?;
     Ok(Paged::cut(deploys, limit, |d| d.id.to_string()))
 }
 
