@@ -256,3 +256,5 @@ mod phases {
         }
     }
 }
+
+mod drift_alerts;
