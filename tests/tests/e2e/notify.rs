@@ -176,6 +176,32 @@ async fn until_got(got: &Got, n: usize, what: &str) -> anyhow::Result<()> {
         .map_err(|e| e.context(format!("waiting for {what}")))
 }
 
+/// The hosts the JSON payloads in `got` name, in the order they came.
+fn announced(got: &Got) -> Vec<String> {
+    got.lock()
+        .map(|g| {
+            g.iter()
+                .map(|(_, body)| {
+                    serde_json::from_str::<deploy::NotificationPayload>(body)
+                        .ok()
+                        .and_then(|p| p.host)
+                        .map(|h| h.to_string())
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `host` was announced `n` times.
+async fn until_announced(got: &Got, host: &str, n: usize) -> anyhow::Result<()> {
+    poll(Duration::from_secs(20), || async {
+        Ok(announced(got).iter().filter(|h| *h == host).count() >= n)
+    })
+    .await
+    .map_err(|e| e.context(format!("waiting for {host}'s drift ({n})")))
+}
+
 /// `host`'s verdict on `app`, as the API has it now.
 async fn state_of(p: &Platform, host: &str, app: &str) -> anyhow::Result<Option<DriftState>> {
     Ok(p.client
@@ -251,13 +277,18 @@ async fn drift_is_announced_once_until_the_host_is_back_in_sync() -> anyhow::Res
 
     // 1. dn-1 drifts: announced.
     point_current(&p, "dn-1", "hello", va.as_str())?;
-    until_got(&json, 1, "dn-1's drift").await?;
+    until_announced(&json, "dn-1", 1).await?;
     // 2. dn-2 drifts after that announcement was received: the round that
     // announces it comes later, with dn-1 still drifted, and queues
     // nothing more for dn-1 (clears and claims of a round are queued in
     // order, so a second dn-1 would be listed by then).
     point_current(&p, "dn-2", "hello", va.as_str())?;
-    until_got(&json, 2, "dn-2's drift").await?;
+    until_announced(&json, "dn-2", 1).await?;
+    assert_eq!(
+        announced(&json),
+        ["dn-1", "dn-2"],
+        "dn-1 was announced once"
+    );
     let listed = p
         .client
         .notification_deliveries(watched.notification.id)
@@ -280,9 +311,9 @@ async fn drift_is_announced_once_until_the_host_is_back_in_sync() -> anyhow::Res
     .await
     .map_err(|e| e.context("dn-1 did not turn in-sync"))?;
     point_current(&p, "dn-3", "hello", va.as_str())?;
-    until_got(&json, 3, "dn-3's drift").await?;
+    until_announced(&json, "dn-3", 1).await?;
     point_current(&p, "dn-1", "hello", va.as_str())?;
-    until_got(&json, 4, "dn-1's second drift").await?;
+    until_announced(&json, "dn-1", 2).await?;
 
     let got = json
         .lock()
