@@ -113,6 +113,11 @@ pub struct Config {
     /// Version reports and drift: the interval assumed for silent hosts,
     /// resource limits, whether `/metrics` needs a token.
     pub drift: DriftConfig,
+    /// How often the drift table is looked at for `drift_found`
+    /// notifications (only while one wants them): an app that drifts is
+    /// announced within this after the report that shows it.
+    #[serde(with = "humantime_serde_compat")]
+    pub drift_watch_interval: Duration,
 }
 
 /// Credentials for git remotes (the secrets come from files, never from the
@@ -344,6 +349,7 @@ impl Default for Config {
             git: GitConfig::default(),
             session_ttl: Duration::from_secs(12 * 3600),
             drift: DriftConfig::default(),
+            drift_watch_interval: Duration::from_secs(15),
         }
     }
 }

@@ -71,6 +71,7 @@ mod builds;
 mod config;
 mod controls;
 mod deploys;
+mod drift_alerts;
 mod hosts;
 mod log_requests;
 mod notifications;
@@ -83,6 +84,7 @@ mod webhooks;
 
 pub use audit::AuditRecord;
 pub use deploys::NewDeploy;
+pub use drift_alerts::{AlertKey, DriftAlert};
 pub use notifications::DueDelivery;
 pub use reports::BUILD_BUCKETS_MS;
 

@@ -1,6 +1,7 @@
 //! Builds the application from a config (database, store, bus, router) and
-//! runs it until shutdown: the HTTP server, the in-process builder and the
-//! deadline sweeper, each a tracked task.
+//! runs it until shutdown: the HTTP server, the in-process builder, the
+//! deadline sweeper, the notification sender and the drift watch, each a
+//! tracked task.
 
 use std::net::SocketAddr;
 
@@ -156,6 +157,10 @@ impl Application {
         }
         tasks.spawn(sweeper(tracker.clone(), shutdown.clone()));
         tasks.spawn(crate::tracker::notify::run(
+            tracker.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(crate::tracker::drift_watch::run(
             tracker.clone(),
             shutdown.clone(),
         ));

@@ -1,7 +1,7 @@
 //! Deploy orchestration: the state machine of builds, deploys and hosts,
 //! one stage per file (`tracker/{builds,create,release,rollback,rollout,
-//! sweep,sync,tokens}.rs`), with the build queue in `queue.rs` and webhooks in
-//! `webhooks.rs`. The HTTP layer parses input and calls in here;
+//! sweep,sync,tokens}.rs`; `notify.rs` and `drift_watch.rs` send events),
+//! with the build queue in `queue.rs` and webhooks in `webhooks.rs`. The HTTP layer parses input and calls in here;
 //! everything that writes desired state goes through this module.
 //!
 //! This layer knows no HTTP: it returns its own [`Error`] (a refusal
@@ -33,6 +33,7 @@ pub(crate) mod admin;
 mod builds;
 mod config;
 mod create;
+pub(crate) mod drift_watch;
 mod error;
 mod logs;
 pub(crate) mod notify;

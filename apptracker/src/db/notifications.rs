@@ -1,5 +1,5 @@
 //! Notifications (where deploy events go, their secrets sealed) and their
-//! deliveries (claimed, tried and retried by `crate::notify`).
+//! deliveries (claimed, tried and retried by `tracker::notify`).
 
 use super::*;
 use deploy::{DeliveryStatus, Notification, NotificationDelivery, NotifyEvent, NotifyFormat};
@@ -51,6 +51,30 @@ fn notification_from_row(r: &AnyRow) -> anyhow::Result<StoredNotification> {
         sealed_url: r.try_get("sealed_url")?,
         sealed_secret: r.try_get("sealed_secret")?,
     })
+}
+
+/// Queues a delivery on `conn` (a transaction's, when it goes with
+/// another write).
+pub(super) async fn insert_delivery_on(
+    conn: &mut sqlx::AnyConnection,
+    notification_id: i64,
+    deploy: DeployId,
+    event: NotifyEvent,
+    body: &str,
+) -> sqlx::Result<()> {
+    let now = Timestamp::now().0;
+    sqlx::query(
+        "INSERT INTO notification_deliveries (notification_id, deploy_id, event, body, status, \
+         attempts, next_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
+    )
+    .bind(notification_id)
+    .bind(deploy.0)
+    .bind(event.as_str())
+    .bind(body)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 macro_rules! notification_columns {
@@ -131,19 +155,8 @@ impl Db {
         event: NotifyEvent,
         body: &str,
     ) -> sqlx::Result<()> {
-        let now = Timestamp::now().0;
-        sqlx::query(
-            "INSERT INTO notification_deliveries (notification_id, deploy_id, event, body, status, \
-             attempts, next_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
-        )
-        .bind(notification_id)
-        .bind(deploy.0)
-        .bind(event.as_str())
-        .bind(body)
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut conn = self.pool.acquire().await?;
+        insert_delivery_on(&mut conn, notification_id, deploy, event, body).await
     }
 
     /// Claims up to `limit` due deliveries for `lease_ms`: a claimed one is

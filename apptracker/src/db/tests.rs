@@ -389,3 +389,5 @@ mod phases {
         }
     }
 }
+
+mod drift_alerts;

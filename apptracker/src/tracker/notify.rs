@@ -1,8 +1,8 @@
-//! Outgoing notifications: deploy events for the apps and clusters people
-//! chose, to a URL, as JSON signed with HMAC-SHA256 (header
-//! `x-slipway-signature: t=<unix ms>,v1=<hex>` over `"<t>.<body>"`, Stripe's
-//! scheme, so a replayed body with an old time can be refused) or as a
-//! Slack message. A status change queues a delivery row and rings
+//! Outgoing notifications: deploy events (and drift found, queued by
+//! `drift_watch.rs`) for the apps and clusters people chose, to a URL, as
+//! JSON signed with HMAC-SHA256 (header `x-slipway-signature: t=<unix
+//! ms>,v1=<hex>` over `"<t>.<body>"`, Stripe's scheme, so a replayed body
+//! with an old time can be refused) or as a Slack message. A status change queues a delivery row and rings
 //! `delivery_queued`; [`run`] claims due rows under a lease (replicas do
 //! not send twice), sends with a short timeout and retries with backoff, so
 //! a slow or dead receiver never slows a deploy.
@@ -92,11 +92,10 @@ impl Tracker {
     ) -> Result<CreatedNotification, Error> {
         let url = check_url(&req.url)?;
         if req.format == NotifyFormat::Unknown || req.events.contains(&NotifyEvent::Unknown) {
-            return Err(Error::Invalid(
-                "`format` is `json` or `slack`; `events` are deploy_started, deploy_succeeded, \
-                 deploy_failed, deploy_rolled_back, deploy_cancelled"
-                    .into(),
-            ));
+            return Err(Error::Invalid(format!(
+                "`format` is `json` or `slack`; `events` are {}",
+                NotifyEvent::ALL.map(NotifyEvent::as_str).join(", ")
+            )));
         }
         if let Some(app) = &req.app {
             self.app_or_404(app).await?;
@@ -184,25 +183,18 @@ impl Tracker {
             requested_by: d.requested_by.clone(),
             url: format!("{}/deploys/{}", self.base_url(), d.id),
             at: Timestamp::now(),
+            host: None,
+            reason: None,
         };
         let mut queued = false;
         for n in all.iter().map(|n| &n.notification) {
-            let wanted = n.app.as_ref().is_none_or(|a| *a == d.app)
-                && n.cluster.as_ref().is_none_or(|c| *c == d.cluster)
-                && (n.events.is_empty() || n.events.contains(&event));
-            if !wanted {
+            if !wants(n, event, &d.app, &d.cluster) {
                 continue;
             }
-            let body = match n.format {
-                NotifyFormat::Slack => {
-                    serde_json::json!({ "text": slack_text(&payload) }).to_string()
-                }
-                _ => match serde_json::to_string(&payload) {
-                    Ok(b) => b,
-                    Err(_) => continue,
-                },
+            let Some(sent) = body(n.format, &payload) else {
+                continue;
             };
-            match self.db().insert_delivery(n.id, d.id, event, &body).await {
+            match self.db().insert_delivery(n.id, d.id, event, &sent).await {
                 Ok(()) => queued = true,
                 Err(e) => {
                     tracing::error!(deploy_id = %d.id, notification = n.id, error = %e, "cannot queue a notification")
@@ -261,14 +253,42 @@ impl Tracker {
     }
 }
 
+/// Whether notification `n` wants `event` of `app` on `cluster`.
+pub(super) fn wants(
+    n: &Notification,
+    event: NotifyEvent,
+    app: &AppName,
+    cluster: &Cluster,
+) -> bool {
+    n.app.as_ref().is_none_or(|a| a == app)
+        && n.cluster.as_ref().is_none_or(|c| c == cluster)
+        && (n.events.is_empty() || n.events.contains(&event))
+}
+
+/// What a notification of `format` sends for `p`.
+pub(super) fn body(format: NotifyFormat, p: &NotificationPayload) -> Option<String> {
+    match format {
+        NotifyFormat::Slack => Some(serde_json::json!({ "text": slack_text(p) }).to_string()),
+        _ => serde_json::to_string(p).ok(),
+    }
+}
+
 fn slack_text(p: &NotificationPayload) -> String {
+    if p.event == NotifyEvent::DriftFound {
+        let host = p.host.as_ref().map_or("?", |h| h.as_str());
+        let reason = p.reason.as_deref().unwrap_or("out of sync");
+        return format!(
+            "Drift: {} on {host} (cluster {}) — {reason} <{}|see drift>",
+            p.app, p.cluster, p.url
+        );
+    }
     let what = match p.event {
         NotifyEvent::DeployStarted => "started",
         NotifyEvent::DeploySucceeded => "succeeded",
         NotifyEvent::DeployFailed => "failed",
         NotifyEvent::DeployRolledBack => "rolled back",
         NotifyEvent::DeployCancelled => "was cancelled",
-        NotifyEvent::Unknown => "changed",
+        NotifyEvent::DriftFound | NotifyEvent::Unknown => "changed",
     };
     let version = p
         .version
@@ -398,10 +418,52 @@ mod tests {
             requested_by: None,
             url: "https://slipway.example.com/deploys/7".into(),
             at: Timestamp(0),
+            host: None,
+            reason: None,
         };
         assert_eq!(
             slack_text(&p),
             "Deploy <https://slipway.example.com/deploys/7|7> of hello 3-abcdef1 to prod failed: 1 host(s) failed"
         );
+        let drift = NotificationPayload {
+            event: NotifyEvent::DriftFound,
+            status: DeployStatus::Succeeded,
+            error: None,
+            url: "https://slipway.example.com/drift".into(),
+            host: Some(HostName::parse("web-2").unwrap()),
+            reason: Some("`current` names 2-bbbbbbb; should run 3-abcdef1 (deploy 7)".into()),
+            ..p
+        };
+        assert_eq!(
+            slack_text(&drift),
+            "Drift: hello on web-2 (cluster prod) — `current` names 2-bbbbbbb; should run \
+             3-abcdef1 (deploy 7) <https://slipway.example.com/drift|see drift>"
+        );
+    }
+
+    #[test]
+    fn a_notification_wants_its_apps_clusters_and_events() {
+        let hello = AppName::parse("hello").unwrap();
+        let other = AppName::parse("other").unwrap();
+        let prod = Cluster::parse("prod").unwrap();
+        let n = Notification {
+            id: 1,
+            app: Some(hello.clone()),
+            cluster: None,
+            url: "https://x/…".into(),
+            format: NotifyFormat::Json,
+            events: vec![NotifyEvent::DriftFound],
+            created_by: "ops".into(),
+            created_at: Timestamp(0),
+        };
+        assert!(wants(&n, NotifyEvent::DriftFound, &hello, &prod));
+        assert!(!wants(&n, NotifyEvent::DeployFailed, &hello, &prod));
+        assert!(!wants(&n, NotifyEvent::DriftFound, &other, &prod));
+        let all = Notification {
+            app: None,
+            events: vec![],
+            ..n
+        };
+        assert!(wants(&all, NotifyEvent::DriftFound, &other, &prod));
     }
 }

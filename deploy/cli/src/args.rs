@@ -327,16 +327,18 @@ pub(crate) enum NotifyCommand {
     /// Send events to URL (admins only); prints the signing secret once.
     Add {
         url: String,
-        /// Only this app's deploys.
+        /// Only this app's events.
         #[arg(long)]
         app: Option<AppName>,
-        /// Only deploys to this cluster.
+        /// Only this cluster's events (its deploys, its hosts' drift).
         #[arg(long)]
         cluster: Option<Cluster>,
         /// A Slack (Mattermost, Rocket.Chat) incoming webhook: `{"text": …}`.
         #[arg(long)]
         slack: bool,
-        /// Only these events (`deploy_failed,deploy_rolled_back`); all when absent.
+        /// Only these events, of deploy_started, deploy_succeeded,
+        /// deploy_failed, deploy_rolled_back, deploy_cancelled, drift_found
+        /// (an app on a host turned out of sync); all when absent.
         #[arg(long, value_delimiter = ',')]
         events: Vec<deploy::NotifyEvent>,
     },

@@ -1,17 +1,17 @@
-//! Notification bodies: where deploy events go (`POST /api/v1/notifications`),
+//! Notification bodies: where deploy and drift events go (`POST /api/v1/notifications`),
 //! what is sent (a JSON event signed with HMAC-SHA256, or a Slack message),
 //! and the deliveries, with their tries.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{AppName, Cluster, DeployId, DeployStatus, Timestamp, Version};
+use crate::{AppName, Cluster, DeployId, DeployStatus, HostName, Timestamp, Version};
 
 /// The header carrying a delivery's signature: `t=<unix ms>,v1=<hex of
 /// HMAC-SHA256(secret, "<t>.<body>")>`.
 pub const NOTIFICATION_SIGNATURE_HEADER: &str = "x-slipway-signature";
 
-/// What happened to a deploy.
+/// What happened: to a deploy, or on a host that drifted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotifyEvent {
@@ -22,17 +22,21 @@ pub enum NotifyEvent {
     /// A rollback deploy succeeded: the previous version is back.
     DeployRolledBack,
     DeployCancelled,
+    /// An app on a host turned out of sync (drifted, not running or
+    /// missing); sent once until it runs in sync there again.
+    DriftFound,
     #[serde(other)]
     Unknown,
 }
 
 impl NotifyEvent {
-    pub const ALL: [NotifyEvent; 5] = [
+    pub const ALL: [NotifyEvent; 6] = [
         NotifyEvent::DeployStarted,
         NotifyEvent::DeploySucceeded,
         NotifyEvent::DeployFailed,
         NotifyEvent::DeployRolledBack,
         NotifyEvent::DeployCancelled,
+        NotifyEvent::DriftFound,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +46,7 @@ impl NotifyEvent {
             NotifyEvent::DeployFailed => "deploy_failed",
             NotifyEvent::DeployRolledBack => "deploy_rolled_back",
             NotifyEvent::DeployCancelled => "deploy_cancelled",
+            NotifyEvent::DriftFound => "drift_found",
             NotifyEvent::Unknown => "unknown",
         }
     }
@@ -107,10 +112,11 @@ impl NotifyFormat {
 /// `POST /api/v1/notifications` (admin).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CreateNotification {
-    /// Only this app's deploys; every app's when absent.
+    /// Only this app's events; every app's when absent.
     #[serde(default)]
     pub app: Option<AppName>,
-    /// Only deploys to this cluster; every cluster's when absent.
+    /// Only this cluster's events (its deploys, its hosts' drift); every
+    /// cluster's when absent.
     #[serde(default)]
     pub cluster: Option<Cluster>,
     /// `https://` (or `http://` to a loopback or private receiver).
@@ -156,16 +162,27 @@ impl std::fmt::Debug for CreatedNotification {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct NotificationPayload {
     pub event: NotifyEvent,
+    /// The deploy; for `drift_found`, the one that asked for what the host
+    /// should run.
     pub deploy_id: DeployId,
     pub app: AppName,
     pub cluster: Cluster,
+    /// The deploy's version; for `drift_found`, what the host should run.
     pub version: Option<Version>,
+    /// That deploy's status.
     pub status: DeployStatus,
     pub error: Option<String>,
     pub requested_by: Option<String>,
-    /// The deploy's page on the website.
+    /// The deploy's page on the website; for `drift_found`, the drift page.
     pub url: String,
     pub at: Timestamp,
+    /// `drift_found`: the host that drifted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostName>,
+    /// `drift_found`: why it is out of sync (what `current` names, what it
+    /// should run), as the drift table says it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Where a delivery is.
@@ -197,6 +214,7 @@ impl DeliveryStatus {
 pub struct NotificationDelivery {
     pub id: i64,
     pub notification_id: i64,
+    /// The deploy; for `drift_found`, the one the host should run.
     pub deploy_id: DeployId,
     pub event: NotifyEvent,
     pub status: DeliveryStatus,
@@ -226,6 +244,10 @@ mod tests {
         );
         assert_eq!(NotifyEvent::of(DeployStatus::Building, false), None);
         assert_eq!(
+            "drift_found".parse::<NotifyEvent>(),
+            Ok(NotifyEvent::DriftFound)
+        );
+        assert_eq!(
             "deploy_failed".parse::<NotifyEvent>(),
             Ok(NotifyEvent::DeployFailed)
         );
@@ -234,6 +256,42 @@ mod tests {
                 .parse::<NotifyEvent>()
                 .unwrap_err()
                 .contains("deploy_started")
+        );
+    }
+
+    #[test]
+    fn deploy_payloads_carry_no_host_or_reason_and_drift_ones_do() {
+        let mut p = NotificationPayload {
+            event: NotifyEvent::DeploySucceeded,
+            deploy_id: DeployId(7),
+            app: AppName::parse("hello").unwrap(),
+            cluster: Cluster::parse("prod").unwrap(),
+            version: Some(Version::parse("3-abcdef1").unwrap()),
+            status: DeployStatus::Succeeded,
+            error: None,
+            requested_by: None,
+            url: "https://slipway.example.com/deploys/7".into(),
+            at: Timestamp(0),
+            host: None,
+            reason: None,
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(!json.contains("host") && !json.contains("reason"), "{json}");
+        assert_eq!(
+            serde_json::from_str::<NotificationPayload>(&json).unwrap(),
+            p
+        );
+        p.event = NotifyEvent::DriftFound;
+        p.host = Some(HostName::parse("web-1").unwrap());
+        p.reason = Some("`current` names 2-bbbbbbb".into());
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(
+            json.contains(r#""event":"drift_found""#) && json.contains(r#""host":"web-1""#),
+            "{json}"
+        );
+        assert_eq!(
+            serde_json::from_str::<NotificationPayload>(&json).unwrap(),
+            p
         );
     }
 }

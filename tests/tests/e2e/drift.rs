@@ -53,7 +53,12 @@ async fn all_in_sync(p: &Platform) -> anyhow::Result<()> {
 }
 
 /// Replaces a host's `current` by hand, atomically, as an operator might.
-fn point_current(p: &Platform, host: &str, app: &str, version: &str) -> anyhow::Result<()> {
+pub(crate) fn point_current(
+    p: &Platform,
+    host: &str,
+    app: &str,
+    version: &str,
+) -> anyhow::Result<()> {
     let dir = p.host(host).root.join("apps").join(app);
     let tmp = dir.join("current.by-hand");
     let _ = std::fs::remove_file(&tmp);

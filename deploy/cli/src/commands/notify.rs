@@ -1,4 +1,4 @@
-//! `deploy notify add|list|rm|deliveries`: deploy events sent out.
+//! `deploy notify add|list|rm|deliveries`: deploy and drift events sent out.
 
 use std::process::ExitCode;
 
