@@ -168,6 +168,6 @@ mod tests;
 #[cfg(test)]
 mod tests_actions;
 #[cfg(test)]
-mod tests_fleet;
-#[cfg(test)]
 mod tests_catalog;
+#[cfg(test)]
+mod tests_fleet;

@@ -105,6 +105,7 @@ fn event_choices() -> Vec<EventChoice> {
                 NotifyEvent::DeployFailed => "failed",
                 NotifyEvent::DeployRolledBack => "rolled back",
                 NotifyEvent::DeployCancelled => "cancelled",
+                NotifyEvent::DriftFound => "drift found",
                 NotifyEvent::Unknown => "unknown",
             },
         })
