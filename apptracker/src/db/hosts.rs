@@ -146,9 +146,20 @@ impl Db {
         .bind(deploy.0)
         .execute(&self.pool)
         .await?;
+        // What the host ran before the version it goes back to is found
+        // again in the deploys' history (the newest deploy before it that
+        // landed another version there), so a later rollback of that
+        // version still takes this host.
         sqlx::query(
             "UPDATE desired SET version = previous_version, deploy_id = previous_deploy_id, \
-             previous_version = NULL, previous_deploy_id = NULL \
+             previous_version = (SELECT d.version FROM deploys d JOIN deploy_hosts h ON h.deploy_id = d.id \
+               WHERE d.app = $3 AND d.cluster = $1 AND h.host = $2 AND h.phase = 'done' \
+               AND d.id < desired.previous_deploy_id AND d.version <> desired.previous_version \
+               ORDER BY d.id DESC LIMIT 1), \
+             previous_deploy_id = (SELECT d.id FROM deploys d JOIN deploy_hosts h ON h.deploy_id = d.id \
+               WHERE d.app = $3 AND d.cluster = $1 AND h.host = $2 AND h.phase = 'done' \
+               AND d.id < desired.previous_deploy_id AND d.version <> desired.previous_version \
+               ORDER BY d.id DESC LIMIT 1) \
              WHERE cluster = $1 AND host = $2 AND app = $3 AND deploy_id = $4",
         )
         .bind(cluster.as_str())

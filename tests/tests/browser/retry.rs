@@ -62,7 +62,8 @@ async fn a_failed_host_shows_its_log_is_retried_and_the_app_rolled_back() -> any
         .unwrap_or_default();
     assert!(ssh.contains("ssh"), "an ssh command for local-3: {ssh:?}");
     assert_eq!(
-        b.count("#cancel-form, #continue-form").await?,
+        b.count("#cancel-form:not([hidden]), #continue-form:not([hidden])")
+            .await?,
         0,
         "nothing to cancel or continue once a deploy ended"
     );
@@ -95,9 +96,25 @@ async fn a_failed_host_shows_its_log_is_retried_and_the_app_rolled_back() -> any
     assert_eq!(final_status(&b).await?, "succeeded");
     b.screenshot("deploy-rollback").await?;
     let d = c.p.client.deploy(DeployId(back)).await?;
-    assert_eq!(d.version.as_ref(), Some(&va), "{d:#?}");
+    let history: Vec<String> =
+        c.p.client
+            .deploys(20)
+            .await?
+            .iter()
+            .map(|d| {
+                format!(
+                    "#{} {:?} {} {:?}",
+                    d.id, d.version, d.status, d.hosts_selector
+                )
+            })
+            .collect();
+    assert_eq!(d.version.as_ref(), Some(&va), "{d:#?}\n{history:#?}");
     for h in THREE {
-        assert_eq!(c.p.host(h).current("hello").as_deref(), Some(va.as_str()));
+        assert_eq!(
+            c.p.host(h).current("hello").as_deref(),
+            Some(va.as_str()),
+            "{h}: {d:#?}\n{history:#?}"
+        );
     }
     b.close().await?;
     c.p.shutdown().await

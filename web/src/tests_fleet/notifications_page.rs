@@ -65,7 +65,11 @@ async fn an_admin_gets_the_add_form_and_delete_buttons_with_csrf() {
     for field in [r#"name="app""#, r#"name="cluster""#, r#"name="format""#] {
         assert!(form.contains(field), "{field}: {form}");
     }
-    assert_eq!(form.matches(r#"name="events""#).count(), 5, "{form}");
+    assert_eq!(
+        form.matches(r#"name="events""#).count(),
+        deploy::NotifyEvent::ALL.len(),
+        "{form}"
+    );
     let del = part(
         &a.body,
         r#"<form class="action" method="post" action="/notifications/1/delete">"#,
