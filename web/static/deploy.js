@@ -165,6 +165,8 @@
     error.hidden = !ev.error;
     showActions(status);
     if (TERMINAL.indexOf(status) >= 0) {
+      var finished = document.getElementById('finished');
+      if (finished && finished.textContent.trim() === '—') setText(finished, fmtTime(Date.now()));
       es.close();
       setText(live, '');
     }
