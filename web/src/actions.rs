@@ -117,7 +117,39 @@ where
     }
 }
 
-/// `POST /deploys/{id}/retry`: the failed hosts again, as a new deploy.
+/// What a button on a deploy's page asks of the deploy.
+#[derive(Debug, Clone, Copy)]
+enum DeployAct {
+    /// The failed hosts again, as a new deploy.
+    Retry,
+    Cancel,
+    /// Past a manual canary.
+    Continue,
+}
+
+/// `POST /deploys/{id}/{retry,cancel,continue}`: one call, then the page of
+/// the deploy it answers with (a retry's is a new one).
+async fn act_on_deploy(
+    state: &AppState,
+    raw_id: String,
+    headers: &HeaderMap,
+    csrf: &str,
+    act: DeployAct,
+) -> Response {
+    run(state, headers, csrf, |api| async move {
+        let id = deploy_id(&raw_id)?;
+        let (answer, doing) = match act {
+            DeployAct::Retry => (api.retry_deploy(id).await, "retrying the deploy"),
+            DeployAct::Cancel => (api.cancel_deploy(id).await, "cancelling the deploy"),
+            DeployAct::Continue => (api.continue_deploy(id).await, "continuing the deploy"),
+        };
+        let d = answer.map_err(|e| PageError::upstream(doing, e))?;
+        tracing::info!(action = ?act, answer_deploy_id = %d.id, "deploy action from the dashboard");
+        Ok(to_deploy(&d))
+    })
+    .await
+}
+
 #[tracing::instrument(skip_all, fields(deploy_id = %raw_id))]
 async fn retry(
     State(state): State<Arc<AppState>>,
@@ -125,19 +157,9 @@ async fn retry(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Plain>,
 ) -> Response {
-    run(&state, &headers, &form.csrf, |api| async move {
-        let id = deploy_id(&raw_id)?;
-        let d = api
-            .retry_deploy(id)
-            .await
-            .map_err(|e| PageError::upstream("retrying the deploy", e))?;
-        tracing::info!(new_deploy_id = %d.id, "retry started from the dashboard");
-        Ok(to_deploy(&d))
-    })
-    .await
+    act_on_deploy(&state, raw_id, &headers, &form.csrf, DeployAct::Retry).await
 }
 
-/// `POST /deploys/{id}/cancel`
 #[tracing::instrument(skip_all, fields(deploy_id = %raw_id))]
 async fn cancel(
     State(state): State<Arc<AppState>>,
@@ -145,18 +167,9 @@ async fn cancel(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Plain>,
 ) -> Response {
-    run(&state, &headers, &form.csrf, |api| async move {
-        let id = deploy_id(&raw_id)?;
-        let d = api
-            .cancel_deploy(id)
-            .await
-            .map_err(|e| PageError::upstream("cancelling the deploy", e))?;
-        Ok(to_deploy(&d))
-    })
-    .await
+    act_on_deploy(&state, raw_id, &headers, &form.csrf, DeployAct::Cancel).await
 }
 
-/// `POST /deploys/{id}/continue`: past a manual canary.
 #[tracing::instrument(skip_all, fields(deploy_id = %raw_id))]
 async fn continue_deploy(
     State(state): State<Arc<AppState>>,
@@ -164,15 +177,7 @@ async fn continue_deploy(
     headers: HeaderMap,
     axum::Form(form): axum::Form<Plain>,
 ) -> Response {
-    run(&state, &headers, &form.csrf, |api| async move {
-        let id = deploy_id(&raw_id)?;
-        let d = api
-            .continue_deploy(id)
-            .await
-            .map_err(|e| PageError::upstream("continuing the deploy", e))?;
-        Ok(to_deploy(&d))
-    })
-    .await
+    act_on_deploy(&state, raw_id, &headers, &form.csrf, DeployAct::Continue).await
 }
 
 /// A rollback form: the cluster's name typed back for a protected one.
