@@ -157,6 +157,7 @@ fn host_from_row(r: &AnyRow) -> anyhow::Result<Host> {
         registered_at: Timestamp(r.try_get("registered_at")?),
         last_seen: Timestamp(r.try_get("last_seen")?),
         apps,
+        alive: None,
     })
 }
 

@@ -35,10 +35,9 @@ pub(crate) const TEMPLATES: &[(&str, &str)] = &[
     ("host.html", include_str!("../templates/host.html")),
 ];
 
-/// How long a host may stay silent and still count as reachable:
-/// AppTracker's default `host_alive`. The API does not say which hosts it
-/// counts as alive, so a tracker configured otherwise is shown by this
-/// default.
+/// How long a host may stay silent and still count as reachable, when the
+/// API does not say (`Host::alive`, from an older server): AppTracker's
+/// default `host_alive`.
 const HOST_ALIVE_MS: i64 = 120_000;
 
 /// The most of a log one piece asks for: the page's first view and every
@@ -181,7 +180,10 @@ impl HostCard {
             root: h.root.clone(),
             last_seen: When::from(h.last_seen),
             registered_at: When::from(h.registered_at),
-            unreachable: now.0.saturating_sub(h.last_seen.0) > HOST_ALIVE_MS,
+            unreachable: match h.alive {
+                Some(alive) => !alive,
+                None => now.0.saturating_sub(h.last_seen.0) > HOST_ALIVE_MS,
+            },
             apps: h.apps.iter().map(AppOnHost::from).collect(),
             checker: agents
                 .iter()

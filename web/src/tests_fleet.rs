@@ -659,3 +659,24 @@ async fn fleet_pages_need_a_session_and_keep_to_the_csp() {
         }
     }
 }
+
+#[test]
+fn a_host_is_unreachable_as_apptracker_says_else_after_the_default() {
+    let now = deploy::Timestamp(10_000_000);
+    let host = |last_seen: i64, alive: Option<bool>| deploy::Host {
+        cluster: deploy::Cluster::parse("local").expect("valid"),
+        name: deploy::HostName::parse("h1").expect("valid"),
+        root: "/srv".into(),
+        registered_at: deploy::Timestamp(0),
+        last_seen: deploy::Timestamp(last_seen),
+        apps: Vec::new(),
+        alive,
+    };
+    let card = |h: deploy::Host| crate::hosts::HostCard::new(&h, now, &[]).unreachable;
+    // AppTracker's word wins, either way.
+    assert!(card(host(now.0 - 1_000, Some(false))));
+    assert!(!card(host(now.0 - 3_600_000, Some(true))));
+    // Without it, two minutes of silence.
+    assert!(!card(host(now.0 - 1_000, None)));
+    assert!(card(host(now.0 - 3_600_000, None)));
+}

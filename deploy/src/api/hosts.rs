@@ -111,6 +111,11 @@ pub struct Host {
     pub registered_at: Timestamp,
     pub last_seen: Timestamp,
     pub apps: Vec<InstalledApp>,
+    /// Whether AppTracker counts the host alive (heard from within its
+    /// `host_alive`): deploys take only alive hosts. Absent where it is not
+    /// worked out (a heartbeat's answer, an older server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alive: Option<bool>,
 }
 
 /// One app a host should run, with the deploy that asked for it: a

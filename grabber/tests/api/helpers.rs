@@ -45,6 +45,7 @@ async fn heartbeat(State(s): State<Shared>, Json(hb): Json<Heartbeat>) -> Json<H
         registered_at: Timestamp::now(),
         last_seen: Timestamp::now(),
         apps: hb.apps.clone(),
+        alive: None,
     };
     s.lock().unwrap().heartbeats.push(hb);
     Json(host)

@@ -68,6 +68,12 @@ async fn every_page_answers_200_or_a_4xx_never_a_5xx() -> anyhow::Result<()> {
     let d = p.release_and_wait(&app, "main", None).await?;
     assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
     let build = d.build_id.expect("the release built");
+    // The hosts page shows hosts unreachable as AppTracker counts them.
+    let hosts = p.client.hosts().await?;
+    assert!(
+        hosts.len() == 2 && hosts.iter().all(|h| h.alive == Some(true)),
+        "{hosts:#?}"
+    );
     let session = p.client.create_session().await?.session;
     let http = deploy::tls::Trust::system()
         .http_builder()

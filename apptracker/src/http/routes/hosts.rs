@@ -23,10 +23,14 @@ pub(crate) async fn list_hosts(
     who.require(Role::Viewer)?;
     let limit = page::limit(q.limit)?;
     let after = page::pair_cursor::<Cluster, HostName>(q.cursor.as_deref())?;
-    let hosts = t
+    let mut hosts = t
         .queries()
         .hosts_page(after.as_ref(), page::rows(limit))
         .await?;
+    let alive_since = t.alive_since();
+    for h in &mut hosts {
+        h.alive = Some(h.last_seen >= alive_since);
+    }
     Ok(Paged::cut(hosts, limit, |h| {
         format!("{}/{}", h.cluster, h.name)
     }))
