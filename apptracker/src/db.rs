@@ -31,7 +31,7 @@ macro_rules! build_columns {
     () => {
         "id, app, number, git_ref, commit_sha, version, status, build_type, \
          artifact_key, sha256, size, signature, error, worker, created_at, finished_at, \
-         bad_at, bad_by, bad_reason, release_timeout_ms"
+         bad_at, bad_by, bad_reason, release_timeout_ms, author, message"
     };
 }
 
@@ -68,6 +68,7 @@ macro_rules! deploy_columns {
 mod apps;
 mod audit;
 mod builds;
+pub use builds::FinishedBuild;
 mod config;
 mod controls;
 mod deploys;
@@ -222,6 +223,8 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<StoredBuild> {
         number: r.try_get("number")?,
         git_ref: r.try_get("git_ref")?,
         commit: r.try_get("commit_sha")?,
+        author: r.try_get("author")?,
+        message: r.try_get("message")?,
         version: decode(Version::parse(r.try_get::<String, _>("version")?))?,
         status,
         build_type,

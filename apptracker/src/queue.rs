@@ -223,6 +223,8 @@ impl Tracker {
                 sha256,
                 size,
                 release_timeout_ms,
+                author,
+                message,
             } => {
                 // Recorded with the upload (or the in-process build); a
                 // claim clears it, so this also proves the artifact came.
@@ -252,7 +254,18 @@ impl Tracker {
                 tracing::info!(build_id = %id, app = %build.app, sha256 = %artifact.sha256,
                     size = artifact.size, "build succeeded");
                 self.db()
-                    .finish_build_ok(id, holder, *build_type, &artifact, *release_timeout_ms, log)
+                    .finish_build_ok(
+                        id,
+                        holder,
+                        &crate::db::FinishedBuild {
+                            build_type: *build_type,
+                            artifact: &artifact,
+                            release_timeout_ms: *release_timeout_ms,
+                            author: author.as_deref(),
+                            message: message.as_deref(),
+                            log,
+                        },
+                    )
                     .await?
             }
             BuildOutcome::Failed { error } => {

@@ -70,6 +70,10 @@ pub struct BuildOutput {
     pub signature: Option<deploy::signing::Signature>,
     /// What happened, build command output included.
     pub log: String,
+    /// The commit's author, `Name <email>`.
+    pub author: Option<String>,
+    /// The first line of the commit's message (at most 200 characters).
+    pub message: Option<String>,
 }
 
 /// Builds `req.commit` of `req.git_url` into `req.out_dir`. Blocking.
@@ -288,6 +292,8 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         build_type,
         signature,
         log: log.take_text(),
+        author: checked_out.author,
+        message: checked_out.message,
     })
 }
 

@@ -30,6 +30,35 @@ const REFSPECS: &[&str] = &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tag
 pub(crate) struct CheckedOut {
     /// Committer time, seconds since the epoch: the artifact's fixed mtime.
     pub(crate) commit_time: i64,
+    /// The commit's author, `Name <email>` (`None` when not UTF-8 or empty).
+    pub(crate) author: Option<String>,
+    /// The first line of the commit's message, at most
+    /// [`MESSAGE_MAX_CHARS`] characters (`None` when empty or not UTF-8).
+    pub(crate) message: Option<String>,
+}
+
+/// How many characters of a commit's summary a build records.
+pub const MESSAGE_MAX_CHARS: usize = 200;
+
+/// The commit's author as a build records it: `Name <email>`, or just the
+/// name (or email) when the other is missing.
+fn commit_author(commit: &git2::Commit<'_>) -> Option<String> {
+    let sig = commit.author();
+    let name = sig.name().ok().map(str::trim).filter(|n| !n.is_empty());
+    let email = sig.email().ok().map(str::trim).filter(|e| !e.is_empty());
+    match (name, email) {
+        (Some(n), Some(e)) => Some(format!("{n} <{e}>")),
+        (Some(n), None) => Some(n.to_string()),
+        (None, Some(e)) => Some(format!("<{e}>")),
+        (None, None) => None,
+    }
+}
+
+/// The first non-empty line of `message`, trimmed and cut to
+/// [`MESSAGE_MAX_CHARS`] characters (never inside a character).
+pub fn message_summary(message: &str) -> Option<String> {
+    let line = message.lines().map(str::trim).find(|l| !l.is_empty())?;
+    Some(line.chars().take(MESSAGE_MAX_CHARS).collect())
 }
 
 /// A URL split at its user information (RFC 3986: the authority runs to
@@ -476,6 +505,8 @@ pub(crate) fn checkout(
     Ok((
         CheckedOut {
             commit_time: found.time().seconds(),
+            author: commit_author(&found),
+            message: found.message().ok().and_then(message_summary),
         },
         fetched.mirrored,
     ))

@@ -318,6 +318,8 @@ pub async fn build_and_deliver(
             sha256: out.sha256.clone(),
             size: out.size,
             release_timeout_ms: out.manifest.release.as_ref().map(|r| r.timeout_ms),
+            author: out.author.clone(),
+            message: out.message.clone(),
         },
         out.log.clone(),
     )

@@ -56,6 +56,11 @@ pub(crate) struct BuildRow {
     pub(crate) commit: String,
     /// The first 7 hex digits, as `git log --oneline` shows them.
     pub(crate) short_commit: String,
+    /// The commit's author, `Name <email>`, and just the name for tables.
+    pub(crate) author: Option<String>,
+    pub(crate) author_name: Option<String>,
+    /// The first line of the commit's message.
+    pub(crate) message: Option<String>,
     pub(crate) status: &'static str,
     pub(crate) error: Option<String>,
     /// The artifact's size, once built.
@@ -77,6 +82,9 @@ impl From<&Build> for BuildRow {
             git_ref: b.git_ref.clone(),
             commit: b.commit.clone(),
             short_commit: b.commit.chars().take(7).collect(),
+            author: b.author.clone(),
+            author_name: b.author.as_deref().map(author_name),
+            message: b.message.clone(),
             status: status_str(b.status),
             error: b.error.clone(),
             size: b.artifact.as_ref().map(|a| mib(a.size)),
@@ -87,6 +95,14 @@ impl From<&Build> for BuildRow {
                 .as_ref()
                 .map(|m| format!("marked bad by {}: {}", m.by, m.reason)),
         }
+    }
+}
+
+/// The name in `Name <email>` (all of it when there is no name).
+pub(crate) fn author_name(author: &str) -> String {
+    match author.rsplit_once(" <") {
+        Some((name, _)) if !name.trim().is_empty() => name.trim().to_string(),
+        _ => author.to_string(),
     }
 }
 

@@ -27,6 +27,8 @@ fn build(id: i64, app: &str, status: &str, log: &str) -> Value {
             "signature": "sig"}) } else { Value::Null },
         "error": if status == "failed" { json!(format!("pip failed {HOSTILE}")) } else { Value::Null },
         "worker": null, "log": log,
+        "author": if status == "succeeded" { json!(format!("Grace {HOSTILE} <grace@example.com>")) } else { Value::Null },
+        "message": if status == "succeeded" { json!(format!("Fix the login {HOSTILE}")) } else { Value::Null },
         "created_at": 1_700_000_000_000_i64,
         "finished_at": if done { json!(1_700_000_090_000_i64) } else { Value::Null },
     })
@@ -265,6 +267,9 @@ async fn app_page_shows_builds_placement_deploys_and_config() {
         "3.0 MiB",
         "1m 30s",
         r#"data-status="succeeded""#,
+        r#"<div class="commit-message">Fix the login &lt;script&gt;alert("#,
+        r#"<div class="commit-author muted" title="Grace &lt;script&gt;alert("#,
+        r#"">Grace &lt;script&gt;alert("#,
     ] {
         assert!(first.contains(want), "{want}: {first}");
     }
@@ -388,6 +393,12 @@ async fn builds_lists_every_apps_builds_with_links() {
     assert!(failed.contains(r#"<a href="/apps/hello-python">hello-python</a>"#));
     assert!(failed.contains(r#"data-status="failed""#), "{failed}");
     assert!(failed.contains("pip failed &lt;script&gt;"), "{failed}");
+    let done = part(table, r#"<tr data-build-id="1">"#, "</tr>");
+    assert!(
+        done.contains("Fix the login &lt;script&gt;alert(")
+            && done.contains(">Grace &lt;script&gt;"),
+        "{done}"
+    );
     let queued = part(table, r#"<tr data-build-id="4">"#, "</tr>");
     assert!(queued.contains(r#"<td class="took">—</td>"#), "{queued}");
     assert_escaped(&body);
@@ -416,6 +427,17 @@ async fn build_page_shows_its_log_escaped_and_the_deploys_that_used_it() {
     assert!(
         body.contains("1bcdef0123456789abcdef0123456789abcdef0"),
         "full commit"
+    );
+    let message = part(&body, r#"<dd id="build-message">"#, "</dd>");
+    assert!(
+        message.contains("Fix the login &lt;script&gt;alert("),
+        "{message}"
+    );
+    let author = part(&body, r#"<dd id="build-author">"#, "</dd>");
+    assert!(
+        author.contains("Grace &lt;script&gt;alert(")
+            && author.contains("&lt;grace@example.com&gt;"),
+        "{author}"
     );
     let used = part(&body, r#"<table id="build-deploys">"#, "</table>");
     assert!(used.contains(r#"<a href="/deploys/10">#10</a>"#), "{used}");
@@ -468,4 +490,16 @@ fn durations_read_like_people_write_them() {
     assert_eq!(took(Timestamp(0), Timestamp(500)), "0s");
     // A clock that went backwards is no negative time.
     assert_eq!(took(Timestamp(5_000), Timestamp(1_000)), "0s");
+}
+
+#[test]
+fn a_table_shows_the_authors_name_without_the_email() {
+    use crate::builds::author_name;
+    assert_eq!(
+        author_name("Ada Lovelace <ada@example.com>"),
+        "Ada Lovelace"
+    );
+    assert_eq!(author_name("A <b> <ada@example.com>"), "A <b>");
+    assert_eq!(author_name("<ada@example.com>"), "<ada@example.com>");
+    assert_eq!(author_name("ada"), "ada");
 }

@@ -55,6 +55,8 @@
       setText(document.getElementById('build-finished'), fmtTime(b.finished_at));
       if (typeof b.created_at === 'number') setText(document.getElementById('build-took'), took(b.created_at, b.finished_at));
     }
+    if (typeof b.message === 'string') setText(document.getElementById('build-message'), b.message);
+    if (typeof b.author === 'string') setText(document.getElementById('build-author'), b.author);
     if (b.artifact && typeof b.artifact.size === 'number') setText(document.getElementById('build-size'), mib(b.artifact.size));
     return TERMINAL.indexOf(status) >= 0;
   }

@@ -253,28 +253,30 @@ impl Db {
         &self,
         id: BuildId,
         holder: &Holder,
-        build_type: BuildType,
-        artifact: &StoredArtifact,
-        release_timeout_ms: Option<u64>,
-        log: &str,
+        done: &FinishedBuild<'_>,
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
             "UPDATE builds SET status = 'succeeded', build_type = $4, artifact_key = $5, sha256 = $6, \
              size = $7, log = $8, finished_at = $9, signature = $10, lease_until = NULL, \
-             release_timeout_ms = $11 \
+             release_timeout_ms = $11, author = $12, message = $13 \
              WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
         .bind(id.0)
         .bind(holder.key())
         .bind(holder.worker())
-        .bind(build_type.as_str())
-        .bind(artifact.key.as_str())
-        .bind(artifact.sha256.as_str())
-        .bind(artifact.size as i64)
-        .bind(log)
+        .bind(done.build_type.as_str())
+        .bind(done.artifact.key.as_str())
+        .bind(done.artifact.sha256.as_str())
+        .bind(done.artifact.size as i64)
+        .bind(done.log)
         .bind(Timestamp::now().0)
-        .bind(&artifact.signature)
-        .bind(release_timeout_ms.map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)))
+        .bind(&done.artifact.signature)
+        .bind(
+            done.release_timeout_ms
+                .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX)),
+        )
+        .bind(done.author)
+        .bind(done.message)
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)
@@ -368,4 +370,17 @@ impl Db {
         .await?;
         Ok(res.rows_affected() == 1)
     }
+}
+
+/// What a successful build records (see [`Db::finish_build_ok`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FinishedBuild<'a> {
+    pub build_type: BuildType,
+    pub artifact: &'a StoredArtifact,
+    pub release_timeout_ms: Option<u64>,
+    /// The commit's author and the first line of its message, as the
+    /// worker read them.
+    pub author: Option<&'a str>,
+    pub message: Option<&'a str>,
+    pub log: &'a str,
 }

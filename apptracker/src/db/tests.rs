@@ -77,12 +77,25 @@ async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
         signature: sig.to_string(),
     };
     assert!(
-        db.finish_build_ok(build.id, &w2, BuildType::Generic, &artifact, None, "")
-            .await
-            .unwrap()
+        db.finish_build_ok(
+            build.id,
+            &w2,
+            &crate::db::FinishedBuild {
+                build_type: BuildType::Generic,
+                artifact: &artifact,
+                release_timeout_ms: None,
+                author: Some("Ada <ada@example.com>"),
+                message: Some("first"),
+                log: "",
+            }
+        )
+        .await
+        .unwrap()
     );
     let reused = db.reusable_build(&app, &commit).await.unwrap().unwrap();
     assert_eq!(reused.artifact, Some(artifact));
+    assert_eq!(reused.author.as_deref(), Some("Ada <ada@example.com>"));
+    assert_eq!(reused.message.as_deref(), Some("first"));
 
     // A build from before signing (no signature) is not reused, and
     // its artifact shows as unsigned.

@@ -118,14 +118,29 @@ pub(crate) fn audit(entries: &[AuditEntry]) {
     }
 }
 
-/// One build on one line: id, version, status, commit, ref, and its bad mark.
+/// How many characters of a commit's message a build line shows.
+const BUILD_MESSAGE_CHARS: usize = 60;
+
+/// One build on one line: id, version, status, commit, ref, the commit's
+/// message (its start, without control characters) and its bad mark.
 pub(crate) fn build_line(b: &Build) {
     let bad = match &b.bad {
         Some(bad) => format!(" BAD ({}, by {})", bad.reason, bad.by),
         None => String::new(),
     };
+    let message = match &b.message {
+        Some(m) => {
+            let clean: String = m.chars().filter(|c| !c.is_control()).collect();
+            let mut shown: String = clean.chars().take(BUILD_MESSAGE_CHARS).collect();
+            if clean.chars().count() > BUILD_MESSAGE_CHARS {
+                shown.push('…');
+            }
+            format!(" — {shown}")
+        }
+        None => String::new(),
+    };
     println!(
-        "build {:<5} {:<14} {:<10} {} ({}){bad}",
+        "build {:<5} {:<14} {:<10} {} ({}){message}{bad}",
         b.id.to_string(),
         b.version.as_str(),
         format!("{:?}", b.status).to_lowercase(),

@@ -42,6 +42,14 @@ pub struct Build {
     pub number: i64,
     pub git_ref: String,
     pub commit: String,
+    /// The commit's author, `Name <email>`, once a build of it succeeded
+    /// (absent before, and from builds recorded before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// The first line of the commit's message (at most 200 characters),
+    /// once a build of it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     pub version: Version,
     pub status: BuildStatus,
     pub build_type: Option<BuildType>,
@@ -122,6 +130,14 @@ pub enum BuildOutcome {
         /// command` (absent from older workers: none).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         release_timeout_ms: Option<u64>,
+        /// The built commit's author, `Name <email>` (absent from older
+        /// workers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        author: Option<String>,
+        /// The first line of the built commit's message, at most 200
+        /// characters (absent from older workers).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
     },
     Failed {
         error: String,

@@ -164,3 +164,16 @@ fn credentials_debug_hides_the_password() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_commit_summary_is_its_first_line_cut_on_a_char_boundary() {
+    assert_eq!(
+        message_summary("\n  Fix it  \n\nmore\n").as_deref(),
+        Some("Fix it")
+    );
+    assert_eq!(message_summary(" \n\n"), None);
+    let long = "é".repeat(MESSAGE_MAX_CHARS + 50);
+    let cut = message_summary(&long).unwrap_or_default();
+    assert_eq!(cut.chars().count(), MESSAGE_MAX_CHARS);
+    assert!(long.starts_with(&cut));
+}

@@ -235,6 +235,20 @@ fn python_build_packs_the_tree_and_a_right_manifest() {
 }
 
 #[test]
+fn a_build_reports_its_commits_author_and_summary() {
+    let mut repo = TestRepo::new();
+    repo.write(
+        "slipway.toml",
+        "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"x\"\n",
+    );
+    let sha = repo.commit("Fix <b>the</b> login page\n\nThe body is not recorded.\n");
+    let out = Build::new(&sha).run(&repo.url(), &sha).unwrap();
+    // `TestRepo::commit` commits as `Test <test@example.com>`.
+    assert_eq!(out.author.as_deref(), Some("Test <test@example.com>"));
+    assert_eq!(out.message.as_deref(), Some("Fix <b>the</b> login page"));
+}
+
+#[test]
 fn same_commit_gives_the_same_bytes() {
     let (repo, sha) = python_repo();
     // Separate scratch and output directories, as two build machines would.

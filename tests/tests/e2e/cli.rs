@@ -127,7 +127,7 @@ async fn apps_hosts_a_build_a_release_status_and_audit() -> anyhow::Result<()> {
     );
     assert_eq!(
         lines[1],
-        format!("build 1     {version:<14} succeeded  {commit} (main)")
+        format!("build 1     {version:<14} succeeded  {commit} (main) — A")
     );
 
     // A release of that version, followed to its end.
@@ -172,7 +172,7 @@ async fn apps_hosts_a_build_a_release_status_and_audit() -> anyhow::Result<()> {
 
     assert_eq!(
         admin(&p, &["builds", "hello"]).await?.ok(),
-        format!("build 1     {version:<14} succeeded  {commit} (main)\n")
+        format!("build 1     {version:<14} succeeded  {commit} (main) — A\n")
     );
 
     let d = p.client.deploy(deploy::DeployId(1)).await?;

@@ -94,6 +94,14 @@ async fn release_rollout_and_rollback(p: &Platform) -> anyhow::Result<()> {
         );
         assert_eq!(h.current("hello").as_deref(), Some(version_a.as_str()));
     }
+    // The build records who made the commit and its message
+    // (`commit_all` commits as Slipway).
+    let build_a = p.client.build(a.build_id.expect("build id")).await?;
+    assert_eq!(
+        build_a.author.as_deref(),
+        Some("Slipway <slipway@localhost>")
+    );
+    assert_eq!(build_a.message.as_deref(), Some("A"));
 
     // Commit B, by branch.
     let sha_b = commit_hello(&repo, "B", true)?;

@@ -211,6 +211,8 @@ fn succeeded(worker: &str, sha: &Sha256, size: u64) -> BuildResult {
             sha256: sha.clone(),
             size,
             release_timeout_ms: None,
+            author: None,
+            message: None,
         },
         log: format!("built by {worker}"),
     }

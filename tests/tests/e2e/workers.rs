@@ -221,6 +221,8 @@ async fn uploads_need_a_well_formed_signature() -> anyhow::Result<()> {
             sha256: sha.clone(),
             size: bytes.len() as u64,
             release_timeout_ms: None,
+            author: None,
+            message: None,
         },
         log: String::new(),
     };
