@@ -24,6 +24,7 @@ pub mod signing;
 mod source;
 mod time;
 pub mod tls;
+pub mod tree;
 
 pub use api::*;
 pub use backoff::Backoff;

@@ -71,6 +71,12 @@ pub struct AppReport {
     /// Stopped on purpose (`deploy stop`), from `state.json`.
     #[serde(default)]
     pub stopped: bool,
+    /// Whether the files of the release `current` names differ from what
+    /// the grabber installed (its recorded tree digest): `Some(true)` when
+    /// someone changed them by hand. None when there is no digest to
+    /// compare with, or the tree could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_on_disk: Option<bool>,
     /// What could not be read (a corrupt `state.json`, a `current` that
     /// names no release); the rest of the report still holds.
     #[serde(default)]

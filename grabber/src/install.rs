@@ -194,14 +194,31 @@ impl Engine {
         // A restart happens once per deploy, whoever asks again (a sync).
         let restarted = req.action != DeployAction::Restart
             || state.as_ref().and_then(|s| s.last_deploy) == Some(req.deploy_id);
-        if let Some(p) = slot.process()
-            && p.version == req.version
-            && p.is_alive()
-            && healthy.as_ref() == Some(&req.version)
-            && current.as_ref() == Some(&req.version)
-            && state.as_ref().map_or(0, |s| s.config) == req.config_version
-            && restarted
-        {
+        // Nor are its files: changed by hand (drift), the release is
+        // installed again from its artifact (`prepare` refuses to reuse it).
+        let running_it = slot.process().filter(|p| {
+            p.version == req.version
+                && p.is_alive()
+                && healthy.as_ref() == Some(&req.version)
+                && current.as_ref() == Some(&req.version)
+                && state.as_ref().map_or(0, |s| s.config) == req.config_version
+                && restarted
+        });
+        let intact = match running_it {
+            Some(_) => match self
+                .verify(&req.app, &req.version, Some(&req.artifact.sha256))
+                .await
+            {
+                // Installed by an older grabber: nothing to compare with.
+                Ok(()) | Err(verify::Unverified::NoRecord) => true,
+                Err(why) => {
+                    tracing::warn!(reason = %why, "running this version, but its files changed: installing it again");
+                    false
+                }
+            },
+            None => false,
+        };
+        if let Some(p) = running_it.filter(|_| intact) {
             tracing::info!(pid = p.pid, "already running this version");
             rep.phase(
                 HostPhase::Skipped,

@@ -116,6 +116,7 @@ impl Scanner {
             }
         }
         let disk = self.disk(app, &releases);
+        let changed_on_disk = current.as_ref().and_then(|v| self.changed_on_disk(app, v));
         AppReport {
             app: app.clone(),
             current,
@@ -124,8 +125,24 @@ impl Scanner {
             restarts: state.as_ref().map_or(0, |s| s.restarts),
             config_version: state.as_ref().map_or(0, |s| s.config),
             stopped: state.is_some_and(|s| s.stopped),
+            changed_on_disk,
             disk,
             error: (!errors.is_empty()).then(|| errors.join("; ")),
+        }
+    }
+
+    /// Whether the files of `version` differ from the tree digest the
+    /// grabber recorded when it installed them; None without a digest (an
+    /// older grabber) or when the tree cannot be read. Reads every file of
+    /// the release, once per report.
+    fn changed_on_disk(&self, app: &AppName, version: &deploy::Version) -> Option<bool> {
+        let recorded = self.layout.read_digest(app, version).ok().flatten()?;
+        match deploy::tree::tree_digest(&self.layout.release_dir(app, version)) {
+            Ok(now) => Some(now != recorded.tree_sha256),
+            Err(e) => {
+                tracing::debug!(%app, %version, error = %e, "cannot digest the current release");
+                None
+            }
         }
     }
 

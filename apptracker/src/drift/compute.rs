@@ -361,6 +361,15 @@ impl Ctx<'_> {
                     format!("`current` names {current}{also}; {}", self.should_run()),
                 );
             }
+            if a.is_some_and(|a| a.changed_on_disk == Some(true)) {
+                return (
+                    Drifted,
+                    format!(
+                        "the files of {current} were changed on this host since it was installed; {}",
+                        self.should_run()
+                    ),
+                );
+            }
             if d.stopped {
                 return match process {
                     None => (InSync, format!("{current} stopped by deploy {}", d.deploy)),

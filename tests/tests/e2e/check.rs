@@ -118,6 +118,7 @@ fn host_report(host: &str, version: &Version, running: bool, interval_ms: u64) -
             disk: AppDisk::default(),
             config_version: 0,
             stopped: false,
+            changed_on_disk: None,
             error: None,
         }],
     }

@@ -56,6 +56,7 @@ fn running(app: &str, version: &str) -> AppReport {
         },
         config_version: 0,
         stopped: false,
+        changed_on_disk: None,
         error: None,
     }
 }
@@ -130,6 +131,30 @@ fn drifted_when_current_names_another_version() {
             && why.contains("should run 2-bbbbbbb (deploy 7)"),
         "{why}"
     );
+}
+
+#[test]
+fn drifted_when_the_files_of_the_right_release_were_changed_by_hand() {
+    let mut i = inputs();
+    i.desired.push(desired("web-1", "2-bbbbbbb", 7));
+    let mut changed = running("web", "2-bbbbbbb");
+    changed.changed_on_disk = Some(true);
+    i.reports.push(report("web-1", ago(10_000), vec![changed]));
+    let (s, why) = verdict(&i, "web-1");
+    assert_eq!(s, DriftState::Drifted, "{why}");
+    assert!(
+        why.contains("the files of 2-bbbbbbb were changed on this host"),
+        "{why}"
+    );
+    // Verified unchanged, or not known: in sync.
+    for known in [Some(false), None] {
+        let mut i = inputs();
+        i.desired.push(desired("web-1", "2-bbbbbbb", 7));
+        let mut r = running("web", "2-bbbbbbb");
+        r.changed_on_disk = known;
+        i.reports.push(report("web-1", ago(10_000), vec![r]));
+        assert_eq!(verdict(&i, "web-1").0, DriftState::InSync, "{known:?}");
+    }
 }
 
 #[test]
