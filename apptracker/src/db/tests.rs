@@ -345,31 +345,73 @@ async fn lists_filter_by_app_and_cluster_on_sqlite() {
 /// query there too; this keeps the filters' SQL checked on both here).
 #[tokio::test]
 async fn lists_filter_by_app_and_cluster_on_postgres() {
-    let Ok(admin_url) = std::env::var("SLIPWAY_TEST_POSTGRES") else {
-        eprintln!("SLIPWAY_TEST_POSTGRES unset: skipping the PostgreSQL run");
+    let Some(pg) = postgres().await else {
         return;
     };
-    sqlx::any::install_default_drivers();
-    let admin = AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin_url)
-        .await
-        .unwrap();
-    let mut suffix = [0u8; 6];
-    getrandom::fill(&mut suffix).unwrap();
-    let name = format!("slipway_db_test_{}", hex::encode(suffix));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    let db = Db::connect(&format!("{base}/{name}")).await.unwrap();
+    let db = Db::connect(&pg.url).await.unwrap();
     lists_filter_by_app_and_cluster(&db).await;
     db.pool().close().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-        .execute(&admin)
+}
+
+/// A fresh PostgreSQL database, dropped with this guard.
+struct Pg {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+/// Makes one when `SLIPWAY_TEST_POSTGRES` is set (`scripts/test` sets it);
+/// says loudly that it skips when not.
+async fn postgres() -> Option<Pg> {
+    let Ok(admin_url) = std::env::var("SLIPWAY_TEST_POSTGRES") else {
+        eprintln!("\n!!! SKIPPING the PostgreSQL half: SLIPWAY_TEST_POSTGRES is not set\n");
+        return None;
+    };
+    sqlx::any::install_default_drivers();
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
         .await
-        .unwrap();
+        .expect("SLIPWAY_TEST_POSTGRES is set but PostgreSQL does not answer");
+    let mut tag = [0u8; 6];
+    getrandom::fill(&mut tag).expect("randomness");
+    let name = format!("slipway_unit_{}", hex::encode(tag));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .expect("create a test database");
+    let (base, _) = admin_url
+        .rsplit_once('/')
+        .expect("SLIPWAY_TEST_POSTGRES ends with a database name");
+    let url = format!("{base}/{name}");
+    Some(Pg {
+        admin_url,
+        name,
+        url,
+    })
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        // Outside the test's runtime, which may be gone.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&admin_url)
+                    .await
+                    .ok()?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
 }
 
 mod phases {
