@@ -17,15 +17,19 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use deploy::{AppName, BuildType, Manifest, Runtime, RuntimeKind, Sha256, Timestamp, Version};
+use deploy::{AppName, BuildType, Manifest, RuntimeKind, Sha256, Timestamp, Version};
 
 use crate::config::SlipwayToml;
 use crate::log::{Log, LogSink};
 use crate::sandbox::{Jail, SandboxKind};
 
+mod interp;
 mod node;
+mod nodepm;
+mod pylock;
 mod python;
 mod step;
+mod tools;
 
 #[cfg(test)]
 mod tests;
@@ -114,6 +118,23 @@ struct Ctx<'a> {
     /// packer keeps a cache.
     pip_cache: Option<PathBuf>,
     npm_cache: Option<PathBuf>,
+    /// The interpreter chosen for a python or node build.
+    interp: Option<interp::Interpreter>,
+    /// The shared package-manager installs (outside path), seen read-only
+    /// at `/cache/tools`, when the packer keeps a cache.
+    tools_dir: Option<PathBuf>,
+}
+
+impl Ctx<'_> {
+    /// The interpreter the build chose (python and node builds).
+    fn interpreter(&self) -> Result<interp::Interpreter, BuildError> {
+        self.interp.clone().ok_or_else(|| BuildError::Toolchain {
+            build_type: BuildType::Python,
+            tool: "python3".into(),
+            error: "no interpreter was chosen".into(),
+            log: String::new(),
+        })
+    }
 }
 
 fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
@@ -147,7 +168,13 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         mounts.push((pip.clone(), "/cache/pip"));
         mounts.push((npm.clone(), "/cache/npm"));
     }
-    let jail = Jail::new(&req.settings.sandbox, &src, &tmp, &mounts);
+    let tools_dir = req.settings.cache_dir.as_ref().map(|c| c.join("tools"));
+    let mut jail = Jail::new(&req.settings.sandbox, &src, &tmp, &mounts);
+    if let Some(dir) = &tools_dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| BuildError::io(format!("creating {}", dir.display()), e))?;
+        jail = jail.with_readonly(dir, tools::INSIDE_TOOLS);
+    }
     match jail.kind() {
         SandboxKind::None => {
             tracing::warn!(
@@ -206,6 +233,32 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         }
     ));
 
+    let interp = match build_type {
+        BuildType::Python => {
+            let range = pylock::Project::read(&src)?.python_range();
+            Some(interp::choose(
+                RuntimeKind::Python,
+                &src,
+                config.build_python.as_deref(),
+                range,
+                log,
+            )?)
+        }
+        BuildType::Node => {
+            let range = node::engines_range(&src)?;
+            Some(interp::choose(
+                RuntimeKind::Node,
+                &src,
+                config.build_node.as_deref(),
+                range,
+                log,
+            )?)
+        }
+        BuildType::Generic => None,
+    };
+    if let Some(prefix) = interp.as_ref().and_then(|i| i.prefix.as_ref()) {
+        jail.add_toolchain(prefix);
+    }
     let (pip_cache, npm_cache) = caches.unzip();
     let ctx = Ctx {
         req,
@@ -216,6 +269,8 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         jail,
         pip_cache,
         npm_cache,
+        interp,
+        tools_dir,
     };
     let runtime = match build_type {
         BuildType::Python => Some(python::build(&ctx, &mut config, log)?),
@@ -366,33 +421,4 @@ fn include_only(src: &Path, paths: &[PathBuf], kept: &Path) -> Result<(), BuildE
         moved.push(path);
     }
     Ok(())
-}
-
-/// Asks the build machine's interpreter for its version, the way the
-/// grabber asks the host's.
-fn runtime_of(build_type: BuildType, kind: RuntimeKind) -> Result<Runtime, BuildError> {
-    let (program, args) = Runtime::probe(kind);
-    let toolchain = |error: String| BuildError::Toolchain {
-        build_type,
-        tool: program.to_string(),
-        error,
-        log: String::new(),
-    };
-    let out = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| toolchain(e.to_string()))?;
-    if !out.status.success() {
-        return Err(toolchain(format!(
-            "{}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if version.is_empty() {
-        return Err(toolchain("it printed no version".into()));
-    }
-    Ok(Runtime { kind, version })
 }

@@ -113,6 +113,11 @@ pub struct SlipwayToml {
     /// `[build] include`: the paths (files or directories, relative to the
     /// repository root) that make the release; the whole tree when unset.
     pub build_include: Option<Vec<PathBuf>>,
+    /// `[build] python` and `[build] node`: the interpreter version the
+    /// build uses (`"3.12"`, `"22"`, or a range), ahead of the project's
+    /// own version files.
+    pub build_python: Option<String>,
+    pub build_node: Option<String>,
     /// `[run]`, as the manifest carries it.
     pub run: RunSpec,
     /// `[health]`, as the manifest carries it.
@@ -212,6 +217,8 @@ struct RawBuild {
     command: Option<NonEmpty>,
     timeout: Option<HumanDuration>,
     include: Option<Vec<Spanned<String>>>,
+    python: Option<Spanned<String>>,
+    node: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -295,6 +302,29 @@ impl RawFile {
         let build_type = self.build_type.map(|t| (*t.get_ref(), t.span()));
         let build_command = self.build.command.map(|c| c.0);
         let build_timeout = self.build.timeout.map_or(BUILD_TIMEOUT, |d| d.0);
+        let mut versions = [None, None];
+        for (slot, (key, value)) in versions.iter_mut().zip([
+            ("build.python", &self.build.python),
+            ("build.node", &self.build.node),
+        ]) {
+            if let Some(v) = value {
+                let given = v.get_ref().trim();
+                let ok = !given.is_empty()
+                    && given.len() <= 64
+                    && given
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b" .*<>=!~^|,-_/".contains(&b));
+                if !ok {
+                    return Err(ConfigError::invalid(
+                        Some(key),
+                        Some(line_of(text, v.span().start)),
+                        "give an interpreter version such as \"3.12\" or \"22\", or a range such as \">=3.11\"",
+                    ));
+                }
+                *slot = Some(given.to_string());
+            }
+        }
+        let [build_python, build_node] = versions;
         let build_include = match self.build.include {
             None => None,
             Some(list) => {
@@ -368,6 +398,8 @@ impl RawFile {
             build_command,
             build_timeout,
             build_include,
+            build_python,
+            build_node,
             run,
             health,
             release,

@@ -59,6 +59,34 @@ pub enum BuildError {
         log: String,
     },
 
+    /// No interpreter on this machine matches what the project pins.
+    #[error("{reason}")]
+    Interpreter {
+        /// `Python`, `Node.js`.
+        kind: String,
+        reason: String,
+        log: String,
+    },
+
+    /// A lockfile no longer matches the manifest it locks.
+    #[error("{file} is out of date with {manifest}: {fix}, and commit it")]
+    LockOutdated {
+        file: String,
+        manifest: String,
+        /// The command that brings it up to date.
+        fix: String,
+        log: String,
+    },
+
+    /// The package manager a project asks for cannot be had.
+    #[error("{tool} (asked for by {source_file}) is not available: {reason}")]
+    PackageManager {
+        tool: String,
+        source_file: String,
+        reason: String,
+        log: String,
+    },
+
     /// Installing the declared dependencies (pip, npm) failed.
     #[error("installing dependencies with `{tool}` failed: {detail}")]
     Dependencies {
@@ -148,6 +176,9 @@ impl BuildError {
             | BuildError::CommitNotFound { log, .. }
             | BuildError::Config { log, .. }
             | BuildError::Toolchain { log, .. }
+            | BuildError::Interpreter { log, .. }
+            | BuildError::LockOutdated { log, .. }
+            | BuildError::PackageManager { log, .. }
             | BuildError::Dependencies { log, .. }
             | BuildError::CommandFailed { log, .. }
             | BuildError::CommandTimedOut { log, .. }
@@ -168,6 +199,9 @@ impl BuildError {
             | BuildError::CommitNotFound { log, .. }
             | BuildError::Config { log, .. }
             | BuildError::Toolchain { log, .. }
+            | BuildError::Interpreter { log, .. }
+            | BuildError::LockOutdated { log, .. }
+            | BuildError::PackageManager { log, .. }
             | BuildError::Dependencies { log, .. }
             | BuildError::CommandFailed { log, .. }
             | BuildError::CommandTimedOut { log, .. }

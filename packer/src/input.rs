@@ -8,6 +8,16 @@ use std::path::Path;
 /// checkout, refusing a symlink: a repository must not make the builder
 /// read a file outside it.
 pub(crate) fn read_input(src: &Path, name: &str) -> std::io::Result<String> {
+    String::from_utf8(read_input_bytes(src, name)?).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{name} is not UTF-8 text"),
+        )
+    })
+}
+
+/// [`read_input`] for a file that need not be text (`bun.lockb`).
+pub(crate) fn read_input_bytes(src: &Path, name: &str) -> std::io::Result<Vec<u8>> {
     use std::io::Read as _;
     use std::os::unix::fs::OpenOptionsExt;
     let path = src.join(name);
@@ -33,7 +43,7 @@ pub(crate) fn read_input(src: &Path, name: &str) -> std::io::Result<String> {
     if !file.metadata()?.is_file() {
         return Err(refuse());
     }
-    let mut text = String::new();
-    file.read_to_string(&mut text)?;
-    Ok(text)
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }

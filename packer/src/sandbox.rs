@@ -312,6 +312,29 @@ impl Jail {
         }
     }
 
+    /// Also binds `outside` read-only at `inside` (the shared tools).
+    pub(crate) fn with_readonly(mut self, outside: &Path, inside: &str) -> Self {
+        self.work.push(Mount {
+            outside: outside.to_path_buf(),
+            inside: PathBuf::from(inside),
+            writable: false,
+        });
+        self
+    }
+
+    /// Also binds an interpreter's installation read-only (one chosen by a
+    /// project's pin, besides those on packer's `PATH`), its `bin` first on
+    /// `PATH`.
+    pub(crate) fn add_toolchain(&mut self, prefix: &Path) {
+        if self.config.kind != SandboxKind::Bubblewrap
+            || self.toolchain.iter().any(|d| prefix.starts_with(d))
+        {
+            return;
+        }
+        self.toolchain.push(prefix.to_path_buf());
+        self.path = format!("{}:{}", prefix.join("bin").display(), self.path);
+    }
+
     pub(crate) fn kind(&self) -> SandboxKind {
         self.config.kind
     }
@@ -327,7 +350,10 @@ impl Jail {
 
     /// The outside directories whose size counts against the disk limit.
     pub(crate) fn disk_dirs(&self) -> impl Iterator<Item = &Path> {
-        self.work.iter().map(|m| m.outside.as_path())
+        self.work
+            .iter()
+            .filter(|m| m.writable)
+            .map(|m| m.outside.as_path())
     }
 
     /// A few words for the build log: what the build runs in.

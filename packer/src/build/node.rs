@@ -1,22 +1,42 @@
-//! The `node` build type: `npm ci` (or `npm install`), `npm run build` when
-//! there is a build script, then the dev dependencies pruned.
+//! The `node` build type: the project's own package manager (npm, pnpm,
+//! Yarn classic or Berry, Bun — `nodepm.rs` says which), a frozen install
+//! from its lockfile cached by that lockfile, the `build` script when there
+//! is one, then the dev dependencies pruned from the release.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use deploy::{BuildType, Runtime, RuntimeKind};
+use deploy::Runtime;
 
-use super::{Ctx, run_step, runtime_of};
+use super::interp::Pin;
+use super::nodepm::{self, Manager, Pm};
+use super::step::StepFailure;
+use super::tools;
+use super::{Ctx, run_step};
 use crate::config::SlipwayToml;
 use crate::input::read_input;
 use crate::log::Log;
 use crate::{BuildError, deps};
 
-pub(super) fn build(
-    ctx: &Ctx,
-    config: &mut SlipwayToml,
-    log: &mut Log,
-) -> Result<Runtime, BuildError> {
-    let text = match read_input(&ctx.src, "package.json") {
+/// What `package.json` says that the build needs.
+#[derive(serde::Deserialize, Default)]
+pub(crate) struct Package {
+    #[serde(default)]
+    pub dependencies: BTreeMap<String, serde_json::Value>,
+    #[serde(default, rename = "devDependencies")]
+    pub dev_dependencies: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub scripts: BTreeMap<String, serde_json::Value>,
+    #[serde(default, rename = "packageManager")]
+    pub package_manager: Option<String>,
+    #[serde(default)]
+    pub engines: BTreeMap<String, serde_json::Value>,
+}
+
+/// `package.json`, parsed, and its text; a clear error when it is missing
+/// or not JSON.
+pub(crate) fn read_package(src: &Path) -> Result<(Package, String), BuildError> {
+    let text = match read_input(src, "package.json") {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(crate::ConfigError::invalid(
@@ -28,21 +48,35 @@ pub(super) fn build(
         }
         Err(e) => return Err(BuildError::io("reading package.json", e)),
     };
-    #[derive(serde::Deserialize)]
-    struct Package {
-        #[serde(default)]
-        dependencies: BTreeMap<String, serde_json::Value>,
-        #[serde(default, rename = "devDependencies")]
-        dev_dependencies: BTreeMap<String, serde_json::Value>,
-        #[serde(default)]
-        scripts: BTreeMap<String, serde_json::Value>,
-    }
     let parsed: Package = serde_json::from_str(&text).map_err(|e| BuildError::BadEntry {
         path: "package.json".into(),
         reason: format!("invalid JSON at line {}: {e}", e.line()),
         log: String::new(),
     })?;
-    let runtime = runtime_of(BuildType::Node, RuntimeKind::Node)?;
+    Ok((parsed, text))
+}
+
+/// `engines.node`, as an interpreter range.
+pub(crate) fn engines_range(src: &Path) -> Result<Option<Pin>, BuildError> {
+    let (package, _) = read_package(src)?;
+    Ok(package
+        .engines
+        .get("node")
+        .and_then(|v| v.as_str())
+        .map(|spec| Pin {
+            spec: spec.to_string(),
+            source: "package.json engines.node".into(),
+        }))
+}
+
+pub(super) fn build(
+    ctx: &Ctx,
+    config: &mut SlipwayToml,
+    log: &mut Log,
+) -> Result<Runtime, BuildError> {
+    let (parsed, text) = read_package(&ctx.src)?;
+    let node = ctx.interpreter()?;
+    let runtime = node.runtime();
     log.line(format!("runtime: {runtime}"));
     // Express and most frameworks switch to their production behaviour on
     // this; an app that sets it itself wins.
@@ -56,84 +90,107 @@ pub(super) fn build(
         .paths
         .insert("PATH".into(), vec!["node_modules/.bin".into()]);
 
+    let pm = nodepm::detect(&ctx.src, &parsed)?;
+    log.line(format!("package manager: {}", pm.describe()));
     let has_build = parsed.scripts.contains_key("build");
     if parsed.dependencies.is_empty() && (parsed.dev_dependencies.is_empty() || !has_build) {
-        log.line("no npm dependencies to install");
-    } else {
-        let dest = ctx.src.join("node_modules");
-        if dest.exists() {
-            return Err(BuildError::BadEntry {
-                path: "node_modules".into(),
-                reason: "the packer installs npm dependencies here; remove it from the repository"
-                    .into(),
-                log: String::new(),
-            });
-        }
-        let mut lock = None;
-        for name in ["package-lock.json", "npm-shrinkwrap.json"] {
-            match read_input(&ctx.src, name) {
-                Ok(text) => {
-                    lock = Some((name, text.into_bytes()));
-                    break;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(BuildError::io(format!("reading {name}"), e)),
+        log.line("no dependencies to install");
+        return Ok(runtime);
+    }
+    let dest = ctx.src.join("node_modules");
+    if dest.exists() {
+        return Err(BuildError::BadEntry {
+            path: "node_modules".into(),
+            reason: "the packer installs the dependencies here; remove it from the repository"
+                .into(),
+            log: String::new(),
+        });
+    }
+    let program = match pm.tool() {
+        None => pm.committed_command(),
+        Some(tool) => {
+            if !tools::valid_version(tool.version()) {
+                return Err(BuildError::PackageManager {
+                    tool: tool.label(),
+                    source_file: pm.source.clone(),
+                    reason: "that is not a version number".into(),
+                    log: String::new(),
+                });
             }
-        }
-        let (tool, lock_bytes) = match &lock {
-            Some((name, bytes)) => {
-                log.line(format!("{name} found: npm ci"));
-                ("npm ci", bytes.as_slice())
-            }
-            None => {
-                log.line("warning: no package-lock.json: npm install resolves versions anew, so builds of one commit may differ; commit a lockfile");
-                ("npm install", text.as_bytes())
-            }
-        };
-        let (scope, omit) = if has_build {
-            ("all", "")
-        } else {
-            ("production", " --omit=dev")
-        };
-        let key = deps::key(&[
-            b"node",
-            ctx.req.app.as_str().as_bytes(),
-            runtime.version.as_bytes(),
-            std::env::consts::ARCH.as_bytes(),
-            tool.as_bytes(),
-            scope.as_bytes(),
-            text.as_bytes(),
-            lock_bytes,
-        ]);
-        let npm_cache = ctx
-            .npm_cache
-            .as_ref()
-            .map(|c| ctx.jail.inside(c).display().to_string());
-        let mut env = vec![
-            ("npm_config_update_notifier", "false"),
-            ("npm_config_fund", "false"),
-            ("npm_config_audit", "false"),
-        ];
-        if let Some(dir) = &npm_cache {
-            env.push(("npm_config_cache", dir.as_str()));
-        }
-        let what = format!("npm dependencies ({scope})");
-        let cache = ctx.req.settings.cache_dir.as_deref();
-        deps::restore_or_install(cache, &what, &key, &dest, log, |log| {
-            let command = format!("{tool}{omit}");
-            run_step(ctx, &command, &env, true, log)
-                .map_err(|f| f.into_dependencies("npm", &command, ctx))
-        })?;
-        ctx.jail.hand_over(&dest)?;
-        if has_build {
-            // The app's own build script: a build step, not a dependency
-            // step, so it reaches the network only when build steps do.
-            let command = "npm run build";
-            run_step(ctx, command, &env, ctx.jail.build_network(), log)
-                .map_err(|f| f.into_error(command, ctx))?;
-            let command = "npm prune --omit=dev";
-            run_step(ctx, command, &env, false, log).map_err(|f| f.into_error(command, ctx))?;
+            Some(tools::ensure(ctx, &tool, &node, &pm.source, log)?)
         }
     }
+    .unwrap_or_else(|| "npm".into());
+    let cache = ctx
+        .npm_cache
+        .as_ref()
+        .map(|c| ctx.jail.inside(c).display().to_string())
+        .unwrap_or_else(|| "/tmp/npm-cache".into());
+    let env_owned = pm.env(&cache);
+    let mut env: Vec<(&str, &str)> = vec![
+        ("npm_config_update_notifier", "false"),
+        ("npm_config_fund", "false"),
+        ("npm_config_audit", "false"),
+        ("npm_config_cache", cache.as_str()),
+    ];
+    env.extend(env_owned.iter().map(|(k, v)| (*k, v.as_str())));
+
+    let scope = if has_build { "all" } else { "production" };
+    let install = pm.install_command(&program, !has_build);
+    if pm.lock.is_none() {
+        log.line(format!(
+            "warning: no lockfile: {} resolves versions anew, so builds of one commit may differ; commit {}",
+            pm.manager.name(),
+            pm.manager.lockfile()
+        ));
+    }
+    let lock_bytes = pm.lock.as_ref().map(|(_, b)| b.as_slice()).unwrap_or(b"");
+    let key = deps::key(&[
+        b"node",
+        ctx.req.app.as_str().as_bytes(),
+        runtime.version.as_bytes(),
+        std::env::consts::ARCH.as_bytes(),
+        install.as_bytes(),
+        scope.as_bytes(),
+        text.as_bytes(),
+        lock_bytes,
+    ]);
+    let what = format!("{} dependencies ({scope})", pm.manager.name());
+    let cache_dir = ctx.req.settings.cache_dir.as_deref();
+    deps::restore_or_install(cache_dir, &what, &key, &dest, log, |log| {
+        run_step(ctx, &install, &env, true, log).map_err(|f| install_error(f, &pm, &install, ctx))
+    })?;
+    ctx.jail.hand_over(&dest)?;
+    if has_build {
+        // The app's own build script: a build step, not a dependency step,
+        // so it reaches the network only when build steps do.
+        let command = format!("{program} run build");
+        run_step(ctx, &command, &env, ctx.jail.build_network(), log)
+            .map_err(|f| f.into_error(&command, ctx))?;
+        let command = pm.prune_command(&program);
+        // Yarn and Bun prune by installing again, from their cache.
+        let network = !matches!(pm.manager, Manager::Npm | Manager::Pnpm);
+        run_step(ctx, &command, &env, network, log).map_err(|f| f.into_error(&command, ctx))?;
+    }
+    nodepm::tidy(&dest).map_err(|e| BuildError::io("tidying node_modules", e))?;
     Ok(runtime)
+}
+
+/// A failed install: an out-of-date lockfile named as such.
+fn install_error(f: StepFailure, pm: &Pm, command: &str, ctx: &Ctx) -> BuildError {
+    if let StepFailure::Exited { output, .. } = &f
+        && nodepm::OUTDATED.iter().any(|m| output.contains(m))
+    {
+        return BuildError::LockOutdated {
+            file: pm
+                .lock
+                .as_ref()
+                .map_or(pm.manager.lockfile(), |(name, _)| name.as_str())
+                .to_string(),
+            manifest: "package.json".into(),
+            fix: format!("run `{} install`", pm.manager.name()),
+            log: String::new(),
+        };
+    }
+    f.into_dependencies(pm.manager.name(), command, ctx)
 }

@@ -100,6 +100,19 @@ pub(super) fn run_step(
     network: bool,
     log: &mut Log,
 ) -> Result<(), StepFailure> {
+    run_step_in(ctx, &ctx.jail, &ctx.src, command, extra_env, network, log)
+}
+
+/// [`run_step`] in another sandbox and directory (installing a tool).
+pub(super) fn run_step_in(
+    ctx: &Ctx,
+    jail: &crate::sandbox::Jail,
+    dir: &std::path::Path,
+    command: &str,
+    extra_env: &[(&str, &str)],
+    network: bool,
+    log: &mut Log,
+) -> Result<(), StepFailure> {
     let left = ctx.deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return Err(StepFailure::TimedOut);
@@ -113,11 +126,11 @@ pub(super) fn run_step(
     env.extend_from_slice(extra_env);
     let spec = command::Spec {
         command,
-        dir: &ctx.src,
+        dir,
         env: &env,
         timeout: left,
         sink: log.sink(),
-        jail: &ctx.jail,
+        jail,
         network,
     };
     let started = Instant::now();

@@ -44,7 +44,7 @@ fn python_dependencies_are_installed_relocatably_and_cached_by_requirements() {
     let b1 = Build::cached(&first, cache.path());
     let out = b1.run(&repo.url(), &first).unwrap();
     assert!(out.log.contains("cache miss"), "{}", out.log);
-    assert!(out.log.contains("$ python3 -m pip install"), "{}", out.log);
+    assert!(out.log.contains(" -m pip install"), "{}", out.log);
     let entries = unpack(&out.artifact_path);
     let files = by_path(&entries);
     assert!(
@@ -179,7 +179,7 @@ fn a_python_dependency_that_does_not_exist_is_named() {
         msg.contains("`pip`") && msg.contains("slipway-no-such-package-4f1c"),
         "{msg}"
     );
-    assert!(e.log().contains("$ python3 -m pip install"), "{}", e.log());
+    assert!(e.log().contains(" -m pip install"), "{}", e.log());
     assert!(
         e.log().contains("error: installing dependencies"),
         "{}",
@@ -241,7 +241,7 @@ fn node_dependencies_come_from_the_lockfile_without_dev_dependencies() {
     let b1 = Build::cached(&first, cache.path());
     let out = b1.run(&repo.url(), &first).unwrap();
     assert!(
-        out.log.contains("package-lock.json found: npm ci"),
+        out.log.contains("frozen install from package-lock.json"),
         "{}",
         out.log
     );
@@ -288,5 +288,9 @@ fn an_npm_dependency_that_does_not_exist_is_named() {
         msg.contains("`npm`") && msg.contains("slipway-no-such-package-4f1c"),
         "{msg}"
     );
-    assert!(e.log().contains("no package-lock.json"), "{}", e.log());
+    assert!(
+        e.log().contains("no lockfile: npm resolves versions anew"),
+        "{}",
+        e.log()
+    );
 }

@@ -2,6 +2,9 @@
 //! generic apps, and refusing what must be refused.
 
 mod deps;
+// Its setup helpers panic on failures, like the tests that call them.
+#[allow(clippy::unwrap_used)]
+mod projects;
 mod sandbox;
 // Helpers panic on setup failures, like the tests that call them.
 #[allow(clippy::unwrap_used)]
