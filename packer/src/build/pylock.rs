@@ -43,7 +43,7 @@ impl Source {
         match self {
             Source::Uv => "uv.lock: uv, frozen (uv export --locked, then uv pip install)",
             Source::Poetry => "poetry.lock: Poetry, frozen (poetry export, then pip)",
-            Source::Pdm => "pdm.lock: PDM, frozen (pdm export, then pip)",
+            Source::Pdm => "pdm.lock: its default group with its hashes, by pip",
             Source::Pipfile => "Pipfile.lock: its default packages, with their hashes, by pip",
             Source::Requirements => "requirements.txt: pip",
             Source::Pyproject => {
@@ -197,6 +197,59 @@ pub(crate) fn split_local(text: &str) -> (String, Vec<String>) {
     (remote, local)
 }
 
+/// The `default` group of a `pdm.lock`, as pinned requirements with their
+/// markers and hashes (what `pdm export --prod` writes).
+pub(crate) fn pdm_requirements(text: &str) -> Result<String, BuildError> {
+    let bad = |reason: String| BuildError::BadEntry {
+        path: "pdm.lock".into(),
+        reason,
+        log: String::new(),
+    };
+    let doc: toml::Table =
+        toml::from_str(text).map_err(|e| bad(format!("invalid TOML: {}", e.message())))?;
+    let packages = doc
+        .get("package")
+        .and_then(|p| p.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let mut out = String::new();
+    for package in &packages {
+        let field = |k: &str| package.get(k).and_then(|v| v.as_str());
+        let in_default = package
+            .get("groups")
+            .and_then(|g| g.as_array())
+            .is_none_or(|g| g.iter().any(|x| x.as_str() == Some("default")));
+        if !in_default {
+            continue;
+        }
+        let (Some(name), Some(version)) = (field("name"), field("version")) else {
+            if field("path").is_some() || field("editable").is_some() {
+                continue;
+            }
+            return Err(bad(
+                "a [[package]] without a name and a version (git or URL packages are not supported)"
+                    .into(),
+            ));
+        };
+        out.push_str(&format!("{name}=={version}"));
+        if let Some(marker) = field("marker") {
+            out.push_str(&format!(" ; {marker}"));
+        }
+        for file in package
+            .get("files")
+            .and_then(|f| f.as_array())
+            .into_iter()
+            .flatten()
+        {
+            if let Some(hash) = file.get("hash").and_then(|h| h.as_str()) {
+                out.push_str(&format!(" --hash={hash}"));
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// The default packages of a `Pipfile.lock`, as pinned requirements with
 /// their hashes.
 pub(crate) fn pipfile_requirements(text: &str) -> Result<String, BuildError> {
@@ -299,6 +352,16 @@ mod tests {
         let (remote, local) = split_local(text);
         assert_eq!(remote, "idna==3.10 \\\n    --hash=sha256:aa\nsix==1.16.0\n");
         assert_eq!(local, ["./libs/common", "./libs/other"]);
+    }
+
+    #[test]
+    fn a_pdm_lock_gives_its_default_group_with_hashes() {
+        let lock = "[metadata]\ngroups = [\"default\", \"dev\"]\n\n[[package]]\nname = \"six\"\nversion = \"1.16.0\"\ngroups = [\"default\"]\nmarker = \"python_version >= \\\"3.10\\\"\"\nfiles = [\n  {file = \"six.whl\", hash = \"sha256:aa\"},\n]\n\n[[package]]\nname = \"pytest\"\nversion = \"8.0.0\"\ngroups = [\"dev\"]\n";
+        assert_eq!(
+            pdm_requirements(lock).unwrap(),
+            "six==1.16.0 ; python_version >= \"3.10\" --hash=sha256:aa\n"
+        );
+        assert!(pdm_requirements("[[package]]\ngroups = [\"default\"]\n").is_err());
     }
 
     #[test]

@@ -161,6 +161,7 @@ fn requirements(
         Source::Requirements => return read("requirements.txt"),
         Source::Pyproject => return Ok(project.dependencies.join("\n") + "\n"),
         Source::Pipfile => return pylock::pipfile_requirements(&read("Pipfile.lock")?),
+        Source::Pdm => return pylock::pdm_requirements(&read("pdm.lock")?),
         Source::Uv => {
             let uv = uv.unwrap_or("uv");
             (
@@ -184,16 +185,6 @@ fn requirements(
                     ("POETRY_VIRTUALENVS_CREATE", "false"),
                     ("POETRY_CACHE_DIR", "/tmp/poetry-cache"),
                 ],
-            )
-        }
-        Source::Pdm => {
-            let pdm = tools::ensure(ctx, &Tool::Pdm, &py, "pdm.lock", log)?;
-            (
-                vec![
-                    format!("{pdm} lock --check"),
-                    format!("{pdm} export --prod -f requirements -o {out}"),
-                ],
-                vec![("PDM_CHECK_UPDATE", "false"), ("PDM_USE_VENV", "false")],
             )
         }
     };
@@ -220,8 +211,7 @@ fn lock_error(f: StepFailure, source: Source, command: &str, ctx: &Ctx) -> Build
         if outdated {
             let fix = match source {
                 Source::Uv => "run `uv lock`",
-                Source::Poetry => "run `poetry lock`",
-                _ => "run `pdm lock`",
+                _ => "run `poetry lock`",
             };
             return BuildError::LockOutdated {
                 file: source.file().into(),
@@ -233,8 +223,7 @@ fn lock_error(f: StepFailure, source: Source, command: &str, ctx: &Ctx) -> Build
     }
     let tool = match source {
         Source::Uv => "uv",
-        Source::Poetry => "poetry",
-        _ => "pdm",
+        _ => "poetry",
     };
     f.into_dependencies(tool, command, ctx)
 }

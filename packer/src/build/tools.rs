@@ -1,4 +1,4 @@
-//! The package managers a build needs beyond pip and npm (uv, Poetry, PDM,
+//! The package managers a build needs beyond pip and npm (uv, Poetry,
 //! pnpm, Yarn, Bun), at pinned versions, installed by packer itself from
 //! PyPI or the npm registry into its cache — never onto the machine.
 //!
@@ -27,7 +27,6 @@ pub(crate) const INSIDE_TOOLS: &str = "/cache/tools";
 pub(crate) const UV: &str = "0.13.9";
 pub(crate) const POETRY: &str = "2.5.1";
 const POETRY_EXPORT: &str = "1.10.1";
-pub(crate) const PDM: &str = "2.26.2";
 pub(crate) const PNPM: &str = "9.15.9";
 pub(crate) const YARN_CLASSIC: &str = "1.22.22";
 pub(crate) const YARN_BERRY: &str = "4.9.2";
@@ -38,7 +37,6 @@ pub(crate) const BUN: &str = "1.2.19";
 pub(crate) enum Tool {
     Uv,
     Poetry,
-    Pdm,
     Pnpm(String),
     Yarn(String),
     Bun(String),
@@ -49,7 +47,6 @@ impl Tool {
         match self {
             Tool::Uv => "uv",
             Tool::Poetry => "poetry",
-            Tool::Pdm => "pdm",
             Tool::Pnpm(_) => "pnpm",
             Tool::Yarn(_) => "yarn",
             Tool::Bun(_) => "bun",
@@ -60,7 +57,6 @@ impl Tool {
         match self {
             Tool::Uv => UV,
             Tool::Poetry => POETRY,
-            Tool::Pdm => PDM,
             Tool::Pnpm(v) | Tool::Yarn(v) | Tool::Bun(v) => v,
         }
     }
@@ -72,19 +68,16 @@ impl Tool {
 
     /// Python tools are installed for one interpreter.
     fn is_python(&self) -> bool {
-        matches!(self, Tool::Uv | Tool::Poetry | Tool::Pdm)
+        matches!(self, Tool::Uv | Tool::Poetry)
     }
 
     /// The install command, run in the staging directory (`/build`).
     fn install_command(&self, python: &Path) -> String {
         match self {
-            Tool::Uv | Tool::Poetry | Tool::Pdm => {
+            Tool::Uv | Tool::Poetry => {
                 let packages = match self {
                     Tool::Uv => format!("uv=={UV}"),
-                    Tool::Poetry => {
-                        format!("poetry=={POETRY} poetry-plugin-export=={POETRY_EXPORT}")
-                    }
-                    _ => format!("pdm=={PDM}"),
+                    _ => format!("poetry=={POETRY} poetry-plugin-export=={POETRY_EXPORT}"),
                 };
                 format!(
                     "{} -m pip install --no-input --disable-pip-version-check --no-warn-script-location --root-user-action=ignore --target /build/lib {packages}",
@@ -105,7 +98,6 @@ impl Tool {
         match self {
             Tool::Uv => format!("{d}/lib/bin/uv"),
             Tool::Poetry => format!("env PYTHONPATH={d}/lib {py} -m poetry"),
-            Tool::Pdm => format!("env PYTHONPATH={d}/lib {py} -m pdm"),
             Tool::Pnpm(_) => format!("node {d}/node_modules/pnpm/bin/pnpm.cjs"),
             Tool::Yarn(v) if v.starts_with("1.") => {
                 format!("node {d}/node_modules/yarn/bin/yarn.js")

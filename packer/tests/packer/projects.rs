@@ -253,6 +253,65 @@ fn a_yarn_classic_project_installs_frozen() {
     );
 }
 
+#[test]
+fn a_pdm_project_installs_its_default_group() {
+    let (_, _, _, _b, out) = reproducible("pdm", "python3 -m pdm_app");
+    assert!(out.log.contains("dependencies: pdm.lock"), "{}", out.log);
+    let f = files(&out);
+    assert!(f.contains_key(".slipway/python/six.py"));
+    assert!(
+        f.contains_key(".slipway/python/pdm_app/note.txt"),
+        "{:?}",
+        f.keys()
+    );
+    assert!(
+        !f.keys().any(|p| p.contains("pytest")),
+        "a dev dependency shipped"
+    );
+}
+
+#[test]
+fn a_bun_project_installs_frozen() {
+    let (_, _, _, _b, out) = reproducible("bun", "node server.js");
+    assert!(
+        out.log
+            .contains("package manager: bun@1.2.19, from bun.lock; frozen install from bun.lock"),
+        "{}",
+        out.log
+    );
+    let f = files(&out);
+    assert!(
+        f.contains_key("node_modules/ms/index.js"),
+        "{:?}",
+        f.keys().take(30).collect::<Vec<_>>()
+    );
+    assert!(
+        !f.keys().any(|p| p.contains("left-pad")),
+        "dev dependency shipped"
+    );
+}
+
+#[test]
+fn a_yarn_berry_project_installs_immutably_into_node_modules() {
+    let (_, _, _, _b, out) = reproducible("berry", "node server.js");
+    assert!(
+        out.log
+            .contains("package manager: yarn@4.9.2 (berry), from package.json packageManager"),
+        "{}",
+        out.log
+    );
+    let f = files(&out);
+    assert!(
+        f.contains_key("node_modules/is-number/index.js"),
+        "{:?}",
+        f.keys().take(30).collect::<Vec<_>>()
+    );
+    assert!(
+        !f.keys().any(|p| p.contains("left-pad")),
+        "dev dependency shipped"
+    );
+}
+
 fn fails(repo: &mut TestRepo) -> BuildError {
     let sha = repo.commit("broken");
     let cache = tempfile::tempdir().unwrap();
@@ -289,6 +348,25 @@ fn out_of_date_lockfiles_are_named_with_their_fix() {
         "{}",
         e.log()
     );
+
+    for (fixture, lock, fix) in [
+        ("yarn", "yarn.lock", "yarn install"),
+        ("npm-ts", "package-lock.json", "npm install"),
+    ] {
+        let mut repo = repo_of(fixture, "node server.js");
+        let text = std::fs::read_to_string(repo.path().join("package.json")).unwrap();
+        repo.write(
+            "package.json",
+            &text.replace("\"ms\": \"2.1.3\"", "\"ms\": \"2.1.2\""),
+        );
+        let e = fails(&mut repo);
+        assert_eq!(
+            e.to_string(),
+            format!("{lock} is out of date with package.json: run `{fix}`, and commit it"),
+            "{}",
+            e.log()
+        );
+    }
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod openapi;
 mod pages;
 mod pipeline;
 mod processes;
+mod projects;
 mod redis;
 mod release;
 mod remotes;
