@@ -452,7 +452,9 @@ mod tests {
     #[test]
     fn an_installed_file_modified_removed_chmoded_or_retyped_is_a_change() {
         use std::os::unix::fs::PermissionsExt;
-        let edits: [(&str, fn(&Path), &str); 4] = [
+        /// What is done, how, and the path that then changed first.
+        type Edit = (&'static str, fn(&Path), &'static str);
+        let edits: [Edit; 4] = [
             (
                 "modified",
                 |r| std::fs::write(r.join("app.py"), "import greeting # patched\n").unwrap(),

@@ -182,7 +182,7 @@ fn an_unknown_or_damaged_inventory_is_refused() {
     let cut = &bytes[..bytes.len() - 5];
     let err = Inventory::decode(cut).unwrap_err().to_string();
     assert!(err.contains("cut short"), "{err}");
-    let err = Inventory::decode(b"slipway-inventory-v1\nf\0644\00\00\0a\0zz\0\n")
+    let err = Inventory::decode(b"slipway-inventory-v1\nf\x00644\x000\x000\x00a\x00zz\x00\n")
         .unwrap_err()
         .to_string();
     assert!(err.contains("record 1: bad sha256"), "{err}");
