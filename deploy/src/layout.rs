@@ -9,6 +9,7 @@
 //!                                         user owns it (the rest is the grabber's)
 //! <root>/apps/<app>/log/<app>.log         the app's stdout and stderr
 //! <root>/apps/<app>/digests/<version>.json  ReleaseDigest of each release
+//! <root>/apps/<app>/digests/<version>.inventory  its entries as installed
 //! <root>/apps/<app>/state.json            AppState
 //! <root>/cache/                           downloaded artifacts
 //! <root>/tmp/                             partial work, cleared at start
@@ -22,7 +23,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
+use crate::tree::{Change, Inventory};
 use crate::{AppName, DeployId, Timestamp, Version};
 
 /// How many installs `AppState::history` keeps.
@@ -222,6 +225,12 @@ impl HostLayout {
         self.digests_dir(app).join(format!("{version}.json"))
     }
 
+    /// The release's entries as installed (`tree::Inventory`), named by
+    /// its digest file.
+    pub fn inventory_file(&self, app: &AppName, version: &Version) -> PathBuf {
+        self.digests_dir(app).join(format!("{version}.inventory"))
+    }
+
     pub fn state_file(&self, app: &AppName) -> PathBuf {
         self.app_dir(app).join("state.json")
     }
@@ -384,33 +393,89 @@ impl HostLayout {
             })
     }
 
-    /// Records `digest` for `version`, durably, like `write_state`.
+    /// Records `digest` for `version`, durably, like `write_state`. The
+    /// inventory it names is written before it (`write_inventory`).
     pub fn write_digest(
         &self,
         app: &AppName,
         version: &Version,
         digest: &ReleaseDigest,
     ) -> Result<(), LayoutError> {
-        let dir = self.digests_dir(app);
-        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-        let path = self.digest_file(app, version);
-        let tmp = dir.join(format!("{version}.json.tmp"));
         let bytes = serde_json::to_vec_pretty(digest).map_err(|e| LayoutError::BadState {
-            path: path.clone(),
+            path: self.digest_file(app, version),
             reason: e.to_string(),
         })?;
-        {
-            let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
-            f.write_all(&bytes).map_err(io_err("write", &tmp))?;
-            f.sync_all().map_err(io_err("sync", &tmp))?;
-        }
-        fs::rename(&tmp, &path).map_err(io_err("rename into place", &path))?;
-        sync_dir(&dir)
+        self.write_record(&self.digest_file(app, version), &bytes)
     }
 
-    /// Forgets `version`'s digest (its release is gone).
+    /// Records what `version` was installed with, durably; returns the
+    /// sha256 of the file written, for `ReleaseDigest::inventory_sha256`.
+    pub fn write_inventory(
+        &self,
+        app: &AppName,
+        version: &Version,
+        inventory: &Inventory,
+    ) -> Result<String, LayoutError> {
+        let bytes = inventory.encode();
+        self.write_record(&self.inventory_file(app, version), &bytes)?;
+        Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+    }
+
+    /// What `version` was installed with: its digest and, when the digest
+    /// names one, its inventory (checked against the sha256 the digest
+    /// holds). `None` when no digest was recorded.
+    pub fn read_installed(
+        &self,
+        app: &AppName,
+        version: &Version,
+    ) -> Result<Option<Installed>, LayoutError> {
+        let Some(digest) = self.read_digest(app, version)? else {
+            return Ok(None);
+        };
+        let Some(want) = &digest.inventory_sha256 else {
+            return Ok(Some(Installed {
+                digest,
+                inventory: None,
+            }));
+        };
+        let path = self.inventory_file(app, version);
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+        let bad = |reason: String| LayoutError::BadState {
+            path: path.clone(),
+            reason,
+        };
+        let got = hex::encode(sha2::Sha256::digest(&bytes));
+        if got != *want {
+            return Err(bad(format!("its sha256 is {got}, not the recorded {want}")));
+        }
+        let inventory = Inventory::decode(&bytes).map_err(|e| bad(e.to_string()))?;
+        Ok(Some(Installed {
+            digest,
+            inventory: Some(inventory),
+        }))
+    }
+
+    /// Writes `bytes` to `path` in the digests directory durably, like
+    /// `write_state`.
+    fn write_record(&self, path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        {
+            let mut f = fs::File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(bytes).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("sync", &tmp))?;
+        }
+        fs::rename(&tmp, path).map_err(io_err("rename into place", path))?;
+        sync_dir(dir)
+    }
+
+    /// Forgets `version`'s digest and inventory (its release is gone).
     pub fn remove_digest(&self, app: &AppName, version: &Version) {
         let _ = fs::remove_file(self.digest_file(app, version));
+        let _ = fs::remove_file(self.inventory_file(app, version));
     }
 }
 
@@ -421,9 +486,40 @@ impl HostLayout {
 pub struct ReleaseDigest {
     /// The sha256 of the artifact it was extracted from.
     pub artifact_sha256: crate::Sha256,
-    /// The sha256 of the extracted tree (`grabber::extract::tree_digest`):
-    /// every path, its kind, mode and owner, and its content or link target.
+    /// The sha256 of the extracted tree (`tree::tree_digest`): every path,
+    /// its kind, mode and owner, and its content or link target. Kept for
+    /// versioncheckers that know no inventory.
     pub tree_sha256: String,
+    /// The sha256 of the release's inventory file (`inventory_file`),
+    /// written before this record: the entries the release is checked
+    /// against. `None` from a grabber that wrote no inventory: the whole
+    /// tree is compared with `tree_sha256`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory_sha256: Option<String>,
+}
+
+/// What a release was installed with ([`HostLayout::read_installed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    pub digest: ReleaseDigest,
+    /// Its entries; `None` when an older grabber recorded a digest only.
+    pub inventory: Option<Inventory>,
+}
+
+impl Installed {
+    /// Checks the release at `root` against what was installed: entry by
+    /// entry with an inventory (files added since are not a change), else
+    /// the whole tree against the digest. `Some` names the first change.
+    /// Reads every installed file: blocking.
+    pub fn check(&self, root: &Path) -> io::Result<Option<Change>> {
+        match &self.inventory {
+            Some(inventory) => inventory.check(root),
+            None => {
+                let now = crate::tree::tree_digest(root)?;
+                Ok((now != self.digest.tree_sha256).then_some(Change::Tree))
+            }
+        }
+    }
 }
 
 /// Makes a rename in `dir` durable.
@@ -434,130 +530,4 @@ pub fn sync_dir(dir: &Path) -> Result<(), LayoutError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    /// A fresh directory under the system temp dir, removed on drop.
-    struct TempRoot(PathBuf);
-
-    impl TempRoot {
-        fn new() -> Self {
-            static N: AtomicU32 = AtomicU32::new(0);
-            let p = std::env::temp_dir().join(format!(
-                "slipway-layout-test-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::SeqCst)
-            ));
-            let _ = fs::remove_dir_all(&p);
-            fs::create_dir_all(&p).unwrap();
-            Self(p)
-        }
-    }
-
-    impl Drop for TempRoot {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn app(s: &str) -> AppName {
-        AppName::parse(s).unwrap()
-    }
-
-    fn ver(s: &str) -> Version {
-        Version::parse(s).unwrap()
-    }
-
-    #[test]
-    fn paths_follow_the_documented_layout() {
-        let l = HostLayout::new("/r");
-        let a = app("hello");
-        let v = ver("3-abcdef0");
-        assert_eq!(
-            l.release_dir(&a, &v),
-            Path::new("/r/apps/hello/releases/3-abcdef0")
-        );
-        assert_eq!(l.current_link(&a), Path::new("/r/apps/hello/current"));
-        assert_eq!(l.log_file(&a), Path::new("/r/apps/hello/log/hello.log"));
-        assert_eq!(
-            l.digest_file(&a, &v),
-            Path::new("/r/apps/hello/digests/3-abcdef0.json")
-        );
-        assert_eq!(l.state_file(&a), Path::new("/r/apps/hello/state.json"));
-        assert_eq!(
-            l.cached_artifact(&a, &v),
-            Path::new("/r/cache/hello-3-abcdef0.tar.gz")
-        );
-        assert_eq!(l.tmp_dir(), Path::new("/r/tmp"));
-    }
-
-    #[test]
-    fn state_round_trips_and_missing_state_is_none() {
-        let root = TempRoot::new();
-        let l = HostLayout::new(&root.0);
-        let a = app("hello");
-        assert_eq!(l.read_state(&a).unwrap(), None);
-        let mut s = AppState::new(a.clone());
-        s.current = Some(ver("2-bbbbbbb"));
-        s.previous = Some(ver("1-aaaaaaa"));
-        s.pid = Some(1234);
-        s.port = Some(8001);
-        s.last_deploy = Some(DeployId(9));
-        for i in 0..(HISTORY_LEN + 5) {
-            s.record(InstallRecord {
-                version: ver("2-bbbbbbb"),
-                deploy_id: Some(DeployId(i as i64 + 1)),
-                at: Timestamp(i as i64),
-                outcome: "done".into(),
-            });
-        }
-        assert_eq!(s.history.len(), HISTORY_LEN);
-        assert_eq!(s.history[0].deploy_id, Some(DeployId(6)));
-        l.write_state(&s).unwrap();
-        assert_eq!(l.read_state(&a).unwrap(), Some(s.clone()));
-        // Overwriting leaves no temporary file behind.
-        s.pid = None;
-        l.write_state(&s).unwrap();
-        assert_eq!(l.read_state(&a).unwrap().unwrap().pid, None);
-        assert!(!l.app_dir(&a).join("state.json.tmp").exists());
-    }
-
-    #[test]
-    fn corrupt_state_is_an_error_naming_the_file() {
-        let root = TempRoot::new();
-        let l = HostLayout::new(&root.0);
-        let a = app("hello");
-        fs::create_dir_all(l.app_dir(&a)).unwrap();
-        fs::write(l.state_file(&a), "{not json").unwrap();
-        let err = l.read_state(&a).unwrap_err().to_string();
-        assert!(err.contains("state.json"), "{err}");
-    }
-
-    #[test]
-    fn current_and_apps_are_read_from_disk() {
-        let root = TempRoot::new();
-        let l = HostLayout::new(&root.0);
-        assert!(l.list_apps().unwrap().is_empty());
-        let a = app("hello");
-        let b = app("api");
-        l.ensure_dirs().unwrap();
-        l.ensure_app_dirs(&a).unwrap();
-        l.ensure_app_dirs(&b).unwrap();
-        fs::create_dir_all(l.apps_dir().join("Not An App")).unwrap();
-        assert_eq!(l.list_apps().unwrap(), vec![b.clone(), a.clone()]);
-        assert_eq!(l.read_current(&a).unwrap(), None);
-
-        let v = ver("1-abcdef0");
-        fs::create_dir_all(l.release_dir(&a, &v)).unwrap();
-        std::os::unix::fs::symlink(HostLayout::current_target(&v), l.current_link(&a)).unwrap();
-        assert_eq!(l.read_current(&a).unwrap(), Some(v.clone()));
-        assert_eq!(l.list_releases(&a).unwrap(), vec![v]);
-
-        std::os::unix::fs::symlink("/etc", l.current_link(&b)).unwrap();
-        assert!(matches!(
-            l.read_current(&b),
-            Err(LayoutError::BadCurrent { .. })
-        ));
-    }
-}
+mod tests;

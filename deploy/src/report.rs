@@ -72,11 +72,17 @@ pub struct AppReport {
     #[serde(default)]
     pub stopped: bool,
     /// Whether the files of the release `current` names differ from what
-    /// the grabber installed (its recorded tree digest): `Some(true)` when
-    /// someone changed them by hand. None when there is no digest to
-    /// compare with, or the tree could not be read.
+    /// the grabber installed (the entries of its recorded inventory, or its
+    /// tree digest from an older grabber): `Some(true)` when someone changed
+    /// them by hand. Files added since (an app's `__pycache__/` or log) do
+    /// not count. None when there is no record to compare with, or the tree
+    /// could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_on_disk: Option<bool>,
+    /// With `changed_on_disk`, the first installed path found changed,
+    /// relative to the release (none from a record without an inventory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_path: Option<String>,
     /// What could not be read (a corrupt `state.json`, a `current` that
     /// names no release); the rest of the report still holds.
     #[serde(default)]

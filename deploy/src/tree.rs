@@ -1,8 +1,12 @@
-//! The digest of a release tree as extracted on a host: every path, its
-//! kind, mode and owner, and its content or link target. The grabber records
-//! it at install (`layout::ReleaseDigest`) and checks a release found on
-//! disk against it before running it again; the versionchecker recomputes it
-//! for the release `current` names, so files changed by hand show as drift.
+//! A release tree as extracted on a host: every path, its kind, mode and
+//! owner, and its content or link target. The grabber records it at install
+//! as an [`Inventory`] (`layout::HostLayout::write_inventory`) and a digest
+//! (`layout::ReleaseDigest`), and checks a release found on disk against
+//! them before running it again; the versionchecker checks the release
+//! `current` names, so files changed by hand show as drift. What is checked
+//! is what was installed: files added later (an app running as root writes
+//! `__pycache__/` into its release) are not a change. A release recorded by
+//! an older grabber, with a digest only, is compared whole.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,16 +17,17 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+mod inventory;
+
+pub use inventory::{Change, Inventory, InventoryError};
+
 /// The sha256 of an extracted release tree: over every entry below `root`
 /// in byte order of their paths, its kind, permission bits, owner and group,
 /// path, and the sha256 of its content (files) or its target (symlinks).
 /// A release whose digest is the one recorded at install has the same
 /// files, links, modes and owners. Reads every file: blocking.
 pub fn tree_digest(root: &Path) -> io::Result<String> {
-    let into_io =
-        |(entry, e): (String, io::Error)| io::Error::new(e.kind(), format!("{entry}: {e}"));
-    let tree = walk(root, None).map_err(into_io)?;
-    digest(root, &tree, &HashMap::new()).map_err(into_io)
+    inventory(root).map(|i| i.digest())
 }
 
 /// Every entry below `root` (links not followed), with its metadata,
@@ -62,48 +67,23 @@ pub fn walk(
     Ok(out)
 }
 
+/// The [`tree_digest`] of `tree` (from [`walk`] of `root`), hashing each
+/// file whose content is not in `known`.
 pub fn digest(
     root: &Path,
     tree: &[(PathBuf, std::fs::Metadata)],
     known: &HashMap<PathBuf, [u8; 32]>,
 ) -> Result<String, (String, io::Error)> {
-    let mut h = Sha256::new();
-    h.update(b"slipway-tree-v1\n");
-    for (rel, meta) in tree {
-        let shown = || rel.display().to_string();
-        let ft = meta.file_type();
-        let kind: &[u8] = if ft.is_dir() {
-            b"d"
-        } else if ft.is_symlink() {
-            b"l"
-        } else if ft.is_file() {
-            b"f"
-        } else {
-            // Extraction makes none; something else put it there.
-            b"?"
-        };
-        h.update(kind);
-        h.update(format!(
-            "\0{:o}\0{}\0{}\0",
-            meta.mode() & 0o7777,
-            meta.uid(),
-            meta.gid()
-        ));
-        h.update(rel.as_os_str().as_bytes());
-        h.update(b"\0");
-        if ft.is_symlink() {
-            let target = std::fs::read_link(root.join(rel)).map_err(|e| (shown(), e))?;
-            h.update(target.as_os_str().as_bytes());
-        } else if ft.is_file() {
-            let content = match known.get(rel) {
-                Some(c) => *c,
-                None => hash_file(&root.join(rel), Some(meta)).map_err(|e| (shown(), e))?,
-            };
-            h.update(hex::encode(content));
-        }
-        h.update(b"\n");
-    }
-    Ok(hex::encode(h.finalize()))
+    Inventory::of(root, tree, known).map(|i| i.digest())
+}
+
+/// The [`Inventory`] of the tree below `root` as it is now. Reads every
+/// file: blocking.
+pub fn inventory(root: &Path) -> io::Result<Inventory> {
+    let into_io =
+        |(entry, e): (String, io::Error)| io::Error::new(e.kind(), format!("{entry}: {e}"));
+    let tree = walk(root, None).map_err(into_io)?;
+    Inventory::of(root, &tree, &HashMap::new()).map_err(into_io)
 }
 
 /// The sha256 of a regular file's content. With `expected`, the file opened

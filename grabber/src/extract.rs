@@ -15,7 +15,8 @@
 //!
 //! Files get the archive's permission bits without group and other write
 //! (the app may run as another user: it must not be able to change its
-//! release), and the extraction also yields the release's [`tree_digest`],
+//! release), and the extraction also yields the release's inventory (every
+//! entry, its mode, owner and content hash: `deploy::tree::Inventory`),
 //! each file hashed right after it is written (from the page cache), so a
 //! release found on disk later can be checked against what was installed.
 
@@ -26,7 +27,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 pub use deploy::tree::tree_digest;
-use deploy::tree::{digest, hash_file, walk};
+use deploy::tree::{Inventory, hash_file, walk};
 use deploy::{MANIFEST_PATH, Manifest};
 use flate2::read::GzDecoder;
 use sha2::{Digest, Sha256};
@@ -86,13 +87,14 @@ pub enum ExtractError {
 #[derive(Debug)]
 pub struct Unpacked {
     pub manifest: Manifest,
-    /// The [`tree_digest`] of `dest` as extracted.
-    pub tree_sha256: String,
+    /// The entries of `dest` as extracted: what the release is checked
+    /// against later (its [`Inventory::digest`] is the [`tree_digest`]).
+    pub inventory: Inventory,
 }
 
 /// Validates `archive` (a gzip'd tar) while extracting it into `dest`,
 /// which must be an empty scratch directory. Returns the release's manifest
-/// and the digest of the tree it made.
+/// and the inventory of the tree it made.
 ///
 /// Refuses absolute paths, `..` components, symlinks and hard links that
 /// leave the release, devices, fifos and other special entries, and archives
@@ -165,11 +167,11 @@ pub fn unpack_checked(
     let tree = walk(dest, Some(MODE_MASK))
         .map_err(|(entry, source)| ExtractError::Unpack { entry, source })?;
     check_links_resolved(dest, &tree)?;
-    let tree_sha256 = digest(dest, &tree, &hashes)
+    let inventory = Inventory::of(dest, &tree, &hashes)
         .map_err(|(entry, source)| ExtractError::Unpack { entry, source })?;
     Ok(Unpacked {
         manifest,
-        tree_sha256,
+        inventory,
     })
 }
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use deploy::layout::{HostLayout, LayoutError};
 use deploy::report::{AppDisk, AppReport, FsSpace, ProcessReport};
+use deploy::tree::Change;
 use deploy::{AppName, Version};
 
 use deploy::procfs;
@@ -116,7 +117,7 @@ impl Scanner {
             }
         }
         let disk = self.disk(app, &releases);
-        let changed_on_disk = current.as_ref().and_then(|v| self.changed_on_disk(app, v));
+        let change = current.as_ref().and_then(|v| self.changed_on_disk(app, v));
         AppReport {
             app: app.clone(),
             current,
@@ -125,22 +126,38 @@ impl Scanner {
             restarts: state.as_ref().map_or(0, |s| s.restarts),
             config_version: state.as_ref().map_or(0, |s| s.config),
             stopped: state.is_some_and(|s| s.stopped),
-            changed_on_disk,
+            changed_on_disk: change.as_ref().map(Option::is_some),
+            changed_path: change
+                .flatten()
+                .and_then(|c| c.path().map(|p| p.display().to_string())),
             disk,
             error: (!errors.is_empty()).then(|| errors.join("; ")),
         }
     }
 
-    /// Whether the files of `version` differ from the tree digest the
-    /// grabber recorded when it installed them; None without a digest (an
-    /// older grabber) or when the tree cannot be read. Reads every file of
-    /// the release, once per report.
-    fn changed_on_disk(&self, app: &AppName, version: &deploy::Version) -> Option<bool> {
-        let recorded = self.layout.read_digest(app, version).ok().flatten()?;
-        match deploy::tree::tree_digest(&self.layout.release_dir(app, version)) {
-            Ok(now) => Some(now != recorded.tree_sha256),
+    /// Whether the files of `version` the grabber installed changed since:
+    /// checked against the inventory it recorded (files added since, such
+    /// as an app's `__pycache__/` or log, are not a change), or against the
+    /// tree digest for a release recorded by an older grabber. None without
+    /// a record or when the release cannot be read; else the first change
+    /// found, if any. Reads every installed file of the release, once per
+    /// report.
+    fn changed_on_disk(&self, app: &AppName, version: &Version) -> Option<Option<Change>> {
+        let installed = match self.layout.read_installed(app, version) {
+            Ok(installed) => installed?,
             Err(e) => {
-                tracing::debug!(%app, %version, error = %e, "cannot digest the current release");
+                tracing::debug!(%app, %version, error = %e, "cannot read what the current release was installed with");
+                return None;
+            }
+        };
+        match installed.check(&self.layout.release_dir(app, version)) {
+            Ok(None) => Some(None),
+            Ok(Some(change)) => {
+                tracing::debug!(%app, %version, %change, "the current release changed on disk");
+                Some(Some(change))
+            }
+            Err(e) => {
+                tracing::debug!(%app, %version, error = %e, "cannot check the current release");
                 None
             }
         }
@@ -387,5 +404,119 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         let _ = child.wait();
+    }
+
+    /// A release installed with an inventory (or, without, as an older
+    /// grabber recorded it): `changed_on_disk` and `changed_path` after
+    /// `edit`.
+    fn changed_after(edit: impl FnOnce(&Path), inventory: bool) -> (Option<bool>, Option<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = HostLayout::new(dir.path());
+        let (hello, v) = (app("hello"), ver("1-aaaaaaa"));
+        layout.ensure_app_dirs(&hello).unwrap();
+        let release = layout.release_dir(&hello, &v);
+        std::fs::create_dir_all(release.join("lib")).unwrap();
+        std::fs::write(release.join("app.py"), "import greeting\n").unwrap();
+        std::fs::write(release.join("lib/greeting.py"), "WORD = 'hi'\n").unwrap();
+        std::os::unix::fs::symlink(HostLayout::current_target(&v), layout.current_link(&hello))
+            .unwrap();
+        let installed = deploy::tree::inventory(&release).unwrap();
+        let inventory_sha256 =
+            inventory.then(|| layout.write_inventory(&hello, &v, &installed).unwrap());
+        let digest = deploy::layout::ReleaseDigest {
+            artifact_sha256: deploy::Sha256::parse("ab".repeat(32)).unwrap(),
+            tree_sha256: installed.digest(),
+            inventory_sha256,
+        };
+        layout.write_digest(&hello, &v, &digest).unwrap();
+        let mut scanner = Scanner::new(dir.path());
+        assert_eq!(scanner.scan().unwrap()[0].changed_on_disk, Some(false));
+        edit(&release);
+        let a = scanner.scan().unwrap().remove(0);
+        (a.changed_on_disk, a.changed_path)
+    }
+
+    #[test]
+    fn files_the_app_adds_to_its_release_are_not_a_change() {
+        let pycache = |r: &Path| {
+            std::fs::create_dir(r.join("__pycache__")).unwrap();
+            std::fs::write(r.join("__pycache__/greeting.cpython-311.pyc"), "pyc").unwrap();
+            std::fs::write(r.join("lib/app.log"), "started\n").unwrap();
+        };
+        assert_eq!(changed_after(pycache, true), (Some(false), None));
+        // A release an older grabber recorded (a tree digest only) is
+        // compared whole, as before.
+        assert_eq!(changed_after(pycache, false), (Some(true), None));
+    }
+
+    #[test]
+    fn an_installed_file_modified_removed_chmoded_or_retyped_is_a_change() {
+        use std::os::unix::fs::PermissionsExt;
+        /// What is done, how, and the path that then changed first.
+        type Edit = (&'static str, fn(&Path), &'static str);
+        let edits: [Edit; 4] = [
+            (
+                "modified",
+                |r| std::fs::write(r.join("app.py"), "import greeting # patched\n").unwrap(),
+                "app.py",
+            ),
+            (
+                "removed",
+                |r| std::fs::remove_file(r.join("lib/greeting.py")).unwrap(),
+                "lib/greeting.py",
+            ),
+            (
+                "chmod",
+                |r| {
+                    std::fs::set_permissions(
+                        r.join("app.py"),
+                        std::fs::Permissions::from_mode(0o600),
+                    )
+                    .unwrap()
+                },
+                "app.py",
+            ),
+            (
+                "retyped",
+                |r| {
+                    std::fs::remove_file(r.join("app.py")).unwrap();
+                    std::os::unix::fs::symlink("lib/greeting.py", r.join("app.py")).unwrap();
+                },
+                "app.py",
+            ),
+        ];
+        for (what, edit, path) in edits {
+            assert_eq!(
+                changed_after(edit, true),
+                (Some(true), Some(path.to_string())),
+                "{what}"
+            );
+            assert_eq!(
+                changed_after(edit, false),
+                (Some(true), None),
+                "{what}, old record"
+            );
+        }
+    }
+
+    #[test]
+    fn a_release_without_a_record_or_with_a_damaged_one_is_not_judged() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = HostLayout::new(dir.path());
+        let (hello, v) = (app("hello"), ver("1-aaaaaaa"));
+        layout.ensure_app_dirs(&hello).unwrap();
+        std::fs::create_dir_all(layout.release_dir(&hello, &v)).unwrap();
+        std::os::unix::fs::symlink(HostLayout::current_target(&v), layout.current_link(&hello))
+            .unwrap();
+        let mut scanner = Scanner::new(dir.path());
+        assert_eq!(scanner.scan().unwrap()[0].changed_on_disk, None);
+        let digest = deploy::layout::ReleaseDigest {
+            artifact_sha256: deploy::Sha256::parse("ab".repeat(32)).unwrap(),
+            tree_sha256: "00".repeat(32),
+            inventory_sha256: Some("00".repeat(32)),
+        };
+        layout.write_digest(&hello, &v, &digest).unwrap();
+        std::fs::write(layout.inventory_file(&hello, &v), "garbage").unwrap();
+        assert_eq!(scanner.scan().unwrap()[0].changed_on_disk, None);
     }
 }

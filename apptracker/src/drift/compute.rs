@@ -361,11 +361,16 @@ impl Ctx<'_> {
                     format!("`current` names {current}{also}; {}", self.should_run()),
                 );
             }
-            if a.is_some_and(|a| a.changed_on_disk == Some(true)) {
+            if let Some(a) = a.filter(|a| a.changed_on_disk == Some(true)) {
+                let first = a
+                    .changed_path
+                    .as_ref()
+                    .map(|p| format!(" (first: `{p}`)"))
+                    .unwrap_or_default();
                 return (
                     Drifted,
                     format!(
-                        "the files of {current} were changed on this host since it was installed; {}",
+                        "the files of {current} were changed on this host since it was installed{first}; {}",
                         self.should_run()
                     ),
                 );

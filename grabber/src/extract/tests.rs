@@ -302,8 +302,8 @@ fn refuses_missing_or_bad_manifest() {
 }
 
 /// Extracts `bytes` into a fresh directory; returns it (kept alive by
-/// the `TempDir`) and the digest the extraction computed.
-fn unpacked(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, String) {
+/// the `TempDir`) and the inventory the extraction made.
+fn unpacked(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, deploy::tree::Inventory) {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("a.tar.gz");
     std::fs::write(&archive, bytes).unwrap();
@@ -311,7 +311,7 @@ fn unpacked(bytes: &[u8]) -> (tempfile::TempDir, PathBuf, String) {
     std::fs::create_dir(&dest).unwrap();
     std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o700)).unwrap();
     let u = unpack_checked(&archive, &dest, 1 << 20).unwrap();
-    (dir, dest, u.tree_sha256)
+    (dir, dest, u.inventory)
 }
 
 fn tricky() -> Vec<u8> {
@@ -332,17 +332,22 @@ fn tricky() -> Vec<u8> {
 
 #[test]
 fn the_digest_made_while_extracting_is_the_one_read_back_later() {
-    let (_d1, dest, digest) = unpacked(&tricky());
+    let (_d1, dest, inventory) = unpacked(&tricky());
+    assert_eq!(deploy::tree::inventory(&dest).unwrap(), inventory);
+    assert_eq!(inventory.check(&dest).unwrap(), None);
+    let digest = inventory.digest();
     assert_eq!(tree_digest(&dest).unwrap(), digest);
     assert_eq!(std::fs::read(dest.join("bin/hard")).unwrap(), b"echo hello");
     // The same archive elsewhere gives the same digest.
     let (_d2, _, again) = unpacked(&tricky());
-    assert_eq!(again, digest);
+    assert_eq!(again.digest(), digest);
     // Another archive does not.
     let (_d3, _, other) = unpacked(&build(Some(&manifest(5)), &[E::File("README", b"hello")]));
-    assert_ne!(other, digest);
+    assert_ne!(other.digest(), digest);
 }
 
+/// The digest (what an older grabber recorded) sees any change; the
+/// inventory every change to what was installed, and no file added.
 #[test]
 fn any_change_to_the_tree_changes_the_digest() {
     type Change = (&'static str, fn(&Path));
@@ -376,9 +381,18 @@ fn any_change_to_the_tree_changes_the_digest() {
         }),
     ];
     for (what, change) in changes {
-        let (_d, dest, digest) = unpacked(&tricky());
+        let (_d, dest, inventory) = unpacked(&tricky());
         change(&dest);
-        assert_ne!(tree_digest(&dest).unwrap(), digest, "{what}");
+        assert_ne!(tree_digest(&dest).unwrap(), inventory.digest(), "{what}");
+        let found = inventory.check(&dest).unwrap();
+        if *what == "a new file" {
+            assert_eq!(
+                found, None,
+                "a file added is not a change to the installed ones"
+            );
+        } else {
+            assert!(found.is_some(), "{what}");
+        }
     }
 }
 

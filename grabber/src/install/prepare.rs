@@ -147,7 +147,7 @@ impl Engine {
         let span = tracing::Span::current();
         let extract::Unpacked {
             manifest,
-            mut tree_sha256,
+            mut inventory,
         } = tokio::task::spawn_blocking(move || {
             span.in_scope(|| extract::unpack_checked(&archive, &dest, max))
         })
@@ -168,17 +168,24 @@ impl Engine {
             }
             // The links are part of the release as installed.
             let dir = scratch.path().to_path_buf();
-            tree_sha256 = tokio::task::spawn_blocking(move || extract::tree_digest(&dir))
+            inventory = tokio::task::spawn_blocking(move || deploy::tree::inventory(&dir))
                 .await
                 .map_err(|e| InstallErrorKind::Host(format!("digest task failed: {e}")))?
                 .map_err(|e| InstallErrorKind::Host(format!("cannot digest the release: {e}")))?;
         }
         fault::point("extracted").await;
         // Recorded before the release is in place, so a complete release
-        // always has its digest (a digest without a release is harmless).
+        // always has its digest (a digest without a release is harmless):
+        // the inventory first, then the digest that names it.
+        let inventory_sha256 = layout
+            .write_inventory(&req.app, &req.version, &inventory)
+            .map_err(|e| {
+                InstallErrorKind::Host(format!("cannot record the release's inventory: {e}"))
+            })?;
         let digest = deploy::layout::ReleaseDigest {
             artifact_sha256: req.artifact.sha256.clone(),
-            tree_sha256,
+            tree_sha256: inventory.digest(),
+            inventory_sha256: Some(inventory_sha256),
         };
         layout
             .write_digest(&req.app, &req.version, &digest)

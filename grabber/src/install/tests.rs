@@ -22,6 +22,7 @@ use crate::process::{AppProcess, pid_alive};
 // Tests of one concern each, with the helpers above.
 mod config;
 mod shared;
+mod verify;
 
 /// Records every event instead of posting it.
 #[derive(Default)]

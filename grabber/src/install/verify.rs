@@ -1,5 +1,7 @@
-//! Whether a release on disk is still what was installed: its recorded
-//! digest against its files (and the artifact it should come from).
+//! Whether a release on disk is still what was installed: the entries it
+//! was installed with (its inventory; files added since, such as an app's
+//! `__pycache__/`, do not count) against its files, and the artifact it
+//! should come from.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +10,6 @@ use deploy::{AppName, MANIFEST_PATH, Manifest, Version};
 
 use super::Engine;
 use super::error::InstallErrorKind;
-use crate::extract;
 
 /// Why a release on disk is not run again as it is.
 #[derive(Debug)]
@@ -16,7 +17,8 @@ pub(crate) enum Unverified {
     /// No digest was recorded for it (installed by an older grabber, or
     /// the record was removed).
     NoRecord,
-    /// It differs from its record, or cannot be read.
+    /// An installed entry differs from its record, or the release cannot
+    /// be read.
     Mismatch(String),
 }
 
@@ -30,9 +32,9 @@ impl std::fmt::Display for Unverified {
 }
 
 impl Engine {
-    /// Checks the release on disk against the digest recorded when it was
+    /// Checks the release on disk against what was recorded when it was
     /// installed (and, given one, the artifact it should come from).
-    /// Reads every file of the release.
+    /// Reads every installed file of the release.
     pub(super) async fn verify(
         &self,
         app: &AppName,
@@ -57,29 +59,30 @@ pub(super) fn verify_release(
     version: &Version,
     artifact: Option<&deploy::Sha256>,
 ) -> Result<(), Unverified> {
-    let recorded = match layout.read_digest(app, version) {
-        Ok(Some(d)) => d,
+    let installed = match layout.read_installed(app, version) {
+        Ok(Some(i)) => i,
         Ok(None) => return Err(Unverified::NoRecord),
         Err(e) => return Err(Unverified::Mismatch(e.to_string())),
     };
+    let recorded = &installed.digest.artifact_sha256;
     if let Some(want) = artifact
-        && *want != recorded.artifact_sha256
+        && want != recorded
     {
         return Err(Unverified::Mismatch(format!(
-            "it was installed from the artifact with sha256 {}, not {want}",
-            recorded.artifact_sha256
+            "it was installed from the artifact with sha256 {recorded}, not {want}"
         )));
     }
     let started = std::time::Instant::now();
-    let now = extract::tree_digest(&layout.release_dir(app, version))
+    let change = installed
+        .check(&layout.release_dir(app, version))
         .map_err(|e| Unverified::Mismatch(format!("cannot read it: {e}")))?;
     tracing::debug!(%app, %version, elapsed = ?started.elapsed(), "checked the release on disk");
-    if now != recorded.tree_sha256 {
-        return Err(Unverified::Mismatch(
-            "its files changed since it was installed".to_string(),
-        ));
+    match change {
+        None => Ok(()),
+        Some(change) => Err(Unverified::Mismatch(format!(
+            "its files changed since it was installed: {change}"
+        ))),
     }
-    Ok(())
 }
 
 /// The manifest of an extracted release; its presence marks the release as

@@ -119,6 +119,7 @@ fn host_report(host: &str, version: &Version, running: bool, interval_ms: u64) -
             config_version: 0,
             stopped: false,
             changed_on_disk: None,
+            changed_path: None,
             error: None,
         }],
     }

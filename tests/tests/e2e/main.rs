@@ -12,6 +12,7 @@ mod config;
 mod crash;
 mod dashboard;
 mod drift;
+mod drift_written;
 mod githttp;
 mod grabber_trust;
 mod logs;

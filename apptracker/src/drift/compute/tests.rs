@@ -57,6 +57,7 @@ fn running(app: &str, version: &str) -> AppReport {
         config_version: 0,
         stopped: false,
         changed_on_disk: None,
+        changed_path: None,
         error: None,
     }
 }
@@ -139,11 +140,21 @@ fn drifted_when_the_files_of_the_right_release_were_changed_by_hand() {
     i.desired.push(desired("web-1", "2-bbbbbbb", 7));
     let mut changed = running("web", "2-bbbbbbb");
     changed.changed_on_disk = Some(true);
-    i.reports.push(report("web-1", ago(10_000), vec![changed]));
+    i.reports
+        .push(report("web-1", ago(10_000), vec![changed.clone()]));
     let (s, why) = verdict(&i, "web-1");
     assert_eq!(s, DriftState::Drifted, "{why}");
     assert!(
-        why.contains("the files of 2-bbbbbbb were changed on this host"),
+        why.contains("the files of 2-bbbbbbb were changed on this host since it was installed;"),
+        "{why}"
+    );
+    // The first changed path, when the versionchecker knows it.
+    changed.changed_path = Some("app.py".into());
+    i.reports = vec![report("web-1", ago(10_000), vec![changed])];
+    let (s, why) = verdict(&i, "web-1");
+    assert_eq!(s, DriftState::Drifted, "{why}");
+    assert!(
+        why.contains("were changed on this host since it was installed (first: `app.py`);"),
         "{why}"
     );
     // Verified unchanged, or not known: in sync.
