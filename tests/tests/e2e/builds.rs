@@ -1,7 +1,8 @@
 //! Build failures are clear, and visible through the API: in the build's
 //! error line and in its log (a missing run command, an unknown type, a
 //! failing command, a timeout, no `slipway.toml`, a dependency that does not
-//! exist).
+//! exist, an interpreter pin the builder lacks, a package manager that
+//! cannot be had).
 
 use std::time::Duration;
 
@@ -118,6 +119,41 @@ async fn build_failures_say_what_went_wrong() -> anyhow::Result<()> {
         b.log
     );
 
+    // An interpreter version the builder lacks, and a package manager
+    // that cannot be had: each named with where it was asked for.
+    let b = build(
+        &p,
+        "py-pin",
+        &[
+            (".python-version", "3.99\n"),
+            ("app.py", "\n"),
+            ("slipway.toml", "[run]\ncommand = \"python3 app.py\"\n"),
+        ],
+    )
+    .await?;
+    let e = failed(&b);
+    assert!(
+        e.contains("no Python on this build machine matches `3.99` (from .python-version)"),
+        "{e}"
+    );
+    let b = build(
+        &p,
+        "no-pnpm",
+        &[
+            (
+                "package.json",
+                r#"{"packageManager": "pnpm@0.0.404", "dependencies": {"ms": "2.1.3"}}"#,
+            ),
+            ("slipway.toml", "[run]\ncommand = \"node x.js\"\n"),
+        ],
+    )
+    .await?;
+    let e = failed(&b);
+    assert!(
+        e.contains("pnpm@0.0.404 (asked for by package.json packageManager) is not available"),
+        "{e}"
+    );
+
     // None of them left an artifact or a deploy behind.
     for name in [
         "no-run",
@@ -126,6 +162,8 @@ async fn build_failures_say_what_went_wrong() -> anyhow::Result<()> {
         "slow",
         "no-toml",
         "no-such-dep",
+        "py-pin",
+        "no-pnpm",
     ] {
         let builds = p.client.builds(&AppName::parse(name)?).await?;
         assert!(builds.iter().all(|b| b.artifact.is_none()), "{name}");
