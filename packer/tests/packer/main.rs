@@ -2,6 +2,7 @@
 //! generic apps, and refusing what must be refused.
 
 mod deps;
+mod monorepo;
 mod sandbox;
 // Helpers panic on setup failures, like the tests that call them.
 #[allow(clippy::unwrap_used)]

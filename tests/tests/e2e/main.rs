@@ -15,6 +15,7 @@ mod drift;
 mod githttp;
 mod grabber_trust;
 mod logs;
+mod monorepo;
 mod notify;
 mod openapi;
 mod pages;
