@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use deploy::{Build, BuildOutcome};
+use deploy::{BuildJob, BuildOutcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::Holder;
@@ -39,9 +39,9 @@ pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
         .unwrap_or_else(|_| "localhost".to_string());
     let worker = Holder::in_process(&format!("apptracker-{machine}-{}", std::process::id()));
     loop {
-        match tracker.claim_build(&worker).await {
+        match tracker.claim_build(&worker, true).await {
             Ok(Some(job)) => {
-                run_one(&tracker, &worker, job.build, job.git_url).await;
+                run_one(&tracker, &worker, job).await;
                 continue;
             }
             Ok(None) => {}
@@ -58,8 +58,9 @@ pub async fn run(tracker: Tracker, shutdown: CancellationToken) {
 
 /// The machine's host name, or `localhost` when it is not a valid one
 /// (the rule the grabber follows too).
-#[tracing::instrument(skip_all, fields(build_id = %build.id, app = %build.app, version = %build.version))]
-async fn run_one(tracker: &Tracker, worker: &Holder, build: Build, git_url: String) {
+#[tracing::instrument(skip_all, fields(build_id = %job.build.id, app = %job.build.app, version = %job.build.version))]
+async fn run_one(tracker: &Tracker, worker: &Holder, job: BuildJob) {
+    let build = &job.build;
     tracing::info!(commit = %build.commit, "build started");
     // Renew the lease while the build runs, so the sweeper leaves it alone.
     let renew = {
@@ -77,7 +78,7 @@ async fn run_one(tracker: &Tracker, worker: &Holder, build: Build, git_url: Stri
             }
         })
     };
-    let (outcome, log) = build_and_store(tracker, worker, &build, &git_url).await;
+    let (outcome, log) = build_and_store(tracker, worker, &job).await;
     renew.abort();
     if let Err(e) = tracker.finish_build(build.id, worker, &outcome, &log).await {
         tracing::error!(error = %e, "cannot record the build's outcome");
@@ -87,9 +88,9 @@ async fn run_one(tracker: &Tracker, worker: &Holder, build: Build, git_url: Stri
 async fn build_and_store(
     tracker: &Tracker,
     worker: &Holder,
-    build: &Build,
-    git_url: &str,
+    job: &BuildJob,
 ) -> (BuildOutcome, String) {
+    let build = &job.build;
     let settings = tracker.packer_settings();
     // The log goes to the database as it is written, like a worker's
     // through the API, so `GET /api/v1/builds/{id}` shows a running build.
@@ -107,18 +108,12 @@ async fn build_and_store(
             })
         })
     };
-    packer::worker::build_and_deliver(
-        build,
-        git_url,
-        settings,
-        stream,
-        async |out: &packer::BuildOutput| {
-            // The settings always hold AppTracker's key (see startup.rs).
-            tracker
-                .store_local_artifact(build, worker, out)
-                .await
-                .map_err(|e| format!("{e:#}"))
-        },
-    )
+    packer::worker::build_and_deliver(job, settings, stream, async |out: &packer::BuildOutput| {
+        // The settings always hold AppTracker's key (see startup.rs).
+        tracker
+            .store_local_artifact(build, worker, out)
+            .await
+            .map_err(|e| format!("{e:#}"))
+    })
     .await
 }

@@ -37,7 +37,7 @@ macro_rules! build_columns {
 
 macro_rules! app_columns {
     () => {
-        "name, git_url, branch, auto_deploy_cluster, auto_deploy_hosts, created_at, new_hosts"
+        "name, git_url, branch, auto_deploy_cluster, auto_deploy_hosts, created_at, new_hosts, root"
     };
 }
 
@@ -182,6 +182,7 @@ fn app_from_row(r: &AnyRow) -> sqlx::Result<App> {
             deploy::NewHostPolicy::parse(&r.try_get::<String, _>("new_hosts")?)
                 .map_err(std::io::Error::other),
         )?,
+        root: r.try_get("root")?,
         created_at: Timestamp(r.try_get("created_at")?),
     })
 }

@@ -44,9 +44,16 @@ impl Tracker {
     }
 
     /// Claims the oldest queued build for `holder`.
-    pub async fn claim_build(&self, holder: &Holder) -> Result<Option<BuildJob>, Error> {
-        let claimed = self.db().claim_build(holder, self.lease_until()).await?;
-        let Some((build, git_url)) = claimed else {
+    pub async fn claim_build(
+        &self,
+        holder: &Holder,
+        roots: bool,
+    ) -> Result<Option<BuildJob>, Error> {
+        let claimed = self
+            .db()
+            .claim_build(holder, self.lease_until(), roots)
+            .await?;
+        let Some((build, git_url, root)) = claimed else {
             return Ok(None);
         };
         tracing::info!(build_id = %build.id, app = %build.app, worker = holder.worker(),
@@ -54,6 +61,7 @@ impl Tracker {
         Ok(Some(BuildJob {
             build: self.present_build(build).await?,
             git_url,
+            root,
             lease_ms: self.config().build_lease.as_millis() as u64,
         }))
     }
@@ -225,6 +233,7 @@ impl Tracker {
                 release_timeout_ms,
                 author,
                 message,
+                watch,
             } => {
                 // Recorded with the upload (or the in-process build); a
                 // claim clears it, so this also proves the artifact came.
@@ -263,6 +272,7 @@ impl Tracker {
                             release_timeout_ms: *release_timeout_ms,
                             author: author.as_deref(),
                             message: message.as_deref(),
+                            watch: watch.as_deref(),
                             log,
                         },
                     )

@@ -15,6 +15,12 @@
 //! `duplicate` that does nothing), and a push never auto-deploys a commit
 //! older than one already built for the branch (or deployed, or queued to
 //! be): that would be a downgrade, and would supersede the newer deploy.
+//!
+//! A push whose head commit says `[skip deploy]` (or `[deploy skip]`)
+//! builds nothing; a push to an app with a root (an app in a monorepo)
+//! builds only when it touches the root or the app's `[build] watch`
+//! paths, or when the payload cannot tell (`webhooks/changes.rs`). Both
+//! answer `skipped`, saying why, and are logged and audited.
 
 use anyhow::Context;
 use deploy::{
@@ -29,6 +35,7 @@ use subtle::ConstantTimeEq;
 
 use crate::tracker::{Error, Tracker};
 
+mod changes;
 mod secrets;
 
 pub use secrets::{delete_secret, new_trigger_url, secrets_info, set_secret};
@@ -54,6 +61,10 @@ struct Push {
     after: String,
     /// Every URL the provider gives for the repository.
     repo_urls: Vec<String>,
+    /// The paths the pushed commits changed, when the payload tells.
+    changes: changes::Changes,
+    /// The head commit's message, when the payload has it.
+    head_message: Option<String>,
 }
 
 /// The headers of a delivery, however the HTTP layer holds them.
@@ -177,7 +188,10 @@ fn parse_push(provider: Provider, body: &[u8]) -> Result<Push, Error> {
         ],
     };
     let repo_urls = candidates.iter().filter_map(|p| text(p)).collect();
+    let head_message = changes::head_message(&v, &after).map(str::to_string);
     Ok(Push {
+        changes: changes::changed_paths(&v),
+        head_message,
         git_ref,
         after,
         repo_urls,
@@ -398,9 +412,52 @@ async fn push(
         ));
     }
     let commit = GitRef::parse(push.after.as_str())?;
+    if let Some(why) = skip_reason(t, app, &push).await? {
+        tracing::info!(app = %app.name, %provider, branch, commit = %commit, reason = %why, "webhook push skipped: nothing built");
+        let short: String = commit.as_str().chars().take(7).collect();
+        return Ok((
+            Taken::Accepted,
+            outcome(
+                "skipped",
+                &format!("{}: nothing built for {short}: {why}", app.name),
+            ),
+        ));
+    }
     let out = start_branch(t, app, Some(commit.as_str()), "webhook").await?;
     tracing::info!(app = %app.name, %provider, branch, commit = %commit, builds = ?out.builds, deploys = ?out.deploys, "webhook push");
     Ok((Taken::Accepted, out))
+}
+
+/// Why a push to the app's branch builds nothing, if it does not: its head
+/// commit asks for no deploy, or it touches neither the app's root nor its
+/// `[build] watch` paths (`changes::decide`).
+async fn skip_reason(t: &Tracker, app: &App, push: &Push) -> Result<Option<String>, Error> {
+    if let Some(marker) = push
+        .head_message
+        .as_deref()
+        .and_then(deploy::monorepo::skip_marker)
+    {
+        return Ok(Some(format!("its head commit says `{marker}`")));
+    }
+    let Some(root) = &app.root else {
+        return Ok(None);
+    };
+    let root = match deploy::AppRoot::parse(root) {
+        Ok(root) => root,
+        Err(e) => {
+            tracing::warn!(app = %app.name, error = %e, "the stored root does not parse: building");
+            return Ok(None);
+        }
+    };
+    let stored = t.db().latest_watch(&app.name).await?;
+    let watch = changes::stored_watch(stored.flatten().as_deref());
+    match changes::decide(Some(&root), watch.as_deref(), &push.changes) {
+        changes::Decision::Skip(why) => Ok(Some(why)),
+        changes::Decision::Build(why) => {
+            tracing::info!(app = %app.name, reason = %why, "monorepo push concerns the app");
+            Ok(None)
+        }
+    }
 }
 
 /// Builds `commit` of the app's branch (its tip when `None`) and, when the

@@ -15,6 +15,7 @@ pub mod drift;
 mod error_code;
 pub mod layout;
 pub mod manifest;
+pub mod monorepo;
 mod openapi;
 pub mod procfs;
 pub mod release;
@@ -43,6 +44,7 @@ pub use manifest::{
     RunSpec, RunUser, RunUserError, RunUserKind, Runtime, RuntimeKind,
 };
 pub use manifest::{ProcessName, ProcessSpec};
+pub use monorepo::{AppRoot, WatchPattern};
 pub use release::{ArtifactRef, DeployAction, Release};
 pub use report::HostReport;
 pub use role::Role;

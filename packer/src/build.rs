@@ -46,6 +46,9 @@ pub struct BuildRequest<'a> {
     pub git_url: &'a str,
     /// The full hex sha of the commit to build (see [`crate::resolve_ref`]).
     pub commit: &'a str,
+    /// The subdirectory to build as the project (an app in a monorepo);
+    /// the whole repository when `None`.
+    pub root: Option<&'a deploy::AppRoot>,
     pub version: &'a Version,
     /// Scratch space, owned by the caller, which may remove it afterwards.
     pub work_dir: &'a Path,
@@ -78,6 +81,9 @@ pub struct BuildOutput {
     pub author: Option<String>,
     /// The first line of the commit's message (at most 200 characters).
     pub message: Option<String>,
+    /// `[build] watch`: repository paths outside the root whose changes
+    /// rebuild the app.
+    pub watch: Vec<String>,
 }
 
 /// Builds `req.commit` of `req.git_url` into `req.out_dir`. Blocking.
@@ -194,8 +200,15 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         req.commit
     ));
     let fetch_started = Instant::now();
+    let tree = crate::root::checkout_dir(req.work_dir, &src, req.root)?;
     let (checked_out, mirrored) =
-        git::checkout(req.settings, req.git_url, req.commit, &git_dir, &src)?;
+        git::checkout(req.settings, req.git_url, req.commit, &git_dir, &tree)?;
+    if let Some(root) = req.root {
+        crate::root::take(&tree, root, req.commit, &src)?;
+        log.line(format!(
+            "building the app's root `{root}` of the repository"
+        ));
+    }
     jail.hand_over(&src)?;
     jail.hand_over(&tmp)?;
     if let Some((pip, npm)) = &caches {
@@ -349,6 +362,7 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         log: log.take_text(),
         author: checked_out.author,
         message: checked_out.message,
+        watch: config.build_watch,
     })
 }
 

@@ -40,6 +40,10 @@ enum Cmd {
         /// The release version; default `0-<short sha>`.
         #[arg(long)]
         version: Option<Version>,
+        /// Build this subdirectory of the repository as the project (an
+        /// app in a monorepo), like an app registered with `--root`.
+        #[arg(long)]
+        root: Option<deploy::AppRoot>,
         /// Where to write the tarball.
         #[arg(long, default_value = ".")]
         out: PathBuf,
@@ -320,6 +324,7 @@ fn run(command: Cmd) -> anyhow::Result<()> {
             git_ref,
             app,
             version,
+            root,
             out,
             settings,
         } => {
@@ -335,6 +340,7 @@ fn run(command: Cmd) -> anyhow::Result<()> {
                 app: &app,
                 git_url: &git_url,
                 commit: &commit,
+                root: root.as_ref(),
                 version: &version,
                 work_dir: work.path(),
                 out_dir: &out,

@@ -34,7 +34,7 @@ const DEFAULT_HEALTH_BAKE: Duration = Duration::from_secs(2);
 pub enum ConfigError {
     /// The repository has no `slipway.toml` at its root.
     #[error(
-        "slipway.toml: not found at the repository root (every app needs one with at least `[run] command`)"
+        "slipway.toml: not found at the top of the project (the repository root, or the app's registered root; every app needs one with at least `[run] command`)"
     )]
     Missing,
     /// The file exists but could not be read.
@@ -118,6 +118,11 @@ pub struct SlipwayToml {
     /// own version files.
     pub build_python: Option<String>,
     pub build_node: Option<String>,
+    /// `[build] watch`: repository-relative paths (prefixes, with `*`,
+    /// `?` and `**`) outside the app's root whose changes rebuild it, for
+    /// an app in a monorepo (shared libraries). AppTracker reads them
+    /// from the build's result, never from the file.
+    pub build_watch: Vec<String>,
     /// `[run]`, as the manifest carries it.
     pub run: RunSpec,
     /// `[health]`, as the manifest carries it.
@@ -219,6 +224,8 @@ struct RawBuild {
     include: Option<Vec<Spanned<String>>>,
     python: Option<Spanned<String>>,
     node: Option<Spanned<String>>,
+    #[serde(default)]
+    watch: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -358,6 +365,7 @@ impl RawFile {
                 Some(paths)
             }
         };
+        let build_watch = watch_patterns(text, self.build.watch)?;
         if let Some((BuildType::Generic, span)) = &build_type
             && build_command.is_none()
         {
@@ -400,6 +408,7 @@ impl RawFile {
             build_include,
             build_python,
             build_node,
+            build_watch,
             run,
             health,
             release,
@@ -564,6 +573,30 @@ fn key_path(e: &toml::de::Error) -> Option<String> {
     let last = shown.lines().rev().find(|l| !l.trim().is_empty())?;
     let path = last.strip_prefix("in `")?.strip_suffix('`')?;
     Some(path.to_string())
+}
+
+/// `[build] watch`: repository-relative patterns (`deploy::WatchPattern`),
+/// each once.
+fn watch_patterns(text: &str, list: Vec<Spanned<String>>) -> Result<Vec<String>, ConfigError> {
+    let mut patterns: Vec<String> = Vec::with_capacity(list.len());
+    for item in list {
+        let line = line_of(text, item.span().start);
+        let pattern = deploy::WatchPattern::parse(item.get_ref()).map_err(|e| {
+            ConfigError::invalid(
+                Some("build.watch"),
+                Some(line),
+                format!(
+                    "{}: list paths from the repository's top (not the app's root), e.g. \
+                     \"libs/shared\" or \"proto/*.proto\"",
+                    e.reason
+                ),
+            )
+        })?;
+        if !patterns.iter().any(|p| p == pattern.as_str()) {
+            patterns.push(pattern.as_str().to_string());
+        }
+    }
+    Ok(patterns)
 }
 
 /// `[run] shared`: paths inside the release (relative, no `..`, not under

@@ -18,6 +18,7 @@ pub mod git;
 mod input;
 mod log;
 pub mod pack;
+mod root;
 mod sandbox;
 mod settings;
 pub mod worker;

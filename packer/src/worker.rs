@@ -192,11 +192,17 @@ async fn forward_log(mut rx: tokio::sync::mpsc::Receiver<String>, stream: LogStr
 /// Builds a claimed build in a fresh scratch directory, off the async
 /// threads, streaming its log. The error is `(message, build log so far)`.
 async fn build_in_scratch(
-    build: &deploy::Build,
-    git_url: &str,
+    job: &BuildJob,
     settings: &crate::Settings,
     stream: LogStream,
 ) -> Result<ScratchBuild, (String, String)> {
+    // Checked at registration; checked again here, since it names a path.
+    let app_root: Option<deploy::AppRoot> = job
+        .root
+        .as_deref()
+        .map(deploy::AppRoot::parse)
+        .transpose()
+        .map_err(|e| (format!("the app's root: {e}"), String::new()))?;
     let scratch = tempfile::Builder::new()
         .prefix("slipway-build-")
         .tempdir()
@@ -207,8 +213,8 @@ async fn build_in_scratch(
             )
         })?;
     let root = scratch.path().to_path_buf();
-    let b = build.clone();
-    let git_url = git_url.to_string();
+    let b = job.build.clone();
+    let git_url = job.git_url.clone();
     let settings = settings.clone();
     let span = tracing::Span::current();
     let (tx, rx) = crate::LogSink::channel();
@@ -226,6 +232,7 @@ async fn build_in_scratch(
             app: &b.app,
             git_url: &git_url,
             commit: &b.commit,
+            root: app_root.as_ref(),
             version: &b.version,
             work_dir: &root.join("src"),
             out_dir: &out,
@@ -268,8 +275,7 @@ async fn build_and_upload(
         })
     };
     build_and_deliver(
-        &job.build,
-        &job.git_url,
+        job,
         &config.settings,
         stream,
         async |out: &crate::BuildOutput| {
@@ -298,13 +304,12 @@ async fn build_and_upload(
 /// Builds a claimed build, hands the artifact to `deliver` (upload it, or
 /// store it) and says how it went, with the build log.
 pub async fn build_and_deliver(
-    build: &deploy::Build,
-    git_url: &str,
+    job: &BuildJob,
     settings: &crate::Settings,
     stream: LogStream,
     deliver: impl AsyncFnOnce(&crate::BuildOutput) -> Result<(), String>,
 ) -> (BuildOutcome, String) {
-    let built = match build_in_scratch(build, git_url, settings, stream).await {
+    let built = match build_in_scratch(job, settings, stream).await {
         Ok(b) => b,
         Err((error, log)) => return (BuildOutcome::Failed { error }, log),
     };
@@ -320,6 +325,7 @@ pub async fn build_and_deliver(
             release_timeout_ms: out.manifest.release.as_ref().map(|r| r.timeout_ms),
             author: out.author.clone(),
             message: out.message.clone(),
+            watch: Some(out.watch.clone()),
         },
         out.log.clone(),
     )

@@ -195,6 +195,8 @@ struct AppView {
     name: String,
     git_url: String,
     branch: String,
+    /// The subdirectory it is built from, in a monorepo.
+    root: Option<String>,
     /// "prod (hosts ~ web-.*)" when pushes deploy on their own.
     auto_deploy: Option<String>,
     new_hosts: &'static str,
@@ -207,6 +209,7 @@ impl From<&App> for AppView {
             name: a.name.to_string(),
             git_url: a.git_url.clone(),
             branch: a.branch.clone(),
+            root: a.root.clone(),
             auto_deploy: a.auto_deploy.as_ref().map(|r| match &r.hosts {
                 Some(h) => format!("{} (hosts ~ {h})", r.cluster),
                 None => r.cluster.to_string(),

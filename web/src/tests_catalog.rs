@@ -63,8 +63,12 @@ fn deploys() -> Vec<Value> {
 }
 
 fn app(name: &str) -> Value {
-    json!({"name": name, "git_url": format!("/src/{name}"), "branch": "main",
-           "auto_deploy": null, "new_hosts": "auto", "created_at": 1_690_000_000_000_i64})
+    let mut a = json!({"name": name, "git_url": format!("/src/{name}"), "branch": "main",
+           "auto_deploy": null, "new_hosts": "auto", "created_at": 1_690_000_000_000_i64});
+    if name == "hello-python" {
+        a["root"] = json!("services/hello-python");
+    }
+    a
 }
 
 fn hosts() -> Value {
@@ -258,6 +262,14 @@ async fn apps_lists_what_each_app_runs_and_its_last_build_and_deploy() {
 async fn app_page_shows_builds_placement_deploys_and_config() {
     let (status, body) = fetch(dashboard().await, "/apps/hello-python").await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let root = part(&body, r#"<dd class="mono" id="app-root""#, "</dd>");
+    // Tera escapes the `/` inside the value, not the template's own.
+    assert!(
+        root.ends_with(">services&#x2F;hello-python/</dd>"),
+        "{root}"
+    );
+    let (_, other) = fetch(dashboard().await, "/apps/other").await;
+    assert!(!other.contains("app-root"), "no root, no line");
     let builds = part(&body, r#"<table id="builds""#, "</table>");
     assert_eq!(builds.matches("<tr data-build-id=").count(), 3, "{builds}");
     let first = part(builds, r#"<tr data-build-id="1">"#, "</tr>");

@@ -7,7 +7,7 @@ impl Db {
     pub async fn insert_app(&self, app: &App) -> sqlx::Result<Option<App>> {
         let res = sqlx::query(
             "INSERT INTO apps (name, git_url, branch, auto_deploy_cluster, auto_deploy_hosts, created_at, \
-             new_hosts) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (name) DO NOTHING",
+             new_hosts, root) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING",
         )
         .bind(app.name.as_str())
         .bind(&app.git_url)
@@ -21,6 +21,7 @@ impl Db {
         )
         .bind(app.created_at.0)
         .bind(app.new_hosts.as_str())
+        .bind(app.root.as_deref())
         .execute(&self.pool)
         .await?;
         if res.rows_affected() == 0 {

@@ -104,6 +104,21 @@ impl Db {
         row.as_ref().map(|r| build_from_row(r, false)).transpose()
     }
 
+    /// The `[build] watch` patterns of the app's newest successful build,
+    /// as stored (a JSON array): `None` when no build succeeded, `Some(None)`
+    /// when that build did not say (an older worker).
+    pub async fn latest_watch(&self, app: &AppName) -> sqlx::Result<Option<Option<String>>> {
+        let row = sqlx::query(
+            "SELECT watch FROM builds WHERE app = $1 AND status = 'succeeded' AND bad_at IS NULL \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(app.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.try_get::<Option<String>, _>("watch"))
+            .transpose()
+    }
+
     pub async fn build_by_version(
         &self,
         app: &AppName,
@@ -124,30 +139,40 @@ impl Db {
     /// Claims the oldest queued build for `holder` until `lease_until`.
     /// Safe when several workers race: the `status = 'queued'` guard lets
     /// exactly one of them win. What an earlier holder uploaded is
-    /// forgotten.
+    /// forgotten. Without `roots` (an older worker), only builds of apps
+    /// without a root are handed out. Returns the build, the app's
+    /// `git_url` and its root.
     pub async fn claim_build(
         &self,
         holder: &Holder,
         lease_until: Timestamp,
-    ) -> sqlx::Result<Option<(StoredBuild, String)>> {
+        roots: bool,
+    ) -> sqlx::Result<Option<(StoredBuild, String, Option<String>)>> {
         let row = sqlx::query(concat!(
             "UPDATE builds SET status = 'running', started_at = $1, worker = $2, holder = $3, lease_until = $4, \
              log = '', signature = NULL, upload_sha256 = NULL, upload_size = NULL \
-             WHERE id = (SELECT id FROM builds WHERE status = 'queued' ORDER BY id LIMIT 1) \
+             WHERE id = (SELECT id FROM builds WHERE status = 'queued' \
+             AND ($5 = 1 OR app IN (SELECT name FROM apps WHERE root IS NULL)) ORDER BY id LIMIT 1) \
              AND status = 'queued' \
              RETURNING ",
             build_columns!(),
-            ", (SELECT git_url FROM apps WHERE apps.name = builds.app) AS git_url"
+            ", (SELECT git_url FROM apps WHERE apps.name = builds.app) AS git_url, \
+             (SELECT root FROM apps WHERE apps.name = builds.app) AS app_root"
         ))
         .bind(Timestamp::now().0)
         .bind(holder.worker())
         .bind(holder.key())
         .bind(lease_until.0)
+        .bind(i64::from(roots))
         .fetch_optional(&self.pool)
         .await?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(Some((build_from_row(&r, false)?, r.try_get("git_url")?))),
+            Some(r) => Ok(Some((
+                build_from_row(&r, false)?,
+                r.try_get("git_url")?,
+                r.try_get("app_root")?,
+            ))),
         }
     }
 
@@ -258,7 +283,7 @@ impl Db {
         let res = sqlx::query(
             "UPDATE builds SET status = 'succeeded', build_type = $4, artifact_key = $5, sha256 = $6, \
              size = $7, log = $8, finished_at = $9, signature = $10, lease_until = NULL, \
-             release_timeout_ms = $11, author = $12, message = $13 \
+             release_timeout_ms = $11, author = $12, message = $13, watch = $14 \
              WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
         .bind(id.0)
@@ -277,6 +302,10 @@ impl Db {
         )
         .bind(done.author)
         .bind(done.message)
+        .bind(
+            done.watch
+                .map(|w| serde_json::to_string(w).unwrap_or_else(|_| "[]".into())),
+        )
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)
@@ -382,5 +411,8 @@ pub struct FinishedBuild<'a> {
     /// worker read them.
     pub author: Option<&'a str>,
     pub message: Option<&'a str>,
+    /// `[build] watch` of the built `slipway.toml` (`None`: an older
+    /// worker, unknown).
+    pub watch: Option<&'a [String]>,
     pub log: &'a str,
 }

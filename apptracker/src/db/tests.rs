@@ -28,6 +28,7 @@ async fn db_with_app() -> (tempfile::TempDir, Db, AppName) {
         branch: "main".into(),
         auto_deploy: None,
         new_hosts: deploy::NewHostPolicy::Auto,
+        root: None,
         created_at: Timestamp::now(),
     })
     .await
@@ -56,7 +57,12 @@ async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
 
     // An upload recorded by one holder is gone when another claims.
     let build = db.insert_build(&app, "main", &commit).await.unwrap();
-    let (claimed, _) = db.claim_build(&w1, lease).await.unwrap().unwrap();
+    assert_eq!(
+        db.latest_watch(&app).await.unwrap(),
+        None,
+        "nothing built yet"
+    );
+    let (claimed, _, _) = db.claim_build(&w1, lease, true).await.unwrap().unwrap();
     assert_eq!(claimed.id, build.id);
     assert!(db.record_upload(build.id, &w1, &upload).await.unwrap());
     assert!(!db.record_upload(build.id, &w2, &upload).await.unwrap());
@@ -65,7 +71,7 @@ async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
         Some((sig.to_string(), Some(sha.clone()), Some(1)))
     );
     assert!(db.requeue_build(build.id, &w1).await.unwrap());
-    db.claim_build(&w2, lease).await.unwrap().unwrap();
+    db.claim_build(&w2, lease, true).await.unwrap().unwrap();
     assert_eq!(db.build_upload(build.id).await.unwrap(), None);
 
     // Succeeded and signed: reused, and the artifact carries it.
@@ -86,11 +92,16 @@ async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
                 release_timeout_ms: None,
                 author: Some("Ada <ada@example.com>"),
                 message: Some("first"),
+                watch: Some(&["libs/shared".to_string()]),
                 log: "",
             }
         )
         .await
         .unwrap()
+    );
+    assert_eq!(
+        db.latest_watch(&app).await.unwrap(),
+        Some(Some("[\"libs/shared\"]".to_string()))
     );
     let reused = db.reusable_build(&app, &commit).await.unwrap().unwrap();
     assert_eq!(reused.artifact, Some(artifact));
@@ -142,7 +153,7 @@ async fn expired_leases_requeue_then_fail() {
     let past = Timestamp(Timestamp::now().0 - 1);
     // Two requeues allowed: the third expiry fails the build.
     for round in 0..3 {
-        db.claim_build(&w, past).await.unwrap().unwrap();
+        db.claim_build(&w, past, true).await.unwrap().unwrap();
         let (n, failed) = db
             .requeue_expired_leases(Timestamp::now(), 2, "gave up")
             .await
@@ -164,10 +175,10 @@ async fn expired_leases_requeue_then_fail() {
         .unwrap();
     let lease = Timestamp(Timestamp::now().0 + 60_000);
     for _ in 0..5 {
-        db.claim_build(&w, lease).await.unwrap().unwrap();
+        db.claim_build(&w, lease, true).await.unwrap().unwrap();
         assert!(db.requeue_build(other.id, &w).await.unwrap());
     }
-    db.claim_build(&w, past).await.unwrap().unwrap();
+    db.claim_build(&w, past, true).await.unwrap().unwrap();
     let (n, failed) = db
         .requeue_expired_leases(Timestamp::now(), 0, "gave up")
         .await
@@ -277,6 +288,7 @@ async fn lists_filter_by_app_and_cluster(db: &Db) {
             branch: "main".into(),
             auto_deploy: None,
             new_hosts: deploy::NewHostPolicy::Auto,
+            root: None,
             created_at: Timestamp::now(),
         })
         .await
@@ -350,6 +362,75 @@ async fn lists_filter_by_app_and_cluster_on_postgres() {
     };
     let db = Db::connect(&pg.url).await.unwrap();
     lists_filter_by_app_and_cluster(&db).await;
+    db.pool().close().await;
+}
+
+/// An app's root is stored and read back; its builds go only to workers
+/// that build roots (an older worker would build the whole repository),
+/// and the claim hands the root over.
+async fn roots_are_kept_and_claimed_only_by_workers_that_build_them(db: &Db) {
+    let (mono, plain) = (
+        AppName::parse("mono").unwrap(),
+        AppName::parse("plain").unwrap(),
+    );
+    for (app, root) in [(&mono, Some("services/api")), (&plain, None)] {
+        db.insert_app(&App {
+            name: app.clone(),
+            git_url: "/nowhere".into(),
+            branch: "main".into(),
+            auto_deploy: None,
+            new_hosts: deploy::NewHostPolicy::Auto,
+            root: root.map(str::to_string),
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        db.app(&mono).await.unwrap().unwrap().root.as_deref(),
+        Some("services/api")
+    );
+    assert_eq!(db.app(&plain).await.unwrap().unwrap().root, None);
+    let first = db
+        .insert_build(&mono, "main", &"a".repeat(40))
+        .await
+        .unwrap();
+    let second = db
+        .insert_build(&plain, "main", &"b".repeat(40))
+        .await
+        .unwrap();
+    let lease = Timestamp(Timestamp::now().0 + 60_000);
+    let old = Holder::in_process("old-worker");
+    let (b, _, root) = db.claim_build(&old, lease, false).await.unwrap().unwrap();
+    assert_eq!(
+        (b.id, root),
+        (second.id, None),
+        "the older worker skips mono"
+    );
+    assert!(db.claim_build(&old, lease, false).await.unwrap().is_none());
+    let new = Holder::in_process("new-worker");
+    let (b, url, root) = db.claim_build(&new, lease, true).await.unwrap().unwrap();
+    assert_eq!(
+        (b.id, url.as_str(), root.as_deref()),
+        (first.id, "/nowhere", Some("services/api"))
+    );
+}
+
+#[tokio::test]
+async fn roots_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    roots_are_kept_and_claimed_only_by_workers_that_build_them(&Db::connect(&url).await.unwrap())
+        .await;
+}
+
+#[tokio::test]
+async fn roots_on_postgres() {
+    let Some(pg) = postgres().await else {
+        return;
+    };
+    let db = Db::connect(&pg.url).await.unwrap();
+    roots_are_kept_and_claimed_only_by_workers_that_build_them(&db).await;
     db.pool().close().await;
 }
 

@@ -61,17 +61,24 @@ impl Tracker {
         }
         let branch = req.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_string());
         GitRef::parse(branch.as_str()).map_err(|e| Error::Invalid(format!("`branch`: {e}")))?;
+        let root = req
+            .root
+            .as_deref()
+            .map(deploy::AppRoot::parse)
+            .transpose()
+            .map_err(|e| Error::Invalid(format!("`root`: {e}")))?;
         let app = App {
             name: req.name.clone(),
             git_url: req.git_url,
             branch,
             auto_deploy: req.auto_deploy,
             new_hosts: req.new_hosts,
+            root: root.map(String::from),
             created_at: Timestamp::now(),
         };
         match self.db().insert_app(&app).await? {
             Some(app) => {
-                tracing::info!(app = %app.name, "app registered");
+                tracing::info!(app = %app.name, root = app.root.as_deref().unwrap_or("."), "app registered");
                 Ok(app)
             }
             None => Err(Error::Conflict(format!(

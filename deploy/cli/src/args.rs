@@ -45,6 +45,12 @@ pub(crate) enum Command {
         /// runs (`auto`, the default) or nothing until a deploy (`manual`).
         #[arg(long, default_value = "auto")]
         new_hosts: deploy::NewHostPolicy,
+        /// For an app in a monorepo: the subdirectory of the repository
+        /// it is built from (`services/api`), which holds its
+        /// slipway.toml. Its pushes build only when they touch it or its
+        /// `[build] watch` paths.
+        #[arg(long)]
+        root: Option<deploy::AppRoot>,
     },
     /// Make an app's webhook secret for a provider, or rotate it, and print
     /// it (shown once) with the URL to give the provider. Admins only.

@@ -36,7 +36,8 @@ pub(crate) async fn run(
             app,
             git_url,
             new_hosts,
-        } => apps::register(client, app, git_url, new_hosts).await,
+            root,
+        } => apps::register(client, app, git_url, new_hosts, root).await,
         Command::WebhookSecret {
             app,
             provider,

@@ -24,6 +24,14 @@ pub struct RegisterApp {
     /// once (`auto`, the default) or waits for a deploy (`manual`).
     #[serde(default)]
     pub new_hosts: NewHostPolicy,
+    /// The subdirectory of the repository the app is built from, for an
+    /// app in a monorepo (`services/api`): its `slipway.toml`, lockfiles
+    /// and everything the release holds come from there, and its pushes
+    /// build only when they touch it (or its `[build] watch` paths). The
+    /// whole repository when absent. Relative, `/`-separated, without
+    /// `.`, `..` or empty parts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
 }
 
 impl RegisterApp {
@@ -35,6 +43,7 @@ impl RegisterApp {
             branch: None,
             auto_deploy: None,
             new_hosts: NewHostPolicy::Auto,
+            root: None,
         }
     }
 }
@@ -97,6 +106,10 @@ pub struct App {
     /// What a host that joins a cluster gets of the app.
     #[serde(default)]
     pub new_hosts: NewHostPolicy,
+    /// The subdirectory of the repository the app is built from; the
+    /// whole repository when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
     pub created_at: Timestamp,
 }
 

@@ -106,6 +106,11 @@ pub struct ClaimBuild {
         pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
     )]
     pub worker: String,
+    /// The worker builds an app from its `root` (a monorepo's
+    /// subdirectory). Builds of apps with a root go only to workers that
+    /// say so: an older worker would build the whole repository.
+    #[serde(default)]
+    pub roots: bool,
 }
 
 /// A claimed build: what to build, and how long the claim lasts unless the
@@ -114,6 +119,10 @@ pub struct ClaimBuild {
 pub struct BuildJob {
     pub build: Build,
     pub git_url: String,
+    /// The app's root: the subdirectory of the repository to build as the
+    /// project (the whole repository when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<String>,
     pub lease_ms: u64,
 }
 
@@ -138,6 +147,11 @@ pub enum BuildOutcome {
         /// characters (absent from older workers).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message: Option<String>,
+        /// `[build] watch` of the built `slipway.toml`: the paths outside
+        /// the app's root whose changes rebuild it (absent from older
+        /// workers: unknown, so every push builds).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        watch: Option<Vec<String>>,
     },
     Failed {
         error: String,

@@ -10,8 +10,11 @@ use crate::{AppName, BuildId, DeployId, Timestamp};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct WebhookOutcome {
     /// `built` (a build, and a deploy when the app auto-deploys),
-    /// `ignored`, `duplicate` (a delivery id seen before: nothing done) or
-    /// `pong`.
+    /// `ignored`, `skipped` (a push to the app's branch that builds
+    /// nothing: its head commit says `[skip deploy]`, or it touches
+    /// neither the app's root nor its `[build] watch` paths; `message`
+    /// says which), `duplicate` (a delivery id seen before: nothing done)
+    /// or `pong`.
     pub result: String,
     /// Why, for people.
     pub message: String,

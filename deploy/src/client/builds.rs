@@ -65,6 +65,7 @@ impl Client {
             "/api/v1/builds/claim",
             &ClaimBuild {
                 worker: worker.to_string(),
+                roots: true,
             },
         )
         .await

@@ -26,6 +26,31 @@ fn include_lists_paths_inside_the_repository() {
 }
 
 #[test]
+fn watch_lists_repository_relative_patterns() {
+    let c = SlipwayToml::parse(
+        "[build]\nwatch = [\"libs/shared/\", \"proto/*.proto\", \"libs/shared\"]\n[run]\ncommand = \"x\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.build_watch,
+        ["libs/shared", "proto/*.proto"],
+        "normalised, each once"
+    );
+    let none = SlipwayToml::parse("[run]\ncommand = \"x\"\n").unwrap();
+    assert!(none.build_watch.is_empty());
+    for bad in ["../libs", "/libs", "libs//x", "", "libs/../x"] {
+        let e = err(&format!(
+            "[run]\ncommand = \"x\"\n[build]\nwatch = [\"ok\",\n  {bad:?}]\n"
+        ));
+        assert_eq!(e.key(), Some("build.watch"), "{bad}: {e}");
+        assert_eq!(e.line(), Some(5), "{bad}: {e}");
+        assert!(e.to_string().contains("repository's top"), "{e}");
+    }
+    let e = err("[build]\nwatch = \"libs\"\n[run]\ncommand = \"x\"\n");
+    assert_eq!(e.key(), Some("build.watch"), "a list, not a string: {e}");
+}
+
+#[test]
 fn full_file() {
     let c = SlipwayToml::parse(
         r#"

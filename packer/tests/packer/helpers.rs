@@ -127,6 +127,8 @@ pub struct Build {
     pub out: tempfile::TempDir,
     /// No cache unless a test gives one.
     pub settings: packer::Settings,
+    /// The app's root in a monorepo; the whole repository when `None`.
+    pub root: Option<deploy::AppRoot>,
 }
 
 impl Build {
@@ -137,6 +139,7 @@ impl Build {
             work: tempfile::tempdir().unwrap(),
             out: tempfile::tempdir().unwrap(),
             settings: packer::Settings::default(),
+            root: None,
         }
     }
 
@@ -152,6 +155,7 @@ impl Build {
             app: &self.app,
             git_url,
             commit,
+            root: self.root.as_ref(),
             version: &self.version,
             work_dir: self.work.path(),
             out_dir: self.out.path(),

@@ -2,6 +2,7 @@
 //! generic apps, and refusing what must be refused.
 
 mod deps;
+mod monorepo;
 // Its setup helpers panic on failures, like the tests that call them.
 #[allow(clippy::unwrap_used)]
 mod projects;

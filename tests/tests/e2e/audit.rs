@@ -88,7 +88,10 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
     let r = http
         .post(url("/api/v1/builds/claim"))
         .bearer_auth(&builder)
-        .json(&ClaimBuild { worker: "w".into() })
+        .json(&ClaimBuild {
+            worker: "w".into(),
+            roots: true,
+        })
         .send()
         .await?;
     assert_eq!(r.status(), 200);

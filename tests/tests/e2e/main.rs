@@ -16,6 +16,7 @@ mod drift_written;
 mod githttp;
 mod grabber_trust;
 mod logs;
+mod monorepo;
 mod notify;
 mod openapi;
 mod pages;

@@ -213,6 +213,7 @@ fn succeeded(worker: &str, sha: &Sha256, size: u64) -> BuildResult {
             release_timeout_ms: None,
             author: None,
             message: None,
+            watch: None,
         },
         log: format!("built by {worker}"),
     }

@@ -223,6 +223,7 @@ async fn uploads_need_a_well_formed_signature() -> anyhow::Result<()> {
             release_timeout_ms: None,
             author: None,
             message: None,
+            watch: None,
         },
         log: String::new(),
     };

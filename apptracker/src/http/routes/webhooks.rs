@@ -180,7 +180,11 @@ fn started(out: &WebhookOutcome) -> String {
     .into_iter()
     .flatten()
     .collect();
-    if parts.is_empty() {
+    if out.result == "skipped" {
+        // Why a push built nothing belongs in the record.
+        let why: String = out.message.chars().take(300).collect();
+        format!("skipped: {why}")
+    } else if parts.is_empty() {
         out.result.clone()
     } else {
         format!("{}: {}", out.result, parts.join("; "))

@@ -34,7 +34,7 @@ pub(crate) async fn claim_build(
 ) -> Result<ApiJson<Option<BuildJob>>, ApiError> {
     who.require_builder()?;
     let holder = Holder::token(&who, &req.worker)?;
-    let job = t.claim_build(&holder).await?;
+    let job = t.claim_build(&holder, req.roots).await?;
     match job {
         Some(job) => Ok(ApiJson(Some(job))),
         None => Ok(ApiJson(None)),
