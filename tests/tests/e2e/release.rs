@@ -224,7 +224,11 @@ async fn a_release_phase_nobody_answers_fails_the_deploy_at_its_deadline() -> an
         Some(ReleasePhaseStatus::Failed)
     );
     assert!(runs(&ran).is_empty(), "{:?}", runs(&ran));
-    assert!(d.hosts.iter().all(|h| h.phase == HostPhase::NotStarted));
+    assert!(
+        d.hosts.iter().all(|h| h.phase == HostPhase::NotStarted),
+        "{:#?}",
+        d.hosts
+    );
     for h in &p.hosts {
         assert_eq!(h.current("hello"), None, "{} switched", h.name);
     }
