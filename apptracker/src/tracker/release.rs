@@ -222,6 +222,13 @@ impl Tracker {
         build: &StoredBuild,
         why: &str,
     ) -> anyhow::Result<()> {
+        // The hosts first: a deploy seen ended has its hosts' end too (as
+        // the halt and cancel paths do). A cancel meanwhile marks them the
+        // same way.
+        let untouched = self
+            .db()
+            .leave_unstarted(id, 0, "not started: the release phase failed")
+            .await?;
         if !self
             .transition(
                 id,
@@ -234,10 +241,6 @@ impl Tracker {
         {
             return Ok(()); // cancelled meanwhile
         }
-        let untouched = self
-            .db()
-            .leave_unstarted(id, 0, "not started: the release phase failed")
-            .await?;
         for row in untouched {
             self.bus()
                 .emit(DeployEvent::Host {
