@@ -125,8 +125,23 @@ fn prune(root: &Path) {
 /// Copies a directory tree (files with their modes, directories, symlinks
 /// as links); returns the number of files. `to` must not exist.
 pub(crate) fn copy_tree(from: &Path, to: &Path) -> std::io::Result<u64> {
+    copy_tree_skipping(from, to, &[])
+}
+
+/// [`copy_tree`] leaving out, at any depth, the entries named in `skip`
+/// (and what is under them).
+pub(crate) fn copy_tree_skipping(from: &Path, to: &Path, skip: &[&str]) -> std::io::Result<u64> {
     let mut files = 0;
-    for item in walkdir::WalkDir::new(from).follow_links(false) {
+    let walk = walkdir::WalkDir::new(from)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            e.depth() == 0
+                || !skip
+                    .iter()
+                    .any(|s| e.file_name() == std::ffi::OsStr::new(s))
+        });
+    for item in walk {
         let item = item.map_err(|e| {
             e.into_io_error()
                 .unwrap_or_else(|| std::io::Error::other("filesystem loop"))

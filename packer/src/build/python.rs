@@ -282,35 +282,7 @@ fn install_project(
 /// output, virtualenvs and bytecode.
 fn copy_source(from: &Path, to: &Path) -> std::io::Result<()> {
     const SKIP: &[&str] = &[".git", ".slipway", ".venv", "node_modules", "__pycache__"];
-    let walk = walkdir::WalkDir::new(from)
-        .follow_links(false)
-        .into_iter()
-        .filter_entry(|e| {
-            e.depth() == 0
-                || !SKIP
-                    .iter()
-                    .any(|s| e.file_name() == std::ffi::OsStr::new(s))
-        });
-    for item in walk {
-        let item = item.map_err(|e| {
-            e.into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("filesystem loop"))
-        })?;
-        let rel = item
-            .path()
-            .strip_prefix(from)
-            .map_err(|_| std::io::Error::other("walked outside the tree"))?;
-        let target = to.join(rel);
-        let ft = item.file_type();
-        if ft.is_dir() {
-            std::fs::create_dir_all(&target)?;
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(item.path())?, &target)?;
-        } else if ft.is_file() {
-            std::fs::copy(item.path(), &target)?;
-        }
-    }
-    Ok(())
+    deps::copy_tree_skipping(from, to, SKIP).map(|_| ())
 }
 
 /// Moves everything of `from` into `to`, merging directories (`bin/`).
