@@ -196,6 +196,19 @@ pub fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
+/// Lets a command-line tool end quietly, as Unix tools do, when whoever
+/// reads its output goes away (`deploy deploys | head -1`): Rust ignores
+/// SIGPIPE, so a write to a closed pipe would make `println!` panic.
+#[allow(unsafe_code)]
+pub fn default_sigpipe() {
+    // SAFETY: this puts back the default disposition of one signal; no
+    // handler runs in this process, and signal(2) may be called from any
+    // thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// The environment variable every binary reads its API token from, when no
 /// token file is named.
 pub const TOKEN_ENV: &str = "SLIPWAY_TOKEN";
@@ -262,7 +275,7 @@ pub fn read_token_file(path: &std::path::Path) -> Result<String, TokenError> {
 
 /// Reads a secret file, refusing one its group or others may read (checked
 /// on the opened file), as ssh does with a private key.
-fn read_private_file(path: &std::path::Path) -> Result<String, TokenError> {
+pub fn read_private_file(path: &std::path::Path) -> Result<String, TokenError> {
     use std::io::Read;
     use std::os::unix::fs::PermissionsExt;
     let read = |source| TokenError::Read {

@@ -1,13 +1,15 @@
 //! Runs one parsed command against AppTracker: one module per command
-//! group, each printing what the API answers and returning the exit code.
+//! group, each printing what the API answers (a table, or JSON with
+//! `--output json`) and returning the exit code.
 
 use std::process::ExitCode;
 
-use deploy::{Client, Cluster};
+use deploy::{Cluster, DeployAction};
 
-use deploy::DeployAction;
-
-use crate::args::{Command, EnvCommand, NotifyCommand, TokenCommand};
+use crate::Ctx;
+use crate::args::{
+    AppsCommand, Cli, Command, EnvCommand, HostsCommand, NotifyCommand, TokenCommand,
+};
 
 mod apps;
 mod audit;
@@ -18,26 +20,60 @@ mod drift;
 mod env;
 mod hosts;
 mod logs;
+mod meta;
 mod notify;
 mod release;
 mod tokens;
 mod webhooks;
 
-/// Runs `command`; `confirmed` holds the clusters named by
+/// Runs `cli`'s command; `confirmed` holds the clusters named by
 /// `--yes-i-mean-CLUSTER` flags.
-pub(crate) async fn run(
-    client: &Client,
-    command: Command,
-    confirmed: &[Cluster],
-) -> anyhow::Result<ExitCode> {
-    match command {
-        Command::Apps => apps::list(client).await,
+pub(crate) async fn run(ctx: &Ctx, cli: Cli, confirmed: &[Cluster]) -> anyhow::Result<ExitCode> {
+    let client = ctx;
+    match cli.command {
+        Command::Login => {
+            meta::login(
+                ctx,
+                cli.server.as_deref(),
+                cli.ca_file.as_deref(),
+                cli.profile.as_deref(),
+            )
+            .await
+        }
+        Command::Logout => meta::logout(cli.profile.as_deref()),
+        Command::Whoami => meta::whoami(ctx).await,
+        Command::Completions { shell } => meta::completions(shell),
+        Command::Man { dir } => meta::man(dir.as_deref()),
+        Command::Apps { command } => match command {
+            None => apps::list(client).await,
+            Some(AppsCommand::Show { app }) => apps::show(client, &app).await,
+            Some(AppsCommand::Edit {
+                app,
+                branch,
+                auto_deploy,
+                auto_deploy_hosts,
+                no_auto_deploy,
+                new_hosts,
+            }) => {
+                let rule = match (auto_deploy, no_auto_deploy) {
+                    (Some(cluster), _) => Some(Some(deploy::AutoDeploy {
+                        cluster,
+                        hosts: auto_deploy_hosts,
+                    })),
+                    (None, true) => Some(None),
+                    (None, false) => None,
+                };
+                apps::edit(client, &app, branch, rule, new_hosts).await
+            }
+            Some(AppsCommand::Remove { app, yes }) => apps::remove(client, &app, yes).await,
+        },
         Command::Register {
             app,
             git_url,
+            branch,
             new_hosts,
             root,
-        } => apps::register(client, app, git_url, new_hosts, root).await,
+        } => apps::register(client, app, git_url, branch, new_hosts, root).await,
         Command::WebhookSecret {
             app,
             provider,
@@ -54,7 +90,14 @@ pub(crate) async fn run(
         Command::WebhookSecrets { app } => webhooks::list(client, &app).await,
         Command::Builds { app } => builds::list(client, &app).await,
         Command::BuildBad { build, reason } => builds::mark_bad(client, build, &reason).await,
-        Command::Build { app, git_ref, wait } => builds::build(client, &app, git_ref, wait).await,
+        Command::Build {
+            app,
+            git_ref,
+            ref_flag,
+            wait,
+            follow,
+        } => builds::build(client, &app, git_ref.or(ref_flag), wait, follow).await,
+        Command::BuildLogs { build, follow } => builds::logs(client, build, follow).await,
         Command::Token { command } => match command {
             TokenCommand::Create {
                 name,
@@ -85,7 +128,13 @@ pub(crate) async fn run(
         Command::Thaw { cluster } => clusters::thaw(client, &cluster).await,
         Command::Unpin { app, cluster } => deploys::unpin(client, &app, &cluster).await,
         Command::Cancel { deploy } => deploys::cancel(client, deploy).await,
-        Command::Hosts => hosts::list(client).await,
+        Command::Hosts { command } => match command {
+            None => hosts::list(client).await,
+            Some(HostsCommand::Remove { cluster, host }) => {
+                hosts::remove(client, &cluster, &host).await
+            }
+        },
+        Command::Deploys(args) => deploys::list(client, args).await,
         Command::Drift {
             app,
             cluster,

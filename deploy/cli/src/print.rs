@@ -121,6 +121,20 @@ pub(crate) fn audit(entries: &[AuditEntry]) {
 /// How many characters of a commit's message a build line shows.
 const BUILD_MESSAGE_CHARS: usize = 60;
 
+/// The start of a commit's message on one line, without control
+/// characters (`…` when cut).
+pub(crate) fn message_start(message: Option<&str>) -> String {
+    let Some(m) = message else {
+        return String::new();
+    };
+    let clean: String = m.chars().filter(|c| !c.is_control()).collect();
+    let mut shown: String = clean.chars().take(BUILD_MESSAGE_CHARS).collect();
+    if clean.chars().count() > BUILD_MESSAGE_CHARS {
+        shown.push('…');
+    }
+    shown
+}
+
 /// One build on one line: id, version, status, commit, ref, the commit's
 /// message (its start, without control characters) and its bad mark.
 pub(crate) fn build_line(b: &Build) {
@@ -128,15 +142,8 @@ pub(crate) fn build_line(b: &Build) {
         Some(bad) => format!(" BAD ({}, by {})", bad.reason, bad.by),
         None => String::new(),
     };
-    let message = match &b.message {
-        Some(m) => {
-            let clean: String = m.chars().filter(|c| !c.is_control()).collect();
-            let mut shown: String = clean.chars().take(BUILD_MESSAGE_CHARS).collect();
-            if clean.chars().count() > BUILD_MESSAGE_CHARS {
-                shown.push('…');
-            }
-            format!(" — {shown}")
-        }
+    let message = match b.message.as_deref() {
+        Some(m) => format!(" — {}", message_start(Some(m))),
         None => String::new(),
     };
     println!(
@@ -236,7 +243,7 @@ pub(crate) fn config(version: u64) -> String {
 }
 
 /// The last `n` lines of `s`.
-fn tail(s: &str, n: usize) -> String {
+pub(crate) fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }

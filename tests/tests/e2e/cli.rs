@@ -1,9 +1,9 @@
 //! The `deploy` CLI as ops engineers run it: the real binary (this package's
 //! copy, `slipway-deploy`, started as `deploy`) against a running
 //! AppTracker. What it prints for a few commands, line for line, and its
-//! exit codes: 0 when the command did what it was asked, 1 when a deploy it
-//! follows or shows did not succeed, 2 when it could not run (bad flags, no
-//! or a wrong token, an API error, whose code it prints).
+//! exit codes (0 success, 1 failed, 2 usage, 3 auth, 4 not found, 5
+//! refused, 6 unreachable, 130 interrupted: `cli/exits.rs` has a real case
+//! of each).
 
 use std::fs::Permissions;
 use std::os::unix::fs::PermissionsExt;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use slipway_tests::{AppRepo, Platform, commit_hello, platform};
 
-const DEPLOY: &str = env!("CARGO_BIN_EXE_slipway-deploy");
+pub(crate) const DEPLOY: &str = env!("CARGO_BIN_EXE_slipway-deploy");
 
 /// How one run of the CLI ended.
 #[derive(Debug)]
@@ -33,7 +33,11 @@ impl Run {
 
 /// Runs `deploy ARGS` against `server` with `token` in `SLIPWAY_TOKEN` (none
 /// when absent); nothing else of the test's environment reaches it.
-async fn deploy(server: &str, token: Option<&str>, args: &[&str]) -> anyhow::Result<Run> {
+pub(crate) async fn deploy(
+    server: &str,
+    token: Option<&str>,
+    args: &[&str],
+) -> anyhow::Result<Run> {
     deploy_with_input(server, token, args, None).await
 }
 
@@ -44,6 +48,18 @@ pub(crate) async fn deploy_with_input(
     args: &[&str],
     input: Option<&[u8]>,
 ) -> anyhow::Result<Run> {
+    deploy_env(server, token, args, input, &[]).await
+}
+
+/// [`deploy_with_input`] with more environment variables (`SLIPWAY_CONFIG`,
+/// `NO_COLOR`).
+pub(crate) async fn deploy_env(
+    server: &str,
+    token: Option<&str>,
+    args: &[&str],
+    input: Option<&[u8]>,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Run> {
     use tokio::io::AsyncWriteExt;
     let mut cmd = tokio::process::Command::new(DEPLOY);
     // argv[0] is what clap shows in usage lines: the name people type.
@@ -51,7 +67,6 @@ pub(crate) async fn deploy_with_input(
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("SLIPWAY_SERVER", server)
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -60,8 +75,14 @@ pub(crate) async fn deploy_with_input(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    if !server.is_empty() {
+        cmd.env("SLIPWAY_SERVER", server);
+    }
     if let Some(token) = token {
         cmd.env("SLIPWAY_TOKEN", token);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
     }
     let mut child = cmd
         .spawn()
@@ -86,7 +107,7 @@ pub(crate) async fn admin(p: &Platform, args: &[&str]) -> anyhow::Result<Run> {
 }
 
 /// The version the first build of a commit gets.
-fn first_version(sha: &str) -> String {
+pub(crate) fn first_version(sha: &str) -> String {
     format!("1-{}", &sha[..7])
 }
 
@@ -105,15 +126,41 @@ async fn apps_hosts_a_build_a_release_status_and_audit() -> anyhow::Result<()> {
         admin(&p, &["register", "hello", &git_url]).await?.ok(),
         format!("registered hello ({git_url})\n")
     );
+    // Tables: a header, columns aligned three spaces apart, times relative.
+    let apps = admin(&p, &["apps"]).await?.ok();
+    let lines: Vec<&str> = apps.lines().collect();
+    assert_eq!(lines.len(), 2, "{apps}");
+    let columns = [
+        "NAME",
+        "REPOSITORY",
+        "BRANCH",
+        "AUTO-DEPLOY",
+        "ROOT",
+        "REGISTERED",
+    ];
+    let starts: Vec<usize> = columns.iter().filter_map(|c| lines[0].find(c)).collect();
+    assert_eq!(starts.len(), columns.len(), "{apps}");
+    let cells: Vec<&str> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &at)| {
+            let end = starts.get(i + 1).copied().unwrap_or(lines[1].len());
+            lines[1]
+                .get(at..end.min(lines[1].len()))
+                .unwrap_or("")
+                .trim()
+        })
+        .collect();
     assert_eq!(
-        admin(&p, &["apps"]).await?.ok(),
-        // (`{:<24}` does not pad an `AppName`: its Display ignores widths.)
-        format!("hello {git_url}\n")
+        cells,
+        ["hello", git_url.as_str(), "main", "-", "-", "just now"],
+        "{apps}"
     );
     let hosts = admin(&p, &["hosts"]).await?.ok();
-    // (Nor does `{:<12}` pad a `Cluster` or a `HostName`.)
-    let line = regex::Regex::new(r"^local local-1 last seen \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  \n$")?;
-    assert!(line.is_match(&hosts), "{hosts:?}");
+    let table = regex::Regex::new(
+        r"^CLUSTER   HOST      LAST SEEN +APPS\nlocal     local-1   (just now|\d+s ago)\n$",
+    )?;
+    assert!(table.is_match(&hosts), "{hosts:?}");
 
     // A build, waited for: queued (or already claimed), then succeeded.
     let version = first_version(&sha);
@@ -158,7 +205,7 @@ async fn apps_hosts_a_build_a_release_status_and_audit() -> anyhow::Result<()> {
     // The host says what it runs at its next heartbeat.
     let port = p.host("local-1").port;
     let line = regex::Regex::new(&format!(
-        r"^local local-1 last seen \S+  hello@{version}:{port}\n$"
+        r"\nlocal     local-1   (just now|\d+s ago) +hello@{version}:{port}\n$"
     ))?;
     let deadline = Instant::now() + Duration::from_secs(20);
     let hosts = loop {
@@ -170,10 +217,11 @@ async fn apps_hosts_a_build_a_release_status_and_audit() -> anyhow::Result<()> {
     };
     assert!(line.is_match(&hosts), "{hosts:?}");
 
-    assert_eq!(
-        admin(&p, &["builds", "hello"]).await?.ok(),
-        format!("build 1     {version:<14} succeeded  {commit} (main) — A\n")
-    );
+    let builds = admin(&p, &["builds", "hello"]).await?.ok();
+    let row = regex::Regex::new(&format!(
+        r"^ID   VERSION +STATUS +COMMIT +REF +AGE +MESSAGE\n1    {version}   succeeded   {commit}   main   (just now|\d+s ago) +A\n$"
+    ))?;
+    assert!(row.is_match(&builds), "{builds:?}");
 
     let d = p.client.deploy(deploy::DeployId(1)).await?;
     let message = d.hosts[0].message.clone().unwrap_or_default();
@@ -274,7 +322,7 @@ async fn a_deploy_that_fails_its_health_checks_exits_1() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn errors_exit_2_with_what_went_wrong() -> anyhow::Result<()> {
+async fn errors_say_what_went_wrong_and_what_to_run() -> anyhow::Result<()> {
     let p = platform().start().await?;
     let server = p.base_url.as_str();
 
@@ -288,14 +336,15 @@ async fn errors_exit_2_with_what_went_wrong() -> anyhow::Result<()> {
         "{run:#?}"
     );
 
-    // An app nobody registered: the API's answer and code.
+    // An app nobody registered (and none is): what to run instead.
     let run = admin(&p, &["release", "nope", "main", "--cluster", "local"]).await?;
     assert_eq!(
         (run.code, run.stdout.as_str(), run.stderr.as_str()),
         (
-            2,
+            4,
             "",
-            "error: unknown app `nope`: register it first (POST /api/v1/apps) (not_found, HTTP 404)\n"
+            "error: unknown app \"nope\"; no app is registered yet — see `deploy register APP \
+             GIT_URL`\n"
         ),
         "{run:#?}"
     );
@@ -304,29 +353,38 @@ async fn errors_exit_2_with_what_went_wrong() -> anyhow::Result<()> {
     let run = admin(&p, &["status", "999"]).await?;
     assert_eq!(
         (run.code, run.stdout.as_str(), run.stderr.as_str()),
-        (2, "", "error: no deploy 999 (not_found, HTTP 404)\n"),
+        (
+            4,
+            "",
+            "error: no deploy 999 — see `deploy deploys` for the recent ones\n"
+        ),
         "{run:#?}"
     );
 
     // No token, or one AppTracker does not know.
+    let login_hint = "hint: log in with `deploy login` (the token is read from standard input), \
+                      or set SLIPWAY_TOKEN or --token-file FILE; an admin makes tokens with \
+                      `deploy token create`\n";
     let run = deploy(server, None, &["apps"]).await?;
     assert_eq!(
-        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (run.code, run.stdout.as_str(), run.stderr.clone()),
         (
-            2,
+            3,
             "",
-            "error: no API token: send `Authorization: Bearer <token>` (the CLI reads \
-             SLIPWAY_TOKEN) (unauthorized, HTTP 401)\n"
+            format!(
+                "error: no API token: send `Authorization: Bearer <token>` (the CLI reads \
+                 SLIPWAY_TOKEN) (unauthorized, HTTP 401)\n{login_hint}"
+            )
         ),
         "{run:#?}"
     );
     let run = deploy(server, Some("slw_nope"), &["apps"]).await?;
     assert_eq!(
-        (run.code, run.stdout.as_str(), run.stderr.as_str()),
+        (run.code, run.stdout.as_str(), run.stderr.clone()),
         (
-            2,
+            3,
             "",
-            "error: unknown or revoked API token (unauthorized, HTTP 401)\n"
+            format!("error: unknown or revoked API token (unauthorized, HTTP 401)\n{login_hint}")
         ),
         "{run:#?}"
     );
@@ -363,7 +421,7 @@ async fn errors_exit_2_with_what_went_wrong() -> anyhow::Result<()> {
     );
     // Nobody listening.
     let run = deploy("http://127.0.0.1:9", Some("t"), &["apps"]).await?;
-    assert_eq!(run.code, 2, "{run:#?}");
+    assert_eq!(run.code, 6, "{run:#?}");
     assert!(
         run.stderr
             .starts_with("error: cannot reach AppTracker at http://127.0.0.1:9/api/v1/apps"),
@@ -383,5 +441,11 @@ async fn errors_exit_2_with_what_went_wrong() -> anyhow::Result<()> {
     p.shutdown().await
 }
 
+/// Each exit code from a real case; `--wait` through a restart.
+mod exits;
+/// `--output json` of every read command against the API's answers.
+mod json;
 /// `[processes]` through packer, a grabber and the CLI.
 mod process_types;
+/// The live table on a terminal (tmux), `login`, completions, man.
+mod terminal;

@@ -146,9 +146,24 @@ async fn pushes_build_only_the_apps_whose_root_or_watch_paths_they_touch() -> an
             .ok(),
         format!("registered app-b ({url}, root services/b)\n")
     );
+    let apps = admin(&p, &["apps"]).await?.ok();
+    let rows: Vec<Vec<&str>> = apps
+        .lines()
+        .skip(1)
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
     assert_eq!(
-        admin(&p, &["apps"]).await?.ok(),
-        format!("app-a {url} (root services/a)\napp-b {url} (root services/b)\n")
+        rows.iter().map(|r| r[..5].to_vec()).collect::<Vec<_>>(),
+        [
+            ["app-a", url.as_str(), "main", "-", "services/a"],
+            ["app-b", url.as_str(), "main", "-", "services/b"]
+        ],
+        "{apps}"
     );
     let b = AppName::parse("app-b")?;
     assert_eq!(p.client.app(&b).await?.root.as_deref(), Some("services/b"));

@@ -1,14 +1,15 @@
 //! `deploy audit`: who changed what through the API, a page at a time.
 
+use crate::Ctx;
 use std::process::ExitCode;
 
-use deploy::{AppName, AuditQuery, Client};
+use deploy::{AppName, AuditQuery};
 
 use crate::print;
 
 /// One page of the audit log, newest first, and how to ask for the next.
 pub(crate) async fn page(
-    client: &Client,
+    client: &Ctx,
     limit: u32,
     before: Option<i64>,
     actor: Option<String>,
@@ -23,6 +24,10 @@ pub(crate) async fn page(
             app,
         })
         .await?;
+    if client.out.json() {
+        crate::output::json(&page.items)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if page.items.is_empty() {
         println!("no audit entries");
     } else {

@@ -1,12 +1,17 @@
 //! Cluster controls: `deploy clusters`, `protect`, `freeze` and `thaw`.
 
+use crate::Ctx;
 use std::process::ExitCode;
 
-use deploy::{Client, Cluster};
+use deploy::Cluster;
 
 /// `deploy clusters`: those protected or frozen.
-pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
+pub(crate) async fn list(client: &Ctx) -> anyhow::Result<ExitCode> {
     let clusters = client.clusters().await?;
+    if client.out.json() {
+        crate::output::json(&clusters)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if clusters.is_empty() {
         println!("no cluster is protected or frozen");
     }
@@ -30,7 +35,7 @@ pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
 
 /// `deploy protect CLUSTER [--off]`.
 pub(crate) async fn protect(
-    client: &Client,
+    client: &Ctx,
     cluster: &Cluster,
     protected: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -49,7 +54,7 @@ pub(crate) async fn protect(
 
 /// `deploy freeze CLUSTER --for D --reason R`.
 pub(crate) async fn freeze(
-    client: &Client,
+    client: &Ctx,
     cluster: &Cluster,
     duration: String,
     reason: String,
@@ -73,7 +78,7 @@ pub(crate) async fn freeze(
 }
 
 /// `deploy thaw CLUSTER`.
-pub(crate) async fn thaw(client: &Client, cluster: &Cluster) -> anyhow::Result<ExitCode> {
+pub(crate) async fn thaw(client: &Ctx, cluster: &Cluster) -> anyhow::Result<ExitCode> {
     let c = client.thaw(cluster).await?;
     println!("{} is no longer frozen", c.name);
     Ok(ExitCode::SUCCESS)

@@ -1,15 +1,16 @@
 //! `deploy drift` (what each host runs against what it should) and
 //! `deploy sync` (deploy the desired version to the hosts that drifted).
 
+use crate::Ctx;
 use std::process::ExitCode;
 
-use deploy::{AppName, Client, Cluster, DriftQuery, SyncRequest};
+use deploy::{AppName, Cluster, DriftQuery, SyncRequest};
 
 use crate::{follow, print};
 
 /// `deploy drift`: 1 when a host is out of sync or stale.
 pub(crate) async fn show(
-    client: &Client,
+    client: &Ctx,
     app: Option<AppName>,
     cluster: Option<Cluster>,
     state: Option<String>,
@@ -22,7 +23,11 @@ pub(crate) async fn show(
             state: state.clone(),
         })
         .await?;
-    print::drift(&report, all || state.is_some());
+    if client.out.json() {
+        crate::output::json(&report)?;
+    } else {
+        print::drift(&report, all || state.is_some());
+    }
     let bad = report
         .summary
         .iter()
@@ -36,7 +41,7 @@ pub(crate) async fn show(
 
 /// `deploy sync APP --cluster C [--wait]`.
 pub(crate) async fn sync(
-    client: &Client,
+    client: &Ctx,
     app: AppName,
     cluster: Cluster,
     wait: bool,

@@ -1,13 +1,12 @@
 //! `deploy env set|unset|list` (an app's config and secrets) and `deploy
 //! restart|stop|start` (operating the release a cluster runs, as deploys).
 
+use crate::Ctx;
 use std::io::BufRead;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use deploy::{
-    AppName, Client, Cluster, ConfigChange, DeployAction, OperateApp, SetConfig, UnsetConfig,
-};
+use deploy::{AppName, Cluster, ConfigChange, DeployAction, OperateApp, SetConfig, UnsetConfig};
 
 use crate::args::OperateArgs;
 use crate::confirm::{ask_confirmation, confirmation_for};
@@ -48,7 +47,7 @@ fn parse_vars(
 
 /// `deploy env set APP [--cluster C] [--secret] [--apply [--wait]] KEY=VALUE|KEY…`
 pub(crate) async fn set(
-    client: &Client,
+    client: &Ctx,
     app: &AppName,
     args: &[String],
     cluster: Option<Cluster>,
@@ -75,7 +74,7 @@ pub(crate) async fn set(
 
 /// `deploy env unset APP [--cluster C] [--apply [--wait]] KEY…`
 pub(crate) async fn unset(
-    client: &Client,
+    client: &Ctx,
     app: &AppName,
     keys: Vec<String>,
     cluster: Option<Cluster>,
@@ -92,7 +91,7 @@ pub(crate) async fn unset(
 }
 
 async fn changed(
-    client: &Client,
+    client: &Ctx,
     app: &AppName,
     what: &str,
     change: &ConfigChange,
@@ -129,11 +128,15 @@ async fn changed(
 /// `deploy env list APP [--cluster C]`: one line per variable, secrets
 /// masked.
 pub(crate) async fn list(
-    client: &Client,
+    client: &Ctx,
     app: &AppName,
     cluster: Option<&Cluster>,
 ) -> anyhow::Result<ExitCode> {
     let c = client.app_config(app, cluster).await?;
+    if client.out.json() {
+        crate::output::json(&c)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if c.version == 0 {
         println!("{app} has no config (`deploy env set {app} KEY=VALUE`)");
         return Ok(ExitCode::SUCCESS);
@@ -162,7 +165,7 @@ pub(crate) async fn list(
 
 /// `deploy restart|stop|start APP --cluster C [--hosts R] [--batch N] [--wait]`.
 pub(crate) async fn operate(
-    client: &Client,
+    client: &Ctx,
     action: DeployAction,
     args: OperateArgs,
     confirmed: &[Cluster],

@@ -1,17 +1,24 @@
 //! `deploy hosts` (what every host runs) and `deploy targets` (the hosts a
 //! release would touch).
 
+use crate::Ctx;
 use std::process::ExitCode;
 
-use deploy::{AppRunStatus, Client, Cluster, HostSelector, InstalledProcess};
+use deploy::{AppRunStatus, Cluster, HostSelector, InstalledProcess};
 
 /// `deploy hosts`: one line per host with its apps, versions, ports and
 /// troubles, and each process of an app that runs several.
-pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
+pub(crate) async fn list(client: &Ctx) -> anyhow::Result<ExitCode> {
     let hosts = client.hosts().await?;
+    if client.out.json() {
+        crate::output::json(&hosts)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if hosts.is_empty() {
         println!("no hosts registered: start a grabber");
+        return Ok(ExitCode::SUCCESS);
     }
+    let mut table = crate::output::table(&["CLUSTER", "HOST", "LAST SEEN", "APPS"]);
     for h in hosts {
         let apps: Vec<String> = h
             .apps
@@ -45,13 +52,28 @@ pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
                 s
             })
             .collect();
-        println!(
-            "{:<12} {:<20} last seen {}  {}",
-            h.cluster,
-            h.name,
-            h.last_seen,
-            apps.join(" ")
-        );
+        table.add_row(vec![
+            h.cluster.to_string(),
+            h.name.to_string(),
+            crate::output::ago(h.last_seen),
+            apps.join(" "),
+        ]);
+    }
+    crate::output::print_table(&table);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `deploy hosts remove CLUSTER HOST` (admins).
+pub(crate) async fn remove(
+    client: &Ctx,
+    cluster: &Cluster,
+    host: &deploy::HostName,
+) -> anyhow::Result<ExitCode> {
+    let gone = client.remove_host(cluster, host).await?;
+    if client.out.json() {
+        crate::output::json(&gone)?;
+    } else {
+        println!("removed host {host} of {cluster}; it comes back if its agents report again");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -77,11 +99,15 @@ fn process(p: &InstalledProcess) -> String {
 
 /// `deploy targets --cluster C [--hosts REGEX]`: nothing is changed.
 pub(crate) async fn targets(
-    client: &Client,
+    client: &Ctx,
     cluster: &Cluster,
     hosts: Option<&HostSelector>,
 ) -> anyhow::Result<ExitCode> {
     let t = client.targets(cluster, hosts).await?;
+    if client.out.json() {
+        crate::output::json(&t)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "{} host(s) of {} match `{}`:",
         t.hosts.len(),

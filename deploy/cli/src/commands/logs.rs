@@ -1,17 +1,18 @@
 //! `deploy logs APP --cluster C --host H [--follow] [--bytes N]`: an app's
 //! log from its host, relayed by the host's grabber through AppTracker.
 
+use crate::Ctx;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use deploy::{AppName, Client, Cluster, HostName, LogRequest};
+use deploy::{AppName, Cluster, HostName, LogRequest};
 
 /// How often `--follow` asks for more.
 const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) async fn show(
-    client: &Client,
+    client: &Ctx,
     app: &AppName,
     cluster: Cluster,
     host: HostName,

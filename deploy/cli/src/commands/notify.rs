@@ -1,12 +1,13 @@
 //! `deploy notify add|list|rm|deliveries`: deploy and drift events sent out.
 
+use crate::Ctx;
 use std::process::ExitCode;
 
-use deploy::{AppName, Client, Cluster, CreateNotification, NotifyEvent, NotifyFormat};
+use deploy::{AppName, Cluster, CreateNotification, NotifyEvent, NotifyFormat};
 
 /// `deploy notify add URL [--app A] [--cluster C] [--slack] [--events E,…]`.
 pub(crate) async fn add(
-    client: &Client,
+    client: &Ctx,
     url: String,
     app: Option<AppName>,
     cluster: Option<Cluster>,
@@ -37,8 +38,12 @@ pub(crate) async fn add(
 }
 
 /// `deploy notify list`.
-pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
+pub(crate) async fn list(client: &Ctx) -> anyhow::Result<ExitCode> {
     let all = client.notifications().await?;
+    if client.out.json() {
+        crate::output::json(&all)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if all.is_empty() {
         println!("no notifications: `deploy notify add URL`");
     }
@@ -65,15 +70,20 @@ pub(crate) async fn list(client: &Client) -> anyhow::Result<ExitCode> {
 }
 
 /// `deploy notify rm ID`.
-pub(crate) async fn rm(client: &Client, id: i64) -> anyhow::Result<ExitCode> {
+pub(crate) async fn rm(client: &Ctx, id: i64) -> anyhow::Result<ExitCode> {
     client.delete_notification(id).await?;
     println!("notification {id} removed");
     Ok(ExitCode::SUCCESS)
 }
 
 /// `deploy notify deliveries ID`.
-pub(crate) async fn deliveries(client: &Client, id: i64) -> anyhow::Result<ExitCode> {
-    for d in client.notification_deliveries(id).await? {
+pub(crate) async fn deliveries(client: &Ctx, id: i64) -> anyhow::Result<ExitCode> {
+    let list = client.notification_deliveries(id).await?;
+    if client.out.json() {
+        crate::output::json(&list)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for d in list {
         println!(
             "{:<6} deploy {:<6} {:<20} {:<9} tries {}{}",
             d.id,

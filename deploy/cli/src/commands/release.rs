@@ -1,9 +1,10 @@
 //! `deploy release`: a deploy of a version or a git ref, with its rollout
 //! strategy, confirmed by name on a protected cluster.
 
+use crate::Ctx;
 use std::process::ExitCode;
 
-use deploy::{Client, Cluster, CreateDeploy, DeployStatus, Source, Strategy};
+use deploy::{Cluster, CreateDeploy, DeployStatus, Source, Strategy};
 
 use crate::args::ReleaseArgs;
 use crate::confirm::{ask_confirmation, confirmation_for};
@@ -12,7 +13,7 @@ use crate::follow;
 /// Creates the deploy (asking for the cluster's name when the server wants
 /// it and a person is there); with `--wait`, follows it to its end.
 pub(crate) async fn release(
-    client: &Client,
+    client: &Ctx,
     args: ReleaseArgs,
     confirmed: &[Cluster],
 ) -> anyhow::Result<ExitCode> {
@@ -68,6 +69,13 @@ pub(crate) async fn release(
             None => return Err(e.into()),
         },
     };
+    if client.out.json() {
+        if wait {
+            return follow::to_end(client, d.id).await;
+        }
+        crate::output::json(&d)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if d.status == DeployStatus::Queued {
         println!(
             "deploy {} of {} to {} is queued behind the active one",

@@ -1,13 +1,14 @@
 //! `deploy webhook-secret` (make, rotate or delete an app's secret for a
 //! provider) and `deploy webhook-secrets` (list them).
 
+use crate::Ctx;
 use std::process::ExitCode;
 
-use deploy::{AppName, Client, SetWebhookSecret, WebhookProvider};
+use deploy::{AppName, SetWebhookSecret, WebhookProvider};
 
 /// `deploy webhook-secret APP --provider P --delete`.
 pub(crate) async fn delete(
-    client: &Client,
+    client: &Ctx,
     app: &AppName,
     provider: WebhookProvider,
 ) -> anyhow::Result<ExitCode> {
@@ -19,7 +20,7 @@ pub(crate) async fn delete(
 /// `deploy webhook-secret APP --provider P [--rotate [--grace D]]`: prints
 /// the secret, shown this once.
 pub(crate) async fn set(
-    client: &Client,
+    client: &Ctx,
     app: &AppName,
     provider: WebhookProvider,
     rotate: bool,
@@ -39,8 +40,12 @@ pub(crate) async fn set(
 }
 
 /// `deploy webhook-secrets APP`: the providers and their URLs.
-pub(crate) async fn list(client: &Client, app: &AppName) -> anyhow::Result<ExitCode> {
+pub(crate) async fn list(client: &Ctx, app: &AppName) -> anyhow::Result<ExitCode> {
     let list = client.webhook_secrets(app).await?;
+    if client.out.json() {
+        crate::output::json(&list)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if list.is_empty() {
         println!("{app} takes no webhooks: `deploy webhook-secret {app} --provider github`");
     }
