@@ -1,6 +1,6 @@
-//! The `apptracker` binary: `serve` runs the control plane, `token create`
-//! and `key show` help set up an installation, `openapi` prints the API's
-//! OpenAPI document. (`slipway dev`, in `slipway-platform`, runs the whole
+//! The `apptracker` binary: `serve` runs the control plane, `init` makes a
+//! new installation, `token create` and `key show` help set one up,
+//! `openapi` prints the API's OpenAPI document. (`slipway dev`, in `slipway-platform`, runs the whole
 //! platform on one machine with this crate's `Common` flags.)
 
 use std::net::SocketAddr;
@@ -37,6 +37,11 @@ pub struct Common {
 enum Command {
     /// Run the control plane.
     Serve(Common),
+    /// Make a new installation: the config file (unless --config names an
+    /// existing one), the database (migrated), the signing and secrets keys
+    /// and the first admin token, in a 0600 file whose path is printed.
+    /// Refuses to touch an existing installation.
+    Init(InitArgs),
     /// Manage API tokens directly in the database (for the first admin token).
     Token {
         #[command(subcommand)]
@@ -50,6 +55,37 @@ enum Command {
     /// Print the API's OpenAPI 3.1 document (what `GET /api/v1/openapi.json`
     /// serves), for client generators and validators.
     Openapi,
+}
+
+/// `apptracker init`'s flags.
+#[derive(clap::Args)]
+struct InitArgs {
+    /// The config file: used as it is when it exists (say, the packaged
+    /// /etc/slipway/apptracker.toml), written when it does not [default:
+    /// DATA_DIR/apptracker.toml].
+    #[arg(long, env = "APPTRACKER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the database, keys and admin token go; must be empty or
+    /// missing (a new config's `data_dir`).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// A new config's database (`postgres://...`; it must hold no tokens)
+    /// [default: SQLite in the data dir].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// A new config's listen address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// A new config's public URL, what hosts and workers reach.
+    #[arg(long)]
+    public_url: Option<String>,
+    /// The first admin token's name.
+    #[arg(long, default_value = "admin")]
+    admin_name: String,
+    /// Also print the admin token on stdout (last line), for a script that
+    /// keeps it elsewhere; by default only its file's path is printed.
+    #[arg(long)]
+    show_token: bool,
 }
 
 #[derive(Subcommand)]
@@ -117,13 +153,40 @@ pub fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    init_tracing();
     let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(_) => init_tracing(),
+        // Their stdout is their output (a token, a key, next steps).
+        _ => {
+            use deploy::binary::{LogFormat, Tracing};
+            Tracing::new(LogFormat::from_env())
+                .default_filter("warn")
+                .to_stderr()
+                .init();
+        }
+    }
     let shutdown = deploy::binary::shutdown_on_signal();
     match cli.command {
         Command::Serve(common) => {
             let app = Application::build(common.config()?).await?;
             app.run(shutdown).await
+        }
+        Command::Init(args) => {
+            let opts = crate::init::Options {
+                config: args.config,
+                data_dir: args.data_dir,
+                database_url: args.database_url,
+                listen: args.listen,
+                public_url: args.public_url,
+                admin_name: args.admin_name,
+            };
+            let done = crate::init::init(&opts).await?;
+            print!("{}", crate::init::next_steps(&done));
+            if args.show_token {
+                use secrecy::ExposeSecret;
+                println!("{}", done.admin_token.expose_secret());
+            }
+            Ok(())
         }
         Command::Token {
             command:

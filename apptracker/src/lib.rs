@@ -8,6 +8,7 @@ pub mod config;
 mod db;
 pub mod drift;
 mod http;
+pub mod init;
 mod model;
 mod queue;
 mod secrets;

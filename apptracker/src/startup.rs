@@ -183,7 +183,14 @@ impl Application {
         });
         // The peer address is what the audit log records as "from where".
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let stop = async move { token.cancelled().await };
+        let stop = async move {
+            token.cancelled().await;
+            deploy::binary::announce_stopping();
+        };
+        // Ready: the database is migrated and the listener bound (both in
+        // `build`), the background tasks run, and connections are accepted
+        // from here on (`Type=notify`; a no-op without `NOTIFY_SOCKET`).
+        deploy::binary::announce_ready("apptracker listening, database migrated");
         match self.tls {
             None => axum::serve(self.listener, app)
                 .with_graceful_shutdown(stop)

@@ -3,7 +3,8 @@
 //! cancellation token, run the async main on a runtime and turn its error
 //! into a message and an exit code, read its API token (never from a flag,
 //! never from a file others can read), and name the machine it runs on
-//! (one rule for every agent: [`HostName::of_this_machine`]).
+//! (one rule for every agent: [`HostName::of_this_machine`]), and tell a
+//! service manager when it is ready ([`notify_ready`], `notify.rs`).
 
 use std::future::Future;
 use std::process::ExitCode;
@@ -11,6 +12,13 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::HostName;
+
+mod notify;
+
+pub use notify::{
+    NOTIFY_SOCKET_ENV, NotifyError, announce_ready, announce_stopping, notify, notify_ready,
+    notify_stopping,
+};
 
 /// Runs `main` on a multi-threaded runtime; an error is printed in its
 /// alternate form (with `anyhow`, the whole chain of causes) and exits 1.

@@ -165,7 +165,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
     agent.engine.recover().await;
 
+    // Ready: the layout is prepared, the apps that were running are adopted
+    // (or restarted) and supervised, and the loop starts. Not "AppTracker
+    // answered": a grabber must keep its host's apps running while the
+    // control plane is away, so its start may not wait for (or fail on) it.
+    deploy::binary::announce_ready("grabber recovered its apps; main loop starting");
     main_loop(&agent).await;
+    deploy::binary::announce_stopping();
 
     // Stop accepting work; let running installs finish their step.
     agent.tasks.close();

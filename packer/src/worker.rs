@@ -31,6 +31,10 @@ pub async fn run(client: Client, config: WorkerConfig, shutdown: CancellationTok
         %public_key,
         "packer worker started"
     );
+    // Ready: token, signing key and sandbox settings are read and the claim
+    // loop starts. Not "AppTracker answered": a worker started before the
+    // control plane simply keeps asking, and systemd should not fail it.
+    deploy::binary::announce_ready("packer worker claim loop starting");
     // The poll interval stays; only the outage is tracked.
     let mut claims = deploy::Backoff::new(config.poll, config.poll);
     while !shutdown.is_cancelled() {
@@ -53,6 +57,7 @@ pub async fn run(client: Client, config: WorkerConfig, shutdown: CancellationTok
             _ = tokio::time::sleep(config.poll) => {}
         }
     }
+    deploy::binary::announce_stopping();
     tracing::info!(worker = %config.name, "packer worker stopped");
 }
 

@@ -36,6 +36,56 @@ fn missing<T>(what: &str, why: &str) -> Option<T> {
     None
 }
 
+/// A missing prerequisite that is not a server: a panic in CI, a loud
+/// skip elsewhere.
+fn absent<T>(msg: &str) -> Option<T> {
+    if in_ci() {
+        panic!("CI=true and {msg}");
+    }
+    eprintln!("\n!!! SKIPPING: {msg}\n");
+    None
+}
+
+/// Where `scripts/test` leaves the Debian packages it made from the tests'
+/// binaries.
+pub const DEBS_ENV: &str = "SLIPWAY_TEST_DEBS";
+
+/// A minimal Debian root (`debootstrap --variant=minbase`) that
+/// `scripts/test` keeps cached, for installing the packages into a copy.
+pub const DEBIAN_ROOT_ENV: &str = "SLIPWAY_TEST_DEBIAN_ROOT";
+
+/// The program `name` (on `PATH`, or in `/usr/bin`, `/usr/sbin`, `/sbin`),
+/// or `None` (outside CI) when it is not installed; `package` is the Debian
+/// package that has it.
+pub fn tool(name: &str, package: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain(["/usr/bin", "/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if found.is_none() {
+        return absent(&format!(
+            "{name} is not installed (Debian package {package}); ./scripts/test installs it"
+        ));
+    }
+    found
+}
+
+/// The directory `var` names (set by `scripts/test`), or `None` (outside
+/// CI) when it is unset or missing; `what` says what it should hold.
+pub fn dir_from_env(var: &str, what: &str) -> Option<std::path::PathBuf> {
+    match std::env::var_os(var).map(std::path::PathBuf::from) {
+        Some(dir) if dir.is_dir() => Some(dir),
+        Some(dir) => absent(&format!(
+            "{var} names {}, which is not a directory ({what}); run ./scripts/test",
+            dir.display()
+        )),
+        None => absent(&format!(
+            "{var} is not set ({what}); run ./scripts/test, which makes it"
+        )),
+    }
+}
+
 /// The schemathesis CLI: `SLIPWAY_SCHEMATHESIS`, else the venv where
 /// `scripts/test` installs it, else `schemathesis` on `PATH`.
 pub const SCHEMATHESIS_ENV: &str = "SLIPWAY_SCHEMATHESIS";

@@ -87,7 +87,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 ];
 
 /// Modules of AppTracker above all layers: they assemble the layers.
-const ASSEMBLY: &[&str] = &["startup", "cli", "lib", "main", "builder"];
+const ASSEMBLY: &[&str] = &["startup", "cli", "lib", "main", "builder", "init"];
 
 /// The longest a non-test source file may be.
 const MAX_LINES: usize = 700;

@@ -105,6 +105,11 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
     tracing::info!(root = %cfg.root.display(), every = %humantime::format_duration(cfg.interval),
         server = %cfg.server, "versionchecker reporting");
     let mut scanner = Some(Scanner::new(cfg.root.clone()));
+    // Ready: the settings are valid and the loop starts. Not "the first
+    // report was accepted": that waits up to an interval's jitter and on
+    // AppTracker, and a versionchecker whose control plane is away should
+    // still run (and report once it is back).
+    deploy::binary::announce_ready("versionchecker reporting loop starting");
     // The first report comes soon, but not at the same instant on every
     // host of a fleet restarted together.
     let mut wait = cfg.interval.mul_f64(cfg.jitter * random_unit());
@@ -115,6 +120,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> anyhow::Resul
         };
         match event {
             Event::Stop => {
+                deploy::binary::announce_stopping();
                 tracing::info!("versionchecker stopped");
                 return Ok(());
             }
