@@ -48,7 +48,7 @@ pub use error::Error;
 
 use create::bad_build;
 
-/// The branch built when a request names no ref.
+/// The branch an app follows when its registration names none.
 pub const DEFAULT_BRANCH: &str = "main";
 
 /// Shared state of one AppTracker; cheap to clone.

@@ -575,10 +575,10 @@ fn outcome(result: &str, message: &str) -> WebhookOutcome {
     }
 }
 
-/// `POST /api/v1/trigger/{secret}`: builds the app's branch (or `git_ref`);
-/// returns the app the URL belongs to and what started. Only the branch
-/// is auto-deployed (and, as for pushes, never as a downgrade): another
-/// ref is built, not deployed.
+/// `POST /api/v1/trigger/{secret}`: builds the app's branch (or `git_ref`,
+/// where `HEAD` is the branch); returns the app the URL belongs to and what
+/// started. Only the branch is auto-deployed (and, as for pushes, never as
+/// a downgrade): another ref is built, not deployed.
 pub async fn trigger(
     t: &Tracker,
     secret: &str,
@@ -589,9 +589,16 @@ pub async fn trigger(
         .app_by_trigger_hash(&crate::tracker::tokens::hash(secret))
         .await?
         .ok_or_else(|| unauthorized("unknown build-trigger URL"))?;
-    let branch_ref = format!("refs/heads/{}", app.branch);
+    // `HEAD` is the branch's tip too, so it is built as the branch is;
+    // `HEAD~1`, like any other ref, is built and never deployed.
+    let tip = [
+        app.branch.clone(),
+        format!("refs/heads/{}", app.branch),
+        "HEAD".into(),
+        "@".into(),
+    ];
     let out = match git_ref {
-        Some(r) if r.as_str() != app.branch && r.as_str() != branch_ref => {
+        Some(r) if !tip.iter().any(|t| t == r.as_str()) => {
             let (build, _) = t.build_of_ref(&app.name, Some(&r)).await?;
             let mut out = outcome("built", "");
             out.builds.push(build.id);

@@ -32,8 +32,8 @@ pub use backoff::Backoff;
 pub use bus::{BusMessage, DeployMessage, LogsMessage, ReleasePhaseMessage, Target};
 pub use client::{Client, ClientError, DEFAULT_SERVER};
 pub use domain::{
-    AppName, BuildId, Cluster, DeployId, GitRef, HostName, HostSelector, ParseError, Sha256,
-    Version,
+    AppName, BuildId, Cluster, DeployId, GitRef, HostName, HostSelector, ParseError, RevStep,
+    Sha256, Version,
 };
 pub use drift::{
     DriftHost, DriftQuery, DriftReport, DriftState, DriftSummary, SyncOutcome, SyncRequest,

@@ -98,12 +98,15 @@ schema!(
 schema!(
     GitRef,
     string(
-        "A branch, a tag or a (short) commit sha; no whitespace, `..`, `~^:?*[\\`, nor a leading '-'",
-        Some("^[^-\\s~^:?*\\[\\\\][^\\s~^:?*\\[\\\\]*$"),
+        "One commit: a branch, a tag, a full ref name, a full or short sha, or `HEAD` (the tip of \
+         the app's branch), with optional `~N`, `^` or `^N` steps back (`main~2`, `v1.4^`, \
+         `HEAD~1`); no whitespace, leading '-', ranges (`..`), paths (`:`), reflog entries (`@{`) \
+         or patterns (`*?[\\`)",
+        Some("^[^-\\s~^:?*\\[\\\\][^\\s:?*\\[\\\\]*$"),
         1,
         255
     )
-    .examples(["main"])
+    .examples(["main", "HEAD~1"])
 );
 schema!(
     HostSelector,
@@ -176,6 +179,8 @@ mod tests {
         HostName::parse(example(HostName::schema())).unwrap();
         Version::parse(example(Version::schema())).unwrap();
         GitRef::parse(example(GitRef::schema())).unwrap();
+        let v = serde_json::to_value(GitRef::schema()).unwrap();
+        GitRef::parse(v["examples"][1].as_str().unwrap()).unwrap();
         HostSelector::parse(example(HostSelector::schema())).unwrap();
     }
 }

@@ -31,9 +31,14 @@ enum Cmd {
         /// The repository: a path or a file://, git://, http(s):// or ssh:// URL.
         #[arg(long = "git")]
         git_url: String,
-        /// Branch, tag, or full or short commit sha.
-        #[arg(long = "ref", default_value = "main")]
+        /// The commit: a branch, tag, or full or short sha, or `HEAD` (the
+        /// tip of `--branch`), with optional `~N`, `^` or `^N` steps back
+        /// (`main~2`, `v1.4^`, `HEAD~1`).
+        #[arg(long = "ref", default_value = "HEAD")]
         git_ref: String,
+        /// The branch the app follows: `HEAD` in `--ref` stands for its tip.
+        #[arg(long, default_value = "main")]
+        branch: String,
         /// The app's registered name.
         #[arg(long)]
         app: AppName,
@@ -322,6 +327,7 @@ fn run(command: Cmd) -> anyhow::Result<()> {
         Cmd::Build {
             git_url,
             git_ref,
+            branch,
             app,
             version,
             root,
@@ -329,7 +335,7 @@ fn run(command: Cmd) -> anyhow::Result<()> {
             settings,
         } => {
             let settings = settings.settings()?;
-            let commit = crate::resolve_ref(&settings, &git_url, &git_ref)
+            let commit = crate::resolve_ref(&settings, &git_url, &git_ref, &branch)
                 .with_context(|| format!("resolving `{git_ref}`"))?;
             let version = match version {
                 Some(v) => v,

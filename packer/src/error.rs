@@ -21,11 +21,51 @@ pub enum BuildError {
         log: String,
     },
 
+    /// The ref is not one commit in git's revision syntax (a range, a path,
+    /// a reflog entry, a pattern): the error says what to write instead.
+    #[error("{error}")]
+    BadRef {
+        error: deploy::ParseError,
+        log: String,
+    },
+
     /// No branch, tag or commit of that name on the remote.
-    #[error("no branch, tag or commit `{git_ref}` in {url}")]
+    #[error(
+        "no branch, tag or commit named `{git_ref}` in {url}{}",
+        some_branches(branches)
+    )]
     UnknownRef {
         url: String,
         git_ref: String,
+        /// A few of the remote's branches, to show what exists (may be
+        /// empty).
+        branches: Vec<String>,
+        log: String,
+    },
+
+    /// `HEAD` (the tip of the app's branch) was asked for, and the remote
+    /// has no such branch.
+    #[error(
+        "`{git_ref}` counts from `HEAD`, the tip of the app's branch `{branch}` (AppTracker has no \
+         working tree: `HEAD` is the remote branch the app follows), and {url} has no branch \
+         `{branch}`{}",
+        some_branches(branches)
+    )]
+    NoBranchForHead {
+        url: String,
+        git_ref: String,
+        branch: String,
+        branches: Vec<String>,
+        log: String,
+    },
+
+    /// The ref steps back past what the history holds (`main~50` on a
+    /// branch of 3 commits, `v1^2` on a commit with one parent).
+    #[error("`{git_ref}` names no commit: {reason}")]
+    NoSuchAncestor {
+        git_ref: String,
+        /// How far the history goes, and the oldest ref that names a commit.
+        reason: String,
         log: String,
     },
 
@@ -171,7 +211,10 @@ impl BuildError {
         match self {
             BuildError::BadCommit { log, .. }
             | BuildError::Git { log, .. }
+            | BuildError::BadRef { log, .. }
             | BuildError::UnknownRef { log, .. }
+            | BuildError::NoBranchForHead { log, .. }
+            | BuildError::NoSuchAncestor { log, .. }
             | BuildError::AmbiguousRef { log, .. }
             | BuildError::CommitNotFound { log, .. }
             | BuildError::Config { log, .. }
@@ -194,7 +237,10 @@ impl BuildError {
         match self {
             BuildError::BadCommit { log, .. }
             | BuildError::Git { log, .. }
+            | BuildError::BadRef { log, .. }
             | BuildError::UnknownRef { log, .. }
+            | BuildError::NoBranchForHead { log, .. }
+            | BuildError::NoSuchAncestor { log, .. }
             | BuildError::AmbiguousRef { log, .. }
             | BuildError::CommitNotFound { log, .. }
             | BuildError::Config { log, .. }
@@ -230,6 +276,15 @@ impl BuildError {
             log: String::new(),
         }
     }
+}
+
+/// " (its branches include `main`, `dev`)", or nothing when none are known.
+fn some_branches(branches: &[String]) -> String {
+    if branches.is_empty() {
+        return String::new();
+    }
+    let names: Vec<String> = branches.iter().map(|b| format!("`{b}`")).collect();
+    format!(" (its branches include {})", names.join(", "))
 }
 
 impl From<ConfigError> for BuildError {

@@ -1,5 +1,5 @@
-//! Git: resolving a ref on a remote to a commit, and checking a commit out
-//! into a plain directory (no `.git`), with git2.
+//! Git: resolving a ref on a remote to a commit (`resolve.rs`), and
+//! checking a commit out into a plain directory (no `.git`), with git2.
 //!
 //! Every remote (a local path, `file://`, `git://`, `http(s)://`, `ssh://`)
 //! is reached the same way, through a libgit2 `Remote` whose callbacks
@@ -13,8 +13,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use git2::{
-    AutotagOption, Cred, CredentialType, Direction, FetchOptions, FetchPrune, Oid, Remote,
-    RemoteCallbacks, Repository,
+    AutotagOption, Cred, CredentialType, FetchOptions, FetchPrune, Oid, RemoteCallbacks, Repository,
 };
 use secrecy::ExposeSecret;
 use sha2::Digest;
@@ -286,68 +285,6 @@ fn is_hex(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Resolves a branch, a tag (annotated tags peeled to their commit), a full
-/// ref name or a full or short sha on the remote to a full commit sha.
-///
-/// Branches and tags are answered from the remote's advertisement alone; a
-/// sha needs the objects, so the remote is fetched into a scratch repository.
-#[tracing::instrument(skip_all, fields(git_url = %redact_url(git_url), git_ref = %git_ref))]
-pub fn resolve_ref(
-    settings: &crate::Settings,
-    git_url: &str,
-    git_ref: &str,
-) -> Result<String, BuildError> {
-    let unknown = || BuildError::UnknownRef {
-        url: redact_url(git_url),
-        git_ref: git_ref.to_string(),
-        log: String::new(),
-    };
-    if git_ref.is_empty() || git_ref.starts_with('-') {
-        return Err(unknown());
-    }
-
-    check_local(git_url)?;
-    apply_timeouts(&settings.git_timeouts);
-    let mut remote = Remote::create_detached(git_url).map_err(fetch_error(git_url))?;
-    let conn = remote
-        .connect_auth(Direction::Fetch, Some(callbacks(&settings.git)), None)
-        .map_err(fetch_error(git_url))?;
-    let heads = conn.list().map_err(fetch_error(git_url))?;
-    let candidates = [
-        format!("refs/heads/{git_ref}"),
-        format!("refs/tags/{git_ref}"),
-        git_ref.to_string(),
-    ];
-    for name in &candidates {
-        // An annotated tag is advertised twice; `^{}` names its commit.
-        let peeled = format!("{name}^{{}}");
-        let found = heads
-            .iter()
-            .find(|h| h.name() == peeled)
-            .or_else(|| heads.iter().find(|h| h.name() == name.as_str()));
-        if let Some(head) = found {
-            return Ok(head.oid().to_string());
-        }
-    }
-    drop(conn);
-
-    if !is_hex(git_ref) || git_ref.len() < 4 || git_ref.len() > 40 {
-        return Err(unknown());
-    }
-    let scratch = scratch_dir()?;
-    let fetched = fetch(settings, git_url, &scratch.path().join("git"))?;
-    let found = fetched.repo.find_commit_by_prefix(git_ref).map(|c| c.id());
-    match found {
-        Ok(oid) => Ok(oid.to_string()),
-        Err(e) if e.code() == git2::ErrorCode::Ambiguous => Err(BuildError::AmbiguousRef {
-            url: redact_url(git_url),
-            git_ref: git_ref.to_string(),
-            log: String::new(),
-        }),
-        Err(_) => Err(unknown()),
-    }
-}
-
 fn scratch_dir() -> Result<tempfile::TempDir, BuildError> {
     tempfile::tempdir().map_err(|error| BuildError::Io {
         action: "creating a scratch directory to fetch into".to_string(),
@@ -555,6 +492,13 @@ pub fn locate_on_branch(
         .map_err(|_| BuildError::UnknownRef {
             url: redact_url(git_url),
             git_ref: branch.to_string(),
+            branches: repo
+                .branches(Some(git2::BranchType::Local))
+                .into_iter()
+                .flatten()
+                .filter_map(|b| Some(b.ok()?.0.name().ok()??.to_string()))
+                .take(5)
+                .collect(),
             log: String::new(),
         })?
         .id();
@@ -610,5 +554,8 @@ pub fn locate_on_branch(
     })
 }
 
+mod resolve;
 #[cfg(test)]
 mod tests;
+
+pub use resolve::resolve_ref;

@@ -3,7 +3,8 @@
 //! [`build`] fetches the commit, reads `slipway.toml`, builds by type
 //! (python, node, generic) with cached dependencies, and packs the release
 //! with its manifest into `<out_dir>/<app>-<version>.tar.gz`. [`resolve_ref`] turns a
-//! branch, tag or sha into the full commit sha a build takes. Every command
+//! ref (a branch, tag or sha, or `HEAD` for the app's branch, with `~N`/`^N`
+//! steps back) into the full commit sha a build takes. Every command
 //! a build runs on repository content runs in a bubblewrap sandbox (see
 //! `sandbox.rs`). Both block:
 //! async callers use `spawn_blocking`.

@@ -154,7 +154,8 @@ pub async fn start_git_daemon(served: &Path, logs: &Path) -> anyhow::Result<(pro
     Ok((daemon, format!("git://{addr}")))
 }
 
-/// A git repository of a test app with a `main` branch.
+/// A git repository of a test app with a `main` branch (and others
+/// [`AppRepo::switch`] makes).
 pub struct AppRepo {
     pub path: PathBuf,
     repo: git2::Repository,
@@ -169,7 +170,25 @@ impl AppRepo {
         Ok(Self { path, repo })
     }
 
-    /// Writes files and commits them on `main`; returns the commit sha.
+    /// Makes `branch` the one the next commits go on: created at the
+    /// current commit when it does not exist, and checked out.
+    pub fn switch(&self, branch: &str) -> anyhow::Result<()> {
+        if self
+            .repo
+            .find_branch(branch, git2::BranchType::Local)
+            .is_err()
+        {
+            let head = self.repo.head()?.peel_to_commit()?;
+            self.repo.branch(branch, &head, false)?;
+        }
+        self.repo.set_head(&format!("refs/heads/{branch}"))?;
+        self.repo
+            .checkout_head(Some(git2::build::CheckoutBuilder::new().force()))?;
+        Ok(())
+    }
+
+    /// Writes files and commits them on the current branch (`main` unless
+    /// [`AppRepo::switch`] chose another); returns the commit sha.
     pub fn commit(&self, files: &[(&str, &str)], message: &str) -> anyhow::Result<String> {
         for (name, content) in files {
             let p = self.path.join(name);

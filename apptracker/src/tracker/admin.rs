@@ -43,8 +43,9 @@ impl Tracker {
 
     /// Registers an app. Its `git_url` must not be empty nor carry
     /// credentials (an app's URL is shown to every viewer and sent to every
-    /// build worker), and its branch (`main` when absent) must be a valid
-    /// ref; a taken name is a conflict.
+    /// build worker), and its branch (`main` when absent) must name a
+    /// branch (not a commit like `main~1`, nor `HEAD`, which stands for
+    /// it); a taken name is a conflict.
     pub async fn register_app(&self, req: RegisterApp) -> Result<App, Error> {
         if req.git_url.trim().is_empty() {
             return Err(Error::Invalid("`git_url` must not be empty".into()));
@@ -60,7 +61,8 @@ impl Tracker {
             )));
         }
         let branch = req.branch.unwrap_or_else(|| DEFAULT_BRANCH.to_string());
-        GitRef::parse(branch.as_str()).map_err(|e| Error::Invalid(format!("`branch`: {e}")))?;
+        GitRef::parse_branch(branch.as_str())
+            .map_err(|e| Error::Invalid(format!("`branch`: {e}")))?;
         let root = req
             .root
             .as_deref()

@@ -4,12 +4,18 @@
 use super::*;
 
 impl Tracker {
-    /// Resolves `git_ref` in the app's repository to a full commit sha.
-    pub(super) async fn resolve(&self, git_url: &str, git_ref: &GitRef) -> Result<String, Error> {
-        let url = git_url.to_string();
+    /// Resolves `git_ref` in the repository of an app that follows
+    /// `branch` (the branch `HEAD` stands for) to a full commit sha.
+    pub(super) async fn resolve(
+        &self,
+        git_url: &str,
+        branch: &str,
+        git_ref: &GitRef,
+    ) -> Result<String, Error> {
+        let (url, branch) = (git_url.to_string(), branch.to_string());
         let r = git_ref.to_string();
         let settings = self.inner.packer.clone();
-        tokio::task::spawn_blocking(move || packer::resolve_ref(&settings, &url, &r))
+        tokio::task::spawn_blocking(move || packer::resolve_ref(&settings, &url, &r, &branch))
             .await
             .context("ref resolution task panicked")?
             .map_err(|e| {
@@ -20,9 +26,10 @@ impl Tracker {
             })
     }
 
-    /// A build of `git_ref`: a finished or in-flight build of the same
-    /// commit is reused, never repeated. Returns the build as the API shows
-    /// it and whether it is new.
+    /// A build of `git_ref` (the tip of the app's branch when `None`): a
+    /// finished or in-flight build of the same commit is reused, never
+    /// repeated. Returns the build as the API shows it and whether it is
+    /// new.
     pub async fn request_build(
         &self,
         app: &AppName,
@@ -39,9 +46,13 @@ impl Tracker {
         git_ref: Option<&GitRef>,
     ) -> Result<(StoredBuild, bool), Error> {
         let registered = self.app_or_404(app).await?;
-        let default_ref = GitRef::parse(DEFAULT_BRANCH)?;
-        let git_ref = git_ref.unwrap_or(&default_ref);
-        let commit = self.resolve(&registered.git_url, git_ref).await?;
+        // No ref: the tip of the branch the app follows, labelled with the
+        // branch's name like a push to it.
+        let branch_ref = GitRef::parse(registered.branch.as_str())?;
+        let git_ref = git_ref.unwrap_or(&branch_ref);
+        let commit = self
+            .resolve(&registered.git_url, &registered.branch, git_ref)
+            .await?;
         self.build_commit(app, git_ref.as_str(), &commit).await
     }
 

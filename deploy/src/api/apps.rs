@@ -14,7 +14,9 @@ pub struct RegisterApp {
     /// `http(s)://` or `ssh://` URL (credentials come from packer's
     /// configuration, not the URL).
     pub git_url: String,
-    /// The branch whose pushes (webhooks) start builds; `main` when absent.
+    /// The branch the app follows, `main` when absent: its pushes
+    /// (webhooks) start builds, a build asked for without a ref builds its
+    /// tip, and `HEAD` in a ref stands for its tip.
     #[serde(default)]
     pub branch: Option<String>,
     /// Deploy every successful webhook build of `branch` here.

@@ -11,7 +11,9 @@ use crate::{AppName, BuildId, BuildType, GitRef, Sha256, Timestamp, Version};
 /// `POST /api/v1/apps/{app}/builds`
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct RequestBuild {
-    /// Branch, tag or sha; the app's default branch (`main`) when absent.
+    /// The commit to build, by branch, tag, sha or `HEAD` (the tip of the
+    /// app's branch), with optional `~N`/`^N` steps back (`HEAD~1`); the
+    /// tip of the app's registered branch when absent.
     pub git_ref: Option<GitRef>,
 }
 
@@ -40,6 +42,8 @@ pub struct Build {
     pub app: AppName,
     /// Per-app build number, the first part of the version.
     pub number: i64,
+    /// The ref the build was asked by, as written (`main`, `HEAD~1`): a
+    /// label, resolved once into `commit`.
     pub git_ref: String,
     pub commit: String,
     /// The commit's author, `Name <email>`, once a build of it succeeded

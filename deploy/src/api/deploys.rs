@@ -15,6 +15,9 @@ use crate::{
 pub struct CreateDeploy {
     pub app: AppName,
     pub version: Option<Version>,
+    /// The commit to deploy (built first unless a build of it exists), by
+    /// branch, tag, sha or `HEAD` (the tip of the app's branch), with
+    /// optional `~N`/`^N` steps back (`HEAD~1`).
     pub git_ref: Option<GitRef>,
     pub cluster: Cluster,
     /// Hosts of the cluster to touch; every host when absent.

@@ -10,7 +10,8 @@ use deploy::{AppName, Manifest, Version};
 use git2::{IndexAddOption, Repository, RepositoryInitOptions, Signature, Time};
 use packer::{BuildError, BuildOutput, BuildRequest};
 
-/// A non-bare repository whose commits go on `main`.
+/// A non-bare repository whose commits go on `main` (or the branch
+/// [`TestRepo::switch`] chose).
 pub struct TestRepo {
     pub dir: tempfile::TempDir,
     pub repo: Repository,
@@ -64,7 +65,8 @@ impl TestRepo {
         self
     }
 
-    /// Commits the whole work tree on `main`; returns the full sha.
+    /// Commits the whole work tree on the current branch; returns the full
+    /// sha.
     pub fn commit(&mut self, message: &str) -> String {
         let mut index = self.repo.index().unwrap();
         index.add_all(["*"], IndexAddOption::DEFAULT, None).unwrap();
@@ -85,6 +87,42 @@ impl TestRepo {
         let oid = self
             .repo
             .commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .unwrap();
+        oid.to_string()
+    }
+
+    /// Points `HEAD` at branch `name` (made at the current commit when it
+    /// does not exist): the next commits go there.
+    pub fn switch(&self, name: &str) {
+        if self
+            .repo
+            .find_branch(name, git2::BranchType::Local)
+            .is_err()
+        {
+            let head = self.repo.head().unwrap().peel_to_commit().unwrap();
+            self.repo.branch(name, &head, false).unwrap();
+        }
+        self.repo.set_head(&format!("refs/heads/{name}")).unwrap();
+    }
+
+    /// Commits the work tree as a merge of the current branch and `other`
+    /// (the merge's second parent); returns the full sha.
+    pub fn merge(&mut self, message: &str, other: &str) -> String {
+        let mut index = self.repo.index().unwrap();
+        index.add_all(["*"], IndexAddOption::DEFAULT, None).unwrap();
+        index.write().unwrap();
+        let tree = self.repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig =
+            Signature::new("Test", "test@example.com", &Time::new(self.next_time, 0)).unwrap();
+        self.next_time += 1;
+        let first = self.repo.head().unwrap().peel_to_commit().unwrap();
+        let second = self
+            .repo
+            .find_commit(git2::Oid::from_str(other).unwrap())
+            .unwrap();
+        let oid = self
+            .repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&first, &second])
             .unwrap();
         oid.to_string()
     }

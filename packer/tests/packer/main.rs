@@ -1,11 +1,14 @@
-//! Packer against real git repositories: resolving refs, building python and
-//! generic apps, and refusing what must be refused.
+//! Packer against real git repositories: resolving refs (`refs.rs`),
+//! building python and generic apps, and refusing what must be refused.
 
 mod deps;
 mod monorepo;
 // Its setup helpers panic on failures, like the tests that call them.
 #[allow(clippy::unwrap_used)]
 mod projects;
+// Its setup panics on failures, like the tests that call it.
+#[allow(clippy::unwrap_used)]
+mod refs;
 mod sandbox;
 // Helpers panic on setup failures, like the tests that call them.
 #[allow(clippy::unwrap_used)]
@@ -36,100 +39,6 @@ fn python_repo() -> (TestRepo, String) {
         .symlink("run", "bin/start");
     let sha = repo.commit("first");
     (repo, sha)
-}
-
-// ---- resolve_ref ---------------------------------------------------------
-
-#[test]
-fn resolves_branches_tags_and_shas() {
-    let mut repo = TestRepo::new();
-    repo.write("a.txt", "1");
-    let first = repo.commit("first");
-    repo.write("a.txt", "2");
-    let second = repo.commit("second");
-    repo.branch("old", &first);
-    repo.tag_lightweight("v1", &first);
-    repo.tag_annotated("v2", &second);
-    let url = repo.url();
-
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &url, "main").unwrap(),
-        second
-    );
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &url, "old").unwrap(),
-        first
-    );
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &url, "refs/heads/old").unwrap(),
-        first
-    );
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &url, "v1").unwrap(),
-        first
-    );
-    // An annotated tag resolves to its commit, not to the tag object.
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &url, "v2").unwrap(),
-        second
-    );
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &url, &first[..7]).unwrap(),
-        first
-    );
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &url, &second).unwrap(),
-        second
-    );
-    let file_url = format!("file://{url}");
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &file_url, "main").unwrap(),
-        second
-    );
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &file_url, &first[..8]).unwrap(),
-        first
-    );
-}
-
-#[test]
-fn resolves_on_a_bare_repository() {
-    let (repo, sha) = python_repo();
-    let bare = repo.bare_clone();
-    let url = bare.path().join("repo.git").display().to_string();
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &url, "main").unwrap(),
-        sha
-    );
-    assert_eq!(
-        packer::resolve_ref(&packer::Settings::default(), &url, &sha[..10]).unwrap(),
-        sha
-    );
-}
-
-#[test]
-fn unknown_refs_are_clear_errors() {
-    let (repo, _) = python_repo();
-    let url = repo.url();
-    for bad in [
-        "nope",
-        "deadbeef",
-        "0000000000000000000000000000000000000000",
-    ] {
-        let e = packer::resolve_ref(&packer::Settings::default(), &url, bad).unwrap_err();
-        assert!(matches!(e, BuildError::UnknownRef { .. }), "{bad}: {e:?}");
-        assert_eq!(
-            e.to_string(),
-            format!("no branch, tag or commit `{bad}` in {url}")
-        );
-    }
-    let e =
-        packer::resolve_ref(&packer::Settings::default(), "/does/not/exist", "main").unwrap_err();
-    assert!(matches!(e, BuildError::Git { .. }), "{e:?}");
-    assert!(
-        e.to_string().starts_with("fetching from /does/not/exist: "),
-        "{e}"
-    );
 }
 
 // ---- python builds -------------------------------------------------------

@@ -319,7 +319,7 @@ fn a_remote_that_never_answers_fails_the_build_after_the_timeout() {
     assert!(took < Duration::from_secs(60), "{took:?}");
 
     let started = Instant::now();
-    let e = packer::resolve_ref(&build.settings, &url, "main").unwrap_err();
+    let e = packer::resolve_ref(&build.settings, &url, "main", "main").unwrap_err();
     assert!(e.to_string().contains("did not answer in time"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(60));
 }

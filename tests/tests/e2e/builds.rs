@@ -2,12 +2,15 @@
 //! error line and in its log (a missing run command, an unknown type, a
 //! failing command, a timeout, no `slipway.toml`, a dependency that does not
 //! exist, an interpreter pin the builder lacks, a package manager that
-//! cannot be had).
+//! cannot be had). Builds without a ref follow the app's branch, and `HEAD`
+//! counts back from its tip.
 
 use std::time::Duration;
 
-use deploy::{AppName, Build, BuildStatus, RequestBuild};
-use slipway_tests::{AppRepo, Platform, platform, poll};
+use deploy::{
+    AppName, Build, BuildStatus, ClientError, DeployStatus, GitRef, RegisterApp, RequestBuild,
+};
+use slipway_tests::{AppRepo, Platform, commit_hello, get_app, platform, poll};
 
 /// Commits `files` as the whole app and builds it to its end.
 async fn build(p: &Platform, name: &str, files: &[(&str, &str)]) -> anyhow::Result<Build> {
@@ -222,6 +225,111 @@ async fn a_running_build_shows_its_log_as_it_goes() -> anyhow::Result<()> {
         1,
         "{}",
         done.log
+    );
+    p.shutdown().await
+}
+
+/// Waits for build `id` to end; it must succeed.
+async fn succeeded(p: &Platform, id: deploy::BuildId) -> anyhow::Result<Build> {
+    poll(Duration::from_secs(90), || async {
+        Ok(p.client.build(id).await?.status.is_terminal())
+    })
+    .await?;
+    let b = p.client.build(id).await?;
+    assert_eq!(b.status, BuildStatus::Succeeded, "{b:#?}");
+    Ok(b)
+}
+
+/// A build asked for without a ref builds the tip of the app's registered
+/// branch (`dev`, not `main`), labelled with the branch; `HEAD~1`, built or
+/// deployed, is the parent of that tip, labelled as typed; a step past the
+/// branch's history is refused saying how far it goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn builds_follow_the_apps_branch_and_head_counts_back_from_its_tip() -> anyhow::Result<()> {
+    let p = platform().hosts(&["local-1"]).start().await?;
+    let repo = AppRepo::new(p.dir().join("branchy"))?;
+    commit_hello(&repo, "main-1", true)?;
+    repo.switch("dev")?;
+    let dev_1 = commit_hello(&repo, "dev-1", true)?;
+    let dev_2 = commit_hello(&repo, "dev-2", true)?;
+    repo.switch("main")?;
+    let main_2 = commit_hello(&repo, "main-2", true)?;
+    let app = AppName::parse("branchy")?;
+    let mut register = RegisterApp::new(app.clone(), repo.path.display().to_string());
+    register.branch = Some("dev".into());
+    p.client.register_app(&register).await?;
+
+    let build = |git_ref: Option<&str>| {
+        let git_ref = git_ref.map(GitRef::parse).transpose();
+        let (client, app) = (&p.client, &app);
+        async move {
+            let req = RequestBuild { git_ref: git_ref? };
+            anyhow::Ok(client.request_build(app, &req).await?)
+        }
+    };
+    let tip = build(None).await?;
+    assert_eq!(tip.commit, dev_2, "the tip of dev, not main: {tip:#?}");
+    assert_eq!(tip.git_ref, "dev");
+    succeeded(&p, tip.id).await?;
+
+    let parent = build(Some("HEAD~1")).await?;
+    assert_eq!(parent.commit, dev_1, "{parent:#?}");
+    assert_eq!(parent.git_ref, "HEAD~1", "the label is the ref as typed");
+    assert_ne!(parent.id, tip.id);
+    assert_eq!(build(Some("HEAD")).await?.id, tip.id, "HEAD is dev's tip");
+    assert_eq!(build(Some("main")).await?.commit, main_2);
+
+    // A release of `HEAD~1` reuses that build and runs dev-1.
+    p.wait_for_hosts(1).await?;
+    let d = p.release_and_wait(&app, "HEAD~1", None).await?;
+    assert_eq!(d.status, DeployStatus::Succeeded, "{d:#?}");
+    assert_eq!(d.build_id, Some(parent.id));
+    assert_eq!(d.git_ref.as_deref(), Some("HEAD~1"));
+    let shown = p.client.build(parent.id).await?;
+    assert_eq!(Some(&shown.version), d.version.as_ref());
+    let served = get_app(p.hosts[0].port).await?;
+    assert!(served.starts_with("dev-1 "), "{served}");
+
+    // dev holds main-1, dev-1 and dev-2.
+    let e = build(Some("HEAD~9")).await.unwrap_err();
+    let Some(ClientError::Api {
+        status,
+        code,
+        message,
+    }) = e.downcast_ref::<ClientError>()
+    else {
+        panic!("an API error: {e:#}");
+    };
+    assert_eq!((*status, code.as_str()), (422, "bad_ref"), "{message}");
+    assert_eq!(
+        message,
+        "cannot resolve `HEAD~9`: `HEAD~9` names no commit: it goes back past the first commit: \
+         `HEAD` (the tip of branch `dev`) has only 3 commits in its first-parent history, so \
+         `HEAD~2` is the oldest it can name"
+    );
+
+    // A ref that is not one commit never reaches git: the API says why.
+    let r = slipway_tests::http()
+        .post(format!("{}/api/v1/apps/branchy/builds", p.base_url))
+        .bearer_auth(&p.admin_token)
+        .json(&serde_json::json!({ "git_ref": "main..dev" }))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    let body = r.text().await?;
+    assert!(
+        body.contains("a range names many commits; name one (`dev`)"),
+        "{body}"
+    );
+
+    // A branch names a branch: registering a commit as one is refused.
+    let mut bad = RegisterApp::new(AppName::parse("tilde")?, repo.path.display().to_string());
+    bad.branch = Some("main~1".into());
+    let e = p.client.register_app(&bad).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("names a commit, not a branch: register the branch (`main`)"),
+        "{e}"
     );
     p.shutdown().await
 }

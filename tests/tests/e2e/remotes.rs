@@ -184,7 +184,7 @@ async fn an_http_remote_asking_for_a_password_gets_none() -> anyhow::Result<()> 
     let url = server.url("app");
     let resolve = |settings: packer::Settings| {
         let url = url.clone();
-        tokio::task::spawn_blocking(move || packer::resolve_ref(&settings, &url, "main"))
+        tokio::task::spawn_blocking(move || packer::resolve_ref(&settings, &url, "main", "main"))
     };
     let e = resolve(packer::Settings::default()).await?.unwrap_err();
     assert!(e.to_string().contains("never in clear"), "{e}");
@@ -204,15 +204,21 @@ async fn an_http_remote_asking_for_a_password_gets_none() -> anyhow::Result<()> 
         "{shown}"
     );
     assert!(!shown.contains(GIT_PASSWORD), "{shown}");
-    // The same remote without a password challenge serves the commit.
+    // The same remote without a password challenge serves the commit,
+    // from its advertisement (`main`) and by fetching (`HEAD~0`, a step
+    // from the tip of the app's branch).
     let open = GitHttpServer::start(&served, None)
         .await?
         .expect("lighttpd ran a moment ago");
-    let url = open.url("app");
-    let settings = packer::Settings::default();
-    let got =
-        tokio::task::spawn_blocking(move || packer::resolve_ref(&settings, &url, "main")).await??;
-    assert_eq!(got, sha);
+    for git_ref in ["main", "HEAD~0"] {
+        let url = open.url("app");
+        let settings = packer::Settings::default();
+        let got = tokio::task::spawn_blocking(move || {
+            packer::resolve_ref(&settings, &url, git_ref, "main")
+        })
+        .await??;
+        assert_eq!(got, sha, "{git_ref}");
+    }
     open.stop().await?;
     server.stop().await
 }

@@ -31,7 +31,7 @@ pub(crate) async fn request_build(
 ) -> Result<(StatusCode, ApiJson<Build>), ApiError> {
     who.require(Role::Deployer)?;
     let app: AppName = parse(&app)?;
-    // The body is optional: no body builds the default branch.
+    // The body is optional: no body builds the tip of the app's branch.
     let req: RequestBuild = if body.iter().all(u8::is_ascii_whitespace) {
         RequestBuild::default()
     } else {
