@@ -68,7 +68,7 @@ macro_rules! deploy_columns {
 mod apps;
 mod audit;
 mod builds;
-pub use builds::{FinishedBuild, LogPiece};
+pub use builds::FinishedBuild;
 mod config;
 mod controls;
 mod deploys;

@@ -241,7 +241,10 @@ impl Db {
             status: build_status(&r.try_get::<String, _>("status")?)?,
             base: decode(u64::try_from(r.try_get::<i64, _>("log_base")?))?,
             len: decode(u64::try_from(r.try_get::<i64, _>("len")?))?,
-            piece: r.try_get("piece")?,
+            // SQLite's `substr` of an empty BLOB is NULL.
+            piece: r
+                .try_get::<Option<Vec<u8>>, _>("piece")?
+                .unwrap_or_default(),
         }))
     }
 
