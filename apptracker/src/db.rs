@@ -83,9 +83,11 @@ mod sessions;
 mod tokens;
 mod webhooks;
 
+pub use apps::{AppRemoval, RunningOn};
 pub use audit::AuditRecord;
-pub use deploys::NewDeploy;
+pub use deploys::{DeployFilter, NewDeploy};
 pub use drift_alerts::{AlertKey, DriftAlert};
+pub use hosts::HostRemoval;
 pub use notifications::DueDelivery;
 pub use reports::BUILD_BUCKETS_MS;
 
@@ -96,6 +98,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// SQLite rather than PostgreSQL: for the few statements whose SQL
+    /// differs (bytes of a text, row locks).
+    sqlite: bool,
 }
 
 impl Db {
@@ -135,7 +140,7 @@ impl Db {
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
-        Ok(Self { pool })
+        Ok(Self { pool, sqlite })
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -187,14 +192,19 @@ fn app_from_row(r: &AnyRow) -> sqlx::Result<App> {
     })
 }
 
+/// A stored build status: one this build knows.
+fn build_status(s: &str) -> sqlx::Result<BuildStatus> {
+    match s {
+        "queued" => Ok(BuildStatus::Queued),
+        "running" => Ok(BuildStatus::Running),
+        "succeeded" => Ok(BuildStatus::Succeeded),
+        "failed" => Ok(BuildStatus::Failed),
+        other => Err(unknown_name("builds.status", other)),
+    }
+}
+
 fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<StoredBuild> {
-    let status = match r.try_get::<String, _>("status")?.as_str() {
-        "queued" => BuildStatus::Queued,
-        "running" => BuildStatus::Running,
-        "succeeded" => BuildStatus::Succeeded,
-        "failed" => BuildStatus::Failed,
-        other => return Err(unknown_name("builds.status", other)),
-    };
+    let status = build_status(&r.try_get::<String, _>("status")?)?;
     let build_type = match r.try_get::<Option<String>, _>("build_type")?.as_deref() {
         None => None,
         Some("python") => Some(BuildType::Python),
@@ -394,4 +404,4 @@ pub fn redact(url: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

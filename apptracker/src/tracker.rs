@@ -30,6 +30,7 @@ use crate::store::{ArtifactStore, LocalStore};
 
 // One `impl Tracker` block per stage of a deploy's life.
 pub(crate) mod admin;
+mod apps;
 mod builds;
 mod config;
 mod create;

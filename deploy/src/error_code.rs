@@ -22,6 +22,8 @@ pub enum ErrorCode {
     DeployFinished,
     NotPaused,
     ClusterFrozen,
+    /// The app still runs on hosts (or should): it cannot be removed.
+    AppRunning,
     RequestTimeout,
     PayloadTooLarge,
     BadRef,
@@ -42,7 +44,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every known code, in the order the API document lists them.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::InvalidInput,
         ErrorCode::Unauthorized,
         ErrorCode::Forbidden,
@@ -54,6 +56,7 @@ impl ErrorCode {
         ErrorCode::DeployFinished,
         ErrorCode::NotPaused,
         ErrorCode::ClusterFrozen,
+        ErrorCode::AppRunning,
         ErrorCode::RequestTimeout,
         ErrorCode::PayloadTooLarge,
         ErrorCode::BadRef,
@@ -83,6 +86,7 @@ impl ErrorCode {
             ErrorCode::DeployFinished => "deploy_finished",
             ErrorCode::NotPaused => "not_paused",
             ErrorCode::ClusterFrozen => "cluster_frozen",
+            ErrorCode::AppRunning => "app_running",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::BadRef => "bad_ref",
@@ -115,7 +119,8 @@ impl ErrorCode {
             | ErrorCode::Pinned
             | ErrorCode::DeployFinished
             | ErrorCode::NotPaused
-            | ErrorCode::ClusterFrozen => 409,
+            | ErrorCode::ClusterFrozen
+            | ErrorCode::AppRunning => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::BadRef
             | ErrorCode::BuildNotReady

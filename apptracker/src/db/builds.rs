@@ -139,9 +139,10 @@ impl Db {
     /// Claims the oldest queued build for `holder` until `lease_until`.
     /// Safe when several workers race: the `status = 'queued'` guard lets
     /// exactly one of them win. What an earlier holder uploaded is
-    /// forgotten. Without `roots` (an older worker), only builds of apps
-    /// without a root are handed out. Returns the build, the app's
-    /// `git_url` and its root.
+    /// forgotten, and its log starts over (past the old one's offsets).
+    /// Without `roots` (an older worker), only builds of apps without a
+    /// root are handed out. Returns the build, the app's `git_url` and its
+    /// root.
     pub async fn claim_build(
         &self,
         holder: &Holder,
@@ -150,7 +151,8 @@ impl Db {
     ) -> sqlx::Result<Option<(StoredBuild, String, Option<String>)>> {
         let row = sqlx::query(concat!(
             "UPDATE builds SET status = 'running', started_at = $1, worker = $2, holder = $3, lease_until = $4, \
-             log = '', signature = NULL, upload_sha256 = NULL, upload_size = NULL \
+             log = '', log_base = CASE WHEN log = '' THEN log_base ELSE log_base + octet_length(log) + 1 END, \
+             signature = NULL, upload_sha256 = NULL, upload_size = NULL \
              WHERE id = (SELECT id FROM builds WHERE status = 'queued' \
              AND ($5 = 1 OR app IN (SELECT name FROM apps WHERE root IS NULL)) ORDER BY id LIMIT 1) \
              AND status = 'queued' \
@@ -198,6 +200,52 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)
+    }
+
+    /// A piece of a build's log for someone following it: at most `max`
+    /// bytes from offset `from` (see `deploy::BuildLog`), or `None` when
+    /// there is no such build. Only the piece leaves the database.
+    pub async fn build_log_piece(
+        &self,
+        id: BuildId,
+        from: u64,
+        max: usize,
+    ) -> sqlx::Result<Option<LogPiece>> {
+        // A text's bytes: SQLite reads them through a BLOB cast, PostgreSQL
+        // (whose text-to-bytea cast would read backslashes as escapes)
+        // through `convert_to`. The start is clamped into the log, so no
+        // offset a client sends can overflow the cast.
+        let sql = if self.sqlite {
+            "SELECT status, log_base, octet_length(log) AS len, \
+             substr(CAST(log AS BLOB), max(min($2 - log_base, octet_length(log)), 0) + 1, $3) AS piece \
+             FROM builds WHERE id = $1"
+        } else {
+            "SELECT status, log_base, CAST(octet_length(log) AS BIGINT) AS len, \
+             substring(convert_to(log, 'UTF8') \
+               FROM CAST(GREATEST(LEAST($2 - log_base, octet_length(log)), 0) AS INTEGER) + 1 \
+               FOR CAST($3 AS INTEGER)) AS piece \
+             FROM builds WHERE id = $1"
+        };
+        let row = sqlx::query(sql)
+            .bind(id.0)
+            .bind(i64::try_from(from).unwrap_or(i64::MAX))
+            .bind(
+                i64::try_from(max)
+                    .unwrap_or(i64::MAX)
+                    .min(i64::from(i32::MAX)),
+            )
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        Ok(Some(LogPiece {
+            status: build_status(&r.try_get::<String, _>("status")?)?,
+            base: decode(u64::try_from(r.try_get::<i64, _>("log_base")?))?,
+            len: decode(u64::try_from(r.try_get::<i64, _>("len")?))?,
+            // SQLite's `substr` of an empty BLOB is NULL.
+            piece: r
+                .try_get::<Option<Vec<u8>>, _>("piece")?
+                .unwrap_or_default(),
+        }))
     }
 
     /// Extends `holder`'s lease on a running build; false when the build is
@@ -273,7 +321,9 @@ impl Db {
     }
 
     /// Records a successful build `holder` holds; false when it no longer
-    /// holds it.
+    /// holds it. Its log replaces the streamed one; when it does not
+    /// continue it, the log starts over (`log_base`, see
+    /// [`Db::build_log_piece`]).
     pub async fn finish_build_ok(
         &self,
         id: BuildId,
@@ -282,7 +332,8 @@ impl Db {
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
             "UPDATE builds SET status = 'succeeded', build_type = $4, artifact_key = $5, sha256 = $6, \
-             size = $7, log = $8, finished_at = $9, signature = $10, lease_until = NULL, \
+             size = $7, log = $8, log_base = CASE WHEN substr($8, 1, length(log)) = log \
+             THEN log_base ELSE log_base + octet_length(log) + 1 END, finished_at = $9, signature = $10, lease_until = NULL, \
              release_timeout_ms = $11, author = $12, message = $13, watch = $14 \
              WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
@@ -312,7 +363,7 @@ impl Db {
     }
 
     /// Records a failed build `holder` holds; false when it no longer holds
-    /// it.
+    /// it. Its log replaces the streamed one, as for a success.
     pub async fn finish_build_failed(
         &self,
         id: BuildId,
@@ -321,7 +372,8 @@ impl Db {
         log: &str,
     ) -> sqlx::Result<bool> {
         let res = sqlx::query(
-            "UPDATE builds SET status = 'failed', error = $4, log = $5, finished_at = $6, lease_until = NULL \
+            "UPDATE builds SET status = 'failed', error = $4, log = $5, log_base = CASE WHEN substr($5, 1, length(log)) = log \
+             THEN log_base ELSE log_base + octet_length(log) + 1 END, finished_at = $6, lease_until = NULL \
              WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
         )
         .bind(id.0)
@@ -399,6 +451,19 @@ impl Db {
         .await?;
         Ok(res.rows_affected() == 1)
     }
+}
+
+/// A piece of a build's log as stored (see [`Db::build_log_piece`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPiece {
+    pub status: BuildStatus,
+    /// The offset the stored log starts at.
+    pub base: u64,
+    /// The stored log's length in bytes.
+    pub len: u64,
+    /// Its bytes from `max(from, base)`, at most as many as asked (a
+    /// character may be cut at either end).
+    pub piece: Vec<u8>,
 }
 
 /// What a successful build records (see [`Db::finish_build_ok`]).

@@ -110,15 +110,29 @@ impl Db {
     }
 
     /// A page of deploys, newest first, with their host rows: up to `limit`
-    /// older than `before`.
-    /// Deploys newest first: at most `limit`, with an id below `before`, of
-    /// one app and to one cluster when given.
+    /// older than `before`, of one app and to one cluster when given.
     pub async fn deploys(
         &self,
         before: Option<i64>,
         limit: i64,
         app: Option<&AppName>,
         cluster: Option<&Cluster>,
+    ) -> anyhow::Result<Vec<Deploy>> {
+        let filter = DeployFilter {
+            app,
+            cluster,
+            statuses: &[],
+        };
+        self.deploys_filtered(before, limit, &filter).await
+    }
+
+    /// A page of deploys newest first, those `filter` keeps: up to `limit`
+    /// older than `before`.
+    pub async fn deploys_filtered(
+        &self,
+        before: Option<i64>,
+        limit: i64,
+        filter: &DeployFilter<'_>,
     ) -> anyhow::Result<Vec<Deploy>> {
         // Fixed fragments only; every value is bound.
         let mut sql = String::from(concat!(
@@ -127,21 +141,31 @@ impl Db {
             " FROM deploys WHERE id < $1"
         ));
         let mut n = 2;
-        if app.is_some() {
+        if filter.app.is_some() {
             sql.push_str(&format!(" AND app = ${n}"));
             n += 1;
         }
-        if cluster.is_some() {
+        if filter.cluster.is_some() {
             sql.push_str(&format!(" AND cluster = ${n}"));
             n += 1;
         }
+        if !filter.statuses.is_empty() {
+            let places: Vec<String> = (0..filter.statuses.len())
+                .map(|i| format!("${}", n + i))
+                .collect();
+            sql.push_str(&format!(" AND status IN ({})", places.join(", ")));
+            n += filter.statuses.len();
+        }
         sql.push_str(&format!(" ORDER BY id DESC LIMIT ${n}"));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(before.unwrap_or(i64::MAX));
-        if let Some(app) = app {
+        if let Some(app) = filter.app {
             q = q.bind(app.as_str().to_string());
         }
-        if let Some(cluster) = cluster {
+        if let Some(cluster) = filter.cluster {
             q = q.bind(cluster.as_str().to_string());
+        }
+        for status in filter.statuses {
+            q = q.bind(status.as_str());
         }
         let rows = q.bind(limit).fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
@@ -571,4 +595,13 @@ pub struct NewDeploy<'a> {
     pub requested_by: Option<&'a str>,
     pub action: deploy::DeployAction,
     pub config_version: u64,
+}
+
+/// Which deploys a list keeps (every one when all is empty).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeployFilter<'a> {
+    pub app: Option<&'a AppName>,
+    pub cluster: Option<&'a Cluster>,
+    /// Only these statuses; any when empty.
+    pub statuses: &'a [DeployStatus],
 }

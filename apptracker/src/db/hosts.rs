@@ -1,4 +1,5 @@
-//! Hosts: heartbeats, and the desired state each host converges to.
+//! Hosts: heartbeats, the desired state each host converges to, and
+//! forgetting a retired host.
 
 use super::*;
 
@@ -206,4 +207,92 @@ impl Db {
             })
             .collect()
     }
+
+    /// Forgets a host: its registration, its latest reports, its desired
+    /// state and its drift alerts (what makes the drift table show it),
+    /// unless a deploy under way has it in a phase that is not over, or
+    /// runs its release phase there. Deploys' history keeps its rows.
+    pub async fn delete_host(
+        &self,
+        cluster: &Cluster,
+        host: &HostName,
+    ) -> anyhow::Result<HostRemoval> {
+        let mut tx = self.pool.begin().await?;
+        // The registration goes first: on SQLite that write makes this
+        // transaction the one writer; a refusal below rolls it back.
+        let registered = sqlx::query("DELETE FROM hosts WHERE cluster = $1 AND name = $2")
+            .bind(cluster.as_str())
+            .bind(host.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        let busy = sqlx::query(concat!(
+            "SELECT d.id, d.app FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
+             WHERE d.cluster = $1 AND dh.host = $2 AND d.status IN ('building', 'running') \
+             AND dh.phase NOT IN ",
+            terminal_phases!(),
+            " UNION SELECT d.id, d.app FROM release_phases r JOIN deploys d ON d.id = r.deploy_id \
+             WHERE d.cluster = $1 AND r.host = $2 AND r.status = 'running' ORDER BY 1"
+        ))
+        .bind(cluster.as_str())
+        .bind(host.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        if !busy.is_empty() {
+            let under_way = busy
+                .iter()
+                .map(|r| {
+                    Ok((
+                        DeployId(r.try_get(0)?),
+                        AppName::parse(r.try_get::<String, _>(1)?)?,
+                    ))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            return Ok(HostRemoval::UnderWay(under_way));
+        }
+        let forget =
+            |sql: &'static str| sqlx::query(sql).bind(cluster.as_str()).bind(host.as_str());
+        let reported = forget("DELETE FROM host_reports WHERE cluster = $1 AND host = $2")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        let apps_reported = forget("DELETE FROM app_reports WHERE cluster = $1 AND host = $2")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let apps = forget("DELETE FROM desired WHERE cluster = $1 AND host = $2 RETURNING app")
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|r| Ok(AppName::parse(r.try_get::<String, _>(0)?)?))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        forget("DELETE FROM drift_alerts WHERE cluster = $1 AND host = $2")
+            .execute(&mut *tx)
+            .await?;
+        if !registered && !reported && apps_reported == 0 && apps.is_empty() {
+            return Ok(HostRemoval::NotFound);
+        }
+        tx.commit().await?;
+        let mut apps = apps;
+        apps.sort();
+        Ok(HostRemoval::Removed(deploy::RemovedHost {
+            cluster: cluster.clone(),
+            host: host.clone(),
+            apps,
+            registered,
+            reported: reported || apps_reported > 0,
+        }))
+    }
+}
+
+/// What [`Db::delete_host`] did, or why it did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRemoval {
+    /// Nothing knew the host.
+    NotFound,
+    /// Deploys under way on it, and of which app.
+    UnderWay(Vec<(DeployId, AppName)>),
+    Removed(deploy::RemovedHost),
 }

@@ -435,15 +435,15 @@ async fn roots_on_postgres() {
 }
 
 /// A fresh PostgreSQL database, dropped with this guard.
-struct Pg {
+pub(crate) struct Pg {
     admin_url: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 /// Makes one when `SLIPWAY_TEST_POSTGRES` is set (`scripts/test` sets it);
 /// says loudly that it skips when not.
-async fn postgres() -> Option<Pg> {
+pub(crate) async fn postgres() -> Option<Pg> {
     let Ok(admin_url) = std::env::var("SLIPWAY_TEST_POSTGRES") else {
         eprintln!("\n!!! SKIPPING the PostgreSQL half: SLIPWAY_TEST_POSTGRES is not set\n");
         return None;

@@ -38,7 +38,7 @@ pub const ERROR_CODES: &[(ErrorCode, u16, &str)] = &[
     (
         ErrorCode::NotFound,
         404,
-        "no such app, build, deploy, token, pin, webhook provider, webhook secret or trigger; no \
+        "no such app, build, deploy, host, token, pin, webhook provider, webhook secret or trigger; no \
          such endpoint",
     ),
     (
@@ -55,7 +55,8 @@ pub const ERROR_CODES: &[(ErrorCode, u16, &str)] = &[
     (
         ErrorCode::DeployInProgress,
         409,
-        "a deploy of the app to the cluster is running; the message names it",
+        "a deploy of the app to the cluster is running (to remove an app or a host: one of it, or \
+         on it, is under way); the message names it",
     ),
     (
         ErrorCode::Pinned,
@@ -76,6 +77,12 @@ pub const ERROR_CODES: &[(ErrorCode, u16, &str)] = &[
         ErrorCode::ClusterFrozen,
         409,
         "the cluster is frozen (who, why and until when are in the message); rollbacks still go",
+    ),
+    (
+        ErrorCode::AppRunning,
+        409,
+        "the app to remove still runs, or should run, on hosts; the message names them and says \
+         what to run first (`deploy stop`, or removing a retired host)",
     ),
     (
         ErrorCode::RequestTimeout,

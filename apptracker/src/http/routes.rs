@@ -20,3 +20,6 @@ pub(crate) mod sessions;
 pub(crate) mod tokens;
 pub(crate) mod webhooks;
 pub(crate) mod workers;
+
+#[cfg(test)]
+mod tests;

@@ -402,15 +402,14 @@ impl Queries<'_> {
         self.db.builds(app, before, limit).await
     }
 
-    /// Deploys newest first, of one app and to one cluster when given.
+    /// Deploys newest first, those `filter` keeps.
     pub async fn deploys(
         &self,
         before: Option<i64>,
         limit: i64,
-        app: Option<&AppName>,
-        cluster: Option<&Cluster>,
+        filter: &crate::db::DeployFilter<'_>,
     ) -> anyhow::Result<Vec<Deploy>> {
-        self.db.deploys(before, limit, app, cluster).await
+        self.db.deploys_filtered(before, limit, filter).await
     }
 
     pub async fn host_events(

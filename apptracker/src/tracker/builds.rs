@@ -1,5 +1,6 @@
 //! Builds on request: resolving a ref, reusing or queueing a build of its
-//! commit, marking builds bad, and starting the deploys that waited on one.
+//! commit, marking builds bad, starting the deploys that waited on one, and
+//! the pieces of a build's log its followers read.
 
 use super::*;
 
@@ -46,7 +47,8 @@ impl Tracker {
         git_ref: Option<&GitRef>,
     ) -> Result<(StoredBuild, bool), Error> {
         let registered = self.app_or_404(app).await?;
-        // No ref: the tip of the branch the app follows, labelled with the
+        // No ref: the tip of the branch the app follows as it is now
+        // (`PATCH /api/v1/apps/{app}` changes it), labelled with the
         // branch's name like a push to it.
         let branch_ref = GitRef::parse(registered.branch.as_str())?;
         let git_ref = git_ref.unwrap_or(&branch_ref);
@@ -139,5 +141,69 @@ impl Tracker {
             }
         }
         Ok(())
+    }
+
+    /// The piece of build `id`'s log from offset `from` (see
+    /// `deploy::BuildLog`): at most [`deploy::BUILD_LOG_PIECE_MAX`] bytes,
+    /// whole characters. A `from` before the stored log (it started over)
+    /// answers from its start; one past its end is invalid; one inside a
+    /// character (no answer hands those out) starts at the next.
+    pub async fn build_log(&self, id: BuildId, from: u64) -> Result<deploy::BuildLog, Error> {
+        let piece = self
+            .db()
+            .build_log_piece(id, from, deploy::BUILD_LOG_PIECE_MAX)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no build {id}")))?;
+        let end = piece.base.saturating_add(piece.len);
+        if from > end {
+            return Err(Error::Invalid(format!(
+                "`from` {from} is past the end of build {id}'s log ({end} bytes so far): start at 0, \
+                 then at each answer's `next`"
+            )));
+        }
+        let (start, text, used) = whole_characters(from.max(piece.base), &piece.piece);
+        let next = start + used;
+        Ok(deploy::BuildLog {
+            from: start,
+            text,
+            next,
+            status: piece.status,
+            done: piece.status.is_terminal() && next >= end,
+        })
+    }
+}
+
+/// The text of `bytes`, read from offset `at`, cut to whole characters:
+/// the offset it starts at (past bytes that continue a character begun
+/// before), the text, and how many bytes it stands for (a character cut at
+/// the end is left for the next piece).
+fn whole_characters(at: u64, bytes: &[u8]) -> (u64, String, u64) {
+    let skip = bytes.iter().take_while(|b| *b & 0xC0 == 0x80).count();
+    let bytes = &bytes[skip..];
+    let (text, used) = match std::str::from_utf8(bytes) {
+        Ok(t) => (t.to_string(), bytes.len()),
+        Err(e) if e.error_len().is_none() => {
+            let valid = &bytes[..e.valid_up_to()];
+            (String::from_utf8_lossy(valid).into_owned(), valid.len())
+        }
+        // Not UTF-8 inside: never stored through this API; shown, not failed.
+        Err(_) => (String::from_utf8_lossy(bytes).into_owned(), bytes.len()),
+    };
+    (at + skip as u64, text, used as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::whole_characters;
+
+    #[test]
+    fn pieces_hold_whole_characters() {
+        let s = "aé€😀".as_bytes();
+        assert_eq!(whole_characters(10, s), (10, "aé€😀".into(), 10));
+        // Cut inside the emoji: it waits for the next piece.
+        assert_eq!(whole_characters(10, &s[..8]), (10, "aé€".into(), 6));
+        // Started inside `é`: from the next character on.
+        assert_eq!(whole_characters(11, &s[2..]), (12, "€😀".into(), 7));
+        assert_eq!(whole_characters(0, b""), (0, String::new(), 0));
     }
 }

@@ -118,3 +118,96 @@ pub struct App {
 fn default_branch() -> String {
     "main".to_string()
 }
+
+/// `PATCH /api/v1/apps/{app}`: what to change of a registered app; a field
+/// left out stays as it is. The name, `git_url` and `root` are fixed at
+/// registration (builds, versions and the monorepo filter are read against
+/// them). Unknown fields are refused: a change that cannot be made must not
+/// look made.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApp {
+    /// The branch whose pushes build the app, and that builds asked for
+    /// without a ref use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// Absent: unchanged; `null`: no auto-deploy any more; an object: the
+    /// new rule.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<AutoDeploy>)]
+    pub auto_deploy: Option<Option<AutoDeploy>>,
+    /// What a host that joins a cluster gets of the app from now on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_hosts: Option<NewHostPolicy>,
+}
+
+impl UpdateApp {
+    /// Whether the request changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.branch.is_none() && self.auto_deploy.is_none() && self.new_hosts.is_none()
+    }
+}
+
+/// A field that is present (`null` included) becomes `Some`: with
+/// `#[serde(default)]`, an absent one stays `None`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// `DELETE /api/v1/apps/{app}`: what went with the app. The audit log
+/// keeps every entry about it; artifacts stay in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RemovedApp {
+    pub app: AppName,
+    pub builds: u64,
+    /// Deploys, with their hosts' rows, events and release phases.
+    pub deploys: u64,
+    /// Hosts that still had the app's (stopped) release as their desired
+    /// state.
+    pub desired_hosts: u64,
+    pub pins: u64,
+    pub config_versions: u64,
+    pub webhook_secrets: u64,
+    /// Notifications of this app alone, with their deliveries.
+    pub notifications: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_tells_absent_from_null() {
+        let absent: UpdateApp = serde_json::from_str(r#"{"branch":"dev"}"#).unwrap();
+        assert_eq!(absent.auto_deploy, None);
+        assert_eq!(absent.branch.as_deref(), Some("dev"));
+        let null: UpdateApp = serde_json::from_str(r#"{"auto_deploy":null}"#).unwrap();
+        assert_eq!(null.auto_deploy, Some(None));
+        let set: UpdateApp =
+            serde_json::from_str(r#"{"auto_deploy":{"cluster":"prod"},"new_hosts":"manual"}"#)
+                .unwrap();
+        assert_eq!(
+            set.auto_deploy,
+            Some(Some(AutoDeploy {
+                cluster: Cluster::parse("prod").unwrap(),
+                hosts: None
+            }))
+        );
+        assert_eq!(set.new_hosts, Some(NewHostPolicy::Manual));
+        assert!(serde_json::from_str::<UpdateApp>(r#"{"root":"x"}"#).is_err());
+        assert!(serde_json::from_str::<UpdateApp>("{}").unwrap().is_empty());
+        // What the client sends reads back the same, `null` included.
+        for u in [absent, null, set] {
+            let json = serde_json::to_string(&u).unwrap();
+            assert_eq!(serde_json::from_str::<UpdateApp>(&json).unwrap(), u);
+        }
+    }
+}

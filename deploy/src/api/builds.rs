@@ -219,3 +219,42 @@ pub struct BuildQuery {
     #[param(value_type = Option<AppName>)]
     pub app: Option<AppName>,
 }
+
+/// The most log text one `GET /api/v1/builds/{id}/log` answers with, in
+/// bytes (a little less when the cut would split a character).
+pub const BUILD_LOG_PIECE_MAX: usize = 256 << 10;
+
+/// The query of `GET /api/v1/builds/{id}/log`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BuildLogQuery {
+    /// Where to start, in bytes: `0` (the default) for the beginning, then
+    /// the `next` of the answer before.
+    #[serde(default)]
+    #[param(minimum = 0)]
+    pub from: u64,
+}
+
+/// A piece of a build's log, for following it as it is written: ask again
+/// with `from = next` until `done`.
+///
+/// Offsets count bytes since the build's log began. A log that starts over
+/// (a build handed to another worker after its lease ran out logs again
+/// from the start; a build's result whose log does not continue the one
+/// streamed, because the stream dropped pieces or stopped at its cap,
+/// replaces it) gets offsets after all the old ones, and a `from` inside
+/// the old log answers from the new one's start: an answer whose `from` is
+/// not the one asked for says the log started over.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BuildLog {
+    /// Where `text` starts.
+    pub from: u64,
+    /// At most [`BUILD_LOG_PIECE_MAX`] bytes of log, whole characters.
+    pub text: String,
+    /// Where the next piece starts: `from` plus the bytes of `text`.
+    pub next: u64,
+    pub status: BuildStatus,
+    /// The build ended and `text` reaches the end of its log: nothing more
+    /// will come.
+    pub done: bool,
+}

@@ -279,7 +279,7 @@ pub struct Rollback {
 
 /// The query of `GET /api/v1/deploys`: newest first, `limit` deploys (like
 /// every list: default 100, at most 1000) after `cursor`, optionally only
-/// one app's, or one cluster's.
+/// one app's, one cluster's, or those in some statuses.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeployQuery {
@@ -299,4 +299,123 @@ pub struct DeployQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[param(value_type = Option<Cluster>)]
     pub cluster: Option<Cluster>,
+    /// Only deploys in one of these statuses, comma separated
+    /// (`queued,building,running`: those under way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[param(value_type = Option<String>, pattern = "^(queued|building|running|succeeded|failed|partial|cancelled)(,(queued|building|running|succeeded|failed|partial|cancelled))*$", example = "queued,building,running")]
+    pub status: Option<DeployStatuses>,
+}
+
+/// One or several deploy statuses, a filter: in a query, their names
+/// comma separated (`running,queued`). Never empty, never `unknown`, each
+/// once, in the order first given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DeployStatuses(Vec<DeployStatus>);
+
+/// The statuses a filter may name: every one but `unknown`.
+const FILTERABLE: [DeployStatus; 7] = [
+    DeployStatus::Queued,
+    DeployStatus::Building,
+    DeployStatus::Running,
+    DeployStatus::Succeeded,
+    DeployStatus::Failed,
+    DeployStatus::Partial,
+    DeployStatus::Cancelled,
+];
+
+impl DeployStatuses {
+    /// The filter for `statuses`; `None` when they are none (or only
+    /// `unknown`, which no stored deploy has).
+    pub fn new(statuses: impl IntoIterator<Item = DeployStatus>) -> Option<Self> {
+        let mut out: Vec<DeployStatus> = Vec::new();
+        for s in statuses {
+            if s != DeployStatus::Unknown && !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        (!out.is_empty()).then_some(Self(out))
+    }
+
+    /// The deploys under way: queued, building or running.
+    pub fn under_way() -> Self {
+        Self(vec![
+            DeployStatus::Queued,
+            DeployStatus::Building,
+            DeployStatus::Running,
+        ])
+    }
+
+    pub fn as_slice(&self) -> &[DeployStatus] {
+        &self.0
+    }
+
+    /// Reads `running,queued`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for name in s.split(',') {
+            let name = name.trim();
+            match FILTERABLE.iter().find(|f| f.as_str() == name) {
+                Some(status) => out.push(*status),
+                None => {
+                    let known: Vec<&str> = FILTERABLE.iter().map(|f| f.as_str()).collect();
+                    return Err(format!(
+                        "`{}` is not a deploy status; write one or several of {}, comma separated",
+                        name.chars().take(40).collect::<String>(),
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+        Self::new(out).ok_or_else(|| "name at least one deploy status".to_string())
+    }
+}
+
+impl TryFrom<String> for DeployStatuses {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Self::parse(&s)
+    }
+}
+
+impl From<DeployStatuses> for String {
+    fn from(s: DeployStatuses) -> String {
+        s.to_string()
+    }
+}
+
+impl std::str::FromStr for DeployStatuses {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
+impl std::fmt::Display for DeployStatuses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|s| s.as_str()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_filters_read_names_and_refuse_the_rest() {
+        let f = DeployStatuses::parse("running,queued,running").unwrap();
+        assert_eq!(f.as_slice(), [DeployStatus::Running, DeployStatus::Queued]);
+        assert_eq!(f.to_string(), "running,queued");
+        assert_eq!(DeployStatuses::parse(&f.to_string()).unwrap(), f);
+        for bad in ["", "unknown", "running,", "paused", "RUNNING"] {
+            assert!(DeployStatuses::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(DeployStatuses::new([DeployStatus::Unknown]), None);
+        let q: DeployQuery = serde_json::from_str(r#"{"status":"failed,partial"}"#).unwrap();
+        assert_eq!(
+            q.status.map(|s| s.as_slice().to_vec()),
+            Some(vec![DeployStatus::Failed, DeployStatus::Partial])
+        );
+    }
 }

@@ -150,3 +150,17 @@ mod tests {
         assert!(serde_json::from_str::<InstalledApp>(bad).is_err());
     }
 }
+
+/// `DELETE /api/v1/hosts/{cluster}/{host}`: a retired host, forgotten. It
+/// comes back, as a new host, if its agents report again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RemovedHost {
+    pub cluster: Cluster,
+    pub host: HostName,
+    /// The apps its desired state named (what it should have run).
+    pub apps: Vec<AppName>,
+    /// Whether it was registered (a grabber's heartbeat) and had reported
+    /// (a versionchecker), before.
+    pub registered: bool,
+    pub reported: bool,
+}

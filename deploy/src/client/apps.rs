@@ -2,7 +2,7 @@
 
 use super::{Client, ClientError};
 use crate::AppName;
-use crate::api::{App, RegisterApp};
+use crate::api::{App, RegisterApp, RemovedApp, UpdateApp};
 
 impl Client {
     pub async fn register_app(&self, req: &RegisterApp) -> Result<App, ClientError> {
@@ -16,6 +16,25 @@ impl Client {
 
     pub async fn app(&self, app: &AppName) -> Result<App, ClientError> {
         self.get(&format!("/api/v1/apps/{app}")).await
+    }
+
+    /// Changes the app's branch, auto-deploy rule or new-host policy (admin);
+    /// what `change` leaves out stays. The app as changed.
+    pub async fn update_app(&self, app: &AppName, change: &UpdateApp) -> Result<App, ClientError> {
+        self.send(
+            self.http
+                .patch(self.url(&format!("/api/v1/apps/{app}")))
+                .json(change),
+        )
+        .await
+    }
+
+    /// Removes an app that runs nowhere (admin), with its builds, deploys,
+    /// pins, config and secrets; refused (`deploy_in_progress`,
+    /// `app_running`) while a deploy of it is under way or hosts run it.
+    pub async fn remove_app(&self, app: &AppName) -> Result<RemovedApp, ClientError> {
+        self.send(self.http.delete(self.url(&format!("/api/v1/apps/{app}"))))
+            .await
     }
 
     /// Makes the app's webhook secret for `provider`, or rotates it

@@ -47,6 +47,23 @@ impl Client {
         self.get(&format!("/api/v1/builds/{id}")).await
     }
 
+    /// The piece of a build's log from byte offset `from` (0 first, then
+    /// each answer's `next`), to follow it while it runs, until `done`. An
+    /// answer whose `from` is not the one asked for says the log started
+    /// over (see [`crate::BuildLog`]).
+    pub async fn build_log_from(
+        &self,
+        id: BuildId,
+        from: u64,
+    ) -> Result<crate::BuildLog, ClientError> {
+        self.send(
+            self.http
+                .get(self.url(&format!("/api/v1/builds/{id}/log")))
+                .query(&crate::BuildLogQuery { from }),
+        )
+        .await
+    }
+
     /// Marks an ended build bad (admin): it is never reused, and deploys of
     /// its version are refused.
     pub async fn mark_build_bad(&self, id: BuildId, reason: &str) -> Result<Build, ClientError> {

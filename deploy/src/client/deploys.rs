@@ -28,8 +28,47 @@ impl Client {
             cursor: None,
             app: Some(app.clone()),
             cluster: cluster.cloned(),
+            status: None,
         };
         Ok(self.page("/api/v1/deploys", &query).await?.items)
+    }
+
+    /// The `limit` newest deploys that match every filter given: of `app`,
+    /// to `cluster`, in one of `status` (`DeployStatuses::under_way()`:
+    /// queued, building or running); newest first, across pages.
+    pub async fn deploys_filtered(
+        &self,
+        app: Option<&AppName>,
+        cluster: Option<&crate::Cluster>,
+        status: Option<&crate::DeployStatuses>,
+        limit: u32,
+    ) -> Result<Vec<Deploy>, ClientError> {
+        let mut query = crate::api::DeployQuery {
+            limit: None,
+            cursor: None,
+            app: app.cloned(),
+            cluster: cluster.cloned(),
+            status: status.cloned(),
+        };
+        let mut out: Vec<Deploy> = Vec::new();
+        while out.len() < limit as usize {
+            let left = limit as usize - out.len();
+            query.limit = Some(left.min(crate::api::MAX_PAGE_LIMIT as usize) as u32);
+            let page: crate::Page<Deploy> = self.page("/api/v1/deploys", &query).await?;
+            out.extend(page.items);
+            match page.next {
+                // A server naming the same page again would loop forever.
+                Some(next) if query.cursor.as_ref() == Some(&next) => {
+                    return Err(ClientError::Decode {
+                        url: self.url("/api/v1/deploys"),
+                        reason: format!("the next page's cursor {next:?} repeats"),
+                    });
+                }
+                Some(next) => query.cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(out)
     }
 
     pub async fn deploy(&self, id: DeployId) -> Result<Deploy, ClientError> {

@@ -1,5 +1,5 @@
 //! The client's calls made for and by hosts: heartbeats, version reports,
-//! desired state, and drift.
+//! desired state, drift, and forgetting a retired host.
 
 use super::{Client, ClientError};
 use crate::api::{DesiredState, Heartbeat, Host};
@@ -13,6 +13,21 @@ impl Client {
     /// Every registered host, by cluster and name.
     pub async fn hosts(&self) -> Result<Vec<Host>, ClientError> {
         self.collect("/api/v1/hosts", None).await
+    }
+
+    /// Forgets a retired host (admin): the drift table no longer shows it.
+    /// Refused (`deploy_in_progress`) while a deploy under way has it; its
+    /// agents reporting again bring it back.
+    pub async fn remove_host(
+        &self,
+        cluster: &Cluster,
+        host: &HostName,
+    ) -> Result<crate::RemovedHost, ClientError> {
+        self.send(
+            self.http
+                .delete(self.url(&format!("/api/v1/hosts/{cluster}/{host}"))),
+        )
+        .await
     }
 
     /// A versionchecker's report of what its host has installed and runs.

@@ -28,6 +28,9 @@ const MAX_EXAMPLES: &str = "25";
 ///   fuzzer makes up, and a later build request would have packer fetch it
 ///   (tests reach nothing but loopback). Registration is tested elsewhere,
 ///   and the fuzzer gets one app registered here, from a local repository;
+/// - `DELETE /api/v1/apps/{app}` would remove that app (its name, `hello`, is
+///   the schema's example) and leave the rest of the run only 404s; removal
+///   is tested in apptracker (`http/routes/tests.rs`);
 /// - `POST /api/v1/apps/{app}/logs` waits up to 5 s for a grabber the
 ///   hosts registered here do not run, so each valid case costs that wait
 ///   (about 100 s a run); `e2e logs::` reads, follows and refuses for real.
@@ -37,6 +40,7 @@ const EXCLUDED: &[&str] = &[
     "bus_stream",
     "delete_token",
     "register_app",
+    "remove_app",
 ];
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! `/api/v1/apps/{app}/builds`, `/api/v1/builds` and `/api/v1/builds/{id}`:
-//! asking for a build of a git ref, reading builds, and marking one bad.
+//! asking for a build of a git ref, reading builds and following their
+//! logs, and marking one bad.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -148,4 +149,26 @@ pub(crate) async fn mark_build_bad(
     note.app(&build.app);
     note.target(format!("mark build {id} ({}) bad", build.version));
     Ok(ApiJson(build))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/builds/{id}/log", tag = "builds",
+    summary = "A piece of a build's log from a byte offset, to follow it while it runs",
+    description = "At most 256 KiB of whole characters from `from`; ask again with `from` = the answer's \
+                   `next` until `done`. Offsets count bytes since the build's log began; when the log \
+                   starts over (another worker took the build; a result's log that does not continue \
+                   the streamed one), a `from` inside the old log answers from the new one's start, \
+                   and the answer's `from` then differs from the one asked.",
+    params(("id" = BuildId, Path, description = "The build's id"), deploy::BuildLogQuery),
+    responses((status = 200, description = "The piece, and whether the log is complete", body = deploy::BuildLog))
+)]
+pub(crate) async fn build_log(
+    State(t): State<Tracker>,
+    who: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<deploy::BuildLogQuery>,
+) -> Result<ApiJson<deploy::BuildLog>, ApiError> {
+    who.require(Role::Viewer)?;
+    let id: BuildId = parse(&id)?;
+    Ok(ApiJson(t.build_log(id, q.from).await?))
 }

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use deploy::ErrorBody;
 use deploy::{Cluster, CreateDeploy, Deploy, DeployId, HostSelector};
 
+use crate::db::DeployFilter;
 use crate::http::audit::Note;
 use crate::http::error::ApiError;
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery, parse};
@@ -49,7 +50,7 @@ pub(crate) async fn create_deploy(
 
 #[utoipa::path(
     get, path = "/api/v1/deploys", tag = "deploys",
-    summary = "Deploys, newest first, with their hosts (paged), of one app or cluster when asked",
+    summary = "Deploys, newest first, with their hosts (paged), of one app or cluster, or in some statuses, when asked",
     params(deploy::DeployQuery),
     responses((status = 200, description = "A page of deploys", body = Vec<Deploy>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
 )]
@@ -66,8 +67,11 @@ pub(crate) async fn list_deploys(
         .deploys(
             before,
             page::rows(limit),
-            q.app.as_ref(),
-            q.cluster.as_ref(),
+            &DeployFilter {
+                app: q.app.as_ref(),
+                cluster: q.cluster.as_ref(),
+                statuses: q.status.as_ref().map_or(&[], |s| s.as_slice()),
+            },
         )
         .await?;
     Ok(Paged::cut(deploys, limit, |d| d.id.to_string()))

@@ -1,10 +1,12 @@
-//! `GET /api/v1/hosts`: the host registry, for people.
+//! `/api/v1/hosts`: the host registry, for people, and forgetting a
+//! retired host.
 
 use axum::extract::State;
-use deploy::{Cluster, Host, HostName, PageQuery};
+use deploy::{Cluster, ErrorBody, Host, HostName, PageQuery, RemovedHost};
 
+use crate::http::audit::Note;
 use crate::http::error::ApiError;
-use crate::http::extract::ApiQuery;
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::http::page::{self, Paged};
 use crate::model::{Principal, Role};
 use crate::tracker::Tracker;
@@ -34,4 +36,24 @@ pub(crate) async fn list_hosts(
     Ok(Paged::cut(hosts, limit, |h| {
         format!("{}/{}", h.cluster, h.name)
     }))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/hosts/{cluster}/{host}", tag = "hosts",
+    summary = "Forget a retired host: drift no longer shows it stale or missing; it comes back if its agents report again (admin)",
+    params(("cluster" = Cluster, Path, description = "The host's cluster"),
+           ("host" = HostName, Path, description = "The host's name")),
+    responses((status = 200, description = "Forgotten", body = RemovedHost),
+              (status = 409, description = "`deploy_in_progress`: a deploy under way has the host", body = ErrorBody))
+)]
+pub(crate) async fn remove_host(
+    State(t): State<Tracker>,
+    who: Principal,
+    note: Note,
+    ApiPath((cluster, host)): ApiPath<(String, String)>,
+) -> Result<ApiJson<RemovedHost>, ApiError> {
+    let (cluster, host) = (Cluster::parse(cluster)?, HostName::parse(host)?);
+    note.target(format!("remove host {host} of {cluster}"));
+    who.require(Role::Admin)?;
+    Ok(ApiJson(t.remove_host(&cluster, &host).await?))
 }
