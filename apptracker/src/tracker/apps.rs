@@ -20,7 +20,8 @@ impl Tracker {
     /// request on.
     pub async fn update_app(&self, app: &AppName, change: &UpdateApp) -> Result<App, Error> {
         if let Some(branch) = &change.branch {
-            GitRef::parse_branch(branch.as_str()).map_err(|e| Error::Invalid(format!("`branch`: {e}")))?;
+            GitRef::parse_branch(branch.as_str())
+                .map_err(|e| Error::Invalid(format!("`branch`: {e}")))?;
         }
         let updated = self
             .db()

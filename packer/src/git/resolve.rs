@@ -92,14 +92,17 @@ pub fn resolve_ref(
     walk(repo, oid, &parsed, &what, git_url).map(|c| c.to_string())
 }
 
+/// What the advertisement says of a name: its commit with words for it
+/// (``branch `main` ``) when found, and a few of the remote's branches.
+type Advertised = (Option<(Oid, String)>, Vec<String>);
+
 /// Looks `name` up in the remote's advertisement: as a branch, as a tag
-/// (peeled), then as a full ref name. Returns its commit with words for
-/// it (``branch `main` ``), and a few of the remote's branches.
+/// (peeled), then as a full ref name.
 fn advertised(
     settings: &crate::Settings,
     git_url: &str,
     name: &str,
-) -> Result<(Option<(Oid, String)>, Vec<String>), BuildError> {
+) -> Result<Advertised, BuildError> {
     check_local(git_url)?;
     apply_timeouts(&settings.git_timeouts);
     let mut remote = Remote::create_detached(git_url).map_err(fetch_error(git_url))?;
