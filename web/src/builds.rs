@@ -106,15 +106,9 @@ pub(crate) fn author_name(author: &str) -> String {
     }
 }
 
-/// A build status as the pages and `build.js` name it.
+/// A build status as the pages and `build.js` name it: the API's word.
 pub(crate) fn status_str(s: BuildStatus) -> &'static str {
-    match s {
-        BuildStatus::Queued => "queued",
-        BuildStatus::Running => "running",
-        BuildStatus::Succeeded => "succeeded",
-        BuildStatus::Failed => "failed",
-        BuildStatus::Unknown => "unknown",
-    }
+    s.as_str()
 }
 
 /// How long from `start` to `end`, to the second ("1m 30s").

@@ -32,6 +32,17 @@ impl BuildStatus {
     pub fn is_terminal(self) -> bool {
         matches!(self, BuildStatus::Succeeded | BuildStatus::Failed)
     }
+
+    /// The status as the API writes it (`queued`, `running`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Queued => "queued",
+            BuildStatus::Running => "running",
+            BuildStatus::Succeeded => "succeeded",
+            BuildStatus::Failed => "failed",
+            BuildStatus::Unknown => "unknown",
+        }
+    }
 }
 
 /// A build as the API shows it. `log` is filled only when one build is asked

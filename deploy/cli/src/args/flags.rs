@@ -2,7 +2,8 @@
 //! `restart|stop|start`.
 
 use clap::Args;
-use deploy::{AppName, Cluster, DeployStatus, HostSelector, Portion};
+use deploy::api::DeployStatuses;
+use deploy::{AppName, Cluster, HostSelector, Portion};
 
 // The flags of `deploy restart|stop|start`.
 #[derive(Args)]
@@ -33,28 +34,11 @@ pub(crate) struct DeploysArgs {
     pub(crate) cluster: Option<Cluster>,
     /// Only deploys in these states: queued, building, running, succeeded,
     /// failed, partial, cancelled (comma separated).
-    #[arg(long, value_delimiter = ',', value_parser = parse_status)]
-    pub(crate) status: Vec<DeployStatus>,
+    #[arg(long, value_parser = DeployStatuses::parse)]
+    pub(crate) status: Option<DeployStatuses>,
     /// How many (the newest first; at most 500).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=500))]
     pub(crate) limit: u32,
-}
-
-/// A deploy status as written on the command line.
-fn parse_status(s: &str) -> Result<DeployStatus, String> {
-    let all = [
-        DeployStatus::Queued,
-        DeployStatus::Building,
-        DeployStatus::Running,
-        DeployStatus::Succeeded,
-        DeployStatus::Failed,
-        DeployStatus::Partial,
-        DeployStatus::Cancelled,
-    ];
-    all.into_iter().find(|st| st.as_str() == s).ok_or_else(|| {
-        let names: Vec<&str> = all.iter().map(|st| st.as_str()).collect();
-        format!("write one of {}", names.join(", "))
-    })
 }
 
 // The flags of `deploy release` (a struct of their own: the command takes

@@ -27,7 +27,7 @@ pub(crate) async fn list(client: &Ctx, app: &AppName) -> anyhow::Result<ExitCode
     }
     let mut t = table(&["ID", "VERSION", "STATUS", "COMMIT", "REF", "AGE", "MESSAGE"]);
     for b in &builds {
-        let mut status = status_word(b.status).to_string();
+        let mut status = b.status.as_str().to_string();
         if b.bad.is_some() {
             status.push_str(" (bad)");
         }
@@ -154,7 +154,7 @@ async fn to_end(client: &Ctx, id: BuildId, stream: bool) -> anyhow::Result<Build
         }
         from = chunk.next;
         if let Some(bar) = &spinner {
-            bar.set_message(format!("{id}: {}", status_word(chunk.status)));
+            bar.set_message(format!("{id}: {}", chunk.status.as_str()));
         }
         if chunk.done {
             break;
@@ -170,14 +170,4 @@ async fn to_end(client: &Ctx, id: BuildId, stream: bool) -> anyhow::Result<Build
         println!("{partial}");
     }
     Ok(client.build(id).await?)
-}
-
-fn status_word(s: BuildStatus) -> &'static str {
-    match s {
-        BuildStatus::Queued => "queued",
-        BuildStatus::Running => "running",
-        BuildStatus::Succeeded => "succeeded",
-        BuildStatus::Failed => "failed",
-        BuildStatus::Unknown => "unknown",
-    }
 }

@@ -34,7 +34,7 @@ pub(crate) async fn list(client: &Ctx, args: DeploysArgs) -> anyhow::Result<Exit
         cursor: None,
         app: args.app,
         cluster: args.cluster,
-        status: deploy::api::DeployStatuses::new(args.status),
+        status: args.status,
     };
     let deploys: Vec<deploy::Deploy> = client.page("/api/v1/deploys", &query).await?.items;
     if client.out.json() {
