@@ -165,6 +165,7 @@ impl Tracker {
             sha256: a.sha256.clone(),
             size: a.size,
             signature: a.signature.clone(),
+            index: None,
         })
     }
 

@@ -23,6 +23,7 @@ mod notifications;
 mod pages;
 mod release_phase;
 mod rollout;
+mod sources;
 mod tokens;
 mod webhooks;
 
@@ -39,6 +40,7 @@ pub use notifications::*;
 pub use pages::*;
 pub use release_phase::*;
 pub use rollout::*;
+pub use sources::*;
 pub use tokens::*;
 pub use webhooks::*;
 

@@ -122,6 +122,7 @@ mod tests {
                     sha256: crate::Sha256::parse("0".repeat(64)).unwrap(),
                     size: 10,
                     signature: "c2lnbmF0dXJl".into(),
+                    index: None,
                 },
                 config_version: 0,
                 action: crate::DeployAction::Deploy,

@@ -13,6 +13,7 @@ pub mod client;
 mod domain;
 pub mod drift;
 mod error_code;
+pub mod index;
 pub mod layout;
 pub mod manifest;
 pub mod monorepo;
@@ -45,7 +46,7 @@ pub use manifest::{
 };
 pub use manifest::{ProcessName, ProcessSpec};
 pub use monorepo::{AppRoot, WatchPattern};
-pub use release::{ArtifactRef, DeployAction, Release};
+pub use release::{ArtifactRef, DeployAction, IndexRef, Release};
 pub use report::HostReport;
 pub use role::Role;
 pub use source::{NotOneSource, Source};

@@ -99,6 +99,23 @@ pub struct ArtifactRef {
     /// extraction, so a missing or bad one fails the install with a
     /// message instead of making the whole message unreadable.
     pub signature: String,
+    /// The release's signed file index (`deploy::index`), when its build
+    /// made one: a host that has some of the release's files fetches only
+    /// the others. Absent from older AppTrackers and builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexRef>,
+}
+
+/// Where a release's file index can be downloaded, and how to check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IndexRef {
+    /// Absolute URL of the index file.
+    pub url: String,
+    pub sha256: Sha256,
+    pub size: u64,
+    /// The packer's ed25519 signature over app, version and the index's
+    /// sha256, under the index prefix (`signing::verify_index`).
+    pub signature: String,
 }
 
 #[cfg(test)]
@@ -116,6 +133,7 @@ mod tests {
                 sha256: crate::Sha256::parse("0".repeat(64)).unwrap(),
                 size: 10,
                 signature: "c2lnbmF0dXJl".into(),
+                index: None,
             },
             config_version: 0,
             action: DeployAction::Deploy,

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! (`AppName` and `Version` cannot hold a newline, so the fields cannot run
-//! into each other.)
+//! into each other.) A release's file index (`crate::index`) is signed the
+//! same way under its own prefix, `slipway-index-v1\n`, with the index
+//! file's sha256: neither signature can stand for the other.
 //!
 //! Text forms:
 //! - a signing key file holds the **base64** (standard alphabet, padded) of
@@ -31,8 +33,10 @@ use zeroize::Zeroizing;
 
 use crate::{AppName, Sha256, Version};
 
-/// What every signed message starts with.
+/// What every signed artifact message starts with.
 const DOMAIN: &[u8] = b"slipway-artifact-v1\n";
+/// What every signed index message starts with.
+const INDEX_DOMAIN: &[u8] = b"slipway-index-v1\n";
 /// How a public key's text form starts.
 const PUBLIC_PREFIX: &str = "ed25519:";
 /// Characters of a base64-encoded signature (64 bytes).
@@ -40,10 +44,15 @@ const SIGNATURE_CHARS: usize = 88;
 /// Characters of a base64-encoded key or seed (32 bytes).
 const KEY_CHARS: usize = 44;
 
-/// The message a signature covers.
+/// The message an artifact's signature covers.
 fn message(app: &AppName, version: &Version, sha256: &Sha256) -> Vec<u8> {
-    let mut m = Vec::with_capacity(DOMAIN.len() + 128);
-    m.extend_from_slice(DOMAIN);
+    message_in(DOMAIN, app, version, sha256)
+}
+
+/// The message a signature under `domain` covers.
+fn message_in(domain: &[u8], app: &AppName, version: &Version, sha256: &Sha256) -> Vec<u8> {
+    let mut m = Vec::with_capacity(domain.len() + 128);
+    m.extend_from_slice(domain);
     for field in [app.as_str(), version.as_str(), sha256.as_str()] {
         m.extend_from_slice(field.as_bytes());
         m.push(b'\n');
@@ -209,6 +218,11 @@ impl SigningKey {
     /// Signs an artifact: its app, version and sha256.
     pub fn sign(&self, app: &AppName, version: &Version, sha256: &Sha256) -> Signature {
         Signature(self.0.sign(&message(app, version, sha256)))
+    }
+
+    /// Signs the file index of a release: `sha256` is the index file's.
+    pub fn sign_index(&self, app: &AppName, version: &Version, sha256: &Sha256) -> Signature {
+        Signature(self.0.sign(&message_in(INDEX_DOMAIN, app, version, sha256)))
     }
 }
 
@@ -390,6 +404,29 @@ pub fn verify(
     sha256: &Sha256,
     signature: &str,
 ) -> Result<(), SignatureError> {
+    verify_in(DOMAIN, keys, app, version, sha256, signature)
+}
+
+/// Checks that one of `keys` signed this release's file index, `sha256`
+/// being the index file's.
+pub fn verify_index(
+    keys: &[PublicKey],
+    app: &AppName,
+    version: &Version,
+    sha256: &Sha256,
+    signature: &str,
+) -> Result<(), SignatureError> {
+    verify_in(INDEX_DOMAIN, keys, app, version, sha256, signature)
+}
+
+fn verify_in(
+    domain: &[u8],
+    keys: &[PublicKey],
+    app: &AppName,
+    version: &Version,
+    sha256: &Sha256,
+    signature: &str,
+) -> Result<(), SignatureError> {
     if keys.is_empty() {
         return Err(SignatureError::NoTrustedKeys);
     }
@@ -397,7 +434,7 @@ pub fn verify(
         return Err(SignatureError::Unsigned);
     }
     let sig = Signature::parse(signature).map_err(|e| SignatureError::Malformed(e.0))?;
-    let msg = message(app, version, sha256);
+    let msg = message_in(domain, app, version, sha256);
     // Strict verification: no malleable signatures, no small-order keys.
     if keys.iter().any(|k| k.0.verify_strict(&msg, &sig.0).is_ok()) {
         Ok(())
@@ -437,6 +474,28 @@ mod tests {
         // The text form survives a round trip, whitespace around it too.
         let again = Signature::parse(&format!(" {sig}\n")).unwrap();
         assert_eq!(again.to_string(), sig);
+    }
+
+    #[test]
+    fn an_index_signature_is_not_an_artifact_signature() {
+        let k = key(1);
+        let keys = [k.public_key()];
+        let index = k.sign_index(&app(), &version(), &sha('a')).to_string();
+        verify_index(&keys, &app(), &version(), &sha('a'), &index).unwrap();
+        let artifact = k.sign(&app(), &version(), &sha('a')).to_string();
+        // Same key, app, version and digest: the prefixes keep them apart.
+        assert!(matches!(
+            verify(&keys, &app(), &version(), &sha('a'), &index),
+            Err(SignatureError::Mismatch { .. })
+        ));
+        assert!(matches!(
+            verify_index(&keys, &app(), &version(), &sha('a'), &artifact),
+            Err(SignatureError::Mismatch { .. })
+        ));
+        assert!(
+            message_in(INDEX_DOMAIN, &app(), &version(), &sha('a'))
+                .starts_with(b"slipway-index-v1\nhello\n")
+        );
     }
 
     #[test]

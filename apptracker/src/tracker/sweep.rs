@@ -80,6 +80,7 @@ impl Tracker {
                     humantime::format_duration(silent)
                 )),
                 log_tail: None,
+                transfer: None,
             };
             self.host_event(id, &host, &ev)
                 .await
@@ -105,6 +106,7 @@ impl Tracker {
                     humantime::format_duration(deadline)
                 )),
                 log_tail: None,
+                transfer: None,
             };
             self.host_event(id, &host, &ev)
                 .await

@@ -27,6 +27,23 @@ pub struct HostEvent {
     pub rolled_back: bool,
     pub message: Option<String>,
     pub log_tail: Option<String>,
+    /// How the release's bytes came, once the host has them (sent with
+    /// the `extracting` phase); absent otherwise and from older grabbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
+}
+
+/// How a host got a release: bytes it downloaded (from the origin and
+/// from peers) and bytes of files it already had and linked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Transfer {
+    /// Bytes received: the artifact, or the index and the missing files.
+    pub bytes_downloaded: u64,
+    /// Of `bytes_downloaded`, those served by other hosts of the cluster.
+    #[serde(default)]
+    pub bytes_from_peers: u64,
+    /// Bytes of the release's files found on the host and linked.
+    pub bytes_reused: u64,
 }
 
 // What a grabber says about installing a release. The wire shape stays
@@ -42,6 +59,7 @@ impl HostEvent {
             rolled_back: false,
             message: Some(message.into()),
             log_tail: None,
+            transfer: None,
         }
     }
 
@@ -62,6 +80,7 @@ impl HostEvent {
             rolled_back,
             message: Some(message.into()),
             log_tail: Some(log.into()),
+            transfer: None,
         }
     }
 }

@@ -103,6 +103,7 @@ impl ArtifactServer {
             signature: packer_key().sign(&m.app, &m.version, &sha256).to_string(),
             sha256,
             size: bytes.len() as u64,
+            index: None,
         };
         self.files.lock().unwrap().insert(name, bytes);
         r
@@ -1415,6 +1416,7 @@ async fn a_download_that_stalls_midway_fails_after_the_stall_timeout() {
         sha256: Digest256::parse("0".repeat(64)).unwrap(),
         size: 1000,
         signature: String::new(),
+        index: None,
     };
     let out = host
         .engine

@@ -139,6 +139,7 @@ impl FakeTracker {
             sha256,
             size: bytes.len() as u64,
             signature: signature.to_string(),
+            index: None,
         };
         self.rec.lock().unwrap().artifacts.insert(name, bytes);
         r

@@ -1063,6 +1063,7 @@ async fn host_tokens_report_for_their_host_only(db: Option<String>) -> anyhow::R
         rolled_back: false,
         message: None,
         log_tail: None,
+        transfer: None,
     };
     h1_agent.host_event(d.id, &h1, &event).await?;
 
