@@ -192,6 +192,12 @@ impl HostLayout {
         self.app_dir(app).join("current")
     }
 
+    /// The app's content store: one file per content and mode, hard-linked
+    /// into the releases that hold it (`<sha256>.<mode, octal>`).
+    pub fn content_dir(&self, app: &AppName) -> PathBuf {
+        self.app_dir(app).join("content")
+    }
+
     pub fn shared_dir(&self, app: &AppName) -> PathBuf {
         self.app_dir(app).join("shared")
     }

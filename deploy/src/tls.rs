@@ -212,7 +212,7 @@ fn build_config(extra: &[CertificateDer<'static>]) -> rustls::ClientConfig {
                 // Plain-HTTP use must not break on a machine without a CA
                 // store: https connections fail, each saying why.
                 tracing::debug!(error = %e, "no system roots; https will be refused");
-                Arc::new(NoRoots(provider.clone()))
+                Arc::new(NoRoots(provider.clone(), None))
             }
         };
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
@@ -226,21 +226,56 @@ fn build_config(extra: &[CertificateDer<'static>]) -> rustls::ClientConfig {
     config
 }
 
+/// A reqwest client for one server whose certificate is known in
+/// advance: accepted when the sha256 of its certificate (DER) is
+/// `fingerprint` (hex), whatever its name or issuer, refused otherwise. For
+/// the grabbers' peer listeners, whose self-made certificates AppTracker
+/// vouches for by their fingerprints.
+pub fn pinned_http_client(fingerprint: &str) -> Result<reqwest::Client, TlsError> {
+    let mut pin = [0u8; 32];
+    hex::decode_to_slice(fingerprint, &mut pin)
+        .map_err(|e| TlsError::Setup(format!("bad certificate fingerprint: {e}")))?;
+    let provider = provider();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| unreachable!("ring supports the default TLS versions"))
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoRoots(provider, Some(pin))))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .tls_backend_preconfigured(config)
+        .build()
+        .map_err(|e| TlsError::Setup(error_chain(&e)))
+}
+
 /// The verifier of a machine with no roots at all: it refuses every
-/// certificate, saying what to install.
+/// certificate, saying what to install; or, with a pin, accepts exactly the
+/// certificate whose sha256 it is.
 #[derive(Debug)]
-struct NoRoots(Arc<CryptoProvider>);
+struct NoRoots(Arc<CryptoProvider>, Option<[u8; 32]>);
 
 impl ServerCertVerifier for NoRoots {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
+        end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Err(rustls::Error::General(NO_ROOTS.into()))
+        use sha2::Digest;
+        match self.1 {
+            None => Err(rustls::Error::General(NO_ROOTS.into())),
+            Some(pin) if sha2::Sha256::digest(end_entity.as_ref())[..] == pin[..] => {
+                Ok(ServerCertVerified::assertion())
+            }
+            Some(_) => Err(rustls::Error::General(
+                "the certificate is not the one AppTracker vouched for (its fingerprint differs)"
+                    .into(),
+            )),
+        }
     }
 
     fn verify_tls12_signature(

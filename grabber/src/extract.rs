@@ -34,7 +34,7 @@ use sha2::{Digest, Sha256};
 use tar::EntryType;
 
 /// Permission bits never given to a release's files and directories.
-const MODE_MASK: u32 = 0o022;
+pub(crate) const MODE_MASK: u32 = 0o022;
 
 /// The manifest is small; refuse anything bigger than this.
 const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
@@ -436,7 +436,7 @@ fn kind_name(t: EntryType) -> String {
 /// Refuses any symlink of `tree` (the entries under `root`) that resolves
 /// (through other links) outside `root`. Dangling links were already
 /// checked lexically.
-fn check_links_resolved(
+pub(crate) fn check_links_resolved(
     root: &Path,
     tree: &[(PathBuf, std::fs::Metadata)],
 ) -> Result<(), ExtractError> {

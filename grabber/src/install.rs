@@ -16,6 +16,7 @@ use crate::{RestartPolicy, shim};
 
 mod activate;
 mod config;
+mod delta;
 mod download;
 mod error;
 mod hooks;
@@ -29,6 +30,7 @@ mod start;
 mod supervise;
 mod verify;
 
+pub(crate) use delta::PEER_AUTH_SCHEME;
 pub(crate) use download::DownloadTimeouts;
 use report::Reports;
 pub(crate) use report::{ClientReporter, Reporter};
@@ -94,6 +96,8 @@ pub(crate) struct Engine {
     /// Rung when what `installed()` says changes outside an install (a
     /// crash, a restart), so the heartbeat tells AppTracker now.
     pub(crate) changed: tokio::sync::Notify,
+    /// Clients of the peers fetched from, by certificate fingerprint.
+    peer_clients: Mutex<HashMap<String, reqwest::Client>>,
     /// Itself, for the watcher task of each process.
     me: Weak<Engine>,
 }
@@ -107,6 +111,7 @@ impl Engine {
             failed: Mutex::new(HashSet::new()),
             ports: Mutex::new(HashMap::new()),
             changed: tokio::sync::Notify::new(),
+            peer_clients: Mutex::new(HashMap::new()),
             me: me.clone(),
         })
     }

@@ -15,6 +15,7 @@ use secrecy::SecretString;
 
 mod agent;
 pub mod cli;
+pub(crate) mod content;
 pub mod extract;
 mod fault;
 mod health;

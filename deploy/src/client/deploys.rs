@@ -168,6 +168,21 @@ impl Client {
         .await
     }
 
+    /// A grabber asks where to fetch the files of a deploy's release it
+    /// lacks.
+    pub async fn sources(
+        &self,
+        deploy: DeployId,
+        host: &HostName,
+        req: &crate::SourcesRequest,
+    ) -> Result<crate::Sources, ClientError> {
+        self.post(
+            &format!("/api/v1/deploys/{deploy}/hosts/{host}/sources"),
+            req,
+        )
+        .await
+    }
+
     /// The grabber that ran a deploy's release phase says how it went.
     pub async fn release_phase_result(
         &self,

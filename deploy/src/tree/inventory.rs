@@ -196,6 +196,14 @@ impl Inventory {
         self.entries.is_empty()
     }
 
+    /// The regular files: path (relative), permission bits and sha256.
+    pub fn files(&self) -> impl Iterator<Item = (&Path, u32, &[u8; 32])> {
+        self.entries.iter().filter_map(|e| match &e.content {
+            Content::File(sha) if e.kind == Kind::File => Some((e.path.as_path(), e.mode, sha)),
+            _ => None,
+        })
+    }
+
     /// The tree digest of these entries ([`super::tree_digest`]): the same
     /// bytes hashed, so it matches a digest recorded by an older grabber.
     pub fn digest(&self) -> String {

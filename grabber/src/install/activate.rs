@@ -308,6 +308,15 @@ impl Engine {
                 Err(e) => tracing::warn!(version = %v, error = %e, "cannot remove old release"),
             }
         }
+        // The content only the removed releases held goes with them.
+        let store = crate::content::ContentStore::new(layout.content_dir(app));
+        match store.collect_garbage() {
+            Ok((0, _)) => {}
+            Ok((files, bytes)) => {
+                tracing::info!(files, bytes, "removed content no release holds any more")
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot clean the content store"),
+        }
     }
 
     /// A failure before anything running changed.

@@ -33,41 +33,71 @@ impl Engine {
         artifact: &ArtifactRef,
         part: &Path,
     ) -> Result<(deploy::Sha256, u64), InstallErrorKind> {
-        let limit = self.cfg.max_artifact_bytes.min(artifact.size);
+        self.fetch(&artifact.url, artifact.size, "artifact", part)
+            .await
+    }
+
+    /// Streams `url` (`what`: the artifact, the index, a file) into `part`,
+    /// hashing on the way, refusing more than `announced` bytes or than
+    /// this host accepts; returns its sha256 and size.
+    pub(super) async fn fetch(
+        &self,
+        url: &str,
+        announced: u64,
+        what: &str,
+        part: &Path,
+    ) -> Result<(deploy::Sha256, u64), InstallErrorKind> {
+        self.fetch_with(&self.http, url, None, announced, what, part)
+            .await
+    }
+
+    /// [`fetch`](Self::fetch) with another client and an `Authorization`
+    /// header (a peer).
+    pub(super) async fn fetch_with(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        authorization: Option<&str>,
+        announced: u64,
+        what: &str,
+        part: &Path,
+    ) -> Result<(deploy::Sha256, u64), InstallErrorKind> {
+        let mut request = http.get(url);
+        if let Some(auth) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, auth);
+        }
+        let limit = self.cfg.max_artifact_bytes.min(announced);
         let too_big = |n: u64| {
             InstallErrorKind::TooLarge(if n > self.cfg.max_artifact_bytes {
                 format!(
-                    "artifact is larger than the {} bytes this host accepts",
+                    "{what} is larger than the {} bytes this host accepts",
                     self.cfg.max_artifact_bytes
                 )
             } else {
-                format!(
-                    "artifact is larger than the {} bytes announced",
-                    artifact.size
-                )
+                format!("{what} is larger than the {announced} bytes announced")
             })
         };
         let timeouts = self.cfg.download;
-        let resp = tokio::time::timeout(timeouts.response, self.http.get(&artifact.url).send())
+        let resp = tokio::time::timeout(timeouts.response, request.send())
             .await
             .map_err(|_| {
                 InstallErrorKind::Fetch(format!(
                     "cannot download {}: no answer within {:?}",
-                    without_query(&artifact.url),
+                    without_query(url),
                     timeouts.response
                 ))
             })?
             .map_err(|e| {
                 InstallErrorKind::Fetch(format!(
                     "cannot download {}: {}",
-                    without_query(&artifact.url),
+                    without_query(url),
                     deploy::tls::error_chain(&e.without_url())
                 ))
             })?;
         if !resp.status().is_success() {
             return Err(InstallErrorKind::Fetch(format!(
                 "cannot download {}: HTTP {}",
-                without_query(&artifact.url),
+                without_query(url),
                 resp.status()
             )));
         }
@@ -88,7 +118,7 @@ impl Engine {
                 Err(_) => {
                     return Err(InstallErrorKind::Fetch(format!(
                         "download of {} stalled: nothing arrived for {:?}",
-                        without_query(&artifact.url),
+                        without_query(url),
                         timeouts.stall
                     )));
                 }
@@ -96,7 +126,7 @@ impl Engine {
                 Ok(Some(Err(e))) => {
                     return Err(InstallErrorKind::Fetch(format!(
                         "download of {} broke: {}",
-                        without_query(&artifact.url),
+                        without_query(url),
                         e.without_url()
                     )));
                 }
@@ -110,7 +140,7 @@ impl Engine {
             file.write_all(&chunk).await.map_err(|e| {
                 InstallErrorKind::Host(format!("cannot write {}: {e}", part.display()))
             })?;
-            if !halfway && size * 2 >= artifact.size {
+            if !halfway && what == "artifact" && size * 2 >= announced {
                 halfway = true;
                 let _ = file.flush().await;
                 fault::point("downloading").await;

@@ -11,6 +11,7 @@ use super::error::{InstallError, InstallErrorKind};
 use super::report::{Reports, without_query};
 use super::verify::read_release_manifest;
 use super::{Engine, Prepared, Release};
+use crate::content::ContentStore;
 use crate::{extract, fault};
 
 impl Engine {
@@ -55,6 +56,11 @@ impl Engine {
         self.app_dirs(&req.app)
             .map_err(|e| e.in_phase(HostPhase::Downloading))?;
 
+        if let Some(ix) = req.artifact.index.as_ref().filter(|_| again.is_none())
+            && let Some(prepared) = self.prepare_delta(req, ix, rep, shutdown).await?
+        {
+            return Ok(prepared);
+        }
         let message = match again {
             Some(why) => format!(
                 "release {} on disk cannot be reused ({why}): downloading it again from {}",
@@ -112,9 +118,14 @@ impl Engine {
         })?;
         fault::point("verified").await;
 
-        rep.phase(
+        rep.phase_with(
             HostPhase::Extracting,
             format!("extracting into {}", release_dir.display()),
+            Some(deploy::Transfer {
+                bytes_downloaded: size,
+                bytes_from_peers: 0,
+                bytes_reused: 0,
+            }),
         )
         .await;
         let result = self.extract(req, &archive, &release_dir).await;
@@ -124,35 +135,64 @@ impl Engine {
         Ok(Prepared::Ready)
     }
 
-    /// Unpacks into a scratch directory under `tmp/`, then renames it to
-    /// `releases/<version>`.
+    /// A scratch directory under `tmp/` for a release being made.
+    pub(super) fn scratch(&self, req: &Release) -> Result<tempfile::TempDir, InstallErrorKind> {
+        tempfile::Builder::new()
+            .prefix(&format!("{}-{}-", req.app, req.version))
+            .tempdir_in(self.cfg.layout.tmp_dir())
+            .map_err(|e| InstallErrorKind::Host(format!("cannot create a scratch directory: {e}")))
+    }
+
+    /// Unpacks into a scratch directory under `tmp/`, adds its files to the
+    /// app's content store, then makes it `releases/<version>`.
     pub(super) async fn extract(
         &self,
         req: &Release,
         archive: &Path,
         release_dir: &Path,
     ) -> Result<(), InstallErrorKind> {
-        let layout = &self.cfg.layout;
-        let scratch = tempfile::Builder::new()
-            .prefix(&format!("{}-{}-", req.app, req.version))
-            .tempdir_in(layout.tmp_dir())
-            .map_err(|e| {
-                InstallErrorKind::Host(format!("cannot create a scratch directory: {e}"))
-            })?;
+        let scratch = self.scratch(req)?;
         let (archive, dest, max) = (
             archive.to_path_buf(),
             scratch.path().to_path_buf(),
             self.cfg.max_artifact_bytes,
         );
+        let store = ContentStore::new(self.cfg.layout.content_dir(&req.app));
         let span = tracing::Span::current();
         let extract::Unpacked {
             manifest,
-            mut inventory,
+            inventory,
         } = tokio::task::spawn_blocking(move || {
-            span.in_scope(|| extract::unpack_checked(&archive, &dest, max))
+            span.in_scope(|| {
+                let unpacked = extract::unpack_checked(&archive, &dest, max)?;
+                // Later releases link these instead of fetching them.
+                for (path, mode, sha) in unpacked.inventory.files() {
+                    if let Err(e) = store.adopt(&dest.join(path), &hex::encode(sha), mode) {
+                        tracing::warn!(error = %e, "cannot add the release's files to the content store");
+                        break;
+                    }
+                }
+                Ok::<_, InstallErrorKind>(unpacked)
+            })
         })
         .await
         .map_err(|e| InstallErrorKind::Host(format!("extraction task failed: {e}")))??;
+        self.finish_release(req, scratch, manifest, inventory, release_dir)
+            .await
+    }
+
+    /// Makes a release unpacked or linked in `scratch` `releases/<version>`:
+    /// checks it is the one asked for, links its shared paths, records its
+    /// inventory and digest, renames it into place.
+    pub(super) async fn finish_release(
+        &self,
+        req: &Release,
+        scratch: tempfile::TempDir,
+        manifest: deploy::Manifest,
+        mut inventory: deploy::tree::Inventory,
+        release_dir: &Path,
+    ) -> Result<(), InstallErrorKind> {
+        let layout = &self.cfg.layout;
         if manifest.app != req.app || manifest.version != req.version {
             return Err(InstallErrorKind::WrongRelease {
                 got_app: manifest.app,

@@ -28,6 +28,21 @@ pub(crate) trait Reporter: Send + Sync {
             ))
         })
     }
+
+    /// Where to fetch the files of deploy `deploy`'s release this host
+    /// lacks: AppTracker's answer to this host's agent token.
+    fn sources<'a>(
+        &'a self,
+        deploy: DeployId,
+        req: &'a deploy::SourcesRequest,
+    ) -> BoxFuture<'a, Result<deploy::Sources, String>> {
+        let _ = req;
+        Box::pin(async move {
+            Err(format!(
+                "no AppTracker to ask for deploy {deploy}'s sources"
+            ))
+        })
+    }
 }
 
 /// Posts host events to AppTracker. A report that fails for a reason that
@@ -92,6 +107,27 @@ impl Reporter for ClientReporter {
                             "cannot fetch config version {version} of `{app}`: {e}"
                         ));
                     }
+                }
+            }
+        })
+    }
+
+    fn sources<'a>(
+        &'a self,
+        deploy: DeployId,
+        req: &'a deploy::SourcesRequest,
+    ) -> BoxFuture<'a, Result<deploy::Sources, String>> {
+        Box::pin(async move {
+            let mut retry = deploy::Backoff::new(self.first_wait, Duration::from_secs(5));
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                match self.client.sources(deploy, &self.host, req).await {
+                    Ok(s) => return Ok(s),
+                    Err(e) if e.is_retryable() && tries < PROGRESS_TRIES => {
+                        tokio::time::sleep(retry.next_wait()).await;
+                    }
+                    Err(e) => return Err(format!("cannot ask where to fetch the files: {e}")),
                 }
             }
         })
@@ -196,10 +232,29 @@ impl<'a> Reports<'a> {
     }
 
     pub(super) async fn phase(&self, phase: HostPhase, message: String) {
+        self.phase_with(phase, message, None).await;
+    }
+
+    /// A phase, with how the release's bytes came.
+    pub(super) async fn phase_with(
+        &self,
+        phase: HostPhase,
+        message: String,
+        transfer: Option<deploy::Transfer>,
+    ) {
         tracing::debug!(%phase, %message, "phase");
         self.note(phase, &message);
-        let event = HostEvent::progress(self.cluster.clone(), phase, message);
+        let mut event = HostEvent::progress(self.cluster.clone(), phase, message);
+        event.transfer = transfer;
         self.reporter.report(self.deploy_id, event).await;
+    }
+
+    /// Where to fetch files of this deploy's release.
+    pub(super) async fn sources(
+        &self,
+        req: &deploy::SourcesRequest,
+    ) -> Result<deploy::Sources, String> {
+        self.reporter.sources(self.deploy_id, req).await
     }
 
     /// Reports `error`, the one place its message is rendered: the cause,

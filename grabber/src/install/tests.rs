@@ -21,16 +21,41 @@ use crate::process::{AppProcess, pid_alive};
 
 // Tests of one concern each, with the helpers above.
 mod config;
+mod delta;
 mod shared;
 mod verify;
 
-/// Records every event instead of posting it.
+/// Records every event instead of posting it; names files of an
+/// `ArtifactServer` as their sources when it has one.
 #[derive(Default)]
 struct Recorder {
     events: Mutex<Vec<(DeployId, HostEvent)>>,
+    /// The base URL of the server holding `blob-<sha256>` files.
+    blobs: Mutex<Option<String>>,
 }
 
 impl Reporter for Recorder {
+    fn sources<'a>(
+        &'a self,
+        _deploy: DeployId,
+        req: &'a deploy::SourcesRequest,
+    ) -> BoxFuture<'a, Result<deploy::Sources, String>> {
+        Box::pin(async move {
+            let base = self.blobs.lock().unwrap().clone().ok_or("no blob server")?;
+            Ok(deploy::Sources {
+                blobs: req
+                    .blobs
+                    .iter()
+                    .map(|sha| deploy::BlobSource {
+                        sha256: sha.clone(),
+                        url: format!("{base}/blob-{sha}"),
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+        })
+    }
+
     fn report(&self, deploy: DeployId, event: HostEvent) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             if let Ok(mut e) = self.events.lock() {
@@ -66,30 +91,40 @@ type Files = Arc<Mutex<HashMap<String, Vec<u8>>>>;
 struct ArtifactServer {
     base: String,
     files: Files,
+    /// Every name asked for, in order.
+    hits: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ArtifactServer {
     async fn start() -> Self {
+        type Hits = Arc<Mutex<Vec<String>>>;
         async fn serve(
-            State(files): State<Files>,
+            State((files, hits)): State<(Files, Hits)>,
             UrlPath(name): UrlPath<String>,
         ) -> (StatusCode, Vec<u8>) {
+            hits.lock().unwrap().push(name.clone());
             match files.lock().unwrap().get(&name) {
                 Some(b) => (StatusCode::OK, b.clone()),
                 None => (StatusCode::NOT_FOUND, Vec::new()),
             }
         }
         let files: Files = Default::default();
+        let hits: Hits = Default::default();
         let app = axum::Router::new()
             .route("/{name}", axum::routing::get(serve))
-            .with_state(files.clone());
+            .with_state((files.clone(), hits.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        Self { base, files, task }
+        Self {
+            base,
+            files,
+            hits,
+            task,
+        }
     }
 
     /// Publishes a release and returns the reference a deploy would carry,
