@@ -5,8 +5,10 @@
 //! costs one comparison.
 //!
 //! The points, in install order: `downloading` (half-way through the
-//! download), `verified` (the archive checked and kept), `extracted` (the
-//! release unpacked in `tmp/`, not yet renamed), `switched` (`current`
+//! download), `verified` (the archive checked and kept), or, in a delta
+//! install, `fetching` (the first missing file fetched into the content
+//! store) and `fetched` (all of them); then `extracted` (the release
+//! unpacked or linked in `tmp/`, not yet renamed), `switched` (`current`
 //! moved, the old process still running), `started` (the new process
 //! started, its pid not yet recorded), `checking` (the health check under
 //! way).

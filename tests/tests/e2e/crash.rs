@@ -1,10 +1,13 @@
-//! The grabber killed with SIGKILL at each step of an install in turn
-//! (half-way through the download, after verifying, after extracting,
-//! after switching, after starting, while checking): after each, `current`
-//! names a complete release, at most one copy of the app runs, and the
-//! restarted grabber converges to the version the deploy asked for. Then a
-//! grabber stopped and started while its app runs adopts it: same pid, no
-//! second copy.
+//! The grabber killed with SIGKILL at each step of an install in turn: of
+//! a full install (half-way through the download, after verifying, after
+//! extracting) and of a delta install, where the host links the files it
+//! has and fetches the others (after the first fetched file, after all
+//! were fetched, after linking the release), then after switching, after
+//! starting, while checking. After each, `current` names a complete
+//! release whose files are as installed, at most one copy of the app runs,
+//! and the restarted grabber converges to the version the deploy asked
+//! for. Then a grabber stopped and started while its app runs adopts it:
+//! same pid, no second copy.
 //!
 //! The grabber runs as a separate process with
 //! `SLIPWAY_GRABBER_PAUSE_AT=<point>`, which makes it stop for good at that
@@ -123,10 +126,18 @@ fn check_host(root: &Path, app: &AppName, when: &str) -> anyhow::Result<Option<V
     let layout = HostLayout::new(root);
     let current = layout.read_current(app)?;
     if let Some(v) = &current {
-        let manifest = layout.release_dir(app, v).join(deploy::MANIFEST_PATH);
+        let dir = layout.release_dir(app, v);
         anyhow::ensure!(
-            manifest.is_file(),
+            dir.join(deploy::MANIFEST_PATH).is_file(),
             "{when}: current names {v}, which is not a complete release"
+        );
+        let installed = layout
+            .read_installed(app, v)?
+            .ok_or_else(|| anyhow::anyhow!("{when}: {v} has no recorded inventory"))?;
+        let change = installed.check(&dir)?;
+        anyhow::ensure!(
+            change.is_none(),
+            "{when}: current names {v}, whose files are not as installed: {change:?}"
         );
     }
     let groups = app_groups(root, app);
@@ -167,19 +178,21 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
     // so the download has a middle.
     let app = AppName::parse("steady")?;
     let repo = AppRepo::new(dir.path().join("repo"))?;
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let filler: String = (0..256 * 1024)
-        .map(|_| {
-            // xorshift: text that does not compress away.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            format!("{:x}", x & 0xf)
-        })
-        .collect();
+    let filler = |seed: u64| -> String {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ seed;
+        (0..256 * 1024)
+            .map(|_| {
+                // xorshift: text that does not compress away.
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                format!("{:x}", x & 0xf)
+            })
+            .collect()
+    };
     let toml = "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"exec sleep 100000\"\n[health]\ngrace = \"300ms\"\n";
     let first = repo.commit(
-        &[("slipway.toml", toml), ("data.txt", &filler), ("v", "1")],
+        &[("slipway.toml", toml), ("data.txt", &filler(0)), ("v", "1")],
         "one",
     )?;
     client
@@ -241,17 +254,28 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
     converged(id, &initial, &g).await?;
     g.kill().await?;
 
+    // Whether the version changes the bulk of the release (a full
+    // install: most bytes are new) or one small file (a delta install).
     let points = [
-        "downloading",
-        "verified",
-        "extracted",
-        "switched",
-        "started",
-        "checking",
+        ("downloading", true),
+        ("verified", true),
+        ("extracted", true),
+        ("fetching", false),
+        ("fetched", false),
+        ("extracted", false),
+        ("switched", false),
+        ("started", false),
+        ("checking", false),
     ];
-    for (i, point) in points.iter().enumerate() {
+    for (i, &(point, full)) in points.iter().enumerate() {
         // A version this host never had, so every step has work to do.
-        let sha = repo.commit(&[("v", &format!("{}", i + 2))], point)?;
+        let data = filler(i as u64 + 1);
+        let mut files = vec![("v", format!("{}", i + 2))];
+        if full {
+            files.push(("data.txt", data));
+        }
+        let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (*p, c.as_str())).collect();
+        let sha = repo.commit(&files, point)?;
         let want = &build(&client, &app, &sha).await?;
         let mut paused = start(&format!("grabber-paused-at-{point}"), Some(point))?;
         let id = deploy_to(want).await?;
@@ -269,6 +293,22 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
             .await
             .map_err(|e| anyhow::anyhow!("after a kill at {point}: {e}"))?;
         g.kill().await?;
+        // The install was the kind this point is a step of.
+        let events = client.deploy_events(id).await?;
+        let said = |needle: &str| {
+            events
+                .iter()
+                .any(|e| e.message.as_deref().is_some_and(|m| m.contains(needle)))
+        };
+        let (kind, needle) = if full {
+            ("full", "downloading http")
+        } else {
+            ("delta", "the rest is on this host")
+        };
+        anyhow::ensure!(
+            said(needle),
+            "a kill at {point} should have stopped a {kind} install: {events:#?}"
+        );
     }
 
     // A grabber stopped (gracefully, apps left running as in production)
