@@ -35,6 +35,11 @@ struct Agent {
     /// Rung after an install, so AppTracker's host table shows the change
     /// now rather than at the next interval.
     heartbeat_now: tokio::sync::Notify,
+    /// The peer listener, when `--peer-listen` started one: the heartbeat
+    /// advertises it.
+    peer: Option<crate::peer::Listening>,
+    /// The keys of the peer tickets it accepts, from heartbeat answers.
+    ticket_keys: crate::peer::TicketKeys,
 }
 
 /// Runs the grabber until `shutdown` is cancelled.
@@ -121,6 +126,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             tracing::warn!("{warning}");
         }
     }
+    let ticket_keys = crate::peer::TicketKeys::default();
+    let peer = match config.peer_listen {
+        None => None,
+        // Apps are supervised whether or not peers can be served: a
+        // listener that cannot start is an error in the log, not a reason
+        // to leave the host's apps alone.
+        Some(addr) => match crate::peer::start(
+            addr,
+            config.peer_advertise.as_deref(),
+            layout.clone(),
+            config.cluster.clone(),
+            ticket_keys.clone(),
+            shutdown.clone(),
+        )
+        .await
+        {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "no peer listener: this host will not serve its files to others");
+                None
+            }
+        },
+    };
     let engine = Engine::new(
         EngineConfig {
             cluster: config.cluster.clone(),
@@ -155,6 +183,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tasks: TaskTracker::new(),
         shutdown,
         heartbeat_now: tokio::sync::Notify::new(),
+        peer,
+        ticket_keys,
     });
     tracing::info!(
         cluster = %agent.config.cluster,
@@ -348,8 +378,27 @@ async fn send_heartbeat(agent: Arc<Agent>) -> Result<(), ClientError> {
         host: agent.config.host.clone(),
         root: agent.config.root.display().to_string(),
         apps: agent.engine.installed(),
+        peer: agent.peer.as_ref().map(|l| deploy::PeerEndpoint {
+            url: l.url.clone(),
+            fingerprint: l.fingerprint.clone(),
+        }),
     };
-    agent.client.heartbeat(&hb).await.map(|_| ())
+    let answer = agent.client.heartbeat(&hb).await?;
+    if agent.peer.is_some()
+        && let Some(key) = answer.peer_ticket_key
+    {
+        match key.parse::<deploy::signing::PublicKey>() {
+            Ok(key) => {
+                if let Ok(mut keys) = agent.ticket_keys.write()
+                    && keys.as_slice() != [key]
+                {
+                    *keys = vec![key];
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "AppTracker's peer ticket key is malformed"),
+        }
+    }
+    Ok(())
 }
 
 type BusStream = futures::stream::BoxStream<'static, Result<BusMessage, String>>;

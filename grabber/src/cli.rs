@@ -94,6 +94,16 @@ struct Args {
     /// a download.
     #[arg(long, env = "SLIPWAY_KEEP_RELEASES", default_value_t = 3)]
     keep_releases: usize,
+    /// Serve this host's release files to the other hosts of its cluster
+    /// on this address (HTTPS, a certificate made at start and vouched for
+    /// by AppTracker; only hosts with a ticket from AppTracker are
+    /// answered), e.g. `0.0.0.0:7946`. Off when unset.
+    #[arg(long, env = "SLIPWAY_PEER_LISTEN", value_name = "ADDR:PORT")]
+    peer_listen: Option<std::net::SocketAddr>,
+    /// The address or name other hosts reach the peer listener by (needed
+    /// when --peer-listen binds 0.0.0.0 or ::).
+    #[arg(long, env = "SLIPWAY_PEER_ADVERTISE", value_name = "HOST")]
+    peer_advertise: Option<String>,
     /// How often to fetch the desired state even when the bus is quiet.
     #[arg(long, env = "SLIPWAY_RECONCILE", default_value = "5m", value_parser = humantime::parse_duration)]
     reconcile: Duration,
@@ -211,6 +221,8 @@ async fn run(args: Args, token: Option<crate::AgentToken>) -> anyhow::Result<()>
         },
         reconcile_interval: args.reconcile,
         keep_releases: args.keep_releases.max(2),
+        peer_listen: args.peer_listen,
+        peer_advertise: args.peer_advertise,
         app_user: args.app_user,
         download_response_timeout: args.download_response_timeout,
         download_stall_timeout: args.download_stall_timeout,

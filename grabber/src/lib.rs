@@ -20,6 +20,7 @@ pub mod extract;
 mod fault;
 mod health;
 mod install;
+mod peer;
 mod ports;
 mod process;
 mod runtime;
@@ -76,6 +77,12 @@ pub struct Config {
     /// Releases kept on disk per app (at least 2: current and previous),
     /// for rollbacks without a download.
     pub keep_releases: usize,
+    /// Where to serve this host's release files to its peers (`peer`);
+    /// off when `None`.
+    pub peer_listen: Option<std::net::SocketAddr>,
+    /// The address other hosts reach the peer listener by, when it binds
+    /// an unspecified address.
+    pub peer_advertise: Option<String>,
     /// How often the desired state is fetched even when the bus is quiet
     /// (bus messages are only a faster trigger).
     pub reconcile_interval: Duration,
@@ -140,6 +147,8 @@ impl Default for Config {
             log_limits: shim::LogLimits::default(),
             restart: RestartPolicy::default(),
             keep_releases: 3,
+            peer_listen: None,
+            peer_advertise: None,
             reconcile_interval: Duration::from_secs(300),
             trusted_keys: Vec::new(),
             app_user: None,

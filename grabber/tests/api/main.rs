@@ -150,6 +150,8 @@ async fn reconciles_on_the_timer_and_subscribes_again_when_the_bus_ends() {
         root: dir.path().join("h3"),
         heartbeat_interval: Duration::from_millis(100),
         reconcile_interval: Duration::from_millis(300),
+        peer_listen: None,
+        peer_advertise: None,
         stop_apps_on_exit: true,
         shim: env!("CARGO_BIN_EXE_grabber").into(),
         trusted_keys: vec![helpers::packer_key().public_key()],
