@@ -237,3 +237,109 @@ impl axum::serve::Listener for PeerListener {
         self.tcp.local_addr()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use deploy::peer::PeerTicket;
+    use deploy::signing::SigningKey;
+    use deploy::{HostName, Timestamp};
+
+    use super::*;
+
+    fn ticket(key: &SigningKey, app: &str, cluster: &str, expires_in: i64) -> String {
+        deploy::peer::mint(
+            key,
+            &PeerTicket {
+                cluster: Cluster::parse(cluster).unwrap(),
+                host: HostName::parse("h2").unwrap(),
+                app: AppName::parse(app).unwrap(),
+                expires_at: Timestamp(Timestamp::now().0 + expires_in),
+            },
+        )
+    }
+
+    /// A real TLS listener, a pinned client, tickets made with a key: who
+    /// is answered and who is not.
+    #[tokio::test]
+    async fn serves_the_store_over_pinned_tls_to_ticket_holders_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = HostLayout::new(dir.path());
+        let app = AppName::parse("hello").unwrap();
+        let content = b"the file's bytes".to_vec();
+        let sha = hex::encode(sha2::Sha256::digest(&content));
+        let src = dir.path().join("src");
+        std::fs::write(&src, &content).unwrap();
+        ContentStore::new(layout.content_dir(&app))
+            .adopt(&src, &sha, 0o644)
+            .unwrap();
+        let key = SigningKey::from_seed([7; 32]);
+        let keys = TicketKeys::default();
+        let stop = CancellationToken::new();
+        let l = start(
+            "127.0.0.1:0".parse().unwrap(),
+            None,
+            layout,
+            Cluster::parse("prod").unwrap(),
+            keys.clone(),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        assert!(l.url.starts_with("https://127.0.0.1:"), "{}", l.url);
+        let http = deploy::tls::pinned_http_client(&l.fingerprint).unwrap();
+        let get = async |path: &str, ticket: Option<&str>| {
+            let mut r = http.get(format!("{}{path}", l.url));
+            if let Some(t) = ticket {
+                r = r.header("authorization", format!("{AUTH_SCHEME} {t}"));
+            }
+            let resp = r.send().await.unwrap();
+            (resp.status().as_u16(), resp.bytes().await.unwrap().to_vec())
+        };
+        let path = format!("/v1/content/hello/{sha}");
+        let good = ticket(&key, "hello", "prod", 60);
+
+        // No key known yet (no heartbeat answered): nothing is served.
+        assert_eq!(get(&path, Some(&good)).await.0, 401);
+        *keys.write().unwrap() = vec![key.public_key()];
+        assert_eq!(get(&path, Some(&good)).await, (200, content.clone()));
+        assert_eq!(get(&path, None).await.0, 401);
+        assert_eq!(
+            get(&path, Some(&ticket(&key, "other", "prod", 60))).await.0,
+            403
+        );
+        assert_eq!(
+            get(&path, Some(&ticket(&key, "hello", "staging", 60))).await.0,
+            403
+        );
+        assert_eq!(
+            get(&path, Some(&ticket(&key, "hello", "prod", -1))).await.0,
+            401
+        );
+        let stranger = SigningKey::from_seed([8; 32]);
+        assert_eq!(
+            get(&path, Some(&ticket(&stranger, "hello", "prod", 60))).await.0,
+            401
+        );
+        assert_eq!(
+            get(&format!("/v1/content/hello/{}", "0".repeat(64)), Some(&good))
+                .await
+                .0,
+            404
+        );
+
+        // A client pinning another certificate does not talk to it.
+        let wrong = deploy::tls::pinned_http_client(&"ab".repeat(32)).unwrap();
+        let err = wrong
+            .get(format!("{}{path}", l.url))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            deploy::tls::error_chain(&err).contains("not the one AppTracker vouched for"),
+            "{}",
+            deploy::tls::error_chain(&err)
+        );
+        stop.cancel();
+    }
+}
