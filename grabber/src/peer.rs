@@ -254,7 +254,7 @@ mod tests {
                 cluster: Cluster::parse(cluster).unwrap(),
                 host: HostName::parse("h2").unwrap(),
                 app: AppName::parse(app).unwrap(),
-                expires_at: Timestamp(Timestamp::now().0 + expires_in),
+                expires_at: Timestamp(Timestamp::now().0 + expires_in * 1000),
             },
         )
     }
