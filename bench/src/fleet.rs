@@ -395,6 +395,13 @@ pub struct Timeline {
     pub control_share: f64,
     /// CPU seconds this process used during the deploy.
     pub cpu_s: Option<f64>,
+    /// Per host: bytes downloaded (the artifact, or the index and the
+    /// missing files), as its row reports them.
+    pub downloaded: Option<Summary>,
+    /// Per host: of those, bytes served by peers.
+    pub from_peers: Option<Summary>,
+    /// Per host: bytes of files it already had and linked.
+    pub reused: Option<Summary>,
 }
 
 impl Deployed {
@@ -441,6 +448,13 @@ impl Deployed {
             _ => f64::NAN,
         };
         let rows = &self.deploy.hosts;
+        let bytes = |f: fn(&deploy::Transfer) -> u64| {
+            let v: Vec<f64> = rows
+                .iter()
+                .filter_map(|h| h.transfer.as_ref().map(|t| f(t) as f64))
+                .collect();
+            Summary::of(&v)
+        };
         Timeline {
             hosts: rows.len(),
             done: rows.iter().filter(|h| h.phase.is_success()).count(),
@@ -458,6 +472,9 @@ impl Deployed {
                 .collect(),
             control_share: share,
             cpu_s: self.cpu.map(|c| c.as_secs_f64()),
+            downloaded: bytes(|t| t.bytes_downloaded),
+            from_peers: bytes(|t| t.bytes_from_peers),
+            reused: bytes(|t| t.bytes_reused),
         }
     }
 }
