@@ -140,6 +140,8 @@ impl Fleet {
             .configure_grabbers(move |g| {
                 g.heartbeat_interval = heartbeat;
                 g.shim = shim.clone();
+                // Hosts serve their files to each other, as in production.
+                g.peer_listen = "127.0.0.1:0".parse().ok();
             })
             // Every host at once is slower than a test's few (below).
             .wait_for_hosts(None)
