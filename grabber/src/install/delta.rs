@@ -4,8 +4,9 @@
 //! index first) and the files it lacks (fetched one by one from peers or
 //! the artifact store, checked against the index before they enter the
 //! store). The full `tar.gz` is downloaded instead when the host has
-//! nothing of the app, when the index cannot be had or checked, or when
-//! more than half of the release's bytes are new.
+//! nothing of the app, when the artifact is small (one request is quicker
+//! than three), when the index cannot be had or checked, or when more than
+//! half of the release's bytes are new.
 //!
 //! The release is assembled in `tmp/` and goes the way of an extracted one
 //! (`Engine::finish_release`): inventory, digest, rename into `releases/`;
@@ -29,6 +30,10 @@ use crate::fault;
 
 /// The scheme of the `Authorization` header a peer is asked with.
 pub(crate) const PEER_AUTH_SCHEME: &str = "Slipway-Peer";
+
+/// An artifact smaller than this is downloaded whole: one request beats
+/// the index, the sources and the files (three at least).
+const DELTA_MIN_ARTIFACT_BYTES: u64 = 256 * 1024;
 
 /// Files fetched at once.
 const FETCH_CONCURRENCY: usize = 8;
@@ -198,6 +203,9 @@ impl Engine {
         rep: &Reports<'_>,
         shutdown: &CancellationToken,
     ) -> Result<Option<Prepared>, InstallError> {
+        if req.artifact.size < DELTA_MIN_ARTIFACT_BYTES {
+            return Ok(None);
+        }
         let store = self.store(req);
         let empty = {
             let store = store.clone();
