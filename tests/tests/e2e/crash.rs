@@ -180,7 +180,7 @@ async fn a_grabber_killed_at_any_step_leaves_the_host_whole_and_converges() -> a
     let repo = AppRepo::new(dir.path().join("repo"))?;
     let filler = |seed: u64| -> String {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ seed;
-        (0..256 * 1024)
+        (0..1024 * 1024)
             .map(|_| {
                 // xorshift: text that does not compress away.
                 x ^= x << 13;

@@ -249,14 +249,14 @@ async fn a_changed_file_of_the_content_store_is_fetched_again_never_linked() {
     *rec.blobs.lock().unwrap() = Some(server.base.clone());
     let token = CancellationToken::new();
     let app = hello();
-    let big = noise(200_000, 3);
+    let big = noise(400_000, 3);
     let files = |code: &'static [u8]| -> Vec<E<'static>> {
         vec![
             E::File("big.bin", Box::leak(big.clone().into_boxed_slice())),
             E::File("app.py", code),
         ]
     };
-    let v1 = versioned("1-aaaaaaa", 300_000);
+    let v1 = versioned("1-aaaaaaa", 500_000);
     let r1 = server.publish_indexed(&v1, &files(b"one"));
     assert_eq!(
         host.engine
@@ -271,9 +271,9 @@ async fn a_changed_file_of_the_content_store_is_fetched_again_never_linked() {
     let store = crate::content::ContentStore::new(host.layout().content_dir(&app));
     let stored = store.path(&big_sha, 0o755);
     assert!(stored.is_file(), "the full install filled the store");
-    std::fs::write(&stored, noise(200_000, 4)).unwrap();
+    std::fs::write(&stored, noise(400_000, 4)).unwrap();
 
-    let v2 = versioned("2-bbbbbbb", 300_000);
+    let v2 = versioned("2-bbbbbbb", 500_000);
     let r2 = server.publish_indexed(&v2, &files(b"two"));
     assert_eq!(
         host.engine
