@@ -218,24 +218,26 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<StoredBuild> {
         r.try_get::<Option<String>, _>("sha256")?,
         r.try_get::<Option<i64>, _>("size")?,
     ) {
-        (Some(key), Some(sha), Some(size)) => Some(StoredArtifact {
-            key: ArtifactKey::new(key),
-            sha256: decode(Sha256::parse(sha))?,
-            size: size as u64,
-            // Unsigned (built before signing): grabbers refuse it.
-            signature: r
-                .try_get::<Option<String>, _>("signature")?
-                .unwrap_or_default(),
-            index: None,
-        }
-        .with_index(
-            r.try_get::<Option<String>, _>("index_sha256")?
-                .map(|s| decode(Sha256::parse(s)))
-                .transpose()?,
-            r.try_get::<Option<i64>, _>("index_size")?
-                .and_then(|n| u64::try_from(n).ok()),
-            r.try_get("index_signature")?,
-        )),
+        (Some(key), Some(sha), Some(size)) => Some(
+            StoredArtifact {
+                key: ArtifactKey::new(key),
+                sha256: decode(Sha256::parse(sha))?,
+                size: size as u64,
+                // Unsigned (built before signing): grabbers refuse it.
+                signature: r
+                    .try_get::<Option<String>, _>("signature")?
+                    .unwrap_or_default(),
+                index: None,
+            }
+            .with_index(
+                r.try_get::<Option<String>, _>("index_sha256")?
+                    .map(|s| decode(Sha256::parse(s)))
+                    .transpose()?,
+                r.try_get::<Option<i64>, _>("index_size")?
+                    .and_then(|n| u64::try_from(n).ok()),
+                r.try_get("index_signature")?,
+            ),
+        ),
         _ => None,
     };
     let build = Build {

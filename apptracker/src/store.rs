@@ -478,9 +478,7 @@ impl ArtifactStore for S3Store {
             {
                 Ok(_) => Ok(true),
                 Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
-                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
-                    Ok(false)
-                }
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
                 Err(e) => Err(anyhow::anyhow!(
                     "{}",
                     aws_sdk_s3::error::DisplayErrorContext(e)
@@ -553,6 +551,23 @@ mod tests {
         let q = s.sign("k", past);
         let sig = q.split("sig=").nth(1).unwrap();
         assert_eq!(s.verify("k", past, sig), Err(UrlError::Expired));
+    }
+
+    #[tokio::test]
+    async fn a_local_object_exists_once_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(
+            dir.path().join("store"),
+            "http://x".into(),
+            b"k".to_vec(),
+            Duration::from_secs(60),
+        );
+        let key = "a/blobs/abc";
+        assert!(!s.exists(key).await.unwrap());
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        s.put(key, &file).await.unwrap();
+        assert!(s.exists(key).await.unwrap());
     }
 
     #[tokio::test]

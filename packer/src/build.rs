@@ -378,7 +378,11 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
                 built.path.display(),
                 built.size,
                 built.sha256,
-                if built.signature.is_some() { ", signed" } else { "" }
+                if built.signature.is_some() {
+                    ", signed"
+                } else {
+                    ""
+                }
             ));
             Some(built)
         }

@@ -359,7 +359,8 @@ fn append<W: Write>(
             h.set_entry_type(tar::EntryType::Regular);
             h.set_mode(0o644);
             h.set_size(manifest_json.len() as u64);
-            tar.append_data(&mut h, &e.rel, manifest_json).map_err(err)?;
+            tar.append_data(&mut h, &e.rel, manifest_json)
+                .map_err(err)?;
             Ok(Some(digest(manifest_json)))
         }
     }

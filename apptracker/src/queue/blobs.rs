@@ -37,7 +37,11 @@ pub(crate) struct BlobsStored {
 impl Tracker {
     /// Stores every regular file of the artifact at `artifact` (a tar.gz)
     /// as a blob of `app`.
-    pub(crate) async fn store_blobs(&self, app: &AppName, artifact: &Path) -> anyhow::Result<BlobsStored> {
+    pub(crate) async fn store_blobs(
+        &self,
+        app: &AppName,
+        artifact: &Path,
+    ) -> anyhow::Result<BlobsStored> {
         let tmp_dir = self.config().data_dir.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir)
             .await
@@ -51,7 +55,9 @@ impl Tracker {
             read_blobs(&path, &tmp_dir, &tx)
         });
         let files = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|blob| (Ok::<_, anyhow::Error>(blob), rx))
+            rx.recv()
+                .await
+                .map(|blob| (Ok::<_, anyhow::Error>(blob), rx))
         });
         // On an error the stream (the receiver) is dropped here, which
         // stops the reader at its next file.

@@ -57,7 +57,12 @@ impl Tracker {
             .build_by_version(&deploy.app, version)
             .await?
             .ok_or_else(no_index)?;
-        if build.artifact.as_ref().and_then(|a| a.index.as_ref()).is_none() {
+        if build
+            .artifact
+            .as_ref()
+            .and_then(|a| a.index.as_ref())
+            .is_none()
+        {
             return Err(no_index());
         }
         let mut seen = HashSet::with_capacity(req.blobs.len());

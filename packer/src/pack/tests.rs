@@ -39,8 +39,7 @@ fn tree() -> tempfile::TempDir {
     std::fs::write(p.join("app.py"), "print('hi')\n").unwrap();
     std::fs::create_dir_all(p.join("bin")).unwrap();
     std::fs::write(p.join("bin/run"), "#!/bin/sh\n").unwrap();
-    std::fs::set_permissions(p.join("bin/run"), std::fs::Permissions::from_mode(0o700))
-        .unwrap();
+    std::fs::set_permissions(p.join("bin/run"), std::fs::Permissions::from_mode(0o700)).unwrap();
     std::fs::set_permissions(p.join("app.py"), std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::create_dir_all(p.join("empty")).unwrap();
     std::fs::create_dir_all(p.join(".git")).unwrap();
@@ -191,7 +190,6 @@ fn existing_manifest_is_refused() {
     assert!(e.to_string().contains(".slipway/manifest.json"), "{e}");
 }
 
-
 #[test]
 fn the_index_is_what_the_tar_holds() {
     let src = tree();
@@ -212,7 +210,10 @@ fn the_index_is_what_the_tar_holds() {
                 assert_eq!((row.1, *mode), (tar::EntryType::Directory, row.2));
             }
             EntryKind::File { mode, size, sha256 } => {
-                assert_eq!((row.1, *mode, *size), (tar::EntryType::Regular, row.2, row.6));
+                assert_eq!(
+                    (row.1, *mode, *size),
+                    (tar::EntryType::Regular, row.2, row.6)
+                );
                 assert_eq!(sha256.as_str(), hex::encode(sha2::Sha256::digest(&row.8)));
             }
             EntryKind::Symlink { target } => {

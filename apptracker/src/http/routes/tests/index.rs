@@ -2,7 +2,8 @@
 //! worker uploads the index and then the artifact; the build presents the
 //! index with a download URL; `sources` hands the host's own agent signed
 //! URLs of the blobs, which download the bytes of the sha256 asked for.
-//! A build without an index presents none and has no sources.
+//! A build without an index presents none and has no sources. The
+//! in-process builder's path (`store_local_artifact`) keeps both too.
 
 #![allow(clippy::unwrap_used)]
 
@@ -92,7 +93,10 @@ async fn claimed(api: &Api, worker: &Client, commit: char) -> deploy::Build {
 
 /// Packs the release of `build` into `dir`: (artifact path, sha256, size,
 /// index).
-fn pack(dir: &std::path::Path, build: &deploy::Build) -> (std::path::PathBuf, Sha256, u64, ReleaseIndex) {
+fn pack(
+    dir: &std::path::Path,
+    build: &deploy::Build,
+) -> (std::path::PathBuf, Sha256, u64, ReleaseIndex) {
     let out = dir.join(format!("{}-{}.tar.gz", build.app, build.version));
     let (sha, size, index) =
         packer::pack_dir_indexed(&release(dir), &manifest(&build.app, &build.version), &out)
@@ -100,7 +104,12 @@ fn pack(dir: &std::path::Path, build: &deploy::Build) -> (std::path::PathBuf, Sh
     (out, sha, size, index.unwrap())
 }
 
-async fn succeed(worker: &Client, build: &deploy::Build, sha256: &Sha256, size: u64) -> deploy::Build {
+async fn succeed(
+    worker: &Client,
+    build: &deploy::Build,
+    sha256: &Sha256,
+    size: u64,
+) -> deploy::Build {
     let result = BuildResult {
         worker: "w1".into(),
         outcome: BuildOutcome::Succeeded {
@@ -221,7 +230,13 @@ async fn a_build_with_an_index_gives_its_blobs(api: &Api) {
         .unwrap();
     api.tracker
         .db()
-        .set_desired(&PROD, std::slice::from_ref(&web1), &build.app, &build.version, deploy_id)
+        .set_desired(
+            &PROD,
+            std::slice::from_ref(&web1),
+            &build.app,
+            &build.version,
+            deploy_id,
+        )
         .await
         .unwrap();
     let desired = api.tracker.desired(&PROD, &web1).await.unwrap();
@@ -310,4 +325,77 @@ on_both!(
     a_build_with_an_index_gives_its_blobs_on_sqlite,
     a_build_with_an_index_gives_its_blobs_on_postgres,
     a_build_with_an_index_gives_its_blobs
+);
+
+async fn the_in_process_builder_keeps_the_index_and_blobs(api: &Api) {
+    api.register("hello").await;
+    let key = SigningKey::from_seed([8; 32]);
+    let holder = Holder::in_process("b1");
+    api.tracker
+        .db()
+        .insert_build(&app("hello"), "main", &"d".repeat(40))
+        .await
+        .unwrap();
+    let job = api
+        .tracker
+        .claim_build(&holder, true)
+        .await
+        .unwrap()
+        .unwrap();
+    let build = job.build;
+    let dir = tempfile::tempdir().unwrap();
+    let (artifact, sha, size, index) = pack(dir.path(), &build);
+    let index_bytes = index.to_bytes();
+    let index_path = dir.path().join("hello.index.json");
+    std::fs::write(&index_path, &index_bytes).unwrap();
+    let index_sha = sha_of(&index_bytes);
+    let out = packer::BuildOutput {
+        artifact_path: artifact,
+        sha256: sha.clone(),
+        size,
+        manifest: manifest(&build.app, &build.version),
+        build_type: BuildType::Generic,
+        signature: Some(key.sign(&build.app, &build.version, &sha)),
+        log: String::new(),
+        author: None,
+        message: None,
+        watch: Vec::new(),
+        index: Some(packer::BuiltIndex {
+            path: index_path,
+            sha256: index_sha.clone(),
+            size: index_bytes.len() as u64,
+            signature: Some(key.sign_index(&build.app, &build.version, &index_sha)),
+        }),
+    };
+    api.tracker
+        .store_local_artifact(&build, &holder, &out)
+        .await
+        .unwrap();
+    for (_, _, _, sha) in index.files() {
+        let key = crate::store::blob_key(&build.app, sha);
+        assert!(api.tracker.store().exists(&key).await.unwrap(), "{key}");
+    }
+    let outcome = BuildOutcome::Succeeded {
+        build_type: BuildType::Generic,
+        sha256: sha,
+        size,
+        release_timeout_ms: None,
+        author: None,
+        message: None,
+        watch: None,
+    };
+    let done = api
+        .tracker
+        .finish_build(build.id, &holder, &outcome, "")
+        .await
+        .unwrap();
+    let presented = done.artifact.unwrap().index.unwrap();
+    assert_eq!(presented.sha256, index_sha);
+    assert_eq!(sha_of(&download(&presented.url).await), index_sha);
+}
+
+on_both!(
+    the_in_process_builder_keeps_the_index_and_blobs_on_sqlite,
+    the_in_process_builder_keeps_the_index_and_blobs_on_postgres,
+    the_in_process_builder_keeps_the_index_and_blobs
 );
