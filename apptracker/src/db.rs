@@ -20,8 +20,8 @@ use deploy::{
 use sqlx::any::{AnyPoolOptions, AnyRow};
 
 use crate::model::{
-    ArtifactKey, DeployRow, DesiredRow, Holder, Principal, Role, StoredArtifact, StoredBuild,
-    Upload,
+    ArtifactKey, DeployRow, DesiredRow, Holder, IndexUpload, Principal, Role, StoredArtifact,
+    StoredBuild, Upload,
 };
 use sqlx::{AnyPool, Row};
 
@@ -31,7 +31,8 @@ macro_rules! build_columns {
     () => {
         "id, app, number, git_ref, commit_sha, version, status, build_type, \
          artifact_key, sha256, size, signature, error, worker, created_at, finished_at, \
-         bad_at, bad_by, bad_reason, release_timeout_ms, author, message"
+         bad_at, bad_by, bad_reason, release_timeout_ms, author, message, \
+         index_sha256, index_size, index_signature"
     };
 }
 
@@ -217,15 +218,26 @@ fn build_from_row(r: &AnyRow, with_log: bool) -> sqlx::Result<StoredBuild> {
         r.try_get::<Option<String>, _>("sha256")?,
         r.try_get::<Option<i64>, _>("size")?,
     ) {
-        (Some(key), Some(sha), Some(size)) => Some(StoredArtifact {
-            key: ArtifactKey::new(key),
-            sha256: decode(Sha256::parse(sha))?,
-            size: size as u64,
-            // Unsigned (built before signing): grabbers refuse it.
-            signature: r
-                .try_get::<Option<String>, _>("signature")?
-                .unwrap_or_default(),
-        }),
+        (Some(key), Some(sha), Some(size)) => Some(
+            StoredArtifact {
+                key: ArtifactKey::new(key),
+                sha256: decode(Sha256::parse(sha))?,
+                size: size as u64,
+                // Unsigned (built before signing): grabbers refuse it.
+                signature: r
+                    .try_get::<Option<String>, _>("signature")?
+                    .unwrap_or_default(),
+                index: None,
+            }
+            .with_index(
+                r.try_get::<Option<String>, _>("index_sha256")?
+                    .map(|s| decode(Sha256::parse(s)))
+                    .transpose()?,
+                r.try_get::<Option<i64>, _>("index_size")?
+                    .and_then(|n| u64::try_from(n).ok()),
+                r.try_get("index_signature")?,
+            ),
+        ),
         _ => None,
     };
     let build = Build {

@@ -49,6 +49,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(workers::append_build_log, builds::build_log))
         .routes(routes!(workers::release_build))
         .routes(routes!(workers::upload_artifact))
+        .routes(routes!(workers::upload_index))
         // A worker's result carries its build log (which it cuts to fit,
         // `packer::worker::fit_log`): more room than the default 2 MB.
         .routes(
@@ -88,6 +89,8 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         // A failed host's report carries up to 1 MiB of log, which JSON
         // escaping can grow: more room than the default 2 MB.
         .routes(routes!(agents::host_event).layer(axum::extract::DefaultBodyLimit::max(8 << 20)))
+        // 100,000 sha256s are about 6.7 MB of JSON.
+        .routes(routes!(agents::sources).layer(axum::extract::DefaultBodyLimit::max(8 << 20)))
         .routes(
             routes!(agents::release_phase_result)
                 .layer(axum::extract::DefaultBodyLimit::max(8 << 20)),
@@ -116,6 +119,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(agents::desired))
         .routes(routes!(agents::bus_stream))
         .routes(routes!(artifacts::artifact))
+        .routes(routes!(artifacts::blob))
         .routes(routes!(healthz))
         .routes(routes!(openapi_json))
         .routes(routes!(drift::report))

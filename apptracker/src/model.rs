@@ -79,6 +79,14 @@ pub struct Upload {
     pub size: u64,
 }
 
+/// A file index as received: like [`Upload`], for the index.
+#[derive(Debug, Clone)]
+pub struct IndexUpload {
+    pub signature: Signature,
+    pub sha256: Sha256,
+    pub size: u64,
+}
+
 /// How a deploy came to be, beyond what its request says.
 #[derive(Default)]
 pub struct Origin<'a> {
@@ -136,6 +144,49 @@ pub struct StoredArtifact {
     pub size: u64,
     /// Base64 ed25519 signature; empty for artifacts built before signing
     /// (grabbers refuse them).
+    pub signature: String,
+    /// The release's file index, when its build uploaded one and every
+    /// file of the artifact was stored as a blob (`<app>/blobs/<sha256>`).
+    pub index: Option<StoredIndex>,
+}
+
+impl StoredArtifact {
+    /// The artifact with its index, when the build recorded all three of
+    /// the index's columns.
+    pub fn with_index(
+        mut self,
+        sha256: Option<Sha256>,
+        size: Option<u64>,
+        signature: Option<String>,
+    ) -> Self {
+        self.index = match (sha256, size, signature) {
+            (Some(sha256), Some(size), Some(signature)) => Some(StoredIndex {
+                key: ArtifactKey::new(index_key_of(self.key.as_str())),
+                sha256,
+                size,
+                signature,
+            }),
+            _ => None,
+        };
+        self
+    }
+}
+
+/// The store key of a release's file index: its artifact's key with
+/// `.index.json` after it.
+pub fn index_key_of(artifact_key: &str) -> String {
+    format!("{artifact_key}.index.json")
+}
+
+/// A release's file index as stored: a key, never a URL (like the
+/// artifact), and what a grabber checks it against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredIndex {
+    pub key: ArtifactKey,
+    pub sha256: Sha256,
+    pub size: u64,
+    /// Base64 ed25519 signature under the index prefix
+    /// (`deploy::signing::verify_index`).
     pub signature: String,
 }
 

@@ -9,6 +9,10 @@
 //! processes sharing a token), or the in-process builder, which no HTTP
 //! caller can impersonate. The artifact's sha256 and size are the ones
 //! measured here while it streams in; a result must agree with them.
+//!
+//! A build's file index comes before its artifact (`index.rs`); a received
+//! artifact is split into its files, stored as blobs (`blobs.rs`). A build
+//! presents an index only when both happened.
 
 use anyhow::Context;
 use deploy::signing::Signature;
@@ -20,6 +24,9 @@ use crate::model::{ArtifactKey, Principal, StoredArtifact, StoredBuild};
 pub use crate::model::{Holder, Upload};
 use crate::store::artifact_key;
 use crate::tracker::{Error, Tracker};
+
+mod blobs;
+mod index;
 
 /// How much of a running build's log is kept as it streams in; the result
 /// replaces it with the whole log (itself bounded by the result's body
@@ -202,6 +209,8 @@ impl Tracker {
         self.renew_build_lease(id, holder).await?;
         let key = artifact_key(&build.app, &build.version);
         self.store().put(&key, tmp.path()).await?;
+        self.split_artifact(id, holder, &build.app, tmp.path())
+            .await?;
         let upload = Upload {
             signature: signature.clone(),
             sha256: sha,
@@ -259,6 +268,8 @@ impl Tracker {
                     sha256: measured_sha,
                     size: measured_size,
                     signature,
+                    // Recorded with its upload; `finish_build_ok` leaves it.
+                    index: None,
                 };
                 tracing::info!(build_id = %id, app = %build.app, sha256 = %artifact.sha256,
                     size = artifact.size, "build succeeded");
@@ -345,12 +356,22 @@ impl Tracker {
             .signature
             .clone()
             .context("the in-process builder has no signing key: the artifact is not signed")?;
-        self.renew_build_lease(build.id, holder).await?;
+        let stored = self.held_build(build.id, holder).await?;
+        if let Some(index) = &out.index {
+            // Like a worker's upload: an index that cannot be kept costs
+            // hosts bytes, not the build.
+            if let Err(e) = self.store_local_index(&stored, holder, index).await {
+                tracing::warn!(build_id = %build.id, error = %e,
+                    "cannot keep the release's file index; hosts will download the whole artifact");
+            }
+        }
         self.store()
             .put(
                 &artifact_key(&build.app, &build.version),
                 &out.artifact_path,
             )
+            .await?;
+        self.split_artifact(build.id, holder, &build.app, &out.artifact_path)
             .await?;
         let upload = Upload {
             signature,
@@ -361,6 +382,38 @@ impl Tracker {
             return Err(lost(build.id, holder).into());
         }
         Ok(())
+    }
+}
+
+impl Tracker {
+    /// Stores and records the index the in-process builder wrote.
+    async fn store_local_index(
+        &self,
+        build: &StoredBuild,
+        holder: &Holder,
+        index: &packer::BuiltIndex,
+    ) -> Result<(), Error> {
+        let signature = index
+            .signature
+            .clone()
+            .ok_or_else(|| Error::Invalid("the file index is not signed".into()))?;
+        let bytes = tokio::fs::read(&index.path)
+            .await
+            .with_context(|| format!("cannot read {}", index.path.display()))?;
+        let sha256 = Sha256::parse(hex::encode(sha2::Sha256::digest(&bytes)))
+            .context("a sha256 digest is 64 hex digits")?;
+        if sha256 != index.sha256 {
+            return Err(Error::Invalid(format!(
+                "the file index's sha256 is {sha256}, not the {} packer gave",
+                index.sha256
+            )));
+        }
+        let upload = crate::model::IndexUpload {
+            signature,
+            sha256,
+            size: bytes.len() as u64,
+        };
+        self.store_index(build, holder, &bytes, &upload).await
     }
 }
 

@@ -17,6 +17,10 @@ pub trait ArtifactStore: Send + Sync + 'static {
     /// Stores the file at `file` under `key`, replacing any object there.
     fn put<'a>(&'a self, key: &'a str, file: &'a Path) -> BoxFuture<'a, anyhow::Result<()>>;
 
+    /// Whether an object is stored under `key` (a blob stored before is
+    /// not stored again).
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<bool>>;
+
     /// A URL a host can download `key` from without credentials, valid for
     /// a short while.
     fn download_url<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<String>>;
@@ -28,6 +32,29 @@ pub trait ArtifactStore: Send + Sync + 'static {
 /// The key of a release's artifact: `<app>/<app>-<version>.tar.gz`.
 pub fn artifact_key(app: &AppName, version: &Version) -> String {
     format!("{app}/{app}-{version}.tar.gz")
+}
+
+/// The key of a release's file index: its artifact's key with
+/// `.index.json` after it (`<app>/<app>-<version>.tar.gz.index.json`).
+pub fn index_key(app: &AppName, version: &Version) -> String {
+    crate::model::index_key_of(&artifact_key(app, version))
+}
+
+/// The key of one file of an app's releases, by its content's sha256:
+/// `<app>/blobs/<sha256>`. Every release of the app shares it.
+pub fn blob_key(app: &AppName, sha256: &deploy::Sha256) -> String {
+    format!("{app}/blobs/{sha256}")
+}
+
+/// The content type an object is stored and served with.
+pub fn content_type(key: &str) -> &'static str {
+    if key.ends_with(".tar.gz") {
+        "application/gzip"
+    } else if key.ends_with(".json") {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    }
 }
 
 /// The embedded default: a directory, served at `/artifacts/<key>` with
@@ -134,6 +161,15 @@ impl ArtifactStore for LocalStore {
                 .map_err(|e| e.error)
                 .with_context(|| format!("cannot store artifact {}", dest.display()))?;
             Ok(())
+        })
+    }
+
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(async move {
+            let path = self.path(key);
+            tokio::fs::try_exists(&path)
+                .await
+                .with_context(|| format!("cannot look for {}", path.display()))
         })
     }
 
@@ -419,13 +455,36 @@ impl ArtifactStore for S3Store {
                 .put_object()
                 .bucket(&self.bucket)
                 .key(&key)
-                .content_type("application/gzip")
+                .content_type(content_type(&key))
                 .body(body)
                 .send()
                 .await
                 .map_err(|e| anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))
                 .with_context(|| format!("cannot upload s3://{}/{key}", self.bucket))?;
             Ok(())
+        })
+    }
+
+    fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
+        Box::pin(async move {
+            let key = self.object_key(key);
+            match self
+                .client
+                .head_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if e.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
+                Err(e) => Err(anyhow::anyhow!(
+                    "{}",
+                    aws_sdk_s3::error::DisplayErrorContext(e)
+                ))
+                .with_context(|| format!("cannot look for s3://{}/{key}", self.bucket)),
+            }
         })
     }
 
@@ -492,6 +551,23 @@ mod tests {
         let q = s.sign("k", past);
         let sig = q.split("sig=").nth(1).unwrap();
         assert_eq!(s.verify("k", past, sig), Err(UrlError::Expired));
+    }
+
+    #[tokio::test]
+    async fn a_local_object_exists_once_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStore::new(
+            dir.path().join("store"),
+            "http://x".into(),
+            b"k".to_vec(),
+            Duration::from_secs(60),
+        );
+        let key = "a/blobs/abc";
+        assert!(!s.exists(key).await.unwrap());
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        s.put(key, &file).await.unwrap();
+        assert!(s.exists(key).await.unwrap());
     }
 
     #[tokio::test]

@@ -41,6 +41,7 @@ pub(crate) mod notify;
 mod release;
 mod rollback;
 mod rollout;
+mod sources;
 mod sweep;
 mod sync;
 pub(crate) mod tokens;
@@ -160,12 +161,21 @@ impl Tracker {
     /// A stored artifact as hosts and clients see it: with a fresh
     /// download URL in place of its key. The one way out for an artifact.
     pub async fn present_artifact(&self, a: &StoredArtifact) -> anyhow::Result<ArtifactRef> {
+        let index = match &a.index {
+            Some(i) => Some(deploy::IndexRef {
+                url: self.store().download_url(i.key.as_str()).await?,
+                sha256: i.sha256.clone(),
+                size: i.size,
+                signature: i.signature.clone(),
+            }),
+            None => None,
+        };
         Ok(ArtifactRef {
             url: self.store().download_url(a.key.as_str()).await?,
             sha256: a.sha256.clone(),
             size: a.size,
             signature: a.signature.clone(),
-            index: None,
+            index,
         })
     }
 

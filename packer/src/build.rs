@@ -84,6 +84,23 @@ pub struct BuildOutput {
     /// `[build] watch`: repository paths outside the root whose changes
     /// rebuild the app.
     pub watch: Vec<String>,
+    /// The release's file index beside the artifact; `None` when the tree
+    /// has a path the index cannot name (the log says why), so hosts
+    /// always download the whole artifact.
+    pub index: Option<BuiltIndex>,
+}
+
+/// A release's file index (`deploy::index`), as written and signed.
+#[derive(Debug, Clone)]
+pub struct BuiltIndex {
+    /// `<out_dir>/<app>-<version>.index.json`.
+    pub path: PathBuf,
+    /// Of the file's bytes.
+    pub sha256: Sha256,
+    pub size: u64,
+    /// Over app, version and `sha256` under the index prefix, when the
+    /// settings hold a signing key.
+    pub signature: Option<deploy::signing::Signature>,
 }
 
 /// Builds `req.commit` of `req.git_url` into `req.out_dir`. Blocking.
@@ -352,6 +369,30 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         ));
         key.sign(req.app, req.version, &packed.sha256)
     });
+    let index = match packed.index {
+        Ok(index) => {
+            let built = write_index(req, &index)?;
+            log.line(format!(
+                "file index: {} entries in {} ({} bytes, sha256 {}){}",
+                index.entries.len(),
+                built.path.display(),
+                built.size,
+                built.sha256,
+                if built.signature.is_some() {
+                    ", signed"
+                } else {
+                    ""
+                }
+            ));
+            Some(built)
+        }
+        Err(why) => {
+            log.line(format!(
+                "no file index: {why}; hosts will download the whole artifact"
+            ));
+            None
+        }
+    };
     Ok(BuildOutput {
         artifact_path,
         sha256: packed.sha256,
@@ -363,6 +404,35 @@ fn run(req: &BuildRequest, log: &mut Log) -> Result<BuildOutput, BuildError> {
         author: checked_out.author,
         message: checked_out.message,
         watch: config.build_watch,
+        index,
+    })
+}
+
+/// Writes the release's index beside the artifact and signs it (in
+/// packer's own process, like the artifact).
+fn write_index(
+    req: &BuildRequest,
+    index: &deploy::index::ReleaseIndex,
+) -> Result<BuiltIndex, BuildError> {
+    use sha2::Digest;
+    let path = req
+        .out_dir
+        .join(format!("{}-{}.index.json", req.app, req.version));
+    let bytes = index.to_bytes();
+    std::fs::write(&path, &bytes)
+        .map_err(|e| BuildError::io(format!("writing {}", path.display()), e))?;
+    let sha256 = Sha256::parse(hex::encode(sha2::Sha256::digest(&bytes)))
+        .map_err(|e| BuildError::io("hashing the index", std::io::Error::other(e.to_string())))?;
+    let signature = req
+        .settings
+        .signing_key
+        .as_ref()
+        .map(|key| key.sign_index(req.app, req.version, &sha256));
+    Ok(BuiltIndex {
+        path,
+        sha256,
+        size: bytes.len() as u64,
+        signature,
     })
 }
 

@@ -24,11 +24,11 @@ mod sandbox;
 mod settings;
 pub mod worker;
 
-pub use build::{BuildOutput, BuildRequest, build};
+pub use build::{BuildOutput, BuildRequest, BuiltIndex, build};
 pub use config::{BUILD_TIMEOUT, ConfigError, SlipwayToml};
 pub use error::BuildError;
 pub use git::{OnBranch, locate_on_branch, redact_url, resolve_ref, url_credentials};
 pub use log::{LogSink, STREAMED_LOG_CAP};
-pub use pack::{pack_dir, pack_dir_at_level};
+pub use pack::{pack_dir, pack_dir_at_level, pack_dir_indexed};
 pub use sandbox::{KEPT_VARS, Limits, SandboxConfig, SandboxKind, SandboxUser, check_sandbox};
 pub use settings::{GitCredentials, GitTimeouts, Settings};

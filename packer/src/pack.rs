@@ -1,16 +1,21 @@
 //! The artifact: a deterministic gzip'd tar of a release directory, with
 //! `.slipway/manifest.json`, checksummed while it is written.
 //!
-//! Same tree and manifest give the same bytes: entries are sorted by path,
-//! owned by uid/gid 0 with no names, stamped with one fixed mtime (the
+//! Same tree and manifest give the same bytes: entries are sorted in `Path`
+//! order (component by component, so a directory's entries come right after
+//! it), owned by uid/gid 0 with no names, stamped with one fixed mtime (the
 //! manifest's `built_at`), and modes are normalised to 0644/0755.
+//!
+//! The release's file index (`deploy::index`) is made from the same
+//! entries in the same order while they are packed: each file's sha256 is
+//! taken from the bytes as they go into the tar.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
+use deploy::index::{EntryKind, INDEX_FORMAT, IndexEntry, ReleaseIndex};
 use deploy::{MANIFEST_PATH, Manifest, Sha256};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -31,6 +36,10 @@ pub(crate) struct Packed {
     pub(crate) size: u64,
     /// The manifest as written, `files` and `content_bytes` filled in.
     pub(crate) manifest: Manifest,
+    /// The release's file index, one entry per tar entry in the same
+    /// order; or why there is none (a path or link target that is not
+    /// UTF-8): hosts then download the whole artifact.
+    pub(crate) index: Result<ReleaseIndex, String>,
 }
 
 /// Packs `src` into the gzip'd tar `out` with `manifest` as
@@ -54,6 +63,18 @@ pub fn pack_dir_at_level(
 ) -> Result<(Sha256, u64), BuildError> {
     let packed = pack_at(src, manifest, out, level.min(9))?;
     Ok((packed.sha256, packed.size))
+}
+
+/// [`pack_dir`], with the release's file index (or why it has none):
+/// what a build writes beside the artifact, for tests and tools that pack
+/// without building.
+pub fn pack_dir_indexed(
+    src: &Path,
+    manifest: &Manifest,
+    out: &Path,
+) -> Result<(Sha256, u64, Result<ReleaseIndex, String>), BuildError> {
+    let packed = pack_at(src, manifest, out, GZIP_LEVEL)?;
+    Ok((packed.sha256, packed.size, packed.index))
 }
 
 /// One entry of the release, as it goes in the tar.
@@ -155,12 +176,8 @@ fn scan(src: &Path) -> Result<Vec<Entry>, BuildError> {
         rel: PathBuf::from(MANIFEST_PATH),
         kind: Kind::Manifest,
     });
-    entries.sort_by(|a, b| {
-        a.rel
-            .as_os_str()
-            .as_bytes()
-            .cmp(b.rel.as_os_str().as_bytes())
-    });
+    // `Path` order, the order the index requires: `a/b` before `a-b`.
+    entries.sort_by(|a, b| a.rel.cmp(&b.rel));
     Ok(entries)
 }
 
@@ -230,9 +247,26 @@ fn pack_at(src: &Path, manifest: &Manifest, out: &Path, level: u32) -> Result<Pa
     let gz = flate2::GzBuilder::new().write(hashed, Compression::new(level));
     let mut tar = tar::Builder::new(gz);
     tar.follow_symlinks(false);
+    let mut index = Ok(Vec::with_capacity(entries.len()));
     for e in &entries {
-        append(&mut tar, e, mtime, &manifest_json)?;
+        let sha256 = append(&mut tar, e, mtime, &manifest_json)?;
+        if let Ok(list) = &mut index {
+            match index_entry(e, sha256, manifest_json.len() as u64) {
+                Ok(entry) => list.push(entry),
+                Err(why) => index = Err(why),
+            }
+        }
     }
+    let index = index.and_then(|entries| {
+        let index = ReleaseIndex {
+            format: INDEX_FORMAT.to_string(),
+            app: manifest.app.clone(),
+            version: manifest.version.clone(),
+            entries,
+        };
+        index.check().map_err(|e| e.to_string())?;
+        Ok(index)
+    });
     let gz: GzEncoder<_> = tar.into_inner().map_err(writing)?;
     let mut hashed = gz.finish().map_err(writing)?;
     hashed.flush().map_err(writing)?;
@@ -247,15 +281,48 @@ fn pack_at(src: &Path, manifest: &Manifest, out: &Path, level: u32) -> Result<Pa
         sha256,
         size,
         manifest,
+        index,
     })
 }
 
+/// The index's entry for a packed entry (`sha256`: its content's, for a
+/// file), or why the release can have no index.
+fn index_entry(e: &Entry, sha256: Option<Sha256>, manifest_len: u64) -> Result<IndexEntry, String> {
+    let utf8 = |p: &Path, what: &str| {
+        p.to_str().map(str::to_string).ok_or_else(|| {
+            format!(
+                "{what} `{}` is not UTF-8, which the index cannot name",
+                p.display()
+            )
+        })
+    };
+    let path = utf8(&e.rel, "the path")?;
+    let file = |mode, size| match &sha256 {
+        Some(sha256) => Ok(EntryKind::File {
+            mode,
+            size,
+            sha256: sha256.clone(),
+        }),
+        None => Err(format!("no digest was taken of `{path}`")),
+    };
+    let kind = match &e.kind {
+        Kind::Dir => EntryKind::Dir { mode: 0o755 },
+        Kind::File { size, exec, .. } => file(if *exec { 0o755 } else { 0o644 }, *size)?,
+        Kind::Manifest => file(0o644, manifest_len)?,
+        Kind::Symlink { target } => EntryKind::Symlink {
+            target: utf8(target, &format!("the target of symlink `{path}`"))?,
+        },
+    };
+    Ok(IndexEntry { path, kind })
+}
+
+/// Appends one entry; for a file, returns the sha256 of the bytes packed.
 fn append<W: Write>(
     tar: &mut tar::Builder<W>,
     e: &Entry,
     mtime: u64,
     manifest_json: &[u8],
-) -> Result<(), BuildError> {
+) -> Result<Option<Sha256>, BuildError> {
     let shown = e.rel.display();
     let err = |error: io::Error| BuildError::io(format!("packing {shown}"), error);
     let mut h = tar::Header::new_gnu();
@@ -267,7 +334,8 @@ fn append<W: Write>(
             h.set_entry_type(tar::EntryType::Directory);
             h.set_mode(0o755);
             h.set_size(0);
-            tar.append_data(&mut h, &e.rel, io::empty()).map_err(err)
+            tar.append_data(&mut h, &e.rel, io::empty()).map_err(err)?;
+            Ok(None)
         }
         Kind::File { abs, size, exec } => {
             h.set_entry_type(tar::EntryType::Regular);
@@ -276,21 +344,63 @@ fn append<W: Write>(
             let file = File::open(abs).map_err(err)?;
             // A file that changes size while packed would break the
             // manifest's count: read exactly what was counted.
-            let data = io::Read::take(file, *size);
-            tar.append_data(&mut h, &e.rel, data).map_err(err)
+            let mut data = HashReader::new(io::Read::take(file, *size));
+            tar.append_data(&mut h, &e.rel, &mut data).map_err(err)?;
+            Ok(Some(data.finish()))
         }
         Kind::Symlink { target } => {
             h.set_entry_type(tar::EntryType::Symlink);
             h.set_mode(0o777);
             h.set_size(0);
-            tar.append_link(&mut h, &e.rel, target).map_err(err)
+            tar.append_link(&mut h, &e.rel, target).map_err(err)?;
+            Ok(None)
         }
         Kind::Manifest => {
             h.set_entry_type(tar::EntryType::Regular);
             h.set_mode(0o644);
             h.set_size(manifest_json.len() as u64);
-            tar.append_data(&mut h, &e.rel, manifest_json).map_err(err)
+            tar.append_data(&mut h, &e.rel, manifest_json)
+                .map_err(err)?;
+            Ok(Some(digest(manifest_json)))
         }
+    }
+}
+
+/// The sha256 of `bytes`.
+fn digest(bytes: &[u8]) -> Sha256 {
+    hex_sha(sha2::Sha256::digest(bytes).into())
+}
+
+fn hex_sha(bytes: [u8; 32]) -> Sha256 {
+    // 32 bytes hex-encoded are always 64 lowercase hex digits.
+    Sha256::parse(hex::encode(bytes)).unwrap_or_else(|_| unreachable!())
+}
+
+/// Hashes the bytes a file gives the tar, so the index needs no second
+/// read of the tree.
+struct HashReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: io::Read> HashReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: sha2::Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> Sha256 {
+        hex_sha(self.hasher.finalize().into())
+    }
+}
+
+impl<R: io::Read> io::Read for HashReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -312,10 +422,7 @@ impl<W: Write> HashWriter<W> {
     }
 
     fn finish(self) -> (Sha256, u64) {
-        let hex = hex::encode(self.hasher.finalize());
-        // 32 bytes hex-encoded are always 64 lowercase hex digits.
-        let sha = Sha256::parse(hex).unwrap_or_else(|_| unreachable!());
-        (sha, self.size)
+        (hex_sha(self.hasher.finalize().into()), self.size)
     }
 }
 
@@ -333,195 +440,4 @@ impl<W: Write> Write for HashWriter<W> {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::io::Read;
-    use std::os::unix::fs::symlink;
-
-    use deploy::{AppName, BuildType, HealthSpec, RunSpec, Timestamp, Version};
-
-    use super::*;
-
-    fn manifest() -> Manifest {
-        Manifest {
-            app: AppName::parse("hello").unwrap(),
-            version: Version::parse("1-abcdef0").unwrap(),
-            commit: "a".repeat(40),
-            build_type: BuildType::Python,
-            built_at: Timestamp(1_700_000_000_000),
-            run: RunSpec {
-                command: "python3 app.py".into(),
-                port: Some(8000),
-                env: Default::default(),
-                stop_timeout_ms: 10_000,
-                paths: Default::default(),
-                shared: Vec::new(),
-                user: None,
-            },
-            health: HealthSpec::default(),
-            processes: Default::default(),
-            runtime: None,
-            files: 999,
-            content_bytes: 999,
-            release: None,
-            hooks: Default::default(),
-        }
-    }
-
-    fn tree() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path();
-        std::fs::write(p.join("app.py"), "print('hi')\n").unwrap();
-        std::fs::create_dir_all(p.join("bin")).unwrap();
-        std::fs::write(p.join("bin/run"), "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(p.join("bin/run"), std::fs::Permissions::from_mode(0o700))
-            .unwrap();
-        std::fs::set_permissions(p.join("app.py"), std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::create_dir_all(p.join("empty")).unwrap();
-        std::fs::create_dir_all(p.join(".git")).unwrap();
-        std::fs::write(p.join(".git/HEAD"), "x").unwrap();
-        symlink("bin/run", p.join("start")).unwrap();
-        dir
-    }
-
-    /// (path, type, mode, uid, gid, mtime, size, link target, content)
-    type Row = (
-        String,
-        tar::EntryType,
-        u32,
-        u64,
-        u64,
-        u64,
-        u64,
-        Option<String>,
-        Vec<u8>,
-    );
-
-    fn read(path: &Path) -> Vec<Row> {
-        let f = File::open(path).unwrap();
-        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
-        let mut rows = Vec::new();
-        for e in ar.entries().unwrap() {
-            let mut e = e.unwrap();
-            let h = e.header().clone();
-            assert_eq!(h.username().unwrap(), Some(""));
-            assert_eq!(h.groupname().unwrap(), Some(""));
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            rows.push((
-                e.path().unwrap().display().to_string(),
-                h.entry_type(),
-                h.mode().unwrap(),
-                h.uid().unwrap(),
-                h.gid().unwrap(),
-                h.mtime().unwrap(),
-                h.size().unwrap(),
-                e.link_name().unwrap().map(|l| l.display().to_string()),
-                data,
-            ));
-        }
-        rows
-    }
-
-    #[test]
-    fn packs_sorted_normalised_entries_and_manifest() {
-        let src = tree();
-        let out = tempfile::tempdir().unwrap();
-        let path = out.path().join("a.tar.gz");
-        let packed = pack(src.path(), &manifest(), &path).unwrap();
-
-        let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(packed.size, bytes.len() as u64);
-        assert_eq!(
-            packed.sha256.as_str(),
-            hex::encode(sha2::Sha256::digest(&bytes))
-        );
-
-        let rows = read(&path);
-        let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                ".slipway",
-                ".slipway/manifest.json",
-                "app.py",
-                "bin",
-                "bin/run",
-                "empty",
-                "start"
-            ]
-        );
-        for r in &rows {
-            assert_eq!((r.3, r.4, r.5), (0, 0, 1_700_000_000), "{}", r.0);
-        }
-        let by = |n: &str| rows.iter().find(|r| r.0 == n).unwrap();
-        assert_eq!(by("app.py").2, 0o644);
-        assert_eq!(by("app.py").8, b"print('hi')\n");
-        assert_eq!(by("bin/run").2, 0o755);
-        assert_eq!(by("bin").2, 0o755);
-        assert_eq!(by("bin").1, tar::EntryType::Directory);
-        assert_eq!(by("start").1, tar::EntryType::Symlink);
-        assert_eq!(by("start").7.as_deref(), Some("bin/run"));
-
-        let m: Manifest = serde_json::from_slice(&by(".slipway/manifest.json").8).unwrap();
-        assert_eq!(m.files, 2);
-        assert_eq!(m.content_bytes, 12 + 10);
-        assert_eq!(m, packed.manifest);
-        assert_eq!(m.app.as_str(), "hello");
-    }
-
-    #[test]
-    fn same_input_same_bytes() {
-        let src = tree();
-        let out = tempfile::tempdir().unwrap();
-        let (a, na) = pack_dir(src.path(), &manifest(), &out.path().join("a.tar.gz")).unwrap();
-        // Touch a file's mtime and perms (but not its exec bit): no change.
-        std::fs::set_permissions(
-            src.path().join("app.py"),
-            std::fs::Permissions::from_mode(0o664),
-        )
-        .unwrap();
-        let (b, nb) = pack_dir(src.path(), &manifest(), &out.path().join("b.tar.gz")).unwrap();
-        assert_eq!((a.clone(), na), (b, nb));
-        std::fs::write(src.path().join("app.py"), "print('ho')\n").unwrap();
-        let (c, _) = pack_dir(src.path(), &manifest(), &out.path().join("c.tar.gz")).unwrap();
-        assert_ne!(a, c);
-    }
-
-    #[test]
-    fn symlinks_escaping_are_refused() {
-        for target in ["/etc/passwd", "../outside", "bin/../../x"] {
-            let src = tree();
-            symlink(target, src.path().join("bad")).unwrap();
-            let out = tempfile::tempdir().unwrap();
-            let path = out.path().join("a.tar.gz");
-            let e = pack_dir(src.path(), &manifest(), &path).unwrap_err();
-            assert!(matches!(e, BuildError::SymlinkEscapes { .. }), "{e}");
-            assert!(e.to_string().contains("`bad` points outside"), "{e}");
-            assert!(!path.exists());
-        }
-        // Inside the tree, even via `..`, is fine.
-        let src = tree();
-        symlink("../app.py", src.path().join("bin/app")).unwrap();
-        let out = tempfile::tempdir().unwrap();
-        pack_dir(src.path(), &manifest(), &out.path().join("a.tar.gz")).unwrap();
-    }
-
-    #[test]
-    fn escape_rule() {
-        assert!(escapes(Path::new("a"), Path::new("..")));
-        assert!(!escapes(Path::new("a/b"), Path::new("..")));
-        assert!(escapes(Path::new("a/b"), Path::new("../..")));
-        assert!(!escapes(Path::new("a/b"), Path::new("./c/../../d")));
-        assert!(escapes(Path::new("a"), Path::new("/a")));
-    }
-
-    #[test]
-    fn existing_manifest_is_refused() {
-        let src = tree();
-        std::fs::create_dir_all(src.path().join(".slipway")).unwrap();
-        std::fs::write(src.path().join(".slipway/manifest.json"), "{}").unwrap();
-        let out = tempfile::tempdir().unwrap();
-        let e = pack_dir(src.path(), &manifest(), &out.path().join("a.tar.gz")).unwrap_err();
-        assert!(e.to_string().contains(".slipway/manifest.json"), "{e}");
-    }
-}
+mod tests;

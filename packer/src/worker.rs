@@ -1,5 +1,5 @@
 //! Worker mode: claim queued builds from AppTracker, build them, upload the
-//! artifact and report the result, renewing the claim's lease while
+//! file index and the artifact and report the result, renewing the claim's lease while
 //! building. On shutdown the build in flight is finished first; a worker
 //! that dies simply stops renewing and its build goes back in the queue.
 
@@ -291,6 +291,24 @@ async fn build_and_upload(
                 .signature
                 .as_ref()
                 .ok_or("this worker has no signing key: the artifact is not signed")?;
+            // The index goes first: AppTracker presents it only with the
+            // artifact it came before. It saves hosts bytes and nothing
+            // more, so a refusal (an AppTracker without the route) leaves
+            // the build whole: hosts download the full artifact.
+            if let Some(index) = &out.index
+                && let Some(index_signature) = &index.signature
+                && let Err(e) = client
+                    .upload_index(
+                        job.build.id,
+                        &config.name,
+                        &index.path,
+                        &index.sha256,
+                        index_signature,
+                    )
+                    .await
+            {
+                tracing::warn!(error = %e, "cannot upload the release's file index; hosts will download the whole artifact");
+            }
             client
                 .upload_artifact(
                     job.build.id,

@@ -152,7 +152,8 @@ impl Db {
         let row = sqlx::query(concat!(
             "UPDATE builds SET status = 'running', started_at = $1, worker = $2, holder = $3, lease_until = $4, \
              log = '', log_base = CASE WHEN log = '' THEN log_base ELSE log_base + octet_length(log) + 1 END, \
-             signature = NULL, upload_sha256 = NULL, upload_size = NULL \
+             signature = NULL, upload_sha256 = NULL, upload_size = NULL, \
+             index_sha256 = NULL, index_size = NULL, index_signature = NULL \
              WHERE id = (SELECT id FROM builds WHERE status = 'queued' \
              AND ($5 = 1 OR app IN (SELECT name FROM apps WHERE root IS NULL)) ORDER BY id LIMIT 1) \
              AND status = 'queued' \
@@ -290,6 +291,45 @@ impl Db {
         .bind(upload.signature.to_string())
         .bind(upload.sha256.as_str())
         .bind(upload.size as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Records the file index `holder` just stored for a running build it
+    /// holds (see `record_upload`); false when it no longer holds it. A
+    /// new claim clears it.
+    pub async fn record_index(
+        &self,
+        id: BuildId,
+        holder: &Holder,
+        index: &IndexUpload,
+    ) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET index_signature = $4, index_sha256 = $5, index_size = $6 \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(holder.key())
+        .bind(holder.worker())
+        .bind(index.signature.to_string())
+        .bind(index.sha256.as_str())
+        .bind(i64::try_from(index.size).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    /// Forgets a running build's file index (its artifact's files could
+    /// not all be stored as blobs): the build presents none.
+    pub async fn clear_index(&self, id: BuildId, holder: &Holder) -> sqlx::Result<bool> {
+        let res = sqlx::query(
+            "UPDATE builds SET index_signature = NULL, index_sha256 = NULL, index_size = NULL \
+             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(holder.key())
+        .bind(holder.worker())
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)

@@ -109,6 +109,16 @@ impl Db {
         rows.iter().map(deploy_host_from_row).collect()
     }
 
+    /// Whether `host` is one of the deploy's hosts.
+    pub async fn deploy_has_host(&self, id: DeployId, host: &HostName) -> sqlx::Result<bool> {
+        let row = sqlx::query("SELECT 1 FROM deploy_hosts WHERE deploy_id = $1 AND host = $2")
+            .bind(id.0)
+            .bind(host.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// A page of deploys, newest first, with their host rows: up to `limit`
     /// older than `before`, of one app and to one cluster when given.
     pub async fn deploys(

@@ -179,7 +179,8 @@ impl Db {
     ) -> anyhow::Result<Vec<DesiredRow>> {
         let rows = sqlx::query(
             "SELECT d.app, d.version, d.deploy_id, b.artifact_key, b.sha256, b.size, b.signature, \
-             COALESCE(x.config_version, 0), COALESCE(x.action, 'deploy') \
+             COALESCE(x.config_version, 0), COALESCE(x.action, 'deploy'), \
+             b.index_sha256, b.index_size, b.index_signature \
              FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
              LEFT JOIN deploys x ON x.id = d.deploy_id \
              WHERE d.cluster = $1 AND d.host = $2 AND b.status = 'succeeded' ORDER BY d.app",
@@ -200,7 +201,16 @@ impl Db {
                         size: r.try_get::<i64, _>(5)? as u64,
                         // Unsigned (built before signing): grabbers refuse it.
                         signature: r.try_get::<Option<String>, _>(6)?.unwrap_or_default(),
-                    },
+                        index: None,
+                    }
+                    .with_index(
+                        r.try_get::<Option<String>, _>(9)?
+                            .map(Sha256::parse)
+                            .transpose()?,
+                        r.try_get::<Option<i64>, _>(10)?
+                            .and_then(|n| u64::try_from(n).ok()),
+                        r.try_get(11)?,
+                    ),
                     config_version: u64::try_from(r.try_get::<i64, _>(7)?)?,
                     action: deploy_action(&r.try_get::<String, _>(8)?)?,
                 })

@@ -81,6 +81,7 @@ async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
         sha256: sha.clone(),
         size: 1,
         signature: sig.to_string(),
+        index: None,
     };
     assert!(
         db.finish_build_ok(

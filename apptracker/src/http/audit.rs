@@ -36,6 +36,8 @@ pub const UNAUDITED_ROUTES: &[&str] = &[
     "/api/v1/hosts/heartbeat",
     "/api/v1/hosts/report",
     "/api/v1/deploys/{id}/hosts/{host}/events",
+    // Read-only: where a host fetches files it lacks, once per install.
+    "/api/v1/deploys/{id}/hosts/{host}/sources",
     "/api/v1/builds/claim",
     "/api/v1/builds/{id}/lease",
     "/api/v1/builds/{id}/log",

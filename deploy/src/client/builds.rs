@@ -158,6 +158,37 @@ impl Client {
         Ok(())
     }
 
+    /// Uploads a build's file index (before its artifact), which
+    /// AppTracker checks (sha256, size, shape) and stores with its
+    /// signature (header `x-slipway-signature`, made by
+    /// `SigningKey::sign_index`).
+    pub async fn upload_index(
+        &self,
+        id: BuildId,
+        worker: &str,
+        path: &std::path::Path,
+        sha256: &crate::Sha256,
+        signature: &crate::signing::Signature,
+    ) -> Result<(), ClientError> {
+        let url = self.url(&format!("/api/v1/builds/{id}/index"));
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| ClientError::Decode {
+                url: url.clone(),
+                reason: format!("cannot read {}: {e}", path.display()),
+            })?;
+        let req = self
+            .http
+            .put(&url)
+            .query(&[("worker", worker)])
+            .header("x-slipway-sha256", sha256.as_str())
+            .header("x-slipway-signature", signature.to_string())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(bytes);
+        let _: serde_json::Value = self.send_within(req, Duration::from_secs(600)).await?;
+        Ok(())
+    }
+
     /// Reports how a claimed build ended.
     pub async fn report_build(
         &self,

@@ -1,5 +1,6 @@
 //! The S3 artifact store against a real S3-protocol server (SigV4 checked):
-//! small and multipart uploads, presigned downloads, expiry.
+//! small and multipart uploads, presigned downloads, expiry, `exists`
+//! (HeadObject).
 
 use std::time::Duration;
 
@@ -30,7 +31,9 @@ async fn uploads_small_and_multipart_artifacts_and_presigns_downloads() -> anyho
     ] {
         let file = dir.path().join("upload");
         std::fs::write(&file, bytes)?;
+        assert!(!store.exists(name).await?, "{name} is not there yet");
         store.put(name, &file).await?;
+        assert!(store.exists(name).await?, "{name} is there once put");
         let url = store.download_url(name).await?;
         assert!(url.contains("X-Amz-Expires=60"), "{url}");
         let got = slipway_tests::http().get(&url).send().await?;

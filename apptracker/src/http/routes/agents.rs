@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use deploy::{
     BusMessage, Cluster, DeployHost, DeployId, DesiredState, Heartbeat, Host, HostEvent, HostName,
-    ReleasePhase, ReleasePhaseResult,
+    ReleasePhase, ReleasePhaseResult, Sources, SourcesRequest,
 };
 use futures::{Stream, StreamExt, stream};
 use tokio::sync::broadcast::error::RecvError;
@@ -38,6 +38,31 @@ pub(crate) async fn host_event(
     let host: HostName = parse(&host)?;
     who.require_host(&ev.cluster, &host)?;
     Ok(ApiJson(t.host_event(id, &host, &bounded(ev)).await?))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/deploys/{id}/hosts/{host}/sources", tag = "agents",
+    summary = "Where a host fetches the files of a deploy's release it lacks (the host's agent)",
+    description = "One signed download URL per blob (file content, by the sha256 the release's \
+                   signed index gives it) asked for, duplicates once. At most 100,000 blobs per \
+                   request. `404 not_found` when the deploy's build has no file index: download \
+                   the whole artifact.",
+    params(("id" = DeployId, Path, description = "The deploy's id"), ("host" = HostName, Path, description = "The host")),
+    request_body = SourcesRequest,
+    responses((status = 200, description = "Where to fetch them", body = Sources),
+              (status = 400, description = "`invalid_input`: too many blobs, another cluster", body = deploy::ErrorBody),
+              (status = 404, description = "`not_found`: no such deploy or host of it, or no file index", body = deploy::ErrorBody))
+)]
+pub(crate) async fn sources(
+    State(t): State<Tracker>,
+    who: Principal,
+    ApiPath((id, host)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<SourcesRequest>,
+) -> Result<ApiJson<Sources>, ApiError> {
+    let id: DeployId = parse(&id)?;
+    let host: HostName = parse(&host)?;
+    who.require_host(&req.cluster, &host)?;
+    Ok(ApiJson(t.sources(id, &host, &req).await?))
 }
 
 #[utoipa::path(

@@ -37,8 +37,14 @@ impl Drop for Api {
 impl Api {
     async fn start(pg: Option<Pg>) -> Api {
         let dir = tempfile::tempdir().expect("tempdir");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
         let config = crate::Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
+            // Download URLs name the server these tests talk to.
+            public_url: Some(base.clone()),
             data_dir: dir.path().to_path_buf(),
             builder: crate::config::BuilderConfig::disabled(),
             database_url: pg.as_ref().map(|p| p.url.clone()),
@@ -47,10 +53,6 @@ impl Api {
         let app = crate::Application::build(config).await.expect("app");
         let tracker = app.tracker().clone();
         drop(app);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("listen");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
         let router = crate::http::api(tracker.clone())
             .into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = tokio::spawn(async move {
@@ -798,6 +800,7 @@ async fn build_logs_are_followed_by_offset(api: &Api) {
         sha256: deploy::Sha256::parse("d".repeat(64)).unwrap(),
         size: 1,
         signature: String::new(),
+        index: None,
     };
     let done = crate::db::FinishedBuild {
         build_type: deploy::BuildType::Generic,
@@ -938,3 +941,4 @@ on_both!(
     deploys_by_status_on_postgres,
     deploys_are_listed_by_status
 );
+mod index;

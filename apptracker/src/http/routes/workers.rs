@@ -1,6 +1,6 @@
 //! The build-worker protocol under `/api/v1/builds`: packer workers claim
-//! builds, hold their lease, stream logs, upload the artifact and report
-//! the result.
+//! builds, hold their lease, stream logs, upload the file index and the
+//! artifact and report the result.
 
 use axum::body::Body;
 use axum::http::header;
@@ -131,6 +131,24 @@ pub(crate) async fn upload_artifact(
     who.require_builder()?;
     let id: BuildId = parse(&id)?;
     let holder = Holder::token(&who, &q.worker)?;
+    let (sha, signature, declared) = signed_upload(&headers)?;
+    t.receive_artifact(
+        id,
+        &holder,
+        &sha,
+        &signature,
+        declared,
+        body.into_data_stream(),
+    )
+    .await?;
+    Ok(ApiJson(serde_json::json!({})))
+}
+
+/// An upload's announced sha256, signature and declared length, from its
+/// headers.
+fn signed_upload(
+    headers: &axum::http::HeaderMap,
+) -> Result<(Sha256, deploy::signing::Signature, Option<u64>), ApiError> {
     let sha = headers
         .get("x-slipway-sha256")
         .and_then(|v| v.to_str().ok())
@@ -141,8 +159,8 @@ pub(crate) async fn upload_artifact(
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| {
             ApiError::Invalid(
-                "the `x-slipway-signature` header is required: artifacts are signed by the packer \
-                 (packer worker --signing-key)"
+                "the `x-slipway-signature` header is required: artifacts and indexes are signed \
+                 by the packer (packer worker --signing-key)"
                     .into(),
             )
         })?;
@@ -152,7 +170,41 @@ pub(crate) async fn upload_artifact(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    t.receive_artifact(
+    Ok((sha, signature, declared))
+}
+
+#[utoipa::path(
+    put, path = "/api/v1/builds/{id}/index", tag = "build workers",
+    summary = "Upload a build's signed file index, before its artifact (builder holding the lease)",
+    description = "The release's file index (`deploy::index`, JSON), signed with \
+                   `SigningKey::sign_index`. AppTracker measures its sha256 (the announced one must \
+                   match), refuses one over `deploy::index::MAX_INDEX_BYTES` (413) or one that is not \
+                   a valid index of the build's app and version (400, saying what is wrong), and \
+                   stores it beside the artifact. Hosts are given it only when the artifact's files \
+                   were all stored as blobs.",
+    params(("id" = BuildId, Path, description = "The build's id"),
+        ("worker" = String, Query, description = "The worker holding the lease"),
+        ("x-slipway-sha256" = Sha256, Header, description = "The index file's sha256"),
+        ("x-slipway-signature" = String, Header, description = "The packer's ed25519 signature over the index (base64)")),
+    request_body(content = String, content_type = "application/json", description = "The index file"),
+    responses((status = 200, description = "Stored", body = Empty),
+              (status = 400, description = "`invalid_input`: a bad index, a wrong sha256, or the artifact came first", body = ErrorBody),
+              (status = 408, description = "`request_timeout`: the upload stalled", body = ErrorBody),
+              (status = 413, description = "`payload_too_large`: over `MAX_INDEX_BYTES`", body = ErrorBody))
+)]
+pub(crate) async fn upload_index(
+    State(t): State<Tracker>,
+    who: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<ApiJson<serde_json::Value>, ApiError> {
+    who.require_builder()?;
+    let id: BuildId = parse(&id)?;
+    let holder = Holder::token(&who, &q.worker)?;
+    let (sha, signature, declared) = signed_upload(&headers)?;
+    t.receive_index(
         id,
         &holder,
         &sha,
