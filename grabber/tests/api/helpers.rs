@@ -77,6 +77,7 @@ async fn event(
         log_tail: ev.log_tail.clone(),
         updated_at: Timestamp::now(),
         batch: 0,
+        transfer: ev.transfer,
     };
     s.lock().unwrap().events.push((DeployId(id), host, ev));
     Json(dh)

@@ -938,3 +938,5 @@ on_both!(
     deploys_by_status_on_postgres,
     deploys_are_listed_by_status
 );
+
+mod transfer;
