@@ -165,6 +165,7 @@ fn host_from_row(r: &AnyRow) -> anyhow::Result<Host> {
         last_seen: Timestamp(r.try_get("last_seen")?),
         apps,
         alive: None,
+        peer_ticket_key: None,
     })
 }
 

@@ -348,6 +348,7 @@ async fn send_heartbeat(agent: Arc<Agent>) -> Result<(), ClientError> {
         host: agent.config.host.clone(),
         root: agent.config.root.display().to_string(),
         apps: agent.engine.installed(),
+        peer: None,
     };
     agent.client.heartbeat(&hb).await.map(|_| ())
 }

@@ -46,6 +46,7 @@ async fn heartbeat(State(s): State<Shared>, Json(hb): Json<Heartbeat>) -> Json<H
         last_seen: Timestamp::now(),
         apps: hb.apps.clone(),
         alive: None,
+        peer_ticket_key: None,
     };
     s.lock().unwrap().heartbeats.push(hb);
     Json(host)

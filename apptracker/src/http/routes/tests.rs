@@ -939,4 +939,5 @@ on_both!(
     deploys_are_listed_by_status
 );
 
+mod peers;
 mod transfer;

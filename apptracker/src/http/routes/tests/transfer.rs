@@ -6,7 +6,7 @@ use deploy::{Client, DeployAction, DeployStatus, HostEvent, HostName, HostPhase,
 use super::{Api, PROD, app, host, refused};
 
 /// A client holding an agent token of `prod`.
-async fn agent(api: &Api) -> Client {
+pub(super) async fn agent(api: &Api) -> Client {
     let token = api
         .tracker
         .create_token("test-agent", "agent", Some(&PROD))
