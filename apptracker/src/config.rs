@@ -118,6 +118,19 @@ pub struct Config {
     /// announced within this after the report that shows it.
     #[serde(with = "humantime_serde_compat")]
     pub drift_watch_interval: Duration,
+    /// Hosts fetching releases' files from each other: `[peers]`.
+    pub peers: PeersConfig,
+}
+
+/// `[peers]` in AppTracker's config.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeersConfig {
+    /// The ed25519 key that signs peer tickets (the base64 of a 32-byte
+    /// seed); `<data_dir>/peer-ticket.key` when unset, generated at first
+    /// start. Replicas must share one: a grabber accepts the tickets of
+    /// the key its last heartbeat's answer named.
+    pub ticket_key_file: Option<PathBuf>,
 }
 
 /// Credentials for git remotes (the secrets come from files, never from the
@@ -350,6 +363,7 @@ impl Default for Config {
             session_ttl: Duration::from_secs(12 * 3600),
             drift: DriftConfig::default(),
             drift_watch_interval: Duration::from_secs(15),
+            peers: PeersConfig::default(),
         }
     }
 }
@@ -447,6 +461,21 @@ impl Config {
     pub fn signing_key(&self) -> anyhow::Result<(deploy::signing::SigningKey, bool)> {
         Ok(deploy::signing::SigningKey::load_or_generate(
             &self.signing_key_path(),
+        )?)
+    }
+
+    pub fn peer_ticket_key_path(&self) -> PathBuf {
+        self.peers
+            .ticket_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("peer-ticket.key"))
+    }
+
+    /// The key that signs peer tickets, generated (mode 0600) when the
+    /// file does not exist yet; says whether it was.
+    pub fn peer_ticket_key(&self) -> anyhow::Result<(deploy::signing::SigningKey, bool)> {
+        Ok(deploy::signing::SigningKey::load_or_generate(
+            &self.peer_ticket_key_path(),
         )?)
     }
 

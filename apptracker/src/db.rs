@@ -45,7 +45,8 @@ macro_rules! app_columns {
 /// The columns `deploy_host_from_row` reads.
 macro_rules! deploy_host_columns {
     () => {
-        "host, phase, failed_phase, rolled_back, message, log_tail, updated_at, batch"
+        "host, phase, failed_phase, rolled_back, message, log_tail, updated_at, batch, \
+         bytes_downloaded, bytes_from_peers, bytes_reused"
     };
 }
 
@@ -165,6 +166,7 @@ fn host_from_row(r: &AnyRow) -> anyhow::Result<Host> {
         last_seen: Timestamp(r.try_get("last_seen")?),
         apps,
         alive: None,
+        peer_ticket_key: None,
     })
 }
 
@@ -398,6 +400,24 @@ fn deploy_host_from_row(r: &AnyRow) -> anyhow::Result<DeployHost> {
         log_tail: r.try_get("log_tail")?,
         updated_at: Timestamp(r.try_get("updated_at")?),
         batch: u32::try_from(r.try_get::<i64, _>("batch")?)?,
+        transfer: transfer_from_row(r)?,
+    })
+}
+
+/// A host row's transfer: all three numbers, or none (never reported).
+fn transfer_from_row(r: &AnyRow) -> anyhow::Result<Option<deploy::Transfer>> {
+    let bytes = |column: &str| -> anyhow::Result<Option<u64>> {
+        Ok(r.try_get::<Option<i64>, _>(column)?
+            .map(u64::try_from)
+            .transpose()?)
+    };
+    Ok(match bytes("bytes_downloaded")? {
+        None => None,
+        Some(bytes_downloaded) => Some(deploy::Transfer {
+            bytes_downloaded,
+            bytes_from_peers: bytes("bytes_from_peers")?.unwrap_or(0),
+            bytes_reused: bytes("bytes_reused")?.unwrap_or(0),
+        }),
     })
 }
 

@@ -108,9 +108,18 @@ impl Application {
         } else {
             tracing::info!(public_key = %signing_key.public_key(), "artifacts built here are signed");
         }
+        let (peer_ticket_key, generated) = config.peer_ticket_key()?;
+        if generated {
+            tracing::info!(
+                path = %config.peer_ticket_key_path().display(),
+                public_key = %peer_ticket_key.public_key(),
+                "generated the key peer tickets are signed with; replicas sharing the database need the same file ([peers] ticket_key_file)"
+            );
+        }
         let tracker = Tracker::new(Parts {
             packer,
             signing_key,
+            peer_ticket_key,
             db,
             bus,
             store,

@@ -38,6 +38,7 @@ pub(crate) mod drift_watch;
 mod error;
 mod logs;
 pub(crate) mod notify;
+pub(crate) mod peers;
 mod release;
 mod rollback;
 mod rollout;
@@ -89,6 +90,12 @@ struct Inner {
     packer: packer::Settings,
     /// The public half of `packer.signing_key`.
     public_key: deploy::signing::PublicKey,
+    /// Signs peer tickets (`deploy::peer`); its public half goes to every
+    /// grabber in the heartbeat's answer.
+    peer_ticket_key: deploy::signing::SigningKey,
+    /// How often each host of a deploy was handed out as a peer, to spread
+    /// the fetching hosts over the holders (`peers.rs`).
+    peer_uses: std::sync::Mutex<peers::PeerUses>,
 }
 
 /// What a tracker is made of (see `startup.rs`).
@@ -105,6 +112,8 @@ pub struct Parts {
     /// Signs what the in-process builder builds (replaces whatever key
     /// `packer` holds).
     pub signing_key: deploy::signing::SigningKey,
+    /// Signs peer tickets (`[peers] ticket_key_file`).
+    pub peer_ticket_key: deploy::signing::SigningKey,
 }
 
 impl Tracker {
@@ -119,6 +128,7 @@ impl Tracker {
             secrets,
             mut packer,
             signing_key,
+            peer_ticket_key,
         } = parts;
         let public_key = signing_key.public_key();
         packer.signing_key = Some(signing_key);
@@ -134,6 +144,8 @@ impl Tracker {
                 push_locks: Default::default(),
                 packer,
                 public_key,
+                peer_ticket_key,
+                peer_uses: Default::default(),
                 build_queued: Notify::new(),
                 token_revoked: Notify::new(),
                 delivery_queued: Notify::new(),

@@ -18,6 +18,7 @@ pub mod layout;
 pub mod manifest;
 pub mod monorepo;
 mod openapi;
+pub mod peer;
 pub mod procfs;
 pub mod release;
 pub mod report;

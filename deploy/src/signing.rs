@@ -224,6 +224,34 @@ impl SigningKey {
     pub fn sign_index(&self, app: &AppName, version: &Version, sha256: &Sha256) -> Signature {
         Signature(self.0.sign(&message_in(INDEX_DOMAIN, app, version, sha256)))
     }
+
+    /// Signs `message` under `domain` (a prefix of its own, such as
+    /// `slipway-peer-ticket-v1\n`, that no other kind of signed message
+    /// starts with): for what is not an artifact or an index.
+    pub fn sign_message(&self, domain: &str, message: &[u8]) -> Signature {
+        Signature(self.0.sign(&in_domain(domain, message)))
+    }
+}
+
+/// `message` behind its domain prefix.
+fn in_domain(domain: &str, message: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(domain.len() + message.len());
+    m.extend_from_slice(domain.as_bytes());
+    m.extend_from_slice(message);
+    m
+}
+
+/// Whether one of `keys` signed `message` under `domain`
+/// (`SigningKey::sign_message`); strict, as `verify`.
+pub fn verify_message(
+    keys: &[PublicKey],
+    domain: &str,
+    message: &[u8],
+    signature: &Signature,
+) -> bool {
+    let msg = in_domain(domain, message);
+    keys.iter()
+        .any(|k| k.0.verify_strict(&msg, &signature.0).is_ok())
 }
 
 impl fmt::Debug for SigningKey {
@@ -348,6 +376,20 @@ impl Signature {
         let sig = ed25519_dalek::Signature::from_slice(&bytes)
             .map_err(|_| FormatError(format!("{} bytes instead of 64", bytes.len())))?;
         Ok(Self(sig))
+    }
+}
+
+impl Signature {
+    /// The signature's 64 bytes, for text forms other than base64.
+    pub fn to_bytes(&self) -> [u8; 64] {
+        self.0.to_bytes()
+    }
+
+    /// A signature from its 64 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FormatError> {
+        ed25519_dalek::Signature::from_slice(bytes)
+            .map(Self)
+            .map_err(|_| FormatError(format!("{} bytes instead of 64", bytes.len())))
     }
 }
 

@@ -32,12 +32,16 @@ pub(crate) fn running_deploy() -> Value {
     failed["rolled_back"] = json!(true);
     failed["message"] = json!("health check failed: <b>connection refused</b>");
     failed["log_tail"] = json!(MALICIOUS_LOG);
+    let mut done = host("local-1", "done");
+    done["transfer"] = json!({
+        "bytes_downloaded": 12_300, "bytes_from_peers": 4_000, "bytes_reused": 21_900_000,
+    });
     json!({
         "id": 7, "app": "hello-python", "version": "3-abcdef1", "git_ref": "main",
         "build_id": 3, "cluster": "local", "hosts_selector": MALICIOUS_SELECTOR,
         "status": "running", "error": null,
         "created_at": 1_700_000_000_000_i64, "finished_at": null,
-        "hosts": [host("local-1", "done"), failed, host("local-3", "checking")],
+        "hosts": [done, failed, host("local-3", "checking")],
     })
 }
 
@@ -310,6 +314,21 @@ fn templates_compile() {
 }
 
 #[test]
+fn transfers_read_in_decimal_units() {
+    let t = |bytes_downloaded, bytes_from_peers, bytes_reused| {
+        crate::views::transfer(Some(&deploy::Transfer {
+            bytes_downloaded,
+            bytes_from_peers,
+            bytes_reused,
+        }))
+    };
+    assert_eq!(crate::views::transfer(None), "");
+    assert_eq!(t(5_700_000, 0, 0), "5.7 MB");
+    assert_eq!(t(12_300, 0, 21_900_000), "12.3 kB, 21.9 MB reused");
+    assert_eq!(t(999_999, 2_000, 0), "1.0 MB (2.0 kB from peers)");
+}
+
+#[test]
 fn progress_counts_successes_and_failures() {
     let h = |phase| DeployHost {
         host: deploy::HostName::parse("h").expect("valid"),
@@ -320,6 +339,7 @@ fn progress_counts_successes_and_failures() {
         log_tail: None,
         updated_at: deploy::Timestamp(0),
         batch: 0,
+        transfer: None,
     };
     assert_eq!(progress(&[]), "no hosts");
     let all = [
@@ -410,6 +430,18 @@ async fn deploy_page_has_a_row_per_host_with_its_phase() {
     );
     assert!(
         body.contains(r#"<td class="rolled-back">yes</td>"#),
+        "{body}"
+    );
+    // How a host got the release, when its grabber said; empty otherwise.
+    assert!(
+        body.contains(
+            r#"<td class="transfer muted">12.3 kB (4.0 kB from peers), 21.9 MB reused</td>"#
+        ),
+        "{body}"
+    );
+    assert_eq!(
+        body.matches(r#"<td class="transfer muted"></td>"#).count(),
+        2,
         "{body}"
     );
     // Live updates come from the page's script file, which finds the

@@ -241,6 +241,9 @@ pub(crate) struct HostView {
     pub(crate) durations: String,
     /// For a failed host: the command that shows its app's log.
     pub(crate) ssh: Option<String>,
+    /// How the host got the release (`12.3 kB, 21.9 MB reused`); empty
+    /// until its grabber reported it.
+    pub(crate) transfer: String,
 }
 
 impl From<&DeployHost> for HostView {
@@ -255,8 +258,45 @@ impl From<&DeployHost> for HostView {
             updated_at: h.updated_at.to_string(),
             durations: String::new(),
             ssh: None,
+            transfer: transfer(h.transfer.as_ref()),
         }
     }
+}
+
+/// How a host got its release, for people: `5.7 MB`, `12.3 kB (4.0 kB
+/// from peers), 21.9 MB reused`; empty when unknown. The CLI's `deploy
+/// status` and the page's script (`static/deploy.js`) write the same.
+pub(crate) fn transfer(t: Option<&deploy::Transfer>) -> String {
+    let Some(t) = t else {
+        return String::new();
+    };
+    let mut text = decimal_bytes(t.bytes_downloaded);
+    if t.bytes_from_peers > 0 {
+        text.push_str(&format!(
+            " ({} from peers)",
+            decimal_bytes(t.bytes_from_peers)
+        ));
+    }
+    if t.bytes_reused > 0 {
+        text.push_str(&format!(", {} reused", decimal_bytes(t.bytes_reused)));
+    }
+    text
+}
+
+/// A size in decimal units: `512 B`, `12.3 kB`, `5.7 MB`.
+fn decimal_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1000.0;
+    let mut unit = 0;
+    // Rounds as printed, so 999,999 bytes read `1.0 MB`, not `1000.0 kB`.
+    while v >= 999.95 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
 }
 
 /// How long each phase of `host` took, from the deploy's event records:

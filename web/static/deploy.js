@@ -55,6 +55,7 @@
     cell(tr, '').appendChild(phase);
     cell(tr, 'failed-phase');
     cell(tr, 'rolled-back');
+    cell(tr, 'transfer muted');
     var msg = document.createElement('div');
     msg.className = 'message-text';
     cell(tr, 'message').appendChild(msg);
@@ -78,6 +79,21 @@
     setText(document.getElementById('progress'), text);
     var bar = document.getElementById('progress-bar');
     if (bar) { bar.max = Math.max(phases.length, 1); bar.value = ok; }
+  }
+  // As views::transfer writes it: decimal units, peers and reuse apart.
+  function fmtBytes(n) {
+    var units = ['kB', 'MB', 'GB', 'TB', 'PB'];
+    if (n < 1000) return n + ' B';
+    var v = n / 1000, u = 0;
+    while (v >= 999.95 && u < units.length - 1) { v /= 1000; u++; }
+    return v.toFixed(1) + ' ' + units[u];
+  }
+  function fmtTransfer(t) {
+    if (!t || typeof t.bytes_downloaded !== 'number') return null;
+    var text = fmtBytes(t.bytes_downloaded);
+    if (t.bytes_from_peers > 0) text += ' (' + fmtBytes(t.bytes_from_peers) + ' from peers)';
+    if (t.bytes_reused > 0) text += ', ' + fmtBytes(t.bytes_reused) + ' reused';
+    return text;
   }
   function fmtSecs(ms) {
     ms = Math.max(0, ms);
@@ -132,6 +148,9 @@
     setText(badgeEl, phase);
     setText(tr.querySelector('.failed-phase'), ev.failed_phase);
     setText(tr.querySelector('.rolled-back'), ev.rolled_back ? 'yes' : 'no');
+    // A row keeps its transfer: only the extracting event carries it.
+    var transfer = fmtTransfer(ev.transfer);
+    if (transfer !== null) setText(tr.querySelector('.transfer'), transfer);
     setText(tr.querySelector('.message-text'), ev.message);
     var pre = tr.querySelector('pre.log');
     if (typeof ev.log_tail === 'string' && ev.log_tail.trim() !== '') {

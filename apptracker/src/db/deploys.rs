@@ -378,6 +378,8 @@ impl Db {
     /// host's row. Events for a terminal host change nothing and are not
     /// kept (a grabber's converge reports `skipped` to the last deploy on
     /// every reconcile; kept, they would grow the history without end).
+    /// A `transfer` is recorded on the row; an event without one leaves
+    /// the row's numbers as they were.
     /// Returns the row as it now stands and whether it changed.
     pub async fn record_host_event(
         &self,
@@ -419,7 +421,9 @@ impl Db {
                 sqlx::query(
             concat!(
                 "UPDATE deploy_hosts SET phase = $3, failed_phase = $4, rolled_back = $5, message = $6, \
-                 log_tail = $7, updated_at = $8 \
+                 log_tail = $7, updated_at = $8, bytes_downloaded = COALESCE($9, bytes_downloaded), \
+                 bytes_from_peers = COALESCE($10, bytes_from_peers), \
+                 bytes_reused = COALESCE($11, bytes_reused) \
                  WHERE deploy_id = $1 AND host = $2 AND phase NOT IN ",
                 terminal_phases!()
             ),
@@ -432,6 +436,9 @@ impl Db {
         .bind(ev.message.clone())
         .bind(ev.log_tail.clone())
         .bind(now.0)
+        .bind(bytes(ev.transfer.map(|t| t.bytes_downloaded))?)
+        .bind(bytes(ev.transfer.map(|t| t.bytes_from_peers))?)
+        .bind(bytes(ev.transfer.map(|t| t.bytes_reused))?)
         .execute(&mut *tx)
         .await?,
             )
@@ -585,6 +592,11 @@ impl Db {
             .map(|r| Ok((DeployId(r.try_get(0)?), r.try_get(1)?)))
             .collect()
     }
+}
+
+/// A byte count as the database holds it (BIGINT).
+fn bytes(n: Option<u64>) -> anyhow::Result<Option<i64>> {
+    Ok(n.map(i64::try_from).transpose()?)
 }
 
 /// What a new deploy row holds.

@@ -4,19 +4,25 @@
 use super::*;
 
 impl Db {
+    /// Registers a host or records that it is alive, with what it runs
+    /// and its peer listener (none when the heartbeat names none).
     pub async fn upsert_host(&self, hb: &deploy::Heartbeat) -> anyhow::Result<Host> {
         let now = Timestamp::now();
         let apps = serde_json::to_string(&hb.apps)?;
         sqlx::query(
-            "INSERT INTO hosts (cluster, name, root, apps_json, registered_at, last_seen) \
-             VALUES ($1, $2, $3, $4, $5, $5) \
-             ON CONFLICT (cluster, name) DO UPDATE SET root = $3, apps_json = $4, last_seen = $5",
+            "INSERT INTO hosts (cluster, name, root, apps_json, registered_at, last_seen, peer_url, \
+             peer_fingerprint) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, $7) \
+             ON CONFLICT (cluster, name) DO UPDATE SET root = $3, apps_json = $4, last_seen = $5, \
+             peer_url = $6, peer_fingerprint = $7",
         )
         .bind(hb.cluster.as_str())
         .bind(hb.host.as_str())
         .bind(&hb.root)
         .bind(apps)
         .bind(now.0)
+        .bind(hb.peer.as_ref().map(|p| p.url.clone()))
+        .bind(hb.peer.as_ref().map(|p| p.fingerprint.clone()))
         .execute(&self.pool)
         .await?;
         self.host(&hb.cluster, &hb.host)
@@ -295,6 +301,44 @@ impl Db {
             reported: reported || apps_reported > 0,
         }))
     }
+
+    /// Every host of deploy `id` with its phase there, its peer listener
+    /// (when it advertised one) and when its grabber was last heard from
+    /// (none for a host that never heartbeated), by name.
+    pub async fn deploy_peers(&self, id: DeployId) -> anyhow::Result<Vec<PeerRow>> {
+        let rows = sqlx::query(
+            "SELECT dh.host, dh.phase, h.peer_url, h.peer_fingerprint, h.last_seen \
+             FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
+             LEFT JOIN hosts h ON h.cluster = d.cluster AND h.name = dh.host \
+             WHERE dh.deploy_id = $1 ORDER BY dh.host",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let url: Option<String> = r.try_get(2)?;
+                let fingerprint: Option<String> = r.try_get(3)?;
+                Ok(PeerRow {
+                    host: HostName::parse(r.try_get::<String, _>(0)?)?,
+                    phase: phase(&r.try_get::<String, _>(1)?)?,
+                    endpoint: url
+                        .zip(fingerprint)
+                        .map(|(url, fingerprint)| deploy::PeerEndpoint { url, fingerprint }),
+                    last_seen: r.try_get::<Option<i64>, _>(4)?.map(Timestamp),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A host of a deploy as a peer of the others: [`Db::deploy_peers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerRow {
+    pub host: HostName,
+    pub phase: HostPhase,
+    pub endpoint: Option<deploy::PeerEndpoint>,
+    pub last_seen: Option<Timestamp>,
 }
 
 /// What [`Db::delete_host`] did, or why it did not.

@@ -196,7 +196,11 @@ impl Tracker {
 
     /// A grabber's heartbeat: registers its host, or says it is alive.
     pub async fn heartbeat(&self, hb: &Heartbeat) -> Result<Host, Error> {
-        let host = self.db().upsert_host(hb).await?;
+        if let Some(peer) = &hb.peer {
+            peer.check().map_err(Error::Invalid)?;
+        }
+        let mut host = self.db().upsert_host(hb).await?;
+        host.peer_ticket_key = Some(self.peer_ticket_public_key().to_string());
         // The first heartbeat of a host (its row was just made: registered
         // and last seen at the same instant) gets what its cluster runs.
         if host.registered_at == host.last_seen {

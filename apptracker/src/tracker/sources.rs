@@ -79,11 +79,12 @@ impl Tracker {
                 sha256: sha256.clone(),
             });
         }
-        tracing::debug!(deploy_id = %id, %host, blobs = blobs.len(), "sources handed out");
+        let (peers, ticket) = self.peers_for(id, host).await?;
+        tracing::debug!(deploy_id = %id, %host, blobs = blobs.len(), peers = peers.len(), "sources handed out");
         Ok(Sources {
             blobs,
-            peers: Vec::new(),
-            ticket: None,
+            peers,
+            ticket,
         })
     }
 }

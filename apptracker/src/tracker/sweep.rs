@@ -23,6 +23,9 @@ impl Tracker {
                 deploy.cluster, ev.cluster
             )));
         }
+        if let Some(t) = ev.transfer {
+            check_transfer(&t)?;
+        }
         let (row, changed) = self
             .db()
             .record_host_event(id, host, ev)
@@ -114,4 +117,19 @@ impl Tracker {
         }
         Ok(())
     }
+}
+
+/// A transfer's numbers must fit the database and agree with each other.
+fn check_transfer(t: &deploy::Transfer) -> Result<(), Error> {
+    let limit = i64::MAX as u64;
+    if t.bytes_downloaded > limit || t.bytes_reused > limit {
+        return Err(Error::Invalid("transfer: a byte count is too large".into()));
+    }
+    if t.bytes_from_peers > t.bytes_downloaded {
+        return Err(Error::Invalid(format!(
+            "transfer: bytes_from_peers ({}) exceeds bytes_downloaded ({})",
+            t.bytes_from_peers, t.bytes_downloaded
+        )));
+    }
+    Ok(())
 }

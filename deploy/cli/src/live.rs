@@ -108,7 +108,7 @@ impl Lines {
         let now = (h.phase, h.message.clone());
         if self.hosts.get(h.host.as_str()) != Some(&now) {
             self.hosts.insert(h.host.to_string(), now);
-            print::host_row(h);
+            print::host_row(h, print::transfer_width(std::slice::from_ref(h)));
         }
     }
 

@@ -1,7 +1,7 @@
 //! How the CLI shows what the API answers: deploys and their host rows,
 //! builds, the drift table, the audit log, sizes and log tails.
 
-use deploy::{AuditEntry, Build, Deploy, DeployHost, DriftReport, DriftState, HostPhase};
+use deploy::{AuditEntry, Build, Deploy, DeployHost, DriftReport, DriftState, HostPhase, Transfer};
 
 /// The drift summary, then one line per host (not in sync, or all).
 pub(crate) fn drift(report: &DriftReport, all: bool) {
@@ -166,9 +166,59 @@ pub(crate) fn build_failure(b: &Build) {
     }
 }
 
-/// One host of a deploy: its phase, what failed, and a failed host's log tail.
-pub(crate) fn host_row(h: &DeployHost) {
+/// How a host got its release, for people: `5.7 MB`, `12.3 kB (4.0 kB
+/// from peers), 21.9 MB reused`; empty when unknown.
+pub(crate) fn transfer(t: Option<&Transfer>) -> String {
+    let Some(t) = t else {
+        return String::new();
+    };
+    let mut text = decimal_bytes(t.bytes_downloaded);
+    if t.bytes_from_peers > 0 {
+        text.push_str(&format!(
+            " ({} from peers)",
+            decimal_bytes(t.bytes_from_peers)
+        ));
+    }
+    if t.bytes_reused > 0 {
+        text.push_str(&format!(", {} reused", decimal_bytes(t.bytes_reused)));
+    }
+    text
+}
+
+/// A size in decimal units, as transfers are counted: `512 B`, `12.3 kB`,
+/// `5.7 MB`.
+fn decimal_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["kB", "MB", "GB", "TB", "PB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1000.0;
+    let mut unit = 0;
+    // Rounds as printed, so 999,999 bytes read `1.0 MB`, not `1000.0 kB`.
+    while v >= 999.95 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// The width of the hosts' transfer column: 0 when no host reported one,
+/// so their rows read as before.
+pub(crate) fn transfer_width(hosts: &[DeployHost]) -> usize {
+    hosts
+        .iter()
+        .map(|h| transfer(h.transfer.as_ref()).chars().count())
+        .max()
+        .unwrap_or(0)
+}
+
+/// One host of a deploy: its phase, how it got the release (a column
+/// `width` wide, none when 0), what failed, and a failed host's log tail.
+pub(crate) fn host_row(h: &DeployHost, width: usize) {
     let mut line = format!("  {:<20} {:<12}", h.host.as_str(), h.phase.as_str());
+    if width > 0 {
+        line.push_str(&format!(" {:<width$}", transfer(h.transfer.as_ref())));
+    }
     if let Some(p) = h.failed_phase {
         line.push_str(&format!(" in {p}"));
     }
@@ -228,8 +278,9 @@ pub(crate) fn deploy_with_hosts(d: &Deploy) {
                 .unwrap_or_default()
         );
     }
+    let width = transfer_width(&d.hosts);
     for h in &d.hosts {
-        host_row(h);
+        host_row(h, width);
     }
 }
 
@@ -258,5 +309,49 @@ mod tests {
         assert_eq!(bytes(12_288), "12.0 KiB");
         assert_eq!(bytes(3 << 30), "3.0 GiB");
         assert_eq!(bytes(u64::MAX), "16777216.0 TiB");
+    }
+
+    #[test]
+    fn transfers_read_in_decimal_units() {
+        let t = |bytes_downloaded, bytes_from_peers, bytes_reused| {
+            transfer(Some(&Transfer {
+                bytes_downloaded,
+                bytes_from_peers,
+                bytes_reused,
+            }))
+        };
+        assert_eq!(transfer(None), "");
+        assert_eq!(t(5_700_000, 0, 0), "5.7 MB");
+        assert_eq!(t(12_300, 0, 21_900_000), "12.3 kB, 21.9 MB reused");
+        assert_eq!(
+            t(12_300, 4_000, 21_900_000),
+            "12.3 kB (4.0 kB from peers), 21.9 MB reused"
+        );
+        assert_eq!(t(0, 0, 999), "0 B, 999 B reused");
+        assert_eq!(t(999_999, 0, 0), "1.0 MB");
+        assert_eq!(t(3_000_000_000, 0, 0), "3.0 GB");
+        assert_eq!(t(u64::MAX, 0, 0), "18446.7 PB");
+    }
+
+    #[test]
+    fn the_transfer_column_is_as_wide_as_its_longest_entry() {
+        let h = |transfer| DeployHost {
+            host: deploy::HostName::parse("web-1").expect("host"),
+            phase: HostPhase::Done,
+            failed_phase: None,
+            rolled_back: false,
+            message: None,
+            log_tail: None,
+            updated_at: deploy::Timestamp(0),
+            batch: 0,
+            transfer,
+        };
+        assert_eq!(transfer_width(&[h(None)]), 0);
+        let t = Transfer {
+            bytes_downloaded: 12_300,
+            bytes_from_peers: 0,
+            bytes_reused: 21_900_000,
+        };
+        assert_eq!(transfer_width(&[h(None), h(Some(t))]), 23);
     }
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::events::Transfer;
 use super::hosts::Host;
 use super::rollout::{Portion, Strategy};
 use crate::{
@@ -193,6 +194,12 @@ pub struct DeployHost {
     /// The batch of the rollout this host is in (0 for all at once).
     #[serde(default)]
     pub batch: u32,
+    /// How the host got the release's bytes (downloaded, of which from
+    /// peers, and reused from releases it had), once its grabber reported
+    /// it with the `extracting` phase; absent before, and for grabbers that
+    /// do not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<Transfer>,
 }
 
 /// A deploy as the API shows it, with one row per targeted host.

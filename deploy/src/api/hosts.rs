@@ -100,6 +100,65 @@ pub struct Heartbeat {
     pub root: String,
     #[serde(default)]
     pub apps: Vec<InstalledApp>,
+    /// The grabber's peer listener, when it serves its releases' files to
+    /// the other hosts of its cluster; absent otherwise and from older
+    /// grabbers (AppTracker then forgets the one it had).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<PeerEndpoint>,
+}
+
+/// Where a host's peer listener answers, and the certificate it shows:
+/// self-made, so the fetching host pins it by this fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PeerEndpoint {
+    /// `https://<ip or host name>:<port>`, nothing after it.
+    pub url: String,
+    /// The sha256 of the listener's certificate (DER), 64 lowercase hex
+    /// digits.
+    pub fingerprint: String,
+}
+
+impl PeerEndpoint {
+    /// Checks the shape AppTracker accepts (an https URL with a host and
+    /// a port and no path, query or credentials; a 64-hex-digit
+    /// fingerprint); the reason, for people, when it is not.
+    pub fn check(&self) -> Result<(), String> {
+        let url = reqwest::Url::parse(&self.url)
+            .map_err(|e| format!("peer url `{}` is not a URL: {e}", self.url))?;
+        if url.scheme() != "https" {
+            return Err(format!("peer url `{}` must be https", self.url));
+        }
+        // The port as written: the parsed URL drops a default one (443).
+        let authority = self.url.get("https://".len()..).unwrap_or_default();
+        let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+        let port_written = authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if url.host().is_none() || !port_written {
+            return Err(format!(
+                "peer url `{}` must name a host and a port: https://<addr>:<port>",
+                self.url
+            ));
+        }
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.path() != "/"
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(format!(
+                "peer url `{}` must be only https://<addr>:<port>",
+                self.url
+            ));
+        }
+        let fp = &self.fingerprint;
+        if fp.len() != 64 || !fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(format!(
+                "peer fingerprint `{fp}` must be 64 lowercase hex digits (the sha256 of the certificate)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A host as the API shows it.
@@ -116,6 +175,11 @@ pub struct Host {
     /// worked out (a heartbeat's answer, an older server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alive: Option<bool>,
+    /// In a heartbeat's answer only: the key (`ed25519:<base64>`) that
+    /// signs peer tickets (`deploy::peer`), which the grabber's peer
+    /// listener accepts. Absent elsewhere and from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_ticket_key: Option<String>,
 }
 
 /// One app a host should run, with the deploy that asked for it: a
@@ -133,6 +197,50 @@ pub struct DesiredState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_endpoints_are_https_with_a_port_and_a_sha256() {
+        let fp = "0f".repeat(32);
+        let check = |url: &str, fingerprint: &str| {
+            PeerEndpoint {
+                url: url.into(),
+                fingerprint: fingerprint.into(),
+            }
+            .check()
+        };
+        for url in [
+            "https://10.0.0.1:7443",
+            "https://10.0.0.1:443",
+            "https://[fd00::1]:7443",
+            "https://web-1.example:7443/",
+        ] {
+            assert_eq!(check(url, &fp), Ok(()), "{url}");
+        }
+        for url in [
+            "http://10.0.0.1:7443",
+            "https://10.0.0.1",
+            "https://[fd00::1]",
+            "https://u:p@10.0.0.1:7443",
+            "https://10.0.0.1:7443/x",
+            "https://10.0.0.1:7443?x=1",
+            "10.0.0.1:7443",
+        ] {
+            assert!(check(url, &fp).is_err(), "{url}");
+        }
+        for bad in [
+            "",
+            "0F".repeat(32).as_str(),
+            &"0f".repeat(31),
+            &"zz".repeat(32),
+        ] {
+            assert!(check("https://10.0.0.1:7443", bad).is_err(), "{bad}");
+        }
+        // Older grabbers send none, and none is written.
+        let hb: Heartbeat =
+            serde_json::from_str(r#"{"cluster":"c","host":"h","root":"/srv"}"#).unwrap();
+        assert_eq!(hb.peer, None);
+        assert!(!serde_json::to_string(&hb).unwrap().contains("peer"));
+    }
 
     #[test]
     fn an_app_without_processes_reads_and_writes_as_before() {

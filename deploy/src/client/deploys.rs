@@ -196,20 +196,4 @@ impl Client {
         )
         .await
     }
-
-    /// A grabber asks where to fetch the files (by sha256) of a deploy's
-    /// release it lacks; `404 not_found` when the deploy's build has no
-    /// file index.
-    pub async fn sources(
-        &self,
-        deploy: DeployId,
-        host: &HostName,
-        req: &crate::SourcesRequest,
-    ) -> Result<crate::Sources, ClientError> {
-        self.post(
-            &format!("/api/v1/deploys/{deploy}/hosts/{host}/sources"),
-            req,
-        )
-        .await
-    }
 }

@@ -46,6 +46,7 @@ async fn heartbeat(State(s): State<Shared>, Json(hb): Json<Heartbeat>) -> Json<H
         last_seen: Timestamp::now(),
         apps: hb.apps.clone(),
         alive: None,
+        peer_ticket_key: None,
     };
     s.lock().unwrap().heartbeats.push(hb);
     Json(host)
@@ -77,6 +78,7 @@ async fn event(
         log_tail: ev.log_tail.clone(),
         updated_at: Timestamp::now(),
         batch: 0,
+        transfer: ev.transfer,
     };
     s.lock().unwrap().events.push((DeployId(id), host, ev));
     Json(dh)

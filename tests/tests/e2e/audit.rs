@@ -149,6 +149,7 @@ async fn changes_are_recorded(p: &Platform, database_url: &str) -> anyhow::Resul
             host: HostName::parse("local-1")?,
             root: p.host("local-1").root.display().to_string(),
             apps: vec![],
+            peer: None,
         })
         .await?;
 

@@ -96,6 +96,7 @@ async fn wrong_tokens_are_refused_and_change_nothing() -> anyhow::Result<()> {
         host: HostName::parse("intruder")?,
         root: "/".into(),
         apps: vec![],
+        peer: None,
     };
     let e = as_prod_agent.heartbeat(&hb).await.unwrap_err();
     assert_eq!(e.code(), Some("forbidden"), "{e}");

@@ -11,6 +11,7 @@ mod cli;
 mod config;
 mod crash;
 mod dashboard;
+mod delta;
 mod drift;
 mod drift_written;
 mod githttp;

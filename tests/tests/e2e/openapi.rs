@@ -155,6 +155,7 @@ async fn lists_page_by_cursor() -> anyhow::Result<()> {
                 host: HostName::parse(format!("web-{i}"))?,
                 root: "/srv".into(),
                 apps: Vec::new(),
+                peer: None,
             })
             .await?;
     }

@@ -177,6 +177,7 @@ fn heartbeat(host: &str) -> anyhow::Result<Heartbeat> {
         host: HostName::parse(host)?,
         root: "/srv/slipway".into(),
         apps: vec![],
+        peer: None,
     })
 }
 

@@ -942,3 +942,5 @@ on_both!(
     deploys_are_listed_by_status
 );
 mod index;
+mod peers;
+mod transfer;

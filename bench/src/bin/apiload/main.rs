@@ -224,6 +224,7 @@ async fn register_hosts(c: &Client, cluster: &Cluster, hosts: &[HostName]) -> an
                 host: h.clone(),
                 root: "/srv/slipway".into(),
                 apps: Vec::new(),
+                peer: None,
             })
             .await
         }
@@ -557,6 +558,7 @@ async fn heartbeats(
                     host: h.clone(),
                     root: "/srv/slipway".into(),
                     apps: Vec::new(),
+                    peer: None,
                 };
                 if c.heartbeat(&hb).await.is_ok()
                     && let Ok(mut l) = lat.lock()

@@ -179,8 +179,9 @@ pub(crate) async fn cancel(client: &Ctx, deploy: DeployId) -> anyhow::Result<Exi
         return Ok(ExitCode::SUCCESS);
     }
     println!("deploy {} {}", d.id, d.status);
+    let width = print::transfer_width(&d.hosts);
     for h in &d.hosts {
-        print::host_row(h);
+        print::host_row(h, width);
     }
     Ok(ExitCode::SUCCESS)
 }
