@@ -144,7 +144,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         {
             Ok(l) => Some(l),
             Err(e) => {
-                tracing::error!(error = format!("{e:#}"), "no peer listener: this host will not serve its files to others");
+                tracing::error!(
+                    error = format!("{e:#}"),
+                    "no peer listener: this host will not serve its files to others"
+                );
                 None
             }
         },
@@ -218,7 +221,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
 /// loop only starts them.
 enum Event {
     /// A message from the cluster's bus.
-    Bus(BusMessage),
+    Bus(Box<BusMessage>),
     /// Subscribed to the bus: its messages follow on this stream.
     BusUp(BusStream),
     /// Subscribing failed, or the subscription ended: subscribe again after
@@ -270,7 +273,7 @@ impl Bus {
             },
             Bus::Subscribed(stream) => loop {
                 match stream.next().await {
-                    Some(Ok(msg)) => return Event::Bus(msg),
+                    Some(Ok(msg)) => return Event::Bus(Box::new(msg)),
                     Some(Err(e)) => tracing::warn!(error = %e, "skipping a bus message"),
                     None => return Event::BusLost(BusLoss::Ended),
                 }
@@ -326,7 +329,7 @@ async fn main_loop(agent: &Arc<Agent>) {
             Event::Stop => return,
             Event::Bus(msg) => {
                 bus_retry.reset();
-                handle(agent, msg);
+                handle(agent, *msg);
             }
             Event::BusUp(stream) => {
                 tracing::info!(cluster = %agent.config.cluster, via = %bus_name(agent), "subscribed to the bus");

@@ -82,7 +82,9 @@ pub(crate) async fn start(
     let tcp = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen for peers on {listen}"))?;
-    let bound = tcp.local_addr().context("the peer listener has no address")?;
+    let bound = tcp
+        .local_addr()
+        .context("the peer listener has no address")?;
     let host = match advertise {
         Some(h) => h.to_string(),
         None if bound.ip().is_unspecified() => anyhow::bail!(
@@ -144,7 +146,10 @@ async fn content(
 ) -> Response {
     let refuse = |status: StatusCode, why: String| (status, why).into_response();
     let (Ok(app), Ok(sha256)) = (AppName::parse(&app), Sha256::parse(&sha256)) else {
-        return refuse(StatusCode::BAD_REQUEST, "not an app name and a sha256".into());
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "not an app name and a sha256".into(),
+        );
     };
     let ticket = headers
         .get(header::AUTHORIZATION)
@@ -309,7 +314,9 @@ mod tests {
             403
         );
         assert_eq!(
-            get(&path, Some(&ticket(&key, "hello", "staging", 60))).await.0,
+            get(&path, Some(&ticket(&key, "hello", "staging", 60)))
+                .await
+                .0,
             403
         );
         assert_eq!(
@@ -318,13 +325,18 @@ mod tests {
         );
         let stranger = SigningKey::from_seed([8; 32]);
         assert_eq!(
-            get(&path, Some(&ticket(&stranger, "hello", "prod", 60))).await.0,
+            get(&path, Some(&ticket(&stranger, "hello", "prod", 60)))
+                .await
+                .0,
             401
         );
         assert_eq!(
-            get(&format!("/v1/content/hello/{}", "0".repeat(64)), Some(&good))
-                .await
-                .0,
+            get(
+                &format!("/v1/content/hello/{}", "0".repeat(64)),
+                Some(&good)
+            )
+            .await
+            .0,
             404
         );
 

@@ -58,7 +58,12 @@ async fn an_upgrade_moves_only_what_changed_and_a_lying_peer_is_skipped() -> any
         let desired = agent.desired_state(&p.cluster, &p.host(host).name).await?;
         let release = desired.apps.into_iter().next().expect("an app");
         let ix = release.artifact.index.clone().expect("an indexed release");
-        let bytes = slipway_tests::http().get(&ix.url).send().await?.bytes().await?;
+        let bytes = slipway_tests::http()
+            .get(&ix.url)
+            .send()
+            .await?
+            .bytes()
+            .await?;
         Ok((
             ReleaseIndex::parse(&bytes, &release.app, &release.version)?,
             release,
@@ -94,7 +99,7 @@ async fn an_upgrade_moves_only_what_changed_and_a_lying_peer_is_skipped() -> any
         .create_deploy(&CreateDeploy {
             app: app.clone(),
             version: None,
-            git_ref: Some("main".into()),
+            git_ref: Some(deploy::GitRef::parse("main")?),
             cluster: p.cluster.clone(),
             hosts: None,
             strategy: Strategy::Canary {
@@ -111,9 +116,11 @@ async fn an_upgrade_moves_only_what_changed_and_a_lying_peer_is_skipped() -> any
     poll(Duration::from_secs(120), || async {
         let d = p.client.deploy(b.id).await?;
         anyhow::ensure!(!d.status.is_terminal(), "{d:#?}");
-        Ok(["d-1", "d-2"]
-            .iter()
-            .all(|h| d.hosts.iter().any(|r| r.host.as_str() == *h && r.phase == HostPhase::Done)))
+        Ok(["d-1", "d-2"].iter().all(|h| {
+            d.hosts
+                .iter()
+                .any(|r| r.host.as_str() == *h && r.phase == HostPhase::Done)
+        }))
     })
     .await?;
     let (index_b, release_b) = index_of("d-1").await?;
@@ -136,7 +143,11 @@ async fn an_upgrade_moves_only_what_changed_and_a_lying_peer_is_skipped() -> any
     let d = p.client.deploy(b.id).await?;
     for host in ["d-1", "d-2"] {
         let t = transfer(&d, host);
-        assert_eq!(t.bytes_downloaded, index_size + changed_bytes, "{host}: {t:?}");
+        assert_eq!(
+            t.bytes_downloaded,
+            index_size + changed_bytes,
+            "{host}: {t:?}"
+        );
         assert_eq!(
             t.bytes_reused,
             index_b.content_bytes() - changed_bytes,
@@ -156,7 +167,10 @@ async fn an_upgrade_moves_only_what_changed_and_a_lying_peer_is_skipped() -> any
             ino(&release_b.version, "vendor/data.txt")?,
             "{host} linked the unchanged file"
         );
-        assert_ne!(ino(&release_a.version, "app.py")?, ino(&release_b.version, "app.py")?);
+        assert_ne!(
+            ino(&release_a.version, "app.py")?,
+            ino(&release_b.version, "app.py")?
+        );
     }
 
     // d-1's copies of the changed files go bad on its disk: as a peer, it
@@ -165,7 +179,10 @@ async fn an_upgrade_moves_only_what_changed_and_a_lying_peer_is_skipped() -> any
     let mut spoiled = 0;
     for entry in std::fs::read_dir(&store)? {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if changed.keys().any(|sha| name.starts_with(sha.as_str())) {
             let len = std::fs::metadata(&path)?.len() as usize;
             std::fs::write(&path, noise(len, 99))?;
