@@ -220,6 +220,11 @@ impl Platform {
             data_dir: self.dir.join(format!("replica-{n}")),
             // Webhook secrets sealed by one replica open on every other.
             secrets_key_file: Some(self.config.secrets_key_path()),
+            // Peer tickets minted by one replica verify with the key any
+            // other named in its heartbeat answers.
+            peers: apptracker::config::PeersConfig {
+                ticket_key_file: Some(self.config.peer_ticket_key_path()),
+            },
             builder: apptracker::config::BuilderConfig::disabled(),
             ..self.config.clone()
         };

@@ -37,8 +37,19 @@ async fn transfer_is_recorded_on_the_host_row(api: &Api) {
         transfer: Some(transfer),
         ..HostEvent::progress(PROD.clone(), HostPhase::Extracting, "extracting")
     };
+    let mut live = api.tracker.bus().events();
     let row = agent.host_event(id, &web1, &extracting).await.unwrap();
     assert_eq!(row.transfer, Some(transfer));
+    // The stream's host event carries it too (flattened, as on the wire).
+    let event = loop {
+        match live.recv().await.expect("an event") {
+            crate::bus::Live::Event(e @ deploy::DeployEvent::Host { .. }) => break e,
+            _ => continue,
+        }
+    };
+    let wire = serde_json::to_value(&event).unwrap();
+    assert_eq!(wire["kind"], "host");
+    assert_eq!(wire["transfer"]["bytes_from_peers"], 4_000);
 
     let hosts = api.viewer.deploy(id).await.unwrap().hosts;
     let of = |h: &HostName| hosts.iter().find(|r| &r.host == h).map(|r| r.transfer);
