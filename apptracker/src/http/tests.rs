@@ -87,7 +87,7 @@ fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_error_codes() {
 #[test]
 fn every_path_parameter_is_declared() {
     let doc = doc();
-    let template = regex::Regex::new(r"\{([a-z_]+)\}").expect("regex");
+    let template = regex::Regex::new(r"\{([a-z_][a-z0-9_]*)\}").expect("regex");
     for (m, path) in operations(&doc) {
         let named: BTreeSet<&str> = template
             .captures_iter(&path)

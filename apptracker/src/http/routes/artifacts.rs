@@ -75,7 +75,7 @@ pub(crate) async fn blob(
 ) -> Result<Response, ApiError> {
     let app: AppName = parse(&app)?;
     let sha256: Sha256 = parse(&sha256)?;
-    serve(&t, &blob_key(&app, &sha256), q, sha256.as_ref()).await
+    serve(&t, &blob_key(&app, &sha256), q, sha256.as_str()).await
 }
 
 /// Serves `key` of the local store to the holder of its signed URL.

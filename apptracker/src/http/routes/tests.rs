@@ -127,6 +127,51 @@ impl Api {
             .expect("deploy")
     }
 
+    /// A queued build of `app` at `commit`.
+    async fn queue_build(&self, app: &AppName, commit: &str) -> deploy::Build {
+        let build = self
+            .tracker
+            .db()
+            .insert_build(app, "main", commit)
+            .await
+            .expect("build");
+        build.into_parts().0
+    }
+
+    /// A running deploy of `build` to `hosts` of `PROD`, whose desired
+    /// state it wrote.
+    async fn deploy_build(&self, build: &deploy::Build, hosts: &[HostName]) -> DeployId {
+        let id = self
+            .tracker
+            .db()
+            .insert_deploy(&NewDeploy {
+                app: &build.app,
+                version: Some(&build.version),
+                git_ref: None,
+                build_id: Some(build.id),
+                cluster: &PROD,
+                selector: &ALL,
+                status: DeployStatus::Running,
+                hosts,
+                strategy: Strategy::AllAtOnce,
+                max_failures: Portion::default(),
+                retry_of: None,
+                rollback_on_failure: false,
+                rollback_of: None,
+                requested_by: Some("test"),
+                action: DeployAction::Deploy,
+                config_version: 0,
+            })
+            .await
+            .expect("deploy");
+        self.tracker
+            .db()
+            .set_desired(&PROD, hosts, &build.app, &build.version, id)
+            .await
+            .expect("desired");
+        id
+    }
+
     async fn finish(&self, id: DeployId) {
         let moved = self
             .tracker

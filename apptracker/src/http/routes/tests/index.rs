@@ -81,11 +81,8 @@ async fn token(api: &Api, name: &str, role: &str, host: Option<&HostName>) -> Cl
 /// A build of `commit`, claimed by `worker` through the API.
 async fn claimed(api: &Api, worker: &Client, commit: char) -> deploy::Build {
     let build = api
-        .tracker
-        .db()
-        .insert_build(&app("hello"), "main", &commit.to_string().repeat(40))
-        .await
-        .unwrap();
+        .queue_build(&app("hello"), &commit.to_string().repeat(40))
+        .await;
     let job = worker.claim_build("w1").await.unwrap().unwrap();
     assert_eq!(job.build.id, build.id);
     job.build
@@ -203,42 +200,10 @@ async fn a_build_with_an_index_gives_its_blobs(api: &Api) {
         index
     );
 
-    // So does the desired state of a host it is deployed to.
+    // So does the desired state of a host it is deployed to (the deploy
+    // writes it).
     let web1 = host("web1");
-    let deploy_id = api
-        .tracker
-        .db()
-        .insert_deploy(&NewDeploy {
-            app: &build.app,
-            version: Some(&build.version),
-            git_ref: None,
-            build_id: Some(build.id),
-            cluster: &PROD,
-            selector: &ALL,
-            status: DeployStatus::Running,
-            hosts: std::slice::from_ref(&web1),
-            strategy: Strategy::AllAtOnce,
-            max_failures: Portion::default(),
-            retry_of: None,
-            rollback_on_failure: false,
-            rollback_of: None,
-            requested_by: Some("test"),
-            action: DeployAction::Deploy,
-            config_version: 0,
-        })
-        .await
-        .unwrap();
-    api.tracker
-        .db()
-        .set_desired(
-            &PROD,
-            std::slice::from_ref(&web1),
-            &build.app,
-            &build.version,
-            deploy_id,
-        )
-        .await
-        .unwrap();
+    let deploy_id = api.deploy_build(&build, std::slice::from_ref(&web1)).await;
     let desired = api.tracker.desired(&PROD, &web1).await.unwrap();
     let desired_index = desired[0].artifact.index.as_ref().unwrap();
     assert_eq!(desired_index.sha256, index_sha);
@@ -293,29 +258,7 @@ async fn a_build_with_an_index_gives_its_blobs(api: &Api) {
     assert_eq!(done.artifact.unwrap().index, None);
     // One deploy of an app to a cluster at a time.
     api.finish(deploy_id).await;
-    let plain_deploy = api
-        .tracker
-        .db()
-        .insert_deploy(&NewDeploy {
-            app: &plain.app,
-            version: Some(&plain.version),
-            git_ref: None,
-            build_id: Some(plain.id),
-            cluster: &PROD,
-            selector: &ALL,
-            status: DeployStatus::Running,
-            hosts: std::slice::from_ref(&web1),
-            strategy: Strategy::AllAtOnce,
-            max_failures: Portion::default(),
-            retry_of: None,
-            rollback_on_failure: false,
-            rollback_of: None,
-            requested_by: Some("test"),
-            action: DeployAction::Deploy,
-            config_version: 0,
-        })
-        .await
-        .unwrap();
+    let plain_deploy = api.deploy_build(&plain, std::slice::from_ref(&web1)).await;
     let (status, code, message) = refused(agent.sources(plain_deploy, &web1, &req).await);
     assert_eq!((status, code.as_str()), (404, "not_found"), "{message}");
     assert!(message.contains("no file index"), "{message}");
@@ -331,11 +274,7 @@ async fn the_in_process_builder_keeps_the_index_and_blobs(api: &Api) {
     api.register("hello").await;
     let key = SigningKey::from_seed([8; 32]);
     let holder = Holder::in_process("b1");
-    api.tracker
-        .db()
-        .insert_build(&app("hello"), "main", &"d".repeat(40))
-        .await
-        .unwrap();
+    api.queue_build(&app("hello"), &"d".repeat(40)).await;
     let job = api
         .tracker
         .claim_build(&holder, true)
