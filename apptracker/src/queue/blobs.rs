@@ -22,6 +22,9 @@ use crate::tracker::{Error, Tracker};
 
 /// Blobs stored at once (and files read ahead of the stores).
 const BLOB_CONCURRENCY: usize = 8;
+/// An artifact may expand to this many times `max_artifact_size` at most:
+/// a compressed bomb is not split (and its build presents no index).
+const MAX_EXPANSION: u64 = 16;
 
 /// What splitting an artifact did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,9 +53,14 @@ impl Tracker {
             tokio::sync::mpsc::channel::<(Sha256, tempfile::NamedTempFile)>(BLOB_CONCURRENCY);
         let path = artifact.to_path_buf();
         let span = tracing::Span::current();
+        let max_total = self
+            .config()
+            .max_artifact_size
+            .0
+            .saturating_mul(MAX_EXPANSION);
         let reader = tokio::task::spawn_blocking(move || {
             let _enter = span.enter();
-            read_blobs(&path, &tmp_dir, &tx)
+            read_blobs(&path, &tmp_dir, &tx, max_total)
         });
         let files = futures::stream::unfold(rx, |mut rx| async move {
             rx.recv()
@@ -122,7 +130,9 @@ fn read_blobs(
     path: &PathBuf,
     tmp_dir: &Path,
     tx: &tokio::sync::mpsc::Sender<(Sha256, tempfile::NamedTempFile)>,
+    max_total: u64,
 ) -> anyhow::Result<(u64, u64)> {
+    let mut total = 0u64;
     let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
@@ -146,6 +156,12 @@ fn read_blobs(
                 if n == 0 {
                     break;
                 }
+                total += n as u64;
+                anyhow::ensure!(
+                    total <= max_total,
+                    "the artifact expands to more than {max_total} bytes ({MAX_EXPANSION} times \
+                     max_artifact_size)"
+                );
                 hasher.update(&buf[..n]);
                 out.write_all(&buf[..n]).context("cannot write a blob")?;
             }
