@@ -108,7 +108,13 @@ impl Lines {
         let now = (h.phase, h.message.clone());
         if self.hosts.get(h.host.as_str()) != Some(&now) {
             self.hosts.insert(h.host.to_string(), now);
-            print::host_row(h, print::transfer_width(std::slice::from_ref(h)));
+            // How the bytes came is news once, when the host has them.
+            let width = if h.phase == HostPhase::Extracting {
+                print::transfer_width(std::slice::from_ref(h))
+            } else {
+                0
+            };
+            print::host_row(h, width);
         }
     }
 

@@ -225,11 +225,17 @@ async fn apps_hosts_a_build_a_release_status_and_audit() -> anyhow::Result<()> {
 
     let d = p.client.deploy(deploy::DeployId(1)).await?;
     let message = d.hosts[0].message.clone().unwrap_or_default();
+    // The host downloaded the whole artifact (about a kilobyte), reusing
+    // nothing: the status says so in its transfer column.
+    let t = d.hosts[0].transfer.expect("a transfer");
+    assert_eq!(t.bytes_reused, 0, "{t:?}");
+    assert!((1000..99_950).contains(&t.bytes_downloaded), "{t:?}");
     assert_eq!(
         admin(&p, &["status", "1"]).await?.ok(),
         format!(
-            "deploy 1: hello {version} on local (hosts ~ {}): succeeded\n  local-1              done        {}\n",
+            "deploy 1: hello {version} on local (hosts ~ {}): succeeded\n  local-1              done         {:.1} kB{}\n",
             d.hosts_selector,
+            t.bytes_downloaded as f64 / 1000.0,
             if message.is_empty() {
                 String::new()
             } else {

@@ -295,6 +295,7 @@ async fn agent_tokens_are_refused_on_every_build_worker_route() -> anyhow::Resul
         ("post", "/api/v1/builds/{id}/log".into()),
         ("post", "/api/v1/builds/{id}/release".into()),
         ("put", "/api/v1/builds/{id}/artifact".into()),
+        ("put", "/api/v1/builds/{id}/index".into()),
         ("post", "/api/v1/builds/{id}/result".into()),
     ];
     // Every build-worker route of the API document is in the loop.
