@@ -501,7 +501,11 @@ pub enum Shape {
 }
 
 /// The data app: a standard-library HTTP server answering `/health`,
-/// started with the vendored tree on `PYTHONPATH`.
+/// started with the vendored tree on `PYTHONPATH`, without `site` (`-S`):
+/// a `.pth` hook some sandboxes install appends their proxy's CA to any
+/// importable `certifi/cacert.pem` at interpreter start, which would change
+/// a file of every release in place on every start (an app writing into
+/// its release), and the hosts would fetch it again at each upgrade.
 const DATA_APP: &str = r#"import os
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -530,7 +534,7 @@ impl BenchApp {
         let repo = slipway_tests::AppRepo::new(path.clone())?;
         let toml = match shape {
             Shape::Data => format!(
-                "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"exec python3 app.py\"\nport = {APP_PORT}\nstop_timeout = \"5s\"\nenv = {{ PYTHONPATH = \"vendor\" }}\n[health]\nhttp = \"/health\"\ntimeout = \"60s\"\ngrace = \"0s\"\ninterval = \"50ms\"\n"
+                "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"exec python3 -S app.py\"\nport = {APP_PORT}\nstop_timeout = \"5s\"\nenv = {{ PYTHONPATH = \"vendor\" }}\n[health]\nhttp = \"/health\"\ntimeout = \"60s\"\ngrace = \"0s\"\ninterval = \"50ms\"\n"
             ),
             Shape::Control => "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"exec sleep 1000000\"\nstop_timeout = \"2s\"\n[health]\ngrace = \"100ms\"\n".to_string(),
         };
