@@ -34,8 +34,12 @@ impl Tracker {
         if !changed {
             return Ok(row);
         }
-        if row.phase == HostPhase::Failed {
-            tracing::warn!(deploy_id = %id, host = %host, app = %deploy.app,
+        // Every way a host can fail the deploy sends it back to what it ran
+        // before: a host that timed out or went unreachable may come back
+        // later, and must not install the release this deploy gave up on
+        // (nor may drift call the old one `drifted` and a sync redeploy it).
+        if row.phase.is_failure() {
+            tracing::warn!(deploy_id = %id, host = %host, app = %deploy.app, phase = %row.phase,
                 failed_phase = ?row.failed_phase, rolled_back = row.rolled_back, "host failed");
             self.db()
                 .revert_desired(&deploy.cluster, host, &deploy.app, id)
@@ -63,6 +67,7 @@ impl Tracker {
             self.start_next_queued(&app, &cluster).await?;
         }
         self.sweep_release_phases().await?;
+        self.republish_unreported().await?;
         let silent = self.config().host_unreachable;
         let since = Timestamp(Timestamp::now().0 - silent.as_millis() as i64);
         for (id, host) in self.db().unreachable_hosts(since).await? {
@@ -114,6 +119,58 @@ impl Tracker {
             self.host_event(id, &host, &ev)
                 .await
                 .with_context(|| format!("cannot time out host {host}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Tracker {
+    /// Publishes a deploy again to the hosts that have not reported since
+    /// it asked them, at most once per `republish_after` each: a lost bus
+    /// message (a failed Redis publish, a grabber between two
+    /// subscriptions) costs that long, not `host_deadline`. A grabber that
+    /// did get the first one treats the copy as the same request.
+    async fn republish_unreported(&self) -> anyhow::Result<()> {
+        let every = self.config().republish_after;
+        let now = Timestamp::now();
+        let before = Timestamp(now.0 - every.as_millis() as i64);
+        let silent = self.db().unreported_hosts(before).await?;
+        let due: Vec<(DeployId, HostName)> = {
+            let mut last = self
+                .inner
+                .republished
+                .lock()
+                .map_err(|_| anyhow::anyhow!("the republish table is poisoned"))?;
+            let silent: std::collections::HashSet<(DeployId, String)> =
+                silent.iter().cloned().collect();
+            // Forget the hosts that reported since (or whose deploy ended).
+            last.retain(|(id, h), _| silent.contains(&(*id, h.as_str().to_string())));
+            let mut due = Vec::new();
+            for (id, host) in silent {
+                let Ok(host) = HostName::parse(host) else {
+                    continue;
+                };
+                let key = (id, host);
+                if last.get(&key).is_none_or(|t| t.0 <= before.0) {
+                    last.insert(key.clone(), now);
+                    due.push(key);
+                }
+            }
+            due
+        };
+        let mut by_deploy: std::collections::BTreeMap<DeployId, Vec<HostName>> = Default::default();
+        for (id, host) in due {
+            by_deploy.entry(id).or_default().push(host);
+        }
+        for (id, hosts) in by_deploy {
+            let deploy = self.deploy(id).await?;
+            let Some(row) = self.db().deploy_row(id).await? else {
+                continue;
+            };
+            let build = self.build_of(&row).await?;
+            tracing::warn!(deploy_id = %id, app = %deploy.app, hosts = ?hosts,
+                "hosts have not reported since they were asked; asking again");
+            self.publish_to(&deploy, &build, hosts).await?;
         }
         Ok(())
     }
