@@ -78,11 +78,6 @@ impl Tracker {
         batch: u32,
     ) -> anyhow::Result<()> {
         let deploy = self.deploy(id).await?;
-        let artifact = build
-            .artifact
-            .as_ref()
-            .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
-        let artifact = self.present_artifact(artifact).await?;
         let hosts: Vec<HostName> = deploy
             .hosts
             .iter()
@@ -93,8 +88,29 @@ impl Tracker {
         self.db()
             .set_desired(&deploy.cluster, &hosts, &deploy.app, &build.version, id)
             .await?;
+        // Their deadlines count from now, not from when the deploy was
+        // created: a build or a queue longer than `host_deadline` must not
+        // time them out before they were asked.
+        self.db().mark_asked(id, batch).await?;
         tracing::info!(deploy_id = %id, app = %deploy.app, version = %build.version,
             batch = batch + 1, batches, hosts = hosts.len(), "rollout batch published");
+        self.publish_to(&deploy, build, hosts).await
+    }
+
+    /// Asks `hosts` to install deploy `deploy`'s release (the bus message;
+    /// their desired state already says so).
+    pub(super) async fn publish_to(
+        &self,
+        deploy: &Deploy,
+        build: &StoredBuild,
+        hosts: Vec<HostName>,
+    ) -> anyhow::Result<()> {
+        let id = deploy.id;
+        let artifact = build
+            .artifact
+            .as_ref()
+            .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
+        let artifact = self.present_artifact(artifact).await?;
         self.bus()
             .publish(
                 &deploy.cluster,
@@ -172,10 +188,17 @@ impl Tracker {
             if !deploy.rollback_on_failure {
                 return self.finish(id, Some(&reason)).await;
             }
-            // Ends first (the rollback needs the app's deploy slot), then
-            // says what undoes it.
-            self.finish(id, Some(&reason)).await?;
-            reason = match self.roll_back_switched(id).await {
+            // Ends first (the rollback needs the app's deploy slot) but
+            // keeps the slot from the deploys queued behind it until the
+            // rollback holds it: a queued deploy must not go first and make
+            // the rollback be refused. Only the report that ended it rolls
+            // back (the last hosts' reports race here).
+            if !self.finish_holding_slot(id, Some(&reason)).await? {
+                return Ok(());
+            }
+            let back = self.roll_back_switched(id).await;
+            Box::pin(self.start_next_queued(&deploy.app, &deploy.cluster)).await?;
+            reason = match back {
                 Ok(Some(back)) => format!(
                     "{reason}; the {} host(s) that switched are rolled back by deploy {}",
                     back.hosts.len(),
@@ -293,6 +316,17 @@ impl Tracker {
     /// every one of their reports may get here before the first has ended
     /// the deploy (all but one then change nothing).
     pub(super) async fn finish(&self, id: DeployId, error: Option<&str>) -> anyhow::Result<()> {
+        if self.finish_holding_slot(id, error).await?
+            && let Some(d) = self.db().deploy_row(id).await?
+        {
+            Box::pin(self.start_next_queued(&d.app, &d.cluster)).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Tracker::finish`], leaving the deploys queued for the app where
+    /// they are: the caller starts the next. Whether this call ended it.
+    async fn finish_holding_slot(&self, id: DeployId, error: Option<&str>) -> anyhow::Result<bool> {
         let tally = Tally(self.db().batch_phases(id).await?);
         let ok = tally.count(|_, p| p.is_success());
         let status = if ok == tally.count(|_, _| true) {
@@ -302,9 +336,8 @@ impl Tracker {
         } else {
             DeployStatus::Partial
         };
-        self.transition(id, &[DeployStatus::Running], status, None, error)
-            .await?;
-        Ok(())
+        self.transition_holding_slot(id, &[DeployStatus::Running], status, None, error)
+            .await
     }
 
     /// Stops a deploy: hosts not yet started stay untouched, hosts under
@@ -362,6 +395,29 @@ impl Tracker {
         error: Option<&str>,
     ) -> anyhow::Result<bool> {
         let moved = self
+            .transition_holding_slot(id, from, to, version, error)
+            .await?;
+        // The slot is free: the next queued deploy of the app goes.
+        if moved
+            && to.is_terminal()
+            && let Some(d) = self.db().deploy_row(id).await?
+        {
+            Box::pin(self.start_next_queued(&d.app, &d.cluster)).await?;
+        }
+        Ok(moved)
+    }
+
+    /// [`Tracker::transition`] without starting the next queued deploy when
+    /// this one ends.
+    async fn transition_holding_slot(
+        &self,
+        id: DeployId,
+        from: &[DeployStatus],
+        to: DeployStatus,
+        version: Option<&Version>,
+        error: Option<&str>,
+    ) -> anyhow::Result<bool> {
+        let moved = self
             .db()
             .transition_deploy(id, from, to, version, error)
             .await?;
@@ -382,12 +438,6 @@ impl Tracker {
                     error: d.as_ref().and_then(|d| d.error.clone()),
                 })
                 .await;
-            // The slot is free: the next queued deploy of the app goes.
-            if to.is_terminal()
-                && let Some(d) = d
-            {
-                Box::pin(self.start_next_queued(&d.app, &d.cluster)).await?;
-            }
         }
         Ok(moved)
     }
