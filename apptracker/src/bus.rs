@@ -30,6 +30,14 @@ pub enum Live {
     Resync,
 }
 
+/// A message on its way out, as [`Bus::lose`]'s filter sees it.
+pub enum Outgoing<'a> {
+    Deploy(&'a Cluster, &'a BusMessage),
+    Event(&'a DeployEvent),
+}
+
+type LossFilter = dyn Fn(&Outgoing<'_>) -> bool + Send + Sync;
+
 #[derive(Clone)]
 pub struct Bus {
     /// `None` as the cluster means every cluster (a `Sync` after Redis
@@ -40,6 +48,8 @@ pub struct Bus {
     redis_client: Option<redis::Client>,
     /// Namespace of the Redis channels.
     prefix: String,
+    /// The fault suite's hook: messages it says are lost never leave.
+    loss: std::sync::Arc<std::sync::RwLock<Option<Box<LossFilter>>>>,
 }
 
 impl Bus {
@@ -51,7 +61,29 @@ impl Bus {
             redis: None,
             redis_client: None,
             prefix: deploy::bus::DEFAULT_PREFIX.to_string(),
+            loss: Default::default(),
         }
+    }
+
+    /// Loses every message `filter` picks from now on, as a failed Redis
+    /// publish does (the fault suite's hook: the deploy must end anyway,
+    /// and its watchers see it end).
+    #[doc(hidden)]
+    pub fn lose(&self, filter: impl Fn(&Outgoing<'_>) -> bool + Send + Sync + 'static) {
+        if let Ok(mut l) = self.loss.write() {
+            *l = Some(Box::new(filter));
+        }
+    }
+
+    fn lost(&self, msg: &Outgoing<'_>) -> bool {
+        let lost = self
+            .loss
+            .read()
+            .is_ok_and(|l| l.as_ref().is_some_and(|f| f(msg)));
+        if lost {
+            tracing::warn!("fault injected: a bus message is lost");
+        }
+        lost
     }
 
     /// The bus over Redis. Fails when Redis cannot be reached now; later
@@ -124,6 +156,9 @@ impl Bus {
     pub async fn publish(&self, cluster: &Cluster, msg: BusMessage) {
         let channel = deploy::bus::channel(&self.prefix, cluster);
         tracing::debug!(%channel, "publish");
+        if self.lost(&Outgoing::Deploy(cluster, &msg)) {
+            return;
+        }
         if self.redis.is_some() {
             match serde_json::to_string(&msg) {
                 Ok(payload) => self.redis_publish(&channel, payload).await,
@@ -141,6 +176,9 @@ impl Bus {
     }
 
     pub async fn emit(&self, ev: DeployEvent) {
+        if self.lost(&Outgoing::Event(&ev)) {
+            return;
+        }
         if self.redis.is_some() {
             match serde_json::to_string(&ev) {
                 Ok(payload) => {

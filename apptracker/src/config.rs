@@ -39,6 +39,12 @@ pub struct Config {
     /// `host_deadline` is `timed_out`.
     #[serde(with = "humantime_serde_compat")]
     pub host_unreachable: Duration,
+    /// A host asked to install that has reported nothing for this long is
+    /// asked again (the bus message may have been lost: a Redis outage, a
+    /// grabber reconnecting); again at most this often, until
+    /// `host_deadline`.
+    #[serde(with = "humantime_serde_compat")]
+    pub republish_after: Duration,
     /// How often the deadline sweeper looks.
     #[serde(with = "humantime_serde_compat")]
     pub sweep_interval: Duration,
@@ -341,6 +347,7 @@ impl Default for Config {
             host_deadline: Duration::from_secs(300),
             host_alive: Duration::from_secs(120),
             host_unreachable: Duration::from_secs(30),
+            republish_after: Duration::from_secs(15),
             sweep_interval: Duration::from_secs(2),
             builder: BuilderConfig::default(),
             build_lease: Duration::from_secs(60),

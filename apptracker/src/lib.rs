@@ -18,6 +18,7 @@ pub mod tls;
 mod tracker;
 mod webhooks;
 
+pub use bus::{Bus, Outgoing};
 pub use config::Config;
 pub use startup::{Application, bootstrap_token};
 pub use tracker::Tracker;

@@ -96,6 +96,9 @@ struct Inner {
     /// How often each host of a deploy was handed out as a peer, to spread
     /// the fetching hosts over the holders (`peers.rs`).
     peer_uses: std::sync::Mutex<peers::PeerUses>,
+    /// When the sweeper last published each unreported host's deploy again
+    /// (`sweep.rs`).
+    republished: std::sync::Mutex<std::collections::HashMap<(DeployId, HostName), Timestamp>>,
 }
 
 /// What a tracker is made of (see `startup.rs`).
@@ -146,6 +149,7 @@ impl Tracker {
                 public_key,
                 peer_ticket_key,
                 peer_uses: Default::default(),
+                republished: Default::default(),
                 build_queued: Notify::new(),
                 token_revoked: Notify::new(),
                 delivery_queued: Notify::new(),

@@ -250,6 +250,7 @@ impl Builder {
         // The grabbers trust what this AppTracker's builder signs, unless
         // told otherwise.
         let trusted_keys = trusted_keys.unwrap_or_else(|| vec![app.public_key()]);
+        let tracker = app.tracker().clone();
         let server_stop = CancellationToken::new();
         let server = tokio::spawn(app.run(server_stop.clone()));
         let client = Client::with_trust(base_url.clone(), &trust)?.with_token(admin_token.clone());
@@ -267,6 +268,7 @@ impl Builder {
             config,
             trust,
             grabber,
+            tracker,
             server_stop,
             server: Some(server),
             replicas: Vec::new(),

@@ -46,6 +46,8 @@ pub struct Platform {
     pub(crate) dir: PathBuf,
     /// Holds a temporary `dir` until the platform is dropped.
     pub(crate) _temp: Option<tempfile::TempDir>,
+    /// AppTracker's control plane, for fault tests (`tracker.bus().lose`).
+    pub tracker: apptracker::Tracker,
     /// AppTracker's configuration, for replicas.
     pub(crate) config: apptracker::Config,
     /// What the in-process clients trust (AppTracker's `tls` settings).
@@ -398,7 +400,7 @@ async fn stopped(task: Task, what: &str) -> anyhow::Result<()> {
 
 /// SIGKILLs the process group of every app recorded under a host root whose
 /// process still runs from that root (so a reused pid is never touched).
-fn kill_apps_under(root: &Path) {
+pub(crate) fn kill_apps_under(root: &Path) {
     let layout = deploy::layout::HostLayout::new(root);
     for app in layout.list_apps().unwrap_or_default() {
         let Some(pid) = layout.read_state(&app).ok().flatten().and_then(|s| s.pid) else {

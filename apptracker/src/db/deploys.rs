@@ -374,10 +374,14 @@ impl Db {
     }
 
     /// Records a host event, unless the host already reached a terminal
-    /// phase in this deploy: appends it to the history and updates the
-    /// host's row. Events for a terminal host change nothing and are not
-    /// kept (a grabber's converge reports `skipped` to the last deploy on
-    /// every reconcile; kept, they would grow the history without end).
+    /// phase in this deploy: updates the host's row and appends the event
+    /// to the history. Events for a terminal host change nothing and are
+    /// not kept (a grabber's converge reports `skipped` to the last deploy
+    /// on every reconcile; kept, they would grow the history without end).
+    /// The history is bounded too: a host keeps at most
+    /// [`MAX_HOST_EVENTS`] progress events per deploy (its end is always
+    /// kept), and only an end carries a log tail (a grabber sends one
+    /// only with a failure).
     /// A `transfer` is recorded on the row; an event without one leaves
     /// the row's numbers as they were.
     /// Returns the row as it now stands and whether it changed.
@@ -388,61 +392,60 @@ impl Db {
         ev: &deploy::HostEvent,
     ) -> anyhow::Result<Option<(DeployHost, bool)>> {
         let now = Timestamp::now();
+        let end = ev.phase.is_terminal();
+        let log_tail = if end { ev.log_tail.clone() } else { None };
         let mut tx = self.pool.begin().await?;
-        // Written first (a read first would make SQLite's later upgrade to a
-        // write lock fail under concurrent reports), and only for a host of
-        // this deploy that has not ended.
-        let open = sqlx::query(
-            concat!(
-                "INSERT INTO host_events (deploy_id, host, phase, failed_phase, rolled_back, message, log_tail, created_at) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
-                 WHERE EXISTS (SELECT 1 FROM deploy_hosts WHERE deploy_id = $1 AND host = $2 \
-                 AND phase NOT IN ",
-                terminal_phases!(),
-                ")"
-            ),
-        )
+        // A write first (a read first would make SQLite's later upgrade to
+        // a write lock fail under concurrent reports), and only for a host
+        // of this deploy that has not ended.
+        let changed = sqlx::query(concat!(
+            "UPDATE deploy_hosts SET phase = $3, failed_phase = $4, rolled_back = $5, message = $6, \
+             log_tail = $7, updated_at = $8, bytes_downloaded = COALESCE($9, bytes_downloaded), \
+             bytes_from_peers = COALESCE($10, bytes_from_peers), \
+             bytes_reused = COALESCE($11, bytes_reused) \
+             WHERE deploy_id = $1 AND host = $2 AND phase NOT IN ",
+            terminal_phases!()
+        ))
         .bind(id.0)
         .bind(host.as_str())
         .bind(ev.phase.as_str())
         .bind(ev.failed_phase.map(|p| p.as_str().to_string()))
         .bind(ev.rolled_back as i64)
         .bind(ev.message.clone())
-        .bind(ev.log_tail.clone())
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        let res = if !open {
-            None
-        } else {
-            Some(
-                sqlx::query(
-            concat!(
-                "UPDATE deploy_hosts SET phase = $3, failed_phase = $4, rolled_back = $5, message = $6, \
-                 log_tail = $7, updated_at = $8, bytes_downloaded = COALESCE($9, bytes_downloaded), \
-                 bytes_from_peers = COALESCE($10, bytes_from_peers), \
-                 bytes_reused = COALESCE($11, bytes_reused) \
-                 WHERE deploy_id = $1 AND host = $2 AND phase NOT IN ",
-                terminal_phases!()
-            ),
-        )
-        .bind(id.0)
-        .bind(host.as_str())
-        .bind(ev.phase.as_str())
-        .bind(ev.failed_phase.map(|p| p.as_str().to_string()))
-        .bind(ev.rolled_back as i64)
-        .bind(ev.message.clone())
-        .bind(ev.log_tail.clone())
+        .bind(log_tail.clone())
         .bind(now.0)
         .bind(bytes(ev.transfer.map(|t| t.bytes_downloaded))?)
         .bind(bytes(ev.transfer.map(|t| t.bytes_from_peers))?)
         .bind(bytes(ev.transfer.map(|t| t.bytes_reused))?)
         .execute(&mut *tx)
-        .await?,
+        .await?
+        .rows_affected()
+            == 1;
+        if changed {
+            let kept = sqlx::query(
+                "INSERT INTO host_events (deploy_id, host, phase, failed_phase, rolled_back, message, log_tail, created_at) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8 \
+                 WHERE $9 OR (SELECT COUNT(*) FROM host_events WHERE deploy_id = $1 AND host = $2) < $10",
             )
-        };
+            .bind(id.0)
+            .bind(host.as_str())
+            .bind(ev.phase.as_str())
+            .bind(ev.failed_phase.map(|p| p.as_str().to_string()))
+            .bind(ev.rolled_back as i64)
+            .bind(ev.message.clone())
+            .bind(log_tail)
+            .bind(now.0)
+            .bind(end)
+            .bind(MAX_HOST_EVENTS)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if !kept {
+                tracing::warn!(deploy_id = %id, host = %host, phase = %ev.phase,
+                    "host event not kept in the history: the host sent more than {MAX_HOST_EVENTS}");
+            }
+        }
         let row = sqlx::query(concat!(
             "SELECT ",
             deploy_host_columns!(),
@@ -456,10 +459,7 @@ impl Db {
         tx.commit().await?;
         match row {
             None => Ok(None),
-            Some(r) => Ok(Some((
-                deploy_host_from_row(&r)?,
-                res.is_some_and(|res| res.rows_affected() == 1),
-            ))),
+            Some(r) => Ok(Some((deploy_host_from_row(&r)?, changed))),
         }
     }
 
@@ -568,6 +568,41 @@ impl Db {
             .collect()
     }
 
+    /// The hosts of `batch` not heard from yet were asked now.
+    pub async fn mark_asked(&self, id: DeployId, batch: u32) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE deploy_hosts SET updated_at = $3 WHERE deploy_id = $1 AND batch = $2 \
+             AND phase = 'pending'",
+        )
+        .bind(id.0)
+        .bind(i64::from(batch))
+        .bind(Timestamp::now().0)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Hosts asked in a running deploy (their batch started, no bake or
+    /// pause holds them) that have reported nothing since `before`: the
+    /// message may never have reached them.
+    pub async fn unreported_hosts(
+        &self,
+        before: Timestamp,
+    ) -> sqlx::Result<Vec<(DeployId, String)>> {
+        let rows = sqlx::query(
+            "SELECT dh.deploy_id, dh.host FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
+             WHERE d.status = 'running' AND dh.phase = 'pending' AND dh.updated_at < $1 \
+             AND dh.batch <= d.current_batch AND d.next_batch_at IS NULL AND d.paused_at IS NULL \
+             ORDER BY dh.deploy_id, dh.host",
+        )
+        .bind(before.0)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((DeployId(r.try_get(0)?), r.try_get(1)?)))
+            .collect()
+    }
+
     /// Hosts under way in a running deploy whose agent has not heartbeated
     /// since `before`, and that were asked (or last reported) before it
     /// too, so a host gets the whole window to show it is alive: the host
@@ -593,6 +628,10 @@ impl Db {
             .collect()
     }
 }
+
+/// The most progress events one host keeps in one deploy's history: an
+/// install sends about ten, with hooks and a release phase about twenty.
+pub const MAX_HOST_EVENTS: i64 = 64;
 
 /// A byte count as the database holds it (BIGINT).
 fn bytes(n: Option<u64>) -> anyhow::Result<Option<i64>> {

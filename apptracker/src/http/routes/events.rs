@@ -66,6 +66,10 @@ fn snapshot(d: &Deploy) -> Vec<DeployEvent> {
     out
 }
 
+/// How long a deploy's stream waits for an event before it re-reads the
+/// deploy.
+const REREAD: Duration = Duration::from_secs(5);
+
 /// Live events of one deploy: a snapshot, then changes, ending after the
 /// terminal status. Subscribes before reading the snapshot, so nothing
 /// between the two is lost.
@@ -94,6 +98,8 @@ pub(crate) async fn deploy_stream(
         /// The last row sent per host: re-read snapshots repeat rows the
         /// watcher already has, and those are not sent again.
         sent: std::collections::HashMap<deploy::HostName, DeployHost>,
+        /// The last status sent: a quiet re-read repeats it, unsent.
+        status: Option<DeployEvent>,
     }
     let live = stream::unfold(
         S {
@@ -102,6 +108,7 @@ pub(crate) async fn deploy_stream(
             done,
             pending: snapshot(&first).into(),
             sent: Default::default(),
+            status: None,
         },
         move |mut s| async move {
             loop {
@@ -111,13 +118,24 @@ pub(crate) async fn deploy_stream(
                             continue;
                         }
                         s.sent.insert(host.host.clone(), host.clone());
+                    } else if s.status.as_ref() == Some(&ev) {
+                        continue;
+                    } else {
+                        s.status = Some(ev.clone());
                     }
                     return Some((ev, s));
                 }
                 if s.done {
                     return None;
                 }
-                match s.rx.recv().await {
+                // Quiet for a while: re-read the record, in case the event
+                // that ended it was lost (a failed Redis publish), so no
+                // watcher waits forever on a deploy that is over.
+                let next = match tokio::time::timeout(REREAD, s.rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => Ok(Live::Resync),
+                };
+                match next {
                     Ok(Live::Event(ev)) => match &ev {
                         DeployEvent::Host { deploy_id, .. } if *deploy_id == id => {
                             s.pending.push_back(ev);
@@ -126,7 +144,8 @@ pub(crate) async fn deploy_stream(
                             deploy_id, status, ..
                         } if *deploy_id == id => {
                             if !status.is_terminal() {
-                                return Some((ev, s));
+                                s.pending.push_back(ev);
+                                continue;
                             }
                             // Hosts report concurrently: the last host's event
                             // may be published after the status it completed.
