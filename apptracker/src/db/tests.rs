@@ -528,3 +528,4 @@ mod phases {
 }
 
 mod drift_alerts;
+mod history;
