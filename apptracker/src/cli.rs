@@ -165,7 +165,8 @@ async fn run() -> anyhow::Result<()> {
                 .init();
         }
     }
-    let shutdown = deploy::binary::shutdown_on_signal();
+    // Under the unit's TimeoutStopSec (45 s).
+    let shutdown = deploy::binary::shutdown_on_signal(std::time::Duration::from_secs(30));
     match cli.command {
         Command::Serve(common) => {
             let app = Application::build(common.config()?).await?;

@@ -34,7 +34,12 @@ where
             return ExitCode::FAILURE;
         }
     };
-    exit_code(runtime.block_on(main))
+    let result = runtime.block_on(main);
+    // Whatever still runs on the runtime's blocking threads (a health
+    // check's command, a hook) must not keep the process alive once the
+    // main is over.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    exit_code(result)
 }
 
 /// A main's result as an exit code: an error is printed in its alternate
@@ -180,28 +185,98 @@ pub fn init_tracing(format: LogFormat) {
     Tracing::new(format).init();
 }
 
-/// A token cancelled by the first SIGTERM or SIGINT. Call inside a runtime.
-pub fn shutdown_on_signal() -> CancellationToken {
+/// The variable that overrides a binary's stop timeout (`30s`, `2min`).
+pub const STOP_TIMEOUT_ENV: &str = "SLIPWAY_STOP_TIMEOUT";
+
+/// A token cancelled by the first SIGTERM or SIGINT, after which the
+/// process has `stop_timeout` (or what `SLIPWAY_STOP_TIMEOUT` says) to end
+/// by itself: past it, or at a second signal, it exits at once (status
+/// 130), whatever is in flight, after the hooks of [`on_forced_exit`].
+/// Call inside a runtime.
+pub fn shutdown_on_signal(stop_timeout: std::time::Duration) -> CancellationToken {
+    let stop_timeout = match std::env::var(STOP_TIMEOUT_ENV) {
+        Ok(v) => match humantime::parse_duration(v.trim()) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(value = %v, error = %e, default = ?stop_timeout,
+                    "{STOP_TIMEOUT_ENV} is not a duration; using the default");
+                stop_timeout
+            }
+        },
+        Err(_) => stop_timeout,
+    };
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
+        let mut signals = match Signals::new() {
+            Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot listen for SIGTERM; only SIGINT stops this process");
-                let _ = ctrl_c.await;
+                let _ = tokio::signal::ctrl_c().await;
+                t.cancel();
+                return;
             }
-        }
-        tracing::info!("shutting down");
+        };
+        let first = signals.next().await;
+        tracing::info!(signal = first, stop_timeout = ?stop_timeout, "shutting down (a second signal stops at once)");
         t.cancel();
+        let why = tokio::select! {
+            s = signals.next() => format!("second signal ({s}): stopping now"),
+            _ = tokio::time::sleep(stop_timeout) => format!(
+                "still stopping after {}: stopping now",
+                humantime::format_duration(stop_timeout)
+            ),
+        };
+        tracing::warn!("{why}");
+        eprintln!("{why}");
+        run_forced_exit_hooks();
+        std::process::exit(130);
     });
     token
+}
+
+/// SIGINT and SIGTERM as one stream.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.int.recv() => "SIGINT",
+            _ = self.term.recv() => "SIGTERM",
+        }
+    }
+}
+
+type Hook = Box<dyn Fn() + Send + Sync>;
+
+static FORCED_EXIT_HOOKS: std::sync::Mutex<Vec<Hook>> = std::sync::Mutex::new(Vec::new());
+
+/// Runs `hook` before the process exits at a second signal or past its
+/// stop timeout (`slipway dev` stops the apps it started). It must be
+/// quick and must not block on the runtime.
+pub fn on_forced_exit(hook: impl Fn() + Send + Sync + 'static) {
+    if let Ok(mut hooks) = FORCED_EXIT_HOOKS.lock() {
+        hooks.push(Box::new(hook));
+    }
+}
+
+fn run_forced_exit_hooks() {
+    if let Ok(hooks) = FORCED_EXIT_HOOKS.lock() {
+        for hook in hooks.iter() {
+            hook();
+        }
+    }
 }
 
 /// Lets a command-line tool end quietly, as Unix tools do, when whoever

@@ -229,7 +229,10 @@ async fn run(args: Args, token: Option<crate::AgentToken>) -> anyhow::Result<()>
         ..crate::Config::default()
     };
 
-    crate::run(config, deploy::binary::shutdown_on_signal()).await
+    // Under the unit's TimeoutStopSec (2 min): an install under way ends
+    // first when it can; a killed one converges at the next start.
+    let shutdown = deploy::binary::shutdown_on_signal(std::time::Duration::from_secs(90));
+    crate::run(config, shutdown).await
 }
 
 /// `LOW-HIGH`, both ports, LOW at most HIGH.

@@ -253,7 +253,9 @@ pub fn main() -> std::process::ExitCode {
             let worker = worker(server, token_file, ca_file, name, poll, settings);
             match worker {
                 Ok((client, config)) => deploy::binary::run(async move {
-                    let shutdown = deploy::binary::shutdown_on_signal();
+                    // A build under way may finish (the unit allows 15 min).
+                    let shutdown =
+                        deploy::binary::shutdown_on_signal(std::time::Duration::from_secs(14 * 60));
                     crate::worker::run(client, config, shutdown).await;
                     anyhow::Ok(())
                 }),

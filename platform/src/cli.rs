@@ -44,7 +44,7 @@ pub fn main() -> std::process::ExitCode {
 async fn run() -> anyhow::Result<()> {
     apptracker::cli::init_tracing();
     let cli = Cli::parse();
-    let shutdown = deploy::binary::shutdown_on_signal();
+    let shutdown = deploy::binary::shutdown_on_signal(std::time::Duration::from_secs(30));
     match cli.command {
         Command::Dev {
             common,

@@ -63,6 +63,14 @@ pub async fn run(opts: DevOptions, shutdown: CancellationToken) -> anyhow::Resul
         .wait_for_hosts(None)
         .start()
         .await?;
+    // Stopped at once (a second Ctrl-C, or past the stop timeout), the
+    // platform still takes its apps down with it.
+    let roots: Vec<PathBuf> = platform.hosts.iter().map(|h| h.root.clone()).collect();
+    deploy::binary::on_forced_exit(move || {
+        for root in &roots {
+            crate::platform::kill_apps_under(root);
+        }
+    });
     // A fresh admin token at every start: only its hash is stored, so the
     // old plaintext cannot be shown again.
     let token_file = data_dir.join("admin.token");

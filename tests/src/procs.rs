@@ -86,6 +86,32 @@ impl Proc {
         }
     }
 
+    /// Sends `signal` and returns at once.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
+        let pid = self.pid().context("the process has exited")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
+        Ok(())
+    }
+
+    /// Waits up to `within` for the process to exit: its status, or None
+    /// if it still runs.
+    pub async fn exited_within(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        let Some(child) = &mut self.child else {
+            anyhow::bail!("{} was already waited for", self.name);
+        };
+        match tokio::time::timeout(within, child.wait()).await {
+            Ok(status) => {
+                let status = status?;
+                self.child = None;
+                Ok(Some(status))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Kills the process outright (SIGKILL), as a crash would.
     pub async fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {

@@ -218,7 +218,8 @@ fn run(command: Command, log_format: Option<deploy::binary::LogFormat>) -> anyho
                 ..crate::AgentConfig::new(server, cluster, host, root)
             };
             runtime()?.block_on(async {
-                let shutdown = deploy::binary::shutdown_on_signal();
+                let shutdown =
+                    deploy::binary::shutdown_on_signal(std::time::Duration::from_secs(10));
                 crate::agent::run(cfg, shutdown).await
             })?;
         }
