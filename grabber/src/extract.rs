@@ -75,12 +75,28 @@ pub enum ExtractError {
     NoManifest,
     #[error("archive manifest {MANIFEST_PATH} is invalid: {reason}")]
     BadManifest { reason: String },
-    #[error("cannot extract archive entry `{entry}`: {source}")]
+    #[error("cannot extract archive entry `{entry}`: {}", with_causes(source))]
     Unpack {
         entry: String,
         #[source]
         source: io::Error,
     },
+}
+
+/// An I/O error with what caused it: tar's "failed to unpack `x`" wraps
+/// the reason (a full disk, a permission) one level down.
+fn with_causes(e: &io::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// What an extraction produced.

@@ -45,12 +45,14 @@ pub(crate) trait Reporter: Send + Sync {
     }
 }
 
-/// Posts host events to AppTracker. A report that fails for a reason that
-/// may pass (AppTracker restarting, a 5xx, a broken connection) is sent
-/// again with backoff: an end phase (done, skipped, failed) for up to
-/// `end_patience`, since a lost one leaves the host hanging in the deploy
-/// until its deadline; a progress phase a few times only, so the install is
-/// not held up. Anything else is logged and dropped.
+/// Posts host events to AppTracker, in order, each until AppTracker
+/// acknowledges it: a report that fails for a reason that may pass
+/// (AppTracker restarting, a 5xx, a broken connection) is sent again with
+/// backoff, for up to `end_patience` after it was made (AppTracker's
+/// history stays whole through a restart; events are idempotent there).
+/// A progress phase is queued and the install goes on; an end phase
+/// (done, skipped, failed) is waited for, so the install ends once
+/// AppTracker knows. A refusal (4xx) is logged and dropped.
 pub(crate) struct ClientReporter {
     pub client: deploy::Client,
     pub cluster: Cluster,
@@ -58,6 +60,18 @@ pub(crate) struct ClientReporter {
     pub end_patience: Duration,
     /// The first wait between tries; it doubles, up to 5 s.
     pub first_wait: Duration,
+    /// The ordered queue of events to send, and its sender task, started
+    /// at the first report (with the settings above as they are then).
+    queue: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Pending>>,
+}
+
+/// An event waiting its turn.
+struct Pending {
+    deploy: DeployId,
+    event: HostEvent,
+    made: tokio::time::Instant,
+    /// Told once the event was acknowledged or given up (end phases).
+    sent: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl ClientReporter {
@@ -68,11 +82,67 @@ impl ClientReporter {
             host,
             end_patience: Duration::from_secs(120),
             first_wait: Duration::from_millis(250),
+            queue: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn queue(&self) -> &tokio::sync::mpsc::UnboundedSender<Pending> {
+        self.queue.get_or_init(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Pending>();
+            let post = Post {
+                client: self.client.clone(),
+                host: self.host.clone(),
+                patience: self.end_patience,
+                first_wait: self.first_wait,
+            };
+            tokio::spawn(async move {
+                while let Some(p) = rx.recv().await {
+                    post.send(p.deploy, &p.event, p.made).await;
+                    if let Some(sent) = p.sent {
+                        let _ = sent.send(());
+                    }
+                }
+            });
+            tx
+        })
+    }
+}
+
+/// What the sender task of a [`ClientReporter`] needs.
+struct Post {
+    client: deploy::Client,
+    host: HostName,
+    patience: Duration,
+    first_wait: Duration,
+}
+
+impl Post {
+    /// Sends one event until it lands, it is refused, or `patience` after
+    /// `made` has passed.
+    async fn send(&self, deploy: DeployId, event: &HostEvent, made: tokio::time::Instant) {
+        let give_up = made + self.patience;
+        let mut retry = deploy::Backoff::new(self.first_wait, Duration::from_secs(5));
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let e = match self.client.host_event(deploy, &self.host, event).await {
+                Ok(_) => return,
+                Err(e) => e,
+            };
+            let wait = retry.next_wait();
+            if !e.is_retryable() || tokio::time::Instant::now() + wait >= give_up {
+                tracing::warn!(deploy_id = %deploy, host = %self.host, phase = %event.phase,
+                    tries, error = %e, "cannot report host event; dropped");
+                return;
+            }
+            tracing::info!(deploy_id = %deploy, host = %self.host, phase = %event.phase,
+                tries, error = %e, "cannot report host event yet; trying again");
+            tokio::time::sleep(wait).await;
         }
     }
 }
 
-/// Tries for progress phases.
+/// Tries for the config and the sources of an install, which it waits on.
 const PROGRESS_TRIES: u32 = 3;
 
 impl Reporter for ClientReporter {
@@ -135,31 +205,25 @@ impl Reporter for ClientReporter {
 
     fn report(&self, deploy: DeployId, event: HostEvent) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let end = event.phase.is_terminal();
-            let give_up = tokio::time::Instant::now() + self.end_patience;
-            let mut retry = deploy::Backoff::new(self.first_wait, Duration::from_secs(5));
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                let e = match self.client.host_event(deploy, &self.host, &event).await {
-                    Ok(_) => return,
-                    Err(e) => e,
-                };
-                let wait = retry.next_wait();
-                let again = e.is_retryable()
-                    && if end {
-                        tokio::time::Instant::now() + wait < give_up
-                    } else {
-                        tries < PROGRESS_TRIES
-                    };
-                if !again {
-                    tracing::warn!(deploy_id = %deploy, host = %self.host, phase = %event.phase,
-                        tries, error = %e, "cannot report host event; dropped");
-                    return;
-                }
-                tracing::info!(deploy_id = %deploy, host = %self.host, phase = %event.phase,
-                    tries, error = %e, "cannot report host event yet; trying again");
-                tokio::time::sleep(wait).await;
+            let (sent, acked) = if event.phase.is_terminal() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Some(tx), Some(rx))
+            } else {
+                (None, None)
+            };
+            let pending = Pending {
+                deploy,
+                event,
+                made: tokio::time::Instant::now(),
+                sent,
+            };
+            if self.queue().send(pending).is_err() {
+                tracing::warn!(deploy_id = %deploy, host = %self.host,
+                    "the report queue is gone; host event dropped");
+                return;
+            }
+            if let Some(acked) = acked {
+                let _ = acked.await;
             }
         })
     }
@@ -352,13 +416,23 @@ mod report_tests {
         assert_eq!(*got.lock().unwrap(), ["done"]);
     }
 
+    /// Through an AppTracker restart, no progress is lost and nothing
+    /// waits on it: progress is queued, sent in order until it lands, and
+    /// the end goes after it.
     #[tokio::test]
-    async fn a_progress_phase_is_tried_a_few_times_only() {
-        let (url, calls, got) = flaky(10).await;
+    async fn progress_is_sent_in_order_until_it_lands_without_holding_the_install() {
+        let (url, calls, got) = flaky(6).await;
         let r = reporter(url);
-        r.report(DeployId(1), event(HostPhase::Downloading)).await;
-        assert_eq!(calls.load(Ordering::SeqCst), PROGRESS_TRIES as usize);
-        assert!(got.lock().unwrap().is_empty());
+        tokio::time::timeout(
+            Duration::from_millis(100),
+            r.report(DeployId(1), event(HostPhase::Downloading)),
+        )
+        .await
+        .expect("a progress report does not wait for AppTracker");
+        r.report(DeployId(1), event(HostPhase::Extracting)).await;
+        r.report(DeployId(1), event(HostPhase::Done)).await;
+        assert_eq!(*got.lock().unwrap(), ["downloading", "extracting", "done"]);
+        assert_eq!(calls.load(Ordering::SeqCst), 9);
     }
 
     #[tokio::test]

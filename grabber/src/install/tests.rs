@@ -22,6 +22,7 @@ use crate::process::{AppProcess, pid_alive};
 // Tests of one concern each, with the helpers above.
 mod config;
 mod delta;
+mod disk;
 mod shared;
 mod verify;
 
@@ -178,7 +179,20 @@ impl Host {
 
     fn with(log_limits: shim::LogLimits) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let layout = HostLayout::new(dir.path().join("host"));
+        Self::build(dir.path().join("host"), log_limits, dir)
+    }
+
+    /// A host whose root is `root` (the disk-full test's tmpfs).
+    fn at(root: PathBuf) -> Self {
+        Self::build(
+            root,
+            shim::LogLimits::default(),
+            tempfile::tempdir().unwrap(),
+        )
+    }
+
+    fn build(root: PathBuf, log_limits: shim::LogLimits, dir: tempfile::TempDir) -> Self {
+        let layout = HostLayout::new(root);
         layout.ensure_dirs().unwrap();
         let engine = Engine::new(
             EngineConfig {
