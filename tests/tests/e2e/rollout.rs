@@ -335,6 +335,12 @@ async fn the_targets_preview_matches_the_deploy_a_killed_host_times_out_and_retr
         .find(|h| h.host.as_str() == "worker-1")
         .expect("worker-1 is targeted");
     assert_eq!(dead.phase, HostPhase::TimedOut, "{dead:#?}");
+    // Timed out, the host goes back in its desired state to what it ran
+    // before (nothing: A went to the api hosts only): restarted, its
+    // grabber must not install the release this deploy gave up on.
+    let worker = deploy::HostName::parse("worker-1")?;
+    let desired = p.client.desired_state(&local, &worker).await?;
+    assert!(desired.apps.iter().all(|a| a.app != app), "{desired:#?}");
     assert!(
         done.hosts
             .iter()
@@ -572,11 +578,18 @@ async fn rollback_on_failure_manual_canary_queue_and_cluster_controls() -> anyho
     );
     // The last batch's failure counts too: all at once, one host failing,
     // and only the others go back.
+    // A deploy queued behind it meanwhile does not take the slot first:
+    // the rollback goes, then the queued deploy.
     let mut req = request(&app, "main")?;
     req.rollback_on_failure = true;
-    let b2 = p
-        .wait_deploy(p.client.create_deploy(&req).await?.id)
-        .await?;
+    let b2 = p.client.create_deploy(&req).await?;
+    let mut behind = request(&app, version_a.as_str())?;
+    behind.version = Some(version_a.clone());
+    behind.git_ref = None;
+    behind.wait = true;
+    let behind = p.client.create_deploy(&behind).await?;
+    assert_eq!(behind.status, DeployStatus::Queued, "{behind:#?}");
+    let b2 = p.wait_deploy(b2.id).await?;
     let (error, back_id) = rolled_back_by(&p, b2.id).await?;
     assert!(
         error.starts_with("failed: 1 host(s) failed")
@@ -585,6 +598,12 @@ async fn rollback_on_failure_manual_canary_queue_and_cluster_controls() -> anyho
     );
     let back = p.wait_deploy(back_id).await?;
     assert_eq!(back.status, DeployStatus::Succeeded, "{back:#?}");
+    let behind = p.wait_deploy(behind.id).await?;
+    assert_eq!(behind.status, DeployStatus::Succeeded, "{behind:#?}");
+    assert!(
+        behind.finished_at >= back.finished_at,
+        "the queued deploy went before the rollback: {behind:#?} {back:#?}"
+    );
     for host in FIVE {
         assert_eq!(
             runs(&p, host).as_deref(),
