@@ -426,6 +426,7 @@ fn answer(agent: &Arc<Agent>, asked: &Asked, desired: Option<Vec<Release>>) {
     let Some(desired) = desired else {
         if !asked.deploys.is_empty() {
             tracing::info!(
+                host = %agent.config.host,
                 messages = asked.deploys.len(),
                 "deploy messages wait for the next sync: the desired state cannot be read"
             );
@@ -433,9 +434,9 @@ fn answer(agent: &Arc<Agent>, asked: &Asked, desired: Option<Vec<Release>>) {
         return;
     };
     let answer = doorbell::answer(asked, desired);
-    doorbell::log_ignored(&answer, asked.dropped);
+    doorbell::log_ignored(&answer, asked.dropped, &agent.config.host);
     if asked.sync {
-        tracing::info!(apps = answer.install.len(), "converging on desired state");
+        tracing::info!(host = %agent.config.host, apps = answer.install.len(), "converging on desired state");
     }
     for release in answer.install {
         spawn_install(agent, release);

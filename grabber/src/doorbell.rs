@@ -189,7 +189,7 @@ pub(crate) fn answer(asked: &Asked, desired: Vec<Release>) -> Answer {
 }
 
 /// Logs the deploy messages an answer ignores (and those dropped).
-pub(crate) fn log_ignored(answer: &Answer, dropped: usize) {
+pub(crate) fn log_ignored(answer: &Answer, dropped: usize, host: &HostName) {
     for (rung, why) in &answer.ignored {
         let Rung {
             deploy_id,
@@ -198,11 +198,11 @@ pub(crate) fn log_ignored(answer: &Answer, dropped: usize) {
         } = rung;
         match why {
             Ignored::Superseded { deploy_id: newer } => tracing::info!(
-                %deploy_id, %app, %version, desired_deploy = %newer,
+                %deploy_id, %host, %app, %version, desired_deploy = %newer,
                 "a deploy message came after a later deploy of the app; the later one is installed"
             ),
             Ignored::NotDesired { desired } => tracing::warn!(
-                %deploy_id, %app, %version,
+                %deploy_id, %host, %app, %version,
                 desired = ?desired.as_ref().map(|(d, v)| format!("deploy {d}: {v}")),
                 "ignoring a deploy message that this host's desired state does not name \
                  (stale, or published by someone other than AppTracker)"
@@ -211,7 +211,7 @@ pub(crate) fn log_ignored(answer: &Answer, dropped: usize) {
     }
     if dropped > 0 {
         tracing::warn!(
-            dropped,
+            dropped, %host,
             "dropped deploy messages that came faster than the desired state could be read"
         );
     }
