@@ -2,7 +2,8 @@
 //! ([`Event`]: a bus message, the bus lost or back, a heartbeat due or
 //! answered, a reconcile due, stop) that heartbeats, follows the cluster's
 //! bus (reconnecting with backoff), turns `Sync` and `Deploy` messages into
-//! installs and `ReleasePhase` ones into release phases (spawned tasks),
+//! fetches of the desired state and installs of what it names (see
+//! `doorbell`), `ReleasePhase` ones into release phases (spawned tasks),
 //! and shuts down cleanly.
 
 use std::pin::Pin;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Config;
+use crate::doorbell::{self, Asked, Doorbells, Rung, SyncFrom};
 use crate::install::{ClientReporter, Engine, EngineConfig, Reporter};
 use crate::user::AppUser;
 
@@ -238,6 +240,10 @@ enum Event {
     /// message (or a bus that is quietly broken) delays a deploy, never
     /// prevents it.
     Reconcile,
+    /// A sync rung on the bus waited out its spacing.
+    SyncDue,
+    /// The desired state fetched for what rang (`None`: not to be had).
+    Desired(Box<(Asked, Option<Vec<Release>>)>),
     /// Shutdown.
     Stop,
 }
@@ -306,11 +312,18 @@ async fn main_loop(agent: &Arc<Agent>) {
         reconcile_every,
     );
     reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Bus messages ring; one fetch of the desired state at a time answers
+    // what rang (see `doorbell`).
+    let mut doorbells = Doorbells::default();
+    let mut fetching: Option<BoxFuture<'static, (Asked, Option<Vec<Release>>)>> = None;
+    let sync_due = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(sync_due);
 
     loop {
         // One heartbeat at a time: while one is in flight, whatever asks
         // for the next one waits (a `Notify` keeps its permit).
         let beating = heartbeat.is_some();
+        let (fetching_now, sync_waits) = (fetching.is_some(), doorbells.sync_at().is_some());
         let event = tokio::select! {
             _ = agent.shutdown.cancelled() => Event::Stop,
             e = bus.next() => e,
@@ -324,12 +337,19 @@ async fn main_loop(agent: &Arc<Agent>) {
             _ = agent.heartbeat_now.notified(), if !beating => Event::Heartbeat,
             _ = agent.engine.changed.notified(), if !beating => Event::Heartbeat,
             _ = reconcile.tick() => Event::Reconcile,
+            r = async {
+                match fetching.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            }, if fetching_now => Event::Desired(Box::new(r)),
+            _ = &mut sync_due, if !fetching_now && sync_waits => Event::SyncDue,
         };
         match event {
             Event::Stop => return,
             Event::Bus(msg) => {
                 bus_retry.reset();
-                handle(agent, *msg);
+                handle(agent, &mut doorbells, *msg);
             }
             Event::BusUp(stream) => {
                 tracing::info!(cluster = %agent.config.cluster, via = %bus_name(agent), "subscribed to the bus");
@@ -368,9 +388,58 @@ async fn main_loop(agent: &Arc<Agent>) {
             }
             Event::Reconcile => {
                 tracing::debug!("reconciling on the timer");
-                agent.tasks.spawn(converge(agent.clone()));
+                doorbells.sync(SyncFrom::Timer);
+            }
+            Event::SyncDue => {}
+            Event::Desired(fetched) => {
+                fetching = None;
+                let (asked, desired) = *fetched;
+                answer(agent, &asked, desired);
             }
         }
+        if fetching.is_none() {
+            if let Some(asked) = doorbells.take(tokio::time::Instant::now()) {
+                let a = agent.clone();
+                fetching = Some(
+                    async move {
+                        let cfg = &a.config;
+                        let desired = doorbell::fetch(
+                            a.client.clone(),
+                            cfg.cluster.clone(),
+                            cfg.host.clone(),
+                            a.shutdown.clone(),
+                        )
+                        .await;
+                        (asked, desired)
+                    }
+                    .boxed(),
+                );
+            } else if let Some(at) = doorbells.sync_at() {
+                sync_due.as_mut().reset(at);
+            }
+        }
+    }
+}
+
+/// Installs what the desired state says for what rang.
+fn answer(agent: &Arc<Agent>, asked: &Asked, desired: Option<Vec<Release>>) {
+    let Some(desired) = desired else {
+        if !asked.deploys.is_empty() {
+            tracing::info!(
+                host = %agent.config.host,
+                messages = asked.deploys.len(),
+                "deploy messages wait for the next sync: the desired state cannot be read"
+            );
+        }
+        return;
+    };
+    let answer = doorbell::answer(asked, desired);
+    doorbell::log_ignored(&answer, asked.dropped, &agent.config.host);
+    if asked.sync {
+        tracing::info!(host = %agent.config.host, apps = answer.install.len(), "converging on desired state");
+    }
+    for release in answer.install {
+        spawn_install(agent, release);
     }
 }
 
@@ -454,17 +523,19 @@ async fn subscribe(agent: Arc<Agent>) -> Result<BusStream, String> {
     }
 }
 
-fn handle(agent: &Arc<Agent>, msg: BusMessage) {
+/// Acts on a bus message. `Sync` and `Deploy` only ring: what is
+/// installed comes from the desired state (see `doorbell`).
+fn handle(agent: &Arc<Agent>, doorbells: &mut Doorbells, msg: BusMessage) {
     match msg {
-        BusMessage::Sync => {
-            agent.tasks.spawn(converge(agent.clone()));
-        }
+        BusMessage::Sync => doorbells.sync(SyncFrom::Bus),
         BusMessage::Deploy(m) => {
             if !m.target.selects(&agent.config.cluster, &agent.config.host) {
                 tracing::debug!(deploy_id = %m.release.deploy_id, "deploy is for other hosts");
                 return;
             }
-            spawn_install(agent, m.release);
+            tracing::debug!(deploy_id = %m.release.deploy_id, app = %m.release.app,
+                version = %m.release.version, "deploy message: reading the desired state");
+            doorbells.deploy(Rung::of(&m.release));
         }
         BusMessage::ReleasePhase(m) => {
             if !m.target.selects(&agent.config.cluster, &agent.config.host) {
@@ -479,7 +550,7 @@ fn handle(agent: &Arc<Agent>, msg: BusMessage) {
             }
             let agent = agent.clone();
             agent.clone().tasks.spawn(async move {
-                let answer = read_log_piece(
+                let answer = crate::log_piece::read(
                     &HostLayout::new(&agent.config.root),
                     &agent.config.cluster,
                     &m.app,
@@ -542,35 +613,6 @@ fn spawn_install(agent: &Arc<Agent>, release: Release) {
     });
 }
 
-/// Fetches the desired state and installs whatever differs.
-async fn converge(agent: Arc<Agent>) {
-    let mut retry = Backoff::new(BACKOFF_START, BACKOFF_MAX);
-    let desired = loop {
-        let r = tokio::select! {
-            r = agent.client.desired_state(&agent.config.cluster, &agent.config.host) => r,
-            _ = agent.shutdown.cancelled() => return,
-        };
-        match r {
-            Ok(d) => break d,
-            Err(e) if e.is_retryable() && !retry.at_max() => {
-                tracing::debug!(error = %e, "cannot fetch desired state; retrying");
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot fetch desired state; waiting for the next sync");
-                return;
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(retry.next_wait()) => {}
-            _ = agent.shutdown.cancelled() => return,
-        }
-    };
-    tracing::info!(apps = desired.apps.len(), "converging on desired state");
-    for release in desired.apps {
-        spawn_install(&agent, release);
-    }
-}
-
 /// A Redis client for `url`; a `rediss://` one trusts the extra CA too (the
 /// redis crate's CA setting replaces the system roots, so it gets both).
 fn open_redis(url: &str, trust: &deploy::tls::Trust) -> Result<redis::Client, String> {
@@ -585,94 +627,4 @@ fn open_redis(url: &str, trust: &deploy::tls::Trust) -> Result<redis::Client, St
         _ => redis::Client::open(url),
     };
     client.map_err(|e| format!("bad redis URL: {e}"))
-}
-
-/// A piece of `app`'s log (`log/<app>.log`): from `offset`, or its last
-/// `max_bytes`; from the start of the file when it was rotated since
-/// `offset` (it is shorter now). Never more than `max_bytes` (itself
-/// bounded by AppTracker).
-fn read_log_piece(
-    layout: &deploy::layout::HostLayout,
-    cluster: &deploy::Cluster,
-    app: &deploy::AppName,
-    offset: Option<u64>,
-    max_bytes: u64,
-) -> deploy::LogAnswer {
-    use std::io::{Read, Seek, SeekFrom};
-    let max_bytes = max_bytes.min(deploy::MAX_LOG_READ);
-    let path = layout.log_file(app);
-    let fail = |error: String| deploy::LogAnswer {
-        cluster: cluster.clone(),
-        offset: 0,
-        next_offset: 0,
-        text: String::new(),
-        truncated: false,
-        error: Some(error),
-    };
-    let mut f = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return fail(format!("`{app}` has no log on this host"));
-        }
-        Err(e) => return fail(format!("cannot read the log: {e}")),
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let (start, mut truncated) = match offset {
-        Some(o) if o <= len => (o, false),
-        Some(_) => (0, true),
-        None => (len.saturating_sub(max_bytes), len > max_bytes),
-    };
-    let mut buf = Vec::new();
-    let read = f
-        .seek(SeekFrom::Start(start))
-        .and_then(|_| f.take(max_bytes).read_to_end(&mut buf));
-    if let Err(e) = read {
-        return fail(format!("cannot read the log: {e}"));
-    }
-    if start + (buf.len() as u64) < len {
-        truncated = true;
-    }
-    deploy::LogAnswer {
-        cluster: cluster.clone(),
-        offset: start,
-        next_offset: start + buf.len() as u64,
-        text: String::from_utf8_lossy(&buf).into_owned(),
-        truncated,
-        error: None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_log_piece_is_the_end_or_from_an_offset_and_knows_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let layout = HostLayout::new(dir.path());
-        let app = deploy::AppName::parse("hello").unwrap();
-        let cluster = deploy::Cluster::parse("local").unwrap();
-        let missing = read_log_piece(&layout, &cluster, &app, None, 10);
-        assert!(missing.error.unwrap().contains("no log"));
-        std::fs::create_dir_all(layout.log_dir(&app)).unwrap();
-        std::fs::write(layout.log_file(&app), "one\ntwo\nthree\n").unwrap();
-        let end = read_log_piece(&layout, &cluster, &app, None, 6);
-        assert_eq!(
-            (end.text.as_str(), end.offset, end.next_offset),
-            ("three\n", 8, 14)
-        );
-        assert!(end.truncated, "the start is cut");
-        let from = read_log_piece(&layout, &cluster, &app, Some(4), 100);
-        assert_eq!(
-            (from.text.as_str(), from.truncated),
-            ("two\nthree\n", false)
-        );
-        // Rotated: the file is shorter than the offset asked for.
-        std::fs::write(layout.log_file(&app), "new\n").unwrap();
-        let rotated = read_log_piece(&layout, &cluster, &app, Some(14), 100);
-        assert_eq!(
-            (rotated.text.as_str(), rotated.offset, rotated.truncated),
-            ("new\n", 0, true)
-        );
-    }
 }

@@ -339,6 +339,22 @@ pub(crate) fn is_shim(pid: u32) -> bool {
     })
 }
 
+/// Whether `pid` is a process of `app` on `host` that a shim started (or a
+/// descendant of one): its environment carries the `SLIPWAY_APP` and
+/// `SLIPWAY_HOST` the grabber gives every app process ([`Launch::env`]).
+/// What is left of an app's group after its shim died is recognised so;
+/// an operator's shell or script that merely runs from a release is not.
+pub(crate) fn runs_app(pid: u32, app: &AppName, host: &HostName) -> bool {
+    let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let has = |var: &str, value: &str| {
+        let want = format!("{var}={value}");
+        environ.split(|b| *b == 0).any(|kv| kv == want.as_bytes())
+    };
+    has("SLIPWAY_APP", app.as_str()) && has("SLIPWAY_HOST", host.as_str())
+}
+
 /// The line the grabber writes to an app's log before each start.
 pub(crate) const START_MARK: &str = "--- slipway: starting ";
 

@@ -193,12 +193,23 @@ impl Engine {
                 continue;
             }
             // Only groups a grabber started: led by a shim, or the one the
-            // state file names once its shim is gone (the app outlived it).
-            // An operator's shell or script that merely runs from a release
+            // state file names once its shim is gone (the app outlived it),
+            // if what is left of it runs the app (a recorded pid may have
+            // been given to another process since, after a reboot say). An
+            // operator's shell or script that merely runs from a release
             // is none of the grabber's business.
-            let orphaned = recorded == Some(group) && !crate::process::pid_alive(group);
+            let orphaned = recorded == Some(group)
+                && !crate::process::pid_alive(group)
+                && running.iter().any(|(pid, g, _)| {
+                    *g == group && crate::process::runs_app(*pid, app, &self.cfg.host)
+                });
             if !(crate::process::is_shim(group) || orphaned) {
-                tracing::info!(%app, group, "leaving alone a process running from a release that no shim leads");
+                let pids: Vec<u32> = running
+                    .iter()
+                    .filter(|(_, g, _)| *g == group)
+                    .map(|(pid, ..)| *pid)
+                    .collect();
+                tracing::info!(%app, group, ?pids, "leaving alone processes running from a release that no shim leads");
                 continue;
             }
             tracing::warn!(%app, group, "stopping a process of this app no grabber owns");

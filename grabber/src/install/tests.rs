@@ -1639,6 +1639,113 @@ async fn recovery_stops_only_what_a_shim_leads() {
     again.stop_all().await;
 }
 
+/// Security finding L4, the part the shim check left: a state file whose
+/// recorded pid now leads a group of someone else's (pids are reused, after
+/// a reboot say), with that leader gone, does not get that group stopped;
+/// the app's own group, left by a shim that died, still is (its processes
+/// carry the app's environment). An operator's process in the test's own
+/// group is left alone as well.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_stops_a_recorded_group_without_its_shim_only_when_it_runs_the_app() {
+    use std::os::unix::process::CommandExt;
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let app = hello();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let ra = server.publish(&a, FILES);
+    assert_eq!(
+        host.engine
+            .install(&request(1, &a, ra), &rec, &CancellationToken::new())
+            .await,
+        Outcome::Done
+    );
+    let release_dir = host.layout().release_dir(&app, &a.version);
+    // An operator's job: a shell, leader of its group, that left a `sleep`
+    // behind in the release directory.
+    let job = std::process::Command::new("sh")
+        .args(["-c", "sleep 1000 >/dev/null 2>&1 & echo $!"])
+        .current_dir(&release_dir)
+        .process_group(0)
+        .output()
+        .unwrap();
+    let left: u32 = String::from_utf8(job.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let group = deploy::procfs::stat(left).unwrap().pgrp;
+    assert!(!pid_alive(group), "the job's shell is gone");
+    // And a plain one, in this test's group.
+    let mut plain = std::process::Command::new("sleep")
+        .arg("1000")
+        .current_dir(&release_dir)
+        .spawn()
+        .unwrap();
+    // The state file names the job's group (the pid was given to its shell).
+    let shim = host.state(&app).pid.unwrap();
+    let mut state = host.state(&app);
+    state.pid = Some(group);
+    host.layout().write_state(&state).unwrap();
+    // The grabber that started the app is gone: nothing restarts it.
+    host.engine.slot(&app).set_process(None);
+
+    let again = Engine::new(
+        host.engine.cfg.clone(),
+        deploy::tls::Trust::system().http_client().unwrap(),
+    );
+    again.recover().await;
+    let restarted = again.installed()[0].pid.expect("the app runs again");
+    assert_ne!(restarted, shim);
+    assert!(!pid_alive(shim), "the unrecorded shim's group is stopped");
+    let alive = (pid_alive(left), pid_alive(plain.id()));
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(left as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = plain.kill();
+    let _ = plain.wait();
+    assert_eq!(
+        alive,
+        (true, true),
+        "the operator's processes are left alone"
+    );
+
+    // The app outlives its shim (SIGKILLed alone): what is left of the
+    // recorded group runs the app, and is stopped.
+    let app_pid = crate::process::processes_under(&host.layout().releases_dir(&app))
+        .into_iter()
+        .find(|(pid, g, _)| *g == restarted && *pid != restarted)
+        .map(|(pid, ..)| pid)
+        .expect("the app under its shim");
+    assert!(crate::process::runs_app(app_pid, &app, &again.cfg.host));
+    assert!(!crate::process::runs_app(
+        app_pid,
+        &app,
+        &HostName::parse("h2").unwrap()
+    ));
+    again.slot(&app).set_process(None);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(restarted as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    until(10, "the shim is gone", || !pid_alive(restarted)).await;
+    assert!(pid_alive(app_pid));
+    assert_eq!(host.state(&app).pid, Some(restarted));
+    let third = Engine::new(
+        host.engine.cfg.clone(),
+        deploy::tls::Trust::system().http_client().unwrap(),
+    );
+    third.recover().await;
+    until(10, "the app left by its shim is stopped", || {
+        !pid_alive(app_pid)
+    })
+    .await;
+    assert!(third.installed()[0].pid.is_some_and(|p| p != restarted));
+    third.stop_all().await;
+}
+
 /// A free loopback port (bound, then released).
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -24,6 +24,8 @@ pub struct Recorded {
     pub heartbeats: Vec<Heartbeat>,
     pub events: Vec<(DeployId, HostName, HostEvent)>,
     pub desired: Vec<DesiredApp>,
+    /// How many times the desired state was read.
+    pub desired_reads: usize,
     pub artifacts: HashMap<String, Vec<u8>>,
     /// Senders of the open bus connections; raw lines to send as `data:`.
     pub subscribers: Vec<mpsc::UnboundedSender<String>>,
@@ -56,7 +58,11 @@ async fn desired(
     State(s): State<Shared>,
     Path((cluster, host)): Path<(Cluster, HostName)>,
 ) -> Json<DesiredState> {
-    let apps = s.lock().unwrap().desired.clone();
+    let apps = {
+        let mut rec = s.lock().unwrap();
+        rec.desired_reads += 1;
+        rec.desired.clone()
+    };
     Json(DesiredState {
         cluster,
         host,
@@ -153,6 +159,17 @@ impl FakeTracker {
         rec.subscribers.retain(|s| s.send(raw.to_string()).is_ok());
     }
 
+    /// Makes `release` the one desired release of its app.
+    pub fn desire(&self, release: DesiredApp) {
+        let mut rec = self.rec.lock().unwrap();
+        rec.desired.retain(|r| r.app != release.app);
+        rec.desired.push(release);
+    }
+
+    pub fn desired_reads(&self) -> usize {
+        self.rec.lock().unwrap().desired_reads
+    }
+
     pub fn phases(&self, id: i64) -> Vec<String> {
         let rec = self.rec.lock().unwrap();
         rec.events
@@ -176,6 +193,28 @@ impl FakeTracker {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// A `deploy` bus message for `release`, to the hosts `hosts` matches.
+pub fn deploy_message(release: &DesiredApp, hosts: &str) -> String {
+    serde_json::json!({
+        "kind": "deploy", "deploy_id": release.deploy_id, "app": release.app,
+        "version": release.version, "artifact": release.artifact,
+        "target": {"cluster": "local", "hosts": hosts}, "issued_at": 0
+    })
+    .to_string()
+}
+
+/// A release to deploy (`action` deploy, no config).
+pub fn release(id: i64, app: &str, version: &str, artifact: ArtifactRef) -> DesiredApp {
+    DesiredApp {
+        app: AppName::parse(app).unwrap(),
+        version: Version::parse(version).unwrap(),
+        deploy_id: DeployId(id),
+        artifact,
+        config_version: 0,
+        action: deploy::DeployAction::Deploy,
     }
 }
 

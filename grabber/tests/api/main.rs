@@ -94,7 +94,9 @@ async fn converges_follows_the_bus_and_stops_apps_on_exit() {
     tracker.send("not json at all");
     tracker.send(r#"{"kind":"reboot"}"#);
     tracker.send(&deploy_msg(2, "2-bbbbbbb", "other-.*", &b));
-    // Same version as running: skipped, same pid.
+    // Same version as running: skipped, same pid. (A deploy message only
+    // rings: AppTracker's desired state names what it installs.)
+    tracker.desire(helpers::release(3, "hello", "1-aaaaaaa", a.clone()));
     tracker.send(&deploy_msg(3, "1-aaaaaaa", "h.*", &a));
     tracker
         .wait_for("deploy 3 skipped", |t| t.phases(3) == ["skipped"])
@@ -103,6 +105,7 @@ async fn converges_follows_the_bus_and_stops_apps_on_exit() {
     assert!(pid_alive(pid_a));
 
     // A deploy for this host installs B and stops A.
+    tracker.desire(helpers::release(4, "hello", "2-bbbbbbb", b.clone()));
     tracker.send(&deploy_msg(4, "2-bbbbbbb", "h1", &b));
     tracker
         .wait_for("deploy 4 done", |t| {
@@ -259,4 +262,230 @@ async fn refuses_to_start_without_a_trusted_key() {
         !dir.path().join("h3").exists(),
         "refused before touching the host"
     );
+}
+
+/// A grabber configured for host `host` of cluster `local` under `dir`,
+/// against `tracker`.
+fn config(tracker: &FakeTracker, dir: &std::path::Path, host: &str) -> grabber::Config {
+    grabber::Config {
+        server: tracker.base.clone(),
+        cluster: Cluster::parse("local").unwrap(),
+        host: HostName::parse(host).unwrap(),
+        root: dir.join(host),
+        heartbeat_interval: Duration::from_millis(100),
+        stop_apps_on_exit: true,
+        shim: env!("CARGO_BIN_EXE_grabber").into(),
+        trusted_keys: vec![helpers::packer_key().public_key()],
+        ..grabber::Config::default()
+    }
+}
+
+/// Stops a grabber started with `token` and checks it ended well.
+async fn stop(token: CancellationToken, grabber: tokio::task::JoinHandle<anyhow::Result<()>>) {
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(10), grabber)
+        .await
+        .expect("grabber stops in time")
+        .unwrap()
+        .unwrap();
+}
+
+/// Whether `root` holds a release `version` of `hello`.
+fn has_release(root: &std::path::Path, version: &str) -> bool {
+    root.join("apps/hello/releases").join(version).exists()
+}
+
+/// Forged deploy messages (security finding M12): a validly signed older
+/// release under a deploy id the desired state does not name, or the
+/// desired deploy's id with another version, install nothing; a real one is
+/// installed as the desired state says (its artifact, not the message's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_message_installs_only_what_the_desired_state_names() {
+    let tracker = FakeTracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&tracker, dir.path(), "h4");
+    let root = config.root.clone();
+    let _kill = helpers::KillApps(root.clone());
+    let a = tracker.publish("hello", "1-aaaaaaa", "exec sleep 1000");
+    tracker.desire(helpers::release(1, "hello", "1-aaaaaaa", a));
+    let token = CancellationToken::new();
+    let grabber = tokio::spawn(grabber::run(config, token.clone()));
+    tracker
+        .wait_for("deploy 1 done", |t| t.phases(1).iter().any(|p| p == "done"))
+        .await;
+
+    let deploy_1 = tracker.phases(1);
+    // Signed by the packer, but never deployed here: someone who can
+    // publish on the bus replays it.
+    let old = tracker.publish("hello", "0-0000000", "exec sleep 1000");
+    let forged = helpers::release(7, "hello", "0-0000000", old.clone());
+    tracker.send(&helpers::deploy_message(&forged, "h4"));
+    // The desired deploy's id, another version.
+    let forged_version = helpers::release(1, "hello", "0-0000000", old);
+    tracker.send(&helpers::deploy_message(&forged_version, "h4"));
+
+    // The real deploy: the message's artifact URL leads nowhere; the
+    // desired state's is the one used.
+    let c = tracker.publish("hello", "3-ccccccc", "exec sleep 1000");
+    let real = helpers::release(8, "hello", "3-ccccccc", c);
+    tracker.desire(real.clone());
+    let mut message = real.clone();
+    message.artifact.url = format!("{}/artifacts/nowhere.tar.gz", tracker.base);
+    tracker.send(&helpers::deploy_message(&message, "h4"));
+    tracker
+        .wait_for("deploy 8 done", |t| t.phases(8).iter().any(|p| p == "done"))
+        .await;
+
+    // The messages are answered in order, one read of the desired state at
+    // a time: the forged ones were decided before deploy 8 was read.
+    assert_eq!(
+        tracker.phases(7),
+        Vec::<String>::new(),
+        "forged deploy 7 acted on"
+    );
+    assert_eq!(tracker.phases(1), deploy_1, "deploy 1 acted on again");
+    assert!(
+        !has_release(&root, "0-0000000"),
+        "the forged release was installed"
+    );
+    assert_eq!(
+        std::fs::read_link(root.join("apps/hello/current")).unwrap(),
+        std::path::Path::new("releases/3-ccccccc")
+    );
+    stop(token, grabber).await;
+}
+
+/// A burst of `Sync` messages costs one read of the desired state (after
+/// the spacing), not one each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_syncs_is_one_read_of_the_desired_state() {
+    let tracker = FakeTracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&tracker, dir.path(), "h5");
+    let _kill = helpers::KillApps(config.root.clone());
+    let a = tracker.publish("hello", "1-aaaaaaa", "exec sleep 1000");
+    tracker.desire(helpers::release(1, "hello", "1-aaaaaaa", a));
+    let token = CancellationToken::new();
+    let grabber = tokio::spawn(grabber::run(config, token.clone()));
+    tracker
+        .wait_for("deploy 1 done", |t| t.phases(1).iter().any(|p| p == "done"))
+        .await;
+    let before = tracker.desired_reads();
+
+    for _ in 0..50 {
+        tracker.send(r#"{"kind":"sync"}"#);
+    }
+    // Messages are handled in order: once deploy 2 is done, the burst has
+    // been seen whole.
+    let b = tracker.publish("hello", "2-bbbbbbb", "exec sleep 1000");
+    let real = helpers::release(2, "hello", "2-bbbbbbb", b);
+    tracker.desire(real.clone());
+    tracker.send(&helpers::deploy_message(&real, "h5"));
+    tracker
+        .wait_for("deploy 2 done", |t| t.phases(2).iter().any(|p| p == "done"))
+        .await;
+    let reads = tracker.desired_reads() - before;
+    // At most: the burst's first sync (when the connection's was longer
+    // ago than the spacing), the deploy message, the rest of the burst.
+    assert!(
+        reads <= 3,
+        "{reads} reads of the desired state for 50 syncs and a deploy"
+    );
+    // The burst is not lost: besides the deploy message's, it reads the
+    // desired state once (at once, or after the spacing).
+    tracker
+        .wait_for("the burst's read", |t| t.desired_reads() - before >= 2)
+        .await;
+    stop(token, grabber).await;
+}
+
+/// The Redis of `SLIPWAY_TEST_REDIS`, or `None` (a loud skip) when it is
+/// not set, outside CI.
+fn test_redis() -> Option<String> {
+    match std::env::var("SLIPWAY_TEST_REDIS") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+            assert!(!ci, "CI=true and SLIPWAY_TEST_REDIS is not set");
+            eprintln!("\n!!! SKIPPING: SLIPWAY_TEST_REDIS is not set\n");
+            None
+        }
+    }
+}
+
+/// M12 on a real Redis: a deploy message anyone publishes on the
+/// cluster's channel installs nothing the desired state does not name;
+/// AppTracker's own still installs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_message_forged_on_redis_installs_nothing() {
+    let Some(redis_url) = test_redis() else {
+        return;
+    };
+    let tracker = FakeTracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("test-m12-{}", std::process::id());
+    let config = grabber::Config {
+        redis_url: Some(redis_url.clone()),
+        redis_prefix: prefix.clone(),
+        ..config(&tracker, dir.path(), "h6")
+    };
+    let root = config.root.clone();
+    let _kill = helpers::KillApps(root.clone());
+    let token = CancellationToken::new();
+    let grabber = tokio::spawn(grabber::run(config, token.clone()));
+
+    let redis = redis::Client::open(redis_url.as_str()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let channel = deploy::bus::channel(&prefix, &Cluster::parse("local").unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, subscribers): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if subscribers > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the grabber never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let publish = |msg: String| {
+        let mut conn = conn.clone();
+        let channel = channel.clone();
+        async move {
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(msg)
+                .query_async::<i64>(&mut conn)
+                .await
+                .unwrap()
+        }
+    };
+
+    let old = tracker.publish("hello", "0-0000000", "exec sleep 1000");
+    let forged = helpers::release(7, "hello", "0-0000000", old);
+    assert_eq!(publish(helpers::deploy_message(&forged, "h6")).await, 1);
+
+    let c = tracker.publish("hello", "3-ccccccc", "exec sleep 1000");
+    let real = helpers::release(8, "hello", "3-ccccccc", c);
+    tracker.desire(real.clone());
+    publish(helpers::deploy_message(&real, "h6")).await;
+    tracker
+        .wait_for("deploy 8 done", |t| t.phases(8).iter().any(|p| p == "done"))
+        .await;
+    assert_eq!(
+        tracker.phases(7),
+        Vec::<String>::new(),
+        "forged deploy 7 acted on"
+    );
+    assert!(
+        !has_release(&root, "0-0000000"),
+        "the forged release was installed"
+    );
+    stop(token, grabber).await;
 }
