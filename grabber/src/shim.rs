@@ -9,7 +9,9 @@
 //!
 //! The shim ignores SIGTERM (the grabber signals the whole group, so the app
 //! gets it), drains the pipe after the app exits and exits with the app's
-//! status (128 + signal when it was killed).
+//! status (128 + signal when it was killed). An app that exits leaving
+//! processes behind in its group (a daemon that forked) has them stopped:
+//! a grabber supervises foreground processes only.
 //!
 //! The shim keeps the grabber's user (it opens and rotates the log, which
 //! the app must not be able to redirect); the app's `sh` is started as the
@@ -29,8 +31,11 @@ use std::time::Duration;
 /// The first argument that turns a Slipway binary into the shim.
 pub const SHIM_ARG: &str = "__slipway-shim";
 
-/// How long the shim keeps reading after the app exited, for output a
-/// child of the app still writes.
+/// How long the app's output may stay open after the app exited before
+/// what it left behind is stopped.
+const LEFT_BEHIND_AFTER: Duration = Duration::from_millis(200);
+
+/// How long what the app left behind gets to end on SIGTERM.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// How the log of one app is kept.
@@ -213,11 +218,23 @@ fn run(args: &ShimArgs) -> ExitCode {
         let _ = done_tx.send(());
     });
     let status = child.wait();
-    // Output the app wrote just before exiting is still in the pipe; a
-    // child it left behind may hold the pipe open, so wait only so long.
-    if done_rx.recv_timeout(DRAIN_AFTER_EXIT).is_ok() {
-        let _ = pump.join();
+    // Output the app wrote just before exiting is still in the pipe. When
+    // the pipe stays open, the app left something behind (it forked into
+    // the background and exited, as a daemon does): that is not an app
+    // the grabber can supervise, so what is left of the group is stopped
+    // (SIGTERM, which the shim blocks; then SIGKILL, which ends the shim
+    // too) and the app's exit is seen at once, not after a bake passed.
+    if done_rx.recv_timeout(LEFT_BEHIND_AFTER).is_err() {
+        let group = nix::unistd::getpgrp();
+        eprintln!(
+            "slipway shim: the app exited but left processes running in its group; stopping them"
+        );
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+        if done_rx.recv_timeout(DRAIN_AFTER_EXIT).is_err() {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        }
     }
+    let _ = pump.join();
     match status {
         Ok(s) => {
             use std::os::unix::process::ExitStatusExt;

@@ -23,6 +23,7 @@ use crate::process::{AppProcess, pid_alive};
 mod config;
 mod delta;
 mod disk;
+mod forking;
 mod shared;
 mod verify;
 
