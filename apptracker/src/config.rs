@@ -9,6 +9,9 @@ use anyhow::Context;
 use serde::Deserialize;
 
 pub use crate::drift::{ByteSize, ResourceLimits};
+pub use http::HttpConfig;
+
+mod http;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -100,7 +103,9 @@ pub struct Config {
     /// start. Replicas sharing a database must share it.
     pub secrets_key_file: Option<PathBuf>,
     /// File holding the key that signs local-store download URLs; replicas
-    /// serving one directory must share it. Random per process when unset.
+    /// serving one directory must share it. `<data_dir>/url-signing.key`
+    /// when unset, generated (mode 0600) at first start, so the URLs handed
+    /// out survive a restart.
     pub url_signing_key_file: Option<PathBuf>,
     /// The ed25519 key the in-process builder signs artifacts with (the
     /// base64 of a 32-byte seed); `<data_dir>/signing.key` when unset,
@@ -126,6 +131,8 @@ pub struct Config {
     pub drift_watch_interval: Duration,
     /// Hosts fetching releases' files from each other: `[peers]`.
     pub peers: PeersConfig,
+    /// The API's request timeout and concurrency limit: `[http]`.
+    pub http: HttpConfig,
 }
 
 /// `[peers]` in AppTracker's config.
@@ -371,6 +378,7 @@ impl Default for Config {
             drift: DriftConfig::default(),
             drift_watch_interval: Duration::from_secs(15),
             peers: PeersConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -486,6 +494,12 @@ impl Config {
         )?)
     }
 
+    pub fn url_signing_key_path(&self) -> PathBuf {
+        self.url_signing_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("url-signing.key"))
+    }
+
     pub fn secrets_key_path(&self) -> PathBuf {
         self.secrets_key_file
             .clone()
@@ -515,6 +529,10 @@ pub struct DriftConfig {
     /// are; when false it needs a viewer token (`bearer_token_file` in the
     /// scrape config).
     pub metrics_public: bool,
+    /// How long `/metrics` reuses what it read from the database (the
+    /// whole fleet's drift): scrapes within this cost nothing more.
+    #[serde(deserialize_with = "duration")]
+    pub metrics_cache: Duration,
 }
 
 impl Default for DriftConfig {
@@ -523,6 +541,7 @@ impl Default for DriftConfig {
             report_interval: Duration::from_secs(60),
             limits: ResourceLimits::default(),
             metrics_public: true,
+            metrics_cache: Duration::from_secs(5),
         }
     }
 }

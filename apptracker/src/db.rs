@@ -70,9 +70,10 @@ macro_rules! deploy_columns {
 mod apps;
 mod audit;
 mod builds;
-pub use builds::FinishedBuild;
+pub use builds::{FinishedBuild, Uploaded};
 mod config;
 mod controls;
+mod deadlines;
 mod deploys;
 mod drift_alerts;
 mod hosts;
@@ -103,6 +104,9 @@ pub struct Db {
     /// SQLite rather than PostgreSQL: for the few statements whose SQL
     /// differs (bytes of a text, row locks).
     sqlite: bool,
+    /// Tokens whose `last_used_at` is being written now (`tokens.rs`), so
+    /// a burst of requests makes one write, not one each.
+    touching: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<i64>>>,
 }
 
 impl Db {
@@ -142,7 +146,11 @@ impl Db {
             .run(&pool)
             .await
             .context("cannot apply database migrations")?;
-        Ok(Self { pool, sqlite })
+        Ok(Self {
+            pool,
+            sqlite,
+            touching: Default::default(),
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {

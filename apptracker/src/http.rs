@@ -11,12 +11,13 @@ mod audit;
 mod auth;
 pub(crate) mod error;
 mod extract;
+mod limits;
 mod openapi;
 mod page;
 mod routes;
 mod stream;
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use axum::Router;
 use axum::http::header;
@@ -131,19 +132,38 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         .routes(routes!(sessions::whoami))
 }
 
-/// The API's router: every route, JSON errors for the rest, and the audit
-/// log around it all.
+/// What the API's middleware and handlers keep beyond the tracker, one
+/// per router (so per server, and per test).
+#[derive(Default)]
+pub(crate) struct Shared {
+    /// Anonymous requests counted, and which of them the audit log keeps.
+    pub(crate) anonymous: Arc<audit::Anonymous>,
+    /// What `/metrics` last read from the database, and when.
+    pub(crate) metrics: routes::metrics::Cache,
+}
+
+/// The API's router: every route, JSON errors for the rest, the audit log
+/// around it all, and around that the request timeout and concurrency
+/// limit (`[http]`, `http/limits.rs`).
 pub fn api(tracker: Tracker) -> Router {
     let (router, _doc) = api_routes().split_for_parts();
+    let shared = Arc::new(Shared::default());
     router
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         // After every route: it applies to the routes registered before it.
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn(error::json_errors))
-        // Last, so it wraps every route and the fallback.
+        .layer(axum::Extension(shared.clone()))
+        // Around every route and the fallback.
         .layer(axum::middleware::from_fn_with_state(
-            tracker.clone(),
+            (tracker.clone(), shared.anonymous.clone()),
             audit::record,
+        ))
+        // Outermost: a request over the limit costs nothing further (not
+        // even an audit entry).
+        .layer(axum::middleware::from_fn_with_state(
+            limits::Limits::new(&tracker.config().http),
+            limits::limit,
         ))
         .with_state(tracker)
 }

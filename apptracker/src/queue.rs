@@ -20,13 +20,16 @@ use deploy::{Build, BuildId, BuildJob, BuildOutcome, ErrorCode, Sha256, Timestam
 use sha2::Digest;
 use tokio::io::AsyncWriteExt;
 
+use crate::db::Uploaded;
 use crate::model::{ArtifactKey, Principal, StoredArtifact, StoredBuild};
 pub use crate::model::{Holder, Upload};
-use crate::store::artifact_key;
+use crate::store::{artifact_key, staging_key};
 use crate::tracker::{Error, Tracker};
 
 mod blobs;
 mod index;
+#[cfg(test)]
+mod tests;
 
 /// How much of a running build's log is kept as it streams in; the result
 /// replaces it with the whole log (itself bounded by the result's body
@@ -204,23 +207,67 @@ impl Tracker {
                 "the uploaded artifact's sha256 is {sha}, not the announced {announced}; nothing was kept"
             )));
         }
-        // The lease may have run out while the bytes came: check it again
-        // before the store (where another holder's upload may be) is touched.
+        // The lease may have run out while the bytes came: nothing is
+        // stored for a holder that lost it.
         self.renew_build_lease(id, holder).await?;
-        let key = artifact_key(&build.app, &build.version);
-        self.store().put(&key, tmp.path()).await?;
         self.split_artifact(id, holder, &build.app, tmp.path())
             .await?;
+        let key = artifact_key(&build.app, &build.version);
         let upload = Upload {
             signature: signature.clone(),
             sha256: sha,
             size,
         };
-        if !self.db().record_upload(id, holder, &upload).await? {
-            return Err(lost(id, holder));
-        }
+        self.commit_upload(id, holder, &key, tmp.path(), Uploaded::Artifact(&upload))
+            .await?;
         tracing::info!(build_id = %id, %key, sha256 = %upload.sha256, size, "artifact stored");
         Ok(upload)
+    }
+
+    /// Stores `file` under `key` for `holder`'s build `id` and records
+    /// `what`, so that only the build's current holder's bytes ever land
+    /// there: they go to a staging key of their own first (however long
+    /// that takes, under no lock), then move under `key` inside the
+    /// database transaction that checks the lease and records them
+    /// (`Db::commit_upload`). A holder whose lease ran out meanwhile (the
+    /// build was claimed again) gets a conflict, and its staged bytes go.
+    pub(crate) async fn commit_upload(
+        &self,
+        id: BuildId,
+        holder: &Holder,
+        key: &str,
+        file: &std::path::Path,
+        what: Uploaded<'_>,
+    ) -> Result<(), Error> {
+        let staged = staging_key(key)?;
+        if let Err(e) = self.store().put(&staged, file).await {
+            self.discard(&staged).await;
+            return Err(e.into());
+        }
+        let committed = self
+            .db()
+            .commit_upload(id, holder, what, self.store().promote(&staged, key))
+            .await;
+        match committed {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                self.discard(&staged).await;
+                tracing::warn!(build_id = %id, worker = holder.worker(), %key,
+                    "upload not kept: its lease ran out while it was stored");
+                Err(lost(id, holder))
+            }
+            Err(e) => {
+                self.discard(&staged).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Removes a staged upload that was not kept; a failure is logged.
+    async fn discard(&self, staged: &str) {
+        if let Err(e) = self.store().remove(staged).await {
+            tracing::warn!(key = %staged, error = format!("{e:#}"), "cannot remove a staged upload");
+        }
     }
 
     /// Records how a build ended and starts (or fails) the deploys waiting
@@ -365,12 +412,6 @@ impl Tracker {
                     "cannot keep the release's file index; hosts will download the whole artifact");
             }
         }
-        self.store()
-            .put(
-                &artifact_key(&build.app, &build.version),
-                &out.artifact_path,
-            )
-            .await?;
         self.split_artifact(build.id, holder, &build.app, &out.artifact_path)
             .await?;
         let upload = Upload {
@@ -378,9 +419,14 @@ impl Tracker {
             sha256: out.sha256.clone(),
             size: out.size,
         };
-        if !self.db().record_upload(build.id, holder, &upload).await? {
-            return Err(lost(build.id, holder).into());
-        }
+        self.commit_upload(
+            build.id,
+            holder,
+            &artifact_key(&build.app, &build.version),
+            &out.artifact_path,
+            Uploaded::Artifact(&upload),
+        )
+        .await?;
         Ok(())
     }
 }

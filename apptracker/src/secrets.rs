@@ -163,6 +163,40 @@ impl SecretsKey {
     }
 }
 
+/// The bytes of the key file at `path` (what is in it is the key), made
+/// first (mode 0600, 64 random hex digits) when it does not exist yet;
+/// says whether it was. For keys whose holder only needs them to match
+/// across restarts and replicas: the key signing local download URLs.
+pub(crate) fn load_or_generate_raw(
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<(zeroize::Zeroizing<Vec<u8>>, bool)> {
+    let mut generated = false;
+    if !path.exists() {
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(bytes.as_mut())
+            .map_err(|e| anyhow::anyhow!("no randomness for the {what}: {e}"))?;
+        match write_new(path, &bytes) {
+            Ok(()) => generated = true,
+            // Another process (a replica sharing the directory) wrote it
+            // first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot write the {what} {}", path.display()));
+            }
+        }
+    }
+    let bytes = zeroize::Zeroizing::new(
+        std::fs::read(path)
+            .with_context(|| format!("cannot read the {what} {}", path.display()))?,
+    );
+    if bytes.is_empty() {
+        anyhow::bail!("the {what} {} is empty", path.display());
+    }
+    Ok((bytes, generated))
+}
+
 /// Writes a new key file, readable by its owner only, without ever
 /// replacing one (a hard link fails when the name exists).
 fn write_new(path: &Path, bytes: &[u8; 32]) -> std::io::Result<()> {
@@ -174,8 +208,11 @@ fn write_new(path: &Path, bytes: &[u8; 32]) -> std::io::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let mut tag = [0u8; 6];
     getrandom::fill(&mut tag).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let name = path
+        .file_name()
+        .map_or_else(|| "key".into(), |n| n.to_string_lossy());
     let tmp = dir.join(format!(
-        ".secrets.key.tmp-{}-{}",
+        ".{name}.tmp-{}-{}",
         std::process::id(),
         hex::encode(tag)
     ));

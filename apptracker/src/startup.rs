@@ -52,20 +52,30 @@ impl Application {
             .trim_end_matches('/')
             .to_string();
         let db = Db::connect(&config.database_url()).await?;
+        // Kept in a file (made at first start unless configured), so the
+        // download URLs handed to hosts still work after a restart and on
+        // every replica serving the same directory.
+        let url_key_path = config.url_signing_key_path();
         let signing_key = match &config.url_signing_key_file {
-            Some(path) => std::fs::read(path)
-                .with_context(|| format!("cannot read url_signing_key_file {}", path.display()))?,
+            Some(path) => {
+                zeroize::Zeroizing::new(std::fs::read(path).with_context(|| {
+                    format!("cannot read url_signing_key_file {}", path.display())
+                })?)
+            }
             None => {
-                let mut key = vec![0u8; 32];
-                getrandom::fill(&mut key)
-                    .map_err(|e| anyhow::anyhow!("no randomness for the URL signing key: {e}"))?;
+                let (key, generated) =
+                    crate::secrets::load_or_generate_raw(&url_key_path, "URL signing key")?;
+                if generated {
+                    tracing::info!(path = %url_key_path.display(),
+                        "generated the key local download URLs are signed with; replicas serving the same artifact directory need the same file (url_signing_key_file)");
+                }
                 key
             }
         };
         let local = Arc::new(LocalStore::new(
             config.artifacts_dir(),
             base_url.clone(),
-            signing_key,
+            signing_key.to_vec(),
             config.artifact_url_ttl,
         ));
         let store: Arc<dyn ArtifactStore> = match &config.s3 {

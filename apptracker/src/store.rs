@@ -17,6 +17,15 @@ pub trait ArtifactStore: Send + Sync + 'static {
     /// Stores the file at `file` under `key`, replacing any object there.
     fn put<'a>(&'a self, key: &'a str, file: &'a Path) -> BoxFuture<'a, anyhow::Result<()>>;
 
+    /// Moves the object at `from` (a staging key, [`staging_key`]) to
+    /// `key`, replacing any object there: readers see the old object or
+    /// the new one, never a mix. What commits an upload under its
+    /// build's lease (`queue.rs`).
+    fn promote<'a>(&'a self, from: &'a str, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Removes the object at `key`, if there is one.
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>>;
+
     /// Whether an object is stored under `key` (a blob stored before is
     /// not stored again).
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<bool>>;
@@ -32,6 +41,16 @@ pub trait ArtifactStore: Send + Sync + 'static {
 /// The key of a release's artifact: `<app>/<app>-<version>.tar.gz`.
 pub fn artifact_key(app: &AppName, version: &Version) -> String {
     format!("{app}/{app}-{version}.tar.gz")
+}
+
+/// A key of its own for one upload meant for `key`: `<key>.<random>.part`,
+/// beside it (the local store renames it in the same directory). No two
+/// uploads share one, and no download route serves one.
+pub fn staging_key(key: &str) -> anyhow::Result<String> {
+    let mut tag = [0u8; 8];
+    getrandom::fill(&mut tag)
+        .map_err(|e| anyhow::anyhow!("no randomness for a staging key: {e}"))?;
+    Ok(format!("{key}.{}.part", hex::encode(tag)))
 }
 
 /// The key of a release's file index: its artifact's key with
@@ -161,6 +180,32 @@ impl ArtifactStore for LocalStore {
                 .map_err(|e| e.error)
                 .with_context(|| format!("cannot store artifact {}", dest.display()))?;
             Ok(())
+        })
+    }
+
+    fn promote<'a>(&'a self, from: &'a str, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let (from, dest) = (self.path(from), self.path(key));
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            tokio::fs::rename(&from, &dest)
+                .await
+                .with_context(|| format!("cannot store artifact {}", dest.display()))
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let path = self.path(key);
+            match tokio::fs::remove_file(&path).await {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("cannot remove {}", path.display()))
+                }
+                _ => Ok(()),
+            }
         })
     }
 
@@ -465,6 +510,53 @@ impl ArtifactStore for S3Store {
         })
     }
 
+    fn promote<'a>(&'a self, from: &'a str, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let (from, key) = (self.object_key(from), self.object_key(key));
+            // A server-side copy (objects up to 5 GiB), then the staging
+            // object goes.
+            self.client
+                .copy_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .copy_source(copy_source(&self.bucket, &from))
+                .content_type(content_type(&key))
+                .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))
+                .with_context(|| format!("cannot copy s3://{}/{from} to {key}", self.bucket))?;
+            if let Err(e) = self
+                .client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&from)
+                .send()
+                .await
+            {
+                tracing::warn!(bucket = %self.bucket, key = %from,
+                    error = %aws_sdk_s3::error::DisplayErrorContext(e),
+                    "cannot remove a staged upload after storing it");
+            }
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let key = self.object_key(key);
+            self.client
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)))
+                .with_context(|| format!("cannot remove s3://{}/{key}", self.bucket))?;
+            Ok(())
+        })
+    }
+
     fn exists<'a>(&'a self, key: &'a str) -> BoxFuture<'a, anyhow::Result<bool>> {
         Box::pin(async move {
             let key = self.object_key(key);
@@ -510,73 +602,19 @@ impl ArtifactStore for S3Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn store() -> LocalStore {
-        LocalStore::new(
-            PathBuf::from("/nonexistent"),
-            "http://x".into(),
-            b"k".to_vec(),
-            Duration::from_secs(60),
-        )
+/// `x-amz-copy-source`: `<bucket>/<key>`, percent-encoded but for `/`
+/// and the characters URLs leave as they are.
+fn copy_source(bucket: &str, key: &str) -> String {
+    let mut out = String::with_capacity(bucket.len() + key.len() + 1);
+    for b in format!("{bucket}/{key}").bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
-
-    #[test]
-    fn signed_urls_verify_and_tampering_fails() {
-        let s = store();
-        let expires = Timestamp::now().0 / 1000 + 60;
-        let q = s.sign("a/a-1.tar.gz", expires);
-        let sig = q.split("sig=").nth(1).unwrap();
-        assert_eq!(s.verify("a/a-1.tar.gz", expires, sig), Ok(()));
-        assert_eq!(
-            s.verify("a/a-2.tar.gz", expires, sig),
-            Err(UrlError::BadSignature)
-        );
-        assert_eq!(
-            s.verify("a/a-1.tar.gz", expires + 1, sig),
-            Err(UrlError::BadSignature)
-        );
-        assert_eq!(
-            s.verify("a/a-1.tar.gz", expires, "zz"),
-            Err(UrlError::BadSignature)
-        );
-    }
-
-    #[test]
-    fn expired_urls_fail() {
-        let s = store();
-        let past = Timestamp::now().0 / 1000 - 1;
-        let q = s.sign("k", past);
-        let sig = q.split("sig=").nth(1).unwrap();
-        assert_eq!(s.verify("k", past, sig), Err(UrlError::Expired));
-    }
-
-    #[tokio::test]
-    async fn a_local_object_exists_once_put() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = LocalStore::new(
-            dir.path().join("store"),
-            "http://x".into(),
-            b"k".to_vec(),
-            Duration::from_secs(60),
-        );
-        let key = "a/blobs/abc";
-        assert!(!s.exists(key).await.unwrap());
-        let file = dir.path().join("f");
-        std::fs::write(&file, "x").unwrap();
-        s.put(key, &file).await.unwrap();
-        assert!(s.exists(key).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn download_urls_carry_a_signature() {
-        let url = store().download_url("a/a-1.tar.gz").await.unwrap();
-        assert!(
-            url.starts_with("http://x/artifacts/a/a-1.tar.gz?expires="),
-            "{url}"
-        );
-        assert!(url.contains("&sig="));
-    }
+    out
 }
+
+#[cfg(test)]
+mod tests;

@@ -25,6 +25,19 @@ impl Db {
         Ok(())
     }
 
+    /// Keeps the newest `keep` entries of `actor`, deleting the older ones.
+    pub async fn prune_audit_of(&self, actor: &str, keep: i64) -> sqlx::Result<u64> {
+        let res = sqlx::query(
+            "DELETE FROM audit_log WHERE actor = $1 AND id <= (SELECT id FROM audit_log \
+             WHERE actor = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        )
+        .bind(actor)
+        .bind(keep)
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected())
+    }
+
     /// Audit entries newest first: at most `limit`, with an id below
     /// `before`, of one actor and one app when given. Paging by id (not
     /// offset) keeps pages disjoint while new entries arrive.

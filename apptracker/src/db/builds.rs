@@ -271,53 +271,61 @@ impl Db {
         Ok(res.rows_affected() == 1)
     }
 
-    /// Records the artifact `holder` just stored for a running build it
-    /// holds: the signature it sent, and the sha256 and size AppTracker
-    /// measured; false when it no longer holds the build. A new claim
-    /// clears them, so a result is only accepted after an upload.
-    pub async fn record_upload(
+    /// Commits what `holder` uploaded for a running build it holds:
+    /// records it (an artifact's signature and the sha256 and size
+    /// AppTracker measured, or an index's) and runs `place` (which moves
+    /// the staged bytes under the build's key) in one transaction. The
+    /// record's write comes first and holds the build's row (PostgreSQL's
+    /// row lock; SQLite's one writer) until `place` is done, so no other
+    /// holder can claim the build and commit meanwhile: the bytes under
+    /// the key and the recorded sha256 are always the same holder's.
+    /// False, with `place` never run, when `holder` no longer holds the
+    /// build; an error of `place` rolls the record back. A new claim
+    /// clears what was recorded, so a result is only accepted after an
+    /// upload.
+    pub async fn commit_upload(
         &self,
         id: BuildId,
         holder: &Holder,
-        upload: &Upload,
-    ) -> sqlx::Result<bool> {
-        let res = sqlx::query(
-            "UPDATE builds SET signature = $4, upload_sha256 = $5, upload_size = $6 \
-             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
-        )
-        .bind(id.0)
-        .bind(holder.key())
-        .bind(holder.worker())
-        .bind(upload.signature.to_string())
-        .bind(upload.sha256.as_str())
-        .bind(upload.size as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(res.rows_affected() == 1)
-    }
-
-    /// Records the file index `holder` just stored for a running build it
-    /// holds (see `record_upload`); false when it no longer holds it. A
-    /// new claim clears it.
-    pub async fn record_index(
-        &self,
-        id: BuildId,
-        holder: &Holder,
-        index: &IndexUpload,
-    ) -> sqlx::Result<bool> {
-        let res = sqlx::query(
-            "UPDATE builds SET index_signature = $4, index_sha256 = $5, index_size = $6 \
-             WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
-        )
-        .bind(id.0)
-        .bind(holder.key())
-        .bind(holder.worker())
-        .bind(index.signature.to_string())
-        .bind(index.sha256.as_str())
-        .bind(i64::try_from(index.size).unwrap_or(i64::MAX))
-        .execute(&self.pool)
-        .await?;
-        Ok(res.rows_affected() == 1)
+        what: Uploaded<'_>,
+        place: impl std::future::Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<bool> {
+        let (sql, signature, sha256, size) = match what {
+            Uploaded::Artifact(u) => (
+                "UPDATE builds SET signature = $4, upload_sha256 = $5, upload_size = $6 \
+                 WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
+                u.signature.to_string(),
+                &u.sha256,
+                u.size,
+            ),
+            Uploaded::Index(i) => (
+                "UPDATE builds SET index_signature = $4, index_sha256 = $5, index_size = $6 \
+                 WHERE id = $1 AND holder = $2 AND worker = $3 AND status = 'running'",
+                i.signature.to_string(),
+                &i.sha256,
+                i.size,
+            ),
+        };
+        let mut tx = self.pool.begin().await?;
+        let held = sqlx::query(sql)
+            .bind(id.0)
+            .bind(holder.key())
+            .bind(holder.worker())
+            .bind(signature)
+            .bind(sha256.as_str())
+            .bind(i64::try_from(size).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !held {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        // Dropped on error: the transaction rolls back.
+        place.await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Forgets a running build's file index (its artifact's files could
@@ -520,4 +528,11 @@ pub struct FinishedBuild<'a> {
     /// worker, unknown).
     pub watch: Option<&'a [String]>,
     pub log: &'a str,
+}
+
+/// What an upload records on its build ([`Db::commit_upload`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Uploaded<'a> {
+    Artifact(&'a Upload),
+    Index(&'a IndexUpload),
 }

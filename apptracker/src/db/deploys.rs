@@ -1,5 +1,5 @@
-//! Deploys: their rows and their hosts' rows, host events, and the deadlines
-//! the sweeper checks.
+//! Deploys: their rows and their hosts' rows, and host events (the
+//! sweeper's deadlines are in `deadlines.rs`).
 
 use super::*;
 
@@ -119,8 +119,9 @@ impl Db {
         Ok(row.is_some())
     }
 
-    /// A page of deploys, newest first, with their host rows: up to `limit`
-    /// older than `before`, of one app and to one cluster when given.
+    /// A page of deploys, newest first, with their host rows (without log
+    /// tails): up to `limit` older than `before`, of one app and to one
+    /// cluster when given.
     pub async fn deploys(
         &self,
         before: Option<i64>,
@@ -137,7 +138,9 @@ impl Db {
     }
 
     /// A page of deploys newest first, those `filter` keeps: up to `limit`
-    /// older than `before`.
+    /// older than `before`, in three queries. Their hosts' rows come
+    /// without log tails and their release phases without logs: a list
+    /// stays small whatever failed (one deploy, [`Db::deploy`], has them).
     pub async fn deploys_filtered(
         &self,
         before: Option<i64>,
@@ -178,17 +181,55 @@ impl Db {
             q = q.bind(status.as_str());
         }
         let rows = q.bind(limit).fetch_all(&self.pool).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let d = deploy_from_row(row)?;
-            let (hosts, release) = (
-                self.deploy_hosts(d.id).await?,
-                self.release_phase(d.id).await?,
-            );
-            out.push(deploy::Deploy {
-                release_phase: release,
-                ..d.with_hosts(hosts)
-            });
+        let deploys = rows
+            .iter()
+            .map(deploy_from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        // Two more queries for the whole page, whatever its length: the
+        // hosts' rows without their log tails (up to 1 MiB each: a page
+        // after a fleet-wide failure would weigh gigabytes) and the release
+        // phases without their logs. `deploy` (one deploy) has both.
+        let ids: Vec<DeployId> = deploys.iter().map(|d| d.id).collect();
+        let mut hosts = self.deploy_hosts_without_logs(&ids).await?;
+        let mut releases = self.release_phases_without_logs(&ids).await?;
+        Ok(deploys
+            .into_iter()
+            .map(|d| {
+                let id = d.id;
+                deploy::Deploy {
+                    release_phase: releases.remove(&id),
+                    ..d.with_hosts(hosts.remove(&id).unwrap_or_default())
+                }
+            })
+            .collect())
+    }
+
+    /// The host rows of deploys `ids`, their log tails left out, by deploy:
+    /// one query.
+    async fn deploy_hosts_without_logs(
+        &self,
+        ids: &[DeployId],
+    ) -> anyhow::Result<std::collections::HashMap<DeployId, Vec<DeployHost>>> {
+        let mut out: std::collections::HashMap<DeployId, Vec<DeployHost>> =
+            std::collections::HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        // Fixed fragments only; every id is bound.
+        let sql = format!(
+            "SELECT deploy_id, host, phase, failed_phase, rolled_back, message, \
+             CAST(NULL AS TEXT) AS log_tail, updated_at, batch, bytes_downloaded, \
+             bytes_from_peers, bytes_reused FROM deploy_hosts WHERE deploy_id IN ({}) \
+             ORDER BY deploy_id, batch, host",
+            placeholders(ids.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(id.0);
+        }
+        for row in q.fetch_all(&self.pool).await? {
+            let id = DeployId(row.try_get("deploy_id")?);
+            out.entry(id).or_default().push(deploy_host_from_row(&row)?);
         }
         Ok(out)
     }
@@ -549,89 +590,19 @@ impl Db {
             })
             .collect()
     }
-
-    /// Hosts of running deploys with no progress since `before`.
-    pub async fn silent_hosts(&self, before: Timestamp) -> sqlx::Result<Vec<(DeployId, String)>> {
-        let rows = sqlx::query(
-            concat!(
-            "SELECT dh.deploy_id, dh.host FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
-             WHERE d.status = 'running' AND dh.updated_at < $1 AND dh.batch <= d.current_batch \
-             AND d.next_batch_at IS NULL \
-             AND dh.phase NOT IN ",
-            terminal_phases!()
-        ))
-        .bind(before.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((DeployId(r.try_get(0)?), r.try_get(1)?)))
-            .collect()
-    }
-
-    /// The hosts of `batch` not heard from yet were asked now.
-    pub async fn mark_asked(&self, id: DeployId, batch: u32) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE deploy_hosts SET updated_at = $3 WHERE deploy_id = $1 AND batch = $2 \
-             AND phase = 'pending'",
-        )
-        .bind(id.0)
-        .bind(i64::from(batch))
-        .bind(Timestamp::now().0)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    /// Hosts asked in a running deploy (their batch started, no bake or
-    /// pause holds them) that have reported nothing since `before`: the
-    /// message may never have reached them.
-    pub async fn unreported_hosts(
-        &self,
-        before: Timestamp,
-    ) -> sqlx::Result<Vec<(DeployId, String)>> {
-        let rows = sqlx::query(
-            "SELECT dh.deploy_id, dh.host FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
-             WHERE d.status = 'running' AND dh.phase = 'pending' AND dh.updated_at < $1 \
-             AND dh.batch <= d.current_batch AND d.next_batch_at IS NULL AND d.paused_at IS NULL \
-             ORDER BY dh.deploy_id, dh.host",
-        )
-        .bind(before.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((DeployId(r.try_get(0)?), r.try_get(1)?)))
-            .collect()
-    }
-
-    /// Hosts under way in a running deploy whose agent has not heartbeated
-    /// since `before`, and that were asked (or last reported) before it
-    /// too, so a host gets the whole window to show it is alive: the host
-    /// or its grabber is down.
-    pub async fn unreachable_hosts(
-        &self,
-        before: Timestamp,
-    ) -> sqlx::Result<Vec<(DeployId, String)>> {
-        let rows = sqlx::query(concat!(
-            "SELECT dh.deploy_id, dh.host FROM deploy_hosts dh JOIN deploys d ON d.id = dh.deploy_id \
-             JOIN hosts h ON h.cluster = d.cluster AND h.name = dh.host \
-             WHERE d.status = 'running' AND h.last_seen < $1 AND dh.updated_at < $1 \
-             AND dh.batch <= d.current_batch \
-             AND d.next_batch_at IS NULL AND d.paused_at IS NULL \
-             AND dh.phase NOT IN ",
-            terminal_phases!()
-        ))
-        .bind(before.0)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((DeployId(r.try_get(0)?), r.try_get(1)?)))
-            .collect()
-    }
 }
 
 /// The most progress events one host keeps in one deploy's history: an
 /// install sends about ten, with hooks and a release phase about twenty.
 pub const MAX_HOST_EVENTS: i64 = 64;
+
+/// `$1, $2, …, $n`: the placeholders of an `IN` list of `n` bound values.
+pub(super) fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// A byte count as the database holds it (BIGINT).
 fn bytes(n: Option<u64>) -> anyhow::Result<Option<i64>> {

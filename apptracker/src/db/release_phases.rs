@@ -58,6 +58,44 @@ impl Db {
         }))
     }
 
+    /// The release phases of deploys `ids`, without their logs (what a
+    /// list of deploys shows), by deploy: one query.
+    pub async fn release_phases_without_logs(
+        &self,
+        ids: &[DeployId],
+    ) -> sqlx::Result<std::collections::HashMap<DeployId, ReleasePhase>> {
+        if ids.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        // Fixed fragments only; every id is bound.
+        let sql = format!(
+            "SELECT deploy_id, host, status, message, started_at, finished_at FROM release_phases \
+             WHERE deploy_id IN ({})",
+            super::deploys::placeholders(ids.len())
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in ids {
+            q = q.bind(id.0);
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok((
+                    DeployId(r.try_get("deploy_id")?),
+                    ReleasePhase {
+                        host: decode(HostName::parse(r.try_get::<String, _>("host")?))?,
+                        status: status(&r.try_get::<String, _>("status")?)?,
+                        message: r.try_get("message")?,
+                        log: String::new(),
+                        started_at: Timestamp(r.try_get("started_at")?),
+                        finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(Timestamp),
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// Ends a running release phase of `host`; false when it is not
     /// running there (ended already, or asked of another host), so a
     /// repeated report changes nothing.

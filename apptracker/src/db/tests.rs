@@ -64,8 +64,26 @@ async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
     );
     let (claimed, _, _) = db.claim_build(&w1, lease, true).await.unwrap().unwrap();
     assert_eq!(claimed.id, build.id);
-    assert!(db.record_upload(build.id, &w1, &upload).await.unwrap());
-    assert!(!db.record_upload(build.id, &w2, &upload).await.unwrap());
+    let placed = || async { Ok(()) };
+    let record = |h| {
+        db.commit_upload(
+            build.id,
+            h,
+            crate::db::Uploaded::Artifact(&upload),
+            placed(),
+        )
+    };
+    assert!(record(&w1).await.unwrap());
+    // Another holder's is refused, and what it would store is never placed.
+    let refused = db
+        .commit_upload(
+            build.id,
+            &w2,
+            crate::db::Uploaded::Artifact(&upload),
+            async { panic!("placed for a holder without the lease") },
+        )
+        .await;
+    assert!(!refused.unwrap());
     assert_eq!(
         db.build_upload(build.id).await.unwrap(),
         Some((sig.to_string(), Some(sha.clone()), Some(1)))
@@ -75,7 +93,7 @@ async fn uploads_follow_the_claim_and_unsigned_or_bad_builds_are_not_reused() {
     assert_eq!(db.build_upload(build.id).await.unwrap(), None);
 
     // Succeeded and signed: reused, and the artifact carries it.
-    assert!(db.record_upload(build.id, &w2, &upload).await.unwrap());
+    assert!(record(&w2).await.unwrap());
     let artifact = StoredArtifact {
         key: ArtifactKey::new("hello/hello-1-aaaaaaa.tar.gz"),
         sha256: sha.clone(),

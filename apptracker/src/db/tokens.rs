@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// `last_used_at` is written at most this often per token (ms).
+const TOKEN_TOUCH_EVERY_MS: i64 = 60_000;
+
 impl Db {
     /// Stores a token's hash; `Ok(false)` when the name is taken.
     pub async fn insert_token(
@@ -25,6 +28,46 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)
+    }
+
+    /// Records, in a task of its own, that token `id` (last used at
+    /// `last`) was used now, when `last` is over a minute old and no such
+    /// write for it is under way already.
+    fn touch_token(&self, id: i64, last: Option<i64>) {
+        let now = Timestamp::now().0;
+        if last.is_some_and(|t| now - t <= TOKEN_TOUCH_EVERY_MS) {
+            return;
+        }
+        {
+            let mut touching = self
+                .touching
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !touching.insert(id) {
+                return;
+            }
+        }
+        let db = self.clone();
+        // Detached: a short write, bounded by the busy timeout; losing it
+        // at shutdown loses one `last_used_at`.
+        tokio::spawn(async move {
+            let res = sqlx::query(
+                "UPDATE tokens SET last_used_at = $1 WHERE id = $2 \
+                 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&db.pool)
+            .await;
+            db.touching
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&id);
+            if let Err(e) = res {
+                tracing::warn!(token_id = id, error = %e,
+                    "cannot record when the token was last used; it is tried again at its next use");
+            }
+        });
     }
 
     /// Removes a token; false when there was none of that name.
@@ -82,7 +125,10 @@ impl Db {
     }
 
     /// Who holds the token with this hash. Records when it was last used,
-    /// at most once a minute so reads stay reads.
+    /// at most once a minute per token and off the request's path: the
+    /// write is a task of its own whose failure (SQLite busy with other
+    /// writes) is only logged, so authenticating never waits on a write
+    /// lock nor fails for one.
     pub async fn principal_by_hash(&self, hash: &str) -> sqlx::Result<Option<Principal>> {
         let row = sqlx::query(
             "SELECT id, name, role, cluster, host, last_used_at FROM tokens WHERE hash = $1",
@@ -95,17 +141,11 @@ impl Db {
         let Some(role) = Role::parse(&role) else {
             return Ok(None);
         };
-        let now = Timestamp::now();
+        let id: i64 = r.try_get("id")?;
         let last: Option<i64> = r.try_get("last_used_at")?;
-        if last.is_none_or(|t| now.0 - t > 60_000) {
-            sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE hash = $2")
-                .bind(now.0)
-                .bind(hash)
-                .execute(&self.pool)
-                .await?;
-        }
+        self.touch_token(id, last);
         Ok(Some(Principal {
-            id: r.try_get("id")?,
+            id,
             name: r.try_get("name")?,
             role,
             cluster: r

@@ -3,6 +3,14 @@
 //! state-changing request under `/api/v1`, except the agents' own protocol
 //! ([`UNAUDITED_ROUTES`]).
 //!
+//! Anonymous requests (no valid credential: refused calls, probes of
+//! paths that do not exist) are not all kept: anyone can send them, and a
+//! row each would let anyone grow the table and contend for the database's
+//! writes. [`Anonymous`] counts every one (`/metrics`) and lets a few
+//! through to the log (a burst of [`ANONYMOUS_BURST`], then one per
+//! [`ANONYMOUS_EVERY`]), so a probe still shows there with its peer; the
+//! log keeps the newest [`ANONYMOUS_KEPT`] of them.
+//!
 //! What only the inside of a request knows reaches the middleware through
 //! [`Note`], a request extension: the auth extractor puts the principal in
 //! it, handlers the app and what they acted on. The row is written before
@@ -12,7 +20,9 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::Method;
@@ -50,6 +60,69 @@ const SECRET_PARAMS: &[&str] = &["secret"];
 
 /// Longest path or target recorded; anything longer is cut.
 const MAX_TEXT: usize = 300;
+
+/// Anonymous entries written at once before the rate applies.
+pub const ANONYMOUS_BURST: u32 = 20;
+/// After a burst, one anonymous entry per this.
+pub const ANONYMOUS_EVERY: Duration = Duration::from_secs(3);
+/// Anonymous entries the log keeps (the newest).
+pub const ANONYMOUS_KEPT: i64 = 10_000;
+
+/// The actor of a request without a valid credential.
+const ANONYMOUS: &str = "anonymous";
+
+/// Counts anonymous requests and decides which reach the audit log (a
+/// token bucket). Per process: each replica counts its own.
+pub struct Anonymous {
+    /// Every anonymous request that would have been audited.
+    seen: AtomicU64,
+    /// Of those, the ones left out of the log.
+    unrecorded: AtomicU64,
+    /// Entries that may be written now, and when that was counted.
+    bucket: Mutex<(f64, Instant)>,
+}
+
+impl Default for Anonymous {
+    fn default() -> Self {
+        Self {
+            seen: AtomicU64::new(0),
+            unrecorded: AtomicU64::new(0),
+            bucket: Mutex::new((f64::from(ANONYMOUS_BURST), Instant::now())),
+        }
+    }
+}
+
+impl Anonymous {
+    /// Counts one anonymous request; whether it goes in the log.
+    fn admit(&self) -> bool {
+        self.seen.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let admitted = {
+            let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+            let refill = now.duration_since(bucket.1).as_secs_f64() / ANONYMOUS_EVERY.as_secs_f64();
+            bucket.0 = (bucket.0 + refill).min(f64::from(ANONYMOUS_BURST));
+            bucket.1 = now;
+            if bucket.0 >= 1.0 {
+                bucket.0 -= 1.0;
+                true
+            } else {
+                false
+            }
+        };
+        if !admitted {
+            self.unrecorded.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    /// (anonymous requests seen, of which left out of the log).
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.seen.load(Ordering::Relaxed),
+            self.unrecorded.load(Ordering::Relaxed),
+        )
+    }
+}
 
 /// What a request's handler and auth extractor tell the audit log. Outside
 /// an audited request it is detached and what it is told goes nowhere.
@@ -167,7 +240,11 @@ fn from_params(route: &str, params: &[(String, String)]) -> (Option<AppName>, Op
 }
 
 /// The middleware: records audited requests, passes the rest through.
-pub async fn record(State(t): State<Tracker>, req: Request, next: Next) -> Response {
+pub async fn record(
+    State((t, anonymous)): State<(Tracker, Arc<Anonymous>)>,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -194,6 +271,7 @@ pub async fn record(State(t): State<Tracker>, req: Request, next: Next) -> Respo
         .map(|c| c.0.ip().to_canonical().to_string());
     let pending = Pending {
         tracker: t.clone(),
+        anonymous,
         note: Note::default(),
         record: Some(AuditRecord {
             at: Timestamp::now(),
@@ -221,6 +299,7 @@ pub async fn record(State(t): State<Tracker>, req: Request, next: Next) -> Respo
 /// status 499, since whether the change happened is unknown.
 struct Pending {
     tracker: Tracker,
+    anonymous: Arc<Anonymous>,
     note: Note,
     record: Option<AuditRecord>,
 }
@@ -239,7 +318,7 @@ impl Pending {
                     r.actor = name;
                     r.role = Some(role.to_string());
                 }
-                None => r.actor = "anonymous".into(),
+                None => r.actor = ANONYMOUS.into(),
             }
             if let Some(app) = n.app.take() {
                 r.app = Some(app);
@@ -253,8 +332,14 @@ impl Pending {
         Some(r)
     }
 
+    /// The finished record, unless it is anonymous and not admitted.
+    fn take_kept(&mut self, status: u16, error_code: Option<&'static str>) -> Option<AuditRecord> {
+        let r = self.take(status, error_code)?;
+        (r.actor != ANONYMOUS || self.anonymous.admit()).then_some(r)
+    }
+
     async fn finish(mut self, status: u16, error_code: Option<&'static str>) {
-        if let Some(r) = self.take(status, error_code) {
+        if let Some(r) = self.take_kept(status, error_code) {
             write(self.tracker.clone(), r).await;
         }
     }
@@ -262,7 +347,7 @@ impl Pending {
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        if let Some(r) = self.take(CLIENT_CLOSED, None)
+        if let Some(r) = self.take_kept(CLIENT_CLOSED, None)
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
             rt.spawn(write(self.tracker.clone(), r));
@@ -272,9 +357,19 @@ impl Drop for Pending {
 
 /// Writes an entry in a task of its own, so it is written even when the
 /// request's future is dropped while waiting; a failure is only logged.
+/// An anonymous entry drops the oldest anonymous ones past
+/// [`ANONYMOUS_KEPT`].
 async fn write(t: Tracker, r: AuditRecord) {
     let what = format!("{} {}", r.method, r.path);
-    match tokio::spawn(async move { t.record_audit(&r).await }).await {
+    match tokio::spawn(async move {
+        t.record_audit(&r).await?;
+        if r.actor == ANONYMOUS {
+            t.db().prune_audit_of(ANONYMOUS, ANONYMOUS_KEPT).await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    })
+    .await
+    {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             tracing::warn!(error = %e, request = %what, "cannot write the audit log entry")
@@ -302,6 +397,18 @@ mod tests {
         // No route matched: still a write attempt under the API.
         assert!(audited(&Method::POST, "/api/v1/nothing", None));
         assert!(!audited(&Method::POST, "/login", None));
+    }
+
+    #[test]
+    fn anonymous_requests_are_counted_and_few_are_kept() {
+        let a = Anonymous::default();
+        let kept = (0..100).filter(|_| a.admit()).count() as u64;
+        // The burst, and perhaps one more if the loop took 3 s.
+        assert!(
+            (u64::from(ANONYMOUS_BURST)..=u64::from(ANONYMOUS_BURST) + 1).contains(&kept),
+            "{kept}"
+        );
+        assert_eq!(a.counts(), (100, 100 - kept));
     }
 
     #[test]

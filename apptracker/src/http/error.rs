@@ -147,7 +147,9 @@ pub const ERROR_CODES: &[(ErrorCode, u16, &str)] = &[
     (
         ErrorCode::Internal,
         500,
-        "an unexpected failure; the server log has the details",
+        "an unexpected failure; the server log has the details. Also with 503 and `Retry-After`: \
+         the server is busy (`max_concurrent_requests` under way) or the request took longer than \
+         `request_timeout`; try again",
     ),
 ];
 
@@ -329,7 +331,7 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
 }
 
 /// The JSON error answer, tagged with its code for the audit log.
-fn error_response(status: StatusCode, code: ErrorCode, message: String) -> Response {
+pub(crate) fn error_response(status: StatusCode, code: ErrorCode, message: String) -> Response {
     let body = ErrorBody {
         code: code.as_str().to_string(),
         message,

@@ -1,7 +1,8 @@
 //! A build's file index (`deploy::index`), uploaded by its holder before
 //! the artifact: measured, checked against the announced sha256, parsed
 //! for the build's app and version, stored beside the artifact
-//! (`store::index_key`) and recorded with its signature.
+//! (`store::index_key`) and recorded with its signature, under the
+//! build's lease like the artifact (`Tracker::commit_upload`).
 
 use anyhow::Context;
 use deploy::index::{MAX_INDEX_BYTES, ReleaseIndex};
@@ -9,7 +10,7 @@ use deploy::signing::Signature;
 use deploy::{BuildId, Sha256};
 use sha2::Digest;
 
-use super::lost;
+use crate::db::Uploaded;
 use crate::model::{Holder, IndexUpload, StoredBuild};
 use crate::store::index_key;
 use crate::tracker::{Error, Tracker};
@@ -105,13 +106,12 @@ impl Tracker {
         tokio::fs::write(tmp.path(), bytes)
             .await
             .context("cannot write the index")?;
-        // The lease may have run out while the bytes came.
+        // The lease may have run out while the bytes came; it is checked
+        // again, atomically, when they are moved under the index's key.
         self.renew_build_lease(id, holder).await?;
         let key = index_key(&build.app, &build.version);
-        self.store().put(&key, tmp.path()).await?;
-        if !self.db().record_index(id, holder, index).await? {
-            return Err(lost(id, holder));
-        }
+        self.commit_upload(id, holder, &key, tmp.path(), Uploaded::Index(index))
+            .await?;
         tracing::info!(build_id = %id, %key, sha256 = %index.sha256, size = index.size,
             entries = parsed.entries.len(), "file index stored");
         Ok(())

@@ -188,7 +188,9 @@ pub struct DeployHost {
     pub rolled_back: bool,
     /// One line for people: what happened.
     pub message: Option<String>,
-    /// With `failed`: the last lines of the app's or the step's log.
+    /// With `failed`: the last lines of the app's or the step's log. Only
+    /// one deploy's answer (`GET /api/v1/deploys/{id}`) carries it; lists
+    /// of deploys leave it out (null).
     pub log_tail: Option<String>,
     pub updated_at: Timestamp,
     /// The batch of the rollout this host is in (0 for all at once).

@@ -52,7 +52,8 @@ pub struct ReleasePhase {
     /// One line for people: how it ended.
     pub message: Option<String>,
     /// The end of the command's output (stdout and stderr), up to
-    /// [`RELEASE_LOG_BYTES`].
+    /// [`RELEASE_LOG_BYTES`]. Empty in lists of deploys: only one deploy's
+    /// answer (`GET /api/v1/deploys/{id}`) carries it.
     pub log: String,
     pub started_at: Timestamp,
     pub finished_at: Option<Timestamp>,

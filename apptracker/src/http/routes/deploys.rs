@@ -50,7 +50,7 @@ pub(crate) async fn create_deploy(
 
 #[utoipa::path(
     get, path = "/api/v1/deploys", tag = "deploys",
-    summary = "Deploys, newest first, with their hosts (paged), of one app or cluster, or in some statuses, when asked",
+    summary = "Deploys, newest first, with their hosts (paged), of one app or cluster, or in some statuses, when asked; without logs (hosts' `log_tail` is null, the release phase's `log` empty: GET /api/v1/deploys/{id} has them)",
     params(deploy::DeployQuery),
     responses((status = 200, description = "A page of deploys", body = Vec<Deploy>, headers(("x-next-cursor" = String, description = "Cursor of the next page; absent on the last"))))
 )]

@@ -1,12 +1,18 @@
 //! `GET /metrics` in the Prometheus text format (version 0.0.4): drift per
 //! app and cluster, stale hosts, report ages, resource use against limits,
 //! deploys by outcome, build durations, and the usual `process_*` metrics.
-//! Everything is read from the database at scrape time, so every replica
-//! serves the same figures and nothing is lost on restart.
+//! Everything is read from the database, so every replica serves the same
+//! figures and nothing is lost on restart; what was read is reused for
+//! `[drift] metrics_cache` (5 s), so scrapes (many Prometheus servers, or
+//! anyone when `/metrics` is public) do not each recompute the whole
+//! fleet's drift. The process's own figures are read at every scrape.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
+use std::time::Instant;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -28,13 +34,64 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 )]
 pub async fn metrics(
     State(t): State<Tracker>,
+    Extension(shared): Extension<Arc<crate::http::Shared>>,
     who: Result<Principal, ApiError>,
 ) -> Result<Response, ApiError> {
     if !t.config().drift.metrics_public {
         who?.require(Role::Viewer)?;
     }
-    let text = render(&t).await?;
+    let mut text = shared
+        .metrics
+        .get_or_render(&t, t.config().drift.metrics_cache)
+        .await?;
+    let mut e = Exposition::default();
+    let (seen, unrecorded) = shared.anonymous.counts();
+    e.family(
+        "slipway_anonymous_requests_total",
+        "counter",
+        "Requests without a valid credential that would have been audited (this replica).",
+    );
+    e.sample("slipway_anonymous_requests_total", &[], seen as f64);
+    e.family(
+        "slipway_anonymous_requests_unrecorded_total",
+        "counter",
+        "Of those, the ones the audit log left out (over its rate for anonymous entries).",
+    );
+    e.sample(
+        "slipway_anonymous_requests_unrecorded_total",
+        &[],
+        unrecorded as f64,
+    );
+    process_metrics(&mut e);
+    text.push_str(&e.finish());
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
+}
+
+/// What the last scrape read from the database, and when.
+#[derive(Default)]
+pub(crate) struct Cache {
+    /// Held while the figures are read, so scrapes that come meanwhile
+    /// wait for them instead of reading them again.
+    last: tokio::sync::Mutex<Option<(Instant, String)>>,
+}
+
+impl Cache {
+    /// The figures read at most `ttl` ago, or read now.
+    async fn get_or_render(
+        &self,
+        t: &Tracker,
+        ttl: std::time::Duration,
+    ) -> Result<String, ApiError> {
+        let mut last = self.last.lock().await;
+        if let Some((at, text)) = last.as_ref()
+            && at.elapsed() < ttl
+        {
+            return Ok(text.clone());
+        }
+        let text = render(t).await?;
+        *last = Some((Instant::now(), text.clone()));
+        Ok(text)
+    }
 }
 
 /// Writes metric families: `# HELP`, `# TYPE`, then samples.
@@ -316,6 +373,11 @@ async fn render(t: &Tracker) -> Result<String, ApiError> {
         );
     }
 
+    Ok(e.finish())
+}
+
+/// The `process_*` metrics of this process.
+fn process_metrics(e: &mut Exposition) {
     if let Some(p) = deploy::procfs::self_metrics() {
         e.family(
             "process_cpu_seconds_total",
@@ -366,7 +428,6 @@ async fn render(t: &Tracker) -> Result<String, ApiError> {
         );
         e.sample("process_threads", &[], p.threads as f64);
     }
-    Ok(e.finish())
 }
 
 #[cfg(test)]

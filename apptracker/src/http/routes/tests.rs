@@ -36,12 +36,17 @@ impl Drop for Api {
 
 impl Api {
     async fn start(pg: Option<Pg>) -> Api {
+        Api::start_with(pg, |_| {}).await
+    }
+
+    /// An API whose config `tweak` changed first.
+    async fn start_with(pg: Option<Pg>, tweak: impl FnOnce(&mut crate::Config)) -> Api {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("listen");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let config = crate::Config {
+        let mut config = crate::Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             // Download URLs name the server these tests talk to.
             public_url: Some(base.clone()),
@@ -50,6 +55,7 @@ impl Api {
             database_url: pg.as_ref().map(|p| p.url.clone()),
             ..crate::Config::default()
         };
+        tweak(&mut config);
         let app = crate::Application::build(config).await.expect("app");
         let tracker = app.tracker().clone();
         drop(app);
@@ -987,5 +993,7 @@ on_both!(
     deploys_are_listed_by_status
 );
 mod index;
+mod load;
 mod peers;
+mod restart;
 mod transfer;
