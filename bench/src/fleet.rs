@@ -61,6 +61,19 @@ pub struct FleetOptions {
     pub heartbeat: Duration,
     /// The first port hosts' apps may take (`APP_PORT` shifted).
     pub port_base: u16,
+    /// AppTracker's `host_deadline` and `host_unreachable`, and the
+    /// grabbers' `reconcile_interval`, when not their production defaults
+    /// (the soak bounds every deploy, so a host that misses one must time
+    /// out within that bound).
+    pub timings: Timings,
+}
+
+/// Timings a fleet may shorten; `None` keeps the production default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub host_deadline: Option<Duration>,
+    pub host_unreachable: Option<Duration>,
+    pub reconcile_interval: Option<Duration>,
 }
 
 /// A running fleet: AppTracker and in-process grabbers (one
@@ -126,6 +139,7 @@ impl Fleet {
             .collect();
         let database_url = postgres.as_ref().map(|p| p.url.clone());
         let (heartbeat, shim) = (opts.heartbeat, opts.grabber_bin.clone());
+        let timings = opts.timings;
         let platform = Platform::builder()
             .temp_dir("slipway-bench-", Some(&opts.work_dir))
             .cluster("bench")
@@ -134,6 +148,12 @@ impl Fleet {
                 c.database_url = database_url;
                 c.redis_url = redis_url;
                 c.s3 = s3.as_ref().map(services::S3::config);
+                if let Some(d) = timings.host_deadline {
+                    c.host_deadline = d;
+                }
+                if let Some(d) = timings.host_unreachable {
+                    c.host_unreachable = d;
+                }
             })
             .hosts(if in_process { &hosts[..] } else { &[] })
             .port_offsets(move |i| offsets.get(i).copied().context("no port for this host"))
@@ -142,6 +162,9 @@ impl Fleet {
                 g.shim = shim.clone();
                 // Hosts serve their files to each other, as in production.
                 g.peer_listen = "127.0.0.1:0".parse().ok();
+                if let Some(d) = timings.reconcile_interval {
+                    g.reconcile_interval = d;
+                }
             })
             // Every host at once is slower than a test's few (below).
             .wait_for_hosts(None)
@@ -212,6 +235,18 @@ impl Fleet {
         self.platform.dir()
     }
 
+    /// The platform under the fleet: its hosts' roots, AppTracker's
+    /// configuration.
+    pub fn platform(&self) -> &Platform {
+        &self.platform
+    }
+
+    /// The platform, to stop and restart in-process grabbers (none in
+    /// `GrabberMode::Processes`) or start versioncheckers.
+    pub fn platform_mut(&mut self) -> &mut Platform {
+        &mut self.platform
+    }
+
     /// Waits until every host has heartbeated once.
     async fn wait_for_hosts(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
@@ -240,29 +275,7 @@ impl Fleet {
 
     /// Builds the tip of `main` and waits for the build.
     pub async fn build(&self, app: &AppName) -> anyhow::Result<Build> {
-        let b = self
-            .client
-            .request_build(
-                app,
-                &RequestBuild {
-                    git_ref: Some(GitRef::parse("main")?),
-                },
-            )
-            .await?;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        loop {
-            let b = self.client.build(b.id).await?;
-            if b.status == BuildStatus::Succeeded {
-                return Ok(b);
-            }
-            if b.status.is_terminal() {
-                bail!("build {} failed: {:?}\n{}", b.id, b.error, b.log);
-            }
-            if Instant::now() > deadline {
-                bail!("build {} did not finish within 10 minutes", b.id);
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        build(&self.client, app).await
     }
 
     /// Deploys `version` of `app` to every host and waits for the end;
@@ -342,6 +355,33 @@ impl Fleet {
         // A benchmark's figures are already taken: a slow stop is no failure.
         let _ = self.platform.shutdown().await;
         Ok(())
+    }
+}
+
+/// Builds the tip of `app`'s `main` and waits for the build (10 minutes
+/// at most).
+pub async fn build(client: &Client, app: &AppName) -> anyhow::Result<Build> {
+    let b = client
+        .request_build(
+            app,
+            &RequestBuild {
+                git_ref: Some(GitRef::parse("main")?),
+            },
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let b = client.build(b.id).await?;
+        if b.status == BuildStatus::Succeeded {
+            return Ok(b);
+        }
+        if b.status.is_terminal() {
+            bail!("build {} failed: {:?}\n{}", b.id, b.error, b.log);
+        }
+        if Instant::now() > deadline {
+            bail!("build {} did not finish within 10 minutes", b.id);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -530,14 +570,22 @@ impl BenchApp {
             Shape::Data => "data-app",
             Shape::Control => "tiny-app",
         })?;
+        Self::named(dir, name, shape, tree, &[])
+    }
+
+    /// [`BenchApp::create`] under another name (several apps side by
+    /// side), with `extra` files in the first commit; an `extra`
+    /// `slipway.toml` replaces the shape's.
+    pub fn named(
+        dir: &Path,
+        name: AppName,
+        shape: Shape,
+        tree: Option<&Path>,
+        extra: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let path = dir.join(name.as_str());
         let repo = slipway_tests::AppRepo::new(path.clone())?;
-        let toml = match shape {
-            Shape::Data => format!(
-                "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"exec python3 -S app.py\"\nport = {APP_PORT}\nstop_timeout = \"5s\"\nenv = {{ PYTHONPATH = \"vendor\" }}\n[health]\nhttp = \"/health\"\ntimeout = \"60s\"\ngrace = \"0s\"\ninterval = \"50ms\"\n"
-            ),
-            Shape::Control => "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"exec sleep 1000000\"\nstop_timeout = \"2s\"\n[health]\ngrace = \"100ms\"\n".to_string(),
-        };
+        let toml = Self::manifest(shape);
         if let Some(tree) = tree {
             crate::tree::copy(tree, &path.join("vendor"))?;
         }
@@ -546,6 +594,10 @@ impl BenchApp {
             files.push(("app.py", DATA_APP.to_string()));
         }
         files.push(("release.txt", "0\n".to_string()));
+        for (n, c) in extra {
+            files.retain(|(have, _)| have != n);
+            files.push((*n, c.to_string()));
+        }
         let refs: Vec<(&str, &str)> = files.iter().map(|(n, c)| (*n, c.as_str())).collect();
         repo.commit(&refs, "benchmark app")?;
         Ok(Self {
@@ -555,11 +607,28 @@ impl BenchApp {
         })
     }
 
+    /// The shape's `slipway.toml`.
+    pub fn manifest(shape: Shape) -> String {
+        match shape {
+        Shape::Data => format!(
+            "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"exec python3 -S app.py\"\nport = {APP_PORT}\nstop_timeout = \"5s\"\nenv = {{ PYTHONPATH = \"vendor\" }}\n[health]\nhttp = \"/health\"\ntimeout = \"60s\"\ngrace = \"0s\"\ninterval = \"50ms\"\n"
+        ),
+        Shape::Control => "type = \"generic\"\n[build]\ncommand = \"true\"\n[run]\ncommand = \"exec sleep 1000000\"\nstop_timeout = \"2s\"\n[health]\ngrace = \"100ms\"\n".to_string(),
+    }
+    }
+
     /// Commits a change, so the next build is a new version.
     pub fn bump(&mut self) -> anyhow::Result<()> {
+        self.bump_with(&[])
+    }
+
+    /// [`BenchApp::bump`], changing `files` in the same commit.
+    pub fn bump_with(&mut self, files: &[(&str, &str)]) -> anyhow::Result<()> {
         self.commits += 1;
         let n = format!("{}\n", self.commits);
-        self.repo.commit(&[("release.txt", &n)], "next release")?;
+        let mut all = vec![("release.txt", n.as_str())];
+        all.extend_from_slice(files);
+        self.repo.commit(&all, "next release")?;
         Ok(())
     }
 }

@@ -10,10 +10,13 @@
 //! - `apiload`: deploy creation, host-event ingestion and event-stream
 //!   watchers under load, on SQLite and PostgreSQL; AppTracker's footprint
 //!   with 1000 heartbeating hosts.
+//! - `soak`: hundreds of deploys on a fleet with faults injected, then
+//!   every host checked against AppTracker and the resources for growth.
 
 pub mod ansible;
 pub mod fleet;
 pub mod results;
+pub mod soak;
 pub mod stats;
 pub mod tree;
 

@@ -97,6 +97,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             work_dir: args.work_dir.clone(),
             heartbeat: Duration::from_secs(10),
             port_base: 21_000,
+            timings: Default::default(),
         })
         .await?;
         let mut app = BenchApp::create(&fleet.dir().join("repos"), args.shape, tree.as_deref())?;
