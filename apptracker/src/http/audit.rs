@@ -364,7 +364,7 @@ async fn write(t: Tracker, r: AuditRecord) {
     match tokio::spawn(async move {
         t.record_audit(&r).await?;
         if r.actor == ANONYMOUS {
-            t.db().prune_audit_of(ANONYMOUS, ANONYMOUS_KEPT).await?;
+            t.prune_audit_of(ANONYMOUS, ANONYMOUS_KEPT).await?;
         }
         Ok::<_, sqlx::Error>(())
     })

@@ -369,6 +369,12 @@ impl Tracker {
         self.db().insert_audit(r).await
     }
 
+    /// Keeps the newest `keep` audit entries of `actor` (the anonymous
+    /// ones), deleting the older.
+    pub async fn prune_audit_of(&self, actor: &str, keep: i64) -> sqlx::Result<u64> {
+        self.db().prune_audit_of(actor, keep).await
+    }
+
     /// The reads the API serves; see [`Queries`].
     pub fn queries(&self) -> Queries<'_> {
         Queries { db: self.db() }

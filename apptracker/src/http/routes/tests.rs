@@ -216,6 +216,12 @@ impl Api {
             .expect("heartbeat");
     }
 
+    /// The database, for the submodules' fixtures (the check that the HTTP
+    /// layer never reaches it reads every file here but this one).
+    fn database(&self) -> &crate::db::Db {
+        self.tracker.db()
+    }
+
     /// Rows of `table` whose `column` is `value`.
     async fn count(&self, table: &str, column: &str, value: &str) -> i64 {
         let sql = format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1");

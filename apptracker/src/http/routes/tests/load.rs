@@ -72,14 +72,12 @@ async fn deploy_lists_leave_log_tails_out(api: &Api) {
                 "the app exited",
                 tail.clone(),
             );
-            api.tracker
-                .db()
+            api.database()
                 .record_host_event(id, h, &failed)
                 .await
                 .unwrap();
         }
-        api.tracker
-            .db()
+        api.database()
             .transition_deploy(
                 id,
                 &[DeployStatus::Running],
