@@ -68,7 +68,11 @@ async fn dev_with_a_deploy_in_flight(dir: &Path) -> anyhow::Result<(Proc, u16)> 
         let Ok(token) = std::fs::read_to_string(&token_file) else {
             return Ok(false);
         };
-        Ok(client_with(&token).deploys(1).await.is_ok())
+        // Up, and the example registered (after the token is written).
+        Ok(client_with(&token)
+            .apps()
+            .await
+            .is_ok_and(|apps| apps.iter().any(|a| a.name.as_str() == "stuck")))
     })
     .await
     .map_err(|e| anyhow::anyhow!("{e}: {}", proc.tail()))?;
