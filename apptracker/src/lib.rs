@@ -22,3 +22,5 @@ pub use bus::{Bus, Outgoing};
 pub use config::Config;
 pub use startup::{Application, bootstrap_token};
 pub use tracker::Tracker;
+#[doc(hidden)]
+pub use webhooks::fuzzing;

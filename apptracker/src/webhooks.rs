@@ -24,7 +24,7 @@
 
 use anyhow::Context;
 use deploy::{
-    App, AppName, CreateDeploy, CreatedWebhookSecret, ErrorCode, GitRef, SetWebhookSecret,
+    App, AppName, AppRoot, CreateDeploy, CreatedWebhookSecret, ErrorCode, GitRef, SetWebhookSecret,
     Timestamp, WebhookOutcome, WebhookProvider, WebhookSecretInfo,
 };
 use hmac::{Hmac, Mac};
@@ -366,52 +366,10 @@ async fn push(
     body: &[u8],
 ) -> Result<(Taken, WebhookOutcome), Error> {
     let push = parse_push(provider, body)?;
-    let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
-        return Ok((
-            Taken::Accepted,
-            outcome("ignored", &format!("`{}` is not a branch", push.git_ref)),
-        ));
+    let (branch, commit) = match route(&push, app)? {
+        Route::Ignored(why) => return Ok((Taken::Accepted, outcome("ignored", &why))),
+        Route::Build { branch, commit } => (branch, commit),
     };
-    if push.after.chars().all(|c| c == '0') {
-        return Ok((
-            Taken::Accepted,
-            outcome("ignored", &format!("branch `{branch}` was deleted")),
-        ));
-    }
-    if branch != app.branch {
-        return Ok((
-            Taken::Accepted,
-            outcome(
-                "ignored",
-                &format!(
-                    "`{}` builds branch `{}`, not `{branch}`",
-                    app.name, app.branch
-                ),
-            ),
-        ));
-    }
-    let wanted = normalize_repo_url(&app.git_url);
-    if !push
-        .repo_urls
-        .iter()
-        .any(|u| normalize_repo_url(u) == wanted)
-    {
-        return Ok((
-            Taken::Accepted,
-            outcome(
-                "ignored",
-                &format!(
-                    "`{}` is not built from {}",
-                    app.name,
-                    push.repo_urls
-                        .first()
-                        .map(|u| packer::redact_url(u))
-                        .unwrap_or_else(|| "this repository".into())
-                ),
-            ),
-        ));
-    }
-    let commit = GitRef::parse(push.after.as_str())?;
     if let Some(why) = skip_reason(t, app, &push).await? {
         tracing::info!(app = %app.name, %provider, branch, commit = %commit, reason = %why, "webhook push skipped: nothing built");
         let short: String = commit.as_str().chars().take(7).collect();
@@ -428,6 +386,52 @@ async fn push(
     Ok((Taken::Accepted, out))
 }
 
+/// What a push asks of `app`, from the payload alone: nothing (why), or
+/// a build of `commit` on `branch`.
+#[derive(Debug)]
+enum Route<'a> {
+    Ignored(String),
+    Build { branch: &'a str, commit: GitRef },
+}
+
+/// The checks of a push against the app it was sent for that need
+/// nothing but the payload: a branch (not a tag), not deleted, the app's
+/// branch, the app's repository, a commit that parses.
+fn route<'a>(push: &'a Push, app: &App) -> Result<Route<'a>, Error> {
+    let Some(branch) = push.git_ref.strip_prefix("refs/heads/") else {
+        return Ok(Route::Ignored(format!(
+            "`{}` is not a branch",
+            push.git_ref
+        )));
+    };
+    if push.after.chars().all(|c| c == '0') {
+        return Ok(Route::Ignored(format!("branch `{branch}` was deleted")));
+    }
+    if branch != app.branch {
+        return Ok(Route::Ignored(format!(
+            "`{}` builds branch `{}`, not `{branch}`",
+            app.name, app.branch
+        )));
+    }
+    let wanted = normalize_repo_url(&app.git_url);
+    if !push
+        .repo_urls
+        .iter()
+        .any(|u| normalize_repo_url(u) == wanted)
+    {
+        return Ok(Route::Ignored(format!(
+            "`{}` is not built from {}",
+            app.name,
+            push.repo_urls
+                .first()
+                .map(|u| packer::redact_url(u))
+                .unwrap_or_else(|| "this repository".into())
+        )));
+    }
+    let commit = GitRef::parse(push.after.as_str())?;
+    Ok(Route::Build { branch, commit })
+}
+
 /// Why a push to the app's branch builds nothing, if it does not: its head
 /// commit asks for no deploy, or it touches neither the app's root nor its
 /// `[build] watch` paths (`changes::decide`).
@@ -442,7 +446,7 @@ async fn skip_reason(t: &Tracker, app: &App, push: &Push) -> Result<Option<Strin
     let Some(root) = &app.root else {
         return Ok(None);
     };
-    let root = match deploy::AppRoot::parse(root) {
+    let root = match AppRoot::parse(root) {
         Ok(root) => root,
         Err(e) => {
             tracing::warn!(app = %app.name, error = %e, "the stored root does not parse: building");
@@ -450,12 +454,18 @@ async fn skip_reason(t: &Tracker, app: &App, push: &Push) -> Result<Option<Strin
         }
     };
     let stored = t.db().latest_watch(&app.name).await?;
-    let watch = changes::stored_watch(stored.flatten().as_deref());
-    match changes::decide(Some(&root), watch.as_deref(), &push.changes) {
-        changes::Decision::Skip(why) => Ok(Some(why)),
+    Ok(monorepo_skip(app, &root, stored.flatten().as_deref(), push))
+}
+
+/// Why a push to an app with a root builds nothing, if it does not, given
+/// the watch patterns stored with the app's newest successful build.
+fn monorepo_skip(app: &App, root: &AppRoot, stored: Option<&str>, push: &Push) -> Option<String> {
+    let watch = changes::stored_watch(stored);
+    match changes::decide(Some(root), watch.as_deref(), &push.changes) {
+        changes::Decision::Skip(why) => Some(why),
         changes::Decision::Build(why) => {
             tracing::info!(app = %app.name, reason = %why, "monorepo push concerns the app");
-            Ok(None)
+            None
         }
     }
 }
@@ -614,6 +624,86 @@ pub async fn trigger(
         _ => start_branch(t, &app, None, "build-trigger").await?,
     };
     Ok((app.name, out))
+}
+
+/// The steps of a webhook delivery that need no database, for the fuzz
+/// targets (`fuzz/fuzz_targets/webhook.rs`): not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// Headers as name-value pairs (lowercase names; the last one wins).
+    pub struct HeaderList<'a>(pub &'a [(&'a str, &'a str)]);
+
+    impl Headers for HeaderList<'_> {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.0
+                .iter()
+                .rev()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| *v)
+        }
+    }
+
+    /// What became of a delivery.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Handled {
+        /// Whether the signature (or token) was accepted.
+        pub verified: bool,
+        /// The event's kind.
+        pub event: String,
+        /// The delivery id, when one is given.
+        pub delivery: Option<String>,
+        /// `Err`: the payload was refused (its message); `Ok`: `ignored: why`,
+        /// `skipped: why` or `build <branch> <commit>`.
+        pub push: Result<String, String>,
+    }
+
+    /// Runs a delivery for `app` through signature checking, the event's
+    /// kind, the delivery id, the push payload's parsing, the routing
+    /// (branch, repository, commit), the `[skip deploy]` marker and the
+    /// monorepo decision (with `stored_watch` as the app's newest build's
+    /// watch patterns), as [`handle`] does, minus the database.
+    pub fn delivery(
+        provider: Provider,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        secret: &[u8],
+        app: &App,
+        stored_watch: Option<&str>,
+    ) -> Handled {
+        let headers = HeaderList(headers);
+        let verified = verify(provider, &headers, body, secret).is_ok();
+        let event = event(provider, &headers);
+        let delivery = delivery_id(provider, &headers).map(str::to_string);
+        let push = (|| {
+            let push = parse_push(provider, body)?;
+            let (branch, commit) = match route(&push, app)? {
+                Route::Ignored(why) => return Ok(format!("ignored: {why}")),
+                Route::Build { branch, commit } => (branch, commit),
+            };
+            if let Some(marker) = push
+                .head_message
+                .as_deref()
+                .and_then(deploy::monorepo::skip_marker)
+            {
+                return Ok(format!("skipped: its head commit says `{marker}`"));
+            }
+            if let Some(root) = app.root.as_deref().and_then(|r| AppRoot::parse(r).ok())
+                && let Some(why) = monorepo_skip(app, &root, stored_watch, &push)
+            {
+                return Ok(format!("skipped: {why}"));
+            }
+            Ok(format!("build {branch} {commit}"))
+        })()
+        .map_err(|e: Error| e.to_string());
+        Handled {
+            verified,
+            event,
+            delivery,
+            push,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -102,3 +102,85 @@ fn gitlab_tokens_are_checked() {
     assert!(verify(Provider::GitLab, &h, b"", b"s3cret").is_ok());
     assert!(verify(Provider::GitLab, &h, b"", b"s3cret2").is_err());
 }
+
+/// The fuzz targets' entry point takes a delivery through the same steps
+/// as `handle` and `push`: what they ignore, skip and build.
+#[test]
+fn the_fuzzing_entry_point_routes_as_a_delivery_is_routed() {
+    let app = |root: Option<&str>| App {
+        name: AppName::parse("web").unwrap(),
+        git_url: "git@github.com:org/repo.git".into(),
+        branch: "main".into(),
+        auto_deploy: None,
+        new_hosts: Default::default(),
+        root: root.map(str::to_string),
+        created_at: Timestamp(0),
+    };
+    let a = "1".repeat(40);
+    let b = "2".repeat(40);
+    let body = |git_ref: &str, message: &str, changed: &str| {
+        serde_json::json!({
+            "ref": git_ref, "before": a, "after": b,
+            "repository": {"clone_url": "https://github.com/Org/Repo"},
+            "head_commit": {"id": b, "message": message},
+            "commits": [{"id": b, "message": message, "added": [], "modified": [changed], "removed": []}],
+        })
+        .to_string()
+    };
+    let run = |body: &str, root: Option<&str>| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"s3cret").unwrap();
+        mac.update(body.as_bytes());
+        let sig = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        let headers = [
+            ("x-github-event", "push"),
+            ("x-github-delivery", "d-1"),
+            ("x-hub-signature-256", sig.as_str()),
+        ];
+        fuzzing::delivery(
+            Provider::GitHub,
+            &headers,
+            body.as_bytes(),
+            b"s3cret",
+            &app(root),
+            Some(r#"["libs/shared"]"#),
+        )
+    };
+    let built = run(&body("refs/heads/main", "fix", "x.py"), None);
+    assert!(built.verified);
+    assert_eq!(built.event, "push");
+    assert_eq!(built.delivery.as_deref(), Some("d-1"));
+    assert_eq!(built.push, Ok(format!("build main {b}")));
+    let tag = run(&body("refs/tags/v1", "fix", "x.py"), None);
+    assert_eq!(
+        tag.push,
+        Ok("ignored: `refs/tags/v1` is not a branch".into())
+    );
+    let other = run(&body("refs/heads/dev", "fix", "x.py"), None);
+    assert!(
+        other
+            .push
+            .unwrap()
+            .starts_with("ignored: `web` builds branch `main`")
+    );
+    let marked = run(&body("refs/heads/main", "docs [skip deploy]", "x.py"), None);
+    assert_eq!(
+        marked.push,
+        Ok("skipped: its head commit says `[skip deploy]`".into())
+    );
+    let elsewhere = run(
+        &body("refs/heads/main", "fix", "services/b/x.py"),
+        Some("services/a"),
+    );
+    assert!(
+        elsewhere
+            .push
+            .unwrap()
+            .starts_with("skipped: the push changed 1 path")
+    );
+    let watched = run(
+        &body("refs/heads/main", "fix", "libs/shared/x.py"),
+        Some("services/a"),
+    );
+    assert_eq!(watched.push, Ok(format!("build main {b}")));
+    assert!(run("not json", None).push.is_err());
+}
