@@ -1713,12 +1713,19 @@ async fn recovery_stops_a_recorded_group_without_its_shim_only_when_it_runs_the_
     );
 
     // The app outlives its shim (SIGKILLed alone): what is left of the
-    // recorded group runs the app, and is stopped.
-    let app_pid = crate::process::processes_under(&host.layout().releases_dir(&app))
-        .into_iter()
-        .find(|(pid, g, _)| *g == restarted && *pid != restarted)
-        .map(|(pid, ..)| pid)
-        .expect("the app under its shim");
+    // recorded group runs the app, and is stopped. (`recover` returns once
+    // the shim runs; the app it forks may take a moment under load.)
+    let app_under_shim = || {
+        crate::process::processes_under(&host.layout().releases_dir(&app))
+            .into_iter()
+            .find(|(pid, g, _)| *g == restarted && *pid != restarted)
+            .map(|(pid, ..)| pid)
+    };
+    until(10, "the app under its shim", || {
+        app_under_shim().is_some_and(|p| crate::process::runs_app(p, &app, &again.cfg.host))
+    })
+    .await;
+    let app_pid = app_under_shim().expect("the app under its shim");
     assert!(crate::process::runs_app(app_pid, &app, &again.cfg.host));
     assert!(!crate::process::runs_app(
         app_pid,
