@@ -2,7 +2,8 @@
 //! stream is refused or unpacked, never a panic, and nothing outside the
 //! release's scratch directory is ever written: no file made, removed or
 //! changed (content, mode, owner, times, link count) anywhere around it.
-//! A release accepted holds no link that resolves outside it, and its
+//! A release accepted holds no link that resolves outside it, its
+//! manifest on disk is a plain file holding the manifest returned, and its
 //! inventory is the tree on disk.
 //!
 //! The input is a plain tar stream. Before it is gzip'd and extracted, the
@@ -196,6 +197,18 @@ fuzz_target!(|data: &[u8]| {
                 }
                 assert!(seen.kind != "other", "kept a special file {}", path.display());
             }
+            // The manifest on disk is the one returned, a plain file: the
+            // grabber reads it again from there (recovery, verify).
+            let kept = dest.join(".slipway/manifest.json");
+            assert_eq!(seen(&kept).kind, "file", "the manifest is not a file");
+            let again: deploy::Manifest =
+                serde_json::from_slice(&fs::read(&kept).expect("read the manifest"))
+                    .expect("the manifest kept parses");
+            assert_eq!(
+                serde_json::to_value(&again).expect("json"),
+                serde_json::to_value(&unpacked.manifest).expect("json"),
+                "the manifest kept is not the one read"
+            );
             // The inventory is what is on disk: a release found there later is
             // checked against it.
             let on_disk = deploy::tree::tree_digest(&dest).expect("tree digest");

@@ -75,28 +75,17 @@ pub enum ExtractError {
     NoManifest,
     #[error("archive manifest {MANIFEST_PATH} is invalid: {reason}")]
     BadManifest { reason: String },
-    #[error("cannot extract archive entry `{entry}`: {}", with_causes(source))]
+    // tar's "failed to unpack `x`" wraps the reason (a full disk, a
+    // permission) one level down: the whole chain is said.
+    #[error(
+        "cannot extract archive entry `{entry}`: {}",
+        deploy::tls::error_chain(source)
+    )]
     Unpack {
         entry: String,
         #[source]
         source: io::Error,
     },
-}
-
-/// An I/O error with what caused it: tar's "failed to unpack `x`" wraps
-/// the reason (a full disk, a permission) one level down.
-fn with_causes(e: &io::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
 }
 
 /// What an extraction produced.
@@ -288,6 +277,7 @@ impl<'a> Checker<'a> {
             });
         }
         let kind = entry.header().entry_type();
+        self.check_manifest_path(path, kind, shown)?;
         match kind {
             EntryType::Regular | EntryType::Continuous => {
                 let size = entry.size();
@@ -345,6 +335,32 @@ impl<'a> Checker<'a> {
                 kind: kind_name(other),
             }),
         }
+    }
+
+    /// The manifest's path holds one regular file and nothing else: no
+    /// link or directory over it (a release read again later would follow
+    /// it), nothing under it, no second manifest.
+    fn check_manifest_path(
+        &self,
+        path: &Path,
+        kind: EntryType,
+        shown: &str,
+    ) -> Result<(), ExtractError> {
+        let manifest = Path::new(MANIFEST_PATH);
+        let reason = if path == manifest {
+            match kind {
+                EntryType::Regular | EntryType::Continuous if self.manifest.is_some() => {
+                    format!("`{shown}` is a second manifest")
+                }
+                EntryType::Regular | EntryType::Continuous => return Ok(()),
+                other => format!("`{shown}` is a {}, not a file", kind_name(other)),
+            }
+        } else if path.starts_with(manifest) {
+            format!("`{shown}` lies under the manifest")
+        } else {
+            return Ok(());
+        };
+        Err(ExtractError::BadManifest { reason })
     }
 
     fn read_manifest<R: Read>(
@@ -445,6 +461,9 @@ fn kind_name(t: EntryType) -> String {
         EntryType::Block => "block device".into(),
         EntryType::Fifo => "fifo".into(),
         EntryType::GNUSparse => "sparse file".into(),
+        EntryType::Symlink => "symbolic link".into(),
+        EntryType::Link => "hard link".into(),
+        EntryType::Directory => "directory".into(),
         other => format!("special entry ({other:?})"),
     }
 }

@@ -200,8 +200,8 @@ fn refuses_writing_through_a_symlink() {
 fn never_writes_the_manifest_through_a_symlink() {
     // `a/up -> ..` is the release root; the manifest's path is first a
     // symlink that stays inside lexically but really resolves to the
-    // directory holding the release. The manifest must replace the
-    // link, not be written through it.
+    // directory holding the release. It is refused before the manifest
+    // comes, and nothing is written through it.
     let json = serde_json::to_vec(&manifest(0)).unwrap();
     let json = std::str::from_utf8(&json).unwrap();
     let bytes = build(
@@ -219,10 +219,60 @@ fn never_writes_the_manifest_through_a_symlink() {
         !dir.path().join("evil").exists(),
         "the manifest was written outside the release"
     );
-    r.unwrap();
-    let written = dir.path().join("out").join(MANIFEST_PATH);
-    assert!(!written.symlink_metadata().unwrap().is_symlink());
-    assert_eq!(std::fs::read(written).unwrap(), json.as_bytes());
+    let err = r.unwrap_err().to_string();
+    assert!(
+        err.contains("`.slipway/manifest.json` is a symbolic link, not a file"),
+        "{err}"
+    );
+}
+
+/// Found by fuzzing (`fuzz/corpus/extract/regression-manifest-link`): a
+/// link put over the manifest *after* it was kept the release, whose
+/// manifest on disk then was whatever the link reached; a grabber reading
+/// the release again (recovery, `verify`) would have read that instead.
+#[test]
+fn refuses_a_link_over_the_manifest() {
+    let json = serde_json::to_vec(&manifest(5)).unwrap();
+    let json = std::str::from_utf8(&json).unwrap();
+    for (last, says) in [
+        (
+            E::Symlink(MANIFEST_PATH, "../other"),
+            "is a symbolic link, not a file",
+        ),
+        (
+            E::Hardlink(MANIFEST_PATH, "other"),
+            "is a hard link, not a file",
+        ),
+        (
+            E::Dir(".slipway/manifest.json/"),
+            "is a directory, not a file",
+        ),
+        (
+            E::File(".slipway/manifest.json/x", b""),
+            "lies under the manifest",
+        ),
+        (
+            E::File(MANIFEST_PATH, json.as_bytes()),
+            "is a second manifest",
+        ),
+    ] {
+        let bytes = build(
+            None,
+            &[
+                E::Dir(".slipway/"),
+                E::File(MANIFEST_PATH, json.as_bytes()),
+                E::File("other", b"{...}"),
+                last,
+            ],
+        );
+        let (_d, r) = try_unpack(&bytes, 1 << 20);
+        let err = r.unwrap_err().to_string();
+        assert!(err.contains(says), "{says}: {err}");
+        assert!(
+            err.contains("manifest .slipway/manifest.json is invalid"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
