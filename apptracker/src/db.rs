@@ -116,6 +116,10 @@ impl Db {
         let sqlite = url.starts_with("sqlite:");
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
+            // A database that is down (restarting, failing over) fails a
+            // request within this, answered 503 with `Retry-After`, rather
+            // than holding it for sqlx's default 30 s.
+            .acquire_timeout(std::time::Duration::from_secs(10))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if sqlite {
@@ -175,6 +179,7 @@ fn host_from_row(r: &AnyRow) -> anyhow::Result<Host> {
         apps,
         alive: None,
         peer_ticket_key: None,
+        desired_fingerprint: None,
     })
 }
 

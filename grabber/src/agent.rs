@@ -42,6 +42,9 @@ struct Agent {
     peer: Option<crate::peer::Listening>,
     /// The keys of the peer tickets it accepts, from heartbeat answers.
     ticket_keys: crate::peer::TicketKeys,
+    /// The fingerprint of the desired state last read: a heartbeat whose
+    /// answer names another makes it read the state again.
+    desired_seen: std::sync::Mutex<Option<String>>,
 }
 
 /// Runs the grabber until `shutdown` is cancelled.
@@ -190,6 +193,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         heartbeat_now: tokio::sync::Notify::new(),
         peer,
         ticket_keys,
+        desired_seen: std::sync::Mutex::new(None),
     });
     tracing::info!(
         cluster = %agent.config.cluster,
@@ -234,8 +238,9 @@ enum Event {
     /// Time for a heartbeat: the interval passed, an install ended or an
     /// app's state changed.
     Heartbeat,
-    /// The heartbeat in flight got its answer.
-    HeartbeatSent(Result<(), ClientError>),
+    /// The heartbeat in flight got its answer: whether it says the desired
+    /// state changed.
+    HeartbeatSent(Result<bool, ClientError>),
     /// Time to converge on the desired state, whatever the bus says: a lost
     /// message (or a bus that is quietly broken) delays a deploy, never
     /// prevents it.
@@ -243,7 +248,7 @@ enum Event {
     /// A sync rung on the bus waited out its spacing.
     SyncDue,
     /// The desired state fetched for what rang (`None`: not to be had).
-    Desired(Box<(Asked, Option<Vec<Release>>)>),
+    Desired(Box<(Asked, Option<deploy::DesiredState>)>),
     /// Shutdown.
     Stop,
 }
@@ -302,7 +307,7 @@ async fn main_loop(agent: &Arc<Agent>) {
     let mut bus_retry = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     // Heartbeats keep their interval; only the outage is tracked.
     let mut heartbeat_retry = Backoff::new(interval, interval);
-    let mut heartbeat: Option<BoxFuture<'static, Result<(), ClientError>>> = None;
+    let mut heartbeat: Option<BoxFuture<'static, Result<bool, ClientError>>> = None;
     // The first heartbeat goes out at once.
     let next_heartbeat = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(next_heartbeat);
@@ -315,7 +320,7 @@ async fn main_loop(agent: &Arc<Agent>) {
     // Bus messages ring; one fetch of the desired state at a time answers
     // what rang (see `doorbell`).
     let mut doorbells = Doorbells::default();
-    let mut fetching: Option<BoxFuture<'static, (Asked, Option<Vec<Release>>)>> = None;
+    let mut fetching: Option<BoxFuture<'static, (Asked, Option<deploy::DesiredState>)>> = None;
     let sync_due = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sync_due);
 
@@ -372,11 +377,17 @@ async fn main_loop(agent: &Arc<Agent>) {
             Event::Heartbeat => heartbeat = Some(send_heartbeat(agent.clone()).boxed()),
             Event::HeartbeatSent(sent) => {
                 heartbeat = None;
+                if let Ok(true) = sent {
+                    // Nothing on the bus said so (or it did and this is the
+                    // install's own change): read it, at once.
+                    tracing::info!("AppTracker says the desired state changed; reading it");
+                    doorbells.sync(SyncFrom::Heartbeat);
+                }
                 match sent {
-                    Ok(()) if heartbeat_retry.recovered() => {
+                    Ok(_) if heartbeat_retry.recovered() => {
                         tracing::info!("heartbeat reaches AppTracker again")
                     }
-                    Ok(()) => {}
+                    Ok(_) => {}
                     Err(e) if heartbeat_retry.failed() => {
                         tracing::warn!(error = %e, "heartbeat failed; retrying quietly")
                     }
@@ -394,7 +405,12 @@ async fn main_loop(agent: &Arc<Agent>) {
             Event::Desired(fetched) => {
                 fetching = None;
                 let (asked, desired) = *fetched;
-                answer(agent, &asked, desired);
+                if let Some(d) = &desired
+                    && let Ok(mut seen) = agent.desired_seen.lock()
+                {
+                    seen.clone_from(&d.fingerprint);
+                }
+                answer(agent, &asked, desired.map(|d| d.apps));
             }
         }
         if fetching.is_none() {
@@ -444,7 +460,10 @@ fn answer(agent: &Arc<Agent>, asked: &Asked, desired: Option<Vec<Release>>) {
 }
 
 /// Tells AppTracker what this host runs.
-async fn send_heartbeat(agent: Arc<Agent>) -> Result<(), ClientError> {
+/// Sends a heartbeat and takes in its answer; whether the desired state's
+/// fingerprint differs from the one of the state last read (or none was
+/// read yet).
+async fn send_heartbeat(agent: Arc<Agent>) -> Result<bool, ClientError> {
     let hb = Heartbeat {
         cluster: agent.config.cluster.clone(),
         host: agent.config.host.clone(),
@@ -470,7 +489,13 @@ async fn send_heartbeat(agent: Arc<Agent>) -> Result<(), ClientError> {
             Err(e) => tracing::warn!(error = %e, "AppTracker's peer ticket key is malformed"),
         }
     }
-    Ok(())
+    let Some(fingerprint) = answer.desired_fingerprint else {
+        return Ok(false);
+    };
+    let Ok(seen) = agent.desired_seen.lock() else {
+        return Ok(false);
+    };
+    Ok(seen.as_deref() != Some(fingerprint.as_str()))
 }
 
 type BusStream = futures::stream::BoxStream<'static, Result<BusMessage, String>>;

@@ -51,6 +51,15 @@ pub(crate) enum SyncFrom {
     Bus,
     /// The grabber's own reconcile timer: at once.
     Timer,
+    /// A heartbeat's answer said the desired state changed: at once (once
+    /// per change, at most one per heartbeat).
+    Heartbeat,
+}
+
+impl SyncFrom {
+    fn at_once(self) -> bool {
+        matches!(self, SyncFrom::Timer | SyncFrom::Heartbeat)
+    }
 }
 
 /// What one fetch of the desired state is to answer.
@@ -88,9 +97,9 @@ impl Doorbells {
 
     pub(crate) fn sync(&mut self, from: SyncFrom) {
         // A timer's sync may go at once; a bus one never makes it wait.
-        self.sync = match (self.sync, from) {
-            (Some(SyncFrom::Timer), _) | (_, SyncFrom::Timer) => Some(SyncFrom::Timer),
-            _ => Some(SyncFrom::Bus),
+        self.sync = match self.sync {
+            Some(waiting) if waiting.at_once() => Some(waiting),
+            _ => Some(from),
         };
     }
 
@@ -106,8 +115,8 @@ impl Doorbells {
     fn sync_ready(&self, now: Instant) -> bool {
         match self.sync {
             None => false,
-            Some(SyncFrom::Timer) => true,
-            Some(SyncFrom::Bus) => self.last_sync.is_none_or(|l| now >= l + SYNC_SPACING),
+            Some(from) if from.at_once() => true,
+            Some(_) => self.last_sync.is_none_or(|l| now >= l + SYNC_SPACING),
         }
     }
 
@@ -225,7 +234,7 @@ pub(crate) async fn fetch(
     cluster: Cluster,
     host: HostName,
     shutdown: CancellationToken,
-) -> Option<Vec<Release>> {
+) -> Option<deploy::DesiredState> {
     let mut retry = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     loop {
         let r = tokio::select! {
@@ -233,7 +242,7 @@ pub(crate) async fn fetch(
             _ = shutdown.cancelled() => return None,
         };
         match r {
-            Ok(d) => return Some(d.apps),
+            Ok(d) => return Some(d),
             Err(e) if e.is_retryable() && !retry.at_max() => {
                 tracing::debug!(error = %e, "cannot fetch desired state; retrying");
             }
@@ -369,6 +378,13 @@ mod tests {
         // The reconcile timer is the grabber's own: never spaced.
         d.sync(SyncFrom::Timer);
         assert!(d.take(later).is_some_and(|a| a.sync));
+        // Nor is a heartbeat saying the desired state changed (AppTracker,
+        // authenticated), even right after a sync; a bus sync rung after
+        // it does not make it wait.
+        d.sync(SyncFrom::Heartbeat);
+        d.sync(SyncFrom::Bus);
+        assert!(d.take(later).is_some_and(|a| a.sync));
+        assert_eq!(d.take(later), None);
     }
 
     #[test]

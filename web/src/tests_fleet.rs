@@ -672,6 +672,7 @@ fn a_host_is_unreachable_as_apptracker_says_else_after_the_default() {
         apps: Vec::new(),
         alive,
         peer_ticket_key: None,
+        desired_fingerprint: None,
     };
     let card = |h: deploy::Host| crate::hosts::HostCard::new(&h, now, &[]).unreachable;
     // AppTracker's word wins, either way.

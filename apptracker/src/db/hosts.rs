@@ -178,6 +178,32 @@ impl Db {
         Ok(())
     }
 
+    /// [`deploy::desired_fingerprint`] of what [`desired`](Self::desired)
+    /// returns for `host`, read with the same filter but only the three
+    /// columns it hashes: one indexed read per heartbeat.
+    pub async fn desired_fingerprint(
+        &self,
+        cluster: &Cluster,
+        host: &HostName,
+    ) -> anyhow::Result<String> {
+        let rows = sqlx::query(
+            "SELECT d.app, d.version, d.deploy_id \
+             FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
+             WHERE d.cluster = $1 AND d.host = $2 AND b.status = 'succeeded'",
+        )
+        .bind(cluster.as_str())
+        .bind(host.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let apps = rows
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect::<Result<Vec<(String, String, i64)>, sqlx::Error>>()?;
+        Ok(deploy::desired_fingerprint(
+            apps.iter().map(|(a, v, d)| (a.as_str(), v.as_str(), *d)),
+        ))
+    }
+
     pub async fn desired(
         &self,
         cluster: &Cluster,

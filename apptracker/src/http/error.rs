@@ -148,8 +148,8 @@ pub const ERROR_CODES: &[(ErrorCode, u16, &str)] = &[
         ErrorCode::Internal,
         500,
         "an unexpected failure; the server log has the details. Also with 503 and `Retry-After`: \
-         the server is busy (`max_concurrent_requests` under way) or the request took longer than \
-         `request_timeout`; try again",
+         the server is busy (`max_concurrent_requests` under way), the request took longer than \
+         `request_timeout`, or the database is unreachable; try again",
     ),
 ];
 
@@ -256,6 +256,19 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, ErrorCode::Forbidden, m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, m),
             ApiError::Timeout(m) => (StatusCode::REQUEST_TIMEOUT, ErrorCode::RequestTimeout, m),
+            ApiError::Internal(e) if database_unreachable(&e) => {
+                tracing::warn!(error = %format!("{e:#}"), "request failed: the database is unreachable");
+                let mut resp = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Internal,
+                    "the database is unreachable; retry shortly".to_string(),
+                );
+                resp.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("5"),
+                );
+                return resp;
+            }
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "request failed");
                 (
@@ -267,6 +280,18 @@ impl IntoResponse for ApiError {
         };
         error_response(status, code, message)
     }
+}
+
+/// Whether `e` is the database pool giving up on a connection within its
+/// acquire timeout (the database down, restarting, or out of
+/// connections): a 503 to retry, not a bug.
+fn database_unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_))
+        )
+    })
 }
 
 /// The answer for a method the endpoint does not have; axum adds `Allow`.

@@ -201,6 +201,8 @@ impl Tracker {
         }
         let mut host = self.db().upsert_host(hb).await?;
         host.peer_ticket_key = Some(self.peer_ticket_public_key().to_string());
+        host.desired_fingerprint =
+            Some(self.db().desired_fingerprint(&hb.cluster, &hb.host).await?);
         // The first heartbeat of a host (its row was just made: registered
         // and last seen at the same instant) gets what its cluster runs.
         if host.registered_at == host.last_seen {

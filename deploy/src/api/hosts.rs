@@ -180,6 +180,14 @@ pub struct Host {
     /// listener accepts. Absent elsewhere and from older servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_ticket_key: Option<String>,
+    /// In a heartbeat's answer only: a fingerprint of the host's desired
+    /// state (what `GET /api/v1/hosts/{cluster}/{host}/desired` lists). A
+    /// grabber that sees it change reads its desired state again, so a
+    /// change it did not hear on the bus (a partition, a lost message, a
+    /// failed deploy pointing it back) reaches it within a heartbeat.
+    /// Absent elsewhere and from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired_fingerprint: Option<String>,
 }
 
 /// One app a host should run, with the deploy that asked for it: a
@@ -192,6 +200,25 @@ pub struct DesiredState {
     pub cluster: Cluster,
     pub host: HostName,
     pub apps: Vec<DesiredApp>,
+    /// [`desired_fingerprint`] of `apps`: what a heartbeat's answer
+    /// compares with. Absent from older servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+}
+
+/// A fingerprint of a desired state, from each app's (name, version,
+/// deploy): any deploy, rollback or revert changes it. The same on the
+/// server's two sides (a heartbeat's answer, `GET .../desired`), so a
+/// grabber compares them.
+pub fn desired_fingerprint<'a>(apps: impl IntoIterator<Item = (&'a str, &'a str, i64)>) -> String {
+    use sha2::Digest;
+    let mut apps: Vec<_> = apps.into_iter().collect();
+    apps.sort();
+    let mut hash = sha2::Sha256::new();
+    for (app, version, deploy) in apps {
+        hash.update(format!("{app}\0{version}\0{deploy}\n"));
+    }
+    hex::encode(&hash.finalize()[..12])
 }
 
 #[cfg(test)]

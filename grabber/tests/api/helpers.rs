@@ -26,6 +26,9 @@ pub struct Recorded {
     pub desired: Vec<DesiredApp>,
     /// How many times the desired state was read.
     pub desired_reads: usize,
+    /// Answer heartbeats and desired-state reads with the desired state's
+    /// fingerprint, as AppTracker does (off: an older server).
+    pub fingerprints: bool,
     pub artifacts: HashMap<String, Vec<u8>>,
     /// Senders of the open bus connections; raw lines to send as `data:`.
     pub subscribers: Vec<mpsc::UnboundedSender<String>>,
@@ -39,7 +42,20 @@ pub struct FakeTracker {
 
 type Shared = Arc<Mutex<Recorded>>;
 
+/// The fingerprint AppTracker would give `rec`'s desired state, when it
+/// gives them.
+fn fingerprint(rec: &Recorded) -> Option<String> {
+    rec.fingerprints.then(|| {
+        deploy::desired_fingerprint(
+            rec.desired
+                .iter()
+                .map(|r| (r.app.as_str(), r.version.as_str(), r.deploy_id.0)),
+        )
+    })
+}
+
 async fn heartbeat(State(s): State<Shared>, Json(hb): Json<Heartbeat>) -> Json<Host> {
+    let desired_fingerprint = fingerprint(&s.lock().unwrap());
     let host = Host {
         cluster: hb.cluster.clone(),
         name: hb.host.clone(),
@@ -49,6 +65,7 @@ async fn heartbeat(State(s): State<Shared>, Json(hb): Json<Heartbeat>) -> Json<H
         apps: hb.apps.clone(),
         alive: None,
         peer_ticket_key: None,
+        desired_fingerprint,
     };
     s.lock().unwrap().heartbeats.push(hb);
     Json(host)
@@ -58,15 +75,16 @@ async fn desired(
     State(s): State<Shared>,
     Path((cluster, host)): Path<(Cluster, HostName)>,
 ) -> Json<DesiredState> {
-    let apps = {
+    let (apps, fingerprint) = {
         let mut rec = s.lock().unwrap();
         rec.desired_reads += 1;
-        rec.desired.clone()
+        (rec.desired.clone(), fingerprint(&rec))
     };
     Json(DesiredState {
         cluster,
         host,
         apps,
+        fingerprint,
     })
 }
 

@@ -355,6 +355,49 @@ async fn a_deploy_message_installs_only_what_the_desired_state_names() {
     stop(token, grabber).await;
 }
 
+/// A change of the desired state that never rang on the bus (the host was
+/// cut off, the message lost, a failed deploy pointed the host back) is
+/// read at the next heartbeat, whose answer names another fingerprint; in
+/// the steady state heartbeats read nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_desired_state_changed_without_a_message_is_read_at_the_next_heartbeat() {
+    let tracker = FakeTracker::start().await;
+    tracker.rec.lock().unwrap().fingerprints = true;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&tracker, dir.path(), "h6");
+    let root = config.root.clone();
+    let _kill = helpers::KillApps(root.clone());
+    let a = tracker.publish("hello", "1-aaaaaaa", "exec sleep 1000");
+    tracker.desire(helpers::release(1, "hello", "1-aaaaaaa", a));
+    let token = CancellationToken::new();
+    let grabber = tokio::spawn(grabber::run(config, token.clone()));
+    tracker
+        .wait_for("deploy 1 done", |t| t.phases(1).iter().any(|p| p == "done"))
+        .await;
+    let heartbeats = |t: &FakeTracker| t.rec.lock().unwrap().heartbeats.len();
+    let (reads, seen) = (tracker.desired_reads(), heartbeats(&tracker));
+    tracker
+        .wait_for("ten more heartbeats", |t| heartbeats(t) >= seen + 10)
+        .await;
+    assert_eq!(
+        tracker.desired_reads(),
+        reads,
+        "heartbeats of an unchanged desired state read it again"
+    );
+
+    // No bus message: the reconcile timer (5 minutes) is far away.
+    let b = tracker.publish("hello", "2-bbbbbbb", "exec sleep 1000");
+    tracker.desire(helpers::release(2, "hello", "2-bbbbbbb", b));
+    tracker
+        .wait_for("deploy 2 done", |t| t.phases(2).iter().any(|p| p == "done"))
+        .await;
+    assert_eq!(
+        std::fs::read_link(root.join("apps/hello/current")).unwrap(),
+        std::path::Path::new("releases/2-bbbbbbb")
+    );
+    stop(token, grabber).await;
+}
+
 /// A burst of `Sync` messages costs one read of the desired state (after
 /// the spacing), not one each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,10 +146,15 @@ pub(crate) async fn desired(
     let host: HostName = parse(&host)?;
     who.require_host(&cluster, &host)?;
     let apps = t.desired(&cluster, &host).await?;
+    let fingerprint = deploy::desired_fingerprint(
+        apps.iter()
+            .map(|r| (r.app.as_str(), r.version.as_str(), r.deploy_id.0)),
+    );
     Ok(ApiJson(DesiredState {
         cluster,
         host,
         apps,
+        fingerprint: Some(fingerprint),
     }))
 }
 
