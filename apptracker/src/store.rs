@@ -252,10 +252,37 @@ pub struct S3Config {
     /// Create the bucket at start when it does not exist.
     #[serde(default)]
     pub create_bucket: bool,
+    /// How long one request to the store may take, start to end (a PUT of
+    /// up to 8 MiB, a copy, a HEAD; each retry counts anew): a store that
+    /// stalls fails each operation within about three times this (the SDK
+    /// tries three times), never hangs it; a build's upload, about five
+    /// operations, fails within 15 times this. Connecting has 5 s of its
+    /// own.
+    #[serde(default = "default_timeout", deserialize_with = "timeout")]
+    pub timeout: Duration,
 }
 
 fn default_region() -> String {
     "us-east-1".to_string()
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn timeout<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+}
+
+/// The SDK's timeouts for `cfg`: its defaults set none but for connecting,
+/// so a store that accepted a connection and went quiet held the request
+/// (a build's upload, a deploy's check) for ever.
+fn timeouts(cfg: &S3Config) -> aws_config::timeout::TimeoutConfig {
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5).min(cfg.timeout))
+        .operation_attempt_timeout(cfg.timeout)
+        .build()
 }
 
 /// Artifacts in an S3-compatible bucket. Credentials come from the usual
@@ -303,6 +330,7 @@ impl S3Store {
         let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .http_client(http)
             .region(aws_config::Region::new(cfg.region.clone()))
+            .timeout_config(timeouts(cfg))
             .load()
             .await;
         let mut conf =
