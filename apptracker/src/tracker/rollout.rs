@@ -94,18 +94,17 @@ impl Tracker {
         self.db().mark_asked(id, batch).await?;
         tracing::info!(deploy_id = %id, app = %deploy.app, version = %build.version,
             batch = batch + 1, batches, hosts = hosts.len(), "rollout batch published");
-        self.publish_to(&deploy, build, hosts).await
+        self.publish_to(Ask::from(&deploy), build, hosts).await
     }
 
     /// Asks `hosts` to install deploy `deploy`'s release (the bus message;
     /// their desired state already says so).
     pub(super) async fn publish_to(
         &self,
-        deploy: &Deploy,
+        deploy: Ask<'_>,
         build: &StoredBuild,
         hosts: Vec<HostName>,
     ) -> anyhow::Result<()> {
-        let id = deploy.id;
         let artifact = build
             .artifact
             .as_ref()
@@ -113,10 +112,10 @@ impl Tracker {
         let artifact = self.present_artifact(artifact).await?;
         self.bus()
             .publish(
-                &deploy.cluster,
+                deploy.cluster,
                 BusMessage::Deploy(DeployMessage {
                     release: deploy::Release {
-                        deploy_id: id,
+                        deploy_id: deploy.id,
                         app: deploy.app.clone(),
                         version: build.version.clone(),
                         artifact,
@@ -125,7 +124,7 @@ impl Tracker {
                     },
                     target: Target {
                         cluster: deploy.cluster.clone(),
-                        hosts: deploy.hosts_selector.clone(),
+                        hosts: deploy.hosts.clone(),
                         // Always the exact list: a retry's hosts, a batch,
                         // and never a host registered after the deploy.
                         only: Some(hosts),
@@ -458,5 +457,42 @@ impl Tally {
 
     fn last_batch(&self) -> u32 {
         self.0.iter().map(|(b, _, _)| *b).max().unwrap_or(0)
+    }
+}
+
+/// What a deploy message says of its deploy: read from the whole record
+/// (a batch) or from its row alone (the sweeper asking again).
+pub(super) struct Ask<'a> {
+    id: DeployId,
+    cluster: &'a deploy::Cluster,
+    app: &'a deploy::AppName,
+    hosts: &'a deploy::HostSelector,
+    config_version: u64,
+    action: deploy::DeployAction,
+}
+
+impl<'a> From<&'a Deploy> for Ask<'a> {
+    fn from(d: &'a Deploy) -> Self {
+        Ask {
+            id: d.id,
+            cluster: &d.cluster,
+            app: &d.app,
+            hosts: &d.hosts_selector,
+            config_version: d.config_version,
+            action: d.action,
+        }
+    }
+}
+
+impl<'a> From<&'a DeployRow> for Ask<'a> {
+    fn from(d: &'a DeployRow) -> Self {
+        Ask {
+            id: d.id,
+            cluster: &d.cluster,
+            app: &d.app,
+            hosts: &d.hosts_selector,
+            config_version: d.config_version,
+            action: d.action,
+        }
     }
 }

@@ -163,14 +163,13 @@ impl Tracker {
             by_deploy.entry(id).or_default().push(host);
         }
         for (id, hosts) in by_deploy {
-            let deploy = self.deploy(id).await?;
             let Some(row) = self.db().deploy_row(id).await? else {
                 continue;
             };
             let build = self.build_of(&row).await?;
-            tracing::warn!(deploy_id = %id, app = %deploy.app, hosts = ?hosts,
+            tracing::warn!(deploy_id = %id, app = %row.app, hosts = ?hosts,
                 "hosts have not reported since they were asked; asking again");
-            self.publish_to(&deploy, &build, hosts).await?;
+            self.publish_to((&row).into(), &build, hosts).await?;
         }
         Ok(())
     }
