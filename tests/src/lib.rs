@@ -15,6 +15,7 @@ use anyhow::Context;
 pub mod browser;
 pub mod githttp;
 pub mod procs;
+pub mod proxy;
 pub mod services;
 pub mod tls;
 

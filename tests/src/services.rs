@@ -235,6 +235,7 @@ impl S3 {
             force_path_style: true,
             prefix: "artifacts/".into(),
             create_bucket: true,
+            timeout: Duration::from_secs(30),
         }
     }
 }
@@ -338,5 +339,150 @@ impl OwnRedis {
     /// Starts it again on the same port.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.spawn().await
+    }
+}
+
+/// A PostgreSQL server of a test's own (Debian's `initdb` and `postgres`,
+/// a fresh cluster in a temporary directory, on a free loopback port),
+/// that the test may stop and start again: the shared one must not be
+/// restarted under other tests. Run as the `postgres` user when the test
+/// runs as root (PostgreSQL refuses root).
+pub struct OwnPostgres {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    port: u16,
+    /// The user to run as, when root.
+    user: Option<(u32, u32)>,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnPostgres {
+    /// A new cluster, started; `None` (outside CI) when PostgreSQL's server
+    /// programs are not installed.
+    pub async fn start() -> Option<Self> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .max_by_key(|b| {
+                b.parent()
+                    .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+                    .unwrap_or(0)
+            });
+        let Some(bin) = bin else {
+            return absent(
+                "PostgreSQL's server programs are not installed (/usr/lib/postgresql/*/bin/initdb; \
+                 Debian package postgresql)",
+            );
+        };
+        let user = if nix::unistd::geteuid().is_root() {
+            let pg = nix::unistd::User::from_name("postgres")
+                .ok()
+                .flatten()
+                .expect("root runs PostgreSQL as the `postgres` user, which is missing");
+            Some((pg.uid.as_raw(), pg.gid.as_raw()))
+        } else {
+            None
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("slipway-own-pg-")
+            .tempdir()
+            .expect("a temporary directory");
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
+        }
+        let mut initdb = tokio::process::Command::new(bin.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(dir.path().join("data"))
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
+            .stdout(std::process::Stdio::null());
+        if let Some((uid, gid)) = user {
+            initdb.uid(uid).gid(gid);
+        }
+        let out = initdb.output().await.expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut pg = Self {
+            dir,
+            bin,
+            port: crate::free_port().expect("a free port"),
+            user,
+            child: None,
+        };
+        pg.spawn().await.expect("start PostgreSQL");
+        Some(pg)
+    }
+
+    /// The `postgres` database's URL.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let mut cmd = tokio::process::Command::new(self.bin.join("postgres"));
+        cmd.arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true);
+        if let Some((uid, gid)) = self.user {
+            cmd.uid(uid).gid(gid);
+        }
+        self.child = Some(cmd.spawn()?);
+        let url = self.url();
+        crate::poll(Duration::from_secs(30), || async {
+            Ok(sqlx::PgConnection::connect(&url).await.is_ok())
+        })
+        .await
+    }
+
+    /// Stops the server as an operator's restart does (a fast shutdown:
+    /// sessions cut, no new ones) and waits until it is gone.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            if let Some(pid) = c.id() {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGINT,
+                )?;
+            }
+            tokio::time::timeout(Duration::from_secs(30), c.wait()).await??;
+        }
+        Ok(())
+    }
+
+    /// Starts it again on the same port and data.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.spawn().await
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        // An immediate shutdown: the postmaster takes its backends along
+        // (a SIGKILL, as `kill_on_drop` would send, would leave them).
+        if let Some(pid) = self.child.as_ref().and_then(|c| c.id()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGQUIT,
+            );
+            if let Some(mut c) = self.child.take() {
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while std::time::Instant::now() < deadline {
+                    if c.try_wait().ok().flatten().is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
     }
 }
