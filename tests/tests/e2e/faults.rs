@@ -23,6 +23,10 @@ async fn a_lost_deploy_message_is_sent_again_and_a_lost_end_still_ends_the_strea
             c.host_deadline = Duration::from_secs(600);
             c.republish_after = Duration::from_secs(1);
         })
+        // Heartbeats would carry the deploy too (their answer's desired
+        // fingerprint, `e2e::outages`): far apart here, so only asking
+        // again can.
+        .configure_grabbers(|g| g.heartbeat_interval = Duration::from_secs(60))
         .start()
         .await?;
     let repo = AppRepo::new(p.dir().join("repo"))?;
