@@ -18,6 +18,12 @@
 //!   (`upload_idle_timeout`: a body that sends nothing for it is cut off);
 //!   a download's handler returns once the file is open and the body
 //!   streams after.
+//!
+//! The hosts' own traffic ([`AGENT_ROUTES`]: heartbeats, reports, host
+//! events, desired state, artifact downloads) takes its permits from a
+//! pool of its own, as large as everyone else's: a fleet-wide deploy on
+//! a slow database fills the agents' pool (they retry) and never turns
+//! away a person's `deploy release` or the dashboard.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,18 +48,46 @@ pub(crate) const TRANSFERS: &[&str] = &[
     "/artifacts/{app}/blobs/{sha256}",
 ];
 
+/// Routes only hosts' agents call (grabbers, versioncheckers): their
+/// permits come from a pool of their own.
+pub(crate) const AGENT_ROUTES: &[&str] = &[
+    "/api/v1/hosts/heartbeat",
+    "/api/v1/hosts/report",
+    "/api/v1/hosts/{cluster}/{host}/desired",
+    "/api/v1/hosts/{cluster}/{host}/config/{app}/{version}",
+    "/api/v1/deploys/{id}/hosts/{host}/events",
+    "/api/v1/deploys/{id}/hosts/{host}/sources",
+    "/api/v1/deploys/{id}/release-phase/{host}",
+    "/api/v1/log-requests/{id}",
+    "/api/v1/bus/{cluster}",
+    "/artifacts/{app}/{file}",
+    "/artifacts/{app}/blobs/{sha256}",
+];
+
 /// The limits one API router applies, shared by all its routes.
 pub(crate) struct Limits {
     timeout: Duration,
+    /// People, the CLI, CI, webhooks, workers.
     permits: Arc<Semaphore>,
+    /// Hosts' agents ([`AGENT_ROUTES`]).
+    agents: Arc<Semaphore>,
 }
 
 impl Limits {
     pub(crate) fn new(config: &HttpConfig) -> Arc<Self> {
+        let n = config.max_concurrent_requests.max(1);
         Arc::new(Self {
             timeout: config.request_timeout,
-            permits: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+            permits: Arc::new(Semaphore::new(n)),
+            agents: Arc::new(Semaphore::new(n)),
         })
+    }
+
+    fn pool(&self, route: Option<&str>) -> &Arc<Semaphore> {
+        match route {
+            Some(r) if AGENT_ROUTES.contains(&r) => &self.agents,
+            _ => &self.permits,
+        }
     }
 }
 
@@ -83,7 +117,7 @@ pub(crate) async fn limit(State(limits): State<Arc<Limits>>, req: Request, next:
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
-    let Ok(_permit) = limits.permits.clone().try_acquire_owned() else {
+    let Ok(_permit) = limits.pool(route.as_deref()).clone().try_acquire_owned() else {
         tracing::warn!(
             route = route.as_deref().unwrap_or("unmatched"),
             "request refused: max_concurrent_requests are under way"
@@ -137,9 +171,38 @@ mod tests {
     }
 
     #[test]
+    fn agents_draw_from_their_own_pool() {
+        let limits = Limits::new(&HttpConfig {
+            max_concurrent_requests: 1,
+            ..HttpConfig::default()
+        });
+        let _agent = limits
+            .pool(Some("/api/v1/hosts/heartbeat"))
+            .clone()
+            .try_acquire_owned()
+            .unwrap();
+        assert!(
+            limits
+                .pool(Some("/api/v1/deploys/{id}/hosts/{host}/events"))
+                .clone()
+                .try_acquire_owned()
+                .is_err(),
+            "agents share one pool"
+        );
+        assert!(
+            limits
+                .pool(Some("/api/v1/deploys"))
+                .clone()
+                .try_acquire_owned()
+                .is_ok(),
+            "a full agents' pool turned a person away"
+        );
+    }
+
+    #[test]
     fn exempt_routes_are_routes() {
         let doc = crate::http::document();
-        for route in STREAMS.iter().chain(TRANSFERS) {
+        for route in STREAMS.iter().chain(TRANSFERS).chain(AGENT_ROUTES) {
             assert!(
                 doc.paths.paths.contains_key(*route),
                 "{route} is not a route of the API"

@@ -110,6 +110,19 @@ async fn all_done(p: &Platform, d: &Deploy, message: &str) -> anyhow::Result<()>
     Ok(())
 }
 
+/// Registers `hello`, deploys its first commit (`A`) everywhere and checks
+/// it runs: where every scenario starts from. Its repository, the app and
+/// A's version.
+async fn running_a(p: &Platform) -> anyhow::Result<(AppRepo, deploy::AppName, Version)> {
+    let repo = AppRepo::new(p.dir().join("repo"))?;
+    commit_hello(&repo, "A", true)?;
+    let app = p.register("hello", &repo.path).await?;
+    let a = p.release_and_wait(&app, "main", None).await?;
+    all_done(p, &a, "A").await?;
+    let version = a.version.clone().expect("a version");
+    Ok((repo, app, version))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_down_for_30_s_mid_deploy_holds_nothing_up_and_loses_nothing() -> anyhow::Result<()> {
     let (Some(mut redis), Some(db)) = (OwnRedis::start().await, postgres().await) else {
@@ -126,11 +139,7 @@ async fn redis_down_for_30_s_mid_deploy_holds_nothing_up_and_loses_nothing() -> 
         })
         .start()
         .await?;
-    let repo = AppRepo::new(p.dir().join("repo"))?;
-    commit_hello(&repo, "A", true)?;
-    let app = p.register("hello", &repo.path).await?;
-    let a = p.release_and_wait(&app, "main", None).await?;
-    assert_eq!(a.status, DeployStatus::Succeeded, "{a:#?}");
+    let (repo, app, _) = running_a(&p).await?;
     let b = build(&p, &repo, &app, "B").await?;
 
     // One host at a time: the first is checking when Redis goes, the
@@ -211,11 +220,7 @@ async fn postgres_restarted_mid_deploy_loses_no_host_event() -> anyhow::Result<(
         })
         .start()
         .await?;
-    let repo = AppRepo::new(p.dir().join("repo"))?;
-    commit_hello(&repo, "A", true)?;
-    let app = p.register("hello", &repo.path).await?;
-    let a = p.release_and_wait(&app, "main", None).await?;
-    assert_eq!(a.status, DeployStatus::Succeeded, "{a:#?}");
+    let (repo, app, _) = running_a(&p).await?;
     let b = build(&p, &repo, &app, "B").await?;
 
     let d = rollout(&p, &app, &b, Strategy::AllAtOnce).await?;
@@ -264,12 +269,7 @@ async fn the_object_store_refusing_or_stalling_fails_the_build_cleanly() -> anyh
         .configure(move |c| c.s3 = Some(store))
         .start()
         .await?;
-    let repo = AppRepo::new(p.dir().join("repo"))?;
-    commit_hello(&repo, "A", true)?;
-    let app = p.register("hello", &repo.path).await?;
-    let a = p.release_and_wait(&app, "main", None).await?;
-    all_done(&p, &a, "A").await?;
-    let version_a = a.version.clone().expect("a version");
+    let (repo, app, version_a) = running_a(&p).await?;
 
     for (link, message) in [(Link::Refusing, "B"), (Link::Partitioned, "C")] {
         proxy.set(link);
@@ -334,12 +334,7 @@ async fn a_host_cut_off_mid_deploy_is_unreachable_then_converges() -> anyhow::Re
         })
         .start()
         .await?;
-    let repo = AppRepo::new(p.dir().join("repo"))?;
-    commit_hello(&repo, "A", true)?;
-    let app = p.register("hello", &repo.path).await?;
-    let a = p.release_and_wait(&app, "main", None).await?;
-    all_done(&p, &a, "A").await?;
-    let version_a = a.version.clone().expect("a version");
+    let (repo, app, version_a) = running_a(&p).await?;
     let b = build(&p, &repo, &app, "B").await?;
 
     let d = rollout(&p, &app, &b, Strategy::AllAtOnce).await?;
