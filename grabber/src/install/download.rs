@@ -25,6 +25,29 @@ pub(crate) struct DownloadTimeouts {
     pub stall: Duration,
 }
 
+/// How long to wait before asking again a server that answered `resp`
+/// busy (503 or 429): its `Retry-After` in seconds (1 when absent, at most
+/// 10), plus up to a second at random so a fleet does not come back at
+/// once. `None` for any other answer.
+fn busy_wait(resp: &reqwest::Response) -> Option<Duration> {
+    let status = resp.status().as_u16();
+    if status != 503 && status != 429 {
+        return None;
+    }
+    let after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .unwrap_or(1)
+        .min(10);
+    let mut spread = [0u8; 2];
+    let spread_ms = match getrandom::fill(&mut spread) {
+        Ok(()) => u64::from(u16::from_le_bytes(spread)) % 1000,
+        Err(_) => 500,
+    };
+    Some(Duration::from_secs(after) + Duration::from_millis(spread_ms))
+}
+
 impl Engine {
     /// Streams the artifact into `part`, hashing on the way; returns its
     /// sha256 and size.
@@ -78,22 +101,41 @@ impl Engine {
             })
         };
         let timeouts = self.cfg.download;
-        let resp = tokio::time::timeout(timeouts.response, request.send())
-            .await
-            .map_err(|_| {
-                InstallErrorKind::Fetch(format!(
-                    "cannot download {}: no answer within {:?}",
-                    without_query(url),
-                    timeouts.response
-                ))
-            })?
-            .map_err(|e| {
-                InstallErrorKind::Fetch(format!(
-                    "cannot download {}: {}",
-                    without_query(url),
-                    deploy::tls::error_chain(&e.without_url())
-                ))
+        let no_answer = || {
+            InstallErrorKind::Fetch(format!(
+                "cannot download {}: no answer within {:?}",
+                without_query(url),
+                timeouts.response
+            ))
+        };
+        // A server too busy to answer now (503, 429: AppTracker's limit on
+        // requests at once during a fleet-wide deploy) is asked again after
+        // its `Retry-After` and a random spread, within the response
+        // timeout: a busy moment is not a failed host.
+        let deadline = tokio::time::Instant::now() + timeouts.response;
+        let resp = loop {
+            let attempt = request.try_clone().ok_or_else(|| {
+                InstallErrorKind::Fetch(format!("cannot download {}", without_query(url)))
             })?;
+            let resp = tokio::time::timeout_at(deadline, attempt.send())
+                .await
+                .map_err(|_| no_answer())?
+                .map_err(|e| {
+                    InstallErrorKind::Fetch(format!(
+                        "cannot download {}: {}",
+                        without_query(url),
+                        deploy::tls::error_chain(&e.without_url())
+                    ))
+                })?;
+            match busy_wait(&resp) {
+                Some(wait) if tokio::time::Instant::now() + wait < deadline => {
+                    tracing::debug!(url = %without_query(url), status = %resp.status(), ?wait,
+                        "the server is busy; asking again");
+                    tokio::time::sleep(wait).await;
+                }
+                _ => break resp,
+            }
+        };
         if !resp.status().is_success() {
             return Err(InstallErrorKind::Fetch(format!(
                 "cannot download {}: HTTP {}",

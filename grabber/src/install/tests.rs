@@ -95,27 +95,39 @@ struct ArtifactServer {
     files: Files,
     /// Every name asked for, in order.
     hits: Arc<Mutex<Vec<String>>>,
+    /// How many requests to answer 503 (`Retry-After: 1`) before serving.
+    busy: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl ArtifactServer {
     async fn start() -> Self {
         type Hits = Arc<Mutex<Vec<String>>>;
+        type Busy = Arc<std::sync::atomic::AtomicUsize>;
         async fn serve(
-            State((files, hits)): State<(Files, Hits)>,
+            State((files, hits, busy)): State<(Files, Hits, Busy)>,
             UrlPath(name): UrlPath<String>,
-        ) -> (StatusCode, Vec<u8>) {
+        ) -> axum::response::Response {
+            use axum::response::IntoResponse;
+            use std::sync::atomic::Ordering;
             hits.lock().unwrap().push(name.clone());
+            if busy
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]).into_response();
+            }
             match files.lock().unwrap().get(&name) {
-                Some(b) => (StatusCode::OK, b.clone()),
-                None => (StatusCode::NOT_FOUND, Vec::new()),
+                Some(b) => (StatusCode::OK, b.clone()).into_response(),
+                None => StatusCode::NOT_FOUND.into_response(),
             }
         }
         let files: Files = Default::default();
         let hits: Hits = Default::default();
+        let busy: Busy = Default::default();
         let app = axum::Router::new()
             .route("/{name}", axum::routing::get(serve))
-            .with_state((files.clone(), hits.clone()));
+            .with_state((files.clone(), hits.clone(), busy.clone()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -125,6 +137,7 @@ impl ArtifactServer {
             base,
             files,
             hits,
+            busy,
             task,
         }
     }
@@ -710,6 +723,30 @@ async fn old_releases_are_pruned() {
     assert_eq!(
         host.state(&app).previous,
         Some(Version::parse("4-ddddddd").unwrap())
+    );
+    host.engine.stop_all().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_server_is_asked_again_after_its_retry_after() {
+    // 503 with `Retry-After`: AppTracker's limit on requests at once,
+    // during a fleet-wide deploy. A busy moment is not a failed host.
+    let server = ArtifactServer::start().await;
+    let host = Host::new();
+    let rec = Recorder::default();
+    let a = release("1-aaaaaaa", "exec sleep 1000", HealthCheck::Running, None);
+    let a_ref = server.publish(&a, FILES);
+    server.busy.store(2, std::sync::atomic::Ordering::SeqCst);
+    let out = host
+        .engine
+        .install(&request(1, &a, a_ref), &rec, &CancellationToken::new())
+        .await;
+    assert_eq!(out, Outcome::Done, "{:?}", rec.of(DeployId(1)));
+    let asked = server.hits.lock().unwrap().clone();
+    assert_eq!(
+        asked.iter().filter(|n| n.ends_with(".tar.gz")).count(),
+        3,
+        "two busy answers, then the artifact: {asked:?}"
     );
     host.engine.stop_all().await;
 }
