@@ -29,12 +29,23 @@ pub use slipway_platform::{APP_PORT, Builder, Host, Platform};
 /// than from `bind(0)` itself, whose picks repeat across processes. The
 /// draw stays below [`GRABBER_PORTS`], where the tests' grabbers give ports
 /// to apps that pin none, so the two never meet.
+///
+/// Within one test process a port is never handed out twice: the ten hosts
+/// of a platform drew their ports before any app bound one, and two draws
+/// of the same port made one host fail `starting` (`port … is already in
+/// use`), a CI flake.
 pub fn free_port() -> anyhow::Result<u16> {
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the ports given are poisoned"))?;
     for _ in 0..200 {
         let mut b = [0u8; 2];
         getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
         let port = 20_000 + u16::from_le_bytes(b) % 6_000;
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
             return Ok(port);
         }
     }
