@@ -10,7 +10,7 @@ use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
 
 use crate::bus::Bus;
 use crate::config::Config;
@@ -189,7 +189,14 @@ impl Application {
         let dashboard_client = deploy::Client::with_trust(self.base_url.clone(), &self.trust)?;
         let app = crate::http::api(tracker.clone())
             .merge(web::router(dashboard_client))
-            .layer(TraceLayer::new_for_http().make_span_with(request_span));
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(request_span)
+                    // Each 5xx says why where it is made (`ApiError`, the
+                    // limits' refusals); tower-http's own line at ERROR
+                    // only repeated it, once per refused agent under load.
+                    .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+            );
         tracing::info!(url = %self.base_url, "apptracker listening");
         let token = shutdown.clone();
         let stopping = tracker.stopping().clone();

@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// The rows of one host's desired state that hosts may install (the
+/// build succeeded), with the build and the deploy that set each: binds
+/// `$1` cluster, `$2` host. Shared by [`Db::desired`] and
+/// [`Db::desired_fingerprint`], so the fingerprint is always of what
+/// `desired` returns.
+macro_rules! desired_of_host {
+    () => {
+        "desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
+         LEFT JOIN deploys x ON x.id = d.deploy_id \
+         WHERE d.cluster = $1 AND d.host = $2 AND b.status = 'succeeded'"
+    };
+}
+
 impl Db {
     /// Registers a host or records that it is alive, with what it runs
     /// and its peer listener (none when the heartbeat names none).
@@ -179,18 +192,18 @@ impl Db {
     }
 
     /// [`deploy::desired_fingerprint`] of what [`desired`](Self::desired)
-    /// returns for `host`, read with the same filter but only the three
-    /// columns it hashes: one indexed read per heartbeat.
+    /// returns for `host`, read with the same joins and filter
+    /// (`desired_of_host!`) but only the three columns it hashes: one
+    /// indexed read per heartbeat.
     pub async fn desired_fingerprint(
         &self,
         cluster: &Cluster,
         host: &HostName,
     ) -> anyhow::Result<String> {
-        let rows = sqlx::query(
-            "SELECT d.app, d.version, d.deploy_id \
-             FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
-             WHERE d.cluster = $1 AND d.host = $2 AND b.status = 'succeeded'",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT d.app, d.version, d.deploy_id FROM ",
+            desired_of_host!()
+        ))
         .bind(cluster.as_str())
         .bind(host.as_str())
         .fetch_all(&self.pool)
@@ -209,14 +222,13 @@ impl Db {
         cluster: &Cluster,
         host: &HostName,
     ) -> anyhow::Result<Vec<DesiredRow>> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(concat!(
             "SELECT d.app, d.version, d.deploy_id, b.artifact_key, b.sha256, b.size, b.signature, \
              COALESCE(x.config_version, 0), COALESCE(x.action, 'deploy'), \
-             b.index_sha256, b.index_size, b.index_signature \
-             FROM desired d JOIN builds b ON b.app = d.app AND b.version = d.version \
-             LEFT JOIN deploys x ON x.id = d.deploy_id \
-             WHERE d.cluster = $1 AND d.host = $2 AND b.status = 'succeeded' ORDER BY d.app",
-        )
+             b.index_sha256, b.index_size, b.index_signature FROM ",
+            desired_of_host!(),
+            " ORDER BY d.app"
+        ))
         .bind(cluster.as_str())
         .bind(host.as_str())
         .fetch_all(&self.pool)

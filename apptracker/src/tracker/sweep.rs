@@ -167,7 +167,10 @@ impl Tracker {
                 continue;
             };
             let build = self.build_of(&row).await?;
-            tracing::warn!(deploy_id = %id, app = %row.app, hosts = ?hosts,
+            // A fleet's worth of names would make one line of kilobytes:
+            // the count and the first few.
+            tracing::warn!(deploy_id = %id, app = %row.app, hosts = hosts.len(),
+                first = ?&hosts[..hosts.len().min(5)],
                 "hosts have not reported since they were asked; asking again");
             self.publish_to((&row).into(), &build, hosts).await?;
         }
