@@ -93,7 +93,7 @@ pub(crate) fn api_routes() -> OpenApiRouter<Tracker> {
         // 100,000 sha256s are about 6.7 MB of JSON.
         .routes(routes!(agents::sources).layer(axum::extract::DefaultBodyLimit::max(8 << 20)))
         .routes(
-            routes!(agents::release_phase_result)
+            routes!(agents::release_phase_asked, agents::release_phase_result)
                 .layer(axum::extract::DefaultBodyLimit::max(8 << 20)),
         )
         // GitHub accepts push payloads up to 25 MB: a big push must not

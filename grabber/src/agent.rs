@@ -42,9 +42,6 @@ struct Agent {
     peer: Option<crate::peer::Listening>,
     /// The keys of the peer tickets it accepts, from heartbeat answers.
     ticket_keys: crate::peer::TicketKeys,
-    /// The fingerprint of the desired state last read: a heartbeat whose
-    /// answer names another makes it read the state again.
-    desired_seen: std::sync::Mutex<Option<String>>,
 }
 
 /// Runs the grabber until `shutdown` is cancelled.
@@ -193,7 +190,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         heartbeat_now: tokio::sync::Notify::new(),
         peer,
         ticket_keys,
-        desired_seen: std::sync::Mutex::new(None),
     });
     tracing::info!(
         cluster = %agent.config.cluster,
@@ -238,9 +234,9 @@ enum Event {
     /// Time for a heartbeat: the interval passed, an install ended or an
     /// app's state changed.
     Heartbeat,
-    /// The heartbeat in flight got its answer: whether it says the desired
-    /// state changed.
-    HeartbeatSent(Result<bool, ClientError>),
+    /// The heartbeat in flight got its answer: the fingerprint of the
+    /// host's desired state it names, if any.
+    HeartbeatSent(Result<Option<String>, ClientError>),
     /// Time to converge on the desired state, whatever the bus says: a lost
     /// message (or a bus that is quietly broken) delays a deploy, never
     /// prevents it.
@@ -307,7 +303,7 @@ async fn main_loop(agent: &Arc<Agent>) {
     let mut bus_retry = Backoff::new(BACKOFF_START, BACKOFF_MAX);
     // Heartbeats keep their interval; only the outage is tracked.
     let mut heartbeat_retry = Backoff::new(interval, interval);
-    let mut heartbeat: Option<BoxFuture<'static, Result<bool, ClientError>>> = None;
+    let mut heartbeat: Option<BoxFuture<'static, Result<Option<String>, ClientError>>> = None;
     // The first heartbeat goes out at once.
     let next_heartbeat = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(next_heartbeat);
@@ -323,6 +319,9 @@ async fn main_loop(agent: &Arc<Agent>) {
     let mut fetching: Option<BoxFuture<'static, (Asked, Option<deploy::DesiredState>)>> = None;
     let sync_due = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(sync_due);
+    // The fingerprint of the desired state last read: a heartbeat whose
+    // answer names another makes the grabber read the state again.
+    let mut desired_seen: Option<String> = None;
 
     loop {
         // One heartbeat at a time: while one is in flight, whatever asks
@@ -377,7 +376,9 @@ async fn main_loop(agent: &Arc<Agent>) {
             Event::Heartbeat => heartbeat = Some(send_heartbeat(agent.clone()).boxed()),
             Event::HeartbeatSent(sent) => {
                 heartbeat = None;
-                if let Ok(true) = sent {
+                if let Ok(Some(fingerprint)) = &sent
+                    && desired_seen.as_ref() != Some(fingerprint)
+                {
                     // Nothing on the bus said so (or it did and this is the
                     // install's own change): read it, at once.
                     tracing::info!("AppTracker says the desired state changed; reading it");
@@ -405,10 +406,8 @@ async fn main_loop(agent: &Arc<Agent>) {
             Event::Desired(fetched) => {
                 fetching = None;
                 let (asked, desired) = *fetched;
-                if let Some(d) = &desired
-                    && let Ok(mut seen) = agent.desired_seen.lock()
-                {
-                    seen.clone_from(&d.fingerprint);
+                if let Some(d) = &desired {
+                    desired_seen.clone_from(&d.fingerprint);
                 }
                 answer(agent, &asked, desired.map(|d| d.apps));
             }
@@ -459,11 +458,9 @@ fn answer(agent: &Arc<Agent>, asked: &Asked, desired: Option<Vec<Release>>) {
     }
 }
 
-/// Tells AppTracker what this host runs.
-/// Sends a heartbeat and takes in its answer; whether the desired state's
-/// fingerprint differs from the one of the state last read (or none was
-/// read yet).
-async fn send_heartbeat(agent: Arc<Agent>) -> Result<bool, ClientError> {
+/// Tells AppTracker what this host runs and takes in its answer: the
+/// fingerprint of the host's desired state, when AppTracker sends one.
+async fn send_heartbeat(agent: Arc<Agent>) -> Result<Option<String>, ClientError> {
     let hb = Heartbeat {
         cluster: agent.config.cluster.clone(),
         host: agent.config.host.clone(),
@@ -489,13 +486,7 @@ async fn send_heartbeat(agent: Arc<Agent>) -> Result<bool, ClientError> {
             Err(e) => tracing::warn!(error = %e, "AppTracker's peer ticket key is malformed"),
         }
     }
-    let Some(fingerprint) = answer.desired_fingerprint else {
-        return Ok(false);
-    };
-    let Ok(seen) = agent.desired_seen.lock() else {
-        return Ok(false);
-    };
-    Ok(seen.as_deref() != Some(fingerprint.as_str()))
+    Ok(answer.desired_fingerprint)
 }
 
 type BusStream = futures::stream::BoxStream<'static, Result<BusMessage, String>>;
@@ -567,7 +558,8 @@ fn handle(agent: &Arc<Agent>, doorbells: &mut Doorbells, msg: BusMessage) {
                 tracing::debug!(deploy_id = %m.release.deploy_id, "release phase is for another host");
                 return;
             }
-            spawn_release_phase(agent, m.release);
+            // Only its deploy id counts: the release comes from AppTracker.
+            spawn_release_phase(agent, m.release.deploy_id);
         }
         BusMessage::Logs(m) => {
             if !m.target.selects(&agent.config.cluster, &agent.config.host) {
@@ -591,12 +583,26 @@ fn handle(agent: &Arc<Agent>, doorbells: &mut Doorbells, msg: BusMessage) {
     }
 }
 
-/// Runs a deploy's release phase here and reports how it went, trying
-/// again for a while when AppTracker cannot take the report (the deploy
-/// waits on it; its deadline fails it if the report never lands).
-fn spawn_release_phase(agent: &Arc<Agent>, release: Release) {
+/// Runs deploy `id`'s release phase here, if AppTracker says this host is
+/// to run it, and reports how it went. The message only rang: what runs is
+/// the release AppTracker names for this host (`GET …/release-phase/{host}`),
+/// so whoever can publish on the bus cannot make a host run an old
+/// release's command. Both requests are tried again for a while when
+/// AppTracker cannot answer (the deploy waits; its deadline fails it if
+/// nothing lands).
+fn spawn_release_phase(agent: &Arc<Agent>, id: deploy::DeployId) {
     let agent = agent.clone();
     agent.clone().tasks.spawn(async move {
+        let (cluster, host) = (&agent.config.cluster, &agent.config.host);
+        let asked = retrying(
+            &agent,
+            id,
+            "read the release phase asked of this host",
+            || agent.client.release_phase_asked(id, cluster, host),
+        );
+        let Some(release) = asked.await else {
+            return;
+        };
         let Some(result) = agent
             .engine
             .release_phase(&release, agent.reporter.as_ref(), &agent.shutdown)
@@ -604,27 +610,44 @@ fn spawn_release_phase(agent: &Arc<Agent>, release: Release) {
         else {
             return;
         };
-        let id = release.deploy_id;
-        let host = &agent.config.host;
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
-        let mut retry = Backoff::new(BACKOFF_START, BACKOFF_MAX);
-        loop {
-            match agent.client.release_phase_result(id, host, &result).await {
-                Ok(_) => return,
-                Err(e) if e.is_retryable() && tokio::time::Instant::now() < give_up => {
-                    tracing::info!(deploy_id = %id, %host, error = %e, "cannot report the release phase yet; trying again");
-                }
-                Err(e) => {
-                    tracing::warn!(deploy_id = %id, %host, error = %e, "cannot report the release phase; dropped");
-                    return;
-                }
+        retrying(&agent, id, "report the release phase", || {
+            agent.client.release_phase_result(id, host, &result)
+        })
+        .await;
+    });
+}
+
+/// `call` until it answers, a retryable failure tried again with backoff
+/// for up to two minutes; `None` when it was refused, given up on or
+/// shutdown came (each logged, saying it could not `what`).
+async fn retrying<T, F>(
+    agent: &Agent,
+    id: deploy::DeployId,
+    what: &str,
+    call: impl Fn() -> F,
+) -> Option<T>
+where
+    F: std::future::Future<Output = Result<T, ClientError>>,
+{
+    let host = &agent.config.host;
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut retry = Backoff::new(BACKOFF_START, BACKOFF_MAX);
+    loop {
+        match call().await {
+            Ok(answer) => return Some(answer),
+            Err(e) if e.is_retryable() && tokio::time::Instant::now() < give_up => {
+                tracing::info!(deploy_id = %id, %host, error = %e, "cannot {what} yet; trying again");
             }
-            tokio::select! {
-                _ = tokio::time::sleep(retry.next_wait()) => {}
-                _ = agent.shutdown.cancelled() => return,
+            Err(e) => {
+                tracing::warn!(deploy_id = %id, %host, error = %e, "cannot {what}; dropped");
+                return None;
             }
         }
-    });
+        tokio::select! {
+            _ = tokio::time::sleep(retry.next_wait()) => {}
+            _ = agent.shutdown.cancelled() => return None,
+        }
+    }
 }
 
 fn spawn_install(agent: &Arc<Agent>, release: Release) {

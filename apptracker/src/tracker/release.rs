@@ -87,26 +87,16 @@ impl Tracker {
         if !self.db().start_release_phase(id, &host, deadline).await? {
             return Ok(false); // another caller asked already
         }
-        let artifact = build
-            .artifact
-            .as_ref()
-            .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
-        let artifact = self.present_artifact(artifact).await?;
+        let release = self
+            .phase_release(id, &deploy.app, deploy.config_version, deploy.action, build)
+            .await?;
         tracing::info!(deploy_id = %id, app = %deploy.app, version = %build.version, host = %host,
             timeout_ms, "release phase asked");
         self.bus()
             .publish(
                 &deploy.cluster,
                 BusMessage::ReleasePhase(ReleasePhaseMessage {
-                    release: deploy::Release {
-                        deploy_id: id,
-                        app: deploy.app.clone(),
-                        version: build.version.clone(),
-                        artifact,
-                        // The command runs with the config the deploy brings.
-                        config_version: deploy.config_version,
-                        action: deploy.action,
-                    },
+                    release,
                     target: Target {
                         cluster: deploy.cluster.clone(),
                         hosts: deploy.hosts_selector.clone(),
@@ -117,6 +107,76 @@ impl Tracker {
             )
             .await;
         Ok(false)
+    }
+
+    /// What `host` is to run as deploy `id`'s release phase, while that
+    /// phase waits on it (`GET /api/v1/deploys/{id}/release-phase/{host}`).
+    /// A grabber runs this, never what the bus message said: the message
+    /// only rings, as a deploy's does, so who can publish on the bus
+    /// cannot make a host run an old release's command. Refused
+    /// (`conflict`) when the phase was asked of another host, has ended,
+    /// or was never asked.
+    pub async fn release_phase_asked(
+        &self,
+        id: DeployId,
+        cluster: &Cluster,
+        host: &HostName,
+    ) -> Result<deploy::Release, Error> {
+        let deploy = self
+            .db()
+            .deploy_row(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no deploy {id}")))?;
+        if &deploy.cluster != cluster {
+            return Err(Error::Invalid(format!(
+                "deploy {id} targets cluster `{}`, not `{cluster}`",
+                deploy.cluster
+            )));
+        }
+        let waits_here = self
+            .db()
+            .release_phase(id)
+            .await?
+            .is_some_and(|p| &p.host == host && p.status == ReleasePhaseStatus::Running);
+        if !waits_here {
+            return Err(Error::Conflict(format!(
+                "deploy {id} has no release phase waiting on `{host}`"
+            )));
+        }
+        let build = self.build_of(&deploy).await?;
+        Ok(self
+            .phase_release(
+                id,
+                &deploy.app,
+                deploy.config_version,
+                deploy.action,
+                &build,
+            )
+            .await?)
+    }
+
+    /// The release a deploy's release phase runs: its build, with the
+    /// config the deploy brings.
+    async fn phase_release(
+        &self,
+        id: DeployId,
+        app: &AppName,
+        config_version: u64,
+        action: deploy::DeployAction,
+        build: &StoredBuild,
+    ) -> anyhow::Result<deploy::Release> {
+        let artifact = build
+            .artifact
+            .as_ref()
+            .with_context(|| format!("build {} succeeded without an artifact", build.id))?;
+        Ok(deploy::Release {
+            deploy_id: id,
+            app: app.clone(),
+            version: build.version.clone(),
+            artifact: self.present_artifact(artifact).await?,
+            config_version,
+            action,
+        })
     }
 
     /// The host that ran a deploy's release phase says how it went: the

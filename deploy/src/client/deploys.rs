@@ -184,6 +184,20 @@ impl Client {
     }
 
     /// The grabber that ran a deploy's release phase says how it went.
+    /// What `host` (of `cluster`) is asked to run as deploy `deploy`'s
+    /// release phase (agents): a `conflict` unless that phase waits on it.
+    pub async fn release_phase_asked(
+        &self,
+        deploy: DeployId,
+        cluster: &crate::Cluster,
+        host: &HostName,
+    ) -> Result<crate::Release, ClientError> {
+        self.get(&format!(
+            "/api/v1/deploys/{deploy}/release-phase/{host}?cluster={cluster}"
+        ))
+        .await
+    }
+
     pub async fn release_phase_result(
         &self,
         deploy: DeployId,

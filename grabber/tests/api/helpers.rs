@@ -1,5 +1,6 @@
 //! A fake AppTracker (heartbeats, desired state, the bus as server-sent
-//! events, host events) and artifact builder for driving a real grabber.
+//! events, host events, release phases) and artifact builder for driving
+//! a real grabber.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -12,8 +13,8 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, Sse};
 use deploy::{
     AppName, ArtifactRef, BuildType, Cluster, DeployHost, DeployId, DesiredApp, DesiredState,
-    HealthSpec, Heartbeat, Host, HostEvent, HostName, MANIFEST_PATH, Manifest, RunSpec, Sha256,
-    Timestamp, Version,
+    HealthSpec, Heartbeat, Host, HostEvent, HostName, MANIFEST_PATH, Manifest, ReleasePhase,
+    ReleasePhaseResult, ReleasePhaseStatus, RunSpec, Sha256, Timestamp, Version,
 };
 use futures::Stream;
 use sha2::Digest;
@@ -32,6 +33,13 @@ pub struct Recorded {
     pub artifacts: HashMap<String, Vec<u8>>,
     /// Senders of the open bus connections; raw lines to send as `data:`.
     pub subscribers: Vec<mpsc::UnboundedSender<String>>,
+    /// The release phases asked, by deploy id: what `GET
+    /// …/release-phase/{host}` answers (a 409 for any other id).
+    pub release_phases: HashMap<i64, DesiredApp>,
+    /// The deploy ids whose release phase a grabber asked about.
+    pub release_phase_reads: Vec<i64>,
+    /// The release phase results reported, by deploy id.
+    pub release_phase_results: Vec<(i64, ReleasePhaseResult)>,
 }
 
 #[derive(Clone)]
@@ -108,6 +116,49 @@ async fn event(
     Json(dh)
 }
 
+async fn release_phase_asked(
+    State(s): State<Shared>,
+    Path((id, _host)): Path<(i64, HostName)>,
+) -> Result<Json<DesiredApp>, (StatusCode, Json<deploy::ErrorBody>)> {
+    let mut rec = s.lock().unwrap();
+    rec.release_phase_reads.push(id);
+    rec.release_phases
+        .get(&id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| {
+            (
+                StatusCode::CONFLICT,
+                Json(deploy::ErrorBody {
+                    code: "conflict".into(),
+                    message: format!("deploy {id} has no release phase waiting on this host"),
+                }),
+            )
+        })
+}
+
+async fn release_phase_result(
+    State(s): State<Shared>,
+    Path((id, host)): Path<(i64, HostName)>,
+    Json(result): Json<ReleasePhaseResult>,
+) -> Json<ReleasePhase> {
+    s.lock()
+        .unwrap()
+        .release_phase_results
+        .push((id, result.clone()));
+    Json(ReleasePhase {
+        host,
+        status: match result.outcome {
+            deploy::ReleaseOutcome::Succeeded => ReleasePhaseStatus::Succeeded,
+            _ => ReleasePhaseStatus::Failed,
+        },
+        message: Some(result.message),
+        log: result.log,
+        started_at: Timestamp::now(),
+        finished_at: Some(Timestamp::now()),
+    })
+}
+
 async fn bus(State(s): State<Shared>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (tx, rx) = mpsc::unbounded_channel();
     let _ = tx.send(r#"{"kind":"sync"}"#.to_string());
@@ -138,6 +189,10 @@ impl FakeTracker {
                 "/api/v1/deploys/{id}/hosts/{host}/events",
                 axum::routing::post(event),
             )
+            .route(
+                "/api/v1/deploys/{id}/release-phase/{host}",
+                axum::routing::get(release_phase_asked).post(release_phase_result),
+            )
             .route("/api/v1/bus/{cluster}", axum::routing::get(bus))
             .route("/artifacts/{name}", axum::routing::get(artifact))
             .with_state(rec.clone());
@@ -152,7 +207,18 @@ impl FakeTracker {
     /// Publishes a release whose app runs `command`, signed by
     /// `packer_key()`; returns its reference.
     pub fn publish(&self, app: &str, version: &str, command: &str) -> ArtifactRef {
-        let bytes = release_tarball(app, version, command);
+        self.publish_with(app, version, command, None)
+    }
+
+    /// [`publish`](Self::publish) with a `[release] command`.
+    pub fn publish_with(
+        &self,
+        app: &str,
+        version: &str,
+        command: &str,
+        release: Option<&str>,
+    ) -> ArtifactRef {
+        let bytes = release_tarball(app, version, command, release);
         let name = format!("{app}-{version}.tar.gz");
         let sha256 = Sha256::parse(hex::encode(sha2::Sha256::digest(&bytes))).unwrap();
         let signature = packer_key().sign(
@@ -182,6 +248,13 @@ impl FakeTracker {
         let mut rec = self.rec.lock().unwrap();
         rec.desired.retain(|r| r.app != release.app);
         rec.desired.push(release);
+    }
+
+    /// Makes `release` what its deploy's release phase runs on the host
+    /// that asks.
+    pub fn ask_release_phase(&self, release: DesiredApp) {
+        let mut rec = self.rec.lock().unwrap();
+        rec.release_phases.insert(release.deploy_id.0, release);
     }
 
     pub fn desired_reads(&self) -> usize {
@@ -224,6 +297,16 @@ pub fn deploy_message(release: &DesiredApp, hosts: &str) -> String {
     .to_string()
 }
 
+/// A `release_phase` bus message for `release`, to host `host` only.
+pub fn release_phase_message(release: &DesiredApp, host: &str) -> String {
+    serde_json::json!({
+        "kind": "release_phase", "deploy_id": release.deploy_id, "app": release.app,
+        "version": release.version, "artifact": release.artifact,
+        "target": {"cluster": "local", "hosts": host, "only": [host]}, "issued_at": 0
+    })
+    .to_string()
+}
+
 /// A release to deploy (`action` deploy, no config).
 pub fn release(id: i64, app: &str, version: &str, artifact: ArtifactRef) -> DesiredApp {
     DesiredApp {
@@ -241,8 +324,9 @@ pub fn packer_key() -> deploy::signing::SigningKey {
     deploy::signing::SigningKey::from_seed([42; 32])
 }
 
-/// A good release: a manifest and one file, gzip'd.
-pub fn release_tarball(app: &str, version: &str, command: &str) -> Vec<u8> {
+/// A good release: a manifest and one file, gzip'd; with a `[release]
+/// command` (10 s timeout) when `release` is given.
+pub fn release_tarball(app: &str, version: &str, command: &str, release: Option<&str>) -> Vec<u8> {
     let content = b"hello";
     let m = Manifest {
         app: AppName::parse(app).unwrap(),
@@ -267,7 +351,10 @@ pub fn release_tarball(app: &str, version: &str, command: &str) -> Vec<u8> {
         runtime: None,
         files: 1,
         content_bytes: content.len() as u64,
-        release: None,
+        release: release.map(|command| deploy::ReleaseSpec {
+            command: command.into(),
+            timeout_ms: 10_000,
+        }),
         hooks: Default::default(),
     };
     let json = serde_json::to_vec(&m).unwrap();

@@ -295,6 +295,88 @@ fn has_release(root: &std::path::Path, version: &str) -> bool {
     root.join("apps/hello/releases").join(version).exists()
 }
 
+/// A `release_phase` message only rings, as a deploy's does: the grabber
+/// runs the release AppTracker names for this host (its artifact, not the
+/// message's), and nothing when AppTracker names none, as for a message
+/// replayed or forged by whoever can publish on the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_phase_message_runs_only_what_apptracker_asks_of_this_host() {
+    let tracker = FakeTracker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&tracker, dir.path(), "h7");
+    let root = config.root.clone();
+    let _kill = helpers::KillApps(root.clone());
+    let token = CancellationToken::new();
+    let grabber = tokio::spawn(grabber::run(config, token.clone()));
+    tracker
+        .wait_for("the grabber on the bus", |t| {
+            !t.rec.lock().unwrap().subscribers.is_empty()
+        })
+        .await;
+    let marker = |name: &str| dir.path().join(name);
+    let touch = |name: &str| format!("touch {}", marker(name).display());
+
+    // Signed by the packer, but no release phase of deploy 7 waits here.
+    let old = tracker.publish_with(
+        "hello",
+        "0-0000000",
+        "exec sleep 1000",
+        Some(&touch("forged")),
+    );
+    let forged = helpers::release(7, "hello", "0-0000000", old);
+    tracker.send(&helpers::release_phase_message(&forged, "h7"));
+    // The real one: the message's artifact URL leads nowhere.
+    let c = tracker.publish_with(
+        "hello",
+        "3-ccccccc",
+        "exec sleep 1000",
+        Some(&touch("real")),
+    );
+    let real = helpers::release(8, "hello", "3-ccccccc", c);
+    tracker.ask_release_phase(real.clone());
+    let mut message = real;
+    message.artifact.url = format!("{}/artifacts/nowhere.tar.gz", tracker.base);
+    tracker.send(&helpers::release_phase_message(&message, "h7"));
+
+    let reported = |t: &FakeTracker, id: i64| {
+        t.rec
+            .lock()
+            .unwrap()
+            .release_phase_results
+            .iter()
+            .find(|(d, _)| *d == id)
+            .map(|(_, r)| r.clone())
+    };
+    tracker
+        .wait_for("deploy 8's release phase reported", |t| {
+            reported(t, 8).is_some()
+        })
+        .await;
+    let result = reported(&tracker, 8).unwrap();
+    assert_eq!(
+        result.outcome,
+        deploy::ReleaseOutcome::Succeeded,
+        "{result:?}"
+    );
+    assert!(marker("real").exists(), "the asked release's command ran");
+    // Deploy 7 was asked about, refused, and nothing came of it.
+    tracker
+        .wait_for("deploy 7 asked about", |t| {
+            t.rec.lock().unwrap().release_phase_reads.contains(&7)
+        })
+        .await;
+    assert!(reported(&tracker, 7).is_none(), "forged deploy 7 reported");
+    assert!(
+        !marker("forged").exists(),
+        "the forged release's command ran"
+    );
+    assert!(
+        !has_release(&root, "0-0000000"),
+        "the forged release was prepared"
+    );
+    stop(token, grabber).await;
+}
+
 /// Forged deploy messages (security finding M12): a validly signed older
 /// release under a deploy id the desired state does not name, or the
 /// desired deploy's id with another version, install nothing; a real one is

@@ -105,6 +105,20 @@ async fn once_before_any_switch(p: &Platform) -> anyhow::Result<()> {
         "its output is on the deploy: {phase:#?}"
     );
     let done = phase.finished_at.expect("it ended");
+    // Ended: AppTracker names no release phase to run any more, to the
+    // host that ran it or another, so a replayed message runs nothing.
+    let agent = deploy::Client::new(p.base_url.clone()).with_token(p.agent_token.clone());
+    for host in ["local-1", "local-2"] {
+        let e = agent
+            .release_phase_asked(
+                a.id,
+                &deploy::Cluster::parse("local")?,
+                &deploy::HostName::parse(host)?,
+            )
+            .await
+            .expect_err("an ended release phase is asked of no host");
+        assert_eq!(e.code(), Some("conflict"), "{host}: {e}");
+    }
     let events = p.client.deploy_events(a.id).await?;
     let switches: Vec<_> = events
         .iter()

@@ -17,7 +17,7 @@ use crate::http::stream::{sse_event, t_stop};
 use axum::extract::State;
 
 use crate::http::error::ApiError;
-use crate::http::extract::{ApiJson, ApiPath, parse};
+use crate::http::extract::{ApiJson, ApiPath, ApiQuery, parse};
 use crate::model::Principal;
 use crate::tracker::Tracker;
 
@@ -63,6 +63,35 @@ pub(crate) async fn sources(
     let host: HostName = parse(&host)?;
     who.require_host(&req.cluster, &host)?;
     Ok(ApiJson(t.sources(id, &host, &req).await?))
+}
+
+/// `?cluster=`: the cluster of the host asking.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct HostCluster {
+    /// The asking host's cluster (its token must be an agent's of it).
+    cluster: String,
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/deploys/{id}/release-phase/{host}", tag = "agents",
+    summary = "What a host is asked to run as a deploy's release phase, while it waits on that host (agent of the cluster)",
+    description = "A `release_phase` bus message only rings: the grabber runs the release this answer names, so whoever can publish on the bus cannot make a host run another release's command.",
+    params(("id" = DeployId, Path, description = "The deploy's id"), ("host" = HostName, Path, description = "The host asked to run it"), HostCluster),
+    responses((status = 200, description = "The release whose `[release] command` to run", body = deploy::DesiredApp),
+              (status = 409, description = "`conflict`: no release phase of the deploy waits on this host (asked of another, ended, or never asked)", body = deploy::ErrorBody))
+)]
+pub(crate) async fn release_phase_asked(
+    State(t): State<Tracker>,
+    who: Principal,
+    ApiPath((id, host)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<HostCluster>,
+) -> Result<ApiJson<deploy::Release>, ApiError> {
+    let id: DeployId = parse(&id)?;
+    let host: HostName = parse(&host)?;
+    let cluster: Cluster = parse(&q.cluster)?;
+    who.require_host(&cluster, &host)?;
+    Ok(ApiJson(t.release_phase_asked(id, &cluster, &host).await?))
 }
 
 #[utoipa::path(
