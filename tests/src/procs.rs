@@ -301,3 +301,34 @@ async fn start_apptracker_with(
         public_key,
     })
 }
+
+/// The app's process groups, by the release each runs from.
+pub fn app_groups(root: &Path, app: &deploy::AppName) -> Vec<(u32, String)> {
+    let releases = deploy::layout::HostLayout::new(root).releases_dir(app);
+    let mut groups: Vec<(u32, String)> = deploy::procfs::processes_under(&releases)
+        .into_iter()
+        .map(|(stat, rel)| (stat.pgrp, rel.display().to_string()))
+        .collect();
+    groups.sort();
+    groups.dedup();
+    groups
+}
+
+/// Kills whatever a test's host (its grabber root, the app) still runs,
+/// pass or fail, when dropped.
+pub struct KillApps(pub PathBuf, pub deploy::AppName);
+
+impl Drop for KillApps {
+    fn drop(&mut self) {
+        for (group, _) in app_groups(&self.0, &self.1) {
+            if let Ok(g) = i32::try_from(group)
+                && g > 1
+            {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(g),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}

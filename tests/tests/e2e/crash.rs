@@ -13,7 +13,7 @@
 //! `SLIPWAY_GRABBER_PAUSE_AT=<point>`, which makes it stop for good at that
 //! point (saying so in its log) so the kill lands exactly there.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use deploy::layout::HostLayout;
@@ -21,41 +21,11 @@ use deploy::{
     AppName, BuildStatus, Client, Cluster, CreateDeploy, CreateToken, DeployStatus, RegisterApp,
     RequestBuild, Version,
 };
-use slipway_tests::procs::{Proc, TrackerProc, start_apptracker};
+use slipway_tests::procs::{KillApps, Proc, TrackerProc, app_groups, start_apptracker};
 use slipway_tests::{AppRepo, poll};
 
 const APPTRACKER: &str = env!("CARGO_BIN_EXE_slipway-apptracker");
 const GRABBER: &str = env!("CARGO_BIN_EXE_slipway-grabber");
-
-/// The app's process groups, by the release each runs from.
-fn app_groups(root: &Path, app: &AppName) -> Vec<(u32, String)> {
-    let releases = HostLayout::new(root).releases_dir(app);
-    let mut groups: Vec<(u32, String)> = deploy::procfs::processes_under(&releases)
-        .into_iter()
-        .map(|(stat, rel)| (stat.pgrp, rel.display().to_string()))
-        .collect();
-    groups.sort();
-    groups.dedup();
-    groups
-}
-
-/// Kills whatever the test's hosts still run, pass or fail.
-struct KillApps(PathBuf, AppName);
-
-impl Drop for KillApps {
-    fn drop(&mut self) {
-        for (group, _) in app_groups(&self.0, &self.1) {
-            if let Ok(g) = i32::try_from(group)
-                && g > 1
-            {
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(g),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-}
 
 fn grabber(
     name: &str,
