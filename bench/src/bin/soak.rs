@@ -63,7 +63,9 @@ struct Args {
     /// Share of grabber stops that last longer than `host_unreachable`.
     #[arg(long, default_value_t = 0.1)]
     long_stops: f64,
-    /// A deploy not ended within this many seconds fails the soak.
+    /// A deploy not ended within this many seconds per batch fails the
+    /// soak: each batch may take `host_deadline` (60 s here) when a host
+    /// never answers, plus the sweep, a retry and the bake.
     #[arg(long, default_value_t = 180)]
     deploy_timeout: u64,
     /// No deploy starts after this many minutes (the rest fail the soak).
@@ -497,18 +499,23 @@ async fn one_deploy(sh: &Shared, app: &mut BenchApp, p: &PlannedDeploy) -> anyho
         })
         .await
         .context("cannot create the deploy")?;
-    let deadline = started + sh.deploy_timeout;
     let deploy = loop {
         let now = sh.client.deploy(d.id).await?;
         if now.status.is_terminal() {
             break now;
         }
-        if Instant::now() > deadline {
+        // The deploy's own bound: batch after batch, each ended by
+        // `host_deadline` at the latest (a rolling deploy of four batches
+        // whose hosts time out in each may take four of them).
+        let batches = now.hosts.iter().map(|h| h.batch + 1).max().unwrap_or(1);
+        let bound = sh.deploy_timeout * batches;
+        if started.elapsed() > bound {
             bail!(
-                "deploy {} ({}) did not end within {:?}: {}",
+                "deploy {} ({}) did not end within {:?} ({} batches): {}",
                 d.id,
                 build.version,
-                sh.deploy_timeout,
+                bound,
+                batches,
                 now.status
             );
         }
