@@ -109,6 +109,28 @@ impl Tracker {
         Ok(false)
     }
 
+    /// Deploy `id`, which must target `cluster` (the asking host's), and
+    /// its release phase if it has one.
+    async fn phase_of(
+        &self,
+        id: DeployId,
+        cluster: &Cluster,
+    ) -> Result<(DeployRow, Option<ReleasePhase>), Error> {
+        let deploy = self
+            .db()
+            .deploy_row(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no deploy {id}")))?;
+        if &deploy.cluster != cluster {
+            return Err(Error::Invalid(format!(
+                "deploy {id} targets cluster `{}`, not `{cluster}`",
+                deploy.cluster
+            )));
+        }
+        let phase = self.db().release_phase(id).await?;
+        Ok((deploy, phase))
+    }
+
     /// What `host` is to run as deploy `id`'s release phase, while that
     /// phase waits on it (`GET /api/v1/deploys/{id}/release-phase/{host}`).
     /// A grabber runs this, never what the bus message said: the message
@@ -122,22 +144,9 @@ impl Tracker {
         cluster: &Cluster,
         host: &HostName,
     ) -> Result<deploy::Release, Error> {
-        let deploy = self
-            .db()
-            .deploy_row(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no deploy {id}")))?;
-        if &deploy.cluster != cluster {
-            return Err(Error::Invalid(format!(
-                "deploy {id} targets cluster `{}`, not `{cluster}`",
-                deploy.cluster
-            )));
-        }
-        let waits_here = self
-            .db()
-            .release_phase(id)
-            .await?
-            .is_some_and(|p| &p.host == host && p.status == ReleasePhaseStatus::Running);
+        let (deploy, phase) = self.phase_of(id, cluster).await?;
+        let waits_here =
+            phase.is_some_and(|p| &p.host == host && p.status == ReleasePhaseStatus::Running);
         if !waits_here {
             return Err(Error::Conflict(format!(
                 "deploy {id} has no release phase waiting on `{host}`"
@@ -188,22 +197,9 @@ impl Tracker {
         host: &HostName,
         result: &ReleasePhaseResult,
     ) -> Result<ReleasePhase, Error> {
-        let deploy = self
-            .db()
-            .deploy_row(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no deploy {id}")))?;
-        if deploy.cluster != result.cluster {
-            return Err(Error::Invalid(format!(
-                "deploy {id} targets cluster `{}`, not `{}`",
-                deploy.cluster, result.cluster
-            )));
-        }
-        let phase = self
-            .db()
-            .release_phase(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("deploy {id} has no release phase")))?;
+        let (deploy, phase) = self.phase_of(id, &result.cluster).await?;
+        let phase =
+            phase.ok_or_else(|| Error::NotFound(format!("deploy {id} has no release phase")))?;
         if &phase.host != host {
             return Err(Error::Invalid(format!(
                 "deploy {id}'s release phase was asked of `{}`, not `{host}`",

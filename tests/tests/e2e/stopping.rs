@@ -187,6 +187,17 @@ fn sleeping(secs: u32) -> bool {
         .any(|c| String::from_utf8_lossy(&c).trim_end_matches('\0') == wanted)
 }
 
+/// Waits until the build that `sleep <secs>` stood for, run by `name`,
+/// is gone (up to 10 s).
+async fn build_gone(secs: u32, name: &str) -> anyhow::Result<()> {
+    poll(
+        Duration::from_secs(10),
+        || async move { Ok(!sleeping(secs)) },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{name}'s build still runs: {e}"))
+}
+
 /// One of each of the separate processes, each busy: `apptracker serve`
 /// building (its in-process builder, sleeping `tracker_sleep` s), a
 /// grabber installing a release whose health check will not pass for ten
@@ -398,12 +409,7 @@ async fn serve_grabbers_and_workers_stop_in_time_whatever_is_in_flight() -> anyh
         tracing::info!(process = %proc.name, ?took, ?status, "stopped on SIGTERM");
         if let Some(secs) = build {
             // The build's sandbox dies with the process that ran it.
-            poll(
-                Duration::from_secs(10),
-                || async move { Ok(!sleeping(secs)) },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{}'s build still runs: {e}", proc.name))?;
+            build_gone(secs, &proc.name).await?;
         }
     }
 
@@ -442,12 +448,7 @@ async fn serve_grabbers_and_workers_stop_in_time_whatever_is_in_flight() -> anyh
         };
         assert_eq!(status.code(), Some(130), "{}: {}", proc.name, proc.tail());
         if let Some(secs) = build {
-            poll(
-                Duration::from_secs(10),
-                || async move { Ok(!sleeping(secs)) },
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{}'s build still runs: {e}", proc.name))?;
+            build_gone(secs, &proc.name).await?;
         }
     }
     Ok(())
